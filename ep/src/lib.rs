@@ -1,0 +1,7 @@
+//! # ep — models and learning
+//!
+//! Role: EP-MLP and EP-CNN (energy, exact equations of motion, free and nudged phases, symmetric EP),
+//! optimizers and schedules, the training loop with checkpoint/resume, the backprop baselines, and
+//! compilation of a model plus a device preset into a netlist.
+//!
+//! Dependencies: `sim`, `devices`. A model never knows about files or the CLI.

@@ -1,0 +1,7 @@
+//! # experiments — everything a user drives
+//!
+//! Role: datasets (Fashion-MNIST IDX, CIFAR-10/100 binary, image folders/zips) and augmentation,
+//! attacks, corruptions, metrics, the `epsim` command-line tool, TOML experiment configs, sweeps,
+//! results, reports and plots, export of chip programming targets.
+//!
+//! Dependencies: every crate below it (`sim`, `devices`, `ep`, `host-gpu`).

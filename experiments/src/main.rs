@@ -1,0 +1,4 @@
+//! The `epsim` command-line tool.
+fn main() {
+    println!("epsim");
+}

@@ -1,0 +1,4 @@
+//! Op benchmarks (divan). OWNER: conv helper.
+fn main() {
+    divan::main();
+}

@@ -1,0 +1,203 @@
+//! The `Backend` trait: exactly the closed set of primitive ops of ARCHITECTURE.md, each forward
+//! op with its adjoint(s). Models, the tape and the EP dynamics are written against this trait only,
+//! so the CPU backend (`crate::cpu::Cpu`) and the GPU backend (`host-gpu`) are interchangeable.
+//!
+//! Conventions: f32, NCHW activations, OIHW conv weights, `[out, in]` linear weights (PyTorch).
+//! Every method checks its operands and returns [`Error`](crate::Error) naming the op and the shapes
+//! instead of panicking.
+
+use crate::Tensor;
+use crate::error::Result;
+use crate::ops::{Act, Conv2dParams, Pool2dParams};
+use crate::rng::Stream;
+
+/// The closed op set.
+pub trait Backend: Send + Sync {
+    /// A tensor living on this backend.
+    type Tensor: Clone + Send + Sync + std::fmt::Debug;
+    /// Argmax indices of max-pooling (flat index of the winner inside its input plane `h * W + w`).
+    type Index: Clone + Send + Sync + std::fmt::Debug;
+
+    /// Short name for logs ("cpu", "wgpu:<adapter>").
+    fn name(&self) -> String;
+
+    // ---- data movement -------------------------------------------------------------------
+    /// Copy a host tensor onto the backend.
+    fn upload(&self, t: &Tensor) -> Result<Self::Tensor>;
+    /// Copy a backend tensor to the host.
+    fn download(&self, t: &Self::Tensor) -> Result<Tensor>;
+    /// Shape of a tensor.
+    fn shape(&self, t: &Self::Tensor) -> Vec<usize>;
+    /// A tensor of zeros.
+    fn zeros(&self, shape: &[usize]) -> Result<Self::Tensor>;
+    /// A tensor filled with `value`.
+    fn full(&self, shape: &[usize], value: f32) -> Result<Self::Tensor>;
+    /// Same data, new shape (element count must match).
+    fn reshape(&self, t: &Self::Tensor, shape: &[usize]) -> Result<Self::Tensor>;
+    /// Axes permutation (materialized in standard layout).
+    fn permute(&self, t: &Self::Tensor, axes: &[usize]) -> Result<Self::Tensor>;
+
+    // ---- convolution ---------------------------------------------------------------------
+    /// y[N,O,Ho,Wo] = conv2d(x[N,C,H,W], w[O,C,kh,kw]) + b[O].
+    fn conv2d(
+        &self,
+        x: &Self::Tensor,
+        w: &Self::Tensor,
+        b: Option<&Self::Tensor>,
+        p: Conv2dParams,
+    ) -> Result<Self::Tensor>;
+    /// Input adjoint (transposed convolution): gx[N,C,H,W] = convᵀ(gy[N,O,Ho,Wo]) with weights
+    /// w[O,C,kh,kw]; `input_hw` is (H, W) of the forward input (needed when the stride drops rows).
+    fn conv2d_input_grad(
+        &self,
+        gy: &Self::Tensor,
+        w: &Self::Tensor,
+        input_hw: (usize, usize),
+        p: Conv2dParams,
+    ) -> Result<Self::Tensor>;
+    /// Weight adjoint: gw[O,C,kh,kw] = Σ_n,positions gy ⊗ patches(x).
+    fn conv2d_weight_grad(
+        &self,
+        x: &Self::Tensor,
+        gy: &Self::Tensor,
+        kernel_hw: (usize, usize),
+        p: Conv2dParams,
+    ) -> Result<Self::Tensor>;
+
+    // ---- linear / matmul -----------------------------------------------------------------
+    /// y[..., out] = x[..., in] · wᵀ + b (w is `[out, in]`).
+    fn linear(
+        &self,
+        x: &Self::Tensor,
+        w: &Self::Tensor,
+        b: Option<&Self::Tensor>,
+    ) -> Result<Self::Tensor>;
+    /// gx[..., in] = gy[..., out] · w.
+    fn linear_input_grad(&self, gy: &Self::Tensor, w: &Self::Tensor) -> Result<Self::Tensor>;
+    /// gw[out, in] = Σ gyᵀ · x over all leading axes.
+    fn linear_weight_grad(&self, x: &Self::Tensor, gy: &Self::Tensor) -> Result<Self::Tensor>;
+    /// Batched matrix product over equal leading axes: op(a)[..., M, K] · op(b)[..., K, N], where op
+    /// transposes the last two axes when the flag is set. Its adjoints are matmuls themselves.
+    fn matmul(
+        &self,
+        a: &Self::Tensor,
+        b: &Self::Tensor,
+        trans_a: bool,
+        trans_b: bool,
+    ) -> Result<Self::Tensor>;
+
+    // ---- pooling -------------------------------------------------------------------------
+    /// Max pooling with the argmax of each window (first maximum in row-major window order wins).
+    fn max_pool2d(&self, x: &Self::Tensor, p: Pool2dParams) -> Result<(Self::Tensor, Self::Index)>;
+    /// Max-unpooling: scatter y[N,C,Ho,Wo] to the argmax positions of an [N,C,H,W] zero tensor
+    /// (summing if windows overlap). This is also the adjoint of `max_pool2d`.
+    fn max_unpool2d(
+        &self,
+        y: &Self::Tensor,
+        idx: &Self::Index,
+        input_hw: (usize, usize),
+    ) -> Result<Self::Tensor>;
+    /// Average pooling.
+    fn avg_pool2d(&self, x: &Self::Tensor, p: Pool2dParams) -> Result<Self::Tensor>;
+    /// Adjoint of average pooling (spreads each gradient evenly over its window).
+    fn avg_pool2d_adjoint(
+        &self,
+        gy: &Self::Tensor,
+        input_hw: (usize, usize),
+        p: Pool2dParams,
+    ) -> Result<Self::Tensor>;
+
+    // ---- element maps --------------------------------------------------------------------
+    /// act(x) elementwise.
+    fn map(&self, x: &Self::Tensor, act: Act) -> Result<Self::Tensor>;
+    /// gy ⊙ act'(x).
+    fn map_grad(&self, x: &Self::Tensor, gy: &Self::Tensor, act: Act) -> Result<Self::Tensor>;
+    /// a + b (same shape).
+    fn add(&self, a: &Self::Tensor, b: &Self::Tensor) -> Result<Self::Tensor>;
+    /// a − b (same shape).
+    fn sub(&self, a: &Self::Tensor, b: &Self::Tensor) -> Result<Self::Tensor>;
+    /// a ⊙ b (same shape).
+    fn mul(&self, a: &Self::Tensor, b: &Self::Tensor) -> Result<Self::Tensor>;
+    /// alpha · x.
+    fn scale(&self, x: &Self::Tensor, alpha: f32) -> Result<Self::Tensor>;
+    /// alpha · x + y.
+    fn axpy(&self, alpha: f32, x: &Self::Tensor, y: &Self::Tensor) -> Result<Self::Tensor>;
+    /// x + b broadcast along `axis` (b has length `x.shape[axis]`): the bias add of conv (axis 1)
+    /// and linear (last axis).
+    fn add_along(&self, x: &Self::Tensor, b: &Self::Tensor, axis: usize) -> Result<Self::Tensor>;
+
+    // ---- reductions ----------------------------------------------------------------------
+    /// Sum of all elements (deterministic order, independent of thread count).
+    fn sum_all(&self, x: &Self::Tensor) -> Result<f32>;
+    /// Σ a ⊙ b over all elements (the bilinear terms of the EP energy).
+    fn dot(&self, a: &Self::Tensor, b: &Self::Tensor) -> Result<f32>;
+    /// Sum over every axis except `axis`, giving a vector of length `x.shape[axis]` (the adjoint of
+    /// `add_along`: bias gradients).
+    fn sum_except(&self, x: &Self::Tensor, axis: usize) -> Result<Self::Tensor>;
+
+    // ---- softmax family (over the last axis) ---------------------------------------------
+    /// Softmax over the last axis.
+    fn softmax(&self, x: &Self::Tensor) -> Result<Self::Tensor>;
+    /// Log-softmax over the last axis.
+    fn log_softmax(&self, x: &Self::Tensor) -> Result<Self::Tensor>;
+    /// Adjoint of log-softmax given its output `y`: gx = gy − softmax(x) · Σ gy.
+    fn log_softmax_grad(&self, y: &Self::Tensor, gy: &Self::Tensor) -> Result<Self::Tensor>;
+    /// Mean cross-entropy of logits[N, K] against integer labels, and its gradient w.r.t. the logits.
+    fn cross_entropy(&self, logits: &Self::Tensor, labels: &[usize])
+    -> Result<(f32, Self::Tensor)>;
+
+    // ---- normalization -------------------------------------------------------------------
+    /// Layer norm over the last axis with affine gamma, beta; returns (y, mean, rstd) where mean and
+    /// rstd have the leading shape.
+    fn layer_norm(
+        &self,
+        x: &Self::Tensor,
+        gamma: &Self::Tensor,
+        beta: &Self::Tensor,
+        eps: f32,
+    ) -> Result<(Self::Tensor, Self::Tensor, Self::Tensor)>;
+    /// Layer norm adjoint: (gx, ggamma, gbeta).
+    fn layer_norm_grad(
+        &self,
+        x: &Self::Tensor,
+        gamma: &Self::Tensor,
+        mean: &Self::Tensor,
+        rstd: &Self::Tensor,
+        gy: &Self::Tensor,
+    ) -> Result<(Self::Tensor, Self::Tensor, Self::Tensor)>;
+    /// Batch norm of NCHW (or NC) input with batch statistics per channel; returns (y, mean, var)
+    /// with the biased batch variance (the caller updates running statistics with the unbiased one).
+    fn batch_norm_train(
+        &self,
+        x: &Self::Tensor,
+        gamma: &Self::Tensor,
+        beta: &Self::Tensor,
+        eps: f32,
+    ) -> Result<(Self::Tensor, Self::Tensor, Self::Tensor)>;
+    /// Batch norm with given (running) statistics.
+    fn batch_norm_eval(
+        &self,
+        x: &Self::Tensor,
+        gamma: &Self::Tensor,
+        beta: &Self::Tensor,
+        mean: &Self::Tensor,
+        var: &Self::Tensor,
+        eps: f32,
+    ) -> Result<Self::Tensor>;
+    /// Adjoint of `batch_norm_train`: (gx, ggamma, gbeta).
+    fn batch_norm_grad(
+        &self,
+        x: &Self::Tensor,
+        gamma: &Self::Tensor,
+        mean: &Self::Tensor,
+        var: &Self::Tensor,
+        eps: f32,
+        gy: &Self::Tensor,
+    ) -> Result<(Self::Tensor, Self::Tensor, Self::Tensor)>;
+
+    // ---- random --------------------------------------------------------------------------
+    /// Standard normal draws: element i is `stream.normal(offset + i)`, so CPU and GPU draw the same.
+    fn randn(&self, shape: &[usize], stream: &Stream, offset: u64) -> Result<Self::Tensor>;
+    /// Uniform (0, 1) draws: element i is `stream.uniform(offset + i)`.
+    fn rand(&self, shape: &[usize], stream: &Stream, offset: u64) -> Result<Self::Tensor>;
+}
