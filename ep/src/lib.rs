@@ -5,3 +5,12 @@
 //! compilation of a model plus a device preset into a netlist.
 //!
 //! Dependencies: `sim`, `devices`. A model never knows about files or the CLI.
+
+pub mod checkpoint;
+pub mod model;
+pub mod optim;
+pub mod spec;
+pub mod train;
+
+pub use model::{EpNet, State, Target};
+pub use spec::{ConvLayer, Loss, ModelSpec, Pool};

@@ -97,6 +97,10 @@ pub trait Backend: Send + Sync {
         idx: &Self::Index,
         input_hw: (usize, usize),
     ) -> Result<Self::Tensor>;
+    /// Gather x[N,C,H,W] at argmax indices: y[n,c,i,j] = x[n,c,idx[n,c,i,j]] (y has the shape of
+    /// `idx`). The adjoint of `max_unpool2d`, needed to differentiate through the EP feedback term
+    /// convᵀ(Pᵀ(s)) at fixed pooling switches.
+    fn pool_gather(&self, x: &Self::Tensor, idx: &Self::Index) -> Result<Self::Tensor>;
     /// Average pooling.
     fn avg_pool2d(&self, x: &Self::Tensor, p: Pool2dParams) -> Result<Self::Tensor>;
     /// Adjoint of average pooling (spreads each gradient evenly over its window).

@@ -8,6 +8,7 @@
 
 mod conv;
 mod elementwise;
+mod gather;
 mod gemm;
 mod linear;
 mod norm;
@@ -18,6 +19,7 @@ pub use conv::{conv2d, conv2d_input_grad, conv2d_weight_grad};
 pub use elementwise::{
     add, add_along, axpy, dot, map, map_grad, mul, scale, sub, sum_all, sum_except,
 };
+pub use gather::pool_gather;
 pub use gemm::{Gemm, sgemm};
 pub use linear::{linear, linear_input_grad, linear_weight_grad, matmul};
 pub use norm::{batch_norm_eval, batch_norm_grad, batch_norm_train, layer_norm, layer_norm_grad};
@@ -169,6 +171,9 @@ impl Backend for Cpu {
         input_hw: (usize, usize),
     ) -> Result<Tensor> {
         max_unpool2d(y, idx, input_hw)
+    }
+    fn pool_gather(&self, x: &Tensor, idx: &IndexTensor) -> Result<Tensor> {
+        pool_gather(x, idx)
     }
     fn avg_pool2d(&self, x: &Tensor, p: Pool2dParams) -> Result<Tensor> {
         avg_pool2d(x, p)

@@ -1,0 +1,121 @@
+//! One EP training step (the reference's `train` inner loop) and evaluation by the free phase.
+//!
+//! Step: free phase of T1 steps from the zero state (β₁ = 0); with `random_sign`, β₂ = ±β with a
+//! seeded random sign per batch; nudged phase of T2 steps from the free fixed point with β₂; with
+//! `symmetric` (the reference's `--thirdphase`), a second nudged phase of T2 steps from the free fixed
+//! point with −β₂ and the symmetric estimate (1/2β)(∂Φ/∂θ(s^{+β}) − ∂Φ/∂θ(s^{−β})); else the vanilla
+//! estimate (1/β)(∂Φ/∂θ(s^β) − ∂Φ/∂θ(s⁰)). Then one optimizer step.
+
+use serde::{Deserialize, Serialize};
+use sim::{Backend, Error, Result, Stream};
+
+use crate::model::{EpNet, State, Target};
+use crate::optim::Optimizer;
+
+/// EP hyperparameters of a training run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EpConfig {
+    /// Nudging strength β (the reference's second entry of `--betas`).
+    pub beta: f32,
+    /// Symmetric EP (two nudged phases ±β).
+    #[serde(default = "yes")]
+    pub symmetric: bool,
+    /// Random sign of β per batch.
+    #[serde(default = "yes")]
+    pub random_sign: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// Counts of one batch.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct BatchStats {
+    /// Samples.
+    pub n: usize,
+    /// Correct predictions of the free phase.
+    pub correct: usize,
+}
+
+/// Predicted classes: argmax of each row of `[N, K]` logits (first maximum wins).
+pub fn argmax_rows(logits: &sim::Tensor) -> Vec<usize> {
+    let k = logits.shape()[1];
+    logits
+        .as_slice()
+        .expect("standard layout")
+        .chunks(k)
+        .map(|r| r.iter().enumerate().fold((0, f32::NEG_INFINITY), |(bi, bv), (i, &v)| if v > bv { (i, v) } else { (bi, bv) }).0)
+        .collect()
+}
+
+/// Predictions after a free phase of `steps` steps.
+pub fn predict<B: Backend>(be: &B, net: &EpNet<B>, x: &B::Tensor, steps: usize) -> Result<(Vec<usize>, State<B>)> {
+    let st = net.free_phase(be, x, steps)?;
+    let logits = be.download(&net.logits(be, &st)?)?;
+    Ok((argmax_rows(&logits), st))
+}
+
+/// Run one EP training step on a batch; `batch_index` (global, across epochs) picks the β sign from
+/// `sign_stream`. Returns the free-phase accuracy counts.
+#[allow(clippy::too_many_arguments)]
+pub fn train_batch<B: Backend>(
+    be: &B,
+    net: &mut EpNet<B>,
+    opt: &mut Optimizer,
+    cfg: &EpConfig,
+    x: &B::Tensor,
+    labels: &[usize],
+    sign_stream: &Stream,
+    batch_index: u64,
+) -> Result<BatchStats> {
+    if cfg.beta == 0.0 {
+        return Err(Error::param("ep", "β must be non-zero"));
+    }
+    let n = net.check_input(be, x)?;
+    if labels.len() != n {
+        return Err(Error::shape("ep", format!("{n} inputs but {} labels", labels.len())));
+    }
+    let target = Target::new(be, labels, net.spec.n_classes())?;
+    let free = net.free_phase(be, x, net.spec.t1)?;
+    let pred = argmax_rows(&be.download(&net.logits(be, &free)?)?);
+    let correct = pred.iter().zip(labels).filter(|(p, l)| p == l).count();
+
+    let sign = if cfg.random_sign && sign_stream.below(batch_index, 2) == 0 { -1.0 } else { 1.0 };
+    let beta = sign * cfg.beta;
+    let plus = net.relax(be, x, free.clone(), net.spec.t2, Some((beta, &target)))?;
+    let grads = if cfg.symmetric {
+        let minus = net.relax(be, x, free, net.spec.t2, Some((-beta, &target)))?;
+        net.ep_grads(be, x, (&plus, beta), (&minus, -beta), &target)?
+    } else {
+        net.ep_grads(be, x, (&free, 0.0), (&plus, beta), &target)?
+    };
+    apply_grads(be, net, opt, grads)?;
+    Ok(BatchStats { n, correct })
+}
+
+/// Optimizer step on the network's parameters (host-side update, then upload).
+pub fn apply_grads<B: Backend>(be: &B, net: &mut EpNet<B>, opt: &mut Optimizer, grads: crate::model::Grads<B>) -> Result<()> {
+    let (ws, bs) = net.to_host(be)?;
+    let mut params = Vec::with_capacity(2 * ws.len());
+    let mut gs = Vec::with_capacity(2 * ws.len());
+    for ((w, b), (gw, gb)) in ws.into_iter().zip(bs).zip(grads) {
+        params.push(w);
+        params.push(b);
+        gs.push(be.download(&gw)?);
+        gs.push(be.download(&gb)?);
+    }
+    for (i, g) in gs.iter().enumerate() {
+        sim::check_finite(&format!("EP gradient of parameter {i} (diverged dynamics?)"), g)?;
+    }
+    opt.step(&mut params, &gs)?;
+    for (i, p) in params.into_iter().enumerate() {
+        let t = be.upload(&p)?;
+        if i % 2 == 0 {
+            net.weights[i / 2] = t;
+        } else {
+            net.biases[i / 2] = t;
+        }
+    }
+    Ok(())
+}
