@@ -78,9 +78,9 @@ pub type Grads<B> = Vec<(<B as Backend>::Tensor, <B as Backend>::Tensor)>;
 
 /// Intermediate results of one synapse's forward read: the term handed to the next layer and, for
 /// max pooling, the argmax indices the feedback term routes through.
-struct Forward<B: Backend> {
-    pre: B::Tensor,
-    idx: Option<B::Index>,
+pub(crate) struct Forward<B: Backend> {
+    pub(crate) pre: B::Tensor,
+    pub(crate) idx: Option<B::Index>,
 }
 
 impl<B: Backend> EpNet<B> {
@@ -155,11 +155,11 @@ impl<B: Backend> EpNet<B> {
         Ok(State { layers })
     }
 
-    fn n_conv(&self) -> usize {
+    pub(crate) fn n_conv(&self) -> usize {
         self.spec.conv.len()
     }
 
-    fn conv_params(&self, i: usize) -> Conv2dParams {
+    pub(crate) fn conv_params(&self, i: usize) -> Conv2dParams {
         let l = &self.spec.conv[i];
         Conv2dParams::new(l.stride, l.padding)
     }
@@ -174,7 +174,7 @@ impl<B: Backend> EpNet<B> {
     }
 
     /// Input of synapse `i`: x for i = 0, else layer i (flattened for linear synapses).
-    fn syn_input<'a>(&self, be: &B, x: &'a B::Tensor, st: &'a State<B>, i: usize) -> Result<std::borrow::Cow<'a, B::Tensor>> {
+    pub(crate) fn syn_input<'a>(&self, be: &B, x: &'a B::Tensor, st: &'a State<B>, i: usize) -> Result<std::borrow::Cow<'a, B::Tensor>> {
         let t = if i == 0 { x } else { &st.layers[i - 1] };
         if i < self.n_conv() {
             Ok(std::borrow::Cow::Borrowed(t))
@@ -189,7 +189,7 @@ impl<B: Backend> EpNet<B> {
     }
 
     /// Forward read of synapse `i` on its input.
-    fn forward(&self, be: &B, inp: &B::Tensor, i: usize) -> Result<Forward<B>> {
+    pub(crate) fn forward(&self, be: &B, inp: &B::Tensor, i: usize) -> Result<Forward<B>> {
         if i < self.n_conv() {
             let z = be.conv2d(inp, &self.weights[i], Some(&self.biases[i]), self.conv_params(i))?;
             match self.spec.conv[i].pool {
@@ -206,7 +206,7 @@ impl<B: Backend> EpNet<B> {
     }
 
     /// Pᵀ for conv synapse `i`: route `v` (shape of layer i+1) back to the conv output grid.
-    fn pool_adjoint(&self, be: &B, v: &B::Tensor, fwd: &Forward<B>, i: usize) -> Result<B::Tensor> {
+    pub(crate) fn pool_adjoint(&self, be: &B, v: &B::Tensor, fwd: &Forward<B>, i: usize) -> Result<B::Tensor> {
         let hw = self.geom.conv_out_hw[i];
         match self.spec.conv[i].pool {
             Pool::Max => be.max_unpool2d(v, fwd.idx.as_ref().expect("max pool indices"), hw),
@@ -217,7 +217,7 @@ impl<B: Backend> EpNet<B> {
 
     /// Feedback of synapse `i` into its input layer: (∂/∂input) ⟨v, synapse_i(input)⟩ for v of the
     /// shape of layer i+1, reshaped to the input layer's shape.
-    fn feedback(&self, be: &B, v: &B::Tensor, fwd: &Forward<B>, i: usize, input_shape: &[usize]) -> Result<B::Tensor> {
+    pub(crate) fn feedback(&self, be: &B, v: &B::Tensor, fwd: &Forward<B>, i: usize, input_shape: &[usize]) -> Result<B::Tensor> {
         if i < self.n_conv() {
             let u = self.pool_adjoint(be, v, fwd, i)?;
             be.conv2d_input_grad(&u, &self.weights[i], (input_shape[2], input_shape[3]), self.conv_params(i))
@@ -262,15 +262,16 @@ impl<B: Backend> EpNet<B> {
         }
     }
 
-    /// One synchronous step of the dynamics: every layer ← σ(∂Φ/∂s). `nudge` = (β, target).
-    pub fn step(&self, be: &B, x: &B::Tensor, st: &State<B>, nudge: Option<(f32, &Target<B>)>) -> Result<State<B>> {
+    /// Pre-activations of one synchronous step (every a_k = ∂Φ/∂s_k at `st`), with the forward
+    /// reads they came from.
+    pub(crate) fn step_pre(&self, be: &B, x: &B::Tensor, st: &State<B>, nudge: Option<(f32, &Target<B>)>) -> Result<(Vec<B::Tensor>, Vec<Forward<B>>)> {
         let n = st.layers.len();
         let mut fwds = Vec::with_capacity(n);
         for i in 0..n {
             let inp = self.syn_input(be, x, st, i)?;
             fwds.push(self.forward(be, &inp, i)?);
         }
-        let mut out = Vec::with_capacity(n);
+        let mut pre = Vec::with_capacity(n);
         for k in 0..n {
             let mut a = fwds[k].pre.clone();
             if k + 1 < n {
@@ -285,15 +286,28 @@ impl<B: Backend> EpNet<B> {
                         a = be.axpy(beta, &d, &a)?;
                     }
                 }
-                // Reference: with a cross-entropy cost and no softmax readout, the output layer is linear.
-                if !self.spec.softmax && self.spec.loss == Loss::CrossEntropy {
-                    out.push(a);
-                    continue;
-                }
             }
-            out.push(be.map(&a, self.spec.act)?);
+            pre.push(a);
         }
-        Ok(State { layers: out })
+        Ok((pre, fwds))
+    }
+
+    /// Whether layer `k` of `n` is linear (the reference: a cross-entropy cost without softmax
+    /// readout makes the output layer linear).
+    pub(crate) fn layer_is_linear(&self, k: usize, n: usize) -> bool {
+        k + 1 == n && !self.spec.softmax && self.spec.loss == Loss::CrossEntropy
+    }
+
+    /// One synchronous step of the dynamics: every layer ← σ(∂Φ/∂s). `nudge` = (β, target).
+    pub fn step(&self, be: &B, x: &B::Tensor, st: &State<B>, nudge: Option<(f32, &Target<B>)>) -> Result<State<B>> {
+        let n = st.layers.len();
+        let (pre, _) = self.step_pre(be, x, st, nudge)?;
+        let layers = pre
+            .into_iter()
+            .enumerate()
+            .map(|(k, a)| if self.layer_is_linear(k, n) { Ok(a) } else { be.map(&a, self.spec.act) })
+            .collect::<Result<_>>()?;
+        Ok(State { layers })
     }
 
     /// Run `steps` steps from `st`.
@@ -309,6 +323,33 @@ impl<B: Backend> EpNet<B> {
         let n = self.check_input(be, x)?;
         let st = self.zero_state(be, n)?;
         self.relax(be, x, st, steps, None)
+    }
+
+    /// The primitive function Φ(x, s) − β ℓ(s, y), summed over the batch (f64 accumulation of the
+    /// backend's f32 terms). Used by tests and diagnostics: the dynamics never evaluate it.
+    pub fn phi(&self, be: &B, x: &B::Tensor, st: &State<B>, nudge: Option<(f32, &Target<B>)>) -> Result<f64> {
+        let n = st.layers.len();
+        let mut phi = 0.0f64;
+        for i in 0..n {
+            let inp = self.syn_input(be, x, st, i)?;
+            let f = self.forward(be, &inp, i)?;
+            phi += be.dot(&f.pre, &st.layers[i])? as f64;
+        }
+        if let Some((beta, target)) = nudge {
+            let nb = st.layers[0].clone();
+            let batch = be.shape(&nb)[0] as f64;
+            let last = st.layers.last().expect("layer");
+            let loss = match (self.spec.softmax, self.spec.loss) {
+                (false, Loss::Mse) => {
+                    let d = be.sub(last, &target.onehot)?;
+                    0.5 * be.dot(&d, &d)? as f64
+                }
+                (false, Loss::CrossEntropy) => be.cross_entropy(last, &target.labels)?.0 as f64 * batch,
+                (true, _) => be.cross_entropy(&self.logits(be, st)?, &target.labels)?.0 as f64 * batch,
+            };
+            phi -= beta as f64 * loss;
+        }
+        Ok(phi)
     }
 
     /// ∂Φ/∂θ at state `st` (summed over the batch) for nudging strength `beta` (the readout's
