@@ -58,6 +58,7 @@ impl<B: Backend> EpNet<B> {
                 ckpts.push(st.clone());
             }
             st = self.step(be, x, &st, None)?;
+            self.check_state(be, &st, t + 1)?;
         }
         let logits = self.logits(be, &st)?;
         let (loss, dlogits) = loss_grad(&logits)?;

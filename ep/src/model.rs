@@ -311,11 +311,28 @@ impl<B: Backend> EpNet<B> {
     }
 
     /// Run `steps` steps from `st`.
+    /// Every step is checked for divergence: a NaN or infinity in any layer stops the run with an
+    /// error naming the step (1-based, within this call) and the layer.
     pub fn relax(&self, be: &B, x: &B::Tensor, mut st: State<B>, steps: usize, nudge: Option<(f32, &Target<B>)>) -> Result<State<B>> {
-        for _ in 0..steps {
+        for t in 0..steps {
             st = self.step(be, x, &st, nudge)?;
+            self.check_state(be, &st, t + 1)?;
         }
         Ok(st)
+    }
+
+    /// Error if any layer of `st` holds a NaN or infinity (one reduction per layer).
+    pub fn check_state(&self, be: &B, st: &State<B>, step: usize) -> Result<()> {
+        for (k, l) in st.layers.iter().enumerate() {
+            let s = be.sum_all(l)?;
+            if !s.is_finite() {
+                return Err(Error::NonFinite {
+                    what: format!("EP dynamics, step {step}, layer {} (1-based; 0 is the input)", k + 1),
+                    detail: "the state diverged (NaN/Inf); check the input, the weights and the learning rates".into(),
+                });
+            }
+        }
+        Ok(())
     }
 
     /// Free phase of `steps` steps from the zero state.

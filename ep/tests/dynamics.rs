@@ -190,3 +190,15 @@ fn gdu_symmetric_ep_matches_bptt() {
     assert!(sum_sym >= sum_van, "symmetric not closer than vanilla:\n{report}");
     eprintln!("{report}");
 }
+
+/// A NaN in the weights makes the free phase stop with an error naming the step and the layer.
+#[test]
+fn divergence_names_step_and_layer() {
+    let be = Cpu;
+    let spec = small_cnn(Pool::Max, Act::MyHardSig, true, Loss::CrossEntropy);
+    let mut net = EpNet::init(&be, spec, &Stream::new(1, "init"), None).unwrap();
+    net.biases[2][[1]] = f32::NAN;
+    let x = test_tensor(&[2, 2, 8, 8], 3, 1.0);
+    let e = net.free_phase(&be, &x, 5).unwrap_err().to_string();
+    assert!(e.contains("step 1") && e.contains("layer 3"), "{e}");
+}

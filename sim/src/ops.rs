@@ -104,7 +104,7 @@ impl Pool2dParams {
 /// The element maps of the op set. Each has a scalar value and derivative here; backends apply them
 /// elementwise. Names follow the reference EP code (Laborieux et al. 2021, `model_utils.py`).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case", tag = "kind")]
+#[serde(rename_all = "snake_case")]
 pub enum Act {
     /// x
     Identity,
