@@ -1,0 +1,353 @@
+//! Driving EP training and evaluation: the epoch loop over the data pipeline, per-epoch evaluation,
+//! JSONL logs, atomic checkpoints every epoch and exact resume.
+//!
+//! Exact resume: every random draw of a run is keyed by (seed, stream name, epoch, index) — data
+//! order, augmentation, β signs — and the checkpoint holds the parameters, the optimizer buffers and
+//! the counters, so an interrupted run resumed from its last checkpoint gives the same bits as an
+//! uninterrupted one.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+
+use ep::checkpoint::{model_from_file, model_to_file, TensorFile, TRAIN_KEY};
+use ep::optim::Optimizer;
+use ep::train::{argmax_rows, train_batch};
+use ep::EpNet;
+use sim::{Backend, Cpu, Stream};
+
+use crate::data::{Augment, Dataset, DatasetSpec, Loader, Normalization, PaddingMode};
+use crate::train_config::TrainConfig;
+
+/// Counters stored in a training checkpoint.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainState {
+    /// Epochs completed.
+    pub epochs_done: usize,
+    /// Training batches completed (global index of the next batch).
+    pub batches_done: u64,
+    /// Optimizer steps taken.
+    pub optimizer_steps: u64,
+    /// The config the run was started with (a resumed run must use the same).
+    pub config: TrainConfig,
+}
+
+/// One line of `log.jsonl`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EpochLog {
+    /// Epoch (1-based).
+    pub epoch: usize,
+    /// Learning rates used in this epoch.
+    pub lrs: Vec<f32>,
+    /// Free-phase training accuracy over the epoch's batches.
+    pub train_acc: f64,
+    /// Test accuracy (free phase of T1 steps).
+    pub test_acc: f64,
+    /// Training images seen this epoch.
+    pub train_images: usize,
+    /// Wall time of the training part (s).
+    pub train_time_s: f64,
+    /// Training throughput (images/s).
+    pub train_img_per_s: f64,
+    /// Wall time of the evaluation (s).
+    pub eval_time_s: f64,
+}
+
+/// Options of `epsim train` beyond the config.
+#[derive(Debug, Clone, Default)]
+pub struct TrainOptions {
+    /// Output directory (default `runs/<name>`).
+    pub out_dir: Option<PathBuf>,
+    /// Continue from the run's checkpoint.
+    pub resume: bool,
+    /// Override the config's epoch count.
+    pub epochs: Option<usize>,
+    /// Override the config's batches-per-epoch cap.
+    pub max_batches: Option<usize>,
+    /// Override the seed.
+    pub seed: Option<u64>,
+    /// Stop after this many epochs of this invocation (used by tests to simulate an interruption).
+    pub stop_after: Option<usize>,
+}
+
+/// Write `bytes` to `path` atomically (temporary file in the same directory, fsync, rename).
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let tmp = dir.join(format!(".{}.tmp", path.file_name().and_then(|s| s.to_str()).unwrap_or("file")));
+    {
+        let mut f = std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+        f.write_all(bytes).with_context(|| format!("writing {}", tmp.display()))?;
+        f.sync_all().with_context(|| format!("syncing {}", tmp.display()))?;
+    }
+    std::fs::rename(&tmp, path).with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))?;
+    Ok(())
+}
+
+/// Load one split of a dataset spec; when the spec names no split, take `default_split`.
+pub fn load_split(spec: &str, default_split: &str) -> Result<Dataset> {
+    let parsed = DatasetSpec::parse(spec).map_err(|e| anyhow::anyhow!("dataset spec {spec:?}: {e}"))?;
+    let sets = parsed.load().with_context(|| format!("loading {spec}"))?;
+    let want = parsed.split.clone().unwrap_or_else(|| default_split.to_string());
+    sets.into_iter().find(|d| d.split == want).with_context(|| format!("{spec}: no split {want:?}"))
+}
+
+/// Keep the first `n` images of each class in turn until `n` images are taken (class-balanced).
+pub fn balanced_subset(d: &Dataset, n: usize) -> Dataset {
+    if n >= d.len() {
+        return d.clone();
+    }
+    let k = d.classes.len().max(1);
+    let per = n.div_ceil(k);
+    let mut taken = vec![0usize; k];
+    let mut idx = Vec::with_capacity(n);
+    for (i, &l) in d.labels.iter().enumerate() {
+        if idx.len() == n {
+            break;
+        }
+        if taken[l as usize] < per {
+            taken[l as usize] += 1;
+            idx.push(i);
+        }
+    }
+    subset(d, &idx)
+}
+
+/// The images at `idx`, in that order.
+pub fn subset(d: &Dataset, idx: &[usize]) -> Dataset {
+    let il = d.image_len();
+    let mut images = Vec::with_capacity(idx.len() * il);
+    for &i in idx {
+        images.extend_from_slice(d.image(i));
+    }
+    Dataset {
+        images,
+        shape: [idx.len(), d.shape[1], d.shape[2], d.shape[3]],
+        labels: idx.iter().map(|&i| d.labels[i]).collect(),
+        coarse: d.coarse.as_ref().map(|(l, n)| (idx.iter().map(|&i| l[i]).collect(), n.clone())),
+        ..d.clone()
+    }
+}
+
+/// Accuracy of a model's free phase of `steps` steps on a dataset, and, when `per_step`, the
+/// accuracy after every step 1..=steps.
+pub fn evaluate<B: Backend>(be: &B, net: &EpNet<B>, data: &Dataset, norm: &Normalization, batch: usize, steps: usize, per_step: bool) -> Result<(f64, Vec<f64>)> {
+    let loader = Loader::new(data, batch, Stream::new(0, "eval")).normalize(norm.clone());
+    let mut correct = 0usize;
+    let mut per = vec![0usize; if per_step { steps } else { 0 }];
+    let pb = crate::data::progress(loader.num_batches() as u64, "eval");
+    for b in loader.epoch(0) {
+        let x = be.upload(&b.x)?;
+        if per_step {
+            let n = net.check_input(be, &x)?;
+            let mut st = net.zero_state(be, n)?;
+            for (t, slot) in per.iter_mut().enumerate() {
+                st = net.step(be, &x, &st, None)?;
+                net.check_state(be, &st, t + 1)?;
+                let pred = argmax_rows(&be.download(&net.logits(be, &st)?)?);
+                *slot += pred.iter().zip(&b.y).filter(|(p, l)| p == l).count();
+            }
+        } else {
+            let st = net.free_phase(be, &x, steps)?;
+            let pred = argmax_rows(&be.download(&net.logits(be, &st)?)?);
+            correct += pred.iter().zip(&b.y).filter(|(p, l)| p == l).count();
+        }
+        pb.inc(1);
+    }
+    pb.finish_and_clear();
+    let n = data.len().max(1) as f64;
+    if per_step {
+        let curve: Vec<f64> = per.iter().map(|&c| c as f64 / n).collect();
+        Ok((curve.last().copied().unwrap_or(0.0), curve))
+    } else {
+        Ok((correct as f64 / n, vec![]))
+    }
+}
+
+fn normalization(cfg: &TrainConfig) -> Result<Normalization> {
+    Normalization::new(cfg.data.mean.clone(), cfg.data.std.clone()).map_err(|e| anyhow::anyhow!("[data] {e}"))
+}
+
+fn augment(cfg: &TrainConfig) -> Option<Augment> {
+    if cfg.data.crop_padding == 0 && !cfg.data.hflip {
+        return None;
+    }
+    Some(Augment {
+        crop_padding: cfg.data.crop_padding,
+        padding_mode: if cfg.data.padding_mode == "zero" { PaddingMode::Zero } else { PaddingMode::Edge },
+        hflip: cfg.data.hflip,
+    })
+}
+
+/// Save a training checkpoint (model + optimizer + counters) atomically.
+pub fn save_checkpoint(path: &Path, net: &EpNet<Cpu>, opt: &Optimizer, state: &TrainState) -> Result<()> {
+    let be = Cpu;
+    let (ws, bs) = net.to_host(&be)?;
+    let mut f = model_to_file(&net.spec, &ws, &bs)?;
+    for (j, (b1, b2)) in opt.buf1.iter().zip(&opt.buf2).enumerate() {
+        if let Some(t) = b1 {
+            f.tensors.push((format!("optimizer.{j}.buf1"), t.clone()));
+        }
+        if let Some(t) = b2 {
+            f.tensors.push((format!("optimizer.{j}.buf2"), t.clone()));
+        }
+    }
+    f.metadata.insert(TRAIN_KEY.into(), serde_json::to_string(state)?);
+    write_atomic(path, &f.to_bytes()?)
+}
+
+/// Read a model file (safetensors; spec from metadata or from `spec_file`, TOML or JSON).
+pub fn load_model(path: &Path, spec_file: Option<&Path>) -> Result<EpNet<Cpu>> {
+    let bytes = std::fs::read(path).with_context(|| format!("reading model {}", path.display()))?;
+    let f = TensorFile::from_bytes(&bytes).with_context(|| format!("{}", path.display()))?;
+    let spec = match spec_file {
+        None => None,
+        Some(p) => {
+            let text = std::fs::read_to_string(p).with_context(|| format!("reading spec {}", p.display()))?;
+            let s: ep::ModelSpec = if p.extension().is_some_and(|e| e == "json") {
+                serde_json::from_str(&text).with_context(|| format!("{}: invalid model spec", p.display()))?
+            } else {
+                toml::from_str(&text).with_context(|| format!("{}: invalid model spec", p.display()))?
+            };
+            Some(s)
+        }
+    };
+    let (spec, ws, bs) = model_from_file(&f, spec).with_context(|| format!("{}", path.display()))?;
+    EpNet::from_host(&Cpu, spec, &ws, &bs).with_context(|| format!("{}", path.display()))
+}
+
+/// Train an EP model as the config says; returns the per-epoch logs of this invocation.
+pub fn train(cfg: &TrainConfig, opts: &TrainOptions) -> Result<Vec<EpochLog>> {
+    let mut cfg = cfg.clone();
+    if let Some(e) = opts.epochs {
+        cfg.train.epochs = e;
+    }
+    if let Some(m) = opts.max_batches {
+        cfg.train.max_batches = Some(m);
+    }
+    if let Some(s) = opts.seed {
+        cfg.seed = s;
+    }
+    cfg.validate()?;
+    let be = Cpu;
+    let out = opts.out_dir.clone().unwrap_or_else(|| PathBuf::from("runs").join(&cfg.name));
+    let ckpt = out.join("checkpoint.safetensors");
+    let log_path = out.join("log.jsonl");
+
+    let mut train_set = load_split(&cfg.data.train, "train")?;
+    let mut test_set = load_split(&cfg.data.test, "test")?;
+    if let Some(n) = cfg.data.train_subset {
+        train_set = balanced_subset(&train_set, n);
+    }
+    if let Some(n) = cfg.data.test_subset {
+        test_set = balanced_subset(&test_set, n);
+    }
+    if train_set.image_shape() != cfg.model.input {
+        bail!("the model expects inputs {:?} but {} has images {:?}", cfg.model.input, cfg.data.train, train_set.image_shape());
+    }
+    let norm = normalization(&cfg)?;
+    let root = Stream::new(cfg.seed, "epsim.train");
+
+    let (mut net, mut opt, mut state) = if ckpt.exists() {
+        if !opts.resume {
+            bail!("{} exists: pass --resume to continue that run, or choose another --out / name", ckpt.display());
+        }
+        let bytes = std::fs::read(&ckpt).with_context(|| format!("reading {}", ckpt.display()))?;
+        let f = TensorFile::from_bytes(&bytes).with_context(|| format!("{}", ckpt.display()))?;
+        let st: TrainState = serde_json::from_str(f.metadata.get(TRAIN_KEY).with_context(|| format!("{}: not a training checkpoint (no {TRAIN_KEY})", ckpt.display()))?)
+            .with_context(|| format!("{}: bad training state", ckpt.display()))?;
+        let mut same = st.config.clone();
+        same.train.epochs = cfg.train.epochs;
+        if same != cfg {
+            bail!("{}: the checkpoint was made with a different config (only [train] epochs may change on resume)", ckpt.display());
+        }
+        let (spec, ws, bs) = model_from_file(&f, None)?;
+        let net = EpNet::from_host(&be, spec, &ws, &bs)?;
+        let mut opt = Optimizer::new(cfg.optim.algorithm.clone(), cfg.optim.lrs.clone(), cfg.wds())?;
+        for j in 0..opt.buf1.len() {
+            opt.buf1[j] = f.get(&format!("optimizer.{j}.buf1")).cloned();
+            opt.buf2[j] = f.get(&format!("optimizer.{j}.buf2")).cloned();
+        }
+        opt.steps = st.optimizer_steps;
+        tracing::info!("resuming {} after epoch {}", cfg.name, st.epochs_done);
+        (net, opt, st)
+    } else {
+        let net = EpNet::init(&be, cfg.model.clone(), &root.child("init"), cfg.init_scale)?;
+        let opt = Optimizer::new(cfg.optim.algorithm.clone(), cfg.optim.lrs.clone(), cfg.wds())?;
+        (net, opt, TrainState { epochs_done: 0, batches_done: 0, optimizer_steps: 0, config: cfg.clone() })
+    };
+    // Keep the log consistent with the checkpoint: drop lines of epochs after it.
+    let mut log_lines: Vec<String> = std::fs::read_to_string(&log_path).unwrap_or_default().lines().map(String::from).collect();
+    log_lines.retain(|l| serde_json::from_str::<EpochLog>(l).map(|e| e.epoch <= state.epochs_done).unwrap_or(false));
+
+    let loader = Loader::new(&train_set, cfg.train.batch_size, root.child("data")).shuffle(true).augment(augment(&cfg)).normalize(norm.clone());
+    let sign_stream = root.child("beta.sign");
+    let eval_bs = cfg.train.eval_batch_size.unwrap_or(cfg.train.batch_size);
+    let mut logs = Vec::new();
+    let mut run_here = 0;
+    while state.epochs_done < cfg.train.epochs {
+        if opts.stop_after.is_some_and(|s| run_here >= s) {
+            break;
+        }
+        let epoch = state.epochs_done;
+        let lrs: Vec<f32> = cfg.optim.lrs.iter().map(|&l| cfg.optim.schedule.lr(l, epoch)).collect();
+        opt.lrs = lrs.clone();
+        let nb = cfg.train.max_batches.map_or(loader.num_batches(), |m| m.min(loader.num_batches()));
+        let pb = crate::data::progress(nb as u64, &format!("epoch {}/{}", epoch + 1, cfg.train.epochs));
+        let t0 = Instant::now();
+        let (mut seen, mut correct) = (0usize, 0usize);
+        for (bi, batch) in loader.epoch(epoch as u64).take(nb).enumerate() {
+            let x = be.upload(&batch.x)?;
+            let s = train_batch(&be, &mut net, &mut opt, &cfg.ep, &x, &batch.y, &sign_stream, state.batches_done)
+                .with_context(|| format!("epoch {} batch {}", epoch + 1, bi + 1))?;
+            state.batches_done += 1;
+            seen += s.n;
+            correct += s.correct;
+            pb.set_message(format!("acc {:.3}  {:.1} img/s", correct as f64 / seen as f64, seen as f64 / t0.elapsed().as_secs_f64()));
+            pb.inc(1);
+        }
+        pb.finish_and_clear();
+        let train_time = t0.elapsed().as_secs_f64();
+        let t1 = Instant::now();
+        let (test_acc, _) = evaluate(&be, &net, &test_set, &norm, eval_bs, cfg.model.t1, false)?;
+        let log = EpochLog {
+            epoch: epoch + 1,
+            lrs,
+            train_acc: correct as f64 / seen.max(1) as f64,
+            test_acc,
+            train_images: seen,
+            train_time_s: train_time,
+            train_img_per_s: seen as f64 / train_time.max(1e-9),
+            eval_time_s: t1.elapsed().as_secs_f64(),
+        };
+        tracing::info!(
+            "epoch {}/{}: train acc {:.4}, test acc {:.4}, {:.1} img/s, {:.0} s",
+            log.epoch,
+            cfg.train.epochs,
+            log.train_acc,
+            log.test_acc,
+            log.train_img_per_s,
+            train_time + log.eval_time_s
+        );
+        println!(
+            "epoch {:>3}/{}  train acc {:.4}  test acc {:.4}  {:.1} img/s  {:.0} s",
+            log.epoch,
+            cfg.train.epochs,
+            log.train_acc,
+            log.test_acc,
+            log.train_img_per_s,
+            train_time + log.eval_time_s
+        );
+        state.epochs_done += 1;
+        state.optimizer_steps = opt.steps;
+        save_checkpoint(&ckpt, &net, &opt, &state)?;
+        log_lines.push(serde_json::to_string(&log)?);
+        write_atomic(&log_path, (log_lines.join("\n") + "\n").as_bytes())?;
+        logs.push(log);
+        run_here += 1;
+    }
+    Ok(logs)
+}
