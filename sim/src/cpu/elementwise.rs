@@ -1,49 +1,255 @@
-//! Element maps, arithmetic and reductions. OWNER: elementwise helper. Placeholder bodies.
+//! Element maps, arithmetic and reductions.
+//!
+//! Elementwise ops are split into fixed-size chunks processed in parallel (each element's value does
+//! not depend on the split). Reductions accumulate in f64 inside fixed-size chunks and combine the
+//! chunk partials sequentially in chunk order, so results are bit-for-bit identical for every rayon
+//! thread count.
+use std::borrow::Cow;
+
+use rayon::prelude::*;
+
 use crate::Tensor;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::ops::Act;
 
-/// act(x).
-pub fn map(_x: &Tensor, _act: Act) -> Result<Tensor> {
-    todo!()
+/// Elements per parallel chunk (fixed, so chunk boundaries never depend on the thread count).
+pub(crate) const CHUNK: usize = 1 << 14;
+/// Below this many elements work runs on the calling thread (same arithmetic, no rayon overhead).
+pub(crate) const PAR_MIN: usize = 1 << 15;
+
+/// The elements of `t` in row-major order (borrowed when `t` is in standard layout).
+pub(crate) fn flat(t: &Tensor) -> Cow<'_, [f32]> {
+    match t.as_slice() {
+        Some(s) => Cow::Borrowed(s),
+        None => Cow::Owned(t.iter().copied().collect()),
+    }
 }
+
+/// Build a tensor of `shape` from row-major data whose length is known to match.
+pub(crate) fn from_vec(shape: &[usize], v: Vec<f32>) -> Tensor {
+    Tensor::from_shape_vec(ndarray::IxDyn(shape), v).expect("element count matches shape")
+}
+
+/// Error unless `a` and `b` have the same shape.
+pub(crate) fn same_shape(op: &'static str, a: &Tensor, b: &Tensor) -> Result<()> {
+    if a.shape() != b.shape() {
+        return Err(Error::shape(
+            op,
+            format!("operands differ: {:?} vs {:?}", a.shape(), b.shape()),
+        ));
+    }
+    Ok(())
+}
+
+/// out[i] = f(i-th element of xs) computed chunkwise (in parallel for large inputs).
+fn unary(x: &[f32], f: impl Fn(f32) -> f32 + Sync) -> Vec<f32> {
+    let mut out = vec![0.0f32; x.len()];
+    let body = |(o, i): (&mut [f32], &[f32])| {
+        for (o, &i) in o.iter_mut().zip(i) {
+            *o = f(i);
+        }
+    };
+    if x.len() >= PAR_MIN {
+        out.par_chunks_mut(CHUNK)
+            .zip(x.par_chunks(CHUNK))
+            .for_each(body);
+    } else {
+        out.chunks_mut(CHUNK).zip(x.chunks(CHUNK)).for_each(body);
+    }
+    out
+}
+
+/// out[i] = f(a[i], b[i]) chunkwise.
+fn binary(a: &[f32], b: &[f32], f: impl Fn(f32, f32) -> f32 + Sync) -> Vec<f32> {
+    debug_assert_eq!(a.len(), b.len());
+    let mut out = vec![0.0f32; a.len()];
+    let body = |((o, a), b): ((&mut [f32], &[f32]), &[f32])| {
+        for ((o, &a), &b) in o.iter_mut().zip(a).zip(b) {
+            *o = f(a, b);
+        }
+    };
+    if a.len() >= PAR_MIN {
+        out.par_chunks_mut(CHUNK)
+            .zip(a.par_chunks(CHUNK))
+            .zip(b.par_chunks(CHUNK))
+            .for_each(body);
+    } else {
+        out.chunks_mut(CHUNK)
+            .zip(a.chunks(CHUNK))
+            .zip(b.chunks(CHUNK))
+            .for_each(body);
+    }
+    out
+}
+
+/// Σ_i f(i) over `0..n`, accumulated in f64 within fixed chunks of `CHUNK` indices, the chunk
+/// partials then added sequentially in chunk order (thread-count independent).
+pub(crate) fn chunked_sum(n: usize, f: impl Fn(usize) -> f64 + Sync) -> f64 {
+    let chunks = n.div_ceil(CHUNK);
+    let part = |c: usize| {
+        let mut s = 0.0f64;
+        for i in c * CHUNK..((c + 1) * CHUNK).min(n) {
+            s += f(i);
+        }
+        s
+    };
+    let partials: Vec<f64> = if n >= PAR_MIN {
+        (0..chunks).into_par_iter().map(part).collect()
+    } else {
+        (0..chunks).map(part).collect()
+    };
+    partials.into_iter().fold(0.0f64, |acc, p| acc + p)
+}
+
+/// Error for an `Act::Clamp` whose bounds are not ordered (or NaN).
+fn check_act(op: &'static str, act: Act) -> Result<()> {
+    match act {
+        Act::Clamp { lo, hi } if lo.is_nan() || hi.is_nan() || lo > hi => Err(Error::param(
+            op,
+            format!("clamp bounds need lo ≤ hi, got lo={lo}, hi={hi}"),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// act(x) elementwise.
+pub fn map(x: &Tensor, act: Act) -> Result<Tensor> {
+    check_act("map", act)?;
+    Ok(from_vec(x.shape(), unary(&flat(x), |v| act.f(v))))
+}
+
 /// gy ⊙ act'(x).
-pub fn map_grad(_x: &Tensor, _gy: &Tensor, _act: Act) -> Result<Tensor> {
-    todo!()
+pub fn map_grad(x: &Tensor, gy: &Tensor, act: Act) -> Result<Tensor> {
+    same_shape("map_grad", x, gy)?;
+    check_act("map_grad", act)?;
+    Ok(from_vec(
+        x.shape(),
+        binary(&flat(x), &flat(gy), |x, g| g * act.df(x)),
+    ))
 }
-/// a + b.
-pub fn add(_a: &Tensor, _b: &Tensor) -> Result<Tensor> {
-    todo!()
+
+/// a + b (same shape).
+pub fn add(a: &Tensor, b: &Tensor) -> Result<Tensor> {
+    same_shape("add", a, b)?;
+    Ok(from_vec(
+        a.shape(),
+        binary(&flat(a), &flat(b), |a, b| a + b),
+    ))
 }
-/// a − b.
-pub fn sub(_a: &Tensor, _b: &Tensor) -> Result<Tensor> {
-    todo!()
+
+/// a − b (same shape).
+pub fn sub(a: &Tensor, b: &Tensor) -> Result<Tensor> {
+    same_shape("sub", a, b)?;
+    Ok(from_vec(
+        a.shape(),
+        binary(&flat(a), &flat(b), |a, b| a - b),
+    ))
 }
-/// a ⊙ b.
-pub fn mul(_a: &Tensor, _b: &Tensor) -> Result<Tensor> {
-    todo!()
+
+/// a ⊙ b (same shape).
+pub fn mul(a: &Tensor, b: &Tensor) -> Result<Tensor> {
+    same_shape("mul", a, b)?;
+    Ok(from_vec(
+        a.shape(),
+        binary(&flat(a), &flat(b), |a, b| a * b),
+    ))
 }
+
 /// alpha·x.
-pub fn scale(_x: &Tensor, _alpha: f32) -> Result<Tensor> {
-    todo!()
+pub fn scale(x: &Tensor, alpha: f32) -> Result<Tensor> {
+    Ok(from_vec(x.shape(), unary(&flat(x), |v| alpha * v)))
 }
-/// alpha·x + y.
-pub fn axpy(_alpha: f32, _x: &Tensor, _y: &Tensor) -> Result<Tensor> {
-    todo!()
+
+/// alpha·x + y (same shape).
+pub fn axpy(alpha: f32, x: &Tensor, y: &Tensor) -> Result<Tensor> {
+    same_shape("axpy", x, y)?;
+    Ok(from_vec(
+        x.shape(),
+        binary(&flat(x), &flat(y), |x, y| alpha * x + y),
+    ))
 }
-/// x + b along `axis`.
-pub fn add_along(_x: &Tensor, _b: &Tensor, _axis: usize) -> Result<Tensor> {
-    todo!()
+
+/// Check that `axis` is an axis of `x` and return (outer, len, inner) sizes around it.
+fn split_at_axis(op: &'static str, x: &Tensor, axis: usize) -> Result<(usize, usize, usize)> {
+    if axis >= x.ndim() {
+        return Err(Error::param(
+            op,
+            format!("axis {axis} out of range for shape {:?}", x.shape()),
+        ));
+    }
+    let s = x.shape();
+    Ok((
+        s[..axis].iter().product(),
+        s[axis],
+        s[axis + 1..].iter().product(),
+    ))
 }
-/// Σ x.
-pub fn sum_all(_x: &Tensor) -> Result<f32> {
-    todo!()
+
+/// x + b broadcast along `axis` (b is 1-D of length `x.shape[axis]`).
+pub fn add_along(x: &Tensor, b: &Tensor, axis: usize) -> Result<Tensor> {
+    let (_, len, inner) = split_at_axis("add_along", x, axis)?;
+    if b.ndim() != 1 || b.len() != len {
+        return Err(Error::shape(
+            "add_along",
+            format!(
+                "bias of shape {:?} does not fit axis {axis} of {:?} (expected [{len}])",
+                b.shape(),
+                x.shape()
+            ),
+        ));
+    }
+    let bv = flat(b);
+    let xv = flat(x);
+    let bv: &[f32] = &bv;
+    let n = xv.len();
+    let mut out = vec![0.0f32; n];
+    let body = |(c, o): (usize, &mut [f32])| {
+        let start = c * CHUNK;
+        for (k, o) in o.iter_mut().enumerate() {
+            let i = start + k;
+            *o = xv[i] + bv[(i / inner.max(1)) % len.max(1)];
+        }
+    };
+    if n >= PAR_MIN {
+        out.par_chunks_mut(CHUNK).enumerate().for_each(body);
+    } else {
+        out.chunks_mut(CHUNK).enumerate().for_each(body);
+    }
+    Ok(from_vec(x.shape(), out))
 }
-/// Σ a⊙b.
-pub fn dot(_a: &Tensor, _b: &Tensor) -> Result<f32> {
-    todo!()
+
+/// Σ x (f64 accumulation in fixed chunks; thread-count independent).
+pub fn sum_all(x: &Tensor) -> Result<f32> {
+    let v = flat(x);
+    Ok(chunked_sum(v.len(), |i| v[i] as f64) as f32)
 }
-/// Sum over all axes but `axis`.
-pub fn sum_except(_x: &Tensor, _axis: usize) -> Result<Tensor> {
-    todo!()
+
+/// Σ a ⊙ b over all elements (same shape).
+pub fn dot(a: &Tensor, b: &Tensor) -> Result<f32> {
+    same_shape("dot", a, b)?;
+    let (a, b) = (flat(a), flat(b));
+    Ok(chunked_sum(a.len(), |i| a[i] as f64 * b[i] as f64) as f32)
+}
+
+/// Sum over every axis except `axis`: a vector of length `x.shape[axis]`. Each entry is accumulated
+/// in f64 in row-major order of the remaining axes (one entry per task, so the order is fixed).
+pub fn sum_except(x: &Tensor, axis: usize) -> Result<Tensor> {
+    let (outer, len, inner) = split_at_axis("sum_except", x, axis)?;
+    let v = flat(x);
+    let entry = |c: usize| {
+        let mut s = 0.0f64;
+        for o in 0..outer {
+            let base = (o * len + c) * inner;
+            for &e in &v[base..base + inner] {
+                s += e as f64;
+            }
+        }
+        s as f32
+    };
+    let out: Vec<f32> = if v.len() >= PAR_MIN {
+        (0..len).into_par_iter().map(entry).collect()
+    } else {
+        (0..len).map(entry).collect()
+    };
+    Ok(from_vec(&[len], out))
 }
