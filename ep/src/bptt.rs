@@ -33,7 +33,11 @@ fn acc<B: Backend>(be: &B, slot: &mut Option<B::Tensor>, v: B::Tensor) -> Result
 
 fn flat<B: Backend>(be: &B, t: &B::Tensor) -> Result<B::Tensor> {
     let s = be.shape(t);
-    if s.len() == 2 { Ok(t.clone()) } else { be.reshape(t, &[s[0], s[1..].iter().product()]) }
+    if s.len() == 2 {
+        Ok(t.clone())
+    } else {
+        be.reshape(t, &[s[0], s[1..].iter().product()])
+    }
 }
 
 impl<B: Backend> EpNet<B> {
@@ -50,7 +54,11 @@ impl<B: Backend> EpNet<B> {
         mut loss_grad: impl FnMut(&B::Tensor) -> Result<(f32, B::Tensor)>,
     ) -> Result<Bptt<B>> {
         let n_batch = self.check_input(be, x)?;
-        let c = if checkpoint_every == 0 { ((steps as f64).sqrt().ceil() as usize).max(1) } else { checkpoint_every };
+        let c = if checkpoint_every == 0 {
+            ((steps as f64).sqrt().ceil() as usize).max(1)
+        } else {
+            checkpoint_every
+        };
         let mut ckpts = Vec::new();
         let mut st = self.zero_state(be, n_batch)?;
         for t in 0..steps {
@@ -63,7 +71,14 @@ impl<B: Backend> EpNet<B> {
         let logits = self.logits(be, &st)?;
         let (loss, dlogits) = loss_grad(&logits)?;
         if be.shape(&dlogits) != be.shape(&logits) {
-            return Err(Error::shape("bptt", format!("loss gradient {:?} does not match logits {:?}", be.shape(&dlogits), be.shape(&logits))));
+            return Err(Error::shape(
+                "bptt",
+                format!(
+                    "loss gradient {:?} does not match logits {:?}",
+                    be.shape(&dlogits),
+                    be.shape(&logits)
+                ),
+            ));
         }
         let n = st.layers.len();
         let ns = self.spec.n_synapses();
@@ -92,7 +107,14 @@ impl<B: Backend> EpNet<B> {
                 seg.push(next);
             }
             for s in seg.iter().rev() {
-                g = self.step_adjoint(be, x, s, &g, &mut dx, want_params.then_some((&mut dw, &mut db)))?;
+                g = self.step_adjoint(
+                    be,
+                    x,
+                    s,
+                    &g,
+                    &mut dx,
+                    want_params.then_some((&mut dw, &mut db)),
+                )?;
             }
         }
         let dx = match dx {
@@ -103,13 +125,21 @@ impl<B: Backend> EpNet<B> {
             let mut out = Vec::with_capacity(ns);
             for (i, (w, b)) in dw.into_iter().zip(db).enumerate() {
                 let ws = &self.geom.weight_shapes[i];
-                out.push((w.map_or_else(|| be.zeros(ws), Ok)?, b.map_or_else(|| be.zeros(&ws[..1]), Ok)?));
+                out.push((
+                    w.map_or_else(|| be.zeros(ws), Ok)?,
+                    b.map_or_else(|| be.zeros(&ws[..1]), Ok)?,
+                ));
             }
             Some(out)
         } else {
             None
         };
-        Ok(Bptt { loss, logits, dx, dparams })
+        Ok(Bptt {
+            loss,
+            logits,
+            dx,
+            dparams,
+        })
     }
 
     /// Adjoint of one free step s → s' at state `s`: given ḡ = dL/ds' (None = zero), returns dL/ds,
@@ -131,14 +161,22 @@ impl<B: Backend> EpNet<B> {
         for k in 0..n {
             abar.push(match &gbar[k] {
                 None => None,
-                Some(gk) => Some(if self.layer_is_linear(k, n) { gk.clone() } else { be.map_grad(&pre[k], gk, self.spec.act)? }),
+                Some(gk) => Some(if self.layer_is_linear(k, n) {
+                    gk.clone()
+                } else {
+                    be.map_grad(&pre[k], gk, self.spec.act)?
+                }),
             });
         }
         let mut out: Vec<Option<B::Tensor>> = vec![None; n];
         for i in 0..n {
             let Some(a) = &abar[i] else { continue };
             // Forward term of a_i: F_i(in_i), in_i = x (i = 0) or s_{i−1}.
-            let in_shape = if i == 0 { be.shape(x) } else { be.shape(&s.layers[i - 1]) };
+            let in_shape = if i == 0 {
+                be.shape(x)
+            } else {
+                be.shape(&s.layers[i - 1])
+            };
             let d_in = self.feedback(be, a, &fwds[i], i, &in_shape)?;
             if i == 0 {
                 acc(be, dx, d_in)?;
@@ -150,7 +188,11 @@ impl<B: Backend> EpNet<B> {
                 if i < self.n_conv() {
                     let u = self.pool_adjoint(be, a, &fwds[i], i)?;
                     let k = self.spec.conv[i].kernel;
-                    acc(be, &mut dw[i], be.conv2d_weight_grad(&inp, &u, (k, k), self.conv_params(i))?)?;
+                    acc(
+                        be,
+                        &mut dw[i],
+                        be.conv2d_weight_grad(&inp, &u, (k, k), self.conv_params(i))?,
+                    )?;
                     acc(be, &mut db[i], be.sum_except(&u, 1)?)?;
                 } else {
                     acc(be, &mut dw[i], be.linear_weight_grad(&inp, a)?)?;
@@ -163,15 +205,23 @@ impl<B: Backend> EpNet<B> {
                 if j < self.n_conv() {
                     let z = be.conv2d(a, &self.weights[j], None, self.conv_params(j))?;
                     let gathered = match self.spec.conv[j].pool {
-                        Pool::Max => be.pool_gather(&z, fwds[j].idx.as_ref().expect("max pool indices"))?,
-                        Pool::Avg => be.avg_pool2d(&z, self.spec.conv[j].pool.params().expect("avg"))?,
+                        Pool::Max => {
+                            be.pool_gather(&z, fwds[j].idx.as_ref().expect("max pool indices"))?
+                        }
+                        Pool::Avg => {
+                            be.avg_pool2d(&z, self.spec.conv[j].pool.params().expect("avg"))?
+                        }
                         Pool::Identity => z,
                     };
                     acc(be, &mut out[j], gathered)?;
                     if let Some((dw, _)) = params.as_mut() {
                         let u = self.pool_adjoint(be, &s.layers[j], &fwds[j], j)?;
                         let k = self.spec.conv[j].kernel;
-                        acc(be, &mut dw[j], be.conv2d_weight_grad(a, &u, (k, k), self.conv_params(j))?)?;
+                        acc(
+                            be,
+                            &mut dw[j],
+                            be.conv2d_weight_grad(a, &u, (k, k), self.conv_params(j))?,
+                        )?;
                     }
                 } else {
                     let fa = flat(be, a)?;

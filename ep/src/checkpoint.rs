@@ -40,7 +40,11 @@ impl TensorFile {
             .tensors
             .iter()
             .map(|(n, t)| {
-                let bytes: Vec<u8> = t.as_standard_layout().iter().flat_map(|v| v.to_le_bytes()).collect();
+                let bytes: Vec<u8> = t
+                    .as_standard_layout()
+                    .iter()
+                    .flat_map(|v| v.to_le_bytes())
+                    .collect();
                 (n.clone(), bytes, t.shape().to_vec())
             })
             .collect();
@@ -49,30 +53,57 @@ impl TensorFile {
             .map(|(n, b, s)| TensorView::new(Dtype::F32, s.clone(), b).map(|v| (n.clone(), v)))
             .collect::<std::result::Result<Vec<_>, _>>()
             .map_err(|e| Error::Other(format!("safetensors: {e}")))?;
-        let meta = if self.metadata.is_empty() { None } else { Some(self.metadata.clone()) };
+        let meta = if self.metadata.is_empty() {
+            None
+        } else {
+            Some(self.metadata.clone())
+        };
         safetensors::serialize(views, meta).map_err(|e| Error::Other(format!("safetensors: {e}")))
     }
 
     /// Parse safetensors bytes. Only f32 tensors are accepted (f64/f16/bf16 are converted to f32).
     pub fn from_bytes(bytes: &[u8]) -> Result<Self> {
-        let (_, meta) = SafeTensors::read_metadata(bytes).map_err(|e| Error::Other(format!("not a valid safetensors file: {e}")))?;
-        let st = SafeTensors::deserialize(bytes).map_err(|e| Error::Other(format!("not a valid safetensors file: {e}")))?;
+        let (_, meta) = SafeTensors::read_metadata(bytes)
+            .map_err(|e| Error::Other(format!("not a valid safetensors file: {e}")))?;
+        let st = SafeTensors::deserialize(bytes)
+            .map_err(|e| Error::Other(format!("not a valid safetensors file: {e}")))?;
         let mut tensors = Vec::new();
         let mut names: Vec<String> = st.names().into_iter().map(|s| s.to_string()).collect();
         names.sort();
         for name in names {
-            let v = st.tensor(&name).map_err(|e| Error::Other(format!("tensor {name}: {e}")))?;
+            let v = st
+                .tensor(&name)
+                .map_err(|e| Error::Other(format!("tensor {name}: {e}")))?;
             let data = v.data();
             let vals: Vec<f32> = match v.dtype() {
-                Dtype::F32 => data.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect(),
-                Dtype::F64 => data.chunks_exact(8).map(|c| f64::from_le_bytes(c.try_into().unwrap()) as f32).collect(),
-                Dtype::F16 => data.chunks_exact(2).map(|c| f16_to_f32(u16::from_le_bytes([c[0], c[1]]))).collect(),
-                Dtype::BF16 => data.chunks_exact(2).map(|c| f32::from_bits((u16::from_le_bytes([c[0], c[1]]) as u32) << 16)).collect(),
-                other => return Err(Error::Other(format!("tensor {name}: dtype {other:?} is not supported (use float32)"))),
+                Dtype::F32 => data
+                    .chunks_exact(4)
+                    .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                    .collect(),
+                Dtype::F64 => data
+                    .chunks_exact(8)
+                    .map(|c| f64::from_le_bytes(c.try_into().unwrap()) as f32)
+                    .collect(),
+                Dtype::F16 => data
+                    .chunks_exact(2)
+                    .map(|c| f16_to_f32(u16::from_le_bytes([c[0], c[1]])))
+                    .collect(),
+                Dtype::BF16 => data
+                    .chunks_exact(2)
+                    .map(|c| f32::from_bits((u16::from_le_bytes([c[0], c[1]]) as u32) << 16))
+                    .collect(),
+                other => {
+                    return Err(Error::Other(format!(
+                        "tensor {name}: dtype {other:?} is not supported (use float32)"
+                    )));
+                }
             };
             tensors.push((name, sim::tensor(v.shape(), vals)?));
         }
-        Ok(TensorFile { tensors, metadata: meta.metadata().clone().unwrap_or_default() })
+        Ok(TensorFile {
+            tensors,
+            metadata: meta.metadata().clone().unwrap_or_default(),
+        })
     }
 }
 
@@ -94,14 +125,21 @@ fn f16_to_f32(h: u16) -> f32 {
 
 /// Model parameters `(spec, weights, biases)` from a tensor file. The spec comes from the metadata,
 /// or from `spec_override` (required for a plain PyTorch state dict).
-pub fn model_from_file(f: &TensorFile, spec_override: Option<ModelSpec>) -> Result<(ModelSpec, Vec<Tensor>, Vec<Tensor>)> {
+pub fn model_from_file(
+    f: &TensorFile,
+    spec_override: Option<ModelSpec>,
+) -> Result<(ModelSpec, Vec<Tensor>, Vec<Tensor>)> {
     let spec = match spec_override {
         Some(s) => s,
         None => {
             let j = f.metadata.get(SPEC_KEY).ok_or_else(|| {
                 Error::Other(format!("no model spec in the metadata (key {SPEC_KEY}); for a plain PyTorch state dict pass the spec separately (--spec)"))
             })?;
-            serde_json::from_str(j).map_err(|e| Error::Other(format!("metadata {SPEC_KEY} is not a valid model spec: {e}")))?
+            serde_json::from_str(j).map_err(|e| {
+                Error::Other(format!(
+                    "metadata {SPEC_KEY} is not a valid model spec: {e}"
+                ))
+            })?
         }
     };
     let geom = spec.geometry()?;
@@ -110,7 +148,12 @@ pub fn model_from_file(f: &TensorFile, spec_override: Option<ModelSpec>) -> Resu
     for i in 0..geom.weight_shapes.len() {
         for (suffix, out) in [("weight", &mut ws), ("bias", &mut bs)] {
             let name = format!("synapses.{i}.{suffix}");
-            let t = f.get(&name).ok_or_else(|| Error::Other(format!("tensor {name} is missing (the spec has {} synapses)", geom.weight_shapes.len())))?;
+            let t = f.get(&name).ok_or_else(|| {
+                Error::Other(format!(
+                    "tensor {name} is missing (the spec has {} synapses)",
+                    geom.weight_shapes.len()
+                ))
+            })?;
             out.push(t.clone());
         }
     }
@@ -118,13 +161,20 @@ pub fn model_from_file(f: &TensorFile, spec_override: Option<ModelSpec>) -> Resu
 }
 
 /// A tensor file holding a model (spec in metadata).
-pub fn model_to_file(spec: &ModelSpec, weights: &[Tensor], biases: &[Tensor]) -> Result<TensorFile> {
+pub fn model_to_file(
+    spec: &ModelSpec,
+    weights: &[Tensor],
+    biases: &[Tensor],
+) -> Result<TensorFile> {
     let mut f = TensorFile::default();
     for (i, (w, b)) in weights.iter().zip(biases).enumerate() {
         f.tensors.push((format!("synapses.{i}.weight"), w.clone()));
         f.tensors.push((format!("synapses.{i}.bias"), b.clone()));
     }
-    f.metadata.insert(SPEC_KEY.to_string(), serde_json::to_string(spec).map_err(|e| Error::Other(e.to_string()))?);
+    f.metadata.insert(
+        SPEC_KEY.to_string(),
+        serde_json::to_string(spec).map_err(|e| Error::Other(e.to_string()))?,
+    );
     Ok(f)
 }
 
@@ -136,8 +186,18 @@ mod tests {
     fn roundtrip_preserves_tensors_and_spec() {
         let spec = ModelSpec::cifar10_reference();
         let geom = spec.geometry().unwrap();
-        let ws: Vec<Tensor> = geom.weight_shapes.iter().enumerate().map(|(i, s)| sim::gradcheck::test_tensor(s, i as u64, 0.1)).collect();
-        let bs: Vec<Tensor> = geom.weight_shapes.iter().enumerate().map(|(i, s)| sim::gradcheck::test_tensor(&s[..1], 100 + i as u64, 0.1)).collect();
+        let ws: Vec<Tensor> = geom
+            .weight_shapes
+            .iter()
+            .enumerate()
+            .map(|(i, s)| sim::gradcheck::test_tensor(s, i as u64, 0.1))
+            .collect();
+        let bs: Vec<Tensor> = geom
+            .weight_shapes
+            .iter()
+            .enumerate()
+            .map(|(i, s)| sim::gradcheck::test_tensor(&s[..1], 100 + i as u64, 0.1))
+            .collect();
         let bytes = model_to_file(&spec, &ws, &bs).unwrap().to_bytes().unwrap();
         let back = TensorFile::from_bytes(&bytes).unwrap();
         let (s2, w2, b2) = model_from_file(&back, None).unwrap();
@@ -150,7 +210,9 @@ mod tests {
     fn garbage_and_missing_tensors_are_errors() {
         assert!(TensorFile::from_bytes(b"not a safetensors file").is_err());
         let f = TensorFile::default();
-        let e = model_from_file(&f, Some(ModelSpec::cifar10_reference())).unwrap_err().to_string();
+        let e = model_from_file(&f, Some(ModelSpec::cifar10_reference()))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("synapses.0.weight"), "{e}");
         let e = model_from_file(&f, None).unwrap_err().to_string();
         assert!(e.contains("--spec"), "{e}");

@@ -47,30 +47,54 @@ impl<B: Backend> Target<B> {
         let mut oh = vec![0.0f32; labels.len() * classes];
         for (i, &l) in labels.iter().enumerate() {
             if l >= classes {
-                return Err(Error::param("target", format!("label {l} of sample {i} out of range (classes: {classes})")));
+                return Err(Error::param(
+                    "target",
+                    format!("label {l} of sample {i} out of range (classes: {classes})"),
+                ));
             }
             oh[i * classes + l] = 1.0;
         }
-        Ok(Target { labels: labels.to_vec(), onehot: be.upload(&sim::tensor(&[labels.len(), classes], oh)?)? })
+        Ok(Target {
+            labels: labels.to_vec(),
+            onehot: be.upload(&sim::tensor(&[labels.len(), classes], oh)?)?,
+        })
     }
 }
 
 impl<B: Backend> Clone for EpNet<B> {
     fn clone(&self) -> Self {
-        EpNet { spec: self.spec.clone(), geom: self.geom.clone(), weights: self.weights.clone(), biases: self.biases.clone() }
+        EpNet {
+            spec: self.spec.clone(),
+            geom: self.geom.clone(),
+            weights: self.weights.clone(),
+            biases: self.biases.clone(),
+        }
     }
 }
 
 impl<B: Backend> Clone for State<B> {
     fn clone(&self) -> Self {
-        State { layers: self.layers.clone() }
+        State {
+            layers: self.layers.clone(),
+        }
     }
 }
 
 impl<B: Backend> Clone for Target<B> {
     fn clone(&self) -> Self {
-        Target { labels: self.labels.clone(), onehot: self.onehot.clone() }
+        Target {
+            labels: self.labels.clone(),
+            onehot: self.onehot.clone(),
+        }
     }
+}
+
+/// Σ a·b accumulated in f64.
+fn dot64(a: &Tensor, b: &Tensor) -> f64 {
+    a.iter()
+        .zip(b.iter())
+        .map(|(&x, &y)| x as f64 * y as f64)
+        .sum()
 }
 
 /// Per-synapse (weight, bias) gradients.
@@ -98,28 +122,61 @@ impl<B: Backend> EpNet<B> {
             let draw = |name: String, shape: &[usize]| -> Result<B::Tensor> {
                 let st = stream.child(&name);
                 let n: usize = shape.iter().product();
-                let v: Vec<f32> = (0..n as u64).map(|j| (2.0 * st.uniform(j) - 1.0) * bound * s).collect();
+                let v: Vec<f32> = (0..n as u64)
+                    .map(|j| (2.0 * st.uniform(j) - 1.0) * bound * s)
+                    .collect();
                 be.upload(&sim::tensor(shape, v)?)
             };
             weights.push(draw(format!("synapses.{i}.weight"), ws)?);
             biases.push(draw(format!("synapses.{i}.bias"), &ws[..1])?);
         }
-        Ok(EpNet { spec, geom, weights, biases })
+        Ok(EpNet {
+            spec,
+            geom,
+            weights,
+            biases,
+        })
     }
 
     /// Build from host tensors (e.g. a checkpoint), checking every shape against the spec.
-    pub fn from_host(be: &B, spec: ModelSpec, weights: &[Tensor], biases: &[Tensor]) -> Result<Self> {
+    pub fn from_host(
+        be: &B,
+        spec: ModelSpec,
+        weights: &[Tensor],
+        biases: &[Tensor],
+    ) -> Result<Self> {
         let geom = spec.geometry()?;
         let n = geom.weight_shapes.len();
         if weights.len() != n || biases.len() != n {
-            return Err(Error::shape("model", format!("spec has {n} synapses, got {} weights and {} biases", weights.len(), biases.len())));
+            return Err(Error::shape(
+                "model",
+                format!(
+                    "spec has {n} synapses, got {} weights and {} biases",
+                    weights.len(),
+                    biases.len()
+                ),
+            ));
         }
         for i in 0..n {
             if weights[i].shape() != geom.weight_shapes[i].as_slice() {
-                return Err(Error::shape("model", format!("synapses.{i}.weight has shape {:?}, spec expects {:?}", weights[i].shape(), geom.weight_shapes[i])));
+                return Err(Error::shape(
+                    "model",
+                    format!(
+                        "synapses.{i}.weight has shape {:?}, spec expects {:?}",
+                        weights[i].shape(),
+                        geom.weight_shapes[i]
+                    ),
+                ));
             }
             if biases[i].shape() != &geom.weight_shapes[i][..1] {
-                return Err(Error::shape("model", format!("synapses.{i}.bias has shape {:?}, spec expects {:?}", biases[i].shape(), &geom.weight_shapes[i][..1])));
+                return Err(Error::shape(
+                    "model",
+                    format!(
+                        "synapses.{i}.bias has shape {:?}, spec expects {:?}",
+                        biases[i].shape(),
+                        &geom.weight_shapes[i][..1]
+                    ),
+                ));
             }
             sim::check_finite(&format!("synapses.{i}.weight"), &weights[i])?;
             sim::check_finite(&format!("synapses.{i}.bias"), &biases[i])?;
@@ -127,7 +184,10 @@ impl<B: Backend> EpNet<B> {
         Ok(EpNet {
             spec,
             geom,
-            weights: weights.iter().map(|w| be.upload(w)).collect::<Result<_>>()?,
+            weights: weights
+                .iter()
+                .map(|w| be.upload(w))
+                .collect::<Result<_>>()?,
             biases: biases.iter().map(|b| be.upload(b)).collect::<Result<_>>()?,
         })
     }
@@ -135,8 +195,14 @@ impl<B: Backend> EpNet<B> {
     /// Parameters as host tensors, `(weights, biases)`.
     pub fn to_host(&self, be: &B) -> Result<(Vec<Tensor>, Vec<Tensor>)> {
         Ok((
-            self.weights.iter().map(|w| be.download(w)).collect::<Result<_>>()?,
-            self.biases.iter().map(|b| be.download(b)).collect::<Result<_>>()?,
+            self.weights
+                .iter()
+                .map(|w| be.download(w))
+                .collect::<Result<_>>()?,
+            self.biases
+                .iter()
+                .map(|b| be.download(b))
+                .collect::<Result<_>>()?,
         ))
     }
 
@@ -168,13 +234,25 @@ impl<B: Backend> EpNet<B> {
     pub fn check_input(&self, be: &B, x: &B::Tensor) -> Result<usize> {
         let s = be.shape(x);
         if s.len() != 4 || s[1..] != self.spec.input {
-            return Err(Error::shape("ep input", format!("expected [N, {}, {}, {}], got {s:?}", self.spec.input[0], self.spec.input[1], self.spec.input[2])));
+            return Err(Error::shape(
+                "ep input",
+                format!(
+                    "expected [N, {}, {}, {}], got {s:?}",
+                    self.spec.input[0], self.spec.input[1], self.spec.input[2]
+                ),
+            ));
         }
         Ok(s[0])
     }
 
     /// Input of synapse `i`: x for i = 0, else layer i (flattened for linear synapses).
-    pub(crate) fn syn_input<'a>(&self, be: &B, x: &'a B::Tensor, st: &'a State<B>, i: usize) -> Result<std::borrow::Cow<'a, B::Tensor>> {
+    pub(crate) fn syn_input<'a>(
+        &self,
+        be: &B,
+        x: &'a B::Tensor,
+        st: &'a State<B>,
+        i: usize,
+    ) -> Result<std::borrow::Cow<'a, B::Tensor>> {
         let t = if i == 0 { x } else { &st.layers[i - 1] };
         if i < self.n_conv() {
             Ok(std::borrow::Cow::Borrowed(t))
@@ -183,7 +261,9 @@ impl<B: Backend> EpNet<B> {
             if s.len() == 2 {
                 Ok(std::borrow::Cow::Borrowed(t))
             } else {
-                Ok(std::borrow::Cow::Owned(be.reshape(t, &[s[0], s[1..].iter().product()])?))
+                Ok(std::borrow::Cow::Owned(
+                    be.reshape(t, &[s[0], s[1..].iter().product()])?,
+                ))
             }
         }
     }
@@ -191,39 +271,78 @@ impl<B: Backend> EpNet<B> {
     /// Forward read of synapse `i` on its input.
     pub(crate) fn forward(&self, be: &B, inp: &B::Tensor, i: usize) -> Result<Forward<B>> {
         if i < self.n_conv() {
-            let z = be.conv2d(inp, &self.weights[i], Some(&self.biases[i]), self.conv_params(i))?;
+            let z = be.conv2d(
+                inp,
+                &self.weights[i],
+                Some(&self.biases[i]),
+                self.conv_params(i),
+            )?;
             match self.spec.conv[i].pool {
                 Pool::Max => {
-                    let (y, idx) = be.max_pool2d(&z, self.spec.conv[i].pool.params().expect("max pool"))?;
-                    Ok(Forward { pre: y, idx: Some(idx) })
+                    let (y, idx) =
+                        be.max_pool2d(&z, self.spec.conv[i].pool.params().expect("max pool"))?;
+                    Ok(Forward {
+                        pre: y,
+                        idx: Some(idx),
+                    })
                 }
-                Pool::Avg => Ok(Forward { pre: be.avg_pool2d(&z, self.spec.conv[i].pool.params().expect("avg pool"))?, idx: None }),
+                Pool::Avg => Ok(Forward {
+                    pre: be.avg_pool2d(&z, self.spec.conv[i].pool.params().expect("avg pool"))?,
+                    idx: None,
+                }),
                 Pool::Identity => Ok(Forward { pre: z, idx: None }),
             }
         } else {
-            Ok(Forward { pre: be.linear(inp, &self.weights[i], Some(&self.biases[i]))?, idx: None })
+            Ok(Forward {
+                pre: be.linear(inp, &self.weights[i], Some(&self.biases[i]))?,
+                idx: None,
+            })
         }
     }
 
     /// Pᵀ for conv synapse `i`: route `v` (shape of layer i+1) back to the conv output grid.
-    pub(crate) fn pool_adjoint(&self, be: &B, v: &B::Tensor, fwd: &Forward<B>, i: usize) -> Result<B::Tensor> {
+    pub(crate) fn pool_adjoint(
+        &self,
+        be: &B,
+        v: &B::Tensor,
+        fwd: &Forward<B>,
+        i: usize,
+    ) -> Result<B::Tensor> {
         let hw = self.geom.conv_out_hw[i];
         match self.spec.conv[i].pool {
             Pool::Max => be.max_unpool2d(v, fwd.idx.as_ref().expect("max pool indices"), hw),
-            Pool::Avg => be.avg_pool2d_adjoint(v, hw, self.spec.conv[i].pool.params().expect("avg pool")),
+            Pool::Avg => {
+                be.avg_pool2d_adjoint(v, hw, self.spec.conv[i].pool.params().expect("avg pool"))
+            }
             Pool::Identity => Ok(v.clone()),
         }
     }
 
     /// Feedback of synapse `i` into its input layer: (∂/∂input) ⟨v, synapse_i(input)⟩ for v of the
     /// shape of layer i+1, reshaped to the input layer's shape.
-    pub(crate) fn feedback(&self, be: &B, v: &B::Tensor, fwd: &Forward<B>, i: usize, input_shape: &[usize]) -> Result<B::Tensor> {
+    pub(crate) fn feedback(
+        &self,
+        be: &B,
+        v: &B::Tensor,
+        fwd: &Forward<B>,
+        i: usize,
+        input_shape: &[usize],
+    ) -> Result<B::Tensor> {
         if i < self.n_conv() {
             let u = self.pool_adjoint(be, v, fwd, i)?;
-            be.conv2d_input_grad(&u, &self.weights[i], (input_shape[2], input_shape[3]), self.conv_params(i))
+            be.conv2d_input_grad(
+                &u,
+                &self.weights[i],
+                (input_shape[2], input_shape[3]),
+                self.conv_params(i),
+            )
         } else {
             let g = be.linear_input_grad(v, &self.weights[i])?;
-            if input_shape.len() == 2 { Ok(g) } else { be.reshape(&g, input_shape) }
+            if input_shape.len() == 2 {
+                Ok(g)
+            } else {
+                be.reshape(&g, input_shape)
+            }
         }
     }
 
@@ -233,7 +352,11 @@ impl<B: Backend> EpNet<B> {
         if self.spec.softmax {
             let r = self.spec.n_synapses() - 1;
             let s = be.shape(last);
-            let flat = if s.len() == 2 { last.clone() } else { be.reshape(last, &[s[0], s[1..].iter().product()])? };
+            let flat = if s.len() == 2 {
+                last.clone()
+            } else {
+                be.reshape(last, &[s[0], s[1..].iter().product()])?
+            };
             be.linear(&flat, &self.weights[r], Some(&self.biases[r]))
         } else {
             Ok(last.clone())
@@ -257,14 +380,24 @@ impl<B: Backend> EpNet<B> {
                 let r = self.spec.n_synapses() - 1;
                 let back = be.linear_input_grad(&g, &self.weights[r])?;
                 let s = be.shape(last);
-                if s.len() == 2 { Ok(back) } else { be.reshape(&back, &s) }
+                if s.len() == 2 {
+                    Ok(back)
+                } else {
+                    be.reshape(&back, &s)
+                }
             }
         }
     }
 
     /// Pre-activations of one synchronous step (every a_k = ∂Φ/∂s_k at `st`), with the forward
     /// reads they came from.
-    pub(crate) fn step_pre(&self, be: &B, x: &B::Tensor, st: &State<B>, nudge: Option<(f32, &Target<B>)>) -> Result<(Vec<B::Tensor>, Vec<Forward<B>>)> {
+    pub(crate) fn step_pre(
+        &self,
+        be: &B,
+        x: &B::Tensor,
+        st: &State<B>,
+        nudge: Option<(f32, &Target<B>)>,
+    ) -> Result<(Vec<B::Tensor>, Vec<Forward<B>>)> {
         let n = st.layers.len();
         let mut fwds = Vec::with_capacity(n);
         for i in 0..n {
@@ -299,13 +432,25 @@ impl<B: Backend> EpNet<B> {
     }
 
     /// One synchronous step of the dynamics: every layer ← σ(∂Φ/∂s). `nudge` = (β, target).
-    pub fn step(&self, be: &B, x: &B::Tensor, st: &State<B>, nudge: Option<(f32, &Target<B>)>) -> Result<State<B>> {
+    pub fn step(
+        &self,
+        be: &B,
+        x: &B::Tensor,
+        st: &State<B>,
+        nudge: Option<(f32, &Target<B>)>,
+    ) -> Result<State<B>> {
         let n = st.layers.len();
         let (pre, _) = self.step_pre(be, x, st, nudge)?;
         let layers = pre
             .into_iter()
             .enumerate()
-            .map(|(k, a)| if self.layer_is_linear(k, n) { Ok(a) } else { be.map(&a, self.spec.act) })
+            .map(|(k, a)| {
+                if self.layer_is_linear(k, n) {
+                    Ok(a)
+                } else {
+                    be.map(&a, self.spec.act)
+                }
+            })
             .collect::<Result<_>>()?;
         Ok(State { layers })
     }
@@ -313,7 +458,14 @@ impl<B: Backend> EpNet<B> {
     /// Run `steps` steps from `st`.
     /// Every step is checked for divergence: a NaN or infinity in any layer stops the run with an
     /// error naming the step (1-based, within this call) and the layer.
-    pub fn relax(&self, be: &B, x: &B::Tensor, mut st: State<B>, steps: usize, nudge: Option<(f32, &Target<B>)>) -> Result<State<B>> {
+    pub fn relax(
+        &self,
+        be: &B,
+        x: &B::Tensor,
+        mut st: State<B>,
+        steps: usize,
+        nudge: Option<(f32, &Target<B>)>,
+    ) -> Result<State<B>> {
         for t in 0..steps {
             st = self.step(be, x, &st, nudge)?;
             self.check_state(be, &st, t + 1)?;
@@ -342,15 +494,21 @@ impl<B: Backend> EpNet<B> {
         self.relax(be, x, st, steps, None)
     }
 
-    /// The primitive function Φ(x, s) − β ℓ(s, y), summed over the batch (f64 accumulation of the
-    /// backend's f32 terms). Used by tests and diagnostics: the dynamics never evaluate it.
-    pub fn phi(&self, be: &B, x: &B::Tensor, st: &State<B>, nudge: Option<(f32, &Target<B>)>) -> Result<f64> {
+    /// The primitive function Φ(x, s) − β ℓ(s, y), summed over the batch (the bilinear terms are
+    /// accumulated in f64 on the host). Used by tests and diagnostics: the dynamics never evaluate it.
+    pub fn phi(
+        &self,
+        be: &B,
+        x: &B::Tensor,
+        st: &State<B>,
+        nudge: Option<(f32, &Target<B>)>,
+    ) -> Result<f64> {
         let n = st.layers.len();
         let mut phi = 0.0f64;
         for i in 0..n {
             let inp = self.syn_input(be, x, st, i)?;
             let f = self.forward(be, &inp, i)?;
-            phi += be.dot(&f.pre, &st.layers[i])? as f64;
+            phi += dot64(&be.download(&f.pre)?, &be.download(&st.layers[i])?);
         }
         if let Some((beta, target)) = nudge {
             let nb = st.layers[0].clone();
@@ -358,11 +516,15 @@ impl<B: Backend> EpNet<B> {
             let last = st.layers.last().expect("layer");
             let loss = match (self.spec.softmax, self.spec.loss) {
                 (false, Loss::Mse) => {
-                    let d = be.sub(last, &target.onehot)?;
-                    0.5 * be.dot(&d, &d)? as f64
+                    let d = be.download(&be.sub(last, &target.onehot)?)?;
+                    0.5 * dot64(&d, &d)
                 }
-                (false, Loss::CrossEntropy) => be.cross_entropy(last, &target.labels)?.0 as f64 * batch,
-                (true, _) => be.cross_entropy(&self.logits(be, st)?, &target.labels)?.0 as f64 * batch,
+                (false, Loss::CrossEntropy) => {
+                    be.cross_entropy(last, &target.labels)?.0 as f64 * batch
+                }
+                (true, _) => {
+                    be.cross_entropy(&self.logits(be, st)?, &target.labels)?.0 as f64 * batch
+                }
             };
             phi -= beta as f64 * loss;
         }
@@ -371,7 +533,14 @@ impl<B: Backend> EpNet<B> {
 
     /// ∂Φ/∂θ at state `st` (summed over the batch) for nudging strength `beta` (the readout's
     /// parameters only enter Φ through −β ℓ).
-    pub fn phi_param_grads(&self, be: &B, x: &B::Tensor, st: &State<B>, beta: f32, target: Option<&Target<B>>) -> Result<Grads<B>> {
+    pub fn phi_param_grads(
+        &self,
+        be: &B,
+        x: &B::Tensor,
+        st: &State<B>,
+        beta: f32,
+        target: Option<&Target<B>>,
+    ) -> Result<Grads<B>> {
         let n = st.layers.len();
         let mut grads = Vec::with_capacity(self.spec.n_synapses());
         for i in 0..n {
@@ -394,10 +563,15 @@ impl<B: Backend> EpNet<B> {
             if beta == 0.0 {
                 grads.push((be.zeros(ws)?, be.zeros(&ws[..1])?));
             } else {
-                let target = target.ok_or_else(|| Error::param("phi_param_grads", "β ≠ 0 needs a target"))?;
+                let target = target
+                    .ok_or_else(|| Error::param("phi_param_grads", "β ≠ 0 needs a target"))?;
                 let last = st.layers.last().expect("layer");
                 let s = be.shape(last);
-                let flat = if s.len() == 2 { last.clone() } else { be.reshape(last, &[s[0], s[1..].iter().product()])? };
+                let flat = if s.len() == 2 {
+                    last.clone()
+                } else {
+                    be.reshape(last, &[s[0], s[1..].iter().product()])?
+                };
                 let logits = be.linear(&flat, &self.weights[r], Some(&self.biases[r]))?;
                 let p = be.softmax(&logits)?;
                 // −β ∂ℓ/∂W = β (y − p)ᵀ s.
@@ -411,11 +585,21 @@ impl<B: Backend> EpNet<B> {
     /// The EP estimate of the loss gradient from two phases (s₁, β₁) and (s₂, β₂), as the reference
     /// `compute_syn_grads`: ∇θ ≈ (∂Φ/∂θ(s₂, β₂) − ∂Φ/∂θ(s₁, β₁)) / (β₁ − β₂), averaged over the batch.
     /// Symmetric EP: (s^{+β}, β) and (s^{−β}, −β); vanilla: (s⁰, 0) and (s^β, β).
-    pub fn ep_grads(&self, be: &B, x: &B::Tensor, phase1: (&State<B>, f32), phase2: (&State<B>, f32), target: &Target<B>) -> Result<Grads<B>> {
+    pub fn ep_grads(
+        &self,
+        be: &B,
+        x: &B::Tensor,
+        phase1: (&State<B>, f32),
+        phase2: (&State<B>, f32),
+        target: &Target<B>,
+    ) -> Result<Grads<B>> {
         let (s1, b1) = phase1;
         let (s2, b2) = phase2;
         if b1 == b2 {
-            return Err(Error::param("ep_grads", format!("the two phases need different β, got {b1} and {b2}")));
+            return Err(Error::param(
+                "ep_grads",
+                format!("the two phases need different β, got {b1} and {b2}"),
+            ));
         }
         let n = self.check_input(be, x)? as f32;
         let g1 = self.phi_param_grads(be, x, s1, b1, Some(target))?;
@@ -423,7 +607,12 @@ impl<B: Backend> EpNet<B> {
         let c = 1.0 / ((b1 - b2) * n);
         g1.into_iter()
             .zip(g2)
-            .map(|((w1, bb1), (w2, bb2))| Ok((be.scale(&be.sub(&w2, &w1)?, c)?, be.scale(&be.sub(&bb2, &bb1)?, c)?)))
+            .map(|((w1, bb1), (w2, bb2))| {
+                Ok((
+                    be.scale(&be.sub(&w2, &w1)?, c)?,
+                    be.scale(&be.sub(&bb2, &bb1)?, c)?,
+                ))
+            })
             .collect()
     }
 }

@@ -64,21 +64,27 @@ impl Schedule {
             Schedule::Constant => lr0,
             Schedule::Cosine { t_max, eta_min } => {
                 let t = t_max.max(1) as f64;
-                (eta_min as f64 + (lr0 as f64 - eta_min as f64) * (1.0 + (std::f64::consts::PI * epoch as f64 / t).cos()) / 2.0) as f32
+                (eta_min as f64
+                    + (lr0 as f64 - eta_min as f64)
+                        * (1.0 + (std::f64::consts::PI * epoch as f64 / t).cos())
+                        / 2.0) as f32
             }
         }
     }
 }
 
-/// An optimizer over a list of parameter tensors, each in its own group (lr, weight decay).
+/// An optimizer over a list of parameter tensors in groups of `per_group` consecutive tensors
+/// (an EP synapse's weight and bias form one group, as in the reference's per-synapse `lrs`).
 #[derive(Debug, Clone)]
 pub struct Optimizer {
     /// Algorithm.
     pub kind: OptimKind,
-    /// Current learning rate per parameter.
+    /// Current learning rate per group.
     pub lrs: Vec<f32>,
-    /// Weight decay per parameter.
+    /// Weight decay per group.
     pub wds: Vec<f32>,
+    /// Consecutive parameter tensors per group.
+    pub per_group: usize,
     /// First buffers (SGD momentum / Adam m), allocated lazily as PyTorch does.
     pub buf1: Vec<Option<Tensor>>,
     /// Second buffers (Adam v).
@@ -88,28 +94,62 @@ pub struct Optimizer {
 }
 
 impl Optimizer {
-    /// A new optimizer for `n` parameters.
-    pub fn new(kind: OptimKind, lrs: Vec<f32>, wds: Vec<f32>) -> Result<Self> {
+    /// A new optimizer with one group per entry of `lrs`/`wds`, each of `per_group` tensors.
+    pub fn new(kind: OptimKind, lrs: Vec<f32>, wds: Vec<f32>, per_group: usize) -> Result<Self> {
         if lrs.len() != wds.len() {
-            return Err(Error::param("optimizer", format!("{} learning rates but {} weight decays", lrs.len(), wds.len())));
+            return Err(Error::param(
+                "optimizer",
+                format!(
+                    "{} learning rates but {} weight decays",
+                    lrs.len(),
+                    wds.len()
+                ),
+            ));
         }
-        let n = lrs.len();
-        Ok(Optimizer { kind, lrs, wds, buf1: vec![None; n], buf2: vec![None; n], steps: 0 })
+        if per_group == 0 {
+            return Err(Error::param("optimizer", "groups need at least one tensor"));
+        }
+        let n = lrs.len() * per_group;
+        Ok(Optimizer {
+            kind,
+            lrs,
+            wds,
+            per_group,
+            buf1: vec![None; n],
+            buf2: vec![None; n],
+            steps: 0,
+        })
     }
 
     /// One update of every parameter with its gradient (descent direction: p ← p − lr·update).
     pub fn step(&mut self, params: &mut [Tensor], grads: &[Tensor]) -> Result<()> {
-        if params.len() != self.lrs.len() || grads.len() != params.len() {
-            return Err(Error::shape("optimizer", format!("{} params, {} grads, {} groups", params.len(), grads.len(), self.lrs.len())));
+        if params.len() != self.lrs.len() * self.per_group || grads.len() != params.len() {
+            return Err(Error::shape(
+                "optimizer",
+                format!(
+                    "{} params, {} grads, {} groups of {}",
+                    params.len(),
+                    grads.len(),
+                    self.lrs.len(),
+                    self.per_group
+                ),
+            ));
         }
         self.steps += 1;
         let t = self.steps as i32;
         for i in 0..params.len() {
             let (p, g) = (&mut params[i], &grads[i]);
             if p.shape() != g.shape() {
-                return Err(Error::shape("optimizer", format!("param {i} has shape {:?}, its gradient {:?}", p.shape(), g.shape())));
+                return Err(Error::shape(
+                    "optimizer",
+                    format!(
+                        "param {i} has shape {:?}, its gradient {:?}",
+                        p.shape(),
+                        g.shape()
+                    ),
+                ));
             }
-            let (lr, wd) = (self.lrs[i], self.wds[i]);
+            let (lr, wd) = (self.lrs[i / self.per_group], self.wds[i / self.per_group]);
             let mut d = g.clone();
             if wd != 0.0 {
                 d.zip_mut_with(p, |d, &p| *d += wd * p);
@@ -139,9 +179,12 @@ impl Optimizer {
                     let step = lr / bc1;
                     let m = self.buf1[i].as_ref().unwrap();
                     let v = self.buf2[i].as_ref().unwrap();
-                    ndarray::Zip::from(&mut *p).and(m).and(v).for_each(|p, &m, &v| {
-                        *p -= step * m / ((v / bc2).sqrt() + eps);
-                    });
+                    ndarray::Zip::from(&mut *p)
+                        .and(m)
+                        .and(v)
+                        .for_each(|p, &m, &v| {
+                            *p -= step * m / ((v / bc2).sqrt() + eps);
+                        });
                 }
             }
         }
@@ -156,13 +199,16 @@ mod tests {
     #[test]
     fn sgd_momentum_matches_hand_computation() {
         // PyTorch: buf1 = g1; p1 = p0 − lr(g1 + wd p0); buf2 = m·buf1 + (g2 + wd p1); p2 = p1 − lr·buf2.
-        let mut o = Optimizer::new(OptimKind::Sgd { momentum: 0.9 }, vec![0.1], vec![0.01]).unwrap();
+        let mut o =
+            Optimizer::new(OptimKind::Sgd { momentum: 0.9 }, vec![0.1], vec![0.01], 1).unwrap();
         let mut p = vec![sim::tensor(&[1], vec![1.0]).unwrap()];
-        o.step(&mut p, &[sim::tensor(&[1], vec![0.5]).unwrap()]).unwrap();
+        o.step(&mut p, &[sim::tensor(&[1], vec![0.5]).unwrap()])
+            .unwrap();
         let d1 = 0.5 + 0.01 * 1.0;
         let p1 = 1.0 - 0.1 * d1;
         assert!((p[0][[0]] as f64 - p1).abs() < 1e-6);
-        o.step(&mut p, &[sim::tensor(&[1], vec![-0.2]).unwrap()]).unwrap();
+        o.step(&mut p, &[sim::tensor(&[1], vec![-0.2]).unwrap()])
+            .unwrap();
         let d2 = 0.9 * d1 + (-0.2 + 0.01 * p1);
         assert!((p[0][[0]] as f64 - (p1 - 0.1 * d2)).abs() < 1e-6);
     }
@@ -170,16 +216,30 @@ mod tests {
     #[test]
     fn adam_first_step_is_lr_sign() {
         // After one step, m̂ = g and v̂ = g², so the step is lr·g/(|g| + ε) ≈ lr·sign(g).
-        let mut o = Optimizer::new(OptimKind::Adam { beta1: 0.9, beta2: 0.999, eps: 1e-8 }, vec![0.01], vec![0.0]).unwrap();
+        let mut o = Optimizer::new(
+            OptimKind::Adam {
+                beta1: 0.9,
+                beta2: 0.999,
+                eps: 1e-8,
+            },
+            vec![0.01],
+            vec![0.0],
+            1,
+        )
+        .unwrap();
         let mut p = vec![sim::tensor(&[2], vec![1.0, 1.0]).unwrap()];
-        o.step(&mut p, &[sim::tensor(&[2], vec![3.0, -0.001]).unwrap()]).unwrap();
+        o.step(&mut p, &[sim::tensor(&[2], vec![3.0, -0.001]).unwrap()])
+            .unwrap();
         assert!((p[0][[0]] - 0.99).abs() < 1e-6);
         assert!((p[0][[1]] - 1.01).abs() < 1e-5);
     }
 
     #[test]
     fn cosine_schedule_endpoints() {
-        let s = Schedule::Cosine { t_max: 100, eta_min: 1e-5 };
+        let s = Schedule::Cosine {
+            t_max: 100,
+            eta_min: 1e-5,
+        };
         assert!((s.lr(0.25, 0) - 0.25).abs() < 1e-7);
         assert!((s.lr(0.25, 100) - 1e-5).abs() < 1e-7);
         assert!((s.lr(0.25, 50) - (1e-5 + 0.25) / 2.0).abs() < 1e-6);
@@ -187,8 +247,12 @@ mod tests {
 
     #[test]
     fn shape_mismatch_is_an_error() {
-        let mut o = Optimizer::new(OptimKind::Sgd { momentum: 0.0 }, vec![0.1], vec![0.0]).unwrap();
+        let mut o =
+            Optimizer::new(OptimKind::Sgd { momentum: 0.0 }, vec![0.1], vec![0.0], 1).unwrap();
         let mut p = vec![sim::tensor(&[2], vec![1.0, 1.0]).unwrap()];
-        assert!(o.step(&mut p, &[sim::tensor(&[3], vec![0.0; 3]).unwrap()]).is_err());
+        assert!(
+            o.step(&mut p, &[sim::tensor(&[3], vec![0.0; 3]).unwrap()])
+                .is_err()
+        );
     }
 }

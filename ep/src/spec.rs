@@ -27,7 +27,10 @@ impl Pool {
             'm' => Ok(Pool::Max),
             'a' => Ok(Pool::Avg),
             'i' => Ok(Pool::Identity),
-            other => Err(Error::param("spec", format!("unknown pool {other:?} (use m = max, a = avg, i = none)"))),
+            other => Err(Error::param(
+                "spec",
+                format!("unknown pool {other:?} (use m = max, a = avg, i = none)"),
+            )),
         }
     }
     /// The pooling window (2x2, stride 2) when there is one.
@@ -125,16 +128,28 @@ impl ModelSpec {
     pub fn geometry(&self) -> Result<Geometry> {
         let [c0, h0, w0] = self.input;
         if c0 == 0 || h0 == 0 || w0 == 0 {
-            return Err(Error::param("spec", format!("input shape {:?} has a zero dimension", self.input)));
+            return Err(Error::param(
+                "spec",
+                format!("input shape {:?} has a zero dimension", self.input),
+            ));
         }
         if self.fc.is_empty() {
-            return Err(Error::param("spec", "fc must list at least the output layer (number of classes)"));
+            return Err(Error::param(
+                "spec",
+                "fc must list at least the output layer (number of classes)",
+            ));
         }
         if self.fc.contains(&0) {
-            return Err(Error::param("spec", format!("fc sizes must be ≥ 1, got {:?}", self.fc)));
+            return Err(Error::param(
+                "spec",
+                format!("fc sizes must be ≥ 1, got {:?}", self.fc),
+            ));
         }
         if self.softmax && self.n_synapses() < 2 {
-            return Err(Error::param("spec", "softmax readout needs at least one neuron layer before the readout"));
+            return Err(Error::param(
+                "spec",
+                "softmax readout needs at least one neuron layer before the readout",
+            ));
         }
         if self.t1 == 0 {
             return Err(Error::param("spec", "t1 (free-phase steps) must be ≥ 1"));
@@ -145,18 +160,23 @@ impl ModelSpec {
         let (mut c, mut h, mut w) = (c0, h0, w0);
         for (i, l) in self.conv.iter().enumerate() {
             if l.channels == 0 || l.kernel == 0 || l.stride == 0 {
-                return Err(Error::param("spec", format!("conv[{i}]: channels, kernel and stride must be ≥ 1: {l:?}")));
+                return Err(Error::param(
+                    "spec",
+                    format!("conv[{i}]: channels, kernel and stride must be ≥ 1: {l:?}"),
+                ));
             }
             let p = Conv2dParams::new(l.stride, l.padding);
             let (ho, wo) = p
                 .output_hw("spec", (h, w), (l.kernel, l.kernel))
-                .map_err(|e| Error::param("spec", format!("conv[{i}] on input {c}x{h}x{w}: {e}")))?;
+                .map_err(|e| {
+                    Error::param("spec", format!("conv[{i}] on input {c}x{h}x{w}: {e}"))
+                })?;
             conv_out_hw.push((ho, wo));
             weight_shapes.push(vec![l.channels, c, l.kernel, l.kernel]);
             let (hp, wp) = match l.pool.params() {
-                Some(pp) => pp
-                    .output_hw("spec", (ho, wo))
-                    .map_err(|e| Error::param("spec", format!("pool after conv[{i}] on {ho}x{wo}: {e}")))?,
+                Some(pp) => pp.output_hw("spec", (ho, wo)).map_err(|e| {
+                    Error::param("spec", format!("pool after conv[{i}] on {ho}x{wo}: {e}"))
+                })?,
                 None => (ho, wo),
             };
             c = l.channels;
@@ -173,7 +193,11 @@ impl ModelSpec {
         if self.softmax {
             layer_shapes.pop();
         }
-        Ok(Geometry { weight_shapes, layer_shapes, conv_out_hw })
+        Ok(Geometry {
+            weight_shapes,
+            layer_shapes,
+            conv_out_hw,
+        })
     }
 
     /// The reference CIFAR-10 EP-CNN (Laborieux et al. 2021; AdvEP): channels 128-256-512-512,
@@ -181,7 +205,13 @@ impl ModelSpec {
     pub fn cifar10_reference() -> Self {
         let conv = [(128, 1), (256, 1), (512, 1), (512, 0)]
             .iter()
-            .map(|&(channels, padding)| ConvLayer { channels, kernel: 3, stride: 1, padding, pool: Pool::Max })
+            .map(|&(channels, padding)| ConvLayer {
+                channels,
+                kernel: 3,
+                stride: 1,
+                padding,
+                pool: Pool::Max,
+            })
             .collect();
         ModelSpec {
             input: [3, 32, 32],
@@ -203,14 +233,31 @@ mod tests {
     #[test]
     fn reference_cifar_geometry() {
         let g = ModelSpec::cifar10_reference().geometry().unwrap();
-        assert_eq!(g.layer_shapes, vec![vec![128, 16, 16], vec![256, 8, 8], vec![512, 4, 4], vec![512, 1, 1]]);
+        assert_eq!(
+            g.layer_shapes,
+            vec![
+                vec![128, 16, 16],
+                vec![256, 8, 8],
+                vec![512, 4, 4],
+                vec![512, 1, 1]
+            ]
+        );
         assert_eq!(g.weight_shapes.last().unwrap(), &vec![10, 512]);
         assert_eq!(g.conv_out_hw, vec![(32, 32), (16, 16), (8, 8), (2, 2)]);
     }
 
     #[test]
     fn mlp_geometry_and_errors() {
-        let spec = ModelSpec { input: [1, 28, 28], conv: vec![], fc: vec![512, 10], act: Act::MyHardSig, softmax: false, loss: Loss::Mse, t1: 30, t2: 10 };
+        let spec = ModelSpec {
+            input: [1, 28, 28],
+            conv: vec![],
+            fc: vec![512, 10],
+            act: Act::MyHardSig,
+            softmax: false,
+            loss: Loss::Mse,
+            t1: 30,
+            t2: 10,
+        };
         let g = spec.geometry().unwrap();
         assert_eq!(g.weight_shapes, vec![vec![512, 784], vec![10, 512]]);
         assert_eq!(g.layer_shapes, vec![vec![512], vec![10]]);

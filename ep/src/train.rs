@@ -45,12 +45,24 @@ pub fn argmax_rows(logits: &sim::Tensor) -> Vec<usize> {
         .as_slice()
         .expect("standard layout")
         .chunks(k)
-        .map(|r| r.iter().enumerate().fold((0, f32::NEG_INFINITY), |(bi, bv), (i, &v)| if v > bv { (i, v) } else { (bi, bv) }).0)
+        .map(|r| {
+            r.iter()
+                .enumerate()
+                .fold((0, f32::NEG_INFINITY), |(bi, bv), (i, &v)| {
+                    if v > bv { (i, v) } else { (bi, bv) }
+                })
+                .0
+        })
         .collect()
 }
 
 /// Predictions after a free phase of `steps` steps.
-pub fn predict<B: Backend>(be: &B, net: &EpNet<B>, x: &B::Tensor, steps: usize) -> Result<(Vec<usize>, State<B>)> {
+pub fn predict<B: Backend>(
+    be: &B,
+    net: &EpNet<B>,
+    x: &B::Tensor,
+    steps: usize,
+) -> Result<(Vec<usize>, State<B>)> {
     let st = net.free_phase(be, x, steps)?;
     let logits = be.download(&net.logits(be, &st)?)?;
     Ok((argmax_rows(&logits), st))
@@ -74,14 +86,21 @@ pub fn train_batch<B: Backend>(
     }
     let n = net.check_input(be, x)?;
     if labels.len() != n {
-        return Err(Error::shape("ep", format!("{n} inputs but {} labels", labels.len())));
+        return Err(Error::shape(
+            "ep",
+            format!("{n} inputs but {} labels", labels.len()),
+        ));
     }
     let target = Target::new(be, labels, net.spec.n_classes())?;
     let free = net.free_phase(be, x, net.spec.t1)?;
     let pred = argmax_rows(&be.download(&net.logits(be, &free)?)?);
     let correct = pred.iter().zip(labels).filter(|(p, l)| p == l).count();
 
-    let sign = if cfg.random_sign && sign_stream.below(batch_index, 2) == 0 { -1.0 } else { 1.0 };
+    let sign = if cfg.random_sign && sign_stream.below(batch_index, 2) == 0 {
+        -1.0
+    } else {
+        1.0
+    };
     let beta = sign * cfg.beta;
     let plus = net.relax(be, x, free.clone(), net.spec.t2, Some((beta, &target)))?;
     let grads = if cfg.symmetric {
@@ -95,7 +114,12 @@ pub fn train_batch<B: Backend>(
 }
 
 /// Optimizer step on the network's parameters (host-side update, then upload).
-pub fn apply_grads<B: Backend>(be: &B, net: &mut EpNet<B>, opt: &mut Optimizer, grads: crate::model::Grads<B>) -> Result<()> {
+pub fn apply_grads<B: Backend>(
+    be: &B,
+    net: &mut EpNet<B>,
+    opt: &mut Optimizer,
+    grads: crate::model::Grads<B>,
+) -> Result<()> {
     let (ws, bs) = net.to_host(be)?;
     let mut params = Vec::with_capacity(2 * ws.len());
     let mut gs = Vec::with_capacity(2 * ws.len());
@@ -106,7 +130,10 @@ pub fn apply_grads<B: Backend>(be: &B, net: &mut EpNet<B>, opt: &mut Optimizer, 
         gs.push(be.download(&gb)?);
     }
     for (i, g) in gs.iter().enumerate() {
-        sim::check_finite(&format!("EP gradient of parameter {i} (diverged dynamics?)"), g)?;
+        sim::check_finite(
+            &format!("EP gradient of parameter {i} (diverged dynamics?)"),
+            g,
+        )?;
     }
     opt.step(&mut params, &gs)?;
     for (i, p) in params.into_iter().enumerate() {

@@ -1,3 +1,7 @@
+//! Finite differences use h = 1e-3: Φ is piecewise linear through max pooling, and a larger step
+//! crosses pooling switches (slope changes of O(1)); the 1e-2 relative tolerance sits above the f32 noise
+//! floor of Φ (its terms are accumulated in f64) and far below the O(1) errors a wrong formula gives.
+//!
 //! EP dynamics against independent computations: the equations of motion are the gradient of Φ,
 //! ∂Φ/∂θ matches finite differences of Φ, BPTT matches finite differences of the unrolled loss, and
 //! the GDU property (symmetric EP ≈ BPTT).
@@ -10,8 +14,20 @@ fn small_cnn(pool: Pool, act: Act, softmax: bool, loss: Loss) -> ModelSpec {
     ModelSpec {
         input: [2, 8, 8],
         conv: vec![
-            ConvLayer { channels: 4, kernel: 3, stride: 1, padding: 1, pool },
-            ConvLayer { channels: 5, kernel: 3, stride: 1, padding: 0, pool },
+            ConvLayer {
+                channels: 4,
+                kernel: 3,
+                stride: 1,
+                padding: 1,
+                pool,
+            },
+            ConvLayer {
+                channels: 5,
+                kernel: 3,
+                stride: 1,
+                padding: 0,
+                pool,
+            },
         ],
         fc: vec![6, 3],
         act,
@@ -42,7 +58,16 @@ fn specs() -> Vec<ModelSpec> {
         small_cnn(Pool::Max, Act::MyHardSig, true, Loss::CrossEntropy),
         small_cnn(Pool::Avg, Act::MySigmoid, false, Loss::Mse),
         small_cnn(Pool::Identity, Act::HardSigmoid, false, Loss::CrossEntropy),
-        ModelSpec { input: [1, 4, 4], conv: vec![], fc: vec![7, 5, 3], act: Act::MyHardSig, softmax: false, loss: Loss::Mse, t1: 10, t2: 4 },
+        ModelSpec {
+            input: [1, 4, 4],
+            conv: vec![],
+            fc: vec![7, 5, 3],
+            act: Act::MyHardSig,
+            softmax: false,
+            loss: Loss::Mse,
+            t1: 10,
+            t2: 4,
+        },
     ]
 }
 
@@ -52,7 +77,11 @@ fn equations_of_motion_are_the_gradient_of_phi() {
     let be = Cpu;
     for (si, spec) in specs().into_iter().enumerate() {
         let net = EpNet::init(&be, spec.clone(), &Stream::new(si as u64, "init"), None).unwrap();
-        let x = test_tensor(&[2, spec.input[0], spec.input[1], spec.input[2]], 50 + si as u64, 1.0);
+        let x = test_tensor(
+            &[2, spec.input[0], spec.input[1], spec.input[2]],
+            50 + si as u64,
+            1.0,
+        );
         let st = random_state(&net, 2, 60 + 10 * si as u64);
         let target = Target::new(&be, &[1, 2], 3).unwrap();
         for beta in [0.0f32, 0.7] {
@@ -67,8 +96,8 @@ fn equations_of_motion_are_the_gradient_of_phi() {
                     s2.layers[k] = t.clone();
                     net.phi(&be, &x, &s2, nudge).unwrap()
                 };
-                let r = check_gradient(f, &st.layers[k], &next.layers[k], 1e-2, 60);
-                assert!(r.ok(2e-3), "spec {si} β={beta} layer {k}: {r:?}");
+                let r = check_gradient(f, &st.layers[k], &next.layers[k], 1e-3, 60);
+                assert!(r.ok(1e-2), "spec {si} β={beta} layer {k}: {r:?}");
             }
         }
     }
@@ -80,38 +109,49 @@ fn phi_param_grads_match_finite_differences() {
     let be = Cpu;
     for (si, spec) in specs().into_iter().enumerate() {
         let net = EpNet::init(&be, spec.clone(), &Stream::new(si as u64, "init"), None).unwrap();
-        let x = test_tensor(&[2, spec.input[0], spec.input[1], spec.input[2]], 70 + si as u64, 1.0);
+        let x = test_tensor(
+            &[2, spec.input[0], spec.input[1], spec.input[2]],
+            70 + si as u64,
+            1.0,
+        );
         let st = random_state(&net, 2, 80 + 10 * si as u64);
         let target = Target::new(&be, &[0, 2], 3).unwrap();
         let beta = 0.5;
-        let grads = net.phi_param_grads(&be, &x, &st, beta, Some(&target)).unwrap();
+        let grads = net
+            .phi_param_grads(&be, &x, &st, beta, Some(&target))
+            .unwrap();
         for (i, (gw, gb)) in grads.iter().enumerate() {
             let fw = |t: &Tensor| {
                 let mut m = net.clone();
                 m.weights[i] = t.clone();
                 m.phi(&be, &x, &st, Some((beta, &target))).unwrap()
             };
-            let r = check_gradient(fw, &net.weights[i], gw, 1e-2, 40);
-            assert!(r.ok(2e-3), "spec {si} weight {i}: {r:?}");
+            let r = check_gradient(fw, &net.weights[i], gw, 1e-3, 40);
+            assert!(r.ok(1e-2), "spec {si} weight {i}: {r:?}");
             let fb = |t: &Tensor| {
                 let mut m = net.clone();
                 m.biases[i] = t.clone();
                 m.phi(&be, &x, &st, Some((beta, &target))).unwrap()
             };
-            let r = check_gradient(fb, &net.biases[i], gb, 1e-2, 40);
-            assert!(r.ok(2e-3), "spec {si} bias {i}: {r:?}");
+            let r = check_gradient(fb, &net.biases[i], gb, 1e-3, 40);
+            assert!(r.ok(1e-2), "spec {si} bias {i}: {r:?}");
         }
     }
 }
 
-fn ce_loss<'a>(be: &'a Cpu, labels: &'a [usize]) -> impl FnMut(&Tensor) -> sim::Result<(f32, Tensor)> + 'a {
+fn ce_loss<'a>(
+    be: &'a Cpu,
+    labels: &'a [usize],
+) -> impl FnMut(&Tensor) -> sim::Result<(f32, Tensor)> + 'a {
     move |logits: &Tensor| be.cross_entropy(logits, labels)
 }
 
 fn unrolled_loss(net: &EpNet<Cpu>, x: &Tensor, steps: usize, labels: &[usize]) -> f64 {
     let be = Cpu;
     let st = net.free_phase(&be, x, steps).unwrap();
-    be.cross_entropy(&net.logits(&be, &st).unwrap(), labels).unwrap().0 as f64
+    be.cross_entropy(&net.logits(&be, &st).unwrap(), labels)
+        .unwrap()
+        .0 as f64
 }
 
 /// d loss / d x and d loss / d θ through T unrolled steps match finite differences, with several
@@ -119,13 +159,24 @@ fn unrolled_loss(net: &EpNet<Cpu>, x: &Tensor, steps: usize, labels: &[usize]) -
 #[test]
 fn bptt_matches_finite_differences() {
     let be = Cpu;
-    let spec = ModelSpec { t1: 7, ..small_cnn(Pool::Max, Act::MySigmoid, true, Loss::CrossEntropy) };
+    let spec = ModelSpec {
+        t1: 7,
+        ..small_cnn(Pool::Max, Act::MySigmoid, true, Loss::CrossEntropy)
+    };
     let net = EpNet::init(&be, spec.clone(), &Stream::new(3, "init"), Some(2.0)).unwrap();
     let x = test_tensor(&[2, 2, 8, 8], 91, 1.0);
     let labels = [2usize, 0];
-    let b = net.free_phase_bptt(&be, &x, 7, 0, true, ce_loss(&be, &labels)).unwrap();
-    let r = check_gradient(|t: &Tensor| unrolled_loss(&net, t, 7, &labels), &x, &b.dx, 1e-2, 60);
-    assert!(r.ok(5e-3), "dx: {r:?}");
+    let b = net
+        .free_phase_bptt(&be, &x, 7, 0, true, ce_loss(&be, &labels))
+        .unwrap();
+    let r = check_gradient(
+        |t: &Tensor| unrolled_loss(&net, t, 7, &labels),
+        &x,
+        &b.dx,
+        1e-3,
+        60,
+    );
+    assert!(r.ok(1e-2), "dx: {r:?}");
     let dp = b.dparams.as_ref().unwrap();
     for i in 0..net.weights.len() {
         let f = |t: &Tensor| {
@@ -133,18 +184,20 @@ fn bptt_matches_finite_differences() {
             m.weights[i] = t.clone();
             unrolled_loss(&m, &x, 7, &labels)
         };
-        let r = check_gradient(f, &net.weights[i], &dp[i].0, 1e-2, 30);
-        assert!(r.ok(5e-3), "dW{i}: {r:?}");
+        let r = check_gradient(f, &net.weights[i], &dp[i].0, 1e-3, 30);
+        assert!(r.ok(1e-2), "dW{i}: {r:?}");
         let f = |t: &Tensor| {
             let mut m = net.clone();
             m.biases[i] = t.clone();
             unrolled_loss(&m, &x, 7, &labels)
         };
-        let r = check_gradient(f, &net.biases[i], &dp[i].1, 1e-2, 30);
-        assert!(r.ok(5e-3), "db{i}: {r:?}");
+        let r = check_gradient(f, &net.biases[i], &dp[i].1, 1e-3, 30);
+        assert!(r.ok(1e-2), "db{i}: {r:?}");
     }
     for c in [1, 3, 7, 100] {
-        let b2 = net.free_phase_bptt(&be, &x, 7, c, true, ce_loss(&be, &labels)).unwrap();
+        let b2 = net
+            .free_phase_bptt(&be, &x, 7, c, true, ce_loss(&be, &labels))
+            .unwrap();
         assert_eq!(b2.dx, b.dx, "checkpoint spacing {c} changed dx");
     }
 }
@@ -164,19 +217,33 @@ fn cosine(a: &Tensor, b: &Tensor) -> f64 {
 #[test]
 fn gdu_symmetric_ep_matches_bptt() {
     let be = Cpu;
-    let spec = ModelSpec { t1: 60, t2: 40, ..small_cnn(Pool::Max, Act::MyHardSig, true, Loss::CrossEntropy) };
+    let spec = ModelSpec {
+        t1: 60,
+        t2: 40,
+        ..small_cnn(Pool::Max, Act::MyHardSig, true, Loss::CrossEntropy)
+    };
     let net = EpNet::init(&be, spec.clone(), &Stream::new(5, "init"), None).unwrap();
     let x = test_tensor(&[4, 2, 8, 8], 93, 1.0);
     let labels = [0usize, 1, 2, 1];
     let target = Target::new(&be, &labels, 3).unwrap();
-    let bptt = net.free_phase_bptt(&be, &x, spec.t1, 0, true, ce_loss(&be, &labels)).unwrap();
+    let bptt = net
+        .free_phase_bptt(&be, &x, spec.t1, 0, true, ce_loss(&be, &labels))
+        .unwrap();
     let bp = bptt.dparams.unwrap();
     let free = net.free_phase(&be, &x, spec.t1).unwrap();
     let beta = 0.01;
-    let plus = net.relax(&be, &x, free.clone(), spec.t2, Some((beta, &target))).unwrap();
-    let minus = net.relax(&be, &x, free.clone(), spec.t2, Some((-beta, &target))).unwrap();
-    let sym = net.ep_grads(&be, &x, (&plus, beta), (&minus, -beta), &target).unwrap();
-    let van = net.ep_grads(&be, &x, (&free, 0.0), (&plus, beta), &target).unwrap();
+    let plus = net
+        .relax(&be, &x, free.clone(), spec.t2, Some((beta, &target)))
+        .unwrap();
+    let minus = net
+        .relax(&be, &x, free.clone(), spec.t2, Some((-beta, &target)))
+        .unwrap();
+    let sym = net
+        .ep_grads(&be, &x, (&plus, beta), (&minus, -beta), &target)
+        .unwrap();
+    let van = net
+        .ep_grads(&be, &x, (&free, 0.0), (&plus, beta), &target)
+        .unwrap();
     let mut report = String::new();
     let (mut sum_sym, mut sum_van) = (0.0, 0.0);
     for i in 0..bp.len() {
@@ -187,7 +254,10 @@ fn gdu_symmetric_ep_matches_bptt() {
         report += &format!("layer {i}: cos(sym, bptt) = {cs:.5}, cos(vanilla, bptt) = {cv:.5}\n");
         assert!(cs >= 0.99, "{report}");
     }
-    assert!(sum_sym >= sum_van, "symmetric not closer than vanilla:\n{report}");
+    assert!(
+        sum_sym >= sum_van,
+        "symmetric not closer than vanilla:\n{report}"
+    );
     eprintln!("{report}");
 }
 

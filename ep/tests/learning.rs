@@ -2,7 +2,7 @@
 //! linearly separable task reach high training accuracy, and training is deterministic for a seed.
 
 use ep::optim::{OptimKind, Optimizer};
-use ep::train::{predict, train_batch, EpConfig};
+use ep::train::{EpConfig, predict, train_batch};
 use ep::{ConvLayer, EpNet, Loss, ModelSpec, Pool};
 use sim::{Act, Cpu, Stream, Tensor};
 
@@ -19,7 +19,8 @@ fn synthetic(n: usize, c: usize, hw: usize, seed: u64) -> (Tensor, Vec<usize>) {
                 for col in 0..hw {
                     let q = (r >= hw / 2) as usize * 2 + (col >= hw / 2) as usize;
                     let j = ((i * c + ch) * hw + r) * hw + col;
-                    x[j] = if q == label { 1.0 } else { 0.0 } + 0.3 * s.normal(1_000_000 + j as u64);
+                    x[j] =
+                        if q == label { 1.0 } else { 0.0 } + 0.3 * s.normal(1_000_000 + j as u64);
                 }
             }
         }
@@ -32,15 +33,32 @@ fn train(spec: ModelSpec, lrs: Vec<f32>, epochs: usize, seed: u64) -> (f64, EpNe
     let (x, y) = synthetic(64, spec.input[0], spec.input[1], 7);
     let mut net = EpNet::init(&be, spec, &Stream::new(seed, "init"), None).unwrap();
     let n = lrs.len();
-    let mut opt = Optimizer::new(OptimKind::Sgd { momentum: 0.9 }, lrs, vec![0.0; n]).unwrap();
-    let cfg = EpConfig { beta: 0.5, symmetric: true, random_sign: true };
+    let mut opt = Optimizer::new(OptimKind::Sgd { momentum: 0.9 }, lrs, vec![0.0; n], 2).unwrap();
+    let cfg = EpConfig {
+        beta: 0.5,
+        symmetric: true,
+        random_sign: true,
+    };
     let signs = Stream::new(seed, "sign");
     let bs = 16;
     let mut k = 0;
     for _ in 0..epochs {
         for b in 0..64 / bs {
-            let xb = x.slice(ndarray::s![b * bs..(b + 1) * bs, .., .., ..]).to_owned().into_dyn();
-            train_batch(&be, &mut net, &mut opt, &cfg, &xb, &y[b * bs..(b + 1) * bs], &signs, k).unwrap();
+            let xb = x
+                .slice(ndarray::s![b * bs..(b + 1) * bs, .., .., ..])
+                .to_owned()
+                .into_dyn();
+            train_batch(
+                &be,
+                &mut net,
+                &mut opt,
+                &cfg,
+                &xb,
+                &y[b * bs..(b + 1) * bs],
+                &signs,
+                k,
+            )
+            .unwrap();
             k += 1;
         }
     }
@@ -51,7 +69,16 @@ fn train(spec: ModelSpec, lrs: Vec<f32>, epochs: usize, seed: u64) -> (f64, EpNe
 
 #[test]
 fn ep_mlp_learns_a_separable_task() {
-    let spec = ModelSpec { input: [1, 6, 6], conv: vec![], fc: vec![32, 4], act: Act::MyHardSig, softmax: false, loss: Loss::Mse, t1: 20, t2: 6 };
+    let spec = ModelSpec {
+        input: [1, 6, 6],
+        conv: vec![],
+        fc: vec![32, 4],
+        act: Act::MyHardSig,
+        softmax: false,
+        loss: Loss::Mse,
+        t1: 20,
+        t2: 6,
+    };
     let (acc, _) = train(spec, vec![0.1, 0.05], 15, 1);
     assert!(acc >= 0.9, "EP-MLP training accuracy {acc}");
 }
@@ -60,7 +87,13 @@ fn ep_mlp_learns_a_separable_task() {
 fn ep_cnn_with_softmax_readout_learns_and_is_deterministic() {
     let spec = ModelSpec {
         input: [1, 8, 8],
-        conv: vec![ConvLayer { channels: 8, kernel: 3, stride: 1, padding: 1, pool: Pool::Max }],
+        conv: vec![ConvLayer {
+            channels: 8,
+            kernel: 3,
+            stride: 1,
+            padding: 1,
+            pool: Pool::Max,
+        }],
         fc: vec![4],
         act: Act::MyHardSig,
         softmax: true,
@@ -72,5 +105,9 @@ fn ep_cnn_with_softmax_readout_learns_and_is_deterministic() {
     assert!(acc >= 0.9, "EP-CNN training accuracy {acc}");
     let (_, b) = train(spec, vec![0.1, 0.05], 10, 2);
     let be = Cpu;
-    assert_eq!(a.to_host(&be).unwrap(), b.to_host(&be).unwrap(), "same seed gave different weights");
+    assert_eq!(
+        a.to_host(&be).unwrap(),
+        b.to_host(&be).unwrap(),
+        "same seed gave different weights"
+    );
 }

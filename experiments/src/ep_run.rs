@@ -266,7 +266,7 @@ pub fn train(cfg: &TrainConfig, opts: &TrainOptions) -> Result<Vec<EpochLog>> {
         }
         let (spec, ws, bs) = model_from_file(&f, None)?;
         let net = EpNet::from_host(&be, spec, &ws, &bs)?;
-        let mut opt = Optimizer::new(cfg.optim.algorithm.clone(), cfg.optim.lrs.clone(), cfg.wds())?;
+        let mut opt = Optimizer::new(cfg.optim.algorithm.clone(), cfg.optim.lrs.clone(), cfg.wds(), 2)?;
         for j in 0..opt.buf1.len() {
             opt.buf1[j] = f.get(&format!("optimizer.{j}.buf1")).cloned();
             opt.buf2[j] = f.get(&format!("optimizer.{j}.buf2")).cloned();
@@ -276,7 +276,7 @@ pub fn train(cfg: &TrainConfig, opts: &TrainOptions) -> Result<Vec<EpochLog>> {
         (net, opt, st)
     } else {
         let net = EpNet::init(&be, cfg.model.clone(), &root.child("init"), cfg.init_scale)?;
-        let opt = Optimizer::new(cfg.optim.algorithm.clone(), cfg.optim.lrs.clone(), cfg.wds())?;
+        let opt = Optimizer::new(cfg.optim.algorithm.clone(), cfg.optim.lrs.clone(), cfg.wds(), 2)?;
         (net, opt, TrainState { epochs_done: 0, batches_done: 0, optimizer_steps: 0, config: cfg.clone() })
     };
     // Keep the log consistent with the checkpoint: drop lines of epochs after it.

@@ -3,13 +3,20 @@
 use rayon::prelude::*;
 
 use super::IndexTensor;
-use crate::error::{Error, Result};
 use crate::Tensor;
+use crate::error::{Error, Result};
 
 /// y[n,c,i,j] = x[n,c,idx[n,c,i,j]] for x [N,C,H,W] and idx [N,C,Ho,Wo] (flat in-plane indices).
 pub fn pool_gather(x: &Tensor, idx: &IndexTensor) -> Result<Tensor> {
     if x.ndim() != 4 || idx.ndim() != 4 || x.shape()[..2] != idx.shape()[..2] {
-        return Err(Error::shape("pool_gather", format!("x {:?} and indices {:?} must be [N,C,H,W] and [N,C,Ho,Wo]", x.shape(), idx.shape())));
+        return Err(Error::shape(
+            "pool_gather",
+            format!(
+                "x {:?} and indices {:?} must be [N,C,H,W] and [N,C,Ho,Wo]",
+                x.shape(),
+                idx.shape()
+            ),
+        ));
     }
     let plane = x.shape()[2] * x.shape()[3];
     let oplane = idx.shape()[2] * idx.shape()[3];
@@ -18,16 +25,26 @@ pub fn pool_gather(x: &Tensor, idx: &IndexTensor) -> Result<Tensor> {
     let xs = xs.as_slice().expect("standard layout");
     let is = is.as_slice().expect("standard layout");
     if let Some(&bad) = is.iter().find(|&&i| i as usize >= plane) {
-        return Err(Error::param("pool_gather", format!("index {bad} outside the {}x{} input plane", x.shape()[2], x.shape()[3])));
+        return Err(Error::param(
+            "pool_gather",
+            format!(
+                "index {bad} outside the {}x{} input plane",
+                x.shape()[2],
+                x.shape()[3]
+            ),
+        ));
     }
     let mut out = vec![0.0f32; is.len()];
     if oplane > 0 {
-        out.par_chunks_mut(oplane).zip(is.par_chunks(oplane)).enumerate().for_each(|(p, (o, ix))| {
-            let xp = &xs[p * plane..(p + 1) * plane];
-            for (v, &i) in o.iter_mut().zip(ix) {
-                *v = xp[i as usize];
-            }
-        });
+        out.par_chunks_mut(oplane)
+            .zip(is.par_chunks(oplane))
+            .enumerate()
+            .for_each(|(p, (o, ix))| {
+                let xp = &xs[p * plane..(p + 1) * plane];
+                for (v, &i) in o.iter_mut().zip(ix) {
+                    *v = xp[i as usize];
+                }
+            });
     }
     Ok(Tensor::from_shape_vec(idx.raw_dim(), out).expect("sizes agree"))
 }
