@@ -1,0 +1,153 @@
+//! The interface every robustness experiment is written against: a classifier of pixel-space images
+//! that gives logits and the gradient of a loss with respect to its input. EP models (exact BPTT
+//! through the unrolled free phase), the backprop baselines (tape) and the simulated substrates
+//! (stochastic, with one noise draw per query) all implement it, so attacks never ask which model or
+//! substrate they run on.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use anyhow::{ensure, Result};
+use sim::{Backend, Cpu, Tensor};
+
+/// A loss of the logits: per-sample values `[N]` and the gradient of their **sum** w.r.t. the logits.
+pub type LossFn<'a> = &'a dyn Fn(&Tensor) -> Result<(Vec<f32>, Tensor)>;
+
+/// A classifier of images in pixel space ([0, 1], NCHW); any normalization happens inside.
+pub trait Classifier: Send + Sync {
+    /// Short description for reports (model, substrate, steps).
+    fn describe(&self) -> String;
+    /// Number of classes.
+    fn num_classes(&self) -> usize;
+    /// Input shape [C, H, W].
+    fn input_shape(&self) -> [usize; 3];
+    /// Logits `[N, K]` for a batch `x` `[N, C, H, W]`.
+    fn logits(&self, x: &Tensor) -> Result<Tensor>;
+    /// Logits and d(Σ loss)/dx for a batch. For a stochastic classifier the gradient is that of one
+    /// noise draw (attacks average several: EOT).
+    fn loss_grad(&self, x: &Tensor, loss: LossFn<'_>) -> Result<(Tensor, Tensor)>;
+    /// True when two queries of the same input can give different outputs (noisy substrates).
+    fn stochastic(&self) -> bool {
+        false
+    }
+}
+
+/// Counts forward queries and gradient evaluations of a classifier (per image).
+pub struct Counted<'a, C: Classifier + ?Sized> {
+    /// The wrapped classifier.
+    pub inner: &'a C,
+    /// Images passed through `logits`.
+    pub queries: AtomicU64,
+    /// Images passed through `loss_grad`.
+    pub grads: AtomicU64,
+}
+
+impl<'a, C: Classifier + ?Sized> Counted<'a, C> {
+    /// Wrap `inner` with zeroed counters.
+    pub fn new(inner: &'a C) -> Self {
+        Counted { inner, queries: AtomicU64::new(0), grads: AtomicU64::new(0) }
+    }
+}
+
+impl<C: Classifier + ?Sized> Classifier for Counted<'_, C> {
+    fn describe(&self) -> String {
+        self.inner.describe()
+    }
+    fn num_classes(&self) -> usize {
+        self.inner.num_classes()
+    }
+    fn input_shape(&self) -> [usize; 3] {
+        self.inner.input_shape()
+    }
+    fn logits(&self, x: &Tensor) -> Result<Tensor> {
+        self.queries.fetch_add(x.shape()[0] as u64, Ordering::Relaxed);
+        self.inner.logits(x)
+    }
+    fn loss_grad(&self, x: &Tensor, loss: LossFn<'_>) -> Result<(Tensor, Tensor)> {
+        self.grads.fetch_add(x.shape()[0] as u64, Ordering::Relaxed);
+        self.inner.loss_grad(x, loss)
+    }
+    fn stochastic(&self) -> bool {
+        self.inner.stochastic()
+    }
+}
+
+/// Per-channel normalization x ↦ (x − mean) / std applied inside a model.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Normalize {
+    /// Mean per channel.
+    pub mean: Vec<f32>,
+    /// Std per channel.
+    pub std: Vec<f32>,
+}
+
+impl Normalize {
+    /// Apply to an NCHW batch.
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        ensure!(x.ndim() == 4 && x.shape()[1] == self.mean.len(), "normalize: expected [N, {}, H, W], got {:?}", self.mean.len(), x.shape());
+        let mut y = x.clone();
+        for (c, mut plane) in y.axis_iter_mut(ndarray::Axis(1)).enumerate() {
+            let (m, s) = (self.mean[c], self.std[c]);
+            plane.mapv_inplace(|v| (v - m) / s);
+        }
+        Ok(y)
+    }
+    /// Chain rule back through the normalization: dL/dx = dL/dx̂ / std.
+    pub fn backward(&self, g: &Tensor) -> Tensor {
+        let mut y = g.clone();
+        for (c, mut plane) in y.axis_iter_mut(ndarray::Axis(1)).enumerate() {
+            let s = self.std[c];
+            plane.mapv_inplace(|v| v / s);
+        }
+        y
+    }
+}
+
+/// An EP network as a classifier: predictions from a free phase of `t_predict` steps; input
+/// gradients by exact BPTT through a free phase of `t_attack` steps from the zero state (equal to
+/// `t_predict` for an honest evaluation; the AdvEP protocol uses fewer).
+pub struct EpClassifier {
+    /// The network (CPU backend).
+    pub net: ep::EpNet<Cpu>,
+    /// Normalization applied inside the model.
+    pub norm: Normalize,
+    /// Free-phase steps for predictions.
+    pub t_predict: usize,
+    /// Free-phase steps the gradient is taken through.
+    pub t_attack: usize,
+}
+
+impl Classifier for EpClassifier {
+    fn describe(&self) -> String {
+        format!("EP ({} synapses, T_predict {}, T_attack {})", self.net.spec.n_synapses(), self.t_predict, self.t_attack)
+    }
+    fn num_classes(&self) -> usize {
+        self.net.spec.n_classes()
+    }
+    fn input_shape(&self) -> [usize; 3] {
+        self.net.spec.input
+    }
+    fn logits(&self, x: &Tensor) -> Result<Tensor> {
+        let be = Cpu;
+        let xn = self.norm.forward(x)?;
+        let st = self.net.free_phase(&be, &xn, self.t_predict)?;
+        Ok(be.download(&self.net.logits(&be, &st)?)?)
+    }
+    fn loss_grad(&self, x: &Tensor, loss: LossFn<'_>) -> Result<(Tensor, Tensor)> {
+        let be = Cpu;
+        let xn = self.norm.forward(x)?;
+        let mut err: Option<anyhow::Error> = None;
+        let b = self.net.free_phase_bptt(&be, &xn, self.t_attack, 0, false, |logits| match loss(logits) {
+            Ok((vals, g)) => Ok((vals.iter().sum(), g)),
+            Err(e) => {
+                let msg = e.to_string();
+                err = Some(e);
+                Err(sim::Error::Other(msg))
+            }
+        });
+        if let Some(e) = err {
+            return Err(e);
+        }
+        let b = b?;
+        Ok((b.logits, self.norm.backward(&b.dx)))
+    }
+}
