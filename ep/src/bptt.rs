@@ -61,11 +61,12 @@ impl<B: Backend> EpNet<B> {
         };
         let mut ckpts = Vec::new();
         let mut st = self.zero_state(be, n_batch)?;
+        let input = self.read_input(be, x)?;
         for t in 0..steps {
             if t % c == 0 {
                 ckpts.push(st.clone());
             }
-            st = self.step(be, x, &st, None)?;
+            st = self.step_with(be, x, &st, None, Some(&input))?;
             self.check_state(be, &st, t + 1)?;
         }
         let logits = self.logits(be, &st)?;
@@ -103,13 +104,15 @@ impl<B: Backend> EpNet<B> {
             let t1 = (t0 + c).min(steps);
             let mut seg = vec![ck.clone()];
             for _ in t0 + 1..t1 {
-                let next = self.step(be, x, seg.last().expect("segment"), None)?;
+                let next =
+                    self.step_with(be, x, seg.last().expect("segment"), None, Some(&input))?;
                 seg.push(next);
             }
             for s in seg.iter().rev() {
                 g = self.step_adjoint(
                     be,
                     x,
+                    &input,
                     s,
                     &g,
                     &mut dx,
@@ -149,13 +152,14 @@ impl<B: Backend> EpNet<B> {
         &self,
         be: &B,
         x: &B::Tensor,
+        input: &crate::model::InputRead<B>,
         s: &State<B>,
         gbar: &[Option<B::Tensor>],
         dx: &mut Option<B::Tensor>,
         mut params: Option<(&mut Vec<Option<B::Tensor>>, &mut Vec<Option<B::Tensor>>)>,
     ) -> Result<Vec<Option<B::Tensor>>> {
         let n = s.layers.len();
-        let (pre, fwds) = self.step_pre(be, x, s, None)?;
+        let (pre, fwds) = self.step_pre(be, x, s, None, Some(input))?;
         // ā_k = ḡ_k ⊙ σ'(a_k)
         let mut abar: Vec<Option<B::Tensor>> = Vec::with_capacity(n);
         for k in 0..n {

@@ -13,5 +13,5 @@ pub mod optim;
 pub mod spec;
 pub mod train;
 
-pub use model::{EpNet, State, Target};
+pub use model::{EpNet, InputRead, State, Target};
 pub use spec::{ConvLayer, Loss, ModelSpec, Pool};

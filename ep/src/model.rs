@@ -107,6 +107,19 @@ pub(crate) struct Forward<B: Backend> {
     pub(crate) idx: Option<B::Index>,
 }
 
+impl<B: Backend> Clone for Forward<B> {
+    fn clone(&self) -> Self {
+        Forward {
+            pre: self.pre.clone(),
+            idx: self.idx.clone(),
+        }
+    }
+}
+
+/// The read of the input by the first synapse, P₁(conv₁(x)) (or W₁x + b₁): it does not depend on
+/// the state, so a phase computes it once instead of at every step.
+pub struct InputRead<B: Backend>(pub(crate) Forward<B>);
+
 impl<B: Backend> EpNet<B> {
     /// Initialize as the reference: PyTorch's default `kaiming_uniform_(a=√5)` for weights, i.e.
     /// U(−1/√fan_in, 1/√fan_in), and the same bound for biases; both multiplied by `scale` when given
@@ -397,10 +410,17 @@ impl<B: Backend> EpNet<B> {
         x: &B::Tensor,
         st: &State<B>,
         nudge: Option<(f32, &Target<B>)>,
+        input: Option<&InputRead<B>>,
     ) -> Result<(Vec<B::Tensor>, Vec<Forward<B>>)> {
         let n = st.layers.len();
         let mut fwds = Vec::with_capacity(n);
         for i in 0..n {
+            if i == 0 {
+                if let Some(r) = input {
+                    fwds.push(r.0.clone());
+                    continue;
+                }
+            }
             let inp = self.syn_input(be, x, st, i)?;
             fwds.push(self.forward(be, &inp, i)?);
         }
@@ -431,6 +451,13 @@ impl<B: Backend> EpNet<B> {
         k + 1 == n && !self.spec.softmax && self.spec.loss == Loss::CrossEntropy
     }
 
+    /// The first synapse's read of `x`, to be reused by every step of a phase.
+    pub fn read_input(&self, be: &B, x: &B::Tensor) -> Result<InputRead<B>> {
+        let empty = State { layers: vec![] };
+        let inp = self.syn_input(be, x, &empty, 0)?;
+        Ok(InputRead(self.forward(be, &inp, 0)?))
+    }
+
     /// One synchronous step of the dynamics: every layer ← σ(∂Φ/∂s). `nudge` = (β, target).
     pub fn step(
         &self,
@@ -439,8 +466,20 @@ impl<B: Backend> EpNet<B> {
         st: &State<B>,
         nudge: Option<(f32, &Target<B>)>,
     ) -> Result<State<B>> {
+        self.step_with(be, x, st, nudge, None)
+    }
+
+    /// `step` with the input read precomputed by [`EpNet::read_input`].
+    pub fn step_with(
+        &self,
+        be: &B,
+        x: &B::Tensor,
+        st: &State<B>,
+        nudge: Option<(f32, &Target<B>)>,
+        input: Option<&InputRead<B>>,
+    ) -> Result<State<B>> {
         let n = st.layers.len();
-        let (pre, _) = self.step_pre(be, x, st, nudge)?;
+        let (pre, _) = self.step_pre(be, x, st, nudge, input)?;
         let layers = pre
             .into_iter()
             .enumerate()
@@ -466,8 +505,9 @@ impl<B: Backend> EpNet<B> {
         steps: usize,
         nudge: Option<(f32, &Target<B>)>,
     ) -> Result<State<B>> {
+        let input = self.read_input(be, x)?;
         for t in 0..steps {
-            st = self.step(be, x, &st, nudge)?;
+            st = self.step_with(be, x, &st, nudge, Some(&input))?;
             self.check_state(be, &st, t + 1)?;
         }
         Ok(st)
