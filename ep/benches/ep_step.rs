@@ -1,0 +1,65 @@
+//! One step of the EP dynamics at the working and the paper's settings (batch 128):
+//! `cargo bench -p ep --bench ep_step`. Inference img/s = 128 / (T1 · step time); training img/s =
+//! 128 / ((T1 + 2·T2) · step time + update time). Results are recorded in BENCHMARKS.md.
+
+use divan::Bencher;
+use ep::{ConvLayer, EpNet, Loss, ModelSpec, Pool, State, Target};
+use sim::{Act, Backend, Cpu, Stream};
+
+fn main() {
+    divan::main();
+}
+
+/// The Fashion-MNIST-sized EP-CNN of the speed anchor: channels 32-64, kernel 5, no padding,
+/// pools `mm`, softmax readout.
+fn fmnist_spec() -> ModelSpec {
+    ModelSpec {
+        input: [1, 28, 28],
+        conv: vec![
+            ConvLayer { channels: 32, kernel: 5, stride: 1, padding: 0, pool: Pool::Max },
+            ConvLayer { channels: 64, kernel: 5, stride: 1, padding: 0, pool: Pool::Max },
+        ],
+        fc: vec![10],
+        act: Act::MyHardSig,
+        softmax: true,
+        loss: Loss::CrossEntropy,
+        t1: 60,
+        t2: 15,
+    }
+}
+
+fn setup(spec: ModelSpec, n: usize) -> (EpNet<Cpu>, sim::Tensor, State<Cpu>) {
+    let be = Cpu;
+    let net = EpNet::init(&be, spec.clone(), &Stream::new(0, "init"), None).unwrap();
+    let [c, h, w] = spec.input;
+    let x = be.randn(&[n, c, h, w], &Stream::new(1, "x"), 0).unwrap();
+    // A state reached after a few steps (not all zeros, so pooling switches are realistic).
+    let st = net.free_phase(&be, &x, 5).unwrap();
+    (net, x, st)
+}
+
+#[divan::bench(sample_count = 10)]
+fn fmnist_free_step(b: Bencher) {
+    let be = Cpu;
+    let (net, x, st) = setup(fmnist_spec(), 128);
+    let input = net.read_input(&be, &x).unwrap();
+    b.bench_local(|| net.step_with(&be, &x, &st, None, Some(&input)).unwrap());
+}
+
+#[divan::bench(sample_count = 10)]
+fn fmnist_nudged_step(b: Bencher) {
+    let be = Cpu;
+    let (net, x, st) = setup(fmnist_spec(), 128);
+    let input = net.read_input(&be, &x).unwrap();
+    let labels: Vec<usize> = (0..128).map(|i| i % 10).collect();
+    let target = Target::new(&be, &labels, 10).unwrap();
+    b.bench_local(|| net.step_with(&be, &x, &st, Some((0.5, &target)), Some(&input)).unwrap());
+}
+
+#[divan::bench(sample_count = 5)]
+fn cifar10_paper_free_step(b: Bencher) {
+    let be = Cpu;
+    let (net, x, st) = setup(ModelSpec::cifar10_reference(), 128);
+    let input = net.read_input(&be, &x).unwrap();
+    b.bench_local(|| net.step_with(&be, &x, &st, None, Some(&input)).unwrap());
+}
