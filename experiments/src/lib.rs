@@ -6,4 +6,5 @@
 //!
 //! Dependencies: every crate below it (`sim`, `devices`, `ep`, `host-gpu`).
 
+pub mod cli;
 pub mod data;
