@@ -251,6 +251,10 @@ fn cifar_corrupt_tar_gz() {
     let p = write(t.path(), "cifar-10-binary.tar.gz", &b);
     let e = load_err(&format!("cifar10:{}:test", p.display()));
     assert_eq!(e.file, p);
+    assert!(
+        matches!(&e.at, Location::EntryOffset(n, _) if n == "cifar-10-batches-bin/test_batch.bin"),
+        "{e:?}"
+    );
     assert!(e.to_string().contains("cifar-10-binary.tar.gz"), "{e}");
 }
 

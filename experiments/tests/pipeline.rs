@@ -134,7 +134,9 @@ fn draws_cover_the_range_and_flip_about_half() {
 fn normalization_values() {
     let d = synth(1);
     let n = Normalization::new(vec![0.5, 0.0, 1.0], vec![0.5, 1.0, 2.0]).unwrap();
-    let l = Loader::new(&d, 1, Stream::new(0, "data")).normalize(n);
+    let l = Loader::new(&d, 1, Stream::new(0, "data"))
+        .normalize(n)
+        .unwrap();
     let b = l.epoch(0).next().unwrap();
     assert_eq!(b.x.shape(), &[1, 3, 4, 5]);
     // channel 0, (y,x)=(1,2): v = 0+0+7+2 = 9 → (9/255 − 0.5)/0.5
@@ -144,10 +146,18 @@ fn normalization_values() {
     assert!((b.x[[0, 2, 0, 0]] - (2.0f32 / 255.0 - 1.0) / 2.0).abs() < 1e-6);
     assert!(Normalization::new(vec![0.0], vec![0.0]).is_err());
     assert!(Normalization::new(vec![0.0, 1.0], vec![1.0]).is_err());
+    let gray = Normalization::new(vec![0.5], vec![0.5]).unwrap();
+    assert!(
+        Loader::new(&d, 1, Stream::new(0, "data"))
+            .normalize(gray)
+            .is_err()
+    );
     // computed statistics normalize the dataset to mean 0, std 1 per channel
     let d = synth(50);
     let n = Normalization::from_dataset(&d);
-    let l = Loader::new(&d, 50, Stream::new(0, "data")).normalize(n);
+    let l = Loader::new(&d, 50, Stream::new(0, "data"))
+        .normalize(n)
+        .unwrap();
     let x = l.epoch(0).next().unwrap().x;
     for c in 0..3 {
         let v: Vec<f32> = x.index_axis(ndarray::Axis(1), c).iter().copied().collect();

@@ -356,15 +356,10 @@ pub fn load_tar(path: &Path, v: Variant, splits: &[&str]) -> Result<Vec<Dataset>
         }
         let mut buf = Vec::new();
         use std::io::Read;
-        ent.read_to_end(&mut buf).map_err(|e| {
-            DataError::entry(
-                path,
-                &name,
-                format!(
-                    "cannot read entry (archive truncated or corrupt) after {} bytes: {e}",
-                    buf.len()
-                ),
-            )
+        ent.read_to_end(&mut buf).map_err(|e| DataError {
+            file: path.to_path_buf(),
+            at: super::Location::EntryOffset(name.clone(), buf.len() as u64),
+            msg: format!("cannot read entry (archive truncated or corrupt): {e}"),
         })?;
         found.insert(base, (name, buf));
     }

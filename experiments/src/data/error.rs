@@ -97,7 +97,7 @@ pub fn read_file(path: &Path) -> Result<Vec<u8>> {
 /// decompressed bytes that came out before it.
 pub fn gunzip(path: &Path, data: &[u8]) -> Result<Vec<u8>> {
     use std::io::Read;
-    let mut dec = flate2::read::GzDecoder::new(data);
+    let mut dec = flate2::read::MultiGzDecoder::new(data);
     let mut out = Vec::with_capacity(data.len() * 4);
     let mut buf = vec![0u8; 1 << 16];
     loop {

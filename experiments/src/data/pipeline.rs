@@ -209,17 +209,19 @@ impl<'a> Loader<'a> {
         self.augment = a;
         self
     }
-    /// Normalize with these statistics (one per channel).
-    pub fn normalize(mut self, n: Normalization) -> Self {
-        assert_eq!(
-            n.mean.len(),
-            self.data.shape[1],
-            "normalization has {} channels, the dataset {}",
-            n.mean.len(),
-            self.data.shape[1]
-        );
+    /// Normalize with these statistics; an error if their channel count is not the dataset's.
+    pub fn normalize(mut self, n: Normalization) -> Result<Self, String> {
+        if n.mean.len() != self.data.shape[1] || n.std.len() != self.data.shape[1] {
+            return Err(format!(
+                "normalization has {} means and {} stds, the dataset {} has {} channels",
+                n.mean.len(),
+                n.std.len(),
+                self.data.name,
+                self.data.shape[1]
+            ));
+        }
         self.norm = n;
-        self
+        Ok(self)
     }
 
     /// Dataset indices in the order of epoch `epoch`.
