@@ -263,3 +263,32 @@ fn subsets() {
     assert!((0..3072).all(|j| bal.image(4)[j] == px(5, j)));
     assert_eq!(d.first(100).len(), 9);
 }
+
+#[test]
+fn folder_loading_does_not_depend_on_thread_count() {
+    let t = tempfile::tempdir().unwrap();
+    let mut files = Vec::new();
+    for k in 0..24u32 {
+        let class = ["x", "y", "z"][(k % 3) as usize];
+        files.push((
+            format!("s/train/{class}/{k:03}.png"),
+            png(5, 3, move |x, y, c| (k * 9 + x * 5 + y + 40 * c) as u8),
+        ));
+    }
+    let z = write(t.path(), "f.zip", &zip_bytes(&files));
+    let spec = format!("folder:{}", z.display());
+    let one = rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .build()
+        .unwrap();
+    let three = rayon::ThreadPoolBuilder::new()
+        .num_threads(3)
+        .build()
+        .unwrap();
+    let a = one.install(|| load(&spec));
+    let b = three.install(|| load(&spec));
+    assert_eq!(a, b);
+    assert_eq!(a[0].class_counts(), vec![8, 8, 8]);
+    // image 1 is class x's second file, k = 3: pixel (0,0) of channel 1 = 27 + 40
+    assert_eq!(a[0].image(1)[15], 67);
+}
