@@ -1,4 +1,5 @@
-//! The `epsim` command-line tool.
-fn main() {
-    println!("epsim");
+//! The `epsim` command-line tool; everything lives in [`experiments::cli`].
+
+fn main() -> std::process::ExitCode {
+    experiments::cli::main_with(std::env::args_os())
 }
