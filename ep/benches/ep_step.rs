@@ -16,8 +16,20 @@ fn fmnist_spec() -> ModelSpec {
     ModelSpec {
         input: [1, 28, 28],
         conv: vec![
-            ConvLayer { channels: 32, kernel: 5, stride: 1, padding: 0, pool: Pool::Max },
-            ConvLayer { channels: 64, kernel: 5, stride: 1, padding: 0, pool: Pool::Max },
+            ConvLayer {
+                channels: 32,
+                kernel: 5,
+                stride: 1,
+                padding: 0,
+                pool: Pool::Max,
+            },
+            ConvLayer {
+                channels: 64,
+                kernel: 5,
+                stride: 1,
+                padding: 0,
+                pool: Pool::Max,
+            },
         ],
         fc: vec![10],
         act: Act::MyHardSig,
@@ -25,6 +37,7 @@ fn fmnist_spec() -> ModelSpec {
         loss: Loss::CrossEntropy,
         t1: 60,
         t2: 15,
+        input_norm: None,
     }
 }
 
@@ -53,7 +66,10 @@ fn fmnist_nudged_step(b: Bencher) {
     let input = net.read_input(&be, &x).unwrap();
     let labels: Vec<usize> = (0..128).map(|i| i % 10).collect();
     let target = Target::new(&be, &labels, 10).unwrap();
-    b.bench_local(|| net.step_with(&be, &x, &st, Some((0.5, &target)), Some(&input)).unwrap());
+    b.bench_local(|| {
+        net.step_with(&be, &x, &st, Some((0.5, &target)), Some(&input))
+            .unwrap()
+    });
 }
 
 #[divan::bench(sample_count = 5)]

@@ -14,4 +14,4 @@ pub mod spec;
 pub mod train;
 
 pub use model::{EpNet, InputRead, State, Target};
-pub use spec::{ConvLayer, Loss, ModelSpec, Pool};
+pub use spec::{ConvLayer, InputNorm, Loss, ModelSpec, Pool};

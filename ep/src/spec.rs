@@ -95,6 +95,19 @@ pub struct ModelSpec {
     pub t1: usize,
     /// Nudged-phase steps T2.
     pub t2: usize,
+    /// Per-channel normalization of pixel inputs in [0, 1] that the model was trained with
+    /// (x̂ = (x − mean) / std). The dynamics take x̂; classifiers and the CLI apply it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input_norm: Option<InputNorm>,
+}
+
+/// Per-channel input normalization.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InputNorm {
+    /// Mean per channel.
+    pub mean: Vec<f32>,
+    /// Std per channel.
+    pub std: Vec<f32>,
 }
 
 /// Static shape information derived from a spec.
@@ -222,6 +235,10 @@ impl ModelSpec {
             loss: Loss::CrossEntropy,
             t1: 250,
             t2: 25,
+            input_norm: Some(InputNorm {
+                mean: vec![0.4914, 0.4822, 0.4465],
+                std: vec![3.0 * 0.2023, 3.0 * 0.1994, 3.0 * 0.2010],
+            }),
         }
     }
 }
@@ -257,6 +274,7 @@ mod tests {
             loss: Loss::Mse,
             t1: 30,
             t2: 10,
+            input_norm: None,
         };
         let g = spec.geometry().unwrap();
         assert_eq!(g.weight_shapes, vec![vec![512, 784], vec![10, 512]]);

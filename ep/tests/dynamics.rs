@@ -35,6 +35,7 @@ fn small_cnn(pool: Pool, act: Act, softmax: bool, loss: Loss) -> ModelSpec {
         loss,
         t1: 12,
         t2: 6,
+        input_norm: None,
     }
 }
 
@@ -67,6 +68,7 @@ fn specs() -> Vec<ModelSpec> {
             loss: Loss::Mse,
             t1: 10,
             t2: 4,
+            input_norm: None,
         },
     ]
 }

@@ -78,6 +78,7 @@ fn ep_mlp_learns_a_separable_task() {
         loss: Loss::Mse,
         t1: 20,
         t2: 6,
+        input_norm: None,
     };
     let (acc, _) = train(spec, vec![0.1, 0.05], 15, 1);
     assert!(acc >= 0.9, "EP-MLP training accuracy {acc}");
@@ -100,6 +101,7 @@ fn ep_cnn_with_softmax_readout_learns_and_is_deterministic() {
         loss: Loss::CrossEntropy,
         t1: 15,
         t2: 5,
+        input_norm: None,
     };
     let (acc, a) = train(spec.clone(), vec![0.1, 0.05], 10, 2);
     assert!(acc >= 0.9, "EP-CNN training accuracy {acc}");

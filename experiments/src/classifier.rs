@@ -6,7 +6,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use anyhow::{ensure, Result};
+use anyhow::{Result, ensure};
 use sim::{Backend, Cpu, Tensor};
 
 /// A loss of the logits: per-sample values `[N]` and the gradient of their **sum** w.r.t. the logits.
@@ -44,7 +44,11 @@ pub struct Counted<'a, C: Classifier + ?Sized> {
 impl<'a, C: Classifier + ?Sized> Counted<'a, C> {
     /// Wrap `inner` with zeroed counters.
     pub fn new(inner: &'a C) -> Self {
-        Counted { inner, queries: AtomicU64::new(0), grads: AtomicU64::new(0) }
+        Counted {
+            inner,
+            queries: AtomicU64::new(0),
+            grads: AtomicU64::new(0),
+        }
     }
 }
 
@@ -59,7 +63,8 @@ impl<C: Classifier + ?Sized> Classifier for Counted<'_, C> {
         self.inner.input_shape()
     }
     fn logits(&self, x: &Tensor) -> Result<Tensor> {
-        self.queries.fetch_add(x.shape()[0] as u64, Ordering::Relaxed);
+        self.queries
+            .fetch_add(x.shape()[0] as u64, Ordering::Relaxed);
         self.inner.logits(x)
     }
     fn loss_grad(&self, x: &Tensor, loss: LossFn<'_>) -> Result<(Tensor, Tensor)> {
@@ -83,7 +88,12 @@ pub struct Normalize {
 impl Normalize {
     /// Apply to an NCHW batch.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        ensure!(x.ndim() == 4 && x.shape()[1] == self.mean.len(), "normalize: expected [N, {}, H, W], got {:?}", self.mean.len(), x.shape());
+        ensure!(
+            x.ndim() == 4 && x.shape()[1] == self.mean.len(),
+            "normalize: expected [N, {}, H, W], got {:?}",
+            self.mean.len(),
+            x.shape()
+        );
         let mut y = x.clone();
         for (c, mut plane) in y.axis_iter_mut(ndarray::Axis(1)).enumerate() {
             let (m, s) = (self.mean[c], self.std[c]);
@@ -118,7 +128,12 @@ pub struct EpClassifier {
 
 impl Classifier for EpClassifier {
     fn describe(&self) -> String {
-        format!("EP ({} synapses, T_predict {}, T_attack {})", self.net.spec.n_synapses(), self.t_predict, self.t_attack)
+        format!(
+            "EP ({} synapses, T_predict {}, T_attack {})",
+            self.net.spec.n_synapses(),
+            self.t_predict,
+            self.t_attack
+        )
     }
     fn num_classes(&self) -> usize {
         self.net.spec.n_classes()
@@ -136,14 +151,18 @@ impl Classifier for EpClassifier {
         let be = Cpu;
         let xn = self.norm.forward(x)?;
         let mut err: Option<anyhow::Error> = None;
-        let b = self.net.free_phase_bptt(&be, &xn, self.t_attack, 0, false, |logits| match loss(logits) {
-            Ok((vals, g)) => Ok((vals.iter().sum(), g)),
-            Err(e) => {
-                let msg = e.to_string();
-                err = Some(e);
-                Err(sim::Error::Other(msg))
-            }
-        });
+        let b = self
+            .net
+            .free_phase_bptt(&be, &xn, self.t_attack, 0, false, |logits| {
+                match loss(logits) {
+                    Ok((vals, g)) => Ok((vals.iter().sum(), g)),
+                    Err(e) => {
+                        let msg = e.to_string();
+                        err = Some(e);
+                        Err(sim::Error::Other(msg))
+                    }
+                }
+            });
         if let Some(e) = err {
             return Err(e);
         }

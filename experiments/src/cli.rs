@@ -46,9 +46,10 @@ DATASET SPECS
     propagate_version = true
 )]
 pub struct Cli {
-    /// Master seed of every random stream (data order, augmentation, init, noise, ...).
-    #[arg(long, global = true, default_value_t = 0, value_name = "U64")]
-    pub seed: u64,
+    /// Master seed of every random stream (data order, augmentation, init, noise, ...); default 0,
+    /// or the config's seed for `train`.
+    #[arg(long, global = true, value_name = "U64")]
+    pub seed: Option<u64>,
     /// Worker threads (rayon global pool); default: all cores. Results do not depend on it.
     #[arg(long, global = true, value_name = "N")]
     pub threads: Option<usize>,
@@ -70,6 +71,16 @@ pub enum Command {
     /// Inspect datasets: summary statistics, preview grids.
     #[command(subcommand, after_long_help = DATA_SPEC_HELP)]
     Data(DataCommand),
+    /// Train a model from a TOML config (checkpoint every epoch, exact --resume).
+    Train(crate::cli_ep::TrainArgs),
+    /// Evaluate a model by its free phase; --per-step gives accuracy vs step with a plot.
+    #[command(after_long_help = DATA_SPEC_HELP)]
+    Eval(crate::cli_ep::EvalArgs),
+    /// Run the free phase on given inputs and dump every layer's state (cross-checks with other
+    /// implementations).
+    Settle(crate::cli_ep::SettleArgs),
+    /// The quick-start smoke run: data summaries, a short EP training, reload and evaluation.
+    Smoke(crate::cli_ep::SmokeArgs),
 }
 
 /// `epsim data ...`
@@ -161,7 +172,11 @@ pub fn run(cli: Cli) -> Result<()> {
     init_threads(cli.threads)?;
     match cli.command {
         Command::Data(DataCommand::Info(a)) => data_info(&a),
-        Command::Data(DataCommand::Preview(a)) => data_preview(&a, cli.seed),
+        Command::Data(DataCommand::Preview(a)) => data_preview(&a, cli.seed.unwrap_or(0)),
+        Command::Train(a) => crate::cli_ep::train(&a, cli.seed),
+        Command::Eval(a) => crate::cli_ep::eval(&a),
+        Command::Settle(a) => crate::cli_ep::settle(&a),
+        Command::Smoke(a) => crate::cli_ep::smoke(&a, cli.seed),
     }
 }
 

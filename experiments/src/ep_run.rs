@@ -10,13 +10,13 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 
-use ep::checkpoint::{model_from_file, model_to_file, TensorFile, TRAIN_KEY};
+use ep::EpNet;
+use ep::checkpoint::{TRAIN_KEY, TensorFile, model_from_file, model_to_file};
 use ep::optim::Optimizer;
 use ep::train::{argmax_rows, train_batch};
-use ep::EpNet;
 use sim::{Backend, Cpu, Stream};
 
 use crate::data::{Augment, Dataset, DatasetSpec, Loader, Normalization, PaddingMode};
@@ -77,22 +77,35 @@ pub struct TrainOptions {
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let tmp = dir.join(format!(".{}.tmp", path.file_name().and_then(|s| s.to_str()).unwrap_or("file")));
+    let tmp = dir.join(format!(
+        ".{}.tmp",
+        path.file_name().and_then(|s| s.to_str()).unwrap_or("file")
+    ));
     {
-        let mut f = std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
-        f.write_all(bytes).with_context(|| format!("writing {}", tmp.display()))?;
-        f.sync_all().with_context(|| format!("syncing {}", tmp.display()))?;
+        let mut f =
+            std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+        f.write_all(bytes)
+            .with_context(|| format!("writing {}", tmp.display()))?;
+        f.sync_all()
+            .with_context(|| format!("syncing {}", tmp.display()))?;
     }
-    std::fs::rename(&tmp, path).with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))?;
+    std::fs::rename(&tmp, path)
+        .with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))?;
     Ok(())
 }
 
 /// Load one split of a dataset spec; when the spec names no split, take `default_split`.
 pub fn load_split(spec: &str, default_split: &str) -> Result<Dataset> {
-    let parsed = DatasetSpec::parse(spec).map_err(|e| anyhow::anyhow!("dataset spec {spec:?}: {e}"))?;
+    let parsed =
+        DatasetSpec::parse(spec).map_err(|e| anyhow::anyhow!("dataset spec {spec:?}: {e}"))?;
     let sets = parsed.load().with_context(|| format!("loading {spec}"))?;
-    let want = parsed.split.clone().unwrap_or_else(|| default_split.to_string());
-    sets.into_iter().find(|d| d.split == want).with_context(|| format!("{spec}: no split {want:?}"))
+    let want = parsed
+        .split
+        .clone()
+        .unwrap_or_else(|| default_split.to_string());
+    sets.into_iter()
+        .find(|d| d.split == want)
+        .with_context(|| format!("{spec}: no split {want:?}"))
 }
 
 /// Keep the first `n` images of each class in turn until `n` images are taken (class-balanced).
@@ -127,15 +140,28 @@ pub fn subset(d: &Dataset, idx: &[usize]) -> Dataset {
         images,
         shape: [idx.len(), d.shape[1], d.shape[2], d.shape[3]],
         labels: idx.iter().map(|&i| d.labels[i]).collect(),
-        coarse: d.coarse.as_ref().map(|(l, n)| (idx.iter().map(|&i| l[i]).collect(), n.clone())),
+        coarse: d
+            .coarse
+            .as_ref()
+            .map(|(l, n)| (idx.iter().map(|&i| l[i]).collect(), n.clone())),
         ..d.clone()
     }
 }
 
 /// Accuracy of a model's free phase of `steps` steps on a dataset, and, when `per_step`, the
 /// accuracy after every step 1..=steps.
-pub fn evaluate<B: Backend>(be: &B, net: &EpNet<B>, data: &Dataset, norm: &Normalization, batch: usize, steps: usize, per_step: bool) -> Result<(f64, Vec<f64>)> {
-    let loader = Loader::new(data, batch, Stream::new(0, "eval")).normalize(norm.clone());
+pub fn evaluate<B: Backend>(
+    be: &B,
+    net: &EpNet<B>,
+    data: &Dataset,
+    norm: &Normalization,
+    batch: usize,
+    steps: usize,
+    per_step: bool,
+) -> Result<(f64, Vec<f64>)> {
+    let loader = Loader::new(data, batch, Stream::new(0, "eval"))
+        .normalize(norm.clone())
+        .map_err(|e| anyhow::anyhow!("normalization: {e}"))?;
     let mut correct = 0usize;
     let mut per = vec![0usize; if per_step { steps } else { 0 }];
     let pb = crate::data::progress(loader.num_batches() as u64, "eval");
@@ -168,7 +194,8 @@ pub fn evaluate<B: Backend>(be: &B, net: &EpNet<B>, data: &Dataset, norm: &Norma
 }
 
 fn normalization(cfg: &TrainConfig) -> Result<Normalization> {
-    Normalization::new(cfg.data.mean.clone(), cfg.data.std.clone()).map_err(|e| anyhow::anyhow!("[data] {e}"))
+    Normalization::new(cfg.data.mean.clone(), cfg.data.std.clone())
+        .map_err(|e| anyhow::anyhow!("[data] {e}"))
 }
 
 fn augment(cfg: &TrainConfig) -> Option<Augment> {
@@ -177,13 +204,22 @@ fn augment(cfg: &TrainConfig) -> Option<Augment> {
     }
     Some(Augment {
         crop_padding: cfg.data.crop_padding,
-        padding_mode: if cfg.data.padding_mode == "zero" { PaddingMode::Zero } else { PaddingMode::Edge },
+        padding_mode: if cfg.data.padding_mode == "zero" {
+            PaddingMode::Zero
+        } else {
+            PaddingMode::Edge
+        },
         hflip: cfg.data.hflip,
     })
 }
 
 /// Save a training checkpoint (model + optimizer + counters) atomically.
-pub fn save_checkpoint(path: &Path, net: &EpNet<Cpu>, opt: &Optimizer, state: &TrainState) -> Result<()> {
+pub fn save_checkpoint(
+    path: &Path,
+    net: &EpNet<Cpu>,
+    opt: &Optimizer,
+    state: &TrainState,
+) -> Result<()> {
     let be = Cpu;
     let (ws, bs) = net.to_host(&be)?;
     let mut f = model_to_file(&net.spec, &ws, &bs)?;
@@ -195,7 +231,8 @@ pub fn save_checkpoint(path: &Path, net: &EpNet<Cpu>, opt: &Optimizer, state: &T
             f.tensors.push((format!("optimizer.{j}.buf2"), t.clone()));
         }
     }
-    f.metadata.insert(TRAIN_KEY.into(), serde_json::to_string(state)?);
+    f.metadata
+        .insert(TRAIN_KEY.into(), serde_json::to_string(state)?);
     write_atomic(path, &f.to_bytes()?)
 }
 
@@ -206,16 +243,20 @@ pub fn load_model(path: &Path, spec_file: Option<&Path>) -> Result<EpNet<Cpu>> {
     let spec = match spec_file {
         None => None,
         Some(p) => {
-            let text = std::fs::read_to_string(p).with_context(|| format!("reading spec {}", p.display()))?;
+            let text = std::fs::read_to_string(p)
+                .with_context(|| format!("reading spec {}", p.display()))?;
             let s: ep::ModelSpec = if p.extension().is_some_and(|e| e == "json") {
-                serde_json::from_str(&text).with_context(|| format!("{}: invalid model spec", p.display()))?
+                serde_json::from_str(&text)
+                    .with_context(|| format!("{}: invalid model spec", p.display()))?
             } else {
-                toml::from_str(&text).with_context(|| format!("{}: invalid model spec", p.display()))?
+                toml::from_str(&text)
+                    .with_context(|| format!("{}: invalid model spec", p.display()))?
             };
             Some(s)
         }
     };
-    let (spec, ws, bs) = model_from_file(&f, spec).with_context(|| format!("{}", path.display()))?;
+    let (spec, ws, bs) =
+        model_from_file(&f, spec).with_context(|| format!("{}", path.display()))?;
     EpNet::from_host(&Cpu, spec, &ws, &bs).with_context(|| format!("{}", path.display()))
 }
 
@@ -232,8 +273,15 @@ pub fn train(cfg: &TrainConfig, opts: &TrainOptions) -> Result<Vec<EpochLog>> {
         cfg.seed = s;
     }
     cfg.validate()?;
+    cfg.model.input_norm = Some(ep::InputNorm {
+        mean: cfg.data.mean.clone(),
+        std: cfg.data.std.clone(),
+    });
     let be = Cpu;
-    let out = opts.out_dir.clone().unwrap_or_else(|| PathBuf::from("runs").join(&cfg.name));
+    let out = opts
+        .out_dir
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("runs").join(&cfg.name));
     let ckpt = out.join("checkpoint.safetensors");
     let log_path = out.join("log.jsonl");
 
@@ -246,27 +294,49 @@ pub fn train(cfg: &TrainConfig, opts: &TrainOptions) -> Result<Vec<EpochLog>> {
         test_set = balanced_subset(&test_set, n);
     }
     if train_set.image_shape() != cfg.model.input {
-        bail!("the model expects inputs {:?} but {} has images {:?}", cfg.model.input, cfg.data.train, train_set.image_shape());
+        bail!(
+            "the model expects inputs {:?} but {} has images {:?}",
+            cfg.model.input,
+            cfg.data.train,
+            train_set.image_shape()
+        );
     }
     let norm = normalization(&cfg)?;
     let root = Stream::new(cfg.seed, "epsim.train");
 
     let (mut net, mut opt, mut state) = if ckpt.exists() {
         if !opts.resume {
-            bail!("{} exists: pass --resume to continue that run, or choose another --out / name", ckpt.display());
+            bail!(
+                "{} exists: pass --resume to continue that run, or choose another --out / name",
+                ckpt.display()
+            );
         }
         let bytes = std::fs::read(&ckpt).with_context(|| format!("reading {}", ckpt.display()))?;
         let f = TensorFile::from_bytes(&bytes).with_context(|| format!("{}", ckpt.display()))?;
-        let st: TrainState = serde_json::from_str(f.metadata.get(TRAIN_KEY).with_context(|| format!("{}: not a training checkpoint (no {TRAIN_KEY})", ckpt.display()))?)
+        let st: TrainState =
+            serde_json::from_str(f.metadata.get(TRAIN_KEY).with_context(|| {
+                format!(
+                    "{}: not a training checkpoint (no {TRAIN_KEY})",
+                    ckpt.display()
+                )
+            })?)
             .with_context(|| format!("{}: bad training state", ckpt.display()))?;
         let mut same = st.config.clone();
         same.train.epochs = cfg.train.epochs;
         if same != cfg {
-            bail!("{}: the checkpoint was made with a different config (only [train] epochs may change on resume)", ckpt.display());
+            bail!(
+                "{}: the checkpoint was made with a different config (only [train] epochs may change on resume)",
+                ckpt.display()
+            );
         }
         let (spec, ws, bs) = model_from_file(&f, None)?;
         let net = EpNet::from_host(&be, spec, &ws, &bs)?;
-        let mut opt = Optimizer::new(cfg.optim.algorithm.clone(), cfg.optim.lrs.clone(), cfg.wds(), 2)?;
+        let mut opt = Optimizer::new(
+            cfg.optim.algorithm.clone(),
+            cfg.optim.lrs.clone(),
+            cfg.wds(),
+            2,
+        )?;
         for j in 0..opt.buf1.len() {
             opt.buf1[j] = f.get(&format!("optimizer.{j}.buf1")).cloned();
             opt.buf2[j] = f.get(&format!("optimizer.{j}.buf2")).cloned();
@@ -276,14 +346,40 @@ pub fn train(cfg: &TrainConfig, opts: &TrainOptions) -> Result<Vec<EpochLog>> {
         (net, opt, st)
     } else {
         let net = EpNet::init(&be, cfg.model.clone(), &root.child("init"), cfg.init_scale)?;
-        let opt = Optimizer::new(cfg.optim.algorithm.clone(), cfg.optim.lrs.clone(), cfg.wds(), 2)?;
-        (net, opt, TrainState { epochs_done: 0, batches_done: 0, optimizer_steps: 0, config: cfg.clone() })
+        let opt = Optimizer::new(
+            cfg.optim.algorithm.clone(),
+            cfg.optim.lrs.clone(),
+            cfg.wds(),
+            2,
+        )?;
+        (
+            net,
+            opt,
+            TrainState {
+                epochs_done: 0,
+                batches_done: 0,
+                optimizer_steps: 0,
+                config: cfg.clone(),
+            },
+        )
     };
     // Keep the log consistent with the checkpoint: drop lines of epochs after it.
-    let mut log_lines: Vec<String> = std::fs::read_to_string(&log_path).unwrap_or_default().lines().map(String::from).collect();
-    log_lines.retain(|l| serde_json::from_str::<EpochLog>(l).map(|e| e.epoch <= state.epochs_done).unwrap_or(false));
+    let mut log_lines: Vec<String> = std::fs::read_to_string(&log_path)
+        .unwrap_or_default()
+        .lines()
+        .map(String::from)
+        .collect();
+    log_lines.retain(|l| {
+        serde_json::from_str::<EpochLog>(l)
+            .map(|e| e.epoch <= state.epochs_done)
+            .unwrap_or(false)
+    });
 
-    let loader = Loader::new(&train_set, cfg.train.batch_size, root.child("data")).shuffle(true).augment(augment(&cfg)).normalize(norm.clone());
+    let loader = Loader::new(&train_set, cfg.train.batch_size, root.child("data"))
+        .shuffle(true)
+        .augment(augment(&cfg))
+        .normalize(norm.clone())
+        .map_err(|e| anyhow::anyhow!("[data] normalization: {e}"))?;
     let sign_stream = root.child("beta.sign");
     let eval_bs = cfg.train.eval_batch_size.unwrap_or(cfg.train.batch_size);
     let mut logs = Vec::new();
@@ -293,20 +389,44 @@ pub fn train(cfg: &TrainConfig, opts: &TrainOptions) -> Result<Vec<EpochLog>> {
             break;
         }
         let epoch = state.epochs_done;
-        let lrs: Vec<f32> = cfg.optim.lrs.iter().map(|&l| cfg.optim.schedule.lr(l, epoch)).collect();
+        let lrs: Vec<f32> = cfg
+            .optim
+            .lrs
+            .iter()
+            .map(|&l| cfg.optim.schedule.lr(l, epoch))
+            .collect();
         opt.lrs = lrs.clone();
-        let nb = cfg.train.max_batches.map_or(loader.num_batches(), |m| m.min(loader.num_batches()));
-        let pb = crate::data::progress(nb as u64, &format!("epoch {}/{}", epoch + 1, cfg.train.epochs));
+        let nb = cfg
+            .train
+            .max_batches
+            .map_or(loader.num_batches(), |m| m.min(loader.num_batches()));
+        let pb = crate::data::progress(
+            nb as u64,
+            &format!("epoch {}/{}", epoch + 1, cfg.train.epochs),
+        );
         let t0 = Instant::now();
         let (mut seen, mut correct) = (0usize, 0usize);
         for (bi, batch) in loader.epoch(epoch as u64).take(nb).enumerate() {
             let x = be.upload(&batch.x)?;
-            let s = train_batch(&be, &mut net, &mut opt, &cfg.ep, &x, &batch.y, &sign_stream, state.batches_done)
-                .with_context(|| format!("epoch {} batch {}", epoch + 1, bi + 1))?;
+            let s = train_batch(
+                &be,
+                &mut net,
+                &mut opt,
+                &cfg.ep,
+                &x,
+                &batch.y,
+                &sign_stream,
+                state.batches_done,
+            )
+            .with_context(|| format!("epoch {} batch {}", epoch + 1, bi + 1))?;
             state.batches_done += 1;
             seen += s.n;
             correct += s.correct;
-            pb.set_message(format!("acc {:.3}  {:.1} img/s", correct as f64 / seen as f64, seen as f64 / t0.elapsed().as_secs_f64()));
+            pb.set_message(format!(
+                "acc {:.3}  {:.1} img/s",
+                correct as f64 / seen as f64,
+                seen as f64 / t0.elapsed().as_secs_f64()
+            ));
             pb.inc(1);
         }
         pb.finish_and_clear();

@@ -6,5 +6,10 @@
 //!
 //! Dependencies: every crate below it (`sim`, `devices`, `ep`, `host-gpu`).
 
+pub mod classifier;
 pub mod cli;
+pub mod cli_ep;
 pub mod data;
+pub mod ep_run;
+pub mod plot;
+pub mod train_config;

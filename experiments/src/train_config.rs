@@ -4,9 +4,9 @@
 
 use serde::{Deserialize, Serialize};
 
+use ep::ModelSpec;
 use ep::optim::{OptimKind, Schedule};
 use ep::train::EpConfig;
-use ep::ModelSpec;
 
 /// A whole training run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -104,28 +104,62 @@ pub struct LoopConfig {
 impl TrainConfig {
     /// Parse and check a config; `origin` names the file in errors.
     pub fn from_toml(text: &str, origin: &str) -> anyhow::Result<Self> {
-        let cfg: TrainConfig = toml::from_str(text).map_err(|e| anyhow::anyhow!("{origin}: invalid config: {e}"))?;
-        cfg.validate().map_err(|e| anyhow::anyhow!("{origin}: {e}"))?;
+        let cfg: TrainConfig =
+            toml::from_str(text).map_err(|e| anyhow::anyhow!("{origin}: invalid config: {e}"))?;
+        cfg.validate()
+            .map_err(|e| anyhow::anyhow!("{origin}: {e}"))?;
         Ok(cfg)
     }
 
     /// Cross-field checks.
     pub fn validate(&self) -> anyhow::Result<()> {
-        self.model.geometry().map_err(|e| anyhow::anyhow!("[model] {e}"))?;
+        self.model
+            .geometry()
+            .map_err(|e| anyhow::anyhow!("[model] {e}"))?;
+        if let Some(n) = &self.model.input_norm {
+            anyhow::ensure!(
+                n.mean == self.data.mean && n.std == self.data.std,
+                "[model] input_norm differs from [data] mean/std (it is filled from [data]; leave it out)"
+            );
+        }
         let ns = self.model.n_synapses();
-        anyhow::ensure!(self.optim.lrs.len() == ns, "[optim] lrs has {} entries but the model has {ns} synapses", self.optim.lrs.len());
-        anyhow::ensure!(self.optim.wds.is_empty() || self.optim.wds.len() == ns, "[optim] wds has {} entries but the model has {ns} synapses", self.optim.wds.len());
+        anyhow::ensure!(
+            self.optim.lrs.len() == ns,
+            "[optim] lrs has {} entries but the model has {ns} synapses",
+            self.optim.lrs.len()
+        );
+        anyhow::ensure!(
+            self.optim.wds.is_empty() || self.optim.wds.len() == ns,
+            "[optim] wds has {} entries but the model has {ns} synapses",
+            self.optim.wds.len()
+        );
         let c = self.model.input[0];
-        anyhow::ensure!(self.data.mean.len() == c && self.data.std.len() == c, "[data] mean and std need {c} entries (input channels)");
-        anyhow::ensure!(self.data.std.iter().all(|&s| s > 0.0), "[data] std entries must be > 0");
-        anyhow::ensure!(matches!(self.data.padding_mode.as_str(), "edge" | "zero"), "[data] padding_mode must be \"edge\" or \"zero\"");
-        anyhow::ensure!(self.train.batch_size > 0 && self.train.epochs > 0, "[train] epochs and batch_size must be ≥ 1");
+        anyhow::ensure!(
+            self.data.mean.len() == c && self.data.std.len() == c,
+            "[data] mean and std need {c} entries (input channels)"
+        );
+        anyhow::ensure!(
+            self.data.std.iter().all(|&s| s > 0.0),
+            "[data] std entries must be > 0"
+        );
+        anyhow::ensure!(
+            matches!(self.data.padding_mode.as_str(), "edge" | "zero"),
+            "[data] padding_mode must be \"edge\" or \"zero\""
+        );
+        anyhow::ensure!(
+            self.train.batch_size > 0 && self.train.epochs > 0,
+            "[train] epochs and batch_size must be ≥ 1"
+        );
         anyhow::ensure!(self.ep.beta != 0.0, "[ep] beta must be non-zero");
         Ok(())
     }
 
     /// Weight decays, one per synapse (zeros when not given).
     pub fn wds(&self) -> Vec<f32> {
-        if self.optim.wds.is_empty() { vec![0.0; self.optim.lrs.len()] } else { self.optim.wds.clone() }
+        if self.optim.wds.is_empty() {
+            vec![0.0; self.optim.lrs.len()]
+        } else {
+            self.optim.wds.clone()
+        }
     }
 }
