@@ -1,27 +1,457 @@
-//! conv2d and its adjoints (im2col + GEMM). OWNER: conv helper. Placeholder bodies to be replaced.
+//! conv2d and its two adjoints by im2col + SGEMM.
+//!
+//! Layout: the batch is cut into chunks of `nb` samples (nb depends on the shapes only, never on the
+//! thread count). A chunk's patches form one column matrix `col[K, nb·Ho·Wo]` (K = C·kh·kw, row
+//! `(c, i, j)`, column `(sample, oh, ow)`), so that even 4x4 or 2x2 layers give GEMMs with hundreds
+//! of columns. Then
+//!
+//! * forward: `out[O, cols] = W[O, K] · col`, scattered to NCHW with the bias;
+//! * input adjoint: `dcol[K, cols] = Wᵀ · gy_chunk[O, cols]`, then col2im (scatter-add) into gx;
+//! * weight adjoint: `gw[O, K] += gy_chunk · colᵀ`, chunk after chunk in batch order.
+//!
+//! Forward and input adjoint run chunks in parallel (one single-threaded GEMM each) when there are
+//! enough of them, else chunk after chunk with the GEMM split over the pool. Every output element is
+//! computed by the same arithmetic in either case, so results do not depend on the thread count.
+
+use std::cell::Cell;
+
+use rayon::prelude::*;
+
+use super::gemm::{Gemm, Par, sgemm_par};
 use crate::Tensor;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::ops::Conv2dParams;
 
+/// Columns per chunk aimed at by the forward and input-adjoint GEMMs.
+const TARGET_COLS: usize = 512;
+/// Columns per chunk aimed at by the weight-adjoint GEMMs (their reduction dimension).
+const TARGET_COLS_WGRAD: usize = 4096;
+
+/// Shapes of one convolution.
+#[derive(Debug, Clone, Copy)]
+struct Geom {
+    n: usize,
+    c: usize,
+    h: usize,
+    w: usize,
+    kh: usize,
+    kw: usize,
+    sh: usize,
+    sw: usize,
+    ph: usize,
+    pw: usize,
+    ho: usize,
+    wo: usize,
+}
+
+impl Geom {
+    fn k(&self) -> usize {
+        self.c * self.kh * self.kw
+    }
+    fn hw_in(&self) -> usize {
+        self.h * self.w
+    }
+    fn hw_out(&self) -> usize {
+        self.ho * self.wo
+    }
+    /// Samples per chunk for a target number of GEMM columns.
+    fn chunk(&self, target: usize) -> usize {
+        target
+            .div_ceil(self.hw_out().max(1))
+            .clamp(1, self.n.max(1))
+    }
+    /// Output columns `ow` whose input column `ow·sw + j − pw` lies inside `0..w`: `lo..hi`.
+    fn ow_range(&self, j: usize) -> (usize, usize) {
+        let lo = if j >= self.pw {
+            0
+        } else {
+            (self.pw - j).div_ceil(self.sw)
+        };
+        let hi = if self.w + self.pw > j {
+            ((self.w - 1 + self.pw - j) / self.sw + 1).min(self.wo)
+        } else {
+            0
+        };
+        (lo.min(hi), hi)
+    }
+    /// Input row of output row `oh` and kernel row `i`, if inside the input.
+    fn ih(&self, oh: usize, i: usize) -> Option<usize> {
+        (oh * self.sh + i)
+            .checked_sub(self.ph)
+            .filter(|&r| r < self.h)
+    }
+}
+
+fn dims4(op: &'static str, what: &str, t: &Tensor) -> Result<[usize; 4]> {
+    match t.shape() {
+        &[a, b, c, d] => Ok([a, b, c, d]),
+        s => Err(Error::shape(
+            op,
+            format!("{what} must have rank 4, got shape {s:?}"),
+        )),
+    }
+}
+
+fn check_bias(op: &'static str, b: Option<&Tensor>, o: usize) -> Result<()> {
+    if let Some(b) = b
+        && b.shape() != [o]
+    {
+        return Err(Error::shape(
+            op,
+            format!(
+                "bias must have shape [{o}] (out channels), got {:?}",
+                b.shape()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+fn contiguous(t: &Tensor) -> std::borrow::Cow<'_, [f32]> {
+    match t.as_slice() {
+        Some(s) => std::borrow::Cow::Borrowed(s),
+        None => std::borrow::Cow::Owned(t.iter().copied().collect()),
+    }
+}
+
+fn to_tensor(shape: &[usize], v: Vec<f32>) -> Tensor {
+    Tensor::from_shape_vec(ndarray::IxDyn(shape), v).expect("sizes agree")
+}
+
+thread_local! {
+    /// Per-thread scratch buffers reused across calls (taken out while in use, so nested use is safe).
+    static SCRATCH: Cell<(Vec<f32>, Vec<f32>)> = const { Cell::new((Vec::new(), Vec::new())) };
+}
+
+/// Run `f` with two scratch buffers of at least `l0` and `l1` elements (contents unspecified).
+fn with_scratch<R>(l0: usize, l1: usize, f: impl FnOnce(&mut [f32], &mut [f32]) -> R) -> R {
+    let (mut b0, mut b1) = SCRATCH.with(|s| s.take());
+    if b0.len() < l0 {
+        b0.resize(l0, 0.0);
+    }
+    if b1.len() < l1 {
+        b1.resize(l1, 0.0);
+    }
+    let r = f(&mut b0[..l0], &mut b1[..l1]);
+    SCRATCH.with(|s| s.set((b0, b1)));
+    r
+}
+
+/// im2col of the rows `(c, i, j)` for `c` in `c_range` of `nb` samples `x` (`[nb, C, H, W]`) into
+/// `col` (those rows only, each `ld = nb·Ho·Wo` long).
+fn im2col(g: &Geom, x: &[f32], nb: usize, c_range: std::ops::Range<usize>, col: &mut [f32]) {
+    let hwo = g.hw_out();
+    let ld = nb * hwo;
+    let mut row = 0;
+    for c in c_range {
+        for i in 0..g.kh {
+            for j in 0..g.kw {
+                let (lo, hi) = g.ow_range(j);
+                let dst_row = &mut col[row * ld..(row + 1) * ld];
+                row += 1;
+                for s in 0..nb {
+                    let plane = &x[(s * g.c + c) * g.hw_in()..][..g.hw_in()];
+                    let dst = &mut dst_row[s * hwo..(s + 1) * hwo];
+                    for oh in 0..g.ho {
+                        let d = &mut dst[oh * g.wo..(oh + 1) * g.wo];
+                        let Some(ih) = g.ih(oh, i) else {
+                            d.fill(0.0);
+                            continue;
+                        };
+                        let src = &plane[ih * g.w..(ih + 1) * g.w];
+                        d[..lo].fill(0.0);
+                        d[hi..].fill(0.0);
+                        if g.sw == 1 && hi > lo {
+                            let s0 = lo + j - g.pw;
+                            d[lo..hi].copy_from_slice(&src[s0..s0 + (hi - lo)]);
+                        } else if g.sw != 1 {
+                            for (ow, v) in d[lo..hi].iter_mut().enumerate() {
+                                *v = src[(ow + lo) * g.sw + j - g.pw];
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// col2im: add the column matrix `col[K, nb·Ho·Wo]` into `gx` (`[nb, C, H, W]`, not cleared here).
+/// Rows are visited in the fixed order (c, i, j), so the sums are deterministic.
+fn col2im(g: &Geom, col: &[f32], nb: usize, gx: &mut [f32]) {
+    let hwo = g.hw_out();
+    let ld = nb * hwo;
+    for s in 0..nb {
+        for c in 0..g.c {
+            let plane = &mut gx[(s * g.c + c) * g.hw_in()..][..g.hw_in()];
+            for i in 0..g.kh {
+                for j in 0..g.kw {
+                    let (lo, hi) = g.ow_range(j);
+                    let r = (c * g.kh + i) * g.kw + j;
+                    let src_row = &col[r * ld + s * hwo..][..hwo];
+                    for oh in 0..g.ho {
+                        let Some(ih) = g.ih(oh, i) else { continue };
+                        let d = &mut plane[ih * g.w..(ih + 1) * g.w];
+                        let src = &src_row[oh * g.wo..(oh + 1) * g.wo];
+                        if g.sw == 1 && hi > lo {
+                            let s0 = lo + j - g.pw;
+                            for (dv, sv) in d[s0..s0 + (hi - lo)].iter_mut().zip(&src[lo..hi]) {
+                                *dv += *sv;
+                            }
+                        } else if g.sw != 1 {
+                            for ow in lo..hi {
+                                d[ow * g.sw + j - g.pw] += src[ow];
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Run `f(chunk_index, first_sample, samples, out_chunk, par)` over the chunks of `out` (each chunk
+/// `nb` samples of `per_sample` elements): in parallel with single-threaded GEMMs when there are
+/// enough chunks for the pool, else in order with pool-parallel GEMMs.
+fn for_chunks(
+    out: &mut [f32],
+    per_sample: usize,
+    n: usize,
+    nb: usize,
+    f: impl Fn(usize, usize, &mut [f32], Par) -> Result<()> + Sync,
+) -> Result<()> {
+    if n == 0 || per_sample == 0 {
+        return Ok(());
+    }
+    let n_chunks = n.div_ceil(nb);
+    if n_chunks >= 4 * rayon::current_num_threads() {
+        out.par_chunks_mut(nb * per_sample)
+            .enumerate()
+            .try_for_each(|(ci, o)| f(ci * nb, o.len() / per_sample, o, Par::Seq))
+    } else {
+        out.chunks_mut(nb * per_sample)
+            .enumerate()
+            .try_for_each(|(ci, o)| f(ci * nb, o.len() / per_sample, o, Par::Pool))
+    }
+}
+
 /// y[N,O,Ho,Wo] = conv2d(x[N,C,H,W], w[O,C,kh,kw]) + b[O].
-pub fn conv2d(_x: &Tensor, _w: &Tensor, _b: Option<&Tensor>, _p: Conv2dParams) -> Result<Tensor> {
-    todo!("conv2d")
+pub fn conv2d(x: &Tensor, w: &Tensor, b: Option<&Tensor>, p: Conv2dParams) -> Result<Tensor> {
+    const OP: &str = "conv2d";
+    let [n, c, h, wd] = dims4(OP, "input x [N,C,H,W]", x)?;
+    let [o, cw, kh, kw] = dims4(OP, "weight w [O,C,kh,kw]", w)?;
+    if cw != c {
+        return Err(Error::shape(
+            OP,
+            format!(
+                "input has {c} channels (x {:?}) but weight expects {cw} (w {:?})",
+                x.shape(),
+                w.shape()
+            ),
+        ));
+    }
+    check_bias(OP, b, o)?;
+    let (ho, wo) = p.output_hw(OP, (h, wd), (kh, kw))?;
+    let g = Geom {
+        n,
+        c,
+        h,
+        w: wd,
+        kh,
+        kw,
+        sh: p.stride.0,
+        sw: p.stride.1,
+        ph: p.padding.0,
+        pw: p.padding.1,
+        ho,
+        wo,
+    };
+    let xs = contiguous(x);
+    let ws = contiguous(w);
+    let bias: Option<Vec<f32>> = b.map(|b| b.iter().copied().collect());
+    let (k, hwo) = (g.k(), g.hw_out());
+    let mut y = vec![0.0f32; n * o * hwo];
+    let nb = g.chunk(TARGET_COLS);
+    for_chunks(&mut y, o * hwo, n, nb, |n0, m, ychunk, par| {
+        let cols = m * hwo;
+        with_scratch(k * cols, o * cols, |col, out| {
+            im2col(&g, &xs[n0 * c * g.hw_in()..], m, 0..c, col);
+            let gm = Gemm {
+                m: o,
+                n: cols,
+                k,
+                trans_a: false,
+                trans_b: false,
+            };
+            sgemm_par(gm, 1.0, &ws, col, 0.0, out, par)?;
+            for s in 0..m {
+                for oc in 0..o {
+                    let src = &out[oc * cols + s * hwo..][..hwo];
+                    let dst = &mut ychunk[(s * o + oc) * hwo..][..hwo];
+                    match &bias {
+                        Some(bv) => {
+                            let bo = bv[oc];
+                            dst.iter_mut().zip(src).for_each(|(d, v)| *d = v + bo);
+                        }
+                        None => dst.copy_from_slice(src),
+                    }
+                }
+            }
+            Ok(())
+        })
+    })?;
+    Ok(to_tensor(&[n, o, ho, wo], y))
 }
-/// Transposed convolution (input adjoint).
+
+/// Transposed convolution (input adjoint): gx[N,C,H,W] = convᵀ(gy[N,O,Ho,Wo]) with w[O,C,kh,kw];
+/// `input_hw` is (H, W) of the forward input.
 pub fn conv2d_input_grad(
-    _gy: &Tensor,
-    _w: &Tensor,
-    _input_hw: (usize, usize),
-    _p: Conv2dParams,
+    gy: &Tensor,
+    w: &Tensor,
+    input_hw: (usize, usize),
+    p: Conv2dParams,
 ) -> Result<Tensor> {
-    todo!("conv2d_input_grad")
+    const OP: &str = "conv2d_input_grad";
+    let [n, og, gho, gwo] = dims4(OP, "output gradient gy [N,O,Ho,Wo]", gy)?;
+    let [o, c, kh, kw] = dims4(OP, "weight w [O,C,kh,kw]", w)?;
+    if og != o {
+        return Err(Error::shape(
+            OP,
+            format!(
+                "gy has {og} channels (gy {:?}) but weight has {o} outputs (w {:?})",
+                gy.shape(),
+                w.shape()
+            ),
+        ));
+    }
+    let (h, wd) = input_hw;
+    let (ho, wo) = p.output_hw(OP, (h, wd), (kh, kw))?;
+    if (gho, gwo) != (ho, wo) {
+        return Err(Error::shape(
+            OP,
+            format!(
+                "gy spatial size {:?} (gy {:?}) differs from the forward output {:?} of input {input_hw:?}, kernel {:?}, {p:?}",
+                (gho, gwo),
+                gy.shape(),
+                (ho, wo),
+                (kh, kw)
+            ),
+        ));
+    }
+    let g = Geom {
+        n,
+        c,
+        h,
+        w: wd,
+        kh,
+        kw,
+        sh: p.stride.0,
+        sw: p.stride.1,
+        ph: p.padding.0,
+        pw: p.padding.1,
+        ho,
+        wo,
+    };
+    let gys = contiguous(gy);
+    let ws = contiguous(w);
+    let (k, hwo) = (g.k(), g.hw_out());
+    let mut gx = vec![0.0f32; n * c * g.hw_in()];
+    let nb = g.chunk(TARGET_COLS);
+    for_chunks(&mut gx, c * g.hw_in(), n, nb, |n0, m, gxchunk, par| {
+        let cols = m * hwo;
+        with_scratch(k * cols, o * cols, |dcol, gyc| {
+            for s in 0..m {
+                for oc in 0..o {
+                    gyc[oc * cols + s * hwo..][..hwo]
+                        .copy_from_slice(&gys[((n0 + s) * o + oc) * hwo..][..hwo]);
+                }
+            }
+            let gm = Gemm {
+                m: k,
+                n: cols,
+                k: o,
+                trans_a: true,
+                trans_b: false,
+            };
+            sgemm_par(gm, 1.0, &ws, gyc, 0.0, dcol, par)?;
+            col2im(&g, dcol, m, gxchunk);
+            Ok(())
+        })
+    })?;
+    Ok(to_tensor(&[n, c, h, wd], gx))
 }
-/// Weight adjoint.
+
+/// Weight adjoint: gw[O,C,kh,kw] = Σ over samples and output positions of gy ⊗ patches(x).
 pub fn conv2d_weight_grad(
-    _x: &Tensor,
-    _gy: &Tensor,
-    _kernel_hw: (usize, usize),
-    _p: Conv2dParams,
+    x: &Tensor,
+    gy: &Tensor,
+    kernel_hw: (usize, usize),
+    p: Conv2dParams,
 ) -> Result<Tensor> {
-    todo!("conv2d_weight_grad")
+    const OP: &str = "conv2d_weight_grad";
+    let [n, c, h, wd] = dims4(OP, "input x [N,C,H,W]", x)?;
+    let [ng, o, gho, gwo] = dims4(OP, "output gradient gy [N,O,Ho,Wo]", gy)?;
+    let (kh, kw) = kernel_hw;
+    let (ho, wo) = p.output_hw(OP, (h, wd), (kh, kw))?;
+    if ng != n || (gho, gwo) != (ho, wo) {
+        return Err(Error::shape(
+            OP,
+            format!(
+                "gy {:?} does not fit input x {:?} with kernel {kernel_hw:?}, {p:?} (expected [{n}, O, {ho}, {wo}])",
+                gy.shape(),
+                x.shape()
+            ),
+        ));
+    }
+    let g = Geom {
+        n,
+        c,
+        h,
+        w: wd,
+        kh,
+        kw,
+        sh: p.stride.0,
+        sw: p.stride.1,
+        ph: p.padding.0,
+        pw: p.padding.1,
+        ho,
+        wo,
+    };
+    let xs = contiguous(x);
+    let gys = contiguous(gy);
+    let (k, hwo) = (g.k(), g.hw_out());
+    let mut gw = vec![0.0f32; o * k];
+    if n == 0 || hwo == 0 {
+        return Ok(to_tensor(&[o, c, kh, kw], gw));
+    }
+    let nb = g.chunk(TARGET_COLS_WGRAD);
+    let khw = kh * kw;
+    let mut n0 = 0;
+    while n0 < n {
+        let m = nb.min(n - n0);
+        let cols = m * hwo;
+        let mut col = vec![0.0f32; k * cols];
+        let mut gyc = vec![0.0f32; o * cols];
+        let xchunk = &xs[n0 * c * g.hw_in()..];
+        col.par_chunks_mut(khw * cols)
+            .enumerate()
+            .for_each(|(ci, rows)| im2col(&g, xchunk, m, ci..ci + 1, rows));
+        gyc.par_chunks_mut(cols).enumerate().for_each(|(oc, row)| {
+            for s in 0..m {
+                row[s * hwo..(s + 1) * hwo]
+                    .copy_from_slice(&gys[((n0 + s) * o + oc) * hwo..][..hwo]);
+            }
+        });
+        let gm = Gemm {
+            m: o,
+            n: k,
+            k: cols,
+            trans_a: false,
+            trans_b: true,
+        };
+        let beta = if n0 == 0 { 0.0 } else { 1.0 };
+        sgemm_par(gm, 1.0, &gyc, &col, beta, &mut gw, Par::Pool)?;
+        n0 += m;
+    }
+    Ok(to_tensor(&[o, c, kh, kw], gw))
 }
