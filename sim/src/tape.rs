@@ -12,6 +12,24 @@
 //! calls nest: `t.map(t.add(a, b)?, Act::Relu)?`.
 //!
 //! Scalars (losses, `sum_all`, `mean`, `dot`) are 0-d tensors.
+//!
+//! ```
+//! use sim::tape::Tape;
+//! use sim::{Act, Cpu, tensor};
+//! # fn main() -> sim::Result<()> {
+//! let cpu = Cpu;
+//! let t = Tape::new(&cpu);
+//! let x = t.constant(tensor(&[2, 3], vec![0.5, -1.0, 2.0, 1.0, 0.0, -0.5])?);
+//! let w = t.leaf(tensor(&[4, 3], vec![0.1; 12])?);
+//! let b = t.leaf(tensor(&[4], vec![0.0; 4])?);
+//! let h = t.map(t.linear(x, w, Some(b))?, Act::Relu)?;
+//! let loss = t.cross_entropy(h, &[0, 3])?;
+//! let grads = t.backward(loss)?;
+//! assert_eq!(grads.get(w).unwrap().shape(), &[4, 3]);
+//! assert!(grads.get(x).is_none()); // constants get no gradient
+//! # Ok(())
+//! # }
+//! ```
 
 use std::cell::RefCell;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -137,8 +155,8 @@ pub struct Grads<B: Backend> {
 }
 
 impl<B: Backend> Grads<B> {
-    /// d loss / d `v`, or `None` if the loss does not depend on `v` (or `v` is a constant, or from
-    /// another tape).
+    /// d loss / d `v` for a leaf `v`, or `None` if the loss does not depend on `v` (or `v` is a
+    /// constant or an intermediate result, whose gradients are not kept, or from another tape).
     pub fn get(&self, v: Var) -> Option<&B::Tensor> {
         if v.tape != self.tape {
             return None;
@@ -622,7 +640,11 @@ impl<'b, B: Backend> Tape<'b, B> {
         for i in (0..=out.index).rev() {
             let Some(g) = grads[i].take() else { continue };
             let contribs = self.node_backward(&nodes, i, &g)?;
-            grads[i] = Some(g);
+            // Keep gradients of leaves only: an intermediate's gradient is dead once propagated,
+            // and dropping it bounds the memory of a backward pass by the activations.
+            if matches!(nodes[i].op, Op::Leaf) {
+                grads[i] = Some(g);
+            }
             for (v, c) in contribs {
                 let slot = &mut grads[v.index];
                 *slot = Some(match slot.take() {
