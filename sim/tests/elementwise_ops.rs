@@ -317,6 +317,17 @@ fn add_along_parity_and_bias_gradient() {
 }
 
 #[test]
+fn add_along_empty_tensors() {
+    let e = Tensor::zeros(ndarray::IxDyn(&[0, 3]));
+    let b = tensor(&[3], vec![1.0, 2.0, 3.0]).unwrap();
+    assert_eq!(cpu::add_along(&e, &b, 1).unwrap().shape(), &[0, 3]);
+    let e2 = Tensor::zeros(ndarray::IxDyn(&[2, 0]));
+    let b0 = Tensor::zeros(ndarray::IxDyn(&[0]));
+    assert_eq!(cpu::add_along(&e2, &b0, 1).unwrap().shape(), &[2, 0]);
+    assert_eq!(cpu::sum_except(&e2, 1).unwrap().shape(), &[0]);
+}
+
+#[test]
 fn add_along_errors() {
     let x = test_tensor(&[2, 3], 1, 1.0);
     let b = test_tensor(&[3], 2, 1.0);

@@ -176,38 +176,58 @@ fn im2col(g: &Geom, x: &[f32], nb: usize, c_range: std::ops::Range<usize>, col: 
     }
 }
 
-/// col2im: add the column matrix `col[K, nb·Ho·Wo]` into `gx` (`[nb, C, H, W]`, not cleared here).
-/// Rows are visited in the fixed order (c, i, j), so the sums are deterministic.
-fn col2im(g: &Geom, col: &[f32], nb: usize, gx: &mut [f32]) {
+/// col2im for one input plane: add the rows `(c, i, j)` of the column matrix `col[K, nb·Ho·Wo]`
+/// belonging to sample `s` into `plane` (`[H, W]`, not cleared here). Rows are visited in the fixed
+/// order (i, j), so the sums are deterministic.
+fn col2im_plane(g: &Geom, col: &[f32], nb: usize, s: usize, c: usize, plane: &mut [f32]) {
     let hwo = g.hw_out();
     let ld = nb * hwo;
-    for s in 0..nb {
-        for c in 0..g.c {
-            let plane = &mut gx[(s * g.c + c) * g.hw_in()..][..g.hw_in()];
-            for i in 0..g.kh {
-                for j in 0..g.kw {
-                    let (lo, hi) = g.ow_range(j);
-                    let r = (c * g.kh + i) * g.kw + j;
-                    let src_row = &col[r * ld + s * hwo..][..hwo];
-                    for oh in 0..g.ho {
-                        let Some(ih) = g.ih(oh, i) else { continue };
-                        let d = &mut plane[ih * g.w..(ih + 1) * g.w];
-                        let src = &src_row[oh * g.wo..(oh + 1) * g.wo];
-                        if g.sw == 1 && hi > lo {
-                            let s0 = lo + j - g.pw;
-                            for (dv, sv) in d[s0..s0 + (hi - lo)].iter_mut().zip(&src[lo..hi]) {
-                                *dv += *sv;
-                            }
-                        } else if g.sw != 1 {
-                            for ow in lo..hi {
-                                d[ow * g.sw + j - g.pw] += src[ow];
-                            }
-                        }
+    for i in 0..g.kh {
+        for j in 0..g.kw {
+            let (lo, hi) = g.ow_range(j);
+            let r = (c * g.kh + i) * g.kw + j;
+            let src_row = &col[r * ld + s * hwo..][..hwo];
+            for oh in 0..g.ho {
+                let Some(ih) = g.ih(oh, i) else { continue };
+                let d = &mut plane[ih * g.w..(ih + 1) * g.w];
+                let src = &src_row[oh * g.wo..(oh + 1) * g.wo];
+                if g.sw == 1 && hi > lo {
+                    let s0 = lo + j - g.pw;
+                    for (dv, sv) in d[s0..s0 + (hi - lo)].iter_mut().zip(&src[lo..hi]) {
+                        *dv += *sv;
+                    }
+                } else if g.sw != 1 {
+                    for ow in lo..hi {
+                        d[ow * g.sw + j - g.pw] += src[ow];
                     }
                 }
             }
         }
     }
+}
+
+/// im2col of a whole chunk, parallel over input channels (each writes its own kh·kw rows).
+fn im2col_par(g: &Geom, x: &[f32], nb: usize, col: &mut [f32]) {
+    let rows_len = g.kh * g.kw * nb * g.hw_out();
+    if rows_len == 0 {
+        return;
+    }
+    col.par_chunks_mut(rows_len)
+        .enumerate()
+        .for_each(|(c, rows)| im2col(g, x, nb, c..c + 1, rows));
+}
+
+/// Gather `nb` samples of `t` (`[N, R, Ho·Wo]`, starting at sample `n0`) into `dst[R, nb·Ho·Wo]`.
+fn gather_rows(t: &[f32], n0: usize, nb: usize, r: usize, hwo: usize, dst: &mut [f32]) {
+    let cols = nb * hwo;
+    if cols == 0 {
+        return;
+    }
+    dst.par_chunks_mut(cols).enumerate().for_each(|(ri, row)| {
+        for s in 0..nb {
+            row[s * hwo..(s + 1) * hwo].copy_from_slice(&t[((n0 + s) * r + ri) * hwo..][..hwo]);
+        }
+    });
 }
 
 /// Run `f(chunk_index, first_sample, samples, out_chunk, par)` over the chunks of `out` (each chunk
@@ -275,7 +295,7 @@ pub fn conv2d(x: &Tensor, w: &Tensor, b: Option<&Tensor>, p: Conv2dParams) -> Re
     for_chunks(&mut y, o * hwo, n, nb, |n0, m, ychunk, par| {
         let cols = m * hwo;
         with_scratch(k * cols, o * cols, |col, out| {
-            im2col(&g, &xs[n0 * c * g.hw_in()..], m, 0..c, col);
+            im2col_par(&g, &xs[n0 * c * g.hw_in()..], m, col);
             let gm = Gemm {
                 m: o,
                 n: cols,
@@ -284,10 +304,13 @@ pub fn conv2d(x: &Tensor, w: &Tensor, b: Option<&Tensor>, p: Conv2dParams) -> Re
                 trans_b: false,
             };
             sgemm_par(gm, 1.0, &ws, col, 0.0, out, par)?;
-            for s in 0..m {
-                for oc in 0..o {
+            let out = &*out;
+            ychunk
+                .par_chunks_mut(hwo)
+                .enumerate()
+                .for_each(|(so, dst)| {
+                    let (s, oc) = (so / o, so % o);
                     let src = &out[oc * cols + s * hwo..][..hwo];
-                    let dst = &mut ychunk[(s * o + oc) * hwo..][..hwo];
                     match &bias {
                         Some(bv) => {
                             let bo = bv[oc];
@@ -295,8 +318,7 @@ pub fn conv2d(x: &Tensor, w: &Tensor, b: Option<&Tensor>, p: Conv2dParams) -> Re
                         }
                         None => dst.copy_from_slice(src),
                     }
-                }
-            }
+                });
             Ok(())
         })
     })?;
@@ -360,12 +382,7 @@ pub fn conv2d_input_grad(
     for_chunks(&mut gx, c * g.hw_in(), n, nb, |n0, m, gxchunk, par| {
         let cols = m * hwo;
         with_scratch(k * cols, o * cols, |dcol, gyc| {
-            for s in 0..m {
-                for oc in 0..o {
-                    gyc[oc * cols + s * hwo..][..hwo]
-                        .copy_from_slice(&gys[((n0 + s) * o + oc) * hwo..][..hwo]);
-                }
-            }
+            gather_rows(&gys, n0, m, o, hwo, gyc);
             let gm = Gemm {
                 m: k,
                 n: cols,
@@ -374,7 +391,11 @@ pub fn conv2d_input_grad(
                 trans_b: false,
             };
             sgemm_par(gm, 1.0, &ws, gyc, 0.0, dcol, par)?;
-            col2im(&g, dcol, m, gxchunk);
+            let dcol = &*dcol;
+            gxchunk
+                .par_chunks_mut(g.hw_in())
+                .enumerate()
+                .for_each(|(sc, plane)| col2im_plane(&g, dcol, m, sc / c, sc % c, plane));
             Ok(())
         })
     })?;
@@ -425,23 +446,15 @@ pub fn conv2d_weight_grad(
         return Ok(to_tensor(&[o, c, kh, kw], gw));
     }
     let nb = g.chunk(TARGET_COLS_WGRAD);
-    let khw = kh * kw;
+    let mut col_buf = vec![0.0f32; k * nb * hwo];
+    let mut gy_buf = vec![0.0f32; o * nb * hwo];
     let mut n0 = 0;
     while n0 < n {
         let m = nb.min(n - n0);
         let cols = m * hwo;
-        let mut col = vec![0.0f32; k * cols];
-        let mut gyc = vec![0.0f32; o * cols];
-        let xchunk = &xs[n0 * c * g.hw_in()..];
-        col.par_chunks_mut(khw * cols)
-            .enumerate()
-            .for_each(|(ci, rows)| im2col(&g, xchunk, m, ci..ci + 1, rows));
-        gyc.par_chunks_mut(cols).enumerate().for_each(|(oc, row)| {
-            for s in 0..m {
-                row[s * hwo..(s + 1) * hwo]
-                    .copy_from_slice(&gys[((n0 + s) * o + oc) * hwo..][..hwo]);
-            }
-        });
+        let (col, gyc) = (&mut col_buf[..k * cols], &mut gy_buf[..o * cols]);
+        im2col_par(&g, &xs[n0 * c * g.hw_in()..], m, col);
+        gather_rows(&gys, n0, m, o, hwo, gyc);
         let gm = Gemm {
             m: o,
             n: k,
@@ -450,7 +463,7 @@ pub fn conv2d_weight_grad(
             trans_b: true,
         };
         let beta = if n0 == 0 { 0.0 } else { 1.0 };
-        sgemm_par(gm, 1.0, &gyc, &col, beta, &mut gw, Par::Pool)?;
+        sgemm_par(gm, 1.0, gyc, col, beta, &mut gw, Par::Pool)?;
         n0 += m;
     }
     Ok(to_tensor(&[o, c, kh, kw], gw))

@@ -203,11 +203,21 @@ pub fn add_along(x: &Tensor, b: &Tensor, axis: usize) -> Result<Tensor> {
     let bv: &[f32] = &bv;
     let n = xv.len();
     let mut out = vec![0.0f32; n];
+    // Within a chunk, walk the (bias index, inner index) pair incrementally instead of dividing
+    // per element. (A non-empty x has inner ≥ 1 and len ≥ 1.)
     let body = |(c, o): (usize, &mut [f32])| {
         let start = c * CHUNK;
-        for (k, o) in o.iter_mut().enumerate() {
-            let i = start + k;
-            *o = xv[i] + bv[(i / inner.max(1)) % len.max(1)];
+        let (mut bi, mut ii) = ((start / inner) % len, start % inner);
+        for (o, &x) in o.iter_mut().zip(&xv[start..]) {
+            *o = x + bv[bi];
+            ii += 1;
+            if ii == inner {
+                ii = 0;
+                bi += 1;
+                if bi == len {
+                    bi = 0;
+                }
+            }
         }
     };
     if n >= PAR_MIN {

@@ -22,12 +22,17 @@ fn nchw(op: &'static str, what: &str, t: &[usize]) -> Result<(usize, usize, usiz
 }
 
 /// Run `f(plane_index, out_plane)` over the planes of `out` (each `plane` long), in parallel when
-/// the total is large.
-fn per_plane<T: Send>(out: &mut [T], plane: usize, f: impl Fn(usize, &mut [T]) + Sync + Send) {
+/// `work` (the number of elements touched) is large.
+fn per_plane<T: Send>(
+    out: &mut [T],
+    plane: usize,
+    work: usize,
+    f: impl Fn(usize, &mut [T]) + Sync + Send,
+) {
     if plane == 0 {
         return;
     }
-    if out.len() >= PAR_MIN {
+    if work >= PAR_MIN {
         out.par_chunks_mut(plane)
             .enumerate()
             .for_each(|(i, o)| f(i, o));
@@ -54,7 +59,7 @@ pub fn max_pool2d(x: &Tensor, p: Pool2dParams) -> Result<(Tensor, IndexTensor)> 
     let (sh, sw) = p.stride;
     let plane_out = ho * wo;
     let mut out = vec![(0.0f32, 0u32); n * c * plane_out];
-    per_plane(&mut out, plane_out, |pl, o| {
+    per_plane(&mut out, plane_out, xv.len(), |pl, o| {
         let xp = &xv[pl * h * w..(pl + 1) * h * w];
         for i in 0..ho {
             for j in 0..wo {
@@ -110,7 +115,7 @@ pub fn max_unpool2d(y: &Tensor, idx: &IndexTensor, input_hw: (usize, usize)) -> 
     let iv: Vec<u32> = idx.iter().copied().collect();
     let plane_in = ho * wo;
     let mut out = vec![0.0f32; n * c * plane];
-    per_plane(&mut out, plane, |pl, o| {
+    per_plane(&mut out, plane, n * c * plane, |pl, o| {
         let ys = &yv[pl * plane_in..(pl + 1) * plane_in];
         let is = &iv[pl * plane_in..(pl + 1) * plane_in];
         for (&v, &i) in ys.iter().zip(is) {
@@ -130,7 +135,7 @@ pub fn avg_pool2d(x: &Tensor, p: Pool2dParams) -> Result<Tensor> {
     let count = (kh * kw) as f32;
     let plane_out = ho * wo;
     let mut out = vec![0.0f32; n * c * plane_out];
-    per_plane(&mut out, plane_out, |pl, o| {
+    per_plane(&mut out, plane_out, xv.len(), |pl, o| {
         let xp = &xv[pl * h * w..(pl + 1) * h * w];
         for i in 0..ho {
             for j in 0..wo {
@@ -178,7 +183,7 @@ pub fn avg_pool2d_adjoint(
     let count = (kh * kw) as f32;
     let plane_in = ho * wo;
     let mut out = vec![0.0f32; n * c * h * w];
-    per_plane(&mut out, h * w, |pl, o| {
+    per_plane(&mut out, h * w, n * c * h * w, |pl, o| {
         let gp = &gv[pl * plane_in..(pl + 1) * plane_in];
         for i in 0..ho {
             for j in 0..wo {
