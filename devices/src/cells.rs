@@ -844,6 +844,7 @@ impl CellModel {
 
     /// Convenience: program, age to `t_inference_s`, compensate, and return the effective weights
     /// (`[out, in]`) without per-read noise.
+    #[allow(clippy::too_many_arguments)]
     pub fn weights_at(
         &self,
         w: &[f32],

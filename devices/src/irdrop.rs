@@ -289,9 +289,9 @@ impl IrDrop {
         }
         let mut i_out_ua = vec![0.0f64; cols];
         for r in 0..rows {
-            for c in 0..cols {
+            for (c, i) in i_out_ua.iter_mut().enumerate() {
                 let k = r * cols + c;
-                i_out_ua[c] += g_us[k] * (vr[k] - vc[k]);
+                *i += g_us[k] * (vr[k] - vc[k]);
             }
         }
         let error_bound_v = if self.is_ideal() {

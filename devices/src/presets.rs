@@ -116,7 +116,7 @@ impl Preset {
             Error::param("preset", format!("{origin}: {}", e.to_string().trim_end()))
         })?;
         p.validate()
-            .map_err(|e| Error::param("preset", format!("{origin}: {e}")))?;
+            .map_err(|e| Error::param("preset", format!("{origin}: {}", detail(e))))?;
         Ok(p)
     }
 
@@ -131,7 +131,7 @@ impl Preset {
             return Err(Error::param("preset", "`name` must not be empty"));
         }
         let ctx = |table: &str, r: Result<()>| {
-            r.map_err(|e| Error::param("preset", format!("[{table}] {e}")))
+            r.map_err(|e| Error::param("preset", format!("[{table}] {}", detail(e))))
         };
         ctx("cell", self.cell.validate())?;
         ctx(
@@ -298,9 +298,18 @@ impl Preset {
         let p: Preset = root.try_into().map_err(|e: toml::de::Error| {
             Error::param("preset", format!("`{path}`: {}", e.to_string().trim_end()))
         })?;
-        p.validate()?;
+        p.validate()
+            .map_err(|e| Error::param("preset", format!("--set {path}: {}", detail(e))))?;
         *self = p;
         Ok(())
+    }
+}
+
+/// The message of an error without its `op: kind:` prefix (for nesting into a preset error).
+fn detail(e: Error) -> String {
+    match e {
+        Error::Param { detail, .. } | Error::Shape { detail, .. } => detail,
+        other => other.to_string(),
     }
 }
 
