@@ -18,7 +18,7 @@
 //! noise, split by `.sub(read_counter)`).
 
 use serde::{Deserialize, Serialize};
-use sim::{Error, Result, Stream};
+use sim::{Error, Result, Stream, Tensor};
 
 use crate::check;
 use crate::mapping::{self, ScaleMode, Targets};
@@ -587,6 +587,19 @@ impl ProgrammedArray {
     }
 }
 
+impl ProgrammedArray {
+    /// Like [`ProgrammedArray::weights`], reshaped to `shape` (e.g. the conv weight's OIHW shape).
+    pub fn weights_tensor(
+        &self,
+        g_pos_us: &[f32],
+        g_neg_us: &[f32],
+        factors: &[f64],
+        shape: &[usize],
+    ) -> Result<Tensor> {
+        sim::tensor(shape, self.weights(g_pos_us, g_neg_us, factors)?)
+    }
+}
+
 /// Conductances of an array at one moment (µS, layout `[out, in]`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Conductances {
@@ -840,6 +853,29 @@ impl CellModel {
             g_pos_us: noisy(&now.g_pos_us, 0),
             g_neg_us: noisy(&now.g_neg_us, 1),
         }
+    }
+
+    /// Program a weight tensor: a linear weight `[out, in]` or a conv weight `[O, I, kh, kw]`
+    /// (flattened to `[O, I·kh·kw]`, one crossbar column per output channel). See [`Self::program`].
+    pub fn program_tensor(
+        &self,
+        w: &Tensor,
+        mode: ScaleMode,
+        stream: Stream,
+    ) -> Result<ProgrammedArray> {
+        let shape = w.shape();
+        if shape.len() < 2 || shape.contains(&0) {
+            return Err(Error::shape(
+                "cells",
+                format!(
+                    "weight tensor {shape:?}: expected [out, in] or [O, I, kh, kw] without zero dims"
+                ),
+            ));
+        }
+        let out = shape[0];
+        let inp: usize = shape[1..].iter().product();
+        let flat: Vec<f32> = w.iter().copied().collect();
+        self.program(&flat, out, inp, mode, stream)
     }
 
     /// Convenience: program, age to `t_inference_s`, compensate, and return the effective weights

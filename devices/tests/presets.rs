@@ -310,3 +310,31 @@ fn results_are_deterministic_per_seed_and_counter() {
     assert_eq!(arr1.targets.scale_us, arr8.targets.scale_us);
     assert_eq!(&arr1.g_pos_us[..8], &arr8.g_pos_us[..8]);
 }
+
+#[test]
+fn conv_weight_tensors_map_one_column_per_output_channel() {
+    let p = Preset::builtin("ideal").unwrap();
+    let data = weights(7, 4 * 3 * 2 * 2);
+    let t = sim::tensor(&[4, 3, 2, 2], data.clone()).unwrap();
+    let s = Stream::new(1, "conv");
+    let arr = p.cell.program_tensor(&t, ScaleMode::Output, s).unwrap();
+    assert_eq!((arr.out, arr.inp), (4, 12));
+    assert_eq!(arr.targets.scale_us.len(), 4);
+    let back = arr
+        .weights_tensor(&arr.g_pos_us, &arr.g_neg_us, &[1.0], &[4, 3, 2, 2])
+        .unwrap();
+    for (a, b) in back.iter().zip(&data) {
+        assert!((a - b).abs() < 1e-6);
+    }
+    // each output channel's abs-max weight sits at g_max
+    for o in 0..4 {
+        let r = o * 12..(o + 1) * 12;
+        let m = arr.g_pos_us[r.clone()]
+            .iter()
+            .chain(&arr.g_neg_us[r])
+            .fold(0.0f32, |m, &g| m.max(g));
+        assert!((m - 25.0).abs() < 1e-5, "channel {o}: max G {m}");
+    }
+    let bad = sim::tensor(&[5], vec![0.0; 5]).unwrap();
+    assert!(p.cell.program_tensor(&bad, ScaleMode::Layer, s).is_err());
+}
