@@ -312,6 +312,57 @@ impl IrDrop {
     }
 }
 
+impl IrDrop {
+    /// A differential MVM with IR drop: weights stored as conductance pairs in the `[out, in]`
+    /// layout of [`crate::cells::ProgrammedArray`], inputs `x` (length `in`) applied as word-line
+    /// voltages. The `G⁺` and `G⁻` arrays are solved as two separate tiles with the fast
+    /// approximation, and the outputs are `(I⁺ − I⁻)/s` in weight × input units (`scale_us` has 1 or
+    /// `out` entries, µS per weight unit). The circuit is linear, so `x` may be given in normalized
+    /// units: the relative error does not depend on the read voltage. With all resistances 0 this is
+    /// `W x` for the represented weights.
+    pub fn differential_mvm(
+        &self,
+        g_pos_us: &[f32],
+        g_neg_us: &[f32],
+        out: usize,
+        inp: usize,
+        x: &[f64],
+        scale_us: &[f64],
+    ) -> Result<Vec<f64>> {
+        check::len("ir_drop", "g_pos_us", g_pos_us.len(), out, inp)?;
+        check::len("ir_drop", "g_neg_us", g_neg_us.len(), out, inp)?;
+        check::len("ir_drop", "x", x.len(), inp, 1)?;
+        if scale_us.len() != 1 && scale_us.len() != out {
+            return Err(Error::shape(
+                "ir_drop",
+                format!(
+                    "scale_us has {} entries, expected 1 or {out}",
+                    scale_us.len()
+                ),
+            ));
+        }
+        // tile layout [rows = in, cols = out]
+        let transpose = |g: &[f32]| -> Vec<f64> {
+            let mut t = vec![0.0f64; inp * out];
+            for o in 0..out {
+                for i in 0..inp {
+                    t[i * out + o] = g[o * inp + i] as f64;
+                }
+            }
+            t
+        };
+        let ip = self
+            .solve_approx(&transpose(g_pos_us), x, inp, out)?
+            .i_out_ua;
+        let im = self
+            .solve_approx(&transpose(g_neg_us), x, inp, out)?
+            .i_out_ua;
+        Ok((0..out)
+            .map(|o| (ip[o] - im[o]) / crate::mapping::scale_of(scale_us, o))
+            .collect())
+    }
+}
+
 /// Dense Gaussian elimination with partial pivoting (f64), `a` row-major `n×n`.
 fn gauss_solve(mut a: Vec<f64>, mut b: Vec<f64>, n: usize) -> Result<Vec<f64>> {
     for col in 0..n {

@@ -286,3 +286,73 @@ fn ir_drop_ideal_limit() {
         .to_string();
     assert!(e.contains("g_us[0]"), "{e}");
 }
+
+/// The differential MVM with IR drop: exact `W x` without resistances; with resistances it agrees
+/// with two nodal solves within the approximation's bound.
+#[test]
+fn ir_drop_differential_mvm() {
+    use devices::cells::{CellModel, IdealCell};
+    let s = Stream::new(3, "dmvm");
+    let (out, inp) = (5, 7);
+    let w: Vec<f32> = (0..(out * inp) as u64).map(|i| s.normal(i) * 0.5).collect();
+    let x: Vec<f64> = (0..inp as u64)
+        .map(|i| s.uniform(100 + i) as f64 - 0.5)
+        .collect();
+    let cell = CellModel::Ideal(IdealCell::default());
+    let arr = cell
+        .program(&w, out, inp, devices::ScaleMode::Output, s)
+        .unwrap();
+    let y = IrDrop::default()
+        .differential_mvm(
+            &arr.g_pos_us,
+            &arr.g_neg_us,
+            out,
+            inp,
+            &x,
+            &arr.targets.scale_us,
+        )
+        .unwrap();
+    for o in 0..out {
+        let e: f64 = (0..inp).map(|i| w[o * inp + i] as f64 * x[i]).sum();
+        assert!((y[o] - e).abs() < 1e-5, "output {o}: {} vs {e}", y[o]);
+    }
+    let p = IrDrop {
+        r_wire_ohm: 5.0,
+        r_driver_ohm: 200.0,
+        r_sense_ohm: 200.0,
+        iterations: 3,
+    };
+    let y = p
+        .differential_mvm(
+            &arr.g_pos_us,
+            &arr.g_neg_us,
+            out,
+            inp,
+            &x,
+            &arr.targets.scale_us,
+        )
+        .unwrap();
+    let tile = |g: &[f32]| -> Vec<f64> {
+        let mut t = vec![0.0; inp * out];
+        for o in 0..out {
+            for i in 0..inp {
+                t[i * out + o] = g[o * inp + i] as f64;
+            }
+        }
+        t
+    };
+    let (tp, tn) = (tile(&arr.g_pos_us), tile(&arr.g_neg_us));
+    let np = p.solve_nodal(&tp, &x, inp, out).unwrap();
+    let nn = p.solve_nodal(&tn, &x, inp, out).unwrap();
+    let bp = p.solve_approx(&tp, &x, inp, out).unwrap().error_bound_ua;
+    let bn = p.solve_approx(&tn, &x, inp, out).unwrap().error_bound_ua;
+    let mut moved = false;
+    for o in 0..out {
+        let sc = arr.targets.scale_us[o];
+        let exact = (np.i_out_ua[o] - nn.i_out_ua[o]) / sc;
+        assert!((y[o] - exact).abs() <= (bp + bn) / sc * (1.0 + 1e-9) + 1e-12);
+        let ideal: f64 = (0..inp).map(|i| w[o * inp + i] as f64 * x[i]).sum();
+        moved |= (exact - ideal).abs() > 1e-4;
+    }
+    assert!(moved, "IR drop should change the outputs");
+}
