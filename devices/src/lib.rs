@@ -24,6 +24,28 @@
 //! * [`presets`]: [`Preset`] loaded from TOML (`presets/*.toml`, built in with `include_str!`), with
 //!   `set("key", value)` overrides and [`Preset::scale_nonidealities`].
 //!
+//! ## Example: one layer on PCM, one hour after programming
+//!
+//! ```
+//! use devices::Preset;
+//! use sim::Stream;
+//!
+//! let mut p = Preset::builtin("pcm")?;
+//! p.set("read_noise_scale", 0.5)?; // a `--set` override
+//! let (out, inp) = (4, 8);
+//! let w: Vec<f32> = (0..out * inp).map(|k| (k as f32 - 16.0) / 16.0).collect();
+//! let layer = Stream::new(1234, "devices").child("layer0");
+//! let arr = p.cell.program(&w, out, inp, p.mapping.scale, layer)?; // programming noise, ν
+//! let now = p.cell.age(&arr, p.inference.t_inference_s, layer)?; // drift + 1/f noise
+//! let f = p.cell.compensation(&arr, &now, p.inference.drift_compensation)?;
+//! let g = p.cell.read(&now, 0, layer); // read number 0 (per-read noise)
+//! let w_eff = arr.weights(&g.g_pos_us, &g.g_neg_us, &f)?;
+//! assert_eq!(w_eff.len(), w.len());
+//! let mut x = vec![0.3f32; inp];
+//! p.dac.convert(&mut x, 0, layer.child("dac")); // 7-bit DAC over ±1
+//! # Ok::<(), sim::Error>(())
+//! ```
+//!
 //! ## Randomness
 //!
 //! Every random draw comes from a [`sim::Stream`] at an index derived from the position of the part

@@ -17,7 +17,9 @@
 //! devices of a pair, which cancels in the difference. [`ScaleMode::Output`] uses one scale per
 //! output (per crossbar column), like aihwkit's `weight_scaling_columnwise`, so that every column
 //! uses the full conductance range; this reduces the relative effect of additive noise on outputs
-//! whose weights are small.
+//! whose weights are small. A per-tile scale (a layer split over several physical arrays, each with
+//! its own abs-max) is obtained by programming each tile's block of `W` separately with
+//! [`ScaleMode::Layer`].
 
 use serde::{Deserialize, Serialize};
 use sim::{Error, Result};
