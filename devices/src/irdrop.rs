@@ -1,0 +1,398 @@
+//! IR drop on a crossbar tile: a reference nodal-analysis solve and a fast iterative approximation.
+//!
+//! ## Circuit
+//!
+//! A tile has `rows` word lines (inputs) and `cols` bit lines (outputs); cell `(r, c)` (layout
+//! `g_us[r·cols + c]`, note: the transpose of a weight matrix `[out, in]`) is a conductance between
+//! word-line node `(r, c)` and bit-line node `(r, c)`. Word line `r` is driven at its left end by an
+//! ideal source `V_r` through `r_driver_ohm` into node `(r, 0)`; neighbouring word-line nodes are
+//! joined by `r_wire_ohm`; the right end is open. Bit line `c` runs from row 0 (open end) to row
+//! `rows − 1`, whose node connects through `r_sense_ohm` to a virtual ground (0 V, the sense
+//! amplifier); neighbouring bit-line nodes are joined by `r_wire_ohm`. The output of column `c` is the
+//! current into the sense amplifier, in µA. With all resistances 0 it is the ideal `Σ_r G_rc V_r`.
+//! (This is the "input source, separate sense" topology; cf. CrossSim's parasitic solver,
+//! `sandialabs/cross-sim:simulator/circuits/array/readme.md`, and aihwkit's `IOParametersIRDropT`,
+//! whose default wire resistance is `ir_drop_rs = 0.15` Ω per cell.)
+//!
+//! ## Reference solve ([`IrDrop::solve_nodal`])
+//!
+//! Kirchhoff's current law at all `2·rows·cols` nodes gives a symmetric positive-definite system
+//! `Y v = b` (conductance matrix), solved densely by Gaussian elimination with partial pivoting in
+//! f64. Cost O((2·rows·cols)³): for small tiles (up to 1024 cells) and tests.
+//!
+//! ## Fast approximation ([`IrDrop::solve_approx`])
+//!
+//! Fixed-point iteration on the node voltages, starting from the ideal voltages (word lines at
+//! `V_r`, bit lines at 0): compute every cell current `I = G (v_row − v_col)`, then the word-line
+//! voltages from the driver and segment drops of the suffix sums of the row currents, and the bit-line
+//! voltages from the sense and segment drops of the prefix sums of the column currents. Its fixed
+//! point satisfies KCL everywhere, i.e. it is the nodal solution. One iteration is the usual
+//! first-order IR-drop correction; each sweep costs O(rows·cols).
+//!
+//! **Error bound.** In the max-norm the iteration map is a contraction with factor
+//!
+//! ```text
+//! ε = 2 g_max · max( cols·R_drv + r_w·cols(cols−1)/2 ,  rows·R_sense + r_w·rows(rows−1)/2 )
+//! ```
+//!
+//! (`g_max` the largest cell conductance in S). For ε < 1, after iteration k,
+//! `‖v_k − v*‖∞ ≤ ε/(1 − ε) · ‖v_k − v_{k−1}‖∞` (returned as `error_bound_v`), and each output
+//! current is off by at most `2·rows·g_max·error_bound_v` (returned as `error_bound_ua`). Since
+//! `‖v_1 − v_0‖ ≤ ε·max|V|`, one iteration is accurate to O(ε²) relative to full scale. For ε ≥ 1
+//! the iteration may diverge and the bounds are infinite; use more driver/sense margin, smaller tiles
+//! or the nodal solve.
+
+use serde::{Deserialize, Serialize};
+use sim::{Error, Result};
+
+use crate::check;
+
+fn one_iter() -> u32 {
+    1
+}
+
+/// Interconnect parameters of a tile (all 0 = no IR drop).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IrDrop {
+    /// Wire resistance between neighbouring cells, on word and bit lines, in Ω.
+    #[serde(default)]
+    pub r_wire_ohm: f64,
+    /// Output resistance of each word-line driver, in Ω.
+    #[serde(default)]
+    pub r_driver_ohm: f64,
+    /// Input resistance of each sense amplifier (virtual ground), in Ω.
+    #[serde(default)]
+    pub r_sense_ohm: f64,
+    /// Iterations of the fast approximation (≥ 1).
+    #[serde(default = "one_iter")]
+    pub iterations: u32,
+}
+
+impl Default for IrDrop {
+    fn default() -> Self {
+        IrDrop {
+            r_wire_ohm: 0.0,
+            r_driver_ohm: 0.0,
+            r_sense_ohm: 0.0,
+            iterations: 1,
+        }
+    }
+}
+
+/// Node voltages and output currents of a solved tile.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TileSolution {
+    /// Word-line node voltages in V, layout `[rows, cols]`.
+    pub v_row_v: Vec<f64>,
+    /// Bit-line node voltages in V, layout `[rows, cols]`.
+    pub v_col_v: Vec<f64>,
+    /// Current into each sense amplifier in µA.
+    pub i_out_ua: Vec<f64>,
+    /// Bound on `max |v − v_exact|` in V (0 for the nodal solve; `inf` if not a contraction).
+    pub error_bound_v: f64,
+    /// Bound on `max |i_out − i_out_exact|` in µA.
+    pub error_bound_ua: f64,
+    /// Contraction factor ε of the iteration (see the module doc).
+    pub contraction: f64,
+}
+
+fn check_tile(g_us: &[f64], v_in_v: &[f64], rows: usize, cols: usize) -> Result<()> {
+    if rows == 0 || cols == 0 {
+        return Err(Error::shape("ir_drop", format!("empty tile {rows}×{cols}")));
+    }
+    check::len("ir_drop", "g_us", g_us.len(), rows, cols)?;
+    check::len("ir_drop", "v_in_v", v_in_v.len(), rows, 1)?;
+    if let Some(i) = g_us.iter().position(|g| !g.is_finite() || *g < 0.0) {
+        return Err(Error::param(
+            "ir_drop",
+            format!("conductance g_us[{i}] = {} must be finite and ≥ 0", g_us[i]),
+        ));
+    }
+    if let Some(i) = v_in_v.iter().position(|v| !v.is_finite()) {
+        return Err(Error::param(
+            "ir_drop",
+            format!("input v_in_v[{i}] = {} is not finite", v_in_v[i]),
+        ));
+    }
+    Ok(())
+}
+
+/// The ideal output currents `Σ_r G_rc V_r` in µA (µS × V).
+pub fn ideal_currents(g_us: &[f64], v_in_v: &[f64], rows: usize, cols: usize) -> Vec<f64> {
+    let mut out = vec![0.0; cols];
+    for r in 0..rows {
+        for c in 0..cols {
+            out[c] += g_us[r * cols + c] * v_in_v[r];
+        }
+    }
+    out
+}
+
+impl IrDrop {
+    /// Check every parameter; the error names the field.
+    pub fn validate(&self) -> Result<()> {
+        check::non_negative("ir_drop", "r_wire_ohm", self.r_wire_ohm)?;
+        check::non_negative("ir_drop", "r_driver_ohm", self.r_driver_ohm)?;
+        check::non_negative("ir_drop", "r_sense_ohm", self.r_sense_ohm)?;
+        if self.iterations == 0 || self.iterations > 10_000 {
+            return Err(Error::param(
+                "ir_drop",
+                format!("`iterations` = {} must be in 1..=10000", self.iterations),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Whether all resistances are 0 (no IR drop).
+    pub fn is_ideal(&self) -> bool {
+        self.r_wire_ohm == 0.0 && self.r_driver_ohm == 0.0 && self.r_sense_ohm == 0.0
+    }
+
+    /// The contraction factor ε of the fast approximation for cells up to `g_max_us`.
+    pub fn contraction(&self, g_max_us: f64, rows: usize, cols: usize) -> f64 {
+        let (r, c) = (rows as f64, cols as f64);
+        let row = c * self.r_driver_ohm + self.r_wire_ohm * c * (c - 1.0) / 2.0;
+        let col = r * self.r_sense_ohm + self.r_wire_ohm * r * (r - 1.0) / 2.0;
+        2.0 * g_max_us * 1e-6 * row.max(col)
+    }
+
+    /// Reference nodal solve (see the module doc). Needs all three resistances > 0 and at most 1024
+    /// cells.
+    pub fn solve_nodal(
+        &self,
+        g_us: &[f64],
+        v_in_v: &[f64],
+        rows: usize,
+        cols: usize,
+    ) -> Result<TileSolution> {
+        self.validate()?;
+        check_tile(g_us, v_in_v, rows, cols)?;
+        check::positive("ir_drop", "r_wire_ohm", self.r_wire_ohm)?;
+        check::positive("ir_drop", "r_driver_ohm", self.r_driver_ohm)?;
+        check::positive("ir_drop", "r_sense_ohm", self.r_sense_ohm)?;
+        let nc = rows * cols;
+        if nc > 1024 {
+            return Err(Error::param(
+                "ir_drop",
+                format!("nodal solve is for small tiles (≤ 1024 cells), got {rows}×{cols}"),
+            ));
+        }
+        let n = 2 * nc;
+        let (gw, gd, gs) = (
+            1.0 / self.r_wire_ohm,
+            1.0 / self.r_driver_ohm,
+            1.0 / self.r_sense_ohm,
+        );
+        let mut a = vec![0.0f64; n * n];
+        let mut b = vec![0.0f64; n];
+        let row_node = |r: usize, c: usize| r * cols + c;
+        let col_node = |r: usize, c: usize| nc + r * cols + c;
+        let link = |a: &mut [f64], i: usize, j: usize, g: f64| {
+            a[i * n + i] += g;
+            a[j * n + j] += g;
+            a[i * n + j] -= g;
+            a[j * n + i] -= g;
+        };
+        for r in 0..rows {
+            for c in 0..cols {
+                link(
+                    &mut a,
+                    row_node(r, c),
+                    col_node(r, c),
+                    g_us[r * cols + c] * 1e-6,
+                );
+                if c + 1 < cols {
+                    link(&mut a, row_node(r, c), row_node(r, c + 1), gw);
+                }
+                if r + 1 < rows {
+                    link(&mut a, col_node(r, c), col_node(r + 1, c), gw);
+                }
+            }
+            let i = row_node(r, 0);
+            a[i * n + i] += gd;
+            b[i] += gd * v_in_v[r];
+        }
+        for c in 0..cols {
+            let i = col_node(rows - 1, c);
+            a[i * n + i] += gs;
+        }
+        let v = gauss_solve(a, b, n)?;
+        let i_out_ua = (0..cols)
+            .map(|c| v[col_node(rows - 1, c)] * gs * 1e6)
+            .collect();
+        Ok(TileSolution {
+            v_row_v: v[..nc].to_vec(),
+            v_col_v: v[nc..].to_vec(),
+            i_out_ua,
+            error_bound_v: 0.0,
+            error_bound_ua: 0.0,
+            contraction: 0.0,
+        })
+    }
+
+    /// Fast approximation with `self.iterations` sweeps (see the module doc); exact when all
+    /// resistances are 0.
+    pub fn solve_approx(
+        &self,
+        g_us: &[f64],
+        v_in_v: &[f64],
+        rows: usize,
+        cols: usize,
+    ) -> Result<TileSolution> {
+        self.validate()?;
+        check_tile(g_us, v_in_v, rows, cols)?;
+        let nc = rows * cols;
+        let mut vr: Vec<f64> = (0..nc).map(|k| v_in_v[k / cols]).collect();
+        let mut vc = vec![0.0f64; nc];
+        let g_max = g_us.iter().fold(0.0f64, |m, &g| m.max(g));
+        let eps = self.contraction(g_max, rows, cols);
+        let mut cur = vec![0.0f64; nc];
+        let mut last_change = 0.0f64;
+        if !self.is_ideal() {
+            for _ in 0..self.iterations {
+                for k in 0..nc {
+                    cur[k] = g_us[k] * 1e-6 * (vr[k] - vc[k]);
+                }
+                let mut change = 0.0f64;
+                for r in 0..rows {
+                    let row = &cur[r * cols..(r + 1) * cols];
+                    let mut suffix: f64 = row.iter().sum();
+                    let mut v = v_in_v[r] - self.r_driver_ohm * suffix;
+                    for c in 0..cols {
+                        if c > 0 {
+                            suffix -= row[c - 1];
+                            v -= self.r_wire_ohm * suffix;
+                        }
+                        let k = r * cols + c;
+                        change = change.max((v - vr[k]).abs());
+                        vr[k] = v;
+                    }
+                }
+                for c in 0..cols {
+                    let total: f64 = (0..rows).map(|r| cur[r * cols + c]).sum();
+                    let mut v = self.r_sense_ohm * total;
+                    let mut prefix = total;
+                    for r in (0..rows).rev() {
+                        if r + 1 < rows {
+                            // segment r → r+1 carries the currents of rows 0..=r
+                            prefix -= cur[(r + 1) * cols + c];
+                            v += self.r_wire_ohm * prefix;
+                        }
+                        let k = r * cols + c;
+                        change = change.max((v - vc[k]).abs());
+                        vc[k] = v;
+                    }
+                }
+                last_change = change;
+            }
+        }
+        let mut i_out_ua = vec![0.0f64; cols];
+        for r in 0..rows {
+            for (c, i) in i_out_ua.iter_mut().enumerate() {
+                let k = r * cols + c;
+                *i += g_us[k] * (vr[k] - vc[k]);
+            }
+        }
+        let error_bound_v = if self.is_ideal() {
+            0.0
+        } else if eps < 1.0 {
+            eps / (1.0 - eps) * last_change
+        } else {
+            f64::INFINITY
+        };
+        Ok(TileSolution {
+            v_row_v: vr,
+            v_col_v: vc,
+            i_out_ua,
+            error_bound_v,
+            error_bound_ua: 2.0 * rows as f64 * g_max * error_bound_v,
+            contraction: eps,
+        })
+    }
+}
+
+impl IrDrop {
+    /// A differential MVM with IR drop: weights stored as conductance pairs in the `[out, in]`
+    /// layout of [`crate::cells::ProgrammedArray`], inputs `x` (length `in`) applied as word-line
+    /// voltages. The `G⁺` and `G⁻` arrays are solved as two separate tiles with the fast
+    /// approximation, and the outputs are `(I⁺ − I⁻)/s` in weight × input units (`scale_us` has 1 or
+    /// `out` entries, µS per weight unit). The circuit is linear, so `x` may be given in normalized
+    /// units: the relative error does not depend on the read voltage. With all resistances 0 this is
+    /// `W x` for the represented weights.
+    pub fn differential_mvm(
+        &self,
+        g_pos_us: &[f32],
+        g_neg_us: &[f32],
+        out: usize,
+        inp: usize,
+        x: &[f64],
+        scale_us: &[f64],
+    ) -> Result<Vec<f64>> {
+        check::len("ir_drop", "g_pos_us", g_pos_us.len(), out, inp)?;
+        check::len("ir_drop", "g_neg_us", g_neg_us.len(), out, inp)?;
+        check::len("ir_drop", "x", x.len(), inp, 1)?;
+        if scale_us.len() != 1 && scale_us.len() != out {
+            return Err(Error::shape(
+                "ir_drop",
+                format!(
+                    "scale_us has {} entries, expected 1 or {out}",
+                    scale_us.len()
+                ),
+            ));
+        }
+        // tile layout [rows = in, cols = out]
+        let transpose = |g: &[f32]| -> Vec<f64> {
+            let mut t = vec![0.0f64; inp * out];
+            for o in 0..out {
+                for i in 0..inp {
+                    t[i * out + o] = g[o * inp + i] as f64;
+                }
+            }
+            t
+        };
+        let ip = self
+            .solve_approx(&transpose(g_pos_us), x, inp, out)?
+            .i_out_ua;
+        let im = self
+            .solve_approx(&transpose(g_neg_us), x, inp, out)?
+            .i_out_ua;
+        Ok((0..out)
+            .map(|o| (ip[o] - im[o]) / crate::mapping::scale_of(scale_us, o))
+            .collect())
+    }
+}
+
+/// Dense Gaussian elimination with partial pivoting (f64), `a` row-major `n×n`.
+fn gauss_solve(mut a: Vec<f64>, mut b: Vec<f64>, n: usize) -> Result<Vec<f64>> {
+    for col in 0..n {
+        let p = (col..n)
+            .max_by(|&i, &j| a[i * n + col].abs().total_cmp(&a[j * n + col].abs()))
+            .unwrap_or(col);
+        if a[p * n + col].abs() < 1e-300 {
+            return Err(Error::Other("ir_drop: singular nodal matrix".into()));
+        }
+        if p != col {
+            for k in 0..n {
+                a.swap(p * n + k, col * n + k);
+            }
+            b.swap(p, col);
+        }
+        let piv = a[col * n + col];
+        for i in col + 1..n {
+            let f = a[i * n + col] / piv;
+            if f != 0.0 {
+                for k in col..n {
+                    a[i * n + k] -= f * a[col * n + k];
+                }
+                b[i] -= f * b[col];
+            }
+        }
+    }
+    let mut x = vec![0.0f64; n];
+    for i in (0..n).rev() {
+        let s: f64 = (i + 1..n).map(|k| a[i * n + k] * x[k]).sum();
+        x[i] = (b[i] - s) / a[i * n + i];
+    }
+    Ok(x)
+}
