@@ -827,6 +827,19 @@ fn eot_reduces_gradient_variance_on_a_stochastic_classifier() {
         "grads {}",
         rep.grads
     );
+    // Square with EOT acceptance: every candidate is queried eot_iter times (after one clean check).
+    let sq = Square {
+        n_queries: 10,
+        eot_iter: 5,
+        ..Square::new(Norm::Linf, 0.01)
+    };
+    let res = sq.run(&noisy, &xs, &ys, 0).unwrap();
+    assert_eq!(res.grads, 0);
+    assert!(
+        res.queries > 4 && (res.queries - 4).is_multiple_of(5),
+        "queries {}",
+        res.queries
+    );
 }
 
 #[test]

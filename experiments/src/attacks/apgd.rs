@@ -65,19 +65,30 @@ pub fn schedule(n_iter: usize) -> (usize, usize, usize) {
     (f(0.22), f(0.06), f(0.03))
 }
 
-/// The 0-based iterations after which APGD checks the step size (for documentation and tests).
-pub fn checkpoints(n_iter: usize) -> Vec<usize> {
+/// The step-size checkpoints: (0-based iteration after which the check runs, window length k of that
+/// check). fra31: the first check after ⌊0.22·n_iter⌋ iterations, then k ← max(k − ⌊0.03·n_iter⌋,
+/// ⌊0.06·n_iter⌋) (all at least 1). The attack itself is driven by this list.
+pub fn checkpoint_schedule(n_iter: usize) -> Vec<(usize, usize)> {
     let (n2, nmin, dec) = schedule(n_iter);
     let (mut k, mut c, mut out) = (n2, 0, vec![]);
     for i in 0..n_iter {
         c += 1;
         if c == k {
-            out.push(i);
+            out.push((i, k));
             k = k.saturating_sub(dec).max(nmin);
             c = 0;
         }
     }
     out
+}
+
+/// The 0-based iterations after which APGD checks the step size (for n_iter = 100:
+/// 21, 40, 56, 69, 79, 86, 92, 98).
+pub fn checkpoints(n_iter: usize) -> Vec<usize> {
+    checkpoint_schedule(n_iter)
+        .into_iter()
+        .map(|(i, _)| i)
+        .collect()
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -124,9 +135,8 @@ fn single_run(
     let mut loss_best = g.loss.clone();
     let mut step = vec![2.0 * eps; n];
     let mut x_old = xa.clone();
-    let (n_iter_2, n_iter_min, size_decr) = schedule(cfg.n_iter);
-    let mut k = n_iter_2;
-    let mut counter3 = 0usize;
+    let checks = checkpoint_schedule(cfg.n_iter);
+    let mut next_check = 0usize;
     let mut loss_best_last = loss_best.clone();
     let mut reduced_last = vec![true; n];
     let mut loss_steps = vec![vec![0f32; n]; cfg.n_iter];
@@ -163,8 +173,9 @@ fn single_run(
                 loss_best[row] = g.loss[row];
             }
         }
-        counter3 += 1;
-        if counter3 == k {
+        if next_check < checks.len() && checks[next_check].0 == i {
+            let k = checks[next_check].1;
+            next_check += 1;
             let at = |idx: isize, row: usize| -> f32 {
                 let j = if idx < 0 {
                     (cfg.n_iter as isize + idx) as usize
@@ -191,8 +202,6 @@ fn single_run(
                     grad.row_mut(row).assign(&grad_best.row(row));
                 }
             }
-            k = k.saturating_sub(size_decr).max(n_iter_min);
-            counter3 = 0;
         }
     }
     Ok(SingleRun {

@@ -11,6 +11,10 @@
 //! * L2: initialization by pseudo-Gaussian bumps on tiles of side h/5 with random signs, then the
 //!   two-window update that moves mass from window 2 into window 1 within the ε budget (s odd, ≥ 3).
 //!
+//! For stochastic classifiers `eot_iter > 1` averages the margin of each candidate over several
+//! queries (acceptance on the mean margin, as the AutoAttack authors recommend for randomized
+//! defenses; their advice to also drop early stopping is not implemented).
+//!
 //! Queries: one clean check, one query for the initialization, then one per not-yet-fooled sample per
 //! iteration, `n_queries` in all per sample after the clean check (the original runs `n_iters` queries
 //! in all; AutoAttack `n_queries + 1`). Deviation from the AutoAttack port: each sample draws its own
@@ -48,6 +52,9 @@ pub struct Square {
     /// Compute the margin on softmax probabilities (a black box that returns probabilities, as in
     /// the AdvEP code) instead of logits.
     pub on_probabilities: bool,
+    /// For a stochastic classifier: margins averaged over this many queries per candidate (the EOT
+    /// acceptance rule of the AutoAttack paper for randomized defenses; each query counts).
+    pub eot_iter: usize,
 }
 
 impl Square {
@@ -62,6 +69,7 @@ impl Square {
             clip: true,
             use_predicted: false,
             on_probabilities: false,
+            eot_iter: 1,
         }
     }
 }
@@ -350,12 +358,22 @@ impl Square {
         shape: [usize; 3],
         y: &[usize],
     ) -> Result<Vec<f32>> {
-        let z = logits_of(cc, rows, shape)?.into_dyn();
-        Ok(if self.on_probabilities {
-            margin_prob(&z, y)?.0
+        let draws = if cc.stochastic() {
+            self.eot_iter.max(1)
         } else {
-            margin(&z, y)?.0
-        })
+            1
+        };
+        let mut acc = vec![0f64; y.len()];
+        for _ in 0..draws {
+            let z = logits_of(cc, rows, shape)?.into_dyn();
+            let m = if self.on_probabilities {
+                margin_prob(&z, y)?.0
+            } else {
+                margin(&z, y)?.0
+            };
+            acc.iter_mut().zip(m).for_each(|(a, v)| *a += v as f64);
+        }
+        Ok(acc.into_iter().map(|a| (a / draws as f64) as f32).collect())
     }
 }
 
