@@ -1013,3 +1013,67 @@ fn fab_projection_is_exact_and_fab_t_finds_the_minimal_linear_perturbation() {
         assert!(res.success.iter().all(|&s| !s));
     }
 }
+
+#[test]
+fn attacks_run_on_an_ep_classifier() {
+    use experiments::classifier::{EpClassifier, Normalize};
+    let spec = ep::ModelSpec {
+        input: [1, 6, 6],
+        conv: vec![],
+        fc: vec![16, 4],
+        act: sim::Act::MyHardSig,
+        softmax: false,
+        loss: ep::Loss::Mse,
+        t1: 20,
+        t2: 6,
+    };
+    let net = ep::EpNet::init(&sim::Cpu, spec, &Stream::new(3, "init"), None).unwrap();
+    let clf = EpClassifier {
+        net,
+        norm: Normalize {
+            mean: vec![0.5],
+            std: vec![0.25],
+        },
+        t_predict: 20,
+        t_attack: 20,
+    };
+    let x = images(6, [1, 6, 6], 0.0, 1.0, 2);
+    let y = predict(&clf, &x);
+    // The input gradient the attacks use agrees with a finite difference of the loss along it.
+    let loss = |z: &Tensor| cross_entropy(z, &y);
+    let (_, g) = eot_gradient(&clf, &x, &loss, 1).unwrap();
+    let gn = g.iter().map(|a| a * a).sum::<f32>().sqrt();
+    assert!(gn > 0.0, "zero input gradient");
+    let h = 1e-3 / gn;
+    let ce = |t: &Tensor| -> f64 {
+        cross_entropy(&clf.logits(t).unwrap(), &y)
+            .unwrap()
+            .0
+            .iter()
+            .map(|&v| v as f64)
+            .sum()
+    };
+    let fd = (ce(&(&x + &(&g * h))) - ce(&(&x - &(&g * h)))) / (2.0 * h as f64);
+    assert!(
+        (fd - (gn as f64).powi(2)).abs() < 0.05 * (gn as f64).powi(2),
+        "fd {fd} vs |g|² {}",
+        gn * gn
+    );
+    // APGD runs through the EP dynamics: bounded, boxed, verified, counted. (An untrained EP net
+    // saturates its outputs at 0, so "every point falls at large ε" does not hold for it.)
+    let eps = 0.1;
+    let res = Apgd {
+        n_iter: 10,
+        ..Apgd::new(Norm::Linf, eps, ApgdLoss::Ce)
+    }
+    .run(&clf, &x, &y, 0)
+    .unwrap();
+    let pred = predict(&clf, &res.x_adv);
+    for i in 0..6 {
+        assert!(res.norms[i] <= eps * (1.0 + 1e-5));
+        assert_eq!(res.success[i], pred[i] != y[i]);
+    }
+    assert!(rows(&res.x_adv).iter().all(|&a| (0.0..=1.0).contains(&a)));
+    // one restart: (n_iter + 1) gradients per clean-correct point
+    assert_eq!(res.grads, 6 * 11);
+}
