@@ -916,6 +916,12 @@ fn attacks_reject_bad_input() {
         ApgdT::new(Norm::Linf, 0.1).run(&lin, &x, &y, 0).is_err(),
         "APGD-T needs 4 classes"
     );
+    assert!(
+        AutoAttack::standard(Norm::Linf, 0.1)
+            .run(&lin, &x, &y, 0)
+            .is_err(),
+        "AA standard needs 4 classes"
+    );
 }
 
 #[test]

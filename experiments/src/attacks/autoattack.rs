@@ -9,7 +9,7 @@
 //! misclassified by one forward query. Robust accuracy is the per-sample worst case over all attacks,
 //! with clean errors counted as non-robust.
 
-use anyhow::Result;
+use anyhow::{Result, ensure};
 use sim::Tensor;
 
 use super::{
@@ -158,6 +158,17 @@ impl AutoAttack {
     ) -> Result<AutoAttackReport> {
         check_eps(self.eps)?;
         let b = check_inputs(clf, x, y, ids)?;
+        let k = clf.num_classes();
+        match self.version {
+            AaVersion::Standard => ensure!(
+                k >= 4,
+                "AutoAttack 'standard' needs ≥ 4 classes for APGD-T (got {k})"
+            ),
+            AaVersion::Rand => ensure!(
+                k >= 3,
+                "AutoAttack 'rand' needs ≥ 3 classes for APGD-DLR (got {k})"
+            ),
+        }
         if clf.stochastic() && self.version == AaVersion::Standard {
             tracing::warn!(
                 "AutoAttack 'standard' on a stochastic classifier ({}): use the 'rand' version",

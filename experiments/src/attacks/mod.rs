@@ -166,6 +166,10 @@ pub(crate) fn check_inputs(
         shape[2],
         x.shape()
     );
+    ensure!(
+        shape.iter().all(|&s| s > 0),
+        "attack: empty image shape {shape:?}"
+    );
     let n = x.shape()[0];
     ensure!(y.len() == n, "attack: {} labels for {n} images", y.len());
     ensure!(
