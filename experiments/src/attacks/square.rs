@@ -5,6 +5,8 @@
 //! * p schedule: p_init × {1, ½, ¼, …, 1/512} over the bands (10, 50, 200, 500, 1000, 2000, 4000, 6000,
 //!   8000] of the iteration count, rescaled to 10 000 iterations if `rescale_schedule` (the original)
 //!   and raw (AutoAttack, `resc_schedule=False`) otherwise; side `s = round(√(p·h·w))`.
+//! * Window corners are drawn in `[0, h − s)` × `[0, w − s)` (exclusive upper bound, as both
+//!   references do; `{0}` when s equals the side).
 //! * L∞: vertical-stripe initialization (one ±ε per channel and column), then windows of side
 //!   s ∈ [1, min(h, w)] set to x ± ε with one sign per channel (resampled while the window would not
 //!   change the image).
@@ -234,8 +236,8 @@ impl Square {
     ) -> Array1<f32> {
         let p = p_selection(self.p_init, it, self.n_queries, self.rescale_schedule);
         let s = ((p as f64 * (g.h * g.w) as f64).sqrt().round() as usize).clamp(1, g.h.min(g.w));
-        let ch0 = st.below(0, (g.h - s + 1) as u64) as usize;
-        let cw0 = st.below(1, (g.w - s + 1) as u64) as usize;
+        let ch0 = st.below(0, (g.h - s).max(1) as u64) as usize;
+        let cw0 = st.below(1, (g.w - s).max(1) as u64) as usize;
         let mut delta = xb - x0;
         let mut draw = 2u64;
         for _try in 0..16 {
@@ -284,12 +286,12 @@ impl Square {
         }
         let s = s.min(g.h.min(g.w));
         let (h1, w1) = (
-            st.below(0, (g.h - s + 1) as u64) as usize,
-            st.below(1, (g.w - s + 1) as u64) as usize,
+            st.below(0, (g.h - s).max(1) as u64) as usize,
+            st.below(1, (g.w - s).max(1) as u64) as usize,
         );
         let (h2, w2) = (
-            st.below(2, (g.h - s + 1) as u64) as usize,
-            st.below(3, (g.w - s + 1) as u64) as usize,
+            st.below(2, (g.h - s).max(1) as u64) as usize,
+            st.below(3, (g.w - s).max(1) as u64) as usize,
         );
         let in1 = |r: usize, q: usize| r >= h1 && r < h1 + s && q >= w1 && q < w1 + s;
         let in2 = |r: usize, q: usize| r >= h2 && r < h2 + s && q >= w2 && q < w2 + s;
