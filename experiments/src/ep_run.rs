@@ -443,7 +443,7 @@ pub fn train(cfg: &TrainConfig, opts: &TrainOptions) -> Result<Vec<EpochLog>> {
             train_img_per_s: seen as f64 / train_time.max(1e-9),
             eval_time_s: t1.elapsed().as_secs_f64(),
         };
-        tracing::info!(
+        tracing::debug!(
             "epoch {}/{}: train acc {:.4}, test acc {:.4}, {:.1} img/s, {:.0} s",
             log.epoch,
             cfg.train.epochs,
