@@ -1032,6 +1032,7 @@ fn attacks_run_on_an_ep_classifier() {
         loss: ep::Loss::Mse,
         t1: 20,
         t2: 6,
+        input_norm: None,
     };
     let net = ep::EpNet::init(&sim::Cpu, spec, &Stream::new(3, "init"), None).unwrap();
     let clf = EpClassifier {

@@ -4,3 +4,68 @@
 //! `tests/tests/`; this library holds shared fixtures.
 //!
 //! Dependencies: every other crate.
+
+use std::path::Path;
+
+/// Write a small synthetic dataset in the official CIFAR-10 binary layout (1 label byte + 3072
+/// pixel bytes per record): `n` images whose class (0..4) is the brightest image quadrant, with
+/// seeded noise, so that a tiny model can learn it.
+pub fn write_tiny_cifar(path: &Path, n: usize, seed: u64) {
+    let s = sim::Stream::new(seed, "tiny-cifar");
+    let mut bytes = Vec::with_capacity(n * 3073);
+    for i in 0..n {
+        let label = s.below(i as u64, 4) as u8;
+        bytes.push(label);
+        for c in 0..3 {
+            for r in 0..32 {
+                for col in 0..32 {
+                    let q = (r >= 16) as u8 * 2 + (col >= 16) as u8;
+                    let base = if q == label { 180.0 } else { 60.0 };
+                    let j = (((i * 3 + c) * 32 + r) * 32 + col) as u64;
+                    let v = (base + 40.0 * s.normal(1 << 40 | j)).clamp(0.0, 255.0);
+                    bytes.push(v as u8);
+                }
+            }
+        }
+    }
+    std::fs::write(path, bytes).expect("write tiny cifar");
+}
+
+/// A training config (TOML) for a tiny EP-CNN on the files written by [`write_tiny_cifar`].
+pub fn tiny_config(train: &Path, test: &Path, epochs: usize) -> String {
+    format!(
+        r#"
+name = "tiny"
+seed = 3
+[data]
+train = "cifar10:{}:train"
+test = "cifar10:{}:test"
+mean = [0.4, 0.4, 0.4]
+std = [0.3, 0.3, 0.3]
+crop_padding = 2
+padding_mode = "edge"
+hflip = true
+[model]
+input = [3, 32, 32]
+conv = [{{ channels = 4, kernel = 3, stride = 2, padding = 1, pool = "max" }}]
+fc = [10]
+act = "my_hard_sig"
+softmax = true
+loss = "cross_entropy"
+t1 = 6
+t2 = 3
+[ep]
+beta = 0.5
+[optim]
+algorithm = {{ kind = "sgd", momentum = 0.9 }}
+lrs = [0.05, 0.02]
+wds = [1e-4, 1e-4]
+schedule = {{ kind = "cosine", t_max = 4, eta_min = 0.001 }}
+[train]
+epochs = {epochs}
+batch_size = 16
+"#,
+        train.display(),
+        test.display()
+    )
+}

@@ -1,0 +1,193 @@
+//! The EP commands of the CLI end to end (in-process through `experiments::cli::main_with`):
+//! train → eval (with the per-step plot) → settle (state dump) → a plain state dict with --spec.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use epsim_tests::{tiny_config, write_tiny_cifar};
+
+fn epsim(args: &[&str]) -> ExitCode {
+    let mut v = vec!["epsim", "--quiet"];
+    v.extend_from_slice(args);
+    experiments::cli::main_with(v)
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+#[test]
+fn train_eval_settle_and_state_dict() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    write_tiny_cifar(&d.join("train.bin"), 64, 1);
+    write_tiny_cifar(&d.join("test.bin"), 32, 2);
+    std::fs::write(
+        d.join("cfg.toml"),
+        tiny_config(&d.join("train.bin"), &d.join("test.bin"), 1),
+    )
+    .unwrap();
+    let run = d.join("run");
+    assert_eq!(
+        epsim(&[
+            "train",
+            "--config",
+            s(&d.join("cfg.toml")),
+            "--out",
+            s(&run)
+        ]),
+        ExitCode::SUCCESS
+    );
+    let ckpt = run.join("checkpoint.safetensors");
+    assert!(ckpt.exists());
+
+    // eval --per-step writes a PNG plot.
+    let plot = d.join("per_step.png");
+    let data = format!("cifar10:{}:test", d.join("test.bin").display());
+    assert_eq!(
+        epsim(&[
+            "eval",
+            "--model",
+            s(&ckpt),
+            "--data",
+            &data,
+            "--per-step",
+            "--steps",
+            "4",
+            "--plot",
+            s(&plot)
+        ]),
+        ExitCode::SUCCESS
+    );
+    let png = std::fs::read(&plot).unwrap();
+    assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+
+    // settle dumps every layer at the chosen steps; the dump equals the library's free phase.
+    let net = experiments::ep_run::load_model(&ckpt, None).unwrap();
+    let x = sim::gradcheck::test_tensor(&[2, 3, 32, 32], 5, 1.0);
+    let xin = d.join("x.npy");
+    ndarray_npy::write_npy(&xin, &x).unwrap();
+    let dump = d.join("states.npz");
+    assert_eq!(
+        epsim(&[
+            "settle",
+            "--model",
+            s(&ckpt),
+            "--input",
+            s(&xin),
+            "--steps",
+            "5",
+            "--dump",
+            s(&dump),
+            "--at",
+            "1,5"
+        ]),
+        ExitCode::SUCCESS
+    );
+    let mut npz = ndarray_npy::NpzReader::new(std::fs::File::open(&dump).unwrap()).unwrap();
+    let mut names = npz.names().unwrap();
+    names.sort();
+    assert_eq!(
+        names,
+        vec![
+            "layer1_step1.npy",
+            "layer1_step5.npy",
+            "logits_step1.npy",
+            "logits_step5.npy"
+        ]
+    );
+    let l5: ndarray::ArrayD<f32> = npz.by_name("layer1_step5.npy").unwrap();
+    let want = net.free_phase(&sim::Cpu, &x, 5).unwrap();
+    assert_eq!(l5, want.layers[0]);
+
+    // A plain state dict (no epsim metadata) loads with --spec, and fails clearly without it.
+    let f = ep::checkpoint::TensorFile::from_bytes(&std::fs::read(&ckpt).unwrap()).unwrap();
+    let plain = ep::checkpoint::TensorFile {
+        tensors: f
+            .tensors
+            .into_iter()
+            .filter(|(n, _)| n.starts_with("synapses."))
+            .collect(),
+        metadata: Default::default(),
+    };
+    let sd = d.join("state_dict.safetensors");
+    std::fs::write(&sd, plain.to_bytes().unwrap()).unwrap();
+    let spec_json = d.join("spec.json");
+    std::fs::write(&spec_json, serde_json::to_string(&net.spec).unwrap()).unwrap();
+    assert_eq!(
+        epsim(&[
+            "settle",
+            "--model",
+            s(&sd),
+            "--spec",
+            s(&spec_json),
+            "--input",
+            s(&xin),
+            "--steps",
+            "2"
+        ]),
+        ExitCode::SUCCESS
+    );
+    assert_eq!(
+        epsim(&[
+            "settle",
+            "--model",
+            s(&sd),
+            "--input",
+            s(&xin),
+            "--steps",
+            "2"
+        ]),
+        ExitCode::FAILURE
+    );
+
+    // Bad input: wrong input shape and out-of-range --at are errors, not panics.
+    let bad = d.join("bad.npy");
+    ndarray_npy::write_npy(&bad, &sim::gradcheck::test_tensor(&[2, 1, 28, 28], 1, 1.0)).unwrap();
+    assert_eq!(
+        epsim(&[
+            "settle",
+            "--model",
+            s(&ckpt),
+            "--input",
+            s(&bad),
+            "--steps",
+            "2"
+        ]),
+        ExitCode::FAILURE
+    );
+    assert_eq!(
+        epsim(&[
+            "settle",
+            "--model",
+            s(&ckpt),
+            "--input",
+            s(&xin),
+            "--steps",
+            "2",
+            "--at",
+            "3"
+        ]),
+        ExitCode::FAILURE
+    );
+}
+
+#[test]
+fn malformed_configs_name_the_file_and_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let base = tiny_config(&d.join("train.bin"), &d.join("test.bin"), 1);
+    for (bad, want) in [
+        (base.replace("epochs = 1", "epochz = 1"), "epochz"),
+        (base.replace("lrs = [0.05, 0.02]", "lrs = [0.05]"), "lrs"),
+        (
+            base.replace("std = [0.3, 0.3, 0.3]", "std = [0.3, 0.0, 0.3]"),
+            "std",
+        ),
+    ] {
+        let e = experiments::train_config::TrainConfig::from_toml(&bad, "bad.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("bad.toml") && e.contains(want), "{e}");
+    }
+}
