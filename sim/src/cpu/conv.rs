@@ -205,30 +205,39 @@ fn from_nhwc(xt: &[f32], c: usize, hw: usize, out: &mut [f32]) {
         });
 }
 
-/// OIHW weights `[O, C, kh, kw]` → `[O, kh, kw, C]` (matching the channels-last patches).
-fn weights_to_ohwi(g: &Geom, w: &[f32], o: usize) -> Vec<f32> {
+/// OIHW weights `[O, C, kh, kw]` → `[O, kh, kw, C]` (matching the channels-last patches), parallel
+/// over output channels.
+fn weights_to_ohwi(g: &Geom, w: &[f32]) -> Vec<f32> {
     let (c, khw) = (g.c, g.kh * g.kw);
     let mut out = vec![0.0f32; w.len()];
-    for oc in 0..o {
-        for ci in 0..c {
-            for t in 0..khw {
-                out[(oc * khw + t) * c + ci] = w[(oc * c + ci) * khw + t];
-            }
-        }
+    if c * khw > 0 {
+        out.par_chunks_mut(c * khw)
+            .zip(w.par_chunks(c * khw))
+            .for_each(|(o, wo)| {
+                for ci in 0..c {
+                    for t in 0..khw {
+                        o[t * c + ci] = wo[ci * khw + t];
+                    }
+                }
+            });
     }
     out
 }
 
-/// `[O, kh, kw, C]` → OIHW `[O, C, kh, kw]`.
-fn weights_from_ohwi(g: &Geom, wr: &[f32], o: usize) -> Vec<f32> {
+/// `[O, kh, kw, C]` → OIHW `[O, C, kh, kw]`, parallel over output channels.
+fn weights_from_ohwi(g: &Geom, wr: &[f32]) -> Vec<f32> {
     let (c, khw) = (g.c, g.kh * g.kw);
     let mut out = vec![0.0f32; wr.len()];
-    for oc in 0..o {
-        for ci in 0..c {
-            for t in 0..khw {
-                out[(oc * c + ci) * khw + t] = wr[(oc * khw + t) * c + ci];
-            }
-        }
+    if c * khw > 0 {
+        out.par_chunks_mut(c * khw)
+            .zip(wr.par_chunks(c * khw))
+            .for_each(|(o, wo)| {
+                for ci in 0..c {
+                    for t in 0..khw {
+                        o[ci * khw + t] = wo[t * c + ci];
+                    }
+                }
+            });
     }
     out
 }
@@ -468,7 +477,7 @@ pub fn conv2d(x: &Tensor, w: &Tensor, b: Option<&Tensor>, p: Conv2dParams) -> Re
     let nb = g.chunk(TARGET_COLS);
     let cl = channels_last(&g);
     let ws: std::borrow::Cow<'_, [f32]> = if cl {
-        weights_to_ohwi(&g, &ws, o).into()
+        weights_to_ohwi(&g, &ws).into()
     } else {
         ws
     };
@@ -585,7 +594,7 @@ pub fn conv2d_input_grad(
     let nb = g.chunk(TARGET_COLS);
     let cl = channels_last(&g);
     let ws: std::borrow::Cow<'_, [f32]> = if cl {
-        weights_to_ohwi(&g, &ws, o).into()
+        weights_to_ohwi(&g, &ws).into()
     } else {
         ws
     };
@@ -714,7 +723,7 @@ pub fn conv2d_weight_grad(
         n0 += m;
     }
     if cl {
-        gw = weights_from_ohwi(&g, &gw, o);
+        gw = weights_from_ohwi(&g, &gw);
     }
     Ok(to_tensor(&[o, c, kh, kw], gw))
 }
