@@ -5,3 +5,4 @@
 //! results, reports and plots, export of chip programming targets.
 //!
 //! Dependencies: every crate below it (`sim`, `devices`, `ep`, `host-gpu`).
+pub mod corrupt;
