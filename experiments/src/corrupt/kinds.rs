@@ -124,15 +124,22 @@ pub(super) fn apply(
             if p.is_empty() || p.iter().any(|&z| z < 1.0) {
                 return perr(c, "zoom factors must be a non-empty list of values ≥ 1");
             }
-            let x = to_unit(img);
-            let mut acc = vec![0.0; x.len()];
+            // The reference runs in float32: x = float32(img/255), each zoom's output is cast to
+            // float32 (scipy interpolates in double), summed, averaged and scaled in float32.
+            let x32: Vec<f32> = img.iter().map(|&v| (v as f64 / 255.0) as f32).collect();
+            let x: Vec<f64> = x32.iter().map(|&v| v as f64).collect();
+            let mut acc = vec![0f32; x.len()];
             for &z in p {
                 for (a, v) in acc.iter_mut().zip(ops::clipped_zoom(&x, h, w, 3, z)) {
-                    *a += v;
+                    *a += v as f32;
                 }
             }
-            let n = (p.len() + 1) as f64;
-            clip01_255(x.iter().zip(acc).map(|(a, b)| (a + b) / n))
+            let n = (p.len() + 1) as f32;
+            x32.iter()
+                .zip(acc)
+                .map(|(&a, b)| ((a + b) / n).clamp(0.0, 1.0) * 255.0)
+                .map(|v| v as f64)
+                .collect()
         }
         Snow => snow(c, img, h, w, p, s)?,
         Frost => {
