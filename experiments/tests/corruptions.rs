@@ -904,6 +904,81 @@ fn motion_blur_kernel_matches_imagemagick_bit_for_bit() {
     }
 }
 
+#[test]
+fn spatter_water_chain_matches_opencv_bit_for_bit() {
+    let raw = std::fs::read(cifar_path()).unwrap();
+    let lines = fixture_lines("spatter_water ");
+    assert_eq!(lines.len(), 4);
+    let mut hs = [0xcbf2_9ce4_8422_2325u64; 4];
+    for k in 0..50 {
+        let red = &raw[k * 3073 + 1..k * 3073 + 1025];
+        let l8: Vec<u8> = red.iter().map(|&v| if v > 160 { v } else { 0 }).collect();
+        let st = experiments::corrupt::spatter::water_stages(&l8, 32, 32);
+        for (h, s) in hs.iter_mut().zip(&st) {
+            fnv1a64(h, s);
+        }
+    }
+    for (l, h) in lines.iter().zip(hs) {
+        assert_eq!(format!("{h:016x}"), l[2], "spatter water stage {}", l[1]);
+    }
+}
+
+#[test]
+fn elastic_warp_and_map_coordinates_match_opencv_and_scipy() {
+    use experiments::corrupt::ops::{
+        affine_from_points, map_coordinates_order1_reflect, warp_affine_f32,
+    };
+    let raw = std::fs::read(cifar_path()).unwrap();
+    let (mut hw, mut hm) = (0xcbf2_9ce4_8422_2325u64, 0xcbf2_9ce4_8422_2325u64);
+    for k in 0..20usize {
+        let r = &raw[k * 3073 + 1..(k + 1) * 3073];
+        let mut x = vec![0f32; 3072];
+        for i in 0..1024 {
+            for c in 0..3 {
+                x[i * 3 + c] = r[c * 1024 + i] as f32 / 255.0;
+            }
+        }
+        let pts1 = [[26.0f32, 26.0], [26.0, 6.0], [6.0, 6.0]];
+        let mut pts2 = pts1;
+        for t in 0..6 {
+            pts2[t / 2][t % 2] += ((((k * 7 + t * 3) % 11) as f64 - 5.0) * 0.37) as f32;
+        }
+        let m = affine_from_points(
+            pts1.map(|q| q.map(|v| v as f64)),
+            pts2.map(|q| q.map(|v| v as f64)),
+        )
+        .unwrap();
+        let warped = warp_affine_f32(&x, 32, 32, 3, m);
+        let bytes: Vec<u8> = warped.iter().flat_map(|v| v.to_le_bytes()).collect();
+        fnv1a64(&mut hw, &bytes);
+        let (mut dx, mut dy) = (vec![0f64; 1024], vec![0f64; 1024]);
+        for i in 0..32 {
+            for j in 0..32 {
+                dx[i * 32 + j] =
+                    (((((i * 5 + j * 3 + k) % 17) as f64 - 8.0) / 8.0 * 1.3) as f32) as f64;
+                dy[i * 32 + j] =
+                    (((((i * 3 + j * 7 + 2 * k) % 13) as f64 - 6.0) / 6.0 * 1.1) as f32) as f64;
+            }
+        }
+        let w64: Vec<f64> = warped.iter().map(|&v| v as f64).collect();
+        let y: Vec<u8> = map_coordinates_order1_reflect(&w64, 32, 32, 3, &dy, &dx)
+            .into_iter()
+            .map(|v| (v.clamp(0.0, 1.0) * 255.0) as u8)
+            .collect();
+        fnv1a64(&mut hm, &y);
+    }
+    assert_eq!(
+        format!("{hw:016x}"),
+        fixture_lines("elastic_warp ")[0][1],
+        "warpAffine"
+    );
+    assert_eq!(
+        format!("{hm:016x}"),
+        fixture_lines("elastic_map ")[0][1],
+        "map_coordinates"
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // writers
 

@@ -492,26 +492,31 @@ fn elastic(
     if alpha < 0.0 || sigma < 0.0 || aff < 0.0 {
         return perr(c, "alpha, sigma and affine must be ≥ 0");
     }
-    let x = to_unit(img);
+    // The reference runs in float32: image = float32(img)/255.
+    let x: Vec<f32> = img.iter().map(|&v| v as f32 / 255.0).collect();
     // Random affine (reference: centre = shape//2, square = min(shape)//3, points as (x, y)
-    // built from (row, col) pairs; identical for square images).
-    let (cy, cx) = ((h / 2) as f64, (w / 2) as f64);
-    let sq = (h.min(w) / 3) as f64;
+    // built from (row, col) pairs; identical for square images), points in float32.
+    let (cy, cx) = ((h / 2) as f32, (w / 2) as f32);
+    let sq = (h.min(w) / 3) as f32;
     let pts1 = [[cy + sq, cx + sq], [cy + sq, cx - sq], [cy - sq, cx - sq]];
     let ua = s.child("affine");
     let mut pts2 = pts1;
     for (k, pt) in pts2.iter_mut().enumerate() {
         for (l, v) in pt.iter_mut().enumerate() {
             let u = ua.uniform((k * 2 + l) as u64) as f64;
-            *v = ((*v + (-aff + 2.0 * aff * u)) as f32) as f64;
+            *v += (-aff + 2.0 * aff * u) as f32;
         }
     }
-    let m = ops::affine_from_points(pts1, pts2).ok_or_else(|| CorruptError::Param {
+    let to64 = |p: [[f32; 2]; 3]| p.map(|q| q.map(|v| v as f64));
+    let m = ops::affine_from_points(to64(pts1), to64(pts2)).ok_or_else(|| CorruptError::Param {
         corruption: c.name(),
         msg: "degenerate affine transform".into(),
     })?;
-    let warped = ops::warp_affine(&x, h, w, 3, m);
-    // Displacement fields.
+    let warped: Vec<f64> = ops::warp_affine_f32(&x, h, w, 3, m)
+        .into_iter()
+        .map(|v| v as f64)
+        .collect();
+    // Displacement fields: gaussian(U(−1, 1), σ, mode reflect, truncate 3)·alpha, as float32.
     let field = |name: &str| -> Vec<f64> {
         let u = s.child(name);
         let raw: Vec<f64> = (0..h * w)
@@ -524,17 +529,13 @@ fn elastic(
     };
     let dx = field("dx");
     let dy = field("dy");
-    let mut out = vec![0.0; x.len()];
-    for i in 0..h {
-        for j in 0..w {
-            let (yy, xx) = (i as f64 + dy[i * w + j], j as f64 + dx[i * w + j]);
-            for ch in 0..3 {
-                out[(i * w + j) * 3 + ch] =
-                    ops::bilinear(&warped, h, w, 3, ch, yy, xx, Border::Reflect);
-            }
-        }
-    }
-    Ok(clip01_255(out))
+    // map_coordinates(order=1, mode='reflect') on the float32 image: interpolated in double, stored
+    // as float32, then clip(·, 0, 1)·255 in float32.
+    let out = ops::map_coordinates_order1_reflect(&warped, h, w, 3, &dy, &dx)
+        .into_iter()
+        .map(|v| (v.clamp(0.0, 1.0) * 255.0) as f64)
+        .collect();
+    Ok(out)
 }
 
 /// JPEG encode at `quality` with the `image` crate and decode again (RGB8).

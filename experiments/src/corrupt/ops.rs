@@ -439,6 +439,30 @@ pub fn bilinear(
         + ty * ((1.0 - tx) * get(y0 + 1, x0) + tx * get(y0 + 1, x0 + 1))
 }
 
+/// `scipy.ndimage.map_coordinates(img, (i + dy, j + dx, ch), order=1, mode='reflect')` for a
+/// float32 image held in `f64` (interpolated in double, returned as float32 as scipy does for a
+/// float32 input). `dy`, `dx` are per-pixel displacements (row-major `h × w`).
+pub fn map_coordinates_order1_reflect(
+    img: &[f64],
+    h: usize,
+    w: usize,
+    c: usize,
+    dy: &[f64],
+    dx: &[f64],
+) -> Vec<f32> {
+    let mut out = vec![0f32; img.len()];
+    for i in 0..h {
+        for j in 0..w {
+            let (yy, xx) = (i as f64 + dy[i * w + j], j as f64 + dx[i * w + j]);
+            for ch in 0..c {
+                out[(i * w + j) * c + ch] =
+                    bilinear(img, h, w, c, ch, yy, xx, Border::Reflect) as f32;
+            }
+        }
+    }
+    out
+}
+
 /// OpenCV `getAffineTransform`: the 2×3 matrix mapping `src[i]` to `dst[i]` (points as (x, y)).
 pub fn affine_from_points(src: [[f64; 2]; 3], dst: [[f64; 2]; 3]) -> Option<[f64; 6]> {
     // Solve [x y 1] [a b c]^T = x', separately for each output coordinate (Cramer's rule).
@@ -470,10 +494,14 @@ pub fn affine_from_points(src: [[f64; 2]; 3], dst: [[f64; 2]; 3]) -> Option<[f64
     Some(m)
 }
 
-/// OpenCV `warpAffine(INTER_LINEAR, BORDER_REFLECT_101)` of a `(h, w, c)` buffer: each output pixel
-/// samples the source at `M⁻¹·(x, y)`, with coordinates quantised to 1/32 pixel as OpenCV's
-/// interpolation tables do.
-pub fn warp_affine(x: &[f64], h: usize, w: usize, c: usize, m: [f64; 6]) -> Vec<f64> {
+/// OpenCV `warpAffine(src, M, INTER_LINEAR, BORDER_REFLECT_101)` of a float32 `(h, w, c)` buffer,
+/// as OpenCV 3.4 computes it (the generation that made CIFAR-10-C; checked bit-exact against
+/// OpenCV 3.4.18): `M` is inverted (`invertAffineTransform`), source coordinates are computed in
+/// fixed point (`AB_BITS = 10`) and quantised to 1/32 pixel (`X = (round(M₀·x·1024) +
+/// round((M₁·y + M₂)·1024) + 16) >> 5`), and each output is `s₀₀w₀ + s₀₁w₁ + s₁₀w₂ + s₁₁w₃` in
+/// float32 with the interpolation-table weights `(1 − g)(1 − f)`, `(1 − g)f`, `g(1 − f)`, `gf`.
+/// OpenCV 5 uses unquantised coordinates instead (differences up to ≈ 0.01 on the 0..1 scale).
+pub fn warp_affine_f32(x: &[f32], h: usize, w: usize, c: usize, m: [f64; 6]) -> Vec<f32> {
     let det = m[0] * m[4] - m[1] * m[3];
     let det = if det != 0.0 { 1.0 / det } else { 0.0 };
     let a11 = m[4] * det;
@@ -482,15 +510,31 @@ pub fn warp_affine(x: &[f64], h: usize, w: usize, c: usize, m: [f64; 6]) -> Vec<
     let a21 = -m[3] * det;
     let b1 = -a11 * m[2] - a12 * m[5];
     let b2 = -a21 * m[2] - a22 * m[5];
-    let mut out = vec![0.0; x.len()];
+    let sat = |v: f64| v.round_ties_even() as i64;
+    let tab: Vec<f32> = (0..32).map(|i| i as f32 * (1.0f32 / 32.0)).collect();
+    let mut out = vec![0f32; x.len()];
     for i in 0..h {
+        let x0 = sat((a12 * i as f64 + b1) * 1024.0) + 16;
+        let y0 = sat((a22 * i as f64 + b2) * 1024.0) + 16;
         for j in 0..w {
-            let sx = a11 * j as f64 + a12 * i as f64 + b1;
-            let sy = a21 * j as f64 + a22 * i as f64 + b2;
-            let qx = (sx * 32.0).round() / 32.0;
-            let qy = (sy * 32.0).round() / 32.0;
+            let xx = (x0 + sat(a11 * j as f64 * 1024.0)) >> 5;
+            let yy = (y0 + sat(a21 * j as f64 * 1024.0)) >> 5;
+            let (sx, sy) = ((xx >> 5) as isize, (yy >> 5) as isize);
+            let (fx, fy) = (tab[(xx & 31) as usize], tab[(yy & 31) as usize]);
+            let wt = [
+                (1.0 - fy) * (1.0 - fx),
+                (1.0 - fy) * fx,
+                fy * (1.0 - fx),
+                fy * fx,
+            ];
+            let r0 = border_index(sy, h, Border::Mirror);
+            let r1 = border_index(sy + 1, h, Border::Mirror);
+            let c0 = border_index(sx, w, Border::Mirror);
+            let c1 = border_index(sx + 1, w, Border::Mirror);
             for ch in 0..c {
-                out[(i * w + j) * c + ch] = bilinear(x, h, w, c, ch, qy, qx, Border::Mirror);
+                let g = |r: usize, cc: usize| x[(r * w + cc) * c + ch];
+                out[(i * w + j) * c + ch] =
+                    g(r0, c0) * wt[0] + g(r0, c1) * wt[1] + g(r1, c0) * wt[2] + g(r1, c1) * wt[3];
             }
         }
     }

@@ -1,4 +1,5 @@
-//! Spatter (extra corruption) and the OpenCV operators its "water" branch uses, re-implemented:
+//! Spatter (extra corruption) and the OpenCV operators its "water" branch uses, re-implemented
+//! (bit-exact with OpenCV 3.4.18 and 5.0 on CIFAR-derived liquid layers, see the tests):
 //! Canny (Sobel 3×3 with replicated border, L1 magnitude, OpenCV's non-maximum suppression and
 //! hysteresis), the 5×5 chamfer distance transform (DIST_L2, mask 5: 1, 1.4, 2.1969), box blur,
 //! `equalizeHist`, and an 8-bit `filter2D`.
@@ -87,13 +88,14 @@ pub fn canny(x: &[u8], h: usize, w: usize, low: i32, high: i32) -> Vec<u8> {
         .collect()
 }
 
-/// OpenCV `distanceTransform(src, DIST_L2, 5)`: 5×5 chamfer distance (1, 1.4, 2.1969) to the
-/// nearest zero pixel; pixels with no zero pixel anywhere keep a huge value.
-pub fn distance_transform_l2_5(x: &[u8], h: usize, w: usize) -> Vec<f64> {
-    const BIG: f64 = 1e9;
-    let (a, b, c) = (1.0, 1.4, 2.1969);
-    let mut d: Vec<f64> = x.iter().map(|&v| if v == 0 { 0.0 } else { BIG }).collect();
-    let fwd: [(isize, isize, f64); 8] = [
+/// OpenCV `distanceTransform(src, DIST_L2, 5)`: two-pass 5×5 chamfer distance to the nearest zero
+/// pixel with steps 1, 1.4, 2.1969 accumulated in float32 (5 diagonal steps give exactly 7.0, as
+/// OpenCV 3.4.18 and 5.0 both return). Pixels with no zero pixel in reach keep a huge value.
+pub fn distance_transform_l2_5(x: &[u8], h: usize, w: usize) -> Vec<f32> {
+    const BIG: f32 = 1e30;
+    let (a, b, c) = (1.0f32, 1.4f32, 2.1969f32);
+    let mut d: Vec<f32> = x.iter().map(|&v| if v == 0 { 0.0 } else { BIG }).collect();
+    let fwd: [(isize, isize, f32); 8] = [
         (-2, -1, c),
         (-2, 1, c),
         (-1, -2, c),
@@ -103,7 +105,7 @@ pub fn distance_transform_l2_5(x: &[u8], h: usize, w: usize) -> Vec<f64> {
         (-1, 2, c),
         (0, -1, a),
     ];
-    let get = |d: &Vec<f64>, i: isize, j: isize| {
+    let get = |d: &Vec<f32>, i: isize, j: isize| {
         if i < 0 || j < 0 || i >= h as isize || j >= w as isize {
             BIG
         } else {
@@ -113,7 +115,10 @@ pub fn distance_transform_l2_5(x: &[u8], h: usize, w: usize) -> Vec<f64> {
     for i in 0..h as isize {
         for j in 0..w as isize {
             let k = i as usize * w + j as usize;
-            let mut v = d[k];
+            if d[k] == 0.0 {
+                continue;
+            }
+            let mut v = BIG;
             for &(di, dj, cost) in &fwd {
                 v = v.min(get(&d, i + di, j + dj) + cost);
             }
@@ -124,18 +129,34 @@ pub fn distance_transform_l2_5(x: &[u8], h: usize, w: usize) -> Vec<f64> {
         for j in (0..w as isize).rev() {
             let k = i as usize * w + j as usize;
             let mut v = d[k];
-            for &(di, dj, cost) in &fwd {
-                v = v.min(get(&d, i - di, j - dj) + cost);
+            if v > a {
+                for &(di, dj, cost) in &fwd {
+                    v = v.min(get(&d, i - di, j - dj) + cost);
+                }
+                d[k] = v;
             }
-            d[k] = v;
         }
     }
     d
 }
 
-/// OpenCV `blur(x, (3, 3))` (BORDER_REFLECT_101) on a float plane.
-fn box3(x: &[f64], h: usize, w: usize) -> Vec<f64> {
-    ops::filter2d_plane(x, h, w, &[1.0 / 9.0; 9], 3, 3)
+/// OpenCV `blur(x, (3, 3))` (BORDER_REFLECT_101) on a float32 plane: sums in double, times 1/9,
+/// cast to float32 (OpenCV's `ColumnSum<double, float>`).
+fn box3_f32(x: &[f32], h: usize, w: usize) -> Vec<f32> {
+    let mut out = vec![0f32; h * w];
+    for i in 0..h as isize {
+        for j in 0..w as isize {
+            let mut s = 0.0f64;
+            for di in -1..=1 {
+                let si = border_index(i + di, h, Border::Mirror);
+                for dj in -1..=1 {
+                    s += x[si * w + border_index(j + dj, w, Border::Mirror)] as f64;
+                }
+            }
+            out[i as usize * w + j as usize] = (s * (1.0 / 9.0)) as f32;
+        }
+    }
+    out
 }
 
 /// OpenCV `equalizeHist` on an 8-bit plane.
@@ -170,6 +191,34 @@ fn sat_u8(v: f64) -> u8 {
     v.round_ties_even().clamp(0.0, 255.0) as u8
 }
 
+/// The OpenCV chain of the "water" branch on the 8-bit liquid layer, returning its stages:
+/// `[Canny(50, 150), blur₃(min(distanceTransform(255 − edges), 20)) as u8, equalizeHist,
+/// blur₃(filter2D_8U([[-2,-1,0],[-1,1,1],[0,1,2]]))]`; the last one is the `dist` the reference
+/// multiplies with the liquid layer.
+pub fn water_stages(l8: &[u8], h: usize, w: usize) -> [Vec<u8>; 4] {
+    let edges = canny(l8, h, w, 50, 150);
+    let inv: Vec<u8> = edges.iter().map(|&e| 255 - e).collect();
+    let dist: Vec<f32> = distance_transform_l2_5(&inv, h, w)
+        .into_iter()
+        .map(|d| d.min(20.0))
+        .collect();
+    let dist8: Vec<u8> = box3_f32(&dist, h, w).into_iter().map(|v| v as u8).collect();
+    let eq = equalize_hist(&dist8);
+    let eqf: Vec<f64> = eq.iter().map(|&v| v as f64).collect();
+    let ker = [-2.0, -1.0, 0.0, -1.0, 1.0, 1.0, 0.0, 1.0, 2.0];
+    let f: Vec<f64> = ops::filter2d_plane(&eqf, h, w, &ker, 3, 3)
+        .into_iter()
+        .map(|v| sat_u8(v) as f64)
+        .collect();
+    let f32s: Vec<f32> = f.iter().map(|&v| v as f32).collect();
+    // 8-bit blur: integer sums times 1/9, rounded (sums of 9 integers never tie at .5).
+    let b: Vec<u8> = box3_f32(&f32s, h, w)
+        .into_iter()
+        .map(|v| sat_u8(v as f64))
+        .collect();
+    [edges, dist8, eq, b]
+}
+
 /// Spatter: water (parameter 5 = 0) or mud (parameter 5 = 1), as `make_cifar_c.py` L278–330.
 pub(super) fn spatter(
     c: Corruption,
@@ -202,28 +251,9 @@ pub(super) fn spatter(
             .iter()
             .map(|v| (v * 255.0).clamp(0.0, 255.0) as u8)
             .collect();
-        let edges = canny(&l8, h, w, 50, 150);
-        let inv: Vec<u8> = edges.iter().map(|&e| 255 - e).collect();
-        let dist: Vec<f64> = distance_transform_l2_5(&inv, h, w)
-            .into_iter()
-            .map(|d| d.min(20.0))
-            .collect();
-        let dist8: Vec<u8> = box3(&dist, h, w)
-            .into_iter()
-            .map(|v| v.clamp(0.0, 255.0) as u8)
-            .collect();
-        let eq: Vec<f64> = equalize_hist(&dist8)
-            .into_iter()
-            .map(|v| v as f64)
-            .collect();
-        let ker = [-2.0, -1.0, 0.0, -1.0, 1.0, 1.0, 0.0, 1.0, 2.0];
-        let f: Vec<f64> = ops::filter2d_plane(&eq, h, w, &ker, 3, 3)
-            .into_iter()
-            .map(|v| sat_u8(v) as f64)
-            .collect();
-        let b: Vec<f64> = box3(&f, h, w)
-            .into_iter()
-            .map(|v| sat_u8(v) as f64)
+        let b: Vec<f64> = water_stages(&l8, h, w)[3]
+            .iter()
+            .map(|&v| v as f64)
             .collect();
         let m: Vec<f64> = l8.iter().zip(&b).map(|(&l, &d)| l as f64 * d).collect();
         let mx = m.iter().cloned().fold(0.0, f64::max);
