@@ -257,6 +257,32 @@ fn frost_is_flagged_as_substitute() {
     );
 }
 
+#[test]
+fn frost_texture_has_the_documented_statistics() {
+    // frost with (c0, c1) = (0, 1) returns the procedural texture itself; its documented
+    // statistics (corrupt/frost.rs): mean ≈ 159 grey levels, bluish (B ≥ G ≥ R), seed-dependent.
+    let black = vec![0u8; 3072];
+    let tex = |seed| {
+        Corruption::Frost
+            .apply_with_param(&black, 32, 32, &[0.0, 1.0], &stream(seed))
+            .unwrap()
+    };
+    let mut means = [0.0f64; 3];
+    for seed in 0..50 {
+        let t = tex(seed);
+        for (k, v) in t.iter().enumerate() {
+            means[k % 3] += *v as f64 / (1024.0 * 50.0);
+        }
+    }
+    let grey = means.iter().sum::<f64>() / 3.0;
+    assert!((140.0..180.0).contains(&grey), "mean {grey}");
+    assert!(
+        means[2] > means[1] && means[1] > means[0],
+        "not bluish: {means:?}"
+    );
+    assert_ne!(tex(1), tex(2));
+}
+
 // ---------------------------------------------------------------------------------------------
 // shape, range, determinism
 
