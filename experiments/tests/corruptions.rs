@@ -201,6 +201,23 @@ fn bad_inputs_are_errors() {
             .apply_with_param(&img, 32, 32, &[1.5], &s)
             .is_err()
     );
+    // absurd strengths and invalid kinds are errors, not hangs or panics
+    let bad: [(Corruption, &[f64]); 5] = [
+        (Corruption::GaussianBlur, &[1e9]),
+        (Corruption::MotionBlur, &[1e7, 1.0]),
+        (Corruption::Spatter, &[0.6, 0.1, 0.7, 0.7, 0.5, 2.0]),
+        (Corruption::DefocusBlur, &[9.0, 0.1]),
+        (Corruption::ShotNoise, &[0.0]),
+    ];
+    for (c, p) in bad {
+        assert!(
+            matches!(
+                c.apply_with_param(&img, 32, 32, p, &s),
+                Err(CorruptError::Param { .. })
+            ),
+            "{c} {p:?}"
+        );
+    }
     // dataset-level shape checks
     assert!(corrupt_dataset(&img, &[1, 2], Corruption::Contrast, 1, 0).is_err());
     assert!(corrupt_batch_nchw(&img[..100], 32, 32, Corruption::Contrast, 1, 0, 0).is_err());

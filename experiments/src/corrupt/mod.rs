@@ -364,6 +364,28 @@ impl Corruption {
         if param.iter().any(|v| !v.is_finite()) {
             return self.param_err("parameters must be finite".into());
         }
+        // Bounds that keep kernels and loops finite (far beyond any sensible strength).
+        let limits: &[(usize, f64, &str)] = match self {
+            Corruption::GaussianBlur | Corruption::GlassBlur => &[(0, 100.0, "sigma")],
+            Corruption::ElasticTransform => &[(1, 100.0, "sigma")],
+            Corruption::Spatter => &[(2, 100.0, "sigma"), (4, 100.0, "mud sigma")],
+            Corruption::MotionBlur => &[(0, 256.0, "radius"), (1, 1000.0, "sigma")],
+            Corruption::Snow => &[
+                (2, 100.0, "zoom"),
+                (4, 256.0, "radius"),
+                (5, 1000.0, "sigma"),
+            ],
+            _ => &[],
+        };
+        for &(i, max, what) in limits {
+            if param[i].abs() > max {
+                return self.param_err(format!("{what} = {} exceeds {max}", param[i]));
+            }
+        }
+        if *self == Corruption::ZoomBlur && (param.len() > 1000 || param.iter().any(|&z| z > 100.0))
+        {
+            return self.param_err("at most 1000 zoom factors, each ≤ 100".into());
+        }
         let s = stream.child(self.name());
         let out = kinds::apply(*self, img, h, w, param, &s)?;
         if out.len() != img.len() {
