@@ -1022,6 +1022,59 @@ fn elastic_warp_and_map_coordinates_match_opencv_and_scipy() {
     );
 }
 
+#[test]
+fn fog_glass_snow_match_the_reference_with_injected_draws() {
+    use experiments::corrupt::kinds::{glass_blur_with, plasma_fractal_with, snow_with};
+    let frac = |k: f64| (k * 0.618_033_988_749_894_9) % 1.0;
+    let (_, imgs) = cifar(20);
+    type Case<'a> = &'a dyn Fn(&[u8], usize, u32) -> Vec<f64>;
+    let hash = |f: Case| {
+        let mut h = 0xcbf2_9ce4_8422_2325u64;
+        for sev in 1..=5u32 {
+            for (k, img) in imgs.iter().enumerate() {
+                let y: Vec<u8> = f(img, k, sev).into_iter().map(|v| v as u8).collect();
+                fnv1a64(&mut h, &y);
+            }
+        }
+        format!("{h:016x}")
+    };
+    let expect = |name: &str| {
+        fixture_lines("injected ")
+            .into_iter()
+            .find(|l| l[1] == name)
+            .unwrap()[2]
+            .clone()
+    };
+    // fog: x += c0·plasma; clip(x·max/(max + c0))
+    let fog = hash(&|img: &[u8], _k, sev| {
+        let p = Corruption::Fog.params(sev).unwrap();
+        let pl = plasma_fractal_with(32, p[1], |call, e| frac((call * 1000 + e as u64) as f64));
+        let x: Vec<f64> = img.iter().map(|&v| v as f64 / 255.0).collect();
+        let mx = x.iter().cloned().fold(0.0, f64::max);
+        x.iter()
+            .enumerate()
+            .map(|(i, &v)| ((v + p[0] * pl[i / 3]) * mx / (mx + p[0])).clamp(0.0, 1.0) * 255.0)
+            .collect()
+    });
+    assert_eq!(fog, expect("fog"), "fog");
+    let glass = hash(&|img: &[u8], _k, sev| {
+        let p = Corruption::GlassBlur.params(sev).unwrap();
+        let d = p[1] as isize;
+        let n = 32 - 2 * d as usize; // positions per row/column
+        glass_blur_with(img, 32, 32, p[0], d, p[2] as usize, |it, hi, wi, which| {
+            let q = ((it * n + (32 - d as usize - hi)) * n + (32 - d as usize - wi)) * 2 + which;
+            -d + (frac(q as f64) * (2 * d) as f64) as isize
+        })
+    });
+    assert_eq!(glass, expect("glass_blur"), "glass_blur");
+    let z: Vec<f64> = (0..1024).map(|e| (frac(e as f64) - 0.5) * 4.0).collect();
+    let snow = hash(&|img: &[u8], k, sev| {
+        let p = Corruption::Snow.params(sev).unwrap();
+        snow_with(img, 32, 32, &p, &z, -135.0 + 90.0 * frac((7 + k) as f64))
+    });
+    assert_eq!(snow, expect("snow"), "snow");
+}
+
 // ---------------------------------------------------------------------------------------------
 // writers
 

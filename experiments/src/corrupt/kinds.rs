@@ -319,22 +319,38 @@ fn glass_blur(
     if 2 * d + 1 > h.min(w) as isize {
         return perr(c, "max_delta too large for the image");
     }
+    let r = s.child("shuffle");
+    // draw `which` (0: dx, 1: dy) of pixel (hi, wi) in iteration `it`, as np.random.randint(−d, d)
+    Ok(glass_blur_with(img, h, w, sigma, d, iters, |it, hi, wi, which| {
+        let idx = (((it * h + hi) * w + wi) * 2 + which) as u64;
+        r.below(idx, 2 * d as u64) as isize - d
+    }))
+}
+
+/// Glass blur with injected draws: `draw(iteration, row, col, 0 | 1)` returns the `dx` (0) or `dy`
+/// (1) of `np.random.randint(−d, d, size=2)` for that pixel. `x8 = uint8(gaussian(x, σ)·255)`,
+/// then for each iteration rows `h − d` down to `d + 1` and columns likewise, the reference's
+/// "swap" of numpy rows (a copy: `x[h, w] = x[h + dy, w + dx]`), then `gaussian(x8/255, σ)`.
+pub fn glass_blur_with(
+    img: &[u8],
+    h: usize,
+    w: usize,
+    sigma: f64,
+    d: isize,
+    iters: usize,
+    mut draw: impl FnMut(usize, usize, usize, usize) -> isize,
+) -> Vec<f64> {
     let g = ops::gaussian_filter_hwc(&to_unit(img), h, w, 3, sigma, 4.0, Border::Nearest);
     let mut x8: Vec<u8> = g.iter().map(|v| (v * 255.0) as u8).collect();
-    let r = s.child("shuffle");
     let (hh, ww) = (h as isize, w as isize);
     for it in 0..iters {
-        // for h in range(H − d, d, −1): for w in range(W − d, d, −1)
         let mut hi = hh - d;
         while hi > d {
             let mut wi = ww - d;
             while wi > d {
-                let idx = (((it * h + hi as usize) * w + wi as usize) * 2) as u64;
-                // np.random.randint(−d, d, size=2) → (dx, dy), each in −d..d−1
-                let dx = r.below(idx, 2 * d as u64) as isize - d;
-                let dy = r.below(idx + 1, 2 * d as u64) as isize - d;
+                let dx = draw(it, hi as usize, wi as usize, 0);
+                let dy = draw(it, hi as usize, wi as usize, 1);
                 let (hp, wp) = (hi + dy, wi + dx);
-                // The reference's "swap" of numpy rows is a copy: x[h, w] = x[h', w'].
                 let src = ((hp * ww + wp) * 3) as usize;
                 let dst = ((hi * ww + wi) * 3) as usize;
                 for ch in 0..3 {
@@ -346,15 +362,7 @@ fn glass_blur(
         }
     }
     let x: Vec<f64> = x8.iter().map(|&v| v as f64 / 255.0).collect();
-    Ok(clip01_255(ops::gaussian_filter_hwc(
-        &x,
-        h,
-        w,
-        3,
-        sigma,
-        4.0,
-        Border::Nearest,
-    )))
+    clip01_255(ops::gaussian_filter_hwc(&x, h, w, 3, sigma, 4.0, Border::Nearest))
 }
 
 fn snow(c: Corruption, img: &[u8], h: usize, w: usize, p: &[f64], s: &Stream) -> Result<Vec<f64>> {
@@ -365,37 +373,45 @@ fn snow(c: Corruption, img: &[u8], h: usize, w: usize, p: &[f64], s: &Stream) ->
         );
     }
     let n = s.child("layer");
-    let layer: Vec<f64> = (0..h * w)
-        .map(|i| p[0] + p[1] * n.normal(i as u64) as f64)
-        .collect();
+    let z: Vec<f64> = (0..h * w).map(|i| n.normal(i as u64) as f64).collect();
+    let angle = -135.0 + 90.0 * s.child("angle").uniform(0) as f64;
+    Ok(snow_with(img, h, w, p, &z, angle))
+}
+
+/// Snow with injected randomness: `z` is the standard-normal field (`h·w`, the layer is
+/// `p₀ + p₁·z`) and `angle` the motion-blur angle in degrees. The layer is zoomed
+/// (`clipped_zoom`, float64), thresholded, stored as uint8, motion-blurred (ImageMagick model) and
+/// divided by 255; the image part runs in float32 as the reference's
+/// (`c₆·x + (1 − c₆)·max(x, gray·1.5 + 0.5)` with OpenCV's RGB→gray), and the final sum
+/// `x + layer + rot180(layer)` in float64.
+pub fn snow_with(img: &[u8], h: usize, w: usize, p: &[f64], z: &[f64], angle: f64) -> Vec<f64> {
+    let layer: Vec<f64> = z.iter().map(|&v| p[0] + p[1] * v).collect();
     let mut layer = ops::clipped_zoom(&layer, h, w, 1, p[2]);
     for v in layer.iter_mut() {
         if *v < p[3] {
             *v = 0.0;
         }
     }
-    let l8: Vec<u8> = layer
-        .iter()
-        .map(|v| (v.clamp(0.0, 1.0) * 255.0) as u8)
-        .collect();
-    let angle = -135.0 + 90.0 * s.child("angle").uniform(0) as f64;
+    let l8: Vec<u8> = layer.iter().map(|v| (v.clamp(0.0, 1.0) * 255.0) as u8).collect();
     let blurred = ops::motion_blur_u8(&l8, h, w, 1, p[4], p[5], angle);
     let layer: Vec<f64> = blurred.iter().map(|&v| v as f64 / 255.0).collect();
-    let x = to_unit(img);
+    let x: Vec<f32> = img.iter().map(|&v| v as f32 / 255.0).collect();
+    let (c6, c6m) = (p[6] as f32, (1.0 - p[6]) as f32);
     let mut out = vec![0.0; x.len()];
     for i in 0..h {
         for j in 0..w {
             let k = (i * w + j) * 3;
-            let gray = 0.299 * x[k] + 0.587 * x[k + 1] + 0.114 * x[k + 2];
-            let l = layer[i * w + j] + layer[(h - 1 - i) * w + (w - 1 - j)]; // + rot90(layer, 2)
+            let gray = x[k] * 0.299f32 + x[k + 1] * 0.587f32 + x[k + 2] * 0.114f32;
+            let l1 = layer[i * w + j];
+            let l2 = layer[(h - 1 - i) * w + (w - 1 - j)]; // rot90(layer, 2)
             for ch in 0..3 {
                 let v = x[k + ch];
-                let v = p[6] * v + (1.0 - p[6]) * v.max(gray * 1.5 + 0.5);
-                out[k + ch] = (v + l).clamp(0.0, 1.0) * 255.0;
+                let v = c6 * v + c6m * v.max(gray * 1.5 + 0.5);
+                out[k + ch] = ((v as f64 + l1) + l2).clamp(0.0, 1.0) * 255.0;
             }
         }
     }
-    Ok(out)
+    out
 }
 
 /// The reference's `plasma_fractal` (diamond-square, after FLHerne/mapgen): a `size × size`
@@ -403,6 +419,14 @@ fn snow(c: Corruption, img: &[u8], h: usize, w: usize, p: &[f64], s: &Stream) ->
 /// `wibbledmean(a) = a/4 + wibble·U(−wibble, wibble)`, normalised to [0, 1]. The k-th call of
 /// `wibbledmean` uses uniforms `k·size² + element` of `u`.
 pub fn plasma_fractal(size: usize, decay: f64, u: &Stream) -> Vec<f64> {
+    let n2 = (size * size) as u64;
+    plasma_fractal_with(size, decay, |call, e| u.uniform(call * n2 + e as u64) as f64)
+}
+
+/// [`plasma_fractal`] with injected uniforms: `u(call, element)` in [0, 1) for element `element`
+/// (row-major) of the `call`-th `wibbledmean` array; the noise is `−wibble + 2·wibble·u` as numpy's
+/// `uniform(−wibble, wibble)` computes it.
+pub fn plasma_fractal_with(size: usize, decay: f64, mut u: impl FnMut(u64, usize) -> f64) -> Vec<f64> {
     assert!(size.is_power_of_two());
     let n = size;
     let mut m = vec![0.0f64; n * n];
@@ -411,7 +435,7 @@ pub fn plasma_fractal(size: usize, decay: f64, u: &Stream) -> Vec<f64> {
     let mut call = 0u64;
     let mut wmean = |a: &mut [f64], wibble: f64| {
         for (e, v) in a.iter_mut().enumerate() {
-            let r = -wibble + 2.0 * wibble * u.uniform(call * (n * n) as u64 + e as u64) as f64;
+            let r = -wibble + 2.0 * wibble * u(call, e);
             *v = *v / 4.0 + wibble * r;
         }
         call += 1;

@@ -27,7 +27,7 @@
 //! new datasets, sizes and seeds.
 
 mod frost;
-mod kinds;
+pub mod kinds;
 pub mod ops;
 pub mod spatter;
 
