@@ -1023,7 +1023,7 @@ fn elastic_warp_and_map_coordinates_match_opencv_and_scipy() {
 }
 
 #[test]
-fn fog_glass_snow_match_the_reference_with_injected_draws() {
+fn random_corruptions_match_the_reference_with_injected_draws() {
     use experiments::corrupt::kinds::{glass_blur_with, plasma_fractal_with, snow_with};
     let frac = |k: f64| (k * 0.618_033_988_749_894_9) % 1.0;
     let (_, imgs) = cifar(20);
@@ -1045,7 +1045,7 @@ fn fog_glass_snow_match_the_reference_with_injected_draws() {
             .unwrap()[2]
             .clone()
     };
-    // fog: x += c0·plasma; clip(x·max/(max + c0))
+    // fog (the formula x += c0·plasma; clip(x·max/(max + c0)) is written out here)
     let fog = hash(&|img: &[u8], _k, sev| {
         let p = Corruption::Fog.params(sev).unwrap();
         let pl = plasma_fractal_with(32, p[1], |call, e| frac((call * 1000 + e as u64) as f64));
@@ -1073,6 +1073,26 @@ fn fog_glass_snow_match_the_reference_with_injected_draws() {
         snow_with(img, 32, 32, &p, &z, -135.0 + 90.0 * frac((7 + k) as f64))
     });
     assert_eq!(snow, expect("snow"), "snow");
+    let spatter = hash(&|img: &[u8], k, sev| {
+        let p = Corruption::Spatter.params(sev).unwrap();
+        let z: Vec<f64> = (0..1024)
+            .map(|e| (frac((3000 + 1024 * k + e) as f64) - 0.5) * 4.0)
+            .collect();
+        experiments::corrupt::spatter::spatter_with(img, 32, 32, &p, &z)
+    });
+    assert_eq!(spatter, expect("spatter"), "spatter");
+    let elastic = hash(&|img: &[u8], k, sev| {
+        let p = Corruption::ElasticTransform.params(sev).unwrap();
+        let au: [f64; 6] = std::array::from_fn(|t| frac((100 + 7 * k + t) as f64));
+        let dxu: Vec<f64> = (0..1024)
+            .map(|e| frac((20000 + 1024 * k + e) as f64))
+            .collect();
+        let dyu: Vec<f64> = (0..1024)
+            .map(|e| frac((50000 + 1024 * k + e) as f64))
+            .collect();
+        experiments::corrupt::kinds::elastic_with(img, 32, 32, &p, &au, &dxu, &dyu).unwrap()
+    });
+    assert_eq!(elastic, expect("elastic_transform"), "elastic_transform");
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -321,10 +321,18 @@ fn glass_blur(
     }
     let r = s.child("shuffle");
     // draw `which` (0: dx, 1: dy) of pixel (hi, wi) in iteration `it`, as np.random.randint(−d, d)
-    Ok(glass_blur_with(img, h, w, sigma, d, iters, |it, hi, wi, which| {
-        let idx = (((it * h + hi) * w + wi) * 2 + which) as u64;
-        r.below(idx, 2 * d as u64) as isize - d
-    }))
+    Ok(glass_blur_with(
+        img,
+        h,
+        w,
+        sigma,
+        d,
+        iters,
+        |it, hi, wi, which| {
+            let idx = (((it * h + hi) * w + wi) * 2 + which) as u64;
+            r.below(idx, 2 * d as u64) as isize - d
+        },
+    ))
 }
 
 /// Glass blur with injected draws: `draw(iteration, row, col, 0 | 1)` returns the `dx` (0) or `dy`
@@ -362,7 +370,15 @@ pub fn glass_blur_with(
         }
     }
     let x: Vec<f64> = x8.iter().map(|&v| v as f64 / 255.0).collect();
-    clip01_255(ops::gaussian_filter_hwc(&x, h, w, 3, sigma, 4.0, Border::Nearest))
+    clip01_255(ops::gaussian_filter_hwc(
+        &x,
+        h,
+        w,
+        3,
+        sigma,
+        4.0,
+        Border::Nearest,
+    ))
 }
 
 fn snow(c: Corruption, img: &[u8], h: usize, w: usize, p: &[f64], s: &Stream) -> Result<Vec<f64>> {
@@ -392,7 +408,10 @@ pub fn snow_with(img: &[u8], h: usize, w: usize, p: &[f64], z: &[f64], angle: f6
             *v = 0.0;
         }
     }
-    let l8: Vec<u8> = layer.iter().map(|v| (v.clamp(0.0, 1.0) * 255.0) as u8).collect();
+    let l8: Vec<u8> = layer
+        .iter()
+        .map(|v| (v.clamp(0.0, 1.0) * 255.0) as u8)
+        .collect();
     let blurred = ops::motion_blur_u8(&l8, h, w, 1, p[4], p[5], angle);
     let layer: Vec<f64> = blurred.iter().map(|&v| v as f64 / 255.0).collect();
     let x: Vec<f32> = img.iter().map(|&v| v as f32 / 255.0).collect();
@@ -420,13 +439,19 @@ pub fn snow_with(img: &[u8], h: usize, w: usize, p: &[f64], z: &[f64], angle: f6
 /// `wibbledmean` uses uniforms `k·size² + element` of `u`.
 pub fn plasma_fractal(size: usize, decay: f64, u: &Stream) -> Vec<f64> {
     let n2 = (size * size) as u64;
-    plasma_fractal_with(size, decay, |call, e| u.uniform(call * n2 + e as u64) as f64)
+    plasma_fractal_with(size, decay, |call, e| {
+        u.uniform(call * n2 + e as u64) as f64
+    })
 }
 
 /// [`plasma_fractal`] with injected uniforms: `u(call, element)` in [0, 1) for element `element`
 /// (row-major) of the `call`-th `wibbledmean` array; the noise is `−wibble + 2·wibble·u` as numpy's
 /// `uniform(−wibble, wibble)` computes it.
-pub fn plasma_fractal_with(size: usize, decay: f64, mut u: impl FnMut(u64, usize) -> f64) -> Vec<f64> {
+pub fn plasma_fractal_with(
+    size: usize,
+    decay: f64,
+    mut u: impl FnMut(u64, usize) -> f64,
+) -> Vec<f64> {
     assert!(size.is_power_of_two());
     let n = size;
     let mut m = vec![0.0f64; n * n];
@@ -516,50 +541,64 @@ fn elastic(
     if alpha < 0.0 || sigma < 0.0 || aff < 0.0 {
         return perr(c, "alpha, sigma and affine must be ≥ 0");
     }
-    // The reference runs in float32: image = float32(img)/255.
+    let ua = s.child("affine");
+    let au: [f64; 6] = std::array::from_fn(|t| ua.uniform(t as u64) as f64);
+    let (ux, uy) = (s.child("dx"), s.child("dy"));
+    let dxu: Vec<f64> = (0..h * w).map(|i| ux.uniform(i as u64) as f64).collect();
+    let dyu: Vec<f64> = (0..h * w).map(|i| uy.uniform(i as u64) as f64).collect();
+    elastic_with(img, h, w, p, &au, &dxu, &dyu).ok_or_else(|| CorruptError::Param {
+        corruption: c.name(),
+        msg: "degenerate affine transform".into(),
+    })
+}
+
+/// Elastic transform with injected uniforms in [0, 1): `affine_u` for the 3×2 point offsets
+/// (`U(−c₂, c₂) = −c₂ + 2c₂·u`, row-major), `dx_u`, `dy_u` for the two displacement fields
+/// (`U(−1, 1)`). Float32 image; OpenCV-3.4 `warpAffine` (1/32-pixel quantised, BORDER_REFLECT_101);
+/// fields `float32(gaussian(U, σ, mode='reflect', truncate=3)·α)`; scipy `map_coordinates(order=1,
+/// mode='reflect')`; `clip(·, 0, 1)·255` in float32. `None` for a degenerate affine transform.
+pub fn elastic_with(
+    img: &[u8],
+    h: usize,
+    w: usize,
+    p: &[f64],
+    affine_u: &[f64; 6],
+    dx_u: &[f64],
+    dy_u: &[f64],
+) -> Option<Vec<f64>> {
+    let (alpha, sigma, aff) = (p[0], p[1], p[2]);
     let x: Vec<f32> = img.iter().map(|&v| v as f32 / 255.0).collect();
-    // Random affine (reference: centre = shape//2, square = min(shape)//3, points as (x, y)
-    // built from (row, col) pairs; identical for square images), points in float32.
+    // Reference: centre = shape//2, square = min(shape)//3, points as (x, y) built from
+    // (row, col) pairs (identical for square images), in float32.
     let (cy, cx) = ((h / 2) as f32, (w / 2) as f32);
     let sq = (h.min(w) / 3) as f32;
     let pts1 = [[cy + sq, cx + sq], [cy + sq, cx - sq], [cy - sq, cx - sq]];
-    let ua = s.child("affine");
     let mut pts2 = pts1;
     for (k, pt) in pts2.iter_mut().enumerate() {
         for (l, v) in pt.iter_mut().enumerate() {
-            let u = ua.uniform((k * 2 + l) as u64) as f64;
-            *v += (-aff + 2.0 * aff * u) as f32;
+            *v += (-aff + 2.0 * aff * affine_u[k * 2 + l]) as f32;
         }
     }
     let to64 = |p: [[f32; 2]; 3]| p.map(|q| q.map(|v| v as f64));
-    let m = ops::affine_from_points(to64(pts1), to64(pts2)).ok_or_else(|| CorruptError::Param {
-        corruption: c.name(),
-        msg: "degenerate affine transform".into(),
-    })?;
+    let m = ops::affine_from_points(to64(pts1), to64(pts2))?;
     let warped: Vec<f64> = ops::warp_affine_f32(&x, h, w, 3, m)
         .into_iter()
         .map(|v| v as f64)
         .collect();
-    // Displacement fields: gaussian(U(−1, 1), σ, mode reflect, truncate 3)·alpha, as float32.
-    let field = |name: &str| -> Vec<f64> {
-        let u = s.child(name);
-        let raw: Vec<f64> = (0..h * w)
-            .map(|i| -1.0 + 2.0 * u.uniform(i as u64) as f64)
-            .collect();
+    let field = |u: &[f64]| -> Vec<f64> {
+        let raw: Vec<f64> = u.iter().map(|&u| -1.0 + 2.0 * u).collect();
         ops::gaussian_filter_hwc(&raw, h, w, 1, sigma, 3.0, Border::Reflect)
             .into_iter()
             .map(|v| ((v * alpha) as f32) as f64)
             .collect()
     };
-    let dx = field("dx");
-    let dy = field("dy");
-    // map_coordinates(order=1, mode='reflect') on the float32 image: interpolated in double, stored
-    // as float32, then clip(·, 0, 1)·255 in float32.
-    let out = ops::map_coordinates_order1_reflect(&warped, h, w, 3, &dy, &dx)
-        .into_iter()
-        .map(|v| (v.clamp(0.0, 1.0) * 255.0) as f64)
-        .collect();
-    Ok(out)
+    let (dx, dy) = (field(dx_u), field(dy_u));
+    Some(
+        ops::map_coordinates_order1_reflect(&warped, h, w, 3, &dy, &dx)
+            .into_iter()
+            .map(|v| (v.clamp(0.0, 1.0) * 255.0) as f64)
+            .collect(),
+    )
 }
 
 /// JPEG encode at `quality` with the `image` crate and decode again (RGB8).

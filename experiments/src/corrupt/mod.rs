@@ -8,23 +8,27 @@
 //! [`Stream`] indexed by (field, pixel), so results depend only on the seed and the image index,
 //! never on the thread count or on how a dataset is split into batches.
 //!
-//! Fidelity to the reference (see `/work/shared/reference/robustness.md` §4 and the docs of each
-//! variant). Checked bit-for-bit against the reference libraries (fixtures in
-//! `experiments/tests/fixtures/cifar_c_reference.txt`, first 50 CIFAR-10 test images, all five
-//! severities): defocus_blur (OpenCV), zoom_blur (scipy, float32 pipeline), brightness, saturate
-//! (skimage HSV), contrast, pixelate (Pillow BOX), gaussian_blur (skimage/scipy), and the
-//! ImageMagick motion-blur kernel used by motion_blur and snow. Random corruptions follow the
-//! reference's distributions with a different generator (Philox instead of numpy's global
-//! Mersenne Twister), so they equal the released CIFAR-10-C statistically, not bitwise.
-//! Deviations: **frost** uses a procedural texture instead of the reference's photographs (see
-//! [`Corruption::substitute_note`]); **jpeg_compression** uses the `image` crate's codec instead
-//! of libjpeg (4:4:4 instead of 4:2:0 chroma, different DCT and upsampling: about 1.4–6 grey
-//! levels mean difference from PIL's output, the amount of damage within 20 %). The OpenCV parts
-//! of elastic_transform (`warpAffine`, 1/32-pixel quantised as in OpenCV 3.4) and spatter (Canny,
-//! distance transform, histogram equalisation, box filters) and scipy's `map_coordinates` are
-//! checked bit-exact on fixed inputs; only their random draws differ from the reference.
-//! For paper-faithful numbers evaluate on the released CIFAR-10-C files; use this module for
-//! new datasets, sizes and seeds.
+//! Fidelity to the reference (see `/work/shared/reference/robustness.md` §4, the docs of each
+//! variant, and the fixtures in `experiments/tests/fixtures/cifar_c_reference.txt`, which the tests
+//! check byte for byte on CIFAR-10 test images at all five severities):
+//! * deterministic corruptions, identical bytes to `make_cifar_c.py` run with numpy/scipy/
+//!   skimage/Pillow/OpenCV: defocus_blur, zoom_blur, brightness, contrast, pixelate,
+//!   gaussian_blur, saturate;
+//! * random corruptions, identical bytes to the reference when both are given the same draws
+//!   (injected through `kinds::*_with` and `spatter::spatter_with`): fog (plasma fractal),
+//!   glass_blur, snow (with ImageMagick 6.9.11 Q16 motion blur), spatter (OpenCV Canny, distance
+//!   transform, equalizeHist, filters) and elastic_transform (OpenCV 3.4 `warpAffine`, scipy
+//!   `map_coordinates`); the motion-blur kernel itself matches ImageMagick for every angle tried;
+//! * noise corruptions (gaussian, shot, impulse, speckle) follow the same formulas; their
+//!   statistics are tested.
+//!
+//! The draws themselves come from Philox streams, not numpy's global Mersenne Twister, so random
+//! corruptions equal the released CIFAR-10-C in distribution, not bitwise. Deviations: **frost**
+//! uses a procedural texture instead of the reference's photographs (see
+//! [`Corruption::substitute_note`]); **jpeg_compression** uses the `image` crate's codec instead of
+//! libjpeg (4:4:4 instead of 4:2:0 chroma, different DCT: about 1.4–6 grey levels mean difference
+//! from PIL's output, the amount of damage within 20 %). For paper-faithful numbers evaluate on the
+//! released CIFAR-10-C files; use this module for new datasets, sizes and seeds.
 
 mod frost;
 pub mod kinds;
@@ -111,8 +115,9 @@ pub enum Corruption {
     Brightness,
     /// `(x − μ_channel)·c + μ_channel`.
     Contrast,
-    /// Random affine warp (OpenCV-style, 1/32-pixel quantised bilinear) then a gaussian-smoothed
-    /// random displacement field sampled with `map_coordinates(order=1, mode='reflect')`.
+    /// Random affine warp (OpenCV 3.4 `warpAffine`, 1/32-pixel quantised bilinear) then a
+    /// gaussian-smoothed random displacement field sampled with `map_coordinates(order=1,
+    /// mode='reflect')`, in the reference's float32.
     ElasticTransform,
     /// Pillow BOX down- and up-sampling (bit-exact fixed point).
     Pixelate,

@@ -235,33 +235,43 @@ pub(super) fn spatter(
         });
     }
     let n = s.child("liquid");
-    let raw: Vec<f64> = (0..h * w)
-        .map(|i| p[0] + p[1] * n.normal(i as u64) as f64)
-        .collect();
+    let z: Vec<f64> = (0..h * w).map(|i| n.normal(i as u64) as f64).collect();
+    Ok(spatter_with(img, h, w, p, &z))
+}
+
+/// Spatter with an injected standard-normal field `z` (`h·w`, the liquid layer is `p₀ + p₁·z`),
+/// in the reference's precisions: the liquid layer in float64; the water branch in float32 after
+/// the OpenCV chain; the mud branch's smoothed mask in float64 (skimage 0.14 `gaussian` returned
+/// float64) applied to the float32 image by in-place float32 updates.
+pub fn spatter_with(img: &[u8], h: usize, w: usize, p: &[f64], z: &[f64]) -> Vec<f64> {
+    let raw: Vec<f64> = z.iter().map(|&v| p[0] + p[1] * v).collect();
     let mut liquid = ops::gaussian_filter_hwc(&raw, h, w, 1, p[2], 4.0, Border::Nearest);
     for v in liquid.iter_mut() {
         if *v < p[3] {
             *v = 0.0;
         }
     }
-    let x: Vec<f64> = img.iter().map(|&v| v as f64 / 255.0).collect();
+    let x: Vec<f32> = img.iter().map(|&v| v as f32 / 255.0).collect();
     let mut out = vec![0.0; x.len()];
     if p[5] == 0.0 {
         let l8: Vec<u8> = liquid
             .iter()
             .map(|v| (v * 255.0).clamp(0.0, 255.0) as u8)
             .collect();
-        let b: Vec<f64> = water_stages(&l8, h, w)[3]
+        let dist = &water_stages(&l8, h, w)[3];
+        let m: Vec<f32> = l8
             .iter()
-            .map(|&v| v as f64)
+            .zip(dist)
+            .map(|(&l, &d)| l as f32 * d as f32)
             .collect();
-        let m: Vec<f64> = l8.iter().zip(&b).map(|(&l, &d)| l as f64 * d).collect();
-        let mx = m.iter().cloned().fold(0.0, f64::max);
-        let color = [175.0 / 255.0, 238.0 / 255.0, 238.0 / 255.0];
+        let mx = m.iter().cloned().fold(0.0f32, f32::max);
+        let color = [175.0 / 255.0, 238.0 / 255.0, 238.0 / 255.0].map(|v: f64| v as f32);
+        let c4 = p[4] as f32;
         for i in 0..h * w {
-            let mm = if mx > 0.0 { m[i] / mx * p[4] } else { 0.0 };
+            // The reference divides by the maximum (NaN when there is no liquid); 0 here.
+            let mm = if mx > 0.0 { m[i] / mx * c4 } else { 0.0 };
             for ch in 0..3 {
-                out[i * 3 + ch] = (x[i * 3 + ch] + mm * color[ch]).clamp(0.0, 1.0) * 255.0;
+                out[i * 3 + ch] = ((x[i * 3 + ch] + mm * color[ch]).clamp(0.0, 1.0) * 255.0) as f64;
             }
         }
     } else {
@@ -275,13 +285,14 @@ pub(super) fn spatter(
                 *v = 0.0;
             }
         }
-        let color = [63.0 / 255.0, 42.0 / 255.0, 20.0 / 255.0];
+        let color = [63.0 / 255.0, 42.0 / 255.0, 20.0 / 255.0].map(|v: f64| v as f32);
         for i in 0..h * w {
             for ch in 0..3 {
-                out[i * 3 + ch] =
-                    (x[i * 3 + ch] * (1.0 - m[i]) + m[i] * color[ch]).clamp(0.0, 1.0) * 255.0;
+                let col = (color[ch] as f64 * m[i]) as f32;
+                let xv = (x[i * 3 + ch] as f64 * (1.0 - m[i])) as f32;
+                out[i * 3 + ch] = ((xv + col).clamp(0.0, 1.0) * 255.0) as f64;
             }
         }
     }
-    Ok(out)
+    out
 }
