@@ -81,6 +81,12 @@ pub enum Command {
     Settle(crate::cli_ep::SettleArgs),
     /// The quick-start smoke run: data summaries, a short EP training, reload and evaluation.
     Smoke(crate::cli_ep::SmokeArgs),
+    /// Attack a model at several strengths; appends one JSON line per strength to results.jsonl.
+    #[command(after_long_help = DATA_SPEC_HELP)]
+    Attack(crate::cli_rob::AttackArgs),
+    /// Write CIFAR-10-C style corrupted copies of a dataset (official binary layout).
+    #[command(after_long_help = DATA_SPEC_HELP)]
+    Corrupt(crate::cli_rob::CorruptArgs),
 }
 
 /// `epsim data ...`
@@ -183,6 +189,8 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Eval(a) => crate::cli_ep::eval(&a),
         Command::Settle(a) => crate::cli_ep::settle(&a),
         Command::Smoke(a) => crate::cli_ep::smoke(&a, cli.seed),
+        Command::Attack(a) => crate::cli_rob::attack(&a, cli.seed.unwrap_or(0)),
+        Command::Corrupt(a) => crate::cli_rob::corrupt(&a, cli.seed.unwrap_or(0)),
     }
 }
 

@@ -99,13 +99,18 @@ pub fn load_split(spec: &str, default_split: &str) -> Result<Dataset> {
     let parsed =
         DatasetSpec::parse(spec).map_err(|e| anyhow::anyhow!("dataset spec {spec:?}: {e}"))?;
     let sets = parsed.load().with_context(|| format!("loading {spec}"))?;
+    if parsed.split.is_none() && sets.len() == 1 {
+        // A single file or split: that is the data, whatever its split is called.
+        return Ok(sets.into_iter().next().expect("one split"));
+    }
     let want = parsed
         .split
         .clone()
         .unwrap_or_else(|| default_split.to_string());
+    let names: Vec<String> = sets.iter().map(|d| d.split.clone()).collect();
     sets.into_iter()
         .find(|d| d.split == want)
-        .with_context(|| format!("{spec}: no split {want:?}"))
+        .with_context(|| format!("{spec}: no split {want:?} (found: {})", names.join(", ")))
 }
 
 /// Keep the first `n` images of each class in turn until `n` images are taken (class-balanced).

@@ -9,6 +9,7 @@ pub mod attacks;
 pub mod classifier;
 pub mod cli;
 pub mod cli_ep;
+pub mod cli_rob;
 pub mod corrupt;
 pub mod data;
 pub mod ep_run;

@@ -199,3 +199,124 @@ fn malformed_configs_name_the_file_and_field() {
         assert!(e.contains("bad.toml") && e.contains(want), "{e}");
     }
 }
+
+#[test]
+fn attack_and_corrupt_commands_write_their_outputs() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    write_tiny_cifar(&d.join("train.bin"), 64, 1);
+    write_tiny_cifar(&d.join("test.bin"), 32, 2);
+    std::fs::write(
+        d.join("cfg.toml"),
+        tiny_config(&d.join("train.bin"), &d.join("test.bin"), 2),
+    )
+    .unwrap();
+    let run = d.join("run");
+    assert_eq!(
+        epsim(&[
+            "train",
+            "--config",
+            s(&d.join("cfg.toml")),
+            "--out",
+            s(&run)
+        ]),
+        ExitCode::SUCCESS
+    );
+    let ckpt = run.join("checkpoint.safetensors");
+    let res = d.join("results.jsonl");
+    let data = format!("cifar10:{}", d.join("test.bin").display());
+    assert_eq!(
+        epsim(&[
+            "attack",
+            "--model",
+            s(&ckpt),
+            "--data",
+            &data,
+            "--attack",
+            "pgd-linf",
+            "--eps",
+            "0,1/2",
+            "--steps",
+            "10",
+            "--out",
+            s(&res)
+        ]),
+        ExitCode::SUCCESS
+    );
+    let recs: Vec<serde_json::Value> = std::fs::read_to_string(&res)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(recs.len(), 2);
+    // ε = 0 changes nothing; ε = 0.5 in L∞ (half the pixel range) breaks every point.
+    assert_eq!(recs[0]["robust_accuracy"], recs[0]["clean_accuracy"]);
+    assert_eq!(
+        recs[1]["robust_accuracy"].as_f64().unwrap(),
+        0.0,
+        "{}",
+        recs[1]
+    );
+    assert_eq!(recs[1]["eps"].as_f64().unwrap(), 0.5);
+    for key in [
+        "model",
+        "attack",
+        "norm",
+        "seed",
+        "n",
+        "queries",
+        "grads",
+        "wall_s",
+        "commit",
+        "protocol",
+        "substrate",
+    ] {
+        assert!(
+            recs[1].get(key).is_some(),
+            "record lacks {key}: {}",
+            recs[1]
+        );
+    }
+    // Unknown attacks are clear errors.
+    assert_eq!(
+        epsim(&[
+            "attack",
+            "--model",
+            s(&ckpt),
+            "--data",
+            &data,
+            "--attack",
+            "pgd-l3",
+            "--eps",
+            "0.1",
+            "--out",
+            s(&res)
+        ]),
+        ExitCode::FAILURE
+    );
+
+    // corrupt writes official-layout files that load back with the same labels.
+    let out = d.join("cc");
+    assert_eq!(
+        epsim(&[
+            "corrupt",
+            "--data",
+            &data,
+            "--corruption",
+            "brightness",
+            "--severity",
+            "3",
+            "--out",
+            s(&out)
+        ]),
+        ExitCode::SUCCESS
+    );
+    let f = out.join("brightness_s3.bin");
+    let clean = std::fs::read(d.join("test.bin")).unwrap();
+    let corr = std::fs::read(&f).unwrap();
+    assert_eq!(clean.len(), corr.len());
+    assert_ne!(clean, corr);
+    for r in 0..32 {
+        assert_eq!(clean[r * 3073], corr[r * 3073], "label of record {r}");
+    }
+}

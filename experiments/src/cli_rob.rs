@@ -1,0 +1,397 @@
+//! `epsim attack` and `epsim corrupt`: adversarial and natural-corruption evaluations from the
+//! command line, with one JSON Lines record per (attack, strength).
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail, ensure};
+use clap::Args;
+use serde::Serialize;
+
+use crate::attacks::{self, Attack, Norm};
+use crate::classifier::{Classifier, EpClassifier, Normalize};
+use crate::corrupt::Corruption;
+use crate::data::DatasetSpec;
+use crate::ep_run;
+
+/// Arguments of `epsim attack`.
+#[derive(Debug, Args)]
+pub struct AttackArgs {
+    /// Model file (see `epsim eval --help`).
+    #[arg(long, value_name = "SAFETENSORS")]
+    pub model: PathBuf,
+    /// Model spec (TOML or JSON) for files without one.
+    #[arg(long, value_name = "FILE")]
+    pub spec: Option<PathBuf>,
+    /// Dataset spec; without a split the test split is used.
+    #[arg(long, value_name = "SPEC")]
+    pub data: String,
+    /// Attack: pgd-linf, pgd-l2, apgd-ce-linf, apgd-ce-l2, apgd-t-linf, apgd-t-l2, square-linf,
+    /// square-l2, cw-l2, deepfool-l2, deepfool-linf, autoattack-linf, autoattack-l2,
+    /// autoattack-rand-linf, autoattack-rand-l2.
+    #[arg(long)]
+    pub attack: String,
+    /// Strengths, comma-separated; fractions allowed (8/255). ε in pixel units ([0, 1] images); for
+    /// cw-l2 these are the fixed constants c.
+    #[arg(long, value_delimiter = ',', required = true)]
+    pub eps: Vec<String>,
+    /// Iterations (PGD/APGD/C&W/DeepFool) or queries (Square); default: the attack's own.
+    #[arg(long)]
+    pub steps: Option<usize>,
+    /// Restarts (PGD).
+    #[arg(long, default_value_t = 1)]
+    pub restarts: usize,
+    /// Free-phase steps for predictions (default: the model's T1).
+    #[arg(long, value_name = "T")]
+    pub t_predict: Option<usize>,
+    /// Free-phase steps the gradient is taken through (default: = T_predict, the honest choice).
+    #[arg(long, value_name = "T")]
+    pub t_attack: Option<usize>,
+    /// Attack only the first N images (class-balanced).
+    #[arg(long, value_name = "N")]
+    pub subset: Option<usize>,
+    /// Batch size.
+    #[arg(long, default_value_t = 100)]
+    pub batch_size: usize,
+    /// Results file (JSON Lines, appended).
+    #[arg(long, default_value = "results.jsonl")]
+    pub out: PathBuf,
+}
+
+/// One result record.
+#[derive(Debug, Serialize)]
+pub struct AttackRecord {
+    /// Model file.
+    pub model: String,
+    /// Substrate the model ran on.
+    pub substrate: String,
+    /// Evaluation protocol.
+    pub protocol: String,
+    /// Attack name with its settings.
+    pub attack: String,
+    /// Threat model.
+    pub norm: String,
+    /// Strength (ε, or c for fixed-c C&W).
+    pub eps: f64,
+    /// The strength as given.
+    pub eps_text: String,
+    /// Iterations or queries.
+    pub steps: Option<usize>,
+    /// Free-phase steps for predictions / gradients.
+    pub t_predict: usize,
+    /// Free-phase steps of the gradient.
+    pub t_attack: usize,
+    /// Master seed.
+    pub seed: u64,
+    /// Dataset spec.
+    pub data: String,
+    /// Images attacked.
+    pub n: usize,
+    /// Clean accuracy on them.
+    pub clean_accuracy: f64,
+    /// Accuracy under attack.
+    pub robust_accuracy: f64,
+    /// Images through the model (forward queries).
+    pub queries: u64,
+    /// Images through the gradient.
+    pub grads: u64,
+    /// Wall time (s).
+    pub wall_s: f64,
+    /// Git commit of the code.
+    pub commit: String,
+}
+
+/// Parse "0.03", "8/255".
+pub fn parse_strength(s: &str) -> Result<f64> {
+    let t = s.trim();
+    let v = match t.split_once('/') {
+        Some((a, b)) => {
+            let (a, b): (f64, f64) = (a.trim().parse()?, b.trim().parse()?);
+            ensure!(b != 0.0, "division by zero in {t:?}");
+            a / b
+        }
+        None => t.parse().with_context(|| format!("not a number: {t:?}"))?,
+    };
+    ensure!(
+        v.is_finite() && v >= 0.0,
+        "strength {t:?} must be finite and ≥ 0"
+    );
+    Ok(v)
+}
+
+/// The commit of the working tree, or "unknown".
+pub fn git_commit() -> String {
+    std::process::Command::new("git")
+        .args(["rev-parse", "--short=12", "HEAD"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_else(|| "unknown".into())
+}
+
+fn build_attack(
+    name: &str,
+    eps: f32,
+    steps: Option<usize>,
+    restarts: usize,
+) -> Result<Box<dyn Attack>> {
+    let (base, norm) = match name.rsplit_once('-') {
+        Some((b, n)) if matches!(n, "linf" | "l2") => (b, n.parse::<Norm>()?),
+        _ => bail!("attack {name:?}: expected <kind>-<linf|l2>, e.g. pgd-linf (see --help)"),
+    };
+    Ok(match base {
+        "pgd" => {
+            let mut a = attacks::Pgd::new(norm, eps);
+            if let Some(s) = steps {
+                a.iters = s;
+            }
+            a.restarts = restarts;
+            Box::new(a)
+        }
+        "apgd-ce" => {
+            let mut a = attacks::Apgd::new(norm, eps, attacks::ApgdLoss::Ce);
+            if let Some(s) = steps {
+                a.n_iter = s;
+            }
+            Box::new(a)
+        }
+        "apgd-t" => {
+            let mut a = attacks::ApgdT::new(norm, eps);
+            if let Some(s) = steps {
+                a.n_iter = s;
+            }
+            Box::new(a)
+        }
+        "square" => {
+            let mut a = attacks::Square::new(norm, eps);
+            if let Some(s) = steps {
+                a.n_queries = s;
+            }
+            Box::new(a)
+        }
+        "cw" => {
+            ensure!(norm == Norm::L2, "C&W is an L2 attack: use cw-l2");
+            Box::new(attacks::CarliniWagnerL2::fixed_c(
+                eps,
+                steps.unwrap_or(1000),
+            ))
+        }
+        "deepfool" => {
+            let mut a = attacks::DeepFool::new(norm);
+            a.eps = Some(eps);
+            if let Some(s) = steps {
+                a.max_iter = s;
+            }
+            Box::new(a)
+        }
+        other => bail!("unknown attack {other:?} (see epsim attack --help)"),
+    })
+}
+
+/// `epsim attack`.
+pub fn attack(a: &AttackArgs, seed: u64) -> Result<()> {
+    let net = ep_run::load_model(&a.model, a.spec.as_deref())?;
+    let spec =
+        DatasetSpec::parse(&a.data).map_err(|e| anyhow::anyhow!("--data {:?}: {e}", a.data))?;
+    let mut d = ep_run::load_split(&a.data, spec.split.as_deref().unwrap_or("test"))?;
+    if let Some(n) = a.subset {
+        d = ep_run::balanced_subset(&d, n);
+    }
+    ensure!(
+        d.image_shape() == net.spec.input,
+        "the model expects {:?} inputs, {} has {:?}",
+        net.spec.input,
+        a.data,
+        d.image_shape()
+    );
+    let norm = match &net.spec.input_norm {
+        Some(n) => Normalize {
+            mean: n.mean.clone(),
+            std: n.std.clone(),
+        },
+        None => Normalize {
+            mean: vec![0.0; d.shape[1]],
+            std: vec![1.0; d.shape[1]],
+        },
+    };
+    let t_predict = a.t_predict.unwrap_or(net.spec.t1);
+    let t_attack = a.t_attack.unwrap_or(t_predict);
+    ensure!(
+        t_predict >= 1 && t_attack >= 1,
+        "free-phase steps must be ≥ 1"
+    );
+    let clf = EpClassifier {
+        net,
+        norm,
+        t_predict,
+        t_attack,
+    };
+    let strengths: Vec<(String, f64)> = a
+        .eps
+        .iter()
+        .map(|s| parse_strength(s).map(|v| (s.clone(), v)))
+        .collect::<Result<_>>()?;
+    let is_aa = a.attack.starts_with("autoattack");
+    let commit = git_commit();
+    let mut out = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&a.out)
+        .with_context(|| format!("opening {}", a.out.display()))?;
+    // Pixel-space batches (the classifier normalizes inside).
+    let loader = crate::data::Loader::new(&d, a.batch_size, sim::Stream::new(seed, "attack.data"));
+    println!(
+        "{:<28} {:>10} {:>8} {:>8} {:>10}",
+        "attack", "eps", "clean", "robust", "time (s)"
+    );
+    for (text, eps) in strengths {
+        let t0 = Instant::now();
+        let (mut clean, mut robust, mut queries, mut grads, mut name) =
+            (0usize, 0usize, 0u64, 0u64, String::new());
+        let pb = crate::data::progress(
+            loader.num_batches() as u64,
+            &format!("{} ε={text}", a.attack),
+        );
+        for b in loader.epoch(0) {
+            let ids: Vec<u64> = b.indices.iter().map(|&i| i as u64).collect();
+            if is_aa {
+                let (_, nm) = a.attack.rsplit_once('-').context("autoattack-<linf|l2>")?;
+                let nrm: Norm = nm.parse()?;
+                let aa = if a.attack.starts_with("autoattack-rand") {
+                    attacks::AutoAttack::rand(nrm, eps as f32)
+                } else {
+                    attacks::AutoAttack::standard(nrm, eps as f32)
+                };
+                let counted = crate::classifier::Counted::new(&clf);
+                let r = aa.evaluate(&counted, &b.x, &b.y, &ids, seed)?;
+                clean += r.clean_correct.iter().filter(|&&c| c).count();
+                robust += r.robust.iter().filter(|&&c| c).count();
+                queries += counted.queries.load(std::sync::atomic::Ordering::Relaxed);
+                grads += counted.grads.load(std::sync::atomic::Ordering::Relaxed);
+                name = format!("autoattack-{:?}", aa.version).to_lowercase();
+            } else {
+                let atk = build_attack(&a.attack, eps as f32, a.steps, a.restarts)?;
+                name = atk.name();
+                let pred = ep::train::argmax_rows(&clf.logits(&b.x)?);
+                let ok: Vec<bool> = pred.iter().zip(&b.y).map(|(p, l)| p == l).collect();
+                let r = atk.run_indexed(&clf, &b.x, &b.y, &ids, seed)?;
+                clean += ok.iter().filter(|&&c| c).count();
+                // Robust: correct on the clean image and not fooled by the attack.
+                robust += ok
+                    .iter()
+                    .zip(&r.success)
+                    .filter(|&(&c, &s)| c && !s)
+                    .count();
+                queries += r.queries;
+                grads += r.grads;
+            }
+            pb.inc(1);
+        }
+        pb.finish_and_clear();
+        let n = d.len();
+        let rec = AttackRecord {
+            model: a.model.display().to_string(),
+            substrate: "digital".into(),
+            protocol: "standard".into(),
+            attack: name,
+            norm: a
+                .attack
+                .rsplit_once('-')
+                .map(|(_, n)| n.to_string())
+                .unwrap_or_default(),
+            eps,
+            eps_text: text.clone(),
+            steps: a.steps,
+            t_predict,
+            t_attack,
+            seed,
+            data: a.data.clone(),
+            n,
+            clean_accuracy: clean as f64 / n.max(1) as f64,
+            robust_accuracy: robust as f64 / n.max(1) as f64,
+            queries,
+            grads,
+            wall_s: t0.elapsed().as_secs_f64(),
+            commit: commit.clone(),
+        };
+        println!(
+            "{:<28} {:>10} {:>8.4} {:>8.4} {:>10.1}",
+            a.attack, text, rec.clean_accuracy, rec.robust_accuracy, rec.wall_s
+        );
+        writeln!(out, "{}", serde_json::to_string(&rec)?)
+            .with_context(|| format!("writing {}", a.out.display()))?;
+    }
+    println!("results appended to {}", a.out.display());
+    Ok(())
+}
+
+/// Arguments of `epsim corrupt`.
+#[derive(Debug, Args)]
+pub struct CorruptArgs {
+    /// Dataset spec of 3x32x32 images (e.g. CIFAR-10 test); without a split the test split.
+    #[arg(long, value_name = "SPEC")]
+    pub data: String,
+    /// Corruption names, comma-separated, or "all" (the 15 CIFAR-10-C ones + 4 extras).
+    #[arg(long, value_delimiter = ',', default_value = "all")]
+    pub corruption: Vec<String>,
+    /// Severities 1..=5, comma-separated (default: all five).
+    #[arg(long, value_delimiter = ',')]
+    pub severity: Vec<u32>,
+    /// Output directory: one `<corruption>_s<severity>.bin` per pair in the official CIFAR-10
+    /// binary layout (readable as `cifar10:<file>`).
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+}
+
+/// `epsim corrupt`.
+pub fn corrupt(a: &CorruptArgs, seed: u64) -> Result<()> {
+    let spec =
+        DatasetSpec::parse(&a.data).map_err(|e| anyhow::anyhow!("--data {:?}: {e}", a.data))?;
+    let d = ep_run::load_split(&a.data, spec.split.as_deref().unwrap_or("test"))?;
+    ensure!(
+        d.image_shape() == [3, 32, 32],
+        "{}: epsim corrupt writes the CIFAR binary layout and needs 3x32x32 images, got {:?}",
+        a.data,
+        d.image_shape()
+    );
+    ensure!(d.classes.len() <= 256, "labels must fit a byte");
+    let kinds: Vec<Corruption> = if a.corruption.iter().any(|c| c == "all") {
+        Corruption::all().to_vec()
+    } else {
+        a.corruption
+            .iter()
+            .map(|c| Corruption::from_name(c).map_err(|e| anyhow::anyhow!("{e}")))
+            .collect::<Result<_>>()?
+    };
+    let sevs: Vec<u32> = if a.severity.is_empty() {
+        (1..=5).collect()
+    } else {
+        a.severity.clone()
+    };
+    std::fs::create_dir_all(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
+    let labels: Vec<u8> = d.labels.iter().map(|&l| l as u8).collect();
+    let pb = crate::data::progress((kinds.len() * sevs.len()) as u64, "corrupt");
+    for c in &kinds {
+        if let Some(note) = c.substitute_note() {
+            println!("note: {note}");
+        }
+        for &s in &sevs {
+            let imgs = crate::corrupt::corrupt_dataset(&d.images, &labels, *c, s, seed)
+                .map_err(|e| anyhow::anyhow!("{} severity {s}: {e}", c.name()))?;
+            let path = a.out.join(format!("{}_s{s}.bin", c.name()));
+            crate::corrupt::write_cifar_binary(&path, &labels, &imgs)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+            pb.inc(1);
+        }
+    }
+    pb.finish_and_clear();
+    println!(
+        "wrote {} files ({} images each) to {}",
+        kinds.len() * sevs.len(),
+        d.len(),
+        a.out.display()
+    );
+    Ok(())
+}
