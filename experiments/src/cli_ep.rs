@@ -28,7 +28,8 @@ pub struct TrainArgs {
     /// Override [train] epochs.
     #[arg(long)]
     pub epochs: Option<usize>,
-    /// Override [train] max_batches (batches per epoch), e.g. to prove a big config runs.
+    /// Override [train] max_batches: batches per epoch, and test batches per evaluation; e.g. to
+    /// prove that a big config runs.
     #[arg(long)]
     pub max_batches: Option<usize>,
 }

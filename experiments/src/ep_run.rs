@@ -437,7 +437,16 @@ pub fn train(cfg: &TrainConfig, opts: &TrainOptions) -> Result<Vec<EpochLog>> {
         pb.finish_and_clear();
         let train_time = t0.elapsed().as_secs_f64();
         let t1 = Instant::now();
-        let (test_acc, _) = evaluate(&be, &net, &test_set, &norm, eval_bs, cfg.model.t1, false)?;
+        // With a batch cap (smoke runs of big configs) the evaluation is capped the same way.
+        let capped;
+        let eval_set = match cfg.train.max_batches {
+            Some(m) if m * eval_bs < test_set.len() => {
+                capped = balanced_subset(&test_set, m * eval_bs);
+                &capped
+            }
+            _ => &test_set,
+        };
+        let (test_acc, _) = evaluate(&be, &net, eval_set, &norm, eval_bs, cfg.model.t1, false)?;
         let log = EpochLog {
             epoch: epoch + 1,
             lrs,

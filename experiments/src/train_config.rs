@@ -96,7 +96,8 @@ pub struct LoopConfig {
     /// Batch size for evaluation (default: the training batch size).
     #[serde(default)]
     pub eval_batch_size: Option<usize>,
-    /// Stop each epoch after this many batches (smoke runs of big configs).
+    /// Stop each epoch after this many batches, and evaluate on this many test batches (smoke runs
+    /// of big configs).
     #[serde(default)]
     pub max_batches: Option<usize>,
 }
