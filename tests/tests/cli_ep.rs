@@ -16,15 +16,13 @@ fn s(p: &Path) -> &str {
     p.to_str().unwrap()
 }
 
-#[test]
-fn train_eval_settle_and_state_dict() {
-    let dir = tempfile::tempdir().unwrap();
-    let d = dir.path();
+/// Tiny data + a config in `d`, trained for `epochs` through the CLI; returns the checkpoint.
+fn trained_tiny(d: &Path, epochs: usize) -> std::path::PathBuf {
     write_tiny_cifar(&d.join("train.bin"), 64, 1);
     write_tiny_cifar(&d.join("test.bin"), 32, 2);
     std::fs::write(
         d.join("cfg.toml"),
-        tiny_config(&d.join("train.bin"), &d.join("test.bin"), 1),
+        tiny_config(&d.join("train.bin"), &d.join("test.bin"), epochs),
     )
     .unwrap();
     let run = d.join("run");
@@ -40,6 +38,14 @@ fn train_eval_settle_and_state_dict() {
     );
     let ckpt = run.join("checkpoint.safetensors");
     assert!(ckpt.exists());
+    ckpt
+}
+
+#[test]
+fn train_eval_settle_and_state_dict() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let ckpt = trained_tiny(d, 1);
 
     // eval --per-step writes a PNG plot.
     let plot = d.join("per_step.png");
@@ -204,25 +210,7 @@ fn malformed_configs_name_the_file_and_field() {
 fn attack_and_corrupt_commands_write_their_outputs() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    write_tiny_cifar(&d.join("train.bin"), 64, 1);
-    write_tiny_cifar(&d.join("test.bin"), 32, 2);
-    std::fs::write(
-        d.join("cfg.toml"),
-        tiny_config(&d.join("train.bin"), &d.join("test.bin"), 2),
-    )
-    .unwrap();
-    let run = d.join("run");
-    assert_eq!(
-        epsim(&[
-            "train",
-            "--config",
-            s(&d.join("cfg.toml")),
-            "--out",
-            s(&run)
-        ]),
-        ExitCode::SUCCESS
-    );
-    let ckpt = run.join("checkpoint.safetensors");
+    let ckpt = trained_tiny(d, 2);
     let res = d.join("results.jsonl");
     let data = format!("cifar10:{}", d.join("test.bin").display());
     assert_eq!(
