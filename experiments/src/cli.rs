@@ -157,10 +157,19 @@ pub fn init_logging(verbose: u8, quiet: bool) {
 /// Build the global rayon pool with `threads` workers (all cores if `None` or 0).
 pub fn init_threads(threads: Option<usize>) -> Result<()> {
     let n = threads.unwrap_or(0);
-    rayon::ThreadPoolBuilder::new()
+    if let Err(e) = rayon::ThreadPoolBuilder::new()
         .num_threads(n)
         .build_global()
-        .context("cannot build the thread pool")?;
+    {
+        // A second command in the same process (tests, embedding) finds the pool built: fine
+        // unless it asks for a different size.
+        if n != 0 && rayon::current_num_threads() != n {
+            return Err(anyhow::Error::new(e).context(format!(
+                "cannot build the thread pool with {n} threads (it already has {})",
+                rayon::current_num_threads()
+            )));
+        }
+    }
     tracing::debug!(threads = rayon::current_num_threads(), "thread pool ready");
     Ok(())
 }

@@ -264,3 +264,23 @@ fn bad_baseline_configs_are_clear_errors() {
     ));
     assert!(e.contains("exactly one learning rate"), "{e}");
 }
+
+#[test]
+fn every_shipped_config_parses() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs");
+    let mut kinds = Vec::new();
+    for e in std::fs::read_dir(&dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.extension().is_some_and(|x| x == "toml") {
+            let text = std::fs::read_to_string(&p).unwrap();
+            match AnyConfig::from_toml(&text, &p.display().to_string()) {
+                Ok(AnyConfig::Baseline(c)) => kinds.push(format!("{:?}", c.kind)),
+                Ok(AnyConfig::Ep(_)) => kinds.push("Ep".into()),
+                Err(e) => panic!("{e:#}"),
+            }
+        }
+    }
+    for k in ["BpCnn", "AdvCnn", "Vit", "Ep"] {
+        assert!(kinds.iter().any(|x| x == k), "no {k} config in {kinds:?}");
+    }
+}
