@@ -196,7 +196,8 @@ fn train_one(cfg: &BaselineConfig, opts: &TrainOptions, out: &Path) -> Result<Ve
     });
     let mut loader = Loader::new(&train_set, cfg.train.batch_size, root.child("data"))
         .shuffle(true)
-        .augment(augment(&cfg.data));
+        .augment(augment(&cfg.data))
+        .randaugment(cfg.data.randaugment);
     if adv.is_none() {
         loader = loader
             .normalize(norm.clone())

@@ -403,6 +403,7 @@ pub fn train(cfg: &TrainConfig, opts: &TrainOptions) -> Result<Vec<EpochLog>> {
     let loader = Loader::new(&train_set, cfg.train.batch_size, root.child("data"))
         .shuffle(true)
         .augment(augment(&cfg.data))
+        .randaugment(cfg.data.randaugment)
         .normalize(norm.clone())
         .map_err(|e| anyhow::anyhow!("[data] normalization: {e}"))?;
     let sign_stream = root.child("beta.sign");

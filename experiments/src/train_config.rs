@@ -71,6 +71,9 @@ pub struct DataConfig {
     /// Random horizontal flip with p = 0.5.
     #[serde(default)]
     pub hflip: bool,
+    /// Optional RandAugment-style policy after crop/flip, e.g. `{ n = 2, magnitude = 9 }`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub randaugment: Option<crate::data::RandAugment>,
     /// Use only the first N training images (class-balanced), for quick runs.
     #[serde(default)]
     pub train_subset: Option<usize>,
@@ -165,6 +168,9 @@ impl TrainConfig {
             self.data.std.iter().all(|&s| s > 0.0),
             "[data] std entries must be > 0"
         );
+        if let Some(r) = &self.data.randaugment {
+            r.check().map_err(|e| anyhow::anyhow!("[data] {e}"))?;
+        }
         anyhow::ensure!(
             matches!(self.data.padding_mode.as_str(), "edge" | "zero"),
             "[data] padding_mode must be \"edge\" or \"zero\""
@@ -374,6 +380,9 @@ impl BaselineConfig {
             self.data.std.iter().all(|&s| s > 0.0),
             "[data] std entries must be > 0"
         );
+        if let Some(r) = &self.data.randaugment {
+            r.check().map_err(|e| anyhow::anyhow!("[data] {e}"))?;
+        }
         anyhow::ensure!(
             matches!(self.data.padding_mode.as_str(), "edge" | "zero"),
             "[data] padding_mode must be \"edge\" or \"zero\""

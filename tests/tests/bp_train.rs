@@ -142,7 +142,8 @@ fn bpcnn_interrupted_and_resumed_equals_uninterrupted_bit_for_bit() {
 #[test]
 fn vit_trains_and_reloads() {
     let dir = tempfile::tempdir().unwrap();
-    let d = data(dir.path(), 64, 16);
+    let mut d = data(dir.path(), 64, 16);
+    d.push_str("crop_padding = 2\nhflip = true\nrandaugment = { n = 2, magnitude = 9 }\n");
     let vit = "[vit]\ninput = [3, 32, 32]\nclasses = 10\npatch = 8\ndim = 16\ndepth = 1\nheads = 2\nmlp_dim = 32\n";
     let adam = "[optim]\nalgorithm = { kind = \"adam\" }\nlrs = [0.003]\n";
     let c = cfg("vit", &d, vit, adam, 2);
