@@ -72,7 +72,7 @@ impl BpCnnSpec {
                 ),
             ));
         }
-        if !(self.bn_eps > 0.0) || !(0.0..=1.0).contains(&self.bn_momentum) {
+        if self.bn_eps.is_nan() || self.bn_eps <= 0.0 || !(0.0..=1.0).contains(&self.bn_momentum) {
             return Err(Error::param(
                 "bp_cnn",
                 format!(
@@ -165,6 +165,7 @@ impl BpCnnSpec {
     /// Forward pass on `t` from normalized input `x` `[N, C, H, W]` with parameter vars `p` (in the
     /// order of [`shapes`](Self::shapes)). `train`: batch statistics (returned per BN layer as
     /// (mean, biased var)); else the running statistics `bufs` (in buffer order).
+    #[allow(clippy::type_complexity)]
     pub fn forward<B: Backend>(
         &self,
         t: &Tape<'_, B>,

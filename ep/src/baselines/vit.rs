@@ -61,13 +61,17 @@ impl VitSpec {
                 self.patch
             ));
         }
-        if self.dim == 0 || self.heads == 0 || self.dim % self.heads != 0 || self.mlp_dim == 0 {
+        if self.dim == 0
+            || self.heads == 0
+            || !self.dim.is_multiple_of(self.heads)
+            || self.mlp_dim == 0
+        {
             return bad(format!(
                 "dim {} must be a positive multiple of heads {} and mlp_dim {} positive",
                 self.dim, self.heads, self.mlp_dim
             ));
         }
-        if !(self.ln_eps > 0.0) {
+        if self.ln_eps.is_nan() || self.ln_eps <= 0.0 {
             return bad(format!("ln_eps must be > 0, got {}", self.ln_eps));
         }
         let (d, m, p) = (self.dim, self.mlp_dim, self.patch);

@@ -82,19 +82,17 @@ pub fn apply_op(img: &mut [u8], [c, h, w]: [usize; 3], op: u64, m: f32, sign: f3
                 .for_each(|v| *v = clamp_u8(mean + (*v as f32 - mean) * f));
         }
         // color (saturation): blend with the per-pixel grey, 3 channels only
-        4 => {
-            if c == 3 {
-                let f = 1.0 + sign * 0.9 * m;
-                for p in 0..plane {
-                    let (r, g, b) = (
-                        img[p] as f32,
-                        img[plane + p] as f32,
-                        img[2 * plane + p] as f32,
-                    );
-                    let grey = 0.299 * r + 0.587 * g + 0.114 * b;
-                    for (ch, v) in [r, g, b].into_iter().enumerate() {
-                        img[ch * plane + p] = clamp_u8(grey + (v - grey) * f);
-                    }
+        4 if c == 3 => {
+            let f = 1.0 + sign * 0.9 * m;
+            for p in 0..plane {
+                let (r, g, b) = (
+                    img[p] as f32,
+                    img[plane + p] as f32,
+                    img[2 * plane + p] as f32,
+                );
+                let grey = 0.299 * r + 0.587 * g + 0.114 * b;
+                for (ch, v) in [r, g, b].into_iter().enumerate() {
+                    img[ch * plane + p] = clamp_u8(grey + (v - grey) * f);
                 }
             }
         }
