@@ -6,6 +6,7 @@
 //!
 //! Dependencies: `sim`, `devices`. A model never knows about files or the CLI.
 
+pub mod baselines;
 pub mod bptt;
 pub mod checkpoint;
 pub mod model;

@@ -170,3 +170,67 @@ impl Classifier for EpClassifier {
         Ok((b.logits, self.norm.backward(&b.dx)))
     }
 }
+
+/// A backprop baseline (BP-CNN, AdvCNN, ViT) as a classifier: evaluation mode (batch norm with
+/// running statistics), normalization inside, input gradients by the tape.
+pub struct BaselineClassifier<'a> {
+    /// The model (borrowed during training, owned when loaded from a file).
+    pub model: std::borrow::Cow<'a, ep::baselines::Baseline>,
+    /// Normalization applied inside the model.
+    pub norm: Normalize,
+}
+
+impl<'a> BaselineClassifier<'a> {
+    /// Wrap a model; the normalization comes from its spec (identity when it has none).
+    pub fn new(model: std::borrow::Cow<'a, ep::baselines::Baseline>) -> Self {
+        let c = model.spec.input()[0];
+        let norm = match &model.spec.input_norm {
+            Some(n) => Normalize {
+                mean: n.mean.clone(),
+                std: n.std.clone(),
+            },
+            None => Normalize {
+                mean: vec![0.0; c],
+                std: vec![1.0; c],
+            },
+        };
+        BaselineClassifier { model, norm }
+    }
+}
+
+impl Classifier for BaselineClassifier<'_> {
+    fn describe(&self) -> String {
+        match &self.model.spec.adv {
+            Some(a) => format!("{} (PGD-{} ε={})", self.model.spec.kind(), a.norm, a.eps),
+            None => self.model.spec.kind().to_string(),
+        }
+    }
+    fn num_classes(&self) -> usize {
+        self.model.spec.n_classes()
+    }
+    fn input_shape(&self) -> [usize; 3] {
+        self.model.spec.input()
+    }
+    fn logits(&self, x: &Tensor) -> Result<Tensor> {
+        Ok(self.model.logits(&Cpu, &self.norm.forward(x)?)?)
+    }
+    fn loss_grad(&self, x: &Tensor, loss: LossFn<'_>) -> Result<(Tensor, Tensor)> {
+        let xn = self.norm.forward(x)?;
+        let mut err: Option<anyhow::Error> = None;
+        let r = self
+            .model
+            .input_grad(&Cpu, &xn, |logits| match loss(logits) {
+                Ok((_, g)) => Ok(g),
+                Err(e) => {
+                    let msg = e.to_string();
+                    err = Some(e);
+                    Err(sim::Error::Other(msg))
+                }
+            });
+        if let Some(e) = err {
+            return Err(e);
+        }
+        let (logits, dx) = r?;
+        Ok((logits, self.norm.backward(&dx)))
+    }
+}

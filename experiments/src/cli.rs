@@ -167,10 +167,13 @@ pub fn init_threads(threads: Option<usize>) -> Result<()> {
         .num_threads(n)
         .build_global()
     {
-        // The global pool exists already (the CLI run twice in one process, e.g. from tests):
-        // fine unless a different size was asked for.
-        if threads.is_some_and(|t| t != 0 && t != rayon::current_num_threads()) {
-            return Err(e).context("cannot build the thread pool");
+        // A second command in the same process (tests, embedding) finds the pool built: fine
+        // unless it asks for a different size.
+        if n != 0 && rayon::current_num_threads() != n {
+            return Err(anyhow::Error::new(e).context(format!(
+                "cannot build the thread pool with {n} threads (it already has {})",
+                rayon::current_num_threads()
+            )));
         }
     }
     tracing::debug!(threads = rayon::current_num_threads(), "thread pool ready");

@@ -1,6 +1,6 @@
 //! `epsim train`, `epsim eval`, `epsim settle` and `epsim smoke`: the EP commands of the CLI.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail, ensure};
 use clap::Args;
@@ -96,15 +96,11 @@ pub struct SmokeArgs {
     pub out: PathBuf,
 }
 
-fn read_config(path: &Path) -> Result<TrainConfig> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("reading config {}", path.display()))?;
-    TrainConfig::from_toml(&text, &path.display().to_string())
-}
-
 /// `epsim train`.
 pub fn train(a: &TrainArgs, seed: Option<u64>) -> Result<()> {
-    let cfg = read_config(&a.config)?;
+    let text = std::fs::read_to_string(&a.config)
+        .with_context(|| format!("reading config {}", a.config.display()))?;
+    let any = crate::train_config::AnyConfig::from_toml(&text, &a.config.display().to_string())?;
     let opts = TrainOptions {
         out_dir: a.out.clone(),
         resume: a.resume,
@@ -113,7 +109,10 @@ pub fn train(a: &TrainArgs, seed: Option<u64>) -> Result<()> {
         seed,
         stop_after: None,
     };
-    let logs = ep_run::train(&cfg, &opts)?;
+    let logs = match any {
+        crate::train_config::AnyConfig::Ep(cfg) => ep_run::train(&cfg, &opts)?,
+        crate::train_config::AnyConfig::Baseline(cfg) => crate::bp_run::train(&cfg, &opts)?,
+    };
     if let Some(l) = logs.last() {
         println!("final: epoch {} test accuracy {:.4}", l.epoch, l.test_acc);
     }

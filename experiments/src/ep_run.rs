@@ -20,7 +20,7 @@ use ep::train::{argmax_rows, train_batch};
 use sim::{Backend, Cpu, Stream};
 
 use crate::data::{Augment, Dataset, DatasetSpec, Loader, Normalization, PaddingMode};
-use crate::train_config::TrainConfig;
+use crate::train_config::{DataConfig, TrainConfig};
 
 /// Counters stored in a training checkpoint.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -198,24 +198,84 @@ pub fn evaluate<B: Backend>(
     }
 }
 
-fn normalization(cfg: &TrainConfig) -> Result<Normalization> {
-    Normalization::new(cfg.data.mean.clone(), cfg.data.std.clone())
+/// The input normalization of a `[data]` section.
+pub fn normalization(data: &DataConfig) -> Result<Normalization> {
+    Normalization::new(data.mean.clone(), data.std.clone())
         .map_err(|e| anyhow::anyhow!("[data] {e}"))
 }
 
-fn augment(cfg: &TrainConfig) -> Option<Augment> {
-    if cfg.data.crop_padding == 0 && !cfg.data.hflip {
+/// The training augmentation of a `[data]` section (None when it asks for none).
+pub fn augment(data: &DataConfig) -> Option<Augment> {
+    if data.crop_padding == 0 && !data.hflip {
         return None;
     }
     Some(Augment {
-        crop_padding: cfg.data.crop_padding,
-        padding_mode: if cfg.data.padding_mode == "zero" {
+        crop_padding: data.crop_padding,
+        padding_mode: if data.padding_mode == "zero" {
             PaddingMode::Zero
         } else {
             PaddingMode::Edge
         },
-        hflip: cfg.data.hflip,
+        hflip: data.hflip,
     })
+}
+
+/// The train and test sets of a `[data]` section (subsets applied); errors when the images do not
+/// have the model's `input` shape.
+pub fn load_data(data: &DataConfig, input: [usize; 3]) -> Result<(Dataset, Dataset)> {
+    let mut train_set = load_split(&data.train, "train")?;
+    let mut test_set = load_split(&data.test, "test")?;
+    if let Some(n) = data.train_subset {
+        train_set = balanced_subset(&train_set, n);
+    }
+    if let Some(n) = data.test_subset {
+        test_set = balanced_subset(&test_set, n);
+    }
+    if train_set.image_shape() != input {
+        bail!(
+            "the model expects inputs {input:?} but {} has images {:?}",
+            data.train,
+            train_set.image_shape()
+        );
+    }
+    Ok((train_set, test_set))
+}
+
+/// Add an optimizer's buffers to a checkpoint (`optimizer.{j}.buf1|buf2`).
+pub fn push_optimizer(f: &mut TensorFile, opt: &Optimizer) {
+    for (j, (b1, b2)) in opt.buf1.iter().zip(&opt.buf2).enumerate() {
+        if let Some(t) = b1 {
+            f.tensors.push((format!("optimizer.{j}.buf1"), t.clone()));
+        }
+        if let Some(t) = b2 {
+            f.tensors.push((format!("optimizer.{j}.buf2"), t.clone()));
+        }
+    }
+}
+
+/// Restore an optimizer's buffers and step count from a checkpoint.
+pub fn restore_optimizer(f: &TensorFile, opt: &mut Optimizer, steps: u64) {
+    for j in 0..opt.buf1.len() {
+        opt.buf1[j] = f.get(&format!("optimizer.{j}.buf1")).cloned();
+        opt.buf2[j] = f.get(&format!("optimizer.{j}.buf2")).cloned();
+    }
+    opt.steps = steps;
+}
+
+/// The lines of `log.jsonl` up to epoch `epochs_done` (the log stays consistent with the
+/// checkpoint a run resumes from).
+pub fn retained_log_lines(log_path: &Path, epochs_done: usize) -> Vec<String> {
+    let mut log_lines: Vec<String> = std::fs::read_to_string(log_path)
+        .unwrap_or_default()
+        .lines()
+        .map(String::from)
+        .collect();
+    log_lines.retain(|l| {
+        serde_json::from_str::<EpochLog>(l)
+            .map(|e| e.epoch <= epochs_done)
+            .unwrap_or(false)
+    });
+    log_lines
 }
 
 /// Save a training checkpoint (model + optimizer + counters) atomically.
@@ -228,14 +288,7 @@ pub fn save_checkpoint(
     let be = Cpu;
     let (ws, bs) = net.to_host(&be)?;
     let mut f = model_to_file(&net.spec, &ws, &bs)?;
-    for (j, (b1, b2)) in opt.buf1.iter().zip(&opt.buf2).enumerate() {
-        if let Some(t) = b1 {
-            f.tensors.push((format!("optimizer.{j}.buf1"), t.clone()));
-        }
-        if let Some(t) = b2 {
-            f.tensors.push((format!("optimizer.{j}.buf2"), t.clone()));
-        }
-    }
+    push_optimizer(&mut f, opt);
     f.metadata
         .insert(TRAIN_KEY.into(), serde_json::to_string(state)?);
     write_atomic(path, &f.to_bytes()?)
@@ -290,23 +343,8 @@ pub fn train(cfg: &TrainConfig, opts: &TrainOptions) -> Result<Vec<EpochLog>> {
     let ckpt = out.join("checkpoint.safetensors");
     let log_path = out.join("log.jsonl");
 
-    let mut train_set = load_split(&cfg.data.train, "train")?;
-    let mut test_set = load_split(&cfg.data.test, "test")?;
-    if let Some(n) = cfg.data.train_subset {
-        train_set = balanced_subset(&train_set, n);
-    }
-    if let Some(n) = cfg.data.test_subset {
-        test_set = balanced_subset(&test_set, n);
-    }
-    if train_set.image_shape() != cfg.model.input {
-        bail!(
-            "the model expects inputs {:?} but {} has images {:?}",
-            cfg.model.input,
-            cfg.data.train,
-            train_set.image_shape()
-        );
-    }
-    let norm = normalization(&cfg)?;
+    let (train_set, test_set) = load_data(&cfg.data, cfg.model.input)?;
+    let norm = normalization(&cfg.data)?;
     let root = Stream::new(cfg.seed, "epsim.train");
 
     let (mut net, mut opt, mut state) = if ckpt.exists() {
@@ -342,11 +380,7 @@ pub fn train(cfg: &TrainConfig, opts: &TrainOptions) -> Result<Vec<EpochLog>> {
             cfg.wds(),
             2,
         )?;
-        for j in 0..opt.buf1.len() {
-            opt.buf1[j] = f.get(&format!("optimizer.{j}.buf1")).cloned();
-            opt.buf2[j] = f.get(&format!("optimizer.{j}.buf2")).cloned();
-        }
-        opt.steps = st.optimizer_steps;
+        restore_optimizer(&f, &mut opt, st.optimizer_steps);
         tracing::info!("resuming {} after epoch {}", cfg.name, st.epochs_done);
         (net, opt, st)
     } else {
@@ -369,20 +403,12 @@ pub fn train(cfg: &TrainConfig, opts: &TrainOptions) -> Result<Vec<EpochLog>> {
         )
     };
     // Keep the log consistent with the checkpoint: drop lines of epochs after it.
-    let mut log_lines: Vec<String> = std::fs::read_to_string(&log_path)
-        .unwrap_or_default()
-        .lines()
-        .map(String::from)
-        .collect();
-    log_lines.retain(|l| {
-        serde_json::from_str::<EpochLog>(l)
-            .map(|e| e.epoch <= state.epochs_done)
-            .unwrap_or(false)
-    });
+    let mut log_lines = retained_log_lines(&log_path, state.epochs_done);
 
     let loader = Loader::new(&train_set, cfg.train.batch_size, root.child("data"))
         .shuffle(true)
-        .augment(augment(&cfg))
+        .augment(augment(&cfg.data))
+        .randaugment(cfg.data.randaugment)
         .normalize(norm.clone())
         .map_err(|e| anyhow::anyhow!("[data] normalization: {e}"))?;
     let sign_stream = root.child("beta.sign");

@@ -6,6 +6,7 @@
 //!
 //! Dependencies: every crate below it (`sim`, `devices`, `ep`, `host-gpu`).
 pub mod attacks;
+pub mod bp_run;
 pub mod classifier;
 pub mod cli;
 pub mod cli_ep;

@@ -8,10 +8,28 @@ use ep::ModelSpec;
 use ep::optim::{OptimKind, Schedule};
 use ep::train::EpConfig;
 
+/// What `epsim train` trains (top-level `kind` of a config; default `"ep"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ModelKind {
+    /// An EP network ([`TrainConfig`]).
+    #[default]
+    Ep,
+    /// BP-CNN with batch norm ([`BaselineConfig`] with `[model]`).
+    BpCnn,
+    /// BP-CNN trained by PGD adversarial training ([`BaselineConfig`] with `[model]` and `[adv]`).
+    AdvCnn,
+    /// Vision Transformer ([`BaselineConfig`] with `[vit]`).
+    Vit,
+}
+
 /// A whole training run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TrainConfig {
+    /// Always `"ep"` here (the default); other kinds are [`BaselineConfig`]s.
+    #[serde(default)]
+    pub kind: ModelKind,
     /// Run name: outputs go to `runs/<name>/`.
     pub name: String,
     /// Master seed (overridden by `--seed` when given).
@@ -53,6 +71,9 @@ pub struct DataConfig {
     /// Random horizontal flip with p = 0.5.
     #[serde(default)]
     pub hflip: bool,
+    /// Optional RandAugment-style policy after crop/flip, e.g. `{ n = 2, magnitude = 9 }`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub randaugment: Option<crate::data::RandAugment>,
     /// Use only the first N training images (class-balanced), for quick runs.
     #[serde(default)]
     pub train_subset: Option<usize>,
@@ -114,6 +135,11 @@ impl TrainConfig {
 
     /// Cross-field checks.
     pub fn validate(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            self.kind == ModelKind::Ep,
+            "kind = {:?} is a baseline config, not an EP config",
+            self.kind
+        );
         self.model
             .geometry()
             .map_err(|e| anyhow::anyhow!("[model] {e}"))?;
@@ -143,6 +169,9 @@ impl TrainConfig {
             self.data.std.iter().all(|&s| s > 0.0),
             "[data] std entries must be > 0"
         );
+        if let Some(r) = &self.data.randaugment {
+            r.check().map_err(|e| anyhow::anyhow!("[data] {e}"))?;
+        }
         anyhow::ensure!(
             matches!(self.data.padding_mode.as_str(), "edge" | "zero"),
             "[data] padding_mode must be \"edge\" or \"zero\""
@@ -162,5 +191,212 @@ impl TrainConfig {
         } else {
             self.optim.wds.clone()
         }
+    }
+}
+
+/// Any training config, by its top-level `kind`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AnyConfig {
+    /// `kind = "ep"` (or no kind).
+    Ep(TrainConfig),
+    /// `kind = "bp_cnn" | "adv_cnn" | "vit"`.
+    Baseline(BaselineConfig),
+}
+
+impl AnyConfig {
+    /// Parse a config of any kind; `origin` names the file in errors.
+    pub fn from_toml(text: &str, origin: &str) -> anyhow::Result<Self> {
+        let v: toml::Table =
+            toml::from_str(text).map_err(|e| anyhow::anyhow!("{origin}: invalid config: {e}"))?;
+        let kind = match v.get("kind") {
+            None => ModelKind::Ep,
+            Some(k) => k.clone().try_into().map_err(|e| {
+                anyhow::anyhow!(
+                    "{origin}: kind must be \"ep\", \"bp_cnn\", \"adv_cnn\" or \"vit\": {e}"
+                )
+            })?,
+        };
+        Ok(match kind {
+            ModelKind::Ep => AnyConfig::Ep(TrainConfig::from_toml(text, origin)?),
+            _ => AnyConfig::Baseline(BaselineConfig::from_toml(text, origin)?),
+        })
+    }
+}
+
+/// PGD adversarial training (Madry et al.) with the attacks' [`Pgd`](crate::attacks::Pgd): every
+/// training batch is replaced by its PGD adversarial examples against the current model (in
+/// evaluation mode). `eps` is a list: one model is trained per ε, each in `<out>/eps-<ε>/`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdvConfig {
+    /// Threat model: "Linf" or "L2".
+    pub norm: crate::attacks::Norm,
+    /// Radii ε (pixel units, images in [0, 1]); one run per entry.
+    pub eps: Vec<f32>,
+    /// PGD iterations.
+    pub steps: usize,
+    /// Step size α as a multiple of ε (default 2.5 / steps, Madry's choice).
+    #[serde(default)]
+    pub step_ratio: Option<f32>,
+    /// Random start in the ε-ball.
+    #[serde(default = "yes")]
+    pub random_start: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// A baseline training run (`kind = "bp_cnn" | "adv_cnn" | "vit"`): the same `[data]`, `[optim]`
+/// and `[train]` sections as EP; the architecture in `[model]` (BP-CNN / AdvCNN: the EP-CNN's
+/// `input`, `conv`, `fc` keys plus `act`, `bn_eps`, `bn_momentum`) or `[vit]`; `[adv]` for AdvCNN.
+/// `[optim] lrs` and `wds` hold one entry each (applied to every parameter).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BaselineConfig {
+    /// Which baseline.
+    pub kind: ModelKind,
+    /// Run name: outputs go to `runs/<name>/`.
+    pub name: String,
+    /// Master seed.
+    #[serde(default)]
+    pub seed: u64,
+    /// Data sources and preprocessing.
+    pub data: DataConfig,
+    /// BP-CNN / AdvCNN architecture.
+    #[serde(default)]
+    pub model: Option<ep::baselines::BpCnnSpec>,
+    /// ViT architecture.
+    #[serde(default)]
+    pub vit: Option<ep::baselines::VitSpec>,
+    /// Adversarial training (AdvCNN).
+    #[serde(default)]
+    pub adv: Option<AdvConfig>,
+    /// Optimizer and schedule.
+    pub optim: OptimConfig,
+    /// Loop settings.
+    pub train: LoopConfig,
+}
+
+impl BaselineConfig {
+    /// Parse and check a config; `origin` names the file in errors.
+    pub fn from_toml(text: &str, origin: &str) -> anyhow::Result<Self> {
+        let cfg: BaselineConfig =
+            toml::from_str(text).map_err(|e| anyhow::anyhow!("{origin}: invalid config: {e}"))?;
+        cfg.validate()
+            .map_err(|e| anyhow::anyhow!("{origin}: {e}"))?;
+        Ok(cfg)
+    }
+
+    /// The architecture spec (without input normalization).
+    pub fn arch(&self) -> anyhow::Result<ep::baselines::Arch> {
+        use ep::baselines::Arch;
+        Ok(match self.kind {
+            ModelKind::BpCnn | ModelKind::AdvCnn => {
+                let m = self.model.clone().ok_or_else(|| {
+                    anyhow::anyhow!("[model] is required for kind {:?}", self.kind)
+                })?;
+                if self.kind == ModelKind::BpCnn {
+                    Arch::BpCnn(m)
+                } else {
+                    Arch::AdvCnn(m)
+                }
+            }
+            ModelKind::Vit => Arch::Vit(
+                self.vit
+                    .clone()
+                    .ok_or_else(|| anyhow::anyhow!("[vit] is required for kind \"vit\""))?,
+            ),
+            ModelKind::Ep => anyhow::bail!("kind \"ep\" is not a baseline"),
+        })
+    }
+
+    /// Cross-field checks.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        let arch = self.arch()?;
+        match self.kind {
+            ModelKind::Vit => anyhow::ensure!(
+                self.model.is_none() && self.adv.is_none(),
+                "kind \"vit\" takes [vit], not [model] or [adv]"
+            ),
+            ModelKind::BpCnn => anyhow::ensure!(
+                self.vit.is_none() && self.adv.is_none(),
+                "kind \"bp_cnn\" takes [model], not [vit] or [adv] (use kind = \"adv_cnn\")"
+            ),
+            ModelKind::AdvCnn => {
+                anyhow::ensure!(
+                    self.vit.is_none(),
+                    "kind \"adv_cnn\" takes [model], not [vit]"
+                );
+                let a = self
+                    .adv
+                    .as_ref()
+                    .ok_or_else(|| anyhow::anyhow!("[adv] is required for kind \"adv_cnn\""))?;
+                anyhow::ensure!(!a.eps.is_empty(), "[adv] eps must list at least one radius");
+                anyhow::ensure!(
+                    a.eps.iter().all(|e| e.is_finite() && *e >= 0.0),
+                    "[adv] eps entries must be finite and ≥ 0"
+                );
+                anyhow::ensure!(a.steps >= 1, "[adv] steps must be ≥ 1");
+                anyhow::ensure!(
+                    a.step_ratio.is_none_or(|r| r.is_finite() && r >= 0.0),
+                    "[adv] step_ratio must be finite and ≥ 0"
+                );
+            }
+            ModelKind::Ep => {}
+        }
+        let spec = ep::baselines::BaselineSpec {
+            arch,
+            input_norm: None,
+            adv: None,
+        };
+        ep::baselines::Baseline::init(spec.clone(), &sim::Stream::new(0, "validate")).map_err(
+            |e| {
+                anyhow::anyhow!(
+                    "[{}] {e}",
+                    if self.kind == ModelKind::Vit {
+                        "vit"
+                    } else {
+                        "model"
+                    }
+                )
+            },
+        )?;
+        anyhow::ensure!(
+            self.optim.lrs.len() == 1,
+            "[optim] lrs must hold exactly one learning rate for a baseline (got {})",
+            self.optim.lrs.len()
+        );
+        anyhow::ensure!(
+            self.optim.wds.len() <= 1,
+            "[optim] wds must hold at most one weight decay for a baseline (got {})",
+            self.optim.wds.len()
+        );
+        let c = spec.input()[0];
+        anyhow::ensure!(
+            self.data.mean.len() == c && self.data.std.len() == c,
+            "[data] mean and std need {c} entries (input channels)"
+        );
+        anyhow::ensure!(
+            self.data.std.iter().all(|&s| s > 0.0),
+            "[data] std entries must be > 0"
+        );
+        if let Some(r) = &self.data.randaugment {
+            r.check().map_err(|e| anyhow::anyhow!("[data] {e}"))?;
+        }
+        anyhow::ensure!(
+            matches!(self.data.padding_mode.as_str(), "edge" | "zero"),
+            "[data] padding_mode must be \"edge\" or \"zero\""
+        );
+        anyhow::ensure!(
+            self.train.batch_size > 0 && self.train.epochs > 0,
+            "[train] epochs and batch_size must be ≥ 1"
+        );
+        Ok(())
+    }
+
+    /// The weight decay (0 when not given).
+    pub fn wd(&self) -> f32 {
+        self.optim.wds.first().copied().unwrap_or(0.0)
     }
 }

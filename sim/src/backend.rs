@@ -36,6 +36,18 @@ pub trait Backend: Send + Sync {
     fn reshape(&self, t: &Self::Tensor, shape: &[usize]) -> Result<Self::Tensor>;
     /// Axes permutation (materialized in standard layout).
     fn permute(&self, t: &Self::Tensor, axes: &[usize]) -> Result<Self::Tensor>;
+    /// Concatenation along `axis` (every other axis equal), as `torch.cat`. Its adjoint is
+    /// [`slice`](Backend::slice) of the output gradient.
+    fn concat(&self, xs: &[&Self::Tensor], axis: usize) -> Result<Self::Tensor>;
+    /// The entries `start..start + len` along `axis`, as `Tensor.narrow`. Its adjoint is the
+    /// gradient padded with zeros ([`concat`](Backend::concat) with zero blocks).
+    fn slice(
+        &self,
+        x: &Self::Tensor,
+        axis: usize,
+        start: usize,
+        len: usize,
+    ) -> Result<Self::Tensor>;
 
     // ---- convolution ---------------------------------------------------------------------
     /// y[N,O,Ho,Wo] = conv2d(x[N,C,H,W], w[O,C,kh,kw]) + b[O].

@@ -98,6 +98,15 @@ enum Op<B: Backend> {
         x: Var,
         axes: Vec<usize>,
     },
+    Concat {
+        xs: Vec<Var>,
+        axis: usize,
+    },
+    Slice {
+        x: Var,
+        axis: usize,
+        start: usize,
+    },
     Softmax(Var),
     LogSoftmax(Var),
     CrossEntropy {
@@ -482,6 +491,30 @@ impl<'b, B: Backend> Tape<'b, B> {
         ))
     }
 
+    /// Concatenation along `axis` (see [`Backend::concat`]).
+    pub fn concat(&self, xs: &[Var], axis: usize) -> Result<Var> {
+        let (y, needs) = self.with("tape.concat", xs, |n| {
+            let ts: Vec<&B::Tensor> = xs.iter().map(|v| &n[v.index].value).collect();
+            self.backend.concat(&ts, axis)
+        })?;
+        Ok(self.push(
+            y,
+            Op::Concat {
+                xs: xs.to_vec(),
+                axis,
+            },
+            needs,
+        ))
+    }
+
+    /// Entries `start..start + len` along `axis` (see [`Backend::slice`]).
+    pub fn slice(&self, x: Var, axis: usize, start: usize, len: usize) -> Result<Var> {
+        let (y, needs) = self.with("tape.slice", &[x], |n| {
+            self.backend.slice(&n[x.index].value, axis, start, len)
+        })?;
+        Ok(self.push(y, Op::Slice { x, axis, start }, needs))
+    }
+
     /// Softmax over the last axis.
     pub fn softmax(&self, x: Var) -> Result<Var> {
         let (y, needs) = self.with("tape.softmax", &[x], |n| {
@@ -816,6 +849,38 @@ impl<'b, B: Backend> Tape<'b, B> {
                         inv[a] = k;
                     }
                     out.push((*x, be.permute(g, &inv)?));
+                }
+            }
+            Op::Concat { xs, axis } => {
+                let mut start = 0;
+                for &x in xs {
+                    let len = be.shape(val(x))[*axis];
+                    if need(x) {
+                        out.push((x, be.slice(g, *axis, start, len)?));
+                    }
+                    start += len;
+                }
+            }
+            &Op::Slice { x, axis, start } => {
+                if need(x) {
+                    let xs = be.shape(val(x));
+                    let gs = be.shape(g);
+                    let len = gs[axis];
+                    let mut parts = Vec::new();
+                    let mut before = xs.clone();
+                    before[axis] = start;
+                    let mut after = xs.clone();
+                    after[axis] = xs[axis] - start - len;
+                    let z0 = be.zeros(&before)?;
+                    let z1 = be.zeros(&after)?;
+                    if start > 0 {
+                        parts.push(&z0);
+                    }
+                    parts.push(g);
+                    if after[axis] > 0 {
+                        parts.push(&z1);
+                    }
+                    out.push((x, be.concat(&parts, axis)?));
                 }
             }
             &Op::Softmax(x) => {

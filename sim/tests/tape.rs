@@ -460,3 +460,48 @@ fn tape_gradients_do_not_depend_on_thread_count() {
         );
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// layout ops: concat / slice
+
+#[test]
+fn concat_slice_gradcheck() {
+    // ViT-like: class token [N,1,D] ++ patches [N,3,D] along the tokens, then slices of the middle
+    // and of the first token, each probed with a different weighting; x also enters directly.
+    let net: Box<Net> = Box::new(|t, p| {
+        let c = t.concat(&[p[0], p[1], p[0]], 1)?; // [2,5,4], p[0] used twice
+        let mid = t.slice(c, 1, 1, 3)?;
+        let first = t.slice(c, 1, 0, 1)?;
+        let last_feat = t.slice(c, 2, 3, 1)?; // along the last axis
+        let a = probe(t, t.map(mid, Act::Gelu)?, 21)?;
+        let b = probe(t, first, 22)?;
+        let d = probe(t, t.mul(last_feat, last_feat)?, 23)?;
+        t.add(t.add(a, b)?, d)
+    });
+    let params = vec![
+        test_tensor(&[2, 1, 4], 24, 1.0),
+        test_tensor(&[2, 3, 4], 25, 1.0),
+    ];
+    gradcheck_net("concat/slice", &*net, &params, 1e-2, 1e-2);
+}
+
+#[test]
+fn concat_slice_bad_shapes_are_errors() {
+    let cpu = Cpu;
+    let t = Tape::new(&cpu);
+    let a = t.leaf(test_tensor(&[2, 1, 4], 1, 1.0));
+    let b = t.leaf(test_tensor(&[2, 3, 5], 2, 1.0));
+    let e = t.concat(&[a, b], 1).unwrap_err();
+    assert!(matches!(e, Error::Shape { op: "concat", .. }), "{e}");
+    assert!(t.concat(&[], 0).is_err());
+    assert!(t.concat(&[a, a], 3).is_err());
+    let e = t.slice(b, 1, 2, 2).unwrap_err();
+    assert!(matches!(e, Error::Param { op: "slice", .. }), "{e}");
+    assert!(t.slice(b, 3, 0, 1).is_err());
+    // A zero-length slice is allowed and gives a zero gradient.
+    let z = t.slice(b, 1, 1, 0).unwrap();
+    assert_eq!(t.shape(z).unwrap(), vec![2, 0, 5]);
+    let other = Tape::new(&cpu);
+    let foreign = other.leaf(test_tensor(&[2, 1, 4], 3, 1.0));
+    assert!(t.concat(&[a, foreign], 1).is_err());
+}

@@ -11,11 +11,13 @@ pub mod error;
 pub mod folder;
 pub mod idx;
 pub mod pipeline;
+pub mod randaugment;
 pub mod report;
 pub mod spec;
 
 pub use error::{DataError, Location};
 pub use pipeline::{Augment, Batch, Loader, Normalization, PaddingMode};
+pub use randaugment::RandAugment;
 pub use spec::{DatasetSpec, Kind};
 
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -176,6 +176,7 @@ pub struct Loader<'a> {
     shuffle: bool,
     drop_last: bool,
     augment: Option<Augment>,
+    randaugment: Option<super::RandAugment>,
     norm: Normalization,
     stream: Stream,
 }
@@ -190,6 +191,7 @@ impl<'a> Loader<'a> {
             shuffle: false,
             drop_last: false,
             augment: None,
+            randaugment: None,
             norm: Normalization::identity(data.shape[1]),
             stream,
         }
@@ -205,6 +207,13 @@ impl<'a> Loader<'a> {
         self
     }
     /// Augment every image.
+    /// A RandAugment-style policy applied after crop/flip (draws from the stream's child
+    /// `randaugment`, per epoch and image index).
+    pub fn randaugment(mut self, r: Option<super::RandAugment>) -> Self {
+        self.randaugment = r;
+        self
+    }
+    /// Crop/flip augmentation.
     pub fn augment(mut self, a: Option<Augment>) -> Self {
         self.augment = a;
         self
@@ -251,18 +260,27 @@ impl<'a> Loader<'a> {
         let [_, c, h, w] = self.data.shape;
         let il = c * h * w;
         let aug_stream = self.stream.child("augment").sub(epoch);
+        let ra_stream = self.stream.child("randaugment").sub(epoch);
         let mut x = vec![0f32; indices.len() * il];
         x.par_chunks_mut(il.max(1))
             .zip(indices.par_iter())
             .for_each(|(out, &i)| {
                 let img = self.data.image(i);
-                match &self.augment {
-                    Some(a) => {
-                        let (dy, dx, flip) = a.draws(&aug_stream, i);
-                        let t = a.apply(img, [c, h, w], dy, dx, flip);
+                match (&self.augment, &self.randaugment) {
+                    (None, None) => self.norm.apply(img, c, out),
+                    (a, r) => {
+                        let mut t = match a {
+                            Some(a) => {
+                                let (dy, dx, flip) = a.draws(&aug_stream, i);
+                                a.apply(img, [c, h, w], dy, dx, flip)
+                            }
+                            None => img.to_vec(),
+                        };
+                        if let Some(r) = r {
+                            r.apply(&mut t, [c, h, w], &ra_stream, i);
+                        }
                         self.norm.apply(&t, c, out);
                     }
-                    None => self.norm.apply(img, c, out),
                 }
             });
         Batch {

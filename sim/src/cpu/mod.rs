@@ -10,6 +10,7 @@ mod conv;
 mod elementwise;
 mod gather;
 mod gemm;
+mod layout;
 mod linear;
 mod norm;
 mod pool;
@@ -21,6 +22,7 @@ pub use elementwise::{
 };
 pub use gather::pool_gather;
 pub use gemm::{Gemm, sgemm};
+pub use layout::{concat, slice};
 pub use linear::{linear, linear_input_grad, linear_weight_grad, matmul};
 pub use norm::{batch_norm_eval, batch_norm_grad, batch_norm_train, layer_norm, layer_norm_grad};
 pub use pool::{avg_pool2d, avg_pool2d_adjoint, max_pool2d, max_unpool2d};
@@ -118,6 +120,13 @@ impl Backend for Cpu {
             .permuted_axes(ndarray::IxDyn(axes))
             .as_standard_layout()
             .into_owned())
+    }
+
+    fn concat(&self, xs: &[&Tensor], axis: usize) -> Result<Tensor> {
+        concat(xs, axis)
+    }
+    fn slice(&self, x: &Tensor, axis: usize, start: usize, len: usize) -> Result<Tensor> {
+        slice(x, axis, start, len)
     }
 
     fn conv2d(
