@@ -8,9 +8,11 @@
 
 pub mod bptt;
 pub mod checkpoint;
+pub mod compile;
 pub mod model;
 pub mod optim;
 pub mod spec;
+pub mod substrate;
 pub mod train;
 
 pub use model::{EpNet, InputRead, State, Target};
