@@ -9,6 +9,7 @@
 pub mod bptt;
 pub mod checkpoint;
 pub mod compile;
+pub mod export;
 pub mod model;
 pub mod optim;
 pub mod spec;
