@@ -164,10 +164,16 @@ pub fn init_logging(verbose: u8, quiet: bool) {
 /// Build the global rayon pool with `threads` workers (all cores if `None` or 0).
 pub fn init_threads(threads: Option<usize>) -> Result<()> {
     let n = threads.unwrap_or(0);
-    rayon::ThreadPoolBuilder::new()
+    if let Err(e) = rayon::ThreadPoolBuilder::new()
         .num_threads(n)
         .build_global()
-        .context("cannot build the thread pool")?;
+    {
+        // The global pool exists already (the CLI run twice in one process, e.g. from tests):
+        // fine unless a different size was asked for.
+        if threads.is_some_and(|t| t != 0 && t != rayon::current_num_threads()) {
+            return Err(e).context("cannot build the thread pool");
+        }
+    }
     tracing::debug!(threads = rayon::current_num_threads(), "thread pool ready");
     Ok(())
 }

@@ -5,12 +5,12 @@
 //! results, reports and plots, export of chip programming targets.
 //!
 //! Dependencies: every crate below it (`sim`, `devices`, `ep`, `host-gpu`).
-
 pub mod attacks;
 pub mod classifier;
 pub mod cli;
 pub mod cli_ep;
 pub mod cli_hw;
+pub mod corrupt;
 pub mod data;
 pub mod ep_run;
 pub mod plot;
