@@ -93,7 +93,8 @@ fn compile_check_eval_export() {
             "/devices/dev/cell/read_noise_scale",
             serde_json::json!(-1.0),
         ),
-        ("/populations/0/neuron/act", serde_json::json!("relu")),
+        ("/dynamics/readout", serde_json::json!("h1")),
+        ("/arrays/0/weight/data/5", serde_json::Value::Null),
     ] {
         let mut b = v.clone();
         match b.pointer_mut(ptr) {
