@@ -157,6 +157,13 @@ impl<B: Backend> Realized<B> {
     /// Program a validated netlist's arrays and instantiate its neurons from `seed` (see the module
     /// doc). Errors name the JSON path of the offending part.
     pub fn new(be: &B, l: &Loaded, seed: u64) -> NResult<Self> {
+        Self::build(be, l, seed).map_err(|mut e| {
+            e.file = l.origin.file.clone();
+            e
+        })
+    }
+
+    fn build(be: &B, l: &Loaded, seed: u64) -> NResult<Self> {
         let nl = &l.netlist;
         let (spec, ws, bs) = model_of(l)?;
         let program = Stream::new(seed, "netlist.program");

@@ -394,3 +394,35 @@ fn bptt_matches_finite_differences_with_neuron_spread() {
         );
     }
 }
+
+/// The documented example (docs/netlist-example.json) realizes: its device entries (a preset with
+/// overrides, inline parameters) are valid.
+#[test]
+fn documented_example_realizes() {
+    use ndarray_npy::WriteNpyExt;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("net.json"),
+        include_str!("../../docs/netlist-example.json"),
+    )
+    .unwrap();
+    let w = sim::tensor(&[3, 8], (0..24).map(|i| (i as f32 - 12.0) / 20.0).collect()).unwrap();
+    w.write_npy(std::fs::File::create(dir.path().join("syn1.weight.npy")).unwrap())
+        .unwrap();
+    let l = Netlist::read(&dir.path().join("net.json")).unwrap();
+    let r = Realized::new(&Cpu, &l, 0).unwrap();
+    assert!(r.stochastic());
+    let x = Tensor::from_elem(ndarray::IxDyn(&[2, 1, 4, 4]), 0.3);
+    let st = r.free_phase(&Cpu, &x, 5, 0).unwrap();
+    assert_eq!(st.layers[1].shape(), &[2, 3]);
+    assert_eq!(r.logits(&Cpu, &st, 0, 5).unwrap().shape(), &[2, 2]);
+    // A device entry with an unknown preset or a bad override names its JSON path.
+    let mut v: serde_json::Value =
+        serde_json::from_str(include_str!("../../docs/netlist-example.json")).unwrap();
+    v["devices"]["dev"]["set"]["no_such_knob"] = serde_json::json!(1);
+    std::fs::write(dir.path().join("bad.json"), v.to_string()).unwrap();
+    let l = Netlist::read(&dir.path().join("bad.json")).unwrap();
+    let e = Realized::new(&Cpu, &l, 0).err().unwrap();
+    assert_eq!(e.path, "$.devices.dev.set.no_such_knob");
+    assert!(e.file.ends_with("bad.json"), "{e}");
+}

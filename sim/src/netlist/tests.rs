@@ -206,3 +206,21 @@ fn tiling_covers_the_matrix_once() {
     }
     assert!(hit.iter().all(|&h| h == 1));
 }
+
+#[test]
+fn documented_example_is_valid() {
+    use ndarray_npy::WriteNpyExt;
+    // docs/netlist-example.json refers to syn1.weight.npy next to it: supply one in a temp dir.
+    let dir = std::env::temp_dir().join(format!("epsim-netlist-doc-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let text = include_str!("../../../docs/netlist-example.json");
+    std::fs::write(dir.join("net.json"), text).unwrap();
+    let w = crate::tensor(&[3, 8], vec![0.1; 24]).unwrap();
+    w.write_npy(std::fs::File::create(dir.join("syn1.weight.npy")).unwrap())
+        .unwrap();
+    let l = Netlist::read(&dir.join("net.json")).unwrap();
+    assert_eq!(l.weights[1], w);
+    assert_eq!(l.biases[1].shape(), &[3]);
+    assert_eq!(l.netlist.devices.len(), 2);
+    std::fs::remove_dir_all(&dir).ok();
+}
