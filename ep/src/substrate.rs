@@ -84,6 +84,10 @@ pub struct Realized<B: Backend> {
     stochastic: bool,
 }
 
+/// A crossbar read `op(x, w)` (conv, linear or their adjoints) on backend `B`.
+type ReadOp<'a, B> =
+    &'a dyn Fn(&<B as Backend>::Tensor, &<B as Backend>::Tensor) -> Result<<B as Backend>::Tensor>;
+
 /// Per-step byproducts needed by the adjoint.
 struct StepAux<B: Backend> {
     fwds: Vec<Forward<B>>,
@@ -361,7 +365,7 @@ impl<B: Backend> Realized<B> {
         x: &B::Tensor,
         s: Stream,
         t: u64,
-        op: &dyn Fn(&B::Tensor, &B::Tensor) -> Result<B::Tensor>,
+        op: ReadOp<'_, B>,
     ) -> Result<B::Tensor> {
         let x2 = if blocks.iter().any(|b| b.s2.is_some()) {
             Some(be.mul(x, x)?)
@@ -441,6 +445,7 @@ impl<B: Backend> Realized<B> {
 
     /// Transposed read of array `j` driven by state `v` of its destination (the feedback term into
     /// its source, of shape `input_shape`).
+    #[allow(clippy::too_many_arguments)]
     fn read_transposed(
         &self,
         be: &B,
@@ -697,8 +702,8 @@ impl<B: Backend> Realized<B> {
         let net = &self.net;
         let n = s.layers.len();
         let mut abar: Vec<Option<B::Tensor>> = Vec::with_capacity(n);
-        for k in 0..n {
-            abar.push(match &gbar[k] {
+        for (k, gk) in gbar.iter().enumerate().take(n) {
+            abar.push(match gk {
                 None => None,
                 Some(gk) => {
                     let nr = &self.neurons[k];

@@ -96,7 +96,7 @@ pub fn check(a: &CheckArgs, seed: u64) -> Result<()> {
     if a.realize {
         ep::substrate::Realized::new(&sim::Cpu, &l, seed).map_err(with_file)?;
     }
-    print!("{}", l.netlist.summary());
+    print!("{}", l.summary());
     println!("{file}: ok");
     Ok(())
 }
@@ -107,7 +107,7 @@ pub fn compile(a: &CompileArgs) -> Result<()> {
     let preset = load_preset(&a.device, &a.set)?;
     let l = substrate::compile_model(&net, &preset, parse_tile(&a.tile)?)?;
     crate::ep_run::write_atomic(&a.output, l.netlist.to_json().as_bytes())?;
-    print!("{}", l.netlist.summary());
+    print!("{}", l.summary());
     println!("netlist written to {}", a.output.display());
     Ok(())
 }

@@ -656,12 +656,9 @@ impl Netlist {
                     format!("shape mismatch: mean/std need {c} entries (one per channel)"),
                 ));
             }
-            if let Some((j, s)) = n
-                .std
-                .iter()
-                .enumerate()
-                .find(|(_, s)| !(**s > 0.0) || !s.is_finite())
-            {
+            if let Some((j, s)) = n.std.iter().enumerate().find(|(_, s)| {
+                s.partial_cmp(&&0.0) != Some(std::cmp::Ordering::Greater) || !s.is_finite()
+            }) {
                 return Err(NetlistError::at(
                     format!("$.input.norm.std[{j}]"),
                     format!("out-of-range parameter: {s} (must be > 0)"),
@@ -965,8 +962,14 @@ impl Netlist {
         Ok(())
     }
 
-    /// Human-readable summary (one line per part), for `epsim netlist check`.
+    /// Human-readable summary (one line per array), for `epsim netlist check`. Weight shapes of
+    /// arrays whose tensors live in files are shown as derived from the nets (see
+    /// [`Loaded::summary`] for the loaded shapes).
     pub fn summary(&self) -> String {
+        self.summary_with(&|i| self.weight_shape(i).unwrap_or_default())
+    }
+
+    fn summary_with(&self, shape_of: &dyn Fn(usize) -> Vec<usize>) -> String {
         let mut s = format!(
             "netlist `{}` (format {}): input {} {:?}, {} populations, {} arrays, {} converters, {} pools, {} devices; T1 {}\n",
             self.name,
@@ -981,7 +984,7 @@ impl Netlist {
             self.dynamics.t1
         );
         for (i, a) in self.arrays.iter().enumerate() {
-            let shape = self.weight_shape(i).unwrap_or_default();
+            let shape = shape_of(i);
             let out = shape.first().copied().unwrap_or(0);
             let inp: usize = shape.iter().skip(1).product();
             let t = tiles(out, inp, a.tile);
@@ -999,6 +1002,14 @@ impl Netlist {
             );
         }
         s
+    }
+}
+
+impl Loaded {
+    /// Human-readable summary with the loaded weight shapes.
+    pub fn summary(&self) -> String {
+        self.netlist
+            .summary_with(&|i| self.weights[i].shape().to_vec())
     }
 }
 

@@ -196,7 +196,7 @@ fn tiling_covers_the_matrix_once() {
     assert_eq!(t[2].cols, (4, 5));
     assert_eq!(t[8].rows, (6, 7));
     assert_eq!(t[8].cols, (4, 5));
-    let mut hit = vec![0; 35];
+    let mut hit = [0; 35];
     for tile in &t {
         for o in tile.cols.0..tile.cols.1 {
             for i in tile.rows.0..tile.rows.1 {
