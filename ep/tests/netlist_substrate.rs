@@ -426,3 +426,25 @@ fn documented_example_realizes() {
     assert_eq!(e.path, "$.devices.dev.set.no_such_knob");
     assert!(e.file.ends_with("bad.json"), "{e}");
 }
+
+/// A noisy query gives the same bits on 1 and 2 threads (draws indexed by position, not order).
+#[test]
+fn noisy_results_do_not_depend_on_thread_count() {
+    let net = model(cnn(), 9);
+    let x = input(&net.spec, 3, 4);
+    let l = netlist(&net, &Preset::builtin("pcm").unwrap(), SMALL);
+    let run = |threads: usize| {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap()
+            .install(|| {
+                let r = Realized::new(&Cpu, &l, 4).unwrap();
+                let st = r.free_phase(&Cpu, &x, 6, 2).unwrap();
+                let (_, _, dx) = r.free_phase_bptt(&Cpu, &x, 6, 2, lossf).unwrap();
+                let lg = r.logits(&Cpu, &st, 2, 6).unwrap();
+                (st.layers, lg, dx)
+            })
+    };
+    assert_eq!(run(1), run(2));
+}
