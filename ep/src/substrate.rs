@@ -144,17 +144,42 @@ fn flat<B: Backend>(be: &B, t: &B::Tensor) -> Result<B::Tensor> {
     }
 }
 
-/// Apply `f(flat index, value)` on the host.
+/// Apply `f(flat index, value)` on the host, in parallel (every value depends on its index only,
+/// so the result does not depend on the thread count).
 fn host_map<B: Backend>(
     be: &B,
     t: &B::Tensor,
-    mut f: impl FnMut(usize, f32) -> f32,
+    f: impl Fn(usize, f32) -> f32 + Sync,
 ) -> Result<B::Tensor> {
+    use rayon::prelude::*;
     let mut h = be.download(t)?;
-    for (i, v) in h.iter_mut().enumerate() {
-        *v = f(i, *v);
-    }
+    h.as_slice_mut()
+        .expect("standard layout")
+        .par_iter_mut()
+        .enumerate()
+        .for_each(|(i, v)| *v = f(i, *v));
     be.upload(&h)
+}
+
+/// A converter on the host: element `i` gets noise draw `i` of `stream.child("noise").sub(t)`
+/// (as `devices::converters`), then clipping and quantization.
+fn convert<B: Backend>(
+    be: &B,
+    x: &B::Tensor,
+    noise_std: f64,
+    noiseless: impl Fn(f32) -> f32 + Sync,
+    s: Stream,
+    t: u64,
+) -> Result<B::Tensor> {
+    let ns = s.child("noise").sub(t);
+    host_map(be, x, |i, v| {
+        let n = if noise_std > 0.0 {
+            noise_std * ns.normal(i as u64) as f64
+        } else {
+            0.0
+        };
+        noiseless((v as f64 + n) as f32)
+    })
 }
 
 impl<B: Backend> Realized<B> {
@@ -345,11 +370,7 @@ impl<B: Backend> Realized<B> {
     fn dac(&self, be: &B, d: &Option<Dac>, x: &B::Tensor, s: Stream, t: u64) -> Result<B::Tensor> {
         match d {
             None => Ok(x.clone()),
-            Some(d) => {
-                let mut h = be.download(x)?;
-                d.convert(h.as_slice_mut().expect("standard layout"), t, s);
-                be.upload(&h)
-            }
+            Some(d) => convert(be, x, d.noise_std, |v| d.convert_noiseless(v), s, t),
         }
     }
 
@@ -384,13 +405,14 @@ impl<B: Backend> Realized<B> {
                 })?;
             }
             if let Some(a) = adc {
-                let mut h = be.download(&y)?;
-                a.convert(
-                    h.as_slice_mut().expect("standard layout"),
-                    t,
+                y = convert(
+                    be,
+                    &y,
+                    a.noise_std,
+                    |v| a.convert_noiseless(v),
                     s.child("adc").sub(bi as u64),
-                );
-                y = be.upload(&h)?;
+                    t,
+                )?;
             }
             acc(be, &mut z, y)?;
         }
