@@ -9,9 +9,12 @@
 pub mod baselines;
 pub mod bptt;
 pub mod checkpoint;
+pub mod compile;
+pub mod export;
 pub mod model;
 pub mod optim;
 pub mod spec;
+pub mod substrate;
 pub mod train;
 
 pub use model::{EpNet, InputRead, State, Target};

@@ -87,6 +87,13 @@ pub enum Command {
     /// Write CIFAR-10-C style corrupted copies of a dataset (official binary layout).
     #[command(after_long_help = DATA_SPEC_HELP)]
     Corrupt(crate::cli_rob::CorruptArgs),
+    /// Netlists: validate a file.
+    #[command(subcommand)]
+    Netlist(crate::cli_hw::NetlistCommand),
+    /// Compile a model and a device preset into a netlist (JSON).
+    Compile(crate::cli_hw::CompileArgs),
+    /// Export chip programming targets: manifest.json + per-tile conductances (µS) as .npy.
+    Export(crate::cli_hw::ExportArgs),
 }
 
 /// `epsim data ...`
@@ -189,11 +196,22 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Data(DataCommand::Info(a)) => data_info(&a),
         Command::Data(DataCommand::Preview(a)) => data_preview(&a, cli.seed.unwrap_or(0)),
         Command::Train(a) => crate::cli_ep::train(&a, cli.seed),
-        Command::Eval(a) => crate::cli_ep::eval(&a),
+        Command::Eval(a) if a.substrate != "digital" => {
+            crate::cli_hw::eval_substrate(&a, cli.seed.unwrap_or(0))
+        }
+        Command::Eval(a) => {
+            anyhow::ensure!(a.set.is_empty(), "--set applies to netlist substrates only");
+            crate::cli_ep::eval(&a)
+        }
         Command::Settle(a) => crate::cli_ep::settle(&a),
         Command::Smoke(a) => crate::cli_ep::smoke(&a, cli.seed),
         Command::Attack(a) => crate::cli_rob::attack(&a, cli.seed.unwrap_or(0)),
         Command::Corrupt(a) => crate::cli_rob::corrupt(&a, cli.seed.unwrap_or(0)),
+        Command::Netlist(crate::cli_hw::NetlistCommand::Check(a)) => {
+            crate::cli_hw::check(&a, cli.seed.unwrap_or(0))
+        }
+        Command::Compile(a) => crate::cli_hw::compile(&a),
+        Command::Export(a) => crate::cli_hw::export(&a),
     }
 }
 

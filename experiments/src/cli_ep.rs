@@ -62,6 +62,16 @@ pub struct EvalArgs {
     /// Batch size.
     #[arg(long, default_value_t = 128)]
     pub batch_size: usize,
+    /// Substrate: digital, or netlist:<preset|preset.toml|netlist.json> (the model compiled and
+    /// realized on simulated hardware, programmed from --seed).
+    #[arg(long, default_value = "digital", value_name = "SUBSTRATE")]
+    pub substrate: String,
+    /// Preset overrides for netlist substrates, e.g. --set read_noise_scale=0.5,t_inference=3600.
+    #[arg(long, value_delimiter = ',', value_name = "KEY=VALUE")]
+    pub set: Vec<String>,
+    /// Physical array size ROWSxCOLS for netlist substrates.
+    #[arg(long, default_value = "512x512", value_name = "RxC")]
+    pub tile: String,
 }
 
 /// Arguments of `epsim settle`.

@@ -57,6 +57,20 @@ pub struct AttackArgs {
     /// Results file (JSON Lines, appended).
     #[arg(long, default_value = "results.jsonl")]
     pub out: PathBuf,
+    /// Substrate: digital, or netlist:<preset|preset.toml|netlist.json> (stochastic: attacks
+    /// average --eot gradients per step).
+    #[arg(long, default_value = "digital", value_name = "SUBSTRATE")]
+    pub substrate: String,
+    /// Preset overrides for netlist substrates, e.g. --set read_noise_scale=0.5,t_inference=3600.
+    #[arg(long, value_delimiter = ',', value_name = "KEY=VALUE")]
+    pub set: Vec<String>,
+    /// Physical array size ROWSxCOLS for netlist substrates.
+    #[arg(long, default_value = "512x512", value_name = "RxC")]
+    pub tile: String,
+    /// Gradients averaged per attack step on stochastic substrates (EOT); default 1 on digital,
+    /// 10 on netlist substrates.
+    #[arg(long, value_name = "N")]
+    pub eot: Option<usize>,
 }
 
 /// One result record.
@@ -136,6 +150,7 @@ fn build_attack(
     eps: f32,
     steps: Option<usize>,
     restarts: usize,
+    eot: usize,
 ) -> Result<Box<dyn Attack>> {
     let (base, norm) = match name.rsplit_once('-') {
         Some((b, n)) if matches!(n, "linf" | "l2") => (b, n.parse::<Norm>()?),
@@ -144,6 +159,7 @@ fn build_attack(
     Ok(match base {
         "pgd" => {
             let mut a = attacks::Pgd::new(norm, eps);
+            a.eot_iter = eot;
             if let Some(s) = steps {
                 a.iters = s;
             }
@@ -152,6 +168,7 @@ fn build_attack(
         }
         "apgd-ce" => {
             let mut a = attacks::Apgd::new(norm, eps, attacks::ApgdLoss::Ce);
+            a.eot_iter = eot;
             if let Some(s) = steps {
                 a.n_iter = s;
             }
@@ -159,6 +176,7 @@ fn build_attack(
         }
         "apgd-t" => {
             let mut a = attacks::ApgdT::new(norm, eps);
+            a.eot_iter = eot;
             if let Some(s) = steps {
                 a.n_iter = s;
             }
@@ -166,6 +184,7 @@ fn build_attack(
         }
         "square" => {
             let mut a = attacks::Square::new(norm, eps);
+            a.eot_iter = eot;
             if let Some(s) = steps {
                 a.n_queries = s;
             }
@@ -173,13 +192,13 @@ fn build_attack(
         }
         "cw" => {
             ensure!(norm == Norm::L2, "C&W is an L2 attack: use cw-l2");
-            Box::new(attacks::CarliniWagnerL2::fixed_c(
-                eps,
-                steps.unwrap_or(1000),
-            ))
+            let mut a = attacks::CarliniWagnerL2::fixed_c(eps, steps.unwrap_or(1000));
+            a.eot_iter = eot;
+            Box::new(a)
         }
         "deepfool" => {
             let mut a = attacks::DeepFool::new(norm);
+            a.eot_iter = eot;
             a.eps = Some(eps);
             if let Some(s) = steps {
                 a.max_iter = s;
@@ -222,12 +241,24 @@ pub fn attack(a: &AttackArgs, seed: u64) -> Result<()> {
         t_predict >= 1 && t_attack >= 1,
         "free-phase steps must be ≥ 1"
     );
-    let clf = EpClassifier {
-        net,
-        norm,
-        t_predict,
-        t_attack,
+    let clf: Box<dyn Classifier> = if a.substrate == "digital" {
+        ensure!(a.set.is_empty(), "--set applies to netlist substrates only");
+        Box::new(EpClassifier {
+            net,
+            norm,
+            t_predict,
+            t_attack,
+        })
+    } else {
+        ensure!(
+            a.t_attack.is_none() || a.t_attack == a.t_predict,
+            "--t-attack may differ from --t-predict only on the digital substrate"
+        );
+        let tile = crate::substrate::parse_tile(&a.tile)?;
+        crate::substrate::classifier(Some(net), &a.substrate, &a.set, tile, seed, Some(t_predict))?
     };
+    let clf = clf.as_ref();
+    let eot = a.eot.unwrap_or(if clf.stochastic() { 10 } else { 1 });
     let strengths: Vec<(String, f64)> = a
         .eps
         .iter()
@@ -260,11 +291,20 @@ pub fn attack(a: &AttackArgs, seed: u64) -> Result<()> {
                 let (_, nm) = a.attack.rsplit_once('-').context("autoattack-<linf|l2>")?;
                 let nrm: Norm = nm.parse()?;
                 let aa = if a.attack.starts_with("autoattack-rand") {
-                    attacks::AutoAttack::rand(nrm, eps as f32)
+                    let mut aa = attacks::AutoAttack::rand(nrm, eps as f32);
+                    if let Some(e) = a.eot {
+                        aa.eot_iter = e;
+                    }
+                    aa
                 } else {
+                    if clf.stochastic() {
+                        tracing::warn!(
+                            "AutoAttack 'standard' on a stochastic substrate: use autoattack-rand-* (EOT) for an honest evaluation"
+                        );
+                    }
                     attacks::AutoAttack::standard(nrm, eps as f32)
                 };
-                let counted = crate::classifier::Counted::new(&clf);
+                let counted = crate::classifier::Counted::new(clf);
                 let r = aa.evaluate(&counted, &b.x, &b.y, &ids, seed)?;
                 clean += r.clean_correct.iter().filter(|&&c| c).count();
                 robust += r.robust.iter().filter(|&&c| c).count();
@@ -272,11 +312,11 @@ pub fn attack(a: &AttackArgs, seed: u64) -> Result<()> {
                 grads += counted.grads.load(std::sync::atomic::Ordering::Relaxed);
                 name = format!("autoattack-{:?}", aa.version).to_lowercase();
             } else {
-                let atk = build_attack(&a.attack, eps as f32, a.steps, a.restarts)?;
+                let atk = build_attack(&a.attack, eps as f32, a.steps, a.restarts, eot)?;
                 name = atk.name();
                 let pred = ep::train::argmax_rows(&clf.logits(&b.x)?);
                 let ok: Vec<bool> = pred.iter().zip(&b.y).map(|(p, l)| p == l).collect();
-                let r = atk.run_indexed(&clf, &b.x, &b.y, &ids, seed)?;
+                let r = atk.run_indexed(clf, &b.x, &b.y, &ids, seed)?;
                 clean += ok.iter().filter(|&&c| c).count();
                 // Robust: correct on the clean image and not fooled by the attack.
                 robust += ok
@@ -293,7 +333,11 @@ pub fn attack(a: &AttackArgs, seed: u64) -> Result<()> {
         let n = d.len();
         let rec = AttackRecord {
             model: a.model.display().to_string(),
-            substrate: "digital".into(),
+            substrate: if a.set.is_empty() {
+                a.substrate.clone()
+            } else {
+                format!("{} --set {}", a.substrate, a.set.join(","))
+            },
             protocol: "standard".into(),
             attack: name,
             norm: a

@@ -11,6 +11,7 @@ pub mod backend;
 pub mod cpu;
 pub mod error;
 pub mod gradcheck;
+pub mod netlist;
 pub mod ops;
 pub mod rng;
 pub mod tape;

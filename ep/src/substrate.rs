@@ -1,0 +1,788 @@
+//! Realization of a netlist as a settling network of physical parts: the `netlist:<preset>`
+//! substrate.
+//!
+//! [`Realized::new`] programs every crossbar once: each tile's block of the weight matrix is mapped
+//! to differential conductance pairs, programmed (programming noise, levels, stuck-at faults), aged
+//! to the inference time (drift, accumulated 1/f noise) and drift-compensated by the `devices`
+//! cell model; the resulting **effective weights** are kept as an [`EpNet`] whose ops (conv with
+//! im2col, linear, pooling) do the crossbar arithmetic — a conv array is read once per output
+//! position with the same programmed cells. Each step of the dynamics then reads every array:
+//!
+//! * **forward** (rows driven, columns sensed): DAC on the source state, per input (row) block of
+//!   tiles the partial sum `W_block·x` plus the per-read conductance noise (output-referred: a
+//!   device noise σ_g on both cells of a pair gives an output noise of variance
+//!   `Σ_i 2 (σ_g/s)² x_i²`, exact in distribution), through the ADC (normalized by the array's
+//!   abs-max weight, the units of `devices::converters`), then summed, plus the digital bias, then
+//!   pooling (first maximum wins);
+//! * **transposed** (columns driven, rows sensed; the feedback term): the pooled-back state through
+//!   its DAC, per output (column) block the partial sum `W_blockᵀ·v` with its read noise, through
+//!   the ADC, summed;
+//! * **neurons**: `y = σ(g·(a + o) + ξ·noise_std/σ')`, with fixed per-neuron gain `g` and offset `o`.
+//!
+//! Every random draw comes from named streams of the realization's seed: `netlist.program`
+//! (per array, per tile), `netlist.neurons` (per population) and `netlist.read` (per query, then
+//! per array and direction, per block, per step), at the element's index; a query is therefore a
+//! pure function of (seed, query number, input batch). Arrays whose reads are exact (transparent
+//! converters, no per-read noise) use the digital ops directly, so `netlist:ideal` equals the
+//! digital engine up to the conductance round trip of the weights.
+//!
+//! Gradients ([`Realized::free_phase_bptt`]) are BPTT through the *noisy* trajectory of one query:
+//! the steps are recomputed from checkpoints with the same noise (the draws are counter-based),
+//! pooling switches and activation derivatives are taken at the noisy values, the converters are
+//! straight-through and the additive noises constants.
+//!
+//! Not realized yet: IR drop, winner-take-all comparator offsets, the preset's nominal neuron
+//! transfer curve (the activation comes from the model), on-substrate training.
+
+use devices::{Adc, CellModel, Dac};
+use sim::netlist::{Converter, Loaded, NResult, NetlistError, tiles};
+use sim::{Act, Backend, Error, Result, Stream, Tensor};
+
+use crate::compile::{DeviceSpec, model_of};
+use crate::model::{EpNet, Forward, State};
+use crate::spec::Pool;
+
+/// One block of tiles of an array: its effective weights normalized by the array's abs-max (zero
+/// outside the block) and, with per-read noise, the per-weight noise variance (same units).
+struct Block<B: Backend> {
+    w: B::Tensor,
+    s2: Option<B::Tensor>,
+}
+
+struct ArrayRt<B: Backend> {
+    name: String,
+    wmax: f32,
+    dac_f: Option<Dac>,
+    adc_f: Option<Adc>,
+    dac_b: Option<Dac>,
+    adc_b: Option<Adc>,
+    row_blocks: Vec<Block<B>>,
+    col_blocks: Vec<Block<B>>,
+    exact: bool,
+}
+
+struct NeuronRt {
+    act: Act,
+    gain: Option<Vec<f32>>,
+    offset: Option<Vec<f32>>,
+    noise_std: f32,
+}
+
+impl NeuronRt {
+    fn ideal(&self) -> bool {
+        self.gain.is_none() && self.offset.is_none() && self.noise_std == 0.0
+    }
+}
+
+/// A netlist realized on its devices (see the module doc).
+pub struct Realized<B: Backend> {
+    /// The network with the programmed effective weights (digital biases).
+    pub net: EpNet<B>,
+    arrays: Vec<ArrayRt<B>>,
+    neurons: Vec<NeuronRt>,
+    seed: u64,
+    stochastic: bool,
+}
+
+/// A crossbar read `op(x, w)` (conv, linear or their adjoints) on backend `B`.
+type ReadOp<'a, B> =
+    &'a dyn Fn(&<B as Backend>::Tensor, &<B as Backend>::Tensor) -> Result<<B as Backend>::Tensor>;
+
+/// Per-step byproducts needed by the adjoint.
+struct StepAux<B: Backend> {
+    fwds: Vec<Forward<B>>,
+    z: Vec<B::Tensor>,
+}
+
+fn dac_of(c: Option<&Converter>) -> Option<Dac> {
+    let c = c?;
+    let d = Dac {
+        bits: c.bits,
+        bound: c.bound.unwrap_or(f64::INFINITY),
+        noise_std: c.noise_std,
+    };
+    (d != Dac::ideal()).then_some(d)
+}
+
+fn adc_of(c: Option<&Converter>) -> Option<Adc> {
+    let c = c?;
+    let d = Adc {
+        bits: c.bits,
+        bound: c.bound.unwrap_or(f64::INFINITY),
+        noise_std: c.noise_std,
+    };
+    (d != Adc::ideal()).then_some(d)
+}
+
+/// σ of the per-read conductance noise of one device, in µS.
+fn per_read_sigma_us(cell: &CellModel) -> f64 {
+    match cell {
+        CellModel::Ideal(_) => 0.0,
+        CellModel::Pcm(c) => c.per_read_noise_gmax_frac * c.g_max_us,
+        CellModel::Rram(c) => c.read_noise_scale * c.per_read_noise_gmax_frac * c.g_max_us,
+    }
+}
+
+fn at(path: String) -> impl Fn(Error) -> NetlistError {
+    move |e| NetlistError::at(path.clone(), e.to_string())
+}
+
+fn acc<B: Backend>(be: &B, slot: &mut Option<B::Tensor>, v: B::Tensor) -> Result<()> {
+    *slot = Some(match slot.take() {
+        None => v,
+        Some(a) => be.add(&a, &v)?,
+    });
+    Ok(())
+}
+
+fn flat<B: Backend>(be: &B, t: &B::Tensor) -> Result<B::Tensor> {
+    let s = be.shape(t);
+    if s.len() == 2 {
+        Ok(t.clone())
+    } else {
+        be.reshape(t, &[s[0], s[1..].iter().product()])
+    }
+}
+
+/// Apply `f(flat index, value)` on the host, in parallel (every value depends on its index only,
+/// so the result does not depend on the thread count).
+fn host_map<B: Backend>(
+    be: &B,
+    t: &B::Tensor,
+    f: impl Fn(usize, f32) -> f32 + Sync,
+) -> Result<B::Tensor> {
+    use rayon::prelude::*;
+    let mut h = be.download(t)?;
+    h.as_slice_mut()
+        .expect("standard layout")
+        .par_iter_mut()
+        .enumerate()
+        .for_each(|(i, v)| *v = f(i, *v));
+    be.upload(&h)
+}
+
+/// A converter on the host: element `i` gets noise draw `i` of `stream.child("noise").sub(t)`
+/// (as `devices::converters`), then clipping and quantization.
+fn convert<B: Backend>(
+    be: &B,
+    x: &B::Tensor,
+    noise_std: f64,
+    noiseless: impl Fn(f32) -> f32 + Sync,
+    s: Stream,
+    t: u64,
+) -> Result<B::Tensor> {
+    let ns = s.child("noise").sub(t);
+    host_map(be, x, |i, v| {
+        let n = if noise_std > 0.0 {
+            noise_std * ns.normal(i as u64) as f64
+        } else {
+            0.0
+        };
+        noiseless((v as f64 + n) as f32)
+    })
+}
+
+impl<B: Backend> Realized<B> {
+    /// Program a validated netlist's arrays and instantiate its neurons from `seed` (see the module
+    /// doc). Errors name the JSON path of the offending part.
+    pub fn new(be: &B, l: &Loaded, seed: u64) -> NResult<Self> {
+        Self::build(be, l, seed).map_err(|mut e| {
+            e.file = l.origin.file.clone();
+            e
+        })
+    }
+
+    fn build(be: &B, l: &Loaded, seed: u64) -> NResult<Self> {
+        let nl = &l.netlist;
+        let (spec, ws, bs) = model_of(l)?;
+        let program = Stream::new(seed, "netlist.program");
+        let mut eff = Vec::with_capacity(ws.len());
+        let mut arrays = Vec::with_capacity(ws.len());
+        let mut stochastic = false;
+        for (i, a) in nl.arrays.iter().enumerate() {
+            let p = format!("$.arrays[{i}]");
+            let dpath = format!("$.devices.{}", a.device);
+            let dev = DeviceSpec::from_json(&nl.devices[&a.device], &dpath)?;
+            let w = &ws[i];
+            let shape = w.shape().to_vec();
+            let out = shape[0];
+            let inp: usize = shape[1..].iter().product();
+            let flatw: Vec<f32> = w.iter().copied().collect();
+            let mut weff = vec![0.0f32; out * inp];
+            let mut var = vec![0.0f32; out * inp];
+            let sig_g = per_read_sigma_us(&dev.cell);
+            let ts = tiles(out, inp, a.tile);
+            let st_arr = program.child(&a.name);
+            for t in &ts {
+                let (nr, nc) = (t.n_rows(), t.n_cols());
+                let mut block = Vec::with_capacity(nr * nc);
+                for o in t.cols.0..t.cols.1 {
+                    block.extend_from_slice(&flatw[o * inp + t.rows.0..o * inp + t.rows.1]);
+                }
+                let st = st_arr.sub(t.index as u64);
+                let tp = format!("{p} (tile {})", t.index);
+                let arr = dev
+                    .cell
+                    .program(&block, nc, nr, dev.mapping.scale, st)
+                    .map_err(at(tp.clone()))?;
+                let now = dev
+                    .cell
+                    .age(&arr, dev.inference.t_inference_s, st)
+                    .map_err(at(tp.clone()))?;
+                let f = dev
+                    .cell
+                    .compensation(&arr, &now, dev.inference.drift_compensation)
+                    .map_err(at(tp.clone()))?;
+                let wb = arr
+                    .weights(&now.g_pos_us, &now.g_neg_us, &f)
+                    .map_err(at(tp.clone()))?;
+                for (bo, o) in (t.cols.0..t.cols.1).enumerate() {
+                    let fo = devices::mapping::scale_of(&f, bo);
+                    let sw = sig_g / arr.targets.scale_of(bo) * fo;
+                    for (bi, ii) in (t.rows.0..t.rows.1).enumerate() {
+                        weff[o * inp + ii] = wb[bo * nr + bi];
+                        var[o * inp + ii] = (2.0 * sw * sw) as f32;
+                    }
+                }
+            }
+            if let Some(k) = weff.iter().position(|v| !v.is_finite()) {
+                return Err(NetlistError::at(
+                    p,
+                    format!(
+                        "programmed weight {k} is not finite (device model produced {})",
+                        weff[k]
+                    ),
+                ));
+            }
+            let wmax = weff.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+            let wmax = if wmax > 0.0 { wmax } else { 1.0 };
+            let conv = |name: &Option<String>| name.as_deref().and_then(|n| nl.converter(n));
+            let dac_f = dac_of(conv(&a.forward.dac));
+            let adc_f = adc_of(conv(&a.forward.adc));
+            let dac_b = dac_of(conv(&a.transposed.dac));
+            let adc_b = adc_of(conv(&a.transposed.adc));
+            let noisy = sig_g > 0.0;
+            let exact =
+                dac_f.is_none() && adc_f.is_none() && dac_b.is_none() && adc_b.is_none() && !noisy;
+            stochastic |= !exact
+                && ((noisy)
+                    || [
+                        &dac_f.as_ref().map(|d| d.noise_std),
+                        &dac_b.as_ref().map(|d| d.noise_std),
+                    ]
+                    .iter()
+                    .any(|s| s.is_some_and(|s| s > 0.0))
+                    || [
+                        &adc_f.as_ref().map(|d| d.noise_std),
+                        &adc_b.as_ref().map(|d| d.noise_std),
+                    ]
+                    .iter()
+                    .any(|s| s.is_some_and(|s| s > 0.0)));
+            let mk = |keep: &dyn Fn(usize, usize) -> bool| -> NResult<Block<B>> {
+                let mut wm = vec![0.0f32; out * inp];
+                let mut vm = vec![0.0f32; out * inp];
+                for o in 0..out {
+                    for ii in 0..inp {
+                        if keep(o, ii) {
+                            wm[o * inp + ii] = weff[o * inp + ii] / wmax;
+                            vm[o * inp + ii] = var[o * inp + ii] / (wmax * wmax);
+                        }
+                    }
+                }
+                let up = |v: Vec<f32>| -> NResult<B::Tensor> {
+                    be.upload(&sim::tensor(&shape, v).map_err(at(p.clone()))?)
+                        .map_err(at(p.clone()))
+                };
+                Ok(Block {
+                    w: up(wm)?,
+                    s2: if noisy { Some(up(vm)?) } else { None },
+                })
+            };
+            let (mut row_blocks, mut col_blocks) = (Vec::new(), Vec::new());
+            if !exact {
+                let mut rows: Vec<(usize, usize)> = ts.iter().map(|t| t.rows).collect();
+                rows.dedup();
+                let mut cols: Vec<(usize, usize)> = ts.iter().map(|t| t.cols).collect();
+                cols.sort();
+                cols.dedup();
+                for r in rows {
+                    row_blocks.push(mk(&|_, ii| ii >= r.0 && ii < r.1)?);
+                }
+                for c in cols {
+                    col_blocks.push(mk(&|o, _| o >= c.0 && o < c.1)?);
+                }
+            }
+            eff.push(sim::tensor(&shape, weff).map_err(at(p.clone()))?);
+            arrays.push(ArrayRt {
+                name: a.name.clone(),
+                wmax,
+                dac_f,
+                adc_f,
+                dac_b,
+                adc_b,
+                row_blocks,
+                col_blocks,
+                exact,
+            });
+        }
+        let neuron_stream = Stream::new(seed, "netlist.neurons");
+        let mut neurons = Vec::new();
+        for p in &nl.populations {
+            let n: usize = p.shape.iter().product();
+            let s = neuron_stream.child(&p.name);
+            let m = &p.neuron;
+            let draw = |name: &str, sd: f64, base: f64| -> Option<Vec<f32>> {
+                (sd > 0.0).then(|| {
+                    let st = s.child(name);
+                    (0..n as u64)
+                        .map(|i| (base + sd * st.normal(i) as f64) as f32)
+                        .collect()
+                })
+            };
+            stochastic |= m.noise_std > 0.0;
+            neurons.push(NeuronRt {
+                act: m.act,
+                gain: draw("gain", m.gain_dtod, 1.0),
+                offset: draw("offset", m.offset_dtod, 0.0),
+                noise_std: m.noise_std as f32,
+            });
+        }
+        let net = EpNet::from_host(be, spec, &eff, &bs).map_err(at("$.arrays".into()))?;
+        Ok(Realized {
+            net,
+            arrays,
+            neurons,
+            seed,
+            stochastic,
+        })
+    }
+
+    /// Whether two queries of the same input can differ (any per-read, converter or neuron noise).
+    pub fn stochastic(&self) -> bool {
+        self.stochastic
+    }
+
+    /// The read-noise stream of query `query`.
+    pub fn query_stream(&self, query: u64) -> Stream {
+        Stream::new(self.seed, "netlist.read").sub(query)
+    }
+
+    fn dac(&self, be: &B, d: &Option<Dac>, x: &B::Tensor, s: Stream, t: u64) -> Result<B::Tensor> {
+        match d {
+            None => Ok(x.clone()),
+            Some(d) => convert(be, x, d.noise_std, |v| d.convert_noiseless(v), s, t),
+        }
+    }
+
+    /// Partial sums of the blocks of one read, each with its read noise and through the ADC, summed
+    /// and rescaled to weight units. `op(x, w)` is the crossbar read of `x` by weights `w`.
+    #[allow(clippy::too_many_arguments)]
+    fn blocks_read(
+        &self,
+        be: &B,
+        blocks: &[Block<B>],
+        adc: &Option<Adc>,
+        wmax: f32,
+        x: &B::Tensor,
+        s: Stream,
+        t: u64,
+        op: ReadOp<'_, B>,
+    ) -> Result<B::Tensor> {
+        let x2 = if blocks.iter().any(|b| b.s2.is_some()) {
+            Some(be.mul(x, x)?)
+        } else {
+            None
+        };
+        let mut z = None;
+        for (bi, b) in blocks.iter().enumerate() {
+            let mut y = op(x, &b.w)?;
+            if let (Some(s2), Some(x2)) = (&b.s2, &x2) {
+                let var = be.download(&op(x2, s2)?)?;
+                let ns = s.child("w").sub(bi as u64).sub(t);
+                let var = var.as_slice().expect("standard layout").to_vec();
+                y = host_map(be, &y, |i, v| {
+                    v + var[i].max(0.0).sqrt() * ns.normal(i as u64)
+                })?;
+            }
+            if let Some(a) = adc {
+                y = convert(
+                    be,
+                    &y,
+                    a.noise_std,
+                    |v| a.convert_noiseless(v),
+                    s.child("adc").sub(bi as u64),
+                    t,
+                )?;
+            }
+            acc(be, &mut z, y)?;
+        }
+        be.scale(&z.expect("at least one block"), wmax)
+    }
+
+    /// Forward read of array `i` on its input (pre-pooling sum + bias, then pooling).
+    fn read_forward(
+        &self,
+        be: &B,
+        inp: &B::Tensor,
+        i: usize,
+        q: &Stream,
+        t: u64,
+    ) -> Result<Forward<B>> {
+        let a = &self.arrays[i];
+        let net = &self.net;
+        if a.exact {
+            return net.forward(be, inp, i);
+        }
+        let s = q.child(&format!("{}.forward", a.name));
+        let x = self.dac(be, &a.dac_f, inp, s.child("dac"), t)?;
+        let conv = i < net.spec.conv.len();
+        let op = |x: &B::Tensor, w: &B::Tensor| -> Result<B::Tensor> {
+            if conv {
+                be.conv2d(x, w, None, net.conv_params(i))
+            } else {
+                be.linear(x, w, None)
+            }
+        };
+        let z = self.blocks_read(be, &a.row_blocks, &a.adc_f, a.wmax, &x, s, t, &op)?;
+        let z = be.add_along(&z, &net.biases[i], 1)?;
+        if !conv {
+            return Ok(Forward { pre: z, idx: None });
+        }
+        let pool = net.spec.conv[i].pool;
+        Ok(match pool {
+            Pool::Max => {
+                let (y, idx) = be.max_pool2d(&z, pool.params().expect("max pool"))?;
+                Forward {
+                    pre: y,
+                    idx: Some(idx),
+                }
+            }
+            Pool::Avg => Forward {
+                pre: be.avg_pool2d(&z, pool.params().expect("avg pool"))?,
+                idx: None,
+            },
+            Pool::Identity => Forward { pre: z, idx: None },
+        })
+    }
+
+    /// Transposed read of array `j` driven by state `v` of its destination (the feedback term into
+    /// its source, of shape `input_shape`).
+    #[allow(clippy::too_many_arguments)]
+    fn read_transposed(
+        &self,
+        be: &B,
+        v: &B::Tensor,
+        fwd: &Forward<B>,
+        j: usize,
+        input_shape: &[usize],
+        q: &Stream,
+        t: u64,
+    ) -> Result<B::Tensor> {
+        let a = &self.arrays[j];
+        let net = &self.net;
+        if a.exact {
+            return net.feedback(be, v, fwd, j, input_shape);
+        }
+        let s = q.child(&format!("{}.transposed", a.name));
+        let conv = j < net.spec.conv.len();
+        let u = if conv {
+            net.pool_adjoint(be, v, fwd, j)?
+        } else {
+            flat(be, v)?
+        };
+        let x = self.dac(be, &a.dac_b, &u, s.child("dac"), t)?;
+        let hw = (
+            input_shape[input_shape.len().saturating_sub(2)],
+            *input_shape.last().unwrap_or(&1),
+        );
+        let op = |x: &B::Tensor, w: &B::Tensor| -> Result<B::Tensor> {
+            if conv {
+                be.conv2d_input_grad(x, w, hw, net.conv_params(j))
+            } else {
+                be.linear_input_grad(x, w)
+            }
+        };
+        let g = self.blocks_read(be, &a.col_blocks, &a.adc_b, a.wmax, &x, s, t, &op)?;
+        if !conv && input_shape.len() != 2 {
+            be.reshape(&g, input_shape)
+        } else {
+            Ok(g)
+        }
+    }
+
+    /// Neurons of population `k` on pre-activations `a`: (new state, argument z of σ).
+    fn neurons(
+        &self,
+        be: &B,
+        k: usize,
+        a: B::Tensor,
+        q: &Stream,
+        t: u64,
+    ) -> Result<(B::Tensor, B::Tensor)> {
+        let nr = &self.neurons[k];
+        if nr.ideal() {
+            let y = if nr.act == Act::Identity {
+                a.clone()
+            } else {
+                be.map(&a, nr.act)?
+            };
+            return Ok((y, a));
+        }
+        let slope = match nr.act {
+            Act::MyHardSig => 0.5,
+            _ => 1.0,
+        };
+        let ns = q.child(&format!("neurons{k}")).sub(t);
+        let per = be.shape(&a)[1..].iter().product::<usize>().max(1);
+        let z = host_map(be, &a, |i, v| {
+            let j = i % per;
+            let g = nr.gain.as_ref().map_or(1.0, |g| g[j]);
+            let o = nr.offset.as_ref().map_or(0.0, |o| o[j]);
+            let n = if nr.noise_std > 0.0 {
+                nr.noise_std / slope * ns.normal(i as u64)
+            } else {
+                0.0
+            };
+            g * (v + o) + n
+        })?;
+        let y = if nr.act == Act::Identity {
+            z.clone()
+        } else {
+            be.map(&z, nr.act)?
+        };
+        Ok((y, z))
+    }
+
+    /// The read of the input by the first array when it is deterministic (reused by every step).
+    fn input_read(&self, be: &B, x: &B::Tensor) -> Result<Option<Forward<B>>> {
+        if self.arrays[0].exact {
+            Ok(Some(self.net.read_input(be, x)?.0))
+        } else {
+            Ok(None)
+        }
+    }
+
+    fn step_aux(
+        &self,
+        be: &B,
+        x: &B::Tensor,
+        st: &State<B>,
+        q: &Stream,
+        t: u64,
+        input: Option<&Forward<B>>,
+    ) -> Result<(State<B>, StepAux<B>)> {
+        let n = st.layers.len();
+        let mut fwds = Vec::with_capacity(n);
+        for i in 0..n {
+            if let (0, Some(r)) = (i, input) {
+                fwds.push(r.clone());
+                continue;
+            }
+            let inp = self.net.syn_input(be, x, st, i)?;
+            fwds.push(self.read_forward(be, &inp, i, q, t)?);
+        }
+        let mut layers = Vec::with_capacity(n);
+        let mut z = Vec::with_capacity(n);
+        for k in 0..n {
+            let mut a = fwds[k].pre.clone();
+            if k + 1 < n {
+                let shape = be.shape(&st.layers[k]);
+                let fb =
+                    self.read_transposed(be, &st.layers[k + 1], &fwds[k + 1], k + 1, &shape, q, t)?;
+                a = be.add(&a, &fb)?;
+            }
+            let (y, zk) = self.neurons(be, k, a, q, t)?;
+            layers.push(y);
+            z.push(zk);
+        }
+        Ok((State { layers }, StepAux { fwds, z }))
+    }
+
+    /// One synchronous step `t` (0-based) of query stream `q` (see [`Realized::query_stream`]).
+    pub fn step(
+        &self,
+        be: &B,
+        x: &B::Tensor,
+        st: &State<B>,
+        q: &Stream,
+        t: u64,
+    ) -> Result<State<B>> {
+        Ok(self.step_aux(be, x, st, q, t, None)?.0)
+    }
+
+    /// Free phase of `steps` steps from the zero state for query `query`.
+    pub fn free_phase(&self, be: &B, x: &B::Tensor, steps: usize, query: u64) -> Result<State<B>> {
+        let n = self.net.check_input(be, x)?;
+        let q = self.query_stream(query);
+        let input = self.input_read(be, x)?;
+        let mut st = self.net.zero_state(be, n)?;
+        for t in 0..steps {
+            st = self.step_aux(be, x, &st, &q, t as u64, input.as_ref())?.0;
+            self.net.check_state(be, &st, t + 1)?;
+        }
+        Ok(st)
+    }
+
+    /// Logits of a state: the readout array's read (through its converters) or the output layer.
+    /// `t` numbers the read (the free phase uses `steps`).
+    pub fn logits(&self, be: &B, st: &State<B>, query: u64, t: u64) -> Result<B::Tensor> {
+        if !self.net.spec.softmax {
+            return self.net.logits(be, st);
+        }
+        let r = self.net.spec.n_synapses() - 1;
+        let last = flat(be, st.layers.last().expect("layer"))?;
+        Ok(self
+            .read_forward(be, &last, r, &self.query_stream(query), t)?
+            .pre)
+    }
+
+    /// BPTT through the noisy free phase of query `query` (see the module doc). `loss_grad(logits)`
+    /// returns the loss and its gradient w.r.t. the logits; the result is (loss, logits, d loss/dx).
+    pub fn free_phase_bptt(
+        &self,
+        be: &B,
+        x: &B::Tensor,
+        steps: usize,
+        query: u64,
+        mut loss_grad: impl FnMut(&B::Tensor) -> Result<(f32, B::Tensor)>,
+    ) -> Result<(f32, B::Tensor, B::Tensor)> {
+        let net = &self.net;
+        let nb = net.check_input(be, x)?;
+        let q = self.query_stream(query);
+        let input = self.input_read(be, x)?;
+        let c = ((steps as f64).sqrt().ceil() as usize).max(1);
+        let mut ckpts = Vec::new();
+        let mut st = net.zero_state(be, nb)?;
+        for t in 0..steps {
+            if t % c == 0 {
+                ckpts.push(st.clone());
+            }
+            st = self.step_aux(be, x, &st, &q, t as u64, input.as_ref())?.0;
+            net.check_state(be, &st, t + 1)?;
+        }
+        let logits = self.logits(be, &st, query, steps as u64)?;
+        let (loss, dlogits) = loss_grad(&logits)?;
+        if be.shape(&dlogits) != be.shape(&logits) {
+            return Err(Error::shape(
+                "netlist bptt",
+                format!(
+                    "loss gradient {:?} vs logits {:?}",
+                    be.shape(&dlogits),
+                    be.shape(&logits)
+                ),
+            ));
+        }
+        let n = st.layers.len();
+        let mut g: Vec<Option<B::Tensor>> = vec![None; n];
+        if net.spec.softmax {
+            let r = net.spec.n_synapses() - 1;
+            let back = be.linear_input_grad(&dlogits, &net.weights[r])?;
+            g[n - 1] = Some(be.reshape(&back, &be.shape(&st.layers[n - 1]))?);
+        } else {
+            g[n - 1] = Some(dlogits);
+        }
+        let mut dx: Option<B::Tensor> = None;
+        for (j, ck) in ckpts.iter().enumerate().rev() {
+            let t0 = j * c;
+            let t1 = (t0 + c).min(steps);
+            let mut seg = vec![ck.clone()];
+            for t in t0..t1 - 1 {
+                let next = self
+                    .step_aux(
+                        be,
+                        x,
+                        seg.last().expect("segment"),
+                        &q,
+                        t as u64,
+                        input.as_ref(),
+                    )?
+                    .0;
+                seg.push(next);
+            }
+            for (k, s) in seg.iter().enumerate().rev() {
+                let (_, aux) = self.step_aux(be, x, s, &q, (t0 + k) as u64, input.as_ref())?;
+                g = self.step_adjoint(be, x, s, &aux, &g, &mut dx)?;
+            }
+        }
+        let dx = match dx {
+            Some(d) => d,
+            None => be.zeros(&be.shape(x))?,
+        };
+        Ok((loss, logits, dx))
+    }
+
+    /// Adjoint of one realized step at state `s` with its byproducts `aux`.
+    fn step_adjoint(
+        &self,
+        be: &B,
+        x: &B::Tensor,
+        s: &State<B>,
+        aux: &StepAux<B>,
+        gbar: &[Option<B::Tensor>],
+        dx: &mut Option<B::Tensor>,
+    ) -> Result<Vec<Option<B::Tensor>>> {
+        let net = &self.net;
+        let n = s.layers.len();
+        let mut abar: Vec<Option<B::Tensor>> = Vec::with_capacity(n);
+        for (k, gk) in gbar.iter().enumerate().take(n) {
+            abar.push(match gk {
+                None => None,
+                Some(gk) => {
+                    let nr = &self.neurons[k];
+                    let d = if nr.act == Act::Identity {
+                        gk.clone()
+                    } else {
+                        be.map_grad(&aux.z[k], gk, nr.act)?
+                    };
+                    Some(match &nr.gain {
+                        None => d,
+                        Some(gain) => {
+                            let per = gain.len();
+                            host_map(be, &d, |i, v| v * gain[i % per])?
+                        }
+                    })
+                }
+            });
+        }
+        let mut out: Vec<Option<B::Tensor>> = vec![None; n];
+        for i in 0..n {
+            let Some(a) = &abar[i] else { continue };
+            let in_shape = if i == 0 {
+                be.shape(x)
+            } else {
+                be.shape(&s.layers[i - 1])
+            };
+            let d_in = net.feedback(be, a, &aux.fwds[i], i, &in_shape)?;
+            if i == 0 {
+                acc(be, dx, d_in)?;
+            } else {
+                acc(be, &mut out[i - 1], d_in)?;
+            }
+            if i + 1 < n {
+                let j = i + 1;
+                if j < net.spec.conv.len() {
+                    let z = be.conv2d(a, &net.weights[j], None, net.conv_params(j))?;
+                    let gathered = match net.spec.conv[j].pool {
+                        Pool::Max => {
+                            be.pool_gather(&z, aux.fwds[j].idx.as_ref().expect("max pool indices"))?
+                        }
+                        Pool::Avg => {
+                            be.avg_pool2d(&z, net.spec.conv[j].pool.params().expect("avg"))?
+                        }
+                        Pool::Identity => z,
+                    };
+                    acc(be, &mut out[j], gathered)?;
+                } else {
+                    let fa = flat(be, a)?;
+                    acc(be, &mut out[j], be.linear(&fa, &net.weights[j], None)?)?;
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Host copy of the effective (programmed) weights of every array, for inspection and tests.
+pub fn effective_weights<B: Backend>(r: &Realized<B>, be: &B) -> Result<Vec<Tensor>> {
+    r.net.weights.iter().map(|w| be.download(w)).collect()
+}

@@ -1,0 +1,506 @@
+//! The netlist substrate against the digital engine: parity of `netlist:ideal` (states and logits
+//! within 1e-5 relative, EP-MLP and EP-CNN, tiled arrays) and convergence to the ideal result as
+//! each non-ideality goes to zero.
+
+use devices::cells::{PcmCell, RramCell};
+use devices::{CellModel, DriftCompensation, Preset};
+use ep::compile::{CompileOptions, compile};
+use ep::substrate::Realized;
+use ep::{ConvLayer, EpNet, Loss, ModelSpec, Pool};
+use sim::netlist::{Loaded, Netlist, Origin, TileSize};
+use sim::{Act, Backend, Cpu, Stream, Tensor};
+
+fn mlp(loss: Loss, softmax: bool) -> ModelSpec {
+    ModelSpec {
+        input: [1, 6, 6],
+        conv: vec![],
+        fc: if softmax {
+            vec![24, 16, 10]
+        } else {
+            vec![24, 10]
+        },
+        act: Act::MyHardSig,
+        softmax,
+        loss,
+        t1: 25,
+        t2: 5,
+        input_norm: None,
+    }
+}
+
+fn cnn() -> ModelSpec {
+    ModelSpec {
+        input: [2, 10, 10],
+        conv: vec![
+            ConvLayer {
+                channels: 6,
+                kernel: 3,
+                stride: 1,
+                padding: 1,
+                pool: Pool::Max,
+            },
+            ConvLayer {
+                channels: 8,
+                kernel: 3,
+                stride: 1,
+                padding: 1,
+                pool: Pool::Max,
+            },
+        ],
+        fc: vec![10],
+        act: Act::MyHardSig,
+        softmax: true,
+        loss: Loss::CrossEntropy,
+        t1: 20,
+        t2: 5,
+        input_norm: None,
+    }
+}
+
+/// A model with weights large enough that the states are far from trivial.
+fn model(spec: ModelSpec, seed: u64) -> EpNet<Cpu> {
+    EpNet::init(&Cpu, spec, &Stream::new(seed, "init"), Some(2.0)).unwrap()
+}
+
+fn input(spec: &ModelSpec, n: usize, seed: u64) -> Tensor {
+    let [c, h, w] = spec.input;
+    let s = Stream::new(seed, "x");
+    sim::tensor(
+        &[n, c, h, w],
+        (0..(n * c * h * w) as u64).map(|i| s.uniform(i)).collect(),
+    )
+    .unwrap()
+}
+
+fn netlist(net: &EpNet<Cpu>, preset: &Preset, tile: TileSize) -> Loaded {
+    let (w, b) = net.to_host(&Cpu).unwrap();
+    let nl = compile(
+        &net.spec,
+        &w,
+        &b,
+        preset,
+        &CompileOptions {
+            tile,
+            name: "test".into(),
+        },
+    )
+    .unwrap();
+    // Through JSON text, as a file would be.
+    Netlist::from_json(&nl.to_json(), Origin::memory()).unwrap()
+}
+
+fn rel(a: &Tensor, b: &Tensor) -> f64 {
+    assert_eq!(a.shape(), b.shape());
+    let scale = b
+        .iter()
+        .fold(0.0f64, |m, v| m.max((*v as f64).abs()))
+        .max(1e-12);
+    a.iter()
+        .zip(b.iter())
+        .fold(0.0f64, |m, (x, y)| m.max((*x as f64 - *y as f64).abs()))
+        / scale
+}
+
+const SMALL: TileSize = TileSize { rows: 20, cols: 7 };
+
+fn check_parity(spec: ModelSpec) {
+    let be = Cpu;
+    let net = model(spec, 3);
+    let x = input(&net.spec, 4, 9);
+    let steps = net.spec.t1;
+    let digital = net.free_phase(&be, &x, steps).unwrap();
+    let dl = net.logits(&be, &digital).unwrap();
+    let r = Realized::new(
+        &be,
+        &netlist(&net, &Preset::builtin("ideal").unwrap(), SMALL),
+        1,
+    )
+    .unwrap();
+    assert!(!r.stochastic());
+    let st = r.free_phase(&be, &x, steps, 0).unwrap();
+    for (k, (a, b)) in st.layers.iter().zip(&digital.layers).enumerate() {
+        let e = rel(a, b);
+        assert!(e < 1e-5, "layer {k}: relative error {e}");
+        // Non-trivial states: not all saturated or zero.
+        assert!(
+            b.iter().any(|v| *v > 0.05 && *v < 0.95),
+            "layer {k} trivial"
+        );
+    }
+    let e = rel(&r.logits(&be, &st, 0, steps as u64).unwrap(), &dl);
+    assert!(e < 1e-5, "logits: relative error {e}");
+}
+
+#[test]
+fn ideal_parity_mlp() {
+    check_parity(mlp(Loss::Mse, false));
+    check_parity(mlp(Loss::CrossEntropy, true));
+    check_parity(mlp(Loss::CrossEntropy, false));
+}
+
+#[test]
+fn ideal_parity_cnn() {
+    check_parity(cnn());
+}
+
+/// Relative logit error of a preset's realization against the digital engine.
+fn err(net: &EpNet<Cpu>, x: &Tensor, p: &Preset) -> f64 {
+    let be = Cpu;
+    let steps = net.spec.t1;
+    let dl = net
+        .logits(&be, &net.free_phase(&be, x, steps).unwrap())
+        .unwrap();
+    let r = Realized::new(&be, &netlist(net, p, SMALL), 5).unwrap();
+    let st = r.free_phase(&be, x, steps, 0).unwrap();
+    rel(&r.logits(&be, &st, 0, steps as u64).unwrap(), &dl)
+}
+
+fn ideal_with(f: impl Fn(&mut Preset)) -> Preset {
+    let mut p = Preset::builtin("ideal").unwrap();
+    f(&mut p);
+    p.validate().unwrap();
+    p
+}
+
+/// err(level) must fall steadily as the level goes to its ideal end, and end small.
+fn converges(
+    name: &str,
+    net: &EpNet<Cpu>,
+    x: &Tensor,
+    levels: &[f64],
+    make: &dyn Fn(f64) -> Preset,
+) {
+    let errs: Vec<f64> = levels.iter().map(|&l| err(net, x, &make(l))).collect();
+    eprintln!("{name}: {levels:?} -> {errs:?}");
+    assert!(
+        errs[0] > 1e-4,
+        "{name}: the non-ideality has no effect: {errs:?}"
+    );
+    for w in errs.windows(2) {
+        assert!(w[1] < w[0] * 0.7, "{name}: no convergence: {errs:?}");
+    }
+    assert!(*errs.last().unwrap() < errs[0] * 0.02, "{name}: {errs:?}");
+}
+
+#[test]
+fn each_nonideality_converges_to_ideal() {
+    let net = model(mlp(Loss::Mse, false), 4);
+    let x = input(&net.spec, 4, 2);
+    let s = [1.0, 0.1, 0.01, 0.001];
+    let pcm = |f: &dyn Fn(&mut PcmCell)| {
+        let mut c = PcmCell {
+            prog_noise_scale: 0.0,
+            drift_scale: 0.0,
+            read_noise_scale: 0.0,
+            ..PcmCell::default()
+        };
+        f(&mut c);
+        c
+    };
+    converges("pcm programming noise", &net, &x, &s, &|v| {
+        ideal_with(|p| p.cell = CellModel::Pcm(pcm(&|c| c.prog_noise_scale = v)))
+    });
+    converges("pcm drift (uncompensated)", &net, &x, &s, &|v| {
+        ideal_with(|p| {
+            p.cell = CellModel::Pcm(pcm(&|c| c.drift_scale = v));
+            p.inference.t_inference_s = 3600.0;
+            p.inference.drift_compensation = DriftCompensation::None;
+        })
+    });
+    converges("pcm accumulated 1/f noise", &net, &x, &s, &|v| {
+        ideal_with(|p| {
+            p.cell = CellModel::Pcm(pcm(&|c| c.read_noise_scale = v));
+            p.inference.t_inference_s = 3600.0;
+        })
+    });
+    converges("pcm per-read noise", &net, &x, &s, &|v| {
+        ideal_with(|p| p.cell = CellModel::Pcm(pcm(&|c| c.per_read_noise_gmax_frac = 0.05 * v)))
+    });
+    let rram = |f: &dyn Fn(&mut RramCell)| {
+        let mut c = RramCell {
+            prog_noise_scale: 0.0,
+            read_noise_scale: 0.0,
+            ..RramCell::default()
+        };
+        f(&mut c);
+        c
+    };
+    converges("rram programming noise", &net, &x, &s, &|v| {
+        ideal_with(|p| p.cell = CellModel::Rram(rram(&|c| c.prog_noise_scale = v)))
+    });
+    converges("rram per-read noise", &net, &x, &s, &|v| {
+        ideal_with(|p| {
+            p.cell = CellModel::Rram(rram(&|c| {
+                c.read_noise_scale = v;
+                c.per_read_noise_gmax_frac = 0.05;
+            }))
+        })
+    });
+    converges(
+        "rram stuck-at faults",
+        &net,
+        &x,
+        &[0.1, 0.01, 0.001, 0.0001],
+        &|v| {
+            ideal_with(|p| {
+                p.cell = CellModel::Rram(rram(&|c| {
+                    c.stuck_off_prob = v;
+                    c.stuck_on_prob = v;
+                }))
+            })
+        },
+    );
+    converges("rram levels", &net, &x, &[4.0, 16.0, 256.0, 4096.0], &|v| {
+        ideal_with(|p| p.cell = CellModel::Rram(rram(&|c| c.levels = v as u32)))
+    });
+    let bits = [4.0, 8.0, 12.0, 16.0];
+    converges("dac bits", &net, &x, &bits, &|v| {
+        ideal_with(|p| {
+            p.dac.bits = v as u32;
+            p.dac.bound = 1.0;
+        })
+    });
+    converges("adc bits", &net, &x, &bits, &|v| {
+        ideal_with(|p| {
+            p.adc.bits = v as u32;
+            p.adc.bound = 4.0;
+        })
+    });
+    converges("dac noise", &net, &x, &s, &|v| {
+        ideal_with(|p| p.dac.noise_std = 0.05 * v)
+    });
+    converges("adc noise", &net, &x, &s, &|v| {
+        ideal_with(|p| p.adc.noise_std = 0.05 * v)
+    });
+    converges("neuron gain spread", &net, &x, &s, &|v| {
+        ideal_with(|p| p.neuron.gain_dtod = 0.1 * v)
+    });
+    converges("neuron offset spread", &net, &x, &s, &|v| {
+        ideal_with(|p| p.neuron.offset_dtod = 0.1 * v)
+    });
+    converges("neuron noise", &net, &x, &s, &|v| {
+        ideal_with(|p| p.neuron.noise_std = 0.05 * v)
+    });
+}
+
+#[test]
+fn physical_presets_converge_to_ideal() {
+    let net = model(cnn(), 6);
+    let x = input(&net.spec, 3, 8);
+    for name in ["pcm", "rram"] {
+        let e: Vec<f64> = [1.0, 0.01, 0.0]
+            .iter()
+            .map(|&s| {
+                let mut p = Preset::builtin(name).unwrap();
+                p.scale_nonidealities(s).unwrap();
+                err(&net, &x, &p)
+            })
+            .collect();
+        eprintln!("{name}: scale 1, 0.01, 0 -> {e:?}");
+        assert!(e[0] > 1e-3, "{name}: {e:?}");
+        assert!(e[1] < e[0], "{name}: {e:?}");
+        assert!(e[2] < 1e-5, "{name}: {e:?}");
+    }
+}
+
+#[test]
+fn noise_is_seeded_and_per_query() {
+    let be = Cpu;
+    let net = model(mlp(Loss::Mse, false), 1);
+    let x = input(&net.spec, 2, 3);
+    let l = netlist(&net, &Preset::builtin("rram").unwrap(), SMALL);
+    let r = Realized::new(&be, &l, 11).unwrap();
+    assert!(r.stochastic());
+    let run = |r: &Realized<Cpu>, q| r.free_phase(&be, &x, 10, q).unwrap().layers[1].clone();
+    assert_eq!(run(&r, 0), run(&r, 0));
+    assert_ne!(run(&r, 0), run(&r, 1));
+    let r2 = Realized::new(&be, &l, 11).unwrap();
+    assert_eq!(run(&r, 3), run(&r2, 3));
+    let r3 = Realized::new(&be, &l, 12).unwrap();
+    assert_ne!(run(&r, 3), run(&r3, 3));
+}
+
+fn lossf(l: &Tensor) -> sim::Result<(f32, Tensor)> {
+    let w = |i: usize| (i % 7) as f32 - 3.0;
+    let s: f32 = l.iter().enumerate().map(|(i, v)| v * w(i)).sum();
+    let g = Tensor::from_shape_fn(l.raw_dim(), |d| w(d[1] + d[0] * l.shape()[1]));
+    Ok((s, g))
+}
+
+/// With deterministic reads and ideal neurons the realized BPTT must equal the digital engine's
+/// BPTT of the programmed (effective) weights.
+#[test]
+fn bptt_equals_digital_bptt_of_programmed_weights() {
+    let be = Cpu;
+    let net = model(cnn(), 2);
+    let x = input(&net.spec, 2, 5);
+    let mut p = Preset::builtin("pcm").unwrap();
+    p.dac = devices::Dac::ideal();
+    p.adc = devices::Adc::ideal();
+    let r = Realized::new(&be, &netlist(&net, &p, SMALL), 3).unwrap();
+    let steps = 8;
+    let (l1, lg1, dx1) = r.free_phase_bptt(&be, &x, steps, 0, lossf).unwrap();
+    let b = r
+        .net
+        .free_phase_bptt(&be, &x, steps, 0, false, lossf)
+        .unwrap();
+    assert!((l1 - b.loss).abs() <= 1e-5 * b.loss.abs().max(1.0));
+    assert!(rel(&lg1, &b.logits) < 1e-6);
+    assert!(rel(&dx1, &b.dx) < 1e-5, "{}", rel(&dx1, &b.dx));
+    assert!(b.dx.iter().any(|v| v.abs() > 1e-3));
+    // The programmed weights differ from the model's (PCM programming noise and drift).
+    assert!(rel(&be.download(&r.net.weights[0]).unwrap(), &net.weights[0]) > 1e-3);
+}
+
+/// Neuron gain and offset spreads enter the adjoint: check against finite differences of the
+/// realized free phase (smooth activation).
+#[test]
+fn bptt_matches_finite_differences_with_neuron_spread() {
+    let be = Cpu;
+    let mut spec = mlp(Loss::Mse, false);
+    spec.act = Act::MySigmoid;
+    let net = model(spec, 2);
+    let x = input(&net.spec, 2, 5);
+    let mut p = Preset::builtin("ideal").unwrap();
+    p.neuron.gain_dtod = 0.2;
+    p.neuron.offset_dtod = 0.1;
+    let r = Realized::new(&be, &netlist(&net, &p, SMALL), 3).unwrap();
+    let steps = 6;
+    let (_, _, dx) = r.free_phase_bptt(&be, &x, steps, 0, lossf).unwrap();
+    let plain = net
+        .free_phase_bptt(&be, &x, steps, 0, false, lossf)
+        .unwrap()
+        .dx;
+    assert!(
+        rel(&dx, &plain) > 1e-3,
+        "the spreads must change the gradient"
+    );
+    let f = |x: &Tensor| -> f64 {
+        let st = r.free_phase(&be, x, steps, 0).unwrap();
+        let l = r.logits(&be, &st, 0, steps as u64).unwrap();
+        lossf(&l).unwrap().0 as f64
+    };
+    let h = 1e-2f32;
+    for i in (0..x.len()).step_by(7) {
+        let mut xp = x.clone();
+        let mut xm = x.clone();
+        xp.as_slice_mut().unwrap()[i] += h;
+        xm.as_slice_mut().unwrap()[i] -= h;
+        let fd = (f(&xp) - f(&xm)) / (2.0 * h as f64);
+        let g = dx.as_slice().unwrap()[i] as f64;
+        assert!(
+            (fd - g).abs() < 1e-2 * (1.0 + g.abs()),
+            "x[{i}]: bptt {g}, finite difference {fd}"
+        );
+    }
+}
+
+/// The documented example (docs/netlist-example.json) realizes: its device entries (a preset with
+/// overrides, inline parameters) are valid.
+#[test]
+fn documented_example_realizes() {
+    use ndarray_npy::WriteNpyExt;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("net.json"),
+        include_str!("../../docs/netlist-example.json"),
+    )
+    .unwrap();
+    let w = sim::tensor(&[3, 8], (0..24).map(|i| (i as f32 - 12.0) / 20.0).collect()).unwrap();
+    w.write_npy(std::fs::File::create(dir.path().join("syn1.weight.npy")).unwrap())
+        .unwrap();
+    let l = Netlist::read(&dir.path().join("net.json")).unwrap();
+    let r = Realized::new(&Cpu, &l, 0).unwrap();
+    assert!(r.stochastic());
+    let x = Tensor::from_elem(ndarray::IxDyn(&[2, 1, 4, 4]), 0.3);
+    let st = r.free_phase(&Cpu, &x, 5, 0).unwrap();
+    assert_eq!(st.layers[1].shape(), &[2, 3]);
+    assert_eq!(r.logits(&Cpu, &st, 0, 5).unwrap().shape(), &[2, 2]);
+    // A device entry with an unknown preset or a bad override names its JSON path.
+    let mut v: serde_json::Value =
+        serde_json::from_str(include_str!("../../docs/netlist-example.json")).unwrap();
+    v["devices"]["dev"]["set"]["no_such_knob"] = serde_json::json!(1);
+    std::fs::write(dir.path().join("bad.json"), v.to_string()).unwrap();
+    let l = Netlist::read(&dir.path().join("bad.json")).unwrap();
+    let e = Realized::new(&Cpu, &l, 0).err().unwrap();
+    assert_eq!(e.path, "$.devices.dev.set.no_such_knob");
+    assert!(e.file.ends_with("bad.json"), "{e}");
+}
+
+/// A noisy query gives the same bits on 1 and 2 threads (draws indexed by position, not order).
+#[test]
+fn noisy_results_do_not_depend_on_thread_count() {
+    let net = model(cnn(), 9);
+    let x = input(&net.spec, 3, 4);
+    let l = netlist(&net, &Preset::builtin("pcm").unwrap(), SMALL);
+    let run = |threads: usize| {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap()
+            .install(|| {
+                let r = Realized::new(&Cpu, &l, 4).unwrap();
+                let st = r.free_phase(&Cpu, &x, 6, 2).unwrap();
+                let (_, _, dx) = r.free_phase_bptt(&Cpu, &x, 6, 2, lossf).unwrap();
+                let lg = r.logits(&Cpu, &st, 2, 6).unwrap();
+                (st.layers, lg, dx)
+            })
+    };
+    assert_eq!(run(1), run(2));
+}
+
+/// Cost of the realization relative to the digital engine (run with `--ignored --nocapture`).
+#[test]
+#[ignore]
+fn timing_fmnist_sized_cnn() {
+    let spec = ModelSpec {
+        input: [1, 28, 28],
+        conv: vec![
+            ConvLayer {
+                channels: 32,
+                kernel: 5,
+                stride: 1,
+                padding: 2,
+                pool: Pool::Max,
+            },
+            ConvLayer {
+                channels: 64,
+                kernel: 5,
+                stride: 1,
+                padding: 2,
+                pool: Pool::Max,
+            },
+        ],
+        fc: vec![10],
+        act: Act::MyHardSig,
+        softmax: true,
+        loss: Loss::CrossEntropy,
+        t1: 30,
+        t2: 10,
+        input_norm: None,
+    };
+    let net = model(spec, 1);
+    let x = input(&net.spec, 64, 1);
+    let t = std::time::Instant::now();
+    net.free_phase(&Cpu, &x, 30).unwrap();
+    eprintln!("digital: {:.2?}", t.elapsed());
+    for p in ["ideal", "pcm", "rram"] {
+        let l = netlist(
+            &net,
+            &Preset::builtin(p).unwrap(),
+            TileSize {
+                rows: 512,
+                cols: 512,
+            },
+        );
+        let t = std::time::Instant::now();
+        let r = Realized::new(&Cpu, &l, 0).unwrap();
+        let prog = t.elapsed();
+        let t = std::time::Instant::now();
+        r.free_phase(&Cpu, &x, 30, 0).unwrap();
+        eprintln!(
+            "netlist:{p}: programming {prog:.2?}, free phase {:.2?}",
+            t.elapsed()
+        );
+    }
+}

@@ -1,0 +1,245 @@
+//! Substrates a model can be realized on, as [`Classifier`]s: `digital` (the EP engine) and
+//! `netlist:<preset>` (the model compiled with a device preset and realized on simulated hardware,
+//! [`NetlistClassifier`]). `--set key=value` overrides preset values (see
+//! [`devices::Preset::set_str`]; `t_inference` is an alias of `inference.t_inference_s`, and
+//! `nonideality_scale=s` multiplies every non-ideality by `s`).
+
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use anyhow::{Context, Result, bail};
+use devices::Preset;
+use ep::EpNet;
+use ep::compile::{CompileOptions, compile};
+use ep::substrate::Realized;
+use sim::netlist::{Loaded, Netlist, Origin, TileSize};
+use sim::{Backend, Cpu, Tensor};
+
+use crate::classifier::{Classifier, EpClassifier, LossFn, Normalize};
+
+/// A device preset by built-in name or TOML file, with `key=value` overrides applied in order.
+pub fn load_preset(device: &str, sets: &[String]) -> Result<Preset> {
+    let mut p = if device.ends_with(".toml") || Path::new(device).is_file() {
+        let text = std::fs::read_to_string(device)
+            .with_context(|| format!("reading device preset {device}"))?;
+        Preset::from_toml(&text, device)?
+    } else {
+        Preset::builtin(device)?
+    };
+    for kv in sets {
+        let (k, v) = kv
+            .split_once('=')
+            .with_context(|| format!("--set {kv:?}: expected key=value"))?;
+        let k = k.trim();
+        if k == "nonideality_scale" {
+            let s: f64 = v
+                .trim()
+                .parse()
+                .with_context(|| format!("--set {kv}: not a number"))?;
+            p.scale_nonidealities(s)?;
+            continue;
+        }
+        let k = if k == "t_inference" {
+            "t_inference_s"
+        } else {
+            k
+        };
+        p.set_str(k, v).with_context(|| format!("--set {kv}"))?;
+    }
+    Ok(p)
+}
+
+/// Parse a tile size `RxC` (e.g. `512x512`).
+pub fn parse_tile(s: &str) -> Result<TileSize> {
+    let (r, c) = s
+        .split_once(['x', 'X'])
+        .with_context(|| format!("tile size {s:?}: expected ROWSxCOLS, e.g. 512x512"))?;
+    let t = TileSize {
+        rows: r
+            .trim()
+            .parse()
+            .with_context(|| format!("tile rows {r:?}"))?,
+        cols: c
+            .trim()
+            .parse()
+            .with_context(|| format!("tile cols {c:?}"))?,
+    };
+    if t.rows == 0 || t.cols == 0 {
+        bail!("tile size {s}: rows and columns must be ≥ 1");
+    }
+    Ok(t)
+}
+
+/// Compile an EP model with a preset into a validated, loaded netlist.
+pub fn compile_model(net: &EpNet<Cpu>, preset: &Preset, tile: TileSize) -> Result<Loaded> {
+    let (w, b) = net.to_host(&Cpu)?;
+    let nl = compile(
+        &net.spec,
+        &w,
+        &b,
+        preset,
+        &CompileOptions {
+            tile,
+            name: format!("epsim:{}", preset.name),
+        },
+    )?;
+    Ok(Netlist::from_json(&nl.to_json(), Origin::memory())?)
+}
+
+/// A realized netlist as a classifier: predictions from a free phase of `t_predict` steps, input
+/// gradients by BPTT through the noisy free phase of `t_attack` steps. Every call (`logits` or
+/// `loss_grad`) is one query with its own noise draw (query counter), so a stochastic substrate
+/// gives a fresh draw each time and attacks average with EOT.
+pub struct NetlistClassifier {
+    /// The realization.
+    pub real: Realized<Cpu>,
+    /// Normalization applied inside the model.
+    pub norm: Normalize,
+    /// Free-phase steps for predictions.
+    pub t_predict: usize,
+    /// Free-phase steps the gradient is taken through.
+    pub t_attack: usize,
+    /// For reports, e.g. `netlist:pcm`.
+    pub label: String,
+    queries: AtomicU64,
+}
+
+impl NetlistClassifier {
+    /// Realize `l` from `seed` (programming, neuron spreads, read noise streams).
+    pub fn new(l: &Loaded, seed: u64, label: &str, t_predict: Option<usize>) -> Result<Self> {
+        let real = Realized::new(&Cpu, l, seed)?;
+        let c = real.net.spec.input[0];
+        let norm = match &real.net.spec.input_norm {
+            Some(n) => Normalize {
+                mean: n.mean.clone(),
+                std: n.std.clone(),
+            },
+            None => Normalize {
+                mean: vec![0.0; c],
+                std: vec![1.0; c],
+            },
+        };
+        let t = t_predict.unwrap_or(real.net.spec.t1);
+        Ok(NetlistClassifier {
+            real,
+            norm,
+            t_predict: t,
+            t_attack: t,
+            label: label.to_string(),
+            queries: AtomicU64::new(0),
+        })
+    }
+
+    fn next_query(&self) -> u64 {
+        self.queries.fetch_add(1, Ordering::Relaxed)
+    }
+}
+
+impl Classifier for NetlistClassifier {
+    fn describe(&self) -> String {
+        format!(
+            "EP on {} ({} synapses, T_predict {}, T_attack {}{})",
+            self.label,
+            self.real.net.spec.n_synapses(),
+            self.t_predict,
+            self.t_attack,
+            if self.real.stochastic() {
+                ", stochastic"
+            } else {
+                ""
+            }
+        )
+    }
+    fn num_classes(&self) -> usize {
+        self.real.net.spec.n_classes()
+    }
+    fn input_shape(&self) -> [usize; 3] {
+        self.real.net.spec.input
+    }
+    fn logits(&self, x: &Tensor) -> Result<Tensor> {
+        let be = Cpu;
+        let q = self.next_query();
+        let xn = self.norm.forward(x)?;
+        let st = self.real.free_phase(&be, &xn, self.t_predict, q)?;
+        Ok(be.download(&self.real.logits(&be, &st, q, self.t_predict as u64)?)?)
+    }
+    fn loss_grad(&self, x: &Tensor, loss: LossFn<'_>) -> Result<(Tensor, Tensor)> {
+        let be = Cpu;
+        let q = self.next_query();
+        let xn = self.norm.forward(x)?;
+        let mut err: Option<anyhow::Error> = None;
+        let r = self
+            .real
+            .free_phase_bptt(&be, &xn, self.t_attack, q, |logits| match loss(logits) {
+                Ok((vals, g)) => Ok((vals.iter().sum(), g)),
+                Err(e) => {
+                    let msg = e.to_string();
+                    err = Some(e);
+                    Err(sim::Error::Other(msg))
+                }
+            });
+        if let Some(e) = err {
+            return Err(e);
+        }
+        let (_, logits, dx) = r?;
+        Ok((logits, self.norm.backward(&dx)))
+    }
+    fn stochastic(&self) -> bool {
+        self.real.stochastic()
+    }
+}
+
+/// The classifier for a model on a substrate: `digital`, `netlist:<preset|preset.toml>` (compiled
+/// on the fly with `sets` applied) or `netlist:<file.json>` (a compiled netlist; the model is then
+/// not needed).
+pub fn classifier(
+    net: Option<EpNet<Cpu>>,
+    substrate: &str,
+    sets: &[String],
+    tile: TileSize,
+    seed: u64,
+    steps: Option<usize>,
+) -> Result<Box<dyn Classifier>> {
+    if substrate == "digital" {
+        if !sets.is_empty() {
+            bail!("--set applies to netlist substrates only");
+        }
+        let net = net.context("the digital substrate needs a model")?;
+        let c = net.spec.input[0];
+        let norm = match &net.spec.input_norm {
+            Some(n) => Normalize {
+                mean: n.mean.clone(),
+                std: n.std.clone(),
+            },
+            None => Normalize {
+                mean: vec![0.0; c],
+                std: vec![1.0; c],
+            },
+        };
+        let t = steps.unwrap_or(net.spec.t1);
+        return Ok(Box::new(EpClassifier {
+            net,
+            norm,
+            t_predict: t,
+            t_attack: t,
+        }));
+    }
+    let Some(dev) = substrate.strip_prefix("netlist:") else {
+        bail!(
+            "unknown substrate {substrate:?}: use digital or netlist:<preset|preset.toml|netlist.json>"
+        );
+    };
+    let loaded = if dev.ends_with(".json") {
+        if !sets.is_empty() {
+            bail!("--set cannot change a compiled netlist file; compile again with --set");
+        }
+        Netlist::read(Path::new(dev))?
+    } else {
+        let net = net.context("netlist:<preset> needs a model (--model)")?;
+        let preset = load_preset(dev, sets)?;
+        compile_model(&net, &preset, tile)?
+    };
+    Ok(Box::new(NetlistClassifier::new(
+        &loaded, seed, substrate, steps,
+    )?))
+}

@@ -1,0 +1,206 @@
+//! The hardware commands end to end: compile, netlist check (valid and broken files), eval on
+//! netlist substrates with --set, export + reader.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use ep::{ConvLayer, EpNet, Loss, ModelSpec, Pool};
+use epsim_tests::write_tiny_cifar;
+use sim::{Act, Cpu, Stream};
+
+fn epsim(args: &[&str]) -> ExitCode {
+    let mut v = vec!["epsim", "--quiet"];
+    v.extend_from_slice(args);
+    experiments::cli::main_with(v)
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+fn tiny_net() -> EpNet<Cpu> {
+    let spec = ModelSpec {
+        input: [3, 32, 32],
+        conv: vec![ConvLayer {
+            channels: 4,
+            kernel: 3,
+            stride: 2,
+            padding: 1,
+            pool: Pool::Max,
+        }],
+        fc: vec![10],
+        act: Act::MyHardSig,
+        softmax: true,
+        loss: Loss::CrossEntropy,
+        t1: 6,
+        t2: 3,
+        input_norm: Some(ep::InputNorm {
+            mean: vec![0.4; 3],
+            std: vec![0.3; 3],
+        }),
+    };
+    EpNet::init(&Cpu, spec, &Stream::new(7, "init"), Some(2.0)).unwrap()
+}
+
+fn write_model(net: &EpNet<Cpu>, path: &Path) {
+    let (w, b) = net.to_host(&Cpu).unwrap();
+    let f = ep::checkpoint::model_to_file(&net.spec, &w, &b).unwrap();
+    std::fs::write(path, f.to_bytes().unwrap()).unwrap();
+}
+
+#[test]
+fn compile_check_eval_export() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let ckpt = d.join("m.safetensors");
+    write_model(&tiny_net(), &ckpt);
+    write_tiny_cifar(&d.join("test.bin"), 16, 2);
+    let data = format!("cifar10:{}:test", d.join("test.bin").display());
+    let net_json = d.join("net.json");
+    assert_eq!(
+        epsim(&[
+            "compile",
+            "--model",
+            s(&ckpt),
+            "--device",
+            "pcm",
+            "--set",
+            "read_noise_scale=0.5,t_inference=3600",
+            "--tile",
+            "16x4",
+            "-o",
+            s(&net_json)
+        ]),
+        ExitCode::SUCCESS
+    );
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&net_json).unwrap()).unwrap();
+    assert_eq!(v["format_version"], 1);
+    assert_eq!(v["devices"]["dev"]["cell"]["read_noise_scale"], 0.5);
+    assert_eq!(v["devices"]["dev"]["inference"]["t_inference_s"], 3600.0);
+    assert_eq!(v["arrays"][0]["tile"]["rows"], 16);
+    assert_eq!(
+        epsim(&["netlist", "check", s(&net_json), "--realize"]),
+        ExitCode::SUCCESS
+    );
+    // Broken files are errors (exit code 1), not panics.
+    for (ptr, val) in [
+        ("/gadgets", serde_json::json!(1)),
+        ("/arrays/1/from", serde_json::json!("h7")),
+        ("/converters/0/bits", serde_json::json!(1)),
+        ("/arrays/0/weight/shape", serde_json::json!([4, 3, 3, 2])),
+        (
+            "/devices/dev/cell/read_noise_scale",
+            serde_json::json!(-1.0),
+        ),
+        ("/dynamics/readout", serde_json::json!("h1")),
+        ("/arrays/0/weight/data/5", serde_json::Value::Null),
+    ] {
+        let mut b = v.clone();
+        match b.pointer_mut(ptr) {
+            Some(slot) => *slot = val,
+            None => {
+                b.as_object_mut().unwrap().insert(ptr[1..].into(), val);
+            }
+        }
+        let bad = d.join("bad.json");
+        std::fs::write(&bad, b.to_string()).unwrap();
+        assert_eq!(
+            epsim(&["netlist", "check", s(&bad)]),
+            ExitCode::FAILURE,
+            "{ptr}"
+        );
+    }
+    std::fs::write(d.join("nan.json"), "{\"format_version\": 1, ").unwrap();
+    assert_eq!(
+        epsim(&["netlist", "check", s(&d.join("nan.json"))]),
+        ExitCode::FAILURE
+    );
+    for sub in ["netlist:ideal", "netlist:rram"] {
+        assert_eq!(
+            epsim(&[
+                "eval",
+                "--model",
+                s(&ckpt),
+                "--data",
+                &data,
+                "--substrate",
+                sub,
+                "--batch-size",
+                "8"
+            ]),
+            ExitCode::SUCCESS,
+            "{sub}"
+        );
+    }
+    assert_eq!(
+        epsim(&[
+            "eval",
+            "--model",
+            s(&ckpt),
+            "--data",
+            &data,
+            "--substrate",
+            "netlist:pcm",
+            "--set",
+            "read_noise_scale=0.5,t_inference=3600"
+        ]),
+        ExitCode::SUCCESS
+    );
+    assert_eq!(
+        epsim(&[
+            "eval",
+            "--model",
+            s(&ckpt),
+            "--data",
+            &data,
+            "--substrate",
+            &format!("netlist:{}", net_json.display())
+        ]),
+        ExitCode::SUCCESS
+    );
+    assert_eq!(
+        epsim(&[
+            "eval",
+            "--model",
+            s(&ckpt),
+            "--data",
+            &data,
+            "--substrate",
+            "netlist:pcm",
+            "--set",
+            "no_such_knob=1"
+        ]),
+        ExitCode::FAILURE
+    );
+    let out = d.join("export");
+    assert_eq!(
+        epsim(&[
+            "export",
+            "--model",
+            s(&ckpt),
+            "--device",
+            "rram",
+            "--tile",
+            "16x4",
+            "--out",
+            s(&out)
+        ]),
+        ExitCode::SUCCESS
+    );
+    assert!(out.join("manifest.json").exists());
+    assert!(out.join("syn0.tile0.g_pos.npy").exists());
+    assert!(out.join("syn0.tile0.lvl_neg.npy").exists());
+    let back = ep::export::read_export(&out).unwrap();
+    assert_eq!(back.netlist.arrays.len(), 2);
+    assert_eq!(
+        epsim(&[
+            "export",
+            "--netlist",
+            s(&net_json),
+            "--out",
+            s(&d.join("e2"))
+        ]),
+        ExitCode::SUCCESS
+    );
+}
