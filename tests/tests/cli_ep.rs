@@ -265,6 +265,40 @@ fn attack_and_corrupt_commands_write_their_outputs() {
             recs[1]
         );
     }
+    // The same attack on the ideal netlist substrate gives the digital clean accuracy.
+    let res_hw = d.join("results_hw.jsonl");
+    assert_eq!(
+        epsim(&[
+            "attack",
+            "--model",
+            s(&ckpt),
+            "--data",
+            &data,
+            "--attack",
+            "pgd-linf",
+            "--eps",
+            "0",
+            "--steps",
+            "2",
+            "--substrate",
+            "netlist:ideal",
+            "--tile",
+            "64x64",
+            "--out",
+            s(&res_hw)
+        ]),
+        ExitCode::SUCCESS
+    );
+    let hw: serde_json::Value = serde_json::from_str(
+        std::fs::read_to_string(&res_hw)
+            .unwrap()
+            .lines()
+            .next()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(hw["clean_accuracy"], recs[0]["clean_accuracy"], "{hw}");
+    assert_eq!(hw["substrate"], "netlist:ideal");
     // Unknown attacks are clear errors.
     assert_eq!(
         epsim(&[
