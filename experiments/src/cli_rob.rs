@@ -209,30 +209,34 @@ fn build_attack(
     })
 }
 
-/// `epsim attack`.
-pub fn attack(a: &AttackArgs, seed: u64) -> Result<()> {
+/// Whether a model file holds a backprop baseline (its spec has `kind` bp_cnn, adv_cnn or vit),
+/// not an EP network.
+pub fn is_baseline_file(path: &std::path::Path) -> Result<bool> {
+    let bytes = std::fs::read(path).with_context(|| format!("reading model {}", path.display()))?;
+    let f = ep::checkpoint::TensorFile::from_bytes(&bytes)
+        .with_context(|| format!("{}", path.display()))?;
+    Ok(f.metadata
+        .get(ep::checkpoint::SPEC_KEY)
+        .and_then(|j| serde_json::from_str::<serde_json::Value>(j).ok())
+        .is_some_and(|v| {
+            v.get("kind")
+                .and_then(|k| k.as_str())
+                .is_some_and(|k| matches!(k, "bp_cnn" | "adv_cnn" | "vit"))
+        }))
+}
+
+/// The EP model of `a.model` as a classifier on `a.substrate`, with its (T_predict, T_attack).
+fn ep_classifier(a: &AttackArgs, seed: u64) -> Result<(Box<dyn Classifier>, usize, usize)> {
     let net = ep_run::load_model(&a.model, a.spec.as_deref())?;
-    let spec =
-        DatasetSpec::parse(&a.data).map_err(|e| anyhow::anyhow!("--data {:?}: {e}", a.data))?;
-    let mut d = ep_run::load_split(&a.data, spec.split.as_deref().unwrap_or("test"))?;
-    if let Some(n) = a.subset {
-        d = ep_run::balanced_subset(&d, n);
-    }
-    ensure!(
-        d.image_shape() == net.spec.input,
-        "the model expects {:?} inputs, {} has {:?}",
-        net.spec.input,
-        a.data,
-        d.image_shape()
-    );
+    let c = net.spec.input[0];
     let norm = match &net.spec.input_norm {
         Some(n) => Normalize {
             mean: n.mean.clone(),
             std: n.std.clone(),
         },
         None => Normalize {
-            mean: vec![0.0; d.shape[1]],
-            std: vec![1.0; d.shape[1]],
+            mean: vec![0.0; c],
+            std: vec![1.0; c],
         },
     };
     let t_predict = a.t_predict.unwrap_or(net.spec.t1);
@@ -257,6 +261,38 @@ pub fn attack(a: &AttackArgs, seed: u64) -> Result<()> {
         let tile = crate::substrate::parse_tile(&a.tile)?;
         crate::substrate::classifier(Some(net), &a.substrate, &a.set, tile, seed, Some(t_predict))?
     };
+    Ok((clf, t_predict, t_attack))
+}
+
+/// `epsim attack`.
+pub fn attack(a: &AttackArgs, seed: u64) -> Result<()> {
+    let spec =
+        DatasetSpec::parse(&a.data).map_err(|e| anyhow::anyhow!("--data {:?}: {e}", a.data))?;
+    let mut d = ep_run::load_split(&a.data, spec.split.as_deref().unwrap_or("test"))?;
+    if let Some(n) = a.subset {
+        d = ep_run::balanced_subset(&d, n);
+    }
+    let (clf, t_predict, t_attack) = if is_baseline_file(&a.model)? {
+        ensure!(
+            a.substrate == "digital" && a.set.is_empty(),
+            "{}: backprop baselines run on the digital substrate only",
+            a.model.display()
+        );
+        let m = crate::bp_run::load_baseline(&a.model)?;
+        let c: Box<dyn Classifier> = Box::new(crate::classifier::BaselineClassifier::new(
+            std::borrow::Cow::Owned(m),
+        ));
+        (c, 0, 0)
+    } else {
+        ep_classifier(a, seed)?
+    };
+    ensure!(
+        d.image_shape() == clf.input_shape(),
+        "the model expects {:?} inputs, {} has {:?}",
+        clf.input_shape(),
+        a.data,
+        d.image_shape()
+    );
     let clf = clf.as_ref();
     let eot = a.eot.unwrap_or(if clf.stochastic() { 10 } else { 1 });
     let strengths: Vec<(String, f64)> = a

@@ -330,3 +330,72 @@ fn advcnn_family_resumes_exactly() {
     assert_eq!(m1.spec.adv.as_ref().unwrap().norm, "L2");
     assert_ne!(m0.params, m1.params, "the two ε trained the same model");
 }
+
+#[test]
+fn attack_cli_runs_on_a_baseline_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = data(dir.path(), 64, 32);
+    let c = cfg("bp_cnn", &d, CNN, SGD, 1);
+    let out = dir.path().join("run");
+    bp_run::train(
+        &c,
+        &TrainOptions {
+            out_dir: Some(out.clone()),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let ckpt = out.join("checkpoint.safetensors");
+    let res = dir.path().join("r.jsonl");
+    let data = format!("cifar10:{}", dir.path().join("test.bin").display());
+    let code = experiments::cli::main_with([
+        "epsim",
+        "--quiet",
+        "attack",
+        "--model",
+        ckpt.to_str().unwrap(),
+        "--data",
+        &data,
+        "--attack",
+        "pgd-linf",
+        "--eps",
+        "0,0.5",
+        "--steps",
+        "5",
+        "--out",
+        res.to_str().unwrap(),
+    ]);
+    assert_eq!(code, std::process::ExitCode::SUCCESS);
+    let recs: Vec<serde_json::Value> = std::fs::read_to_string(&res)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(recs.len(), 2);
+    assert_eq!(recs[0]["robust_accuracy"], recs[0]["clean_accuracy"]);
+    assert_eq!(
+        recs[1]["robust_accuracy"].as_f64().unwrap(),
+        0.0,
+        "{}",
+        recs[1]
+    );
+    // Baselines run on the digital substrate only.
+    let code = experiments::cli::main_with([
+        "epsim",
+        "--quiet",
+        "attack",
+        "--model",
+        ckpt.to_str().unwrap(),
+        "--data",
+        &data,
+        "--attack",
+        "pgd-linf",
+        "--eps",
+        "0.1",
+        "--substrate",
+        "netlist:ideal",
+        "--out",
+        res.to_str().unwrap(),
+    ]);
+    assert_eq!(code, std::process::ExitCode::FAILURE);
+}
