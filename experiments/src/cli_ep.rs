@@ -146,13 +146,44 @@ fn model_norm(net: &EpNet<Cpu>, channels: usize) -> Normalization {
 
 /// `epsim eval`.
 pub fn eval(a: &EvalArgs) -> Result<()> {
-    let net = ep_run::load_model(&a.model, a.spec.as_deref())?;
     let spec =
         DatasetSpec::parse(&a.data).map_err(|e| anyhow::anyhow!("--data {:?}: {e}", a.data))?;
     let mut d = ep_run::load_split(&a.data, spec.split.as_deref().unwrap_or("test"))?;
     if let Some(n) = a.subset {
         d = ep_run::balanced_subset(&d, n);
     }
+    if crate::cli_rob::is_baseline_file(&a.model)? {
+        ensure!(
+            !a.per_step && a.steps.is_none(),
+            "--steps/--per-step apply to EP models only"
+        );
+        let m = crate::bp_run::load_baseline(&a.model)?;
+        ensure!(
+            d.image_shape() == m.spec.input(),
+            "the model expects {:?} inputs, {} has {:?}",
+            m.spec.input(),
+            a.data,
+            d.image_shape()
+        );
+        let norm = match &m.spec.input_norm {
+            Some(n) => Normalization {
+                mean: n.mean.clone(),
+                std: n.std.clone(),
+            },
+            None => Normalization::identity(d.shape[1]),
+        };
+        let t = std::time::Instant::now();
+        let acc = crate::bp_run::evaluate_baseline(&m, &d, &norm, a.batch_size)?;
+        println!(
+            "{}: {} images: accuracy {:.4} ({:.1} img/s)",
+            a.data,
+            d.len(),
+            acc,
+            d.len() as f64 / t.elapsed().as_secs_f64()
+        );
+        return Ok(());
+    }
+    let net = ep_run::load_model(&a.model, a.spec.as_deref())?;
     ensure!(
         d.image_shape() == net.spec.input,
         "the model expects {:?} inputs, {} has {:?}",

@@ -379,6 +379,17 @@ fn attack_cli_runs_on_a_baseline_checkpoint() {
         "{}",
         recs[1]
     );
+    // eval loads it too.
+    let code = experiments::cli::main_with([
+        "epsim",
+        "--quiet",
+        "eval",
+        "--model",
+        ckpt.to_str().unwrap(),
+        "--data",
+        &data,
+    ]);
+    assert_eq!(code, std::process::ExitCode::SUCCESS);
     // Baselines run on the digital substrate only.
     let code = experiments::cli::main_with([
         "epsim",
