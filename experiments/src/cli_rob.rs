@@ -15,10 +15,10 @@ use crate::corrupt::Corruption;
 use crate::data::DatasetSpec;
 use crate::ep_run;
 
-/// Arguments of `epsim attack`.
+/// What is evaluated: a model on a substrate, on a dataset (shared by `attack` and `robustness`).
 #[derive(Debug, Args)]
-pub struct AttackArgs {
-    /// Model file (see `epsim eval --help`).
+pub struct TargetArgs {
+    /// Model file: EP checkpoint, PyTorch-style state dict + --spec, or a baseline checkpoint.
     #[arg(long, value_name = "SAFETENSORS")]
     pub model: PathBuf,
     /// Model spec (TOML or JSON) for files without one.
@@ -27,6 +27,40 @@ pub struct AttackArgs {
     /// Dataset spec; without a split the test split is used.
     #[arg(long, value_name = "SPEC")]
     pub data: String,
+    /// Free-phase steps for predictions (default: the model's T1).
+    #[arg(long, value_name = "T")]
+    pub t_predict: Option<usize>,
+    /// Free-phase steps the gradient is taken through (default: = T_predict, the honest choice).
+    #[arg(long, value_name = "T")]
+    pub t_attack: Option<usize>,
+    /// Use only the first N images (class-balanced).
+    #[arg(long, value_name = "N")]
+    pub subset: Option<usize>,
+    /// Batch size.
+    #[arg(long, default_value_t = 100)]
+    pub batch_size: usize,
+    /// Substrate: digital, or netlist:<preset|preset.toml|netlist.json> (stochastic: attacks
+    /// average --eot gradients per step).
+    #[arg(long, default_value = "digital", value_name = "SUBSTRATE")]
+    pub substrate: String,
+    /// Preset overrides for netlist substrates, e.g. --set read_noise_scale=0.5,t_inference=3600.
+    #[arg(long, value_delimiter = ',', value_name = "KEY=VALUE")]
+    pub set: Vec<String>,
+    /// Physical array size ROWSxCOLS for netlist substrates.
+    #[arg(long, default_value = "512x512", value_name = "RxC")]
+    pub tile: String,
+    /// Gradients averaged per attack step on stochastic substrates (EOT); default 1 on digital,
+    /// 10 on netlist substrates.
+    #[arg(long, value_name = "N")]
+    pub eot: Option<usize>,
+}
+
+/// Arguments of `epsim attack`.
+#[derive(Debug, Args)]
+pub struct AttackArgs {
+    /// Model, substrate and data.
+    #[command(flatten)]
+    pub t: TargetArgs,
     /// Attack: pgd-linf, pgd-l2, apgd-ce-linf, apgd-ce-l2, apgd-t-linf, apgd-t-l2, square-linf,
     /// square-l2, cw-l2, deepfool-l2, deepfool-linf, autoattack-linf, autoattack-l2,
     /// autoattack-rand-linf, autoattack-rand-l2.
@@ -42,35 +76,9 @@ pub struct AttackArgs {
     /// Restarts (PGD).
     #[arg(long, default_value_t = 1)]
     pub restarts: usize,
-    /// Free-phase steps for predictions (default: the model's T1).
-    #[arg(long, value_name = "T")]
-    pub t_predict: Option<usize>,
-    /// Free-phase steps the gradient is taken through (default: = T_predict, the honest choice).
-    #[arg(long, value_name = "T")]
-    pub t_attack: Option<usize>,
-    /// Attack only the first N images (class-balanced).
-    #[arg(long, value_name = "N")]
-    pub subset: Option<usize>,
-    /// Batch size.
-    #[arg(long, default_value_t = 100)]
-    pub batch_size: usize,
     /// Results file (JSON Lines, appended).
     #[arg(long, default_value = "results.jsonl")]
     pub out: PathBuf,
-    /// Substrate: digital, or netlist:<preset|preset.toml|netlist.json> (stochastic: attacks
-    /// average --eot gradients per step).
-    #[arg(long, default_value = "digital", value_name = "SUBSTRATE")]
-    pub substrate: String,
-    /// Preset overrides for netlist substrates, e.g. --set read_noise_scale=0.5,t_inference=3600.
-    #[arg(long, value_delimiter = ',', value_name = "KEY=VALUE")]
-    pub set: Vec<String>,
-    /// Physical array size ROWSxCOLS for netlist substrates.
-    #[arg(long, default_value = "512x512", value_name = "RxC")]
-    pub tile: String,
-    /// Gradients averaged per attack step on stochastic substrates (EOT); default 1 on digital,
-    /// 10 on netlist substrates.
-    #[arg(long, value_name = "N")]
-    pub eot: Option<usize>,
 }
 
 /// One result record.
@@ -225,9 +233,9 @@ pub fn is_baseline_file(path: &std::path::Path) -> Result<bool> {
         }))
 }
 
-/// The EP model of `a.model` as a classifier on `a.substrate`, with its (T_predict, T_attack).
-fn ep_classifier(a: &AttackArgs, seed: u64) -> Result<(Box<dyn Classifier>, usize, usize)> {
-    let net = ep_run::load_model(&a.model, a.spec.as_deref())?;
+/// The EP model of `a.t.model` as a classifier on `a.t.substrate`, with its (T_predict, T_attack).
+fn ep_classifier(t: &TargetArgs, seed: u64) -> Result<(Box<dyn Classifier>, usize, usize)> {
+    let net = ep_run::load_model(&t.model, t.spec.as_deref())?;
     let c = net.spec.input[0];
     let norm = match &net.spec.input_norm {
         Some(n) => Normalize {
@@ -239,14 +247,14 @@ fn ep_classifier(a: &AttackArgs, seed: u64) -> Result<(Box<dyn Classifier>, usiz
             std: vec![1.0; c],
         },
     };
-    let t_predict = a.t_predict.unwrap_or(net.spec.t1);
-    let t_attack = a.t_attack.unwrap_or(t_predict);
+    let t_predict = t.t_predict.unwrap_or(net.spec.t1);
+    let t_attack = t.t_attack.unwrap_or(t_predict);
     ensure!(
         t_predict >= 1 && t_attack >= 1,
         "free-phase steps must be ≥ 1"
     );
-    let clf: Box<dyn Classifier> = if a.substrate == "digital" {
-        ensure!(a.set.is_empty(), "--set applies to netlist substrates only");
+    let clf: Box<dyn Classifier> = if t.substrate == "digital" {
+        ensure!(t.set.is_empty(), "--set applies to netlist substrates only");
         Box::new(EpClassifier {
             net,
             norm,
@@ -255,52 +263,150 @@ fn ep_classifier(a: &AttackArgs, seed: u64) -> Result<(Box<dyn Classifier>, usiz
         })
     } else {
         ensure!(
-            a.t_attack.is_none() || a.t_attack == a.t_predict,
+            t.t_attack.is_none() || t.t_attack == t.t_predict,
             "--t-attack may differ from --t-predict only on the digital substrate"
         );
-        let tile = crate::substrate::parse_tile(&a.tile)?;
-        crate::substrate::classifier(Some(net), &a.substrate, &a.set, tile, seed, Some(t_predict))?
+        let tile = crate::substrate::parse_tile(&t.tile)?;
+        crate::substrate::classifier(Some(net), &t.substrate, &t.set, tile, seed, Some(t_predict))?
     };
     Ok((clf, t_predict, t_attack))
 }
 
-/// `epsim attack`.
-pub fn attack(a: &AttackArgs, seed: u64) -> Result<()> {
+/// Counts of one attack at one strength over a dataset.
+pub struct Outcome {
+    /// Correct on clean inputs.
+    pub clean: usize,
+    /// Correct under attack (per-sample worst case).
+    pub robust: usize,
+    /// Forward queries (images).
+    pub queries: u64,
+    /// Gradient evaluations (images).
+    pub grads: u64,
+    /// Attack name with its settings.
+    pub name: String,
+    /// When it started.
+    pub started: Instant,
+}
+
+/// Run attack `attack` (a CLI name, see `epsim attack --help`) at strength `eps` over every batch
+/// of `loader` (pixel-space images). `eot`: gradients per step on stochastic classifiers (default 10
+/// there, 1 otherwise).
+#[allow(clippy::too_many_arguments)]
+pub fn attack_strength(
+    clf: &dyn Classifier,
+    loader: &crate::data::Loader<'_>,
+    attack: &str,
+    eps: f32,
+    label: &str,
+    steps: Option<usize>,
+    restarts: usize,
+    eot: Option<usize>,
+    seed: u64,
+) -> Result<Outcome> {
+    let started = Instant::now();
+    let (mut clean, mut robust, mut queries, mut grads, mut name) =
+        (0usize, 0usize, 0u64, 0u64, String::new());
+    let eot_n = eot.unwrap_or(if clf.stochastic() { 10 } else { 1 });
+    let pb = crate::data::progress(loader.num_batches() as u64, &format!("{attack} ε={label}"));
+    for b in loader.epoch(0) {
+        let ids: Vec<u64> = b.indices.iter().map(|&i| i as u64).collect();
+        if attack.starts_with("autoattack") {
+            let (_, nm) = attack.rsplit_once('-').context("autoattack-<linf|l2>")?;
+            let nrm: Norm = nm.parse()?;
+            let aa = if attack.starts_with("autoattack-rand") {
+                let mut aa = attacks::AutoAttack::rand(nrm, eps);
+                if let Some(e) = eot {
+                    aa.eot_iter = e;
+                }
+                aa
+            } else {
+                if clf.stochastic() {
+                    tracing::warn!(
+                        "AutoAttack 'standard' on a stochastic substrate: use autoattack-rand-* (EOT) for an honest evaluation"
+                    );
+                }
+                attacks::AutoAttack::standard(nrm, eps)
+            };
+            let counted = crate::classifier::Counted::new(clf);
+            let r = aa.evaluate(&counted, &b.x, &b.y, &ids, seed)?;
+            clean += r.clean_correct.iter().filter(|&&c| c).count();
+            robust += r.robust.iter().filter(|&&c| c).count();
+            queries += counted.queries.load(std::sync::atomic::Ordering::Relaxed);
+            grads += counted.grads.load(std::sync::atomic::Ordering::Relaxed);
+            name = format!("autoattack-{:?}", aa.version).to_lowercase();
+        } else {
+            let atk = build_attack(attack, eps, steps, restarts, eot_n)?;
+            name = atk.name();
+            let pred = ep::train::argmax_rows(&clf.logits(&b.x)?);
+            let ok: Vec<bool> = pred.iter().zip(&b.y).map(|(p, l)| p == l).collect();
+            let r = atk.run_indexed(clf, &b.x, &b.y, &ids, seed)?;
+            clean += ok.iter().filter(|&&c| c).count();
+            // Robust: correct on the clean image and not fooled by the attack.
+            robust += ok
+                .iter()
+                .zip(&r.success)
+                .filter(|&(&c, &s)| c && !s)
+                .count();
+            queries += r.queries;
+            grads += r.grads;
+        }
+        pb.inc(1);
+    }
+    pb.finish_and_clear();
+    Ok(Outcome {
+        clean,
+        robust,
+        queries,
+        grads,
+        name,
+        started,
+    })
+}
+
+/// Load the dataset (subset) and the model as a classifier on its substrate.
+pub fn load_target(
+    t: &TargetArgs,
+    seed: u64,
+) -> Result<(crate::data::Dataset, Box<dyn Classifier>, usize, usize)> {
     let spec =
-        DatasetSpec::parse(&a.data).map_err(|e| anyhow::anyhow!("--data {:?}: {e}", a.data))?;
-    let mut d = ep_run::load_split(&a.data, spec.split.as_deref().unwrap_or("test"))?;
-    if let Some(n) = a.subset {
+        DatasetSpec::parse(&t.data).map_err(|e| anyhow::anyhow!("--data {:?}: {e}", t.data))?;
+    let mut d = ep_run::load_split(&t.data, spec.split.as_deref().unwrap_or("test"))?;
+    if let Some(n) = t.subset {
         d = ep_run::balanced_subset(&d, n);
     }
-    let (clf, t_predict, t_attack) = if is_baseline_file(&a.model)? {
+    let (clf, t_predict, t_attack) = if is_baseline_file(&t.model)? {
         ensure!(
-            a.substrate == "digital" && a.set.is_empty(),
+            t.substrate == "digital" && t.set.is_empty(),
             "{}: backprop baselines run on the digital substrate only",
-            a.model.display()
+            t.model.display()
         );
-        let m = crate::bp_run::load_baseline(&a.model)?;
+        let m = crate::bp_run::load_baseline(&t.model)?;
         let c: Box<dyn Classifier> = Box::new(crate::classifier::BaselineClassifier::new(
             std::borrow::Cow::Owned(m),
         ));
         (c, 0, 0)
     } else {
-        ep_classifier(a, seed)?
+        ep_classifier(t, seed)?
     };
     ensure!(
         d.image_shape() == clf.input_shape(),
         "the model expects {:?} inputs, {} has {:?}",
         clf.input_shape(),
-        a.data,
+        t.data,
         d.image_shape()
     );
+    Ok((d, clf, t_predict, t_attack))
+}
+
+/// `epsim attack`.
+pub fn attack(a: &AttackArgs, seed: u64) -> Result<()> {
+    let (d, clf, t_predict, t_attack) = load_target(&a.t, seed)?;
     let clf = clf.as_ref();
-    let eot = a.eot.unwrap_or(if clf.stochastic() { 10 } else { 1 });
     let strengths: Vec<(String, f64)> = a
         .eps
         .iter()
         .map(|s| parse_strength(s).map(|v| (s.clone(), v)))
         .collect::<Result<_>>()?;
-    let is_aa = a.attack.starts_with("autoattack");
     let commit = git_commit();
     let mut out = std::fs::OpenOptions::new()
         .create(true)
@@ -308,71 +414,25 @@ pub fn attack(a: &AttackArgs, seed: u64) -> Result<()> {
         .open(&a.out)
         .with_context(|| format!("opening {}", a.out.display()))?;
     // Pixel-space batches (the classifier normalizes inside).
-    let loader = crate::data::Loader::new(&d, a.batch_size, sim::Stream::new(seed, "attack.data"));
+    let loader =
+        crate::data::Loader::new(&d, a.t.batch_size, sim::Stream::new(seed, "attack.data"));
     println!(
         "{:<28} {:>10} {:>8} {:>8} {:>10}",
         "attack", "eps", "clean", "robust", "time (s)"
     );
     for (text, eps) in strengths {
-        let t0 = Instant::now();
-        let (mut clean, mut robust, mut queries, mut grads, mut name) =
-            (0usize, 0usize, 0u64, 0u64, String::new());
-        let pb = crate::data::progress(
-            loader.num_batches() as u64,
-            &format!("{} ε={text}", a.attack),
-        );
-        for b in loader.epoch(0) {
-            let ids: Vec<u64> = b.indices.iter().map(|&i| i as u64).collect();
-            if is_aa {
-                let (_, nm) = a.attack.rsplit_once('-').context("autoattack-<linf|l2>")?;
-                let nrm: Norm = nm.parse()?;
-                let aa = if a.attack.starts_with("autoattack-rand") {
-                    let mut aa = attacks::AutoAttack::rand(nrm, eps as f32);
-                    if let Some(e) = a.eot {
-                        aa.eot_iter = e;
-                    }
-                    aa
-                } else {
-                    if clf.stochastic() {
-                        tracing::warn!(
-                            "AutoAttack 'standard' on a stochastic substrate: use autoattack-rand-* (EOT) for an honest evaluation"
-                        );
-                    }
-                    attacks::AutoAttack::standard(nrm, eps as f32)
-                };
-                let counted = crate::classifier::Counted::new(clf);
-                let r = aa.evaluate(&counted, &b.x, &b.y, &ids, seed)?;
-                clean += r.clean_correct.iter().filter(|&&c| c).count();
-                robust += r.robust.iter().filter(|&&c| c).count();
-                queries += counted.queries.load(std::sync::atomic::Ordering::Relaxed);
-                grads += counted.grads.load(std::sync::atomic::Ordering::Relaxed);
-                name = format!("autoattack-{:?}", aa.version).to_lowercase();
-            } else {
-                let atk = build_attack(&a.attack, eps as f32, a.steps, a.restarts, eot)?;
-                name = atk.name();
-                let pred = ep::train::argmax_rows(&clf.logits(&b.x)?);
-                let ok: Vec<bool> = pred.iter().zip(&b.y).map(|(p, l)| p == l).collect();
-                let r = atk.run_indexed(clf, &b.x, &b.y, &ids, seed)?;
-                clean += ok.iter().filter(|&&c| c).count();
-                // Robust: correct on the clean image and not fooled by the attack.
-                robust += ok
-                    .iter()
-                    .zip(&r.success)
-                    .filter(|&(&c, &s)| c && !s)
-                    .count();
-                queries += r.queries;
-                grads += r.grads;
-            }
-            pb.inc(1);
-        }
-        pb.finish_and_clear();
+        let o = attack_strength(
+            clf, &loader, &a.attack, eps as f32, &text, a.steps, a.restarts, a.t.eot, seed,
+        )?;
+        let (clean, robust, queries, grads, name, t0) =
+            (o.clean, o.robust, o.queries, o.grads, o.name, o.started);
         let n = d.len();
         let rec = AttackRecord {
-            model: a.model.display().to_string(),
-            substrate: if a.set.is_empty() {
-                a.substrate.clone()
+            model: a.t.model.display().to_string(),
+            substrate: if a.t.set.is_empty() {
+                a.t.substrate.clone()
             } else {
-                format!("{} --set {}", a.substrate, a.set.join(","))
+                format!("{} --set {}", a.t.substrate, a.t.set.join(","))
             },
             protocol: "standard".into(),
             attack: name,
@@ -387,7 +447,7 @@ pub fn attack(a: &AttackArgs, seed: u64) -> Result<()> {
             t_predict,
             t_attack,
             seed,
-            data: a.data.clone(),
+            data: a.t.data.clone(),
             n,
             clean_accuracy: clean as f64 / n.max(1) as f64,
             robust_accuracy: robust as f64 / n.max(1) as f64,
