@@ -84,6 +84,10 @@ pub enum Command {
     /// Attack a model at several strengths; appends one JSON line per strength to results.jsonl.
     #[command(after_long_help = DATA_SPEC_HELP)]
     Attack(crate::cli_rob::AttackArgs),
+    /// Run a robustness suite (attacks × strengths, corruptions × severities): results.jsonl,
+    /// report.md with tables and sanity checks.
+    #[command(after_long_help = DATA_SPEC_HELP)]
+    Robustness(crate::cli_rob::RobustnessArgs),
     /// Write CIFAR-10-C style corrupted copies of a dataset (official binary layout).
     #[command(after_long_help = DATA_SPEC_HELP)]
     Corrupt(crate::cli_rob::CorruptArgs),
@@ -207,6 +211,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Smoke(a) => crate::cli_ep::smoke(&a, cli.seed),
         Command::Attack(a) => crate::cli_rob::attack(&a, cli.seed.unwrap_or(0)),
         Command::Corrupt(a) => crate::cli_rob::corrupt(&a, cli.seed.unwrap_or(0)),
+        Command::Robustness(a) => crate::cli_rob::robustness(&a, cli.seed.unwrap_or(0)),
         Command::Netlist(crate::cli_hw::NetlistCommand::Check(a)) => {
             crate::cli_hw::check(&a, cli.seed.unwrap_or(0))
         }

@@ -535,3 +535,321 @@ pub fn corrupt(a: &CorruptArgs, seed: u64) -> Result<()> {
     );
     Ok(())
 }
+
+/// A robustness suite (TOML): attacks × strengths and corruptions × severities.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Suite {
+    /// Attacks.
+    #[serde(default)]
+    pub attack: Vec<SuiteAttack>,
+    /// Corruptions.
+    #[serde(default)]
+    pub corruptions: Option<SuiteCorruptions>,
+}
+
+/// One attack of a suite.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SuiteAttack {
+    /// Attack name as `epsim attack --attack`.
+    pub name: String,
+    /// Strengths ("8/255", "0.5", ...).
+    pub eps: Vec<String>,
+    /// Iterations or queries.
+    #[serde(default)]
+    pub steps: Option<usize>,
+    /// Restarts (PGD).
+    #[serde(default = "one")]
+    pub restarts: usize,
+}
+
+fn one() -> usize {
+    1
+}
+
+/// The corruptions of a suite.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SuiteCorruptions {
+    /// Names, or ["all"].
+    pub names: Vec<String>,
+    /// Severities 1..=5.
+    #[serde(default = "all_severities")]
+    pub severities: Vec<u32>,
+}
+
+fn all_severities() -> Vec<u32> {
+    vec![1, 2, 3, 4, 5]
+}
+
+/// Arguments of `epsim robustness`.
+#[derive(Debug, Args)]
+pub struct RobustnessArgs {
+    /// Model, substrate and data.
+    #[command(flatten)]
+    pub t: TargetArgs,
+    /// Suite file (TOML): [[attack]] name/eps/steps/restarts, [corruptions] names/severities.
+    #[arg(long, value_name = "TOML")]
+    pub suite: PathBuf,
+    /// Output directory: results.jsonl (appended) and report.md.
+    #[arg(long, value_name = "DIR", default_value = "robustness")]
+    pub out_dir: PathBuf,
+}
+
+/// One corruption result.
+#[derive(Debug, Serialize)]
+pub struct CorruptionRecord {
+    /// Always "corruption".
+    pub kind: String,
+    /// Model file.
+    pub model: String,
+    /// Substrate.
+    pub substrate: String,
+    /// Corruption name.
+    pub corruption: String,
+    /// Severity 1..=5.
+    pub severity: u32,
+    /// Master seed.
+    pub seed: u64,
+    /// Dataset spec.
+    pub data: String,
+    /// Images.
+    pub n: usize,
+    /// Accuracy on the corrupted images.
+    pub accuracy: f64,
+    /// Wall time (s).
+    pub wall_s: f64,
+    /// Git commit.
+    pub commit: String,
+    /// Set when the corruption is a documented substitute (frost).
+    pub note: Option<String>,
+}
+
+fn accuracy(clf: &dyn Classifier, d: &crate::data::Dataset, batch: usize) -> Result<usize> {
+    let loader = crate::data::Loader::new(d, batch, sim::Stream::new(0, "robustness.eval"));
+    let mut correct = 0;
+    for b in loader.epoch(0) {
+        let pred = ep::train::argmax_rows(&clf.logits(&b.x)?);
+        correct += pred.iter().zip(&b.y).filter(|(p, l)| p == l).count();
+    }
+    Ok(correct)
+}
+
+/// `epsim robustness`: run a suite, append every record to results.jsonl, write report.md with the
+/// tables and the sanity checks.
+pub fn robustness(a: &RobustnessArgs, seed: u64) -> Result<()> {
+    let text = std::fs::read_to_string(&a.suite)
+        .with_context(|| format!("reading suite {}", a.suite.display()))?;
+    let suite: Suite = toml::from_str(&text)
+        .map_err(|e| anyhow::anyhow!("{}: invalid suite: {e}", a.suite.display()))?;
+    ensure!(
+        !suite.attack.is_empty() || suite.corruptions.is_some(),
+        "{}: the suite has no [[attack]] and no [corruptions]",
+        a.suite.display()
+    );
+    for at in &suite.attack {
+        for e in &at.eps {
+            parse_strength(e)
+                .with_context(|| format!("{}: attack {}", a.suite.display(), at.name))?;
+        }
+    }
+    let (d, clf, t_predict, t_attack) = load_target(&a.t, seed)?;
+    let clf = clf.as_ref();
+    std::fs::create_dir_all(&a.out_dir)
+        .with_context(|| format!("creating {}", a.out_dir.display()))?;
+    let results = a.out_dir.join("results.jsonl");
+    let mut out = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&results)
+        .with_context(|| format!("opening {}", results.display()))?;
+    let commit = git_commit();
+    let substrate = if a.t.set.is_empty() {
+        a.t.substrate.clone()
+    } else {
+        format!("{} --set {}", a.t.substrate, a.t.set.join(","))
+    };
+    let n = d.len();
+    let loader =
+        crate::data::Loader::new(&d, a.t.batch_size, sim::Stream::new(seed, "attack.data"));
+    let mut report = format!(
+        "# Robustness report\n\nmodel `{}`, substrate `{substrate}`, data `{}` ({n} images), seed {seed}, T_predict {t_predict}, T_attack {t_attack}, commit {commit}\n\n",
+        a.t.model.display(),
+        a.t.data
+    );
+    let mut warnings: Vec<String> = Vec::new();
+    // (attack name, norm, eps, robust) for the sanity checks.
+    let mut rows: Vec<(String, String, f64, f64)> = Vec::new();
+    let clean_acc = accuracy(clf, &d, a.t.batch_size)? as f64 / n.max(1) as f64;
+    report += &format!("Clean accuracy: {clean_acc:.4}\n\n");
+    if !suite.attack.is_empty() {
+        report += "## Attacks (robust accuracy)\n\n| attack | ε | robust accuracy | queries | gradients | time (s) |\n| --- | --- | --- | --- | --- | --- |\n";
+    }
+    for at in &suite.attack {
+        let norm = at
+            .name
+            .rsplit_once('-')
+            .map(|(_, n)| n.to_string())
+            .unwrap_or_default();
+        for e in &at.eps {
+            let eps = parse_strength(e)?;
+            let o = attack_strength(
+                clf,
+                &loader,
+                &at.name,
+                eps as f32,
+                e,
+                at.steps,
+                at.restarts,
+                a.t.eot,
+                seed,
+            )?;
+            let rec = AttackRecord {
+                model: a.t.model.display().to_string(),
+                substrate: substrate.clone(),
+                protocol: "standard".into(),
+                attack: o.name.clone(),
+                norm: norm.clone(),
+                eps,
+                eps_text: e.clone(),
+                steps: at.steps,
+                t_predict,
+                t_attack,
+                seed,
+                data: a.t.data.clone(),
+                n,
+                clean_accuracy: o.clean as f64 / n.max(1) as f64,
+                robust_accuracy: o.robust as f64 / n.max(1) as f64,
+                queries: o.queries,
+                grads: o.grads,
+                wall_s: o.started.elapsed().as_secs_f64(),
+                commit: commit.clone(),
+            };
+            println!(
+                "{:<20} {:>10} robust {:.4}",
+                at.name, e, rec.robust_accuracy
+            );
+            writeln!(out, "{}", serde_json::to_string(&rec)?)?;
+            report += &format!(
+                "| {} | {} | {:.4} | {} | {} | {:.1} |\n",
+                at.name, e, rec.robust_accuracy, rec.queries, rec.grads, rec.wall_s
+            );
+            rows.push((at.name.clone(), norm.clone(), eps, rec.robust_accuracy));
+        }
+    }
+    // Sanity checks (Carlini et al. 2019): more strength never helps; large ε breaks everything;
+    // black-box not much stronger than white-box.
+    let tol = if clf.stochastic() {
+        0.03
+    } else {
+        1.0 / n.max(1) as f64 + 1e-9
+    };
+    for (name, _, _, _) in rows.iter() {
+        let mut mine: Vec<&(String, String, f64, f64)> =
+            rows.iter().filter(|r| &r.0 == name).collect();
+        mine.sort_by(|x, y| x.2.total_cmp(&y.2));
+        for w in mine.windows(2) {
+            if w[1].3 > w[0].3 + tol {
+                warnings.push(format!("{name}: robust accuracy rises from {:.4} at ε={} to {:.4} at ε={} (gradient masking or too few iterations?)", w[0].3, w[0].2, w[1].3, w[1].2));
+            }
+        }
+    }
+    for (name, norm, eps, acc) in &rows {
+        let large = (norm == "linf" && *eps >= 0.3) || (norm == "l2" && *eps >= 5.0);
+        if large && *acc > 0.05 {
+            warnings.push(format!("{name} at ε={eps}: robust accuracy {acc:.4} does not fall to ~0 at a large ε: the attack is not working (gradient masking?)"));
+        }
+        if name.starts_with("square") {
+            for (wn, wnorm, weps, wacc) in &rows {
+                if !wn.starts_with("square") && wnorm == norm && weps == eps && *acc + 0.05 < *wacc
+                {
+                    warnings.push(format!("black-box {name} ({acc:.4}) is stronger than white-box {wn} ({wacc:.4}) at ε={eps}: white-box gradients may be masked"));
+                }
+            }
+        }
+    }
+    if let Some(c) = &suite.corruptions {
+        ensure!(
+            d.shape[1] == 3,
+            "corruptions need RGB images; {} has {} channel(s)",
+            a.t.data,
+            d.shape[1]
+        );
+        let kinds: Vec<Corruption> = if c.names.iter().any(|x| x == "all") {
+            Corruption::all().to_vec()
+        } else {
+            c.names
+                .iter()
+                .map(|x| Corruption::from_name(x).map_err(|e| anyhow::anyhow!("{e}")))
+                .collect::<Result<_>>()?
+        };
+        report += "\n## Corruptions (accuracy)\n\n| corruption |";
+        for s in &c.severities {
+            report += &format!(" s{s} |");
+        }
+        report += " mean |\n| --- |";
+        for _ in 0..=c.severities.len() {
+            report += " --- |";
+        }
+        report += "\n";
+        let pb = crate::data::progress((kinds.len() * c.severities.len()) as u64, "corruptions");
+        for k in &kinds {
+            report += &format!("| {} |", k.name());
+            let mut accs = Vec::new();
+            for &sev in &c.severities {
+                let t0 = Instant::now();
+                let imgs = crate::corrupt::corrupt_batch_nchw(
+                    &d.images, d.shape[2], d.shape[3], *k, sev, seed, 0,
+                )
+                .map_err(|e| anyhow::anyhow!("{} severity {sev}: {e}", k.name()))?;
+                let cd = crate::data::Dataset {
+                    images: imgs,
+                    ..d.clone()
+                };
+                let acc = accuracy(clf, &cd, a.t.batch_size)? as f64 / n.max(1) as f64;
+                let rec = CorruptionRecord {
+                    kind: "corruption".into(),
+                    model: a.t.model.display().to_string(),
+                    substrate: substrate.clone(),
+                    corruption: k.name().to_string(),
+                    severity: sev,
+                    seed,
+                    data: a.t.data.clone(),
+                    n,
+                    accuracy: acc,
+                    wall_s: t0.elapsed().as_secs_f64(),
+                    commit: commit.clone(),
+                    note: k.substitute_note().map(String::from),
+                };
+                writeln!(out, "{}", serde_json::to_string(&rec)?)?;
+                report += &format!(" {acc:.4} |");
+                accs.push(acc);
+                pb.inc(1);
+            }
+            let mean = accs.iter().sum::<f64>() / accs.len().max(1) as f64;
+            report += &format!(" {mean:.4} |\n");
+            if let Some(note) = k.substitute_note() {
+                warnings.push(format!("note: {note}"));
+            }
+        }
+        pb.finish_and_clear();
+    }
+    report += "\n## Sanity checks\n\n";
+    if warnings.is_empty() {
+        report += "All passed: robust accuracy never rises with ε beyond noise; no large-ε or black-box-vs-white-box anomaly.\n";
+    }
+    for w in &warnings {
+        report += &format!("- {w}\n");
+        eprintln!("warning: {w}");
+    }
+    let rp = a.out_dir.join("report.md");
+    std::fs::write(&rp, &report).with_context(|| format!("writing {}", rp.display()))?;
+    println!("{report}");
+    println!(
+        "results appended to {}; report in {}",
+        results.display(),
+        rp.display()
+    );
+    Ok(())
+}

@@ -342,3 +342,87 @@ fn attack_and_corrupt_commands_write_their_outputs() {
         assert_eq!(clean[r * 3073], corr[r * 3073], "label of record {r}");
     }
 }
+
+#[test]
+fn robustness_suite_writes_records_report_and_sanity_checks() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let ckpt = trained_tiny(d, 2);
+    let suite = d.join("suite.toml");
+    std::fs::write(
+        &suite,
+        r#"
+[[attack]]
+name = "pgd-linf"
+eps = ["0", "1/2"]
+steps = 5
+
+[[attack]]
+name = "square-linf"
+eps = ["1/2"]
+steps = 50
+
+[corruptions]
+names = ["brightness", "gaussian_noise"]
+severities = [1, 5]
+"#,
+    )
+    .unwrap();
+    let out = d.join("rob");
+    let data = format!("cifar10:{}", d.join("test.bin").display());
+    assert_eq!(
+        epsim(&[
+            "robustness",
+            "--model",
+            s(&ckpt),
+            "--data",
+            &data,
+            "--suite",
+            s(&suite),
+            "--out-dir",
+            s(&out)
+        ]),
+        ExitCode::SUCCESS
+    );
+    let lines: Vec<serde_json::Value> = std::fs::read_to_string(out.join("results.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(
+        lines.len(),
+        3 + 4,
+        "3 attack records and 4 corruption records"
+    );
+    assert_eq!(lines[3]["kind"], "corruption");
+    for r in &lines[3..] {
+        let acc = r["accuracy"].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&acc));
+    }
+    let report = std::fs::read_to_string(out.join("report.md")).unwrap();
+    for want in [
+        "## Attacks",
+        "## Corruptions",
+        "## Sanity checks",
+        "brightness",
+        "square-linf",
+    ] {
+        assert!(report.contains(want), "report lacks {want}:\n{report}");
+    }
+    // A bad suite is a clear error naming the file.
+    std::fs::write(&suite, "[[attack]]\nname = \"pgd-linf\"\neps = [\"x\"]\n").unwrap();
+    assert_eq!(
+        epsim(&[
+            "robustness",
+            "--model",
+            s(&ckpt),
+            "--data",
+            &data,
+            "--suite",
+            s(&suite),
+            "--out-dir",
+            s(&out)
+        ]),
+        ExitCode::FAILURE
+    );
+}
