@@ -79,6 +79,12 @@ pub struct AttackArgs {
     /// Results file (JSON Lines, appended).
     #[arg(long, default_value = "results.jsonl")]
     pub out: PathBuf,
+    /// Evaluation protocol: `standard` (random start, true labels, [0,1] box) or `advep` (the seed
+    /// paper's ART settings: PGD without random start on the model's predicted labels, 20
+    /// iterations of 2.5·ε/20, no box clip; Square on softmax outputs with 1000 queries). Combine
+    /// advep with --t-attack/--t-predict (e.g. 29 and 250) to reproduce its truncated gradients.
+    #[arg(long, default_value = "standard", value_parser = ["standard", "advep"])]
+    pub protocol: String,
 }
 
 /// One result record.
@@ -159,14 +165,20 @@ fn build_attack(
     steps: Option<usize>,
     restarts: usize,
     eot: usize,
+    protocol: &str,
 ) -> Result<Box<dyn Attack>> {
+    let advep = protocol == "advep";
     let (base, norm) = match name.rsplit_once('-') {
         Some((b, n)) if matches!(n, "linf" | "l2") => (b, n.parse::<Norm>()?),
         _ => bail!("attack {name:?}: expected <kind>-<linf|l2>, e.g. pgd-linf (see --help)"),
     };
     Ok(match base {
         "pgd" => {
-            let mut a = attacks::Pgd::new(norm, eps);
+            let mut a = if advep {
+                attacks::Pgd::paper(norm, eps)
+            } else {
+                attacks::Pgd::new(norm, eps)
+            };
             a.eot_iter = eot;
             if let Some(s) = steps {
                 a.iters = s;
@@ -192,6 +204,10 @@ fn build_attack(
         }
         "square" => {
             let mut a = attacks::Square::new(norm, eps);
+            if advep {
+                a.on_probabilities = true;
+                a.n_queries = 1000;
+            }
             a.eot_iter = eot;
             if let Some(s) = steps {
                 a.n_queries = s;
@@ -302,6 +318,7 @@ pub fn attack_strength(
     restarts: usize,
     eot: Option<usize>,
     seed: u64,
+    protocol: &str,
 ) -> Result<Outcome> {
     let started = Instant::now();
     let (mut clean, mut robust, mut queries, mut grads, mut name) =
@@ -311,6 +328,10 @@ pub fn attack_strength(
     for b in loader.epoch(0) {
         let ids: Vec<u64> = b.indices.iter().map(|&i| i as u64).collect();
         if attack.starts_with("autoattack") {
+            ensure!(
+                protocol == "standard",
+                "the advep protocol's ensemble (ART AutoAttack) is not implemented yet; use pgd-*/square-* with --protocol advep"
+            );
             let (_, nm) = attack.rsplit_once('-').context("autoattack-<linf|l2>")?;
             let nrm: Norm = nm.parse()?;
             let aa = if attack.starts_with("autoattack-rand") {
@@ -335,7 +356,7 @@ pub fn attack_strength(
             grads += counted.grads.load(std::sync::atomic::Ordering::Relaxed);
             name = format!("autoattack-{:?}", aa.version).to_lowercase();
         } else {
-            let atk = build_attack(attack, eps, steps, restarts, eot_n)?;
+            let atk = build_attack(attack, eps, steps, restarts, eot_n, protocol)?;
             name = atk.name();
             let pred = ep::train::argmax_rows(&clf.logits(&b.x)?);
             let ok: Vec<bool> = pred.iter().zip(&b.y).map(|(p, l)| p == l).collect();
@@ -422,7 +443,16 @@ pub fn attack(a: &AttackArgs, seed: u64) -> Result<()> {
     );
     for (text, eps) in strengths {
         let o = attack_strength(
-            clf, &loader, &a.attack, eps as f32, &text, a.steps, a.restarts, a.t.eot, seed,
+            clf,
+            &loader,
+            &a.attack,
+            eps as f32,
+            &text,
+            a.steps,
+            a.restarts,
+            a.t.eot,
+            seed,
+            &a.protocol,
         )?;
         let (clean, robust, queries, grads, name, t0) =
             (o.clean, o.robust, o.queries, o.grads, o.name, o.started);
@@ -434,7 +464,7 @@ pub fn attack(a: &AttackArgs, seed: u64) -> Result<()> {
             } else {
                 format!("{} --set {}", a.t.substrate, a.t.set.join(","))
             },
-            protocol: "standard".into(),
+            protocol: a.protocol.clone(),
             attack: name,
             norm: a
                 .attack
@@ -704,6 +734,7 @@ pub fn robustness(a: &RobustnessArgs, seed: u64) -> Result<()> {
                 at.restarts,
                 a.t.eot,
                 seed,
+                "standard",
             )?;
             let rec = AttackRecord {
                 model: a.t.model.display().to_string(),
