@@ -404,34 +404,36 @@ impl<B: Backend> EpNet<B> {
 
     /// Pre-activations of one synchronous step (every a_k = ∂Φ/∂s_k at `st`), with the forward
     /// reads they came from.
-    pub(crate) fn step_pre(
+    pub(crate) fn step_pre<'a>(
         &self,
         be: &B,
         x: &B::Tensor,
         st: &State<B>,
         nudge: Option<(f32, &Target<B>)>,
-        input: Option<&InputRead<B>>,
-    ) -> Result<(Vec<B::Tensor>, Vec<Forward<B>>)> {
+        input: Option<&'a InputRead<B>>,
+    ) -> Result<(Vec<B::Tensor>, Vec<std::borrow::Cow<'a, Forward<B>>>)> {
+        use std::borrow::Cow;
         let n = st.layers.len();
-        let mut fwds = Vec::with_capacity(n);
+        let mut fwds: Vec<Cow<'a, Forward<B>>> = Vec::with_capacity(n);
         for i in 0..n {
-            if i == 0 {
-                if let Some(r) = input {
-                    fwds.push(r.0.clone());
-                    continue;
+            match (i, input) {
+                // The input read is shared by every step of a phase: borrowed, not copied.
+                (0, Some(r)) => fwds.push(Cow::Borrowed(&r.0)),
+                _ => {
+                    let inp = self.syn_input(be, x, st, i)?;
+                    fwds.push(Cow::Owned(self.forward(be, &inp, i)?));
                 }
             }
-            let inp = self.syn_input(be, x, st, i)?;
-            fwds.push(self.forward(be, &inp, i)?);
         }
         let mut pre = Vec::with_capacity(n);
         for k in 0..n {
-            let mut a = fwds[k].pre.clone();
-            if k + 1 < n {
+            let mut a = if k + 1 < n {
                 let shape = be.shape(&st.layers[k]);
                 let fb = self.feedback(be, &st.layers[k + 1], &fwds[k + 1], k + 1, &shape)?;
-                a = be.add(&a, &fb)?;
-            }
+                be.add(&fwds[k].pre, &fb)?
+            } else {
+                fwds[k].pre.clone()
+            };
             if k + 1 == n {
                 if let Some((beta, target)) = nudge {
                     if beta != 0.0 {
