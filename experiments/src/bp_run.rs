@@ -216,21 +216,8 @@ fn train_one(cfg: &BaselineConfig, opts: &TrainOptions, out: &Path) -> Result<Ve
             break;
         }
         let epoch = state.epochs_done;
-        let lrs: Vec<f32> = cfg
-            .optim
-            .lrs
-            .iter()
-            .map(|&l| cfg.optim.schedule.lr(l, epoch))
-            .collect();
+        let (lrs, nb, pb) = crate::ep_run::epoch_plan(&cfg.optim, &cfg.train, &loader, epoch);
         opt.lrs = lrs.clone();
-        let nb = cfg
-            .train
-            .max_batches
-            .map_or(loader.num_batches(), |m| m.min(loader.num_batches()));
-        let pb = crate::data::progress(
-            nb as u64,
-            &format!("epoch {}/{}", epoch + 1, cfg.train.epochs),
-        );
         let t0 = Instant::now();
         let (mut seen, mut correct, mut loss_sum) = (0usize, 0usize, 0.0f64);
         for (bi, batch) in loader.epoch(epoch as u64).take(nb).enumerate() {

@@ -318,6 +318,26 @@ pub fn load_model(path: &Path, spec_file: Option<&Path>) -> Result<EpNet<Cpu>> {
     EpNet::from_host(&Cpu, spec, &ws, &bs).with_context(|| format!("{}", path.display()))
 }
 
+/// The set-up of one epoch shared by the EP and baseline drivers: the scheduled learning rate of
+/// every group, the number of batches (capped by `[train] max_batches`) and the progress bar.
+pub fn epoch_plan(
+    optim: &crate::train_config::OptimConfig,
+    train: &crate::train_config::LoopConfig,
+    loader: &Loader<'_>,
+    epoch: usize,
+) -> (Vec<f32>, usize, indicatif::ProgressBar) {
+    let lrs = optim
+        .lrs
+        .iter()
+        .map(|&l| optim.schedule.lr(l, epoch))
+        .collect();
+    let nb = train
+        .max_batches
+        .map_or(loader.num_batches(), |m| m.min(loader.num_batches()));
+    let pb = crate::data::progress(nb as u64, &format!("epoch {}/{}", epoch + 1, train.epochs));
+    (lrs, nb, pb)
+}
+
 /// Train an EP model as the config says; returns the per-epoch logs of this invocation.
 pub fn train(cfg: &TrainConfig, opts: &TrainOptions) -> Result<Vec<EpochLog>> {
     let mut cfg = cfg.clone();
@@ -420,21 +440,8 @@ pub fn train(cfg: &TrainConfig, opts: &TrainOptions) -> Result<Vec<EpochLog>> {
             break;
         }
         let epoch = state.epochs_done;
-        let lrs: Vec<f32> = cfg
-            .optim
-            .lrs
-            .iter()
-            .map(|&l| cfg.optim.schedule.lr(l, epoch))
-            .collect();
+        let (lrs, nb, pb) = crate::ep_run::epoch_plan(&cfg.optim, &cfg.train, &loader, epoch);
         opt.lrs = lrs.clone();
-        let nb = cfg
-            .train
-            .max_batches
-            .map_or(loader.num_batches(), |m| m.min(loader.num_batches()));
-        let pb = crate::data::progress(
-            nb as u64,
-            &format!("epoch {}/{}", epoch + 1, cfg.train.epochs),
-        );
         let t0 = Instant::now();
         let (mut seen, mut correct) = (0usize, 0usize);
         for (bi, batch) in loader.epoch(epoch as u64).take(nb).enumerate() {
