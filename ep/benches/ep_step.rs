@@ -7,6 +7,10 @@ use ep::{ConvLayer, EpNet, Loss, ModelSpec, Pool, State, Target};
 use sim::{Act, Backend, Cpu, Stream};
 
 fn main() {
+    // As the `epsim` binary (EPSIM_SYSTEM_ALLOC=1 to measure without it).
+    if std::env::var_os("EPSIM_SYSTEM_ALLOC").is_none() {
+        sim::alloc::keep_freed_memory();
+    }
     divan::main();
 }
 

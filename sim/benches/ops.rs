@@ -16,6 +16,9 @@ use sim::gradcheck::test_tensor;
 use sim::{Conv2dParams, Tensor};
 
 fn main() {
+    if std::env::var_os("EPSIM_SYSTEM_ALLOC").is_none() {
+        sim::alloc::keep_freed_memory();
+    }
     divan::main();
 }
 
@@ -197,5 +200,48 @@ mod linear_128x784x500 {
         bencher
             .counter(ItemsCount::new(FLOPS))
             .bench(|| linear_weight_grad(&x, &gy).unwrap());
+    }
+}
+
+/// Pooling of the EP-CNN's conv outputs (2x2, stride 2) next to an elementwise add of the same
+/// input (a memory-bound reference in the same run); items = input elements.
+#[divan::bench_group(sample_count = 10)]
+mod pool {
+    use super::*;
+    use sim::Pool2dParams;
+    use sim::cpu::{add, max_pool2d, max_unpool2d};
+
+    const SHAPES: [[usize; 4]; 2] = [[128, 256, 16, 16], [128, 512, 8, 8]];
+
+    fn p() -> Pool2dParams {
+        Pool2dParams {
+            kernel: (2, 2),
+            stride: (2, 2),
+        }
+    }
+
+    #[divan::bench(args = SHAPES)]
+    fn max_pool(bencher: Bencher, s: [usize; 4]) {
+        let x = test_tensor(&s, 5, 1.0);
+        bencher
+            .counter(ItemsCount::new(x.len()))
+            .bench(|| max_pool2d(&x, p()).unwrap());
+    }
+
+    #[divan::bench(args = SHAPES)]
+    fn max_unpool(bencher: Bencher, s: [usize; 4]) {
+        let x = test_tensor(&s, 5, 1.0);
+        let (y, idx) = max_pool2d(&x, p()).unwrap();
+        bencher
+            .counter(ItemsCount::new(x.len()))
+            .bench(|| max_unpool2d(&y, &idx, (s[2], s[3])).unwrap());
+    }
+
+    #[divan::bench(args = SHAPES)]
+    fn add_same_size(bencher: Bencher, s: [usize; 4]) {
+        let x = test_tensor(&s, 5, 1.0);
+        bencher
+            .counter(ItemsCount::new(x.len()))
+            .bench(|| add(&x, &x).unwrap());
     }
 }

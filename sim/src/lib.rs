@@ -7,6 +7,7 @@
 //! Dependencies: none of the other epsim crates. A backend never knows about models; everything
 //! above (devices, ep, host-gpu, experiments) builds on this crate.
 
+pub mod alloc;
 pub mod backend;
 pub mod cpu;
 pub mod error;
