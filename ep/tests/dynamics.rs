@@ -279,3 +279,164 @@ fn divergence_names_step_and_layer() {
     let e = net.free_phase(&be, &x, 5).unwrap_err().to_string();
     assert!(e.contains("step 1") && e.contains("layer 3"), "{e}");
 }
+
+/// The same free phase written with the tape's generic reverse mode (forward reads, pooling with
+/// switches, feedback convᵀ(Pᵀ(s)) and linear feedback as differentiable tape ops, T unrolled steps
+/// from the zero state, softmax readout, cross-entropy): returns the loss and the gradients with
+/// respect to x and every weight and bias.
+fn tape_unrolled_grads(
+    net: &EpNet<Cpu>,
+    x: &Tensor,
+    steps: usize,
+    labels: &[usize],
+) -> (f32, Tensor, Vec<(Tensor, Tensor)>) {
+    use sim::tape::Tape;
+    let be = Cpu;
+    let spec = &net.spec;
+    let t = Tape::new(&be);
+    let xv = t.leaf(x.clone());
+    let ws: Vec<_> = net.weights.iter().map(|w| t.leaf(w.clone())).collect();
+    let bs: Vec<_> = net.biases.iter().map(|b| t.leaf(b.clone())).collect();
+    let n_batch = x.shape()[0];
+    let n = net.geom.layer_shapes.len();
+    let shape_of = |k: usize| {
+        let mut s = vec![n_batch];
+        s.extend_from_slice(&net.geom.layer_shapes[k]);
+        s
+    };
+    let mut st: Vec<_> = (0..n)
+        .map(|k| t.constant(be.zeros(&shape_of(k)).unwrap()))
+        .collect();
+    let n_conv = spec.conv.len();
+    for _ in 0..steps {
+        // Forward reads of every synapse feeding a layer (with the pooling switches).
+        let mut fwd = Vec::new();
+        let mut idx = Vec::new();
+        for i in 0..n {
+            let inp = if i == 0 { xv } else { st[i - 1] };
+            if i < n_conv {
+                let c = &spec.conv[i];
+                let p = sim::Conv2dParams::new(c.stride, c.padding);
+                let z = t.conv2d(inp, ws[i], Some(bs[i]), p).unwrap();
+                match c.pool.params() {
+                    Some(pp) => {
+                        let (y, ix) = t.max_pool2d_indexed(z, pp).unwrap();
+                        fwd.push(y);
+                        idx.push(Some(ix));
+                    }
+                    None => {
+                        fwd.push(z);
+                        idx.push(None);
+                    }
+                }
+            } else {
+                let s = t.shape(inp).unwrap();
+                let flat = t.reshape(inp, &[s[0], s[1..].iter().product()]).unwrap();
+                fwd.push(t.linear(flat, ws[i], Some(bs[i])).unwrap());
+                idx.push(None);
+            }
+        }
+        let mut next = Vec::new();
+        for k in 0..n {
+            let mut a = fwd[k];
+            if k + 1 < n {
+                let i = k + 1;
+                let in_shape = shape_of(k);
+                let fb = if i < n_conv {
+                    let c = &spec.conv[i];
+                    let p = sim::Conv2dParams::new(c.stride, c.padding);
+                    let u = match &idx[i] {
+                        Some(ix) => t.max_unpool2d(st[i], ix, net.geom.conv_out_hw[i]).unwrap(),
+                        None => st[i],
+                    };
+                    t.conv2d_input_grad(u, ws[i], (in_shape[2], in_shape[3]), p)
+                        .unwrap()
+                } else {
+                    let g = t.linear_input_grad(st[i], ws[i]).unwrap();
+                    t.reshape(g, &in_shape).unwrap()
+                };
+                a = t.add(a, fb).unwrap();
+            }
+            next.push(t.map(a, spec.act).unwrap());
+        }
+        st = next;
+    }
+    let r = net.weights.len() - 1;
+    let s = t.shape(st[n - 1]).unwrap();
+    let flat = t
+        .reshape(st[n - 1], &[s[0], s[1..].iter().product()])
+        .unwrap();
+    let logits = t.linear(flat, ws[r], Some(bs[r])).unwrap();
+    let loss = t.cross_entropy(logits, labels).unwrap();
+    let l = t.scalar(loss).unwrap();
+    let g = t.backward(loss).unwrap();
+    let dparams = ws
+        .iter()
+        .zip(&bs)
+        .map(|(&w, &b)| (g.get(w).unwrap().clone(), g.get(b).unwrap().clone()))
+        .collect();
+    (l, g.get(xv).unwrap().clone(), dparams)
+}
+
+/// Largest |a − b| relative to the largest |b|.
+fn rel_max_err(a: &Tensor, b: &Tensor) -> f64 {
+    assert_eq!(a.shape(), b.shape());
+    let scale = b.iter().fold(0f64, |m, &v| m.max(v.abs() as f64));
+    let err = a
+        .iter()
+        .zip(b.iter())
+        .fold(0f64, |m, (&x, &y)| m.max((x as f64 - y as f64).abs()));
+    err / scale.max(1e-30)
+}
+
+/// The hand-written BPTT adjoint equals the tape's reverse mode through the same T steps (input,
+/// every weight and bias), on the max-pool CNN with softmax readout and on the MLP.
+#[test]
+fn bptt_matches_the_tape() {
+    let be = Cpu;
+    for (name, spec, xshape) in [
+        (
+            "cnn",
+            small_cnn(Pool::Max, Act::MySigmoid, true, Loss::CrossEntropy),
+            vec![3, 2, 8, 8],
+        ),
+        (
+            "mlp",
+            ModelSpec {
+                input: [1, 4, 4],
+                conv: vec![],
+                fc: vec![7, 5, 3],
+                act: Act::MySigmoid,
+                softmax: true,
+                loss: Loss::CrossEntropy,
+                t1: 9,
+                t2: 3,
+                input_norm: None,
+            },
+            vec![3, 1, 4, 4],
+        ),
+    ] {
+        let net = EpNet::init(&be, spec, &Stream::new(5, "init"), Some(2.0)).unwrap();
+        let x = test_tensor(&xshape, 17, 1.0);
+        let labels = [1usize, 2, 0];
+        let steps = 9;
+        let b = net
+            .free_phase_bptt(&be, &x, steps, 0, true, ce_loss(&be, &labels))
+            .unwrap();
+        let (loss, dx, dp) = tape_unrolled_grads(&net, &x, steps, &labels);
+        assert!(
+            (loss - b.loss).abs() <= 1e-5 * loss.abs().max(1.0),
+            "{name}: loss {loss} vs {}",
+            b.loss
+        );
+        let e = rel_max_err(&b.dx, &dx);
+        assert!(e < 1e-4, "{name}: dx differs from the tape by {e:.2e}");
+        let hand = b.dparams.as_ref().unwrap();
+        for (i, ((w, bias), (tw, tb))) in hand.iter().zip(&dp).enumerate() {
+            let e = rel_max_err(w, tw);
+            assert!(e < 1e-4, "{name}: dW{i} differs from the tape by {e:.2e}");
+            let e = rel_max_err(bias, tb);
+            assert!(e < 1e-4, "{name}: db{i} differs from the tape by {e:.2e}");
+        }
+    }
+}

@@ -73,6 +73,19 @@ enum Op<B: Backend> {
         x: Var,
         idx: B::Index,
     },
+    ConvInputGrad {
+        gy: Var,
+        w: Var,
+        p: Conv2dParams,
+    },
+    LinearInputGrad {
+        gy: Var,
+        w: Var,
+    },
+    MaxUnpool2d {
+        y: Var,
+        idx: B::Index,
+    },
     AvgPool2d {
         x: Var,
         p: Pool2dParams,
@@ -377,6 +390,65 @@ impl<'b, B: Backend> Tape<'b, B> {
             self.backend.max_pool2d(&n[x.index].value, p)
         })?;
         Ok(self.push(y, Op::MaxPool2d { x, idx }, needs))
+    }
+
+    /// Max pooling that also returns the argmax switches, e.g. to route a later feedback through
+    /// [`Tape::max_unpool2d`] at the same switches (they are constants for differentiation).
+    pub fn max_pool2d_indexed(&self, x: Var, p: Pool2dParams) -> Result<(Var, B::Index)> {
+        let ((y, idx), needs) = self.with("tape.max_pool2d_indexed", &[x], |n| {
+            self.backend.max_pool2d(&n[x.index].value, p)
+        })?;
+        let v = self.push(
+            y,
+            Op::MaxPool2d {
+                x,
+                idx: idx.clone(),
+            },
+            needs,
+        );
+        Ok((v, idx))
+    }
+
+    /// Max unpooling of `y` at fixed switches `idx` (see [`Backend::max_unpool2d`]); differentiable
+    /// in `y` (the adjoint is [`Backend::pool_gather`]).
+    pub fn max_unpool2d(&self, y: Var, idx: &B::Index, input_hw: (usize, usize)) -> Result<Var> {
+        let (u, needs) = self.with("tape.max_unpool2d", &[y], |n| {
+            self.backend.max_unpool2d(&n[y.index].value, idx, input_hw)
+        })?;
+        Ok(self.push(
+            u,
+            Op::MaxUnpool2d {
+                y,
+                idx: idx.clone(),
+            },
+            needs,
+        ))
+    }
+
+    /// The conv input adjoint as an op of its own, convᵀ_w(gy) (see
+    /// [`Backend::conv2d_input_grad`]); differentiable in `gy` and `w` (the EP feedback term).
+    pub fn conv2d_input_grad(
+        &self,
+        gy: Var,
+        w: Var,
+        input_hw: (usize, usize),
+        p: Conv2dParams,
+    ) -> Result<Var> {
+        let (x, needs) = self.with("tape.conv2d_input_grad", &[gy, w], |n| {
+            self.backend
+                .conv2d_input_grad(&n[gy.index].value, &n[w.index].value, input_hw, p)
+        })?;
+        Ok(self.push(x, Op::ConvInputGrad { gy, w, p }, needs))
+    }
+
+    /// The linear input adjoint as an op of its own, gy · w (see [`Backend::linear_input_grad`]);
+    /// differentiable in `gy` and `w`.
+    pub fn linear_input_grad(&self, gy: Var, w: Var) -> Result<Var> {
+        let (x, needs) = self.with("tape.linear_input_grad", &[gy, w], |n| {
+            self.backend
+                .linear_input_grad(&n[gy.index].value, &n[w.index].value)
+        })?;
+        Ok(self.push(x, Op::LinearInputGrad { gy, w }, needs))
     }
 
     /// Average pooling.
@@ -766,6 +838,30 @@ impl<'b, B: Backend> Tape<'b, B> {
                 if need(*x) {
                     let xs = be.shape(val(*x));
                     out.push((*x, be.max_unpool2d(g, idx, (xs[2], xs[3]))?));
+                }
+            }
+            &Op::ConvInputGrad { gy, w, p } => {
+                // ⟨g, convᵀ_w(gy)⟩ = ⟨conv_w(g), gy⟩.
+                if need(gy) {
+                    out.push((gy, be.conv2d(g, val(w), None, p)?));
+                }
+                if need(w) {
+                    let ws = be.shape(val(w));
+                    out.push((w, be.conv2d_weight_grad(g, val(gy), (ws[2], ws[3]), p)?));
+                }
+            }
+            &Op::LinearInputGrad { gy, w } => {
+                // x = gy · w: d/dgy = g · wᵀ = linear(g, w); d/dw = gyᵀ · g.
+                if need(gy) {
+                    out.push((gy, be.linear(g, val(w), None)?));
+                }
+                if need(w) {
+                    out.push((w, be.linear_weight_grad(g, val(gy))?));
+                }
+            }
+            Op::MaxUnpool2d { y, idx } => {
+                if need(*y) {
+                    out.push((*y, be.pool_gather(g, idx)?));
                 }
             }
             &Op::AvgPool2d { x, p } => {

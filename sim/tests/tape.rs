@@ -505,3 +505,46 @@ fn concat_slice_bad_shapes_are_errors() {
     let foreign = other.leaf(test_tensor(&[2, 1, 4], 3, 1.0));
     assert!(t.concat(&[a, foreign], 1).is_err());
 }
+
+#[test]
+fn feedback_ops_gradcheck() {
+    // The EP feedback term as tape ops: convᵀ_w(Pᵀ(y)) at fixed max-pool switches, plus a linear
+    // feedback v · w2, differentiated with respect to y, w, v and w2.
+    let conv_p = Conv2dParams::new(1, 1);
+    let pool_p = Pool2dParams::new(2, 2);
+    let (_, idx) = sim::cpu::max_pool2d(&test_tensor(&[2, 3, 4, 4], 7, 1.0), pool_p).unwrap();
+    let net: Box<Net> = Box::new(move |t, p| {
+        let u = t.max_unpool2d(p[0], &idx, (4, 4))?; // [2,3,4,4]
+        let x = t.conv2d_input_grad(u, p[1], (4, 4), conv_p)?; // [2,2,4,4]
+        let l = t.linear_input_grad(p[2], p[3])?; // [2,32]
+        let l = t.reshape(l, &[2, 2, 4, 4])?;
+        let s = t.map(t.add(x, l)?, Act::MySigmoid)?;
+        probe(t, s, 11)
+    });
+    let params = vec![
+        test_tensor(&[2, 3, 2, 2], 1, 1.0),
+        test_tensor(&[3, 2, 3, 3], 2, 0.5),
+        test_tensor(&[2, 5], 3, 1.0),
+        test_tensor(&[5, 32], 4, 0.5),
+    ];
+    gradcheck_net(
+        "unpool/conv input adjoint/linear input adjoint",
+        &*net,
+        &params,
+        1e-2,
+        1e-2,
+    );
+}
+
+#[test]
+fn max_pool2d_indexed_returns_the_switches_of_max_pool2d() {
+    let cpu = Cpu;
+    let t = Tape::new(&cpu);
+    let x = test_tensor(&[1, 2, 4, 6], 5, 1.0);
+    let (v, idx) = t
+        .max_pool2d_indexed(t.leaf(x.clone()), Pool2dParams::new(2, 2))
+        .unwrap();
+    let (y, ridx) = sim::cpu::max_pool2d(&x, Pool2dParams::new(2, 2)).unwrap();
+    assert_eq!(t.value(v).unwrap(), y);
+    assert_eq!(idx, ridx);
+}
