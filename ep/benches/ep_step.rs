@@ -83,3 +83,40 @@ fn cifar10_paper_free_step(b: Bencher) {
     let input = net.read_input(&be, &x).unwrap();
     b.bench_local(|| net.step_with(&be, &x, &st, None, Some(&input)).unwrap());
 }
+
+/// The conv work of one paper-config step alone: every conv synapse's forward read (but the
+/// first, whose read of x is shared by the whole phase) and every feedback's input adjoint, on the
+/// same states and weights, without pooling, unpooling, adds or activations. The ratio of this to
+/// `cifar10_paper_free_step` is the step's efficiency against the machine's conv throughput.
+#[divan::bench(sample_count = 5)]
+fn cifar10_paper_conv_work_only(b: Bencher) {
+    let be = Cpu;
+    let spec = ModelSpec::cifar10_reference();
+    let (net, _x, st) = setup(spec.clone(), 128);
+    let convs = spec.conv.len();
+    // Feedback inputs: random tensors of each conv synapse's pre-pool output shape.
+    let gys: Vec<sim::Tensor> = (1..convs)
+        .map(|i| {
+            let s = be.shape(&st.layers[i]);
+            let (h, w) = net.geom.conv_out_hw[i];
+            be.randn(&[s[0], s[1], h, w], &Stream::new(9, "gy"), i as u64)
+                .unwrap()
+        })
+        .collect();
+    b.bench_local(|| {
+        for i in 1..convs {
+            let c = &spec.conv[i];
+            let p = sim::Conv2dParams::new(c.stride, c.padding);
+            let inp = &st.layers[i - 1];
+            divan::black_box(
+                be.conv2d(inp, &net.weights[i], Some(&net.biases[i]), p)
+                    .unwrap(),
+            );
+            let s = be.shape(inp);
+            divan::black_box(
+                be.conv2d_input_grad(&gys[i - 1], &net.weights[i], (s[2], s[3]), p)
+                    .unwrap(),
+            );
+        }
+    });
+}
