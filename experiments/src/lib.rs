@@ -5,6 +5,7 @@
 //! results, reports and plots, export of chip programming targets.
 //!
 //! Dependencies: every crate below it (`sim`, `devices`, `ep`, `host-gpu`).
+pub mod adv_examples;
 pub mod attacks;
 pub mod bp_run;
 pub mod classifier;

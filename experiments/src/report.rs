@@ -574,7 +574,27 @@ pub struct Report {
     pub notes: Vec<String>,
 }
 
-fn row_label(labels: &HashMap<String, String>, r: &AttackRow) -> String {
+/// Per model: the distinct free-phase settings and image sets its attack records use.
+type Variants = HashMap<String, (Vec<(usize, usize)>, Vec<(String, usize)>)>;
+
+fn variants(rows: &[&AttackRow]) -> Variants {
+    let mut v: Variants = HashMap::new();
+    for r in rows {
+        let e = v.entry(r.model.clone()).or_default();
+        if !e.0.contains(&(r.t_predict, r.t_attack)) {
+            e.0.push((r.t_predict, r.t_attack));
+        }
+        if !e.1.contains(&(r.data.clone(), r.n)) {
+            e.1.push((r.data.clone(), r.n));
+        }
+    }
+    v
+}
+
+/// The row of an attack record: the model's label, then the substrate and protocol where not
+/// digital / standard, the free-phase steps where T_attack ≠ T_predict or the model was evaluated
+/// with several, and the images where the model was evaluated on several sets.
+fn row_label(labels: &HashMap<String, String>, var: &Variants, r: &AttackRow) -> String {
     let mut s = labels.get(&r.model).cloned().unwrap_or(r.model.clone());
     if r.substrate != "digital" {
         let _ = write!(s, " @ {}", r.substrate);
@@ -582,8 +602,14 @@ fn row_label(labels: &HashMap<String, String>, r: &AttackRow) -> String {
     if r.protocol != "standard" {
         let _ = write!(s, " [{}]", r.protocol);
     }
+    let (ts, sets) = var.get(&r.model).cloned().unwrap_or_default();
     if r.t_attack != r.t_predict {
         let _ = write!(s, " (T_attack {}, T_predict {})", r.t_attack, r.t_predict);
+    } else if ts.len() > 1 {
+        let _ = write!(s, " (T {})", r.t_predict);
+    }
+    if sets.len() > 1 {
+        let _ = write!(s, " ({} images of {})", r.n, r.data);
     }
     s
 }
@@ -617,6 +643,7 @@ pub fn build(records: &[Record], labels: &HashMap<String, String>) -> Report {
     // Attack tables: (family) → rows (label) → eps → (robust, clean); later records replace
     // earlier ones at the same cell.
     let mut tables: Vec<AttackTable> = Vec::new();
+    let var = variants(&attacks);
     let mut dups = 0;
     type Cells = Vec<(String, Vec<(f64, String, f64, f64)>)>;
     let mut cells: Vec<Cells> = Vec::new();
@@ -635,7 +662,7 @@ pub fn build(records: &[Record], labels: &HashMap<String, String>) -> Report {
                 tables.len() - 1
             }
         };
-        let label = row_label(labels, r);
+        let label = row_label(labels, &var, r);
         let rows = &mut cells[ti];
         let ri = match rows.iter().position(|x| x.0 == label) {
             Some(i) => i,
@@ -1210,6 +1237,20 @@ mod tests {
             corr("runs/ep/checkpoint.safetensors", "defocus_blur", 1, 0.7),
             corr("runs/ep/checkpoint.safetensors", "defocus_blur", 5, 0.5),
             r#"{"kind":"protocol_gap","x":1}"#.to_string(),
+            // The same model with other free-phase steps: a row of its own.
+            atk(
+                "runs/bp/bp.safetensors",
+                pgd,
+                2.0 / 255.0,
+                "2/255",
+                100,
+                0.8,
+                0.45,
+            )
+            .replace(
+                "\"t_predict\":5,\"t_attack\":5",
+                "\"t_predict\":9,\"t_attack\":9",
+            ),
         ];
         let recs: Vec<Record> = lines.iter().map(|l| parse_record(l).unwrap()).collect();
         let models = vec![
@@ -1223,12 +1264,14 @@ mod tests {
         assert_eq!(t.attack, "PGD-Linf iters=10 restarts=1");
         let cols: Vec<&str> = t.columns.iter().map(|c| c.1.as_str()).collect();
         assert_eq!(cols, ["0", "2/255", "8/255"]);
-        assert_eq!(t.rows.len(), 2);
+        assert_eq!(t.rows.len(), 3);
         assert_eq!(t.rows[0].label, "EP-CNN");
         assert_eq!(t.rows[0].cells, vec![Some(0.9), None, Some(0.4)]);
-        assert_eq!(t.rows[1].label, "bp");
+        assert_eq!(t.rows[1].label, "bp (T 5)");
         assert_eq!(t.rows[1].clean, Some(0.8));
         assert_eq!(t.rows[1].cells, vec![None, Some(0.5), Some(0.2)]);
+        assert_eq!(t.rows[2].label, "bp (T 9)");
+        assert_eq!(t.rows[2].cells, vec![None, Some(0.45), None]);
         let c = r.corruptions.as_ref().unwrap();
         // Library order: noise before blur.
         assert_eq!(c.names, ["gaussian_noise", "defocus_blur"]);
@@ -1246,7 +1289,7 @@ mod tests {
         assert_eq!(r.notes.len(), 2, "{:?}", r.notes);
         let md = r.to_markdown(&[], &[Some("p.png".into())]);
         assert!(md.contains("| EP-CNN | 90.0 | 90.0 | – | 40.0 |"), "{md}");
-        assert!(md.contains("| bp | 80.0 | – | 50.0 | 20.0 |"), "{md}");
+        assert!(md.contains("| bp (T 5) | 80.0 | – | 50.0 | 20.0 |"), "{md}");
         assert!(
             md.contains("| EP-CNN | 90.0 | 60.0 | 60.0 | 60.0 |"),
             "{md}"
