@@ -657,7 +657,8 @@ pub struct RobustnessArgs {
     /// Model, substrate and data.
     #[command(flatten)]
     pub t: TargetArgs,
-    /// Suite file (TOML): [[attack]] name/eps/steps/restarts, [corruptions] names/severities.
+    /// Suite file (TOML): [[attack]] name/eps/steps/restarts/save_examples, [corruptions]
+    /// names/severities.
     #[arg(long, value_name = "TOML")]
     pub suite: PathBuf,
     /// Output directory: results.jsonl (appended) and report.md.

@@ -274,8 +274,11 @@ fn setting(r: &AttackRow) -> (String, String, String, usize, usize, String, usiz
 /// [`noise_tolerance`]. One check per such group (PASS listing the accuracies, or one WARN per
 /// violating pair); groups with a single budget give none.
 pub fn iteration_checks(rows: &[AttackRow]) -> Vec<Check> {
+    // (iterations, restarts, robust accuracy, images).
     type Point = (Option<usize>, usize, f64, usize);
-    let mut groups: Vec<((String, String, u64, String), Vec<Point>, String)> = Vec::new();
+    // (evaluation, attack without budget, ε bits, norm), points, description.
+    type Group = ((String, String, u64, String), Vec<Point>, String);
+    let mut groups: Vec<Group> = Vec::new();
     for r in rows {
         let (base, iters, restarts) = attack_budget(r);
         let s = setting(r);
@@ -720,7 +723,9 @@ pub fn build(records: &[Record], labels: &HashMap<String, String>) -> Report {
     let corruptions = (!corr.is_empty()).then(|| {
         let mut names: Vec<String> = Vec::new();
         let mut sevs: Vec<u32> = Vec::new();
-        let mut rows: Vec<(String, &CorruptionRow, Vec<(String, u32, f64)>)> = Vec::new();
+        // Per row: label, its first record, (corruption, severity, accuracy).
+        type Row<'r> = (String, &'r CorruptionRow, Vec<(String, u32, f64)>);
+        let mut rows: Vec<Row> = Vec::new();
         for c in &corr {
             if !names.contains(&c.corruption) {
                 names.push(c.corruption.clone());
