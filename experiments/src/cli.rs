@@ -91,6 +91,9 @@ pub enum Command {
     /// Write CIFAR-10-C style corrupted copies of a dataset (official binary layout).
     #[command(after_long_help = DATA_SPEC_HELP)]
     Corrupt(crate::cli_rob::CorruptArgs),
+    /// Merge results.jsonl files of several runs into side-by-side tables (one per attack, models
+    /// as rows, strengths as columns; corruptions), plots per attack and sanity checks.
+    Report(crate::report::ReportArgs),
     /// Netlists: validate a file.
     #[command(subcommand)]
     Netlist(crate::cli_hw::NetlistCommand),
@@ -212,6 +215,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Attack(a) => crate::cli_rob::attack(&a, cli.seed.unwrap_or(0)),
         Command::Corrupt(a) => crate::cli_rob::corrupt(&a, cli.seed.unwrap_or(0)),
         Command::Robustness(a) => crate::cli_rob::robustness(&a, cli.seed.unwrap_or(0)),
+        Command::Report(a) => crate::report::run(&a),
         Command::Netlist(crate::cli_hw::NetlistCommand::Check(a)) => {
             crate::cli_hw::check(&a, cli.seed.unwrap_or(0))
         }

@@ -85,6 +85,10 @@ pub struct AttackArgs {
     /// advep with --t-attack/--t-predict (e.g. 29 and 250) to reproduce its truncated gradients.
     #[arg(long, default_value = "standard", value_parser = ["standard", "advep"])]
     pub protocol: String,
+    /// Also write, per strength, a PNG grid of the first N images (clean, adversarial, amplified
+    /// perturbation, with predictions) next to --out: examples_<attack>_eps<ε>.png.
+    #[arg(long, value_name = "N")]
+    pub save_examples: Option<usize>,
 }
 
 /// One result record.
@@ -320,6 +324,29 @@ pub fn attack_strength(
     seed: u64,
     protocol: &str,
 ) -> Result<Outcome> {
+    let (o, _) = attack_strength_examples(
+        clf, loader, attack, eps, label, steps, restarts, eot, seed, protocol, 0,
+    )?;
+    Ok(o)
+}
+
+/// [`attack_strength`], also keeping the first `keep` images in loader order with their
+/// adversarial versions and predictions (for `--save-examples`).
+#[allow(clippy::too_many_arguments)]
+pub fn attack_strength_examples(
+    clf: &dyn Classifier,
+    loader: &crate::data::Loader<'_>,
+    attack: &str,
+    eps: f32,
+    label: &str,
+    steps: Option<usize>,
+    restarts: usize,
+    eot: Option<usize>,
+    seed: u64,
+    protocol: &str,
+    keep: usize,
+) -> Result<(Outcome, crate::adv_examples::Examples)> {
+    let mut ex = crate::adv_examples::Examples::new(clf.input_shape());
     let started = Instant::now();
     let (mut clean, mut robust, mut queries, mut grads, mut name) =
         (0usize, 0usize, 0u64, 0u64, String::new());
@@ -350,6 +377,7 @@ pub fn attack_strength(
             };
             let counted = crate::classifier::Counted::new(clf);
             let r = aa.evaluate(&counted, &b.x, &b.y, &ids, seed)?;
+            ex.push_batch(clf, &b.x, &r.x_adv, &b.y, keep)?;
             clean += r.clean_correct.iter().filter(|&&c| c).count();
             robust += r.robust.iter().filter(|&&c| c).count();
             queries += counted.queries.load(std::sync::atomic::Ordering::Relaxed);
@@ -361,6 +389,7 @@ pub fn attack_strength(
             let pred = ep::train::argmax_rows(&clf.logits(&b.x)?);
             let ok: Vec<bool> = pred.iter().zip(&b.y).map(|(p, l)| p == l).collect();
             let r = atk.run_indexed(clf, &b.x, &b.y, &ids, seed)?;
+            ex.push_batch(clf, &b.x, &r.x_adv, &b.y, keep)?;
             clean += ok.iter().filter(|&&c| c).count();
             // Robust: correct on the clean image and not fooled by the attack.
             robust += ok
@@ -374,14 +403,15 @@ pub fn attack_strength(
         pb.inc(1);
     }
     pb.finish_and_clear();
-    Ok(Outcome {
+    let o = Outcome {
         clean,
         robust,
         queries,
         grads,
         name,
         started,
-    })
+    };
+    Ok((o, ex))
 }
 
 /// Load the dataset (subset) and the model as a classifier on its substrate.
@@ -441,8 +471,9 @@ pub fn attack(a: &AttackArgs, seed: u64) -> Result<()> {
         "{:<28} {:>10} {:>8} {:>8} {:>10}",
         "attack", "eps", "clean", "robust", "time (s)"
     );
+    ensure!(a.save_examples != Some(0), "--save-examples needs N ≥ 1");
     for (text, eps) in strengths {
-        let o = attack_strength(
+        let (o, ex) = attack_strength_examples(
             clf,
             &loader,
             &a.attack,
@@ -453,7 +484,11 @@ pub fn attack(a: &AttackArgs, seed: u64) -> Result<()> {
             a.t.eot,
             seed,
             &a.protocol,
+            a.save_examples.unwrap_or(0),
         )?;
+        if a.save_examples.is_some() {
+            crate::adv_examples::save(&a.out, &a.attack, &text, &o.name, &ex, &d.classes)?;
+        }
         let (clean, robust, queries, grads, name, t0) =
             (o.clean, o.robust, o.queries, o.grads, o.name, o.started);
         let n = d.len();
@@ -592,6 +627,9 @@ pub struct SuiteAttack {
     /// Restarts (PGD).
     #[serde(default = "one")]
     pub restarts: usize,
+    /// Write a PNG grid of the first N images per strength (as `epsim attack --save-examples`).
+    #[serde(default)]
+    pub save_examples: Option<usize>,
 }
 
 fn one() -> usize {
@@ -619,7 +657,8 @@ pub struct RobustnessArgs {
     /// Model, substrate and data.
     #[command(flatten)]
     pub t: TargetArgs,
-    /// Suite file (TOML): [[attack]] name/eps/steps/restarts, [corruptions] names/severities.
+    /// Suite file (TOML): [[attack]] name/eps/steps/restarts/save_examples, [corruptions]
+    /// names/severities.
     #[arg(long, value_name = "TOML")]
     pub suite: PathBuf,
     /// Output directory: results.jsonl (appended) and report.md.
@@ -679,6 +718,12 @@ pub fn robustness(a: &RobustnessArgs, seed: u64) -> Result<()> {
         a.suite.display()
     );
     for at in &suite.attack {
+        ensure!(
+            at.save_examples != Some(0),
+            "{}: attack {}: save_examples needs N ≥ 1",
+            a.suite.display(),
+            at.name
+        );
         for e in &at.eps {
             parse_strength(e)
                 .with_context(|| format!("{}: attack {}", a.suite.display(), at.name))?;
@@ -711,6 +756,8 @@ pub fn robustness(a: &RobustnessArgs, seed: u64) -> Result<()> {
     let mut warnings: Vec<String> = Vec::new();
     // (attack name, norm, eps, robust) for the sanity checks.
     let mut rows: Vec<(String, String, f64, f64)> = Vec::new();
+    // The records as `epsim report` reads them, for its iterations/restarts check.
+    let mut checked: Vec<crate::report::AttackRow> = Vec::new();
     let clean_acc = accuracy(clf, &d, a.t.batch_size)? as f64 / n.max(1) as f64;
     report += &format!("Clean accuracy: {clean_acc:.4}\n\n");
     if !suite.attack.is_empty() {
@@ -724,7 +771,7 @@ pub fn robustness(a: &RobustnessArgs, seed: u64) -> Result<()> {
             .unwrap_or_default();
         for e in &at.eps {
             let eps = parse_strength(e)?;
-            let o = attack_strength(
+            let (o, ex) = attack_strength_examples(
                 clf,
                 &loader,
                 &at.name,
@@ -735,7 +782,11 @@ pub fn robustness(a: &RobustnessArgs, seed: u64) -> Result<()> {
                 a.t.eot,
                 seed,
                 "standard",
+                at.save_examples.unwrap_or(0),
             )?;
+            if at.save_examples.is_some() {
+                crate::adv_examples::save(&results, &at.name, e, &o.name, &ex, &d.classes)?;
+            }
             let rec = AttackRecord {
                 model: a.t.model.display().to_string(),
                 substrate: substrate.clone(),
@@ -762,6 +813,7 @@ pub fn robustness(a: &RobustnessArgs, seed: u64) -> Result<()> {
                 at.name, e, rec.robust_accuracy
             );
             writeln!(out, "{}", serde_json::to_string(&rec)?)?;
+            checked.push(crate::report::attack_row(&rec)?);
             report += &format!(
                 "| {} | {} | {:.4} | {} | {} | {:.1} |\n",
                 at.name, e, rec.robust_accuracy, rec.queries, rec.grads, rec.wall_s
@@ -866,7 +918,17 @@ pub fn robustness(a: &RobustnessArgs, seed: u64) -> Result<()> {
         }
         pb.finish_and_clear();
     }
+    let mut passed = Vec::new();
+    for c in crate::report::iteration_checks(&checked) {
+        match c.status {
+            crate::report::Status::Warn => warnings.push(c.to_string()),
+            crate::report::Status::Pass => passed.push(c),
+        }
+    }
     report += "\n## Sanity checks\n\n";
+    for c in &passed {
+        report += &format!("- {c}\n");
+    }
     if warnings.is_empty() {
         report += "All passed: robust accuracy never rises with ε beyond noise; no large-ε or black-box-vs-white-box anomaly.\n";
     }

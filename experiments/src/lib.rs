@@ -5,6 +5,7 @@
 //! results, reports and plots, export of chip programming targets.
 //!
 //! Dependencies: every crate below it (`sim`, `devices`, `ep`, `host-gpu`).
+pub mod adv_examples;
 pub mod attacks;
 pub mod bp_run;
 pub mod classifier;
@@ -16,5 +17,6 @@ pub mod corrupt;
 pub mod data;
 pub mod ep_run;
 pub mod plot;
+pub mod report;
 pub mod substrate;
 pub mod train_config;

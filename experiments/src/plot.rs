@@ -9,7 +9,7 @@ use plotters::prelude::*;
 
 static FONT: Once = Once::new();
 
-fn register_font() {
+pub(crate) fn register_font() {
     FONT.call_once(|| {
         // DejaVu Sans (Bitstream Vera license, see assets/DejaVuSans.LICENSE).
         let _ = plotters::style::register_font(
