@@ -16,5 +16,6 @@ pub mod corrupt;
 pub mod data;
 pub mod ep_run;
 pub mod plot;
+pub mod protocol;
 pub mod substrate;
 pub mod train_config;
