@@ -16,7 +16,7 @@ use crate::data::DatasetSpec;
 use crate::ep_run;
 
 /// What is evaluated: a model on a substrate, on a dataset (shared by `attack` and `robustness`).
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct TargetArgs {
     /// Model file: EP checkpoint, PyTorch-style state dict + --spec, or a baseline checkpoint.
     #[arg(long, value_name = "SAFETENSORS")]
@@ -717,6 +717,17 @@ pub fn robustness(a: &RobustnessArgs, seed: u64) -> Result<()> {
     }
     let (d, clf, t_predict, t_attack) = load_target(&a.t, seed)?;
     let clf = clf.as_ref();
+    // The standard protocol takes gradients through the dynamics that is evaluated: with
+    // --t-attack ≠ T_predict (the paper's truncation, for advep) its runs use T_attack = T_predict.
+    let honest = if t_attack != t_predict && suite.protocols.iter().any(|p| p == "standard") {
+        let t = TargetArgs {
+            t_attack: None,
+            ..a.t.clone()
+        };
+        Some(ep_classifier(&t, seed)?.0)
+    } else {
+        None
+    };
     std::fs::create_dir_all(&a.out_dir)
         .with_context(|| format!("creating {}", a.out_dir.display()))?;
     let results = a.out_dir.join("results.jsonl");
@@ -735,9 +746,14 @@ pub fn robustness(a: &RobustnessArgs, seed: u64) -> Result<()> {
     let loader =
         crate::data::Loader::new(&d, a.t.batch_size, sim::Stream::new(seed, "attack.data"));
     let mut report = format!(
-        "# Robustness report\n\nmodel `{}`, substrate `{substrate}`, data `{}` ({n} images), seed {seed}, T_predict {t_predict}, T_attack {t_attack}, protocols {}, commit {commit}\n\n",
+        "# Robustness report\n\nmodel `{}`, substrate `{substrate}`, data `{}` ({n} images), seed {seed}, T_predict {t_predict}, T_attack {t_attack}{}, protocols {}, commit {commit}\n\n",
         a.t.model.display(),
         a.t.data,
+        if honest.is_some() {
+            " (standard protocol: T_predict)"
+        } else {
+            ""
+        },
         suite.protocols.join(", ")
     );
     let mut warnings: Vec<String> = Vec::new();
@@ -759,6 +775,10 @@ pub fn robustness(a: &RobustnessArgs, seed: u64) -> Result<()> {
             .rsplit_once('-')
             .map(|(_, n)| n.to_string())
             .unwrap_or_default();
+        let (clf, t_attack) = match (&honest, protocol.as_str()) {
+            (Some(h), "standard") => (h.as_ref(), t_predict),
+            _ => (clf, t_attack),
+        };
         for (text, eps) in crate::protocol::expand_eps(&at.eps)? {
             let e = &text;
             let o = attack_strength(

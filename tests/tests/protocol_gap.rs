@@ -168,6 +168,39 @@ severities = [2]
         "{report}"
     );
 
+    // With --t-attack (the paper's truncated gradient) only advep uses it: the standard protocol
+    // takes gradients through the evaluated dynamics (T_attack = T_predict = t1 = 6).
+    let suite2 = d.join("suite2.toml");
+    std::fs::write(
+        &suite2,
+        "protocols = [\"advep\", \"standard\"]\n[[attack]]\nname = \"pgd-linf\"\neps = [\"0.003\"]\nsteps = 2\n",
+    )
+    .unwrap();
+    let out2 = d.join("rob2");
+    assert_eq!(
+        epsim(&[
+            "robustness",
+            "--model",
+            s(&ckpt),
+            "--data",
+            &data,
+            "--t-attack",
+            "2",
+            "--suite",
+            s(&suite2),
+            "--out-dir",
+            s(&out2)
+        ]),
+        ExitCode::SUCCESS
+    );
+    let recs2 = records(&out2.join("results.jsonl"));
+    assert_eq!(recs2.len(), 2);
+    assert_eq!(recs2[0]["protocol"], "advep");
+    assert_eq!(recs2[0]["t_attack"], 2);
+    assert_eq!(recs2[1]["protocol"], "standard");
+    assert_eq!(recs2[1]["t_attack"], 6);
+    assert_eq!(recs2[1]["t_predict"], 6);
+
     // Bad protocol lists are clear errors naming the file.
     for bad in [
         "protocols = [\"advep\", \"honest\"]\n[[attack]]\nname = \"pgd-linf\"\neps = [\"0\"]\n",
