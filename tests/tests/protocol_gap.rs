@@ -339,3 +339,18 @@ fn the_paper_config_normalizes_with_three_times_the_cifar_std() {
         "filled from [data] at training"
     );
 }
+
+#[test]
+fn the_shipped_protocol_suite_parses_and_expands() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/suites/paper-protocols.toml");
+    let suite: experiments::cli_rob::Suite =
+        toml::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    assert_eq!(suite.protocols, ["advep", "standard"]);
+    let n: usize = suite
+        .attack
+        .iter()
+        .map(|a| experiments::protocol::expand_eps(&a.eps).unwrap().len())
+        .sum();
+    // PGD 11 + 11, Square 8 + 9, AutoAttack 9 + 10 strengths.
+    assert_eq!(n, 58);
+}
