@@ -637,7 +637,10 @@ pub struct RobustnessArgs {
     /// Model, substrate and data.
     #[command(flatten)]
     pub t: TargetArgs,
-    /// Suite file (TOML): [[attack]] name/eps/steps/restarts, [corruptions] names/severities.
+    /// Suite file (TOML): [[attack]] name/eps/steps/restarts (eps may name presets such as
+    /// paper-linf), [corruptions] names/severities, and at the top protocols = ["advep",
+    /// "standard"] (default ["standard"]; both add a "Protocol gap" table). Example:
+    /// configs/suites/paper-protocols.toml.
     #[arg(long, value_name = "TOML")]
     pub suite: PathBuf,
     /// Output directory: results.jsonl (appended) and report.md.
