@@ -157,13 +157,11 @@ pub fn gap_section(rows: &[GapRow]) -> (String, Vec<String>) {
     };
     let mut pairs = vec![];
     for r in rows.iter().filter(|r| r.protocol == "advep") {
-        if let Some(s) = find(&r.attack, r.eps, "standard") {
-            if !pairs
-                .iter()
-                .any(|(a, _): &(&GapRow, &GapRow)| a.attack == r.attack && a.eps == r.eps)
-            {
-                pairs.push((r, s));
-            }
+        let seen = pairs
+            .iter()
+            .any(|(a, _): &(&GapRow, &GapRow)| a.attack == r.attack && a.eps == r.eps);
+        if let Some(s) = find(&r.attack, r.eps, "standard").filter(|_| !seen) {
+            pairs.push((r, s));
         }
     }
     if pairs.is_empty() {
