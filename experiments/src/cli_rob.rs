@@ -16,7 +16,7 @@ use crate::data::DatasetSpec;
 use crate::ep_run;
 
 /// What is evaluated: a model on a substrate, on a dataset (shared by `attack` and `robustness`).
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct TargetArgs {
     /// Model file: EP checkpoint, PyTorch-style state dict + --spec, or a baseline checkpoint.
     #[arg(long, value_name = "SAFETENSORS")]
@@ -63,11 +63,17 @@ pub struct AttackArgs {
     pub t: TargetArgs,
     /// Attack: pgd-linf, pgd-l2, apgd-ce-linf, apgd-ce-l2, apgd-t-linf, apgd-t-l2, square-linf,
     /// square-l2, cw-l2, deepfool-l2, deepfool-linf, autoattack-linf, autoattack-l2,
-    /// autoattack-rand-linf, autoattack-rand-l2.
+    /// autoattack-rand-linf, autoattack-rand-l2, art-autoattack-linf, art-autoattack-l2.
+    /// Under --protocol advep, autoattack-<norm> is ART's ensemble the seed paper ran
+    /// (= art-autoattack-<norm> on predicted labels: APGD-CE and APGD-DLR with 5 restarts each,
+    /// DeepFool, Square 5000 queries × 5, per-sample worst case); autoattack ignores --steps.
     #[arg(long)]
     pub attack: String,
     /// Strengths, comma-separated; fractions allowed (8/255). ε in pixel units ([0, 1] images); for
-    /// cw-l2 these are the fixed constants c.
+    /// cw-l2 these are the fixed constants c. Presets of the seed paper's grids: paper-linf
+    /// (10 values 1e-4..0.1 geometric, and 0.031), paper-l2 (10 values 0.05..3, and 1),
+    /// paper-aa-linf, paper-aa-l2, paper-square-linf, paper-square-l2 (its AutoAttack and Square
+    /// loops).
     #[arg(long, value_delimiter = ',', required = true)]
     pub eps: Vec<String>,
     /// Iterations (PGD/APGD/C&W/DeepFool) or queries (Square); default: the attack's own.
@@ -81,8 +87,9 @@ pub struct AttackArgs {
     pub out: PathBuf,
     /// Evaluation protocol: `standard` (random start, true labels, [0,1] box) or `advep` (the seed
     /// paper's ART settings: PGD without random start on the model's predicted labels, 20
-    /// iterations of 2.5·ε/20, no box clip; Square on softmax outputs with 1000 queries). Combine
-    /// advep with --t-attack/--t-predict (e.g. 29 and 250) to reproduce its truncated gradients.
+    /// iterations of 2.5·ε/20, no box clip; Square on softmax outputs with 1000 queries;
+    /// autoattack-<norm> = ART's ensemble). Combine advep with --t-attack/--t-predict (e.g. 29 and
+    /// 250) to reproduce its truncated gradients.
     #[arg(long, default_value = "standard", value_parser = ["standard", "advep"])]
     pub protocol: String,
     /// Also write, per strength, a PNG grid of the first N images (clean, adversarial, amplified
@@ -224,6 +231,17 @@ fn build_attack(
             a.eot_iter = eot;
             Box::new(a)
         }
+        "art-autoattack" | "autoattack" => {
+            // Plain autoattack reaches here only under advep (see attack_strength).
+            let mut a = attacks::ArtAutoAttack::paper(norm, eps);
+            a.use_predicted = advep;
+            a.eot_iter = eot;
+            Box::new(a)
+        }
+        "autoattack-rand" => bail!(
+            "the advep protocol has no 'rand' AutoAttack: the seed paper ran ART's ensemble (autoattack-{norm})",
+            norm = norm.to_string().to_lowercase()
+        ),
         "deepfool" => {
             let mut a = attacks::DeepFool::new(norm);
             a.eot_iter = eot;
@@ -354,11 +372,7 @@ pub fn attack_strength_examples(
     let pb = crate::data::progress(loader.num_batches() as u64, &format!("{attack} ε={label}"));
     for b in loader.epoch(0) {
         let ids: Vec<u64> = b.indices.iter().map(|&i| i as u64).collect();
-        if attack.starts_with("autoattack") {
-            ensure!(
-                protocol == "standard",
-                "the advep protocol's ensemble (ART AutoAttack) is not implemented yet; use pgd-*/square-* with --protocol advep"
-            );
+        if attack.starts_with("autoattack") && protocol != "advep" {
             let (_, nm) = attack.rsplit_once('-').context("autoattack-<linf|l2>")?;
             let nrm: Norm = nm.parse()?;
             let aa = if attack.starts_with("autoattack-rand") {
@@ -453,11 +467,7 @@ pub fn load_target(
 pub fn attack(a: &AttackArgs, seed: u64) -> Result<()> {
     let (d, clf, t_predict, t_attack) = load_target(&a.t, seed)?;
     let clf = clf.as_ref();
-    let strengths: Vec<(String, f64)> = a
-        .eps
-        .iter()
-        .map(|s| parse_strength(s).map(|v| (s.clone(), v)))
-        .collect::<Result<_>>()?;
+    let strengths = crate::protocol::expand_eps(&a.eps).context("--eps")?;
     let commit = git_commit();
     let mut out = std::fs::OpenOptions::new()
         .create(true)
@@ -601,10 +611,14 @@ pub fn corrupt(a: &CorruptArgs, seed: u64) -> Result<()> {
     Ok(())
 }
 
-/// A robustness suite (TOML): attacks × strengths and corruptions × severities.
+/// A robustness suite (TOML): attacks × strengths (× protocols) and corruptions × severities.
 #[derive(Debug, Clone, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Suite {
+    /// Evaluation protocols every attack runs under ("standard", "advep"); default ["standard"].
+    /// With both, report.md gets the "Protocol gap" section.
+    #[serde(default = "standard_only")]
+    pub protocols: Vec<String>,
     /// Attacks.
     #[serde(default)]
     pub attack: Vec<SuiteAttack>,
@@ -619,7 +633,7 @@ pub struct Suite {
 pub struct SuiteAttack {
     /// Attack name as `epsim attack --attack`.
     pub name: String,
-    /// Strengths ("8/255", "0.5", ...).
+    /// Strengths ("8/255", "0.5", ...) or presets ("paper-linf", see `epsim attack --help`).
     pub eps: Vec<String>,
     /// Iterations or queries.
     #[serde(default)]
@@ -634,6 +648,10 @@ pub struct SuiteAttack {
 
 fn one() -> usize {
     1
+}
+
+fn standard_only() -> Vec<String> {
+    vec!["standard".into()]
 }
 
 /// The corruptions of a suite.
@@ -657,8 +675,10 @@ pub struct RobustnessArgs {
     /// Model, substrate and data.
     #[command(flatten)]
     pub t: TargetArgs,
-    /// Suite file (TOML): [[attack]] name/eps/steps/restarts/save_examples, [corruptions]
-    /// names/severities.
+    /// Suite file (TOML): [[attack]] name/eps/steps/restarts/save_examples (eps may name presets
+    /// such as paper-linf), [corruptions] names/severities, and at the top protocols = ["advep",
+    /// "standard"] (default ["standard"]; both add a "Protocol gap" table). Example:
+    /// configs/suites/paper-protocols.toml.
     #[arg(long, value_name = "TOML")]
     pub suite: PathBuf,
     /// Output directory: results.jsonl (appended) and report.md.
@@ -671,6 +691,8 @@ pub struct RobustnessArgs {
 pub struct CorruptionRecord {
     /// Always "corruption".
     pub kind: String,
+    /// Always "none": corruptions do not depend on the attack protocol.
+    pub protocol: String,
     /// Model file.
     pub model: String,
     /// Substrate.
@@ -724,13 +746,35 @@ pub fn robustness(a: &RobustnessArgs, seed: u64) -> Result<()> {
             a.suite.display(),
             at.name
         );
-        for e in &at.eps {
-            parse_strength(e)
-                .with_context(|| format!("{}: attack {}", a.suite.display(), at.name))?;
-        }
+        crate::protocol::expand_eps(&at.eps)
+            .with_context(|| format!("{}: attack {}", a.suite.display(), at.name))?;
+    }
+    ensure!(
+        !suite.protocols.is_empty(),
+        "{}: `protocols` is empty",
+        a.suite.display()
+    );
+    for (i, p) in suite.protocols.iter().enumerate() {
+        crate::protocol::check_protocol(p).with_context(|| format!("{}", a.suite.display()))?;
+        ensure!(
+            !suite.protocols[..i].contains(p),
+            "{}: protocol {p:?} listed twice",
+            a.suite.display()
+        );
     }
     let (d, clf, t_predict, t_attack) = load_target(&a.t, seed)?;
     let clf = clf.as_ref();
+    // The standard protocol takes gradients through the dynamics that is evaluated: with
+    // --t-attack ≠ T_predict (the paper's truncation, for advep) its runs use T_attack = T_predict.
+    let honest = if t_attack != t_predict && suite.protocols.iter().any(|p| p == "standard") {
+        let t = TargetArgs {
+            t_attack: None,
+            ..a.t.clone()
+        };
+        Some(ep_classifier(&t, seed)?.0)
+    } else {
+        None
+    };
     std::fs::create_dir_all(&a.out_dir)
         .with_context(|| format!("creating {}", a.out_dir.display()))?;
     let results = a.out_dir.join("results.jsonl");
@@ -749,9 +793,15 @@ pub fn robustness(a: &RobustnessArgs, seed: u64) -> Result<()> {
     let loader =
         crate::data::Loader::new(&d, a.t.batch_size, sim::Stream::new(seed, "attack.data"));
     let mut report = format!(
-        "# Robustness report\n\nmodel `{}`, substrate `{substrate}`, data `{}` ({n} images), seed {seed}, T_predict {t_predict}, T_attack {t_attack}, commit {commit}\n\n",
+        "# Robustness report\n\nmodel `{}`, substrate `{substrate}`, data `{}` ({n} images), seed {seed}, T_predict {t_predict}, T_attack {t_attack}{}, protocols {}, commit {commit}\n\n",
         a.t.model.display(),
-        a.t.data
+        a.t.data,
+        if honest.is_some() {
+            " (standard protocol: T_predict)"
+        } else {
+            ""
+        },
+        suite.protocols.join(", ")
     );
     let mut warnings: Vec<String> = Vec::new();
     // (attack name, norm, eps, robust) for the sanity checks.
@@ -761,16 +811,25 @@ pub fn robustness(a: &RobustnessArgs, seed: u64) -> Result<()> {
     let clean_acc = accuracy(clf, &d, a.t.batch_size)? as f64 / n.max(1) as f64;
     report += &format!("Clean accuracy: {clean_acc:.4}\n\n");
     if !suite.attack.is_empty() {
-        report += "## Attacks (robust accuracy)\n\n| attack | ε | robust accuracy | queries | gradients | time (s) |\n| --- | --- | --- | --- | --- | --- |\n";
+        report += "## Attacks (robust accuracy)\n\n| attack | protocol | ε | robust accuracy | queries | gradients | time (s) |\n| --- | --- | --- | --- | --- | --- | --- |\n";
     }
-    for at in &suite.attack {
+    let mut gap_rows: Vec<crate::protocol::GapRow> = Vec::new();
+    for (protocol, at) in suite
+        .protocols
+        .iter()
+        .flat_map(|p| suite.attack.iter().map(move |at| (p, at)))
+    {
         let norm = at
             .name
             .rsplit_once('-')
             .map(|(_, n)| n.to_string())
             .unwrap_or_default();
-        for e in &at.eps {
-            let eps = parse_strength(e)?;
+        let (clf, t_attack) = match (&honest, protocol.as_str()) {
+            (Some(h), "standard") => (h.as_ref(), t_predict),
+            _ => (clf, t_attack),
+        };
+        for (text, eps) in crate::protocol::expand_eps(&at.eps)? {
+            let e = &text;
             let (o, ex) = attack_strength_examples(
                 clf,
                 &loader,
@@ -781,7 +840,7 @@ pub fn robustness(a: &RobustnessArgs, seed: u64) -> Result<()> {
                 at.restarts,
                 a.t.eot,
                 seed,
-                "standard",
+                protocol,
                 at.save_examples.unwrap_or(0),
             )?;
             if at.save_examples.is_some() {
@@ -790,7 +849,7 @@ pub fn robustness(a: &RobustnessArgs, seed: u64) -> Result<()> {
             let rec = AttackRecord {
                 model: a.t.model.display().to_string(),
                 substrate: substrate.clone(),
-                protocol: "standard".into(),
+                protocol: protocol.clone(),
                 attack: o.name.clone(),
                 norm: norm.clone(),
                 eps,
@@ -809,18 +868,34 @@ pub fn robustness(a: &RobustnessArgs, seed: u64) -> Result<()> {
                 commit: commit.clone(),
             };
             println!(
-                "{:<20} {:>10} robust {:.4}",
-                at.name, e, rec.robust_accuracy
+                "{:<20} {:<8} {:>10} robust {:.4}",
+                at.name, protocol, e, rec.robust_accuracy
             );
             writeln!(out, "{}", serde_json::to_string(&rec)?)?;
             checked.push(crate::report::attack_row(&rec)?);
             report += &format!(
-                "| {} | {} | {:.4} | {} | {} | {:.1} |\n",
+                "| {} | {protocol} | {} | {:.4} | {} | {} | {:.1} |\n",
                 at.name, e, rec.robust_accuracy, rec.queries, rec.grads, rec.wall_s
             );
-            rows.push((at.name.clone(), norm.clone(), eps, rec.robust_accuracy));
+            // Sanity checks compare runs of one protocol: advep rows carry it in their name.
+            let row_name = if protocol == "standard" {
+                at.name.clone()
+            } else {
+                format!("{} ({protocol})", at.name)
+            };
+            rows.push((row_name, norm.clone(), eps, rec.robust_accuracy));
+            gap_rows.push(crate::protocol::GapRow {
+                attack: at.name.clone(),
+                eps_text: e.clone(),
+                eps,
+                protocol: protocol.clone(),
+                robust_accuracy: rec.robust_accuracy,
+            });
         }
     }
+    let (gap_md, gap_warnings) = crate::protocol::gap_section(&gap_rows);
+    report += &gap_md;
+    warnings.extend(gap_warnings);
     // Sanity checks (Carlini et al. 2019): more strength never helps; large ε breaks everything;
     // black-box not much stronger than white-box.
     let tol = if clf.stochastic() {
@@ -845,7 +920,13 @@ pub fn robustness(a: &RobustnessArgs, seed: u64) -> Result<()> {
         }
         if name.starts_with("square") {
             for (wn, wnorm, weps, wacc) in &rows {
-                if !wn.starts_with("square") && wnorm == norm && weps == eps && *acc + 0.05 < *wacc
+                let protocol_of = |s: &str| s.rsplit_once(" (").map(|(_, p)| p.to_string());
+                let same_protocol = protocol_of(wn) == protocol_of(name);
+                if !wn.starts_with("square")
+                    && same_protocol
+                    && wnorm == norm
+                    && weps == eps
+                    && *acc + 0.05 < *wacc
                 {
                     warnings.push(format!("black-box {name} ({acc:.4}) is stronger than white-box {wn} ({wacc:.4}) at ε={eps}: white-box gradients may be masked"));
                 }
@@ -893,6 +974,7 @@ pub fn robustness(a: &RobustnessArgs, seed: u64) -> Result<()> {
                 let acc = accuracy(clf, &cd, a.t.batch_size)? as f64 / n.max(1) as f64;
                 let rec = CorruptionRecord {
                     kind: "corruption".into(),
+                    protocol: "none".into(),
                     model: a.t.model.display().to_string(),
                     substrate: substrate.clone(),
                     corruption: k.name().to_string(),

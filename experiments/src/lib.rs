@@ -17,6 +17,7 @@ pub mod corrupt;
 pub mod data;
 pub mod ep_run;
 pub mod plot;
+pub mod protocol;
 pub mod report;
 pub mod substrate;
 pub mod train_config;

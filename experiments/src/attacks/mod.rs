@@ -1,5 +1,6 @@
 //! Adversarial attacks against any [`Classifier`]: PGD (L∞/L2), APGD (CE/DLR, targeted DLR),
-//! Square (L∞/L2), Carlini–Wagner L2, DeepFool, FAB-T and AutoAttack ('standard' and 'rand').
+//! Square (L∞/L2), Carlini–Wagner L2, DeepFool, FAB-T, AutoAttack ('standard' and 'rand') and ART's
+//! AutoAttack ensemble as the seed paper ran it ([`ArtAutoAttack`]).
 //!
 //! Conventions shared by every attack:
 //! * inputs are NCHW batches in pixel space; the box [0, 1] is enforced by default (`clip`), and can be
@@ -16,6 +17,7 @@
 #![allow(clippy::needless_range_loop)]
 
 pub mod apgd;
+pub mod art_ensemble;
 pub mod autoattack;
 pub mod cw;
 pub mod deepfool;
@@ -31,6 +33,7 @@ use sim::Tensor;
 use crate::classifier::{Classifier, Counted};
 
 pub use apgd::{Apgd, ApgdLoss, ApgdT};
+pub use art_ensemble::{ArtApgd, ArtAutoAttack};
 pub use autoattack::{AaVersion, AutoAttack, AutoAttackReport};
 pub use cw::CarliniWagnerL2;
 pub use deepfool::DeepFool;
