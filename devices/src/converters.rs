@@ -14,13 +14,32 @@
 //! Defaults ([`Default`]) are aihwkit's forward `IOParameters()`: DAC 7 bits over ±1
 //! (`inp_bound = 1`), no input noise; ADC 9 bits over ±12 (`out_bound = 12`), additive Gaussian
 //! output noise σ = 0.06 (`out_noise`) per conversion, added before clipping and quantization.
-//! (aihwkit's noise/bound management, which rescales inputs per vector, is not part of these
-//! converters.)
+//!
+//! ## I/O management
+//!
+//! The converters also carry aihwkit's input/output management of a read (same defaults as
+//! `IOParameters()`; `IBM/aihwkit:src/rpucuda/rpu_forward_backward_pass.cpp`):
+//!
+//! * **noise management** (on the DAC, default `abs_max`): each input vector `x` of a read is sent
+//!   through the DAC as `x / α` and the read's result multiplied by `α`, with α = max|x_i| (capped at
+//!   `nm_thres` when that is > 0), so the DAC range is used fully and never clips; an all-zero
+//!   vector reads exactly zero ([`noise_management_scale`]). `constant` uses α = `nm_thres`.
+//! * **bound management** (on the ADC, default `iterative`): when any output of a read is out of
+//!   ±bound (after its noise), the whole output vector is read again with its input divided by a
+//!   reduction r = 2, 4, 8, … and the result multiplied by r, until nothing saturates or after the
+//!   read with r > `max_bm_factor` (1000) or r > `max_bm_res`/(DAC resolution) (0.25·126 = 31.5 for
+//!   the 7-bit DAC, so at most r = 32: six reads); that last read is kept, clipped
+//!   ([`bound_management_last_reduction`]). Every re-read is a new conversion with its own noise.
+//!
+//! Where a read is realized (`ep::substrate`) applies them; the converters' own `convert` methods
+//! are the plain transfer curves.
 
 use serde::{Deserialize, Serialize};
 use sim::{Error, Result, Stream};
 
 use crate::check;
+
+pub use sim::netlist::{BoundManagement, NoiseManagement};
 
 fn dac_bits() -> u32 {
     7
@@ -37,6 +56,18 @@ fn adc_bound() -> f64 {
 fn adc_noise() -> f64 {
     0.06
 }
+fn abs_max() -> NoiseManagement {
+    NoiseManagement::AbsMax
+}
+fn iterative() -> BoundManagement {
+    BoundManagement::Iterative
+}
+fn max_bm_factor() -> u32 {
+    1000
+}
+fn max_bm_res() -> f64 {
+    0.25
+}
 
 /// Digital-to-analog converter at the crossbar inputs.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -51,6 +82,12 @@ pub struct Dac {
     /// Additive Gaussian noise σ after conversion (normalized units).
     #[serde(default)]
     pub noise_std: f64,
+    /// Input scaling of every read through this DAC (module doc; aihwkit default `abs_max`).
+    #[serde(default = "abs_max")]
+    pub noise_management: NoiseManagement,
+    /// Cap of the abs-max scale / the constant scale; 0 = no cap (aihwkit `nm_thres`, default 0).
+    #[serde(default)]
+    pub nm_thres: f64,
 }
 
 /// Analog-to-digital converter at the crossbar outputs.
@@ -66,6 +103,15 @@ pub struct Adc {
     /// Additive Gaussian output noise σ per conversion, before clipping (normalized units).
     #[serde(default = "adc_noise")]
     pub noise_std: f64,
+    /// What a saturated read does (module doc; aihwkit default `iterative`).
+    #[serde(default = "iterative")]
+    pub bound_management: BoundManagement,
+    /// Iterative bound management stops after the read with reduction r > this (aihwkit 1000).
+    #[serde(default = "max_bm_factor")]
+    pub max_bm_factor: u32,
+    /// … or after the read with r > `max_bm_res`·(2^bits − 2) of the DAC (aihwkit 0.25).
+    #[serde(default = "max_bm_res")]
+    pub max_bm_res: f64,
 }
 
 impl Default for Dac {
@@ -74,6 +120,8 @@ impl Default for Dac {
             bits: dac_bits(),
             bound: 1.0,
             noise_std: 0.0,
+            noise_management: abs_max(),
+            nm_thres: 0.0,
         }
     }
 }
@@ -84,6 +132,9 @@ impl Default for Adc {
             bits: adc_bits(),
             bound: adc_bound(),
             noise_std: adc_noise(),
+            bound_management: iterative(),
+            max_bm_factor: max_bm_factor(),
+            max_bm_res: max_bm_res(),
         }
     }
 }
@@ -123,21 +174,95 @@ fn convert(x: f64, noise: f64, bits: u32, bound: f64) -> f64 {
     quantize((x + noise).clamp(-bound, bound), bits, bound)
 }
 
-macro_rules! converter_impl {
-    ($t:ty, $op:literal, $ideal_doc:literal) => {
-        impl $t {
-            #[doc = $ideal_doc]
-            pub fn ideal() -> Self {
-                Self {
-                    bits: 0,
-                    bound: f64::INFINITY,
-                    noise_std: 0.0,
-                }
-            }
+impl Dac {
+    /// A transparent DAC: no quantization, no clipping, no noise, no input scaling.
+    pub fn ideal() -> Self {
+        Dac {
+            bits: 0,
+            bound: f64::INFINITY,
+            noise_std: 0.0,
+            noise_management: NoiseManagement::None,
+            nm_thres: 0.0,
+        }
+    }
 
-            /// Check every parameter; the error names the field.
-            pub fn validate(&self) -> Result<()> {
-                validate($op, self.bits, self.bound, self.noise_std)
+    /// Check every parameter; the error names the field.
+    pub fn validate(&self) -> Result<()> {
+        validate("dac", self.bits, self.bound, self.noise_std)?;
+        check::non_negative("dac", "nm_thres", self.nm_thres)
+    }
+}
+
+impl Adc {
+    /// A transparent ADC: no quantization, no clipping, no noise, no bound management.
+    pub fn ideal() -> Self {
+        Adc {
+            bits: 0,
+            bound: f64::INFINITY,
+            noise_std: 0.0,
+            bound_management: BoundManagement::None,
+            max_bm_factor: max_bm_factor(),
+            max_bm_res: max_bm_res(),
+        }
+    }
+
+    /// Check every parameter; the error names the field.
+    pub fn validate(&self) -> Result<()> {
+        validate("adc", self.bits, self.bound, self.noise_std)?;
+        if self.max_bm_factor == 0 {
+            return Err(Error::param("adc", "`max_bm_factor` = 0 must be ≥ 1"));
+        }
+        check::positive("adc", "max_bm_res", self.max_bm_res)
+    }
+}
+
+/// The noise-management scale α of one input vector `xs` (see the module doc): 1 for `none`,
+/// max|x_i| (capped at `nm_thres` when > 0) for `abs_max` (0 for an all-zero vector), `nm_thres`
+/// (or 1 when it is 0) for `constant`.
+pub fn noise_management_scale(nm: NoiseManagement, nm_thres: f64, xs: &[f32]) -> f32 {
+    match nm {
+        NoiseManagement::None => 1.0,
+        NoiseManagement::AbsMax => {
+            let m = xs.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+            if nm_thres > 0.0 {
+                m.min(nm_thres as f32)
+            } else {
+                m
+            }
+        }
+        NoiseManagement::Constant => {
+            if nm_thres > 0.0 {
+                nm_thres as f32
+            } else {
+                1.0
+            }
+        }
+    }
+}
+
+/// The input reduction r of the last read iterative bound management may make: the first power of
+/// two r = 1, 2, 4, … with r > `max_bm_factor` or, with a quantizing DAC of `dac_bits`,
+/// r > `max_bm_res`·(2^dac_bits − 2) (aihwkit's stopping rule, checked after each read). With
+/// aihwkit's defaults (1000, 0.25, 7 bits): 32.
+pub fn bound_management_last_reduction(max_bm_factor: u32, max_bm_res: f64, dac_bits: u32) -> u64 {
+    let res_limit = if dac_bits > 0 {
+        max_bm_res * ((1u64 << dac_bits) - 2) as f64
+    } else {
+        f64::INFINITY
+    };
+    let mut r = 1u64;
+    while !(r > max_bm_factor as u64 || r as f64 > res_limit) {
+        r *= 2;
+    }
+    r
+}
+
+macro_rules! converter_impl {
+    ($t:ty) => {
+        impl $t {
+            /// Whether the plain conversion is the identity (no quantization, clipping or noise).
+            pub fn is_transparent(&self) -> bool {
+                self.bits == 0 && self.bound.is_infinite() && self.noise_std == 0.0
             }
 
             /// Quantization step (level spacing), or `None` without quantization.
@@ -169,13 +294,5 @@ macro_rules! converter_impl {
     };
 }
 
-converter_impl!(
-    Dac,
-    "dac",
-    "A transparent DAC: no quantization, no clipping, no noise."
-);
-converter_impl!(
-    Adc,
-    "adc",
-    "A transparent ADC: no quantization, no clipping, no noise."
-);
+converter_impl!(Dac);
+converter_impl!(Adc);

@@ -72,7 +72,7 @@ pub use cells::{
     CellModel, Conductances, DriftCompensation, Fault, IdealCell, PcmCell, ProgrammedArray,
     RramCell,
 };
-pub use converters::{Adc, Dac};
+pub use converters::{Adc, BoundManagement, Dac, NoiseManagement};
 pub use mapping::ScaleMode;
 pub use neurons::{HardSigmoid, NeuronArray, WinnerTakeAll};
 pub use presets::Preset;

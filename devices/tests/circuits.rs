@@ -12,6 +12,7 @@ fn dac_transfer_curve_3_bits() {
         bits: 3,
         bound: 1.0,
         noise_std: 0.0,
+        ..Dac::ideal()
     };
     let third = 1.0f32 / 3.0;
     for (x, y) in [

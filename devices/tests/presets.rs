@@ -66,6 +66,19 @@ fn pcm_preset_holds_the_aihwkit_coefficients() {
         ),
         (7, 1.0, 9, 12.0, 0.06)
     );
+    // aihwkit IOParameters(): ABS_MAX noise management, ITERATIVE bound management.
+    assert_eq!(
+        (p.dac.noise_management, p.dac.nm_thres),
+        (devices::NoiseManagement::AbsMax, 0.0)
+    );
+    assert_eq!(
+        (
+            p.adc.bound_management,
+            p.adc.max_bm_factor,
+            p.adc.max_bm_res
+        ),
+        (devices::BoundManagement::Iterative, 1000, 0.25)
+    );
     // the serde defaults are the same numbers as the file
     let minimal = Preset::from_toml("name = \"m\"\n[cell]\nkind = \"pcm\"\n", "minimal").unwrap();
     assert_eq!(&minimal.cell, &p.cell);
@@ -122,7 +135,18 @@ fn overrides() {
         p.inference.drift_compensation,
         devices::DriftCompensation::PerOutput
     );
+    p.set_str("bound_management", "none").unwrap();
+    assert_eq!(p.adc.bound_management, devices::BoundManagement::None);
+    p.set_str("dac.noise_management", "constant").unwrap();
+    assert_eq!(p.dac.noise_management, devices::NoiseManagement::Constant);
     let before = p.clone();
+    let e = p
+        .set_str("noise_management", "loud")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("noise_management") && e.contains("loud"), "{e}");
+    let e = p.set("max_bm_factor", 0.0).unwrap_err().to_string();
+    assert!(e.contains("max_bm_factor"), "{e}");
     let e = p.set("bogus_knob", 1.0).unwrap_err().to_string();
     assert!(
         e.contains("bogus_knob") && e.contains("valid keys") && e.contains("adc.bits"),

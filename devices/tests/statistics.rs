@@ -444,6 +444,7 @@ fn adc_output_noise_std() {
         bits: 0,
         bound: f64::INFINITY,
         noise_std: 0.06,
+        ..devices::Adc::ideal()
     };
     let mut y = vec![1.0f32; n];
     adc.convert(&mut y, 0, Stream::new(1, "adc"));

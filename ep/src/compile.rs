@@ -2,8 +2,8 @@
 //! a model spec with its weights.
 //!
 //! The compiled netlist is self-contained: weights and biases inline, the preset's cell, mapping
-//! and inference parameters inline under `devices.dev`, its DAC/ADC as converter parts (the same
-//! pair on the forward and the transposed read of every array) and its neuron non-idealities on
+//! and inference parameters inline under `devices.dev`, its DAC/ADC as converter parts with their
+//! noise/bound management (the same pair on the forward and the transposed read of every array) and its neuron non-idealities on
 //! every population (the activation itself comes from the model). Names: input `x`, populations
 //! `h1..hn`, arrays `syn0..`, readout `readout`, pools `pool{i}`.
 
@@ -117,13 +117,38 @@ impl DeviceSpec {
     }
 }
 
-fn converter(name: &str, kind: ConverterKind, bits: u32, bound: f64, noise: f64) -> Converter {
+fn bound(b: f64) -> Option<f64> {
+    b.is_finite().then_some(b)
+}
+
+/// The DAC part of a preset, with its noise management.
+fn dac_part(d: &devices::Dac) -> Converter {
     Converter {
-        name: name.into(),
-        kind,
-        bits,
-        bound: bound.is_finite().then_some(bound),
-        noise_std: noise,
+        noise_management: Some(d.noise_management),
+        nm_thres: Some(d.nm_thres),
+        ..Converter::plain(
+            "dac",
+            ConverterKind::Dac,
+            d.bits,
+            bound(d.bound),
+            d.noise_std,
+        )
+    }
+}
+
+/// The ADC part of a preset, with its bound management.
+fn adc_part(a: &devices::Adc) -> Converter {
+    Converter {
+        bound_management: Some(a.bound_management),
+        max_bm_factor: Some(a.max_bm_factor),
+        max_bm_res: Some(a.max_bm_res),
+        ..Converter::plain(
+            "adc",
+            ConverterKind::Adc,
+            a.bits,
+            bound(a.bound),
+            a.noise_std,
+        )
     }
 }
 
@@ -244,22 +269,7 @@ pub fn compile(
         },
         populations,
         arrays,
-        converters: vec![
-            converter(
-                "dac",
-                ConverterKind::Dac,
-                preset.dac.bits,
-                preset.dac.bound,
-                preset.dac.noise_std,
-            ),
-            converter(
-                "adc",
-                ConverterKind::Adc,
-                preset.adc.bits,
-                preset.adc.bound,
-                preset.adc.noise_std,
-            ),
-        ],
+        converters: vec![dac_part(&preset.dac), adc_part(&preset.adc)],
         pools,
         devices: [("dev".to_string(), dev)].into_iter().collect(),
         dynamics: Dynamics {

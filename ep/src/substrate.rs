@@ -14,6 +14,15 @@
 //!   `Σ_i 2 (σ_g/s)² x_i²`, exact in distribution), through the ADC (normalized by the array's
 //!   abs-max weight, the units of `devices::converters`), then summed, plus the digital bias, then
 //!   pooling (first maximum wins);
+//! * **I/O management** (aihwkit's, options of the converter parts, see `devices::converters`):
+//!   noise management divides each sample's input by its scale α (abs-max over the sample's whole
+//!   input of the array) before the DAC and multiplies the result by α; iterative bound management
+//!   re-reads a block for every *vector* (one sample's outputs of the block at one output position)
+//!   that has a value out of the ADC range, with the input divided by r = 2, 4, … (every round its
+//!   own DAC, read and ADC noise draws), keeping per vector the first read that does not saturate
+//!   (or the last one allowed) times r. aihwkit scales per tile and per conv patch; here α is per
+//!   sample and the saturation test spans all the block's columns. [`Realized::read_counts`] counts
+//!   the reads and re-reads;
 //! * **transposed** (columns driven, rows sensed; the feedback term): the pooled-back state through
 //!   its DAC, per output (column) block the partial sum `W_blockᵀ·v` with its read noise, through
 //!   the ADC, summed;
@@ -34,7 +43,10 @@
 //! Not realized yet: IR drop, winner-take-all comparator offsets, the preset's nominal neuron
 //! transfer curve (the activation comes from the model), on-substrate training.
 
-use devices::{Adc, CellModel, Dac};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use devices::converters::{bound_management_last_reduction, noise_management_scale};
+use devices::{Adc, BoundManagement, CellModel, Dac, NoiseManagement};
 use sim::netlist::{Converter, Loaded, NResult, NetlistError, tiles};
 use sim::{Act, Backend, Error, Result, Stream, Tensor};
 
@@ -49,6 +61,32 @@ struct Block<B: Backend> {
     s2: Option<B::Tensor>,
 }
 
+/// The I/O management of one read direction (from its DAC and ADC parts).
+#[derive(Debug, Clone, Copy)]
+struct Io {
+    nm: NoiseManagement,
+    nm_thres: f64,
+    /// Input reduction of the last read iterative bound management may make (1 = none).
+    last_r: u64,
+}
+
+fn io_of(dac: Option<&Converter>, adc: Option<&Converter>) -> Io {
+    let bm = adc.and_then(|a| a.bound_management).unwrap_or_default();
+    let clips = adc.is_some_and(|a| a.bound.is_some());
+    Io {
+        nm: dac.and_then(|d| d.noise_management).unwrap_or_default(),
+        nm_thres: dac.and_then(|d| d.nm_thres).unwrap_or(0.0),
+        last_r: match (bm, adc) {
+            (BoundManagement::Iterative, Some(a)) if clips => bound_management_last_reduction(
+                a.max_bm_factor.unwrap_or(1000),
+                a.max_bm_res.unwrap_or(0.25),
+                dac.map_or(0, |d| d.bits),
+            ),
+            _ => 1,
+        },
+    }
+}
+
 struct ArrayRt<B: Backend> {
     name: String,
     wmax: f32,
@@ -56,6 +94,8 @@ struct ArrayRt<B: Backend> {
     adc_f: Option<Adc>,
     dac_b: Option<Dac>,
     adc_b: Option<Adc>,
+    io_f: Io,
+    io_b: Io,
     row_blocks: Vec<Block<B>>,
     col_blocks: Vec<Block<B>>,
     exact: bool,
@@ -82,6 +122,10 @@ pub struct Realized<B: Backend> {
     neurons: Vec<NeuronRt>,
     seed: u64,
     stochastic: bool,
+    /// Vector reads through converters (see [`Realized::read_counts`]).
+    reads: AtomicU64,
+    /// Of those, the re-reads of the bound management.
+    rereads: AtomicU64,
 }
 
 /// A crossbar read `op(x, w)` (conv, linear or their adjoints) on backend `B`.
@@ -94,24 +138,28 @@ struct StepAux<B: Backend> {
     z: Vec<B::Tensor>,
 }
 
+/// The transfer curve of a DAC part, `None` when it is transparent (its management is in [`Io`]).
 fn dac_of(c: Option<&Converter>) -> Option<Dac> {
     let c = c?;
     let d = Dac {
         bits: c.bits,
         bound: c.bound.unwrap_or(f64::INFINITY),
         noise_std: c.noise_std,
+        ..Dac::ideal()
     };
-    (d != Dac::ideal()).then_some(d)
+    (!d.is_transparent()).then_some(d)
 }
 
+/// The transfer curve of an ADC part, `None` when it is transparent (its management is in [`Io`]).
 fn adc_of(c: Option<&Converter>) -> Option<Adc> {
     let c = c?;
     let d = Adc {
         bits: c.bits,
         bound: c.bound.unwrap_or(f64::INFINITY),
         noise_std: c.noise_std,
+        ..Adc::ideal()
     };
-    (d != Adc::ideal()).then_some(d)
+    (!d.is_transparent()).then_some(d)
 }
 
 /// σ of the per-read conductance noise of one device, in µS.
@@ -159,27 +207,6 @@ fn host_map<B: Backend>(
         .enumerate()
         .for_each(|(i, v)| *v = f(i, *v));
     be.upload(&h)
-}
-
-/// A converter on the host: element `i` gets noise draw `i` of `stream.child("noise").sub(t)`
-/// (as `devices::converters`), then clipping and quantization.
-fn convert<B: Backend>(
-    be: &B,
-    x: &B::Tensor,
-    noise_std: f64,
-    noiseless: impl Fn(f32) -> f32 + Sync,
-    s: Stream,
-    t: u64,
-) -> Result<B::Tensor> {
-    let ns = s.child("noise").sub(t);
-    host_map(be, x, |i, v| {
-        let n = if noise_std > 0.0 {
-            noise_std * ns.normal(i as u64) as f64
-        } else {
-            0.0
-        };
-        noiseless((v as f64 + n) as f32)
-    })
 }
 
 impl<B: Backend> Realized<B> {
@@ -261,6 +288,8 @@ impl<B: Backend> Realized<B> {
             let adc_f = adc_of(conv(&a.forward.adc));
             let dac_b = dac_of(conv(&a.transposed.dac));
             let adc_b = adc_of(conv(&a.transposed.adc));
+            let io_f = io_of(conv(&a.forward.dac), conv(&a.forward.adc));
+            let io_b = io_of(conv(&a.transposed.dac), conv(&a.transposed.adc));
             let noisy = sig_g > 0.0;
             let exact =
                 dac_f.is_none() && adc_f.is_none() && dac_b.is_none() && adc_b.is_none() && !noisy;
@@ -320,6 +349,8 @@ impl<B: Backend> Realized<B> {
                 adc_f,
                 dac_b,
                 adc_b,
+                io_f,
+                io_b,
                 row_blocks,
                 col_blocks,
                 exact,
@@ -354,6 +385,8 @@ impl<B: Backend> Realized<B> {
             neurons,
             seed,
             stochastic,
+            reads: AtomicU64::new(0),
+            rereads: AtomicU64::new(0),
         })
     }
 
@@ -362,61 +395,204 @@ impl<B: Backend> Realized<B> {
         self.stochastic
     }
 
+    /// (vector reads, bound-management re-reads) made so far through converters: a vector is one
+    /// sample's output of one input block of tiles (for a conv, at one output position) in one
+    /// step; reads of exact arrays are not counted. Gradient recomputation counts too.
+    pub fn read_counts(&self) -> (u64, u64) {
+        (
+            self.reads.load(Ordering::Relaxed),
+            self.rereads.load(Ordering::Relaxed),
+        )
+    }
+
     /// The read-noise stream of query `query`.
     pub fn query_stream(&self, query: u64) -> Stream {
         Stream::new(self.seed, "netlist.read").sub(query)
     }
 
-    fn dac(&self, be: &B, d: &Option<Dac>, x: &B::Tensor, s: Stream, t: u64) -> Result<B::Tensor> {
-        match d {
-            None => Ok(x.clone()),
-            Some(d) => convert(be, x, d.noise_std, |v| d.convert_noiseless(v), s, t),
+    /// The DAC'd input of bound-management round `k` (reduction r = 2^k): every sample `x_n / (α_n
+    /// r)` through the DAC. Round 0 draws from the stream of the unmanaged read.
+    #[allow(clippy::too_many_arguments)]
+    fn round_input(
+        &self,
+        be: &B,
+        dac: &Option<Dac>,
+        x: &B::Tensor,
+        alpha: &[f32],
+        k: u32,
+        s: &Stream,
+        t: u64,
+    ) -> Result<B::Tensor> {
+        let r = (1u64 << k) as f32;
+        let plain = k == 0 && alpha.iter().all(|&a| a == 1.0);
+        let per = be.shape(x)[1..].iter().product::<usize>().max(1);
+        let scale = |i: usize, v: f32| if plain { v } else { v / (alpha[i / per] * r) };
+        match dac {
+            None if plain => Ok(x.clone()),
+            None => host_map(be, x, scale),
+            Some(d) => {
+                let st = if k == 0 {
+                    s.child("dac")
+                } else {
+                    s.child("dac").child("bm").sub(k as u64)
+                };
+                // Element `i` gets noise draw `i` of `stream.child("noise").sub(t)` (as
+                // `devices::converters`), then clipping and quantization.
+                let ns = st.child("noise").sub(t);
+                host_map(be, x, |i, v| {
+                    let n = if d.noise_std > 0.0 {
+                        d.noise_std * ns.normal(i as u64) as f64
+                    } else {
+                        0.0
+                    };
+                    d.convert_noiseless((scale(i, v) as f64 + n) as f32)
+                })
+            }
         }
     }
 
-    /// Partial sums of the blocks of one read, each with its read noise and through the ADC, summed
-    /// and rescaled to weight units. `op(x, w)` is the crossbar read of `x` by weights `w`.
+    /// One read of an array in one direction: the input through the DAC (scaled by the noise
+    /// management), per block of tiles the partial sum with its read noise through the ADC (re-read
+    /// with halved inputs while a vector saturates, under iterative bound management), rescaled,
+    /// summed, in weight units. `op(x, w)` is the crossbar read of `x` by weights `w`.
     #[allow(clippy::too_many_arguments)]
     fn blocks_read(
         &self,
         be: &B,
         blocks: &[Block<B>],
+        dac: &Option<Dac>,
         adc: &Option<Adc>,
+        io: Io,
         wmax: f32,
         x: &B::Tensor,
         s: Stream,
         t: u64,
         op: ReadOp<'_, B>,
     ) -> Result<B::Tensor> {
-        let x2 = if blocks.iter().any(|b| b.s2.is_some()) {
-            Some(be.mul(x, x)?)
+        use rayon::prelude::*;
+        let n = be.shape(x)[0];
+        let alpha: Vec<f32> = if io.nm == NoiseManagement::None {
+            vec![1.0; n]
         } else {
-            None
+            let h = be.download(x)?;
+            let xv = h.as_slice().expect("standard layout");
+            let per = xv.len() / n.max(1);
+            (0..n)
+                .map(|k| noise_management_scale(io.nm, io.nm_thres, &xv[k * per..(k + 1) * per]))
+                .collect()
         };
-        let mut z = None;
+        // aihwkit's short cut: an all-zero input vector (noise-free DAC) reads exactly zero.
+        let dac_noisy = dac.as_ref().is_some_and(|d| d.noise_std > 0.0);
+        let zero: Vec<bool> = alpha.iter().map(|&a| a == 0.0 && !dac_noisy).collect();
+        let alpha: Vec<f32> = alpha
+            .iter()
+            .map(|&a| if a > 0.0 { a } else { 1.0 })
+            .collect();
+        let noisy = blocks.iter().any(|b| b.s2.is_some());
+        // Round inputs (and their squares for the read noise), shared by the blocks.
+        let mut rounds: Vec<(B::Tensor, Option<B::Tensor>)> = Vec::new();
+        let mut total: Option<Vec<f32>> = None;
+        let mut shape = Vec::new();
+        let (mut reads, mut rereads) = (0u64, 0u64);
         for (bi, b) in blocks.iter().enumerate() {
-            let mut y = op(x, &b.w)?;
-            if let (Some(s2), Some(x2)) = (&b.s2, &x2) {
-                let var = be.download(&op(x2, s2)?)?;
-                let ns = s.child("w").sub(bi as u64).sub(t);
-                let var = var.as_slice().expect("standard layout").to_vec();
-                y = host_map(be, &y, |i, v| {
-                    v + var[i].max(0.0).sqrt() * ns.normal(i as u64)
-                })?;
+            let mut out: Vec<f32> = Vec::new();
+            let mut pending: Vec<bool> = Vec::new();
+            let (mut per_sample, mut hw) = (1usize, 1usize);
+            for k in 0u32.. {
+                let r = 1u64 << k;
+                if rounds.len() <= k as usize {
+                    let xk = self.round_input(be, dac, x, &alpha, k, &s, t)?;
+                    let x2 = if noisy { Some(be.mul(&xk, &xk)?) } else { None };
+                    rounds.push((xk, x2));
+                }
+                let (xk, x2) = &rounds[k as usize];
+                let mut y = op(xk, &b.w)?;
+                if let (Some(s2), Some(x2)) = (&b.s2, x2) {
+                    let var = be.download(&op(x2, s2)?)?;
+                    let ns = if k == 0 {
+                        s.child("w").sub(bi as u64).sub(t)
+                    } else {
+                        s.child("w").sub(bi as u64).child("bm").sub(k as u64).sub(t)
+                    };
+                    let var = var.as_slice().expect("standard layout").to_vec();
+                    y = host_map(be, &y, |i, v| {
+                        v + var[i].max(0.0).sqrt() * ns.normal(i as u64)
+                    })?;
+                }
+                let yh = be.download(&y)?;
+                let yv = yh.as_slice().expect("standard layout");
+                if k == 0 {
+                    shape = yh.shape().to_vec();
+                    per_sample = yv.len() / n.max(1);
+                    hw = shape
+                        .get(2..)
+                        .map_or(1, |d| d.iter().product::<usize>().max(1));
+                    out = vec![0.0; yv.len()];
+                    pending = (0..n * hw).map(|v| !zero[v / hw]).collect();
+                }
+                // A vector: one sample's outputs at one spatial position.
+                let vec_of = |i: usize| (i / per_sample) * hw + i % hw;
+                let mut sat = vec![false; yv.len()];
+                let ns = adc.as_ref().filter(|a| a.noise_std > 0.0).map(|_| {
+                    let sa = if k == 0 {
+                        s.child("adc").sub(bi as u64)
+                    } else {
+                        s.child("adc").sub(bi as u64).child("bm").sub(k as u64)
+                    };
+                    sa.child("noise").sub(t)
+                });
+                out.par_iter_mut()
+                    .zip(sat.par_iter_mut())
+                    .enumerate()
+                    .for_each(|(i, (o, st))| {
+                        if !pending[vec_of(i)] {
+                            return;
+                        }
+                        let v = yv[i];
+                        let c = match adc {
+                            None => v,
+                            Some(a) => {
+                                let nz = ns
+                                    .as_ref()
+                                    .map_or(0.0, |ns| a.noise_std * ns.normal(i as u64) as f64);
+                                let pre = (v as f64 + nz) as f32;
+                                *st = (pre as f64).abs() > a.bound;
+                                a.convert_noiseless(pre)
+                            }
+                        };
+                        let f = alpha[i / per_sample] * r as f32;
+                        *o = if f == 1.0 { c } else { c * f };
+                    });
+                let mut saturated = vec![false; pending.len()];
+                for (i, &st) in sat.iter().enumerate() {
+                    if st {
+                        saturated[vec_of(i)] = true;
+                    }
+                }
+                let mut left = false;
+                for (p, &sv) in pending.iter_mut().zip(&saturated) {
+                    if *p {
+                        reads += 1;
+                        if k > 0 {
+                            rereads += 1;
+                        }
+                        *p = sv && r < io.last_r;
+                        left |= *p;
+                    }
+                }
+                if !left {
+                    break;
+                }
             }
-            if let Some(a) = adc {
-                y = convert(
-                    be,
-                    &y,
-                    a.noise_std,
-                    |v| a.convert_noiseless(v),
-                    s.child("adc").sub(bi as u64),
-                    t,
-                )?;
+            match &mut total {
+                None => total = Some(out),
+                Some(z) => z.iter_mut().zip(&out).for_each(|(z, o)| *z += o),
             }
-            acc(be, &mut z, y)?;
         }
-        be.scale(&z.expect("at least one block"), wmax)
+        self.reads.fetch_add(reads, Ordering::Relaxed);
+        self.rereads.fetch_add(rereads, Ordering::Relaxed);
+        let z = be.upload(&sim::tensor(&shape, total.expect("at least one block"))?)?;
+        be.scale(&z, wmax)
     }
 
     /// Forward read of array `i` on its input (pre-pooling sum + bias, then pooling).
@@ -434,7 +610,6 @@ impl<B: Backend> Realized<B> {
             return net.forward(be, inp, i);
         }
         let s = q.child(&format!("{}.forward", a.name));
-        let x = self.dac(be, &a.dac_f, inp, s.child("dac"), t)?;
         let conv = i < net.spec.conv.len();
         let op = |x: &B::Tensor, w: &B::Tensor| -> Result<B::Tensor> {
             if conv {
@@ -443,7 +618,18 @@ impl<B: Backend> Realized<B> {
                 be.linear(x, w, None)
             }
         };
-        let z = self.blocks_read(be, &a.row_blocks, &a.adc_f, a.wmax, &x, s, t, &op)?;
+        let z = self.blocks_read(
+            be,
+            &a.row_blocks,
+            &a.dac_f,
+            &a.adc_f,
+            a.io_f,
+            a.wmax,
+            inp,
+            s,
+            t,
+            &op,
+        )?;
         let z = be.add_along(&z, &net.biases[i], 1)?;
         if !conv {
             return Ok(Forward { pre: z, idx: None });
@@ -490,7 +676,6 @@ impl<B: Backend> Realized<B> {
         } else {
             flat(be, v)?
         };
-        let x = self.dac(be, &a.dac_b, &u, s.child("dac"), t)?;
         let hw = (
             input_shape[input_shape.len().saturating_sub(2)],
             *input_shape.last().unwrap_or(&1),
@@ -502,7 +687,18 @@ impl<B: Backend> Realized<B> {
                 be.linear_input_grad(x, w)
             }
         };
-        let g = self.blocks_read(be, &a.col_blocks, &a.adc_b, a.wmax, &x, s, t, &op)?;
+        let g = self.blocks_read(
+            be,
+            &a.col_blocks,
+            &a.dac_b,
+            &a.adc_b,
+            a.io_b,
+            a.wmax,
+            &u,
+            s,
+            t,
+            &op,
+        )?;
         if !conv && input_shape.len() != 2 {
             be.reshape(&g, input_shape)
         } else {

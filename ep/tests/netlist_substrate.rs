@@ -504,3 +504,182 @@ fn timing_fmnist_sized_cnn() {
         );
     }
 }
+
+/// A one-layer linear network (64 inputs, 2 outputs, identity output neurons) with weights
+/// row 0 = 1, row 1 = 0.2, realized on the ideal cell with `preset`'s converters; returns the
+/// output of one step on `x` (one row of 64 values per sample) and the read counts.
+fn one_read(preset: &Preset, tile: TileSize, x: &[Vec<f32>]) -> (Vec<Vec<f32>>, (u64, u64)) {
+    let be = Cpu;
+    let spec = ModelSpec {
+        input: [1, 8, 8],
+        conv: vec![],
+        fc: vec![2],
+        act: Act::MyHardSig,
+        softmax: false,
+        loss: Loss::CrossEntropy,
+        t1: 1,
+        t2: 1,
+        input_norm: None,
+    };
+    let w = sim::tensor(
+        &[2, 64],
+        (0..128).map(|i| if i < 64 { 1.0 } else { 0.2 }).collect(),
+    )
+    .unwrap();
+    let b = sim::tensor(&[2], vec![0.0, 0.0]).unwrap();
+    let net = EpNet::from_host(&be, spec, &[w], &[b]).unwrap();
+    let r = Realized::new(&be, &netlist(&net, preset, tile), 3).unwrap();
+    let n = x.len();
+    let xt = sim::tensor(&[n, 1, 8, 8], x.concat()).unwrap();
+    let st = r.free_phase(&be, &xt, 1, 0).unwrap();
+    let out = be.download(&st.layers[0]).unwrap();
+    let rows = (0..n)
+        .map(|k| (0..2).map(|j| out[[k, j]]).collect())
+        .collect();
+    (rows, r.read_counts())
+}
+
+/// The default 9-bit ADC over ±12 without noise, behind an ideal DAC, with bound management `bm`.
+fn adc_only(bm: devices::BoundManagement, max_bm_factor: u32) -> Preset {
+    ideal_with(|p| {
+        p.dac = devices::Dac::ideal();
+        p.adc = devices::Adc {
+            noise_std: 0.0,
+            bound_management: bm,
+            max_bm_factor,
+            ..devices::Adc::default()
+        };
+    })
+}
+
+/// The 9-bit ADC over ±12: clip, then round to the nearest of the steps of 24/510.
+fn adc_formula(v: f64) -> f64 {
+    let step = 24.0 / 510.0;
+    (v.clamp(-12.0, 12.0) / step).round() * step
+}
+
+#[test]
+fn bound_management_recovers_saturated_reads_and_counts_them() {
+    use devices::BoundManagement::{Iterative, None as NoBm};
+    let step = 24.0 / 510.0;
+    // Sample 0: ideal outputs 32 and 6.4 (the first saturates the ±12 ADC); sample 1: 6.4 and 1.28.
+    let x = vec![vec![0.5f32; 64], vec![0.1f32; 64]];
+    let ideal = [[32.0, 6.4], [6.4, 1.28]];
+    let one = TileSize { rows: 64, cols: 2 };
+    let close = |got: f32, want: f64, tol: f64| (got as f64 - want).abs() <= tol + 1e-4;
+
+    // Off: the ADC clips, exactly as the transfer curve says.
+    let (y, counts) = one_read(&adc_only(NoBm, 1000), one, &x);
+    for k in 0..2 {
+        for j in 0..2 {
+            let want = adc_formula(ideal[k][j]);
+            assert!(
+                close(y[k][j], want, 0.0),
+                "off [{k}][{j}]: {} vs {want}",
+                y[k][j]
+            );
+        }
+    }
+    assert!(close(y[0][0], 12.0, 0.0));
+    assert_eq!(counts, (2, 0));
+
+    // Iterative: sample 0 is re-read at r = 2 (16 > 12) and r = 4 (8 fits), its outputs are the
+    // r = 4 conversions times 4: within 4 half-steps of the ideal values; sample 1 is read once.
+    let (y, counts) = one_read(&adc_only(Iterative, 1000), one, &x);
+    for j in 0..2 {
+        let want = 4.0 * adc_formula(ideal[0][j] / 4.0);
+        assert!(
+            close(y[0][j], want, 0.0),
+            "bm [0][{j}]: {} vs {want}",
+            y[0][j]
+        );
+        assert!(close(y[0][j], ideal[0][j], 4.0 * step / 2.0));
+        assert!(close(y[1][j], ideal[1][j], step / 2.0));
+    }
+    assert_eq!(counts, (4, 2), "sample 0: 3 reads, sample 1: 1 read");
+
+    // max_bm_factor = 1: the loop stops after the read with r = 2 > 1, which still clips: 2·12.
+    let (y, counts) = one_read(&adc_only(Iterative, 1), one, &x);
+    assert!(close(y[0][0], 24.0, 0.0), "{}", y[0][0]);
+    assert!(close(y[0][1], 2.0 * adc_formula(3.2), 0.0));
+    assert_eq!(counts, (3, 1));
+
+    // Two input blocks of 32 rows: partial sums 16 and 4 per block for sample 0, each re-read
+    // once at r = 2 and converted separately; the sum is still within 2·2 half-steps.
+    let two = TileSize { rows: 32, cols: 2 };
+    let (y, counts) = one_read(&adc_only(Iterative, 1000), two, &x);
+    for j in 0..2 {
+        let want = 2.0 * 2.0 * adc_formula(ideal[0][j] / 4.0);
+        assert!(
+            close(y[0][j], want, 0.0),
+            "blocks [0][{j}]: {} vs {want}",
+            y[0][j]
+        );
+    }
+    assert_eq!(counts, (6, 2), "2 blocks × (2 + 1) reads");
+    // Off, each block clips on its own: 12 + 12.
+    let (y, _) = one_read(&adc_only(NoBm, 1000), two, &x);
+    assert!(close(y[0][0], 24.0, 0.0), "{}", y[0][0]);
+
+    // The stopping rule: aihwkit's defaults allow reductions up to 32 with a 7-bit DAC.
+    use devices::converters::bound_management_last_reduction as last;
+    assert_eq!(last(1000, 0.25, 7), 32);
+    assert_eq!(last(1000, 0.25, 0), 1024);
+    assert_eq!(last(1, 0.25, 0), 2);
+    assert_eq!(last(1000, 0.25, 4), 4);
+}
+
+#[test]
+fn noise_management_scales_inputs_into_the_dac_range() {
+    use devices::NoiseManagement::{AbsMax, None as NoNm};
+    // 7-bit DAC over ±1 (steps of 1/63), ideal ADC.
+    let dac_only = |nm| {
+        ideal_with(|p| {
+            p.adc = devices::Adc::ideal();
+            p.dac = devices::Dac {
+                noise_management: nm,
+                ..devices::Dac::default()
+            };
+        })
+    };
+    let one = TileSize { rows: 64, cols: 2 };
+    let x = vec![vec![3.0f32; 64], vec![0.5f32; 64]];
+    let close = |got: f32, want: f64| (got as f64 - want).abs() <= 1e-4 * want.abs().max(1.0);
+    // Without: 3 clips to 1; 0.5 rounds to 32/63 (31.5 steps, halves away from zero).
+    let (y, _) = one_read(&dac_only(NoNm), one, &x);
+    assert!(close(y[0][0], 64.0) && close(y[0][1], 12.8), "{y:?}");
+    assert!(close(y[1][0], 64.0 * 32.0 / 63.0), "{y:?}");
+    // abs_max: each sample is divided by its abs-max (3, 0.5), lands on the DAC level 1 and the
+    // result is scaled back: exact.
+    let (y, _) = one_read(&dac_only(AbsMax), one, &x);
+    assert!(close(y[0][0], 192.0) && close(y[0][1], 38.4), "{y:?}");
+    assert!(close(y[1][0], 32.0) && close(y[1][1], 6.4), "{y:?}");
+
+    // An all-zero input reads exactly zero under abs_max, despite the ADC noise.
+    let noisy_adc = |nm| {
+        ideal_with(|p| {
+            p.dac = devices::Dac {
+                noise_management: nm,
+                ..devices::Dac::ideal()
+            };
+            p.adc = devices::Adc {
+                noise_std: 0.06,
+                ..devices::Adc::ideal()
+            };
+        })
+    };
+    let zero = vec![vec![0.0f32; 64]];
+    let (y, _) = one_read(&noisy_adc(AbsMax), one, &zero);
+    assert_eq!(y[0], vec![0.0, 0.0]);
+    let (y, _) = one_read(&noisy_adc(NoNm), one, &zero);
+    assert!(
+        y[0].iter().any(|v| *v != 0.0),
+        "the ADC noise is there without it"
+    );
+    use devices::converters::noise_management_scale as scale;
+    assert_eq!(scale(AbsMax, 0.0, &[0.5, -2.0, 1.0]), 2.0);
+    assert_eq!(scale(AbsMax, 1.5, &[0.5, -2.0, 1.0]), 1.5);
+    assert_eq!(scale(NoNm, 0.0, &[0.5, -2.0]), 1.0);
+    assert_eq!(scale(devices::NoiseManagement::Constant, 0.0, &[5.0]), 1.0);
+    assert_eq!(scale(devices::NoiseManagement::Constant, 4.0, &[5.0]), 4.0);
+}

@@ -88,6 +88,10 @@ pub enum Command {
     /// report.md with tables and sanity checks.
     #[command(after_long_help = DATA_SPEC_HELP)]
     Robustness(crate::cli_rob::RobustnessArgs),
+    /// Sweep one device parameter: a robustness suite on digital and at every level × substrate
+    /// seed; results.jsonl, sweep.md (mean ± std), accuracy-vs-level plots.
+    #[command(after_long_help = DATA_SPEC_HELP)]
+    Sweep(crate::cli_sweep::SweepArgs),
     /// Write CIFAR-10-C style corrupted copies of a dataset (official binary layout).
     #[command(after_long_help = DATA_SPEC_HELP)]
     Corrupt(crate::cli_rob::CorruptArgs),
@@ -216,6 +220,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Corrupt(a) => crate::cli_rob::corrupt(&a, cli.seed.unwrap_or(0)),
         Command::Robustness(a) => crate::cli_rob::robustness(&a, cli.seed.unwrap_or(0)),
         Command::Report(a) => crate::report::run(&a),
+        Command::Sweep(a) => crate::cli_sweep::sweep(&a, cli.seed.unwrap_or(0)),
         Command::Netlist(crate::cli_hw::NetlistCommand::Check(a)) => {
             crate::cli_hw::check(&a, cli.seed.unwrap_or(0))
         }

@@ -13,6 +13,7 @@ pub mod cli;
 pub mod cli_ep;
 pub mod cli_hw;
 pub mod cli_rob;
+pub mod cli_sweep;
 pub mod corrupt;
 pub mod data;
 pub mod ep_run;

@@ -126,3 +126,169 @@ where
     root.present().map_err(err)?;
     Ok(())
 }
+
+/// A chart of one series of means with ±1 standard deviation error bars against x, with an
+/// optional horizontal dashed reference line (e.g. the digital baseline).
+#[derive(Debug, Clone, Default)]
+pub struct ErrorBarChart {
+    /// Title.
+    pub title: String,
+    /// X axis description.
+    pub x_label: String,
+    /// Y axis description.
+    pub y_label: String,
+    /// Legend label of the series.
+    pub label: String,
+    /// (x, mean, std) per point, in x order.
+    pub points: Vec<(f64, f64, f64)>,
+    /// Tick labels for x = 0, 1, 2, … (categorical x); `None` = numeric x.
+    pub x_ticks: Option<Vec<String>>,
+    /// Legend label and y of the dashed reference line.
+    pub reference: Option<(String, f64)>,
+    /// Fixed y range (default: fitted to the data).
+    pub y_range: Option<(f64, f64)>,
+}
+
+impl ErrorBarChart {
+    /// Draw into `path` (`.png` or `.svg`).
+    pub fn draw(&self, path: &Path) -> Result<()> {
+        register_font();
+        let is_svg = path.extension().is_some_and(|e| e == "svg");
+        if is_svg {
+            let root = SVGBackend::new(path, (800, 500)).into_drawing_area();
+            self.draw_on(root)
+        } else {
+            let root = BitMapBackend::new(path, (800, 500)).into_drawing_area();
+            self.draw_on(root)
+        }
+        .with_context(|| format!("drawing {}", path.display()))
+    }
+
+    fn draw_on<DB: DrawingBackend>(
+        &self,
+        root: DrawingArea<DB, plotters::coord::Shift>,
+    ) -> Result<()>
+    where
+        DB::ErrorType: 'static,
+    {
+        let err = |e: DrawingAreaErrorKind<DB::ErrorType>| anyhow::anyhow!("plot: {e:?}");
+        root.fill(&WHITE).map_err(err)?;
+        let xs = self.points.iter().map(|p| p.0);
+        let (mut x0, mut x1) = xs.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), x| {
+            (a.min(x), b.max(x))
+        });
+        if !x0.is_finite() {
+            (x0, x1) = (0.0, 1.0);
+        }
+        let pad = if x1 > x0 { 0.05 * (x1 - x0) } else { 0.5 };
+        let (x0, x1) = (x0 - pad, x1 + pad);
+        let (y0, y1) = match self.y_range {
+            Some(r) => r,
+            None => {
+                let mut lo = f64::INFINITY;
+                let mut hi = f64::NEG_INFINITY;
+                for &(_, m, s) in &self.points {
+                    lo = lo.min(m - s);
+                    hi = hi.max(m + s);
+                }
+                if let Some((_, r)) = &self.reference {
+                    lo = lo.min(*r);
+                    hi = hi.max(*r);
+                }
+                if !lo.is_finite() {
+                    (0.0, 1.0)
+                } else if hi <= lo {
+                    (lo - 0.5, hi + 0.5)
+                } else {
+                    (lo, hi)
+                }
+            }
+        };
+        let mut chart = ChartBuilder::on(&root)
+            .caption(&self.title, ("sans-serif", 22))
+            .margin(12)
+            .x_label_area_size(40)
+            .y_label_area_size(55)
+            .build_cartesian_2d(x0..x1, y0..y1)
+            .map_err(err)?;
+        let ticks = self.x_ticks.clone();
+        let fmt = move |x: &f64| match &ticks {
+            Some(t) => {
+                let i = x.round();
+                if (x - i).abs() < 1e-6 && i >= 0.0 && (i as usize) < t.len() {
+                    t[i as usize].clone()
+                } else {
+                    String::new()
+                }
+            }
+            None => format!("{x}"),
+        };
+        let mut mesh = chart.configure_mesh();
+        mesh.x_desc(self.x_label.as_str())
+            .y_desc(self.y_label.as_str())
+            .label_style(("sans-serif", 14))
+            .x_label_formatter(&fmt);
+        if let Some(t) = &self.x_ticks {
+            mesh.x_labels(t.len().max(2) * 4);
+        }
+        mesh.draw().map_err(err)?;
+        let color = Palette99::pick(0).to_rgba();
+        chart
+            .draw_series(LineSeries::new(
+                self.points.iter().map(|p| (p.0, p.1)),
+                color.stroke_width(2),
+            ))
+            .map_err(err)?
+            .label(self.label.clone())
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2))
+            });
+        let cap = 0.01 * (x1 - x0);
+        chart
+            .draw_series(self.points.iter().flat_map(|&(x, m, s)| {
+                [
+                    PathElement::new(vec![(x, m - s), (x, m + s)], color.stroke_width(2)),
+                    PathElement::new(
+                        vec![(x - cap, m - s), (x + cap, m - s)],
+                        color.stroke_width(2),
+                    ),
+                    PathElement::new(
+                        vec![(x - cap, m + s), (x + cap, m + s)],
+                        color.stroke_width(2),
+                    ),
+                ]
+            }))
+            .map_err(err)?;
+        chart
+            .draw_series(
+                self.points
+                    .iter()
+                    .map(|&(x, m, _)| Circle::new((x, m), 4, color.filled())),
+            )
+            .map_err(err)?;
+        if let Some((label, r)) = &self.reference {
+            let r = *r;
+            chart
+                .draw_series(DashedLineSeries::new(
+                    [(x0, r), (x1, r)],
+                    10,
+                    6,
+                    BLACK.stroke_width(2),
+                ))
+                .map_err(err)?
+                .label(label.clone())
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 18, y)], BLACK.stroke_width(2))
+                });
+        }
+        chart
+            .configure_series_labels()
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK)
+            .label_font(("sans-serif", 14))
+            .draw()
+            .map_err(err)?;
+        root.present().map_err(err)?;
+        Ok(())
+    }
+}

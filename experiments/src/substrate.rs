@@ -136,9 +136,12 @@ impl NetlistClassifier {
 }
 
 impl Classifier for NetlistClassifier {
+    /// The label and settings; once reads were made through converters with bound management,
+    /// also the share of re-reads.
     fn describe(&self) -> String {
+        let (reads, rereads) = self.real.read_counts();
         format!(
-            "EP on {} ({} synapses, T_predict {}, T_attack {}{})",
+            "EP on {} ({} synapses, T_predict {}, T_attack {}{}{})",
             self.label,
             self.real.net.spec.n_synapses(),
             self.t_predict,
@@ -147,6 +150,14 @@ impl Classifier for NetlistClassifier {
                 ", stochastic"
             } else {
                 ""
+            },
+            if rereads > 0 {
+                format!(
+                    ", bound management: {rereads} re-reads in {reads} vector reads ({:.1} %)",
+                    100.0 * rereads as f64 / reads as f64
+                )
+            } else {
+                String::new()
             }
         )
     }

@@ -220,7 +220,37 @@ pub enum ConverterKind {
     Adc,
 }
 
-/// A converter: `bits` over ±`bound` (null bound = no clipping), additive noise σ.
+/// Input scaling into the DAC range before a read (aihwkit `noise_management`): each input vector
+/// `x` is read as `x / α` and the converted result is multiplied by `α`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NoiseManagement {
+    /// α = 1: inputs go to the DAC as they are.
+    #[default]
+    None,
+    /// α = max_i |x_i| of the input vector (capped at `nm_thres` when that is > 0); an all-zero
+    /// vector reads exactly zero.
+    AbsMax,
+    /// α = `nm_thres` (1 when `nm_thres` is 0).
+    Constant,
+}
+
+/// What a read does when its ADC saturates (aihwkit `bound_management`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BoundManagement {
+    /// The ADC clips.
+    #[default]
+    None,
+    /// An output vector with a value outside ±bound is read again with its input halved (reduction
+    /// r = 1, 2, 4, …; the result is multiplied by r) until no value is out of range, or after the
+    /// read with r > `max_bm_factor` or r > `max_bm_res`·(2^bits − 2) of the DAC (that read is kept).
+    Iterative,
+}
+
+/// A converter: `bits` over ±`bound` (null bound = no clipping), additive noise σ, and the
+/// converter's share of aihwkit's I/O management (absent = none): noise management on a DAC, bound
+/// management on an ADC.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Converter {
@@ -237,6 +267,48 @@ pub struct Converter {
     /// Additive Gaussian noise σ per conversion.
     #[serde(default)]
     pub noise_std: f64,
+    /// DAC only: input scaling of every read through this DAC (absent = none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub noise_management: Option<NoiseManagement>,
+    /// DAC only: cap of the abs-max scale, or the constant scale (absent = 0 = no cap / 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nm_thres: Option<f64>,
+    /// ADC only: what a saturated read does (absent = none: the ADC clips).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bound_management: Option<BoundManagement>,
+    /// ADC only: the iterative bound management stops after the read with reduction
+    /// r > `max_bm_factor` (absent = 1000, aihwkit's default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_bm_factor: Option<u32>,
+    /// ADC only: it also stops after the read with r > `max_bm_res` / (DAC resolution), i.e. when
+    /// the reduced inputs have fewer than `max_bm_res`·(2^bits − 2) DAC steps (absent = 0.25,
+    /// aihwkit's default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_bm_res: Option<f64>,
+}
+
+impl Converter {
+    /// A converter without management options.
+    pub fn plain(
+        name: &str,
+        kind: ConverterKind,
+        bits: u32,
+        bound: Option<f64>,
+        noise_std: f64,
+    ) -> Self {
+        Converter {
+            name: name.into(),
+            kind,
+            bits,
+            bound,
+            noise_std,
+            noise_management: None,
+            nm_thres: None,
+            bound_management: None,
+            max_bm_factor: None,
+            max_bm_res: None,
+        }
+    }
 }
 
 /// Kind of a pooling part.
@@ -719,6 +791,54 @@ impl Netlist {
                 return Err(NetlistError::at(
                     format!("{path}.noise_std"),
                     format!("out-of-range parameter: {} (must be ≥ 0)", c.noise_std),
+                ));
+            }
+            let wrong_kind = match c.kind {
+                ConverterKind::Dac => [
+                    ("bound_management", c.bound_management.is_some()),
+                    ("max_bm_factor", c.max_bm_factor.is_some()),
+                    ("max_bm_res", c.max_bm_res.is_some()),
+                ],
+                ConverterKind::Adc => [
+                    ("noise_management", c.noise_management.is_some()),
+                    ("nm_thres", c.nm_thres.is_some()),
+                    ("", false),
+                ],
+            };
+            if let Some((k, _)) = wrong_kind.iter().find(|(_, set)| *set) {
+                return Err(NetlistError::at(
+                    format!("{path}.{k}"),
+                    format!(
+                        "`{k}` is an option of {} (noise management scales DAC inputs, bound \
+                         management re-reads when the ADC saturates)",
+                        if c.kind == ConverterKind::Dac {
+                            "ADCs, not DACs"
+                        } else {
+                            "DACs, not ADCs"
+                        }
+                    ),
+                ));
+            }
+            if let Some(v) = c.nm_thres
+                && !(v >= 0.0 && v.is_finite())
+            {
+                return Err(NetlistError::at(
+                    format!("{path}.nm_thres"),
+                    format!("out-of-range parameter: {v} (must be finite and ≥ 0)"),
+                ));
+            }
+            if c.max_bm_factor == Some(0) {
+                return Err(NetlistError::at(
+                    format!("{path}.max_bm_factor"),
+                    "out-of-range parameter: 0 (must be ≥ 1)",
+                ));
+            }
+            if let Some(v) = c.max_bm_res
+                && !(v > 0.0 && v.is_finite())
+            {
+                return Err(NetlistError::at(
+                    format!("{path}.max_bm_res"),
+                    format!("out-of-range parameter: {v} (must be finite and > 0)"),
                 ));
             }
         }

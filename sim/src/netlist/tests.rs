@@ -152,6 +152,71 @@ fn out_of_range_parameters() {
 }
 
 #[test]
+fn converter_management_options() {
+    let mut v = sample();
+    v["converters"][0]["noise_management"] = serde_json::json!("abs_max");
+    v["converters"][0]["nm_thres"] = serde_json::json!(0.0);
+    v["converters"][1]["bound_management"] = serde_json::json!("iterative");
+    v["converters"][1]["max_bm_factor"] = serde_json::json!(1000);
+    v["converters"][1]["max_bm_res"] = serde_json::json!(0.25);
+    let l = check(&v).unwrap();
+    assert_eq!(
+        l.netlist.converters[0].noise_management,
+        Some(NoiseManagement::AbsMax)
+    );
+    assert_eq!(
+        l.netlist.converters[1].bound_management,
+        Some(BoundManagement::Iterative)
+    );
+    // Absent means none (older netlists read as before).
+    let plain = check(&sample()).unwrap();
+    assert_eq!(plain.netlist.converters[1].bound_management, None);
+    for (conv, key, val, path) in [
+        (
+            0,
+            "bound_management",
+            serde_json::json!("iterative"),
+            "$.converters[0].bound_management",
+        ),
+        (
+            1,
+            "noise_management",
+            serde_json::json!("abs_max"),
+            "$.converters[1].noise_management",
+        ),
+        (
+            1,
+            "max_bm_factor",
+            serde_json::json!(0),
+            "$.converters[1].max_bm_factor",
+        ),
+        (
+            1,
+            "max_bm_res",
+            serde_json::json!(-1.0),
+            "$.converters[1].max_bm_res",
+        ),
+        (
+            0,
+            "nm_thres",
+            serde_json::json!(-1.0),
+            "$.converters[0].nm_thres",
+        ),
+        (
+            0,
+            "noise_management",
+            serde_json::json!("loud"),
+            "$.converters[0]",
+        ),
+    ] {
+        let mut b = v.clone();
+        b["converters"][conv][key] = val;
+        let e = err(&b);
+        assert_eq!(e.path, path, "{key}: {e}");
+    }
+}
+
+#[test]
 fn nan_weights_and_bad_json_are_errors() {
     let mut v = sample();
     v["arrays"][1]["weight"]["data"][5] = serde_json::Value::Null;

@@ -1,0 +1,628 @@
+//! `epsim sweep`: a robustness suite on the digital substrate and on a device preset at several
+//! levels of one parameter, each level realized from several substrate seeds; results.jsonl,
+//! sweep.md (mean ± std per level) and one accuracy-vs-level plot per suite item.
+//!
+//! Seeds: attacks and corruptions use the master seed (`--seed`) in every run, so differences
+//! between runs come from the substrate only; the `k`-th substrate realization (programming noise,
+//! device-to-device spreads, read-noise streams) uses seed `--seed + k`. A run with substrate seed
+//! `s` at level `v` is therefore the same substrate as
+//! `epsim eval --substrate netlist:<device> --set <base>,<param>=<v> --seed s`.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{Context, Result, ensure};
+use clap::Args;
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use crate::classifier::Classifier;
+use crate::cli_rob::{AttackRecord, CorruptionRecord, Suite, attack_strength, git_commit};
+use crate::corrupt::Corruption;
+use crate::data::{Dataset, DatasetSpec};
+use crate::substrate::{NetlistClassifier, compile_model, load_preset, parse_tile};
+use crate::{ep_run, plot};
+
+/// Arguments of `epsim sweep`.
+#[derive(Debug, Args)]
+pub struct SweepArgs {
+    /// EP model file (checkpoint, or a state dict + --spec).
+    #[arg(long, value_name = "SAFETENSORS")]
+    pub model: PathBuf,
+    /// Model spec (TOML or JSON) for files without one.
+    #[arg(long, value_name = "FILE")]
+    pub spec: Option<PathBuf>,
+    /// Dataset spec; without a split the test split is used.
+    #[arg(long, value_name = "SPEC")]
+    pub data: String,
+    /// Device preset: a built-in name (ideal, pcm, rram, ecram) or a preset TOML file.
+    #[arg(long, default_value = "pcm", value_name = "PRESET")]
+    pub device: String,
+    /// The swept parameter and its levels, KEY=V1,V2,... with any key --set accepts, e.g.
+    /// prog_noise_scale=0,0.5,1,2 or adc.bits=6,8,10 or bound_management=none,iterative.
+    #[arg(long, value_name = "KEY=V1,V2,...")]
+    pub param: String,
+    /// Overrides applied at every level before the swept value, e.g. --set t_inference=86400.
+    #[arg(long, value_delimiter = ',', value_name = "KEY=VALUE")]
+    pub set: Vec<String>,
+    /// Suite file (TOML), as for `epsim robustness`: [[attack]] name/eps/steps/restarts,
+    /// [corruptions] names/severities.
+    #[arg(long, value_name = "TOML")]
+    pub suite: PathBuf,
+    /// Substrate realizations per level (seeds --seed, --seed + 1, ...).
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    pub substrate_seeds: usize,
+    /// Output directory: results.jsonl (rewritten), sweep.md, one PNG per suite item.
+    #[arg(long, value_name = "DIR", default_value = "sweep")]
+    pub out_dir: PathBuf,
+    /// Free-phase steps for predictions and gradients (default: the model's T1).
+    #[arg(long, value_name = "T")]
+    pub t_predict: Option<usize>,
+    /// Use only the first N images (class-balanced).
+    #[arg(long, value_name = "N")]
+    pub subset: Option<usize>,
+    /// Batch size.
+    #[arg(long, default_value_t = 100)]
+    pub batch_size: usize,
+    /// Physical array size ROWSxCOLS.
+    #[arg(long, default_value = "512x512", value_name = "RxC")]
+    pub tile: String,
+    /// Gradients averaged per attack step on stochastic substrates (EOT); default 1 on
+    /// deterministic substrates, 10 on stochastic ones.
+    #[arg(long, value_name = "N")]
+    pub eot: Option<usize>,
+}
+
+/// The swept parameter: key and levels (as given, and as numbers when every level is one).
+#[derive(Debug, Clone)]
+pub struct SweepParam {
+    /// The `--set` key.
+    pub key: String,
+    /// Levels as given.
+    pub levels: Vec<String>,
+    /// Levels as numbers, when all of them parse.
+    pub numeric: Option<Vec<f64>>,
+}
+
+impl SweepParam {
+    /// Parse `KEY=V1,V2,...`.
+    pub fn parse(s: &str) -> Result<Self> {
+        let (k, v) = s
+            .split_once('=')
+            .with_context(|| format!("--param {s:?}: expected KEY=V1,V2,..."))?;
+        let key = k.trim().to_string();
+        ensure!(!key.is_empty(), "--param {s:?}: empty key");
+        let levels: Vec<String> = v.split(',').map(|l| l.trim().to_string()).collect();
+        ensure!(
+            levels.iter().all(|l| !l.is_empty()),
+            "--param {s:?}: empty level (expected KEY=V1,V2,...)"
+        );
+        let mut seen = std::collections::HashSet::new();
+        for l in &levels {
+            ensure!(seen.insert(l), "--param {s:?}: level {l} is given twice");
+        }
+        let numeric = levels
+            .iter()
+            .map(|l| l.parse::<f64>().ok().filter(|x| x.is_finite()))
+            .collect();
+        Ok(SweepParam {
+            key,
+            levels,
+            numeric,
+        })
+    }
+
+    /// The preset overrides of level `i`: the base overrides, then `key=level`.
+    pub fn sets(&self, base: &[String], i: usize) -> Vec<String> {
+        let mut s = base.to_vec();
+        s.push(format!("{}={}", self.key, self.levels[i]));
+        s
+    }
+
+    /// Level `i` as a JSON value: a number when every level is one, else the text.
+    fn level_value(&self, i: usize) -> Value {
+        match &self.numeric {
+            Some(v) => json!(v[i]),
+            None => json!(self.levels[i]),
+        }
+    }
+}
+
+/// One entry of a suite: clean accuracy, an attack at one strength, a corruption at one severity.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SuiteItem {
+    /// Accuracy on the clean images.
+    Clean,
+    /// Robust accuracy under an attack at one strength.
+    Attack {
+        /// Attack name as `epsim attack --attack`.
+        name: String,
+        /// Strength as given.
+        eps_text: String,
+        /// Strength.
+        eps: f64,
+        /// Iterations or queries.
+        steps: Option<usize>,
+        /// Restarts (PGD).
+        restarts: usize,
+    },
+    /// Accuracy on corrupted images.
+    Corruption(Corruption, u32),
+}
+
+impl SuiteItem {
+    /// Stable identifier used in results.jsonl (`item`), the table and the plot names:
+    /// `clean`, `pgd-linf@8/255`, `gaussian_noise@s3`.
+    pub fn id(&self) -> String {
+        match self {
+            SuiteItem::Clean => "clean".into(),
+            SuiteItem::Attack { name, eps_text, .. } => format!("{name}@{eps_text}"),
+            SuiteItem::Corruption(c, s) => format!("{}@s{s}", c.name()),
+        }
+    }
+
+    /// File stem of the item's plot: the id with every character other than `[A-Za-z0-9_.-]`
+    /// replaced by `_` (`pgd-linf_8_255`, `gaussian_noise_s3`).
+    pub fn file_stem(&self) -> String {
+        self.id()
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_') {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect()
+    }
+}
+
+/// The suite's items in order (clean first), validated: strengths parse, corruption names exist.
+pub fn suite_items(suite: &Suite, origin: &Path) -> Result<Vec<SuiteItem>> {
+    ensure!(
+        suite.protocols.iter().all(|p| p == "standard"),
+        "{}: epsim sweep runs the standard protocol only (protocols = {:?}); compare protocols with epsim robustness",
+        origin.display(),
+        suite.protocols
+    );
+    let mut items = vec![SuiteItem::Clean];
+    for at in &suite.attack {
+        ensure!(
+            at.name.ends_with("-linf") || at.name.ends_with("-l2"),
+            "{}: attack {:?}: expected <kind>-<linf|l2>, e.g. pgd-linf (see epsim attack --help)",
+            origin.display(),
+            at.name
+        );
+        for (e, v) in crate::protocol::expand_eps(&at.eps)
+            .with_context(|| format!("{}: attack {}", origin.display(), at.name))?
+        {
+            items.push(SuiteItem::Attack {
+                name: at.name.clone(),
+                eps_text: e,
+                eps: v,
+                steps: at.steps,
+                restarts: at.restarts,
+            });
+        }
+    }
+    if let Some(c) = &suite.corruptions {
+        let kinds: Vec<Corruption> = if c.names.iter().any(|x| x == "all") {
+            Corruption::all().to_vec()
+        } else {
+            c.names
+                .iter()
+                .map(|x| {
+                    Corruption::from_name(x)
+                        .map_err(|e| anyhow::anyhow!("{}: {e}", origin.display()))
+                })
+                .collect::<Result<_>>()?
+        };
+        for &s in &c.severities {
+            ensure!(
+                (1..=5).contains(&s),
+                "{}: corruption severity {s} is outside 1..=5",
+                origin.display()
+            );
+        }
+        for k in kinds {
+            for &s in &c.severities {
+                items.push(SuiteItem::Corruption(k, s));
+            }
+        }
+    }
+    Ok(items)
+}
+
+/// Read and validate a suite file.
+pub fn read_suite(path: &Path) -> Result<(Suite, Vec<SuiteItem>)> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading suite {}", path.display()))?;
+    let suite: Suite = toml::from_str(&text)
+        .map_err(|e| anyhow::anyhow!("{}: invalid suite: {e}", path.display()))?;
+    ensure!(
+        !suite.attack.is_empty() || suite.corruptions.is_some(),
+        "{}: the suite has no [[attack]] and no [corruptions]",
+        path.display()
+    );
+    let items = suite_items(&suite, path)?;
+    Ok((suite, items))
+}
+
+/// What is fixed across the runs of a sweep.
+struct Ctx<'a> {
+    a: &'a SweepArgs,
+    items: &'a [SuiteItem],
+    d: &'a Dataset,
+    seed: u64,
+    commit: String,
+    t_predict: usize,
+}
+
+/// Record of the clean accuracy of one run.
+#[derive(Debug, Serialize)]
+struct CleanRecord {
+    model: String,
+    substrate: String,
+    seed: u64,
+    data: String,
+    n: usize,
+    accuracy: f64,
+    t_predict: usize,
+    wall_s: f64,
+    commit: String,
+}
+
+fn accuracy(clf: &dyn Classifier, d: &Dataset, batch: usize) -> Result<f64> {
+    let loader = crate::data::Loader::new(d, batch, sim::Stream::new(0, "sweep.eval"));
+    let mut correct = 0usize;
+    for b in loader.epoch(0) {
+        let pred = ep::train::argmax_rows(&clf.logits(&b.x)?);
+        correct += pred.iter().zip(&b.y).filter(|(p, l)| p == l).count();
+    }
+    Ok(correct as f64 / d.len().max(1) as f64)
+}
+
+/// Run the whole suite on one classifier: one (item id, accuracy, record) per item, in order.
+fn run_suite(
+    c: &Ctx<'_>,
+    clf: &dyn Classifier,
+    substrate: &str,
+) -> Result<Vec<(String, f64, Value)>> {
+    let (a, d, seed) = (c.a, c.d, c.seed);
+    let n = d.len();
+    let model = a.model.display().to_string();
+    let loader = crate::data::Loader::new(d, a.batch_size, sim::Stream::new(seed, "attack.data"));
+    let mut out = Vec::with_capacity(c.items.len());
+    for item in c.items {
+        let t0 = Instant::now();
+        let (acc, v) = match item {
+            SuiteItem::Clean => {
+                let acc = accuracy(clf, d, a.batch_size)?;
+                let mut v = serde_json::to_value(CleanRecord {
+                    model: model.clone(),
+                    substrate: substrate.to_string(),
+                    seed,
+                    data: a.data.clone(),
+                    n,
+                    accuracy: acc,
+                    t_predict: c.t_predict,
+                    wall_s: t0.elapsed().as_secs_f64(),
+                    commit: c.commit.clone(),
+                })?;
+                v["kind"] = json!("clean");
+                (acc, v)
+            }
+            SuiteItem::Attack {
+                name,
+                eps_text,
+                eps,
+                steps,
+                restarts,
+            } => {
+                let o = attack_strength(
+                    clf,
+                    &loader,
+                    name,
+                    *eps as f32,
+                    eps_text,
+                    *steps,
+                    *restarts,
+                    a.eot,
+                    seed,
+                    "standard",
+                )?;
+                let rec = AttackRecord {
+                    model: model.clone(),
+                    substrate: substrate.to_string(),
+                    protocol: "standard".into(),
+                    attack: o.name.clone(),
+                    norm: name
+                        .rsplit_once('-')
+                        .map(|(_, n)| n.to_string())
+                        .unwrap_or_default(),
+                    eps: *eps,
+                    eps_text: eps_text.clone(),
+                    steps: *steps,
+                    t_predict: c.t_predict,
+                    t_attack: c.t_predict,
+                    seed,
+                    data: a.data.clone(),
+                    n,
+                    clean_accuracy: o.clean as f64 / n.max(1) as f64,
+                    robust_accuracy: o.robust as f64 / n.max(1) as f64,
+                    queries: o.queries,
+                    grads: o.grads,
+                    wall_s: o.started.elapsed().as_secs_f64(),
+                    commit: c.commit.clone(),
+                };
+                let mut v = serde_json::to_value(&rec)?;
+                v["kind"] = json!("attack");
+                v["accuracy"] = json!(rec.robust_accuracy);
+                (rec.robust_accuracy, v)
+            }
+            SuiteItem::Corruption(k, sev) => {
+                let imgs = crate::corrupt::corrupt_batch_nchw(
+                    &d.images, d.shape[2], d.shape[3], *k, *sev, seed, 0,
+                )
+                .map_err(|e| anyhow::anyhow!("{} severity {sev}: {e}", k.name()))?;
+                let cd = Dataset {
+                    images: imgs,
+                    ..d.clone()
+                };
+                let acc = accuracy(clf, &cd, a.batch_size)?;
+                let v = serde_json::to_value(CorruptionRecord {
+                    kind: "corruption".into(),
+                    protocol: "none".into(),
+                    model: model.clone(),
+                    substrate: substrate.to_string(),
+                    corruption: k.name().to_string(),
+                    severity: *sev,
+                    seed,
+                    data: a.data.clone(),
+                    n,
+                    accuracy: acc,
+                    wall_s: t0.elapsed().as_secs_f64(),
+                    commit: c.commit.clone(),
+                    note: k.substitute_note().map(String::from),
+                })?;
+                (acc, v)
+            }
+        };
+        out.push((item.id(), acc, v));
+    }
+    Ok(out)
+}
+
+/// Mean and sample standard deviation (0 for a single value).
+pub fn mean_std(v: &[f64]) -> (f64, f64) {
+    let n = v.len().max(1) as f64;
+    let m = v.iter().sum::<f64>() / n;
+    if v.len() < 2 {
+        return (m, 0.0);
+    }
+    let var = v.iter().map(|x| (x - m) * (x - m)).sum::<f64>() / (n - 1.0);
+    (m, var.sqrt())
+}
+
+/// `epsim sweep`: see the module doc.
+pub fn sweep(a: &SweepArgs, seed: u64) -> Result<()> {
+    // Validate everything before the first (long) run.
+    let (suite, items) = read_suite(&a.suite)?;
+    let param = SweepParam::parse(&a.param)?;
+    ensure!(a.substrate_seeds >= 1, "--substrate-seeds must be ≥ 1");
+    ensure!(a.batch_size >= 1, "--batch-size must be ≥ 1");
+    let tile = parse_tile(&a.tile)?;
+    let mut presets = Vec::with_capacity(param.levels.len());
+    for (i, level) in param.levels.iter().enumerate() {
+        let p = load_preset(&a.device, &param.sets(&a.set, i))
+            .with_context(|| format!("--param {}={level} (device {})", param.key, a.device))?;
+        presets.push(p);
+    }
+    let net = ep_run::load_model(&a.model, a.spec.as_deref())?;
+    let spec =
+        DatasetSpec::parse(&a.data).map_err(|e| anyhow::anyhow!("--data {:?}: {e}", a.data))?;
+    let mut d = ep_run::load_split(&a.data, spec.split.as_deref().unwrap_or("test"))?;
+    if let Some(n) = a.subset {
+        d = ep_run::balanced_subset(&d, n);
+    }
+    ensure!(
+        d.image_shape() == net.spec.input,
+        "the model expects {:?} inputs, {} has {:?}",
+        net.spec.input,
+        a.data,
+        d.image_shape()
+    );
+    if suite.corruptions.is_some() {
+        ensure!(
+            d.shape[1] == 3,
+            "corruptions need RGB images; {} has {} channel(s)",
+            a.data,
+            d.shape[1]
+        );
+    }
+    let t_predict = a.t_predict.unwrap_or(net.spec.t1);
+    ensure!(t_predict >= 1, "--t-predict must be ≥ 1");
+    std::fs::create_dir_all(&a.out_dir)
+        .with_context(|| format!("creating {}", a.out_dir.display()))?;
+    let results = a.out_dir.join("results.jsonl");
+    let mut out = std::fs::File::create(&results)
+        .with_context(|| format!("creating {}", results.display()))?;
+    let ctx = Ctx {
+        a,
+        items: &items,
+        d: &d,
+        seed,
+        commit: git_commit(),
+        t_predict,
+    };
+    let base = if a.set.is_empty() {
+        String::new()
+    } else {
+        format!("{},", a.set.join(","))
+    };
+    let n_runs = 1 + param.levels.len() * a.substrate_seeds;
+    let pb = crate::data::progress(n_runs as u64, "sweep runs");
+    let mut write = |item: &str, level: Value, text: Value, sseed: Value, mut v: Value| {
+        v["item"] = json!(item);
+        v["sweep_param"] = json!(param.key);
+        v["level"] = level;
+        v["level_text"] = text;
+        v["substrate_seed"] = sseed;
+        writeln!(out, "{}", serde_json::to_string(&v)?)
+            .with_context(|| format!("writing {}", results.display()))
+    };
+    // The digital reference.
+    let digital = crate::substrate::classifier(
+        Some(net.clone()),
+        "digital",
+        &[],
+        tile,
+        seed,
+        Some(t_predict),
+    )?;
+    let mut reference: BTreeMap<String, f64> = BTreeMap::new();
+    for (item, acc, v) in run_suite(&ctx, digital.as_ref(), "digital")? {
+        write(&item, Value::Null, Value::Null, Value::Null, v)?;
+        reference.insert(item, acc);
+    }
+    pb.inc(1);
+    // accs[level][item] = accuracies over substrate seeds.
+    let mut accs: Vec<BTreeMap<String, Vec<f64>>> = vec![BTreeMap::new(); param.levels.len()];
+    for (i, preset) in presets.iter().enumerate() {
+        let loaded = compile_model(&net, preset, tile)?;
+        let label = format!(
+            "netlist:{} --set {base}{}={}",
+            a.device, param.key, param.levels[i]
+        );
+        for k in 0..a.substrate_seeds {
+            let sseed = seed.wrapping_add(k as u64);
+            let clf = NetlistClassifier::new(&loaded, sseed, &label, Some(t_predict))
+                .with_context(|| format!("realizing {label} with substrate seed {sseed}"))?;
+            for (item, acc, v) in run_suite(&ctx, &clf, &label)? {
+                write(
+                    &item,
+                    param.level_value(i),
+                    json!(param.levels[i]),
+                    json!(sseed),
+                    v,
+                )?;
+                accs[i].entry(item).or_default().push(acc);
+            }
+            tracing::info!("{}", clf.describe());
+            pb.inc(1);
+        }
+    }
+    pb.finish_and_clear();
+    let table = write_outputs(&ctx, &param, &items, &reference, &accs)?;
+    println!("{table}");
+    println!(
+        "results in {}; table in {}; plots in {}",
+        results.display(),
+        a.out_dir.join("sweep.md").display(),
+        a.out_dir.display()
+    );
+    Ok(())
+}
+
+/// Write sweep.md and the plots; returns the markdown.
+fn write_outputs(
+    c: &Ctx<'_>,
+    param: &SweepParam,
+    items: &[SuiteItem],
+    reference: &BTreeMap<String, f64>,
+    accs: &[BTreeMap<String, Vec<f64>>],
+) -> Result<String> {
+    let a = c.a;
+    let stat = |i: usize, id: &str| -> Result<(f64, f64)> {
+        let v = accs[i]
+            .get(id)
+            .with_context(|| format!("no result for {id} at level {}", param.levels[i]))?;
+        Ok(mean_std(v))
+    };
+    let mut md = format!(
+        "# Sweep of `{}` on `{}`\n\nmodel `{}`, data `{}` ({} images), base overrides `{}`, seed {}, \
+         {} substrate seed(s) per level ({}..={}), T_predict {}, commit {}\n\n\
+         Accuracy: digital (one run) and mean ± sample standard deviation over the substrate \
+         seeds per level; attacks give robust accuracy.\n\n| item | digital |",
+        param.key,
+        a.device,
+        a.model.display(),
+        a.data,
+        c.d.len(),
+        if a.set.is_empty() {
+            "-".to_string()
+        } else {
+            a.set.join(",")
+        },
+        c.seed,
+        a.substrate_seeds,
+        c.seed,
+        c.seed.wrapping_add(a.substrate_seeds as u64 - 1),
+        c.t_predict,
+        c.commit
+    );
+    for l in &param.levels {
+        md += &format!(" {}={l} |", param.key);
+    }
+    md += "\n| --- | --- |";
+    for _ in &param.levels {
+        md += " --- |";
+    }
+    md += "\n";
+    for item in items {
+        let id = item.id();
+        let r = reference
+            .get(&id)
+            .with_context(|| format!("no digital result for {id}"))?;
+        md += &format!("| {id} | {r:.4} |");
+        for i in 0..param.levels.len() {
+            let (m, s) = stat(i, &id)?;
+            md += &format!(" {m:.4} ± {s:.4} |");
+        }
+        md += "\n";
+    }
+    md += "\nPlots (accuracy vs level, error bars ±1 std, digital dashed):";
+    for item in items {
+        let id = item.id();
+        let file = format!("{}.png", item.file_stem());
+        let (xs, ticks): (Vec<f64>, Option<Vec<String>>) = match &param.numeric {
+            Some(v) => (v.clone(), None),
+            None => (
+                (0..param.levels.len()).map(|i| i as f64).collect(),
+                Some(param.levels.clone()),
+            ),
+        };
+        let mut points = Vec::with_capacity(xs.len());
+        for (i, &x) in xs.iter().enumerate() {
+            let (m, s) = stat(i, &id)?;
+            points.push((x, m, s));
+        }
+        if param.numeric.is_some() {
+            points.sort_by(|p, q| p.0.total_cmp(&q.0));
+        }
+        let chart = plot::ErrorBarChart {
+            title: format!("{id} on {}", a.device),
+            x_label: param.key.clone(),
+            y_label: match item {
+                SuiteItem::Attack { .. } => "robust accuracy".into(),
+                _ => "accuracy".into(),
+            },
+            label: format!(
+                "netlist:{} (mean ± std, {} seed(s))",
+                a.device, a.substrate_seeds
+            ),
+            points,
+            x_ticks: ticks,
+            reference: Some(("digital".into(), reference[&id])),
+            y_range: Some((0.0, 1.0)),
+        };
+        chart.draw(&c.a.out_dir.join(&file))?;
+        md += &format!(" [{id}]({file})");
+    }
+    md += "\n";
+    let path = a.out_dir.join("sweep.md");
+    std::fs::write(&path, &md).with_context(|| format!("writing {}", path.display()))?;
+    Ok(md)
+}

@@ -1,0 +1,266 @@
+//! `epsim sweep` end to end on a tiny EP-CNN trained in-test: the records, the parity of a noise
+//! scale's level 0 with the digital substrate, the markdown table against the JSONL means, the
+//! plots, and the up-front validation of `--param`.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::ExitCode;
+
+use epsim_tests::{tiny_config, write_tiny_cifar};
+
+fn epsim(args: &[&str]) -> ExitCode {
+    let mut v = vec!["epsim", "--quiet"];
+    v.extend_from_slice(args);
+    experiments::cli::main_with(v)
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+fn records(path: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// The cells of the table row of `item` in sweep.md.
+fn row(md: &str, item: &str) -> Vec<String> {
+    let line = md
+        .lines()
+        .find(|l| l.starts_with(&format!("| {item} |")))
+        .unwrap_or_else(|| panic!("no row {item} in\n{md}"));
+    line.trim_matches('|')
+        .split('|')
+        .map(|c| c.trim().to_string())
+        .collect()
+}
+
+fn is_png(p: &Path) -> bool {
+    std::fs::read(p).is_ok_and(|b| b.starts_with(b"\x89PNG\r\n\x1a\n"))
+}
+
+#[test]
+fn sweep_records_parity_table_and_plots() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    write_tiny_cifar(&d.join("train.bin"), 64, 1);
+    write_tiny_cifar(&d.join("test.bin"), 16, 2);
+    std::fs::write(
+        d.join("cfg.toml"),
+        tiny_config(&d.join("train.bin"), &d.join("test.bin"), 1),
+    )
+    .unwrap();
+    let run = d.join("run");
+    assert_eq!(
+        epsim(&[
+            "train",
+            "--config",
+            s(&d.join("cfg.toml")),
+            "--out",
+            s(&run)
+        ]),
+        ExitCode::SUCCESS
+    );
+    let ckpt = run.join("checkpoint.safetensors");
+    let data = format!("cifar10:{}:test", d.join("test.bin").display());
+    let suite = d.join("suite.toml");
+    std::fs::write(
+        &suite,
+        "[[attack]]\nname = \"pgd-linf\"\neps = [\"8/255\"]\nsteps = 2\n\n\
+         [corruptions]\nnames = [\"gaussian_noise\"]\nseverities = [2]\n",
+    )
+    .unwrap();
+    // PCM with every non-ideality but the programming noise off: level 0 is the ideal substrate.
+    let base = "drift_scale=0,read_noise_scale=0,adc.bits=0,adc.bound=inf,adc.noise_std=0,\
+                dac.bits=0,dac.bound=inf";
+    let out = d.join("sweep");
+    let common = |out: &Path, param: &str| -> Vec<String> {
+        [
+            "--seed",
+            "5",
+            "sweep",
+            "--model",
+            s(&ckpt),
+            "--data",
+            &data,
+            "--device",
+            "pcm",
+            "--set",
+            base,
+            "--param",
+            param,
+            "--suite",
+            s(&suite),
+            "--substrate-seeds",
+            "2",
+            "--tile",
+            "16x4",
+            "--batch-size",
+            "8",
+            "--eot",
+            "1",
+            "--out-dir",
+            s(out),
+        ]
+        .iter()
+        .map(|a| a.to_string())
+        .collect()
+    };
+    let args = common(&out, "prog_noise_scale=0,1,4");
+    let argv: Vec<&str> = args.iter().map(|a| a.as_str()).collect();
+    assert_eq!(epsim(&argv), ExitCode::SUCCESS);
+
+    // 1 digital run + 3 levels × 2 seeds, each: clean, pgd-linf@8/255, gaussian_noise@s2.
+    let recs = records(&out.join("results.jsonl"));
+    assert_eq!(recs.len(), (1 + 3 * 2) * 3);
+    for r in &recs {
+        assert_eq!(r["sweep_param"], "prog_noise_scale", "{r}");
+        assert!(
+            r.get("level").is_some() && r.get("substrate_seed").is_some(),
+            "{r}"
+        );
+        assert!(r["accuracy"].is_number(), "{r}");
+    }
+    let digital: BTreeMap<String, f64> = recs
+        .iter()
+        .filter(|r| r["substrate"] == "digital")
+        .map(|r| {
+            (
+                r["item"].as_str().unwrap().to_string(),
+                r["accuracy"].as_f64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        digital.keys().collect::<Vec<_>>(),
+        ["clean", "gaussian_noise@s2", "pgd-linf@8/255"]
+    );
+    assert!(
+        recs.iter()
+            .filter(|r| r["substrate"] == "digital")
+            .all(|r| r["level"].is_null() && r["substrate_seed"].is_null())
+    );
+    let seeds: std::collections::BTreeSet<u64> = recs
+        .iter()
+        .filter_map(|r| r["substrate_seed"].as_u64())
+        .collect();
+    assert_eq!(seeds.into_iter().collect::<Vec<_>>(), [5, 6]);
+
+    // Parity: at prog_noise_scale = 0 every seed realizes the digital network (same attack seed).
+    let n = 16.0;
+    for r in recs.iter().filter(|r| r["level"] == 0.0) {
+        let item = r["item"].as_str().unwrap();
+        let acc = r["accuracy"].as_f64().unwrap();
+        let tol = if item.starts_with("pgd") {
+            1.0 / n
+        } else {
+            0.0
+        };
+        assert!(
+            (acc - digital[item]).abs() <= tol + 1e-12,
+            "{item}: level 0 {acc} vs digital {}",
+            digital[item]
+        );
+    }
+
+    // The table: digital and mean ± std per level, equal to the JSONL (4 decimals).
+    let md = std::fs::read_to_string(out.join("sweep.md")).unwrap();
+    let header = row(&md, "item");
+    assert_eq!(
+        header[1..],
+        [
+            "digital",
+            "prog_noise_scale=0",
+            "prog_noise_scale=1",
+            "prog_noise_scale=4"
+        ]
+    );
+    for (item, dig) in &digital {
+        let cells = row(&md, item);
+        assert_eq!(cells[1], format!("{dig:.4}"), "{item}");
+        for (j, level) in [0.0, 1.0, 4.0].iter().enumerate() {
+            let v: Vec<f64> = recs
+                .iter()
+                .filter(|r| r["item"] == item.as_str() && r["level"] == *level)
+                .map(|r| r["accuracy"].as_f64().unwrap())
+                .collect();
+            assert_eq!(v.len(), 2);
+            let mean = (v[0] + v[1]) / 2.0;
+            let std = (v[0] - v[1]).abs() / 2f64.sqrt();
+            let (m, sd) = cells[2 + j].split_once(" ± ").unwrap();
+            assert!(
+                (m.parse::<f64>().unwrap() - mean).abs() < 5.1e-5,
+                "{item} {level}: {m} vs {mean}"
+            );
+            assert!(
+                (sd.parse::<f64>().unwrap() - std).abs() < 5.1e-5,
+                "{item} {level}: {sd} vs {std}"
+            );
+        }
+    }
+    for f in ["clean.png", "pgd-linf_8_255.png", "gaussian_noise_s2.png"] {
+        assert!(is_png(&out.join(f)), "{f}");
+        assert!(md.contains(f), "{f} not linked");
+    }
+
+    // Categorical levels (any --set key): recorded as text, plotted by index.
+    let suite2 = d.join("suite2.toml");
+    std::fs::write(
+        &suite2,
+        "[corruptions]\nnames = [\"contrast\"]\nseverities = [1]\n",
+    )
+    .unwrap();
+    let out2 = d.join("sweep2");
+    let argv2 = [
+        "sweep",
+        "--model",
+        s(&ckpt),
+        "--data",
+        &data,
+        "--device",
+        "pcm",
+        "--param",
+        "bound_management=none,iterative",
+        "--suite",
+        s(&suite2),
+        "--tile",
+        "16x4",
+        "--out-dir",
+        s(&out2),
+    ];
+    assert_eq!(epsim(&argv2), ExitCode::SUCCESS);
+    let recs2 = records(&out2.join("results.jsonl"));
+    assert_eq!(recs2.len(), (1 + 2) * 2);
+    assert!(recs2.iter().any(|r| r["level"] == "iterative"));
+    assert!(is_png(&out2.join("contrast_s1.png")));
+
+    // Bad --param keys or values fail before the first run (no results file), naming them.
+    for bad in [
+        "no_such_knob=1,2",
+        "prog_noise_scale=0,-1",
+        "prog_noise_scale",
+        "prog_noise_scale=0,,1",
+        "bound_management=none,sometimes",
+    ] {
+        let o = d.join("bad");
+        let args = common(&o, bad);
+        let argv: Vec<&str> = args.iter().map(|a| a.as_str()).collect();
+        assert_eq!(epsim(&argv), ExitCode::FAILURE, "{bad}");
+        assert!(!o.join("results.jsonl").exists(), "{bad}: started anyway");
+    }
+    let err = experiments::cli_sweep::SweepParam::parse("prog_noise_scale")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("KEY=V1,V2"), "{err}");
+    let p = experiments::substrate::load_preset(
+        "pcm",
+        &experiments::cli_sweep::SweepParam::parse("no_such_knob=1")
+            .unwrap()
+            .sets(&[], 0),
+    )
+    .unwrap_err();
+    assert!(format!("{p:#}").contains("no_such_knob"), "{p:#}");
+}
