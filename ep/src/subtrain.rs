@@ -384,4 +384,101 @@ impl<B: Backend> SubstrateTrainer<B> {
         }
         Ok(pred.iter().zip(labels).filter(|(p, l)| p == l).count())
     }
+
+    /// The weights the arrays were last programmed to (pulsed: α·w_n), one per array: with the
+    /// biases, [`Self::pulsed_state`] and the counters, what an exact resume needs.
+    pub fn targets(&self) -> &[Tensor] {
+        &self.loaded.weights
+    }
+
+    /// The pulsed devices' normalized weights and the per-array α (None when re-programming).
+    pub fn pulsed_state(&self) -> Option<(Vec<Vec<f32>>, Vec<f32>)> {
+        match &self.devices {
+            Devices::Pulsed { arrays, alpha, .. } => {
+                Some((arrays.iter().map(|a| a.w.clone()).collect(), alpha.clone()))
+            }
+            Devices::Reprogram => None,
+        }
+    }
+
+    /// Restore a state saved from a trainer built the same way (same netlist structure, seed and
+    /// update device): the programmed targets, the digital biases, the pulsed devices' weights and
+    /// α (required exactly for a pulsed trainer), and the counters. The realization is rebuilt
+    /// with the programming stream of the last update, so the run continues with the same bits.
+    #[allow(clippy::too_many_arguments)]
+    pub fn restore(
+        &mut self,
+        be: &B,
+        targets: Vec<Tensor>,
+        biases: Vec<Tensor>,
+        pulsed: Option<(Vec<Vec<f32>>, Vec<f32>)>,
+        updates: u64,
+        pulses: u64,
+    ) -> Result<()> {
+        let n = self.loaded.weights.len();
+        if targets.len() != n || biases.len() != n {
+            return Err(Error::shape(
+                "substrate restore",
+                format!(
+                    "{} targets and {} biases for {n} arrays",
+                    targets.len(),
+                    biases.len()
+                ),
+            ));
+        }
+        for (i, (t, w)) in targets.iter().zip(&self.loaded.weights).enumerate() {
+            if t.shape() != w.shape() {
+                return Err(Error::shape(
+                    "substrate restore",
+                    format!(
+                        "target {i} has shape {:?}, array expects {:?}",
+                        t.shape(),
+                        w.shape()
+                    ),
+                ));
+            }
+        }
+        self.updates = updates;
+        self.pulses = pulses;
+        match (&mut self.devices, pulsed) {
+            (Devices::Pulsed { arrays, alpha, .. }, Some((ws, al))) => {
+                if ws.len() != n || al.len() != n {
+                    return Err(Error::shape(
+                        "substrate restore",
+                        format!(
+                            "{} device arrays and {} α for {n} arrays",
+                            ws.len(),
+                            al.len()
+                        ),
+                    ));
+                }
+                if let Some(i) = al.iter().position(|a| !(a.is_finite() && *a > 0.0)) {
+                    return Err(Error::param(
+                        "substrate restore",
+                        format!("α of array {i} is {} (must be finite and > 0)", al[i]),
+                    ));
+                }
+                for (a, w) in arrays.iter_mut().zip(&ws) {
+                    a.set_weights(w)?;
+                }
+                *alpha = al;
+                let ws = self.device_weights()?;
+                self.realize(be, ws, biases, None)
+            }
+            (Devices::Reprogram, None) => {
+                let program = updates
+                    .checked_sub(1)
+                    .map(|u| Stream::new(self.seed, "subtrain.reprogram").sub(u));
+                self.realize(be, targets, biases, program)
+            }
+            (Devices::Pulsed { .. }, None) => Err(Error::param(
+                "substrate restore",
+                "a pulsed substrate needs the devices' weights and α",
+            )),
+            (Devices::Reprogram, Some(_)) => Err(Error::param(
+                "substrate restore",
+                "device weights given for a re-programmed (non-pulsed) substrate",
+            )),
+        }
+    }
 }
