@@ -15,6 +15,7 @@ pub mod model;
 pub mod optim;
 pub mod spec;
 pub mod substrate;
+pub mod subtrain;
 pub mod train;
 
 pub use model::{EpNet, InputRead, State, Target};

@@ -378,7 +378,12 @@ impl<B: Backend> EpNet<B> {
 
     /// −∂ℓ/∂(last layer), the direction the output is nudged in (per sample, not averaged):
     /// MSE: y − s; cross-entropy on the layer: y − softmax(s); softmax readout: Wᵀ(y − softmax(W s + b)).
-    fn nudge_direction(&self, be: &B, st: &State<B>, target: &Target<B>) -> Result<B::Tensor> {
+    pub(crate) fn nudge_direction(
+        &self,
+        be: &B,
+        st: &State<B>,
+        target: &Target<B>,
+    ) -> Result<B::Tensor> {
         let last = st.layers.last().expect("at least one layer");
         match (self.spec.softmax, self.spec.loss) {
             (false, Loss::Mse) => be.sub(&target.onehot, last),

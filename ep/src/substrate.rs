@@ -41,7 +41,8 @@
 //! straight-through and the additive noises constants.
 //!
 //! Not realized yet: IR drop, winner-take-all comparator offsets, the preset's nominal neuron
-//! transfer curve (the activation comes from the model), on-substrate training.
+//! transfer curve (the activation comes from the model). On-substrate training (nudged phases
+//! [`Realized::relax`], local updates of the programmed devices) is in `crate::subtrain`.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -51,7 +52,7 @@ use sim::netlist::{Converter, Loaded, NResult, NetlistError, tiles};
 use sim::{Act, Backend, Error, Result, Stream, Tensor};
 
 use crate::compile::{DeviceSpec, model_of};
-use crate::model::{EpNet, Forward, State};
+use crate::model::{EpNet, Forward, State, Target};
 use crate::spec::Pool;
 
 /// One block of tiles of an array: its effective weights normalized by the array's abs-max (zero
@@ -213,16 +214,23 @@ impl<B: Backend> Realized<B> {
     /// Program a validated netlist's arrays and instantiate its neurons from `seed` (see the module
     /// doc). Errors name the JSON path of the offending part.
     pub fn new(be: &B, l: &Loaded, seed: u64) -> NResult<Self> {
-        Self::build(be, l, seed).map_err(|mut e| {
+        Self::programmed_with(be, l, seed, Stream::new(seed, "netlist.program"))
+    }
+
+    /// As [`Realized::new`], but the programming (and aging) draws come from `program` instead of
+    /// `netlist.program` of `seed`; neuron spreads and read noise still come from `seed`. Used by
+    /// on-substrate training (`crate::subtrain`) to re-program the arrays after an update with
+    /// fresh programming noise while the rest of the realization stays the same.
+    pub fn programmed_with(be: &B, l: &Loaded, seed: u64, program: Stream) -> NResult<Self> {
+        Self::build(be, l, seed, program).map_err(|mut e| {
             e.file = l.origin.file.clone();
             e
         })
     }
 
-    fn build(be: &B, l: &Loaded, seed: u64) -> NResult<Self> {
+    fn build(be: &B, l: &Loaded, seed: u64, program: Stream) -> NResult<Self> {
         let nl = &l.netlist;
         let (spec, ws, bs) = model_of(l)?;
-        let program = Stream::new(seed, "netlist.program");
         let mut eff = Vec::with_capacity(ws.len());
         let mut arrays = Vec::with_capacity(ws.len());
         let mut stochastic = false;
@@ -766,6 +774,7 @@ impl<B: Backend> Realized<B> {
         q: &Stream,
         t: u64,
         input: Option<&Forward<B>>,
+        nudge: Option<(f32, &Target<B>)>,
     ) -> Result<(State<B>, StepAux<B>)> {
         let n = st.layers.len();
         let mut fwds = Vec::with_capacity(n);
@@ -787,6 +796,14 @@ impl<B: Backend> Realized<B> {
                     self.read_transposed(be, &st.layers[k + 1], &fwds[k + 1], k + 1, &shape, q, t)?;
                 a = be.add(&a, &fb)?;
             }
+            if let (true, Some((beta, target))) = (k + 1 == n, nudge) {
+                if beta != 0.0 {
+                    // The nudge term of the digital model (for a softmax readout it is computed by
+                    // the digital periphery from the effective readout weights).
+                    let d = self.net.nudge_direction(be, st, target)?;
+                    a = be.axpy(beta, &d, &a)?;
+                }
+            }
             let (y, zk) = self.neurons(be, k, a, q, t)?;
             layers.push(y);
             z.push(zk);
@@ -803,7 +820,7 @@ impl<B: Backend> Realized<B> {
         q: &Stream,
         t: u64,
     ) -> Result<State<B>> {
-        Ok(self.step_aux(be, x, st, q, t, None)?.0)
+        Ok(self.step_aux(be, x, st, q, t, None, None)?.0)
     }
 
     /// Free phase of `steps` steps from the zero state for query `query`.
@@ -813,7 +830,35 @@ impl<B: Backend> Realized<B> {
         let input = self.input_read(be, x)?;
         let mut st = self.net.zero_state(be, n)?;
         for t in 0..steps {
-            st = self.step_aux(be, x, &st, &q, t as u64, input.as_ref())?.0;
+            st = self
+                .step_aux(be, x, &st, &q, t as u64, input.as_ref(), None)?
+                .0;
+            self.net.check_state(be, &st, t + 1)?;
+        }
+        Ok(st)
+    }
+
+    /// `steps` steps of the realized dynamics from `st` with read-noise stream `q` (steps numbered
+    /// 0..steps within `q`), optionally nudged by `nudge` = (β, target): the same nudge term as the
+    /// digital model ([`EpNet::step`]) added to the output population's input before its neurons.
+    /// For a softmax readout the nudge −β ∂ℓ/∂s = β Wᵀ(y − softmax(W s + b)) is computed by the
+    /// digital periphery from the effective readout weights (the readout array is not read for
+    /// it). Used for the nudged phases of on-substrate EP, started from the free fixed point.
+    pub fn relax(
+        &self,
+        be: &B,
+        x: &B::Tensor,
+        mut st: State<B>,
+        steps: usize,
+        q: &Stream,
+        nudge: Option<(f32, &Target<B>)>,
+    ) -> Result<State<B>> {
+        self.net.check_input(be, x)?;
+        let input = self.input_read(be, x)?;
+        for t in 0..steps {
+            st = self
+                .step_aux(be, x, &st, q, t as u64, input.as_ref(), nudge)?
+                .0;
             self.net.check_state(be, &st, t + 1)?;
         }
         Ok(st)
@@ -853,7 +898,9 @@ impl<B: Backend> Realized<B> {
             if t % c == 0 {
                 ckpts.push(st.clone());
             }
-            st = self.step_aux(be, x, &st, &q, t as u64, input.as_ref())?.0;
+            st = self
+                .step_aux(be, x, &st, &q, t as u64, input.as_ref(), None)?
+                .0;
             net.check_state(be, &st, t + 1)?;
         }
         let logits = self.logits(be, &st, query, steps as u64)?;
@@ -891,12 +938,14 @@ impl<B: Backend> Realized<B> {
                         &q,
                         t as u64,
                         input.as_ref(),
+                        None,
                     )?
                     .0;
                 seg.push(next);
             }
             for (k, s) in seg.iter().enumerate().rev() {
-                let (_, aux) = self.step_aux(be, x, s, &q, (t0 + k) as u64, input.as_ref())?;
+                let (_, aux) =
+                    self.step_aux(be, x, s, &q, (t0 + k) as u64, input.as_ref(), None)?;
                 g = self.step_adjoint(be, x, s, &aux, &g, &mut dx)?;
             }
         }

@@ -355,6 +355,9 @@ pub fn train(cfg: &TrainConfig, opts: &TrainOptions) -> Result<Vec<EpochLog>> {
         mean: cfg.data.mean.clone(),
         std: cfg.data.std.clone(),
     });
+    if cfg.substrate.is_some() {
+        return crate::sub_run::train(&cfg, opts);
+    }
     let be = Cpu;
     let out = opts
         .out_dir

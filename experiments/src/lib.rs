@@ -20,5 +20,6 @@ pub mod ep_run;
 pub mod plot;
 pub mod protocol;
 pub mod report;
+pub mod sub_run;
 pub mod substrate;
 pub mod train_config;

@@ -48,6 +48,10 @@ pub struct TrainConfig {
     pub optim: OptimConfig,
     /// Loop settings.
     pub train: LoopConfig,
+    /// Train on a simulated substrate with EP's local update rule instead of the digital engine
+    /// (see [`crate::sub_run`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub substrate: Option<crate::sub_run::SubstrateConfig>,
 }
 
 /// Where the data comes from and how it is preprocessed.

@@ -1,0 +1,89 @@
+//! `epsim train` with a `[substrate]` section (EP on the substrate, `experiments::sub_run`): the
+//! log carries substrate accuracy and pulses, the checkpoint loads as a model (`epsim eval`), and an
+//! interrupted run resumed from its checkpoint equals an uninterrupted one bit for bit, for a
+//! pulsed (ecram) and a re-programmed (pcm) substrate.
+
+use std::path::Path;
+
+use epsim_tests::{tiny_config, write_tiny_cifar};
+use experiments::ep_run::{self, TrainOptions};
+use experiments::train_config::TrainConfig;
+
+fn setup(dir: &Path, preset: &str) -> TrainConfig {
+    let train = dir.join("train.bin");
+    let test = dir.join("test.bin");
+    write_tiny_cifar(&train, 64, 1);
+    write_tiny_cifar(&test, 32, 2);
+    let text = tiny_config(&train, &test, 3)
+        + &format!("[substrate]\npreset = \"netlist:{preset}\"\ntile = \"16x16\"\n");
+    TrainConfig::from_toml(&text, "tiny.toml").unwrap()
+}
+
+fn tensors(path: &Path) -> Vec<(String, sim::Tensor)> {
+    let f = ep::checkpoint::TensorFile::from_bytes(&std::fs::read(path).unwrap()).unwrap();
+    f.tensors
+}
+
+#[test]
+fn substrate_run_logs_pulses_and_resumes_exactly() {
+    for (preset, pulsed) in [("ecram", true), ("pcm", false)] {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = setup(dir.path(), preset);
+        let straight = dir.path().join("straight");
+        let opts = |out: &Path, stop: Option<usize>, resume: bool| TrainOptions {
+            out_dir: Some(out.to_path_buf()),
+            stop_after: stop,
+            resume,
+            ..Default::default()
+        };
+        let logs = ep_run::train(&cfg, &opts(&straight, None, false)).unwrap();
+        assert_eq!(logs.len(), 3);
+        let split = dir.path().join("split");
+        assert_eq!(
+            ep_run::train(&cfg, &opts(&split, Some(1), false))
+                .unwrap()
+                .len(),
+            1
+        );
+        assert_eq!(
+            ep_run::train(&cfg, &opts(&split, None, true))
+                .unwrap()
+                .len(),
+            2
+        );
+        let a = tensors(&straight.join("checkpoint.safetensors"));
+        let b = tensors(&split.join("checkpoint.safetensors"));
+        assert_eq!(a.len(), b.len());
+        for ((na, ta), (nb, tb)) in a.iter().zip(&b) {
+            assert_eq!(na, nb);
+            let (va, vb): (Vec<u32>, Vec<u32>) = (
+                ta.iter().map(|v| v.to_bits()).collect(),
+                tb.iter().map(|v| v.to_bits()).collect(),
+            );
+            assert!(va == vb, "{preset}: {na} differs after resume");
+        }
+        assert_eq!(
+            a.iter().any(|(n, _)| n.starts_with("substrate.device.")),
+            pulsed,
+            "{preset}: pulsed device state stored iff the preset has an update device"
+        );
+        let log = std::fs::read_to_string(straight.join("log.jsonl")).unwrap();
+        let lines: Vec<serde_json::Value> = log
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(lines.len(), 3);
+        let total = lines[2]["pulses_total"].as_u64().unwrap();
+        let sum: u64 = lines.iter().map(|l| l["pulses"].as_u64().unwrap()).sum();
+        assert_eq!(total, sum);
+        assert_eq!(total > 0, pulsed, "{preset}: pulses {total}");
+        assert_eq!(lines[0]["substrate"], format!("netlist:{preset}"));
+        // The checkpoint is a model `epsim eval` can load: the effective weights.
+        let net = ep_run::load_model(&straight.join("checkpoint.safetensors"), None).unwrap();
+        assert_eq!(net.spec, {
+            let mut s = cfg.model.clone();
+            s.input_norm = net.spec.input_norm.clone();
+            s
+        });
+    }
+}
