@@ -882,10 +882,14 @@ fn results_do_not_depend_on_thread_count() {
             ));
         }
         // Winograd forward and input adjoint, forced: one chunk, several chunks with a partial
-        // last one (9 tiles per sample → 57 samples per chunk), a 2x2 output, odd sizes.
+        // last one (9 tiles per sample → 57 samples per chunk), 5 chunks of 8 samples (chunks in
+        // parallel with 1 thread, stages in parallel with 2 and 3), 13 chunks (chunks in
+        // parallel for 1–3 threads), a 2x2 output, odd sizes.
         let wino_cases: &[Case] = &[
             (16, 32, 8, 8, 64, 3, 3, (1, 1), (1, 1)),
             (70, 8, 6, 5, 12, 3, 3, (1, 1), (1, 0)),
+            (40, 6, 16, 16, 8, 3, 3, (1, 1), (1, 1)),
+            (104, 3, 16, 16, 4, 3, 3, (1, 1), (1, 1)),
             (40, 48, 4, 4, 40, 3, 3, (1, 1), (0, 0)),
             (6, 20, 7, 9, 24, 3, 3, (1, 1), (2, 1)),
         ];

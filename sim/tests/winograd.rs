@@ -4,7 +4,10 @@
 //! the path does not support. Thread-count independence is checked in `conv_linear.rs`.
 
 use proptest::prelude::*;
-use sim::cpu::{ConvAlgo, conv2d, conv2d_input_grad, conv2d_input_grad_with, conv2d_with};
+use sim::cpu::{
+    ConvAlgo, WINOGRAD_MIN_CHANNELS, conv2d, conv2d_input_grad, conv2d_input_grad_with,
+    conv2d_with, winograd_pays,
+};
 use sim::gradcheck::{check_gradient, test_tensor};
 use sim::{Conv2dParams, Error, Tensor};
 
@@ -177,7 +180,9 @@ fn check_shape(
 #[test]
 fn winograd_matches_naive_and_im2col_on_fixed_shapes() {
     // Even and odd outputs, every padding, one tile, partial tiles, non-square, 1x1 output.
-    let shapes: &[(usize, usize, usize, usize, usize, (usize, usize))] = &[
+    // (n, c, o, h, w, padding)
+    type Shape = (usize, usize, usize, usize, usize, (usize, usize));
+    let shapes: &[Shape] = &[
         (2, 3, 4, 5, 5, (1, 1)),
         (1, 5, 3, 6, 6, (0, 0)),
         (2, 4, 2, 7, 4, (2, 2)),
@@ -187,6 +192,7 @@ fn winograd_matches_naive_and_im2col_on_fixed_shapes() {
         (1, 3, 3, 1, 2, (2, 1)),
         (2, 33, 35, 8, 8, (1, 1)),
         (2, 40, 32, 4, 4, (0, 0)),
+        (9, 64, 72, 5, 7, (1, 2)),
     ];
     for (i, &(n, c, o, h, w, pad)) in shapes.iter().enumerate() {
         check_shape(n, c, o, h, w, pad, 10 * i as u64, i % 2 == 0);
@@ -239,52 +245,50 @@ fn gradients_through_winograd_by_finite_differences() {
 
 #[test]
 fn auto_picks_winograd_for_wide_layers_only() {
+    let k = WINOGRAD_MIN_CHANNELS;
     let p1 = Conv2dParams::new(1, 1);
-    // 32 → 32 channels at 8x8: Winograd forward and adjoint.
-    let x = test_tensor(&[2, 32, 8, 8], 1, 1.0);
-    let w = test_tensor(&[32, 32, 3, 3], 2, 0.1);
-    let b = test_tensor(&[32], 3, 1.0);
+    // k → k channels at 8x8: Winograd forward and adjoint.
+    let x = test_tensor(&[2, k, 8, 8], 1, 1.0);
+    let w = test_tensor(&[k, k, 3, 3], 2, 0.1);
+    let b = test_tensor(&[k], 3, 1.0);
     let y = conv2d(&x, &w, Some(&b), p1).unwrap();
-    assert_eq!(
-        bits(&y),
-        bits(&conv2d_with(ConvAlgo::Winograd, &x, &w, Some(&b), p1).unwrap())
-    );
+    let yw = conv2d_with(ConvAlgo::Winograd, &x, &w, Some(&b), p1).unwrap();
+    assert_eq!(bits(&y), bits(&yw));
     let gx = conv2d_input_grad(&y, &w, (8, 8), p1).unwrap();
-    assert_eq!(
-        bits(&gx),
-        bits(&conv2d_input_grad_with(ConvAlgo::Winograd, &y, &w, (8, 8), p1).unwrap())
-    );
-    // 16 input channels: im2col.
-    let x = test_tensor(&[2, 16, 8, 8], 1, 1.0);
-    let w = test_tensor(&[32, 16, 3, 3], 2, 0.1);
+    let gxw = conv2d_input_grad_with(ConvAlgo::Winograd, &y, &w, (8, 8), p1).unwrap();
+    assert_eq!(bits(&gx), bits(&gxw));
+    // Fewer input (forward) or output (adjoint) channels: im2col.
+    let x = test_tensor(&[2, k - 1, 8, 8], 1, 1.0);
+    let w = test_tensor(&[k, k - 1, 3, 3], 2, 0.1);
     let y = conv2d(&x, &w, None, p1).unwrap();
-    assert_eq!(
-        bits(&y),
-        bits(&conv2d_with(ConvAlgo::Im2col, &x, &w, None, p1).unwrap())
-    );
+    let yi = conv2d_with(ConvAlgo::Im2col, &x, &w, None, p1).unwrap();
+    assert_eq!(bits(&y), bits(&yi));
+    let gx = conv2d_input_grad(&y, &w, (8, 8), p1).unwrap();
+    let gxi = conv2d_input_grad_with(ConvAlgo::Im2col, &y, &w, (8, 8), p1).unwrap();
+    assert_eq!(bits(&gx), bits(&gxi));
     // 4x4 input, padding 0 (2x2 output): Winograd forward; the adjoint's 4x4 Winograd output
     // would cost 64 multiplies against 36, so it stays on im2col.
     let p0 = Conv2dParams::new(1, 0);
-    let x = test_tensor(&[2, 32, 4, 4], 1, 1.0);
-    let w = test_tensor(&[32, 32, 3, 3], 2, 0.1);
+    let x = test_tensor(&[2, k, 4, 4], 1, 1.0);
+    let w = test_tensor(&[k, k, 3, 3], 2, 0.1);
     let y = conv2d(&x, &w, None, p0).unwrap();
-    assert_eq!(
-        bits(&y),
-        bits(&conv2d_with(ConvAlgo::Winograd, &x, &w, None, p0).unwrap())
-    );
+    let yw = conv2d_with(ConvAlgo::Winograd, &x, &w, None, p0).unwrap();
+    assert_eq!(bits(&y), bits(&yw));
     let gx = conv2d_input_grad(&y, &w, (4, 4), p0).unwrap();
-    assert_eq!(
-        bits(&gx),
-        bits(&conv2d_input_grad_with(ConvAlgo::Im2col, &y, &w, (4, 4), p0).unwrap())
-    );
+    let gxi = conv2d_input_grad_with(ConvAlgo::Im2col, &y, &w, (4, 4), p0).unwrap();
+    assert_eq!(bits(&gx), bits(&gxi));
     // Stride 2: im2col whatever the channels.
     let p2 = Conv2dParams::new(2, 1);
-    let x = test_tensor(&[1, 32, 8, 8], 1, 1.0);
+    let x = test_tensor(&[1, k, 8, 8], 1, 1.0);
     let y = conv2d(&x, &w, None, p2).unwrap();
-    assert_eq!(
-        bits(&y),
-        bits(&conv2d_with(ConvAlgo::Im2col, &x, &w, None, p2).unwrap())
-    );
+    let yi = conv2d_with(ConvAlgo::Im2col, &x, &w, None, p2).unwrap();
+    assert_eq!(bits(&y), bits(&yi));
+    // The rule itself.
+    assert!(winograd_pays(k, k, (16, 16), 256));
+    assert!(!winograd_pays(k - 1, k, (16, 16), 256));
+    assert!(!winograd_pays(k, k - 1, (16, 16), 256));
+    assert!(winograd_pays(k, k, (2, 2), 4));
+    assert!(!winograd_pays(k, k, (4, 4), 4));
 }
 
 fn is_param_err(r: sim::Result<Tensor>, op: &str) -> bool {

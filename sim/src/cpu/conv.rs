@@ -456,12 +456,16 @@ pub enum ConvAlgo {
 
 /// Minimum input and output channel counts for [`ConvAlgo::Auto`] to take the Winograd path.
 ///
-/// Measured with `cargo bench -p sim --bench ops` (groups `conv_forward_algo`, `conv_input_grad_algo`):
-/// below ~32 channels the GEMMs are too small for the transforms' extra memory traffic to pay.
-pub const WINOGRAD_MIN_CHANNELS: usize = 32;
+/// Measured at batch 128, 3x3 pad 1, 2 threads on the (shared, loaded) 2-core dev machine,
+/// im2col / Winograd time in the same process: 16 → 16 channels at 16x16 ≈ 1.0×; 32 → 32 at
+/// 16x16 1.1–1.8× forward but 1.05× adjoint; 32 → 64 at 32x32 1.0× forward and 0.87× adjoint;
+/// 64 → 64 at 8x8, 16x16 and 32x32 1.15–1.45×; ≥ 128 channels 1.4–2×. With few channels the
+/// GEMMs' reduction (the input channels) is too short for them to run near peak, and the
+/// transforms' memory traffic is not repaid. The bench `conv_algo_ab` repeats the comparison.
+pub const WINOGRAD_MIN_CHANNELS: usize = 64;
 
 /// Whether [`ConvAlgo::Auto`] uses Winograd for a 3x3 stride-1 conv with `c_in` → `c_out` channels
-/// whose Winograd output is `(wino_h, wino_w)` and whose direct (im2col) work is `direct_positions`
+/// whose Winograd output is `wino_hw` and whose direct (im2col) work is `direct_positions`
 /// output positions per sample and channel pair: both channel counts ≥ [`WINOGRAD_MIN_CHANNELS`]
 /// and at least 1.5× fewer multiplies (16 per 2×2 tile against 9 per position), the margin paying
 /// for the transforms. For the forward conv the two outputs are the same; for the input adjoint the
