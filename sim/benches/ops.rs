@@ -9,8 +9,8 @@
 use divan::Bencher;
 use divan::counter::ItemsCount;
 use sim::cpu::{
-    Gemm, conv2d, conv2d_input_grad, conv2d_weight_grad, linear, linear_input_grad,
-    linear_weight_grad, sgemm,
+    ConvAlgo, Gemm, conv2d, conv2d_input_grad, conv2d_input_grad_with, conv2d_weight_grad,
+    conv2d_with, linear, linear_input_grad, linear_weight_grad, sgemm,
 };
 use sim::gradcheck::test_tensor;
 use sim::{Conv2dParams, Tensor};
@@ -85,6 +85,46 @@ fn conv_weight_grad(bencher: Bencher, name: &str) {
     bencher
         .counter(ItemsCount::new(l.flops))
         .bench(|| conv2d_weight_grad(&l.x, &l.gy, (3, 3), l.p).unwrap());
+}
+
+/// "layer/algo" pairs of the 3x3 layers with ≥ 128 channels, im2col next to Winograd, for the
+/// `conv_*_algo` benches (items = direct-convolution FLOPs, so Gitem/s is the effective GFLOP/s).
+/// The Winograd input adjoint of the 2x2-output layer is listed although `Auto` keeps im2col there.
+/// For ratios under load prefer the interleaved `conv_algo_ab` bench.
+const ALGO_ARGS: &[&str] = &[
+    "conv2_128to256_16px/im2col",
+    "conv2_128to256_16px/winograd",
+    "conv3_256to512_8px/im2col",
+    "conv3_256to512_8px/winograd",
+    "conv4_512to512_4px_pad0/im2col",
+    "conv4_512to512_4px_pad0/winograd",
+];
+
+fn layer_algo(arg: &str) -> (Layer, ConvAlgo) {
+    let (name, algo) = arg.split_once('/').expect("layer/algo");
+    let algo = match algo {
+        "im2col" => ConvAlgo::Im2col,
+        "winograd" => ConvAlgo::Winograd,
+        _ => ConvAlgo::Auto,
+    };
+    (layer(name), algo)
+}
+
+#[divan::bench(args = ALGO_ARGS, sample_count = 12, sample_size = 1)]
+fn conv_forward_algo(bencher: Bencher, arg: &str) {
+    let (l, algo) = layer_algo(arg);
+    bencher
+        .counter(ItemsCount::new(l.flops))
+        .bench(|| conv2d_with(algo, &l.x, &l.w, Some(&l.b), l.p).unwrap());
+}
+
+#[divan::bench(args = ALGO_ARGS, sample_count = 12, sample_size = 1)]
+fn conv_input_grad_algo(bencher: Bencher, arg: &str) {
+    let (l, algo) = layer_algo(arg);
+    let hw = (l.x.shape()[2], l.x.shape()[3]);
+    bencher
+        .counter(ItemsCount::new(l.flops))
+        .bench(|| conv2d_input_grad_with(algo, &l.gy, &l.w, hw, l.p).unwrap());
 }
 
 /// SGEMM shapes "MxNxK", row-major, no transposes: square, and the GEMMs of the conv layers

@@ -5,8 +5,8 @@
 
 use proptest::prelude::*;
 use sim::cpu::{
-    Gemm, conv2d, conv2d_input_grad, conv2d_weight_grad, linear, linear_input_grad,
-    linear_weight_grad, matmul, sgemm,
+    ConvAlgo, Gemm, conv2d, conv2d_input_grad, conv2d_input_grad_with, conv2d_weight_grad,
+    conv2d_with, linear, linear_input_grad, linear_weight_grad, matmul, sgemm,
 };
 use sim::gradcheck::{check_gradient, test_tensor};
 use sim::{Backend, Conv2dParams, Cpu, Error, Tensor};
@@ -879,6 +879,28 @@ fn results_do_not_depend_on_thread_count() {
             ));
             outs.push(bits(
                 &conv2d_weight_grad(&x, &g, (w.shape()[2], w.shape()[3]), p).unwrap(),
+            ));
+        }
+        // Winograd forward and input adjoint, forced: one chunk, several chunks with a partial
+        // last one (9 tiles per sample → 57 samples per chunk), 5 chunks of 8 samples (chunks in
+        // parallel with 1 thread, stages in parallel with 2 and 3), 13 chunks (chunks in
+        // parallel for 1–3 threads), a 2x2 output, odd sizes.
+        let wino_cases: &[Case] = &[
+            (16, 32, 8, 8, 64, 3, 3, (1, 1), (1, 1)),
+            (70, 8, 6, 5, 12, 3, 3, (1, 1), (1, 0)),
+            (40, 6, 16, 16, 8, 3, 3, (1, 1), (1, 1)),
+            (104, 3, 16, 16, 4, 3, 3, (1, 1), (1, 1)),
+            (40, 48, 4, 4, 40, 3, 3, (1, 1), (0, 0)),
+            (6, 20, 7, 9, 24, 3, 3, (1, 1), (2, 1)),
+        ];
+        for (ci, case) in wino_cases.iter().enumerate() {
+            let (x, w, b, p) = case_tensors(case, 1200 + ci as u64);
+            let y = conv2d_with(ConvAlgo::Winograd, &x, &w, Some(&b), p).unwrap();
+            let g = test_tensor(y.shape(), 1300 + ci as u64, 1.0);
+            let hw = (x.shape()[2], x.shape()[3]);
+            outs.push(bits(&y));
+            outs.push(bits(
+                &conv2d_input_grad_with(ConvAlgo::Winograd, &g, &w, hw, p).unwrap(),
             ));
         }
         let a = test_tensor(&[300, 700], 1, 1.0);

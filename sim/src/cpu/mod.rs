@@ -15,8 +15,12 @@ mod linear;
 mod norm;
 mod pool;
 mod softmax;
+mod winograd;
 
-pub use conv::{conv2d, conv2d_input_grad, conv2d_weight_grad};
+pub use conv::{
+    ConvAlgo, WINOGRAD_MIN_CHANNELS, conv2d, conv2d_input_grad, conv2d_input_grad_with,
+    conv2d_weight_grad, conv2d_with, winograd_pays,
+};
 pub use elementwise::{
     add, add_along, axpy, dot, map, map_grad, mul, scale, sub, sum_all, sum_except,
 };
