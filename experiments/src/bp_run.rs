@@ -28,7 +28,7 @@ use crate::attacks::{Objective, Pgd};
 use crate::classifier::{BaselineClassifier, Normalize};
 use crate::data::{Dataset, Loader, Normalization};
 use crate::ep_run::{
-    EpochLog, TrainOptions, augment, load_data, normalization, push_optimizer, restore_optimizer,
+    EpochLog, TrainOptions, load_data, normalization, push_optimizer, restore_optimizer,
     retained_log_lines, write_atomic,
 };
 use crate::train_config::{BaselineConfig, ModelKind};
@@ -194,10 +194,12 @@ fn train_one(cfg: &BaselineConfig, opts: &TrainOptions, out: &Path) -> Result<Ve
         eot_iter: 1,
         ..Pgd::new(a.norm, a.eps[0])
     });
-    let mut loader = Loader::new(&train_set, cfg.train.batch_size, root.child("data"))
-        .shuffle(true)
-        .augment(augment(&cfg.data))
-        .randaugment(cfg.data.randaugment);
+    let mut loader = crate::ep_run::train_loader(
+        &cfg.data,
+        &train_set,
+        cfg.train.batch_size,
+        root.child("data"),
+    );
     if adv.is_none() {
         loader = loader
             .normalize(norm.clone())

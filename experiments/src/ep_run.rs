@@ -220,6 +220,21 @@ pub fn augment(data: &DataConfig) -> Option<Augment> {
     })
 }
 
+/// The training loader of a `[data]` section: shuffled, with its augmentation and RandAugment
+/// policy, batches of `batch`, order and draws from `stream` (normalization is the caller's: the
+/// adversarial baselines attack raw pixels).
+pub fn train_loader<'a>(
+    data: &DataConfig,
+    set: &'a Dataset,
+    batch: usize,
+    stream: Stream,
+) -> Loader<'a> {
+    Loader::new(set, batch, stream)
+        .shuffle(true)
+        .augment(augment(data))
+        .randaugment(data.randaugment)
+}
+
 /// The train and test sets of a `[data]` section (subsets applied); errors when the images do not
 /// have the model's `input` shape.
 pub fn load_data(data: &DataConfig, input: [usize; 3]) -> Result<(Dataset, Dataset)> {
@@ -428,12 +443,14 @@ pub fn train(cfg: &TrainConfig, opts: &TrainOptions) -> Result<Vec<EpochLog>> {
     // Keep the log consistent with the checkpoint: drop lines of epochs after it.
     let mut log_lines = retained_log_lines(&log_path, state.epochs_done);
 
-    let loader = Loader::new(&train_set, cfg.train.batch_size, root.child("data"))
-        .shuffle(true)
-        .augment(augment(&cfg.data))
-        .randaugment(cfg.data.randaugment)
-        .normalize(norm.clone())
-        .map_err(|e| anyhow::anyhow!("[data] normalization: {e}"))?;
+    let loader = train_loader(
+        &cfg.data,
+        &train_set,
+        cfg.train.batch_size,
+        root.child("data"),
+    )
+    .normalize(norm.clone())
+    .map_err(|e| anyhow::anyhow!("[data] normalization: {e}"))?;
     let sign_stream = root.child("beta.sign");
     let eval_bs = cfg.train.eval_batch_size.unwrap_or(cfg.train.batch_size);
     let mut logs = Vec::new();

@@ -31,8 +31,8 @@ use sim::{Backend, Cpu, Stream};
 
 use crate::data::Loader;
 use crate::ep_run::{
-    EpochLog, TrainOptions, TrainState, augment, balanced_subset, load_data, normalization,
-    push_optimizer, restore_optimizer, retained_log_lines, write_atomic,
+    EpochLog, TrainOptions, TrainState, balanced_subset, load_data, normalization, push_optimizer,
+    restore_optimizer, retained_log_lines, write_atomic,
 };
 use crate::substrate::{compile_model, load_preset, parse_tile};
 use crate::train_config::TrainConfig;
@@ -219,12 +219,14 @@ pub fn train(cfg: &TrainConfig, opts: &TrainOptions) -> Result<Vec<EpochLog>> {
         state = st;
     }
     let mut log_lines = retained_log_lines(&log_path, state.epochs_done);
-    let loader = Loader::new(&train_set, cfg.train.batch_size, root.child("data"))
-        .shuffle(true)
-        .augment(augment(&cfg.data))
-        .randaugment(cfg.data.randaugment)
-        .normalize(norm.clone())
-        .map_err(|e| anyhow::anyhow!("[data] normalization: {e}"))?;
+    let loader = crate::ep_run::train_loader(
+        &cfg.data,
+        &train_set,
+        cfg.train.batch_size,
+        root.child("data"),
+    )
+    .normalize(norm.clone())
+    .map_err(|e| anyhow::anyhow!("[data] normalization: {e}"))?;
     let sign_stream = root.child("beta.sign");
     let eval_bs = cfg.train.eval_batch_size.unwrap_or(cfg.train.batch_size);
     let mut logs = Vec::new();
