@@ -244,6 +244,9 @@ impl<B: Backend> Realized<B> {
             let inp: usize = shape[1..].iter().product();
             let flatw: Vec<f32> = w.iter().copied().collect();
             let mut weff = vec![0.0f32; out * inp];
+            // The effective weights seen by the transposed read (columns driven, rows sensed); equal
+            // to `weff` until a direction-dependent effect (IR drop) is modelled.
+            let mut weff_t = vec![0.0f32; out * inp];
             let mut var = vec![0.0f32; out * inp];
             let sig_g = per_read_sigma_us(&dev.cell);
             let ts = tiles(out, inp, a.tile);
@@ -276,6 +279,7 @@ impl<B: Backend> Realized<B> {
                     let sw = sig_g / arr.targets.scale_of(bo) * fo;
                     for (bi, ii) in (t.rows.0..t.rows.1).enumerate() {
                         weff[o * inp + ii] = wb[bo * nr + bi];
+                        weff_t[o * inp + ii] = wb[bo * nr + bi];
                         var[o * inp + ii] = (2.0 * sw * sw) as f32;
                     }
                 }
@@ -315,7 +319,7 @@ impl<B: Backend> Realized<B> {
                     ]
                     .iter()
                     .any(|s| s.is_some_and(|s| s > 0.0)));
-            let mk = |keep: &dyn Fn(usize, usize) -> bool| -> NResult<Block<B>> {
+            let mk = |weff: &[f32], keep: &dyn Fn(usize, usize) -> bool| -> NResult<Block<B>> {
                 let mut wm = vec![0.0f32; out * inp];
                 let mut vm = vec![0.0f32; out * inp];
                 for o in 0..out {
@@ -343,10 +347,10 @@ impl<B: Backend> Realized<B> {
                 cols.sort();
                 cols.dedup();
                 for r in rows {
-                    row_blocks.push(mk(&|_, ii| ii >= r.0 && ii < r.1)?);
+                    row_blocks.push(mk(&weff, &|_, ii| ii >= r.0 && ii < r.1)?);
                 }
                 for c in cols {
-                    col_blocks.push(mk(&|o, _| o >= c.0 && o < c.1)?);
+                    col_blocks.push(mk(&weff_t, &|o, _| o >= c.0 && o < c.1)?);
                 }
             }
             eff.push(sim::tensor(&shape, weff).map_err(at(p.clone()))?);
