@@ -363,6 +363,437 @@ impl IrDrop {
     }
 }
 
+/// Which way a tile is read (see the module doc, "Response matrix").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Direction {
+    /// Word lines driven at their column-0 end through `r_driver_ohm`, bit lines sensed at their
+    /// row-`rows − 1` end through `r_sense_ohm`: inputs per row, outputs per column.
+    Forward,
+    /// Bit lines driven at their sense-amplifier end (row `rows − 1`) through `r_driver_ohm`, word
+    /// lines sensed at their driver end (column 0) through `r_sense_ohm`: inputs per column,
+    /// outputs per row.
+    Transposed,
+}
+
+/// The linear response of a tile in one read direction: `I_out = m · V_in`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Response {
+    /// Outputs (`cols` forward, `rows` transposed).
+    pub n_out: usize,
+    /// Inputs (`rows` forward, `cols` transposed).
+    pub n_in: usize,
+    /// µA per V (µS), layout `[n_out, n_in]`; equal to the cell conductances without IR drop.
+    pub m_us: Vec<f64>,
+    /// Most line-relaxation sweeps any unit input needed (0 without IR drop).
+    pub sweeps: u32,
+    /// Estimated bound on `max |m − m_exact|` in µS (0 without IR drop).
+    pub error_bound_us: f64,
+}
+
+/// Sweeps after which [`IrDrop::response_matrix`] gives up.
+pub const MAX_SWEEPS: u32 = 20_000;
+/// Target bound on the node-voltage error of a unit-input solve, in V per V.
+const SWEEP_TOL: f64 = 1e-13;
+
+/// One line (word or bit line) as a chain of nodes: node 0 is joined to the periphery (an ideal
+/// source, or the virtual ground) through `r_end`, neighbours through `r_wire`, node `k` to the
+/// crossing line through the cell conductance `g[k]` (S). Its tridiagonal system is factorized
+/// once (Thomas algorithm) and solved for any source voltage and crossing-line voltages.
+struct Chain {
+    g: Vec<f64>,
+    g_end: f64,
+    g_wire: f64,
+    dirichlet: bool,
+    /// Thomas multipliers c′ and 1/pivot (`r_wire > 0`), or 1/(g_end + Σg) (collapsed line).
+    cp: Vec<f64>,
+    inv: Vec<f64>,
+}
+
+impl Chain {
+    fn new(g: Vec<f64>, r_end: f64, r_wire: f64) -> Chain {
+        let n = g.len();
+        let dirichlet = r_end == 0.0;
+        let g_end = if dirichlet { 0.0 } else { 1.0 / r_end };
+        let mut ch = Chain {
+            g,
+            g_end,
+            g_wire: 0.0,
+            dirichlet,
+            cp: Vec::new(),
+            inv: Vec::new(),
+        };
+        if r_wire == 0.0 {
+            // one equipotential node
+            if !dirichlet {
+                ch.inv = vec![1.0 / (g_end + ch.g.iter().sum::<f64>())];
+            }
+            return ch;
+        }
+        let gw = 1.0 / r_wire;
+        ch.g_wire = gw;
+        ch.cp = vec![0.0; n];
+        ch.inv = vec![0.0; n];
+        for k in 0..n {
+            let (b, c) = if k == 0 && dirichlet {
+                (1.0, 0.0)
+            } else {
+                let mut b = ch.g[k] + if k == 0 { g_end } else { gw };
+                if k + 1 < n {
+                    b += gw;
+                }
+                (b, if k + 1 < n { -gw } else { 0.0 })
+            };
+            // pivot b_k − a_k·c′_{k−1} with the sub-diagonal a_k = −gw
+            let piv = if k == 0 { b } else { b + gw * ch.cp[k - 1] };
+            ch.inv[k] = 1.0 / piv;
+            ch.cp[k] = c * ch.inv[k];
+        }
+        ch
+    }
+
+    /// Node voltages for source `v_s` and crossing-line voltages `u` (node order), into `x`.
+    fn solve(&self, v_s: f64, u: &[f64], x: &mut [f64]) {
+        let n = self.g.len();
+        if self.g_wire == 0.0 {
+            let v = if self.dirichlet {
+                v_s
+            } else {
+                let s: f64 = self.g.iter().zip(u).map(|(g, u)| g * u).sum();
+                (self.g_end * v_s + s) * self.inv[0]
+            };
+            x.iter_mut().for_each(|x| *x = v);
+            return;
+        }
+        // forward elimination of the right-hand side (x holds d′), then back substitution
+        for k in 0..n {
+            let d = if k == 0 {
+                if self.dirichlet {
+                    v_s
+                } else {
+                    self.g[0] * u[0] + self.g_end * v_s
+                }
+            } else {
+                self.g[k] * u[k] + self.g_wire * x[k - 1]
+            };
+            x[k] = d * self.inv[k];
+        }
+        for k in (0..n.saturating_sub(1)).rev() {
+            x[k] -= self.cp[k] * x[k + 1];
+        }
+    }
+}
+
+impl IrDrop {
+    /// Reference nodal solve of either read direction (see [`Direction`]; `v_in_v` has `rows`
+    /// entries forward, `cols` transposed, and `i_out_ua` `cols` resp. `rows`). Forward it is
+    /// [`IrDrop::solve_nodal`]. The transposed circuit is built directly in tile coordinates (the
+    /// drivers on bit-line nodes `(rows − 1, c)`, the sense amplifiers on word-line nodes `(r, 0)`),
+    /// independently of the mapping [`IrDrop::response_matrix`] uses, so that it can check it.
+    pub fn solve_nodal_dir(
+        &self,
+        g_us: &[f64],
+        v_in_v: &[f64],
+        rows: usize,
+        cols: usize,
+        dir: Direction,
+    ) -> Result<TileSolution> {
+        if dir == Direction::Forward {
+            return self.solve_nodal(g_us, v_in_v, rows, cols);
+        }
+        self.validate()?;
+        check_tile(g_us, &vec![0.0; rows], rows, cols)?;
+        check::len("ir_drop", "v_in_v", v_in_v.len(), cols, 1)?;
+        if let Some(i) = v_in_v.iter().position(|v| !v.is_finite()) {
+            return Err(Error::param(
+                "ir_drop",
+                format!("input v_in_v[{i}] = {} is not finite", v_in_v[i]),
+            ));
+        }
+        check::positive("ir_drop", "r_wire_ohm", self.r_wire_ohm)?;
+        check::positive("ir_drop", "r_driver_ohm", self.r_driver_ohm)?;
+        check::positive("ir_drop", "r_sense_ohm", self.r_sense_ohm)?;
+        let nc = rows * cols;
+        if nc > 1024 {
+            return Err(Error::param(
+                "ir_drop",
+                format!("nodal solve is for small tiles (≤ 1024 cells), got {rows}×{cols}"),
+            ));
+        }
+        let n = 2 * nc;
+        let (gw, gd, gs) = (
+            1.0 / self.r_wire_ohm,
+            1.0 / self.r_driver_ohm,
+            1.0 / self.r_sense_ohm,
+        );
+        let mut a = vec![0.0f64; n * n];
+        let mut b = vec![0.0f64; n];
+        let row_node = |r: usize, c: usize| r * cols + c;
+        let col_node = |r: usize, c: usize| nc + r * cols + c;
+        let link = |a: &mut [f64], i: usize, j: usize, g: f64| {
+            a[i * n + i] += g;
+            a[j * n + j] += g;
+            a[i * n + j] -= g;
+            a[j * n + i] -= g;
+        };
+        for r in 0..rows {
+            for c in 0..cols {
+                link(
+                    &mut a,
+                    row_node(r, c),
+                    col_node(r, c),
+                    g_us[r * cols + c] * 1e-6,
+                );
+                if c + 1 < cols {
+                    link(&mut a, row_node(r, c), row_node(r, c + 1), gw);
+                }
+                if r + 1 < rows {
+                    link(&mut a, col_node(r, c), col_node(r + 1, c), gw);
+                }
+            }
+            // sense amplifier (virtual ground) at the word line's driver end
+            let i = row_node(r, 0);
+            a[i * n + i] += gs;
+        }
+        for c in 0..cols {
+            // driver at the bit line's sense-amplifier end
+            let i = col_node(rows - 1, c);
+            a[i * n + i] += gd;
+            b[i] += gd * v_in_v[c];
+        }
+        let v = gauss_solve(a, b, n)?;
+        let i_out_ua = (0..rows).map(|r| v[row_node(r, 0)] * gs * 1e6).collect();
+        Ok(TileSolution {
+            v_row_v: v[..nc].to_vec(),
+            v_col_v: v[nc..].to_vec(),
+            i_out_ua,
+            error_bound_v: 0.0,
+            error_bound_ua: 0.0,
+            contraction: 0.0,
+        })
+    }
+
+    /// The response matrix of a tile (layout `g_us[r·cols + c]`, µS) read in direction `dir`: the
+    /// circuit is linear, so its output currents are exactly `m · V` (see the module doc,
+    /// "Response matrix"). Column `j` of `m` is the solve with 1 V on input `j` and 0 V on the
+    /// others, by line relaxation to a node-voltage error of about 1e-13 V; the unit inputs are
+    /// solved in parallel (the result does not depend on the thread count). Without IR drop `m` is
+    /// the conductances themselves (bitwise). Errors when a solve has not converged after
+    /// [`MAX_SWEEPS`] sweeps.
+    pub fn response_matrix(
+        &self,
+        g_us: &[f64],
+        rows: usize,
+        cols: usize,
+        dir: Direction,
+    ) -> Result<Response> {
+        use rayon::prelude::*;
+        self.validate()?;
+        check_tile(g_us, &vec![0.0; rows], rows, cols)?;
+        if dir == Direction::Transposed {
+            // The transposed circuit is the forward circuit of the tile turned by the
+            // anti-transpose: input line r′ = bit line cols−1−r′ (driven at row rows−1), output
+            // line c′ = word line rows−1−c′ (sensed at column 0), cell (r′, c′) =
+            // (rows−1−c′, cols−1−r′).
+            let mut ga = vec![0.0f64; rows * cols];
+            for rp in 0..cols {
+                for cp in 0..rows {
+                    ga[rp * rows + cp] = g_us[(rows - 1 - cp) * cols + (cols - 1 - rp)];
+                }
+            }
+            let f = self.response_matrix(&ga, cols, rows, Direction::Forward)?;
+            // f.m_us: [n_out = rows (c′), n_in = cols (r′)]
+            let mut m = vec![0.0f64; rows * cols];
+            for r in 0..rows {
+                for c in 0..cols {
+                    m[r * cols + c] = f.m_us[(rows - 1 - r) * cols + (cols - 1 - c)];
+                }
+            }
+            return Ok(Response {
+                n_out: rows,
+                n_in: cols,
+                m_us: m,
+                ..f
+            });
+        }
+        let mut m = vec![0.0f64; cols * rows];
+        if self.is_ideal() {
+            for r in 0..rows {
+                for c in 0..cols {
+                    m[c * rows + r] = g_us[r * cols + c];
+                }
+            }
+            return Ok(Response {
+                n_out: cols,
+                n_in: rows,
+                m_us: m,
+                sweeps: 0,
+                error_bound_us: 0.0,
+            });
+        }
+        let g_s = |r: usize, c: usize| g_us[r * cols + c] * 1e-6;
+        let words: Vec<Chain> = (0..rows)
+            .map(|r| {
+                Chain::new(
+                    (0..cols).map(|c| g_s(r, c)).collect(),
+                    self.r_driver_ohm,
+                    self.r_wire_ohm,
+                )
+            })
+            .collect();
+        // bit line c, node k = row rows−1−k (node 0 at the sense amplifier)
+        let bits: Vec<Chain> = (0..cols)
+            .map(|c| {
+                Chain::new(
+                    (0..rows).map(|k| g_s(rows - 1 - k, c)).collect(),
+                    self.r_sense_ohm,
+                    self.r_wire_ohm,
+                )
+            })
+            .collect();
+        let g_max = g_us.iter().fold(0.0f64, |a, &g| a.max(g));
+        let solved: Vec<Result<(Vec<f64>, u32, f64)>> = (0..rows)
+            .into_par_iter()
+            .map(|j| {
+                let mut vw = vec![0.0f64; rows * cols]; // word-line nodes [r, c]
+                let mut vb = vec![0.0f64; cols * rows]; // bit-line nodes [c, k]
+                let mut u = vec![0.0f64; rows.max(cols)];
+                let mut x = vec![0.0f64; rows.max(cols)];
+                let (mut prev, mut est) = (f64::INFINITY, f64::INFINITY);
+                let mut sweeps = 0u32;
+                while sweeps < MAX_SWEEPS {
+                    sweeps += 1;
+                    let mut change = 0.0f64;
+                    for (r, w) in words.iter().enumerate() {
+                        for c in 0..cols {
+                            u[c] = vb[c * rows + (rows - 1 - r)];
+                        }
+                        let v_s = if r == j { 1.0 } else { 0.0 };
+                        w.solve(v_s, &u[..cols], &mut x[..cols]);
+                        for c in 0..cols {
+                            change = change.max((x[c] - vw[r * cols + c]).abs());
+                            vw[r * cols + c] = x[c];
+                        }
+                    }
+                    for (c, b) in bits.iter().enumerate() {
+                        for k in 0..rows {
+                            u[k] = vw[(rows - 1 - k) * cols + c];
+                        }
+                        b.solve(0.0, &u[..rows], &mut x[..rows]);
+                        for k in 0..rows {
+                            change = change.max((x[k] - vb[c * rows + k]).abs());
+                            vb[c * rows + k] = x[k];
+                        }
+                    }
+                    if change == 0.0 {
+                        est = 0.0;
+                        break;
+                    }
+                    // error ≤ ρ/(1 − ρ)·change for a linear iteration of rate ρ (estimated
+                    // from the last two sweeps)
+                    let rho = change / prev;
+                    prev = change;
+                    if sweeps >= 3 && rho < 1.0 {
+                        est = rho / (1.0 - rho) * change;
+                        if est <= SWEEP_TOL {
+                            break;
+                        }
+                    }
+                }
+                if est > SWEEP_TOL {
+                    return Err(Error::param(
+                        "ir_drop",
+                        format!(
+                            "the IR-drop solve of a {rows}×{cols} tile (r_wire {} Ω, r_driver {} \
+                             Ω, r_sense {} Ω) did not converge in {MAX_SWEEPS} sweeps (last \
+                             change {prev:.3e} V); use smaller tiles or lower resistances",
+                            self.r_wire_ohm, self.r_driver_ohm, self.r_sense_ohm
+                        ),
+                    ));
+                }
+                // output current = Σ of the column's cell currents (KCL on the bit line)
+                let col: Vec<f64> = (0..cols)
+                    .map(|c| {
+                        (0..rows)
+                            .map(|r| {
+                                g_us[r * cols + c]
+                                    * (vw[r * cols + c] - vb[c * rows + rows - 1 - r])
+                            })
+                            .sum()
+                    })
+                    .collect();
+                Ok((col, sweeps, est))
+            })
+            .collect();
+        let (mut sweeps, mut est) = (0u32, 0.0f64);
+        for (j, s) in solved.into_iter().enumerate() {
+            let (col, sw, e) = s?;
+            for c in 0..cols {
+                m[c * rows + j] = col[c];
+            }
+            sweeps = sweeps.max(sw);
+            est = est.max(e);
+        }
+        Ok(Response {
+            n_out: cols,
+            n_in: rows,
+            m_us: m,
+            sweeps,
+            error_bound_us: 2.0 * rows as f64 * g_max * est,
+        })
+    }
+
+    /// The effective weights `[out, in]` of a differential tile read in direction `dir` with IR
+    /// drop: `G⁺` and `G⁻` are two tiles of the same geometry (as in
+    /// [`IrDrop::differential_mvm`]), each with its [`IrDrop::response_matrix`], and the weight is
+    /// `(M⁺ − M⁻)·f/s` like [`crate::cells::ProgrammedArray::weights`] (scale `s` and
+    /// compensation factor `f` of output `o`). Forward, `w[o, i]` is the current of column `o` per
+    /// volt on row `i`; transposed, the current of row `i` per volt on column `o`. Without IR
+    /// drop both are `(G⁺ − G⁻)·f/s`.
+    pub fn pair_weights(
+        &self,
+        arr: &crate::cells::ProgrammedArray,
+        g_pos_us: &[f32],
+        g_neg_us: &[f32],
+        factors: &[f64],
+        dir: Direction,
+    ) -> Result<Vec<f32>> {
+        let (out, inp) = (arr.out, arr.inp);
+        check::len("ir_drop", "g_pos_us", g_pos_us.len(), out, inp)?;
+        check::len("ir_drop", "g_neg_us", g_neg_us.len(), out, inp)?;
+        if factors.len() != 1 && factors.len() != out {
+            return Err(Error::shape(
+                "ir_drop",
+                format!("{} compensation factors for {out} outputs", factors.len()),
+            ));
+        }
+        // tile layout [rows = in, cols = out]
+        let tile = |g: &[f32]| -> Vec<f64> {
+            let mut t = vec![0.0f64; inp * out];
+            for o in 0..out {
+                for i in 0..inp {
+                    t[i * out + o] = g[o * inp + i] as f64;
+                }
+            }
+            t
+        };
+        let mp = self.response_matrix(&tile(g_pos_us), inp, out, dir)?;
+        let mm = self.response_matrix(&tile(g_neg_us), inp, out, dir)?;
+        let mut w = vec![0.0f32; out * inp];
+        for o in 0..out {
+            let k = crate::mapping::scale_of(factors, o) / arr.targets.scale_of(o);
+            for i in 0..inp {
+                // forward m is [out, in]; transposed m is [in, out]
+                let e = match dir {
+                    Direction::Forward => o * inp + i,
+                    Direction::Transposed => i * out + o,
+                };
+                w[o * inp + i] = ((mp.m_us[e] - mm.m_us[e]) * k) as f32;
+            }
+        }
+        Ok(w)
+    }
+}
+
 /// Dense Gaussian elimination with partial pivoting (f64), `a` row-major `n×n`.
 fn gauss_solve(mut a: Vec<f64>, mut b: Vec<f64>, n: usize) -> Result<Vec<f64>> {
     for col in 0..n {
