@@ -1,4 +1,5 @@
-//! IR drop on a crossbar tile: a reference nodal-analysis solve and a fast iterative approximation.
+//! IR drop on a crossbar tile: a reference nodal-analysis solve, a fast iterative approximation and
+//! the exact linear response of a tile in both read directions.
 //!
 //! ## Circuit
 //!
@@ -41,6 +42,37 @@
 //! `‖v_1 − v_0‖ ≤ ε·max|V|`, one iteration is accurate to O(ε²) relative to full scale. For ε ≥ 1
 //! the iteration may diverge and the bounds are infinite; use more driver/sense margin, smaller tiles
 //! or the nodal solve.
+//!
+//! ## Response matrix ([`IrDrop::response_matrix`]): IR drop at every read
+//!
+//! For fixed conductances the network is linear in the applied voltages, so a tile's output
+//! currents are exactly `I = M·V` with a matrix `M` that depends only on the conductances and the
+//! resistances (without IR drop `M` is the conductance matrix). Column `j` of `M` is the solve with
+//! 1 V on input `j`; `M` is computed once when a tile is programmed and then stands in for its
+//! conductances in every read (`ep::substrate`). The unit solves use **line relaxation** (block
+//! Gauss–Seidel): every word line is solved exactly (a tridiagonal system, Thomas algorithm,
+//! factorized once) given the bit-line voltages, then every bit line given the word-line voltages,
+//! until the estimated node-voltage error `ρ/(1−ρ)·Δ` (ρ the observed rate of the last two sweeps,
+//! Δ the last change) is below 1e-13 V per V. Unlike the fixed point above it converges for every
+//! tile (block Gauss–Seidel on a symmetric positive-definite system), also where ε ≥ 1; a tile of
+//! 512×64 cells at 25 µS needs 4 sweeps at 0.15 Ω, 10 at 5 Ω. Zero resistances are exact: a
+//! 0 Ω driver or sense end fixes the end node, a 0 Ω wire makes the line one node. Cost: inputs ×
+//! sweeps × 2·rows·cols.
+//!
+//! **Read directions** ([`Direction`]). The forward read is the circuit above. The transposed read
+//! (the feedback of EP: columns driven, rows sensed) drives each bit line at its sense-amplifier
+//! end (row `rows − 1`) through `r_driver_ohm` and senses each word line at its driver end (column
+//! 0) through `r_sense_ohm`: the periphery at each end of a line is a driver/sense pair switched by
+//! the read direction, and the resistances belong to the role. This circuit is the forward circuit
+//! of the tile turned by the anti-transpose (`(r, c) → (cols−1−c, rows−1−r)`), which is how
+//! [`IrDrop::response_matrix`] computes it; [`IrDrop::solve_nodal_dir`] builds it independently for
+//! the tests. With IR drop the transposed response is not the transpose of the forward one.
+//!
+//! **Differential pairs** ([`IrDrop::pair_weights`]): `G⁺` and `G⁻` sit on two tiles of the same
+//! geometry driven by the same inputs, each with its own lines and sense amplifiers (as in
+//! [`IrDrop::differential_mvm`]; aihwkit and CrossSim likewise treat the pair as two arrays whose
+//! outputs are subtracted). The effective weight is `(M⁺ − M⁻)·f/s` with the mapping scale `s` and
+//! the drift-compensation factor `f` of the output; a `g_min > 0` offset no longer cancels exactly.
 
 use serde::{Deserialize, Serialize};
 use sim::{Error, Result};

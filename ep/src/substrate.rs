@@ -4,9 +4,16 @@
 //! [`Realized::new`] programs every crossbar once: each tile's block of the weight matrix is mapped
 //! to differential conductance pairs, programmed (programming noise, levels, stuck-at faults), aged
 //! to the inference time (drift, accumulated 1/f noise) and drift-compensated by the `devices`
-//! cell model; the resulting **effective weights** are kept as an [`EpNet`] whose ops (conv with
+//! cell model. The resulting **programmed weights** are kept as an [`EpNet`] whose ops (conv with
 //! im2col, linear, pooling) do the crossbar arithmetic — a conv array is read once per output
-//! position with the same programmed cells. Each step of the dynamics then reads every array:
+//! position with the same programmed cells. With IR drop (the device's `ir_drop` resistances) each
+//! tile's response matrices in the two read directions are computed from its conductance pairs
+//! (`devices::irdrop`; exact up to the solver tolerance, since the resistive network is linear in
+//! the applied voltages) and replace its weights in the forward resp. transposed reads, so every
+//! read sees the interconnect (forward ≠ transposedᵀ: such arrays always take the block reads).
+//! The programmed weights (without IR drop) remain the converters' units (abs-max), the per-read
+//! noise's, the digital model's ([`effective_weights`]) and, in gradients, those of the
+//! adjoint of the reads and of the softmax nudge. Each step of the dynamics then reads every array:
 //!
 //! * **forward** (rows driven, columns sensed): DAC on the source state, per input (row) block of
 //!   tiles the partial sum `W_block·x` plus the per-read conductance noise (output-referred: a
@@ -32,7 +39,7 @@
 //! (per array, per tile), `netlist.neurons` (per population) and `netlist.read` (per query, then
 //! per array and direction, per block, per step), at the element's index; a query is therefore a
 //! pure function of (seed, query number, input batch). Arrays whose reads are exact (transparent
-//! converters, no per-read noise) use the digital ops directly, so `netlist:ideal` equals the
+//! converters, no per-read noise, no IR drop) use the digital ops directly, so `netlist:ideal` equals the
 //! digital engine up to the conductance round trip of the weights.
 //!
 //! Gradients ([`Realized::free_phase_bptt`]) are BPTT through the *noisy* trajectory of one query:
@@ -40,7 +47,7 @@
 //! pooling switches and activation derivatives are taken at the noisy values, the converters are
 //! straight-through and the additive noises constants.
 //!
-//! Not realized yet: IR drop, winner-take-all comparator offsets, the preset's nominal neuron
+//! Not realized yet: winner-take-all comparator offsets, the preset's nominal neuron
 //! transfer curve (the activation comes from the model). On-substrate training (nudged phases
 //! [`Realized::relax`], local updates of the programmed devices) is in `crate::subtrain`.
 
