@@ -52,7 +52,15 @@ fn ir_drop_set_compile_and_eval() {
     let data = format!("cifar10:{}:test", d.join("test.bin").display());
     let compiled = |set: Option<&str>, out: &Path| {
         let mut a = vec![
-            "compile", "--model", s(&ckpt), "--device", "ideal", "--tile", "16x4", "-o", s(out),
+            "compile",
+            "--model",
+            s(&ckpt),
+            "--device",
+            "ideal",
+            "--tile",
+            "16x4",
+            "-o",
+            s(out),
         ];
         if let Some(v) = set {
             a.extend_from_slice(&["--set", v]);
@@ -71,7 +79,10 @@ fn ir_drop_set_compile_and_eval() {
     );
     assert_eq!(dev["ir_drop"]["r_wire_ohm"], 0.5);
     assert_eq!(dev["ir_drop"]["r_sense_ohm"], 20.0);
-    assert_eq!(epsim(&["netlist", "check", s(&net_json)]), ExitCode::SUCCESS);
+    assert_eq!(
+        epsim(&["netlist", "check", s(&net_json)]),
+        ExitCode::SUCCESS
+    );
     let eval = |sub: &str, set: Option<&str>| {
         let mut a = vec![
             "eval",
