@@ -617,11 +617,11 @@ impl IrDrop {
             let i = row_node(r, 0);
             a[i * n + i] += gs;
         }
-        for c in 0..cols {
+        for (c, &v) in v_in_v.iter().enumerate() {
             // driver at the bit line's sense-amplifier end
             let i = col_node(rows - 1, c);
             a[i * n + i] += gd;
-            b[i] += gd * v_in_v[c];
+            b[i] += gd * v;
         }
         let v = gauss_solve(a, b, n)?;
         let i_out_ua = (0..rows).map(|r| v[row_node(r, 0)] * gs * 1e6).collect();
