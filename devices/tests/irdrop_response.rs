@@ -314,3 +314,24 @@ fn response_matrix_timing() {
         );
     }
 }
+
+/// A network whose relaxation cannot reach the tolerance in [`MAX_SWEEPS`] sweeps (wires far more
+/// resistive than the cells: the far nodes float) gives an error with advice, not a wrong matrix.
+#[test]
+fn non_converging_solve_is_an_error() {
+    let p = IrDrop {
+        r_wire_ohm: 1e12,
+        r_driver_ohm: 1.0,
+        r_sense_ohm: 1.0,
+        iterations: 1,
+    };
+    let g = [25.0, 20.0, 15.0, 10.0, 5.0, 1.0];
+    let e = p
+        .response_matrix(&g, 2, 3, Direction::Forward)
+        .expect_err("should not converge")
+        .to_string();
+    assert!(
+        e.contains("did not converge") && e.contains("smaller tiles"),
+        "{e}"
+    );
+}

@@ -310,3 +310,27 @@ fn bad_ir_drop_parameters_name_the_path() {
     };
     assert!(e.contains("ir_drop") && e.contains("r_wire_ohm"), "{e}");
 }
+
+/// A tile whose IR-drop solve does not converge is refused with the array, the tile and advice.
+#[test]
+fn non_converging_tile_names_array_and_tile() {
+    let be = Cpu;
+    let net = EpNet::init(&be, spec(Act::Identity), &Stream::new(5, "init"), Some(2.0)).unwrap();
+    let ir = IrDrop {
+        r_wire_ohm: 1e12,
+        r_driver_ohm: 1.0,
+        r_sense_ohm: 1.0,
+        iterations: 1,
+    };
+    let e = match Realized::new(&be, &netlist(&net, &preset(ir, 0.0), TILE), 1) {
+        Ok(_) => panic!("accepted"),
+        Err(e) => e.to_string(),
+    };
+    assert!(
+        e.contains("$.arrays[0] (tile 0)")
+            && e.contains("array `syn0`")
+            && e.contains("smaller tiles"),
+        "{e}"
+    );
+    eprintln!("{e}");
+}
