@@ -335,3 +335,30 @@ fn non_converging_solve_is_an_error() {
         "{e}"
     );
 }
+
+/// The response does not depend on the thread count (the unit inputs are solved in groups whose
+/// results are independent of the scheduling).
+#[test]
+fn response_matrix_is_thread_count_independent() {
+    let s = Stream::new(13, "resp-threads");
+    let (rows, cols) = (37usize, 11usize);
+    let g: Vec<f64> = (0..rows * cols)
+        .map(|k| 25.0 * s.uniform(k as u64) as f64)
+        .collect();
+    let p = IrDrop {
+        r_wire_ohm: 2.0,
+        r_driver_ohm: 30.0,
+        r_sense_ohm: 0.0,
+        iterations: 1,
+    };
+    let run = |threads: usize, dir: Direction| {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap()
+            .install(|| p.response_matrix(&g, rows, cols, dir).unwrap())
+    };
+    for dir in [Direction::Forward, Direction::Transposed] {
+        assert_eq!(run(1, dir), run(4, dir), "{dir:?}");
+    }
+}
