@@ -19,8 +19,9 @@
 //!   aihwkit's forward `IOParameters`.
 //! * [`neurons`]: analog hard-sigmoid with gain/offset spread and noise; winner-take-all max pool and
 //!   average pool.
-//! * [`irdrop`]: IR drop on a tile: reference nodal solve and a fast iterative approximation with an
-//!   a-posteriori error bound.
+//! * [`irdrop`]: IR drop on a tile: reference nodal solve, a fast iterative approximation with an
+//!   a-posteriori error bound, and the tile's exact response matrix in the forward and transposed
+//!   read directions (used by every read of `ep::substrate`).
 //! * [`presets`]: [`Preset`] loaded from TOML (`presets/*.toml`, built in with `include_str!`), with
 //!   `set("key", value)` overrides and [`Preset::scale_nonidealities`].
 //!

@@ -1,13 +1,14 @@
 //! Compile a model (spec + weights) and a device preset into a netlist, and read a netlist back as
 //! a model spec with its weights.
 //!
-//! The compiled netlist is self-contained: weights and biases inline, the preset's cell, mapping
-//! and inference parameters inline under `devices.dev`, its DAC/ADC as converter parts with their
+//! The compiled netlist is self-contained: weights and biases inline, the preset's cell, mapping,
+//! inference and (when not all zero) IR-drop parameters inline under `devices.dev`, its DAC/ADC as converter parts with their
 //! noise/bound management (the same pair on the forward and the transposed read of every array) and its neuron non-idealities on
 //! every population (the activation itself comes from the model). Names: input `x`, populations
 //! `h1..hn`, arrays `syn0..`, readout `readout`, pools `pool{i}`.
 
 use devices::Preset;
+use devices::irdrop::IrDrop;
 use devices::presets::{InferenceParams, MappingParams};
 use serde::{Deserialize, Serialize};
 use sim::netlist::{
@@ -39,7 +40,7 @@ impl Default for CompileOptions {
 
 /// The device entry of a netlist: the parts of a preset that crossbar cells need. JSON: either
 /// `{"preset": "pcm", "set": {"read_noise_scale": 0.5}}` (a built-in preset with overrides) or the
-/// inline tables `{"cell": {...}, "mapping": {...}, "inference": {...}}` (optionally with a
+/// inline tables `{"cell": {...}, "mapping": {...}, "inference": {...}, "ir_drop": {...}}` (optionally with a
 /// `"preset"` label).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -55,6 +56,13 @@ pub struct DeviceSpec {
     /// Inference time and drift compensation.
     #[serde(default)]
     pub inference: InferenceParams,
+    /// Interconnect resistances of the arrays (IR drop; absent or all 0 = none).
+    #[serde(default, skip_serializing_if = "is_default_ir")]
+    pub ir_drop: IrDrop,
+}
+
+fn is_default_ir(p: &IrDrop) -> bool {
+    *p == IrDrop::default()
 }
 
 impl DeviceSpec {
@@ -65,6 +73,7 @@ impl DeviceSpec {
             cell: p.cell.clone(),
             mapping: p.mapping.clone(),
             inference: p.inference.clone(),
+            ir_drop: p.ir_drop.clone(),
         }
     }
 
@@ -104,6 +113,9 @@ impl DeviceSpec {
         d.cell
             .validate()
             .map_err(|e| NetlistError::at(format!("{path}.cell"), e.to_string()))?;
+        d.ir_drop
+            .validate()
+            .map_err(|e| NetlistError::at(format!("{path}.ir_drop"), e.to_string()))?;
         if !(d.inference.t_inference_s >= 0.0 && d.inference.t_inference_s.is_finite()) {
             return Err(NetlistError::at(
                 format!("{path}.inference.t_inference_s"),

@@ -4,9 +4,16 @@
 //! [`Realized::new`] programs every crossbar once: each tile's block of the weight matrix is mapped
 //! to differential conductance pairs, programmed (programming noise, levels, stuck-at faults), aged
 //! to the inference time (drift, accumulated 1/f noise) and drift-compensated by the `devices`
-//! cell model; the resulting **effective weights** are kept as an [`EpNet`] whose ops (conv with
+//! cell model. The resulting **programmed weights** are kept as an [`EpNet`] whose ops (conv with
 //! im2col, linear, pooling) do the crossbar arithmetic — a conv array is read once per output
-//! position with the same programmed cells. Each step of the dynamics then reads every array:
+//! position with the same programmed cells. With IR drop (the device's `ir_drop` resistances) each
+//! tile's response matrices in the two read directions are computed from its conductance pairs
+//! (`devices::irdrop`; exact up to the solver tolerance, since the resistive network is linear in
+//! the applied voltages) and replace its weights in the forward resp. transposed reads, so every
+//! read sees the interconnect (forward ≠ transposedᵀ: such arrays always take the block reads).
+//! The programmed weights (without IR drop) remain the converters' units (abs-max), the per-read
+//! noise's, the digital model's ([`effective_weights`]) and, in gradients, those of the
+//! adjoint of the reads and of the softmax nudge. Each step of the dynamics then reads every array:
 //!
 //! * **forward** (rows driven, columns sensed): DAC on the source state, per input (row) block of
 //!   tiles the partial sum `W_block·x` plus the per-read conductance noise (output-referred: a
@@ -32,7 +39,7 @@
 //! (per array, per tile), `netlist.neurons` (per population) and `netlist.read` (per query, then
 //! per array and direction, per block, per step), at the element's index; a query is therefore a
 //! pure function of (seed, query number, input batch). Arrays whose reads are exact (transparent
-//! converters, no per-read noise) use the digital ops directly, so `netlist:ideal` equals the
+//! converters, no per-read noise, no IR drop) use the digital ops directly, so `netlist:ideal` equals the
 //! digital engine up to the conductance round trip of the weights.
 //!
 //! Gradients ([`Realized::free_phase_bptt`]) are BPTT through the *noisy* trajectory of one query:
@@ -40,7 +47,7 @@
 //! pooling switches and activation derivatives are taken at the noisy values, the converters are
 //! straight-through and the additive noises constants.
 //!
-//! Not realized yet: IR drop, winner-take-all comparator offsets, the preset's nominal neuron
+//! Not realized yet: winner-take-all comparator offsets, the preset's nominal neuron
 //! transfer curve (the activation comes from the model). On-substrate training (nudged phases
 //! [`Realized::relax`], local updates of the programmed devices) is in `crate::subtrain`.
 
@@ -243,9 +250,13 @@ impl<B: Backend> Realized<B> {
             let out = shape[0];
             let inp: usize = shape[1..].iter().product();
             let flatw: Vec<f32> = w.iter().copied().collect();
+            // The programmed weights (the digital model's, `effective_weights`), and the effective
+            // weights seen by the forward read (rows driven, columns sensed) and by the transposed
+            // read (columns driven, rows sensed): with IR drop the tile's response matrices in the
+            // two directions (`devices::irdrop`), without it all three are the programmed weights.
+            let ir = &dev.ir_drop;
+            let mut wprog = vec![0.0f32; out * inp];
             let mut weff = vec![0.0f32; out * inp];
-            // The effective weights seen by the transposed read (columns driven, rows sensed); equal
-            // to `weff` until a direction-dependent effect (IR drop) is modelled.
             let mut weff_t = vec![0.0f32; out * inp];
             let mut var = vec![0.0f32; out * inp];
             let sig_g = per_read_sigma_us(&dev.cell);
@@ -274,26 +285,51 @@ impl<B: Backend> Realized<B> {
                 let wb = arr
                     .weights(&now.g_pos_us, &now.g_neg_us, &f)
                     .map_err(at(tp.clone()))?;
+                let (wf, wt) = if ir.is_ideal() {
+                    (None, None)
+                } else {
+                    use devices::irdrop::Direction::{Forward, Transposed};
+                    let read = |d, name: &str| {
+                        ir.pair_weights(&arr, &now.g_pos_us, &now.g_neg_us, &f, d)
+                            .map_err(|e| {
+                                NetlistError::at(
+                                    format!("{tp} ({name} read of array `{}`)", a.name),
+                                    e.to_string(),
+                                )
+                            })
+                    };
+                    (
+                        Some(read(Forward, "forward")?),
+                        Some(read(Transposed, "transposed")?),
+                    )
+                };
+                let wf = wf.as_deref().unwrap_or(&wb);
+                let wt = wt.as_deref().unwrap_or(&wb);
                 for (bo, o) in (t.cols.0..t.cols.1).enumerate() {
                     let fo = devices::mapping::scale_of(&f, bo);
                     let sw = sig_g / arr.targets.scale_of(bo) * fo;
                     for (bi, ii) in (t.rows.0..t.rows.1).enumerate() {
-                        weff[o * inp + ii] = wb[bo * nr + bi];
-                        weff_t[o * inp + ii] = wb[bo * nr + bi];
+                        wprog[o * inp + ii] = wb[bo * nr + bi];
+                        weff[o * inp + ii] = wf[bo * nr + bi];
+                        weff_t[o * inp + ii] = wt[bo * nr + bi];
                         var[o * inp + ii] = (2.0 * sw * sw) as f32;
                     }
                 }
             }
-            if let Some(k) = weff.iter().position(|v| !v.is_finite()) {
-                return Err(NetlistError::at(
-                    p,
-                    format!(
-                        "programmed weight {k} is not finite (device model produced {})",
-                        weff[k]
-                    ),
-                ));
+            for w in [&wprog, &weff, &weff_t] {
+                if let Some(k) = w.iter().position(|v| !v.is_finite()) {
+                    return Err(NetlistError::at(
+                        p,
+                        format!(
+                            "programmed weight {k} is not finite (device model produced {})",
+                            w[k]
+                        ),
+                    ));
+                }
             }
-            let wmax = weff.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+            // The converters' units: the abs-max of the programmed weights (IR drop attenuates
+            // the reads within the same ADC range).
+            let wmax = wprog.iter().fold(0.0f32, |m, v| m.max(v.abs()));
             let wmax = if wmax > 0.0 { wmax } else { 1.0 };
             let conv = |name: &Option<String>| name.as_deref().and_then(|n| nl.converter(n));
             let dac_f = dac_of(conv(&a.forward.dac));
@@ -303,8 +339,14 @@ impl<B: Backend> Realized<B> {
             let io_f = io_of(conv(&a.forward.dac), conv(&a.forward.adc));
             let io_b = io_of(conv(&a.transposed.dac), conv(&a.transposed.adc));
             let noisy = sig_g > 0.0;
-            let exact =
-                dac_f.is_none() && adc_f.is_none() && dac_b.is_none() && adc_b.is_none() && !noisy;
+            // With IR drop the reads differ from the digital ops on the programmed weights (and
+            // forward ≠ transposedᵀ): the block-read path.
+            let exact = dac_f.is_none()
+                && adc_f.is_none()
+                && dac_b.is_none()
+                && adc_b.is_none()
+                && !noisy
+                && ir.is_ideal();
             stochastic |= !exact
                 && ((noisy)
                     || [
@@ -353,7 +395,7 @@ impl<B: Backend> Realized<B> {
                     col_blocks.push(mk(&weff_t, &|o, _| o >= c.0 && o < c.1)?);
                 }
             }
-            eff.push(sim::tensor(&shape, weff).map_err(at(p.clone()))?);
+            eff.push(sim::tensor(&shape, wprog).map_err(at(p.clone()))?);
             arrays.push(ArrayRt {
                 name: a.name.clone(),
                 wmax,

@@ -1,0 +1,117 @@
+//! IR drop from the command line: `--set ir_drop.*` reaches the compiled netlist's device entry and
+//! the realization (`epsim eval --substrate netlist:ideal`), bad values are refused.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use ep::{ConvLayer, EpNet, Loss, ModelSpec, Pool};
+use epsim_tests::write_tiny_cifar;
+use sim::{Act, Cpu, Stream};
+
+fn epsim(args: &[&str]) -> ExitCode {
+    let mut v = vec!["epsim", "--quiet"];
+    v.extend_from_slice(args);
+    experiments::cli::main_with(v)
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+fn write_model(path: &Path) {
+    let spec = ModelSpec {
+        input: [3, 32, 32],
+        conv: vec![ConvLayer {
+            channels: 4,
+            kernel: 3,
+            stride: 2,
+            padding: 1,
+            pool: Pool::Max,
+        }],
+        fc: vec![10],
+        act: Act::MyHardSig,
+        softmax: true,
+        loss: Loss::CrossEntropy,
+        t1: 6,
+        t2: 3,
+        input_norm: None,
+    };
+    let net = EpNet::init(&Cpu, spec, &Stream::new(7, "init"), Some(2.0)).unwrap();
+    let (w, b) = net.to_host(&Cpu).unwrap();
+    let f = ep::checkpoint::model_to_file(&net.spec, &w, &b).unwrap();
+    std::fs::write(path, f.to_bytes().unwrap()).unwrap();
+}
+
+#[test]
+fn ir_drop_set_compile_and_eval() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let ckpt = d.join("m.safetensors");
+    write_model(&ckpt);
+    write_tiny_cifar(&d.join("test.bin"), 8, 2);
+    let data = format!("cifar10:{}:test", d.join("test.bin").display());
+    let compiled = |set: Option<&str>, out: &Path| {
+        let mut a = vec![
+            "compile",
+            "--model",
+            s(&ckpt),
+            "--device",
+            "ideal",
+            "--tile",
+            "16x4",
+            "-o",
+            s(out),
+        ];
+        if let Some(v) = set {
+            a.extend_from_slice(&["--set", v]);
+        }
+        assert_eq!(epsim(&a), ExitCode::SUCCESS);
+        let v: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(out).unwrap()).unwrap();
+        v["devices"]["dev"].clone()
+    };
+    let plain = compiled(None, &d.join("plain.json"));
+    assert!(plain.get("ir_drop").is_none(), "{plain}");
+    let net_json = d.join("ir.json");
+    let dev = compiled(
+        Some("ir_drop.r_wire_ohm=0.5,ir_drop.r_sense_ohm=20"),
+        &net_json,
+    );
+    assert_eq!(dev["ir_drop"]["r_wire_ohm"], 0.5);
+    assert_eq!(dev["ir_drop"]["r_sense_ohm"], 20.0);
+    assert_eq!(
+        epsim(&["netlist", "check", s(&net_json)]),
+        ExitCode::SUCCESS
+    );
+    let eval = |sub: &str, set: Option<&str>| {
+        let mut a = vec![
+            "eval",
+            "--model",
+            s(&ckpt),
+            "--data",
+            &data,
+            "--substrate",
+            sub,
+            "--tile",
+            "16x4",
+            "--batch-size",
+            "4",
+        ];
+        if let Some(v) = set {
+            a.extend_from_slice(&["--set", v]);
+        }
+        epsim(&a)
+    };
+    assert_eq!(
+        eval("netlist:ideal", Some("ir_drop.r_wire_ohm=2")),
+        ExitCode::SUCCESS
+    );
+    assert_eq!(
+        eval(&format!("netlist:{}", net_json.display()), None),
+        ExitCode::SUCCESS
+    );
+    assert_eq!(
+        eval("netlist:ideal", Some("ir_drop.r_wire_ohm=-1")),
+        ExitCode::FAILURE
+    );
+}
