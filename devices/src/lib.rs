@@ -17,8 +17,9 @@
 //!   variation), ECRAM presets.
 //! * [`converters`]: DAC and ADC (bits over a symmetric range, clipping, additive noise), defaults of
 //!   aihwkit's forward `IOParameters`.
-//! * [`neurons`]: analog hard-sigmoid with gain/offset spread and noise; winner-take-all max pool and
-//!   average pool.
+//! * [`neurons`]: analog hard-sigmoid with gain/offset spread and noise, rate-coded
+//!   integrate-and-fire spiking neurons ([`IntegrateFire`]); winner-take-all max pool and average
+//!   pool.
 //! * [`irdrop`]: IR drop on a tile: reference nodal solve and a fast iterative approximation with an
 //!   a-posteriori error bound.
 //! * [`presets`]: [`Preset`] loaded from TOML (`presets/*.toml`, built in with `include_str!`), with
@@ -74,6 +75,6 @@ pub use cells::{
 };
 pub use converters::{Adc, BoundManagement, Dac, NoiseManagement};
 pub use mapping::ScaleMode;
-pub use neurons::{HardSigmoid, NeuronArray, WinnerTakeAll};
+pub use neurons::{HardSigmoid, IntegrateFire, NeuronArray, WinnerTakeAll};
 pub use presets::Preset;
 pub use pulsed::{PulsedArray, PulsedCell};
