@@ -69,7 +69,8 @@ pub struct Preset {
     /// Output ADC (default: aihwkit forward IO, 9 bits over ±12, σ = 0.06).
     #[serde(default)]
     pub adc: Adc,
-    /// Analog hard-sigmoid neurons.
+    /// Neurons: analog hard-sigmoid, or rate-coded integrate-and-fire with `kind = "spiking"`
+    /// (keys `window`, `threshold`, `leak`, `phase`; see [`crate::neurons`]).
     #[serde(default)]
     pub neuron: HardSigmoid,
     /// Winner-take-all max pooling.
