@@ -788,17 +788,22 @@ impl<B: Backend> Realized<B> {
         };
         let ns = q.child(&format!("neurons{k}")).sub(t);
         let per = be.shape(&a)[1..].iter().product::<usize>().max(1);
-        let z = host_map(be, &a, |i, v| {
-            let j = i % per;
-            let g = nr.gain.as_ref().map_or(1.0, |g| g[j]);
-            let o = nr.offset.as_ref().map_or(0.0, |o| o[j]);
-            let n = if nr.noise_std > 0.0 {
-                nr.noise_std / slope * ns.normal(i as u64)
-            } else {
-                0.0
-            };
-            g * (v + o) + n
-        })?;
+        let exact_z = nr.gain.is_none() && nr.offset.is_none() && nr.noise_std == 0.0;
+        let z = if exact_z {
+            a
+        } else {
+            host_map(be, &a, |i, v| {
+                let j = i % per;
+                let g = nr.gain.as_ref().map_or(1.0, |g| g[j]);
+                let o = nr.offset.as_ref().map_or(0.0, |o| o[j]);
+                let n = if nr.noise_std > 0.0 {
+                    nr.noise_std / slope * ns.normal(i as u64)
+                } else {
+                    0.0
+                };
+                g * (v + o) + n
+            })?
+        };
         let y = if let Some((sp, (s, b))) = &nr.spiking {
             self.spike(be, &nr.spikes, sp, (*s, *b), &z, &ns.child("phase"))?
         } else if nr.act == Act::Identity {
