@@ -246,6 +246,19 @@ fn preset_neuron_kind_and_spiking_keys_are_settable() {
         assert!(e.contains(what), "{k}={v}: {e}");
         assert_eq!(p, before, "{k}={v} changed the preset");
     }
+    // Scaling the non-idealities scales the leak; at 0 the neurons are analog again.
+    let mut half = p.clone();
+    half.scale_nonidealities(0.5).unwrap();
+    assert_eq!(
+        (half.neuron.kind, half.neuron.leak),
+        (NeuronKind::Spiking, 0.025)
+    );
+    let mut off = p.clone();
+    off.scale_nonidealities(0.0).unwrap();
+    assert_eq!(
+        (off.neuron.kind, off.neuron.leak),
+        (NeuronKind::Analog, 0.0)
+    );
     // The TOML round trip keeps the spiking table.
     let back = Preset::from_toml(&p.to_toml().unwrap(), "round trip").unwrap();
     assert_eq!(back, p);
