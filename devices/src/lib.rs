@@ -17,8 +17,9 @@
 //!   variation), ECRAM presets.
 //! * [`converters`]: DAC and ADC (bits over a symmetric range, clipping, additive noise), defaults of
 //!   aihwkit's forward `IOParameters`.
-//! * [`neurons`]: analog hard-sigmoid with gain/offset spread and noise; winner-take-all max pool and
-//!   average pool.
+//! * [`neurons`]: analog hard-sigmoid with gain/offset spread and noise, rate-coded
+//!   integrate-and-fire spiking neurons ([`IntegrateFire`]); winner-take-all max pool and average
+//!   pool.
 //! * [`irdrop`]: IR drop on a tile: reference nodal solve, a fast iterative approximation with an
 //!   a-posteriori error bound, and the tile's exact response matrix in the forward and transposed
 //!   read directions (used by every read of `ep::substrate`).
@@ -75,6 +76,6 @@ pub use cells::{
 };
 pub use converters::{Adc, BoundManagement, Dac, NoiseManagement};
 pub use mapping::ScaleMode;
-pub use neurons::{HardSigmoid, NeuronArray, WinnerTakeAll};
+pub use neurons::{HardSigmoid, IntegrateFire, NeuronArray, WinnerTakeAll};
 pub use presets::Preset;
 pub use pulsed::{PulsedArray, PulsedCell};

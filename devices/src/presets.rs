@@ -19,7 +19,7 @@ use crate::check;
 use crate::converters::{Adc, Dac};
 use crate::irdrop::IrDrop;
 use crate::mapping::ScaleMode;
-use crate::neurons::{HardSigmoid, WinnerTakeAll};
+use crate::neurons::{HardSigmoid, NeuronKind, WinnerTakeAll};
 use crate::pulsed::PulsedCell;
 
 /// Weight-mapping options.
@@ -69,7 +69,8 @@ pub struct Preset {
     /// Output ADC (default: aihwkit forward IO, 9 bits over ±12, σ = 0.06).
     #[serde(default)]
     pub adc: Adc,
-    /// Analog hard-sigmoid neurons.
+    /// Neurons: analog hard-sigmoid, or rate-coded integrate-and-fire with `kind = "spiking"`
+    /// (keys `window`, `threshold`, `leak`, `phase`; see [`crate::neurons`]).
     #[serde(default)]
     pub neuron: HardSigmoid,
     /// Winner-take-all max pooling.
@@ -151,9 +152,9 @@ impl Preset {
 
     /// Multiply every non-ideality by `s ≥ 0`: noise scales and spreads, fault probabilities, drift,
     /// the PCM accumulated read noise, DAC/ADC noise, neuron and comparator spreads, wire
-    /// resistances, the update device's variations, asymmetry and step nonlinearity (γ). At `s = 0`
-    /// the discrete non-idealities are switched off too (DAC/ADC quantization and clipping, RRAM
-    /// levels), so the preset then behaves exactly like the ideal device with the same conductance
+    /// resistances, the spiking neurons' leak, the update device's variations, asymmetry and step
+    /// nonlinearity (γ). At `s = 0` the discrete non-idealities are switched off too (DAC/ADC
+    /// quantization and clipping, RRAM levels, spiking neurons become analog), so the preset then behaves exactly like the ideal device with the same conductance
     /// range. (The on/off ratio is kept: it cancels in the differential pair.)
     pub fn scale_nonidealities(&mut self, s: f64) -> Result<()> {
         check::non_negative("preset", "nonideality scale", s)?;
@@ -184,6 +185,11 @@ impl Preset {
         self.neuron.gain_dtod *= s;
         self.neuron.offset_dtod *= s;
         self.neuron.noise_std *= s;
+        self.neuron.leak *= s;
+        if s == 0.0 {
+            // Spike-count quantization is a discrete non-ideality too.
+            self.neuron.kind = NeuronKind::Analog;
+        }
         self.wta.comparator_offset_std *= s;
         self.ir_drop.r_wire_ohm *= s;
         self.ir_drop.r_driver_ohm *= s;

@@ -4,7 +4,10 @@
 //! The compiled netlist is self-contained: weights and biases inline, the preset's cell, mapping,
 //! inference and (when not all zero) IR-drop parameters inline under `devices.dev`, its DAC/ADC as converter parts with their
 //! noise/bound management (the same pair on the forward and the transposed read of every array) and its neuron non-idealities on
-//! every population (the activation itself comes from the model). Names: input `x`, populations
+//! every population (the activation itself comes from the model). With the preset's
+//! `neuron.kind = spiking` every population becomes a spiking one with the preset's window,
+//! threshold, leak and phase, except a linear (identity) output layer, which stays analog; a model
+//! whose activation a spike rate cannot realize is an error. Names: input `x`, populations
 //! `h1..hn`, arrays `syn0..`, readout `readout`, pools `pool{i}`.
 
 use devices::Preset;
@@ -13,8 +16,8 @@ use devices::presets::{InferenceParams, MappingParams};
 use serde::{Deserialize, Serialize};
 use sim::netlist::{
     Converter, ConverterKind, CrossbarArray, Dynamics, Geometry, InputNorm as NetNorm, InputPort,
-    LOGITS, Loaded, NResult, Netlist, NetlistError, NeuronModel, NudgeLoss, PoolKind, PoolPart,
-    Population, ReadPath, TensorRef, TileSize,
+    LOGITS, Loaded, NResult, Netlist, NetlistError, NeuronKind, NeuronModel, NudgeLoss, PoolKind,
+    PoolPart, Population, ReadPath, TensorRef, TileSize, unit_linear,
 };
 use sim::{Act, Error, Result, Tensor};
 
@@ -186,20 +189,47 @@ pub fn compile(
     }
     preset.validate()?;
     let n = spec.n_layers();
+    let spiking = preset.neuron.kind == NeuronKind::Spiking;
+    if spiking && unit_linear(spec.act).is_none() {
+        return Err(Error::param(
+            "compile",
+            format!(
+                "neuron.kind = spiking: a spike rate realizes only an activation with range \
+                 [0, 1] that is linear between its clamps (hard_sigmoid, my_hard_sig), the model \
+                 uses {:?}",
+                spec.act
+            ),
+        ));
+    }
     let populations: Vec<Population> = (0..n)
-        .map(|k| Population {
-            name: format!("h{}", k + 1),
-            shape: geom.layer_shapes[k].clone(),
-            neuron: NeuronModel {
-                act: if k + 1 == n && !spec.softmax && spec.loss == Loss::CrossEntropy {
-                    Act::Identity
-                } else {
-                    spec.act
+        .map(|k| {
+            let act = if k + 1 == n && !spec.softmax && spec.loss == Loss::CrossEntropy {
+                Act::Identity
+            } else {
+                spec.act
+            };
+            // A linear (identity) output layer stays analog.
+            let spk = spiking && unit_linear(act).is_some();
+            let nn = &preset.neuron;
+            Population {
+                name: format!("h{}", k + 1),
+                shape: geom.layer_shapes[k].clone(),
+                neuron: NeuronModel {
+                    kind: if spk {
+                        NeuronKind::Spiking
+                    } else {
+                        NeuronKind::Analog
+                    },
+                    gain_dtod: nn.gain_dtod,
+                    offset_dtod: nn.offset_dtod,
+                    noise_std: nn.noise_std,
+                    window: spk.then_some(nn.window),
+                    threshold: spk.then_some(nn.threshold),
+                    leak: spk.then_some(nn.leak),
+                    phase: spk.then_some(nn.phase),
+                    ..NeuronModel::analog(act)
                 },
-                gain_dtod: preset.neuron.gain_dtod,
-                offset_dtod: preset.neuron.offset_dtod,
-                noise_std: preset.neuron.noise_std,
-            },
+            }
         })
         .collect();
     let path = ReadPath {

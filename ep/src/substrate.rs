@@ -33,7 +33,12 @@
 //! * **transposed** (columns driven, rows sensed; the feedback term): the pooled-back state through
 //!   its DAC, per output (column) block the partial sum `W_blockᵀ·v` with its read noise, through
 //!   the ADC, summed;
-//! * **neurons**: `y = σ(g·(a + o) + ξ·noise_std/σ')`, with fixed per-neuron gain `g` and offset `o`.
+//! * **neurons**: `y = σ(g·(a + o) + ξ·noise_std/σ')`, with fixed per-neuron gain `g` and offset `o`;
+//!   a spiking population (`kind = "spiking"`, `devices::neurons::IntegrateFire`) instead feeds the
+//!   same argument z as the current `c = s·z + b` (σ(z) = clamp(s·z + b, 0, 1)) to an
+//!   integrate-and-fire neuron for `window` ticks and outputs `spikes / window`; its initial
+//!   potential (random phase) is draw `i` of the step's neuron stream's child `phase`.
+//!   [`Realized::spike_counts`] counts the spikes.
 //!
 //! Every random draw comes from named streams of the realization's seed: `netlist.program`
 //! (per array, per tile), `netlist.neurons` (per population) and `netlist.read` (per query, then
@@ -45,7 +50,9 @@
 //! Gradients ([`Realized::free_phase_bptt`]) are BPTT through the *noisy* trajectory of one query:
 //! the steps are recomputed from checkpoints with the same noise (the draws are counter-based),
 //! pooling switches and activation derivatives are taken at the noisy values, the converters are
-//! straight-through and the additive noises constants.
+//! straight-through and the additive noises constants. Spiking neurons are straight-through too:
+//! the surrogate derivative of the rate is σ'(z)/θ at the noisy argument (the leak and the
+//! discreteness of the count are ignored).
 //!
 //! Not realized yet: winner-take-all comparator offsets, the preset's nominal neuron
 //! transfer curve (the activation comes from the model). On-substrate training (nudged phases
@@ -54,8 +61,8 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use devices::converters::{bound_management_last_reduction, noise_management_scale};
-use devices::{Adc, BoundManagement, CellModel, Dac, NoiseManagement};
-use sim::netlist::{Converter, Loaded, NResult, NetlistError, tiles};
+use devices::{Adc, BoundManagement, CellModel, Dac, IntegrateFire, NoiseManagement};
+use sim::netlist::{Converter, Loaded, NResult, NetlistError, tiles, unit_linear};
 use sim::{Act, Backend, Error, Result, Stream, Tensor};
 
 use crate::compile::{DeviceSpec, model_of};
@@ -114,12 +121,38 @@ struct NeuronRt {
     gain: Option<Vec<f32>>,
     offset: Option<Vec<f32>>,
     noise_std: f32,
+    /// A spiking population: its neuron and σ's linear map `(s, b)` (z ↦ current `s·z + b`).
+    spiking: Option<(IntegrateFire, (f64, f64))>,
+    /// Spikes fired so far (see [`Realized::spike_counts`]).
+    spikes: AtomicU64,
 }
 
 impl NeuronRt {
     fn ideal(&self) -> bool {
-        self.gain.is_none() && self.offset.is_none() && self.noise_std == 0.0
+        self.gain.is_none()
+            && self.offset.is_none()
+            && self.noise_std == 0.0
+            && self.spiking.is_none()
     }
+}
+
+/// The spiking part of a population's neuron model, with its activation's linear map (checked by
+/// the netlist validation; a realization of an unvalidated netlist still gets an error at `path`).
+fn spiking_of(
+    m: &sim::netlist::NeuronModel,
+    path: &str,
+) -> NResult<Option<(IntegrateFire, (f64, f64))>> {
+    let Some(sp) = IntegrateFire::from_netlist(m) else {
+        return Ok(None);
+    };
+    sp.validate().map_err(at(path.to_string()))?;
+    let lin = unit_linear(m.act).ok_or_else(|| {
+        NetlistError::at(
+            format!("{path}.act"),
+            format!("a spiking neuron cannot realize the activation {:?}", m.act),
+        )
+    })?;
+    Ok(Some((sp, lin)))
 }
 
 /// A netlist realized on its devices (see the module doc).
@@ -412,7 +445,7 @@ impl<B: Backend> Realized<B> {
         }
         let neuron_stream = Stream::new(seed, "netlist.neurons");
         let mut neurons = Vec::new();
-        for p in &nl.populations {
+        for (k, p) in nl.populations.iter().enumerate() {
             let n: usize = p.shape.iter().product();
             let s = neuron_stream.child(&p.name);
             let m = &p.neuron;
@@ -424,12 +457,16 @@ impl<B: Backend> Realized<B> {
                         .collect()
                 })
             };
-            stochastic |= m.noise_std > 0.0;
+            let spiking = spiking_of(m, &format!("$.populations[{k}].neuron"))?;
+            stochastic |= m.noise_std > 0.0
+                || spiking.is_some_and(|(sp, _)| sp.phase == devices::neurons::SpikePhase::Random);
             neurons.push(NeuronRt {
                 act: m.act,
                 gain: draw("gain", m.gain_dtod, 1.0),
                 offset: draw("offset", m.offset_dtod, 0.0),
                 noise_std: m.noise_std as f32,
+                spiking,
+                spikes: AtomicU64::new(0),
             });
         }
         let net = EpNet::from_host(be, spec, &eff, &bs).map_err(at("$.arrays".into()))?;
@@ -457,6 +494,15 @@ impl<B: Backend> Realized<B> {
             self.reads.load(Ordering::Relaxed),
             self.rereads.load(Ordering::Relaxed),
         )
+    }
+
+    /// Spikes fired so far per population (0 for analog ones): the energy proxy of spiking
+    /// neurons. Counts every step evaluated, gradient recomputation included.
+    pub fn spike_counts(&self) -> Vec<u64> {
+        self.neurons
+            .iter()
+            .map(|n| n.spikes.load(Ordering::Relaxed))
+            .collect()
     }
 
     /// The read-noise stream of query `query`.
@@ -784,23 +830,58 @@ impl<B: Backend> Realized<B> {
         };
         let ns = q.child(&format!("neurons{k}")).sub(t);
         let per = be.shape(&a)[1..].iter().product::<usize>().max(1);
-        let z = host_map(be, &a, |i, v| {
-            let j = i % per;
-            let g = nr.gain.as_ref().map_or(1.0, |g| g[j]);
-            let o = nr.offset.as_ref().map_or(0.0, |o| o[j]);
-            let n = if nr.noise_std > 0.0 {
-                nr.noise_std / slope * ns.normal(i as u64)
-            } else {
-                0.0
-            };
-            g * (v + o) + n
-        })?;
-        let y = if nr.act == Act::Identity {
+        let exact_z = nr.gain.is_none() && nr.offset.is_none() && nr.noise_std == 0.0;
+        let z = if exact_z {
+            a
+        } else {
+            host_map(be, &a, |i, v| {
+                let j = i % per;
+                let g = nr.gain.as_ref().map_or(1.0, |g| g[j]);
+                let o = nr.offset.as_ref().map_or(0.0, |o| o[j]);
+                let n = if nr.noise_std > 0.0 {
+                    nr.noise_std / slope * ns.normal(i as u64)
+                } else {
+                    0.0
+                };
+                g * (v + o) + n
+            })?
+        };
+        let y = if let Some((sp, (s, b))) = &nr.spiking {
+            self.spike(be, &nr.spikes, sp, (*s, *b), &z, &ns.child("phase"))?
+        } else if nr.act == Act::Identity {
             z.clone()
         } else {
             be.map(&z, nr.act)?
         };
         Ok((y, z))
+    }
+
+    /// Rate outputs of spiking neurons on arguments `z` (current `s·z + b` per tick; element `i`
+    /// starts from draw `i` of `phase`), adding the spikes fired to `counter`.
+    fn spike(
+        &self,
+        be: &B,
+        counter: &AtomicU64,
+        sp: &IntegrateFire,
+        (s, b): (f64, f64),
+        z: &B::Tensor,
+        phase: &Stream,
+    ) -> Result<B::Tensor> {
+        use rayon::prelude::*;
+        let mut h = be.download(z)?;
+        let n: u64 = h
+            .as_slice_mut()
+            .expect("standard layout")
+            .par_iter_mut()
+            .enumerate()
+            .map(|(i, v)| {
+                let k = sp.spikes(s * *v as f64 + b, sp.initial_potential(phase, i as u64));
+                *v = sp.rate(k);
+                k as u64
+            })
+            .sum();
+        counter.fetch_add(n, Ordering::Relaxed);
+        be.upload(&h)
     }
 
     /// The read of the input by the first array when it is deterministic (reused by every step).
@@ -1024,6 +1105,13 @@ impl<B: Backend> Realized<B> {
                         gk.clone()
                     } else {
                         be.map_grad(&aux.z[k], gk, nr.act)?
+                    };
+                    // Spiking: σ' is the straight-through surrogate of the rate (slope 1/θ).
+                    let d = match &nr.spiking {
+                        Some((sp, _)) if sp.threshold != 1.0 => {
+                            be.scale(&d, (1.0 / sp.threshold) as f32)?
+                        }
+                        _ => d,
                     };
                     Some(match &nr.gain {
                         None => d,

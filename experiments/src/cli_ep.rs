@@ -66,7 +66,8 @@ pub struct EvalArgs {
     /// realized on simulated hardware, programmed from --seed).
     #[arg(long, default_value = "digital", value_name = "SUBSTRATE")]
     pub substrate: String,
-    /// Preset overrides for netlist substrates, e.g. --set read_noise_scale=0.5,t_inference=3600.
+    /// Preset overrides for netlist substrates, e.g. --set read_noise_scale=0.5,t_inference=3600
+    /// or neuron.kind=spiking,neuron.window=32 (spiking neurons).
     #[arg(long, value_delimiter = ',', value_name = "KEY=VALUE")]
     pub set: Vec<String>,
     /// Physical array size ROWSxCOLS for netlist substrates.

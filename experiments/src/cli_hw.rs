@@ -44,7 +44,8 @@ pub struct CompileArgs {
     #[arg(long, value_name = "PRESET|TOML")]
     pub device: String,
     /// Preset overrides, e.g. --set read_noise_scale=0.5,t_inference=3600 (nonideality_scale=s
-    /// scales every non-ideality).
+    /// scales every non-ideality; neuron.kind=spiking,neuron.window=32 makes the neurons
+    /// rate-coded integrate-and-fire ones).
     #[arg(long, value_delimiter = ',', value_name = "KEY=VALUE")]
     pub set: Vec<String>,
     /// Physical array size ROWSxCOLS.

@@ -102,6 +102,10 @@ pub struct NetlistClassifier {
     /// For reports, e.g. `netlist:pcm`.
     pub label: String,
     queries: AtomicU64,
+    /// Images through `logits` (free phases for predictions).
+    images: AtomicU64,
+    /// Images through `loss_grad` (free phases with BPTT recomputation).
+    grad_images: AtomicU64,
 }
 
 impl NetlistClassifier {
@@ -127,6 +131,8 @@ impl NetlistClassifier {
             t_attack: t,
             label: label.to_string(),
             queries: AtomicU64::new(0),
+            images: AtomicU64::new(0),
+            grad_images: AtomicU64::new(0),
         })
     }
 
@@ -137,11 +143,25 @@ impl NetlistClassifier {
 
 impl Classifier for NetlistClassifier {
     /// The label and settings; once reads were made through converters with bound management,
-    /// also the share of re-reads.
+    /// also the share of re-reads; with spiking neurons, the spikes fired (per image and step when
+    /// only predictions were made).
     fn describe(&self) -> String {
         let (reads, rereads) = self.real.read_counts();
+        let spikes: u64 = self.real.spike_counts().iter().sum();
+        let images = self.images.load(Ordering::Relaxed);
+        let spiking = if spikes == 0 {
+            String::new()
+        } else if images > 0 && self.grad_images.load(Ordering::Relaxed) == 0 {
+            let per = spikes as f64 / images as f64;
+            format!(
+                ", spiking neurons: {spikes} spikes, {per:.0} per image, {:.0} per image and step",
+                per / self.t_predict.max(1) as f64
+            )
+        } else {
+            format!(", spiking neurons: {spikes} spikes")
+        };
         format!(
-            "EP on {} ({} synapses, T_predict {}, T_attack {}{}{})",
+            "EP on {} ({} synapses, T_predict {}, T_attack {}{}{}{spiking})",
             self.label,
             self.real.net.spec.n_synapses(),
             self.t_predict,
@@ -170,6 +190,8 @@ impl Classifier for NetlistClassifier {
     fn logits(&self, x: &Tensor) -> Result<Tensor> {
         let be = Cpu;
         let q = self.next_query();
+        self.images
+            .fetch_add(x.shape()[0] as u64, Ordering::Relaxed);
         let xn = self.norm.forward(x)?;
         let st = self.real.free_phase(&be, &xn, self.t_predict, q)?;
         Ok(be.download(&self.real.logits(&be, &st, q, self.t_predict as u64)?)?)
@@ -177,6 +199,8 @@ impl Classifier for NetlistClassifier {
     fn loss_grad(&self, x: &Tensor, loss: LossFn<'_>) -> Result<(Tensor, Tensor)> {
         let be = Cpu;
         let q = self.next_query();
+        self.grad_images
+            .fetch_add(x.shape()[0] as u64, Ordering::Relaxed);
         let xn = self.norm.forward(x)?;
         let mut err: Option<anyhow::Error> = None;
         let r = self

@@ -204,3 +204,96 @@ fn compile_check_eval_export() {
         ExitCode::SUCCESS
     );
 }
+
+/// Spiking neurons from the command line: `--set neuron.kind=spiking,neuron.window=N` on compile
+/// and eval, `netlist check` of a spiking netlist and of broken spiking parameters.
+#[test]
+fn spiking_neurons_from_the_cli() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let ckpt = d.join("m.safetensors");
+    write_model(&tiny_net(), &ckpt);
+    write_tiny_cifar(&d.join("test.bin"), 16, 2);
+    let data = format!("cifar10:{}:test", d.join("test.bin").display());
+    let net_json = d.join("net.json");
+    assert_eq!(
+        epsim(&[
+            "compile",
+            "--model",
+            s(&ckpt),
+            "--device",
+            "ideal",
+            "--set",
+            "neuron.kind=spiking,neuron.window=8,neuron.phase=half",
+            "-o",
+            s(&net_json)
+        ]),
+        ExitCode::SUCCESS
+    );
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&net_json).unwrap()).unwrap();
+    for p in v["populations"].as_array().unwrap() {
+        assert_eq!(p["neuron"]["kind"], "spiking");
+        assert_eq!(p["neuron"]["window"], 8);
+        assert_eq!(p["neuron"]["phase"], "half");
+    }
+    assert_eq!(
+        epsim(&["netlist", "check", s(&net_json), "--realize"]),
+        ExitCode::SUCCESS
+    );
+    for (ptr, val, path) in [
+        (
+            "/populations/0/neuron/window",
+            serde_json::json!(0),
+            "$.populations[0].neuron.window",
+        ),
+        (
+            "/populations/0/neuron/leak",
+            serde_json::json!(1.0),
+            "$.populations[0].neuron.leak",
+        ),
+        (
+            "/populations/0/neuron/phase",
+            serde_json::json!("late"),
+            "$.populations[0].neuron.phase",
+        ),
+    ] {
+        let mut b = v.clone();
+        *b.pointer_mut(ptr).unwrap() = val;
+        let bad = d.join("bad.json");
+        std::fs::write(&bad, b.to_string()).unwrap();
+        assert_eq!(
+            epsim(&["netlist", "check", s(&bad)]),
+            ExitCode::FAILURE,
+            "{ptr}"
+        );
+        let e = sim::netlist::Netlist::read(&bad).unwrap_err();
+        assert_eq!(e.path, path, "{e}");
+    }
+    for (set, ok) in [
+        ("neuron.kind=spiking,neuron.window=8", true),
+        ("neuron.kind=spiking,neuron.window=4,neuron.leak=0.1", true),
+        ("neuron.kind=spiking,neuron.window=0", false),
+        ("neuron.kind=pulsing", false),
+    ] {
+        assert_eq!(
+            epsim(&[
+                "eval",
+                "--model",
+                s(&ckpt),
+                "--data",
+                &data,
+                "--substrate",
+                "netlist:ideal",
+                "--set",
+                set,
+            ]),
+            if ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            },
+            "{set}"
+        );
+    }
+}

@@ -94,11 +94,19 @@ pub struct InputPort {
 /// The neuron model of a population: the activation σ of the equations of motion plus the analog
 /// non-idealities of a physical neuron (see `devices::neurons`): y = σ(g·(a + o) + ξ·noise_std/σ'),
 /// g = 1 + gain_dtod·ξ_g and o = offset_dtod·ξ_o fixed per neuron, ξ fresh at every step.
+///
+/// With `kind = "spiking"` the same argument z = g·(a + o) + ξ·noise_std/σ' drives a rate-coded
+/// integrate-and-fire neuron (`devices::neurons::IntegrateFire`) for `window` ticks per step and
+/// y = spikes / window. The spiking parameters (`window`, `threshold`, `leak`, `phase`) are only
+/// allowed with `kind = "spiking"`; absent ones take their defaults (32, 1, 0, `random`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NeuronModel {
     /// Activation (`my_hard_sig`, `hard_sigmoid`, `identity` for a linear output layer, ...).
     pub act: Act,
+    /// Analog (default; absent in older netlists) or spiking.
+    #[serde(default, skip_serializing_if = "NeuronKind::is_analog")]
+    pub kind: NeuronKind,
     /// Relative device-to-device spread of the gain.
     #[serde(default)]
     pub gain_dtod: f64,
@@ -108,6 +116,113 @@ pub struct NeuronModel {
     /// Additive noise σ per evaluation (output units).
     #[serde(default)]
     pub noise_std: f64,
+    /// Spiking: integration ticks per EP step (1..=[`MAX_SPIKE_WINDOW`], default
+    /// [`DEFAULT_SPIKE_WINDOW`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window: Option<u32>,
+    /// Spiking: firing threshold in units of the full-scale charge per tick (> 0, default 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub threshold: Option<f64>,
+    /// Spiking: fraction of the membrane potential lost per tick, in [0, 1) (default 0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub leak: Option<f64>,
+    /// Spiking: the membrane potential at the start of each step (default `random`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<SpikePhase>,
+}
+
+impl NeuronModel {
+    /// An analog neuron with activation `act` and no non-idealities.
+    pub fn analog(act: Act) -> Self {
+        NeuronModel {
+            act,
+            kind: NeuronKind::Analog,
+            gain_dtod: 0.0,
+            offset_dtod: 0.0,
+            noise_std: 0.0,
+            window: None,
+            threshold: None,
+            leak: None,
+            phase: None,
+        }
+    }
+}
+
+/// The kind of a neuron population.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NeuronKind {
+    /// The output is σ of the input.
+    #[default]
+    Analog,
+    /// Rate-coded integrate-and-fire: the output is the spike count in a window of ticks divided
+    /// by the window (see `devices::neurons::IntegrateFire`).
+    Spiking,
+}
+
+impl NeuronKind {
+    /// Whether this is the analog kind (the default).
+    pub fn is_analog(&self) -> bool {
+        *self == NeuronKind::Analog
+    }
+}
+
+/// How the membrane potential of a spiking neuron starts each EP step.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SpikePhase {
+    /// Uniform in (0, threshold), drawn per neuron and step from the seeded per-step stream:
+    /// stochastic rounding, E[y] = σ(z) exactly for the non-leaky neuron.
+    #[default]
+    Random,
+    /// Zero: deterministic, the count is rounded down (mean bias −1/(2·window)).
+    Zero,
+    /// Half the threshold: deterministic, the count is rounded to the nearest integer.
+    Half,
+}
+
+/// Largest spiking window (ticks per step) a netlist may ask for.
+pub const MAX_SPIKE_WINDOW: u32 = 1 << 20;
+
+/// Spiking window of a netlist neuron that does not give one.
+pub const DEFAULT_SPIKE_WINDOW: u32 = 32;
+
+/// `(s, b)` with `act(z) = clamp(s·z + b, 0, 1)` for the activations a rate-coded spiking neuron
+/// can realize (output range [0, 1], linear between the clamps); `None` for the others.
+pub fn unit_linear(act: Act) -> Option<(f64, f64)> {
+    match act {
+        Act::HardSigmoid => Some((1.0, 0.0)),
+        Act::MyHardSig => Some((0.5, 0.0)),
+        Act::Clamp { lo, hi } if lo == 0.0 && hi == 1.0 => Some((1.0, 0.0)),
+        _ => None,
+    }
+}
+
+/// Range checks of the spiking parameters: `Err((field, message))`.
+pub fn check_spiking(
+    window: u32,
+    threshold: f64,
+    leak: f64,
+) -> std::result::Result<(), (&'static str, String)> {
+    if !(1..=MAX_SPIKE_WINDOW).contains(&window) {
+        return Err((
+            "window",
+            format!("out-of-range parameter: {window} (ticks per step, 1..={MAX_SPIKE_WINDOW})"),
+        ));
+    }
+    if !(threshold > 0.0 && threshold.is_finite()) {
+        return Err((
+            "threshold",
+            format!("out-of-range parameter: {threshold} (must be finite and > 0)"),
+        ));
+    }
+    if !(0.0..1.0).contains(&leak) {
+        return Err((
+            "leak",
+            format!("out-of-range parameter: {leak} (fraction lost per tick, in [0, 1))"),
+        ));
+    }
+    Ok(())
 }
 
 /// A population of neurons (one EP layer).
@@ -443,6 +558,75 @@ fn part<T: serde::de::DeserializeOwned>(v: &serde_json::Value, path: &str) -> NR
     serde_json::from_value(v.clone()).map_err(|e| NetlistError::at(path, e.to_string()))
 }
 
+/// Deserialize a population; a bad neuron entry is reported at its field
+/// (`$.populations[1].neuron.window`) rather than at the population.
+fn population(v: &serde_json::Value, path: &str) -> NResult<Population> {
+    part(v, path).map_err(|e| {
+        let Some(n) = v.get("neuron") else { return e };
+        let np = format!("{path}.neuron");
+        if let Some(obj) = n.as_object() {
+            for (k, f) in obj {
+                let fp = format!("{np}.{k}");
+                let r = match k.as_str() {
+                    "act" => part::<Act>(f, &fp).err(),
+                    "kind" => part::<NeuronKind>(f, &fp).err(),
+                    "phase" => part::<SpikePhase>(f, &fp).err(),
+                    "window" => part::<u32>(f, &fp).err(),
+                    "gain_dtod" | "offset_dtod" | "noise_std" | "threshold" | "leak" => {
+                        part::<f64>(f, &fp).err()
+                    }
+                    _ => None,
+                };
+                if let Some(r) = r {
+                    return r;
+                }
+            }
+        }
+        part::<NeuronModel>(n, &np).err().unwrap_or(e)
+    })
+}
+
+/// The spiking parameters of a neuron model: only with `kind = "spiking"`, in range, and an
+/// activation a spike rate can realize.
+fn check_neuron(m: &NeuronModel, path: &str) -> NResult<()> {
+    let given = [
+        ("window", m.window.is_some()),
+        ("threshold", m.threshold.is_some()),
+        ("leak", m.leak.is_some()),
+        ("phase", m.phase.is_some()),
+    ];
+    match m.kind {
+        NeuronKind::Analog => {
+            if let Some((k, _)) = given.iter().find(|(_, g)| *g) {
+                return Err(NetlistError::at(
+                    format!("{path}.{k}"),
+                    format!("`{k}` is a spiking-neuron parameter; it needs `kind` = \"spiking\""),
+                ));
+            }
+            Ok(())
+        }
+        NeuronKind::Spiking => {
+            if unit_linear(m.act).is_none() {
+                return Err(NetlistError::at(
+                    format!("{path}.act"),
+                    format!(
+                        "a spiking neuron's rate realizes only an activation with range [0, 1] \
+                         that is linear between its clamps (hard_sigmoid, my_hard_sig, \
+                         clamp 0..1), not {:?}",
+                        m.act
+                    ),
+                ));
+            }
+            check_spiking(
+                m.window.unwrap_or(DEFAULT_SPIKE_WINDOW),
+                m.threshold.unwrap_or(1.0),
+                m.leak.unwrap_or(0.0),
+            )
+            .map_err(|(k, msg)| NetlistError::at(format!("{path}.{k}"), msg))
+        }
+    }
+}
+
 impl Netlist {
     /// Parse and validate netlist JSON text, loading its tensors; every error names `origin.file`
     /// and a JSON path.
@@ -517,7 +701,7 @@ impl Netlist {
         };
         let populations = each("populations", true)?
             .iter()
-            .map(|(p, v)| part(v, p))
+            .map(|(p, v)| population(v, p))
             .collect::<NResult<_>>()?;
         let arrays = each("arrays", true)?
             .iter()
@@ -762,6 +946,7 @@ impl Netlist {
                     ));
                 }
             }
+            check_neuron(&p.neuron, &format!("{path}.neuron"))?;
         }
         for (i, c) in self.converters.iter().enumerate() {
             let path = format!("$.converters[{i}]");

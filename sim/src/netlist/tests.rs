@@ -289,3 +289,91 @@ fn documented_example_is_valid() {
     assert_eq!(l.netlist.devices.len(), 2);
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[test]
+fn spiking_neurons_parse_validate_and_round_trip() {
+    // Old netlists (no `kind`) are analog and serialize without the spiking fields.
+    let l = check(&sample()).unwrap();
+    assert_eq!(l.netlist.populations[1].neuron.kind, NeuronKind::Analog);
+    assert!(!l.netlist.to_json().contains("\"kind\": \"analog\""));
+    assert!(!l.netlist.to_json().contains("window"));
+    let mut v = sample();
+    v["populations"][1]["neuron"] = serde_json::json!({
+        "act": "my_hard_sig", "kind": "spiking", "window": 16, "threshold": 0.5,
+        "leak": 0.1, "phase": "half", "noise_std": 0.01
+    });
+    v["populations"][0]["neuron"]["kind"] = serde_json::json!("spiking");
+    let l = check(&v).unwrap();
+    let m = &l.netlist.populations[1].neuron;
+    assert_eq!(m.kind, NeuronKind::Spiking);
+    assert_eq!(
+        (m.window, m.threshold, m.leak, m.phase),
+        (Some(16), Some(0.5), Some(0.1), Some(SpikePhase::Half))
+    );
+    // Absent spiking parameters stay absent (defaults applied by the realization).
+    assert_eq!(l.netlist.populations[0].neuron.window, None);
+    let again = check(&serde_json::from_str(&l.netlist.to_json()).unwrap()).unwrap();
+    assert_eq!(again.netlist, l.netlist);
+}
+
+#[test]
+fn spiking_parameter_errors_name_the_field() {
+    let base = || {
+        let mut v = sample();
+        v["populations"][1]["neuron"] =
+            serde_json::json!({"act": "my_hard_sig", "kind": "spiking", "window": 8});
+        v
+    };
+    assert!(check(&base()).is_ok());
+    for (key, val, path, what) in [
+        ("window", serde_json::json!(0), "window", "out-of-range"),
+        ("window", serde_json::json!(-3), "window", "-3"),
+        ("window", serde_json::json!(2.5), "window", "2.5"),
+        (
+            "window",
+            serde_json::json!((1u64 << 20) + 1),
+            "window",
+            "out-of-range",
+        ),
+        ("threshold", serde_json::json!(0.0), "threshold", "> 0"),
+        ("threshold", serde_json::json!("high"), "threshold", "high"),
+        ("leak", serde_json::json!(1.0), "leak", "[0, 1)"),
+        ("leak", serde_json::json!(-0.1), "leak", "[0, 1)"),
+        (
+            "phase",
+            serde_json::json!("sometimes"),
+            "phase",
+            "sometimes",
+        ),
+        ("kind", serde_json::json!("digital"), "kind", "digital"),
+        ("act", serde_json::json!("identity"), "act", "Identity"),
+        ("act", serde_json::json!("my_sigmoid"), "act", "MySigmoid"),
+        ("refractory", serde_json::json!(2), "", "refractory"),
+    ] {
+        let mut v = base();
+        v["populations"][1]["neuron"][key] = val.clone();
+        let e = err(&v);
+        let want = if path.is_empty() {
+            "$.populations[1].neuron".to_string()
+        } else {
+            format!("$.populations[1].neuron.{path}")
+        };
+        assert_eq!(e.path, want, "{key} = {val}: {e}");
+        assert!(e.msg.contains(what), "{key} = {val}: {e}");
+    }
+    // Spiking parameters on an analog neuron are rejected at the parameter.
+    for key in ["window", "threshold", "leak", "phase"] {
+        let mut v = sample();
+        v["populations"][0]["neuron"][key] = if key == "phase" {
+            serde_json::json!("zero")
+        } else {
+            serde_json::json!(0.5)
+        };
+        if key == "window" {
+            v["populations"][0]["neuron"][key] = serde_json::json!(8);
+        }
+        let e = err(&v);
+        assert_eq!(e.path, format!("$.populations[0].neuron.{key}"), "{e}");
+        assert!(e.msg.contains("spiking"), "{e}");
+    }
+}
