@@ -7,6 +7,11 @@
 //! device-to-device spreads, read-noise streams) uses seed `--seed + k`. A run with substrate seed
 //! `s` at level `v` is therefore the same substrate as
 //! `epsim eval --substrate netlist:<device> --set <base>,<param>=<v> --seed s`.
+//!
+//! Resume: results.jsonl is appended one line per suite item as each run finishes. An existing
+//! non-empty results.jsonl is refused unless `--resume` is given; with it, the runs whose every
+//! item is recorded (and whose records match this sweep: parameter, model, image count) are kept
+//! and skipped, a partly recorded run is dropped (its lines removed, atomically) and redone.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -54,9 +59,14 @@ pub struct SweepArgs {
     /// Substrate realizations per level (seeds --seed, --seed + 1, ...).
     #[arg(long, default_value_t = 1, value_name = "N")]
     pub substrate_seeds: usize,
-    /// Output directory: results.jsonl (rewritten), sweep.md, one PNG per suite item.
+    /// Output directory: results.jsonl (one line per item and run, appended as runs finish),
+    /// sweep.md, one PNG per suite item.
     #[arg(long, value_name = "DIR", default_value = "sweep")]
     pub out_dir: PathBuf,
+    /// Continue an interrupted sweep in --out-dir: runs completely recorded in its results.jsonl
+    /// are kept and not rerun; a partly recorded run is redone.
+    #[arg(long)]
+    pub resume: bool,
     /// Free-phase steps for predictions and gradients (default: the model's T1).
     #[arg(long, value_name = "T")]
     pub t_predict: Option<usize>,
@@ -395,6 +405,86 @@ fn run_suite(
     Ok(out)
 }
 
+/// A run of the sweep: `None` for the digital reference, else (level as given, substrate seed).
+type RunKey = Option<(String, u64)>;
+
+/// The completely recorded runs of an earlier invocation in `path` (see the module doc): per run
+/// its (item, accuracy, record) in suite order. `path` is rewritten atomically without the lines of
+/// incomplete runs.
+fn previous_runs(
+    path: &Path,
+    param: &SweepParam,
+    items: &[SuiteItem],
+    model: &str,
+    n: usize,
+) -> Result<BTreeMap<RunKey, Vec<(String, f64, Value)>>> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(BTreeMap::new()),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+    };
+    let ids: Vec<String> = items.iter().map(|i| i.id()).collect();
+    let mut runs: BTreeMap<RunKey, Vec<(String, f64, Value)>> = BTreeMap::new();
+    for (ln, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let at = || format!("{} line {}", path.display(), ln + 1);
+        let v: Value = serde_json::from_str(line).with_context(|| format!("{}: not JSON", at()))?;
+        let field = |k: &str| {
+            v.get(k)
+                .with_context(|| format!("{}: no field {k:?} (not a sweep record?)", at()))
+        };
+        let key = field("sweep_param")?;
+        ensure!(
+            key == &json!(param.key),
+            "{}: the sweep there is over {key}, not {:?}; choose another --out-dir",
+            at(),
+            param.key
+        );
+        ensure!(
+            field("model")? == &json!(model) && field("n")? == &json!(n),
+            "{}: recorded for model {} on {} images, this sweep is {model} on {n}; choose another \
+             --out-dir",
+            at(),
+            field("model")?,
+            field("n")?
+        );
+        let item = field("item")?
+            .as_str()
+            .with_context(|| format!("{}: item is not a string", at()))?
+            .to_string();
+        let acc = field("accuracy")?
+            .as_f64()
+            .with_context(|| format!("{}: accuracy is not a number", at()))?;
+        let run: RunKey = match (field("level_text")?, field("substrate_seed")?) {
+            (Value::Null, Value::Null) => None,
+            (Value::String(l), s) => Some((
+                l.clone(),
+                s.as_u64()
+                    .with_context(|| format!("{}: bad substrate_seed {s}", at()))?,
+            )),
+            (l, s) => anyhow::bail!("{}: bad level {l} / substrate seed {s}", at()),
+        };
+        runs.entry(run).or_default().push((item, acc, v));
+    }
+    // Keep a run only when it holds exactly the suite's items, in order.
+    runs.retain(|_, recs| recs.iter().map(|r| &r.0).eq(ids.iter()));
+    let mut kept = String::new();
+    for recs in runs.values() {
+        for (_, _, v) in recs {
+            kept.push_str(&serde_json::to_string(v)?);
+            kept.push('\n');
+        }
+    }
+    if kept != text {
+        let tmp = path.with_extension("jsonl.tmp");
+        std::fs::write(&tmp, &kept).with_context(|| format!("writing {}", tmp.display()))?;
+        std::fs::rename(&tmp, path).with_context(|| format!("replacing {}", path.display()))?;
+    }
+    Ok(runs)
+}
+
 /// Mean and sample standard deviation (0 for a single value).
 pub fn mean_std(v: &[f64]) -> (f64, f64) {
     let n = v.len().max(1) as f64;
@@ -447,8 +537,34 @@ pub fn sweep(a: &SweepArgs, seed: u64) -> Result<()> {
     std::fs::create_dir_all(&a.out_dir)
         .with_context(|| format!("creating {}", a.out_dir.display()))?;
     let results = a.out_dir.join("results.jsonl");
-    let mut out = std::fs::File::create(&results)
-        .with_context(|| format!("creating {}", results.display()))?;
+    let mut previous = if a.resume {
+        previous_runs(
+            &results,
+            &param,
+            &items,
+            &a.model.display().to_string(),
+            d.len(),
+        )?
+    } else {
+        ensure!(
+            std::fs::metadata(&results).map_or(true, |m| m.len() == 0),
+            "{} exists: pass --resume to continue that sweep, or choose another --out-dir",
+            results.display()
+        );
+        BTreeMap::new()
+    };
+    if !previous.is_empty() {
+        println!(
+            "resuming: {} of the sweep's runs are already recorded in {}",
+            previous.len(),
+            results.display()
+        );
+    }
+    let mut out = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&results)
+        .with_context(|| format!("opening {}", results.display()))?;
     let ctx = Ctx {
         a,
         items: &items,
@@ -464,53 +580,78 @@ pub fn sweep(a: &SweepArgs, seed: u64) -> Result<()> {
     };
     let n_runs = 1 + param.levels.len() * a.substrate_seeds;
     let pb = crate::data::progress(n_runs as u64, "sweep runs");
-    let mut write = |item: &str, level: Value, text: Value, sseed: Value, mut v: Value| {
-        v["item"] = json!(item);
-        v["sweep_param"] = json!(param.key);
-        v["level"] = level;
-        v["level_text"] = text;
-        v["substrate_seed"] = sseed;
-        writeln!(out, "{}", serde_json::to_string(&v)?)
+    // One run's records, appended together once the run is complete.
+    let mut write_run = |recs: &[(String, f64, Value)], level: Value, text: Value, sseed: Value| {
+        let mut lines = String::new();
+        for (item, _, v) in recs {
+            let mut v = v.clone();
+            v["item"] = json!(item);
+            v["sweep_param"] = json!(param.key);
+            v["level"] = level.clone();
+            v["level_text"] = text.clone();
+            v["substrate_seed"] = sseed.clone();
+            lines.push_str(&serde_json::to_string(&v)?);
+            lines.push('\n');
+        }
+        out.write_all(lines.as_bytes())
+            .and_then(|_| out.flush())
             .with_context(|| format!("writing {}", results.display()))
     };
     // The digital reference.
-    let digital = crate::substrate::classifier(
-        Some(net.clone()),
-        "digital",
-        &[],
-        tile,
-        seed,
-        Some(t_predict),
-    )?;
-    let mut reference: BTreeMap<String, f64> = BTreeMap::new();
-    for (item, acc, v) in run_suite(&ctx, digital.as_ref(), "digital")? {
-        write(&item, Value::Null, Value::Null, Value::Null, v)?;
-        reference.insert(item, acc);
-    }
+    let recs = match previous.remove(&None) {
+        Some(r) => r,
+        None => {
+            let digital = crate::substrate::classifier(
+                Some(net.clone()),
+                "digital",
+                &[],
+                tile,
+                seed,
+                Some(t_predict),
+            )?;
+            let r = run_suite(&ctx, digital.as_ref(), "digital")?;
+            write_run(&r, Value::Null, Value::Null, Value::Null)?;
+            r
+        }
+    };
+    let reference: BTreeMap<String, f64> =
+        recs.into_iter().map(|(item, acc, _)| (item, acc)).collect();
     pb.inc(1);
     // accs[level][item] = accuracies over substrate seeds.
     let mut accs: Vec<BTreeMap<String, Vec<f64>>> = vec![BTreeMap::new(); param.levels.len()];
     for (i, preset) in presets.iter().enumerate() {
-        let loaded = compile_model(&net, preset, tile)?;
+        let mut loaded = None;
         let label = format!(
             "netlist:{} --set {base}{}={}",
             a.device, param.key, param.levels[i]
         );
         for k in 0..a.substrate_seeds {
             let sseed = seed.wrapping_add(k as u64);
-            let clf = NetlistClassifier::new(&loaded, sseed, &label, Some(t_predict))
-                .with_context(|| format!("realizing {label} with substrate seed {sseed}"))?;
-            for (item, acc, v) in run_suite(&ctx, &clf, &label)? {
-                write(
-                    &item,
-                    param.level_value(i),
-                    json!(param.levels[i]),
-                    json!(sseed),
-                    v,
-                )?;
+            let recs = match previous.remove(&Some((param.levels[i].clone(), sseed))) {
+                Some(r) => r,
+                None => {
+                    if loaded.is_none() {
+                        loaded = Some(compile_model(&net, preset, tile)?);
+                    }
+                    let l = loaded.as_ref().expect("compiled above");
+                    let clf = NetlistClassifier::new(l, sseed, &label, Some(t_predict))
+                        .with_context(|| {
+                            format!("realizing {label} with substrate seed {sseed}")
+                        })?;
+                    let r = run_suite(&ctx, &clf, &label)?;
+                    write_run(
+                        &r,
+                        param.level_value(i),
+                        json!(param.levels[i]),
+                        json!(sseed),
+                    )?;
+                    tracing::info!("{}", clf.describe());
+                    r
+                }
+            };
+            for (item, acc, _) in recs {
                 accs[i].entry(item).or_default().push(acc);
             }
-            tracing::info!("{}", clf.describe());
             pb.inc(1);
         }
     }

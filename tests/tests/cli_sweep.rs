@@ -14,6 +14,15 @@ fn epsim(args: &[&str]) -> ExitCode {
     experiments::cli::main_with(v)
 }
 
+/// The error of a command line that must fail.
+fn run_err(args: &[&str]) -> String {
+    use clap::Parser;
+    let mut v = vec!["epsim", "--quiet"];
+    v.extend_from_slice(args);
+    let cli = experiments::cli::Cli::try_parse_from(v).expect("parses");
+    format!("{:#}", experiments::cli::run(cli).expect_err("must fail"))
+}
+
 fn s(p: &Path) -> &str {
     p.to_str().unwrap()
 }
@@ -205,6 +214,48 @@ fn sweep_records_parity_table_and_plots() {
         assert!(is_png(&out.join(f)), "{f}");
         assert!(md.contains(f), "{f} not linked");
     }
+
+    // Resume: a second sweep into the same directory is refused without --resume (file untouched);
+    // with it, complete runs are kept (their lines byte for byte) and a partly recorded run redone.
+    let jsonl = out.join("results.jsonl");
+    let full = std::fs::read_to_string(&jsonl).unwrap();
+    assert_ne!(epsim(&argv), ExitCode::SUCCESS);
+    assert_eq!(std::fs::read_to_string(&jsonl).unwrap(), full);
+    let lines: Vec<&str> = full.lines().collect();
+    // digital (3 items) + level 0 seed 5 (3) complete, level 0 seed 6 cut after 1 item.
+    std::fs::write(&jsonl, lines[..7].join("\n") + "\n").unwrap();
+    let mut resumed = args.clone();
+    resumed.push("--resume".into());
+    let argv_r: Vec<&str> = resumed.iter().map(|a| a.as_str()).collect();
+    assert_eq!(epsim(&argv_r), ExitCode::SUCCESS);
+    let after = std::fs::read_to_string(&jsonl).unwrap();
+    let after_lines: Vec<&str> = after.lines().collect();
+    assert_eq!(after_lines.len(), lines.len());
+    for kept in &lines[..6] {
+        assert!(
+            after_lines.contains(kept),
+            "complete run's line lost or rerun: {kept}"
+        );
+    }
+    let key = |r: &serde_json::Value| {
+        format!(
+            "{} {} {} {}",
+            r["item"], r["level_text"], r["substrate_seed"], r["accuracy"]
+        )
+    };
+    let mut want: Vec<String> = recs.iter().map(key).collect();
+    let mut got: Vec<String> = records(&jsonl).iter().map(key).collect();
+    want.sort();
+    got.sort();
+    assert_eq!(
+        got, want,
+        "resumed sweep differs from the uninterrupted one"
+    );
+    assert_eq!(std::fs::read_to_string(out.join("sweep.md")).unwrap(), md);
+    // A corrupt results file is an error naming the file and the line.
+    std::fs::write(&jsonl, format!("{}\n{{not json\n", lines[0])).unwrap();
+    let err = run_err(&argv_r);
+    assert!(err.contains("results.jsonl line 2"), "{err}");
 
     // Categorical levels (any --set key): recorded as text, plotted by index.
     let suite2 = d.join("suite2.toml");
