@@ -482,17 +482,17 @@ impl<B: Backend> Realized<B> {
         };
         let s = q.child(&format!("{}.forward", a.name));
         let conv = i < net.spec.conv.len();
-        let owned;
-        let (rows, m, g, pre) = match cached {
-            Some(c) => (&c.rows, c.m, c.geom, &c.pre),
+        let (acc, reads, rereads, m, g) = match cached {
+            Some(c) => {
+                let (acc, r, rr) = dir.finish(&c.pre, &c.rows, c.m, &s, t);
+                (acc, r, rr, c.m, c.geom)
+            }
             None => {
                 let (rows, m, g) = self.forward_rows(be, inp, i)?;
-                let pre = dir.pre(&rows, m, &s, t);
-                owned = (rows, pre);
-                (&owned.0, m, g, &owned.1)
+                let (acc, r, rr) = dir.read(&rows, m, &s, t);
+                (acc, r, rr, m, g)
             }
         };
-        let (acc, reads, rereads) = dir.finish(pre, rows, m, &s, t);
         self.count(reads, rereads);
         let bias = be.download(&net.biases[i])?;
         let bias = bias.as_slice().expect("standard layout");
@@ -559,8 +559,7 @@ impl<B: Backend> Realized<B> {
             let rows =
                 xbar::nchw_to_rows(u.as_slice().expect("standard layout"), g.n, dir.n_in, g.p());
             let m = g.n * g.p();
-            let pre = dir.pre(&rows, m, &s, t);
-            let (acc, reads, rereads) = dir.finish(&pre, &rows, m, &s, t);
+            let (acc, reads, rereads) = dir.read(&rows, m, &s, t);
             self.count(reads, rereads);
             let gx = g.row2im(&acc, a.wmax);
             be.upload(&sim::tensor(input_shape, gx)?)
@@ -568,8 +567,7 @@ impl<B: Backend> Realized<B> {
             let h = be.download(v)?;
             let m = h.shape()[0];
             let rows = h.as_slice().expect("standard layout");
-            let pre = dir.pre(rows, m, &s, t);
-            let (mut acc, reads, rereads) = dir.finish(&pre, rows, m, &s, t);
+            let (mut acc, reads, rereads) = dir.read(rows, m, &s, t);
             self.count(reads, rereads);
             acc.iter_mut().for_each(|v| *v *= a.wmax);
             be.upload(&sim::tensor(input_shape, acc)?)

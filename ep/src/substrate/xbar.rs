@@ -26,14 +26,17 @@ use super::Io;
 /// Rows of `X` per parallel work item (fixed, so results do not depend on the thread count).
 const CHUNK: usize = 128;
 
-/// The clip-and-quantize curve of a converter, evaluated exactly as
-/// `devices::converters::convert_noiseless` (f64 clip, division by the step, rounding half away
-/// from zero, clamp to the levels) but without libm calls, so it vectorizes.
+/// The clip-and-quantize curve of a converter (`devices::converters`: clip to ±bound, round to
+/// the nearest of the levels spaced `step`, halves away from zero), evaluated in f32 without libm
+/// calls so that it vectorizes: `x·(1/step)` is within an ulp of `x/step`, so a value within about
+/// 1e-5 steps of a midpoint between levels may land on the other neighbour (one level apart) than
+/// `convert_noiseless` gives; every other value converts identically.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Quant {
-    bound: f64,
-    step: f64,
-    half: f64,
+    bound: f32,
+    step: f32,
+    inv_step: f32,
+    half: f32,
     quantize: bool,
 }
 
@@ -44,30 +47,32 @@ impl Quant {
         } else {
             0.0
         };
+        let step = if bits > 0 { 2.0 * bound / steps } else { 1.0 };
         Quant {
-            bound,
-            step: if bits > 0 { 2.0 * bound / steps } else { 1.0 },
-            half: steps / 2.0,
+            bound: bound as f32,
+            step: step as f32,
+            inv_step: (1.0 / step) as f32,
+            half: (steps / 2.0) as f32,
             quantize: bits > 0,
         }
     }
 
     #[inline(always)]
     pub(super) fn convert(&self, x: f32) -> f32 {
-        let x = (x as f64).clamp(-self.bound, self.bound);
+        let x = x.max(-self.bound).min(self.bound);
         if !self.quantize {
-            return x as f32;
+            return x;
         }
-        let v = x / self.step;
-        // Round to nearest even (exact for |v| < 2⁵¹; |v| ≤ half here), then move ties away from 0.
-        const MAGIC: f64 = 6_755_399_441_055_744.0;
+        let v = x * self.inv_step;
+        // Round to nearest even (exact for |v| < 2²²; |v| ≤ half + 1 here), then ties away from 0.
+        const MAGIC: f32 = 12_582_912.0;
         let r = (v + MAGIC) - MAGIC;
         let r = if (v - r).abs() == 0.5 {
-            v + 0.5f64.copysign(v)
+            v + 0.5f32.copysign(v)
         } else {
             r
         };
-        (r.clamp(-self.half, self.half) * self.step) as f32
+        r.max(-self.half).min(self.half) * self.step
     }
 }
 
@@ -76,7 +81,8 @@ impl Quant {
 struct Conv {
     q: Quant,
     noise: f32,
-    bound: f64,
+    /// The saturation threshold of bound management (as f32).
+    bound: f32,
 }
 
 impl Conv {
@@ -84,14 +90,14 @@ impl Conv {
         Conv {
             q: Quant::new(d.bits, d.bound),
             noise: d.noise_std as f32,
-            bound: d.bound,
+            bound: d.bound as f32,
         }
     }
     fn adc(a: &Adc) -> Self {
         Conv {
             q: Quant::new(a.bits, a.bound),
             noise: a.noise_std as f32,
-            bound: a.bound,
+            bound: a.bound as f32,
         }
     }
 }
@@ -123,6 +129,28 @@ pub(super) struct Pre {
     alpha: Vec<Vec<f32>>,
     y: Vec<Vec<f32>>,
     sd: Vec<Option<Vec<f32>>>,
+}
+
+/// What one chunk of [`Dir::pre`] reads.
+#[derive(Clone, Copy)]
+struct PreCtx<'a> {
+    blk: &'a InBlock,
+    x: &'a [f32],
+    r0: usize,
+    ns: &'a Stream,
+}
+
+/// What one chunk of [`Dir::finish`] reads.
+#[derive(Clone, Copy)]
+struct ChunkCtx<'a> {
+    pre: Option<&'a Pre>,
+    x: &'a [f32],
+    r0: usize,
+    s: &'a Stream,
+    t: u64,
+    adc_s: &'a [Stream],
+    w_s: &'a [Stream],
+    dac_s: &'a [Stream],
 }
 
 /// A sub-stream for draws of `what` of input block `b`, bound-management round `k`, step `t`.
@@ -196,7 +224,7 @@ impl Dir {
 
     /// `xs` (one row's block slice) divided by `scale` through the DAC into `out`; the DAC noise of
     /// element `j` is draw `base + j` of `ns`.
-    #[inline]
+    #[inline(always)]
     fn dac_row(&self, xs: &[f32], scale: f32, ns: &Stream, base: u64, out: &mut [f32]) {
         match &self.dac {
             None => {
@@ -219,103 +247,160 @@ impl Dir {
         }
     }
 
+    /// The noise-management scale of one row's block slice (0: an all-zero vector that reads
+    /// exactly zero, aihwkit's short cut, only with a noise-free DAC).
+    #[inline(always)]
+    fn nm_scale(&self, xs: &[f32]) -> f32 {
+        let v = match self.io.nm {
+            NoiseManagement::None => return 1.0,
+            NoiseManagement::AbsMax => {
+                // As `noise_management_scale`, written so that it vectorizes.
+                let mut m = 0.0f32;
+                for v in xs {
+                    let a = v.abs();
+                    m = if a > m { a } else { m };
+                }
+                if self.io.nm_thres > 0.0 {
+                    m.min(self.io.nm_thres as f32)
+                } else {
+                    m
+                }
+            }
+            nm => noise_management_scale(nm, self.io.nm_thres, xs),
+        };
+        if v > 0.0 {
+            v
+        } else if self.pre_is_random() {
+            1.0
+        } else {
+            0.0
+        }
+    }
+
     /// DAC and block GEMMs of round 0 for the `m` rows of `x` (`[m, n_in]`) at step `t`.
     pub(super) fn pre(&self, x: &[f32], m: usize, s: &Stream, t: u64) -> Pre {
         debug_assert_eq!(x.len(), m * self.n_in);
-        let (n_in, n_out) = (self.n_in, self.n_out);
-        let dac_noisy = self.pre_is_random();
+        let n_out = self.n_out;
         let mut pre = Pre {
             alpha: Vec::new(),
             y: Vec::new(),
             sd: Vec::new(),
         };
         for (b, blk) in self.blocks.iter().enumerate() {
-            let (lo, hi) = (blk.lo, blk.hi);
-            let nb = hi - lo;
-            let mut alpha = vec![1.0f32; m];
-            if self.io.nm != NoiseManagement::None {
-                alpha.par_iter_mut().enumerate().for_each(|(r, a)| {
-                    let v = noise_management_scale(
-                        self.io.nm,
-                        self.io.nm_thres,
-                        &x[r * n_in + lo..r * n_in + hi],
-                    );
-                    // aihwkit's short cut: an all-zero vector (noise-free DAC) reads exactly zero.
-                    *a = if v > 0.0 {
-                        v
-                    } else if dac_noisy {
-                        1.0
-                    } else {
-                        0.0
-                    };
-                });
-            }
             let ns = round_stream(s, "dac", b, 0, t);
+            let mut alpha = vec![1.0f32; m];
             let mut y = vec![0.0f32; m * n_out];
             let mut sd = blk.s2.as_ref().map(|_| vec![0.0f32; m * n_out]);
-            let run = |c: usize, yc: &mut [f32], sdc: Option<&mut [f32]>| {
-                let r0 = c * CHUNK;
-                let rows: Vec<usize> = (r0..(r0 + yc.len() / n_out.max(1)))
-                    .filter(|&r| alpha[r] != 0.0)
-                    .collect();
-                let na = rows.len();
-                if na == 0 || nb == 0 || n_out == 0 {
+            let step = CHUNK * n_out.max(1);
+            let run = |c: usize, al: &mut [f32], yc: &mut [f32], sdc: Option<&mut [f32]>| {
+                let ctx = PreCtx {
+                    blk,
+                    x,
+                    r0: c * CHUNK,
+                    ns: &ns,
+                };
+                #[cfg(target_arch = "x86_64")]
+                if sim::simd::has_avx2_fma() {
+                    // SAFETY: the CPU supports AVX2 and FMA (checked at run time).
+                    unsafe { self.pre_chunk_avx2(&ctx, al, yc, sdc) };
                     return;
                 }
-                let mut xq = vec![0.0f32; na * nb];
-                for (j, &r) in rows.iter().enumerate() {
-                    self.dac_row(
-                        &x[r * n_in + lo..r * n_in + hi],
-                        alpha[r],
-                        &ns,
-                        (r * n_in + lo) as u64,
-                        &mut xq[j * nb..(j + 1) * nb],
-                    );
-                }
-                let g = Gemm {
-                    m: na,
-                    n: n_out,
-                    k: nb,
-                    trans_a: false,
-                    trans_b: true,
-                };
-                let mut out = vec![0.0f32; na * n_out];
-                sgemm_par(g, 1.0, &xq, &blk.w, 0.0, &mut out, Par::Seq).expect("block GEMM sizes");
-                for (j, &r) in rows.iter().enumerate() {
-                    let d = (r - r0) * n_out;
-                    yc[d..d + n_out].copy_from_slice(&out[j * n_out..(j + 1) * n_out]);
-                }
-                if let (Some(s2), Some(sdc)) = (&blk.s2, sdc) {
-                    xq.iter_mut().for_each(|v| *v *= *v);
-                    sgemm_par(g, 1.0, &xq, s2, 0.0, &mut out, Par::Seq).expect("block GEMM sizes");
-                    for (j, &r) in rows.iter().enumerate() {
-                        let d = (r - r0) * n_out;
-                        for (o, v) in sdc[d..d + n_out]
-                            .iter_mut()
-                            .zip(&out[j * n_out..(j + 1) * n_out])
-                        {
-                            *o = v.max(0.0).sqrt();
-                        }
-                    }
-                }
+                self.pre_chunk(&ctx, al, yc, sdc)
             };
-            let step = CHUNK * n_out.max(1);
             match &mut sd {
-                None => y
-                    .par_chunks_mut(step)
+                None => alpha
+                    .par_chunks_mut(CHUNK)
+                    .zip(y.par_chunks_mut(step))
                     .enumerate()
-                    .for_each(|(c, yc)| run(c, yc, None)),
-                Some(sd) => y
-                    .par_chunks_mut(step)
-                    .zip(sd.par_chunks_mut(step))
+                    .for_each(|(c, (al, yc))| run(c, al, yc, None)),
+                Some(sd) => alpha
+                    .par_chunks_mut(CHUNK)
+                    .zip(y.par_chunks_mut(step).zip(sd.par_chunks_mut(step)))
                     .enumerate()
-                    .for_each(|(c, (yc, sdc))| run(c, yc, Some(sdc))),
+                    .for_each(|(c, (al, (yc, sdc)))| run(c, al, yc, Some(sdc))),
             }
             pre.alpha.push(alpha);
             pre.y.push(y);
             pre.sd.push(sd);
         }
         pre
+    }
+
+    /// [`Dir::pre_chunk`] compiled for AVX2 (same operations, same bits).
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    fn pre_chunk_avx2(
+        &self,
+        ctx: &PreCtx<'_>,
+        al: &mut [f32],
+        yc: &mut [f32],
+        sdc: Option<&mut [f32]>,
+    ) {
+        self.pre_chunk(ctx, al, yc, sdc)
+    }
+
+    /// [`Dir::pre`] of one block on the rows `r0..r0 + al.len()`: scales into `al`, pre-ADC sums
+    /// into `yc` (zero rows untouched), read-noise σ into `sdc`.
+    #[inline(always)]
+    fn pre_chunk(&self, ctx: &PreCtx<'_>, al: &mut [f32], yc: &mut [f32], sdc: Option<&mut [f32]>) {
+        let PreCtx { blk, x, r0, ns } = *ctx;
+        let (n_in, n_out) = (self.n_in, self.n_out);
+        let (lo, hi) = (blk.lo, blk.hi);
+        let nb = hi - lo;
+        for (j, a) in al.iter_mut().enumerate() {
+            let r = r0 + j;
+            *a = self.nm_scale(&x[r * n_in + lo..r * n_in + hi]);
+        }
+        let rows: Vec<usize> = (0..al.len()).filter(|&j| al[j] != 0.0).collect();
+        let na = rows.len();
+        if na == 0 || nb == 0 || n_out == 0 {
+            return;
+        }
+        let mut xq = vec![0.0f32; na * nb];
+        for (i, &j) in rows.iter().enumerate() {
+            let r = r0 + j;
+            self.dac_row(
+                &x[r * n_in + lo..r * n_in + hi],
+                al[j],
+                ns,
+                (r * n_in + lo) as u64,
+                &mut xq[i * nb..(i + 1) * nb],
+            );
+        }
+        let g = Gemm {
+            m: na,
+            n: n_out,
+            k: nb,
+            trans_a: false,
+            trans_b: true,
+        };
+        let dense = na * n_out == yc.len();
+        let mut out = if dense {
+            Vec::new()
+        } else {
+            vec![0.0f32; na * n_out]
+        };
+        if dense {
+            sgemm_par(g, 1.0, &xq, &blk.w, 0.0, yc, Par::Seq).expect("block GEMM sizes");
+        } else {
+            sgemm_par(g, 1.0, &xq, &blk.w, 0.0, &mut out, Par::Seq).expect("block GEMM sizes");
+            for (i, &j) in rows.iter().enumerate() {
+                yc[j * n_out..(j + 1) * n_out].copy_from_slice(&out[i * n_out..(i + 1) * n_out]);
+            }
+        }
+        if let (Some(s2), Some(sdc)) = (&blk.s2, sdc) {
+            out.resize(na * n_out, 0.0);
+            xq.iter_mut().for_each(|v| *v *= *v);
+            sgemm_par(g, 1.0, &xq, s2, 0.0, &mut out, Par::Seq).expect("block GEMM sizes");
+            for (i, &j) in rows.iter().enumerate() {
+                for (o, v) in sdc[j * n_out..(j + 1) * n_out]
+                    .iter_mut()
+                    .zip(&out[i * n_out..(i + 1) * n_out])
+                {
+                    *o = v.max(0.0).sqrt();
+                }
+            }
+        }
     }
 
     /// Per-read noise, ADC and bound management of a read prepared by [`Dir::pre`] on the same
@@ -329,7 +414,25 @@ impl Dir {
         s: &Stream,
         t: u64,
     ) -> (Vec<f32>, u64, u64) {
-        let (n_in, n_out) = (self.n_in, self.n_out);
+        self.run(Some(pre), x, m, s, t)
+    }
+
+    /// The whole read of the `m` rows of `x` (`[m, n_in]`) at step `t`: [`Dir::pre`] and
+    /// [`Dir::finish`] fused chunk by chunk (the same arithmetic, so the same result, without the
+    /// full-size intermediate arrays).
+    pub(super) fn read(&self, x: &[f32], m: usize, s: &Stream, t: u64) -> (Vec<f32>, u64, u64) {
+        self.run(None, x, m, s, t)
+    }
+
+    fn run(
+        &self,
+        pre: Option<&Pre>,
+        x: &[f32],
+        m: usize,
+        s: &Stream,
+        t: u64,
+    ) -> (Vec<f32>, u64, u64) {
+        let n_out = self.n_out;
         let mut acc = vec![0.0f32; m * n_out];
         if n_out == 0 {
             return (acc, 0, 0);
@@ -339,83 +442,161 @@ impl Dir {
             .map(|b| round_stream(&s.child("adc"), "noise", b, 0, t))
             .collect();
         let w_s: Vec<Stream> = (0..nblk).map(|b| round_stream(s, "w", b, 0, t)).collect();
-        let last_r = self.io.last_r;
+        let dac_s: Vec<Stream> = (0..nblk).map(|b| round_stream(s, "dac", b, 0, t)).collect();
         let (reads, rereads) = acc
             .par_chunks_mut(CHUNK * n_out)
             .enumerate()
             .map(|(c, ac)| {
-                let r0 = c * CHUNK;
-                let (mut reads, mut rereads) = (0u64, 0u64);
-                let mut nz = vec![0.0f32; n_out];
-                let mut rz = vec![0.0f32; n_out];
-                let mut q = vec![0.0f32; n_out];
-                let mut sat_any: Vec<(usize, usize)> = Vec::new();
-                for (b, blk) in self.blocks.iter().enumerate() {
-                    let alpha = &pre.alpha[b];
-                    for (j, a) in ac.chunks_mut(n_out).enumerate() {
-                        let r = r0 + j;
-                        let al = alpha[r];
-                        if al == 0.0 {
-                            continue;
-                        }
-                        let y = &pre.y[b][r * n_out..(r + 1) * n_out];
-                        let base = (r * n_out) as u64;
-                        let sd = pre.sd[b].as_ref().map(|v| &v[r * n_out..(r + 1) * n_out]);
-                        if let Some(sd) = sd {
-                            w_s[b].fill_normal_fast(base, &mut rz);
-                            q.iter_mut()
-                                .zip(y.iter().zip(sd.iter().zip(&rz)))
-                                .for_each(|(q, (&y, (&sd, &z)))| *q = y + sd * z);
-                        } else {
-                            q.copy_from_slice(y);
-                        }
-                        sat_any.clear();
-                        if let Some(adc) = &self.adc {
-                            if adc.noise > 0.0 {
-                                adc_s[b].fill_normal_fast(base, &mut nz);
-                                q.iter_mut()
-                                    .zip(&nz)
-                                    .for_each(|(q, &z)| *q += adc.noise * z);
-                            }
-                            for &(o0, o1) in &self.outs {
-                                let sat = q[o0..o1]
-                                    .iter()
-                                    .fold(false, |s, &v| s | ((v as f64).abs() > adc.bound));
-                                if sat && last_r > 1 {
-                                    sat_any.push((o0, o1));
-                                }
-                                q[o0..o1].iter_mut().for_each(|v| *v = adc.q.convert(*v));
-                            }
-                        }
-                        reads += self.outs.len() as u64;
-                        // Tiles that saturated are replaced by their bound-management result.
-                        for &(o0, o1) in &sat_any {
-                            let (n, rr) = self.reread(
-                                blk,
-                                b,
-                                &x[r * n_in..(r + 1) * n_in],
-                                r,
-                                al,
-                                (o0, o1),
-                                s,
-                                t,
-                                &mut q[o0..o1],
-                            );
-                            reads += n;
-                            rereads += n;
-                            q[o0..o1].iter_mut().for_each(|v| *v *= rr as f32);
-                        }
-                        if al == 1.0 {
-                            a.iter_mut().zip(&q).for_each(|(a, &v)| *a += v);
-                        } else {
-                            a.iter_mut().zip(&q).for_each(|(a, &v)| *a += v * al);
-                        }
-                    }
+                let ctx = ChunkCtx {
+                    pre,
+                    x,
+                    r0: c * CHUNK,
+                    s,
+                    t,
+                    adc_s: &adc_s,
+                    w_s: &w_s,
+                    dac_s: &dac_s,
+                };
+                #[cfg(target_arch = "x86_64")]
+                if sim::simd::has_avx2_fma() {
+                    // SAFETY: the CPU supports AVX2 and FMA (checked at run time).
+                    return unsafe { self.finish_chunk_avx2(&ctx, ac) };
                 }
-                (reads, rereads)
+                self.finish_chunk(&ctx, ac)
             })
             .reduce(|| (0, 0), |a, b| (a.0 + b.0, a.1 + b.1));
         (acc, reads, rereads)
+    }
+
+    /// [`Dir::finish_chunk`] compiled for AVX2 (same operations, same bits).
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    fn finish_chunk_avx2(&self, ctx: &ChunkCtx<'_>, ac: &mut [f32]) -> (u64, u64) {
+        self.finish_chunk(ctx, ac)
+    }
+
+    /// [`Dir::finish`] on the rows `r0..` of `ac`: returns (reads, re-reads).
+    #[inline(always)]
+    fn finish_chunk(&self, ctx: &ChunkCtx<'_>, ac: &mut [f32]) -> (u64, u64) {
+        let ChunkCtx {
+            pre,
+            x,
+            r0,
+            s,
+            t,
+            adc_s,
+            w_s,
+            dac_s,
+        } = *ctx;
+        let (n_in, n_out) = (self.n_in, self.n_out);
+        let last_r = self.io.last_r;
+        let (mut reads, mut rereads) = (0u64, 0u64);
+        let rows = ac.len() / n_out;
+        let adc_noisy = self.adc.is_some_and(|a| a.noise > 0.0);
+        let mut nz = vec![0.0f32; if adc_noisy { rows * n_out } else { 0 }];
+        let noisy_w = self.blocks.iter().any(|b| b.s2.is_some());
+        let mut rz = vec![0.0f32; if noisy_w { rows * n_out } else { 0 }];
+        let mut q = vec![0.0f32; n_out];
+        let mut sat_any: Vec<(usize, usize)> = Vec::new();
+        // Chunk-local round-0 results of the fused read.
+        let (mut al_buf, mut y_buf, mut sd_buf) = match pre {
+            Some(_) => (Vec::new(), Vec::new(), Vec::new()),
+            None => (
+                vec![0.0f32; rows],
+                vec![0.0f32; rows * n_out],
+                vec![0.0f32; if noisy_w { rows * n_out } else { 0 }],
+            ),
+        };
+        for (b, blk) in self.blocks.iter().enumerate() {
+            let (alpha, yb, sdb): (&[f32], &[f32], Option<&[f32]>) = match pre {
+                Some(p) => (
+                    &p.alpha[b][r0..r0 + rows],
+                    &p.y[b][r0 * n_out..(r0 + rows) * n_out],
+                    p.sd[b]
+                        .as_ref()
+                        .map(|v| &v[r0 * n_out..(r0 + rows) * n_out]),
+                ),
+                None => {
+                    let pc = PreCtx {
+                        blk,
+                        x,
+                        r0,
+                        ns: &dac_s[b],
+                    };
+                    let sdc = blk.s2.as_ref().map(|_| &mut sd_buf[..]);
+                    self.pre_chunk(&pc, &mut al_buf, &mut y_buf, sdc);
+                    (&al_buf, &y_buf, blk.s2.as_ref().map(|_| &sd_buf[..]))
+                }
+            };
+            // The chunk's draws at once (indices (row, output), as a per-row fill would).
+            if adc_noisy {
+                adc_s[b].fill_normal_fast((r0 * n_out) as u64, &mut nz);
+            }
+            if sdb.is_some() {
+                w_s[b].fill_normal_fast((r0 * n_out) as u64, &mut rz);
+            }
+            for (j, a) in ac.chunks_mut(n_out).enumerate() {
+                let r = r0 + j;
+                let al = alpha[j];
+                if al == 0.0 {
+                    continue;
+                }
+                let y = &yb[j * n_out..(j + 1) * n_out];
+                match sdb {
+                    Some(sd) => {
+                        let sd = &sd[j * n_out..(j + 1) * n_out];
+                        let rz = &rz[j * n_out..(j + 1) * n_out];
+                        for o in 0..n_out {
+                            q[o] = y[o] + sd[o] * rz[o];
+                        }
+                    }
+                    None => q.copy_from_slice(y),
+                }
+                sat_any.clear();
+                if let Some(adc) = &self.adc {
+                    if adc_noisy {
+                        let nz = &nz[j * n_out..(j + 1) * n_out];
+                        for o in 0..n_out {
+                            q[o] += adc.noise * nz[o];
+                        }
+                    }
+                    for &(o0, o1) in &self.outs {
+                        let mut sat = false;
+                        for v in &mut q[o0..o1] {
+                            sat |= v.abs() > adc.bound;
+                            *v = adc.q.convert(*v);
+                        }
+                        if sat && last_r > 1 {
+                            sat_any.push((o0, o1));
+                        }
+                    }
+                }
+                reads += self.outs.len() as u64;
+                // Tiles that saturated are replaced by their bound-management result.
+                for &(o0, o1) in &sat_any {
+                    let (n, red) = self.reread(
+                        blk,
+                        b,
+                        &x[r * n_in..(r + 1) * n_in],
+                        r,
+                        al,
+                        (o0, o1),
+                        s,
+                        t,
+                        &mut q[o0..o1],
+                    );
+                    reads += n;
+                    rereads += n;
+                    q[o0..o1].iter_mut().for_each(|v| *v *= red as f32);
+                }
+                if al == 1.0 {
+                    a.iter_mut().zip(&q).for_each(|(a, &v)| *a += v);
+                } else {
+                    a.iter_mut().zip(&q).for_each(|(a, &v)| *a += v * al);
+                }
+            }
+        }
+        (reads, rereads)
     }
 
     /// Iterative bound management of the saturated vector (row `r`, block `b`, outputs `o0..o1`):
@@ -423,6 +604,7 @@ impl Dir {
     /// round) until nothing saturates or the last allowed reduction. Writes the last conversion
     /// into `q` and returns (re-reads made, its reduction r).
     #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
     fn reread(
         &self,
         blk: &InBlock,
@@ -439,6 +621,7 @@ impl Dir {
         let nb = hi - lo;
         let adc = self.adc.as_ref().expect("bound management needs an ADC");
         let mut xq = vec![0.0f32; nb];
+        let mut xq2 = vec![0.0f32; if blk.s2.is_some() { nb } else { 0 }];
         let mut nz = vec![0.0f32; o1 - o0];
         let mut rz = vec![0.0f32; o1 - o0];
         let base = (r * self.n_out + o0) as u64;
@@ -455,6 +638,9 @@ impl Dir {
                 (r * self.n_in + lo) as u64,
                 &mut xq,
             );
+            if blk.s2.is_some() {
+                xq2.iter_mut().zip(&xq).for_each(|(a, v)| *a = v * v);
+            }
             if adc.noise > 0.0 {
                 round_stream(&s.child("adc"), "noise", b, k, t).fill_normal_fast(base, &mut nz);
             }
@@ -463,15 +649,13 @@ impl Dir {
             }
             let mut sat = false;
             for (j, o) in (o0..o1).enumerate() {
-                let wr = &blk.w[o * nb..(o + 1) * nb];
-                let mut y = wr.iter().zip(&xq).fold(0.0f32, |a, (w, x)| a + w * x);
+                let mut y = dot(&blk.w[o * nb..(o + 1) * nb], &xq);
                 if let Some(s2) = &blk.s2 {
-                    let sr = &s2[o * nb..(o + 1) * nb];
-                    let var = sr.iter().zip(&xq).fold(0.0f32, |a, (s, x)| a + s * x * x);
+                    let var = dot(&s2[o * nb..(o + 1) * nb], &xq2);
                     y += var.max(0.0).sqrt() * rz[j];
                 }
                 let p = y + adc.noise * nz[j];
-                sat |= (p as f64).abs() > adc.bound;
+                sat |= p.abs() > adc.bound;
                 q[j] = adc.q.convert(p);
             }
             if !sat || red >= self.io.last_r {
@@ -479,6 +663,25 @@ impl Dir {
             }
         }
     }
+}
+
+/// Σ a_i·b_i with 8 interleaved partial sums (a fixed order, so it vectorizes and the result does
+/// not depend on anything but the operands).
+#[inline(always)]
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0.0f32; 8];
+    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
+    let (ra, rb) = (ca.remainder(), cb.remainder());
+    for (x, y) in ca.zip(cb) {
+        for l in 0..8 {
+            acc[l] += x[l] * y[l];
+        }
+    }
+    let mut tail = 0.0f32;
+    for (x, y) in ra.iter().zip(rb) {
+        tail += x * y;
+    }
+    ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7])) + tail
 }
 
 /// Shapes of a conv array's unrolled reads.
@@ -624,6 +827,8 @@ pub(super) fn rows_to_nchw(
 mod tests {
     use super::*;
 
+    /// The f32 curve gives the converter's own level (to f32 rounding of the level), except within
+    /// 1e-4 steps of a midpoint between two levels, where it may give the other neighbour.
     #[test]
     fn quant_matches_the_converter_curve() {
         for (bits, bound) in [
@@ -641,20 +846,29 @@ mod tests {
                 ..Adc::ideal()
             };
             let st = Stream::new(1, "q");
-            let step = a.step().unwrap_or(1.0) as f32;
-            for i in 0..20_000u64 {
+            let step = a.step().unwrap_or(1.0);
+            let mut exact = 0;
+            for i in 0..30_000u64 {
                 let x = match i % 3 {
                     0 => st.normal(i) * 8.0,
-                    // exact ties between levels
-                    1 => (st.below(i, 600) as f32 - 300.0 + 0.5) * step,
-                    _ => (st.below(i, 600) as f32 - 300.0) * step,
+                    // (near) ties between levels
+                    1 => ((st.below(i, 600) as f64 - 300.0 + 0.5) * step) as f32,
+                    _ => ((st.below(i, 600) as f64 - 300.0) * step) as f32,
                 };
-                assert_eq!(
-                    q.convert(x).to_bits(),
-                    a.convert_noiseless(x).to_bits(),
-                    "bits {bits} bound {bound} x {x}"
+                let (got, want) = (q.convert(x), a.convert_noiseless(x));
+                // The same level (an f32 product may round the level itself differently).
+                if ((got - want) as f64).abs() <= 1e-6 * (want as f64).abs() {
+                    exact += 1;
+                    continue;
+                }
+                let v = (x as f64).clamp(-bound, bound) / step;
+                let near_tie = (v - v.trunc()).abs() - 0.5;
+                assert!(
+                    near_tie.abs() < 1e-4 && ((got - want) as f64).abs() <= step * 1.0001,
+                    "bits {bits} bound {bound} x {x}: {got} vs {want}"
                 );
             }
+            assert!(exact > 19_000, "bits {bits}: only {exact} identical");
         }
     }
 }
