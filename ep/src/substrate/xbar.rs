@@ -709,11 +709,21 @@ impl ConvGeom {
         self.ho * self.wo
     }
 
-    /// Visit the input index (within one sample's `[C, H, W]`) of every patch element of output
-    /// position (oh, ow) that lies inside the input: `f(k, input index)`.
-    #[inline]
-    fn patch(&self, oh: usize, ow: usize, mut f: impl FnMut(usize, usize)) {
+    /// The patch of output position (oh, ow) as runs: `f(k, input index, len)` for every
+    /// (channel, kernel row) with the kernel columns `j0..j0 + len` inside the input, where `k` is
+    /// the patch index of (c, i, j0) and the input index (within one sample's `[C, H, W]`) that of
+    /// its first element; consecutive elements of a run are consecutive in both.
+    #[inline(always)]
+    fn patch_runs(&self, oh: usize, ow: usize, mut f: impl FnMut(usize, usize, usize)) {
         let (hw, khw) = (self.h * self.w, self.kh * self.kw);
+        // Kernel columns inside the input: iw = ow·s + j − pad ∈ [0, w).
+        let base = ow * self.stride.1;
+        let j0 = self.pad.1.saturating_sub(base);
+        let j1 = (self.w + self.pad.1).saturating_sub(base).min(self.kw);
+        if j0 >= j1 {
+            return;
+        }
+        let iw0 = base + j0 - self.pad.1;
         for i in 0..self.kh {
             let Some(ih) = (oh * self.stride.0 + i)
                 .checked_sub(self.pad.0)
@@ -721,16 +731,12 @@ impl ConvGeom {
             else {
                 continue;
             };
-            for j in 0..self.kw {
-                let Some(iw) = (ow * self.stride.1 + j)
-                    .checked_sub(self.pad.1)
-                    .filter(|&v| v < self.w)
-                else {
-                    continue;
-                };
-                for ci in 0..self.c {
-                    f(ci * khw + i * self.kw + j, ci * hw + ih * self.w + iw);
-                }
+            for ci in 0..self.c {
+                f(
+                    ci * khw + i * self.kw + j0,
+                    ci * hw + ih * self.w + iw0,
+                    j1 - j0,
+                );
             }
         }
     }
@@ -748,7 +754,11 @@ impl ConvGeom {
                 for oh in 0..self.ho {
                     for ow in 0..self.wo {
                         let row = &mut o[(oh * self.wo + ow) * k..][..k];
-                        self.patch(oh, ow, |kk, ii| row[kk] = xs[ii]);
+                        self.patch_runs(oh, ow, |kk, ii, len| {
+                            for (d, s) in row[kk..kk + len].iter_mut().zip(&xs[ii..ii + len]) {
+                                *d = *s;
+                            }
+                        });
                     }
                 }
             });
@@ -769,7 +779,11 @@ impl ConvGeom {
                 for oh in 0..self.ho {
                     for ow in 0..self.wo {
                         let row = &ys[(oh * self.wo + ow) * k..][..k];
-                        self.patch(oh, ow, |kk, ii| o[ii] += row[kk]);
+                        self.patch_runs(oh, ow, |kk, ii, len| {
+                            for (d, s) in o[ii..ii + len].iter_mut().zip(&row[kk..kk + len]) {
+                                *d += *s;
+                            }
+                        });
                     }
                 }
                 if scale != 1.0 {
