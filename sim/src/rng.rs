@@ -169,11 +169,25 @@ impl Stream {
     /// times faster than [`Stream::fill_normal`], which keeps its libm values for existing users.
     pub fn fill_normal_fast(&self, offset: u64, out: &mut [f32]) {
         #[cfg(target_arch = "x86_64")]
-        if crate::simd::has_avx2_fma() {
-            // SAFETY: the CPU supports AVX2 and FMA (checked at run time).
-            unsafe { self.fill_normal_fast_avx2(offset, out) };
-            return;
+        {
+            if crate::simd::has_avx512() {
+                // SAFETY: the CPU supports AVX-512F/VL/DQ (checked at run time).
+                unsafe { self.fill_normal_fast_avx512(offset, out) };
+                return;
+            }
+            if crate::simd::has_avx2_fma() {
+                // SAFETY: the CPU supports AVX2 and FMA (checked at run time).
+                unsafe { self.fill_normal_fast_avx2(offset, out) };
+                return;
+            }
         }
+        self.fill_normal_fast_impl(offset, out)
+    }
+
+    /// [`Stream::fill_normal_fast`] compiled for AVX-512 (same operations, same bits).
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f,avx512vl,avx512dq,avx2,fma")]
+    fn fill_normal_fast_avx512(&self, offset: u64, out: &mut [f32]) {
         self.fill_normal_fast_impl(offset, out)
     }
 
@@ -187,7 +201,7 @@ impl Stream {
 
     #[inline(always)]
     fn fill_normal_fast_impl(&self, offset: u64, out: &mut [f32]) {
-        const G: usize = 16;
+        const G: usize = 32;
         let mut i = offset;
         let mut pos = 0usize;
         let len = out.len();

@@ -15,3 +15,20 @@ pub fn has_avx2_fma() -> bool {
 pub fn has_avx2_fma() -> bool {
     false
 }
+
+/// Whether the CPU has AVX-512 F, VL and DQ (cached by the standard library after the first call).
+#[cfg(target_arch = "x86_64")]
+#[inline]
+pub fn has_avx512() -> bool {
+    std::arch::is_x86_feature_detected!("avx512f")
+        && std::arch::is_x86_feature_detected!("avx512vl")
+        && std::arch::is_x86_feature_detected!("avx512dq")
+        && has_avx2_fma()
+}
+
+/// Whether the CPU has AVX-512 (never on other architectures).
+#[cfg(not(target_arch = "x86_64"))]
+#[inline]
+pub fn has_avx512() -> bool {
+    false
+}
