@@ -5,27 +5,35 @@
 //! to differential conductance pairs, programmed (programming noise, levels, stuck-at faults), aged
 //! to the inference time (drift, accumulated 1/f noise) and drift-compensated by the `devices`
 //! cell model; the resulting **effective weights** are kept as an [`EpNet`] whose ops (conv with
-//! im2col, linear, pooling) do the crossbar arithmetic — a conv array is read once per output
-//! position with the same programmed cells. Each step of the dynamics then reads every array:
+//! im2col, linear, pooling) give the digital periphery and the exact arrays. Each step of the
+//! dynamics then reads every array. Arrays with converters or per-read noise are read on the host
+//! (module `xbar`) as a set of **input vectors**, each read on its own with the same programmed
+//! cells: one per sample for a dense array; for a conv array one per sample and output position
+//! (unrolled: the forward read drives a K = C_in·kh·kw patch, the transposed read the C_out vector
+//! of the pooled-back state at that position). Per input block of tiles (the tiles' row ranges
+//! forward, their column ranges transposed):
 //!
-//! * **forward** (rows driven, columns sensed): DAC on the source state, per input (row) block of
-//!   tiles the partial sum `W_block·x` plus the per-read conductance noise (output-referred: a
-//!   device noise σ_g on both cells of a pair gives an output noise of variance
-//!   `Σ_i 2 (σ_g/s)² x_i²`, exact in distribution), through the ADC (normalized by the array's
-//!   abs-max weight, the units of `devices::converters`), then summed, plus the digital bias, then
-//!   pooling (first maximum wins);
-//! * **I/O management** (aihwkit's, options of the converter parts, see `devices::converters`):
-//!   noise management divides each sample's input by its scale α (abs-max over the sample's whole
-//!   input of the array) before the DAC and multiplies the result by α; iterative bound management
-//!   re-reads a block for every *vector* (one sample's outputs of the block at one output position)
-//!   that has a value out of the ADC range, with the input divided by r = 2, 4, … (every round its
-//!   own DAC, read and ADC noise draws), keeping per vector the first read that does not saturate
-//!   (or the last one allowed) times r. aihwkit scales per tile and per conv patch; here α is per
-//!   sample and the saturation test spans all the block's columns. [`Realized::read_counts`] counts
-//!   the reads and re-reads;
-//! * **transposed** (columns driven, rows sensed; the feedback term): the pooled-back state through
-//!   its DAC, per output (column) block the partial sum `W_blockᵀ·v` with its read noise, through
-//!   the ADC, summed;
+//! * **noise management** (aihwkit's, per vector and per tile): the vector's block slice is divided
+//!   by its scale α (abs-max of the slice, see `devices::converters`) and the result multiplied by α;
+//!   an all-zero slice reads exactly zero (noise-free DAC);
+//! * **DAC**, then the block's partial sums on its slice only (one GEMM per block over all vectors),
+//!   plus the per-read conductance noise (output-referred: a device noise σ_g on both cells of a pair
+//!   gives an output noise of variance `Σ_i 2 (σ_g/s)² x_i²`, exact in distribution), normalized by
+//!   the array's abs-max weight (the units of `devices::converters`);
+//! * **ADC** per tile (the block's outputs in the tile's sensed range) with its noise; iterative
+//!   **bound management** re-reads a saturated (vector, tile) alone with its input divided by
+//!   r = 2, 4, … (every round its own DAC, read and ADC draws), keeping the first read that does not
+//!   saturate (or the last one allowed) times r; [`Realized::read_counts`] counts these vector reads
+//!   and re-reads;
+//! * the converted partial sums times α·r are added over the blocks (in block order), times the
+//!   abs-max weight. Forward: plus the digital bias, then pooling (first maximum wins). Transposed
+//!   conv: each position's digitized K-vector is summed onto the input grid (col2im) only then.
+//!
+//! The first array's read of the input is the same at every step up to its ADC and read noise when
+//! its DAC is noise-free: its patch rows, scales and pre-ADC sums are computed once per query.
+//! The host kernels run in fixed chunks of rows in parallel, so results do not depend on the thread
+//! count; the Gaussian draws come from `sim::Stream::fill_normal_fast`. Then, per population:
+//!
 //! * **neurons**: `y = σ(g·(a + o) + ξ·noise_std/σ')`, with fixed per-neuron gain `g` and offset `o`.
 //!
 //! Every random draw comes from named streams of the realization's seed: `netlist.program`
@@ -405,8 +413,9 @@ impl<B: Backend> Realized<B> {
     }
 
     /// (vector reads, bound-management re-reads) made so far through converters: a vector is one
-    /// sample's output of one input block of tiles (for a conv, at one output position) in one
-    /// step; reads of exact arrays are not counted. Gradient recomputation counts too.
+    /// input vector's (a sample's, for a conv at one output position) outputs of one tile in one
+    /// step (all-zero vectors under noise management are not read); reads of exact arrays are not
+    /// counted. Gradient recomputation counts too.
     pub fn read_counts(&self) -> (u64, u64) {
         (
             self.reads.load(Ordering::Relaxed),

@@ -153,6 +153,30 @@ struct ChunkCtx<'a> {
     dac_s: &'a [Stream],
 }
 
+thread_local! {
+    /// Per-thread pool of scratch buffers of the chunk kernels.
+    static BUFS: std::cell::RefCell<Vec<Vec<f32>>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// A scratch buffer of `len` elements with unspecified contents (the kernels write every element
+/// they read first), from the thread's pool.
+fn take_buf(len: usize) -> Vec<f32> {
+    let mut v = BUFS.with(|p| p.borrow_mut().pop()).unwrap_or_default();
+    if v.len() < len {
+        v.resize(len, 0.0);
+    } else {
+        v.truncate(len);
+    }
+    v
+}
+
+/// Return a scratch buffer to the thread's pool.
+fn give_buf(v: Vec<f32>) {
+    if v.capacity() > 0 {
+        BUFS.with(|p| p.borrow_mut().push(v));
+    }
+}
+
 /// A sub-stream for draws of `what` of input block `b`, bound-management round `k`, step `t`.
 fn round_stream(s: &Stream, what: &str, b: usize, k: u32, t: u64) -> Stream {
     let base = s.child(what).sub(b as u64);
@@ -356,7 +380,7 @@ impl Dir {
         if na == 0 || nb == 0 || n_out == 0 {
             return;
         }
-        let mut xq = vec![0.0f32; na * nb];
+        let mut xq = take_buf(na * nb);
         for (i, &j) in rows.iter().enumerate() {
             let r = r0 + j;
             self.dac_row(
@@ -375,10 +399,10 @@ impl Dir {
             trans_b: true,
         };
         let dense = na * n_out == yc.len();
-        let mut out = if dense {
+        let mut out = if dense && blk.s2.is_none() {
             Vec::new()
         } else {
-            vec![0.0f32; na * n_out]
+            take_buf(na * n_out)
         };
         if dense {
             sgemm_par(g, 1.0, &xq, &blk.w, 0.0, yc, Par::Seq).expect("block GEMM sizes");
@@ -389,7 +413,6 @@ impl Dir {
             }
         }
         if let (Some(s2), Some(sdc)) = (&blk.s2, sdc) {
-            out.resize(na * n_out, 0.0);
             xq.iter_mut().for_each(|v| *v *= *v);
             sgemm_par(g, 1.0, &xq, s2, 0.0, &mut out, Par::Seq).expect("block GEMM sizes");
             for (i, &j) in rows.iter().enumerate() {
@@ -401,6 +424,8 @@ impl Dir {
                 }
             }
         }
+        give_buf(xq);
+        give_buf(out);
     }
 
     /// Per-read noise, ADC and bound management of a read prepared by [`Dir::pre`] on the same
@@ -493,18 +518,18 @@ impl Dir {
         let (mut reads, mut rereads) = (0u64, 0u64);
         let rows = ac.len() / n_out;
         let adc_noisy = self.adc.is_some_and(|a| a.noise > 0.0);
-        let mut nz = vec![0.0f32; if adc_noisy { rows * n_out } else { 0 }];
+        let mut nz = take_buf(if adc_noisy { rows * n_out } else { 0 });
         let noisy_w = self.blocks.iter().any(|b| b.s2.is_some());
-        let mut rz = vec![0.0f32; if noisy_w { rows * n_out } else { 0 }];
-        let mut q = vec![0.0f32; n_out];
+        let mut rz = take_buf(if noisy_w { rows * n_out } else { 0 });
+        let mut q = take_buf(n_out);
         let mut sat_any: Vec<(usize, usize)> = Vec::new();
         // Chunk-local round-0 results of the fused read.
         let (mut al_buf, mut y_buf, mut sd_buf) = match pre {
             Some(_) => (Vec::new(), Vec::new(), Vec::new()),
             None => (
-                vec![0.0f32; rows],
-                vec![0.0f32; rows * n_out],
-                vec![0.0f32; if noisy_w { rows * n_out } else { 0 }],
+                take_buf(rows),
+                take_buf(rows * n_out),
+                take_buf(if noisy_w { rows * n_out } else { 0 }),
             ),
         };
         for (b, blk) in self.blocks.iter().enumerate() {
@@ -595,6 +620,9 @@ impl Dir {
                     a.iter_mut().zip(&q).for_each(|(a, &v)| *a += v * al);
                 }
             }
+        }
+        for b in [nz, rz, q, al_buf, y_buf, sd_buf] {
+            give_buf(b);
         }
         (reads, rereads)
     }
