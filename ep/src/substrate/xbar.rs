@@ -567,34 +567,54 @@ impl Dir {
                     continue;
                 }
                 let y = &yb[j * n_out..(j + 1) * n_out];
-                match sdb {
-                    Some(sd) => {
-                        let sd = &sd[j * n_out..(j + 1) * n_out];
-                        let rz = &rz[j * n_out..(j + 1) * n_out];
-                        for o in 0..n_out {
-                            q[o] = y[o] + sd[o] * rz[o];
-                        }
-                    }
-                    None => q.copy_from_slice(y),
-                }
+                let sdr = sdb.map(|sd| {
+                    (
+                        &sd[j * n_out..(j + 1) * n_out],
+                        &rz[j * n_out..(j + 1) * n_out],
+                    )
+                });
                 sat_any.clear();
-                if let Some(adc) = &self.adc {
-                    if adc_noisy {
-                        let nz = &nz[j * n_out..(j + 1) * n_out];
-                        for o in 0..n_out {
-                            q[o] += adc.noise * nz[o];
+                match &self.adc {
+                    Some(adc) => {
+                        let nzr = adc_noisy.then(|| &nz[j * n_out..(j + 1) * n_out]);
+                        // One pass per tile: (y + read noise) + ADC noise, saturation, conversion.
+                        for &(o0, o1) in &self.outs {
+                            let mut sat = false;
+                            match (nzr, sdr) {
+                                (Some(nz), None) => {
+                                    for o in o0..o1 {
+                                        let v = y[o] + adc.noise * nz[o];
+                                        sat |= v.abs() > adc.bound;
+                                        q[o] = adc.q.convert(v);
+                                    }
+                                }
+                                _ => {
+                                    for o in o0..o1 {
+                                        let mut v = y[o];
+                                        if let Some((sd, rz)) = sdr {
+                                            v += sd[o] * rz[o];
+                                        }
+                                        if let Some(nz) = nzr {
+                                            v += adc.noise * nz[o];
+                                        }
+                                        sat |= v.abs() > adc.bound;
+                                        q[o] = adc.q.convert(v);
+                                    }
+                                }
+                            }
+                            if sat && last_r > 1 {
+                                sat_any.push((o0, o1));
+                            }
                         }
                     }
-                    for &(o0, o1) in &self.outs {
-                        let mut sat = false;
-                        for v in &mut q[o0..o1] {
-                            sat |= v.abs() > adc.bound;
-                            *v = adc.q.convert(*v);
+                    None => match sdr {
+                        Some((sd, rz)) => {
+                            for o in 0..n_out {
+                                q[o] = y[o] + sd[o] * rz[o];
+                            }
                         }
-                        if sat && last_r > 1 {
-                            sat_any.push((o0, o1));
-                        }
-                    }
+                        None => q.copy_from_slice(y),
+                    },
                 }
                 reads += self.outs.len() as u64;
                 // Tiles that saturated are replaced by their bound-management result.
