@@ -142,7 +142,7 @@ struct HostRead {
 enum InputCache<B: Backend> {
     None,
     Digital(Forward<B>),
-    Host(HostRead),
+    Host(Box<HostRead>),
 }
 
 /// Per-step byproducts needed by the adjoint.
@@ -642,7 +642,7 @@ impl<B: Backend> Realized<B> {
                 let (rows, m, geom) = self.forward_rows(be, &inp, 0)?;
                 let s = q.child(&format!("{}.forward", a.name));
                 let pre = dir.pre(&rows, m, &s, 0);
-                Ok(InputCache::Host(HostRead { rows, m, geom, pre }))
+                Ok(InputCache::Host(Box::new(HostRead { rows, m, geom, pre })))
             }
             _ => Ok(InputCache::None),
         }
@@ -666,7 +666,7 @@ impl<B: Backend> Realized<B> {
                     fwds.push(r.clone());
                     continue;
                 }
-                (0, InputCache::Host(h)) => Some(h),
+                (0, InputCache::Host(h)) => Some(&**h),
                 _ => None,
             };
             let inp = self.net.syn_input(be, x, st, i)?;
