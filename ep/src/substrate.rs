@@ -5,34 +5,44 @@
 //! to differential conductance pairs, programmed (programming noise, levels, stuck-at faults), aged
 //! to the inference time (drift, accumulated 1/f noise) and drift-compensated by the `devices`
 //! cell model. The resulting **programmed weights** are kept as an [`EpNet`] whose ops (conv with
-//! im2col, linear, pooling) do the crossbar arithmetic — a conv array is read once per output
-//! position with the same programmed cells. With IR drop (the device's `ir_drop` resistances) each
-//! tile's response matrices in the two read directions are computed from its conductance pairs
-//! (`devices::irdrop`; exact up to the solver tolerance, since the resistive network is linear in
-//! the applied voltages) and replace its weights in the forward resp. transposed reads, so every
-//! read sees the interconnect (forward ≠ transposedᵀ: such arrays always take the block reads).
-//! The programmed weights (without IR drop) remain the converters' units (abs-max), the per-read
-//! noise's, the digital model's ([`effective_weights`]) and, in gradients, those of the
-//! adjoint of the reads and of the softmax nudge. Each step of the dynamics then reads every array:
+//! im2col, linear, pooling) give the digital periphery and the exact arrays. With IR drop (the
+//! device's `ir_drop` resistances) each tile's response matrices in the two read directions are
+//! computed from its conductance pairs (`devices::irdrop`; exact up to the solver tolerance, since
+//! the resistive network is linear in the applied voltages) and replace its weights in the forward
+//! resp. transposed reads, so every read sees the interconnect (forward ≠ transposedᵀ: such arrays
+//! always take the host reads below). The programmed weights (without IR drop) remain the
+//! converters' units (abs-max), the per-read noise's, the digital model's ([`effective_weights`])
+//! and, in gradients, those of the adjoint of the reads and of the softmax nudge.
 //!
-//! * **forward** (rows driven, columns sensed): DAC on the source state, per input (row) block of
-//!   tiles the partial sum `W_block·x` plus the per-read conductance noise (output-referred: a
-//!   device noise σ_g on both cells of a pair gives an output noise of variance
-//!   `Σ_i 2 (σ_g/s)² x_i²`, exact in distribution), through the ADC (normalized by the array's
-//!   abs-max weight, the units of `devices::converters`), then summed, plus the digital bias, then
-//!   pooling (first maximum wins);
-//! * **I/O management** (aihwkit's, options of the converter parts, see `devices::converters`):
-//!   noise management divides each sample's input by its scale α (abs-max over the sample's whole
-//!   input of the array) before the DAC and multiplies the result by α; iterative bound management
-//!   re-reads a block for every *vector* (one sample's outputs of the block at one output position)
-//!   that has a value out of the ADC range, with the input divided by r = 2, 4, … (every round its
-//!   own DAC, read and ADC noise draws), keeping per vector the first read that does not saturate
-//!   (or the last one allowed) times r. aihwkit scales per tile and per conv patch; here α is per
-//!   sample and the saturation test spans all the block's columns. [`Realized::read_counts`] counts
-//!   the reads and re-reads;
-//! * **transposed** (columns driven, rows sensed; the feedback term): the pooled-back state through
-//!   its DAC, per output (column) block the partial sum `W_blockᵀ·v` with its read noise, through
-//!   the ADC, summed;
+//! Each step of the dynamics then reads every array. Arrays with converters, per-read noise or IR
+//! drop are read on the host
+//! (module `xbar`) as a set of **input vectors**, each read on its own with the same programmed
+//! cells: one per sample for a dense array; for a conv array one per sample and output position
+//! (unrolled: the forward read drives a K = C_in·kh·kw patch, the transposed read the C_out vector
+//! of the pooled-back state at that position). Per input block of tiles (the tiles' row ranges
+//! forward, their column ranges transposed):
+//!
+//! * **noise management** (aihwkit's, per vector and per tile): the vector's block slice is divided
+//!   by its scale α (abs-max of the slice, see `devices::converters`) and the result multiplied by α;
+//!   an all-zero slice reads exactly zero (noise-free DAC);
+//! * **DAC**, then the block's partial sums on its slice only (one GEMM per block over all vectors),
+//!   plus the per-read conductance noise (output-referred: a device noise σ_g on both cells of a pair
+//!   gives an output noise of variance `Σ_i 2 (σ_g/s)² x_i²`, exact in distribution), normalized by
+//!   the array's abs-max weight (the units of `devices::converters`);
+//! * **ADC** per tile (the block's outputs in the tile's sensed range) with its noise; iterative
+//!   **bound management** re-reads a saturated (vector, tile) alone with its input divided by
+//!   r = 2, 4, … (every round its own DAC, read and ADC draws), keeping the first read that does not
+//!   saturate (or the last one allowed) times r; [`Realized::read_counts`] counts these vector reads
+//!   and re-reads;
+//! * the converted partial sums times α·r are added over the blocks (in block order), times the
+//!   abs-max weight. Forward: plus the digital bias, then pooling (first maximum wins). Transposed
+//!   conv: each position's digitized K-vector is summed onto the input grid (col2im) only then.
+//!
+//! The first array's read of the input is the same at every step up to its ADC and read noise when
+//! its DAC is noise-free: its patch rows, scales and pre-ADC sums are computed once per query.
+//! The host kernels run in fixed chunks of rows in parallel, so results do not depend on the thread
+//! count; the Gaussian draws come from `sim::Stream::fill_normal_fast`. Then, per population:
+//!
 //! * **neurons**: `y = σ(g·(a + o) + ξ·noise_std/σ')`, with fixed per-neuron gain `g` and offset `o`;
 //!   a spiking population (`kind = "spiking"`, `devices::neurons::IntegrateFire`) instead feeds the
 //!   same argument z as the current `c = s·z + b` (σ(z) = clamp(s·z + b, 0, 1)) to an
@@ -60,21 +70,17 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use devices::converters::{bound_management_last_reduction, noise_management_scale};
+use devices::converters::bound_management_last_reduction;
 use devices::{Adc, BoundManagement, CellModel, Dac, IntegrateFire, NoiseManagement};
 use sim::netlist::{Converter, Loaded, NResult, NetlistError, tiles, unit_linear};
 use sim::{Act, Backend, Error, Result, Stream, Tensor};
 
 use crate::compile::{DeviceSpec, model_of};
+
+mod xbar;
 use crate::model::{EpNet, Forward, State, Target};
 use crate::spec::Pool;
-
-/// One block of tiles of an array: its effective weights normalized by the array's abs-max (zero
-/// outside the block) and, with per-read noise, the per-weight noise variance (same units).
-struct Block<B: Backend> {
-    w: B::Tensor,
-    s2: Option<B::Tensor>,
-}
+use xbar::{ConvGeom, Dir};
 
 /// The I/O management of one read direction (from its DAC and ADC parts).
 #[derive(Debug, Clone, Copy)]
@@ -102,17 +108,14 @@ fn io_of(dac: Option<&Converter>, adc: Option<&Converter>) -> Io {
     }
 }
 
-struct ArrayRt<B: Backend> {
+struct ArrayRt {
     name: String,
     wmax: f32,
-    dac_f: Option<Dac>,
-    adc_f: Option<Adc>,
-    dac_b: Option<Dac>,
-    adc_b: Option<Adc>,
-    io_f: Io,
-    io_b: Io,
-    row_blocks: Vec<Block<B>>,
-    col_blocks: Vec<Block<B>>,
+    /// The forward read (rows driven: input blocks = the tiles' row ranges of `weff`) and the
+    /// transposed read (columns driven: input blocks = the tiles' column ranges of `weff_t`);
+    /// `None` for exact arrays, which take the digital ops.
+    fwd: Option<Dir>,
+    bwd: Option<Dir>,
     exact: bool,
 }
 
@@ -159,7 +162,7 @@ fn spiking_of(
 pub struct Realized<B: Backend> {
     /// The network with the programmed effective weights (digital biases).
     pub net: EpNet<B>,
-    arrays: Vec<ArrayRt<B>>,
+    arrays: Vec<ArrayRt>,
     neurons: Vec<NeuronRt>,
     seed: u64,
     stochastic: bool,
@@ -169,9 +172,20 @@ pub struct Realized<B: Backend> {
     rereads: AtomicU64,
 }
 
-/// A crossbar read `op(x, w)` (conv, linear or their adjoints) on backend `B`.
-type ReadOp<'a, B> =
-    &'a dyn Fn(&<B as Backend>::Tensor, &<B as Backend>::Tensor) -> Result<<B as Backend>::Tensor>;
+/// The host rows of a forward read with its deterministic part (see [`Realized::input_read`]).
+struct HostRead {
+    rows: Vec<f32>,
+    m: usize,
+    geom: Option<ConvGeom>,
+    pre: xbar::Pre,
+}
+
+/// The reusable part of the first array's read of the input (see [`Realized::input_read`]).
+enum InputCache<B: Backend> {
+    None,
+    Digital(Forward<B>),
+    Host(Box<HostRead>),
+}
 
 /// Per-step byproducts needed by the adjoint.
 struct StepAux<B: Backend> {
@@ -394,52 +408,45 @@ impl<B: Backend> Realized<B> {
                     ]
                     .iter()
                     .any(|s| s.is_some_and(|s| s > 0.0)));
-            let mk = |weff: &[f32], keep: &dyn Fn(usize, usize) -> bool| -> NResult<Block<B>> {
-                let mut wm = vec![0.0f32; out * inp];
-                let mut vm = vec![0.0f32; out * inp];
-                for o in 0..out {
-                    for ii in 0..inp {
-                        if keep(o, ii) {
-                            wm[o * inp + ii] = weff[o * inp + ii] / wmax;
-                            vm[o * inp + ii] = var[o * inp + ii] / (wmax * wmax);
-                        }
-                    }
-                }
-                let up = |v: Vec<f32>| -> NResult<B::Tensor> {
-                    be.upload(&sim::tensor(&shape, v).map_err(at(p.clone()))?)
-                        .map_err(at(p.clone()))
-                };
-                Ok(Block {
-                    w: up(wm)?,
-                    s2: if noisy { Some(up(vm)?) } else { None },
-                })
-            };
-            let (mut row_blocks, mut col_blocks) = (Vec::new(), Vec::new());
+            let (mut fwd, mut bwd) = (None, None);
             if !exact {
                 let mut rows: Vec<(usize, usize)> = ts.iter().map(|t| t.rows).collect();
                 rows.dedup();
                 let mut cols: Vec<(usize, usize)> = ts.iter().map(|t| t.cols).collect();
                 cols.sort();
                 cols.dedup();
-                for r in rows {
-                    row_blocks.push(mk(&weff, &|_, ii| ii >= r.0 && ii < r.1)?);
-                }
-                for c in cols {
-                    col_blocks.push(mk(&weff_t, &|o, _| o >= c.0 && o < c.1)?);
-                }
+                let w2 = wmax * wmax;
+                let s2f = |o: usize, k: usize| var[o * inp + k] / w2;
+                let s2b = |k: usize, o: usize| var[o * inp + k] / w2;
+                fwd = Some(Dir::new(
+                    inp,
+                    out,
+                    &rows,
+                    &cols,
+                    |o, k| weff[o * inp + k] / wmax,
+                    noisy.then_some(&s2f as &dyn Fn(usize, usize) -> f32),
+                    dac_f.as_ref(),
+                    adc_f.as_ref(),
+                    io_f,
+                ));
+                bwd = Some(Dir::new(
+                    out,
+                    inp,
+                    &cols,
+                    &rows,
+                    |k, o| weff_t[o * inp + k] / wmax,
+                    noisy.then_some(&s2b as &dyn Fn(usize, usize) -> f32),
+                    dac_b.as_ref(),
+                    adc_b.as_ref(),
+                    io_b,
+                ));
             }
             eff.push(sim::tensor(&shape, wprog).map_err(at(p.clone()))?);
             arrays.push(ArrayRt {
                 name: a.name.clone(),
                 wmax,
-                dac_f,
-                adc_f,
-                dac_b,
-                adc_b,
-                io_f,
-                io_b,
-                row_blocks,
-                col_blocks,
+                fwd,
+                bwd,
                 exact,
             });
         }
@@ -487,8 +494,9 @@ impl<B: Backend> Realized<B> {
     }
 
     /// (vector reads, bound-management re-reads) made so far through converters: a vector is one
-    /// sample's output of one input block of tiles (for a conv, at one output position) in one
-    /// step; reads of exact arrays are not counted. Gradient recomputation counts too.
+    /// input vector's (a sample's, for a conv at one output position) outputs of one tile in one
+    /// step (all-zero vectors under noise management are not read); reads of exact arrays are not
+    /// counted. Gradient recomputation counts too.
     pub fn read_counts(&self) -> (u64, u64) {
         (
             self.reads.load(Ordering::Relaxed),
@@ -510,192 +518,53 @@ impl<B: Backend> Realized<B> {
         Stream::new(self.seed, "netlist.read").sub(query)
     }
 
-    /// The DAC'd input of bound-management round `k` (reduction r = 2^k): every sample `x_n / (α_n
-    /// r)` through the DAC. Round 0 draws from the stream of the unmanaged read.
-    #[allow(clippy::too_many_arguments)]
-    fn round_input(
-        &self,
-        be: &B,
-        dac: &Option<Dac>,
-        x: &B::Tensor,
-        alpha: &[f32],
-        k: u32,
-        s: &Stream,
-        t: u64,
-    ) -> Result<B::Tensor> {
-        let r = (1u64 << k) as f32;
-        let plain = k == 0 && alpha.iter().all(|&a| a == 1.0);
-        let per = be.shape(x)[1..].iter().product::<usize>().max(1);
-        let scale = |i: usize, v: f32| if plain { v } else { v / (alpha[i / per] * r) };
-        match dac {
-            None if plain => Ok(x.clone()),
-            None => host_map(be, x, scale),
-            Some(d) => {
-                let st = if k == 0 {
-                    s.child("dac")
-                } else {
-                    s.child("dac").child("bm").sub(k as u64)
-                };
-                // Element `i` gets noise draw `i` of `stream.child("noise").sub(t)` (as
-                // `devices::converters`), then clipping and quantization.
-                let ns = st.child("noise").sub(t);
-                host_map(be, x, |i, v| {
-                    let n = if d.noise_std > 0.0 {
-                        d.noise_std * ns.normal(i as u64) as f64
-                    } else {
-                        0.0
-                    };
-                    d.convert_noiseless((scale(i, v) as f64 + n) as f32)
-                })
-            }
+    /// Conv geometry of array `i`'s reads on an input of shape `xs` (`[N, C, H, W]`).
+    fn conv_geom(&self, i: usize, xs: &[usize]) -> ConvGeom {
+        let net = &self.net;
+        let l = &net.spec.conv[i];
+        let p = net.conv_params(i);
+        let (ho, wo) = net.geom.conv_out_hw[i];
+        ConvGeom {
+            n: xs[0],
+            c: xs[1],
+            h: xs[2],
+            w: xs[3],
+            kh: l.kernel,
+            kw: l.kernel,
+            stride: p.stride,
+            pad: p.padding,
+            ho,
+            wo,
         }
     }
 
-    /// One read of an array in one direction: the input through the DAC (scaled by the noise
-    /// management), per block of tiles the partial sum with its read noise through the ADC (re-read
-    /// with halved inputs while a vector saturates, under iterative bound management), rescaled,
-    /// summed, in weight units. `op(x, w)` is the crossbar read of `x` by weights `w`.
-    #[allow(clippy::too_many_arguments)]
-    fn blocks_read(
+    /// The input vectors of array `i`'s forward read of `inp`: the patch matrix `[N·P, K]` of a
+    /// conv array, the samples `[N, in]` of a dense one; with (rows, conv geometry).
+    fn forward_rows(
         &self,
         be: &B,
-        blocks: &[Block<B>],
-        dac: &Option<Dac>,
-        adc: &Option<Adc>,
-        io: Io,
-        wmax: f32,
-        x: &B::Tensor,
-        s: Stream,
-        t: u64,
-        op: ReadOp<'_, B>,
-    ) -> Result<B::Tensor> {
-        use rayon::prelude::*;
-        let n = be.shape(x)[0];
-        let alpha: Vec<f32> = if io.nm == NoiseManagement::None {
-            vec![1.0; n]
+        inp: &B::Tensor,
+        i: usize,
+    ) -> Result<(Vec<f32>, usize, Option<ConvGeom>)> {
+        let h = be.download(inp)?;
+        let xs = h.shape().to_vec();
+        let xv = h.as_slice().expect("standard layout");
+        if i < self.net.spec.conv.len() {
+            let g = self.conv_geom(i, &xs);
+            Ok((g.im2row(xv), g.n * g.p(), Some(g)))
         } else {
-            let h = be.download(x)?;
-            let xv = h.as_slice().expect("standard layout");
-            let per = xv.len() / n.max(1);
-            (0..n)
-                .map(|k| noise_management_scale(io.nm, io.nm_thres, &xv[k * per..(k + 1) * per]))
-                .collect()
-        };
-        // aihwkit's short cut: an all-zero input vector (noise-free DAC) reads exactly zero.
-        let dac_noisy = dac.as_ref().is_some_and(|d| d.noise_std > 0.0);
-        let zero: Vec<bool> = alpha.iter().map(|&a| a == 0.0 && !dac_noisy).collect();
-        let alpha: Vec<f32> = alpha
-            .iter()
-            .map(|&a| if a > 0.0 { a } else { 1.0 })
-            .collect();
-        let noisy = blocks.iter().any(|b| b.s2.is_some());
-        // Round inputs (and their squares for the read noise), shared by the blocks.
-        let mut rounds: Vec<(B::Tensor, Option<B::Tensor>)> = Vec::new();
-        let mut total: Option<Vec<f32>> = None;
-        let mut shape = Vec::new();
-        let (mut reads, mut rereads) = (0u64, 0u64);
-        for (bi, b) in blocks.iter().enumerate() {
-            let mut out: Vec<f32> = Vec::new();
-            let mut pending: Vec<bool> = Vec::new();
-            let (mut per_sample, mut hw) = (1usize, 1usize);
-            for k in 0u32.. {
-                let r = 1u64 << k;
-                if rounds.len() <= k as usize {
-                    let xk = self.round_input(be, dac, x, &alpha, k, &s, t)?;
-                    let x2 = if noisy { Some(be.mul(&xk, &xk)?) } else { None };
-                    rounds.push((xk, x2));
-                }
-                let (xk, x2) = &rounds[k as usize];
-                let mut y = op(xk, &b.w)?;
-                if let (Some(s2), Some(x2)) = (&b.s2, x2) {
-                    let var = be.download(&op(x2, s2)?)?;
-                    let ns = if k == 0 {
-                        s.child("w").sub(bi as u64).sub(t)
-                    } else {
-                        s.child("w").sub(bi as u64).child("bm").sub(k as u64).sub(t)
-                    };
-                    let var = var.as_slice().expect("standard layout").to_vec();
-                    y = host_map(be, &y, |i, v| {
-                        v + var[i].max(0.0).sqrt() * ns.normal(i as u64)
-                    })?;
-                }
-                let yh = be.download(&y)?;
-                let yv = yh.as_slice().expect("standard layout");
-                if k == 0 {
-                    shape = yh.shape().to_vec();
-                    per_sample = yv.len() / n.max(1);
-                    hw = shape
-                        .get(2..)
-                        .map_or(1, |d| d.iter().product::<usize>().max(1));
-                    out = vec![0.0; yv.len()];
-                    pending = (0..n * hw).map(|v| !zero[v / hw]).collect();
-                }
-                // A vector: one sample's outputs at one spatial position.
-                let vec_of = |i: usize| (i / per_sample) * hw + i % hw;
-                let mut sat = vec![false; yv.len()];
-                let ns = adc.as_ref().filter(|a| a.noise_std > 0.0).map(|_| {
-                    let sa = if k == 0 {
-                        s.child("adc").sub(bi as u64)
-                    } else {
-                        s.child("adc").sub(bi as u64).child("bm").sub(k as u64)
-                    };
-                    sa.child("noise").sub(t)
-                });
-                out.par_iter_mut()
-                    .zip(sat.par_iter_mut())
-                    .enumerate()
-                    .for_each(|(i, (o, st))| {
-                        if !pending[vec_of(i)] {
-                            return;
-                        }
-                        let v = yv[i];
-                        let c = match adc {
-                            None => v,
-                            Some(a) => {
-                                let nz = ns
-                                    .as_ref()
-                                    .map_or(0.0, |ns| a.noise_std * ns.normal(i as u64) as f64);
-                                let pre = (v as f64 + nz) as f32;
-                                *st = (pre as f64).abs() > a.bound;
-                                a.convert_noiseless(pre)
-                            }
-                        };
-                        let f = alpha[i / per_sample] * r as f32;
-                        *o = if f == 1.0 { c } else { c * f };
-                    });
-                let mut saturated = vec![false; pending.len()];
-                for (i, &st) in sat.iter().enumerate() {
-                    if st {
-                        saturated[vec_of(i)] = true;
-                    }
-                }
-                let mut left = false;
-                for (p, &sv) in pending.iter_mut().zip(&saturated) {
-                    if *p {
-                        reads += 1;
-                        if k > 0 {
-                            rereads += 1;
-                        }
-                        *p = sv && r < io.last_r;
-                        left |= *p;
-                    }
-                }
-                if !left {
-                    break;
-                }
-            }
-            match &mut total {
-                None => total = Some(out),
-                Some(z) => z.iter_mut().zip(&out).for_each(|(z, o)| *z += o),
-            }
+            Ok((xv.to_vec(), xs[0], None))
         }
+    }
+
+    fn count(&self, reads: u64, rereads: u64) {
         self.reads.fetch_add(reads, Ordering::Relaxed);
         self.rereads.fetch_add(rereads, Ordering::Relaxed);
-        let z = be.upload(&sim::tensor(&shape, total.expect("at least one block"))?)?;
-        be.scale(&z, wmax)
     }
 
-    /// Forward read of array `i` on its input (pre-pooling sum + bias, then pooling).
+    /// Forward read of array `i` on its input (pre-pooling sum + bias, then pooling). `cached`:
+    /// the input rows and the deterministic part of this read, when precomputed
+    /// ([`Realized::input_read`]).
     fn read_forward(
         &self,
         be: &B,
@@ -703,34 +572,44 @@ impl<B: Backend> Realized<B> {
         i: usize,
         q: &Stream,
         t: u64,
+        cached: Option<&HostRead>,
     ) -> Result<Forward<B>> {
         let a = &self.arrays[i];
         let net = &self.net;
-        if a.exact {
+        let Some(dir) = a.fwd.as_ref().filter(|_| !a.exact) else {
             return net.forward(be, inp, i);
-        }
+        };
         let s = q.child(&format!("{}.forward", a.name));
         let conv = i < net.spec.conv.len();
-        let op = |x: &B::Tensor, w: &B::Tensor| -> Result<B::Tensor> {
-            if conv {
-                be.conv2d(x, w, None, net.conv_params(i))
-            } else {
-                be.linear(x, w, None)
+        let (acc, reads, rereads, m, g) = match cached {
+            Some(c) => {
+                let (acc, r, rr) = dir.finish(&c.pre, &c.rows, c.m, &s, t);
+                (acc, r, rr, c.m, c.geom)
+            }
+            None => {
+                let (rows, m, g) = self.forward_rows(be, inp, i)?;
+                let (acc, r, rr) = dir.read(&rows, m, &s, t);
+                (acc, r, rr, m, g)
             }
         };
-        let z = self.blocks_read(
-            be,
-            &a.row_blocks,
-            &a.dac_f,
-            &a.adc_f,
-            a.io_f,
-            a.wmax,
-            inp,
-            s,
-            t,
-            &op,
-        )?;
-        let z = be.add_along(&z, &net.biases[i], 1)?;
+        self.count(reads, rereads);
+        let bias = be.download(&net.biases[i])?;
+        let bias = bias.as_slice().expect("standard layout");
+        let z = match g {
+            Some(g) => {
+                let v = xbar::rows_to_nchw(&acc, g.n, dir.n_out, g.p(), a.wmax, bias);
+                be.upload(&sim::tensor(&[g.n, dir.n_out, g.ho, g.wo], v)?)?
+            }
+            None => {
+                let mut acc = acc;
+                for row in acc.chunks_mut(dir.n_out.max(1)) {
+                    row.iter_mut()
+                        .zip(bias)
+                        .for_each(|(v, b)| *v = *v * a.wmax + b);
+                }
+                be.upload(&sim::tensor(&[m, dir.n_out], acc)?)?
+            }
+        };
         if !conv {
             return Ok(Forward { pre: z, idx: None });
         }
@@ -752,7 +631,9 @@ impl<B: Backend> Realized<B> {
     }
 
     /// Transposed read of array `j` driven by state `v` of its destination (the feedback term into
-    /// its source, of shape `input_shape`).
+    /// its source, of shape `input_shape`): for a conv array every output position's C_out vector
+    /// (of the pooled-back state) is read on its own and its K-vector digitized, then the patch
+    /// vectors are summed onto the input grid (col2im).
     #[allow(clippy::too_many_arguments)]
     fn read_transposed(
         &self,
@@ -766,43 +647,29 @@ impl<B: Backend> Realized<B> {
     ) -> Result<B::Tensor> {
         let a = &self.arrays[j];
         let net = &self.net;
-        if a.exact {
+        let Some(dir) = a.bwd.as_ref().filter(|_| !a.exact) else {
             return net.feedback(be, v, fwd, j, input_shape);
-        }
+        };
         let s = q.child(&format!("{}.transposed", a.name));
         let conv = j < net.spec.conv.len();
-        let u = if conv {
-            net.pool_adjoint(be, v, fwd, j)?
+        if conv {
+            let u = be.download(&net.pool_adjoint(be, v, fwd, j)?)?;
+            let g = self.conv_geom(j, input_shape);
+            let rows =
+                xbar::nchw_to_rows(u.as_slice().expect("standard layout"), g.n, dir.n_in, g.p());
+            let m = g.n * g.p();
+            let (acc, reads, rereads) = dir.read(&rows, m, &s, t);
+            self.count(reads, rereads);
+            let gx = g.row2im(&acc, a.wmax);
+            be.upload(&sim::tensor(input_shape, gx)?)
         } else {
-            flat(be, v)?
-        };
-        let hw = (
-            input_shape[input_shape.len().saturating_sub(2)],
-            *input_shape.last().unwrap_or(&1),
-        );
-        let op = |x: &B::Tensor, w: &B::Tensor| -> Result<B::Tensor> {
-            if conv {
-                be.conv2d_input_grad(x, w, hw, net.conv_params(j))
-            } else {
-                be.linear_input_grad(x, w)
-            }
-        };
-        let g = self.blocks_read(
-            be,
-            &a.col_blocks,
-            &a.dac_b,
-            &a.adc_b,
-            a.io_b,
-            a.wmax,
-            &u,
-            s,
-            t,
-            &op,
-        )?;
-        if !conv && input_shape.len() != 2 {
-            be.reshape(&g, input_shape)
-        } else {
-            Ok(g)
+            let h = be.download(v)?;
+            let m = h.shape()[0];
+            let rows = h.as_slice().expect("standard layout");
+            let (mut acc, reads, rereads) = dir.read(rows, m, &s, t);
+            self.count(reads, rereads);
+            acc.iter_mut().for_each(|v| *v *= a.wmax);
+            be.upload(&sim::tensor(input_shape, acc)?)
         }
     }
 
@@ -884,12 +751,25 @@ impl<B: Backend> Realized<B> {
         be.upload(&h)
     }
 
-    /// The read of the input by the first array when it is deterministic (reused by every step).
-    fn input_read(&self, be: &B, x: &B::Tensor) -> Result<Option<Forward<B>>> {
-        if self.arrays[0].exact {
-            Ok(Some(self.net.read_input(be, x)?.0))
-        } else {
-            Ok(None)
+    /// What of the first array's read of the input `x` is the same at every step of a query: the
+    /// whole read of an exact array; for a converter array with a noise-free DAC the patch rows, the
+    /// noise-management scales and the pre-ADC block sums (only the per-read, ADC and
+    /// bound-management draws differ between steps).
+    fn input_read(&self, be: &B, x: &B::Tensor, q: &Stream) -> Result<InputCache<B>> {
+        let a = &self.arrays[0];
+        if a.exact {
+            return Ok(InputCache::Digital(self.net.read_input(be, x)?.0));
+        }
+        match &a.fwd {
+            Some(dir) if !dir.pre_is_random() => {
+                let empty = State { layers: vec![] };
+                let inp = self.net.syn_input(be, x, &empty, 0)?;
+                let (rows, m, geom) = self.forward_rows(be, &inp, 0)?;
+                let s = q.child(&format!("{}.forward", a.name));
+                let pre = dir.pre(&rows, m, &s, 0);
+                Ok(InputCache::Host(Box::new(HostRead { rows, m, geom, pre })))
+            }
+            _ => Ok(InputCache::None),
         }
     }
 
@@ -900,18 +780,22 @@ impl<B: Backend> Realized<B> {
         st: &State<B>,
         q: &Stream,
         t: u64,
-        input: Option<&Forward<B>>,
+        input: &InputCache<B>,
         nudge: Option<(f32, &Target<B>)>,
     ) -> Result<(State<B>, StepAux<B>)> {
         let n = st.layers.len();
         let mut fwds = Vec::with_capacity(n);
         for i in 0..n {
-            if let (0, Some(r)) = (i, input) {
-                fwds.push(r.clone());
-                continue;
-            }
+            let cached = match (i, input) {
+                (0, InputCache::Digital(r)) => {
+                    fwds.push(r.clone());
+                    continue;
+                }
+                (0, InputCache::Host(h)) => Some(&**h),
+                _ => None,
+            };
             let inp = self.net.syn_input(be, x, st, i)?;
-            fwds.push(self.read_forward(be, &inp, i, q, t)?);
+            fwds.push(self.read_forward(be, &inp, i, q, t, cached)?);
         }
         let mut layers = Vec::with_capacity(n);
         let mut z = Vec::with_capacity(n);
@@ -947,19 +831,17 @@ impl<B: Backend> Realized<B> {
         q: &Stream,
         t: u64,
     ) -> Result<State<B>> {
-        Ok(self.step_aux(be, x, st, q, t, None, None)?.0)
+        Ok(self.step_aux(be, x, st, q, t, &InputCache::None, None)?.0)
     }
 
     /// Free phase of `steps` steps from the zero state for query `query`.
     pub fn free_phase(&self, be: &B, x: &B::Tensor, steps: usize, query: u64) -> Result<State<B>> {
         let n = self.net.check_input(be, x)?;
         let q = self.query_stream(query);
-        let input = self.input_read(be, x)?;
+        let input = self.input_read(be, x, &q)?;
         let mut st = self.net.zero_state(be, n)?;
         for t in 0..steps {
-            st = self
-                .step_aux(be, x, &st, &q, t as u64, input.as_ref(), None)?
-                .0;
+            st = self.step_aux(be, x, &st, &q, t as u64, &input, None)?.0;
             self.net.check_state(be, &st, t + 1)?;
         }
         Ok(st)
@@ -981,11 +863,9 @@ impl<B: Backend> Realized<B> {
         nudge: Option<(f32, &Target<B>)>,
     ) -> Result<State<B>> {
         self.net.check_input(be, x)?;
-        let input = self.input_read(be, x)?;
+        let input = self.input_read(be, x, q)?;
         for t in 0..steps {
-            st = self
-                .step_aux(be, x, &st, q, t as u64, input.as_ref(), nudge)?
-                .0;
+            st = self.step_aux(be, x, &st, q, t as u64, &input, nudge)?.0;
             self.net.check_state(be, &st, t + 1)?;
         }
         Ok(st)
@@ -1000,7 +880,7 @@ impl<B: Backend> Realized<B> {
         let r = self.net.spec.n_synapses() - 1;
         let last = flat(be, st.layers.last().expect("layer"))?;
         Ok(self
-            .read_forward(be, &last, r, &self.query_stream(query), t)?
+            .read_forward(be, &last, r, &self.query_stream(query), t, None)?
             .pre)
     }
 
@@ -1017,7 +897,7 @@ impl<B: Backend> Realized<B> {
         let net = &self.net;
         let nb = net.check_input(be, x)?;
         let q = self.query_stream(query);
-        let input = self.input_read(be, x)?;
+        let input = self.input_read(be, x, &q)?;
         let c = ((steps as f64).sqrt().ceil() as usize).max(1);
         let mut ckpts = Vec::new();
         let mut st = net.zero_state(be, nb)?;
@@ -1025,9 +905,7 @@ impl<B: Backend> Realized<B> {
             if t % c == 0 {
                 ckpts.push(st.clone());
             }
-            st = self
-                .step_aux(be, x, &st, &q, t as u64, input.as_ref(), None)?
-                .0;
+            st = self.step_aux(be, x, &st, &q, t as u64, &input, None)?.0;
             net.check_state(be, &st, t + 1)?;
         }
         let logits = self.logits(be, &st, query, steps as u64)?;
@@ -1064,15 +942,14 @@ impl<B: Backend> Realized<B> {
                         seg.last().expect("segment"),
                         &q,
                         t as u64,
-                        input.as_ref(),
+                        &input,
                         None,
                     )?
                     .0;
                 seg.push(next);
             }
             for (k, s) in seg.iter().enumerate().rev() {
-                let (_, aux) =
-                    self.step_aux(be, x, s, &q, (t0 + k) as u64, input.as_ref(), None)?;
+                let (_, aux) = self.step_aux(be, x, s, &q, (t0 + k) as u64, &input, None)?;
                 g = self.step_adjoint(be, x, s, &aux, &g, &mut dx)?;
             }
         }

@@ -15,6 +15,7 @@ pub mod gradcheck;
 pub mod netlist;
 pub mod ops;
 pub mod rng;
+pub mod simd;
 pub mod tape;
 
 pub use backend::Backend;

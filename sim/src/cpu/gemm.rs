@@ -24,7 +24,7 @@ pub struct Gemm {
 
 /// How a GEMM call may use threads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Par {
+pub enum Par {
     /// Single-threaded (the caller is already parallel over independent GEMMs).
     Seq,
     /// Split the output over the current rayon pool.
@@ -40,7 +40,7 @@ pub fn sgemm(g: Gemm, alpha: f32, a: &[f32], b: &[f32], beta: f32, c: &mut [f32]
 }
 
 /// [`sgemm`] with an explicit threading choice (results are identical either way).
-pub(crate) fn sgemm_par(
+pub fn sgemm_par(
     g: Gemm,
     alpha: f32,
     a: &[f32],

@@ -25,7 +25,7 @@ pub use elementwise::{
     add, add_along, axpy, dot, map, map_grad, mul, scale, sub, sum_all, sum_except,
 };
 pub use gather::pool_gather;
-pub use gemm::{Gemm, sgemm};
+pub use gemm::{Gemm, Par, sgemm, sgemm_par};
 pub use layout::{concat, slice};
 pub use linear::{linear, linear_input_grad, linear_weight_grad, matmul};
 pub use norm::{batch_norm_eval, batch_norm_grad, batch_norm_train, layer_norm, layer_norm_grad};

@@ -1,0 +1,936 @@
+//! Host kernels of the converter-bearing crossbar reads (see the parent module doc).
+//!
+//! A read in one direction is a matrix of input vectors `X[M, n_in]`: one row per conv output
+//! position of one sample (the K = C_in·kh·kw patch for a forward read, the C_out vector for a
+//! transposed one) or per sample for a dense array. The inputs are cut into blocks (the tiles' row
+//! ranges forward, their column ranges transposed) and the outputs into the tiles' sensed ranges.
+//! For every row and input block: noise management scale α of the row's block slice, DAC on
+//! `x/α`, the block GEMM on its slice only, per-read conductance noise, then per output tile the
+//! ADC (with its noise) and the bound-management test; a saturated (row, block, tile) vector is
+//! re-read alone with its input divided by r = 2, 4, … The converted values times α·r are summed
+//! over the blocks in block order. Rows are processed in fixed chunks of [`CHUNK`] in parallel and
+//! every draw is indexed by (row, element), so the result does not depend on the thread count.
+//!
+//! The read is split in [`Dir::pre`] (DAC and GEMMs: deterministic when the DAC is noise-free,
+//! which lets the first array's read of the input be cached per query) and [`Dir::finish`] (noise,
+//! ADC, bound management, block sum).
+
+use devices::converters::noise_management_scale;
+use devices::{Adc, Dac, NoiseManagement};
+use rayon::prelude::*;
+use sim::Stream;
+use sim::cpu::{Gemm, Par, sgemm_par};
+
+use super::Io;
+
+/// Rows of `X` per parallel work item (fixed, so results do not depend on the thread count).
+const CHUNK: usize = 128;
+
+/// The clip-and-quantize curve of a converter (`devices::converters`: clip to ±bound, round to
+/// the nearest of the levels spaced `step`, halves away from zero), evaluated in f32 without libm
+/// calls so that it vectorizes: `x·(1/step)` is within an ulp of `x/step`, so a value within about
+/// 1e-5 steps of a midpoint between levels may land on the other neighbour (one level apart) than
+/// `convert_noiseless` gives; every other value converts identically.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Quant {
+    bound: f32,
+    step: f32,
+    inv_step: f32,
+    half: f32,
+    quantize: bool,
+}
+
+impl Quant {
+    pub(super) fn new(bits: u32, bound: f64) -> Self {
+        let steps = if bits > 0 {
+            ((1u64 << bits) - 2) as f64
+        } else {
+            0.0
+        };
+        let step = if bits > 0 { 2.0 * bound / steps } else { 1.0 };
+        Quant {
+            bound: bound as f32,
+            step: step as f32,
+            inv_step: (1.0 / step) as f32,
+            half: (steps / 2.0) as f32,
+            quantize: bits > 0,
+        }
+    }
+
+    #[inline(always)]
+    pub(super) fn convert(&self, x: f32) -> f32 {
+        let x = x.max(-self.bound).min(self.bound);
+        if !self.quantize {
+            return x;
+        }
+        let v = x * self.inv_step;
+        // Round to nearest even (exact for |v| < 2²²; |v| ≤ half + 1 here), then ties away from 0.
+        const MAGIC: f32 = 12_582_912.0;
+        let r = (v + MAGIC) - MAGIC;
+        let r = if (v - r).abs() == 0.5 {
+            v + 0.5f32.copysign(v)
+        } else {
+            r
+        };
+        r.max(-self.half).min(self.half) * self.step
+    }
+}
+
+/// A converter part as the read uses it.
+#[derive(Debug, Clone, Copy)]
+struct Conv {
+    q: Quant,
+    noise: f32,
+    /// The saturation threshold of bound management (as f32).
+    bound: f32,
+}
+
+impl Conv {
+    fn dac(d: &Dac) -> Self {
+        Conv {
+            q: Quant::new(d.bits, d.bound),
+            noise: d.noise_std as f32,
+            bound: d.bound as f32,
+        }
+    }
+    fn adc(a: &Adc) -> Self {
+        Conv {
+            q: Quant::new(a.bits, a.bound),
+            noise: a.noise_std as f32,
+            bound: a.bound as f32,
+        }
+    }
+}
+
+/// One input block: weights (normalized by the array's abs-max) `w[n_out, hi − lo]` linking the
+/// block's inputs to every output of the direction, and the per-read noise variances (same layout).
+struct InBlock {
+    lo: usize,
+    hi: usize,
+    w: Vec<f32>,
+    s2: Option<Vec<f32>>,
+}
+
+/// One read direction of one array.
+pub(super) struct Dir {
+    pub(super) n_in: usize,
+    pub(super) n_out: usize,
+    blocks: Vec<InBlock>,
+    outs: Vec<(usize, usize)>,
+    dac: Option<Conv>,
+    adc: Option<Conv>,
+    io: Io,
+}
+
+/// The deterministic part of a read (given the DAC draws): per input block the scale α of every
+/// row (0: an all-zero row that reads exactly zero) and the pre-ADC outputs with the σ of their
+/// per-read noise.
+pub(super) struct Pre {
+    alpha: Vec<Vec<f32>>,
+    y: Vec<Vec<f32>>,
+    sd: Vec<Option<Vec<f32>>>,
+}
+
+/// What one chunk of [`Dir::pre`] reads.
+#[derive(Clone, Copy)]
+struct PreCtx<'a> {
+    blk: &'a InBlock,
+    x: &'a [f32],
+    r0: usize,
+    ns: &'a Stream,
+}
+
+/// What one chunk of [`Dir::finish`] reads.
+#[derive(Clone, Copy)]
+struct ChunkCtx<'a> {
+    pre: Option<&'a Pre>,
+    x: &'a [f32],
+    r0: usize,
+    s: &'a Stream,
+    t: u64,
+    adc_s: &'a [Stream],
+    w_s: &'a [Stream],
+    dac_s: &'a [Stream],
+}
+
+thread_local! {
+    /// Per-thread pool of scratch buffers of the chunk kernels.
+    static BUFS: std::cell::RefCell<Vec<Vec<f32>>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// A scratch buffer of `len` elements with unspecified contents (the kernels write every element
+/// they read first), from the thread's pool.
+fn take_buf(len: usize) -> Vec<f32> {
+    let mut v = BUFS.with(|p| p.borrow_mut().pop()).unwrap_or_default();
+    if v.len() < len {
+        v.resize(len, 0.0);
+    } else {
+        v.truncate(len);
+    }
+    v
+}
+
+/// Return a scratch buffer to the thread's pool.
+fn give_buf(v: Vec<f32>) {
+    if v.capacity() > 0 {
+        BUFS.with(|p| p.borrow_mut().push(v));
+    }
+}
+
+/// A sub-stream for draws of `what` of input block `b`, bound-management round `k`, step `t`.
+fn round_stream(s: &Stream, what: &str, b: usize, k: u32, t: u64) -> Stream {
+    let base = s.child(what).sub(b as u64);
+    if k == 0 {
+        base.sub(t)
+    } else {
+        base.child("bm").sub(k as u64).sub(t)
+    }
+}
+
+impl Dir {
+    /// A direction with `n_in` inputs cut into `ins` blocks and `n_out` outputs sensed in `outs`
+    /// ranges; `w(o, k)` is the normalized weight from input `k` to output `o`, `s2(o, k)` the
+    /// normalized per-read noise variance (when the device has per-read noise).
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn new(
+        n_in: usize,
+        n_out: usize,
+        ins: &[(usize, usize)],
+        outs: &[(usize, usize)],
+        w: impl Fn(usize, usize) -> f32,
+        s2: Option<&dyn Fn(usize, usize) -> f32>,
+        dac: Option<&Dac>,
+        adc: Option<&Adc>,
+        io: Io,
+    ) -> Self {
+        let blocks = ins
+            .iter()
+            .map(|&(lo, hi)| {
+                let nb = hi - lo;
+                let mut wb = vec![0.0f32; n_out * nb];
+                for o in 0..n_out {
+                    for k in lo..hi {
+                        wb[o * nb + k - lo] = w(o, k);
+                    }
+                }
+                let s2b = s2.map(|f| {
+                    let mut v = vec![0.0f32; n_out * nb];
+                    for o in 0..n_out {
+                        for k in lo..hi {
+                            v[o * nb + k - lo] = f(o, k);
+                        }
+                    }
+                    v
+                });
+                InBlock {
+                    lo,
+                    hi,
+                    w: wb,
+                    s2: s2b,
+                }
+            })
+            .collect();
+        Dir {
+            n_in,
+            n_out,
+            blocks,
+            outs: outs.to_vec(),
+            dac: dac.map(Conv::dac),
+            adc: adc.map(Conv::adc),
+            io,
+        }
+    }
+
+    /// Whether [`Dir::pre`] makes random draws (a noisy DAC).
+    pub(super) fn pre_is_random(&self) -> bool {
+        self.dac.is_some_and(|d| d.noise > 0.0)
+    }
+
+    /// `xs` (one row's block slice) divided by `scale` through the DAC into `out`; the DAC noise of
+    /// element `j` is draw `base + j` of `ns`.
+    #[inline(always)]
+    fn dac_row(&self, xs: &[f32], scale: f32, ns: &Stream, base: u64, out: &mut [f32]) {
+        match &self.dac {
+            None => {
+                if scale == 1.0 {
+                    out.copy_from_slice(xs);
+                } else {
+                    out.iter_mut().zip(xs).for_each(|(o, &v)| *o = v / scale);
+                }
+            }
+            Some(d) if d.noise > 0.0 => {
+                ns.fill_normal_fast(base, out);
+                out.iter_mut()
+                    .zip(xs)
+                    .for_each(|(o, &v)| *o = d.q.convert(v / scale + d.noise * *o));
+            }
+            Some(d) => out
+                .iter_mut()
+                .zip(xs)
+                .for_each(|(o, &v)| *o = d.q.convert(v / scale)),
+        }
+    }
+
+    /// The noise-management scale of one row's block slice (0: an all-zero vector that reads
+    /// exactly zero, aihwkit's short cut, only with a noise-free DAC).
+    #[inline(always)]
+    fn nm_scale(&self, xs: &[f32]) -> f32 {
+        let v = match self.io.nm {
+            NoiseManagement::None => return 1.0,
+            NoiseManagement::AbsMax => {
+                // As `noise_management_scale`, written so that it vectorizes.
+                let mut m = 0.0f32;
+                for v in xs {
+                    let a = v.abs();
+                    m = if a > m { a } else { m };
+                }
+                if self.io.nm_thres > 0.0 {
+                    m.min(self.io.nm_thres as f32)
+                } else {
+                    m
+                }
+            }
+            nm => noise_management_scale(nm, self.io.nm_thres, xs),
+        };
+        if v > 0.0 {
+            v
+        } else if self.pre_is_random() {
+            1.0
+        } else {
+            0.0
+        }
+    }
+
+    /// DAC and block GEMMs of round 0 for the `m` rows of `x` (`[m, n_in]`) at step `t`.
+    pub(super) fn pre(&self, x: &[f32], m: usize, s: &Stream, t: u64) -> Pre {
+        debug_assert_eq!(x.len(), m * self.n_in);
+        let n_out = self.n_out;
+        let mut pre = Pre {
+            alpha: Vec::new(),
+            y: Vec::new(),
+            sd: Vec::new(),
+        };
+        for (b, blk) in self.blocks.iter().enumerate() {
+            let ns = round_stream(s, "dac", b, 0, t);
+            let mut alpha = vec![1.0f32; m];
+            let mut y = vec![0.0f32; m * n_out];
+            let mut sd = blk.s2.as_ref().map(|_| vec![0.0f32; m * n_out]);
+            let step = CHUNK * n_out.max(1);
+            let run = |c: usize, al: &mut [f32], yc: &mut [f32], sdc: Option<&mut [f32]>| {
+                let ctx = PreCtx {
+                    blk,
+                    x,
+                    r0: c * CHUNK,
+                    ns: &ns,
+                };
+                #[cfg(target_arch = "x86_64")]
+                if sim::simd::has_avx2_fma() {
+                    // SAFETY: the CPU supports AVX2 and FMA (checked at run time).
+                    unsafe { self.pre_chunk_avx2(&ctx, al, yc, sdc) };
+                    return;
+                }
+                self.pre_chunk(&ctx, al, yc, sdc)
+            };
+            match &mut sd {
+                None => alpha
+                    .par_chunks_mut(CHUNK)
+                    .zip(y.par_chunks_mut(step))
+                    .enumerate()
+                    .for_each(|(c, (al, yc))| run(c, al, yc, None)),
+                Some(sd) => alpha
+                    .par_chunks_mut(CHUNK)
+                    .zip(y.par_chunks_mut(step).zip(sd.par_chunks_mut(step)))
+                    .enumerate()
+                    .for_each(|(c, (al, (yc, sdc)))| run(c, al, yc, Some(sdc))),
+            }
+            pre.alpha.push(alpha);
+            pre.y.push(y);
+            pre.sd.push(sd);
+        }
+        pre
+    }
+
+    /// [`Dir::pre_chunk`] compiled for AVX2 (same operations, same bits).
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    fn pre_chunk_avx2(
+        &self,
+        ctx: &PreCtx<'_>,
+        al: &mut [f32],
+        yc: &mut [f32],
+        sdc: Option<&mut [f32]>,
+    ) {
+        self.pre_chunk(ctx, al, yc, sdc)
+    }
+
+    /// [`Dir::pre`] of one block on the rows `r0..r0 + al.len()`: scales into `al`, pre-ADC sums
+    /// into `yc` (zero rows untouched), read-noise σ into `sdc`.
+    #[inline(always)]
+    fn pre_chunk(&self, ctx: &PreCtx<'_>, al: &mut [f32], yc: &mut [f32], sdc: Option<&mut [f32]>) {
+        let PreCtx { blk, x, r0, ns } = *ctx;
+        let (n_in, n_out) = (self.n_in, self.n_out);
+        let (lo, hi) = (blk.lo, blk.hi);
+        let nb = hi - lo;
+        for (j, a) in al.iter_mut().enumerate() {
+            let r = r0 + j;
+            *a = self.nm_scale(&x[r * n_in + lo..r * n_in + hi]);
+        }
+        let rows: Vec<usize> = (0..al.len()).filter(|&j| al[j] != 0.0).collect();
+        let na = rows.len();
+        if na == 0 || nb == 0 || n_out == 0 {
+            return;
+        }
+        let mut xq = take_buf(na * nb);
+        for (i, &j) in rows.iter().enumerate() {
+            let r = r0 + j;
+            self.dac_row(
+                &x[r * n_in + lo..r * n_in + hi],
+                al[j],
+                ns,
+                (r * n_in + lo) as u64,
+                &mut xq[i * nb..(i + 1) * nb],
+            );
+        }
+        let g = Gemm {
+            m: na,
+            n: n_out,
+            k: nb,
+            trans_a: false,
+            trans_b: true,
+        };
+        let dense = na * n_out == yc.len();
+        let mut out = if dense && blk.s2.is_none() {
+            Vec::new()
+        } else {
+            take_buf(na * n_out)
+        };
+        if dense {
+            sgemm_par(g, 1.0, &xq, &blk.w, 0.0, yc, Par::Seq).expect("block GEMM sizes");
+        } else {
+            sgemm_par(g, 1.0, &xq, &blk.w, 0.0, &mut out, Par::Seq).expect("block GEMM sizes");
+            for (i, &j) in rows.iter().enumerate() {
+                yc[j * n_out..(j + 1) * n_out].copy_from_slice(&out[i * n_out..(i + 1) * n_out]);
+            }
+        }
+        if let (Some(s2), Some(sdc)) = (&blk.s2, sdc) {
+            xq.iter_mut().for_each(|v| *v *= *v);
+            sgemm_par(g, 1.0, &xq, s2, 0.0, &mut out, Par::Seq).expect("block GEMM sizes");
+            for (i, &j) in rows.iter().enumerate() {
+                for (o, v) in sdc[j * n_out..(j + 1) * n_out]
+                    .iter_mut()
+                    .zip(&out[i * n_out..(i + 1) * n_out])
+                {
+                    *o = v.max(0.0).sqrt();
+                }
+            }
+        }
+        give_buf(xq);
+        give_buf(out);
+    }
+
+    /// Per-read noise, ADC and bound management of a read prepared by [`Dir::pre`] on the same
+    /// `x`, step `t`: the outputs `[m, n_out]` summed over the blocks (normalized units), with the
+    /// numbers of (row, block, tile) vector reads and of bound-management re-reads.
+    pub(super) fn finish(
+        &self,
+        pre: &Pre,
+        x: &[f32],
+        m: usize,
+        s: &Stream,
+        t: u64,
+    ) -> (Vec<f32>, u64, u64) {
+        self.run(Some(pre), x, m, s, t)
+    }
+
+    /// The whole read of the `m` rows of `x` (`[m, n_in]`) at step `t`: [`Dir::pre`] and
+    /// [`Dir::finish`] fused chunk by chunk (the same arithmetic, so the same result, without the
+    /// full-size intermediate arrays).
+    pub(super) fn read(&self, x: &[f32], m: usize, s: &Stream, t: u64) -> (Vec<f32>, u64, u64) {
+        self.run(None, x, m, s, t)
+    }
+
+    fn run(
+        &self,
+        pre: Option<&Pre>,
+        x: &[f32],
+        m: usize,
+        s: &Stream,
+        t: u64,
+    ) -> (Vec<f32>, u64, u64) {
+        let n_out = self.n_out;
+        let mut acc = vec![0.0f32; m * n_out];
+        if n_out == 0 {
+            return (acc, 0, 0);
+        }
+        let nblk = self.blocks.len();
+        let adc_s: Vec<Stream> = (0..nblk)
+            .map(|b| round_stream(&s.child("adc"), "noise", b, 0, t))
+            .collect();
+        let w_s: Vec<Stream> = (0..nblk).map(|b| round_stream(s, "w", b, 0, t)).collect();
+        let dac_s: Vec<Stream> = (0..nblk).map(|b| round_stream(s, "dac", b, 0, t)).collect();
+        let (reads, rereads) = acc
+            .par_chunks_mut(CHUNK * n_out)
+            .enumerate()
+            .map(|(c, ac)| {
+                let ctx = ChunkCtx {
+                    pre,
+                    x,
+                    r0: c * CHUNK,
+                    s,
+                    t,
+                    adc_s: &adc_s,
+                    w_s: &w_s,
+                    dac_s: &dac_s,
+                };
+                #[cfg(target_arch = "x86_64")]
+                if sim::simd::has_avx2_fma() {
+                    // SAFETY: the CPU supports AVX2 and FMA (checked at run time).
+                    return unsafe { self.finish_chunk_avx2(&ctx, ac) };
+                }
+                self.finish_chunk(&ctx, ac)
+            })
+            .reduce(|| (0, 0), |a, b| (a.0 + b.0, a.1 + b.1));
+        (acc, reads, rereads)
+    }
+
+    /// [`Dir::finish_chunk`] compiled for AVX2 (same operations, same bits).
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    fn finish_chunk_avx2(&self, ctx: &ChunkCtx<'_>, ac: &mut [f32]) -> (u64, u64) {
+        self.finish_chunk(ctx, ac)
+    }
+
+    /// [`Dir::finish`] on the rows `r0..` of `ac`: returns (reads, re-reads).
+    #[inline(always)]
+    fn finish_chunk(&self, ctx: &ChunkCtx<'_>, ac: &mut [f32]) -> (u64, u64) {
+        let ChunkCtx {
+            pre,
+            x,
+            r0,
+            s,
+            t,
+            adc_s,
+            w_s,
+            dac_s,
+        } = *ctx;
+        let (n_in, n_out) = (self.n_in, self.n_out);
+        let last_r = self.io.last_r;
+        let (mut reads, mut rereads) = (0u64, 0u64);
+        let rows = ac.len() / n_out;
+        let adc_noisy = self.adc.is_some_and(|a| a.noise > 0.0);
+        let mut nz = take_buf(if adc_noisy { rows * n_out } else { 0 });
+        let noisy_w = self.blocks.iter().any(|b| b.s2.is_some());
+        let mut rz = take_buf(if noisy_w { rows * n_out } else { 0 });
+        let mut q = take_buf(n_out);
+        let mut sat_any: Vec<(usize, usize)> = Vec::new();
+        // Chunk-local round-0 results of the fused read.
+        let (mut al_buf, mut y_buf, mut sd_buf) = match pre {
+            Some(_) => (Vec::new(), Vec::new(), Vec::new()),
+            None => (
+                take_buf(rows),
+                take_buf(rows * n_out),
+                take_buf(if noisy_w { rows * n_out } else { 0 }),
+            ),
+        };
+        for (b, blk) in self.blocks.iter().enumerate() {
+            let (alpha, yb, sdb): (&[f32], &[f32], Option<&[f32]>) = match pre {
+                Some(p) => (
+                    &p.alpha[b][r0..r0 + rows],
+                    &p.y[b][r0 * n_out..(r0 + rows) * n_out],
+                    p.sd[b]
+                        .as_ref()
+                        .map(|v| &v[r0 * n_out..(r0 + rows) * n_out]),
+                ),
+                None => {
+                    let pc = PreCtx {
+                        blk,
+                        x,
+                        r0,
+                        ns: &dac_s[b],
+                    };
+                    let sdc = blk.s2.as_ref().map(|_| &mut sd_buf[..]);
+                    self.pre_chunk(&pc, &mut al_buf, &mut y_buf, sdc);
+                    (&al_buf, &y_buf, blk.s2.as_ref().map(|_| &sd_buf[..]))
+                }
+            };
+            // The chunk's draws at once (indices (row, output), as a per-row fill would).
+            if adc_noisy {
+                adc_s[b].fill_normal_fast((r0 * n_out) as u64, &mut nz);
+            }
+            if sdb.is_some() {
+                w_s[b].fill_normal_fast((r0 * n_out) as u64, &mut rz);
+            }
+            for (j, a) in ac.chunks_mut(n_out).enumerate() {
+                let r = r0 + j;
+                let al = alpha[j];
+                if al == 0.0 {
+                    continue;
+                }
+                let y = &yb[j * n_out..(j + 1) * n_out];
+                let sdr = sdb.map(|sd| {
+                    (
+                        &sd[j * n_out..(j + 1) * n_out],
+                        &rz[j * n_out..(j + 1) * n_out],
+                    )
+                });
+                sat_any.clear();
+                match &self.adc {
+                    Some(adc) => {
+                        let nzr = adc_noisy.then(|| &nz[j * n_out..(j + 1) * n_out]);
+                        // One pass per tile: (y + read noise) + ADC noise, saturation, conversion.
+                        for &(o0, o1) in &self.outs {
+                            let mut sat = false;
+                            match (nzr, sdr) {
+                                (Some(nz), None) => {
+                                    for o in o0..o1 {
+                                        let v = y[o] + adc.noise * nz[o];
+                                        sat |= v.abs() > adc.bound;
+                                        q[o] = adc.q.convert(v);
+                                    }
+                                }
+                                _ => {
+                                    for o in o0..o1 {
+                                        let mut v = y[o];
+                                        if let Some((sd, rz)) = sdr {
+                                            v += sd[o] * rz[o];
+                                        }
+                                        if let Some(nz) = nzr {
+                                            v += adc.noise * nz[o];
+                                        }
+                                        sat |= v.abs() > adc.bound;
+                                        q[o] = adc.q.convert(v);
+                                    }
+                                }
+                            }
+                            if sat && last_r > 1 {
+                                sat_any.push((o0, o1));
+                            }
+                        }
+                    }
+                    None => match sdr {
+                        Some((sd, rz)) => {
+                            for o in 0..n_out {
+                                q[o] = y[o] + sd[o] * rz[o];
+                            }
+                        }
+                        None => q.copy_from_slice(y),
+                    },
+                }
+                reads += self.outs.len() as u64;
+                // Tiles that saturated are replaced by their bound-management result.
+                for &(o0, o1) in &sat_any {
+                    let (n, red) = self.reread(
+                        blk,
+                        b,
+                        &x[r * n_in..(r + 1) * n_in],
+                        r,
+                        al,
+                        (o0, o1),
+                        s,
+                        t,
+                        &mut q[o0..o1],
+                    );
+                    reads += n;
+                    rereads += n;
+                    q[o0..o1].iter_mut().for_each(|v| *v *= red as f32);
+                }
+                if al == 1.0 {
+                    a.iter_mut().zip(&q).for_each(|(a, &v)| *a += v);
+                } else {
+                    a.iter_mut().zip(&q).for_each(|(a, &v)| *a += v * al);
+                }
+            }
+        }
+        for b in [nz, rz, q, al_buf, y_buf, sd_buf] {
+            give_buf(b);
+        }
+        (reads, rereads)
+    }
+
+    /// Iterative bound management of the saturated vector (row `r`, block `b`, outputs `o0..o1`):
+    /// re-read with the input divided by α·2^k, k = 1, 2, … (own DAC, read and ADC draws per
+    /// round) until nothing saturates or the last allowed reduction. Writes the last conversion
+    /// into `q` and returns (re-reads made, its reduction r).
+    #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
+    fn reread(
+        &self,
+        blk: &InBlock,
+        b: usize,
+        xrow: &[f32],
+        r: usize,
+        alpha: f32,
+        (o0, o1): (usize, usize),
+        s: &Stream,
+        t: u64,
+        q: &mut [f32],
+    ) -> (u64, u64) {
+        let (lo, hi) = (blk.lo, blk.hi);
+        let nb = hi - lo;
+        let adc = self.adc.as_ref().expect("bound management needs an ADC");
+        let mut xq = vec![0.0f32; nb];
+        let mut xq2 = vec![0.0f32; if blk.s2.is_some() { nb } else { 0 }];
+        let mut nz = vec![0.0f32; o1 - o0];
+        let mut rz = vec![0.0f32; o1 - o0];
+        let base = (r * self.n_out + o0) as u64;
+        let (mut red, mut k, mut n) = (1u64, 0u32, 0u64);
+        loop {
+            k += 1;
+            red *= 2;
+            n += 1;
+            let ns = round_stream(s, "dac", b, k, t);
+            self.dac_row(
+                &xrow[lo..hi],
+                alpha * red as f32,
+                &ns,
+                (r * self.n_in + lo) as u64,
+                &mut xq,
+            );
+            if blk.s2.is_some() {
+                xq2.iter_mut().zip(&xq).for_each(|(a, v)| *a = v * v);
+            }
+            if adc.noise > 0.0 {
+                round_stream(&s.child("adc"), "noise", b, k, t).fill_normal_fast(base, &mut nz);
+            }
+            if blk.s2.is_some() {
+                round_stream(s, "w", b, k, t).fill_normal_fast(base, &mut rz);
+            }
+            let mut sat = false;
+            for (j, o) in (o0..o1).enumerate() {
+                let mut y = dot(&blk.w[o * nb..(o + 1) * nb], &xq);
+                if let Some(s2) = &blk.s2 {
+                    let var = dot(&s2[o * nb..(o + 1) * nb], &xq2);
+                    y += var.max(0.0).sqrt() * rz[j];
+                }
+                let p = y + adc.noise * nz[j];
+                sat |= p.abs() > adc.bound;
+                q[j] = adc.q.convert(p);
+            }
+            if !sat || red >= self.io.last_r {
+                return (n, red);
+            }
+        }
+    }
+}
+
+/// Σ a_i·b_i with 8 interleaved partial sums (a fixed order, so it vectorizes and the result does
+/// not depend on anything but the operands).
+#[inline(always)]
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0.0f32; 8];
+    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
+    let (ra, rb) = (ca.remainder(), cb.remainder());
+    for (x, y) in ca.zip(cb) {
+        for l in 0..8 {
+            acc[l] += x[l] * y[l];
+        }
+    }
+    let mut tail = 0.0f32;
+    for (x, y) in ra.iter().zip(rb) {
+        tail += x * y;
+    }
+    ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7])) + tail
+}
+
+/// Shapes of a conv array's unrolled reads.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct ConvGeom {
+    pub(super) n: usize,
+    pub(super) c: usize,
+    pub(super) h: usize,
+    pub(super) w: usize,
+    pub(super) kh: usize,
+    pub(super) kw: usize,
+    pub(super) stride: (usize, usize),
+    pub(super) pad: (usize, usize),
+    pub(super) ho: usize,
+    pub(super) wo: usize,
+}
+
+impl ConvGeom {
+    /// Patch length K = C·kh·kw (the array's rows, OIHW order).
+    pub(super) fn k(&self) -> usize {
+        self.c * self.kh * self.kw
+    }
+    /// Output positions per sample.
+    pub(super) fn p(&self) -> usize {
+        self.ho * self.wo
+    }
+
+    /// The patch of output position (oh, ow) as runs: `f(k, input index, len)` for every
+    /// (channel, kernel row) with the kernel columns `j0..j0 + len` inside the input, where `k` is
+    /// the patch index of (c, i, j0) and the input index (within one sample's `[C, H, W]`) that of
+    /// its first element; consecutive elements of a run are consecutive in both.
+    #[inline(always)]
+    fn patch_runs(&self, oh: usize, ow: usize, mut f: impl FnMut(usize, usize, usize)) {
+        let (hw, khw) = (self.h * self.w, self.kh * self.kw);
+        // Kernel columns inside the input: iw = ow·s + j − pad ∈ [0, w).
+        let base = ow * self.stride.1;
+        let j0 = self.pad.1.saturating_sub(base);
+        let j1 = (self.w + self.pad.1).saturating_sub(base).min(self.kw);
+        if j0 >= j1 {
+            return;
+        }
+        let iw0 = base + j0 - self.pad.1;
+        for i in 0..self.kh {
+            let Some(ih) = (oh * self.stride.0 + i)
+                .checked_sub(self.pad.0)
+                .filter(|&v| v < self.h)
+            else {
+                continue;
+            };
+            for ci in 0..self.c {
+                f(
+                    ci * khw + i * self.kw + j0,
+                    ci * hw + ih * self.w + iw0,
+                    j1 - j0,
+                );
+            }
+        }
+    }
+
+    /// The patch matrix `[N·P, K]` of `x[N, C, H, W]` (rows (sample, oh, ow), columns (c, i, j)).
+    pub(super) fn im2row(&self, x: &[f32]) -> Vec<f32> {
+        let (k, p, chw) = (self.k(), self.p(), self.c * self.h * self.w);
+        let mut out = vec![0.0f32; self.n * p * k];
+        if k * p == 0 {
+            return out;
+        }
+        out.par_chunks_mut(p * k)
+            .zip(x.par_chunks(chw.max(1)))
+            .for_each(|(o, xs)| {
+                for oh in 0..self.ho {
+                    for ow in 0..self.wo {
+                        let row = &mut o[(oh * self.wo + ow) * k..][..k];
+                        self.patch_runs(oh, ow, |kk, ii, len| {
+                            for (d, s) in row[kk..kk + len].iter_mut().zip(&xs[ii..ii + len]) {
+                                *d = *s;
+                            }
+                        });
+                    }
+                }
+            });
+        out
+    }
+
+    /// The sum of the patch vectors `y[N·P, K]` back onto the input grid `[N, C, H, W]` (col2im;
+    /// positions in row-major order), times `scale`.
+    pub(super) fn row2im(&self, y: &[f32], scale: f32) -> Vec<f32> {
+        let (k, p, chw) = (self.k(), self.p(), self.c * self.h * self.w);
+        let mut out = vec![0.0f32; self.n * chw];
+        if k * p == 0 || chw == 0 {
+            return out;
+        }
+        out.par_chunks_mut(chw)
+            .zip(y.par_chunks(p * k))
+            .for_each(|(o, ys)| {
+                for oh in 0..self.ho {
+                    for ow in 0..self.wo {
+                        let row = &ys[(oh * self.wo + ow) * k..][..k];
+                        self.patch_runs(oh, ow, |kk, ii, len| {
+                            for (d, s) in o[ii..ii + len].iter_mut().zip(&row[kk..kk + len]) {
+                                *d += *s;
+                            }
+                        });
+                    }
+                }
+                if scale != 1.0 {
+                    o.iter_mut().for_each(|v| *v *= scale);
+                }
+            });
+        out
+    }
+}
+
+/// `[N, C, P]` → `[N·P, C]` (each position's channel vector a row).
+pub(super) fn nchw_to_rows(u: &[f32], n: usize, c: usize, p: usize) -> Vec<f32> {
+    let mut out = vec![0.0f32; n * p * c];
+    if c * p == 0 {
+        return out;
+    }
+    out.par_chunks_mut(p * c)
+        .zip(u.par_chunks(c * p))
+        .for_each(|(o, us)| {
+            for ci in 0..c {
+                for (pi, v) in us[ci * p..(ci + 1) * p].iter().enumerate() {
+                    o[pi * c + ci] = *v;
+                }
+            }
+        });
+    out
+}
+
+/// `[N·P, C]` → `[N, C, P]`, each value times `scale` plus `bias[c]`.
+pub(super) fn rows_to_nchw(
+    y: &[f32],
+    n: usize,
+    c: usize,
+    p: usize,
+    scale: f32,
+    bias: &[f32],
+) -> Vec<f32> {
+    let mut out = vec![0.0f32; n * p * c];
+    if c * p == 0 {
+        return out;
+    }
+    out.par_chunks_mut(c * p)
+        .zip(y.par_chunks(p * c))
+        .for_each(|(o, ys)| {
+            for ci in 0..c {
+                for (pi, v) in o[ci * p..(ci + 1) * p].iter_mut().enumerate() {
+                    *v = ys[pi * c + ci] * scale + bias[ci];
+                }
+            }
+        });
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The f32 curve gives the converter's own level (to f32 rounding of the level), except within
+    /// 1e-4 steps of a midpoint between two levels, where it may give the other neighbour.
+    #[test]
+    fn quant_matches_the_converter_curve() {
+        for (bits, bound) in [
+            (9u32, 12.0f64),
+            (7, 1.0),
+            (0, 3.0),
+            (0, f64::INFINITY),
+            (4, 0.5),
+        ] {
+            let q = Quant::new(bits, bound);
+            let a = Adc {
+                bits,
+                bound,
+                noise_std: 0.0,
+                ..Adc::ideal()
+            };
+            let st = Stream::new(1, "q");
+            let step = a.step().unwrap_or(1.0);
+            let mut exact = 0;
+            for i in 0..30_000u64 {
+                let x = match i % 3 {
+                    0 => st.normal(i) * 8.0,
+                    // (near) ties between levels
+                    1 => ((st.below(i, 600) as f64 - 300.0 + 0.5) * step) as f32,
+                    _ => ((st.below(i, 600) as f64 - 300.0) * step) as f32,
+                };
+                let (got, want) = (q.convert(x), a.convert_noiseless(x));
+                // The same level (an f32 product may round the level itself differently).
+                if ((got - want) as f64).abs() <= 1e-6 * (want as f64).abs() {
+                    exact += 1;
+                    continue;
+                }
+                let v = (x as f64).clamp(-bound, bound) / step;
+                let near_tie = (v - v.trunc()).abs() - 0.5;
+                assert!(
+                    near_tie.abs() < 1e-4 && ((got - want) as f64).abs() <= step * 1.0001,
+                    "bits {bits} bound {bound} x {x}: {got} vs {want}"
+                );
+            }
+            assert!(exact > 19_000, "bits {bits}: only {exact} identical");
+        }
+    }
+}

@@ -1,0 +1,34 @@
+//! Run-time CPU feature checks for the few hot element loops compiled twice (baseline and AVX2).
+//! Both builds perform the same IEEE operations in the same order (Rust never fuses a·b + c into an
+//! FMA on its own), so results are bit-identical whichever runs.
+
+/// Whether the CPU has AVX2 and FMA (cached by the standard library after the first call).
+#[cfg(target_arch = "x86_64")]
+#[inline]
+pub fn has_avx2_fma() -> bool {
+    std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+}
+
+/// Whether the CPU has AVX2 and FMA (never on other architectures).
+#[cfg(not(target_arch = "x86_64"))]
+#[inline]
+pub fn has_avx2_fma() -> bool {
+    false
+}
+
+/// Whether the CPU has AVX-512 F, VL and DQ (cached by the standard library after the first call).
+#[cfg(target_arch = "x86_64")]
+#[inline]
+pub fn has_avx512() -> bool {
+    std::arch::is_x86_feature_detected!("avx512f")
+        && std::arch::is_x86_feature_detected!("avx512vl")
+        && std::arch::is_x86_feature_detected!("avx512dq")
+        && has_avx2_fma()
+}
+
+/// Whether the CPU has AVX-512 (never on other architectures).
+#[cfg(not(target_arch = "x86_64"))]
+#[inline]
+pub fn has_avx512() -> bool {
+    false
+}
