@@ -11,6 +11,11 @@
 //! over the blocks in block order. Rows are processed in fixed chunks of [`CHUNK`] in parallel and
 //! every draw is indexed by (row, element), so the result does not depend on the thread count.
 //!
+//! Conv reads use [`Dir::read_groups`]: one group per sample, read in runs of at most [`CHUNK`]
+//! positions whose input rows are built on the fly (im2row of the run, or the gather of its C_out
+//! vectors from the NCHW state) and whose outputs go, while in cache, straight into the sample's
+//! NCHW output (with bias) or onto its input grid (col2im), so that no `[N·P, K]` array is built.
+//!
 //! The read is split in [`Dir::pre`] (DAC and GEMMs: deterministic when the DAC is noise-free,
 //! which lets the first array's read of the input be cached per query) and [`Dir::finish`] (noise,
 //! ADC, bound management, block sum).
@@ -36,7 +41,6 @@ pub(super) struct Quant {
     bound: f32,
     step: f32,
     inv_step: f32,
-    half: f32,
     quantize: bool,
 }
 
@@ -52,7 +56,6 @@ impl Quant {
             bound: bound as f32,
             step: step as f32,
             inv_step: (1.0 / step) as f32,
-            half: (steps / 2.0) as f32,
             quantize: bits > 0,
         }
     }
@@ -64,7 +67,7 @@ impl Quant {
             return x;
         }
         let v = x * self.inv_step;
-        // Round to nearest even (exact for |v| < 2²²; |v| ≤ half + 1 here), then ties away from 0.
+        // Round to nearest even (exact for |v| < 2²²; |v| ≤ steps/2 here), then ties away from 0.
         const MAGIC: f32 = 12_582_912.0;
         let r = (v + MAGIC) - MAGIC;
         let r = if (v - r).abs() == 0.5 {
@@ -72,7 +75,9 @@ impl Quant {
         } else {
             r
         };
-        r.max(-self.half).min(self.half) * self.step
+        // |v| ≤ steps/2 up to rounding (x is clipped to ±bound = ±(steps/2)·step, an integer
+        // number of steps below 2²¹), so r is already a level within ±bound: no clamp needed.
+        r * self.step
     }
 }
 
@@ -955,6 +960,21 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
     ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7])) + tail
 }
 
+/// `dst.copy_from_slice(src)` for the short runs of a patch (kernel widths): constant-size copies
+/// up to 8 elements, so that no `memcpy` call is made per run.
+#[inline(always)]
+fn copy_run(dst: &mut [f32], src: &[f32]) {
+    macro_rules! fixed {
+        ($($n:literal)*) => {
+            match dst.len() {
+                $($n => dst[..$n].copy_from_slice(&src[..$n]),)*
+                _ => dst.copy_from_slice(src),
+            }
+        };
+    }
+    fixed!(1 2 3 4 5 6 7 8)
+}
+
 /// Shapes of a conv array's unrolled reads.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct ConvGeom {
@@ -1024,9 +1044,7 @@ impl ConvGeom {
             let xs = &x[smp * chw..(smp + 1) * chw];
             row.fill(0.0);
             self.patch_runs(pi / self.wo, pi % self.wo, |kk, ii, len| {
-                for (d, s) in row[kk..kk + len].iter_mut().zip(&xs[ii..ii + len]) {
-                    *d = *s;
-                }
+                copy_run(&mut row[kk..kk + len], &xs[ii..ii + len]);
             });
         }
     }
@@ -1128,10 +1146,11 @@ pub(super) fn rows_to_chw_part(ys: &[f32], i0: usize, o: &mut [f32], scale: f32,
     if c == 0 {
         return;
     }
-    let p = o.len() / c;
-    for (j, row) in ys.chunks_exact(c).enumerate() {
-        for (ci, (v, b)) in row.iter().zip(bias).enumerate() {
-            o[ci * p + i0 + j] = v * scale + b;
+    let (p, rows) = (o.len() / c, ys.len() / c);
+    // Channel-major: contiguous writes, strided reads of the (cached) run.
+    for (ci, &b) in bias.iter().enumerate() {
+        for (j, v) in o[ci * p + i0..ci * p + i0 + rows].iter_mut().enumerate() {
+            *v = ys[j * c + ci] * scale + b;
         }
     }
 }
