@@ -156,6 +156,9 @@ impl Var {
     }
 }
 
+/// What [`Dir::read_groups`] hands each run's outputs to: `(i0, acc, og)`.
+pub(super) type Sink<'a> = dyn Fn(usize, &[f32], &mut [f32]) + Sync + 'a;
+
 /// Where the input rows of [`Dir::read_groups`] come from.
 #[derive(Clone, Copy)]
 pub(super) enum Rows<'a> {
@@ -660,7 +663,7 @@ impl Dir {
         s: &Stream,
         t: u64,
         out: &mut [f32],
-        sink: &(dyn Fn(usize, &[f32], &mut [f32]) + Sync),
+        sink: &Sink<'_>,
     ) -> (u64, u64) {
         let (n_in, n_out) = (self.n_in, self.n_out);
         if n_out == 0 || groups == 0 || per == 0 || out.is_empty() {
@@ -1217,7 +1220,8 @@ mod tests {
             nm_thres: 0.0,
             last_r: 1,
         };
-        let cases: [(&dyn Fn(usize, usize) -> f32, &str); 3] =
+        type F<'a> = dyn Fn(usize, usize) -> f32 + 'a;
+        let cases: [(&F<'_>, &str); 3] =
             [(&row_const, "row"), (&shared, "tile"), (&general, "full")];
         for (f, kind) in cases {
             let d = Dir::new(
