@@ -65,7 +65,7 @@ fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(7);
     let be = Cpu;
-    let (spec, net) = match std::env::var_os("SUBSTRATE_BENCH_MODEL") {
+    let (spec, net) = match std::env::var_os("SUBSTRATE_BENCH_MODEL").filter(|p| !p.is_empty()) {
         Some(path) => {
             let bytes = std::fs::read(&path)
                 .unwrap_or_else(|e| panic!("reading SUBSTRATE_BENCH_MODEL {path:?}: {e}"));
