@@ -2,7 +2,9 @@
 //! 32 and 64 channels kernel 5 without padding, max pools, fc 10 softmax readout, my_hard_sig,
 //! T1 = 30) at batch 128 on the digital engine, on `netlist:ideal` and on `netlist:pcm` (the
 //! netlists compiled as `epsim compile` does, 512x512 tiles), timed interleaved in one run:
-//! `cargo bench -p ep --bench substrate` (env `SUBSTRATE_BENCH_ROUNDS`, default 7). Prints the
+//! `cargo bench -p ep --bench substrate` (env `SUBSTRATE_BENCH_ROUNDS`, default 7;
+//! `SUBSTRATE_BENCH_MODEL=path.safetensors` reads a trained model file instead of the random
+//! initialization: trained weights drive more bound-management re-reads). Prints the
 //! median of each, the pcm/digital and ideal/digital ratios, and the bound-management re-read
 //! fraction of the pcm reads.
 
@@ -63,10 +65,32 @@ fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(7);
     let be = Cpu;
-    let spec = fmnist_spec();
+    let (spec, net) = match std::env::var_os("SUBSTRATE_BENCH_MODEL").filter(|p| !p.is_empty()) {
+        Some(path) => {
+            let bytes = std::fs::read(&path)
+                .unwrap_or_else(|e| panic!("reading SUBSTRATE_BENCH_MODEL {path:?}: {e}"));
+            let f = ep::checkpoint::TensorFile::from_bytes(&bytes)
+                .unwrap_or_else(|e| panic!("{path:?}: {e}"));
+            let (spec, ws, bs) = ep::checkpoint::model_from_file(&f, None)
+                .unwrap_or_else(|e| panic!("{path:?}: {e}"));
+            assert_eq!(
+                spec.input,
+                [1, 28, 28],
+                "{path:?}: not a Fashion-MNIST model"
+            );
+            let net = EpNet::from_host(&be, spec.clone(), &ws, &bs).unwrap();
+            println!("model {path:?} (trained)");
+            (spec, net)
+        }
+        None => {
+            let spec = fmnist_spec();
+            let net = EpNet::init(&be, spec.clone(), &Stream::new(0, "init"), None).unwrap();
+            println!("model: random initialization");
+            (spec, net)
+        }
+    };
     let steps = spec.t1;
     let n = 128;
-    let net = EpNet::init(&be, spec.clone(), &Stream::new(0, "init"), None).unwrap();
     // Fashion-MNIST-like inputs: about half the pixels background (0), the rest uniform, then the
     // config's normalization (mean 0.2860, std 0.3530).
     let sx = Stream::new(1, "x");

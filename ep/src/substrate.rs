@@ -581,39 +581,64 @@ impl<B: Backend> Realized<B> {
         };
         let s = q.child(&format!("{}.forward", a.name));
         let conv = i < net.spec.conv.len();
-        let (acc, reads, rereads, m, g) = match cached {
+        let bias = be.download(&net.biases[i])?;
+        let bias = bias.as_slice().expect("standard layout");
+        if conv {
+            // Conv: per sample, runs of positions read and written straight into the [C, P] output
+            // (im2row of the run and the row → NCHW transpose fused into the read).
+            let wmax = a.wmax;
+            let sink = |i0: usize, acc: &[f32], og: &mut [f32]| {
+                xbar::rows_to_chw_part(acc, i0, og, wmax, bias)
+            };
+            let (reads, rereads, g, z) = match cached {
+                Some(cr) => {
+                    let g = cr.geom.expect("conv input read has its geometry");
+                    let mut z = vec![0.0f32; g.n * dir.n_out * g.p()];
+                    let rows = xbar::Rows::All(&cr.rows);
+                    let (r, rr) =
+                        dir.read_groups(Some(&cr.pre), rows, g.n, g.p(), &s, t, &mut z, &sink);
+                    (r, rr, g, z)
+                }
+                None => {
+                    let h = be.download(inp)?;
+                    let g = self.conv_geom(i, h.shape());
+                    let xv = h.as_slice().expect("standard layout");
+                    let fill = |r0: usize, buf: &mut [f32]| g.im2row_part(xv, r0, buf);
+                    let mut z = vec![0.0f32; g.n * dir.n_out * g.p()];
+                    let rows = xbar::Rows::Fill(&fill);
+                    let (r, rr) = dir.read_groups(None, rows, g.n, g.p(), &s, t, &mut z, &sink);
+                    (r, rr, g, z)
+                }
+            };
+            self.count(reads, rereads);
+            let z = be.upload(&sim::tensor(&[g.n, dir.n_out, g.ho, g.wo], z)?)?;
+            return self.pool_forward(be, z, i);
+        }
+        // Dense: the samples are the rows.
+        let (mut acc, reads, rereads, m) = match cached {
             Some(c) => {
                 let (acc, r, rr) = dir.finish(&c.pre, &c.rows, c.m, &s, t);
-                (acc, r, rr, c.m, c.geom)
+                (acc, r, rr, c.m)
             }
             None => {
-                let (rows, m, g) = self.forward_rows(be, inp, i)?;
+                let (rows, m, _) = self.forward_rows(be, inp, i)?;
                 let (acc, r, rr) = dir.read(&rows, m, &s, t);
-                (acc, r, rr, m, g)
+                (acc, r, rr, m)
             }
         };
         self.count(reads, rereads);
-        let bias = be.download(&net.biases[i])?;
-        let bias = bias.as_slice().expect("standard layout");
-        let z = match g {
-            Some(g) => {
-                let v = xbar::rows_to_nchw(&acc, g.n, dir.n_out, g.p(), a.wmax, bias);
-                be.upload(&sim::tensor(&[g.n, dir.n_out, g.ho, g.wo], v)?)?
-            }
-            None => {
-                let mut acc = acc;
-                for row in acc.chunks_mut(dir.n_out.max(1)) {
-                    row.iter_mut()
-                        .zip(bias)
-                        .for_each(|(v, b)| *v = *v * a.wmax + b);
-                }
-                be.upload(&sim::tensor(&[m, dir.n_out], acc)?)?
-            }
-        };
-        if !conv {
-            return Ok(Forward { pre: z, idx: None });
+        for row in acc.chunks_mut(dir.n_out.max(1)) {
+            row.iter_mut()
+                .zip(bias)
+                .for_each(|(v, b)| *v = *v * a.wmax + b);
         }
-        let pool = net.spec.conv[i].pool;
+        let z = be.upload(&sim::tensor(&[m, dir.n_out], acc)?)?;
+        Ok(Forward { pre: z, idx: None })
+    }
+
+    /// The pooling of conv array `i`'s forward read `z`.
+    fn pool_forward(&self, be: &B, z: B::Tensor, i: usize) -> Result<Forward<B>> {
+        let pool = self.net.spec.conv[i].pool;
         Ok(match pool {
             Pool::Max => {
                 let (y, idx) = be.max_pool2d(&z, pool.params().expect("max pool"))?;
@@ -655,12 +680,21 @@ impl<B: Backend> Realized<B> {
         if conv {
             let u = be.download(&net.pool_adjoint(be, v, fwd, j)?)?;
             let g = self.conv_geom(j, input_shape);
-            let rows =
-                xbar::nchw_to_rows(u.as_slice().expect("standard layout"), g.n, dir.n_in, g.p());
-            let m = g.n * g.p();
-            let (acc, reads, rereads) = dir.read(&rows, m, &s, t);
+            // Per sample, runs of positions: their C_out vectors gathered from the NCHW state,
+            // read, and their patch vectors summed onto the sample's grid while in cache.
+            let uv = u.as_slice().expect("standard layout");
+            let (c, p) = (dir.n_in, g.p());
+            let fill = |r0: usize, buf: &mut [f32]| xbar::nchw_to_rows_part(uv, c, p, r0, buf);
+            let sink = |i0: usize, acc: &[f32], og: &mut [f32]| g.row2im_part(i0, acc, og);
+            let mut gx = vec![0.0f32; g.n * g.c * g.h * g.w];
+            let (reads, rereads) =
+                dir.read_groups(None, xbar::Rows::Fill(&fill), g.n, p, &s, t, &mut gx, &sink);
             self.count(reads, rereads);
-            let gx = g.row2im(&acc, a.wmax);
+            if a.wmax != 1.0 {
+                use rayon::prelude::*;
+                let wmax = a.wmax;
+                gx.par_iter_mut().for_each(|v| *v *= wmax);
+            }
             be.upload(&sim::tensor(input_shape, gx)?)
         } else {
             let h = be.download(v)?;

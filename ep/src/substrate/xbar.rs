@@ -11,6 +11,11 @@
 //! over the blocks in block order. Rows are processed in fixed chunks of [`CHUNK`] in parallel and
 //! every draw is indexed by (row, element), so the result does not depend on the thread count.
 //!
+//! Conv reads use [`Dir::read_groups`]: one group per sample, read in runs of at most [`CHUNK`]
+//! positions whose input rows are built on the fly (im2row of the run, or the gather of its C_out
+//! vectors from the NCHW state) and whose outputs go, while in cache, straight into the sample's
+//! NCHW output (with bias) or onto its input grid (col2im), so that no `[N·P, K]` array is built.
+//!
 //! The read is split in [`Dir::pre`] (DAC and GEMMs: deterministic when the DAC is noise-free,
 //! which lets the first array's read of the input be cached per query) and [`Dir::finish`] (noise,
 //! ADC, bound management, block sum).
@@ -36,7 +41,6 @@ pub(super) struct Quant {
     bound: f32,
     step: f32,
     inv_step: f32,
-    half: f32,
     quantize: bool,
 }
 
@@ -52,7 +56,6 @@ impl Quant {
             bound: bound as f32,
             step: step as f32,
             inv_step: (1.0 / step) as f32,
-            half: (steps / 2.0) as f32,
             quantize: bits > 0,
         }
     }
@@ -64,7 +67,7 @@ impl Quant {
             return x;
         }
         let v = x * self.inv_step;
-        // Round to nearest even (exact for |v| < 2²²; |v| ≤ half + 1 here), then ties away from 0.
+        // Round to nearest even (exact for |v| < 2²²; |v| ≤ steps/2 here), then ties away from 0.
         const MAGIC: f32 = 12_582_912.0;
         let r = (v + MAGIC) - MAGIC;
         let r = if (v - r).abs() == 0.5 {
@@ -72,7 +75,9 @@ impl Quant {
         } else {
             r
         };
-        r.max(-self.half).min(self.half) * self.step
+        // |v| ≤ steps/2 up to rounding (x is clipped to ±bound = ±(steps/2)·step, an integer
+        // number of steps below 2²¹), so r is already a level within ±bound: no clamp needed.
+        r * self.step
     }
 }
 
@@ -109,6 +114,59 @@ struct InBlock {
     hi: usize,
     w: Vec<f32>,
     s2: Option<Vec<f32>>,
+    /// How round 0 evaluates `Σ_k x_k²·s2(o, k)` (exactly detected structure of `s2`).
+    var: Var,
+}
+
+/// The structure of a block's per-read noise variances `s2[n_out, nb]`, found exactly at
+/// construction. Device models give the per-read noise σ of a column (an output of the forward
+/// read) independent of the row, so a forward block has every row constant and a transposed block
+/// the same row for all outputs of one tile; both need far less than the full second GEMM.
+enum Var {
+    /// No per-read noise.
+    None,
+    /// General: the full GEMM with `s2`.
+    Full,
+    /// `s2(o, k) = c[o]`: the variance is `c[o]·Σ_k x_k²`.
+    RowConst(Vec<f32>),
+    /// `s2(o, k) = rows[tile(o)][k]` for the output tiles (in `Dir::outs` order): one GEMM
+    /// column per tile.
+    TileShared(Vec<f32>),
+}
+
+impl Var {
+    fn of(s2: Option<&[f32]>, n_out: usize, nb: usize, outs: &[(usize, usize)]) -> Var {
+        let Some(s2) = s2 else { return Var::None };
+        if nb == 0 || n_out == 0 {
+            return Var::Full;
+        }
+        let row = |o: usize| &s2[o * nb..(o + 1) * nb];
+        if (0..n_out).all(|o| row(o).iter().all(|&v| v == row(o)[0])) {
+            return Var::RowConst((0..n_out).map(|o| row(o)[0]).collect());
+        }
+        let covered = outs.iter().map(|&(a, b)| b - a).sum::<usize>() == n_out;
+        if covered
+            && outs
+                .iter()
+                .all(|&(o0, o1)| (o0..o1).all(|o| row(o) == row(o0)))
+        {
+            return Var::TileShared(outs.iter().flat_map(|&(o0, _)| row(o0).to_vec()).collect());
+        }
+        Var::Full
+    }
+}
+
+/// What [`Dir::read_groups`] hands each run's outputs to: `(i0, acc, og)`.
+pub(super) type Sink<'a> = dyn Fn(usize, &[f32], &mut [f32]) + Sync + 'a;
+
+/// Where the input rows of [`Dir::read_groups`] come from.
+#[derive(Clone, Copy)]
+pub(super) enum Rows<'a> {
+    /// All rows `[m, n_in]`.
+    All(&'a [f32]),
+    /// `f(r0, buf)` writes rows `r0..r0 + buf.len() / n_in` into `buf` (e.g. im2row of a run of
+    /// conv positions), so the full row matrix is never built.
+    Fill(&'a (dyn Fn(usize, &mut [f32]) + Sync)),
 }
 
 /// One read direction of one array.
@@ -135,6 +193,7 @@ pub(super) struct Pre {
 #[derive(Clone, Copy)]
 struct PreCtx<'a> {
     blk: &'a InBlock,
+    /// The chunk's rows (row `j` is row `r0 + j` of the read).
     x: &'a [f32],
     r0: usize,
     ns: &'a Stream,
@@ -144,6 +203,7 @@ struct PreCtx<'a> {
 #[derive(Clone, Copy)]
 struct ChunkCtx<'a> {
     pre: Option<&'a Pre>,
+    /// The chunk's rows (row `j` is row `r0 + j` of the read).
     x: &'a [f32],
     r0: usize,
     s: &'a Stream,
@@ -158,22 +218,59 @@ thread_local! {
     static BUFS: std::cell::RefCell<Vec<Vec<f32>>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
+/// A scratch buffer (a view of the first `len` elements of a pooled vector that keeps its full
+/// length, so that reuse never zeroes memory again).
+struct Buf {
+    v: Vec<f32>,
+    len: usize,
+}
+
+impl Buf {
+    fn empty() -> Self {
+        Buf {
+            v: Vec::new(),
+            len: 0,
+        }
+    }
+}
+
+impl std::ops::Deref for Buf {
+    type Target = [f32];
+    fn deref(&self) -> &[f32] {
+        &self.v[..self.len]
+    }
+}
+
+impl std::ops::DerefMut for Buf {
+    fn deref_mut(&mut self) -> &mut [f32] {
+        &mut self.v[..self.len]
+    }
+}
+
 /// A scratch buffer of `len` elements with unspecified contents (the kernels write every element
-/// they read first), from the thread's pool.
-fn take_buf(len: usize) -> Vec<f32> {
-    let mut v = BUFS.with(|p| p.borrow_mut().pop()).unwrap_or_default();
+/// they read first), from the thread's pool: the smallest pooled vector that is long enough, else
+/// one grown to `len`.
+fn take_buf(len: usize) -> Buf {
+    let mut v = BUFS.with(|p| {
+        let mut p = p.borrow_mut();
+        let best = (0..p.len())
+            .filter(|&i| p[i].len() >= len)
+            .min_by_key(|&i| p[i].len());
+        match best {
+            Some(i) => p.swap_remove(i),
+            None => p.pop().unwrap_or_default(),
+        }
+    });
     if v.len() < len {
         v.resize(len, 0.0);
-    } else {
-        v.truncate(len);
     }
-    v
+    Buf { v, len }
 }
 
 /// Return a scratch buffer to the thread's pool.
-fn give_buf(v: Vec<f32>) {
-    if v.capacity() > 0 {
-        BUFS.with(|p| p.borrow_mut().push(v));
+fn give_buf(b: Buf) {
+    if b.v.capacity() > 0 {
+        BUFS.with(|p| p.borrow_mut().push(b.v));
     }
 }
 
@@ -226,6 +323,7 @@ impl Dir {
                     lo,
                     hi,
                     w: wb,
+                    var: Var::of(s2b.as_deref(), n_out, nb, outs),
                     s2: s2b,
                 }
             })
@@ -279,9 +377,19 @@ impl Dir {
             NoiseManagement::None => return 1.0,
             NoiseManagement::AbsMax => {
                 // As `noise_management_scale`, written so that it vectorizes.
+                // Eight running maxima (max is exact and order-free, so the same value as one
+                // sequential pass; a NaN is skipped in both).
+                let mut l = [0.0f32; 8];
+                let c = xs.chunks_exact(8);
+                let tail = c.remainder();
+                for v in c {
+                    for k in 0..8 {
+                        let a = v[k].abs();
+                        l[k] = if a > l[k] { a } else { l[k] };
+                    }
+                }
                 let mut m = 0.0f32;
-                for v in xs {
-                    let a = v.abs();
+                for a in l.into_iter().chain(tail.iter().map(|v| v.abs())) {
                     m = if a > m { a } else { m };
                 }
                 if self.io.nm_thres > 0.0 {
@@ -317,10 +425,11 @@ impl Dir {
             let mut sd = blk.s2.as_ref().map(|_| vec![0.0f32; m * n_out]);
             let step = CHUNK * n_out.max(1);
             let run = |c: usize, al: &mut [f32], yc: &mut [f32], sdc: Option<&mut [f32]>| {
+                let r0 = c * CHUNK;
                 let ctx = PreCtx {
                     blk,
-                    x,
-                    r0: c * CHUNK,
+                    x: &x[r0 * self.n_in..(r0 + al.len()) * self.n_in],
+                    r0,
                     ns: &ns,
                 };
                 #[cfg(target_arch = "x86_64")]
@@ -372,8 +481,7 @@ impl Dir {
         let (lo, hi) = (blk.lo, blk.hi);
         let nb = hi - lo;
         for (j, a) in al.iter_mut().enumerate() {
-            let r = r0 + j;
-            *a = self.nm_scale(&x[r * n_in + lo..r * n_in + hi]);
+            *a = self.nm_scale(&x[j * n_in + lo..j * n_in + hi]);
         }
         let rows: Vec<usize> = (0..al.len()).filter(|&j| al[j] != 0.0).collect();
         let na = rows.len();
@@ -384,7 +492,7 @@ impl Dir {
         for (i, &j) in rows.iter().enumerate() {
             let r = r0 + j;
             self.dac_row(
-                &x[r * n_in + lo..r * n_in + hi],
+                &x[j * n_in + lo..j * n_in + hi],
                 al[j],
                 ns,
                 (r * n_in + lo) as u64,
@@ -399,11 +507,12 @@ impl Dir {
             trans_b: true,
         };
         let dense = na * n_out == yc.len();
-        let mut out = if dense && blk.s2.is_none() {
-            Vec::new()
-        } else {
-            take_buf(na * n_out)
-        };
+        let mut out =
+            if dense && matches!(blk.var, Var::None | Var::RowConst(_) | Var::TileShared(_)) {
+                Buf::empty()
+            } else {
+                take_buf(na * n_out)
+            };
         if dense {
             sgemm_par(g, 1.0, &xq, &blk.w, 0.0, yc, Par::Seq).expect("block GEMM sizes");
         } else {
@@ -413,14 +522,41 @@ impl Dir {
             }
         }
         if let (Some(s2), Some(sdc)) = (&blk.s2, sdc) {
-            xq.iter_mut().for_each(|v| *v *= *v);
-            sgemm_par(g, 1.0, &xq, s2, 0.0, &mut out, Par::Seq).expect("block GEMM sizes");
-            for (i, &j) in rows.iter().enumerate() {
-                for (o, v) in sdc[j * n_out..(j + 1) * n_out]
-                    .iter_mut()
-                    .zip(&out[i * n_out..(i + 1) * n_out])
-                {
-                    *o = v.max(0.0).sqrt();
+            match &blk.var {
+                Var::RowConst(c) => {
+                    for (i, &j) in rows.iter().enumerate() {
+                        let x = &xq[i * nb..(i + 1) * nb];
+                        let ss = dot(x, x);
+                        for (o, c) in sdc[j * n_out..(j + 1) * n_out].iter_mut().zip(c) {
+                            *o = (c * ss).max(0.0).sqrt();
+                        }
+                    }
+                }
+                Var::TileShared(tr) => {
+                    let nt = self.outs.len();
+                    xq.iter_mut().for_each(|v| *v *= *v);
+                    let gt = Gemm { n: nt, ..g };
+                    let mut vt = take_buf(na * nt);
+                    sgemm_par(gt, 1.0, &xq, tr, 0.0, &mut vt, Par::Seq).expect("block GEMM sizes");
+                    for (i, &j) in rows.iter().enumerate() {
+                        let sr = &mut sdc[j * n_out..(j + 1) * n_out];
+                        for (ti, &(o0, o1)) in self.outs.iter().enumerate() {
+                            sr[o0..o1].fill(vt[i * nt + ti].max(0.0).sqrt());
+                        }
+                    }
+                    give_buf(vt);
+                }
+                _ => {
+                    xq.iter_mut().for_each(|v| *v *= *v);
+                    sgemm_par(g, 1.0, &xq, s2, 0.0, &mut out, Par::Seq).expect("block GEMM sizes");
+                    for (i, &j) in rows.iter().enumerate() {
+                        for (o, v) in sdc[j * n_out..(j + 1) * n_out]
+                            .iter_mut()
+                            .zip(&out[i * n_out..(i + 1) * n_out])
+                        {
+                            *o = v.max(0.0).sqrt();
+                        }
+                    }
                 }
             }
         }
@@ -462,35 +598,121 @@ impl Dir {
         if n_out == 0 {
             return (acc, 0, 0);
         }
-        let nblk = self.blocks.len();
-        let adc_s: Vec<Stream> = (0..nblk)
-            .map(|b| round_stream(&s.child("adc"), "noise", b, 0, t))
-            .collect();
-        let w_s: Vec<Stream> = (0..nblk).map(|b| round_stream(s, "w", b, 0, t)).collect();
-        let dac_s: Vec<Stream> = (0..nblk).map(|b| round_stream(s, "dac", b, 0, t)).collect();
+        let (adc_s, w_s, dac_s) = self.streams(s, t);
         let (reads, rereads) = acc
             .par_chunks_mut(CHUNK * n_out)
             .enumerate()
             .map(|(c, ac)| {
+                let r0 = c * CHUNK;
+                let rows = ac.len() / n_out;
                 let ctx = ChunkCtx {
                     pre,
-                    x,
-                    r0: c * CHUNK,
+                    x: &x[r0 * self.n_in..(r0 + rows) * self.n_in],
+                    r0,
                     s,
                     t,
                     adc_s: &adc_s,
                     w_s: &w_s,
                     dac_s: &dac_s,
                 };
-                #[cfg(target_arch = "x86_64")]
-                if sim::simd::has_avx2_fma() {
-                    // SAFETY: the CPU supports AVX2 and FMA (checked at run time).
-                    return unsafe { self.finish_chunk_avx2(&ctx, ac) };
-                }
-                self.finish_chunk(&ctx, ac)
+                self.chunk(&ctx, ac)
             })
             .reduce(|| (0, 0), |a, b| (a.0 + b.0, a.1 + b.1));
         (acc, reads, rereads)
+    }
+
+    /// The round-0 streams of every block: (ADC noise, per-read noise, DAC).
+    fn streams(&self, s: &Stream, t: u64) -> (Vec<Stream>, Vec<Stream>, Vec<Stream>) {
+        let nblk = self.blocks.len();
+        let adc_s = (0..nblk)
+            .map(|b| round_stream(&s.child("adc"), "noise", b, 0, t))
+            .collect();
+        let w_s = (0..nblk).map(|b| round_stream(s, "w", b, 0, t)).collect();
+        let dac_s = (0..nblk).map(|b| round_stream(s, "dac", b, 0, t)).collect();
+        (adc_s, w_s, dac_s)
+    }
+
+    /// [`Dir::finish_chunk`], AVX2 build where the CPU has it.
+    #[inline(always)]
+    fn chunk(&self, ctx: &ChunkCtx<'_>, ac: &mut [f32]) -> (u64, u64) {
+        // (An AVX-512 build of the chunk kernel measured 12 % slower here than the AVX2 one.)
+        #[cfg(target_arch = "x86_64")]
+        if sim::simd::has_avx2_fma() {
+            // SAFETY: the CPU supports AVX2 and FMA (checked at run time).
+            return unsafe { self.finish_chunk_avx2(ctx, ac) };
+        }
+        self.finish_chunk(ctx, ac)
+    }
+
+    /// The read of `m = groups·per` rows (group `g`: rows `g·per..(g + 1)·per`, e.g. one
+    /// sample's conv positions), with the values of [`Dir::read`] (`pre: None`) or [`Dir::finish`]
+    /// (`pre` prepared on the same rows), but without the `[m, n_out]` result array: each group is
+    /// read in runs of at most [`CHUNK`] rows, in order, and each run's outputs `[rows, n_out]`
+    /// (normalized, summed over the blocks) are handed, while in cache, to `sink(i0, acc, og)`
+    /// with `i0` the run's first row within the group and `og` the group's equal share of `out`.
+    /// Groups run in parallel; every draw is indexed by (row, element) as in [`Dir::read`], so
+    /// the result depends neither on the thread count nor on the run split. Returns (reads,
+    /// re-reads).
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn read_groups(
+        &self,
+        pre: Option<&Pre>,
+        rows: Rows<'_>,
+        groups: usize,
+        per: usize,
+        s: &Stream,
+        t: u64,
+        out: &mut [f32],
+        sink: &Sink<'_>,
+    ) -> (u64, u64) {
+        let (n_in, n_out) = (self.n_in, self.n_out);
+        if n_out == 0 || groups == 0 || per == 0 || out.is_empty() {
+            return (0, 0);
+        }
+        let (adc_s, w_s, dac_s) = self.streams(s, t);
+        let run = CHUNK.min(per);
+        out.par_chunks_mut(out.len() / groups)
+            .enumerate()
+            .map(|(g, og)| {
+                let mut ac = take_buf(run * n_out);
+                let mut xb = match rows {
+                    Rows::All(_) => Buf::empty(),
+                    Rows::Fill(_) => take_buf(run * n_in),
+                };
+                let mut tot = (0u64, 0u64);
+                let mut i0 = 0;
+                while i0 < per {
+                    let nr = run.min(per - i0);
+                    let r0 = g * per + i0;
+                    if let Rows::Fill(f) = rows {
+                        f(r0, &mut xb[..nr * n_in]);
+                    }
+                    let x = match rows {
+                        Rows::All(x) => &x[r0 * n_in..(r0 + nr) * n_in],
+                        Rows::Fill(_) => &xb[..nr * n_in],
+                    };
+                    let acc = &mut ac[..nr * n_out];
+                    acc.fill(0.0);
+                    let ctx = ChunkCtx {
+                        pre,
+                        x,
+                        r0,
+                        s,
+                        t,
+                        adc_s: &adc_s,
+                        w_s: &w_s,
+                        dac_s: &dac_s,
+                    };
+                    let (a, b) = self.chunk(&ctx, acc);
+                    tot = (tot.0 + a, tot.1 + b);
+                    sink(i0, acc, og);
+                    i0 += nr;
+                }
+                give_buf(ac);
+                give_buf(xb);
+                tot
+            })
+            .reduce(|| (0, 0), |a, b| (a.0 + b.0, a.1 + b.1))
     }
 
     /// [`Dir::finish_chunk`] compiled for AVX2 (same operations, same bits).
@@ -525,7 +747,7 @@ impl Dir {
         let mut sat_any: Vec<(usize, usize)> = Vec::new();
         // Chunk-local round-0 results of the fused read.
         let (mut al_buf, mut y_buf, mut sd_buf) = match pre {
-            Some(_) => (Vec::new(), Vec::new(), Vec::new()),
+            Some(_) => (Buf::empty(), Buf::empty(), Buf::empty()),
             None => (
                 take_buf(rows),
                 take_buf(rows * n_out),
@@ -588,6 +810,15 @@ impl Dir {
                                         q[o] = adc.q.convert(v);
                                     }
                                 }
+                                (Some(nz), Some((sd, rz))) => {
+                                    let (y, nz, sd, rz) =
+                                        (&y[o0..o1], &nz[o0..o1], &sd[o0..o1], &rz[o0..o1]);
+                                    for (o, q) in q[o0..o1].iter_mut().enumerate() {
+                                        let v = (y[o] + sd[o] * rz[o]) + adc.noise * nz[o];
+                                        sat |= v.abs() > adc.bound;
+                                        *q = adc.q.convert(v);
+                                    }
+                                }
                                 _ => {
                                     for o in o0..o1 {
                                         let mut v = y[o];
@@ -622,7 +853,7 @@ impl Dir {
                     let (n, red) = self.reread(
                         blk,
                         b,
-                        &x[r * n_in..(r + 1) * n_in],
+                        &x[j * n_in..(j + 1) * n_in],
                         r,
                         al,
                         (o0, o1),
@@ -635,9 +866,9 @@ impl Dir {
                     q[o0..o1].iter_mut().for_each(|v| *v *= red as f32);
                 }
                 if al == 1.0 {
-                    a.iter_mut().zip(&q).for_each(|(a, &v)| *a += v);
+                    a.iter_mut().zip(q.iter()).for_each(|(a, &v)| *a += v);
                 } else {
-                    a.iter_mut().zip(&q).for_each(|(a, &v)| *a += v * al);
+                    a.iter_mut().zip(q.iter()).for_each(|(a, &v)| *a += v * al);
                 }
             }
         }
@@ -732,6 +963,21 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
     ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7])) + tail
 }
 
+/// `dst.copy_from_slice(src)` for the short runs of a patch (kernel widths): constant-size copies
+/// up to 8 elements, so that no `memcpy` call is made per run.
+#[inline(always)]
+fn copy_run(dst: &mut [f32], src: &[f32]) {
+    macro_rules! fixed {
+        ($($n:literal)*) => {
+            match dst.len() {
+                $($n => dst[..$n].copy_from_slice(&src[..$n]),)*
+                _ => dst.copy_from_slice(src),
+            }
+        };
+    }
+    fixed!(1 2 3 4 5 6 7 8)
+}
+
 /// Shapes of a conv array's unrolled reads.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct ConvGeom {
@@ -789,6 +1035,40 @@ impl ConvGeom {
         }
     }
 
+    /// Rows `r0..r0 + out.len() / K` of [`ConvGeom::im2row`] of `x` into `out`.
+    pub(super) fn im2row_part(&self, x: &[f32], r0: usize, out: &mut [f32]) {
+        let (k, p, chw) = (self.k(), self.p(), self.c * self.h * self.w);
+        if k == 0 {
+            return;
+        }
+        for (j, row) in out.chunks_exact_mut(k).enumerate() {
+            let r = r0 + j;
+            let (smp, pi) = (r / p, r % p);
+            let xs = &x[smp * chw..(smp + 1) * chw];
+            row.fill(0.0);
+            self.patch_runs(pi / self.wo, pi % self.wo, |kk, ii, len| {
+                copy_run(&mut row[kk..kk + len], &xs[ii..ii + len]);
+            });
+        }
+    }
+
+    /// Add the patch vectors `ys[rows, K]` of one sample's positions `i0..` onto its input grid
+    /// `o[C, H, W]` (the part of [`ConvGeom::row2im`] before its scaling; positions in order).
+    pub(super) fn row2im_part(&self, i0: usize, ys: &[f32], o: &mut [f32]) {
+        let k = self.k();
+        if k == 0 {
+            return;
+        }
+        for (j, row) in ys.chunks_exact(k).enumerate() {
+            let pi = i0 + j;
+            self.patch_runs(pi / self.wo, pi % self.wo, |kk, ii, len| {
+                for (d, s) in o[ii..ii + len].iter_mut().zip(&row[kk..kk + len]) {
+                    *d += *s;
+                }
+            });
+        }
+    }
+
     /// The patch matrix `[N·P, K]` of `x[N, C, H, W]` (rows (sample, oh, ow), columns (c, i, j)).
     pub(super) fn im2row(&self, x: &[f32]) -> Vec<f32> {
         let (k, p, chw) = (self.k(), self.p(), self.c * self.h * self.w);
@@ -815,6 +1095,7 @@ impl ConvGeom {
 
     /// The sum of the patch vectors `y[N·P, K]` back onto the input grid `[N, C, H, W]` (col2im;
     /// positions in row-major order), times `scale`.
+    #[cfg(test)]
     pub(super) fn row2im(&self, y: &[f32], scale: f32) -> Vec<f32> {
         let (k, p, chw) = (self.k(), self.p(), self.c * self.h * self.w);
         let mut out = vec![0.0f32; self.n * chw];
@@ -843,6 +1124,7 @@ impl ConvGeom {
 }
 
 /// `[N, C, P]` → `[N·P, C]` (each position's channel vector a row).
+#[cfg(test)]
 pub(super) fn nchw_to_rows(u: &[f32], n: usize, c: usize, p: usize) -> Vec<f32> {
     let mut out = vec![0.0f32; n * p * c];
     if c * p == 0 {
@@ -860,7 +1142,38 @@ pub(super) fn nchw_to_rows(u: &[f32], n: usize, c: usize, p: usize) -> Vec<f32> 
     out
 }
 
+/// Rows `[rows, C]` of one sample's positions `i0..` into its `o[C, P]`, each value times `scale`
+/// plus `bias[c]` (a part of [`rows_to_nchw`]).
+pub(super) fn rows_to_chw_part(ys: &[f32], i0: usize, o: &mut [f32], scale: f32, bias: &[f32]) {
+    let c = bias.len();
+    if c == 0 {
+        return;
+    }
+    let (p, rows) = (o.len() / c, ys.len() / c);
+    // Channel-major: contiguous writes, strided reads of the (cached) run.
+    for (ci, &b) in bias.iter().enumerate() {
+        for (j, v) in o[ci * p + i0..ci * p + i0 + rows].iter_mut().enumerate() {
+            *v = ys[j * c + ci] * scale + b;
+        }
+    }
+}
+
+/// Rows `r0..r0 + out.len() / C` of [`nchw_to_rows`] of `u[N, C, P]` into `out`.
+pub(super) fn nchw_to_rows_part(u: &[f32], c: usize, p: usize, r0: usize, out: &mut [f32]) {
+    if c == 0 {
+        return;
+    }
+    for (j, row) in out.chunks_exact_mut(c).enumerate() {
+        let r = r0 + j;
+        let us = &u[(r / p) * c * p + r % p..];
+        for (ci, v) in row.iter_mut().enumerate() {
+            *v = us[ci * p];
+        }
+    }
+}
+
 /// `[N·P, C]` → `[N, C, P]`, each value times `scale` plus `bias[c]`.
+#[cfg(test)]
 pub(super) fn rows_to_nchw(
     y: &[f32],
     n: usize,
@@ -888,6 +1201,131 @@ pub(super) fn rows_to_nchw(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The structured evaluations of the per-read noise σ (row-constant and tile-shared
+    /// variances) are detected and give σ = sqrt(Σ_k x_k²·s2(o, k)) as the full evaluation does.
+    #[test]
+    fn per_read_sigma_structures_match_the_definition() {
+        let st = Stream::new(4, "var");
+        let (n_in, n_out, m) = (11, 7, 5);
+        let ins = [(0, 6), (6, 11)];
+        let outs = [(0, 3), (3, 7)];
+        let tile = |o: usize| usize::from(o >= 3);
+        let row_const = |o: usize, _k: usize| 0.1 + o as f32 * 0.03;
+        let shared = |o: usize, k: usize| 0.05 + (tile(o) * 13 + k) as f32 * 0.01;
+        let general = |o: usize, k: usize| 0.02 + ((o * 7 + k * 3) % 5) as f32 * 0.02;
+        let x: Vec<f32> = (0..(m * n_in) as u64).map(|i| st.normal(i)).collect();
+        let io = Io {
+            nm: NoiseManagement::None,
+            nm_thres: 0.0,
+            last_r: 1,
+        };
+        type F<'a> = dyn Fn(usize, usize) -> f32 + 'a;
+        let cases: [(&F<'_>, &str); 3] =
+            [(&row_const, "row"), (&shared, "tile"), (&general, "full")];
+        for (f, kind) in cases {
+            let d = Dir::new(
+                n_in,
+                n_out,
+                &ins,
+                &outs,
+                |_, _| 0.5,
+                Some(f),
+                None,
+                None,
+                io,
+            );
+            for blk in &d.blocks {
+                let got = match blk.var {
+                    Var::RowConst(_) => "row",
+                    Var::TileShared(_) => "tile",
+                    Var::Full => "full",
+                    Var::None => "none",
+                };
+                assert_eq!(got, kind);
+            }
+            let pre = d.pre(&x, m, &st, 0);
+            for (b, blk) in d.blocks.iter().enumerate() {
+                let sd = pre.sd[b].as_ref().expect("σ computed");
+                for r in 0..m {
+                    for o in 0..n_out {
+                        let v: f64 = (blk.lo..blk.hi)
+                            .map(|k| (x[r * n_in + k] as f64).powi(2) * f(o, k) as f64)
+                            .sum();
+                        let (g, w) = (sd[r * n_out + o] as f64, v.sqrt());
+                        assert!(
+                            (g - w).abs() <= 1e-5 * w,
+                            "{kind} b{b} r{r} o{o}: {g} vs {w}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    /// The per-run helpers of the fused conv reads give the whole-array transforms exactly.
+    #[test]
+    fn conv_parts_compose_to_the_whole_transforms() {
+        let st = Stream::new(3, "parts");
+        for (stride, pad) in [((1, 1), (0, 0)), ((2, 1), (1, 2))] {
+            let g = ConvGeom {
+                n: 3,
+                c: 2,
+                h: 7,
+                w: 6,
+                kh: 3,
+                kw: 2,
+                stride,
+                pad,
+                ho: (7 + 2 * pad.0 - 3) / stride.0 + 1,
+                wo: (6 + 2 * pad.1 - 2) / stride.1 + 1,
+            };
+            let (k, p) = (g.k(), g.p());
+            let x: Vec<f32> = (0..(g.n * g.c * g.h * g.w) as u64)
+                .map(|i| st.normal(i))
+                .collect();
+            let whole = g.im2row(&x);
+            // Runs of 5 rows crossing sample boundaries.
+            let mut parts = vec![f32::NAN; whole.len()];
+            for (c, buf) in parts.chunks_mut(5 * k).enumerate() {
+                g.im2row_part(&x, 5 * c, buf);
+            }
+            assert_eq!(parts, whole);
+            let y: Vec<f32> = (0..(g.n * p * k) as u64)
+                .map(|i| st.normal(1000 + i))
+                .collect();
+            let want = g.row2im(&y, 1.0);
+            let chw = g.c * g.h * g.w;
+            let mut got = vec![0.0f32; want.len()];
+            for (smp, o) in got.chunks_mut(chw).enumerate() {
+                let ys = &y[smp * p * k..(smp + 1) * p * k];
+                for (c, run) in ys.chunks(4 * k).enumerate() {
+                    g.row2im_part(4 * c, run, o);
+                }
+            }
+            assert_eq!(got, want);
+            let c = 3;
+            let u: Vec<f32> = (0..(g.n * c * p) as u64)
+                .map(|i| st.normal(5000 + i))
+                .collect();
+            let rows = nchw_to_rows(&u, g.n, c, p);
+            let mut parts = vec![f32::NAN; rows.len()];
+            for (j, buf) in parts.chunks_mut(4 * c).enumerate() {
+                nchw_to_rows_part(&u, c, p, 4 * j, buf);
+            }
+            assert_eq!(parts, rows);
+            let bias = [0.5f32, -1.0, 2.0];
+            let want = rows_to_nchw(&rows, g.n, c, p, 1.5, &bias);
+            let mut got = vec![f32::NAN; want.len()];
+            for (smp, o) in got.chunks_mut(c * p).enumerate() {
+                let ys = &rows[smp * p * c..(smp + 1) * p * c];
+                for (j, run) in ys.chunks(3 * c).enumerate() {
+                    rows_to_chw_part(run, 3 * j, o, 1.5, &bias);
+                }
+            }
+            assert_eq!(got, want);
+        }
+    }
 
     /// The f32 curve gives the converter's own level (to f32 rounding of the level), except within
     /// 1e-4 steps of a midpoint between two levels, where it may give the other neighbour.
