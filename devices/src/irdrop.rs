@@ -202,56 +202,22 @@ impl IrDrop {
     ) -> Result<TileSolution> {
         self.validate()?;
         check_tile(g_us, v_in_v, rows, cols)?;
-        check::positive("ir_drop", "r_wire_ohm", self.r_wire_ohm)?;
-        check::positive("ir_drop", "r_driver_ohm", self.r_driver_ohm)?;
-        check::positive("ir_drop", "r_sense_ohm", self.r_sense_ohm)?;
-        let nc = rows * cols;
-        if nc > 1024 {
-            return Err(Error::param(
-                "ir_drop",
-                format!("nodal solve is for small tiles (≤ 1024 cells), got {rows}×{cols}"),
-            ));
-        }
-        let n = 2 * nc;
-        let (gw, gd, gs) = (
-            1.0 / self.r_wire_ohm,
-            1.0 / self.r_driver_ohm,
-            1.0 / self.r_sense_ohm,
-        );
-        let mut a = vec![0.0f64; n * n];
+        let mut m = self.nodal_mesh(g_us, rows, cols)?;
+        let (nc, n, gd, gs) = (m.nc, m.n, m.gd, m.gs);
+        let (row_node, col_node) = (m.row_node(), m.col_node());
         let mut b = vec![0.0f64; n];
-        let row_node = |r: usize, c: usize| r * cols + c;
-        let col_node = |r: usize, c: usize| nc + r * cols + c;
-        let link = |a: &mut [f64], i: usize, j: usize, g: f64| {
-            a[i * n + i] += g;
-            a[j * n + j] += g;
-            a[i * n + j] -= g;
-            a[j * n + i] -= g;
-        };
-        for r in 0..rows {
-            for c in 0..cols {
-                link(
-                    &mut a,
-                    row_node(r, c),
-                    col_node(r, c),
-                    g_us[r * cols + c] * 1e-6,
-                );
-                if c + 1 < cols {
-                    link(&mut a, row_node(r, c), row_node(r, c + 1), gw);
-                }
-                if r + 1 < rows {
-                    link(&mut a, col_node(r, c), col_node(r + 1, c), gw);
-                }
-            }
+        let a = &mut m.a;
+        for (r, &v) in v_in_v.iter().enumerate() {
+            // driver at the word line's left end
             let i = row_node(r, 0);
             a[i * n + i] += gd;
-            b[i] += gd * v_in_v[r];
+            b[i] += gd * v;
         }
         for c in 0..cols {
             let i = col_node(rows - 1, c);
             a[i * n + i] += gs;
         }
-        let v = gauss_solve(a, b, n)?;
+        let v = gauss_solve(m.a, b, n)?;
         let i_out_ua = (0..cols)
             .map(|c| v[col_node(rows - 1, c)] * gs * 1e6)
             .collect();
@@ -572,47 +538,12 @@ impl IrDrop {
                 format!("input v_in_v[{i}] = {} is not finite", v_in_v[i]),
             ));
         }
-        check::positive("ir_drop", "r_wire_ohm", self.r_wire_ohm)?;
-        check::positive("ir_drop", "r_driver_ohm", self.r_driver_ohm)?;
-        check::positive("ir_drop", "r_sense_ohm", self.r_sense_ohm)?;
-        let nc = rows * cols;
-        if nc > 1024 {
-            return Err(Error::param(
-                "ir_drop",
-                format!("nodal solve is for small tiles (≤ 1024 cells), got {rows}×{cols}"),
-            ));
-        }
-        let n = 2 * nc;
-        let (gw, gd, gs) = (
-            1.0 / self.r_wire_ohm,
-            1.0 / self.r_driver_ohm,
-            1.0 / self.r_sense_ohm,
-        );
-        let mut a = vec![0.0f64; n * n];
+        let mut m = self.nodal_mesh(g_us, rows, cols)?;
+        let (nc, n, gd, gs) = (m.nc, m.n, m.gd, m.gs);
+        let (row_node, col_node) = (m.row_node(), m.col_node());
         let mut b = vec![0.0f64; n];
-        let row_node = |r: usize, c: usize| r * cols + c;
-        let col_node = |r: usize, c: usize| nc + r * cols + c;
-        let link = |a: &mut [f64], i: usize, j: usize, g: f64| {
-            a[i * n + i] += g;
-            a[j * n + j] += g;
-            a[i * n + j] -= g;
-            a[j * n + i] -= g;
-        };
+        let a = &mut m.a;
         for r in 0..rows {
-            for c in 0..cols {
-                link(
-                    &mut a,
-                    row_node(r, c),
-                    col_node(r, c),
-                    g_us[r * cols + c] * 1e-6,
-                );
-                if c + 1 < cols {
-                    link(&mut a, row_node(r, c), row_node(r, c + 1), gw);
-                }
-                if r + 1 < rows {
-                    link(&mut a, col_node(r, c), col_node(r + 1, c), gw);
-                }
-            }
             // sense amplifier (virtual ground) at the word line's driver end
             let i = row_node(r, 0);
             a[i * n + i] += gs;
@@ -623,7 +554,7 @@ impl IrDrop {
             a[i * n + i] += gd;
             b[i] += gd * v;
         }
-        let v = gauss_solve(a, b, n)?;
+        let v = gauss_solve(m.a, b, n)?;
         let i_out_ua = (0..rows).map(|r| v[row_node(r, 0)] * gs * 1e6).collect();
         Ok(TileSolution {
             v_row_v: v[..nc].to_vec(),
@@ -906,4 +837,82 @@ fn gauss_solve(mut a: Vec<f64>, mut b: Vec<f64>, n: usize) -> Result<Vec<f64>> {
         x[i] = (b[i] - s) / a[i * n + i];
     }
     Ok(x)
+}
+
+/// The conductance matrix of a tile's node network without its terminations (see
+/// [`IrDrop::nodal_mesh`]): word-line nodes `(r, c)` at `r·cols + c`, bit-line nodes at
+/// `rows·cols + r·cols + c`.
+struct Mesh {
+    a: Vec<f64>,
+    /// Cells, and nodes (twice the cells).
+    nc: usize,
+    n: usize,
+    cols: usize,
+    /// Driver and sense conductances, S.
+    gd: f64,
+    gs: f64,
+}
+
+impl Mesh {
+    fn row_node(&self) -> impl Fn(usize, usize) -> usize + use<> {
+        let cols = self.cols;
+        move |r, c| r * cols + c
+    }
+    fn col_node(&self) -> impl Fn(usize, usize) -> usize + use<> {
+        let (cols, nc) = (self.cols, self.nc);
+        move |r, c| nc + r * cols + c
+    }
+}
+
+impl IrDrop {
+    /// The node network shared by both read directions of the reference solve: every cell between
+    /// its word-line and bit-line node, neighbouring nodes of a line joined by `r_wire_ohm`; the
+    /// drivers and sense amplifiers (which differ per direction) are added by the caller.
+    fn nodal_mesh(&self, g_us: &[f64], rows: usize, cols: usize) -> Result<Mesh> {
+        check::positive("ir_drop", "r_wire_ohm", self.r_wire_ohm)?;
+        check::positive("ir_drop", "r_driver_ohm", self.r_driver_ohm)?;
+        check::positive("ir_drop", "r_sense_ohm", self.r_sense_ohm)?;
+        let nc = rows * cols;
+        if nc > 1024 {
+            return Err(Error::param(
+                "ir_drop",
+                format!("nodal solve is for small tiles (≤ 1024 cells), got {rows}×{cols}"),
+            ));
+        }
+        let n = 2 * nc;
+        let gw = 1.0 / self.r_wire_ohm;
+        let mut a = vec![0.0f64; n * n];
+        let row_node = |r: usize, c: usize| r * cols + c;
+        let col_node = |r: usize, c: usize| nc + r * cols + c;
+        let link = |a: &mut [f64], i: usize, j: usize, g: f64| {
+            a[i * n + i] += g;
+            a[j * n + j] += g;
+            a[i * n + j] -= g;
+            a[j * n + i] -= g;
+        };
+        for r in 0..rows {
+            for c in 0..cols {
+                link(
+                    &mut a,
+                    row_node(r, c),
+                    col_node(r, c),
+                    g_us[r * cols + c] * 1e-6,
+                );
+                if c + 1 < cols {
+                    link(&mut a, row_node(r, c), row_node(r, c + 1), gw);
+                }
+                if r + 1 < rows {
+                    link(&mut a, col_node(r, c), col_node(r + 1, c), gw);
+                }
+            }
+        }
+        Ok(Mesh {
+            a,
+            nc,
+            n,
+            cols,
+            gd: 1.0 / self.r_driver_ohm,
+            gs: 1.0 / self.r_sense_ohm,
+        })
+    }
 }
