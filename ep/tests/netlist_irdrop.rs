@@ -2,15 +2,17 @@
 //! (`devices::irdrop`). Checked against an explicit per-tile nodal solve of both read directions,
 //! the ideal limit (bitwise the digital path at 0 Ω) and the attenuation with wire resistance.
 
+mod common;
+use common::*;
+
 use devices::cells::IdealCell;
 use devices::irdrop::{Direction, IrDrop};
 use devices::mapping::{ScaleMode, weights_to_targets};
 use devices::{CellModel, Preset};
-use ep::compile::{CompileOptions, compile};
 use ep::model::State;
 use ep::substrate::{Realized, effective_weights};
 use ep::{EpNet, Loss, ModelSpec};
-use sim::netlist::{Loaded, Netlist, Origin, TileSize, tiles};
+use sim::netlist::{Netlist, Origin, TileSize, tiles};
 use sim::{Act, Backend, Cpu, Stream, Tensor};
 
 /// A 6-8-3 EP-MLP with identity neurons, so that one step is exactly its reads:
@@ -41,22 +43,6 @@ fn preset(ir: IrDrop, g_min_us: f64) -> Preset {
     p.ir_drop = ir;
     p.validate().unwrap();
     p
-}
-
-fn netlist(net: &EpNet<Cpu>, p: &Preset, tile: TileSize) -> Loaded {
-    let (w, b) = net.to_host(&Cpu).unwrap();
-    let nl = compile(
-        &net.spec,
-        &w,
-        &b,
-        p,
-        &CompileOptions {
-            tile,
-            name: "irdrop".into(),
-        },
-    )
-    .unwrap();
-    Netlist::from_json(&nl.to_json(), Origin::memory()).unwrap()
 }
 
 fn rand_tensor(shape: &[usize], seed: u64, lo: f32, hi: f32) -> Tensor {

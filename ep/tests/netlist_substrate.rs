@@ -2,92 +2,15 @@
 //! within 1e-5 relative, EP-MLP and EP-CNN, tiled arrays) and convergence to the ideal result as
 //! each non-ideality goes to zero.
 
+mod common;
+use common::*;
+
 use devices::cells::{PcmCell, RramCell};
 use devices::{CellModel, DriftCompensation, Preset};
-use ep::compile::{CompileOptions, compile};
 use ep::substrate::Realized;
 use ep::{ConvLayer, EpNet, Loss, ModelSpec, Pool};
-use sim::netlist::{Loaded, Netlist, Origin, TileSize};
-use sim::{Act, Backend, Cpu, Stream, Tensor};
-
-fn mlp(loss: Loss, softmax: bool) -> ModelSpec {
-    ModelSpec {
-        input: [1, 6, 6],
-        conv: vec![],
-        fc: if softmax {
-            vec![24, 16, 10]
-        } else {
-            vec![24, 10]
-        },
-        act: Act::MyHardSig,
-        softmax,
-        loss,
-        t1: 25,
-        t2: 5,
-        input_norm: None,
-    }
-}
-
-fn cnn() -> ModelSpec {
-    ModelSpec {
-        input: [2, 10, 10],
-        conv: vec![
-            ConvLayer {
-                channels: 6,
-                kernel: 3,
-                stride: 1,
-                padding: 1,
-                pool: Pool::Max,
-            },
-            ConvLayer {
-                channels: 8,
-                kernel: 3,
-                stride: 1,
-                padding: 1,
-                pool: Pool::Max,
-            },
-        ],
-        fc: vec![10],
-        act: Act::MyHardSig,
-        softmax: true,
-        loss: Loss::CrossEntropy,
-        t1: 20,
-        t2: 5,
-        input_norm: None,
-    }
-}
-
-/// A model with weights large enough that the states are far from trivial.
-fn model(spec: ModelSpec, seed: u64) -> EpNet<Cpu> {
-    EpNet::init(&Cpu, spec, &Stream::new(seed, "init"), Some(2.0)).unwrap()
-}
-
-fn input(spec: &ModelSpec, n: usize, seed: u64) -> Tensor {
-    let [c, h, w] = spec.input;
-    let s = Stream::new(seed, "x");
-    sim::tensor(
-        &[n, c, h, w],
-        (0..(n * c * h * w) as u64).map(|i| s.uniform(i)).collect(),
-    )
-    .unwrap()
-}
-
-fn netlist(net: &EpNet<Cpu>, preset: &Preset, tile: TileSize) -> Loaded {
-    let (w, b) = net.to_host(&Cpu).unwrap();
-    let nl = compile(
-        &net.spec,
-        &w,
-        &b,
-        preset,
-        &CompileOptions {
-            tile,
-            name: "test".into(),
-        },
-    )
-    .unwrap();
-    // Through JSON text, as a file would be.
-    Netlist::from_json(&nl.to_json(), Origin::memory()).unwrap()
-}
+use sim::netlist::{Netlist, TileSize};
+use sim::{Act, Backend, Cpu, Tensor};
 
 fn rel(a: &Tensor, b: &Tensor) -> f64 {
     assert_eq!(a.shape(), b.shape());

@@ -3,87 +3,21 @@
 //! seeded and independent of the thread count, and bad spiking parameters are errors naming the
 //! JSON path.
 
+mod common;
+use common::*;
+
 use devices::Preset;
 use devices::neurons::SpikePhase;
 use ep::compile::{CompileOptions, compile};
 use ep::substrate::Realized;
-use ep::{ConvLayer, EpNet, Loss, ModelSpec, Pool};
+use ep::{EpNet, Loss, ModelSpec};
 use sim::netlist::{Loaded, Netlist, NeuronKind, Origin, TileSize};
-use sim::{Act, Backend, Cpu, Stream, Tensor};
-
-fn mlp() -> ModelSpec {
-    ModelSpec {
-        input: [1, 6, 6],
-        conv: vec![],
-        fc: vec![24, 16, 10],
-        act: Act::MyHardSig,
-        softmax: true,
-        loss: Loss::CrossEntropy,
-        t1: 25,
-        t2: 5,
-        input_norm: None,
-    }
-}
-
-fn cnn() -> ModelSpec {
-    ModelSpec {
-        input: [2, 10, 10],
-        conv: vec![
-            ConvLayer {
-                channels: 6,
-                kernel: 3,
-                stride: 1,
-                padding: 1,
-                pool: Pool::Max,
-            },
-            ConvLayer {
-                channels: 8,
-                kernel: 3,
-                stride: 1,
-                padding: 1,
-                pool: Pool::Max,
-            },
-        ],
-        fc: vec![10],
-        act: Act::MyHardSig,
-        softmax: true,
-        loss: Loss::CrossEntropy,
-        t1: 20,
-        t2: 5,
-        input_norm: None,
-    }
-}
-
-fn model(spec: ModelSpec, seed: u64) -> EpNet<Cpu> {
-    EpNet::init(&Cpu, spec, &Stream::new(seed, "init"), Some(2.0)).unwrap()
-}
-
-fn input(spec: &ModelSpec, n: usize, seed: u64) -> Tensor {
-    let [c, h, w] = spec.input;
-    let s = Stream::new(seed, "x");
-    sim::tensor(
-        &[n, c, h, w],
-        (0..(n * c * h * w) as u64).map(|i| s.uniform(i)).collect(),
-    )
-    .unwrap()
-}
+use sim::{Act, Backend, Cpu, Tensor};
 
 const SMALL: TileSize = TileSize { rows: 20, cols: 7 };
 
 fn netlist(net: &EpNet<Cpu>, preset: &Preset) -> Loaded {
-    let (w, b) = net.to_host(&Cpu).unwrap();
-    let nl = compile(
-        &net.spec,
-        &w,
-        &b,
-        preset,
-        &CompileOptions {
-            tile: SMALL,
-            name: "test".into(),
-        },
-    )
-    .unwrap();
-    Netlist::from_json(&nl.to_json(), Origin::memory()).unwrap()
+    common::netlist(net, preset, SMALL)
 }
 
 fn spiking(window: u32, phase: &str, extra: &[(&str, &str)]) -> Preset {
@@ -157,7 +91,7 @@ fn converges_with_window(spec: ModelSpec) {
 
 #[test]
 fn free_phase_converges_to_analog_mlp() {
-    converges_with_window(mlp());
+    converges_with_window(common::mlp(Loss::CrossEntropy, true));
 }
 
 #[test]
@@ -240,7 +174,7 @@ fn seeded_and_independent_of_thread_count() {
 #[test]
 fn surrogate_gradient_approaches_the_analog_one() {
     let be = Cpu;
-    let net = model(mlp(), 4);
+    let net = model(common::mlp(Loss::CrossEntropy, true), 4);
     let x = input(&net.spec, 2, 6);
     let grad = |p: &Preset| {
         let r = Realized::new(&be, &netlist(&net, p), 2).unwrap();
@@ -263,14 +197,14 @@ fn surrogate_gradient_approaches_the_analog_one() {
 
 #[test]
 fn bad_spiking_parameters_are_errors_at_their_path() {
-    let net = model(mlp(), 1);
+    let net = model(common::mlp(Loss::CrossEntropy, true), 1);
     let l = netlist(&net, &spiking(8, "zero", &[]));
     let mut v: serde_json::Value = serde_json::from_str(&l.netlist.to_json()).unwrap();
     v["populations"][1]["neuron"]["leak"] = serde_json::json!(1.5);
     let e = Netlist::from_json(&v.to_string(), Origin::memory()).unwrap_err();
     assert_eq!(e.path, "$.populations[1].neuron.leak", "{e}");
     // Compiling a model whose activation no spike rate realizes is an error.
-    let mut spec = mlp();
+    let mut spec = common::mlp(Loss::CrossEntropy, true);
     spec.act = Act::MySigmoid;
     let net = model(spec, 1);
     let (w, b) = net.to_host(&Cpu).unwrap();
@@ -285,7 +219,7 @@ fn bad_spiking_parameters_are_errors_at_their_path() {
     .to_string();
     assert!(e.contains("spiking") && e.contains("MySigmoid"), "{e}");
     // A linear output layer stays analog.
-    let mut spec = mlp();
+    let mut spec = common::mlp(Loss::CrossEntropy, true);
     spec.softmax = false;
     let net = model(spec, 1);
     let l = netlist(&net, &spiking(8, "zero", &[]));

@@ -3,11 +3,13 @@
 //! sum; noise and bound management act per conv patch and per tile; tiling is transparent when the
 //! converters are; results do not depend on the thread count.
 
+mod common;
+use common::*;
+
 use devices::{Adc, BoundManagement, Dac, NoiseManagement, Preset};
-use ep::compile::{CompileOptions, compile};
 use ep::substrate::{Realized, effective_weights};
 use ep::{ConvLayer, EpNet, Loss, ModelSpec, Pool, State};
-use sim::netlist::{Loaded, Netlist, Origin, TileSize};
+use sim::netlist::TileSize;
 use sim::{Act, Backend, Cpu, Stream, Tensor};
 
 /// Input [2, 6, 6] → conv 3 (k3, p1) → conv 4 (k3, p1) → fc 5, identity neurons, no pooling: a
@@ -46,22 +48,6 @@ fn random(shape: &[usize], seed: u64) -> Tensor {
     let s = Stream::new(seed, "t");
     let n: usize = shape.iter().product();
     sim::tensor(shape, (0..n as u64).map(|i| s.normal(i)).collect()).unwrap()
-}
-
-fn netlist(net: &EpNet<Cpu>, preset: &Preset, tile: TileSize) -> Loaded {
-    let (w, b) = net.to_host(&Cpu).unwrap();
-    let nl = compile(
-        &net.spec,
-        &w,
-        &b,
-        preset,
-        &CompileOptions {
-            tile,
-            name: "reads".into(),
-        },
-    )
-    .unwrap();
-    Netlist::from_json(&nl.to_json(), Origin::memory()).unwrap()
 }
 
 /// The ideal cell with the given converters (no noise anywhere).

@@ -2,14 +2,16 @@
 //! ideal substrate, the pulsed device's applied change against the request and against the update
 //! law of one pulse, and a tiny EP-MLP that learns on a pulsed (ECRAM) substrate.
 
+mod common;
+use common::*;
+
 use devices::Preset;
 use devices::pulsed::PulsedCell;
-use ep::compile::{CompileOptions, compile};
 use ep::optim::{OptimKind, Optimizer};
 use ep::subtrain::{Devices, Rounding, SubstrateTrainer};
 use ep::train::{EpConfig, train_batch};
 use ep::{ConvLayer, EpNet, Loss, ModelSpec, Pool};
-use sim::netlist::{Loaded, Netlist, Origin, TileSize};
+use sim::netlist::TileSize;
 use sim::{Act, Backend, Cpu, Stream, Tensor};
 
 fn mlp(loss: Loss, softmax: bool) -> ModelSpec {
@@ -48,32 +50,6 @@ fn cnn() -> ModelSpec {
         t2: 5,
         input_norm: None,
     }
-}
-
-fn netlist(net: &EpNet<Cpu>, preset: &Preset, tile: TileSize) -> Loaded {
-    let (w, b) = net.to_host(&Cpu).unwrap();
-    let nl = compile(
-        &net.spec,
-        &w,
-        &b,
-        preset,
-        &CompileOptions {
-            tile,
-            name: "test".into(),
-        },
-    )
-    .unwrap();
-    Netlist::from_json(&nl.to_json(), Origin::memory()).unwrap()
-}
-
-fn input(spec: &ModelSpec, n: usize, seed: u64) -> Tensor {
-    let [c, h, w] = spec.input;
-    let s = Stream::new(seed, "x");
-    sim::tensor(
-        &[n, c, h, w],
-        (0..(n * c * h * w) as u64).map(|i| s.uniform(i)).collect(),
-    )
-    .unwrap()
 }
 
 /// max |a − b| / max |b|.
