@@ -69,3 +69,37 @@ batch_size = 16
         test.display()
     )
 }
+
+/// A tiny EP-CNN on 3x32x32 inputs (one conv of 4 channels, stride 2, max pool, fc 10, softmax
+/// readout; T1 6, T2 3) from seed 7, with an input normalization when `normalized`.
+pub fn tiny_cifar_ep_net(normalized: bool) -> ep::EpNet<sim::Cpu> {
+    use ep::{ConvLayer, Loss, ModelSpec, Pool};
+    let spec = ModelSpec {
+        input: [3, 32, 32],
+        conv: vec![ConvLayer {
+            channels: 4,
+            kernel: 3,
+            stride: 2,
+            padding: 1,
+            pool: Pool::Max,
+        }],
+        fc: vec![10],
+        act: sim::Act::MyHardSig,
+        softmax: true,
+        loss: Loss::CrossEntropy,
+        t1: 6,
+        t2: 3,
+        input_norm: normalized.then(|| ep::InputNorm {
+            mean: vec![0.4; 3],
+            std: vec![0.3; 3],
+        }),
+    };
+    ep::EpNet::init(&sim::Cpu, spec, &sim::Stream::new(7, "init"), Some(2.0)).unwrap()
+}
+
+/// Write `net` as an epsim model file (safetensors with the spec) at `path`.
+pub fn write_ep_model(net: &ep::EpNet<sim::Cpu>, path: &Path) {
+    let (w, b) = net.to_host(&sim::Cpu).unwrap();
+    let f = ep::checkpoint::model_to_file(&net.spec, &w, &b).unwrap();
+    std::fs::write(path, f.to_bytes().unwrap()).unwrap();
+}

@@ -4,9 +4,7 @@
 use std::path::Path;
 use std::process::ExitCode;
 
-use ep::{ConvLayer, EpNet, Loss, ModelSpec, Pool};
-use epsim_tests::write_tiny_cifar;
-use sim::{Act, Cpu, Stream};
+use epsim_tests::{tiny_cifar_ep_net, write_ep_model, write_tiny_cifar};
 
 fn epsim(args: &[&str]) -> ExitCode {
     let mut v = vec!["epsim", "--quiet"];
@@ -18,36 +16,12 @@ fn s(p: &Path) -> &str {
     p.to_str().unwrap()
 }
 
-fn write_model(path: &Path) {
-    let spec = ModelSpec {
-        input: [3, 32, 32],
-        conv: vec![ConvLayer {
-            channels: 4,
-            kernel: 3,
-            stride: 2,
-            padding: 1,
-            pool: Pool::Max,
-        }],
-        fc: vec![10],
-        act: Act::MyHardSig,
-        softmax: true,
-        loss: Loss::CrossEntropy,
-        t1: 6,
-        t2: 3,
-        input_norm: None,
-    };
-    let net = EpNet::init(&Cpu, spec, &Stream::new(7, "init"), Some(2.0)).unwrap();
-    let (w, b) = net.to_host(&Cpu).unwrap();
-    let f = ep::checkpoint::model_to_file(&net.spec, &w, &b).unwrap();
-    std::fs::write(path, f.to_bytes().unwrap()).unwrap();
-}
-
 #[test]
 fn ir_drop_set_compile_and_eval() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let ckpt = d.join("m.safetensors");
-    write_model(&ckpt);
+    write_ep_model(&tiny_cifar_ep_net(false), &ckpt);
     write_tiny_cifar(&d.join("test.bin"), 8, 2);
     let data = format!("cifar10:{}:test", d.join("test.bin").display());
     let compiled = |set: Option<&str>, out: &Path| {

@@ -4,9 +4,7 @@
 use std::path::Path;
 use std::process::ExitCode;
 
-use ep::{ConvLayer, EpNet, Loss, ModelSpec, Pool};
-use epsim_tests::write_tiny_cifar;
-use sim::{Act, Cpu, Stream};
+use epsim_tests::{tiny_cifar_ep_net, write_ep_model, write_tiny_cifar};
 
 fn epsim(args: &[&str]) -> ExitCode {
     let mut v = vec!["epsim", "--quiet"];
@@ -18,42 +16,12 @@ fn s(p: &Path) -> &str {
     p.to_str().unwrap()
 }
 
-fn tiny_net() -> EpNet<Cpu> {
-    let spec = ModelSpec {
-        input: [3, 32, 32],
-        conv: vec![ConvLayer {
-            channels: 4,
-            kernel: 3,
-            stride: 2,
-            padding: 1,
-            pool: Pool::Max,
-        }],
-        fc: vec![10],
-        act: Act::MyHardSig,
-        softmax: true,
-        loss: Loss::CrossEntropy,
-        t1: 6,
-        t2: 3,
-        input_norm: Some(ep::InputNorm {
-            mean: vec![0.4; 3],
-            std: vec![0.3; 3],
-        }),
-    };
-    EpNet::init(&Cpu, spec, &Stream::new(7, "init"), Some(2.0)).unwrap()
-}
-
-fn write_model(net: &EpNet<Cpu>, path: &Path) {
-    let (w, b) = net.to_host(&Cpu).unwrap();
-    let f = ep::checkpoint::model_to_file(&net.spec, &w, &b).unwrap();
-    std::fs::write(path, f.to_bytes().unwrap()).unwrap();
-}
-
 #[test]
 fn compile_check_eval_export() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let ckpt = d.join("m.safetensors");
-    write_model(&tiny_net(), &ckpt);
+    write_ep_model(&tiny_cifar_ep_net(true), &ckpt);
     write_tiny_cifar(&d.join("test.bin"), 16, 2);
     let data = format!("cifar10:{}:test", d.join("test.bin").display());
     let net_json = d.join("net.json");
@@ -212,7 +180,7 @@ fn spiking_neurons_from_the_cli() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let ckpt = d.join("m.safetensors");
-    write_model(&tiny_net(), &ckpt);
+    write_ep_model(&tiny_cifar_ep_net(true), &ckpt);
     write_tiny_cifar(&d.join("test.bin"), 16, 2);
     let data = format!("cifar10:{}:test", d.join("test.bin").display());
     let net_json = d.join("net.json");

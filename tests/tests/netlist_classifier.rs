@@ -1,35 +1,10 @@
 //! The netlist substrate as a `Classifier`: `netlist:ideal` equals the digital EP classifier
 //! (logits and input gradients), a physical preset is stochastic with one noise draw per query.
 
-use ep::{ConvLayer, EpNet, Loss, ModelSpec, Pool};
 use experiments::classifier::{Classifier, EpClassifier, Normalize};
 use experiments::substrate::classifier;
 use sim::netlist::TileSize;
-use sim::{Act, Cpu, Stream, Tensor};
-
-fn tiny_net() -> EpNet<Cpu> {
-    let spec = ModelSpec {
-        input: [3, 32, 32],
-        conv: vec![ConvLayer {
-            channels: 4,
-            kernel: 3,
-            stride: 2,
-            padding: 1,
-            pool: Pool::Max,
-        }],
-        fc: vec![10],
-        act: Act::MyHardSig,
-        softmax: true,
-        loss: Loss::CrossEntropy,
-        t1: 6,
-        t2: 3,
-        input_norm: Some(ep::InputNorm {
-            mean: vec![0.4; 3],
-            std: vec![0.3; 3],
-        }),
-    };
-    EpNet::init(&Cpu, spec, &Stream::new(7, "init"), Some(2.0)).unwrap()
-}
+use sim::{Stream, Tensor};
 
 fn pixels(n: usize) -> Tensor {
     let st = Stream::new(5, "px");
@@ -40,7 +15,7 @@ fn pixels(n: usize) -> Tensor {
 
 #[test]
 fn netlist_classifier_ideal_equals_digital_and_physical_is_stochastic() {
-    let net = tiny_net();
+    let net = epsim_tests::tiny_cifar_ep_net(true);
     let x = pixels(3);
     let digital = EpClassifier {
         net: net.clone(),
