@@ -4,7 +4,8 @@
 //! netlists compiled as `epsim compile` does, 512x512 tiles), timed interleaved in one run:
 //! `cargo bench -p ep --bench substrate` (env `SUBSTRATE_BENCH_ROUNDS`, default 7;
 //! `SUBSTRATE_BENCH_MODEL=path.safetensors` reads a trained model file instead of the random
-//! initialization: trained weights drive more bound-management re-reads). Prints the
+//! initialization: trained weights drive more bound-management re-reads;
+//! `SUBSTRATE_BENCH_ONLY=pcm` (or `digital`, `ideal`) times one engine alone, for profiling). Prints the
 //! median of each, the pcm/digital and ideal/digital ratios, and the bound-management re-read
 //! fraction of the pcm reads.
 
@@ -147,21 +148,52 @@ fn main() {
             cpu[k] += b - a;
         }
     };
+    let only = std::env::var("SUBSTRATE_BENCH_ONLY").ok();
+    if let Some(o) = &only {
+        assert!(
+            ["digital", "ideal", "pcm"].contains(&o.as_str()),
+            "SUBSTRATE_BENCH_ONLY={o}: expected digital, ideal or pcm"
+        );
+    }
+    let on = |e: &str| only.as_deref().is_none_or(|o| o == e);
     for round in 0..rounds {
         let q = round as u64;
-        timed(0, &mut td, &|| {
-            net.free_phase(&be, &x, steps).unwrap();
-        });
-        timed(1, &mut ti, &|| {
-            ideal.free_phase(&be, &x, steps, q).unwrap();
-        });
-        timed(2, &mut tp, &|| {
-            pcm.free_phase(&be, &x, steps, q).unwrap();
-        });
+        if on("digital") {
+            timed(0, &mut td, &|| {
+                net.free_phase(&be, &x, steps).unwrap();
+            });
+        }
+        if on("ideal") {
+            timed(1, &mut ti, &|| {
+                ideal.free_phase(&be, &x, steps, q).unwrap();
+            });
+        }
+        if on("pcm") {
+            timed(2, &mut tp, &|| {
+                pcm.free_phase(&be, &x, steps, q).unwrap();
+            });
+        }
     }
     let (r1, rr1) = pcm.read_counts();
-    let (d, i, p) = (median(&mut td), median(&mut ti), median(&mut tp));
     let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    let c = |d: Duration| d.as_secs_f64() * 1e3 / rounds as f64;
+    if only.is_some() {
+        for (name, t, k) in [
+            ("digital", &mut td, 0),
+            ("ideal", &mut ti, 1),
+            ("pcm", &mut tp, 2),
+        ] {
+            if !t.is_empty() {
+                println!(
+                    "{name} alone: median {:8.1} ms, mean CPU time {:.1} ms",
+                    ms(median(t)),
+                    c(cpu[k])
+                );
+            }
+        }
+        return;
+    }
+    let (d, i, p) = (median(&mut td), median(&mut ti), median(&mut tp));
     println!("digital        median {:8.1} ms", ms(d));
     println!(
         "netlist:ideal  median {:8.1} ms  ({:.2}x digital)",
@@ -173,7 +205,6 @@ fn main() {
         ms(p),
         ms(p) / ms(d)
     );
-    let c = |d: Duration| d.as_secs_f64() * 1e3 / rounds as f64;
     println!(
         "mean CPU time (all threads): digital {:.1} ms, ideal {:.1} ms ({:.2}x), pcm {:.1} ms ({:.2}x)",
         c(cpu[0]),

@@ -29,7 +29,9 @@
 //!   plus the per-read conductance noise (output-referred: a device noise σ_g on both cells of a pair
 //!   gives an output noise of variance `Σ_i 2 (σ_g/s)² x_i²`, exact in distribution), normalized by
 //!   the array's abs-max weight (the units of `devices::converters`);
-//! * **ADC** per tile (the block's outputs in the tile's sensed range) with its noise; iterative
+//! * **ADC** per tile (the block's outputs in the tile's sensed range) with its noise (the read noise
+//!   and the ADC noise are independent Gaussians before the ADC's curve, so each output takes one
+//!   draw of their sum, σ = √(σ_read² + σ_adc²): the same law as two draws at half the cost); iterative
 //!   **bound management** re-reads a saturated (vector, tile) alone with its input divided by
 //!   r = 2, 4, … (every round its own DAC, read and ADC draws), keeping the first read that does not
 //!   saturate (or the last one allowed) times r; [`Realized::read_counts`] counts these vector reads

@@ -8,7 +8,7 @@ use common::*;
 use devices::cells::{PcmCell, RramCell};
 use devices::{CellModel, DriftCompensation, Preset};
 use ep::substrate::Realized;
-use ep::{ConvLayer, EpNet, Loss, ModelSpec, Pool};
+use ep::{EpNet, Loss, ModelSpec};
 use sim::netlist::{Netlist, TileSize};
 use sim::{Act, Backend, Cpu, Tensor};
 
@@ -370,62 +370,6 @@ fn noisy_results_do_not_depend_on_thread_count() {
             })
     };
     assert_eq!(run(1), run(2));
-}
-
-/// Cost of the realization relative to the digital engine (run with `--ignored --nocapture`).
-#[test]
-#[ignore]
-fn timing_fmnist_sized_cnn() {
-    let spec = ModelSpec {
-        input: [1, 28, 28],
-        conv: vec![
-            ConvLayer {
-                channels: 32,
-                kernel: 5,
-                stride: 1,
-                padding: 2,
-                pool: Pool::Max,
-            },
-            ConvLayer {
-                channels: 64,
-                kernel: 5,
-                stride: 1,
-                padding: 2,
-                pool: Pool::Max,
-            },
-        ],
-        fc: vec![10],
-        act: Act::MyHardSig,
-        softmax: true,
-        loss: Loss::CrossEntropy,
-        t1: 30,
-        t2: 10,
-        input_norm: None,
-    };
-    let net = model(spec, 1);
-    let x = input(&net.spec, 64, 1);
-    let t = std::time::Instant::now();
-    net.free_phase(&Cpu, &x, 30).unwrap();
-    eprintln!("digital: {:.2?}", t.elapsed());
-    for p in ["ideal", "pcm", "rram"] {
-        let l = netlist(
-            &net,
-            &Preset::builtin(p).unwrap(),
-            TileSize {
-                rows: 512,
-                cols: 512,
-            },
-        );
-        let t = std::time::Instant::now();
-        let r = Realized::new(&Cpu, &l, 0).unwrap();
-        let prog = t.elapsed();
-        let t = std::time::Instant::now();
-        r.free_phase(&Cpu, &x, 30, 0).unwrap();
-        eprintln!(
-            "netlist:{p}: programming {prog:.2?}, free phase {:.2?}",
-            t.elapsed()
-        );
-    }
 }
 
 /// A one-layer linear network (64 inputs, 2 outputs, identity output neurons) with weights

@@ -285,3 +285,22 @@ mod pool {
             .bench(|| add(&x, &x).unwrap());
     }
 }
+
+/// Seeded Gaussian draws (the converter and read noises of the substrate), one item = one draw.
+mod normals {
+    use super::*;
+    use sim::Stream;
+
+    const LENS: &[usize] = &[102_400];
+
+    #[divan::bench(args = LENS)]
+    fn fill_normal_fast(bencher: Bencher, n: usize) {
+        let s = Stream::new(1, "bench").sub(2);
+        let mut v = vec![0.0f32; n];
+        let mut off = 0u64;
+        bencher.counter(ItemsCount::new(n)).bench_local(|| {
+            s.fill_normal_fast(off, &mut v);
+            off += n as u64;
+        });
+    }
+}

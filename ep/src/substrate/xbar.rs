@@ -63,9 +63,7 @@ impl Quant {
     #[inline(always)]
     pub(super) fn convert(&self, x: f32) -> f32 {
         let x = x.max(-self.bound).min(self.bound);
-        if !self.quantize {
-            return x;
-        }
+        // Rounded either way and selected, so that loops over it vectorize.
         let v = x * self.inv_step;
         // Round to nearest even (exact for |v| < 2²²; |v| ≤ steps/2 here), then ties away from 0.
         const MAGIC: f32 = 12_582_912.0;
@@ -77,7 +75,7 @@ impl Quant {
         };
         // |v| ≤ steps/2 up to rounding (x is clipped to ±bound = ±(steps/2)·step, an integer
         // number of steps below 2²¹), so r is already a level within ±bound: no clamp needed.
-        r * self.step
+        if self.quantize { r * self.step } else { x }
     }
 }
 
@@ -208,8 +206,8 @@ struct ChunkCtx<'a> {
     r0: usize,
     s: &'a Stream,
     t: u64,
-    adc_s: &'a [Stream],
-    w_s: &'a [Stream],
+    /// Per block: the stream of the Gaussian before the ADC (read noise and ADC noise).
+    noise_s: &'a [Stream],
     dac_s: &'a [Stream],
 }
 
@@ -328,6 +326,15 @@ impl Dir {
                 }
             })
             .collect();
+        // The output tiles partition the outputs (every output is sensed exactly once).
+        let mut sensed = vec![0u8; n_out];
+        for &(o0, o1) in outs {
+            sensed[o0..o1].iter_mut().for_each(|c| *c += 1);
+        }
+        assert!(
+            sensed.iter().all(|&c| c == 1),
+            "output tiles {outs:?} do not partition 0..{n_out}"
+        );
         Dir {
             n_in,
             n_out,
@@ -337,6 +344,11 @@ impl Dir {
             adc: adc.map(Conv::adc),
             io,
         }
+    }
+
+    /// The ADC's output-noise variance (0 without an ADC).
+    fn adc_noise_var(&self) -> f32 {
+        self.adc.map_or(0.0, |a| a.noise * a.noise)
     }
 
     /// Whether [`Dir::pre`] makes random draws (a noisy DAC).
@@ -522,13 +534,16 @@ impl Dir {
             }
         }
         if let (Some(s2), Some(sdc)) = (&blk.s2, sdc) {
+            // σ of the total Gaussian noise before the ADC: the per-read noise and the ADC's own
+            // noise are independent and add, so one draw of σ = √(var + σ_adc²) has their law.
+            let n2 = self.adc_noise_var();
             match &blk.var {
                 Var::RowConst(c) => {
                     for (i, &j) in rows.iter().enumerate() {
                         let x = &xq[i * nb..(i + 1) * nb];
                         let ss = dot(x, x);
                         for (o, c) in sdc[j * n_out..(j + 1) * n_out].iter_mut().zip(c) {
-                            *o = (c * ss).max(0.0).sqrt();
+                            *o = ((c * ss).max(0.0) + n2).sqrt();
                         }
                     }
                 }
@@ -541,7 +556,7 @@ impl Dir {
                     for (i, &j) in rows.iter().enumerate() {
                         let sr = &mut sdc[j * n_out..(j + 1) * n_out];
                         for (ti, &(o0, o1)) in self.outs.iter().enumerate() {
-                            sr[o0..o1].fill(vt[i * nt + ti].max(0.0).sqrt());
+                            sr[o0..o1].fill((vt[i * nt + ti].max(0.0) + n2).sqrt());
                         }
                     }
                     give_buf(vt);
@@ -554,7 +569,7 @@ impl Dir {
                             .iter_mut()
                             .zip(&out[i * n_out..(i + 1) * n_out])
                         {
-                            *o = v.max(0.0).sqrt();
+                            *o = (v.max(0.0) + n2).sqrt();
                         }
                     }
                 }
@@ -598,7 +613,7 @@ impl Dir {
         if n_out == 0 {
             return (acc, 0, 0);
         }
-        let (adc_s, w_s, dac_s) = self.streams(s, t);
+        let (noise_s, dac_s) = self.streams(s, t);
         let (reads, rereads) = acc
             .par_chunks_mut(CHUNK * n_out)
             .enumerate()
@@ -611,8 +626,7 @@ impl Dir {
                     r0,
                     s,
                     t,
-                    adc_s: &adc_s,
-                    w_s: &w_s,
+                    noise_s: &noise_s,
                     dac_s: &dac_s,
                 };
                 self.chunk(&ctx, ac)
@@ -621,15 +635,14 @@ impl Dir {
         (acc, reads, rereads)
     }
 
-    /// The round-0 streams of every block: (ADC noise, per-read noise, DAC).
-    fn streams(&self, s: &Stream, t: u64) -> (Vec<Stream>, Vec<Stream>, Vec<Stream>) {
+    /// The round-0 streams of every block: (noise before the ADC, DAC).
+    fn streams(&self, s: &Stream, t: u64) -> (Vec<Stream>, Vec<Stream>) {
         let nblk = self.blocks.len();
-        let adc_s = (0..nblk)
+        let noise_s = (0..nblk)
             .map(|b| round_stream(&s.child("adc"), "noise", b, 0, t))
             .collect();
-        let w_s = (0..nblk).map(|b| round_stream(s, "w", b, 0, t)).collect();
         let dac_s = (0..nblk).map(|b| round_stream(s, "dac", b, 0, t)).collect();
-        (adc_s, w_s, dac_s)
+        (noise_s, dac_s)
     }
 
     /// [`Dir::finish_chunk`], AVX2 build where the CPU has it.
@@ -669,7 +682,7 @@ impl Dir {
         if n_out == 0 || groups == 0 || per == 0 || out.is_empty() {
             return (0, 0);
         }
-        let (adc_s, w_s, dac_s) = self.streams(s, t);
+        let (noise_s, dac_s) = self.streams(s, t);
         let run = CHUNK.min(per);
         out.par_chunks_mut(out.len() / groups)
             .enumerate()
@@ -692,15 +705,13 @@ impl Dir {
                         Rows::Fill(_) => &xb[..nr * n_in],
                     };
                     let acc = &mut ac[..nr * n_out];
-                    acc.fill(0.0);
                     let ctx = ChunkCtx {
                         pre,
                         x,
                         r0,
                         s,
                         t,
-                        adc_s: &adc_s,
-                        w_s: &w_s,
+                        noise_s: &noise_s,
                         dac_s: &dac_s,
                     };
                     let (a, b) = self.chunk(&ctx, acc);
@@ -722,7 +733,7 @@ impl Dir {
         self.finish_chunk(ctx, ac)
     }
 
-    /// [`Dir::finish`] on the rows `r0..` of `ac`: returns (reads, re-reads).
+    /// [`Dir::finish`] on the rows `r0..` of `ac` (overwritten): returns (reads, re-reads).
     #[inline(always)]
     fn finish_chunk(&self, ctx: &ChunkCtx<'_>, ac: &mut [f32]) -> (u64, u64) {
         let ChunkCtx {
@@ -731,8 +742,7 @@ impl Dir {
             r0,
             s,
             t,
-            adc_s,
-            w_s,
+            noise_s,
             dac_s,
         } = *ctx;
         let (n_in, n_out) = (self.n_in, self.n_out);
@@ -740,11 +750,14 @@ impl Dir {
         let (mut reads, mut rereads) = (0u64, 0u64);
         let rows = ac.len() / n_out;
         let adc_noisy = self.adc.is_some_and(|a| a.noise > 0.0);
-        let mut nz = take_buf(if adc_noisy { rows * n_out } else { 0 });
         let noisy_w = self.blocks.iter().any(|b| b.s2.is_some());
-        let mut rz = take_buf(if noisy_w { rows * n_out } else { 0 });
+        // The draws are made for a few rows at a time (about 16 KiB, so they stay in L1 until
+        // used); one Gaussian per output carries the per-read noise and the ADC noise together
+        // (their sum has σ = √(var + σ_adc²), which `pre_chunk` writes as the row's σ when there
+        // is read noise).
+        let rg = (4096 / n_out).clamp(1, rows.max(1));
+        let mut nz = take_buf(if adc_noisy || noisy_w { rg * n_out } else { 0 });
         let mut q = take_buf(n_out);
-        let mut sat_any: Vec<(usize, usize)> = Vec::new();
         // Chunk-local round-0 results of the fused read.
         let (mut al_buf, mut y_buf, mut sd_buf) = match pre {
             Some(_) => (Buf::empty(), Buf::empty(), Buf::empty()),
@@ -775,104 +788,79 @@ impl Dir {
                     (&al_buf, &y_buf, blk.s2.as_ref().map(|_| &sd_buf[..]))
                 }
             };
-            // The chunk's draws at once (indices (row, output), as a per-row fill would).
-            if adc_noisy {
-                adc_s[b].fill_normal_fast((r0 * n_out) as u64, &mut nz);
-            }
-            if sdb.is_some() {
-                w_s[b].fill_normal_fast((r0 * n_out) as u64, &mut rz);
-            }
-            for (j, a) in ac.chunks_mut(n_out).enumerate() {
-                let r = r0 + j;
-                let al = alpha[j];
-                if al == 0.0 {
-                    continue;
+            let noisy = adc_noisy || sdb.is_some();
+            let first = b == 0;
+            for g0 in (0..rows).step_by(rg) {
+                let g1 = (g0 + rg).min(rows);
+                if noisy {
+                    // Indices (row, output), as a per-row fill would.
+                    let nzg = &mut nz[..(g1 - g0) * n_out];
+                    noise_s[b].fill_normal_fast(((r0 + g0) * n_out) as u64, nzg);
                 }
-                let y = &yb[j * n_out..(j + 1) * n_out];
-                let sdr = sdb.map(|sd| {
-                    (
-                        &sd[j * n_out..(j + 1) * n_out],
-                        &rz[j * n_out..(j + 1) * n_out],
-                    )
-                });
-                sat_any.clear();
-                match &self.adc {
-                    Some(adc) => {
-                        let nzr = adc_noisy.then(|| &nz[j * n_out..(j + 1) * n_out]);
-                        // One pass per tile: (y + read noise) + ADC noise, saturation, conversion.
-                        for &(o0, o1) in &self.outs {
-                            let mut sat = false;
-                            match (nzr, sdr) {
-                                (Some(nz), None) => {
-                                    for o in o0..o1 {
-                                        let v = y[o] + adc.noise * nz[o];
-                                        sat |= v.abs() > adc.bound;
-                                        q[o] = adc.q.convert(v);
-                                    }
-                                }
-                                (Some(nz), Some((sd, rz))) => {
-                                    let (y, nz, sd, rz) =
-                                        (&y[o0..o1], &nz[o0..o1], &sd[o0..o1], &rz[o0..o1]);
-                                    for (o, q) in q[o0..o1].iter_mut().enumerate() {
-                                        let v = (y[o] + sd[o] * rz[o]) + adc.noise * nz[o];
-                                        sat |= v.abs() > adc.bound;
-                                        *q = adc.q.convert(v);
-                                    }
-                                }
-                                _ => {
-                                    for o in o0..o1 {
-                                        let mut v = y[o];
-                                        if let Some((sd, rz)) = sdr {
-                                            v += sd[o] * rz[o];
-                                        }
-                                        if let Some(nz) = nzr {
-                                            v += adc.noise * nz[o];
-                                        }
-                                        sat |= v.abs() > adc.bound;
-                                        q[o] = adc.q.convert(v);
-                                    }
+                for j in g0..g1 {
+                    let a = &mut ac[j * n_out..(j + 1) * n_out];
+                    let al = alpha[j];
+                    if al == 0.0 {
+                        if first {
+                            a.fill(0.0);
+                        }
+                        continue;
+                    }
+                    let y = &yb[j * n_out..(j + 1) * n_out];
+                    let nzr = noisy.then(|| &nz[(j - g0) * n_out..(j - g0 + 1) * n_out]);
+                    let sdr = sdb.map(|sd| &sd[j * n_out..(j + 1) * n_out]);
+                    let Some(adc) = &self.adc else {
+                        // No ADC: the values themselves (with their read noise).
+                        match (nzr, sdr) {
+                            (Some(nz), Some(sd)) => {
+                                for o in 0..n_out {
+                                    q[o] = y[o] + sd[o] * nz[o];
                                 }
                             }
-                            if sat && last_r > 1 {
-                                sat_any.push((o0, o1));
+                            _ => q.copy_from_slice(y),
+                        }
+                        add_scaled(a, &q, al, first);
+                        reads += self.outs.len() as u64;
+                        continue;
+                    };
+                    for &(o0, o1) in &self.outs {
+                        let (ys, qs) = (&y[o0..o1], &mut q[o0..o1]);
+                        let noise = match (nzr, sdr) {
+                            (Some(nz), Some(sd)) => Noise::Var(&sd[o0..o1], &nz[o0..o1]),
+                            (Some(nz), None) => Noise::Const(adc.noise, &nz[o0..o1]),
+                            _ => Noise::None,
+                        };
+                        let peak = adc_tile(ys, noise, qs, &adc.q);
+                        reads += 1;
+                        let mut red = 1.0f32;
+                        // A saturated tile is replaced by its bound-management result.
+                        if peak > adc.bound && last_r > 1 {
+                            let r = r0 + j;
+                            let xr = &x[j * n_in..(j + 1) * n_in];
+                            let (n, rd) = self.reread(blk, b, xr, r, al, (o0, o1), s, t, qs);
+                            reads += n;
+                            rereads += n;
+                            red = rd as f32;
+                        }
+                        let qs = &q[o0..o1];
+                        let a = &mut a[o0..o1];
+                        if red == 1.0 {
+                            add_scaled(a, qs, al, first);
+                        } else {
+                            // As the sum of q·red and then ·α.
+                            for (a, &v) in a.iter_mut().zip(qs) {
+                                let v = (v * red) * al;
+                                *a = if first { v } else { *a + v };
                             }
                         }
                     }
-                    None => match sdr {
-                        Some((sd, rz)) => {
-                            for o in 0..n_out {
-                                q[o] = y[o] + sd[o] * rz[o];
-                            }
-                        }
-                        None => q.copy_from_slice(y),
-                    },
-                }
-                reads += self.outs.len() as u64;
-                // Tiles that saturated are replaced by their bound-management result.
-                for &(o0, o1) in &sat_any {
-                    let (n, red) = self.reread(
-                        blk,
-                        b,
-                        &x[j * n_in..(j + 1) * n_in],
-                        r,
-                        al,
-                        (o0, o1),
-                        s,
-                        t,
-                        &mut q[o0..o1],
-                    );
-                    reads += n;
-                    rereads += n;
-                    q[o0..o1].iter_mut().for_each(|v| *v *= red as f32);
-                }
-                if al == 1.0 {
-                    a.iter_mut().zip(q.iter()).for_each(|(a, &v)| *a += v);
-                } else {
-                    a.iter_mut().zip(q.iter()).for_each(|(a, &v)| *a += v * al);
                 }
             }
         }
-        for b in [nz, rz, q, al_buf, y_buf, sd_buf] {
+        if self.blocks.is_empty() {
+            ac.fill(0.0);
+        }
+        for b in [nz, q, al_buf, y_buf, sd_buf] {
             give_buf(b);
         }
         (reads, rereads)
@@ -902,7 +890,8 @@ impl Dir {
         let mut xq = vec![0.0f32; nb];
         let mut xq2 = vec![0.0f32; if blk.s2.is_some() { nb } else { 0 }];
         let mut nz = vec![0.0f32; o1 - o0];
-        let mut rz = vec![0.0f32; o1 - o0];
+        let n2 = self.adc_noise_var();
+        let noisy = adc.noise > 0.0 || blk.s2.is_some();
         let base = (r * self.n_out + o0) as u64;
         let (mut red, mut k, mut n) = (1u64, 0u32, 0u64);
         loop {
@@ -920,20 +909,18 @@ impl Dir {
             if blk.s2.is_some() {
                 xq2.iter_mut().zip(&xq).for_each(|(a, v)| *a = v * v);
             }
-            if adc.noise > 0.0 {
+            if noisy {
                 round_stream(&s.child("adc"), "noise", b, k, t).fill_normal_fast(base, &mut nz);
-            }
-            if blk.s2.is_some() {
-                round_stream(s, "w", b, k, t).fill_normal_fast(base, &mut rz);
             }
             let mut sat = false;
             for (j, o) in (o0..o1).enumerate() {
-                let mut y = dot(&blk.w[o * nb..(o + 1) * nb], &xq);
-                if let Some(s2) = &blk.s2 {
-                    let var = dot(&s2[o * nb..(o + 1) * nb], &xq2);
-                    y += var.max(0.0).sqrt() * rz[j];
-                }
-                let p = y + adc.noise * nz[j];
+                let y = dot(&blk.w[o * nb..(o + 1) * nb], &xq);
+                // One draw for the read noise and the ADC noise together, as in round 0.
+                let sd = match &blk.s2 {
+                    Some(s2) => (dot(&s2[o * nb..(o + 1) * nb], &xq2).max(0.0) + n2).sqrt(),
+                    None => adc.noise,
+                };
+                let p = if noisy { y + sd * nz[j] } else { y };
                 sat |= p.abs() > adc.bound;
                 q[j] = adc.q.convert(p);
             }
@@ -942,6 +929,127 @@ impl Dir {
             }
         }
     }
+}
+
+/// `a = q·α` (`first`) or `a += q·α`.
+#[inline(always)]
+fn add_scaled(a: &mut [f32], q: &[f32], al: f32, first: bool) {
+    match (first, al == 1.0) {
+        (true, true) => a.copy_from_slice(q),
+        (true, false) => a.iter_mut().zip(q).for_each(|(a, &v)| *a = v * al),
+        (false, true) => a.iter_mut().zip(q).for_each(|(a, &v)| *a += v),
+        (false, false) => a.iter_mut().zip(q).for_each(|(a, &v)| *a += v * al),
+    }
+}
+
+/// The noise before the ADC of one tile's outputs.
+#[derive(Clone, Copy)]
+enum Noise<'a> {
+    None,
+    /// `y + sd·z` with one σ.
+    Const(f32, &'a [f32]),
+    /// `y + sd[o]·z[o]`.
+    Var(&'a [f32], &'a [f32]),
+}
+
+/// The ADC of one tile's outputs `v = y + noise` into `q`; returns the largest |v| (the
+/// bound-management test; a NaN is skipped, as `v.abs() > bound` would).
+#[inline(always)]
+fn adc_tile(y: &[f32], noise: Noise<'_>, q: &mut [f32], c: &Quant) -> f32 {
+    let n = q.len();
+    let y = &y[..n];
+    let noise = match noise {
+        Noise::None => Noise::None,
+        Noise::Const(sd, z) => Noise::Const(sd, &z[..n]),
+        Noise::Var(sd, z) => Noise::Var(&sd[..n], &z[..n]),
+    };
+    #[cfg(target_arch = "x86_64")]
+    if sim::simd::has_avx2_fma() {
+        // SAFETY: the CPU supports AVX2 (checked at run time); every slice has length n.
+        return unsafe { adc_tile_avx2(y, noise, q, c) };
+    }
+    let mut peak = 0.0f32;
+    for o in 0..n {
+        let v = match noise {
+            Noise::None => y[o],
+            Noise::Const(sd, z) => y[o] + sd * z[o],
+            Noise::Var(sd, z) => y[o] + sd[o] * z[o],
+        };
+        let a = v.abs();
+        peak = if a > peak { a } else { peak };
+        q[o] = c.convert(v);
+    }
+    peak
+}
+
+/// [`adc_tile`] in AVX2 (the same operations in the same order, so the same bits: separate
+/// multiply and add, the same clip, round and tie rule as [`Quant::convert`]).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+fn adc_tile_avx2(y: &[f32], noise: Noise<'_>, q: &mut [f32], c: &Quant) -> f32 {
+    use std::arch::x86_64::*;
+    let n = q.len();
+    let body = n - n % 8;
+    let sign = _mm256_set1_ps(-0.0);
+    let hi = _mm256_set1_ps(c.bound);
+    let lo = _mm256_set1_ps(-c.bound);
+    let inv = _mm256_set1_ps(c.inv_step);
+    let step = _mm256_set1_ps(c.step);
+    let magic = _mm256_set1_ps(12_582_912.0);
+    let half = _mm256_set1_ps(0.5);
+    let mut peak = _mm256_setzero_ps();
+    let mut o = 0;
+    while o < body {
+        // SAFETY: o + 8 ≤ n and every slice has length n.
+        unsafe {
+            let yv = _mm256_loadu_ps(y.as_ptr().add(o));
+            let v = match noise {
+                Noise::None => yv,
+                Noise::Const(sd, z) => _mm256_add_ps(
+                    yv,
+                    _mm256_mul_ps(_mm256_set1_ps(sd), _mm256_loadu_ps(z.as_ptr().add(o))),
+                ),
+                Noise::Var(sd, z) => _mm256_add_ps(
+                    yv,
+                    _mm256_mul_ps(
+                        _mm256_loadu_ps(sd.as_ptr().add(o)),
+                        _mm256_loadu_ps(z.as_ptr().add(o)),
+                    ),
+                ),
+            };
+            // max(a, peak) keeps peak where a is NaN.
+            peak = _mm256_max_ps(_mm256_andnot_ps(sign, v), peak);
+            // x.max(-bound).min(bound): a NaN v gives -bound, as f32::max does.
+            let x = _mm256_min_ps(_mm256_max_ps(v, lo), hi);
+            let out = if c.quantize {
+                let t = _mm256_mul_ps(x, inv);
+                let r = _mm256_sub_ps(_mm256_add_ps(t, magic), magic);
+                let d = _mm256_andnot_ps(sign, _mm256_sub_ps(t, r));
+                let tie = _mm256_cmp_ps::<_CMP_EQ_OQ>(d, half);
+                let away = _mm256_add_ps(t, _mm256_or_ps(_mm256_and_ps(t, sign), half));
+                _mm256_mul_ps(_mm256_blendv_ps(r, away, tie), step)
+            } else {
+                x
+            };
+            _mm256_storeu_ps(q.as_mut_ptr().add(o), out);
+        }
+        o += 8;
+    }
+    let mut lanes = [0.0f32; 8];
+    // SAFETY: 8 floats.
+    unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), peak) };
+    let mut m = lanes.iter().fold(0.0f32, |m, &a| if a > m { a } else { m });
+    for o in body..n {
+        let v = match noise {
+            Noise::None => y[o],
+            Noise::Const(sd, z) => y[o] + sd * z[o],
+            Noise::Var(sd, z) => y[o] + sd[o] * z[o],
+        };
+        let a = v.abs();
+        m = if a > m { a } else { m };
+        q[o] = c.convert(v);
+    }
+    m
 }
 
 /// Σ a_i·b_i with 8 interleaved partial sums (a fixed order, so it vectorizes and the result does
@@ -1259,6 +1367,65 @@ mod tests {
                         );
                     }
                 }
+            }
+        }
+    }
+
+    /// The Gaussian before the ADC carries the per-read noise and the ADC noise together: over many
+    /// reads of one vector, an output's mean is its ideal value and its variance the sum
+    /// Σ_k x_k²·s2(o, k) + σ_adc² (each term alone, then both; 5-σ bounds on the sample moments).
+    #[test]
+    fn noise_before_the_adc_has_the_summed_variance() {
+        let (n_in, n_out, m) = (16, 3, 40_000);
+        let x: Vec<f32> = (0..m * n_in)
+            .map(|i| 0.5 + (i % n_in) as f32 * 0.05)
+            .collect();
+        let xs = &x[..n_in];
+        let io = Io {
+            nm: NoiseManagement::None,
+            nm_thres: 0.0,
+            last_r: 1,
+        };
+        let w = |o: usize, k: usize| 0.1 * (o + 1) as f32 - 0.01 * k as f32;
+        let s2 = |o: usize, k: usize| 0.002 * (o + 1) as f32 + 0.0005 * k as f32;
+        for (read, sa) in [(true, 0.0), (false, 0.3), (true, 0.3)] {
+            let adc = Adc {
+                noise_std: sa,
+                ..Adc::ideal()
+            };
+            let d = Dir::new(
+                n_in,
+                n_out,
+                &[(0, n_in)],
+                &[(0, n_out)],
+                w,
+                read.then_some(&s2 as &dyn Fn(usize, usize) -> f32),
+                None,
+                Some(&adc),
+                io,
+            );
+            let (y, _, _) = d.read(&x, m, &Stream::new(9, "sum"), 0);
+            for o in 0..n_out {
+                let mean: f64 = (0..n_in).map(|k| (w(o, k) * xs[k]) as f64).sum();
+                let mut var = sa * sa;
+                if read {
+                    var += (0..n_in)
+                        .map(|k| (xs[k] * xs[k] * s2(o, k)) as f64)
+                        .sum::<f64>();
+                }
+                let vals: Vec<f64> = (0..m).map(|r| y[r * n_out + o] as f64).collect();
+                let mf = m as f64;
+                let em = vals.iter().sum::<f64>() / mf;
+                let ev = vals.iter().map(|v| (v - em).powi(2)).sum::<f64>() / (mf - 1.0);
+                let case = format!("read {read}, σ_adc {sa}, output {o}");
+                assert!(
+                    (em - mean).abs() < 5.0 * (var / mf).sqrt(),
+                    "{case}: mean {em} vs {mean}"
+                );
+                assert!(
+                    (ev - var).abs() < 5.0 * var * (2.0 / mf).sqrt(),
+                    "{case}: variance {ev} vs {var}"
+                );
             }
         }
     }
