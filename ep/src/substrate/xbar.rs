@@ -28,6 +28,9 @@ use sim::cpu::{Gemm, Par, sgemm_par};
 
 use super::Io;
 
+mod kernels;
+use kernels::{Noise, adc_tile, dac_slice, dot};
+
 /// Rows of `X` per parallel work item (fixed, so results do not depend on the thread count).
 const CHUNK: usize = 128;
 
@@ -370,14 +373,9 @@ impl Dir {
             }
             Some(d) if d.noise > 0.0 => {
                 ns.fill_normal_fast(base, out);
-                out.iter_mut()
-                    .zip(xs)
-                    .for_each(|(o, &v)| *o = d.q.convert(v / scale + d.noise * *o));
+                dac_slice(xs, scale, d.noise, out, &d.q);
             }
-            Some(d) => out
-                .iter_mut()
-                .zip(xs)
-                .for_each(|(o, &v)| *o = d.q.convert(v / scale)),
+            Some(d) => dac_slice(xs, scale, 0.0, out, &d.q),
         }
     }
 
@@ -940,135 +938,6 @@ fn add_scaled(a: &mut [f32], q: &[f32], al: f32, first: bool) {
         (false, true) => a.iter_mut().zip(q).for_each(|(a, &v)| *a += v),
         (false, false) => a.iter_mut().zip(q).for_each(|(a, &v)| *a += v * al),
     }
-}
-
-/// The noise before the ADC of one tile's outputs.
-#[derive(Clone, Copy)]
-enum Noise<'a> {
-    None,
-    /// `y + sd·z` with one σ.
-    Const(f32, &'a [f32]),
-    /// `y + sd[o]·z[o]`.
-    Var(&'a [f32], &'a [f32]),
-}
-
-/// The ADC of one tile's outputs `v = y + noise` into `q`; returns the largest |v| (the
-/// bound-management test; a NaN is skipped, as `v.abs() > bound` would).
-#[inline(always)]
-fn adc_tile(y: &[f32], noise: Noise<'_>, q: &mut [f32], c: &Quant) -> f32 {
-    let n = q.len();
-    let y = &y[..n];
-    let noise = match noise {
-        Noise::None => Noise::None,
-        Noise::Const(sd, z) => Noise::Const(sd, &z[..n]),
-        Noise::Var(sd, z) => Noise::Var(&sd[..n], &z[..n]),
-    };
-    #[cfg(target_arch = "x86_64")]
-    if sim::simd::has_avx2_fma() {
-        // SAFETY: the CPU supports AVX2 (checked at run time); every slice has length n.
-        return unsafe { adc_tile_avx2(y, noise, q, c) };
-    }
-    let mut peak = 0.0f32;
-    for o in 0..n {
-        let v = match noise {
-            Noise::None => y[o],
-            Noise::Const(sd, z) => y[o] + sd * z[o],
-            Noise::Var(sd, z) => y[o] + sd[o] * z[o],
-        };
-        let a = v.abs();
-        peak = if a > peak { a } else { peak };
-        q[o] = c.convert(v);
-    }
-    peak
-}
-
-/// [`adc_tile`] in AVX2 (the same operations in the same order, so the same bits: separate
-/// multiply and add, the same clip, round and tie rule as [`Quant::convert`]).
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-fn adc_tile_avx2(y: &[f32], noise: Noise<'_>, q: &mut [f32], c: &Quant) -> f32 {
-    use std::arch::x86_64::*;
-    let n = q.len();
-    let body = n - n % 8;
-    let sign = _mm256_set1_ps(-0.0);
-    let hi = _mm256_set1_ps(c.bound);
-    let lo = _mm256_set1_ps(-c.bound);
-    let inv = _mm256_set1_ps(c.inv_step);
-    let step = _mm256_set1_ps(c.step);
-    let magic = _mm256_set1_ps(12_582_912.0);
-    let half = _mm256_set1_ps(0.5);
-    let mut peak = _mm256_setzero_ps();
-    let mut o = 0;
-    while o < body {
-        // SAFETY: o + 8 ≤ n and every slice has length n.
-        unsafe {
-            let yv = _mm256_loadu_ps(y.as_ptr().add(o));
-            let v = match noise {
-                Noise::None => yv,
-                Noise::Const(sd, z) => _mm256_add_ps(
-                    yv,
-                    _mm256_mul_ps(_mm256_set1_ps(sd), _mm256_loadu_ps(z.as_ptr().add(o))),
-                ),
-                Noise::Var(sd, z) => _mm256_add_ps(
-                    yv,
-                    _mm256_mul_ps(
-                        _mm256_loadu_ps(sd.as_ptr().add(o)),
-                        _mm256_loadu_ps(z.as_ptr().add(o)),
-                    ),
-                ),
-            };
-            // max(a, peak) keeps peak where a is NaN.
-            peak = _mm256_max_ps(_mm256_andnot_ps(sign, v), peak);
-            // x.max(-bound).min(bound): a NaN v gives -bound, as f32::max does.
-            let x = _mm256_min_ps(_mm256_max_ps(v, lo), hi);
-            let out = if c.quantize {
-                let t = _mm256_mul_ps(x, inv);
-                let r = _mm256_sub_ps(_mm256_add_ps(t, magic), magic);
-                let d = _mm256_andnot_ps(sign, _mm256_sub_ps(t, r));
-                let tie = _mm256_cmp_ps::<_CMP_EQ_OQ>(d, half);
-                let away = _mm256_add_ps(t, _mm256_or_ps(_mm256_and_ps(t, sign), half));
-                _mm256_mul_ps(_mm256_blendv_ps(r, away, tie), step)
-            } else {
-                x
-            };
-            _mm256_storeu_ps(q.as_mut_ptr().add(o), out);
-        }
-        o += 8;
-    }
-    let mut lanes = [0.0f32; 8];
-    // SAFETY: 8 floats.
-    unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), peak) };
-    let mut m = lanes.iter().fold(0.0f32, |m, &a| if a > m { a } else { m });
-    for o in body..n {
-        let v = match noise {
-            Noise::None => y[o],
-            Noise::Const(sd, z) => y[o] + sd * z[o],
-            Noise::Var(sd, z) => y[o] + sd[o] * z[o],
-        };
-        let a = v.abs();
-        m = if a > m { a } else { m };
-        q[o] = c.convert(v);
-    }
-    m
-}
-
-/// Σ a_i·b_i with 8 interleaved partial sums (a fixed order, so it vectorizes and the result does
-/// not depend on anything but the operands).
-#[inline(always)]
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let mut acc = [0.0f32; 8];
-    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
-    let (ra, rb) = (ca.remainder(), cb.remainder());
-    for (x, y) in ca.zip(cb) {
-        for l in 0..8 {
-            acc[l] += x[l] * y[l];
-        }
-    }
-    let mut tail = 0.0f32;
-    for (x, y) in ra.iter().zip(rb) {
-        tail += x * y;
-    }
-    ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7])) + tail
 }
 
 /// `dst.copy_from_slice(src)` for the short runs of a patch (kernel widths): constant-size copies

@@ -1,0 +1,340 @@
+//! The element kernels of the crossbar reads: converter curves over slices (ADC with the noise
+//! before it, DAC with noise management's scale) and the dot product, each written once portably
+//! and once in AVX2 with the same operations in the same order (separate multiply and add, the
+//! same clip, rounding and tie rule as [`Quant::convert`]), so both give the same bits.
+
+use super::Quant;
+
+/// The noise before the ADC of one tile's outputs.
+#[derive(Clone, Copy)]
+pub(super) enum Noise<'a> {
+    None,
+    /// `y + sd·z` with one σ.
+    Const(f32, &'a [f32]),
+    /// `y + sd[o]·z[o]`.
+    Var(&'a [f32], &'a [f32]),
+}
+
+/// The ADC of one tile's outputs `v = y + noise` into `q`; returns the largest |v| (the
+/// bound-management test; a NaN is skipped, as `v.abs() > bound` would).
+#[inline(always)]
+pub(super) fn adc_tile(y: &[f32], noise: Noise<'_>, q: &mut [f32], c: &Quant) -> f32 {
+    let n = q.len();
+    let y = &y[..n];
+    let noise = match noise {
+        Noise::None => Noise::None,
+        Noise::Const(sd, z) => Noise::Const(sd, &z[..n]),
+        Noise::Var(sd, z) => Noise::Var(&sd[..n], &z[..n]),
+    };
+    #[cfg(target_arch = "x86_64")]
+    if sim::simd::has_avx2_fma() {
+        // SAFETY: the CPU supports AVX2 (checked at run time); every slice has length n.
+        return unsafe { adc_tile_avx2(y, noise, q, c) };
+    }
+    adc_tile_portable(y, noise, q, c)
+}
+
+#[inline(always)]
+fn adc_tile_portable(y: &[f32], noise: Noise<'_>, q: &mut [f32], c: &Quant) -> f32 {
+    let n = q.len();
+    let mut peak = 0.0f32;
+    for o in 0..n {
+        let v = match noise {
+            Noise::None => y[o],
+            Noise::Const(sd, z) => y[o] + sd * z[o],
+            Noise::Var(sd, z) => y[o] + sd[o] * z[o],
+        };
+        let a = v.abs();
+        peak = if a > peak { a } else { peak };
+        q[o] = c.convert(v);
+    }
+    peak
+}
+
+/// [`adc_tile`] in AVX2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+fn adc_tile_avx2(y: &[f32], noise: Noise<'_>, q: &mut [f32], c: &Quant) -> f32 {
+    use std::arch::x86_64::*;
+    let n = q.len();
+    let body = n - n % 8;
+    let k = QuantV::new(c);
+    let mut peak = _mm256_setzero_ps();
+    let mut o = 0;
+    while o < body {
+        // SAFETY: o + 8 ≤ n and every slice has length n.
+        unsafe {
+            let yv = _mm256_loadu_ps(y.as_ptr().add(o));
+            let v = match noise {
+                Noise::None => yv,
+                Noise::Const(sd, z) => _mm256_add_ps(
+                    yv,
+                    _mm256_mul_ps(_mm256_set1_ps(sd), _mm256_loadu_ps(z.as_ptr().add(o))),
+                ),
+                Noise::Var(sd, z) => _mm256_add_ps(
+                    yv,
+                    _mm256_mul_ps(
+                        _mm256_loadu_ps(sd.as_ptr().add(o)),
+                        _mm256_loadu_ps(z.as_ptr().add(o)),
+                    ),
+                ),
+            };
+            // max(a, peak) keeps peak where a is NaN.
+            peak = _mm256_max_ps(k.abs(v), peak);
+            _mm256_storeu_ps(q.as_mut_ptr().add(o), k.convert(v));
+        }
+        o += 8;
+    }
+    let mut lanes = [0.0f32; 8];
+    // SAFETY: 8 floats.
+    unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), peak) };
+    let m = lanes.iter().fold(0.0f32, |m, &a| if a > m { a } else { m });
+    let tail = match noise {
+        Noise::None => Noise::None,
+        Noise::Const(sd, z) => Noise::Const(sd, &z[body..]),
+        Noise::Var(sd, z) => Noise::Var(&sd[body..], &z[body..]),
+    };
+    let t = adc_tile_portable(&y[body..], tail, &mut q[body..], c);
+    if t > m { t } else { m }
+}
+
+/// The DAC of one row's block slice: `out[j] = c(xs[j] / scale + sigma·out[j])` where `out` holds
+/// the standard normal draws on entry when `sigma > 0` (else `out[j] = c(xs[j] / scale)`).
+#[inline(always)]
+pub(super) fn dac_slice(xs: &[f32], scale: f32, sigma: f32, out: &mut [f32], c: &Quant) {
+    let xs = &xs[..out.len()];
+    #[cfg(target_arch = "x86_64")]
+    if sim::simd::has_avx2_fma() {
+        // SAFETY: the CPU supports AVX2 (checked at run time); both slices have out.len().
+        return unsafe { dac_slice_avx2(xs, scale, sigma, out, c) };
+    }
+    dac_slice_portable(xs, scale, sigma, out, c)
+}
+
+#[inline(always)]
+fn dac_slice_portable(xs: &[f32], scale: f32, sigma: f32, out: &mut [f32], c: &Quant) {
+    if sigma > 0.0 {
+        out.iter_mut()
+            .zip(xs)
+            .for_each(|(o, &v)| *o = c.convert(v / scale + sigma * *o));
+    } else {
+        out.iter_mut()
+            .zip(xs)
+            .for_each(|(o, &v)| *o = c.convert(v / scale));
+    }
+}
+
+/// The clip-and-quantize curve of `c` on 8 lanes (as [`Quant::convert`]).
+#[cfg(target_arch = "x86_64")]
+#[derive(Clone, Copy)]
+struct QuantV {
+    sign: std::arch::x86_64::__m256,
+    hi: std::arch::x86_64::__m256,
+    lo: std::arch::x86_64::__m256,
+    inv: std::arch::x86_64::__m256,
+    step: std::arch::x86_64::__m256,
+    magic: std::arch::x86_64::__m256,
+    half: std::arch::x86_64::__m256,
+    quantize: bool,
+}
+
+#[cfg(target_arch = "x86_64")]
+impl QuantV {
+    #[target_feature(enable = "avx2,fma")]
+    fn new(c: &Quant) -> Self {
+        use std::arch::x86_64::*;
+        QuantV {
+            sign: _mm256_set1_ps(-0.0),
+            hi: _mm256_set1_ps(c.bound),
+            lo: _mm256_set1_ps(-c.bound),
+            inv: _mm256_set1_ps(c.inv_step),
+            step: _mm256_set1_ps(c.step),
+            magic: _mm256_set1_ps(12_582_912.0),
+            half: _mm256_set1_ps(0.5),
+            quantize: c.quantize,
+        }
+    }
+
+    /// |v| (for the saturation test).
+    #[target_feature(enable = "avx2,fma")]
+    fn abs(&self, v: std::arch::x86_64::__m256) -> std::arch::x86_64::__m256 {
+        std::arch::x86_64::_mm256_andnot_ps(self.sign, v)
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    fn convert(&self, v: std::arch::x86_64::__m256) -> std::arch::x86_64::__m256 {
+        use std::arch::x86_64::*;
+        // x.max(-bound).min(bound): a NaN v gives -bound, as f32::max does.
+        let x = _mm256_min_ps(_mm256_max_ps(v, self.lo), self.hi);
+        if !self.quantize {
+            return x;
+        }
+        let t = _mm256_mul_ps(x, self.inv);
+        let r = _mm256_sub_ps(_mm256_add_ps(t, self.magic), self.magic);
+        let d = _mm256_andnot_ps(self.sign, _mm256_sub_ps(t, r));
+        let tie = _mm256_cmp_ps::<_CMP_EQ_OQ>(d, self.half);
+        let away = _mm256_add_ps(t, _mm256_or_ps(_mm256_and_ps(t, self.sign), self.half));
+        _mm256_mul_ps(_mm256_blendv_ps(r, away, tie), self.step)
+    }
+}
+
+/// [`dac_slice`] in AVX2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+fn dac_slice_avx2(xs: &[f32], scale: f32, sigma: f32, out: &mut [f32], c: &Quant) {
+    use std::arch::x86_64::*;
+    let n = out.len();
+    let body = n - n % 8;
+    let k = QuantV::new(c);
+    let sv = _mm256_set1_ps(scale);
+    let nv = _mm256_set1_ps(sigma);
+    let mut o = 0;
+    while o < body {
+        // SAFETY: o + 8 ≤ n and both slices have length n.
+        unsafe {
+            let mut v = _mm256_div_ps(_mm256_loadu_ps(xs.as_ptr().add(o)), sv);
+            if sigma > 0.0 {
+                v = _mm256_add_ps(v, _mm256_mul_ps(nv, _mm256_loadu_ps(out.as_ptr().add(o))));
+            }
+            _mm256_storeu_ps(out.as_mut_ptr().add(o), k.convert(v));
+        }
+        o += 8;
+    }
+    dac_slice_portable(&xs[body..], scale, sigma, &mut out[body..], c)
+}
+
+/// Σ a_i·b_i with 8 interleaved partial sums (a fixed order, the same in both builds, so the
+/// result depends on nothing but the operands).
+#[inline(always)]
+pub(super) fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let n = a.len().min(b.len());
+    let (a, b) = (&a[..n], &b[..n]);
+    #[cfg(target_arch = "x86_64")]
+    if sim::simd::has_avx2_fma() {
+        // SAFETY: the CPU supports AVX2 (checked at run time); both slices have length n.
+        return unsafe { dot_avx2(a, b) };
+    }
+    dot_portable(a, b)
+}
+
+#[inline(always)]
+fn dot_portable(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0.0f32; 8];
+    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
+    let (ra, rb) = (ca.remainder(), cb.remainder());
+    for (x, y) in ca.zip(cb) {
+        for l in 0..8 {
+            acc[l] += x[l] * y[l];
+        }
+    }
+    dot_finish(acc, ra, rb)
+}
+
+/// The fixed reduction of the 8 partial sums and the tail.
+#[inline(always)]
+fn dot_finish(acc: [f32; 8], ra: &[f32], rb: &[f32]) -> f32 {
+    let mut tail = 0.0f32;
+    for (x, y) in ra.iter().zip(rb) {
+        tail += x * y;
+    }
+    ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7])) + tail
+}
+
+/// [`dot`] in AVX2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+fn dot_avx2(a: &[f32], b: &[f32]) -> f32 {
+    use std::arch::x86_64::*;
+    let n = a.len();
+    let body = n - n % 8;
+    let mut acc = _mm256_setzero_ps();
+    let mut o = 0;
+    while o < body {
+        // SAFETY: o + 8 ≤ n = both lengths.
+        unsafe {
+            let p = _mm256_mul_ps(
+                _mm256_loadu_ps(a.as_ptr().add(o)),
+                _mm256_loadu_ps(b.as_ptr().add(o)),
+            );
+            acc = _mm256_add_ps(acc, p);
+        }
+        o += 8;
+    }
+    let mut lanes = [0.0f32; 8];
+    // SAFETY: 8 floats.
+    unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), acc) };
+    dot_finish(lanes, &a[body..], &b[body..])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sim::Stream;
+
+    /// The AVX2 kernels give the portable kernels' bits (values near level midpoints, at the
+    /// clip bounds, NaN, every tail length), and the portable ones follow `Quant::convert`.
+    #[test]
+    fn avx2_kernels_match_the_portable_ones() {
+        let st = Stream::new(11, "kernels");
+        for (bits, bound) in [(9u32, 12.0f64), (7, 1.0), (0, 3.0), (0, f64::INFINITY)] {
+            let c = Quant::new(bits, bound);
+            for n in [0usize, 1, 7, 8, 9, 31, 64, 77] {
+                let mut y: Vec<f32> = (0..n as u64).map(|i| 14.0 * st.normal(i)).collect();
+                if n > 3 {
+                    // A midpoint between levels, a bound, a NaN.
+                    y[1] = if bits > 0 { (c.step * 2.5) as f32 } else { 1.0 };
+                    y[2] = bound.min(1e30) as f32;
+                    y[3] = f32::NAN;
+                }
+                let sd: Vec<f32> = (0..n as u64).map(|i| 0.1 + st.uniform(1000 + i)).collect();
+                let z: Vec<f32> = (0..n as u64).map(|i| st.normal(2000 + i)).collect();
+                for noise in [Noise::None, Noise::Const(0.3, &z), Noise::Var(&sd, &z)] {
+                    let (mut a, mut b) = (vec![0.0f32; n], vec![0.0f32; n]);
+                    let pa = adc_tile(&y, noise, &mut a, &c);
+                    let pb = adc_tile_portable(&y, noise, &mut b, &c);
+                    let bits_of = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                    assert_eq!(bits_of(&a), bits_of(&b), "adc bits {bits} n {n}");
+                    assert_eq!(pa.to_bits(), pb.to_bits(), "peak bits {bits} n {n}");
+                    for o in 0..n {
+                        let v = match noise {
+                            Noise::None => y[o],
+                            Noise::Const(s, z) => y[o] + s * z[o],
+                            Noise::Var(s, z) => y[o] + s[o] * z[o],
+                        };
+                        assert_eq!(b[o].to_bits(), c.convert(v).to_bits());
+                    }
+                }
+                for sigma in [0.0f32, 0.05] {
+                    let mut a = z.clone();
+                    let mut b = z.clone();
+                    dac_slice(&y, 1.7, sigma, &mut a, &c);
+                    dac_slice_portable(&y, 1.7, sigma, &mut b, &c);
+                    for o in 0..n {
+                        assert_eq!(a[o].to_bits(), b[o].to_bits(), "dac {bits} n {n} o {o}");
+                    }
+                }
+                let d = dot(&y[..n.min(2)], &z[..n.min(2)]);
+                let e = dot_portable(&y[..n.min(2)], &z[..n.min(2)]);
+                assert_eq!(d.to_bits(), e.to_bits());
+                let (ys, zs): (Vec<f32>, Vec<f32>) = y
+                    .iter()
+                    .zip(&z)
+                    .filter(|(v, _)| v.is_finite())
+                    .map(|(a, b)| (*a, *b))
+                    .unzip();
+                let (d, e) = (dot(&ys, &zs), dot_portable(&ys, &zs));
+                assert_eq!(d.to_bits(), e.to_bits(), "dot n {n}");
+                let exact: f64 = ys.iter().zip(&zs).map(|(a, b)| *a as f64 * *b as f64).sum();
+                let mag: f64 = ys
+                    .iter()
+                    .zip(&zs)
+                    .map(|(a, b)| (*a as f64 * *b as f64).abs())
+                    .sum();
+                assert!(
+                    (d as f64 - exact).abs() <= 1e-5 * mag.max(1.0),
+                    "dot {d} vs {exact}"
+                );
+            }
+        }
+    }
+}
