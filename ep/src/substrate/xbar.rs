@@ -955,6 +955,31 @@ fn copy_run(dst: &mut [f32], src: &[f32]) {
     fixed!(1 2 3 4 5 6 7 8)
 }
 
+/// `dst += src` elementwise for the short runs of a patch, with constant-size loops up to 8
+/// elements (as [`copy_run`]).
+#[inline(always)]
+fn add_run(dst: &mut [f32], src: &[f32]) {
+    #[inline(always)]
+    fn add<const N: usize>(d: &mut [f32], s: &[f32]) {
+        let d: &mut [f32; N] = (&mut d[..N]).try_into().expect("run length");
+        let s: &[f32; N] = s[..N].try_into().expect("run length");
+        for l in 0..N {
+            d[l] += s[l];
+        }
+    }
+    match dst.len() {
+        1 => add::<1>(dst, src),
+        2 => add::<2>(dst, src),
+        3 => add::<3>(dst, src),
+        4 => add::<4>(dst, src),
+        5 => add::<5>(dst, src),
+        6 => add::<6>(dst, src),
+        7 => add::<7>(dst, src),
+        8 => add::<8>(dst, src),
+        _ => dst.iter_mut().zip(src).for_each(|(d, s)| *d += *s),
+    }
+}
+
 /// Shapes of a conv array's unrolled reads.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct ConvGeom {
@@ -1039,9 +1064,7 @@ impl ConvGeom {
         for (j, row) in ys.chunks_exact(k).enumerate() {
             let pi = i0 + j;
             self.patch_runs(pi / self.wo, pi % self.wo, |kk, ii, len| {
-                for (d, s) in o[ii..ii + len].iter_mut().zip(&row[kk..kk + len]) {
-                    *d += *s;
-                }
+                add_run(&mut o[ii..ii + len], &row[kk..kk + len]);
             });
         }
     }
