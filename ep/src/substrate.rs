@@ -257,13 +257,15 @@ fn host_map<B: Backend>(
     f: impl Fn(usize, f32) -> f32 + Sync,
 ) -> Result<B::Tensor> {
     use rayon::prelude::*;
-    let mut h = be.download(t)?;
-    h.as_slice_mut()
+    let h = be.host(t)?;
+    let v: Vec<f32> = h
+        .as_slice()
         .expect("standard layout")
-        .par_iter_mut()
+        .par_iter()
         .enumerate()
-        .for_each(|(i, v)| *v = f(i, *v));
-    be.upload(&h)
+        .map(|(i, &v)| f(i, v))
+        .collect();
+    be.upload_owned(sim::tensor(h.shape(), v)?)
 }
 
 impl<B: Backend> Realized<B> {
@@ -548,7 +550,7 @@ impl<B: Backend> Realized<B> {
         inp: &B::Tensor,
         i: usize,
     ) -> Result<(Vec<f32>, usize, Option<ConvGeom>)> {
-        let h = be.download(inp)?;
+        let h = be.host(inp)?;
         let xs = h.shape().to_vec();
         let xv = h.as_slice().expect("standard layout");
         if i < self.net.spec.conv.len() {
@@ -583,7 +585,7 @@ impl<B: Backend> Realized<B> {
         };
         let s = q.child(&format!("{}.forward", a.name));
         let conv = i < net.spec.conv.len();
-        let bias = be.download(&net.biases[i])?;
+        let bias = be.host(&net.biases[i])?;
         let bias = bias.as_slice().expect("standard layout");
         if conv {
             // Conv: per sample, runs of positions read and written straight into the [C, P] output
@@ -602,7 +604,7 @@ impl<B: Backend> Realized<B> {
                     (r, rr, g, z)
                 }
                 None => {
-                    let h = be.download(inp)?;
+                    let h = be.host(inp)?;
                     let g = self.conv_geom(i, h.shape());
                     let xv = h.as_slice().expect("standard layout");
                     let fill = |r0: usize, buf: &mut [f32]| g.im2row_part(xv, r0, buf);
@@ -613,7 +615,7 @@ impl<B: Backend> Realized<B> {
                 }
             };
             self.count(reads, rereads);
-            let z = be.upload(&sim::tensor(&[g.n, dir.n_out, g.ho, g.wo], z)?)?;
+            let z = be.upload_owned(sim::tensor(&[g.n, dir.n_out, g.ho, g.wo], z)?)?;
             return self.pool_forward(be, z, i);
         }
         // Dense: the samples are the rows.
@@ -634,7 +636,7 @@ impl<B: Backend> Realized<B> {
                 .zip(bias)
                 .for_each(|(v, b)| *v = *v * a.wmax + b);
         }
-        let z = be.upload(&sim::tensor(&[m, dir.n_out], acc)?)?;
+        let z = be.upload_owned(sim::tensor(&[m, dir.n_out], acc)?)?;
         Ok(Forward { pre: z, idx: None })
     }
 
@@ -680,7 +682,8 @@ impl<B: Backend> Realized<B> {
         let s = q.child(&format!("{}.transposed", a.name));
         let conv = j < net.spec.conv.len();
         if conv {
-            let u = be.download(&net.pool_adjoint(be, v, fwd, j)?)?;
+            let pa = net.pool_adjoint(be, v, fwd, j)?;
+            let u = be.host(&pa)?;
             let g = self.conv_geom(j, input_shape);
             // Per sample, runs of positions: their C_out vectors gathered from the NCHW state,
             // read, and their patch vectors summed onto the sample's grid while in cache.
@@ -697,15 +700,15 @@ impl<B: Backend> Realized<B> {
                 let wmax = a.wmax;
                 gx.par_iter_mut().for_each(|v| *v *= wmax);
             }
-            be.upload(&sim::tensor(input_shape, gx)?)
+            be.upload_owned(sim::tensor(input_shape, gx)?)
         } else {
-            let h = be.download(v)?;
+            let h = be.host(v)?;
             let m = h.shape()[0];
             let rows = h.as_slice().expect("standard layout");
             let (mut acc, reads, rereads) = dir.read(rows, m, &s, t);
             self.count(reads, rereads);
             acc.iter_mut().for_each(|v| *v *= a.wmax);
-            be.upload(&sim::tensor(input_shape, acc)?)
+            be.upload_owned(sim::tensor(input_shape, acc)?)
         }
     }
 
@@ -784,7 +787,7 @@ impl<B: Backend> Realized<B> {
             })
             .sum();
         counter.fetch_add(n, Ordering::Relaxed);
-        be.upload(&h)
+        be.upload_owned(h)
     }
 
     /// What of the first array's read of the input `x` is the same at every step of a query: the

@@ -26,6 +26,16 @@ pub trait Backend: Send + Sync {
     fn upload(&self, t: &Tensor) -> Result<Self::Tensor>;
     /// Copy a backend tensor to the host.
     fn download(&self, t: &Self::Tensor) -> Result<Tensor>;
+    /// Move a host tensor onto the backend: [`upload`](Backend::upload), except that a backend
+    /// keeping its tensors on the host (CPU) adopts the buffer instead of copying it.
+    fn upload_owned(&self, t: Tensor) -> Result<Self::Tensor> {
+        self.upload(&t)
+    }
+    /// The host data of a backend tensor for reading: [`download`](Backend::download), except
+    /// that a backend keeping its tensors on the host (CPU) lends it without a copy.
+    fn host<'a>(&self, t: &'a Self::Tensor) -> Result<std::borrow::Cow<'a, Tensor>> {
+        Ok(std::borrow::Cow::Owned(self.download(t)?))
+    }
     /// Shape of a tensor.
     fn shape(&self, t: &Self::Tensor) -> Vec<usize>;
     /// A tensor of zeros.

@@ -80,6 +80,20 @@ impl Backend for Cpu {
     fn download(&self, t: &Tensor) -> Result<Tensor> {
         Ok(t.clone())
     }
+    fn upload_owned(&self, t: Tensor) -> Result<Tensor> {
+        Ok(if t.is_standard_layout() {
+            t
+        } else {
+            t.as_standard_layout().into_owned()
+        })
+    }
+    fn host<'a>(&self, t: &'a Tensor) -> Result<std::borrow::Cow<'a, Tensor>> {
+        Ok(if t.is_standard_layout() {
+            std::borrow::Cow::Borrowed(t)
+        } else {
+            std::borrow::Cow::Owned(t.as_standard_layout().into_owned())
+        })
+    }
     fn shape(&self, t: &Tensor) -> Vec<usize> {
         t.shape().to_vec()
     }
