@@ -660,8 +660,9 @@ impl Dir {
     /// (`pre` prepared on the same rows), but without the `[m, n_out]` result array: each group is
     /// read in runs of at most [`CHUNK`] rows, in order, and each run's outputs `[rows, n_out]`
     /// (normalized, summed over the blocks) are handed, while in cache, to `sink(i0, acc, og)`
-    /// with `i0` the run's first row within the group and `og` the group's equal share of `out`.
-    /// Groups run in parallel; every draw is indexed by (row, element) as in [`Dir::read`], so
+    /// with `i0` the run's first row within the group and `og` the group's equal share of `out`;
+    /// groups shorter than [`CHUNK`] are read several at a time (one run, one GEMM per block), the
+    /// sink still called once per group. Runs go in parallel; every draw is indexed by (row, element) as in [`Dir::read`], so
     /// the result depends neither on the thread count nor on the run split. Returns (reads,
     /// re-reads).
     #[allow(clippy::too_many_arguments)]
@@ -681,20 +682,30 @@ impl Dir {
             return (0, 0);
         }
         let (noise_s, dac_s) = self.streams(s, t);
-        let run = CHUNK.min(per);
-        out.par_chunks_mut(out.len() / groups)
+        // Short groups are read several at a time (one run of up to CHUNK rows), long ones in
+        // runs of CHUNK rows.
+        let gpr = (CHUNK / per).max(1);
+        let run = CHUNK.min(per) * gpr;
+        let share = out.len() / groups;
+        out.par_chunks_mut(share * gpr)
             .enumerate()
-            .map(|(g, og)| {
+            .map(|(sg, osg)| {
                 let mut ac = take_buf(run * n_out);
                 let mut xb = match rows {
                     Rows::All(_) => Buf::empty(),
                     Rows::Fill(_) => take_buf(run * n_in),
                 };
+                let ng = osg.len() / share;
+                let (first, last) = (sg * gpr * per, (sg * gpr + ng) * per);
                 let mut tot = (0u64, 0u64);
-                let mut i0 = 0;
-                while i0 < per {
-                    let nr = run.min(per - i0);
-                    let r0 = g * per + i0;
+                let mut r0 = first;
+                while r0 < last {
+                    // Within one group, or whole groups.
+                    let nr = if gpr > 1 {
+                        last - r0
+                    } else {
+                        run.min(per - r0 % per)
+                    };
                     if let Rows::Fill(f) = rows {
                         f(r0, &mut xb[..nr * n_in]);
                     }
@@ -714,8 +725,16 @@ impl Dir {
                     };
                     let (a, b) = self.chunk(&ctx, acc);
                     tot = (tot.0 + a, tot.1 + b);
-                    sink(i0, acc, og);
-                    i0 += nr;
+                    // Hand each group's part of the run to the sink.
+                    let mut r = r0;
+                    while r < r0 + nr {
+                        let (g, i0) = (r / per, r % per);
+                        let k = (per - i0).min(r0 + nr - r);
+                        let og = &mut osg[(g - sg * gpr) * share..(g - sg * gpr + 1) * share];
+                        sink(i0, &acc[(r - r0) * n_out..(r - r0 + k) * n_out], og);
+                        r += k;
+                    }
+                    r0 += nr;
                 }
                 give_buf(ac);
                 give_buf(xb);
