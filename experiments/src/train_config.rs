@@ -404,3 +404,30 @@ impl BaselineConfig {
         self.optim.wds.first().copied().unwrap_or(0.0)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every training config shipped in `configs/` parses (so an edit of a config's comments or keys
+    /// cannot break `epsim train --config` unnoticed), and a broken one is reported with its file.
+    #[test]
+    fn every_shipped_config_parses() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs");
+        let mut n = 0;
+        for e in std::fs::read_dir(&dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.extension().is_some_and(|x| x == "toml") {
+                let text = std::fs::read_to_string(&p).unwrap();
+                let origin = p.display().to_string();
+                if let Err(err) = AnyConfig::from_toml(&text, &origin) {
+                    panic!("{origin}: {err:#}");
+                }
+                n += 1;
+            }
+        }
+        assert!(n >= 10, "found only {n} configs in {}", dir.display());
+        let err = AnyConfig::from_toml("kind = \"vit\"\n[vit\n", "broken.toml").unwrap_err();
+        assert!(format!("{err:#}").contains("broken.toml"), "{err:#}");
+    }
+}
