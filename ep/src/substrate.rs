@@ -597,7 +597,7 @@ impl<B: Backend> Realized<B> {
             let (reads, rereads, g, z) = match cached {
                 Some(cr) => {
                     let g = cr.geom.expect("conv input read has its geometry");
-                    let mut z = vec![0.0f32; g.n * dir.n_out * g.p()];
+                    let mut z = xbar::zeros(g.n * dir.n_out * g.p());
                     let rows = xbar::Rows::All(&cr.rows);
                     let (r, rr) =
                         dir.read_groups(Some(&cr.pre), rows, g.n, g.p(), &s, t, &mut z, &sink);
@@ -608,7 +608,7 @@ impl<B: Backend> Realized<B> {
                     let g = self.conv_geom(i, h.shape());
                     let xv = h.as_slice().expect("standard layout");
                     let fill = |r0: usize, buf: &mut [f32]| g.im2row_part(xv, r0, buf);
-                    let mut z = vec![0.0f32; g.n * dir.n_out * g.p()];
+                    let mut z = xbar::zeros(g.n * dir.n_out * g.p());
                     let rows = xbar::Rows::Fill(&fill);
                     let (r, rr) = dir.read_groups(None, rows, g.n, g.p(), &s, t, &mut z, &sink);
                     (r, rr, g, z)
@@ -691,7 +691,7 @@ impl<B: Backend> Realized<B> {
             let (c, p) = (dir.n_in, g.p());
             let fill = |r0: usize, buf: &mut [f32]| xbar::nchw_to_rows_part(uv, c, p, r0, buf);
             let sink = |i0: usize, acc: &[f32], og: &mut [f32]| g.row2im_part(i0, acc, og);
-            let mut gx = vec![0.0f32; g.n * g.c * g.h * g.w];
+            let mut gx = xbar::zeros(g.n * g.c * g.h * g.w);
             let (reads, rereads) =
                 dir.read_groups(None, xbar::Rows::Fill(&fill), g.n, p, &s, t, &mut gx, &sink);
             self.count(reads, rereads);
