@@ -841,33 +841,48 @@ impl Dir {
                         continue;
                     };
                     for &(o0, o1) in &self.outs {
-                        let (ys, qs) = (&y[o0..o1], &mut q[o0..o1]);
+                        let ys = &y[o0..o1];
                         let noise = match (nzr, sdr) {
                             (Some(nz), Some(sd)) => Noise::Var(&sd[o0..o1], &nz[o0..o1]),
                             (Some(nz), None) => Noise::Const(adc.noise, &nz[o0..o1]),
                             _ => Noise::None,
                         };
-                        let peak = adc_tile(ys, noise, qs, &adc.q);
+                        // The first block writes q·α straight into the output; later blocks
+                        // convert into `q` and add.
+                        let (qs, scale) = if first {
+                            (&mut a[o0..o1], al)
+                        } else {
+                            (&mut q[o0..o1], 1.0)
+                        };
+                        let peak = adc_tile(ys, noise, qs, &adc.q, scale);
                         reads += 1;
                         let mut red = 1.0f32;
                         // A saturated tile is replaced by its bound-management result.
                         if peak > adc.bound && last_r > 1 {
                             let r = r0 + j;
                             let xr = &x[j * n_in..(j + 1) * n_in];
+                            let qs = &mut q[o0..o1];
                             let (n, rd) = self.reread(blk, b, xr, r, al, (o0, o1), s, t, qs);
                             reads += n;
                             rereads += n;
                             red = rd as f32;
+                            if first {
+                                // As the sum of q·red and then ·α.
+                                for (a, &v) in a[o0..o1].iter_mut().zip(qs.iter()) {
+                                    *a = (v * red) * al;
+                                }
+                                continue;
+                            }
+                        } else if first {
+                            continue;
                         }
                         let qs = &q[o0..o1];
                         let a = &mut a[o0..o1];
                         if red == 1.0 {
-                            add_scaled(a, qs, al, first);
+                            add_scaled(a, qs, al, false);
                         } else {
-                            // As the sum of q·red and then ·α.
                             for (a, &v) in a.iter_mut().zip(qs) {
-                                let v = (v * red) * al;
-                                *a = if first { v } else { *a + v };
+                                *a += (v * red) * al;
                             }
                         }
                     }

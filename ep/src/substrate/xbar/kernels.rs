@@ -15,10 +15,10 @@ pub(super) enum Noise<'a> {
     Var(&'a [f32], &'a [f32]),
 }
 
-/// The ADC of one tile's outputs `v = y + noise` into `q`; returns the largest |v| (the
-/// bound-management test; a NaN is skipped, as `v.abs() > bound` would).
+/// The ADC of one tile's outputs `v = y + noise`, times `scale`, into `q`; returns the largest |v|
+/// (the bound-management test; a NaN is skipped, as `v.abs() > bound` would).
 #[inline(always)]
-pub(super) fn adc_tile(y: &[f32], noise: Noise<'_>, q: &mut [f32], c: &Quant) -> f32 {
+pub(super) fn adc_tile(y: &[f32], noise: Noise<'_>, q: &mut [f32], c: &Quant, scale: f32) -> f32 {
     let n = q.len();
     let y = &y[..n];
     let noise = match noise {
@@ -29,13 +29,13 @@ pub(super) fn adc_tile(y: &[f32], noise: Noise<'_>, q: &mut [f32], c: &Quant) ->
     #[cfg(target_arch = "x86_64")]
     if sim::simd::has_avx2_fma() {
         // SAFETY: the CPU supports AVX2 (checked at run time); every slice has length n.
-        return unsafe { adc_tile_avx2(y, noise, q, c) };
+        return unsafe { adc_tile_avx2(y, noise, q, c, scale) };
     }
-    adc_tile_portable(y, noise, q, c)
+    adc_tile_portable(y, noise, q, c, scale)
 }
 
 #[inline(always)]
-fn adc_tile_portable(y: &[f32], noise: Noise<'_>, q: &mut [f32], c: &Quant) -> f32 {
+fn adc_tile_portable(y: &[f32], noise: Noise<'_>, q: &mut [f32], c: &Quant, scale: f32) -> f32 {
     let n = q.len();
     let mut peak = 0.0f32;
     for o in 0..n {
@@ -46,7 +46,11 @@ fn adc_tile_portable(y: &[f32], noise: Noise<'_>, q: &mut [f32], c: &Quant) -> f
         };
         let a = v.abs();
         peak = if a > peak { a } else { peak };
-        q[o] = c.convert(v);
+        q[o] = if scale == 1.0 {
+            c.convert(v)
+        } else {
+            c.convert(v) * scale
+        };
     }
     peak
 }
@@ -54,11 +58,12 @@ fn adc_tile_portable(y: &[f32], noise: Noise<'_>, q: &mut [f32], c: &Quant) -> f
 /// [`adc_tile`] in AVX2.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-fn adc_tile_avx2(y: &[f32], noise: Noise<'_>, q: &mut [f32], c: &Quant) -> f32 {
+fn adc_tile_avx2(y: &[f32], noise: Noise<'_>, q: &mut [f32], c: &Quant, scale: f32) -> f32 {
     use std::arch::x86_64::*;
     let n = q.len();
     let body = n - n % 8;
     let k = QuantV::new(c);
+    let sv = _mm256_set1_ps(scale);
     let mut peak = _mm256_setzero_ps();
     let mut o = 0;
     while o < body {
@@ -81,7 +86,13 @@ fn adc_tile_avx2(y: &[f32], noise: Noise<'_>, q: &mut [f32], c: &Quant) -> f32 {
             };
             // max(a, peak) keeps peak where a is NaN.
             peak = _mm256_max_ps(k.abs(v), peak);
-            _mm256_storeu_ps(q.as_mut_ptr().add(o), k.convert(v));
+            let qv = k.convert(v);
+            let qv = if scale == 1.0 {
+                qv
+            } else {
+                _mm256_mul_ps(qv, sv)
+            };
+            _mm256_storeu_ps(q.as_mut_ptr().add(o), qv);
         }
         o += 8;
     }
@@ -94,7 +105,7 @@ fn adc_tile_avx2(y: &[f32], noise: Noise<'_>, q: &mut [f32], c: &Quant) -> f32 {
         Noise::Const(sd, z) => Noise::Const(sd, &z[body..]),
         Noise::Var(sd, z) => Noise::Var(&sd[body..], &z[body..]),
     };
-    let t = adc_tile_portable(&y[body..], tail, &mut q[body..], c);
+    let t = adc_tile_portable(&y[body..], tail, &mut q[body..], c, scale);
     if t > m { t } else { m }
 }
 
@@ -290,8 +301,11 @@ mod tests {
                 let z: Vec<f32> = (0..n as u64).map(|i| st.normal(2000 + i)).collect();
                 for noise in [Noise::None, Noise::Const(0.3, &z), Noise::Var(&sd, &z)] {
                     let (mut a, mut b) = (vec![0.0f32; n], vec![0.0f32; n]);
-                    let pa = adc_tile(&y, noise, &mut a, &c);
-                    let pb = adc_tile_portable(&y, noise, &mut b, &c);
+                    let pa = adc_tile(&y, noise, &mut a, &c, 1.0);
+                    let pb = adc_tile_portable(&y, noise, &mut b, &c, 1.0);
+                    let (mut a2, mut b2) = (vec![0.0f32; n], vec![0.0f32; n]);
+                    adc_tile(&y, noise, &mut a2, &c, 0.37);
+                    adc_tile_portable(&y, noise, &mut b2, &c, 0.37);
                     let bits_of = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
                     assert_eq!(bits_of(&a), bits_of(&b), "adc bits {bits} n {n}");
                     assert_eq!(pa.to_bits(), pb.to_bits(), "peak bits {bits} n {n}");
@@ -302,6 +316,8 @@ mod tests {
                             Noise::Var(s, z) => y[o] + s[o] * z[o],
                         };
                         assert_eq!(b[o].to_bits(), c.convert(v).to_bits());
+                        assert_eq!(a2[o].to_bits(), b2[o].to_bits(), "scaled adc {bits} n {n}");
+                        assert_eq!(b2[o].to_bits(), (c.convert(v) * 0.37).to_bits());
                     }
                 }
                 for sigma in [0.0f32, 0.05] {
