@@ -290,6 +290,7 @@ mod pool {
 mod normals {
     use super::*;
     use sim::Stream;
+    use sim::rng::NormalPath;
 
     const LENS: &[usize] = &[102_400];
 
@@ -300,6 +301,28 @@ mod normals {
         let mut off = 0u64;
         bencher.counter(ItemsCount::new(n)).bench_local(|| {
             s.fill_normal_fast(off, &mut v);
+            off += n as u64;
+        });
+    }
+
+    /// A/B of the code paths of `fill_normal_fast` (same bits; those this CPU lacks are skipped).
+    #[divan::bench(args = ["portable", "avx2", "avx512_auto", "avx512"])]
+    fn fill_normal_fast_path(bencher: Bencher, path: &str) {
+        let p = match path {
+            "portable" => NormalPath::Portable,
+            "avx2" => NormalPath::Avx2,
+            "avx512_auto" => NormalPath::Avx512Auto,
+            _ => NormalPath::Avx512,
+        };
+        if !p.available() {
+            return;
+        }
+        let n = LENS[0];
+        let s = Stream::new(1, "bench").sub(2);
+        let mut v = vec![0.0f32; n];
+        let mut off = 0u64;
+        bencher.counter(ItemsCount::new(n)).bench_local(|| {
+            s.fill_normal_fast_on(p, off, &mut v);
             off += n as u64;
         });
     }

@@ -5,6 +5,9 @@
 //! carried between draws, so results do not depend on the thread count, the batch split or the
 //! backend (the GPU backend evaluates the same function). Different names give independent streams.
 
+#[cfg(target_arch = "x86_64")]
+mod x86;
+
 /// Philox 4x32 with 10 rounds: maps a 128-bit counter and a 64-bit key to 128 random bits.
 #[inline]
 pub fn philox4x32(counter: [u32; 4], key: [u32; 2]) -> [u32; 4] {
@@ -168,27 +171,43 @@ impl Stream {
     /// Box–Muller pairs) and whole groups of blocks are evaluated in vectorizable loops; several
     /// times faster than [`Stream::fill_normal`], which keeps its libm values for existing users.
     pub fn fill_normal_fast(&self, offset: u64, out: &mut [f32]) {
-        #[cfg(target_arch = "x86_64")]
-        {
-            if crate::simd::has_avx512() {
-                // SAFETY: the CPU supports AVX-512F/VL/DQ (checked at run time).
-                unsafe { self.fill_normal_fast_avx512(offset, out) };
-                return;
-            }
-            if crate::simd::has_avx2_fma() {
-                // SAFETY: the CPU supports AVX2 and FMA (checked at run time).
-                unsafe { self.fill_normal_fast_avx2(offset, out) };
-                return;
-            }
-        }
-        self.fill_normal_fast_impl(offset, out)
+        self.fill_normal_fast_on(NormalPath::best(), offset, out)
     }
 
-    /// [`Stream::fill_normal_fast`] compiled for AVX-512 (same operations, same bits).
+    /// [`Stream::fill_normal_fast`] on an explicit code path (for parity tests and benchmarks; every
+    /// path gives the same bits). Panics if the CPU lacks the path's instructions.
+    #[doc(hidden)]
+    pub fn fill_normal_fast_on(&self, path: NormalPath, offset: u64, out: &mut [f32]) {
+        assert!(
+            path.available(),
+            "{path:?} needs CPU features this machine lacks"
+        );
+        match path {
+            NormalPath::Portable => self.fill_normal_fast_impl::<false>(offset, out),
+            // SAFETY (all three): `available` checked the CPU features.
+            #[cfg(target_arch = "x86_64")]
+            NormalPath::Avx2 => unsafe { self.fill_normal_fast_avx2(offset, out) },
+            #[cfg(target_arch = "x86_64")]
+            NormalPath::Avx512Auto => unsafe { self.fill_normal_fast_avx512_auto(offset, out) },
+            #[cfg(target_arch = "x86_64")]
+            NormalPath::Avx512 => unsafe { self.fill_normal_fast_avx512(offset, out) },
+            #[cfg(not(target_arch = "x86_64"))]
+            _ => unreachable!(),
+        }
+    }
+
+    /// [`Stream::fill_normal_fast`] with the hand-written AVX-512 Philox (same bits).
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f,avx512vl,avx512dq,avx512bw,avx2,fma")]
+    fn fill_normal_fast_avx512(&self, offset: u64, out: &mut [f32]) {
+        self.fill_normal_fast_impl::<true>(offset, out)
+    }
+
+    /// The portable code compiled for AVX-512 (LLVM's vectorization; same operations, same bits).
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx512f,avx512vl,avx512dq,avx2,fma")]
-    fn fill_normal_fast_avx512(&self, offset: u64, out: &mut [f32]) {
-        self.fill_normal_fast_impl(offset, out)
+    fn fill_normal_fast_avx512_auto(&self, offset: u64, out: &mut [f32]) {
+        self.fill_normal_fast_impl::<false>(offset, out)
     }
 
     /// [`Stream::fill_normal_fast`] compiled for AVX2 (the same operations, so the same bits:
@@ -196,12 +215,12 @@ impl Stream {
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2,fma")]
     fn fill_normal_fast_avx2(&self, offset: u64, out: &mut [f32]) {
-        self.fill_normal_fast_impl(offset, out)
+        self.fill_normal_fast_impl::<false>(offset, out)
     }
 
     #[inline(always)]
     #[allow(clippy::needless_range_loop)] // structure-of-arrays lanes, indexed to vectorize
-    fn fill_normal_fast_impl(&self, offset: u64, out: &mut [f32]) {
+    fn fill_normal_fast_impl<const HAND: bool>(&self, offset: u64, out: &mut [f32]) {
         const G: usize = 32;
         let mut i = offset;
         let mut pos = 0usize;
@@ -216,14 +235,21 @@ impl Stream {
         while len - pos >= 4 * G {
             let blk = i / 4;
             let mut c = [[0u32; G]; 4];
-            for j in 0..G {
-                let b = blk + j as u64;
-                c[0][j] = b as u32;
-                c[1][j] = (b >> 32) as u32;
-                c[2][j] = TAG_NORMAL;
-                c[3][j] = self.lane;
+            #[cfg(target_arch = "x86_64")]
+            if HAND {
+                // SAFETY: HAND is only set by the AVX-512 entry point.
+                unsafe { x86::philox_blocks_32(blk, TAG_NORMAL, self.lane, self.key, &mut c) };
             }
-            philox4x32_lanes(&mut c, self.key);
+            if !HAND || cfg!(not(target_arch = "x86_64")) {
+                for j in 0..G {
+                    let b = blk + j as u64;
+                    c[0][j] = b as u32;
+                    c[1][j] = (b >> 32) as u32;
+                    c[2][j] = TAG_NORMAL;
+                    c[3][j] = self.lane;
+                }
+                philox4x32_lanes(&mut c, self.key);
+            }
             let mut o = [[0.0f32; G]; 4];
             for pair in 0..2 {
                 let (lo, hi) = o.split_at_mut(2 * pair + 1);
@@ -269,6 +295,49 @@ impl Stream {
             p.swap(k, j);
         }
         p
+    }
+}
+
+/// A code path of [`Stream::fill_normal_fast`] (all give the same bits).
+#[doc(hidden)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NormalPath {
+    /// Plain Rust, compiled for the baseline target.
+    Portable,
+    /// The plain Rust compiled for AVX2 + FMA.
+    Avx2,
+    /// The plain Rust compiled for AVX-512 (LLVM's vectorization of Philox).
+    Avx512Auto,
+    /// Hand-written AVX-512 Philox.
+    Avx512,
+}
+
+impl NormalPath {
+    /// Every path.
+    pub const ALL: [NormalPath; 4] = [
+        NormalPath::Portable,
+        NormalPath::Avx2,
+        NormalPath::Avx512Auto,
+        NormalPath::Avx512,
+    ];
+
+    /// Whether this CPU can run the path.
+    pub fn available(self) -> bool {
+        match self {
+            NormalPath::Portable => true,
+            NormalPath::Avx2 => crate::simd::has_avx2_fma(),
+            NormalPath::Avx512Auto => crate::simd::has_avx512(),
+            NormalPath::Avx512 => crate::simd::has_avx512_bw(),
+        }
+    }
+
+    /// The fastest path this CPU can run.
+    pub fn best() -> NormalPath {
+        *NormalPath::ALL
+            .iter()
+            .rev()
+            .find(|p| p.available())
+            .unwrap_or(&NormalPath::Portable)
     }
 }
 

@@ -32,3 +32,17 @@ pub fn has_avx512() -> bool {
 pub fn has_avx512() -> bool {
     false
 }
+
+/// Whether the CPU has AVX-512 F, VL, DQ and BW (and AVX2 + FMA).
+#[cfg(target_arch = "x86_64")]
+#[inline]
+pub fn has_avx512_bw() -> bool {
+    has_avx512() && std::arch::is_x86_feature_detected!("avx512bw")
+}
+
+/// Whether the CPU has AVX-512 BW (never on other architectures).
+#[cfg(not(target_arch = "x86_64"))]
+#[inline]
+pub fn has_avx512_bw() -> bool {
+    false
+}
