@@ -290,7 +290,7 @@ mod pool {
 mod normals {
     use super::*;
     use sim::Stream;
-    use sim::rng::NormalPath;
+    use sim::rng::{NormalPath, PhiloxPath};
 
     const LENS: &[usize] = &[102_400];
 
@@ -305,16 +305,28 @@ mod normals {
         });
     }
 
-    /// A/B of the code paths of `fill_normal_fast` (same bits; those this CPU lacks are skipped).
-    #[divan::bench(args = ["portable", "avx2", "avx512_auto", "avx512"])]
+    /// A/B of the code paths of `fill_normal_fast` (the AES-round generator, same bits on every
+    /// path) and of the former Philox bulk normals (`philox_*`: LLVM's vectorization, the
+    /// implementation before the switch, and the hand-written AVX-512 Philox). Paths this CPU
+    /// lacks are skipped.
+    #[divan::bench(args = ["portable", "aesni", "vaes512", "philox_avx512_auto", "philox_avx512"])]
     fn fill_normal_fast_path(bencher: Bencher, path: &str) {
+        enum P {
+            Ars(NormalPath),
+            Philox(PhiloxPath),
+        }
         let p = match path {
-            "portable" => NormalPath::Portable,
-            "avx2" => NormalPath::Avx2,
-            "avx512_auto" => NormalPath::Avx512Auto,
-            _ => NormalPath::Avx512,
+            "portable" => P::Ars(NormalPath::Portable),
+            "aesni" => P::Ars(NormalPath::AesNi),
+            "vaes512" => P::Ars(NormalPath::Vaes512),
+            "philox_avx512_auto" => P::Philox(PhiloxPath::Avx512Auto),
+            _ => P::Philox(PhiloxPath::Avx512),
         };
-        if !p.available() {
+        let available = match p {
+            P::Ars(q) => q.available(),
+            P::Philox(q) => q.available(),
+        };
+        if !available {
             return;
         }
         let n = LENS[0];
@@ -322,7 +334,10 @@ mod normals {
         let mut v = vec![0.0f32; n];
         let mut off = 0u64;
         bencher.counter(ItemsCount::new(n)).bench_local(|| {
-            s.fill_normal_fast_on(p, off, &mut v);
+            match p {
+                P::Ars(q) => s.fill_normal_fast_on(q, off, &mut v),
+                P::Philox(q) => s.fill_normal_philox_on(q, off, &mut v),
+            }
             off += n as u64;
         });
     }
