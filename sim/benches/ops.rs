@@ -292,7 +292,7 @@ mod normals {
     use sim::Stream;
     use sim::rng::{NormalPath, PhiloxPath};
 
-    const LENS: &[usize] = &[102_400];
+    const LENS: &[usize] = &[1_000, 102_400];
 
     #[divan::bench(args = LENS)]
     fn fill_normal_fast(bencher: Bencher, n: usize) {
@@ -329,7 +329,7 @@ mod normals {
         if !available {
             return;
         }
-        let n = LENS[0];
+        let n = 102_400;
         let s = Stream::new(1, "bench").sub(2);
         let mut v = vec![0.0f32; n];
         let mut off = 0u64;

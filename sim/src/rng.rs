@@ -279,9 +279,13 @@ impl Stream {
         } else {
             None
         };
-        // Body: G blocks (4G draws) at a time; x[4j + w] = word w of block j.
+        // Body: G blocks (4G draws) at a time, x[4j + w] = word w of block j; a last partial group
+        // of at least VEC_MIN draws is also evaluated whole, into `tmp`, and its head copied.
+        const VEC_MIN: usize = 16;
         let mut x = [0u32; 4 * G];
-        while len - pos >= 4 * G {
+        let mut tmp = [0.0f32; 4 * G];
+        while len - pos >= VEC_MIN {
+            let n = (len - pos).min(4 * G);
             let blk = i / 4;
             match path {
                 #[cfg(target_arch = "x86_64")]
@@ -291,19 +295,26 @@ impl Stream {
                     unsafe { x86::ars_blocks_32_vaes(ctr, rk.as_ref().unwrap(), &mut x) };
                 }
                 _ => {
-                    for (j, xb) in x.chunks_exact_mut(4).enumerate() {
+                    for (j, xb) in x.chunks_exact_mut(4).take(n.div_ceil(4)).enumerate() {
                         xb.copy_from_slice(&self.normal_fast_block_on(path, blk + j as u64));
                     }
                 }
             }
-            let dst = &mut out[pos..pos + 4 * G];
+            let dst: &mut [f32; 4 * G] = if n == 4 * G {
+                (&mut out[pos..pos + 4 * G]).try_into().unwrap()
+            } else {
+                &mut tmp
+            };
             for (d, u) in dst.chunks_exact_mut(2).zip(x.chunks_exact(2)) {
                 let (c, s) = box_muller_fma(u[0], u[1]);
                 d[0] = c;
                 d[1] = s;
             }
-            pos += 4 * G;
-            i += 4 * G as u64;
+            if n < 4 * G {
+                out[pos..pos + n].copy_from_slice(&tmp[..n]);
+            }
+            pos += n;
+            i += n as u64;
         }
         // Tail: block by block.
         while pos < len {
