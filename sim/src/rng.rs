@@ -6,10 +6,11 @@
 //! backend (the GPU backend evaluates the same function). Different names give independent streams.
 //!
 //! Draws come from Philox4x32-10, except the bulk Gaussians of [`Stream::normal_fast`] /
-//! [`Stream::fill_normal_fast`] (the analog substrate's read and ADC noise, hundreds of millions per
-//! run), which come from an AES-round counter generator in the style of ARS-7 ([`ars`]): with VAES
-//! it costs a fraction of Philox per 128 bits. It is still a pure function of (stream, index) and
-//! gives the same bits on every code path (VAES, AES-NI, portable software AES).
+//! [`Stream::fill_normal_fast`] (the analog substrate's read and ADC noise, hundreds of millions
+//! per run), which come from ARS-7, an AES-round counter generator (Random123's ars4x32, see
+//! [`ars`]): with VAES it costs a fraction of Philox per 128 bits. It is still a pure function of
+//! (stream, index) and gives the same bits on every code path (VAES, AES-NI, portable software
+//! AES).
 
 pub mod ars;
 #[cfg(target_arch = "x86_64")]
@@ -190,8 +191,8 @@ impl Stream {
 
     /// Standard normal draw `i` of the bulk generator (see [`Stream::fill_normal_fast`]).
     ///
-    /// Draws `4j .. 4j + 4` come from block `j` of an AES-round counter generator in the style of
-    /// ARS-7 (see [`ars`]; not Philox, so not the draws of [`Stream::normal`]): words (0, 1) give
+    /// Draws `4j .. 4j + 4` come from block `j` of the AES-round counter generator ARS-7 (see
+    /// [`ars`]; not Philox, so not the draws of [`Stream::normal`]): words (0, 1) give
     /// the Box–Muller (cos, sin) pair of draws 4j, 4j + 1 and words (2, 3) that of 4j + 2, 4j + 3,
     /// evaluated with the fast f32 [`box_muller_fma`] (fused multiply-adds: an FMA instruction
     /// where compiled for one, libm's exact `fmaf` otherwise; the same bits). Uses AES-NI where
@@ -1009,6 +1010,25 @@ mod tests {
                 hex16("00112233445566778899aabbccddeeff")
             ),
             hex16("69c4e0d86a7b0430d8cdb78070b4c55a")
+        );
+    }
+
+    /// The block construction equals Random123's ARS: their ars4x32 known-answer vectors (for
+    /// 10 rounds; words little-endian, word 0 lowest) through the software round.
+    #[test]
+    fn ars_construction_matches_random123_kat_vectors() {
+        let w = |a: u32, b: u32| (a as u64) | (b as u64) << 32;
+        assert_eq!(
+            ars::ars_block_soft_rounds([0, 0], [0, 0], 10),
+            [0x8d73ee19, 0x506401ef, 0x13c2dbe4, 0x0cbe9c0d]
+        );
+        assert_eq!(
+            ars::ars_block_soft_rounds(
+                [w(0x243f6a88, 0x85a308d3), w(0x13198a2e, 0x03707344)],
+                [w(0xa4093822, 0x299f31d0), w(0x082efa98, 0xec4e6c89)],
+                10
+            ),
+            [0xa516e7d6, 0x8357ad74, 0x5b59b3ec, 0x8763fff3]
         );
     }
 
