@@ -290,8 +290,9 @@ mod pool {
 mod normals {
     use super::*;
     use sim::Stream;
+    use sim::rng::{NormalPath, PhiloxPath};
 
-    const LENS: &[usize] = &[102_400];
+    const LENS: &[usize] = &[1_000, 102_400];
 
     #[divan::bench(args = LENS)]
     fn fill_normal_fast(bencher: Bencher, n: usize) {
@@ -300,6 +301,43 @@ mod normals {
         let mut off = 0u64;
         bencher.counter(ItemsCount::new(n)).bench_local(|| {
             s.fill_normal_fast(off, &mut v);
+            off += n as u64;
+        });
+    }
+
+    /// A/B of the code paths of `fill_normal_fast` (the AES-round generator, same bits on every
+    /// path) and of the former Philox bulk normals (`philox_*`: LLVM's vectorization, the
+    /// implementation before the switch, and the hand-written AVX-512 Philox). Paths this CPU
+    /// lacks are skipped.
+    #[divan::bench(args = ["portable", "aesni", "vaes512", "philox_avx512_auto", "philox_avx512"])]
+    fn fill_normal_fast_path(bencher: Bencher, path: &str) {
+        enum P {
+            Ars(NormalPath),
+            Philox(PhiloxPath),
+        }
+        let p = match path {
+            "portable" => P::Ars(NormalPath::Portable),
+            "aesni" => P::Ars(NormalPath::AesNi),
+            "vaes512" => P::Ars(NormalPath::Vaes512),
+            "philox_avx512_auto" => P::Philox(PhiloxPath::Avx512Auto),
+            _ => P::Philox(PhiloxPath::Avx512),
+        };
+        let available = match p {
+            P::Ars(q) => q.available(),
+            P::Philox(q) => q.available(),
+        };
+        if !available {
+            return;
+        }
+        let n = 102_400;
+        let s = Stream::new(1, "bench").sub(2);
+        let mut v = vec![0.0f32; n];
+        let mut off = 0u64;
+        bencher.counter(ItemsCount::new(n)).bench_local(|| {
+            match p {
+                P::Ars(q) => s.fill_normal_fast_on(q, off, &mut v),
+                P::Philox(q) => s.fill_normal_philox_on(q, off, &mut v),
+            }
             off += n as u64;
         });
     }

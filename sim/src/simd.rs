@@ -32,3 +32,45 @@ pub fn has_avx512() -> bool {
 pub fn has_avx512() -> bool {
     false
 }
+
+/// Whether the CPU has AVX-512 F, VL, DQ and BW (and AVX2 + FMA).
+#[cfg(target_arch = "x86_64")]
+#[inline]
+pub fn has_avx512_bw() -> bool {
+    has_avx512() && std::arch::is_x86_feature_detected!("avx512bw")
+}
+
+/// Whether the CPU has AVX-512 BW (never on other architectures).
+#[cfg(not(target_arch = "x86_64"))]
+#[inline]
+pub fn has_avx512_bw() -> bool {
+    false
+}
+
+/// Whether the CPU has AES-NI, AVX2 and FMA.
+#[cfg(target_arch = "x86_64")]
+#[inline]
+pub fn has_aes_avx2() -> bool {
+    std::arch::is_x86_feature_detected!("aes") && has_avx2_fma()
+}
+
+/// Whether the CPU has AES-NI (never on other architectures).
+#[cfg(not(target_arch = "x86_64"))]
+#[inline]
+pub fn has_aes_avx2() -> bool {
+    false
+}
+
+/// Whether the CPU has VAES, AES-NI and AVX-512 F/VL/DQ/BW.
+#[cfg(target_arch = "x86_64")]
+#[inline]
+pub fn has_vaes_avx512() -> bool {
+    std::arch::is_x86_feature_detected!("vaes") && has_aes_avx2() && has_avx512_bw()
+}
+
+/// Whether the CPU has VAES (never on other architectures).
+#[cfg(not(target_arch = "x86_64"))]
+#[inline]
+pub fn has_vaes_avx512() -> bool {
+    false
+}
