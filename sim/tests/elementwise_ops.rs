@@ -1146,3 +1146,62 @@ proptest! {
         }
     }
 }
+
+/// The 2×2 stride-2 fast path on planes wide enough for its 8-output vector blocks (and their
+/// tails) follows the documented rule, with ties, NaNs and −∞ in every lane.
+#[test]
+fn max_pool_2x2_wide_planes_follow_the_documented_rule() {
+    for (seed, &(h, w)) in [
+        (4usize, 16usize),
+        (6, 38),
+        (24, 24),
+        (8, 50),
+        (3, 33),
+        (8, 8),
+        (4, 10),
+        (2, 30),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let mut x = test_tensor(&[2, 3, h, w], 40 + seed as u64, 1.0);
+        // Coarse values (many ties), then NaNs and −∞ scattered over the lanes.
+        x.mapv_inplace(|v| (v * 3.0).round());
+        for (i, v) in x.iter_mut().enumerate() {
+            if i % 29 == 3 {
+                *v = f32::NAN;
+            } else if i % 17 == 5 {
+                *v = f32::NEG_INFINITY;
+            }
+        }
+        let p = Pool2dParams::new(2, 2);
+        let (y, idx) = cpu::max_pool2d(&x, p).unwrap();
+        // The documented rule, written out: the first maximum in row-major window order; a NaN
+        // replaces the running maximum (so the last NaN of a window wins).
+        let (mut ry, mut ridx) = (vec![], vec![]);
+        for b in 0..2 {
+            for ch in 0..3 {
+                for i in 0..h / 2 {
+                    for j in 0..w / 2 {
+                        let (mut best, mut arg) = (f32::NEG_INFINITY, (2 * i) * w + 2 * j);
+                        for (dh, dw) in [(0, 0), (0, 1), (1, 0), (1, 1)] {
+                            let v = x[[b, ch, 2 * i + dh, 2 * j + dw]];
+                            if v > best || v.is_nan() {
+                                best = v;
+                                arg = (2 * i + dh) * w + 2 * j + dw;
+                            }
+                        }
+                        ry.push(best.to_bits());
+                        ridx.push(arg as u32);
+                    }
+                }
+            }
+        }
+        assert_eq!(bits(&y), ry, "{h}x{w} values");
+        assert_eq!(
+            idx.iter().copied().collect::<Vec<_>>(),
+            ridx,
+            "{h}x{w} indices"
+        );
+    }
+}

@@ -127,7 +127,13 @@ fn max_pool_2x2_plane(xp: &[f32], w: usize, ho: usize, wo: usize, ov: &mut [f32]
         let ovr = &mut ov[i * wo..(i + 1) * wo];
         let oir = &mut oi[i * wo..(i + 1) * wo];
         let base = (2 * i * w) as u32;
-        for j in 0..wo {
+        let mut j0 = 0;
+        #[cfg(target_arch = "x86_64")]
+        if wo >= 4 && crate::simd::has_avx2_fma() {
+            // SAFETY: the CPU supports AVX2 (checked at run time); the rows hold 2·wo values.
+            j0 = unsafe { max_pool_2x2_rows_avx2(r0, r1, base, w as u32, ovr, oir) };
+        }
+        for j in j0..wo {
             let k = base + 2 * j as u32;
             let (b, a) = pick(f32::NEG_INFINITY, k, r0[2 * j], k);
             let (b, a) = pick(b, a, r0[2 * j + 1], k + 1);
@@ -137,6 +143,122 @@ fn max_pool_2x2_plane(xp: &[f32], w: usize, ho: usize, wo: usize, ov: &mut [f32]
             oir[j] = a;
         }
     }
+}
+
+/// [`max_pool_2x2_plane`] on one pair of input rows, 8 outputs at a time (the same window order,
+/// comparisons and NaN rule, so the same values and indices), then 4 at a time; returns how many
+/// outputs it wrote (the caller does the rest, fewer than 4).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+fn max_pool_2x2_rows_avx2(
+    r0: &[f32],
+    r1: &[f32],
+    base: u32,
+    w: u32,
+    ov: &mut [f32],
+    oi: &mut [u32],
+) -> usize {
+    use std::arch::x86_64::*;
+    let wo = ov.len();
+    let body = wo - wo % 8;
+    debug_assert!(r0.len() >= 2 * wo && r1.len() >= 2 * wo && oi.len() == wo);
+    // Even and odd elements of 16 consecutive values, in order.
+    #[inline(always)]
+    fn split(p: *const f32) -> (__m256, __m256) {
+        // SAFETY: the caller reads 16 values from p, inside its row.
+        unsafe {
+            let a = _mm256_loadu_ps(p);
+            let b = _mm256_loadu_ps(p.add(8));
+            let e = _mm256_shuffle_ps::<0b10_00_10_00>(a, b);
+            let o = _mm256_shuffle_ps::<0b11_01_11_01>(a, b);
+            (
+                _mm256_castpd_ps(_mm256_permute4x64_pd::<0b11_01_10_00>(_mm256_castps_pd(e))),
+                _mm256_castpd_ps(_mm256_permute4x64_pd::<0b11_01_10_00>(_mm256_castps_pd(o))),
+            )
+        }
+    }
+    // take = v > best || v is NaN, as the scalar `pick`.
+    #[inline(always)]
+    fn pick(best: __m256, arg: __m256i, v: __m256, k: __m256i) -> (__m256, __m256i) {
+        // SAFETY: AVX2 is enabled in the caller.
+        unsafe {
+            let take = _mm256_or_ps(
+                _mm256_cmp_ps::<_CMP_GT_OQ>(v, best),
+                _mm256_cmp_ps::<_CMP_UNORD_Q>(v, v),
+            );
+            (
+                _mm256_blendv_ps(best, v, take),
+                _mm256_castps_si256(_mm256_blendv_ps(
+                    _mm256_castsi256_ps(arg),
+                    _mm256_castsi256_ps(k),
+                    take,
+                )),
+            )
+        }
+    }
+    let lanes = _mm256_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14);
+    let one = _mm256_set1_epi32(1);
+    let wv = _mm256_set1_epi32(w as i32);
+    let mut j = 0;
+    while j < body {
+        let (e0, o0) = split(r0[2 * j..].as_ptr());
+        let (e1, o1) = split(r1[2 * j..].as_ptr());
+        let k = _mm256_add_epi32(_mm256_set1_epi32((base + 2 * j as u32) as i32), lanes);
+        // The first candidate from best = −∞: taken unless it is −∞ itself (then best stays −∞
+        // and the index is its own either way).
+        let (b, a) = (e0, k);
+        let (b, a) = pick(b, a, o0, _mm256_add_epi32(k, one));
+        let kw = _mm256_add_epi32(k, wv);
+        let (b, a) = pick(b, a, e1, kw);
+        let (b, a) = pick(b, a, o1, _mm256_add_epi32(kw, one));
+        // SAFETY: j + 8 ≤ wo = both lengths.
+        unsafe {
+            _mm256_storeu_ps(ov.as_mut_ptr().add(j), b);
+            _mm256_storeu_si256(oi.as_mut_ptr().add(j) as *mut __m256i, a);
+        }
+        j += 8;
+    }
+    // Then 4 at a time (128-bit: even and odd elements come out of one shuffle in order).
+    while j + 4 <= wo {
+        // SAFETY: j + 4 ≤ wo, so 8 values from 2·j are inside each row; j + 4 ≤ both lengths.
+        unsafe {
+            let split4 = |p: *const f32| {
+                let a = _mm_loadu_ps(p);
+                let b = _mm_loadu_ps(p.add(4));
+                (
+                    _mm_shuffle_ps::<0b10_00_10_00>(a, b),
+                    _mm_shuffle_ps::<0b11_01_11_01>(a, b),
+                )
+            };
+            let pick4 = |best: __m128, arg: __m128i, v: __m128, k: __m128i| {
+                let take = _mm_or_ps(_mm_cmpgt_ps(v, best), _mm_cmpunord_ps(v, v));
+                (
+                    _mm_blendv_ps(best, v, take),
+                    _mm_castps_si128(_mm_blendv_ps(
+                        _mm_castsi128_ps(arg),
+                        _mm_castsi128_ps(k),
+                        take,
+                    )),
+                )
+            };
+            let (e0, o0) = split4(r0.as_ptr().add(2 * j));
+            let (e1, o1) = split4(r1.as_ptr().add(2 * j));
+            let k = _mm_add_epi32(
+                _mm_set1_epi32((base + 2 * j as u32) as i32),
+                _mm_setr_epi32(0, 2, 4, 6),
+            );
+            let (one, wv) = (_mm_set1_epi32(1), _mm_set1_epi32(w as i32));
+            let (b, a) = (e0, k);
+            let (b, a) = pick4(b, a, o0, _mm_add_epi32(k, one));
+            let kw = _mm_add_epi32(k, wv);
+            let (b, a) = pick4(b, a, e1, kw);
+            let (b, a) = pick4(b, a, o1, _mm_add_epi32(kw, one));
+            _mm_storeu_ps(ov.as_mut_ptr().add(j), b);
+            _mm_storeu_si128(oi.as_mut_ptr().add(j) as *mut __m128i, a);
+        }
+        j += 4;
+    }
+    j
 }
 
 /// Max unpooling: scatter-add y[N,C,Ho,Wo] into a zero [N,C,H,W] tensor at the argmax positions
