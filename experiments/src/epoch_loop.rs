@@ -479,3 +479,295 @@ pub fn run_epochs<T: Trainer, C: RunConfig>(
     }
     Ok(logs)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sim::{Stream, Tensor};
+
+    /// A config with only what the loop reads.
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    struct Cfg {
+        name: String,
+        seed: u64,
+        optim: OptimConfig,
+        train: LoopConfig,
+    }
+
+    impl RunConfig for Cfg {
+        fn name(&self) -> &str {
+            &self.name
+        }
+        fn optim(&self) -> &OptimConfig {
+            &self.optim
+        }
+        fn train_loop(&self) -> &LoopConfig {
+            &self.train
+        }
+        fn train_loop_mut(&mut self) -> &mut LoopConfig {
+            &mut self.train
+        }
+        fn seed_mut(&mut self) -> &mut u64 {
+            &mut self.seed
+        }
+    }
+
+    fn cfg(epochs: usize) -> Cfg {
+        toml::from_str(&format!(
+            r#"
+name = "mock"
+seed = 1
+[optim]
+algorithm = {{ kind = "sgd", momentum = 0.9 }}
+lrs = [0.1]
+schedule = {{ kind = "cosine", t_max = 4, eta_min = 0.01 }}
+[train]
+epochs = {epochs}
+batch_size = 4
+"#
+        ))
+        .unwrap()
+    }
+
+    /// 10 images of 1×2×2, labels 0, 1, 2, 0, …
+    fn data() -> Dataset {
+        Dataset {
+            name: "mock".into(),
+            split: "train".into(),
+            source: "memory".into(),
+            images: (0..40u8).map(|v| v.wrapping_mul(37)).collect(),
+            shape: [10, 1, 2, 2],
+            labels: (0..10).map(|i| (i % 3) as u16).collect(),
+            classes: vec!["a".into(), "b".into(), "c".into()],
+            coarse: None,
+        }
+    }
+
+    /// A "model" of two numbers moved by every batch's pixels and global index through the
+    /// optimizer (momentum: its buffer must survive a resume).
+    struct Mock {
+        w: Tensor,
+        opt: Optimizer,
+        /// Global batch indices trained on, in order.
+        seen: Vec<u64>,
+    }
+
+    impl Mock {
+        fn new(c: &Cfg, start: &RunStart<Cfg>) -> Mock {
+            let w = match &start.checkpoint {
+                Some(f) => f.get("w").cloned().unwrap(),
+                None => sim::tensor(&[2], vec![0.5, -0.5]).unwrap(),
+            };
+            let opt = Optimizer::new(c.optim.algorithm.clone(), c.optim.lrs.clone(), vec![0.0], 1)
+                .unwrap();
+            Mock {
+                w,
+                opt,
+                seen: vec![],
+            }
+        }
+    }
+
+    impl Trainer for Mock {
+        type Log = EpochLog;
+        fn optimizer(&self) -> &Optimizer {
+            &self.opt
+        }
+        fn optimizer_mut(&mut self) -> &mut Optimizer {
+            &mut self.opt
+        }
+        fn train_batch(&mut self, batch: Batch, index: u64) -> Result<BatchStats> {
+            self.seen.push(index);
+            let s: f32 = batch.x.iter().sum();
+            let g = sim::tensor(&[2], vec![s * 1e-3, index as f32 * 1e-2 - self.w[[1]]])?;
+            let mut ps = vec![self.w.clone()];
+            self.opt.step(&mut ps, &[g])?;
+            self.w = ps.pop().unwrap();
+            Ok(BatchStats {
+                n: batch.y.len(),
+                correct: batch.y.iter().filter(|&&l| l as u64 == index % 3).count(),
+                loss_sum: 0.0,
+            })
+        }
+        fn evaluate(&self, _epoch: usize) -> Result<f64> {
+            Ok(self.w[[0]].abs().fract() as f64)
+        }
+        fn epoch_log(&self, base: EpochLog, _t: &EpochTotals) -> EpochLog {
+            base
+        }
+        fn report(&self, _log: &EpochLog, _t: &EpochTotals, _epochs: usize) {}
+        fn model_file(&self) -> Result<TensorFile> {
+            Ok(TensorFile {
+                tensors: vec![("w".into(), self.w.clone())],
+                metadata: Default::default(),
+            })
+        }
+    }
+
+    /// Run `c` in `out`; returns the logs and the batch indices trained on.
+    fn go(c: &Cfg, out: &Path, resume: bool, stop: Option<usize>) -> (Vec<EpochLog>, Vec<u64>) {
+        let d = data();
+        let loader = Loader::new(&d, c.train.batch_size, Stream::new(c.seed, "data")).shuffle(true);
+        let start = open_run(c, out, resume, "mock").unwrap();
+        let mut m = Mock::new(c, &start);
+        let logs = run_epochs(&mut m, c, &loader, start, stop).unwrap();
+        (logs, m.seen)
+    }
+
+    /// Checkpoint tensors (bits) and counters.
+    fn ckpt(out: &Path) -> (Vec<(String, Vec<u32>)>, RunState<Cfg>) {
+        let f = TensorFile::from_bytes(&std::fs::read(out.join("checkpoint.safetensors")).unwrap())
+            .unwrap();
+        let st = serde_json::from_str(&f.metadata[TRAIN_KEY]).unwrap();
+        let ts = f
+            .tensors
+            .into_iter()
+            .map(|(n, t)| (n, t.iter().map(|v| v.to_bits()).collect()))
+            .collect();
+        (ts, st)
+    }
+
+    /// The log lines without the wall-time fields.
+    fn log_lines(out: &Path) -> Vec<serde_json::Value> {
+        std::fs::read_to_string(out.join("log.jsonl"))
+            .unwrap()
+            .lines()
+            .map(|l| {
+                let mut v: serde_json::Value = serde_json::from_str(l).unwrap();
+                for k in ["train_time_s", "train_img_per_s", "eval_time_s"] {
+                    v.as_object_mut().unwrap().remove(k).unwrap();
+                }
+                v
+            })
+            .collect()
+    }
+
+    #[test]
+    fn stopped_and_resumed_run_equals_straight_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = cfg(4);
+        let (straight, seen) = go(&c, &dir.path().join("a"), false, None);
+        assert_eq!(straight.len(), 4);
+        // 10 images in batches of 4: 3 batches an epoch, numbered globally.
+        assert_eq!(seen, (0..12).collect::<Vec<u64>>());
+        assert_eq!(straight[0].train_images, 10);
+        let b = dir.path().join("b");
+        let (l1, s1) = go(&c, &b, false, Some(1));
+        let (l2, s2) = go(&c, &b, true, Some(2));
+        let (l3, s3) = go(&c, &b, true, None);
+        assert_eq!((l1.len(), l2.len(), l3.len()), (1, 2, 1));
+        assert_eq!([s1, s2, s3].concat(), seen);
+        let (ta, sa) = ckpt(&dir.path().join("a"));
+        let (tb, sb) = ckpt(&b);
+        assert_eq!(ta, tb, "resumed weights or optimizer buffers differ");
+        assert!(ta.iter().any(|(n, _)| n == "optimizer.0.buf1"), "{ta:?}");
+        assert_eq!(sa, sb);
+        assert_eq!(
+            (sa.epochs_done, sa.batches_done, sa.optimizer_steps),
+            (4, 12, 12)
+        );
+        assert_eq!(log_lines(&dir.path().join("a")), log_lines(&b));
+        for (x, y) in straight.iter().zip(l1.iter().chain(&l2).chain(&l3)) {
+            assert_eq!((x.epoch, &x.lrs, x.test_acc), (y.epoch, &y.lrs, y.test_acc));
+        }
+        // The cosine schedule over 4 epochs: 0.1 at epoch 1, then lower every epoch.
+        assert_eq!(straight[0].lrs, vec![0.1]);
+        assert!(straight.windows(2).all(|w| w[1].lrs[0] < w[0].lrs[0]));
+    }
+
+    #[test]
+    fn resume_cuts_the_log_back_to_the_checkpoint_and_may_add_epochs() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("r");
+        go(&cfg(2), &out, false, None);
+        // A log line of an epoch after the checkpoint (and a torn line) is dropped on resume.
+        let log = out.join("log.jsonl");
+        let mut text = std::fs::read_to_string(&log).unwrap();
+        let third = text
+            .lines()
+            .last()
+            .unwrap()
+            .replace("\"epoch\":2", "\"epoch\":3");
+        text += &format!("{third}\n{{\"epoch\":4,\"lr\n");
+        std::fs::write(&log, text).unwrap();
+        // Only [train] epochs may change on resume.
+        let (logs, seen) = go(&cfg(3), &out, true, None);
+        assert_eq!(logs.len(), 1);
+        assert_eq!(seen, vec![6, 7, 8]);
+        let epochs: Vec<u64> = log_lines(&out)
+            .iter()
+            .map(|v| v["epoch"].as_u64().unwrap())
+            .collect();
+        assert_eq!(epochs, vec![1, 2, 3]);
+        // Nothing left to do.
+        assert!(go(&cfg(3), &out, true, None).0.is_empty());
+    }
+
+    #[test]
+    fn open_run_errors_name_the_checkpoint() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("e");
+        go(&cfg(1), &out, false, None);
+        let err = |c: &Cfg| format!("{:#}", open_run(c, &out, true, "mock").err().unwrap());
+        let e = format!(
+            "{:#}",
+            open_run(&cfg(1), &out, false, "mock").err().unwrap()
+        );
+        assert!(
+            e.contains("checkpoint.safetensors") && e.contains("--resume"),
+            "{e}"
+        );
+        let mut other = cfg(1);
+        other.optim.lrs = vec![0.2];
+        let e = err(&other);
+        assert!(
+            e.contains("checkpoint.safetensors") && e.contains("different config"),
+            "{e}"
+        );
+        let p = out.join("checkpoint.safetensors");
+        let f = TensorFile {
+            tensors: vec![("w".into(), sim::tensor(&[1], vec![0.0]).unwrap())],
+            metadata: Default::default(),
+        };
+        std::fs::write(&p, f.to_bytes().unwrap()).unwrap();
+        let e = err(&cfg(1));
+        assert!(
+            e.contains("checkpoint.safetensors: not a training checkpoint"),
+            "{e}"
+        );
+        let mut f = f;
+        f.metadata
+            .insert(TRAIN_KEY.into(), "{\"epochs_done\": 1}".into());
+        std::fs::write(&p, f.to_bytes().unwrap()).unwrap();
+        let e = err(&cfg(1));
+        assert!(e.contains("checkpoint.safetensors: bad mock state"), "{e}");
+        std::fs::write(&p, b"\x10\x00\x00\x00\x00\x00\x00\x00{not json}").unwrap();
+        let e = err(&cfg(1));
+        assert!(e.contains("checkpoint.safetensors"), "{e}");
+    }
+
+    #[test]
+    fn max_batches_caps_the_epoch_and_the_test_set() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = cfg(2);
+        c.train.max_batches = Some(2);
+        let (logs, seen) = go(&c, &dir.path().join("m"), false, None);
+        assert_eq!(seen, vec![0, 1, 2, 3]);
+        assert_eq!(logs[0].train_images, 8);
+        let d = data();
+        assert_eq!(capped_test_set(&d, Some(2), 4).len(), 8);
+        assert_eq!(capped_test_set(&d, Some(3), 4).len(), 10);
+        assert_eq!(capped_test_set(&d, None, 4).len(), 10);
+        let opts = TrainOptions {
+            epochs: Some(7),
+            max_batches: Some(1),
+            seed: Some(9),
+            ..Default::default()
+        };
+        let o = cfg(2).with_overrides(&opts);
+        assert_eq!(
+            (o.train.epochs, o.train.max_batches, o.seed),
+            (7, Some(1), 9)
+        );
+    }
+}
