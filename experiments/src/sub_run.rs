@@ -1,5 +1,6 @@
 //! `epsim train` with a `[substrate]` section: EP training on a simulated substrate with EP's local
-//! update rule ([`ep::subtrain`]).
+//! update rule ([`ep::subtrain`]), run by the shared epoch loop ([`crate::epoch_loop`]; what is
+//! particular to the substrate is in this module's trainer hooks).
 //!
 //! The model is initialized as a digital run (same seed → same initial weights), compiled with the
 //! preset into a netlist, realized (programming, neuron spreads from `[substrate] seed`, default the
