@@ -17,6 +17,7 @@ pub mod cli_sweep;
 pub mod corrupt;
 pub mod data;
 pub mod ep_run;
+pub mod epoch_loop;
 pub mod plot;
 pub mod protocol;
 pub mod report;

@@ -1,5 +1,6 @@
 //! `epsim train` with a `[substrate]` section: EP training on a simulated substrate with EP's local
-//! update rule ([`ep::subtrain`]).
+//! update rule ([`ep::subtrain`]), run by the shared epoch loop ([`crate::epoch_loop`]; what is
+//! particular to the substrate is in this module's trainer hooks).
 //!
 //! The model is initialized as a digital run (same seed → same initial weights), compiled with the
 //! preset into a netlist, realized (programming, neuron spreads from `[substrate] seed`, default the
@@ -17,23 +18,18 @@
 //!   `epsim.substrate` (α per array, update and pulse counters). Device-to-device parameters are
 //!   not stored: they are re-drawn from the seed.
 
-use std::path::PathBuf;
-use std::time::Instant;
-
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
 use ep::EpNet;
-use ep::checkpoint::{TRAIN_KEY, TensorFile, model_from_file, model_to_file};
+use ep::checkpoint::{TensorFile, model_from_file, model_to_file};
 use ep::optim::Optimizer;
 use ep::subtrain::{Rounding, SubstrateTrainer};
 use sim::{Backend, Cpu, Stream};
 
-use crate::data::Loader;
-use crate::ep_run::{
-    EpochLog, TrainOptions, TrainState, balanced_subset, load_data, normalization, push_optimizer,
-    restore_optimizer, retained_log_lines, write_atomic,
-};
+use crate::data::{Batch, Dataset, Loader, Normalization};
+use crate::ep_run::{EpochLog, TrainOptions, load_data, normalization};
+use crate::epoch_loop::{BatchStats, EpochTotals, Trainer, capped_test_set, open_run, run_epochs};
 use crate::substrate::{compile_model, load_preset, parse_tile};
 use crate::train_config::TrainConfig;
 
@@ -121,6 +117,168 @@ fn evaluate_substrate(
     Ok(correct as f64 / data.len().max(1) as f64)
 }
 
+impl From<SubstrateEpochLog> for EpochLog {
+    fn from(l: SubstrateEpochLog) -> Self {
+        l.base
+    }
+}
+
+/// EP training on the substrate ([`SubstrateTrainer`]), as driven by [`run_epochs`].
+struct SubTrainer<'a> {
+    cfg: &'a TrainConfig,
+    tr: SubstrateTrainer<Cpu>,
+    opt: Optimizer,
+    sign_stream: Stream,
+    test_set: &'a Dataset,
+    norm: Normalization,
+    eval_bs: usize,
+    /// `netlist:<preset>` (the log's `substrate` field).
+    substrate: String,
+    /// Pulse count at the start of the epoch.
+    pulses0: u64,
+}
+
+impl Trainer for SubTrainer<'_> {
+    type Log = SubstrateEpochLog;
+
+    fn optimizer(&self) -> &Optimizer {
+        &self.opt
+    }
+
+    fn optimizer_mut(&mut self) -> &mut Optimizer {
+        &mut self.opt
+    }
+
+    fn start_epoch(&mut self, _epoch: usize) {
+        self.pulses0 = self.tr.pulses;
+    }
+
+    fn train_batch(&mut self, batch: Batch, index: u64) -> Result<BatchStats> {
+        let be = Cpu;
+        let x = be.upload(&batch.x)?;
+        let s = self.tr.train_batch(
+            &be,
+            &mut self.opt,
+            &self.cfg.ep,
+            &x,
+            &batch.y,
+            &self.sign_stream,
+            index,
+        )?;
+        Ok(BatchStats {
+            n: s.n,
+            correct: s.correct,
+            loss_sum: 0.0,
+        })
+    }
+
+    fn batch_context(&self, epoch: usize, batch: usize) -> String {
+        format!("epoch {} batch {} (substrate)", epoch + 1, batch + 1)
+    }
+
+    fn progress(&self, t: &EpochTotals) -> String {
+        format!(
+            "acc {:.3}  {} pulses",
+            t.correct as f64 / t.seen as f64,
+            self.tr.pulses - self.pulses0
+        )
+    }
+
+    fn evaluate(&self, epoch: usize) -> Result<f64> {
+        let eval_set = capped_test_set(self.test_set, self.cfg.train.max_batches, self.eval_bs);
+        let q0 = EVAL_QUERY + (epoch as u64) * (1 << 24);
+        evaluate_substrate(&self.tr, &eval_set, &self.norm, self.eval_bs, q0)
+    }
+
+    fn epoch_log(&self, base: EpochLog, _t: &EpochTotals) -> SubstrateEpochLog {
+        SubstrateEpochLog {
+            base,
+            pulses: self.tr.pulses - self.pulses0,
+            pulses_total: self.tr.pulses,
+            substrate: self.substrate.clone(),
+        }
+    }
+
+    fn report(&self, log: &SubstrateEpochLog, _t: &EpochTotals, epochs: usize) {
+        println!(
+            "epoch {:>3}/{}  train acc {:.4}  test acc (substrate) {:.4}  pulses {} (total {})  {:.0} s",
+            log.base.epoch,
+            epochs,
+            log.base.train_acc,
+            log.base.test_acc,
+            log.pulses,
+            log.pulses_total,
+            log.base.train_time_s + log.base.eval_time_s
+        );
+    }
+
+    /// The effective (programmed) weights with the digital biases.
+    fn model_file(&self) -> Result<TensorFile> {
+        let (ws, bs) = self.tr.net().to_host(&Cpu)?;
+        Ok(model_to_file(&self.tr.net().spec, &ws, &bs)?)
+    }
+
+    /// The device state (see the module doc).
+    fn extend_checkpoint(&self, f: &mut TensorFile) -> Result<()> {
+        let tr = &self.tr;
+        for (i, t) in tr.targets().iter().enumerate() {
+            f.tensors.push((format!("substrate.target.{i}"), t.clone()));
+        }
+        let pulsed = tr.pulsed_state();
+        if let Some((ws, _)) = &pulsed {
+            for (i, (w, t)) in ws.iter().zip(tr.targets()).enumerate() {
+                f.tensors.push((
+                    format!("substrate.device.{i}"),
+                    sim::tensor(t.shape(), w.clone())?,
+                ));
+            }
+        }
+        let meta = SubstrateMeta {
+            updates: tr.updates,
+            pulses: tr.pulses,
+            alpha: pulsed.map(|p| p.1),
+        };
+        f.metadata
+            .insert(SUBSTRATE_KEY.into(), serde_json::to_string(&meta)?);
+        Ok(())
+    }
+}
+
+/// Restore the device state of `tr` from the checkpoint `f` (read from `ckpt`).
+fn restore_devices(
+    tr: &mut SubstrateTrainer<Cpu>,
+    f: &TensorFile,
+    ckpt: &std::path::Path,
+) -> Result<()> {
+    let meta: SubstrateMeta = serde_json::from_str(
+        f.metadata
+            .get(SUBSTRATE_KEY)
+            .with_context(|| format!("{}: no {SUBSTRATE_KEY} metadata", ckpt.display()))?,
+    )
+    .with_context(|| format!("{}: bad {SUBSTRATE_KEY}", ckpt.display()))?;
+    let (_, _, bs) = model_from_file(f, None).with_context(|| format!("{}", ckpt.display()))?;
+    let n = bs.len();
+    let get = |name: String| {
+        f.get(&name)
+            .cloned()
+            .with_context(|| format!("{}: missing tensor {name}", ckpt.display()))
+    };
+    let targets = (0..n)
+        .map(|i| get(format!("substrate.target.{i}")))
+        .collect::<Result<Vec<_>>>()?;
+    let pulsed = match meta.alpha {
+        None => None,
+        Some(al) => Some((
+            (0..n)
+                .map(|i| get(format!("substrate.device.{i}")).map(|t| t.iter().copied().collect()))
+                .collect::<Result<Vec<Vec<f32>>>>()?,
+            al,
+        )),
+    };
+    tr.restore(&Cpu, targets, bs, pulsed, meta.updates, meta.pulses)
+        .with_context(|| format!("{}: restoring the device state", ckpt.display()))
+}
+
 /// Train as the config says on its `[substrate]`; returns the per-epoch logs of this invocation.
 /// `cfg` has its overrides applied and its input normalization filled in (by `ep_run::train`).
 pub fn train(cfg: &TrainConfig, opts: &TrainOptions) -> Result<Vec<EpochLog>> {
@@ -132,93 +290,25 @@ pub fn train(cfg: &TrainConfig, opts: &TrainOptions) -> Result<Vec<EpochLog>> {
     let preset = load_preset(sc.preset_name(), &sc.set).context("[substrate] preset")?;
     let tile = parse_tile(&sc.tile).context("[substrate] tile")?;
     let seed = sc.seed.unwrap_or(cfg.seed);
-    let out = opts
-        .out_dir
-        .clone()
-        .unwrap_or_else(|| PathBuf::from("runs").join(&cfg.name));
-    let ckpt = out.join("checkpoint.safetensors");
-    let log_path = out.join("log.jsonl");
+    let out = opts.out_dir(&cfg.name);
     let (train_set, test_set) = load_data(&cfg.data, cfg.model.input)?;
     let norm = normalization(&cfg.data)?;
     let root = Stream::new(cfg.seed, "epsim.train");
-    let new_opt = || {
-        Optimizer::new(
-            cfg.optim.algorithm.clone(),
-            cfg.optim.lrs.clone(),
-            cfg.wds(),
-            2,
-        )
-    };
 
     let net = EpNet::init(&be, cfg.model.clone(), &root.child("init"), cfg.init_scale)?;
     let loaded = compile_model(&net, &preset, tile).context("[substrate] compiling the model")?;
     let mut tr = SubstrateTrainer::new(&be, loaded, seed, preset.update.clone(), sc.rounding)
         .context("[substrate] realizing the model")?;
-    let mut opt = new_opt()?;
-    let mut state = TrainState {
-        epochs_done: 0,
-        batches_done: 0,
-        optimizer_steps: 0,
-        config: cfg.clone(),
-    };
-    if ckpt.exists() {
-        if !opts.resume {
-            bail!(
-                "{} exists: pass --resume to continue that run, or choose another --out / name",
-                ckpt.display()
-            );
-        }
-        let bytes = std::fs::read(&ckpt).with_context(|| format!("reading {}", ckpt.display()))?;
-        let f = TensorFile::from_bytes(&bytes).with_context(|| format!("{}", ckpt.display()))?;
-        let st: TrainState = serde_json::from_str(
-            f.metadata
-                .get(TRAIN_KEY)
-                .with_context(|| format!("{}: not a training checkpoint", ckpt.display()))?,
-        )
-        .with_context(|| format!("{}: bad training state", ckpt.display()))?;
-        let mut same = st.config.clone();
-        same.train.epochs = cfg.train.epochs;
-        if &same != cfg {
-            bail!(
-                "{}: the checkpoint was made with a different config (only [train] epochs may change on resume)",
-                ckpt.display()
-            );
-        }
-        let meta: SubstrateMeta = serde_json::from_str(
-            f.metadata
-                .get(SUBSTRATE_KEY)
-                .with_context(|| format!("{}: no {SUBSTRATE_KEY} metadata", ckpt.display()))?,
-        )
-        .with_context(|| format!("{}: bad {SUBSTRATE_KEY}", ckpt.display()))?;
-        let (_, _, bs) =
-            model_from_file(&f, None).with_context(|| format!("{}", ckpt.display()))?;
-        let n = bs.len();
-        let get = |name: String| {
-            f.get(&name)
-                .cloned()
-                .with_context(|| format!("{}: missing tensor {name}", ckpt.display()))
-        };
-        let targets = (0..n)
-            .map(|i| get(format!("substrate.target.{i}")))
-            .collect::<Result<Vec<_>>>()?;
-        let pulsed = match meta.alpha {
-            None => None,
-            Some(al) => Some((
-                (0..n)
-                    .map(|i| {
-                        get(format!("substrate.device.{i}")).map(|t| t.iter().copied().collect())
-                    })
-                    .collect::<Result<Vec<Vec<f32>>>>()?,
-                al,
-            )),
-        };
-        tr.restore(&be, targets, bs, pulsed, meta.updates, meta.pulses)
-            .with_context(|| format!("{}: restoring the device state", ckpt.display()))?;
-        restore_optimizer(&f, &mut opt, st.optimizer_steps);
-        tracing::info!("resuming {} after epoch {}", cfg.name, st.epochs_done);
-        state = st;
+    let opt = Optimizer::new(
+        cfg.optim.algorithm.clone(),
+        cfg.optim.lrs.clone(),
+        cfg.wds(),
+        2,
+    )?;
+    let start = open_run(cfg, &out, opts.resume, "training")?;
+    if let Some(f) = &start.checkpoint {
+        restore_devices(&mut tr, f, &start.ckpt)?;
     }
-    let mut log_lines = retained_log_lines(&log_path, state.epochs_done);
     let loader = crate::ep_run::train_loader(
         &cfg.data,
         &train_set,
@@ -227,123 +317,16 @@ pub fn train(cfg: &TrainConfig, opts: &TrainOptions) -> Result<Vec<EpochLog>> {
     )
     .normalize(norm.clone())
     .map_err(|e| anyhow::anyhow!("[data] normalization: {e}"))?;
-    let sign_stream = root.child("beta.sign");
-    let eval_bs = cfg.train.eval_batch_size.unwrap_or(cfg.train.batch_size);
-    let mut logs = Vec::new();
-    let mut run_here = 0;
-    while state.epochs_done < cfg.train.epochs {
-        if opts.stop_after.is_some_and(|s| run_here >= s) {
-            break;
-        }
-        let epoch = state.epochs_done;
-        let (lrs, nb, pb) = crate::ep_run::epoch_plan(&cfg.optim, &cfg.train, &loader, epoch);
-        opt.lrs = lrs.clone();
-        let t0 = Instant::now();
-        let pulses0 = tr.pulses;
-        let (mut seen, mut correct) = (0usize, 0usize);
-        for (bi, batch) in loader.epoch(epoch as u64).take(nb).enumerate() {
-            let x = be.upload(&batch.x)?;
-            let s = tr
-                .train_batch(
-                    &be,
-                    &mut opt,
-                    &cfg.ep,
-                    &x,
-                    &batch.y,
-                    &sign_stream,
-                    state.batches_done,
-                )
-                .with_context(|| format!("epoch {} batch {} (substrate)", epoch + 1, bi + 1))?;
-            state.batches_done += 1;
-            seen += s.n;
-            correct += s.correct;
-            pb.set_message(format!(
-                "acc {:.3}  {} pulses",
-                correct as f64 / seen as f64,
-                tr.pulses - pulses0
-            ));
-            pb.inc(1);
-        }
-        pb.finish_and_clear();
-        let train_time = t0.elapsed().as_secs_f64();
-        let t1 = Instant::now();
-        let capped;
-        let eval_set = match cfg.train.max_batches {
-            Some(m) if m * eval_bs < test_set.len() => {
-                capped = balanced_subset(&test_set, m * eval_bs);
-                &capped
-            }
-            _ => &test_set,
-        };
-        let q0 = EVAL_QUERY + (epoch as u64) * (1 << 24);
-        let test_acc = evaluate_substrate(&tr, eval_set, &norm, eval_bs, q0)?;
-        let log = SubstrateEpochLog {
-            base: EpochLog {
-                epoch: epoch + 1,
-                lrs,
-                train_acc: correct as f64 / seen.max(1) as f64,
-                test_acc,
-                train_images: seen,
-                train_time_s: train_time,
-                train_img_per_s: seen as f64 / train_time.max(1e-9),
-                eval_time_s: t1.elapsed().as_secs_f64(),
-            },
-            pulses: tr.pulses - pulses0,
-            pulses_total: tr.pulses,
-            substrate: format!("netlist:{}", sc.preset_name()),
-        };
-        println!(
-            "epoch {:>3}/{}  train acc {:.4}  test acc (substrate) {:.4}  pulses {} (total {})  {:.0} s",
-            log.base.epoch,
-            cfg.train.epochs,
-            log.base.train_acc,
-            log.base.test_acc,
-            log.pulses,
-            log.pulses_total,
-            train_time + log.base.eval_time_s
-        );
-        state.epochs_done += 1;
-        state.optimizer_steps = opt.steps;
-        save_substrate_checkpoint(&ckpt, &tr, &opt, &state)?;
-        log_lines.push(serde_json::to_string(&log)?);
-        write_atomic(&log_path, (log_lines.join("\n") + "\n").as_bytes())?;
-        logs.push(log.base);
-        run_here += 1;
-    }
-    Ok(logs)
-}
-
-/// Write the checkpoint of a substrate run (see the module doc) atomically.
-fn save_substrate_checkpoint(
-    path: &std::path::Path,
-    tr: &SubstrateTrainer<Cpu>,
-    opt: &Optimizer,
-    state: &TrainState,
-) -> Result<()> {
-    // The model part and the counters exactly as a digital checkpoint, then the device state.
-    let (ws, bs) = tr.net().to_host(&Cpu)?;
-    let mut f = model_to_file(&tr.net().spec, &ws, &bs)?;
-    push_optimizer(&mut f, opt);
-    f.metadata
-        .insert(TRAIN_KEY.into(), serde_json::to_string(state)?);
-    for (i, t) in tr.targets().iter().enumerate() {
-        f.tensors.push((format!("substrate.target.{i}"), t.clone()));
-    }
-    let pulsed = tr.pulsed_state();
-    if let Some((ws, _)) = &pulsed {
-        for (i, (w, t)) in ws.iter().zip(tr.targets()).enumerate() {
-            f.tensors.push((
-                format!("substrate.device.{i}"),
-                sim::tensor(t.shape(), w.clone())?,
-            ));
-        }
-    }
-    let meta = SubstrateMeta {
-        updates: tr.updates,
-        pulses: tr.pulses,
-        alpha: pulsed.map(|p| p.1),
+    let mut trainer = SubTrainer {
+        cfg,
+        tr,
+        opt,
+        sign_stream: root.child("beta.sign"),
+        test_set: &test_set,
+        norm,
+        eval_bs: cfg.train.eval_batch_size.unwrap_or(cfg.train.batch_size),
+        substrate: format!("netlist:{}", sc.preset_name()),
+        pulses0: 0,
     };
-    f.metadata
-        .insert(SUBSTRATE_KEY.into(), serde_json::to_string(&meta)?);
-    write_atomic(path, &f.to_bytes()?)
+    run_epochs(&mut trainer, cfg, &loader, start, opts.stop_after)
 }
