@@ -1192,9 +1192,20 @@ pub(super) fn rows_to_chw_part(ys: &[f32], i0: usize, o: &mut [f32], scale: f32,
         return;
     }
     let (p, rows) = (o.len() / c, ys.len() / c);
-    // Channel-major: contiguous writes, strided reads of the (cached) run.
+    // Blocks of 8 rows × 8 channels transposed in registers, then the rest below.
+    let (rb, cb) = kernels::rows_to_chw_blocks(ys, c, i0, p, o, scale, bias);
+    if rb == rows && cb == c {
+        return;
+    }
+    // Channel-major: contiguous writes, strided reads of the (cached) run; the elements the blocks
+    // did not cover (rows ≥ rb of channels < cb, and every row of channels ≥ cb).
     for (ci, &b) in bias.iter().enumerate() {
-        for (j, v) in o[ci * p + i0..ci * p + i0 + rows].iter_mut().enumerate() {
+        let j0 = if ci < cb { rb } else { 0 };
+        for (j, v) in o[ci * p + i0 + j0..ci * p + i0 + rows]
+            .iter_mut()
+            .enumerate()
+            .map(|(j, v)| (j + j0, v))
+        {
             *v = ys[j * c + ci] * scale + b;
         }
     }
@@ -1425,6 +1436,35 @@ mod tests {
                 }
             }
             assert_eq!(got, want);
+        }
+    }
+
+    /// The register-transposed blocks of `rows_to_chw_part` (8 rows × 8 channels) and their
+    /// element-loop edges give the whole-array transform's bits, for channel counts and run lengths
+    /// with and without remainders.
+    #[test]
+    fn rows_to_chw_blocks_match_the_whole_transform() {
+        let st = Stream::new(8, "blocks");
+        for (c, p, run) in [
+            (8usize, 16usize, 8usize),
+            (13, 30, 11),
+            (32, 64, 24),
+            (32, 576, 128),
+            (9, 7, 16),
+        ] {
+            let n = 2;
+            let rows: Vec<f32> = (0..(n * p * c) as u64).map(|i| st.normal(i)).collect();
+            let bias: Vec<f32> = (0..c as u64).map(|i| st.normal(90_000 + i)).collect();
+            let want = rows_to_nchw(&rows, n, c, p, 0.7, &bias);
+            let mut got = vec![f32::NAN; want.len()];
+            for (smp, o) in got.chunks_mut(c * p).enumerate() {
+                let ys = &rows[smp * p * c..(smp + 1) * p * c];
+                for (j, r) in ys.chunks(run * c).enumerate() {
+                    rows_to_chw_part(r, run * j, o, 0.7, &bias);
+                }
+            }
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&got), bits(&want), "c {c} p {p} run {run}");
         }
     }
 

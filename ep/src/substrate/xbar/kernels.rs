@@ -214,6 +214,94 @@ fn dac_slice_avx2(xs: &[f32], scale: f32, sigma: f32, out: &mut [f32], c: &Quant
     dac_slice_portable(&xs[body..], scale, sigma, &mut out[body..], c)
 }
 
+/// `o[ci·p + i0 + j] = ys[j·c + ci]·scale + bias[ci]` (a run's `[rows, C]` outputs into a sample's
+/// `[C, P]` planes) on the blocks of 8 rows × 8 channels, transposed in registers where the CPU has
+/// AVX2 (the same multiply then add, so the same bits as the element loop); returns how many rows
+/// and channels it covered (multiples of 8; the caller does the rest; (0, 0) without AVX2).
+#[inline(always)]
+pub(super) fn rows_to_chw_blocks(
+    ys: &[f32],
+    c: usize,
+    i0: usize,
+    p: usize,
+    o: &mut [f32],
+    scale: f32,
+    bias: &[f32],
+) -> (usize, usize) {
+    let rows = ys.len() / c.max(1);
+    let (rb, cb) = (rows - rows % 8, c - c % 8);
+    if rb == 0 || cb == 0 {
+        return (0, 0);
+    }
+    assert!(ys.len() >= rows * c && o.len() >= (c - 1) * p + i0 + rows && bias.len() >= c);
+    #[cfg(target_arch = "x86_64")]
+    if sim::simd::has_avx2_fma() {
+        // SAFETY: AVX2 checked at run time; the bounds are asserted above.
+        unsafe { rows_to_chw_avx2(ys, c, i0, p, o, scale, bias, rb, cb) };
+        return (rb, cb);
+    }
+    (0, 0)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+#[allow(clippy::too_many_arguments)]
+fn rows_to_chw_avx2(
+    ys: &[f32],
+    c: usize,
+    i0: usize,
+    p: usize,
+    o: &mut [f32],
+    scale: f32,
+    bias: &[f32],
+    rb: usize,
+    cb: usize,
+) {
+    use std::arch::x86_64::*;
+    let sv = _mm256_set1_ps(scale);
+    for c0 in (0..cb).step_by(8) {
+        for j0 in (0..rb).step_by(8) {
+            // SAFETY: rows j0..j0 + 8 ≤ rows and channels c0..c0 + 8 ≤ c (asserted by the caller).
+            unsafe {
+                let r = |k: usize| _mm256_loadu_ps(ys.as_ptr().add((j0 + k) * c + c0));
+                let (r0, r1, r2, r3, r4, r5, r6, r7) =
+                    (r(0), r(1), r(2), r(3), r(4), r(5), r(6), r(7));
+                let t0 = _mm256_unpacklo_ps(r0, r1);
+                let t1 = _mm256_unpackhi_ps(r0, r1);
+                let t2 = _mm256_unpacklo_ps(r2, r3);
+                let t3 = _mm256_unpackhi_ps(r2, r3);
+                let t4 = _mm256_unpacklo_ps(r4, r5);
+                let t5 = _mm256_unpackhi_ps(r4, r5);
+                let t6 = _mm256_unpacklo_ps(r6, r7);
+                let t7 = _mm256_unpackhi_ps(r6, r7);
+                let u0 = _mm256_shuffle_ps::<0x44>(t0, t2);
+                let u1 = _mm256_shuffle_ps::<0xEE>(t0, t2);
+                let u2 = _mm256_shuffle_ps::<0x44>(t1, t3);
+                let u3 = _mm256_shuffle_ps::<0xEE>(t1, t3);
+                let u4 = _mm256_shuffle_ps::<0x44>(t4, t6);
+                let u5 = _mm256_shuffle_ps::<0xEE>(t4, t6);
+                let u6 = _mm256_shuffle_ps::<0x44>(t5, t7);
+                let u7 = _mm256_shuffle_ps::<0xEE>(t5, t7);
+                let cols = [
+                    _mm256_permute2f128_ps::<0x20>(u0, u4),
+                    _mm256_permute2f128_ps::<0x20>(u1, u5),
+                    _mm256_permute2f128_ps::<0x20>(u2, u6),
+                    _mm256_permute2f128_ps::<0x20>(u3, u7),
+                    _mm256_permute2f128_ps::<0x31>(u0, u4),
+                    _mm256_permute2f128_ps::<0x31>(u1, u5),
+                    _mm256_permute2f128_ps::<0x31>(u2, u6),
+                    _mm256_permute2f128_ps::<0x31>(u3, u7),
+                ];
+                for (m, col) in cols.into_iter().enumerate() {
+                    let ci = c0 + m;
+                    let v = _mm256_add_ps(_mm256_mul_ps(col, sv), _mm256_set1_ps(bias[ci]));
+                    _mm256_storeu_ps(o.as_mut_ptr().add(ci * p + i0 + j0), v);
+                }
+            }
+        }
+    }
+}
+
 /// Σ a_i·b_i with 8 interleaved partial sums (a fixed order, the same in both builds, so the
 /// result depends on nothing but the operands).
 #[inline(always)]
