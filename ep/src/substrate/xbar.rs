@@ -1079,6 +1079,16 @@ impl ConvGeom {
         }
     }
 
+    /// Whether the patch of output position (oh, ow) lies wholly inside the input (no padding).
+    #[inline(always)]
+    fn interior(&self, oh: usize, ow: usize) -> bool {
+        let (h0, w0) = (oh * self.stride.0, ow * self.stride.1);
+        h0 >= self.pad.0
+            && w0 >= self.pad.1
+            && h0 + self.kh <= self.h + self.pad.0
+            && w0 + self.kw <= self.w + self.pad.1
+    }
+
     /// Rows `r0..r0 + out.len() / K` of [`ConvGeom::im2row`] of `x` into `out`.
     pub(super) fn im2row_part(&self, x: &[f32], r0: usize, out: &mut [f32]) {
         let (k, p, chw) = (self.k(), self.p(), self.c * self.h * self.w);
@@ -1089,7 +1099,10 @@ impl ConvGeom {
             let r = r0 + j;
             let (smp, pi) = (r / p, r % p);
             let xs = &x[smp * chw..(smp + 1) * chw];
-            row.fill(0.0);
+            if !self.interior(pi / self.wo, pi % self.wo) {
+                // Padding: the elements outside the input are zeros.
+                row.fill(0.0);
+            }
             self.patch_runs(pi / self.wo, pi % self.wo, |kk, ii, len| {
                 copy_run(&mut row[kk..kk + len], &xs[ii..ii + len]);
             });
