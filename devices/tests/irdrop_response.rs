@@ -283,38 +283,6 @@ fn response_matrix_rejects_bad_input() {
     );
 }
 
-/// Timing and sweep counts on full-size tiles (run with `--ignored --nocapture`).
-#[test]
-#[ignore]
-fn response_matrix_timing() {
-    let s = Stream::new(12, "resp-time");
-    for (rows, cols, r_wire) in [
-        (512usize, 64usize, 0.15),
-        (512, 64, 1.0),
-        (512, 64, 5.0),
-        (512, 512, 0.15),
-    ] {
-        let g: Vec<f64> = (0..rows * cols)
-            .map(|k| 25.0 * s.uniform(k as u64) as f64)
-            .collect();
-        let p = IrDrop {
-            r_wire_ohm: r_wire,
-            ..IrDrop::default()
-        };
-        let t0 = std::time::Instant::now();
-        let r = p
-            .response_matrix(&g, rows, cols, Direction::Forward)
-            .unwrap();
-        eprintln!(
-            "{rows}×{cols} r_wire {r_wire}: {} sweeps, bound {:.1e} µS, ε {:.2}, {:.2} s",
-            r.sweeps,
-            r.error_bound_us,
-            p.contraction(25.0, rows, cols),
-            t0.elapsed().as_secs_f64()
-        );
-    }
-}
-
 /// A network whose relaxation cannot reach the tolerance in [`MAX_SWEEPS`] sweeps (wires far more
 /// resistive than the cells: the far nodes float) gives an error with advice, not a wrong matrix.
 #[test]
