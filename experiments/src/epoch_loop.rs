@@ -109,41 +109,29 @@ pub trait RunConfig: Clone + PartialEq + Serialize + DeserializeOwned {
     }
 }
 
-impl RunConfig for TrainConfig {
-    fn name(&self) -> &str {
-        &self.name
-    }
-    fn optim(&self) -> &OptimConfig {
-        &self.optim
-    }
-    fn train_loop(&self) -> &LoopConfig {
-        &self.train
-    }
-    fn train_loop_mut(&mut self) -> &mut LoopConfig {
-        &mut self.train
-    }
-    fn seed_mut(&mut self) -> &mut u64 {
-        &mut self.seed
-    }
+/// Both config types keep the run's fields under the same names.
+macro_rules! run_config {
+    ($($t:ty),*) => {$(
+        impl RunConfig for $t {
+            fn name(&self) -> &str {
+                &self.name
+            }
+            fn optim(&self) -> &OptimConfig {
+                &self.optim
+            }
+            fn train_loop(&self) -> &LoopConfig {
+                &self.train
+            }
+            fn train_loop_mut(&mut self) -> &mut LoopConfig {
+                &mut self.train
+            }
+            fn seed_mut(&mut self) -> &mut u64 {
+                &mut self.seed
+            }
+        }
+    )*};
 }
-
-impl RunConfig for BaselineConfig {
-    fn name(&self) -> &str {
-        &self.name
-    }
-    fn optim(&self) -> &OptimConfig {
-        &self.optim
-    }
-    fn train_loop(&self) -> &LoopConfig {
-        &self.train
-    }
-    fn train_loop_mut(&mut self) -> &mut LoopConfig {
-        &mut self.train
-    }
-    fn seed_mut(&mut self) -> &mut u64 {
-        &mut self.seed
-    }
-}
+run_config!(TrainConfig, BaselineConfig);
 
 /// Counters stored in a training checkpoint (metadata `epsim.train`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -367,133 +367,6 @@ impl Stream {
         }
     }
 
-    /// The bulk normal generator before [`Stream::fill_normal_fast`] moved to the AES-round
-    /// generator: draw `i` is Box–Muller (fast f32 [`fast_ln`], [`fast_sincos_turns`]) on the same
-    /// Philox block and pairing as [`Stream::normal`]. Kept only for A/B benchmarks and its tests.
-    #[doc(hidden)]
-    #[inline]
-    pub fn normal_philox_fast(&self, i: u64) -> f32 {
-        let b = self.block(i / 4, TAG_NORMAL);
-        let r = (i % 4) as usize;
-        let pair = (r / 2) * 2;
-        let (c, s) = box_muller_fast(b[pair], b[pair + 1]);
-        if r % 2 == 1 { s } else { c }
-    }
-
-    /// [`Stream::normal_philox_fast`] for draws `offset..offset+len`, on an explicit code path
-    /// (for A/B benchmarks; every path gives the same bits). Panics if the CPU lacks the path's
-    /// instructions.
-    #[doc(hidden)]
-    pub fn fill_normal_philox_on(&self, path: PhiloxPath, offset: u64, out: &mut [f32]) {
-        assert!(
-            path.available(),
-            "{path:?} needs CPU features this machine lacks"
-        );
-        match path {
-            PhiloxPath::Portable => self.fill_normal_philox_impl::<false>(offset, out),
-            // SAFETY (all three): `available` checked the CPU features.
-            #[cfg(target_arch = "x86_64")]
-            PhiloxPath::Avx2 => unsafe { self.fill_normal_philox_avx2(offset, out) },
-            #[cfg(target_arch = "x86_64")]
-            PhiloxPath::Avx512Auto => unsafe { self.fill_normal_philox_avx512_auto(offset, out) },
-            #[cfg(target_arch = "x86_64")]
-            PhiloxPath::Avx512 => unsafe { self.fill_normal_philox_avx512(offset, out) },
-            #[cfg(not(target_arch = "x86_64"))]
-            _ => unreachable!(),
-        }
-    }
-
-    /// [`Stream::fill_normal_philox_on`] with the hand-written AVX-512 Philox (same bits).
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx512f,avx512vl,avx512dq,avx512bw,avx2,fma")]
-    fn fill_normal_philox_avx512(&self, offset: u64, out: &mut [f32]) {
-        self.fill_normal_philox_impl::<true>(offset, out)
-    }
-
-    /// The portable code compiled for AVX-512 (LLVM's vectorization; same operations, same bits).
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx512f,avx512vl,avx512dq,avx2,fma")]
-    fn fill_normal_philox_avx512_auto(&self, offset: u64, out: &mut [f32]) {
-        self.fill_normal_philox_impl::<false>(offset, out)
-    }
-
-    /// [`Stream::fill_normal_philox_on`] compiled for AVX2 (the same operations, so the same bits:
-    /// Rust never contracts a·b + c into an FMA).
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx2,fma")]
-    fn fill_normal_philox_avx2(&self, offset: u64, out: &mut [f32]) {
-        self.fill_normal_philox_impl::<false>(offset, out)
-    }
-
-    #[inline(always)]
-    #[allow(clippy::needless_range_loop)] // structure-of-arrays lanes, indexed to vectorize
-    fn fill_normal_philox_impl<const HAND: bool>(&self, offset: u64, out: &mut [f32]) {
-        const G: usize = 32;
-        let mut i = offset;
-        let mut pos = 0usize;
-        let len = out.len();
-        // Head: up to the next multiple of 4 (a block boundary).
-        while pos < len && !i.is_multiple_of(4) {
-            out[pos] = self.normal_philox_fast(i);
-            pos += 1;
-            i += 1;
-        }
-        // Body: G blocks (4G draws) at a time.
-        while len - pos >= 4 * G {
-            let blk = i / 4;
-            let mut c = [[0u32; G]; 4];
-            #[cfg(target_arch = "x86_64")]
-            if HAND {
-                // SAFETY: HAND is only set by the AVX-512 entry point.
-                unsafe { x86::philox_blocks_32(blk, TAG_NORMAL, self.lane, self.key, &mut c) };
-            }
-            if !HAND || cfg!(not(target_arch = "x86_64")) {
-                for j in 0..G {
-                    let b = blk + j as u64;
-                    c[0][j] = b as u32;
-                    c[1][j] = (b >> 32) as u32;
-                    c[2][j] = TAG_NORMAL;
-                    c[3][j] = self.lane;
-                }
-                philox4x32_lanes(&mut c, self.key);
-            }
-            let mut o = [[0.0f32; G]; 4];
-            for pair in 0..2 {
-                let (lo, hi) = o.split_at_mut(2 * pair + 1);
-                let oc = &mut lo[2 * pair];
-                let os = &mut hi[0];
-                for j in 0..G {
-                    let (a, b) = box_muller_fast(c[2 * pair][j], c[2 * pair + 1][j]);
-                    oc[j] = a;
-                    os[j] = b;
-                }
-            }
-            let dst = &mut out[pos..pos + 4 * G];
-            for j in 0..G {
-                dst[4 * j] = o[0][j];
-                dst[4 * j + 1] = o[1][j];
-                dst[4 * j + 2] = o[2][j];
-                dst[4 * j + 3] = o[3][j];
-            }
-            pos += 4 * G;
-            i += 4 * G as u64;
-        }
-        // Tail: block by block.
-        while pos < len {
-            let b = self.block(i / 4, TAG_NORMAL);
-            let (c0, s0) = box_muller_fast(b[0], b[1]);
-            let (c1, s1) = box_muller_fast(b[2], b[3]);
-            for v in [c0, s0, c1, s1] {
-                if pos == len {
-                    break;
-                }
-                out[pos] = v;
-                pos += 1;
-                i += 1;
-            }
-        }
-    }
-
     /// A seeded permutation of `0..n` (Fisher–Yates driven by draws of this stream).
     pub fn permutation(&self, n: usize) -> Vec<usize> {
         let mut p: Vec<usize> = (0..n).collect();
@@ -540,49 +413,6 @@ impl NormalPath {
     }
 }
 
-/// A code path of [`Stream::fill_normal_philox_on`] (all give the same bits).
-#[doc(hidden)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum PhiloxPath {
-    /// Plain Rust, compiled for the baseline target.
-    Portable,
-    /// The plain Rust compiled for AVX2 + FMA.
-    Avx2,
-    /// The plain Rust compiled for AVX-512 (LLVM's vectorization of Philox).
-    Avx512Auto,
-    /// Hand-written AVX-512 Philox.
-    Avx512,
-}
-
-impl PhiloxPath {
-    /// Every path.
-    pub const ALL: [PhiloxPath; 4] = [
-        PhiloxPath::Portable,
-        PhiloxPath::Avx2,
-        PhiloxPath::Avx512Auto,
-        PhiloxPath::Avx512,
-    ];
-
-    /// Whether this CPU can run the path.
-    pub fn available(self) -> bool {
-        match self {
-            PhiloxPath::Portable => true,
-            PhiloxPath::Avx2 => crate::simd::has_avx2_fma(),
-            PhiloxPath::Avx512Auto => crate::simd::has_avx512(),
-            PhiloxPath::Avx512 => crate::simd::has_avx512_bw(),
-        }
-    }
-
-    /// The fastest path this CPU can run.
-    pub fn best() -> PhiloxPath {
-        *PhiloxPath::ALL
-            .iter()
-            .rev()
-            .find(|p| p.available())
-            .unwrap_or(&PhiloxPath::Portable)
-    }
-}
-
 /// Map 32 random bits to (0, 1).
 #[inline]
 pub fn u32_to_unit(u: u32) -> f32 {
@@ -597,34 +427,6 @@ pub fn box_muller(a: u32, b: u32, sin_branch: bool) -> f32 {
     let r = (-2.0 * u1.ln()).sqrt();
     let t = std::f32::consts::TAU * u2;
     if sin_branch { r * t.sin() } else { r * t.cos() }
-}
-
-/// Philox4x32-10 on `G` counters at once, in structure-of-arrays form (`c[word][lane]`), so the
-/// rounds vectorize across lanes; lane `j` equals `philox4x32([c[0][j], .., c[3][j]], key)`.
-#[inline]
-#[allow(clippy::needless_range_loop)] // structure-of-arrays lanes, indexed to vectorize
-fn philox4x32_lanes<const G: usize>(c: &mut [[u32; G]; 4], key: [u32; 2]) {
-    const M0: u64 = 0xD251_1F53;
-    const M1: u64 = 0xCD9E_8D57;
-    const W0: u32 = 0x9E37_79B9;
-    const W1: u32 = 0xBB67_AE85;
-    let mut k = key;
-    for round in 0..10 {
-        if round > 0 {
-            k[0] = k[0].wrapping_add(W0);
-            k[1] = k[1].wrapping_add(W1);
-        }
-        for j in 0..G {
-            let p0 = M0 * c[0][j] as u64;
-            let p1 = M1 * c[2][j] as u64;
-            let n0 = ((p1 >> 32) as u32) ^ c[1][j] ^ k[0];
-            let n2 = ((p0 >> 32) as u32) ^ c[3][j] ^ k[1];
-            c[0][j] = n0;
-            c[1][j] = p1 as u32;
-            c[2][j] = n2;
-            c[3][j] = p0 as u32;
-        }
-    }
 }
 
 /// Natural logarithm of a positive, finite, normal f32 (Cephes `logf`: mantissa in
@@ -678,16 +480,6 @@ pub fn fast_sincos_turns(u: f32) -> (f32, f32) {
     let cq = if odd { s.to_bits() ^ SIGN } else { c.to_bits() } ^ neg;
     let sq = if odd { c.to_bits() } else { s.to_bits() } ^ neg;
     (f32::from_bits(cq), f32::from_bits(sq))
-}
-
-/// Box–Muller pair (cos branch, sin branch) from two 32-bit words with the fast f32 functions.
-#[inline(always)]
-pub fn box_muller_fast(a: u32, b: u32) -> (f32, f32) {
-    let u1 = u32_to_unit(a);
-    let u2 = u32_to_unit(b);
-    let r = (-2.0 * fast_ln(u1)).sqrt();
-    let (c, s) = fast_sincos_turns(u2);
-    (r * c, r * s)
 }
 
 /// [`fast_ln`] with fused multiply-adds (`f32::mul_add`, one rounding each: the same bits with
@@ -892,63 +684,6 @@ mod tests {
             let (c, _) = box_muller_fma(a, 0);
             let r = (-2.0 * fast_ln_fma(u32_to_unit(a))).sqrt();
             assert_eq!(c.to_bits(), r.to_bits(), "{a:#x}");
-        }
-    }
-
-    /// The former Philox bulk normals (kept for A/B benchmarks) agree with the libm reference
-    /// `normal(i)`, equal `normal_philox_fast(i)` on every code path for any offset and split.
-    #[test]
-    fn fill_normal_philox_matches_reference_on_every_path() {
-        let s = Stream::new(5, "fast").sub(3);
-        let n = 3001;
-        for path in PhiloxPath::ALL.into_iter().filter(|p| p.available()) {
-            let mut whole = vec![0.0f32; n];
-            s.fill_normal_philox_on(path, 7, &mut whole);
-            for (j, v) in whole.iter().enumerate() {
-                let i = 7 + j as u64;
-                assert_eq!(
-                    v.to_bits(),
-                    s.normal_philox_fast(i).to_bits(),
-                    "{path:?} draw {i}"
-                );
-                let r = s.normal(i);
-                assert!(
-                    (v - r).abs() <= 2e-6 * r.abs().max(1.0),
-                    "{path:?} draw {i}: {v} vs {r}"
-                );
-            }
-            for cut in [0usize, 1, 3, 127, 128, 129, 1000, n] {
-                let mut a = vec![0.0f32; n];
-                let (p, q) = a.split_at_mut(cut);
-                s.fill_normal_philox_on(path, 8, p);
-                s.fill_normal_philox_on(path, 8 + cut as u64, q);
-                let mut b = vec![0.0f32; n];
-                s.fill_normal_philox_on(path, 8, &mut b);
-                assert_eq!(a, b, "{path:?} cut {cut}");
-            }
-        }
-    }
-
-    /// The hand-written AVX-512 Philox equals the scalar reference, also where the block index
-    /// carries into its high word.
-    #[cfg(target_arch = "x86_64")]
-    #[test]
-    #[allow(clippy::needless_range_loop)] // c[word][block]
-    fn philox_avx512_kernel_matches_scalar() {
-        if !PhiloxPath::Avx512.available() {
-            eprintln!("skipped: no AVX-512 BW");
-            return;
-        }
-        let key = [0x1234_5678, 0x9abc_def0];
-        for blk in [0u64, 12345, (1 << 32) - 17, u64::MAX / 8] {
-            let mut c = [[0u32; 32]; 4];
-            // SAFETY: AVX-512 BW checked above.
-            unsafe { x86::philox_blocks_32(blk, TAG_NORMAL, 9, key, &mut c) };
-            for j in 0..32 {
-                let b = blk + j as u64;
-                let want = philox4x32([b as u32, (b >> 32) as u32, TAG_NORMAL, 9], key);
-                assert_eq!([c[0][j], c[1][j], c[2][j], c[3][j]], want, "block {b}");
-            }
         }
     }
 
