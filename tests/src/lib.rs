@@ -6,6 +6,19 @@
 //! Dependencies: every other crate.
 
 use std::path::Path;
+use std::process::ExitCode;
+
+/// Run the `epsim` command line in-process with `--quiet` and these arguments.
+pub fn epsim(args: &[&str]) -> ExitCode {
+    let mut v = vec!["epsim", "--quiet"];
+    v.extend_from_slice(args);
+    experiments::cli::main_with(v)
+}
+
+/// A path as a command-line argument.
+pub fn s(p: &Path) -> &str {
+    p.to_str().expect("UTF-8 temporary path")
+}
 
 /// Write a small synthetic dataset in the official CIFAR-10 binary layout (1 label byte + 3072
 /// pixel bytes per record): `n` images whose class (0..4) is the brightest image quadrant, with

@@ -4,17 +4,7 @@
 use std::path::Path;
 use std::process::ExitCode;
 
-use epsim_tests::{tiny_config, write_tiny_cifar};
-
-fn epsim(args: &[&str]) -> ExitCode {
-    let mut v = vec!["epsim", "--quiet"];
-    v.extend_from_slice(args);
-    experiments::cli::main_with(v)
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
+use epsim_tests::{epsim, s, tiny_config, write_tiny_cifar};
 
 /// Tiny data + a config in `d`, trained for `epochs` through the CLI; returns the checkpoint.
 fn trained_tiny(d: &Path, epochs: usize) -> std::path::PathBuf {

@@ -4,17 +4,7 @@
 use std::path::Path;
 use std::process::ExitCode;
 
-use epsim_tests::{tiny_cifar_ep_net, write_ep_model, write_tiny_cifar};
-
-fn epsim(args: &[&str]) -> ExitCode {
-    let mut v = vec!["epsim", "--quiet"];
-    v.extend_from_slice(args);
-    experiments::cli::main_with(v)
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
+use epsim_tests::{epsim, s, tiny_cifar_ep_net, write_ep_model, write_tiny_cifar};
 
 #[test]
 fn ir_drop_set_compile_and_eval() {

@@ -1,20 +1,9 @@
 //! The hardware commands end to end: compile, netlist check (valid and broken files), eval on
 //! netlist substrates with --set, export + reader.
 
-use std::path::Path;
 use std::process::ExitCode;
 
-use epsim_tests::{tiny_cifar_ep_net, write_ep_model, write_tiny_cifar};
-
-fn epsim(args: &[&str]) -> ExitCode {
-    let mut v = vec!["epsim", "--quiet"];
-    v.extend_from_slice(args);
-    experiments::cli::main_with(v)
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
+use epsim_tests::{epsim, s, tiny_cifar_ep_net, write_ep_model, write_tiny_cifar};
 
 #[test]
 fn compile_check_eval_export() {

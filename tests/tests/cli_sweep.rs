@@ -6,13 +6,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::ExitCode;
 
-use epsim_tests::{tiny_config, write_tiny_cifar};
-
-fn epsim(args: &[&str]) -> ExitCode {
-    let mut v = vec!["epsim", "--quiet"];
-    v.extend_from_slice(args);
-    experiments::cli::main_with(v)
-}
+use epsim_tests::{epsim, s, tiny_config, write_tiny_cifar};
 
 /// The error of a command line that must fail.
 fn run_err(args: &[&str]) -> String {
@@ -21,10 +15,6 @@ fn run_err(args: &[&str]) -> String {
     v.extend_from_slice(args);
     let cli = experiments::cli::Cli::try_parse_from(v).expect("parses");
     format!("{:#}", experiments::cli::run(cli).expect_err("must fail"))
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
 }
 
 fn records(path: &Path) -> Vec<serde_json::Value> {

@@ -6,17 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use epsim_tests::{tiny_config, write_tiny_cifar};
-
-fn epsim(args: &[&str]) -> ExitCode {
-    let mut v = vec!["epsim", "--quiet"];
-    v.extend_from_slice(args);
-    experiments::cli::main_with(v)
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
+use epsim_tests::{epsim, s, tiny_config, write_tiny_cifar};
 
 fn trained_tiny(d: &Path) -> PathBuf {
     write_tiny_cifar(&d.join("train.bin"), 64, 1);
