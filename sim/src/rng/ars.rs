@@ -24,7 +24,8 @@
 //! block is read as four little-endian u32 words.
 //!
 //! This module is the portable reference: a byte-wise software AES round (S-box computed from
-//! its definition, ShiftRows, MixColumns), usable on any CPU and easy to port to a GPU. The x86
+//! its definition, ShiftRows, MixColumns), usable on any CPU and easy to port to a GPU, and the
+//! same round table-driven on u32 columns for the portable generator path. The x86
 //! module evaluates the same function with AES-NI (one block per instruction) or VAES (four).
 
 /// Rounds of the generator (ARS-7).
@@ -122,9 +123,63 @@ pub fn to_bytes(v: [u64; 2]) -> [u8; 16] {
 }
 
 /// One generator block (see the module docs) with the portable software AES round: four u32
-/// words.
+/// words. Evaluated with [`aes_round_words`] (table-driven, the same bits as [`aes_round`]).
 pub fn ars_block_soft(ctr: [u64; 2], key: [u64; 2]) -> [u32; 4] {
-    ars_block_soft_rounds(ctr, key, ARS_ROUNDS)
+    let words = |v: [u64; 2]| {
+        [
+            v[0] as u32,
+            (v[0] >> 32) as u32,
+            v[1] as u32,
+            (v[1] >> 32) as u32,
+        ]
+    };
+    let mut k = key;
+    let mut v = words([ctr[0] ^ key[0], ctr[1] ^ key[1]]);
+    for r in 1..=ARS_ROUNDS {
+        k = [k[0].wrapping_add(WEYL_LO), k[1].wrapping_add(WEYL_HI)];
+        v = aes_round_words(v, words(k), r == ARS_ROUNDS);
+    }
+    v
+}
+
+/// MixColumns contribution of an S-box output from row 0 of a column: bytes (2·S, S, S, 3·S) of
+/// rows 0..3 as a little-endian u32; rows 1, 2, 3 use it rotated left by 8, 16, 24 bits.
+const fn make_te0() -> [u32; 256] {
+    let mut t = [0u32; 256];
+    let mut i = 0;
+    while i < 256 {
+        let sb = SBOX[i];
+        let (s1, s2) = (sb as u32, xtime(sb) as u32);
+        t[i] = s2 | (s1 << 8) | (s1 << 16) | ((s2 ^ s1) << 24);
+        i += 1;
+    }
+    t
+}
+
+static TE0: [u32; 256] = make_te0();
+
+/// [`aes_round`] on the state as four little-endian u32 columns (column c = bytes 4c..4c + 3)
+/// with the usual table of SubBytes∘MixColumns (one 1 KiB table, rotated per row): 16 look-ups
+/// and xors per round instead of the byte-wise MixColumns. The same function, so the same bits
+/// (tested against [`aes_round`]).
+#[inline]
+pub fn aes_round_words(state: [u32; 4], round_key: [u32; 4], last: bool) -> [u32; 4] {
+    // Byte r of column (c + r) mod 4: the ShiftRows source of row r in output column c.
+    let b = |c: usize, r: usize| ((state[(c + r) % 4] >> (8 * r)) & 0xff) as usize;
+    std::array::from_fn(|c| {
+        let v = if last {
+            (SBOX[b(c, 0)] as u32)
+                | (SBOX[b(c, 1)] as u32) << 8
+                | (SBOX[b(c, 2)] as u32) << 16
+                | (SBOX[b(c, 3)] as u32) << 24
+        } else {
+            TE0[b(c, 0)]
+                ^ TE0[b(c, 1)].rotate_left(8)
+                ^ TE0[b(c, 2)].rotate_left(16)
+                ^ TE0[b(c, 3)].rotate_left(24)
+        };
+        v ^ round_key[c]
+    })
 }
 
 /// [`ars_block_soft`] with `rounds` ≥ 1 rounds (the last one without MixColumns) instead of
