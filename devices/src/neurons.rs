@@ -347,7 +347,20 @@ impl IntegrateFire {
 
     /// Spikes in one window, simulated tick by tick: `u ← (1 − λ)·u + c`, then a spike and
     /// `u ← u − θ` if `u ≥ θ` (at most one spike per tick).
+    ///
+    /// Two saturated cases are answered without ticking, with the loop's exact result (also in
+    /// floating point): `c ≤ 0` from `u0 < θ` never fires (each tick computes `keep·u + c ≤ u`
+    /// for `u ≥ 0`, and stays ≤ 0 from `u ≤ 0`), and `c ≥ θ` from `u0 ≥ 0` fires every tick (each
+    /// tick reaches `keep·u + c ≥ c ≥ θ` and leaves `u − θ ≥ 0`).
     pub fn spikes_ticks(&self, c: f64, u0: f64) -> u32 {
+        if (0.0..=1.0).contains(&self.leak) {
+            if c <= 0.0 && u0 < self.threshold {
+                return 0;
+            }
+            if c >= self.threshold && u0 >= 0.0 {
+                return self.window;
+            }
+        }
         let keep = 1.0 - self.leak;
         let mut u = u0;
         let mut n = 0;

@@ -263,3 +263,36 @@ fn preset_neuron_kind_and_spiking_keys_are_settable() {
     let back = Preset::from_toml(&p.to_toml().unwrap(), "round trip").unwrap();
     assert_eq!(back, p);
 }
+
+/// With leak, `spikes` (tick recursion with its saturated short cuts) equals the recursion written
+/// out here, over currents and phases inside, at and beyond both saturation edges.
+#[test]
+fn leaky_counts_equal_the_written_out_recursion() {
+    for &(window, threshold, leak) in &[
+        (16u32, 1.0f64, 0.1f64),
+        (64, 1.0, 0.02),
+        (8, 0.7, 0.5),
+        (5, 1.3, 1.0),
+    ] {
+        let n = lif(window, threshold, leak, SpikePhase::Zero);
+        for ci in -40..=60 {
+            let c = threshold * ci as f64 / 40.0;
+            for ui in -4..=12 {
+                let u0 = threshold * ui as f64 / 10.0;
+                let (mut u, mut k) = (u0, 0u32);
+                for _ in 0..window {
+                    u = (1.0 - leak) * u + c;
+                    if u >= threshold {
+                        k += 1;
+                        u -= threshold;
+                    }
+                }
+                assert_eq!(
+                    n.spikes(c, u0),
+                    k,
+                    "W {window} θ {threshold} λ {leak} c {c} u0 {u0}"
+                );
+            }
+        }
+    }
+}
