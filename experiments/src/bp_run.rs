@@ -94,6 +94,8 @@ struct BpTrainer<'a> {
     test_set: &'a Dataset,
     norm: Normalization,
     eval_bs: usize,
+    /// `[train] max_batches`: also caps the test set (as for EP).
+    max_batches: Option<usize>,
 }
 
 impl Trainer for BpTrainer<'_> {
@@ -143,7 +145,10 @@ impl Trainer for BpTrainer<'_> {
     }
 
     fn evaluate(&self, _epoch: usize) -> Result<f64> {
-        evaluate_baseline(&self.model, self.test_set, &self.norm, self.eval_bs)
+        // With a batch cap (smoke runs of big configs) the evaluation is capped the same way.
+        let eval_set =
+            crate::epoch_loop::capped_test_set(self.test_set, self.max_batches, self.eval_bs);
+        evaluate_baseline(&self.model, &eval_set, &self.norm, self.eval_bs)
     }
 
     fn epoch_log(&self, base: EpochLog, _t: &EpochTotals) -> EpochLog {
@@ -235,6 +240,7 @@ fn train_one(cfg: &BaselineConfig, opts: &TrainOptions, out: &Path) -> Result<Ve
         test_set: &test_set,
         norm,
         eval_bs: cfg.train.eval_batch_size.unwrap_or(cfg.train.batch_size),
+        max_batches: cfg.train.max_batches,
     };
     run_epochs(&mut trainer, &cfg, &loader, start, opts.stop_after)
 }
