@@ -147,7 +147,7 @@ impl<B: Backend> EpNet<B> {
 
     /// Adjoint of one free step s → s' at state `s`: given ḡ = dL/ds' (None = zero), returns dL/ds,
     /// adds dL/dx into `dx` and, when asked, dL/dθ into `params`.
-    #[allow(clippy::type_complexity)]
+    #[allow(clippy::type_complexity, clippy::too_many_arguments)]
     fn step_adjoint(
         &self,
         be: &B,

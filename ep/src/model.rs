@@ -409,6 +409,7 @@ impl<B: Backend> EpNet<B> {
 
     /// Pre-activations of one synchronous step (every a_k = ∂Φ/∂s_k at `st`), with the forward
     /// reads they came from.
+    #[allow(clippy::type_complexity)]
     pub(crate) fn step_pre<'a>(
         &self,
         be: &B,
@@ -439,13 +440,12 @@ impl<B: Backend> EpNet<B> {
             } else {
                 fwds[k].pre.clone()
             };
-            if k + 1 == n {
-                if let Some((beta, target)) = nudge {
-                    if beta != 0.0 {
-                        let d = self.nudge_direction(be, st, target)?;
-                        a = be.axpy(beta, &d, &a)?;
-                    }
-                }
+            if k + 1 == n
+                && let Some((beta, target)) = nudge
+                && beta != 0.0
+            {
+                let d = self.nudge_direction(be, st, target)?;
+                a = be.axpy(beta, &d, &a)?;
             }
             pre.push(a);
         }

@@ -812,6 +812,7 @@ impl<B: Backend> Realized<B> {
         }
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn step_aux(
         &self,
         be: &B,
@@ -846,13 +847,13 @@ impl<B: Backend> Realized<B> {
                     self.read_transposed(be, &st.layers[k + 1], &fwds[k + 1], k + 1, &shape, q, t)?;
                 a = be.add(&a, &fb)?;
             }
-            if let (true, Some((beta, target))) = (k + 1 == n, nudge) {
-                if beta != 0.0 {
-                    // The nudge term of the digital model (for a softmax readout it is computed by
-                    // the digital periphery from the effective readout weights).
-                    let d = self.net.nudge_direction(be, st, target)?;
-                    a = be.axpy(beta, &d, &a)?;
-                }
+            if let (true, Some((beta, target))) = (k + 1 == n, nudge)
+                && beta != 0.0
+            {
+                // The nudge term of the digital model (for a softmax readout it is computed by
+                // the digital periphery from the effective readout weights).
+                let d = self.net.nudge_direction(be, st, target)?;
+                a = be.axpy(beta, &d, &a)?;
             }
             let (y, zk) = self.neurons(be, k, a, q, t)?;
             layers.push(y);

@@ -6,6 +6,9 @@
 //! ∂Φ/∂θ matches finite differences of Φ, BPTT matches finite differences of the unrolled loss, and
 //! the GDU property (symmetric EP ≈ BPTT).
 
+// Several parallel arrays (weights, states, expected values) are indexed together.
+#![allow(clippy::needless_range_loop)]
+
 use ep::{ConvLayer, EpNet, Loss, ModelSpec, Pool, State, Target};
 use sim::gradcheck::{check_gradient, test_tensor};
 use sim::{Act, Backend, Cpu, Stream, Tensor};

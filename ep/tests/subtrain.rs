@@ -2,6 +2,9 @@
 //! ideal substrate, the pulsed device's applied change against the request and against the update
 //! law of one pulse, and a tiny EP-MLP that learns on a pulsed (ECRAM) substrate.
 
+// Several parallel arrays (weights, states, expected values) are indexed together.
+#![allow(clippy::needless_range_loop)]
+
 mod common;
 use common::*;
 

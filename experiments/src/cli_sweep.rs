@@ -407,6 +407,8 @@ fn run_suite(
 
 /// A run of the sweep: `None` for the digital reference, else (level as given, substrate seed).
 type RunKey = Option<(String, u64)>;
+/// The complete runs of a results file: per run its (item, accuracy, record).
+type RunRecords = BTreeMap<RunKey, Vec<(String, f64, Value)>>;
 
 /// The completely recorded runs of an earlier invocation in `path` (see the module doc): per run
 /// its (item, accuracy, record) in suite order. `path` is rewritten atomically without the lines of
@@ -417,14 +419,14 @@ fn previous_runs(
     items: &[SuiteItem],
     model: &str,
     n: usize,
-) -> Result<BTreeMap<RunKey, Vec<(String, f64, Value)>>> {
+) -> Result<RunRecords> {
     let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(BTreeMap::new()),
         Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
     };
     let ids: Vec<String> = items.iter().map(|i| i.id()).collect();
-    let mut runs: BTreeMap<RunKey, Vec<(String, f64, Value)>> = BTreeMap::new();
+    let mut runs: RunRecords = BTreeMap::new();
     for (ln, line) in text.lines().enumerate() {
         if line.trim().is_empty() {
             continue;

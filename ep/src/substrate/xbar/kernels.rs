@@ -381,7 +381,7 @@ mod tests {
                 let mut y: Vec<f32> = (0..n as u64).map(|i| 14.0 * st.normal(i)).collect();
                 if n > 3 {
                     // A midpoint between levels, a bound, a NaN.
-                    y[1] = if bits > 0 { (c.step * 2.5) as f32 } else { 1.0 };
+                    y[1] = if bits > 0 { c.step * 2.5 } else { 1.0 };
                     y[2] = bound.min(1e30) as f32;
                     y[3] = f32::NAN;
                 }
