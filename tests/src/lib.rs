@@ -116,3 +116,15 @@ pub fn write_ep_model(net: &ep::EpNet<sim::Cpu>, path: &Path) {
     let f = ep::checkpoint::model_to_file(&net.spec, &w, &b).unwrap();
     std::fs::write(path, f.to_bytes().unwrap()).unwrap();
 }
+
+/// A tiny EP-CNN checkpoint (`m.safetensors`, [`tiny_cifar_ep_net`]) and a tiny CIFAR-10 test file of
+/// `n` images (seed 2) in `dir`: (checkpoint path, `--data` argument).
+pub fn tiny_model_and_data(dir: &Path, normalized: bool, n: usize) -> (std::path::PathBuf, String) {
+    let ckpt = dir.join("m.safetensors");
+    write_ep_model(&tiny_cifar_ep_net(normalized), &ckpt);
+    write_tiny_cifar(&dir.join("test.bin"), n, 2);
+    (
+        ckpt,
+        format!("cifar10:{}:test", dir.join("test.bin").display()),
+    )
+}

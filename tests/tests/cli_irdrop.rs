@@ -4,16 +4,13 @@
 use std::path::Path;
 use std::process::ExitCode;
 
-use epsim_tests::{epsim, s, tiny_cifar_ep_net, write_ep_model, write_tiny_cifar};
+use epsim_tests::{epsim, s, tiny_model_and_data};
 
 #[test]
 fn ir_drop_set_compile_and_eval() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let ckpt = d.join("m.safetensors");
-    write_ep_model(&tiny_cifar_ep_net(false), &ckpt);
-    write_tiny_cifar(&d.join("test.bin"), 8, 2);
-    let data = format!("cifar10:{}:test", d.join("test.bin").display());
+    let (ckpt, data) = tiny_model_and_data(d, false, 8);
     let compiled = |set: Option<&str>, out: &Path| {
         let mut a = vec![
             "compile",

@@ -3,16 +3,13 @@
 
 use std::process::ExitCode;
 
-use epsim_tests::{epsim, s, tiny_cifar_ep_net, write_ep_model, write_tiny_cifar};
+use epsim_tests::{epsim, s, tiny_model_and_data};
 
 #[test]
 fn compile_check_eval_export() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let ckpt = d.join("m.safetensors");
-    write_ep_model(&tiny_cifar_ep_net(true), &ckpt);
-    write_tiny_cifar(&d.join("test.bin"), 16, 2);
-    let data = format!("cifar10:{}:test", d.join("test.bin").display());
+    let (ckpt, data) = tiny_model_and_data(d, true, 16);
     let net_json = d.join("net.json");
     assert_eq!(
         epsim(&[
@@ -168,10 +165,7 @@ fn compile_check_eval_export() {
 fn spiking_neurons_from_the_cli() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let ckpt = d.join("m.safetensors");
-    write_ep_model(&tiny_cifar_ep_net(true), &ckpt);
-    write_tiny_cifar(&d.join("test.bin"), 16, 2);
-    let data = format!("cifar10:{}:test", d.join("test.bin").display());
+    let (ckpt, data) = tiny_model_and_data(d, true, 16);
     let net_json = d.join("net.json");
     assert_eq!(
         epsim(&[
