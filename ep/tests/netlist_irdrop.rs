@@ -189,17 +189,6 @@ fn one_step_equals_per_tile_nodal_solves() {
     assert!(worst < 2e-5, "relative error {worst}");
 }
 
-fn rel(a: &Tensor, b: &Tensor) -> f64 {
-    let scale = b
-        .iter()
-        .fold(0.0f64, |m, v| m.max((*v as f64).abs()))
-        .max(1e-12);
-    a.iter()
-        .zip(b.iter())
-        .fold(0.0f64, |m, (x, y)| m.max((*x as f64 - *y as f64).abs()))
-        / scale
-}
-
 /// At 0 Ω the realization is bitwise the digital engine on its programmed weights (the exact
 /// path); as all resistances → 0 the realized logits converge to it; `effective_weights` stays the
 /// programmed weights whatever the IR drop.

@@ -12,18 +12,6 @@ use ep::{EpNet, Loss, ModelSpec};
 use sim::netlist::{Netlist, TileSize};
 use sim::{Act, Backend, Cpu, Tensor};
 
-fn rel(a: &Tensor, b: &Tensor) -> f64 {
-    assert_eq!(a.shape(), b.shape());
-    let scale = b
-        .iter()
-        .fold(0.0f64, |m, v| m.max((*v as f64).abs()))
-        .max(1e-12);
-    a.iter()
-        .zip(b.iter())
-        .fold(0.0f64, |m, (x, y)| m.max((*x as f64 - *y as f64).abs()))
-        / scale
-}
-
 const SMALL: TileSize = TileSize { rows: 20, cols: 7 };
 
 fn check_parity(spec: ModelSpec) {

@@ -482,23 +482,7 @@ mod tests {
         train: LoopConfig,
     }
 
-    impl RunConfig for Cfg {
-        fn name(&self) -> &str {
-            &self.name
-        }
-        fn optim(&self) -> &OptimConfig {
-            &self.optim
-        }
-        fn train_loop(&self) -> &LoopConfig {
-            &self.train
-        }
-        fn train_loop_mut(&mut self) -> &mut LoopConfig {
-            &mut self.train
-        }
-        fn seed_mut(&mut self) -> &mut u64 {
-            &mut self.seed
-        }
-    }
+    run_config!(Cfg);
 
     fn cfg(epochs: usize) -> Cfg {
         toml::from_str(&format!(

@@ -90,3 +90,16 @@ pub fn netlist(net: &EpNet<Cpu>, preset: &Preset, tile: TileSize) -> Loaded {
     // Through JSON text, as a file would be.
     Netlist::from_json(&nl.to_json(), Origin::memory()).unwrap()
 }
+
+/// Largest absolute difference of `a` and `b` relative to the largest |b| (shapes must match).
+pub fn rel(a: &Tensor, b: &Tensor) -> f64 {
+    assert_eq!(a.shape(), b.shape());
+    let scale = b
+        .iter()
+        .fold(0.0f64, |m, v| m.max((*v as f64).abs()))
+        .max(1e-12);
+    a.iter()
+        .zip(b.iter())
+        .fold(0.0f64, |m, (x, y)| m.max((*x as f64 - *y as f64).abs()))
+        / scale
+}
