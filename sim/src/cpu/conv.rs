@@ -18,11 +18,10 @@
 //! enough of them, else chunk after chunk with the GEMM split over the pool. Every output element is
 //! computed by the same arithmetic in either case, so results do not depend on the thread count.
 
-use std::cell::Cell;
-
 use rayon::prelude::*;
 
 use super::gemm::{Gemm, Par, sgemm_par};
+use super::scratch::with_scratch;
 use super::winograd::{self, WinoGeom};
 use crate::Tensor;
 use crate::error::{Error, Result};
@@ -140,31 +139,6 @@ fn contiguous(t: &Tensor) -> std::borrow::Cow<'_, [f32]> {
 
 fn to_tensor(shape: &[usize], v: Vec<f32>) -> Tensor {
     Tensor::from_shape_vec(ndarray::IxDyn(shape), v).expect("sizes agree")
-}
-
-type Bufs = (Vec<f32>, Vec<f32>, Vec<f32>);
-
-thread_local! {
-    /// Per-thread scratch buffers reused across calls (taken out while in use, so nested use is safe).
-    static SCRATCH: Cell<Bufs> = const { Cell::new((Vec::new(), Vec::new(), Vec::new())) };
-}
-
-/// Run `f` with three scratch buffers of exactly `l0`, `l1`, `l2` elements (contents unspecified).
-pub(super) fn with_scratch<R>(
-    l0: usize,
-    l1: usize,
-    l2: usize,
-    f: impl FnOnce(&mut [f32], &mut [f32], &mut [f32]) -> R,
-) -> R {
-    let (mut b0, mut b1, mut b2) = SCRATCH.with(|s| s.take());
-    for (b, l) in [(&mut b0, l0), (&mut b1, l1), (&mut b2, l2)] {
-        if b.len() < l {
-            b.resize(l, 0.0);
-        }
-    }
-    let r = f(&mut b0[..l0], &mut b1[..l1], &mut b2[..l2]);
-    SCRATCH.with(|s| s.set((b0, b1, b2)));
-    r
 }
 
 /// Whether a layer uses the channels-last patch layout. NCHW im2col copies runs of `Wo` floats (2 at

@@ -14,6 +14,7 @@ mod layout;
 mod linear;
 mod norm;
 mod pool;
+mod scratch;
 mod softmax;
 mod winograd;
 

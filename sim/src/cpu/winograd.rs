@@ -423,7 +423,7 @@ pub(crate) fn conv3x3(
     let chunk_len = nb * o * hwo;
     let run = |ci: usize, ychunk: &mut [f32], inner: bool| {
         let (lv, lm) = (16 * c * (t_max + GAP), 16 * (o * t_max + GAP));
-        super::conv::with_scratch(lv, lm, 0, |vbuf, mbuf, _| {
+        super::scratch::with_scratch(lv, lm, 0, |vbuf, mbuf, _| {
             run_chunk(g, &u, x, ci * nb, ychunk, vbuf, mbuf, bias, inner)
         })
     };

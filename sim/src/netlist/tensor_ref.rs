@@ -5,7 +5,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use super::{NResult, NetlistError};
+use super::error::{NResult, NetlistError};
 use crate::Tensor;
 
 /// A tensor stored inline or in a `.npy` file next to the netlist.

@@ -1,3 +1,4 @@
+//! Unit tests of the netlist IR: parsing, validation errors with their JSON paths, tiling.
 use super::*;
 
 /// A small valid netlist: input 1x4x4, conv 2 channels k3 p1 + max pool -> [2,2,2], dense 3, readout 2.

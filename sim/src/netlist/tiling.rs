@@ -7,7 +7,7 @@
 //! blocks of `cols` consecutive outputs, the last block of each axis possibly smaller. Tiles are
 //! numbered row-block-major: tile `r·n_col_blocks + c`.
 
-use super::TileSize;
+use super::types::TileSize;
 
 /// One physical array holding a block of the weight matrix.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
