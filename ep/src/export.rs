@@ -16,12 +16,13 @@
 //! * `netlist.json`: the netlist, its tensors referring to the `.npy` files.
 //!
 //! Targets are what a programming routine aims for; they carry no programming noise.
-
-use std::path::Path;
+//!
+//! This module builds the export in memory ([`export`]: the manifest, the netlist referring to the
+//! `.npy` files by name, and the arrays) and rebuilds a netlist from one ([`rebuild`]); writing and
+//! reading the directory is the caller's (`experiments::export`): a model never knows about files.
 
 use devices::CellModel;
 use devices::mapping::{ScaleMode, weights_to_targets};
-use ndarray_npy::{ReadNpyExt, WriteNpyExt};
 use serde::{Deserialize, Serialize};
 use sim::netlist::{Loaded, NResult, Netlist, NetlistError, Origin, TensorRef, tiles};
 use sim::{Error, Result, Tensor};
@@ -93,19 +94,24 @@ pub struct Manifest {
     pub layers: Vec<LayerEntry>,
 }
 
-fn io(what: &str, e: impl std::fmt::Display) -> Error {
-    Error::Other(format!("{what}: {e}"))
+/// An array of an export, written as `.npy`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum NpyArray {
+    /// Conductances (µS) or weights.
+    F32(ndarray::ArrayD<f32>),
+    /// Programming level indices.
+    U32(ndarray::ArrayD<u32>),
 }
 
-fn write_npy<T: ndarray_npy::WritableElement>(
-    dir: &Path,
-    name: &str,
-    a: &ndarray::ArrayD<T>,
-) -> Result<()> {
-    let p = dir.join(name);
-    let f = std::fs::File::create(&p).map_err(|e| io(&p.display().to_string(), e))?;
-    a.write_npy(std::io::BufWriter::new(f))
-        .map_err(|e| io(&p.display().to_string(), e))
+/// A chip export in memory: what goes into the export directory.
+#[derive(Debug, Clone)]
+pub struct ChipExport {
+    /// `manifest.json`.
+    pub manifest: Manifest,
+    /// `netlist.json` (tensors refer to the `.npy` files by name).
+    pub netlist: Netlist,
+    /// The `.npy` files: (file name, array), in the order they are listed.
+    pub files: Vec<(String, NpyArray)>,
 }
 
 /// (kind, g_min, g_max, levels) of a cell.
@@ -117,9 +123,9 @@ fn range(cell: &CellModel) -> (&'static str, f64, f64, u32) {
     }
 }
 
-/// Write the export of a loaded netlist into `dir` (created if needed); returns the manifest.
-pub fn export(l: &Loaded, dir: &Path) -> Result<Manifest> {
-    std::fs::create_dir_all(dir).map_err(|e| io(&dir.display().to_string(), e))?;
+/// The export of a loaded netlist (see the module doc for the layout).
+pub fn export(l: &Loaded) -> Result<ChipExport> {
+    let mut out_files: Vec<(String, NpyArray)> = Vec::new();
     let mut nl = l.netlist.clone();
     let mut layers = Vec::new();
     for (i, a) in l.netlist.arrays.iter().enumerate() {
@@ -160,11 +166,11 @@ pub fn export(l: &Loaded, dir: &Path) -> Result<Manifest> {
                     }
                 }
                 let gname = format!("{base}.g_{side}.npy");
-                write_npy(dir, &gname, &phys)?;
+                out_files.push((gname.clone(), NpyArray::F32(phys)));
                 files.push(gname);
                 if step.is_some() {
                     let lname = format!("{base}.lvl_{side}.npy");
-                    write_npy(dir, &lname, &lvl)?;
+                    out_files.push((lname.clone(), NpyArray::U32(lvl)));
                     files.push(lname);
                 }
             }
@@ -187,8 +193,8 @@ pub fn export(l: &Loaded, dir: &Path) -> Result<Manifest> {
         }
         let wname = format!("{}.weight.npy", a.name);
         let bname = format!("{}.bias.npy", a.name);
-        write_npy(dir, &wname, w)?;
-        write_npy(dir, &bname, &l.biases[i])?;
+        out_files.push((wname.clone(), NpyArray::F32(w.clone())));
+        out_files.push((bname.clone(), NpyArray::F32(l.biases[i].clone())));
         nl.arrays[i].weight = TensorRef::File { npy: wname.clone() };
         nl.arrays[i].bias = Some(TensorRef::File { npy: bname.clone() });
         layers.push(LayerEntry {
@@ -204,33 +210,36 @@ pub fn export(l: &Loaded, dir: &Path) -> Result<Manifest> {
         netlist: "netlist.json".into(),
         layers,
     };
-    std::fs::write(dir.join("netlist.json"), nl.to_json()).map_err(|e| io("netlist.json", e))?;
-    let text = serde_json::to_string_pretty(&m).map_err(|e| io("manifest", e))?;
-    std::fs::write(dir.join("manifest.json"), text).map_err(|e| io("manifest.json", e))?;
-    Ok(m)
+    Ok(ChipExport {
+        manifest: m,
+        netlist: nl,
+        files: out_files,
+    })
 }
 
-/// Read an export back into a netlist: topology, converters and devices from its `netlist.json`,
-/// every weight matrix **reconstructed from the tiles' conductances** (`w = (G⁺ − G⁻)/scale`), the
-/// tiles checked to cover each matrix exactly once. Errors name the file and the JSON path.
-pub fn read_export(dir: &Path) -> NResult<Loaded> {
-    let mpath = dir.join("manifest.json");
-    let mfile = mpath.display().to_string();
+/// Rebuild a netlist from an export: topology, converters and devices from `base` (its
+/// `netlist.json`, loaded), every weight matrix **reconstructed from the tiles' conductances**
+/// (`w = (G⁺ − G⁻)/scale`; `conductances(file)` reads a tile's `.npy`), the tiles checked to cover
+/// each matrix exactly once. Errors name `mfile` (the manifest) and the JSON path; the result is
+/// loaded with `origin` (the netlist file).
+pub fn rebuild(
+    m: &Manifest,
+    base: &Loaded,
+    mfile: &str,
+    origin: Origin,
+    mut conductances: impl FnMut(&str) -> std::result::Result<Tensor, String>,
+) -> NResult<Loaded> {
     let ferr = |path: String, msg: String| NetlistError {
-        file: mfile.clone(),
+        file: mfile.to_string(),
         path,
         msg,
     };
-    let text = std::fs::read_to_string(&mpath)
-        .map_err(|e| ferr("$".into(), format!("cannot read: {e}")))?;
-    let m: Manifest = serde_json::from_str(&text).map_err(|e| ferr("$".into(), e.to_string()))?;
     if m.export_version != EXPORT_VERSION {
         return Err(ferr(
             "$.export_version".into(),
             format!("unsupported version {}", m.export_version),
         ));
     }
-    let base = Netlist::read(&dir.join(&m.netlist))?;
     let mut nl = base.netlist.clone();
     if m.layers.len() != nl.arrays.len() {
         return Err(ferr(
@@ -288,12 +297,8 @@ pub fn read_export(dir: &Path) -> NResult<Loaded> {
                     "one positive scale, or one per column".into(),
                 ));
             }
-            let load = |f: &str, key: &str| -> NResult<Tensor> {
-                let p = dir.join(f);
-                let fh = std::fs::File::open(&p)
-                    .map_err(|e| ferr(format!("{tp}.{key}"), format!("{}: {e}", p.display())))?;
-                let a = ndarray::ArrayD::<f32>::read_npy(fh)
-                    .map_err(|e| ferr(format!("{tp}.{key}"), format!("{}: {e}", p.display())))?;
+            let mut load = |f: &str, key: &str| -> NResult<Tensor> {
+                let a = conductances(f).map_err(|e| ferr(format!("{tp}.{key}"), e))?;
                 if a.shape() != [nr, nc] {
                     return Err(ferr(
                         format!("{tp}.{key}"),
@@ -335,5 +340,5 @@ pub fn read_export(dir: &Path) -> NResult<Loaded> {
         nl.arrays[i].weight = TensorRef::inline(&wt);
         nl.arrays[i].bias = Some(TensorRef::inline(&base.biases[i]));
     }
-    nl.load(Origin::file(&dir.join(&m.netlist)))
+    nl.load(origin)
 }

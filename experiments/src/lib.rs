@@ -1,26 +1,31 @@
 //! # experiments — everything a user drives
 //!
-//! Role: datasets (Fashion-MNIST IDX, CIFAR-10/100 binary, image folders/zips) and augmentation,
-//! attacks, corruptions, metrics, the `epsim` command-line tool, TOML experiment configs, sweeps,
-//! results, reports and plots, export of chip programming targets.
+//! One folder per concept; the library never imports the command line:
+//!
+//! * [`data`]: datasets (Fashion-MNIST/MNIST IDX, CIFAR-10/100 binary, image folders/zips), the
+//!   pipeline (normalization, seeded augmentation, batches), subsets, the `[data]` config;
+//! * [`classifier`]: the interface attacks and corruptions are written against, model files, and
+//!   the substrates a model is realized on (`digital`, `netlist:<preset>`);
+//! * [`eval`]: accuracy of a model on a dataset;
+//! * [`attacks`], [`corrupt`]: adversarial attacks and CIFAR-10-C style corruptions;
+//! * [`runs`]: training runs (EP, EP on a substrate, baselines) over one epoch loop;
+//! * [`study`]: robustness suites, attack runs at a strength, protocols and ε grids, sweeps;
+//! * [`results`]: the JSON Lines record types, written and read back in one place;
+//! * [`report`]: tables, sanity checks, protocol gap, plots, example grids;
+//! * [`export`]: chip programming targets written to a directory, and read back;
+//! * [`files`]: atomic writes and JSON Lines appends;
+//! * [`cli`]: the `epsim` command line (argument types and thin commands).
 //!
 //! Dependencies: every crate below it (`sim`, `devices`, `ep`, `host-gpu`).
-pub mod adv_examples;
 pub mod attacks;
-pub mod bp_run;
 pub mod classifier;
 pub mod cli;
-pub mod cli_ep;
-pub mod cli_hw;
-pub mod cli_rob;
-pub mod cli_sweep;
 pub mod corrupt;
 pub mod data;
-pub mod ep_run;
-pub mod epoch_loop;
-pub mod plot;
-pub mod protocol;
+pub mod eval;
+pub mod export;
+pub mod files;
 pub mod report;
-pub mod sub_run;
-pub mod substrate;
-pub mod train_config;
+pub mod results;
+pub mod runs;
+pub mod study;

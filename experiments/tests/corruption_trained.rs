@@ -11,11 +11,11 @@ mod common;
 
 use std::borrow::Cow;
 
-use experiments::bp_run;
 use experiments::classifier::{BaselineClassifier, Classifier};
 use experiments::corrupt::{Corruption, corrupt_batch_nchw, write_cifar_binary};
-use experiments::ep_run::TrainOptions;
-use experiments::train_config::AnyConfig;
+use experiments::runs::AnyConfig;
+use experiments::runs::TrainOptions;
+use experiments::runs::bp as bp_run;
 
 /// Images held out from training (clean accuracy).
 const HELD_OUT: usize = 1000;
@@ -102,7 +102,8 @@ batch_size = 64
         },
     )
     .unwrap();
-    let model = bp_run::load_baseline(&run.join("checkpoint.safetensors")).unwrap();
+    let model =
+        experiments::classifier::load::load_baseline(&run.join("checkpoint.safetensors")).unwrap();
     let clf = BaselineClassifier::new(Cow::Owned(model));
     let (imgs, labels) = (&d.images[n_train * per..], &d.labels[n_train..]);
     let clean = accuracy(&clf, imgs, labels);

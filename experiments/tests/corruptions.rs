@@ -1024,7 +1024,8 @@ fn elastic_warp_and_map_coordinates_match_opencv_and_scipy() {
 
 #[test]
 fn random_corruptions_match_the_reference_with_injected_draws() {
-    use experiments::corrupt::kinds::{glass_blur_with, plasma_fractal_with, snow_with};
+    use experiments::corrupt::kinds::{glass_blur_with, snow_with};
+    use experiments::corrupt::plasma::plasma_fractal_with;
     let frac = |k: f64| (k * 0.618_033_988_749_894_9) % 1.0;
     let (_, imgs) = cifar(20);
     type Case<'a> = &'a dyn Fn(&[u8], usize, u32) -> Vec<f64>;

@@ -6,10 +6,10 @@ use std::path::Path;
 
 use epsim_tests::write_tiny_cifar;
 use experiments::attacks::{Attack, Norm, Pgd};
-use experiments::bp_run;
 use experiments::classifier::{BaselineClassifier, Classifier};
-use experiments::ep_run::TrainOptions;
-use experiments::train_config::{AnyConfig, BaselineConfig};
+use experiments::runs::TrainOptions;
+use experiments::runs::bp as bp_run;
+use experiments::runs::config::{AnyConfig, BaselineConfig};
 
 fn data(dir: &Path, n_train: usize, n_test: usize) -> String {
     let train = dir.join("train.bin");
@@ -115,11 +115,12 @@ fn bpcnn_interrupted_and_resumed_equals_uninterrupted_bit_for_bit() {
     let log = std::fs::read_to_string(split.join("log.jsonl")).unwrap();
     assert_eq!(log.lines().count(), 3);
     // Reload: same test accuracy; a different config refuses to resume.
-    let m = bp_run::load_baseline(&straight.join("checkpoint.safetensors")).unwrap();
+    let m = experiments::classifier::load::load_baseline(&straight.join("checkpoint.safetensors"))
+        .unwrap();
     assert_eq!(m.spec.kind(), "bp_cnn");
-    let test = experiments::ep_run::load_split(&c.data.test, "test").unwrap();
-    let norm = experiments::ep_run::normalization(&c.data).unwrap();
-    let acc = bp_run::evaluate_baseline(&m, &test, &norm, 7).unwrap();
+    let test = experiments::data::load_split(&c.data.test, "test").unwrap();
+    let norm = c.data.normalization().unwrap();
+    let acc = experiments::eval::evaluate_baseline(&m, &test, &norm, 7).unwrap();
     assert_eq!(acc, logs[2].test_acc);
     assert!(
         logs[2].test_acc > 0.4,
@@ -157,15 +158,16 @@ fn vit_trains_and_reloads() {
     )
     .unwrap();
     assert_eq!(logs.len(), 2);
-    let m = bp_run::load_baseline(&out.join("checkpoint.safetensors")).unwrap();
+    let m =
+        experiments::classifier::load::load_baseline(&out.join("checkpoint.safetensors")).unwrap();
     assert_eq!(m.spec.kind(), "vit");
     assert!(m.params.iter().any(|(n, _)| n == "blocks.0.attn.q.weight"));
 }
 
 /// PGD-L∞ robust accuracy of a trained model on `n` test images.
 fn robust_acc(model: &ep::baselines::Baseline, test: &Path, eps: f32) -> f64 {
-    let ds = experiments::ep_run::load_split(&format!("cifar10:{}:test", test.display()), "test")
-        .unwrap();
+    let ds =
+        experiments::data::load_split(&format!("cifar10:{}:test", test.display()), "test").unwrap();
     let loader = experiments::data::Loader::new(&ds, 64, sim::Stream::new(0, "eval"));
     let clf = BaselineClassifier::new(Cow::Borrowed(model));
     let pgd = Pgd::new(Norm::Linf, eps);
@@ -205,9 +207,13 @@ fn adversarial_training_raises_pgd_robust_accuracy() {
         },
     )
     .unwrap();
-    let mp = bp_run::load_baseline(&out.join("plain/checkpoint.safetensors")).unwrap();
-    let ma =
-        bp_run::load_baseline(&out.join(format!("adv/eps-{eps}/checkpoint.safetensors"))).unwrap();
+    let mp =
+        experiments::classifier::load::load_baseline(&out.join("plain/checkpoint.safetensors"))
+            .unwrap();
+    let ma = experiments::classifier::load::load_baseline(
+        &out.join(format!("adv/eps-{eps}/checkpoint.safetensors")),
+    )
+    .unwrap();
     assert_eq!(ma.spec.kind(), "adv_cnn");
     assert_eq!(ma.spec.adv.as_ref().unwrap().eps, eps);
     let test = dir.path().join("test.bin");
@@ -325,8 +331,14 @@ fn advcnn_family_resumes_exactly() {
         let b = tensors(&split.join(format!("eps-{eps}/checkpoint.safetensors")));
         assert_eq!(a, b, "ε = {eps}: resumed run differs");
     }
-    let m0 = bp_run::load_baseline(&straight.join("eps-0.5/checkpoint.safetensors")).unwrap();
-    let m1 = bp_run::load_baseline(&straight.join("eps-1/checkpoint.safetensors")).unwrap();
+    let m0 = experiments::classifier::load::load_baseline(
+        &straight.join("eps-0.5/checkpoint.safetensors"),
+    )
+    .unwrap();
+    let m1 = experiments::classifier::load::load_baseline(
+        &straight.join("eps-1/checkpoint.safetensors"),
+    )
+    .unwrap();
     assert_eq!(m1.spec.adv.as_ref().unwrap().norm, "L2");
     assert_ne!(m0.params, m1.params, "the two ε trained the same model");
 }

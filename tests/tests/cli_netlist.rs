@@ -145,7 +145,7 @@ fn compile_check_eval_export() {
     assert!(out.join("manifest.json").exists());
     assert!(out.join("syn0.tile0.g_pos.npy").exists());
     assert!(out.join("syn0.tile0.lvl_neg.npy").exists());
-    let back = ep::export::read_export(&out).unwrap();
+    let back = experiments::export::read_export(&out).unwrap();
     assert_eq!(back.netlist.arrays.len(), 2);
     assert_eq!(
         epsim(&[

@@ -1,8 +1,8 @@
 //! The netlist substrate as a `Classifier`: `netlist:ideal` equals the digital EP classifier
 //! (logits and input gradients), a physical preset is stochastic with one noise draw per query.
 
+use experiments::classifier::substrate::{SubstrateSpec, classifier};
 use experiments::classifier::{Classifier, EpClassifier, Normalize};
-use experiments::substrate::classifier;
 use sim::netlist::TileSize;
 use sim::{Stream, Tensor};
 
@@ -27,7 +27,12 @@ fn netlist_classifier_ideal_equals_digital_and_physical_is_stochastic() {
         t_attack: 6,
     };
     let tile = TileSize { rows: 16, cols: 4 };
-    let ideal = classifier(Some(net.clone()), "netlist:ideal", &[], tile, 0, None).unwrap();
+    let spec = |preset: &str, overrides: &[String]| SubstrateSpec::Netlist {
+        preset: preset.into(),
+        overrides: overrides.to_vec(),
+        tile,
+    };
+    let ideal = classifier(Some(net.clone()), &spec("ideal", &[]), 0, None).unwrap();
     assert!(!ideal.stochastic());
     let a = digital.logits(&x).unwrap();
     let b = ideal.logits(&x).unwrap();
@@ -49,7 +54,7 @@ fn netlist_classifier_ideal_equals_digital_and_physical_is_stochastic() {
         "read_noise_scale=0.5".to_string(),
         "t_inference=3600".to_string(),
     ];
-    let pcm = classifier(Some(net), "netlist:pcm", &sets, tile, 0, None).unwrap();
+    let pcm = classifier(Some(net), &spec("pcm", &sets), 0, None).unwrap();
     assert!(pcm.stochastic());
     assert!(pcm.describe().contains("netlist:pcm"));
     let l1 = pcm.logits(&x).unwrap();
@@ -59,6 +64,15 @@ fn netlist_classifier_ideal_equals_digital_and_physical_is_stochastic() {
     let (_, g2) = pcm.loss_grad(&x, &loss).unwrap();
     assert_eq!(g1.shape(), x.shape());
     assert_ne!(g1, g2);
-    assert!(classifier(None, "netlist:pcm", &[], tile, 0, None).is_err());
-    assert!(classifier(None, "analog", &[], tile, 0, None).is_err());
+    assert!(classifier(None, &spec("pcm", &[]), 0, None).is_err());
+    assert!(SubstrateSpec::parse("analog", &[], "16x4").is_err());
+    assert!(SubstrateSpec::parse("digital", &sets, "16x4").is_err());
+    assert_eq!(
+        SubstrateSpec::parse("netlist:pcm", &sets, "16x4").unwrap(),
+        spec("pcm", &sets)
+    );
+    assert_eq!(
+        spec("pcm", &sets).label(),
+        "netlist:pcm --set read_noise_scale=0.5,t_inference=3600"
+    );
 }

@@ -3,9 +3,10 @@
 
 use devices::Preset;
 use ep::compile::{CompileOptions, compile};
-use ep::export::{Manifest, export, read_export};
+use ep::export::Manifest;
 use ep::substrate::Realized;
 use ep::{ConvLayer, EpNet, Loss, ModelSpec, Pool};
+use experiments::export::{read_export, write_export as export};
 use sim::netlist::{Loaded, Netlist, Origin, TileSize};
 use sim::{Act, Cpu, Stream, Tensor};
 

@@ -132,7 +132,7 @@ severities = [2]
         let g: f64 = cells[5].parse().unwrap();
         assert!((g - 100.0 * (a - b)).abs() <= 0.05 + 1e-9, "{row}");
         n_rows += 1;
-        n_large += (100.0 * (a - b) > experiments::protocol::GAP_WARN_POINTS) as usize;
+        n_large += (100.0 * (a - b) > experiments::report::protocol_gap::GAP_WARN_POINTS) as usize;
     }
     assert_eq!(n_rows, 4);
     // Each gap above the threshold is one warning in the sanity checks.
@@ -312,7 +312,7 @@ fn the_paper_config_normalizes_with_three_times_the_cifar_std() {
     // 0.6030). epsim puts [data] mean/std into the model spec, so attacks see the same model.
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/cifar10-epcnn-paper.toml");
     let text = std::fs::read_to_string(&path).unwrap();
-    let cfg = experiments::train_config::TrainConfig::from_toml(&text, s(&path)).unwrap();
+    let cfg = experiments::runs::TrainConfig::from_toml(&text, s(&path)).unwrap();
     let close = |a: &[f32], b: [f32; 3]| a.iter().zip(b).all(|(x, y)| (x - y).abs() < 1e-6);
     assert!(
         close(&cfg.data.mean, [0.4914, 0.4822, 0.4465]),
@@ -333,13 +333,17 @@ fn the_paper_config_normalizes_with_three_times_the_cifar_std() {
 #[test]
 fn the_shipped_protocol_suite_parses_and_expands() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/suites/paper-protocols.toml");
-    let suite: experiments::cli_rob::Suite =
+    let suite: experiments::study::suite::Suite =
         toml::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
     assert_eq!(suite.protocols, ["advep", "standard"]);
     let n: usize = suite
         .attack
         .iter()
-        .map(|a| experiments::protocol::expand_eps(&a.eps).unwrap().len())
+        .map(|a| {
+            experiments::study::protocol::expand_eps(&a.eps)
+                .unwrap()
+                .len()
+        })
         .sum();
     // PGD 11 + 11, Square 8 + 9, AutoAttack 9 + 10 strengths.
     assert_eq!(n, 58);

@@ -1,4 +1,4 @@
-//! `epsim train` with a `[substrate]` section (EP on the substrate, `experiments::sub_run`): the
+//! `epsim train` with a `[substrate]` section (EP on the substrate, `experiments::runs::substrate`): the
 //! log carries substrate accuracy and pulses, the checkpoint loads as a model (`epsim eval`), and an
 //! interrupted run resumed from its checkpoint equals an uninterrupted one bit for bit, for a
 //! pulsed (ecram) and a re-programmed (pcm) substrate.
@@ -6,8 +6,8 @@
 use std::path::Path;
 
 use epsim_tests::{tiny_config, write_tiny_cifar};
-use experiments::ep_run::{self, TrainOptions};
-use experiments::train_config::TrainConfig;
+use experiments::runs::TrainConfig;
+use experiments::runs::{AnyConfig, TrainOptions};
 
 fn setup(dir: &Path, preset: &str) -> TrainConfig {
     let train = dir.join("train.bin");
@@ -36,17 +36,19 @@ fn substrate_run_logs_pulses_and_resumes_exactly() {
             resume,
             ..Default::default()
         };
-        let logs = ep_run::train(&cfg, &opts(&straight, None, false)).unwrap();
+        let logs =
+            experiments::runs::train(&AnyConfig::Ep(cfg.clone()), &opts(&straight, None, false))
+                .unwrap();
         assert_eq!(logs.len(), 3);
         let split = dir.path().join("split");
         assert_eq!(
-            ep_run::train(&cfg, &opts(&split, Some(1), false))
+            experiments::runs::train(&AnyConfig::Ep(cfg.clone()), &opts(&split, Some(1), false))
                 .unwrap()
                 .len(),
             1
         );
         assert_eq!(
-            ep_run::train(&cfg, &opts(&split, None, true))
+            experiments::runs::train(&AnyConfig::Ep(cfg.clone()), &opts(&split, None, true))
                 .unwrap()
                 .len(),
             2
@@ -79,7 +81,11 @@ fn substrate_run_logs_pulses_and_resumes_exactly() {
         assert_eq!(total > 0, pulsed, "{preset}: pulses {total}");
         assert_eq!(lines[0]["substrate"], format!("netlist:{preset}"));
         // The checkpoint is a model `epsim eval` can load: the effective weights.
-        let net = ep_run::load_model(&straight.join("checkpoint.safetensors"), None).unwrap();
+        let net = experiments::classifier::load::load_model(
+            &straight.join("checkpoint.safetensors"),
+            None,
+        )
+        .unwrap();
         assert_eq!(net.spec, {
             let mut s = cfg.model.clone();
             s.input_norm = net.spec.input_norm.clone();

@@ -3,8 +3,8 @@
 use std::path::Path;
 
 use epsim_tests::{tiny_config, write_tiny_cifar};
-use experiments::ep_run::{self, TrainOptions};
-use experiments::train_config::TrainConfig;
+use experiments::runs::TrainConfig;
+use experiments::runs::{AnyConfig, TrainOptions};
 
 fn setup(dir: &Path, epochs: usize) -> TrainConfig {
     let train = dir.join("train.bin");
@@ -24,8 +24,8 @@ fn interrupted_and_resumed_run_equals_uninterrupted_run_bit_for_bit() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = setup(dir.path(), 3);
     let straight = dir.path().join("straight");
-    let logs = ep_run::train(
-        &cfg,
+    let logs = experiments::runs::train(
+        &AnyConfig::Ep(cfg.clone()),
         &TrainOptions {
             out_dir: Some(straight.clone()),
             ..Default::default()
@@ -35,8 +35,8 @@ fn interrupted_and_resumed_run_equals_uninterrupted_run_bit_for_bit() {
     assert_eq!(logs.len(), 3);
 
     let split = dir.path().join("split");
-    let first = ep_run::train(
-        &cfg,
+    let first = experiments::runs::train(
+        &AnyConfig::Ep(cfg.clone()),
         &TrainOptions {
             out_dir: Some(split.clone()),
             stop_after: Some(1),
@@ -46,8 +46,8 @@ fn interrupted_and_resumed_run_equals_uninterrupted_run_bit_for_bit() {
     .unwrap();
     assert_eq!(first.len(), 1);
     // Without --resume an existing run is never overwritten.
-    let e = ep_run::train(
-        &cfg,
+    let e = experiments::runs::train(
+        &AnyConfig::Ep(cfg.clone()),
         &TrainOptions {
             out_dir: Some(split.clone()),
             ..Default::default()
@@ -55,8 +55,8 @@ fn interrupted_and_resumed_run_equals_uninterrupted_run_bit_for_bit() {
     )
     .unwrap_err();
     assert!(format!("{e:#}").contains("--resume"), "{e:#}");
-    let rest = ep_run::train(
-        &cfg,
+    let rest = experiments::runs::train(
+        &AnyConfig::Ep(cfg.clone()),
         &TrainOptions {
             out_dir: Some(split.clone()),
             resume: true,
@@ -90,8 +90,8 @@ fn resume_refuses_a_different_config_and_learning_happens() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = setup(dir.path(), 4);
     let out = dir.path().join("run");
-    let logs = ep_run::train(
-        &cfg,
+    let logs = experiments::runs::train(
+        &AnyConfig::Ep(cfg.clone()),
         &TrainOptions {
             out_dir: Some(out.clone()),
             ..Default::default()
@@ -106,8 +106,8 @@ fn resume_refuses_a_different_config_and_learning_happens() {
     );
     let mut other = cfg.clone();
     other.optim.lrs[0] = 0.07;
-    let e = ep_run::train(
-        &other,
+    let e = experiments::runs::train(
+        &AnyConfig::Ep(other),
         &TrainOptions {
             out_dir: Some(out.clone()),
             resume: true,
@@ -118,7 +118,8 @@ fn resume_refuses_a_different_config_and_learning_happens() {
     .unwrap_err();
     assert!(format!("{e:#}").contains("different config"), "{e:#}");
     // The checkpoint reloads as a model with the spec and the input normalization inside.
-    let net = ep_run::load_model(&out.join("checkpoint.safetensors"), None).unwrap();
+    let net = experiments::classifier::load::load_model(&out.join("checkpoint.safetensors"), None)
+        .unwrap();
     assert_eq!(
         net.spec.input_norm.as_ref().unwrap().mean,
         vec![0.4, 0.4, 0.4]
@@ -130,6 +131,6 @@ fn corrupt_checkpoint_is_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("bad.safetensors");
     std::fs::write(&p, b"\x10\x00\x00\x00\x00\x00\x00\x00{not json}").unwrap();
-    let e = ep_run::load_model(&p, None).unwrap_err();
+    let e = experiments::classifier::load::load_model(&p, None).unwrap_err();
     assert!(format!("{e:#}").contains("bad.safetensors"), "{e:#}");
 }

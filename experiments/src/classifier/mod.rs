@@ -4,6 +4,9 @@
 //! (stochastic, with one noise draw per query) all implement it, so attacks never ask which model or
 //! substrate they run on.
 
+pub mod load;
+pub mod substrate;
+
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use anyhow::{Result, ensure};
@@ -86,6 +89,21 @@ pub struct Normalize {
 }
 
 impl Normalize {
+    /// The input normalization an EP model carries in its spec (identity when it has none).
+    pub fn of_model(spec: &ep::ModelSpec) -> Self {
+        let c = spec.input[0];
+        match &spec.input_norm {
+            Some(n) => Normalize {
+                mean: n.mean.clone(),
+                std: n.std.clone(),
+            },
+            None => Normalize {
+                mean: vec![0.0; c],
+                std: vec![1.0; c],
+            },
+        }
+    }
+
     /// Apply to an NCHW batch.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         ensure!(

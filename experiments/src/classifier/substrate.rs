@@ -15,7 +15,7 @@ use ep::substrate::Realized;
 use sim::netlist::{Loaded, Netlist, Origin, TileSize};
 use sim::{Backend, Cpu, Tensor};
 
-use crate::classifier::{Classifier, EpClassifier, LossFn, Normalize};
+use super::{Classifier, EpClassifier, LossFn, Normalize};
 
 /// A device preset by built-in name or TOML file, with `key=value` overrides applied in order.
 pub fn load_preset(device: &str, sets: &[String]) -> Result<Preset> {
@@ -112,17 +112,7 @@ impl NetlistClassifier {
     /// Realize `l` from `seed` (programming, neuron spreads, read noise streams).
     pub fn new(l: &Loaded, seed: u64, label: &str, t_predict: Option<usize>) -> Result<Self> {
         let real = Realized::new(&Cpu, l, seed)?;
-        let c = real.net.spec.input[0];
-        let norm = match &real.net.spec.input_norm {
-            Some(n) => Normalize {
-                mean: n.mean.clone(),
-                std: n.std.clone(),
-            },
-            None => Normalize {
-                mean: vec![0.0; c],
-                std: vec![1.0; c],
-            },
-        };
+        let norm = Normalize::of_model(&real.net.spec);
         let t = t_predict.unwrap_or(real.net.spec.t1);
         Ok(NetlistClassifier {
             real,
@@ -224,57 +214,118 @@ impl Classifier for NetlistClassifier {
     }
 }
 
-/// The classifier for a model on a substrate: `digital`, `netlist:<preset|preset.toml>` (compiled
-/// on the fly with `sets` applied) or `netlist:<file.json>` (a compiled netlist; the model is then
-/// not needed).
+/// A substrate as chosen on the command line (`--substrate`, `--set`, `--tile`) or in a config,
+/// checked: the digital engine, or a netlist realization of a device preset (built-in name or
+/// preset TOML, with `key=value` overrides, compiled onto tiles of `tile`) or of a compiled
+/// netlist file (`.json`; the model is then not needed and overrides are refused).
+#[derive(Debug, Clone, PartialEq)]
+pub enum SubstrateSpec {
+    /// The EP engine, exact.
+    Digital,
+    /// `netlist:<preset|preset.toml|netlist.json>`.
+    Netlist {
+        /// Preset name, preset TOML or compiled netlist JSON (without `netlist:`).
+        preset: String,
+        /// Preset overrides `key=value`, applied in order.
+        overrides: Vec<String>,
+        /// Physical array size.
+        tile: TileSize,
+    },
+}
+
+impl SubstrateSpec {
+    /// Parse `--substrate` (`digital` or `netlist:<…>`) with its `--set` overrides and `--tile`.
+    pub fn parse(substrate: &str, overrides: &[String], tile: &str) -> Result<Self> {
+        if substrate == "digital" {
+            if !overrides.is_empty() {
+                bail!("--set applies to netlist substrates only");
+            }
+            return Ok(SubstrateSpec::Digital);
+        }
+        let Some(preset) = substrate.strip_prefix("netlist:") else {
+            bail!(
+                "unknown substrate {substrate:?}: use digital or netlist:<preset|preset.toml|netlist.json>"
+            );
+        };
+        Ok(SubstrateSpec::Netlist {
+            preset: preset.to_string(),
+            overrides: overrides.to_vec(),
+            tile: parse_tile(tile)?,
+        })
+    }
+
+    /// Whether this is the digital engine.
+    pub fn is_digital(&self) -> bool {
+        matches!(self, SubstrateSpec::Digital)
+    }
+
+    /// The compiled netlist file this substrate realizes, if it names one.
+    pub fn netlist_file(&self) -> Option<&Path> {
+        match self {
+            SubstrateSpec::Netlist { preset, .. } if preset.ends_with(".json") => {
+                Some(Path::new(preset))
+            }
+            _ => None,
+        }
+    }
+
+    /// The name: `digital` or `netlist:<preset>`.
+    pub fn name(&self) -> String {
+        match self {
+            SubstrateSpec::Digital => "digital".into(),
+            SubstrateSpec::Netlist { preset, .. } => format!("netlist:{preset}"),
+        }
+    }
+
+    /// The name with its overrides, as results record it: `netlist:pcm --set a=1,b=2`.
+    pub fn label(&self) -> String {
+        match self {
+            SubstrateSpec::Netlist { overrides, .. } if !overrides.is_empty() => {
+                format!("{} --set {}", self.name(), overrides.join(","))
+            }
+            _ => self.name(),
+        }
+    }
+}
+
+/// The classifier for a model on a substrate: the digital engine, a device preset (compiled on
+/// the fly with its overrides) or a compiled netlist file (the model is then not needed).
+/// Predictions (and gradients) take `steps` free-phase steps (default: the model's T1).
 pub fn classifier(
     net: Option<EpNet<Cpu>>,
-    substrate: &str,
-    sets: &[String],
-    tile: TileSize,
+    substrate: &SubstrateSpec,
     seed: u64,
     steps: Option<usize>,
 ) -> Result<Box<dyn Classifier>> {
-    if substrate == "digital" {
-        if !sets.is_empty() {
-            bail!("--set applies to netlist substrates only");
-        }
+    let SubstrateSpec::Netlist {
+        preset,
+        overrides,
+        tile,
+    } = substrate
+    else {
         let net = net.context("the digital substrate needs a model")?;
-        let c = net.spec.input[0];
-        let norm = match &net.spec.input_norm {
-            Some(n) => Normalize {
-                mean: n.mean.clone(),
-                std: n.std.clone(),
-            },
-            None => Normalize {
-                mean: vec![0.0; c],
-                std: vec![1.0; c],
-            },
-        };
         let t = steps.unwrap_or(net.spec.t1);
         return Ok(Box::new(EpClassifier {
+            norm: Normalize::of_model(&net.spec),
             net,
-            norm,
             t_predict: t,
             t_attack: t,
         }));
-    }
-    let Some(dev) = substrate.strip_prefix("netlist:") else {
-        bail!(
-            "unknown substrate {substrate:?}: use digital or netlist:<preset|preset.toml|netlist.json>"
-        );
     };
-    let loaded = if dev.ends_with(".json") {
-        if !sets.is_empty() {
+    let loaded = if let Some(file) = substrate.netlist_file() {
+        if !overrides.is_empty() {
             bail!("--set cannot change a compiled netlist file; compile again with --set");
         }
-        Netlist::read(Path::new(dev))?
+        Netlist::read(file)?
     } else {
         let net = net.context("netlist:<preset> needs a model (--model)")?;
-        let preset = load_preset(dev, sets)?;
-        compile_model(&net, &preset, tile)?
+        let preset = load_preset(preset, overrides)?;
+        compile_model(&net, &preset, *tile)?
     };
     Ok(Box::new(NetlistClassifier::new(
-        &loaded, seed, substrate, steps,
+        &loaded,
+        seed,
+        &substrate.name(),
+        steps,
     )?))
 }

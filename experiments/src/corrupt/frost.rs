@@ -18,8 +18,8 @@
 //! photographs were not available here, so equal strength per severity with CIFAR-10-C frost is
 //! not established; this is why reports must print [`super::FROST_SUBSTITUTE_NOTE`].
 
-use super::kinds::plasma_fractal;
 use super::ops::{Border, gaussian_filter_hwc};
+use super::plasma::plasma_fractal;
 use sim::rng::Stream;
 
 fn splat(buf: &mut [f64], h: usize, w: usize, y: f64, x: f64, v: f64) {

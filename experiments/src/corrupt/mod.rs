@@ -30,9 +30,11 @@
 //! from PIL's output, the amount of damage within 20 %). For paper-faithful numbers evaluate on the
 //! released CIFAR-10-C files; use this module for new datasets, sizes and seeds.
 
+pub mod copies;
 mod frost;
 pub mod kinds;
 pub mod ops;
+pub mod plasma;
 pub mod spatter;
 
 use std::io::Write;
@@ -210,6 +212,17 @@ impl Corruption {
             .copied()
             .find(|c| c.name() == n)
             .ok_or_else(|| CorruptError::UnknownName(name.to_string()))
+    }
+
+    /// Parse a list of names, or `["all"]` (any entry "all") for every corruption.
+    pub fn parse_list<S: AsRef<str>>(names: &[S]) -> Result<Vec<Corruption>> {
+        if names.iter().any(|x| x.as_ref() == "all") {
+            return Ok(ALL.to_vec());
+        }
+        names
+            .iter()
+            .map(|x| Corruption::from_name(x.as_ref()))
+            .collect()
     }
 
     /// Whether this is one of the 4 extra (validation) corruptions.

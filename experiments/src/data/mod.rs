@@ -7,6 +7,7 @@
 //! batch in the pipeline.
 
 pub mod cifar;
+pub mod config;
 pub mod error;
 pub mod folder;
 pub mod idx;
@@ -14,11 +15,14 @@ pub mod pipeline;
 pub mod randaugment;
 pub mod report;
 pub mod spec;
+pub mod subset;
 
+pub use config::DataConfig;
 pub use error::{DataError, Location};
 pub use pipeline::{Augment, Batch, Loader, Normalization, PaddingMode};
 pub use randaugment::RandAugment;
 pub use spec::{DatasetSpec, Kind};
+pub use subset::{balanced_subset, check_input_shape, load_eval_set, load_split, subset};
 
 use std::sync::atomic::{AtomicBool, Ordering};
 

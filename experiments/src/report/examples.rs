@@ -217,7 +217,7 @@ pub fn write_grid(
             0.5 + amp * (e.adv[k * hw + p] - e.clean[k * hw + p])
         });
     }
-    crate::plot::register_font();
+    super::plot::register_font();
     {
         let root = BitMapBackend::with_buffer(&mut buf, (gw as u32, gh as u32)).into_drawing_area();
         let err = |e| anyhow::anyhow!("drawing text: {e:?}");
@@ -275,8 +275,8 @@ pub fn write_grid(
 pub fn examples_path(dir: &Path, attack: &str, eps_text: &str) -> std::path::PathBuf {
     dir.join(format!(
         "examples_{}_eps{}.png",
-        crate::report::slug(attack),
-        crate::report::slug(eps_text)
+        super::tables::slug(attack),
+        super::tables::slug(eps_text)
     ))
 }
 

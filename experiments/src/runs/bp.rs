@@ -1,5 +1,5 @@
 //! Driving the backprop baselines (BP-CNN, AdvCNN, ViT): the shared epoch loop
-//! ([`crate::epoch_loop`]) over the same data pipeline as EP, cross-entropy on the tape, SGD/Adam
+//! ([`super::epoch_loop`]) over the same data pipeline as EP, cross-entropy on the tape, SGD/Adam
 //! with a per-epoch schedule, per-epoch evaluation, JSONL logs, atomic checkpoints every epoch and
 //! exact resume (parameters, batch-norm buffers, optimizer buffers and counters are in the file;
 //! every random draw is keyed by seed, stream name, epoch and index).
@@ -22,45 +22,16 @@ use ep::optim::Optimizer;
 use ep::train::argmax_rows;
 use sim::{Cpu, Stream, Tensor};
 
+use super::config::{BaselineConfig, ModelKind, RunConfig, TrainOptions};
+use super::epoch_loop::{
+    BatchStats, EpochLog, EpochTotals, RunState, Trainer, open_run, run_epochs,
+};
 use crate::attacks::{Objective, Pgd};
 use crate::classifier::{BaselineClassifier, Normalize};
-use crate::data::{Batch, Dataset, Loader, Normalization};
-use crate::ep_run::{EpochLog, TrainOptions, load_data, normalization};
-use crate::epoch_loop::{
-    BatchStats, EpochTotals, RunConfig, RunState, Trainer, open_run, run_epochs,
-};
-use crate::train_config::{BaselineConfig, ModelKind};
+use crate::data::{Batch, Dataset, Normalization};
 
 /// Counters stored in a baseline training checkpoint (the config: for AdvCNN with its single ε).
 pub type BpTrainState = RunState<BaselineConfig>;
-
-/// Read a baseline model file (safetensors with the spec in metadata).
-pub fn load_baseline(path: &Path) -> Result<Baseline> {
-    let bytes = std::fs::read(path).with_context(|| format!("reading model {}", path.display()))?;
-    let f = TensorFile::from_bytes(&bytes).with_context(|| format!("{}", path.display()))?;
-    Baseline::from_file(&f, None).with_context(|| format!("{}", path.display()))
-}
-
-/// Clean accuracy of a baseline (evaluation mode) on a dataset.
-pub fn evaluate_baseline(
-    model: &Baseline,
-    data: &Dataset,
-    norm: &Normalization,
-    batch: usize,
-) -> Result<f64> {
-    let loader = Loader::new(data, batch, Stream::new(0, "eval"))
-        .normalize(norm.clone())
-        .map_err(|e| anyhow::anyhow!("normalization: {e}"))?;
-    let mut correct = 0usize;
-    let pb = crate::data::progress(loader.num_batches() as u64, "eval");
-    for b in loader.epoch(0) {
-        let pred = argmax_rows(&model.logits(&Cpu, &b.x)?);
-        correct += pred.iter().zip(&b.y).filter(|(p, l)| p == l).count();
-        pb.inc(1);
-    }
-    pb.finish_and_clear();
-    Ok(correct as f64 / data.len().max(1) as f64)
-}
 
 /// Train a baseline as the config says; for AdvCNN with several ε, one run per ε (in
 /// `<out>/eps-<ε>/`). Returns the per-epoch logs of this invocation (all runs in order).
@@ -147,8 +118,8 @@ impl Trainer for BpTrainer<'_> {
     fn evaluate(&self, _epoch: usize) -> Result<f64> {
         // With a batch cap (smoke runs of big configs) the evaluation is capped the same way.
         let eval_set =
-            crate::epoch_loop::capped_test_set(self.test_set, self.max_batches, self.eval_bs);
-        evaluate_baseline(&self.model, &eval_set, &self.norm, self.eval_bs)
+            super::epoch_loop::capped_test_set(self.test_set, self.max_batches, self.eval_bs);
+        crate::eval::evaluate_baseline(&self.model, &eval_set, &self.norm, self.eval_bs)
     }
 
     fn epoch_log(&self, base: EpochLog, _t: &EpochTotals) -> EpochLog {
@@ -187,8 +158,8 @@ fn train_one(cfg: &BaselineConfig, opts: &TrainOptions, out: &Path) -> Result<Ve
             eps: a.eps[0],
         }),
     };
-    let (train_set, test_set) = load_data(&cfg.data, spec.input())?;
-    let norm = normalization(&cfg.data)?;
+    let (train_set, test_set) = cfg.data.load(spec.input())?;
+    let norm = cfg.data.normalization()?;
     let root = Stream::new(cfg.seed, "epsim.train");
 
     let start = open_run(&cfg, out, opts.resume, "baseline training")?;
@@ -217,12 +188,9 @@ fn train_one(cfg: &BaselineConfig, opts: &TrainOptions, out: &Path) -> Result<Ve
         eot_iter: 1,
         ..Pgd::new(a.norm, a.eps[0])
     });
-    let mut loader = crate::ep_run::train_loader(
-        &cfg.data,
-        &train_set,
-        cfg.train.batch_size,
-        root.child("data"),
-    );
+    let mut loader = cfg
+        .data
+        .train_loader(&train_set, cfg.train.batch_size, root.child("data"));
     if adv.is_none() {
         loader = loader
             .normalize(norm.clone())

@@ -2,9 +2,15 @@
 //! learning rule, the optimizer and the loop, so that a run is reproducible from the file and a seed.
 //! Unknown keys are errors (a typo must not silently fall back to a default).
 
+use std::path::PathBuf;
+
+use ep::subtrain::Rounding;
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use ep::ModelSpec;
+
+use crate::data::DataConfig;
 use ep::optim::{OptimKind, Schedule};
 use ep::train::EpConfig;
 
@@ -49,45 +55,9 @@ pub struct TrainConfig {
     /// Loop settings.
     pub train: LoopConfig,
     /// Train on a simulated substrate with EP's local update rule instead of the digital engine
-    /// (see [`crate::sub_run`]).
+    /// (see [`super::substrate`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub substrate: Option<crate::sub_run::SubstrateConfig>,
-}
-
-/// Where the data comes from and how it is preprocessed.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct DataConfig {
-    /// Training set spec (see `epsim data info --help`), e.g. `cifar10:../shared/datasets/cifar10/cifar10-jpeg.zip:train`.
-    pub train: String,
-    /// Test set spec.
-    pub test: String,
-    /// Per-channel mean (pixels in [0, 1]).
-    pub mean: Vec<f32>,
-    /// Per-channel std.
-    pub std: Vec<f32>,
-    /// Random-crop padding (0 = no crop).
-    #[serde(default)]
-    pub crop_padding: usize,
-    /// Padding mode of the crop: "edge" or "zero".
-    #[serde(default = "edge")]
-    pub padding_mode: String,
-    /// Random horizontal flip with p = 0.5.
-    #[serde(default)]
-    pub hflip: bool,
-    /// Optional RandAugment-style policy after crop/flip, e.g. `{ n = 2, magnitude = 9 }`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub randaugment: Option<crate::data::RandAugment>,
-    /// Use only the first N training images (class-balanced), for quick runs.
-    #[serde(default)]
-    pub train_subset: Option<usize>,
-    /// Use only the first N test images.
-    #[serde(default)]
-    pub test_subset: Option<usize>,
-}
-
-fn edge() -> String {
-    "edge".into()
+    pub substrate: Option<SubstrateConfig>,
 }
 
 /// Optimizer, per-synapse learning rates and weight decays, schedule.
@@ -126,6 +96,123 @@ pub struct LoopConfig {
     #[serde(default)]
     pub max_batches: Option<usize>,
 }
+
+fn stochastic() -> Rounding {
+    Rounding::Stochastic
+}
+
+fn default_tile() -> String {
+    "512x512".into()
+}
+
+/// The `[substrate]` section of a training config.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SubstrateConfig {
+    /// Device preset: a built-in name (`ecram`, `pcm`, `rram`, `ideal`), a preset TOML file, or
+    /// either prefixed with `netlist:`.
+    pub preset: String,
+    /// Preset overrides `key=value` (as `epsim eval --set`).
+    #[serde(default)]
+    pub set: Vec<String>,
+    /// Physical array size `RxC`.
+    #[serde(default = "default_tile")]
+    pub tile: String,
+    /// Pulse-count rounding of pulsed devices: "stochastic" (default) or "nearest".
+    #[serde(default = "stochastic")]
+    pub rounding: Rounding,
+    /// Seed of the realization (programming, device variations, read noise); default: the run's.
+    #[serde(default)]
+    pub seed: Option<u64>,
+}
+
+impl SubstrateConfig {
+    /// The preset name or file without a `netlist:` prefix.
+    pub fn preset_name(&self) -> &str {
+        self.preset.strip_prefix("netlist:").unwrap_or(&self.preset)
+    }
+}
+
+/// Options of `epsim train` beyond the config.
+#[derive(Debug, Clone, Default)]
+pub struct TrainOptions {
+    /// Output directory (default `runs/<name>`).
+    pub out_dir: Option<PathBuf>,
+    /// Continue from the run's checkpoint.
+    pub resume: bool,
+    /// Override the config's epoch count.
+    pub epochs: Option<usize>,
+    /// Override the config's batches-per-epoch cap.
+    pub max_batches: Option<usize>,
+    /// Override the seed.
+    pub seed: Option<u64>,
+    /// Stop after this many epochs of this invocation (used by tests to simulate an interruption).
+    pub stop_after: Option<usize>,
+}
+
+impl TrainOptions {
+    /// The run directory: `--out`, else `runs/<name>`.
+    pub fn out_dir(&self, name: &str) -> PathBuf {
+        self.out_dir
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("runs").join(name))
+    }
+}
+
+/// A training config as the loop sees it.
+pub trait RunConfig: Clone + PartialEq + Serialize + DeserializeOwned {
+    /// The run's name.
+    fn name(&self) -> &str;
+    /// The optimizer section.
+    fn optim(&self) -> &OptimConfig;
+    /// The `[train]` loop section.
+    fn train_loop(&self) -> &LoopConfig;
+    /// The `[train]` loop section, mutable.
+    fn train_loop_mut(&mut self) -> &mut LoopConfig;
+    /// The seed, mutable.
+    fn seed_mut(&mut self) -> &mut u64;
+
+    /// The config with the command-line overrides (epochs, batch cap, seed) applied (not checked).
+    fn with_overrides(&self, opts: &TrainOptions) -> Self {
+        let mut cfg = self.clone();
+        if let Some(e) = opts.epochs {
+            cfg.train_loop_mut().epochs = e;
+        }
+        if let Some(m) = opts.max_batches {
+            cfg.train_loop_mut().max_batches = Some(m);
+        }
+        if let Some(s) = opts.seed {
+            *cfg.seed_mut() = s;
+        }
+        cfg
+    }
+}
+
+/// Both config types keep the run's fields under the same names.
+macro_rules! run_config {
+    ($($t:ty),*) => {$(
+        impl RunConfig for $t {
+            fn name(&self) -> &str {
+                &self.name
+            }
+            fn optim(&self) -> &OptimConfig {
+                &self.optim
+            }
+            fn train_loop(&self) -> &LoopConfig {
+                &self.train
+            }
+            fn train_loop_mut(&mut self) -> &mut LoopConfig {
+                &mut self.train
+            }
+            fn seed_mut(&mut self) -> &mut u64 {
+                &mut self.seed
+            }
+        }
+    )*};
+}
+#[cfg(test)]
+pub(crate) use run_config;
+run_config!(TrainConfig, BaselineConfig);
 
 impl TrainConfig {
     /// Parse and check a config; `origin` names the file in errors.

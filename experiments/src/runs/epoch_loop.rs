@@ -1,5 +1,5 @@
-//! The training epoch loop shared by the EP ([`crate::ep_run`]), backprop baseline
-//! ([`crate::bp_run`]) and substrate ([`crate::sub_run`]) drivers.
+//! The training epoch loop shared by the EP ([`super::ep`]), backprop baseline
+//! ([`super::bp`]) and substrate ([`super::substrate`]) drivers.
 //!
 //! A run lives in one directory: `checkpoint.safetensors` (model, optimizer buffers, the counters
 //! and config of [`RunState`] under the metadata key `epsim.train`, plus whatever the driver adds)
@@ -19,19 +19,18 @@
 //! [`Trainer`] hooks.
 
 use std::borrow::Cow;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
-use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use ep::checkpoint::{TRAIN_KEY, TensorFile};
 use ep::optim::Optimizer;
 
+use super::config::{LoopConfig, OptimConfig, RunConfig};
 use crate::data::{Batch, Dataset, Loader};
-use crate::train_config::{BaselineConfig, LoopConfig, OptimConfig, TrainConfig};
+use crate::files::write_atomic;
 
 /// One line of `log.jsonl`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -53,85 +52,6 @@ pub struct EpochLog {
     /// Wall time of the evaluation (s).
     pub eval_time_s: f64,
 }
-
-/// Options of `epsim train` beyond the config.
-#[derive(Debug, Clone, Default)]
-pub struct TrainOptions {
-    /// Output directory (default `runs/<name>`).
-    pub out_dir: Option<PathBuf>,
-    /// Continue from the run's checkpoint.
-    pub resume: bool,
-    /// Override the config's epoch count.
-    pub epochs: Option<usize>,
-    /// Override the config's batches-per-epoch cap.
-    pub max_batches: Option<usize>,
-    /// Override the seed.
-    pub seed: Option<u64>,
-    /// Stop after this many epochs of this invocation (used by tests to simulate an interruption).
-    pub stop_after: Option<usize>,
-}
-
-impl TrainOptions {
-    /// The run directory: `--out`, else `runs/<name>`.
-    pub fn out_dir(&self, name: &str) -> PathBuf {
-        self.out_dir
-            .clone()
-            .unwrap_or_else(|| PathBuf::from("runs").join(name))
-    }
-}
-
-/// A training config as the loop sees it.
-pub trait RunConfig: Clone + PartialEq + Serialize + DeserializeOwned {
-    /// The run's name.
-    fn name(&self) -> &str;
-    /// The optimizer section.
-    fn optim(&self) -> &OptimConfig;
-    /// The `[train]` loop section.
-    fn train_loop(&self) -> &LoopConfig;
-    /// The `[train]` loop section, mutable.
-    fn train_loop_mut(&mut self) -> &mut LoopConfig;
-    /// The seed, mutable.
-    fn seed_mut(&mut self) -> &mut u64;
-
-    /// The config with the command-line overrides (epochs, batch cap, seed) applied (not checked).
-    fn with_overrides(&self, opts: &TrainOptions) -> Self {
-        let mut cfg = self.clone();
-        if let Some(e) = opts.epochs {
-            cfg.train_loop_mut().epochs = e;
-        }
-        if let Some(m) = opts.max_batches {
-            cfg.train_loop_mut().max_batches = Some(m);
-        }
-        if let Some(s) = opts.seed {
-            *cfg.seed_mut() = s;
-        }
-        cfg
-    }
-}
-
-/// Both config types keep the run's fields under the same names.
-macro_rules! run_config {
-    ($($t:ty),*) => {$(
-        impl RunConfig for $t {
-            fn name(&self) -> &str {
-                &self.name
-            }
-            fn optim(&self) -> &OptimConfig {
-                &self.optim
-            }
-            fn train_loop(&self) -> &LoopConfig {
-                &self.train
-            }
-            fn train_loop_mut(&mut self) -> &mut LoopConfig {
-                &mut self.train
-            }
-            fn seed_mut(&mut self) -> &mut u64 {
-                &mut self.seed
-            }
-        }
-    )*};
-}
-run_config!(TrainConfig, BaselineConfig);
 
 /// Counters stored in a training checkpoint (metadata `epsim.train`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -282,27 +202,6 @@ pub trait Trainer {
     }
 }
 
-/// Write `bytes` to `path` atomically (temporary file in the same directory, fsync, rename).
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let tmp = dir.join(format!(
-        ".{}.tmp",
-        path.file_name().and_then(|s| s.to_str()).unwrap_or("file")
-    ));
-    {
-        let mut f =
-            std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
-        f.write_all(bytes)
-            .with_context(|| format!("writing {}", tmp.display()))?;
-        f.sync_all()
-            .with_context(|| format!("syncing {}", tmp.display()))?;
-    }
-    std::fs::rename(&tmp, path)
-        .with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))?;
-    Ok(())
-}
-
 /// Add an optimizer's buffers to a checkpoint (`optimizer.{j}.buf1|buf2`).
 pub fn push_optimizer(f: &mut TensorFile, opt: &Optimizer) {
     for (j, (b1, b2)) in opt.buf1.iter().zip(&opt.buf2).enumerate() {
@@ -381,7 +280,7 @@ pub fn capped_test_set<'a>(
 ) -> Cow<'a, Dataset> {
     match max_batches {
         Some(m) if m * eval_batch < test_set.len() => {
-            Cow::Owned(crate::ep_run::balanced_subset(test_set, m * eval_batch))
+            Cow::Owned(crate::data::balanced_subset(test_set, m * eval_batch))
         }
         _ => Cow::Borrowed(test_set),
     }
@@ -470,6 +369,7 @@ pub fn run_epochs<T: Trainer, C: RunConfig>(
 
 #[cfg(test)]
 mod tests {
+    use super::super::config::{TrainOptions, run_config};
     use super::*;
     use sim::{Stream, Tensor};
 

@@ -1,5 +1,5 @@
 //! `epsim train` with a `[substrate]` section: EP training on a simulated substrate with EP's local
-//! update rule ([`ep::subtrain`]), run by the shared epoch loop ([`crate::epoch_loop`]; what is
+//! update rule ([`ep::subtrain`]), run by the shared epoch loop ([`super::epoch_loop`]; what is
 //! particular to the substrate is in this module's trainer hooks).
 //!
 //! The model is initialized as a digital run (same seed → same initial weights), compiled with the
@@ -24,56 +24,21 @@ use serde::{Deserialize, Serialize};
 use ep::EpNet;
 use ep::checkpoint::{TensorFile, model_from_file, model_to_file};
 use ep::optim::Optimizer;
-use ep::subtrain::{Rounding, SubstrateTrainer};
+use ep::subtrain::SubstrateTrainer;
 use sim::{Backend, Cpu, Stream};
 
+use super::config::{TrainConfig, TrainOptions};
+use super::epoch_loop::{
+    BatchStats, EpochLog, EpochTotals, Trainer, capped_test_set, open_run, run_epochs,
+};
+use crate::classifier::substrate::{compile_model, load_preset, parse_tile};
 use crate::data::{Batch, Dataset, Loader, Normalization};
-use crate::ep_run::{EpochLog, TrainOptions, load_data, normalization};
-use crate::epoch_loop::{BatchStats, EpochTotals, Trainer, capped_test_set, open_run, run_epochs};
-use crate::substrate::{compile_model, load_preset, parse_tile};
-use crate::train_config::TrainConfig;
 
 /// Metadata key of the substrate state in a checkpoint.
 pub const SUBSTRATE_KEY: &str = "epsim.substrate";
 
 /// Query numbers of evaluation reads start here (training batches use 0, 1, …).
 const EVAL_QUERY: u64 = 1 << 40;
-
-fn stochastic() -> Rounding {
-    Rounding::Stochastic
-}
-
-fn default_tile() -> String {
-    "512x512".into()
-}
-
-/// The `[substrate]` section of a training config.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SubstrateConfig {
-    /// Device preset: a built-in name (`ecram`, `pcm`, `rram`, `ideal`), a preset TOML file, or
-    /// either prefixed with `netlist:`.
-    pub preset: String,
-    /// Preset overrides `key=value` (as `epsim eval --set`).
-    #[serde(default)]
-    pub set: Vec<String>,
-    /// Physical array size `RxC`.
-    #[serde(default = "default_tile")]
-    pub tile: String,
-    /// Pulse-count rounding of pulsed devices: "stochastic" (default) or "nearest".
-    #[serde(default = "stochastic")]
-    pub rounding: Rounding,
-    /// Seed of the realization (programming, device variations, read noise); default: the run's.
-    #[serde(default)]
-    pub seed: Option<u64>,
-}
-
-impl SubstrateConfig {
-    /// The preset name or file without a `netlist:` prefix.
-    pub fn preset_name(&self) -> &str {
-        self.preset.strip_prefix("netlist:").unwrap_or(&self.preset)
-    }
-}
 
 /// Counters and scales of the device state (`epsim.substrate` metadata).
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -280,7 +245,7 @@ fn restore_devices(
 }
 
 /// Train as the config says on its `[substrate]`; returns the per-epoch logs of this invocation.
-/// `cfg` has its overrides applied and its input normalization filled in (by `ep_run::train`).
+/// `cfg` is prepared ([`super::ep::prepare`]: overrides applied, input normalization filled in).
 pub fn train(cfg: &TrainConfig, opts: &TrainOptions) -> Result<Vec<EpochLog>> {
     let sc = cfg
         .substrate
@@ -291,8 +256,8 @@ pub fn train(cfg: &TrainConfig, opts: &TrainOptions) -> Result<Vec<EpochLog>> {
     let tile = parse_tile(&sc.tile).context("[substrate] tile")?;
     let seed = sc.seed.unwrap_or(cfg.seed);
     let out = opts.out_dir(&cfg.name);
-    let (train_set, test_set) = load_data(&cfg.data, cfg.model.input)?;
-    let norm = normalization(&cfg.data)?;
+    let (train_set, test_set) = cfg.data.load(cfg.model.input)?;
+    let norm = cfg.data.normalization()?;
     let root = Stream::new(cfg.seed, "epsim.train");
 
     let net = EpNet::init(&be, cfg.model.clone(), &root.child("init"), cfg.init_scale)?;
@@ -309,14 +274,11 @@ pub fn train(cfg: &TrainConfig, opts: &TrainOptions) -> Result<Vec<EpochLog>> {
     if let Some(f) = &start.checkpoint {
         restore_devices(&mut tr, f, &start.ckpt)?;
     }
-    let loader = crate::ep_run::train_loader(
-        &cfg.data,
-        &train_set,
-        cfg.train.batch_size,
-        root.child("data"),
-    )
-    .normalize(norm.clone())
-    .map_err(|e| anyhow::anyhow!("[data] normalization: {e}"))?;
+    let loader = cfg
+        .data
+        .train_loader(&train_set, cfg.train.batch_size, root.child("data"))
+        .normalize(norm.clone())
+        .map_err(|e| anyhow::anyhow!("[data] normalization: {e}"))?;
     let mut trainer = SubTrainer {
         cfg,
         tr,

@@ -14,74 +14,58 @@
 //! and skipped, a partly recorded run is dropped (its lines removed, atomically) and redone.
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{Context, Result, ensure};
-use clap::Args;
-use serde::Serialize;
 use serde_json::{Value, json};
+use sim::netlist::TileSize;
 
+use super::attack::attack_strength;
+use super::suite::{SuiteItem, read_suite};
 use crate::classifier::Classifier;
-use crate::cli_rob::{AttackRecord, CorruptionRecord, Suite, attack_strength, git_commit};
-use crate::corrupt::Corruption;
-use crate::data::{Dataset, DatasetSpec};
-use crate::substrate::{NetlistClassifier, compile_model, load_preset, parse_tile};
-use crate::{ep_run, plot};
+use crate::classifier::load::load_model;
+use crate::classifier::substrate::{
+    NetlistClassifier, SubstrateSpec, classifier, compile_model, load_preset,
+};
+use crate::data::{Dataset, check_input_shape, load_eval_set};
+use crate::eval::correct;
+use crate::files::JsonlAppender;
+use crate::report::plot;
+use crate::results::{CleanRecord, CorruptionRecord, RecordContext, git_commit};
 
-/// Arguments of `epsim sweep`.
-#[derive(Debug, Args)]
-pub struct SweepArgs {
-    /// EP model file (checkpoint, or a state dict + --spec).
-    #[arg(long, value_name = "SAFETENSORS")]
+/// `epsim sweep`: the sweep's settings (see the module doc).
+#[derive(Debug, Clone)]
+pub struct Sweep {
+    /// EP model file (checkpoint, or a state dict + `spec`).
     pub model: PathBuf,
     /// Model spec (TOML or JSON) for files without one.
-    #[arg(long, value_name = "FILE")]
     pub spec: Option<PathBuf>,
     /// Dataset spec; without a split the test split is used.
-    #[arg(long, value_name = "SPEC")]
     pub data: String,
-    /// Device preset: a built-in name (ideal, pcm, rram, ecram) or a preset TOML file.
-    #[arg(long, default_value = "pcm", value_name = "PRESET")]
+    /// Device preset: a built-in name or a preset TOML file.
     pub device: String,
-    /// The swept parameter and its levels, KEY=V1,V2,... with any key --set accepts, e.g.
-    /// prog_noise_scale=0,0.5,1,2 or adc.bits=6,8,10 or bound_management=none,iterative.
-    #[arg(long, value_name = "KEY=V1,V2,...")]
+    /// The swept parameter and its levels, `KEY=V1,V2,...`.
     pub param: String,
-    /// Overrides applied at every level before the swept value, e.g. --set t_inference=86400.
-    #[arg(long, value_delimiter = ',', value_name = "KEY=VALUE")]
+    /// Overrides applied at every level before the swept value.
     pub set: Vec<String>,
-    /// Suite file (TOML), as for `epsim robustness`: [[attack]] name/eps/steps/restarts,
-    /// [corruptions] names/severities.
-    #[arg(long, value_name = "TOML")]
+    /// Suite file (TOML).
     pub suite: PathBuf,
-    /// Substrate realizations per level (seeds --seed, --seed + 1, ...).
-    #[arg(long, default_value_t = 1, value_name = "N")]
+    /// Substrate realizations per level (seeds `seed`, `seed + 1`, ...).
     pub substrate_seeds: usize,
-    /// Output directory: results.jsonl (one line per item and run, appended as runs finish),
-    /// sweep.md, one PNG per suite item.
-    #[arg(long, value_name = "DIR", default_value = "sweep")]
+    /// Output directory: results.jsonl, sweep.md, one PNG per suite item.
     pub out_dir: PathBuf,
-    /// Continue an interrupted sweep in --out-dir: runs completely recorded in its results.jsonl
-    /// are kept and not rerun; a partly recorded run is redone.
-    #[arg(long)]
+    /// Continue an interrupted sweep in `out_dir`.
     pub resume: bool,
     /// Free-phase steps for predictions and gradients (default: the model's T1).
-    #[arg(long, value_name = "T")]
     pub t_predict: Option<usize>,
     /// Use only the first N images (class-balanced).
-    #[arg(long, value_name = "N")]
     pub subset: Option<usize>,
     /// Batch size.
-    #[arg(long, default_value_t = 100)]
     pub batch_size: usize,
-    /// Physical array size ROWSxCOLS.
-    #[arg(long, default_value = "512x512", value_name = "RxC")]
-    pub tile: String,
-    /// Gradients averaged per attack step on stochastic substrates (EOT); default 1 on
-    /// deterministic substrates, 10 on stochastic ones.
-    #[arg(long, value_name = "N")]
+    /// Physical array size.
+    pub tile: TileSize,
+    /// Gradients averaged per attack step on stochastic substrates (EOT).
     pub eot: Option<usize>,
 }
 
@@ -140,129 +124,9 @@ impl SweepParam {
     }
 }
 
-/// One entry of a suite: clean accuracy, an attack at one strength, a corruption at one severity.
-#[derive(Debug, Clone, PartialEq)]
-pub enum SuiteItem {
-    /// Accuracy on the clean images.
-    Clean,
-    /// Robust accuracy under an attack at one strength.
-    Attack {
-        /// Attack name as `epsim attack --attack`.
-        name: String,
-        /// Strength as given.
-        eps_text: String,
-        /// Strength.
-        eps: f64,
-        /// Iterations or queries.
-        steps: Option<usize>,
-        /// Restarts (PGD).
-        restarts: usize,
-    },
-    /// Accuracy on corrupted images.
-    Corruption(Corruption, u32),
-}
-
-impl SuiteItem {
-    /// Stable identifier used in results.jsonl (`item`), the table and the plot names:
-    /// `clean`, `pgd-linf@8/255`, `gaussian_noise@s3`.
-    pub fn id(&self) -> String {
-        match self {
-            SuiteItem::Clean => "clean".into(),
-            SuiteItem::Attack { name, eps_text, .. } => format!("{name}@{eps_text}"),
-            SuiteItem::Corruption(c, s) => format!("{}@s{s}", c.name()),
-        }
-    }
-
-    /// File stem of the item's plot: the id with every character other than `[A-Za-z0-9_.-]`
-    /// replaced by `_` (`pgd-linf_8_255`, `gaussian_noise_s3`).
-    pub fn file_stem(&self) -> String {
-        self.id()
-            .chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_') {
-                    c
-                } else {
-                    '_'
-                }
-            })
-            .collect()
-    }
-}
-
-/// The suite's items in order (clean first), validated: strengths parse, corruption names exist.
-pub fn suite_items(suite: &Suite, origin: &Path) -> Result<Vec<SuiteItem>> {
-    ensure!(
-        suite.protocols.iter().all(|p| p == "standard"),
-        "{}: epsim sweep runs the standard protocol only (protocols = {:?}); compare protocols with epsim robustness",
-        origin.display(),
-        suite.protocols
-    );
-    let mut items = vec![SuiteItem::Clean];
-    for at in &suite.attack {
-        ensure!(
-            at.name.ends_with("-linf") || at.name.ends_with("-l2"),
-            "{}: attack {:?}: expected <kind>-<linf|l2>, e.g. pgd-linf (see epsim attack --help)",
-            origin.display(),
-            at.name
-        );
-        for (e, v) in crate::protocol::expand_eps(&at.eps)
-            .with_context(|| format!("{}: attack {}", origin.display(), at.name))?
-        {
-            items.push(SuiteItem::Attack {
-                name: at.name.clone(),
-                eps_text: e,
-                eps: v,
-                steps: at.steps,
-                restarts: at.restarts,
-            });
-        }
-    }
-    if let Some(c) = &suite.corruptions {
-        let kinds: Vec<Corruption> = if c.names.iter().any(|x| x == "all") {
-            Corruption::all().to_vec()
-        } else {
-            c.names
-                .iter()
-                .map(|x| {
-                    Corruption::from_name(x)
-                        .map_err(|e| anyhow::anyhow!("{}: {e}", origin.display()))
-                })
-                .collect::<Result<_>>()?
-        };
-        for &s in &c.severities {
-            ensure!(
-                (1..=5).contains(&s),
-                "{}: corruption severity {s} is outside 1..=5",
-                origin.display()
-            );
-        }
-        for k in kinds {
-            for &s in &c.severities {
-                items.push(SuiteItem::Corruption(k, s));
-            }
-        }
-    }
-    Ok(items)
-}
-
-/// Read and validate a suite file.
-pub fn read_suite(path: &Path) -> Result<(Suite, Vec<SuiteItem>)> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("reading suite {}", path.display()))?;
-    let suite: Suite = toml::from_str(&text)
-        .map_err(|e| anyhow::anyhow!("{}: invalid suite: {e}", path.display()))?;
-    ensure!(
-        !suite.attack.is_empty() || suite.corruptions.is_some(),
-        "{}: the suite has no [[attack]] and no [corruptions]",
-        path.display()
-    );
-    let items = suite_items(&suite, path)?;
-    Ok((suite, items))
-}
-
 /// What is fixed across the runs of a sweep.
 struct Ctx<'a> {
-    a: &'a SweepArgs,
+    a: &'a Sweep,
     items: &'a [SuiteItem],
     d: &'a Dataset,
     seed: u64,
@@ -270,28 +134,22 @@ struct Ctx<'a> {
     t_predict: usize,
 }
 
-/// Record of the clean accuracy of one run.
-#[derive(Debug, Serialize)]
-struct CleanRecord {
-    model: String,
-    substrate: String,
-    seed: u64,
-    data: String,
-    n: usize,
-    accuracy: f64,
-    t_predict: usize,
-    wall_s: f64,
-    commit: String,
+impl Ctx<'_> {
+    /// The record context of a run on `substrate`.
+    fn record_context(&self, substrate: &str) -> RecordContext {
+        RecordContext {
+            model: self.a.model.display().to_string(),
+            substrate: substrate.to_string(),
+            seed: self.seed,
+            data: self.a.data.clone(),
+            n: self.d.len(),
+            commit: self.commit.clone(),
+        }
+    }
 }
 
 fn accuracy(clf: &dyn Classifier, d: &Dataset, batch: usize) -> Result<f64> {
-    let loader = crate::data::Loader::new(d, batch, sim::Stream::new(0, "sweep.eval"));
-    let mut correct = 0usize;
-    for b in loader.epoch(0) {
-        let pred = ep::train::argmax_rows(&clf.logits(&b.x)?);
-        correct += pred.iter().zip(&b.y).filter(|(p, l)| p == l).count();
-    }
-    Ok(correct as f64 / d.len().max(1) as f64)
+    Ok(correct(clf, d, batch)? as f64 / d.len().max(1) as f64)
 }
 
 /// Run the whole suite on one classifier: one (item id, accuracy, record) per item, in order.
@@ -343,30 +201,16 @@ fn run_suite(
                     seed,
                     "standard",
                 )?;
-                let rec = AttackRecord {
-                    model: model.clone(),
-                    substrate: substrate.to_string(),
-                    protocol: "standard".into(),
-                    attack: o.name.clone(),
-                    norm: name
-                        .rsplit_once('-')
-                        .map(|(_, n)| n.to_string())
-                        .unwrap_or_default(),
-                    eps: *eps,
-                    eps_text: eps_text.clone(),
-                    steps: *steps,
-                    t_predict: c.t_predict,
-                    t_attack: c.t_predict,
-                    seed,
-                    data: a.data.clone(),
-                    n,
-                    clean_accuracy: o.clean as f64 / n.max(1) as f64,
-                    robust_accuracy: o.robust as f64 / n.max(1) as f64,
-                    queries: o.queries,
-                    grads: o.grads,
-                    wall_s: o.started.elapsed().as_secs_f64(),
-                    commit: c.commit.clone(),
-                };
+                let rec = o.record(
+                    &c.record_context(substrate),
+                    name,
+                    "standard",
+                    *eps,
+                    eps_text,
+                    *steps,
+                    c.t_predict,
+                    c.t_predict,
+                );
                 let mut v = serde_json::to_value(&rec)?;
                 v["kind"] = json!("attack");
                 v["accuracy"] = json!(rec.robust_accuracy);
@@ -382,21 +226,13 @@ fn run_suite(
                     ..d.clone()
                 };
                 let acc = accuracy(clf, &cd, a.batch_size)?;
-                let v = serde_json::to_value(CorruptionRecord {
-                    kind: "corruption".into(),
-                    protocol: "none".into(),
-                    model: model.clone(),
-                    substrate: substrate.to_string(),
-                    corruption: k.name().to_string(),
-                    severity: *sev,
-                    seed,
-                    data: a.data.clone(),
-                    n,
-                    accuracy: acc,
-                    wall_s: t0.elapsed().as_secs_f64(),
-                    commit: c.commit.clone(),
-                    note: k.substitute_note().map(String::from),
-                })?;
+                let v = serde_json::to_value(CorruptionRecord::new(
+                    &c.record_context(substrate),
+                    *k,
+                    *sev,
+                    acc,
+                    t0,
+                ))?;
                 (acc, v)
             }
         };
@@ -498,34 +334,29 @@ pub fn mean_std(v: &[f64]) -> (f64, f64) {
     (m, var.sqrt())
 }
 
-/// `epsim sweep`: see the module doc.
-pub fn sweep(a: &SweepArgs, seed: u64) -> Result<()> {
+impl Sweep {
+    /// Run the sweep: see the module doc.
+    pub fn run(&self, seed: u64) -> Result<()> {
+        sweep(self, seed)
+    }
+}
+
+fn sweep(a: &Sweep, seed: u64) -> Result<()> {
     // Validate everything before the first (long) run.
     let (suite, items) = read_suite(&a.suite)?;
     let param = SweepParam::parse(&a.param)?;
     ensure!(a.substrate_seeds >= 1, "--substrate-seeds must be ≥ 1");
     ensure!(a.batch_size >= 1, "--batch-size must be ≥ 1");
-    let tile = parse_tile(&a.tile)?;
+    let tile = a.tile;
     let mut presets = Vec::with_capacity(param.levels.len());
     for (i, level) in param.levels.iter().enumerate() {
         let p = load_preset(&a.device, &param.sets(&a.set, i))
             .with_context(|| format!("--param {}={level} (device {})", param.key, a.device))?;
         presets.push(p);
     }
-    let net = ep_run::load_model(&a.model, a.spec.as_deref())?;
-    let spec =
-        DatasetSpec::parse(&a.data).map_err(|e| anyhow::anyhow!("--data {:?}: {e}", a.data))?;
-    let mut d = ep_run::load_split(&a.data, spec.split.as_deref().unwrap_or("test"))?;
-    if let Some(n) = a.subset {
-        d = ep_run::balanced_subset(&d, n);
-    }
-    ensure!(
-        d.image_shape() == net.spec.input,
-        "the model expects {:?} inputs, {} has {:?}",
-        net.spec.input,
-        a.data,
-        d.image_shape()
-    );
+    let net = load_model(&a.model, a.spec.as_deref())?;
+    let d = load_eval_set(&a.data, a.subset)?;
+    check_input_shape(&d, net.spec.input, &a.data)?;
     if suite.corruptions.is_some() {
         ensure!(
             d.shape[1] == 3,
@@ -562,11 +393,7 @@ pub fn sweep(a: &SweepArgs, seed: u64) -> Result<()> {
             results.display()
         );
     }
-    let mut out = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&results)
-        .with_context(|| format!("opening {}", results.display()))?;
+    let mut out = JsonlAppender::open(&results)?;
     let ctx = Ctx {
         a,
         items: &items,
@@ -595,19 +422,15 @@ pub fn sweep(a: &SweepArgs, seed: u64) -> Result<()> {
             lines.push_str(&serde_json::to_string(&v)?);
             lines.push('\n');
         }
-        out.write_all(lines.as_bytes())
-            .and_then(|_| out.flush())
-            .with_context(|| format!("writing {}", results.display()))
+        out.append_raw(&lines)
     };
     // The digital reference.
     let recs = match previous.remove(&None) {
         Some(r) => r,
         None => {
-            let digital = crate::substrate::classifier(
+            let digital = classifier(
                 Some(net.clone()),
-                "digital",
-                &[],
-                tile,
+                &SubstrateSpec::Digital,
                 seed,
                 Some(t_predict),
             )?;

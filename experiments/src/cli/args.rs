@@ -1,0 +1,132 @@
+//! Argument groups shared by several commands (flattened with `#[command(flatten)]`): a model
+//! file, a substrate (`--substrate`, `--set`, `--tile`), a device's overrides and tiles, what an
+//! evaluation runs on (`attack`, `robustness`); and the dataset-spec help.
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::Args;
+
+use crate::classifier::substrate::{SubstrateSpec, parse_tile};
+use crate::study::target::Target;
+
+/// Help text on dataset specs, shown after `--help` of the commands that read datasets.
+pub const DATA_SPEC_HELP: &str = "\
+DATASET SPECS
+  KIND:PATH[:SPLIT]             cifar10:/data/cifar-10-batches-bin:test
+                                cifar100:/data/cifar-100-binary.tar.gz
+                                mnist:/data/mnist:train
+                                folder:/data/cifar10-jpeg.zip:test
+  fashion-mnist[:DIR][:SPLIT]   DIR defaults to $EPSIM_FASHION_MNIST_DIR, else
+                                /usr/share/datasets/fashion-mnist
+                                (apt-get install -y dataset-fashion-mnist)
+  PATH[:SPLIT]                  kind detected from the path
+
+  KIND: cifar10, cifar100 (official binary: one .bin file, the extracted directory or the
+        .tar.gz), fashion-mnist (alias fmnist), mnist (directory of the four IDX files, raw or
+        .gz), folder (directory or zip of SPLIT/CLASS/*.jpg|png; classes sorted by name unless a
+        batches.meta.txt or classes.txt gives the order).
+  SPLIT: train or test (folders: any split folder name); without it every split found is loaded.
+  Detection: IDX files -> mnist (fashion-mnist if the path says \"fashion\"); data_batch_*.bin,
+        test_batch.bin or cifar-10-batches-bin/ -> cifar10; train.bin, test.bin or
+        cifar-100-binary/ -> cifar100; other directories and zips -> folder; .tar.gz -> cifar100
+        if its name contains 100, else cifar10; other files -> CIFAR binary by record size.";
+
+/// A model file.
+#[derive(Debug, Clone, Args)]
+pub struct ModelArgs {
+    /// Model file: an epsim checkpoint (safetensors with the spec in metadata; EP or baseline), or
+    /// a PyTorch state dict saved with safetensors plus --spec.
+    #[arg(long, value_name = "SAFETENSORS")]
+    pub model: PathBuf,
+    /// Model spec (TOML or JSON) for files without one.
+    #[arg(long, value_name = "FILE")]
+    pub spec: Option<PathBuf>,
+}
+
+/// Device preset overrides and the physical array size.
+#[derive(Debug, Clone, Args)]
+pub struct DeviceArgs {
+    /// Preset overrides, e.g. --set read_noise_scale=0.5,t_inference=3600 (nonideality_scale=s
+    /// scales every non-ideality; neuron.kind=spiking,neuron.window=32 makes the neurons
+    /// rate-coded integrate-and-fire ones).
+    #[arg(long, value_delimiter = ',', value_name = "KEY=VALUE")]
+    pub set: Vec<String>,
+    /// Physical array size ROWSxCOLS.
+    #[arg(long, default_value = "512x512", value_name = "RxC")]
+    pub tile: String,
+}
+
+/// The substrate a model is realized on.
+#[derive(Debug, Clone, Args)]
+pub struct SubstrateArgs {
+    /// Substrate: digital, or netlist:<preset|preset.toml|netlist.json> (the model compiled and
+    /// realized on simulated hardware, programmed from --seed; stochastic substrates: attacks
+    /// average --eot gradients per step).
+    #[arg(long, default_value = "digital", value_name = "SUBSTRATE")]
+    pub substrate: String,
+    /// Overrides and tiles of netlist substrates.
+    #[command(flatten)]
+    pub device: DeviceArgs,
+}
+
+impl SubstrateArgs {
+    /// The checked substrate.
+    pub fn spec(&self) -> Result<SubstrateSpec> {
+        SubstrateSpec::parse(&self.substrate, &self.device.set, &self.device.tile)
+    }
+}
+
+impl DeviceArgs {
+    /// The checked tile size.
+    pub fn tile_size(&self) -> Result<sim::netlist::TileSize> {
+        parse_tile(&self.tile)
+    }
+}
+
+/// What is evaluated: a model on a substrate, on a dataset (shared by `attack` and `robustness`).
+#[derive(Debug, Clone, Args)]
+pub struct TargetArgs {
+    /// The model.
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// Dataset spec; without a split the test split is used.
+    #[arg(long, value_name = "SPEC")]
+    pub data: String,
+    /// Free-phase steps for predictions (default: the model's T1).
+    #[arg(long, value_name = "T")]
+    pub t_predict: Option<usize>,
+    /// Free-phase steps the gradient is taken through (default: = T_predict, the honest choice).
+    #[arg(long, value_name = "T")]
+    pub t_attack: Option<usize>,
+    /// Use only the first N images (class-balanced).
+    #[arg(long, value_name = "N")]
+    pub subset: Option<usize>,
+    /// Batch size.
+    #[arg(long, default_value_t = 100)]
+    pub batch_size: usize,
+    /// The substrate.
+    #[command(flatten)]
+    pub substrate: SubstrateArgs,
+    /// Gradients averaged per attack step on stochastic substrates (EOT); default 1 on digital,
+    /// 10 on netlist substrates.
+    #[arg(long, value_name = "N")]
+    pub eot: Option<usize>,
+}
+
+impl TargetArgs {
+    /// The library's [`Target`], its substrate checked.
+    pub fn target(&self) -> Result<Target> {
+        Ok(Target {
+            model: self.model.model.clone(),
+            spec: self.model.spec.clone(),
+            data: self.data.clone(),
+            t_predict: self.t_predict,
+            t_attack: self.t_attack,
+            subset: self.subset,
+            batch_size: self.batch_size,
+            substrate: self.substrate.spec()?,
+            eot: self.eot,
+        })
+    }
+}

@@ -1,0 +1,119 @@
+//! `epsim attack`, `epsim robustness` and `epsim corrupt`: adversarial and natural-corruption
+//! evaluations (the work is in [`crate::study`] and [`crate::corrupt::copies`]).
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::Args;
+
+use super::args::TargetArgs;
+use crate::study::attack::AttackRun;
+use crate::study::robustness::RobustnessRun;
+
+/// Arguments of `epsim attack`.
+#[derive(Debug, Args)]
+pub struct AttackArgs {
+    /// Model, substrate and data.
+    #[command(flatten)]
+    pub t: TargetArgs,
+    /// Attack: pgd-linf, pgd-l2, apgd-ce-linf, apgd-ce-l2, apgd-t-linf, apgd-t-l2, square-linf,
+    /// square-l2, cw-l2, deepfool-l2, deepfool-linf, autoattack-linf, autoattack-l2,
+    /// autoattack-rand-linf, autoattack-rand-l2, art-autoattack-linf, art-autoattack-l2.
+    /// Under --protocol advep, autoattack-<norm> is ART's ensemble the seed paper ran
+    /// (= art-autoattack-<norm> on predicted labels: APGD-CE and APGD-DLR with 5 restarts each,
+    /// DeepFool, Square 5000 queries × 5, per-sample worst case); autoattack ignores --steps.
+    #[arg(long)]
+    pub attack: String,
+    /// Strengths, comma-separated; fractions allowed (8/255). ε in pixel units ([0, 1] images); for
+    /// cw-l2 these are the fixed constants c. Presets of the seed paper's grids: paper-linf
+    /// (10 values 1e-4..0.1 geometric, and 0.031), paper-l2 (10 values 0.05..3, and 1),
+    /// paper-aa-linf, paper-aa-l2, paper-square-linf, paper-square-l2 (its AutoAttack and Square
+    /// loops).
+    #[arg(long, value_delimiter = ',', required = true)]
+    pub eps: Vec<String>,
+    /// Iterations (PGD/APGD/C&W/DeepFool) or queries (Square); default: the attack's own.
+    #[arg(long)]
+    pub steps: Option<usize>,
+    /// Restarts (PGD).
+    #[arg(long, default_value_t = 1)]
+    pub restarts: usize,
+    /// Results file (JSON Lines, appended).
+    #[arg(long, default_value = "results.jsonl")]
+    pub out: PathBuf,
+    /// Evaluation protocol: `standard` (random start, true labels, [0,1] box) or `advep` (the seed
+    /// paper's ART settings: PGD without random start on the model's predicted labels, 20
+    /// iterations of 2.5·ε/20, no box clip; Square on softmax outputs with 1000 queries;
+    /// autoattack-<norm> = ART's ensemble). Combine advep with --t-attack/--t-predict (e.g. 29 and
+    /// 250) to reproduce its truncated gradients.
+    #[arg(long, default_value = "standard", value_parser = ["standard", "advep"])]
+    pub protocol: String,
+    /// Also write, per strength, a PNG grid of the first N images (clean, adversarial, amplified
+    /// perturbation, with predictions) next to --out: examples_<attack>_eps<ε>.png.
+    #[arg(long, value_name = "N")]
+    pub save_examples: Option<usize>,
+}
+
+/// Arguments of `epsim robustness`.
+#[derive(Debug, Args)]
+pub struct RobustnessArgs {
+    /// Model, substrate and data.
+    #[command(flatten)]
+    pub t: TargetArgs,
+    /// Suite file (TOML): [[attack]] name/eps/steps/restarts/save_examples (eps may name presets
+    /// such as paper-linf), [corruptions] names/severities, and at the top protocols = ["advep",
+    /// "standard"] (default ["standard"]; both add a "Protocol gap" table). Example:
+    /// configs/suites/paper-protocols.toml.
+    #[arg(long, value_name = "TOML")]
+    pub suite: PathBuf,
+    /// Output directory: results.jsonl (appended) and report.md.
+    #[arg(long, value_name = "DIR", default_value = "robustness")]
+    pub out_dir: PathBuf,
+}
+
+/// Arguments of `epsim corrupt`.
+#[derive(Debug, Args)]
+pub struct CorruptArgs {
+    /// Dataset spec of 3x32x32 images (e.g. CIFAR-10 test); without a split the test split.
+    #[arg(long, value_name = "SPEC")]
+    pub data: String,
+    /// Corruption names, comma-separated, or "all" (the 15 CIFAR-10-C ones + 4 extras).
+    #[arg(long, value_delimiter = ',', default_value = "all")]
+    pub corruption: Vec<String>,
+    /// Severities 1..=5, comma-separated (default: all five).
+    #[arg(long, value_delimiter = ',')]
+    pub severity: Vec<u32>,
+    /// Output directory: one `<corruption>_s<severity>.bin` per pair in the official CIFAR-10
+    /// binary layout (readable as `cifar10:<file>`).
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+}
+
+/// `epsim attack`.
+pub fn attack(a: &AttackArgs, seed: u64) -> Result<()> {
+    AttackRun {
+        target: a.t.target()?,
+        attack: a.attack.clone(),
+        eps: a.eps.clone(),
+        steps: a.steps,
+        restarts: a.restarts,
+        out: a.out.clone(),
+        protocol: a.protocol.clone(),
+        save_examples: a.save_examples,
+    }
+    .run(seed)
+}
+
+/// `epsim robustness`.
+pub fn robustness(a: &RobustnessArgs, seed: u64) -> Result<()> {
+    RobustnessRun {
+        target: a.t.target()?,
+        suite: a.suite.clone(),
+        out_dir: a.out_dir.clone(),
+    }
+    .run(seed)
+}
+
+/// `epsim corrupt`.
+pub fn corrupt(a: &CorruptArgs, seed: u64) -> Result<()> {
+    crate::corrupt::copies::write_copies(&a.data, &a.corruption, &a.severity, &a.out, seed)
+}

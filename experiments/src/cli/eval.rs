@@ -1,0 +1,232 @@
+//! `epsim eval` (accuracy on the digital engine, of a baseline, or on a netlist substrate; EP
+//! accuracy after every free-phase step with a plot) and `epsim settle` (every layer's state along
+//! the free phase, for cross-checks with other implementations).
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail, ensure};
+use clap::Args;
+
+use super::args::{ModelArgs, SubstrateArgs};
+use crate::classifier::Normalize;
+use crate::classifier::load::{is_baseline_file, load_baseline, load_model};
+use crate::classifier::substrate::{SubstrateSpec, classifier};
+use crate::data::{Normalization, check_input_shape, load_eval_set};
+use crate::eval::{correct, evaluate, evaluate_baseline};
+use crate::report::plot;
+
+/// Arguments of `epsim eval`.
+#[derive(Debug, Args)]
+pub struct EvalArgs {
+    /// The model.
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// Dataset spec (see `epsim data info --help`); without a split the test split is used.
+    #[arg(long, value_name = "SPEC")]
+    pub data: String,
+    /// Free-phase steps (default: the model's T1).
+    #[arg(long, value_name = "T")]
+    pub steps: Option<usize>,
+    /// Accuracy after every free-phase step 1..T, as a table and a plot.
+    #[arg(long)]
+    pub per_step: bool,
+    /// Plot file for --per-step (.png or .svg).
+    #[arg(long, value_name = "FILE", default_value = "per_step_accuracy.png")]
+    pub plot: PathBuf,
+    /// Evaluate only the first N images (class-balanced).
+    #[arg(long, value_name = "N")]
+    pub subset: Option<usize>,
+    /// Batch size.
+    #[arg(long, default_value_t = 128)]
+    pub batch_size: usize,
+    /// The substrate.
+    #[command(flatten)]
+    pub substrate: SubstrateArgs,
+}
+
+/// Arguments of `epsim settle`.
+#[derive(Debug, Args)]
+pub struct SettleArgs {
+    /// The model.
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// Inputs as .npy, float32 NCHW, already normalized.
+    #[arg(long, value_name = "NPY")]
+    pub input: PathBuf,
+    /// Free-phase steps.
+    #[arg(long, value_name = "T")]
+    pub steps: usize,
+    /// Write every layer's state at the chosen steps to this .npz (arrays `layer{k}_step{t}`, k
+    /// from 1, and `logits_step{t}`).
+    #[arg(long, value_name = "NPZ")]
+    pub dump: Option<PathBuf>,
+    /// Steps to dump, comma-separated (default: T).
+    #[arg(long, value_delimiter = ',', value_name = "T1,T2,..")]
+    pub at: Vec<usize>,
+}
+
+/// `epsim eval`.
+pub fn eval(a: &EvalArgs, seed: u64) -> Result<()> {
+    let substrate = a.substrate.spec()?;
+    if !substrate.is_digital() {
+        return eval_substrate(a, &substrate, seed);
+    }
+    let d = load_eval_set(&a.data, a.subset)?;
+    if is_baseline_file(&a.model.model)? {
+        ensure!(
+            !a.per_step && a.steps.is_none(),
+            "--steps/--per-step apply to EP models only"
+        );
+        let m = load_baseline(&a.model.model)?;
+        check_input_shape(&d, m.spec.input(), &a.data)?;
+        let norm = match &m.spec.input_norm {
+            Some(n) => Normalization {
+                mean: n.mean.clone(),
+                std: n.std.clone(),
+            },
+            None => Normalization::identity(d.shape[1]),
+        };
+        let t = std::time::Instant::now();
+        let acc = evaluate_baseline(&m, &d, &norm, a.batch_size)?;
+        println!(
+            "{}: {} images: accuracy {:.4} ({:.1} img/s)",
+            a.data,
+            d.len(),
+            acc,
+            d.len() as f64 / t.elapsed().as_secs_f64()
+        );
+        return Ok(());
+    }
+    let net = load_model(&a.model.model, a.model.spec.as_deref())?;
+    check_input_shape(&d, net.spec.input, &a.data)?;
+    let steps = a.steps.unwrap_or(net.spec.t1);
+    ensure!(steps >= 1, "--steps must be ≥ 1");
+    if net.spec.input_norm.is_none() {
+        tracing::warn!(
+            "the model carries no input normalization: pixels in [0, 1] are fed as they are"
+        );
+    }
+    let n = Normalize::of_model(&net.spec);
+    let norm = Normalization {
+        mean: n.mean,
+        std: n.std,
+    };
+    let t = std::time::Instant::now();
+    let (acc, curve) = evaluate(&sim::Cpu, &net, &d, &norm, a.batch_size, steps, a.per_step)?;
+    let secs = t.elapsed().as_secs_f64();
+    println!(
+        "{}: {} images, T = {steps}: accuracy {:.4} ({:.1} img/s)",
+        a.data,
+        d.len(),
+        acc,
+        d.len() as f64 / secs
+    );
+    if a.per_step {
+        println!("{:>6}  {:>8}", "step", "accuracy");
+        for (t, v) in curve.iter().enumerate() {
+            println!("{:>6}  {:>8.4}", t + 1, v);
+        }
+        let pts: Vec<(f64, f64)> = curve
+            .iter()
+            .enumerate()
+            .map(|(t, &v)| ((t + 1) as f64, v))
+            .collect();
+        let series = [plot::Series {
+            label: String::new(),
+            points: pts,
+        }];
+        plot::line_chart(
+            &a.plot,
+            "Accuracy vs free-phase step",
+            "free-phase step t",
+            "test accuracy",
+            &series,
+            Some((0.0, 1.0)),
+        )?;
+        println!("plot: {}", a.plot.display());
+    }
+    Ok(())
+}
+
+/// `epsim eval --substrate netlist:<preset>`: accuracy of the realized model (one query per batch).
+fn eval_substrate(a: &EvalArgs, substrate: &SubstrateSpec, seed: u64) -> Result<()> {
+    ensure!(
+        !a.per_step,
+        "--per-step is only available on the digital substrate"
+    );
+    let net = match substrate.netlist_file() {
+        Some(_) => None,
+        None => Some(load_model(&a.model.model, a.model.spec.as_deref())?),
+    };
+    let clf = classifier(net, substrate, seed, a.steps)?;
+    let d = load_eval_set(&a.data, a.subset)?;
+    check_input_shape(&d, clf.input_shape(), &a.data)?;
+    ensure!(a.batch_size >= 1, "--batch-size must be ≥ 1");
+    let t = std::time::Instant::now();
+    let right = correct(clf.as_ref(), &d, a.batch_size)?;
+    let secs = t.elapsed().as_secs_f64();
+    println!(
+        "{} on {}: {} images: accuracy {:.4} ({:.1} img/s)",
+        clf.describe(),
+        a.data,
+        d.len(),
+        right as f64 / d.len().max(1) as f64,
+        d.len() as f64 / secs
+    );
+    Ok(())
+}
+
+/// `epsim settle`.
+pub fn settle(a: &SettleArgs) -> Result<()> {
+    use ndarray_npy::{NpzWriter, ReadNpyExt};
+    let net = load_model(&a.model.model, a.model.spec.as_deref())?;
+    let f =
+        std::fs::File::open(&a.input).with_context(|| format!("opening {}", a.input.display()))?;
+    let x = ndarray::ArrayD::<f32>::read_npy(f)
+        .with_context(|| format!("{}: not a float32 .npy array", a.input.display()))?;
+    let x = x.as_standard_layout().into_owned();
+    ensure!(a.steps >= 1, "--steps must be ≥ 1");
+    let at: Vec<usize> = if a.at.is_empty() {
+        vec![a.steps]
+    } else {
+        a.at.clone()
+    };
+    if let Some(&bad) = at.iter().find(|&&t| t == 0 || t > a.steps) {
+        bail!("--at {bad} is outside 1..={}", a.steps);
+    }
+    let be = sim::Cpu;
+    let n = net
+        .check_input(&be, &x)
+        .with_context(|| format!("{}", a.input.display()))?;
+    sim::check_finite(&a.input.display().to_string(), &x)?;
+    let input = net.read_input(&be, &x)?;
+    let mut st = net.zero_state(&be, n)?;
+    let mut npz = match &a.dump {
+        Some(p) => Some(NpzWriter::new(
+            std::fs::File::create(p).with_context(|| format!("creating {}", p.display()))?,
+        )),
+        None => None,
+    };
+    for t in 1..=a.steps {
+        st = net.step_with(&be, &x, &st, None, Some(&input))?;
+        net.check_state(&be, &st, t)?;
+        if at.contains(&t) {
+            let logits = net.logits(&be, &st)?;
+            if let Some(w) = npz.as_mut() {
+                for (k, l) in st.layers.iter().enumerate() {
+                    w.add_array(format!("layer{}_step{t}", k + 1), l)
+                        .context("writing npz")?;
+                }
+                w.add_array(format!("logits_step{t}"), &logits)
+                    .context("writing npz")?;
+            }
+            let pred = ep::train::argmax_rows(&logits);
+            println!("step {t}: predictions {:?}", &pred[..pred.len().min(20)]);
+        }
+    }
+    if let (Some(w), Some(p)) = (npz, &a.dump) {
+        w.finish().context("writing npz")?;
+        println!("states written to {}", p.display());
+    }
+    Ok(())
+}

@@ -1,0 +1,84 @@
+//! `epsim sweep`: a robustness suite on the digital model and on a device preset at every level of
+//! one parameter × substrate seed (the work is in [`crate::study::sweep`]).
+
+use std::path::PathBuf;
+
+use anyhow::{Result, ensure};
+use clap::Args;
+
+use super::args::{DeviceArgs, ModelArgs};
+use crate::study::sweep::Sweep;
+
+/// Arguments of `epsim sweep`.
+#[derive(Debug, Args)]
+pub struct SweepArgs {
+    /// The EP model.
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// Dataset spec; without a split the test split is used.
+    #[arg(long, value_name = "SPEC")]
+    pub data: String,
+    /// Device preset: a built-in name (ideal, pcm, rram, ecram) or a preset TOML file.
+    #[arg(long, default_value = "pcm", value_name = "PRESET")]
+    pub device: String,
+    /// The swept parameter and its levels, KEY=V1,V2,... with any key --set accepts, e.g.
+    /// prog_noise_scale=0,0.5,1,2 or adc.bits=6,8,10 or bound_management=none,iterative.
+    #[arg(long, value_name = "KEY=V1,V2,...")]
+    pub param: String,
+    /// Suite file (TOML), as for `epsim robustness`: [[attack]] name/eps/steps/restarts,
+    /// [corruptions] names/severities.
+    #[arg(long, value_name = "TOML")]
+    pub suite: PathBuf,
+    /// Substrate realizations per level (seeds --seed, --seed + 1, ...).
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    pub substrate_seeds: usize,
+    /// Output directory: results.jsonl (one line per item and run, appended as runs finish),
+    /// sweep.md, one PNG per suite item.
+    #[arg(long, value_name = "DIR", default_value = "sweep")]
+    pub out_dir: PathBuf,
+    /// Continue an interrupted sweep in --out-dir: runs completely recorded in its results.jsonl
+    /// are kept and not rerun; a partly recorded run is redone.
+    #[arg(long)]
+    pub resume: bool,
+    /// Free-phase steps for predictions and gradients (default: the model's T1).
+    #[arg(long, value_name = "T")]
+    pub t_predict: Option<usize>,
+    /// Use only the first N images (class-balanced).
+    #[arg(long, value_name = "N")]
+    pub subset: Option<usize>,
+    /// Batch size.
+    #[arg(long, default_value_t = 100)]
+    pub batch_size: usize,
+    /// Overrides applied at every level before the swept value (e.g. --set t_inference=86400),
+    /// and the physical array size.
+    #[command(flatten)]
+    pub hw: DeviceArgs,
+    /// Gradients averaged per attack step on stochastic substrates (EOT); default 1 on
+    /// deterministic substrates, 10 on stochastic ones.
+    #[arg(long, value_name = "N")]
+    pub eot: Option<usize>,
+}
+
+/// `epsim sweep`.
+pub fn sweep(a: &SweepArgs, seed: u64) -> Result<()> {
+    ensure!(a.substrate_seeds >= 1, "--substrate-seeds must be ≥ 1");
+    ensure!(a.batch_size >= 1, "--batch-size must be ≥ 1");
+    Sweep {
+        model: a.model.model.clone(),
+        spec: a.model.spec.clone(),
+        data: a.data.clone(),
+        device: a.device.clone(),
+        param: a.param.clone(),
+        set: a.hw.set.clone(),
+        suite: a.suite.clone(),
+        substrate_seeds: a.substrate_seeds,
+        out_dir: a.out_dir.clone(),
+        resume: a.resume,
+        t_predict: a.t_predict,
+        subset: a.subset,
+        batch_size: a.batch_size,
+        tile: a.hw.tile_size()?,
+        eot: a.eot,
+    }
+    .run(seed)
+}

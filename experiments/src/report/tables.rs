@@ -1,0 +1,474 @@
+//! The merged report's tables: one per attack (rows = model @ substrate [protocol], columns =
+//! strengths, plus clean), corruptions × mean over severities and severities × mean over
+//! corruptions, with the sanity checks computed over the merged records; and its markdown.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt::Write as _;
+
+use anyhow::{Result, bail, ensure};
+use std::path::Path;
+
+use super::checks::{Check, iteration_checks, strength_checks};
+use super::names::attack_family;
+use crate::results::{AttackRow, CorruptionRow, Record};
+
+/// Row labels of the models: `overrides` (`PATH=NAME`, PATH being a recorded model path, or the
+/// file name or stem of exactly one), else the file stem, or `parent/stem` where two model paths
+/// share a stem.
+pub fn model_labels(models: &[String], overrides: &[String]) -> Result<HashMap<String, String>> {
+    let stem = |m: &str| {
+        Path::new(m)
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| m.to_string())
+    };
+    let mut out = HashMap::new();
+    for m in models {
+        let s = stem(m);
+        let clash = models.iter().any(|o| o != m && stem(o) == s);
+        let label = if clash {
+            match Path::new(m).parent().and_then(|p| p.file_name()) {
+                Some(p) => format!("{}/{s}", p.to_string_lossy()),
+                None => m.clone(),
+            }
+        } else {
+            s
+        };
+        out.insert(m.clone(), label);
+    }
+    for o in overrides {
+        let Some((path, name)) = o.rsplit_once('=') else {
+            bail!("--label {o:?}: expected PATH=NAME");
+        };
+        ensure!(
+            !path.is_empty() && !name.is_empty(),
+            "--label {o:?}: expected PATH=NAME"
+        );
+        let target = if models.iter().any(|m| m == path) {
+            path.to_string()
+        } else {
+            let hits: Vec<&String> = models
+                .iter()
+                .filter(|m| {
+                    let p = Path::new(m.as_str());
+                    p.file_name().is_some_and(|f| f == path)
+                        || p.file_stem().is_some_and(|f| f == path)
+                })
+                .collect();
+            match hits.as_slice() {
+                [one] => (*one).clone(),
+                [] => bail!(
+                    "--label {o:?}: no record has model {path:?} (models: {})",
+                    models.join(", ")
+                ),
+                _ => bail!(
+                    "--label {o:?}: {path:?} names several models ({}); give the full path",
+                    hits.iter()
+                        .map(|s| s.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            }
+        };
+        out.insert(target, name.to_string());
+    }
+    Ok(out)
+}
+
+/// A table row: its label and cells (accuracies in [0, 1], None where missing).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TableRow {
+    /// Row label (model, plus substrate / protocol / free-phase steps where not the default).
+    pub label: String,
+    /// Clean accuracy.
+    pub clean: Option<f64>,
+    /// One cell per column.
+    pub cells: Vec<Option<f64>>,
+}
+
+/// One attack's table: rows = evaluations, columns = strengths.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AttackTable {
+    /// The attack without its strength ([`attack_family`]).
+    pub attack: String,
+    /// "ε", or "c" for fixed-constant C&W.
+    pub strength: &'static str,
+    /// Column strengths (ascending) and their texts.
+    pub columns: Vec<(f64, String)>,
+    /// Rows in order of first appearance.
+    pub rows: Vec<TableRow>,
+}
+
+/// The corruption tables.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CorruptionTables {
+    /// Corruption names (columns of the first table).
+    pub names: Vec<String>,
+    /// Severities (columns of the second table).
+    pub severities: Vec<u32>,
+    /// Per row: accuracy per corruption averaged over its severities; the last cell is the mean
+    /// over all (corruption, severity) records of the row.
+    pub by_corruption: Vec<TableRow>,
+    /// Per row: accuracy per severity averaged over the corruptions.
+    pub by_severity: Vec<TableRow>,
+}
+
+/// The merged report.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Report {
+    /// Attack tables in order of first appearance.
+    pub attacks: Vec<AttackTable>,
+    /// Corruption tables, if any corruption record was read.
+    pub corruptions: Option<CorruptionTables>,
+    /// Sanity checks.
+    pub checks: Vec<Check>,
+    /// Notes (replaced duplicates, skipped kinds).
+    pub notes: Vec<String>,
+}
+
+/// Per model: the distinct free-phase settings and image sets its attack records use.
+type Variants = HashMap<String, (Vec<(usize, usize)>, Vec<(String, usize)>)>;
+
+fn variants(rows: &[&AttackRow]) -> Variants {
+    let mut v: Variants = HashMap::new();
+    for r in rows {
+        let e = v.entry(r.model.clone()).or_default();
+        if !e.0.contains(&(r.t_predict, r.t_attack)) {
+            e.0.push((r.t_predict, r.t_attack));
+        }
+        if !e.1.contains(&(r.data.clone(), r.n)) {
+            e.1.push((r.data.clone(), r.n));
+        }
+    }
+    v
+}
+
+/// The row of an attack record: the model's label, then the substrate and protocol where not
+/// digital / standard, the free-phase steps where T_attack ≠ T_predict or the model was evaluated
+/// with several, and the images where the model was evaluated on several sets.
+fn row_label(labels: &HashMap<String, String>, var: &Variants, r: &AttackRow) -> String {
+    let mut s = labels.get(&r.model).cloned().unwrap_or(r.model.clone());
+    if r.substrate != "digital" {
+        let _ = write!(s, " @ {}", r.substrate);
+    }
+    if r.protocol != "standard" {
+        let _ = write!(s, " [{}]", r.protocol);
+    }
+    let (ts, sets) = var.get(&r.model).cloned().unwrap_or_default();
+    if r.t_attack != r.t_predict {
+        let _ = write!(s, " (T_attack {}, T_predict {})", r.t_attack, r.t_predict);
+    } else if ts.len() > 1 {
+        let _ = write!(s, " (T {})", r.t_predict);
+    }
+    if sets.len() > 1 {
+        let _ = write!(s, " ({} images of {})", r.n, r.data);
+    }
+    s
+}
+
+fn mean(v: &[f64]) -> Option<f64> {
+    (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
+}
+
+/// Build the tables and checks from merged records, labelling models with `labels` (see
+/// [`model_labels`]).
+pub fn build(records: &[Record], labels: &HashMap<String, String>) -> Report {
+    let attacks: Vec<&AttackRow> = records
+        .iter()
+        .filter_map(|r| match r {
+            Record::Attack(a) => Some(a),
+            _ => None,
+        })
+        .collect();
+    let mut notes = Vec::new();
+    let mut skipped: BTreeMap<&str, usize> = BTreeMap::new();
+    for r in records {
+        if let Record::Other(k) = r {
+            *skipped.entry(k).or_default() += 1;
+        }
+    }
+    for (k, n) in skipped {
+        notes.push(format!(
+            "{n} record(s) of kind {k:?} are not part of these tables"
+        ));
+    }
+    // Attack tables: (family) → rows (label) → eps → (robust, clean); later records replace
+    // earlier ones at the same cell.
+    let mut tables: Vec<AttackTable> = Vec::new();
+    let var = variants(&attacks);
+    let mut dups = 0;
+    type Cells = Vec<(String, Vec<(f64, String, f64, f64)>)>;
+    let mut cells: Vec<Cells> = Vec::new();
+    for r in &attacks {
+        let fam = attack_family(&r.attack);
+        let ti = match tables.iter().position(|t| t.attack == fam) {
+            Some(i) => i,
+            None => {
+                tables.push(AttackTable {
+                    strength: if fam.starts_with("CW") { "c" } else { "ε" },
+                    attack: fam,
+                    columns: Vec::new(),
+                    rows: Vec::new(),
+                });
+                cells.push(Vec::new());
+                tables.len() - 1
+            }
+        };
+        let label = row_label(labels, &var, r);
+        let rows = &mut cells[ti];
+        let ri = match rows.iter().position(|x| x.0 == label) {
+            Some(i) => i,
+            None => {
+                rows.push((label, Vec::new()));
+                rows.len() - 1
+            }
+        };
+        let text = if r.eps_text.is_empty() {
+            format!("{}", r.eps)
+        } else {
+            r.eps_text.clone()
+        };
+        let pts = &mut rows[ri].1;
+        let new = (r.eps, text, r.robust_accuracy, r.clean_accuracy);
+        match pts.iter_mut().find(|p| p.0 == r.eps) {
+            Some(p) => {
+                dups += 1;
+                *p = new;
+            }
+            None => pts.push(new),
+        }
+    }
+    for (t, rows) in tables.iter_mut().zip(&cells) {
+        let mut cols: Vec<(f64, String)> = Vec::new();
+        for (_, pts) in rows {
+            for p in pts {
+                if !cols.iter().any(|c| c.0 == p.0) {
+                    cols.push((p.0, p.1.clone()));
+                }
+            }
+        }
+        cols.sort_by(|a, b| a.0.total_cmp(&b.0));
+        t.rows = rows
+            .iter()
+            .map(|(label, pts)| TableRow {
+                label: label.clone(),
+                clean: pts.last().map(|p| p.3),
+                cells: cols
+                    .iter()
+                    .map(|c| pts.iter().find(|p| p.0 == c.0).map(|p| p.2))
+                    .collect(),
+            })
+            .collect();
+        t.columns = cols;
+    }
+    // Corruptions: row (model label + substrate) → (name, severity) → accuracy.
+    let corr: Vec<&CorruptionRow> = records
+        .iter()
+        .filter_map(|r| match r {
+            Record::Corruption(c) => Some(c),
+            _ => None,
+        })
+        .collect();
+    let corruptions = (!corr.is_empty()).then(|| {
+        let mut names: Vec<String> = Vec::new();
+        let mut sevs: Vec<u32> = Vec::new();
+        // Per row: label, its first record, (corruption, severity, accuracy).
+        type Row<'r> = (String, &'r CorruptionRow, Vec<(String, u32, f64)>);
+        let mut rows: Vec<Row> = Vec::new();
+        for c in &corr {
+            if !names.contains(&c.corruption) {
+                names.push(c.corruption.clone());
+            }
+            if !sevs.contains(&c.severity) {
+                sevs.push(c.severity);
+            }
+            let mut label = labels.get(&c.model).cloned().unwrap_or(c.model.clone());
+            if c.substrate != "digital" {
+                let _ = write!(label, " @ {}", c.substrate);
+            }
+            let ri = match rows.iter().position(|x| x.0 == label) {
+                Some(i) => i,
+                None => {
+                    rows.push((label, c, Vec::new()));
+                    rows.len() - 1
+                }
+            };
+            let pts = &mut rows[ri].2;
+            match pts
+                .iter_mut()
+                .find(|p| p.0 == c.corruption && p.1 == c.severity)
+            {
+                Some(p) => {
+                    dups += 1;
+                    p.2 = c.accuracy;
+                }
+                None => pts.push((c.corruption.clone(), c.severity, c.accuracy)),
+            }
+        }
+        // Columns in the library's order where known, then the others as read.
+        let order: Vec<&str> = crate::corrupt::Corruption::all()
+            .iter()
+            .map(|c| c.name())
+            .collect();
+        names.sort_by_key(|n| order.iter().position(|o| o == n).unwrap_or(usize::MAX));
+        sevs.sort_unstable();
+        // Clean accuracy of the same model, substrate and images from an attack record, if any.
+        let clean_of = |c: &CorruptionRow| {
+            attacks
+                .iter()
+                .rev()
+                .find(|a| {
+                    a.model == c.model
+                        && a.substrate == c.substrate
+                        && a.data == c.data
+                        && a.n == c.n
+                })
+                .map(|a| a.clean_accuracy)
+        };
+        let by_corruption = rows
+            .iter()
+            .map(|(label, first, pts)| {
+                let mut cells: Vec<Option<f64>> = names
+                    .iter()
+                    .map(|n| {
+                        let v: Vec<f64> = pts.iter().filter(|p| &p.0 == n).map(|p| p.2).collect();
+                        mean(&v)
+                    })
+                    .collect();
+                cells.push(mean(&pts.iter().map(|p| p.2).collect::<Vec<_>>()));
+                TableRow {
+                    label: label.clone(),
+                    clean: clean_of(first),
+                    cells,
+                }
+            })
+            .collect();
+        let by_severity = rows
+            .iter()
+            .map(|(label, first, pts)| TableRow {
+                label: label.clone(),
+                clean: clean_of(first),
+                cells: sevs
+                    .iter()
+                    .map(|s| {
+                        let v: Vec<f64> = pts.iter().filter(|p| p.1 == *s).map(|p| p.2).collect();
+                        mean(&v)
+                    })
+                    .collect(),
+            })
+            .collect();
+        CorruptionTables {
+            names,
+            severities: sevs,
+            by_corruption,
+            by_severity,
+        }
+    });
+    if dups > 0 {
+        notes.push(format!(
+            "{dups} record(s) repeat an earlier cell (same row, attack or corruption, strength): the later record is shown"
+        ));
+    }
+    let owned: Vec<AttackRow> = attacks.iter().map(|r| (*r).clone()).collect();
+    let mut checks = strength_checks(&owned);
+    checks.extend(iteration_checks(&owned));
+    Report {
+        attacks: tables,
+        corruptions,
+        checks,
+        notes,
+    }
+}
+
+fn pct(v: Option<f64>) -> String {
+    v.map_or("–".to_string(), |a| format!("{:.1}", 100.0 * a))
+}
+
+/// A file-name-safe version of an attack name: lowercase, runs of other characters → `-`.
+pub fn slug(s: &str) -> String {
+    let mut o = String::new();
+    for ch in s.chars() {
+        if ch.is_ascii_alphanumeric() {
+            o.push(ch.to_ascii_lowercase());
+        } else if ch == '.' {
+            o.push('p');
+        } else if !o.ends_with('-') {
+            o.push('-');
+        }
+    }
+    o.trim_matches('-').to_string()
+}
+
+fn table_md(first: &str, heads: &[String], rows: &[TableRow], clean: bool) -> String {
+    let mut s = format!("| {first} |");
+    if clean {
+        s += " clean |";
+    }
+    for h in heads {
+        let _ = write!(s, " {h} |");
+    }
+    s += "\n| --- |";
+    for _ in 0..heads.len() + clean as usize {
+        s += " ---: |";
+    }
+    s += "\n";
+    for r in rows {
+        let _ = write!(s, "| {} |", r.label);
+        if clean {
+            let _ = write!(s, " {} |", pct(r.clean));
+        }
+        for c in &r.cells {
+            let _ = write!(s, " {} |", pct(*c));
+        }
+        s += "\n";
+    }
+    s
+}
+
+impl Report {
+    /// The report in markdown; `plots[i]`, when given, is the file name of attack table i's plot.
+    pub fn to_markdown(&self, sources: &[String], plots: &[Option<String>]) -> String {
+        let mut s = String::from("# Robustness report\n\n");
+        if !sources.is_empty() {
+            let _ = writeln!(s, "Merged from {}.\n", sources.join(", "));
+        }
+        s += "Accuracies in %. Rows: model (file stem or --label) @ substrate [protocol] where not digital/standard.\n\n";
+        for (i, t) in self.attacks.iter().enumerate() {
+            let _ = writeln!(s, "## {} — robust accuracy (%)\n", t.attack);
+            let heads: Vec<String> = t
+                .columns
+                .iter()
+                .map(|c| format!("{}={}", t.strength, c.1))
+                .collect();
+            s += &table_md("model", &heads, &t.rows, true);
+            if let Some(Some(p)) = plots.get(i) {
+                let _ = writeln!(s, "\n![{}]({p})", t.attack);
+            }
+            s += "\n";
+        }
+        if let Some(c) = &self.corruptions {
+            s += "## Corruptions — accuracy (%), mean over severities\n\n";
+            let mut heads = c.names.clone();
+            heads.push("mean".into());
+            s += &table_md("model", &heads, &c.by_corruption, true);
+            s += "\n## Corruptions by severity — accuracy (%), mean over corruptions\n\n";
+            let heads: Vec<String> = c.severities.iter().map(|v| format!("s{v}")).collect();
+            s += &table_md("model", &heads, &c.by_severity, true);
+            s += "\n";
+        }
+        s += "## Sanity checks\n\n";
+        if self.checks.is_empty() {
+            s += "None applicable (a check needs several strengths, budgets or attacks of one evaluation).\n";
+        }
+        for c in &self.checks {
+            let _ = writeln!(s, "- {c}");
+        }
+        if !self.notes.is_empty() {
+            s += "\n## Notes\n\n";
+            for n in &self.notes {
+                let _ = writeln!(s, "- {n}");
+            }
+        }
+        s
+    }
+}

@@ -1,0 +1,357 @@
+//! Running one attack at one strength over a dataset (by its command-line name, under a
+//! protocol), and `epsim attack`'s run: every strength of one attack, one record each.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail, ensure};
+
+use super::protocol::expand_eps;
+use super::target::Target;
+use crate::attacks::{self, Attack, Norm};
+use crate::classifier::Classifier;
+use crate::files::JsonlAppender;
+use crate::results::{AttackRecord, RecordContext, git_commit};
+
+/// The norm part of an attack's command-line name (`pgd-linf` → `linf`).
+pub fn attack_norm(attack: &str) -> String {
+    attack
+        .rsplit_once('-')
+        .map(|(_, n)| n.to_string())
+        .unwrap_or_default()
+}
+
+/// Build attack `name` (a command-line name) at strength `eps`.
+fn build_attack(
+    name: &str,
+    eps: f32,
+    steps: Option<usize>,
+    restarts: usize,
+    eot: usize,
+    protocol: &str,
+) -> Result<Box<dyn Attack>> {
+    let advep = protocol == "advep";
+    let (base, norm) = match name.rsplit_once('-') {
+        Some((b, n)) if matches!(n, "linf" | "l2") => (b, n.parse::<Norm>()?),
+        _ => bail!("attack {name:?}: expected <kind>-<linf|l2>, e.g. pgd-linf (see --help)"),
+    };
+    Ok(match base {
+        "pgd" => {
+            let mut a = if advep {
+                attacks::Pgd::paper(norm, eps)
+            } else {
+                attacks::Pgd::new(norm, eps)
+            };
+            a.eot_iter = eot;
+            if let Some(s) = steps {
+                a.iters = s;
+            }
+            a.restarts = restarts;
+            Box::new(a)
+        }
+        "apgd-ce" => {
+            let mut a = attacks::Apgd::new(norm, eps, attacks::ApgdLoss::Ce);
+            a.eot_iter = eot;
+            if let Some(s) = steps {
+                a.n_iter = s;
+            }
+            Box::new(a)
+        }
+        "apgd-t" => {
+            let mut a = attacks::ApgdT::new(norm, eps);
+            a.eot_iter = eot;
+            if let Some(s) = steps {
+                a.n_iter = s;
+            }
+            Box::new(a)
+        }
+        "square" => {
+            let mut a = attacks::Square::new(norm, eps);
+            if advep {
+                a.on_probabilities = true;
+                a.n_queries = 1000;
+            }
+            a.eot_iter = eot;
+            if let Some(s) = steps {
+                a.n_queries = s;
+            }
+            Box::new(a)
+        }
+        "cw" => {
+            ensure!(norm == Norm::L2, "C&W is an L2 attack: use cw-l2");
+            let mut a = attacks::CarliniWagnerL2::fixed_c(eps, steps.unwrap_or(1000));
+            a.eot_iter = eot;
+            Box::new(a)
+        }
+        "art-autoattack" | "autoattack" => {
+            // Plain autoattack reaches here only under advep (see attack_strength).
+            let mut a = attacks::ArtAutoAttack::paper(norm, eps);
+            a.use_predicted = advep;
+            a.eot_iter = eot;
+            Box::new(a)
+        }
+        "autoattack-rand" => bail!(
+            "the advep protocol has no 'rand' AutoAttack: the seed paper ran ART's ensemble (autoattack-{norm})",
+            norm = norm.to_string().to_lowercase()
+        ),
+        "deepfool" => {
+            let mut a = attacks::DeepFool::new(norm);
+            a.eot_iter = eot;
+            a.eps = Some(eps);
+            if let Some(s) = steps {
+                a.max_iter = s;
+            }
+            Box::new(a)
+        }
+        other => bail!("unknown attack {other:?} (see epsim attack --help)"),
+    })
+}
+
+/// Counts of one attack at one strength over a dataset.
+pub struct Outcome {
+    /// Correct on clean inputs.
+    pub clean: usize,
+    /// Correct under attack (per-sample worst case).
+    pub robust: usize,
+    /// Forward queries (images).
+    pub queries: u64,
+    /// Gradient evaluations (images).
+    pub grads: u64,
+    /// Attack name with its settings.
+    pub name: String,
+    /// When it started.
+    pub started: Instant,
+}
+
+impl Outcome {
+    /// The result record of this outcome: attack `attack` (command-line name) at strength `eps`
+    /// (given as `eps_text`) under `protocol`, with `steps` as asked.
+    #[allow(clippy::too_many_arguments)]
+    pub fn record(
+        &self,
+        cx: &RecordContext,
+        attack: &str,
+        protocol: &str,
+        eps: f64,
+        eps_text: &str,
+        steps: Option<usize>,
+        t_predict: usize,
+        t_attack: usize,
+    ) -> AttackRecord {
+        let n = cx.n.max(1) as f64;
+        AttackRecord {
+            model: cx.model.clone(),
+            substrate: cx.substrate.clone(),
+            protocol: protocol.to_string(),
+            attack: self.name.clone(),
+            norm: attack_norm(attack),
+            eps,
+            eps_text: eps_text.to_string(),
+            steps,
+            t_predict,
+            t_attack,
+            seed: cx.seed,
+            data: cx.data.clone(),
+            n: cx.n,
+            clean_accuracy: self.clean as f64 / n,
+            robust_accuracy: self.robust as f64 / n,
+            queries: self.queries,
+            grads: self.grads,
+            wall_s: self.started.elapsed().as_secs_f64(),
+            commit: cx.commit.clone(),
+        }
+    }
+}
+
+/// Run attack `attack` (a CLI name, see `epsim attack --help`) at strength `eps` over every batch
+/// of `loader` (pixel-space images). `eot`: gradients per step on stochastic classifiers (default 10
+/// there, 1 otherwise).
+#[allow(clippy::too_many_arguments)]
+pub fn attack_strength(
+    clf: &dyn Classifier,
+    loader: &crate::data::Loader<'_>,
+    attack: &str,
+    eps: f32,
+    label: &str,
+    steps: Option<usize>,
+    restarts: usize,
+    eot: Option<usize>,
+    seed: u64,
+    protocol: &str,
+) -> Result<Outcome> {
+    let (o, _) = attack_strength_examples(
+        clf, loader, attack, eps, label, steps, restarts, eot, seed, protocol, 0,
+    )?;
+    Ok(o)
+}
+
+/// [`attack_strength`], also keeping the first `keep` images in loader order with their
+/// adversarial versions and predictions (for `--save-examples`).
+#[allow(clippy::too_many_arguments)]
+pub fn attack_strength_examples(
+    clf: &dyn Classifier,
+    loader: &crate::data::Loader<'_>,
+    attack: &str,
+    eps: f32,
+    label: &str,
+    steps: Option<usize>,
+    restarts: usize,
+    eot: Option<usize>,
+    seed: u64,
+    protocol: &str,
+    keep: usize,
+) -> Result<(Outcome, crate::report::examples::Examples)> {
+    let mut ex = crate::report::examples::Examples::new(clf.input_shape());
+    let started = Instant::now();
+    let (mut clean, mut robust, mut queries, mut grads, mut name) =
+        (0usize, 0usize, 0u64, 0u64, String::new());
+    let eot_n = eot.unwrap_or(if clf.stochastic() { 10 } else { 1 });
+    let pb = crate::data::progress(loader.num_batches() as u64, &format!("{attack} ε={label}"));
+    for b in loader.epoch(0) {
+        let ids: Vec<u64> = b.indices.iter().map(|&i| i as u64).collect();
+        if attack.starts_with("autoattack") && protocol != "advep" {
+            let (_, nm) = attack.rsplit_once('-').context("autoattack-<linf|l2>")?;
+            let nrm: Norm = nm.parse()?;
+            let aa = if attack.starts_with("autoattack-rand") {
+                let mut aa = attacks::AutoAttack::rand(nrm, eps);
+                if let Some(e) = eot {
+                    aa.eot_iter = e;
+                }
+                aa
+            } else {
+                if clf.stochastic() {
+                    tracing::warn!(
+                        "AutoAttack 'standard' on a stochastic substrate: use autoattack-rand-* (EOT) for an honest evaluation"
+                    );
+                }
+                attacks::AutoAttack::standard(nrm, eps)
+            };
+            let counted = crate::classifier::Counted::new(clf);
+            let r = aa.evaluate(&counted, &b.x, &b.y, &ids, seed)?;
+            ex.push_batch(clf, &b.x, &r.x_adv, &b.y, keep)?;
+            clean += r.clean_correct.iter().filter(|&&c| c).count();
+            robust += r.robust.iter().filter(|&&c| c).count();
+            queries += counted.queries.load(std::sync::atomic::Ordering::Relaxed);
+            grads += counted.grads.load(std::sync::atomic::Ordering::Relaxed);
+            name = format!("autoattack-{:?}", aa.version).to_lowercase();
+        } else {
+            let atk = build_attack(attack, eps, steps, restarts, eot_n, protocol)?;
+            name = atk.name();
+            let pred = ep::train::argmax_rows(&clf.logits(&b.x)?);
+            let ok: Vec<bool> = pred.iter().zip(&b.y).map(|(p, l)| p == l).collect();
+            let r = atk.run_indexed(clf, &b.x, &b.y, &ids, seed)?;
+            ex.push_batch(clf, &b.x, &r.x_adv, &b.y, keep)?;
+            clean += ok.iter().filter(|&&c| c).count();
+            // Robust: correct on the clean image and not fooled by the attack.
+            robust += ok
+                .iter()
+                .zip(&r.success)
+                .filter(|&(&c, &s)| c && !s)
+                .count();
+            queries += r.queries;
+            grads += r.grads;
+        }
+        pb.inc(1);
+    }
+    pb.finish_and_clear();
+    let o = Outcome {
+        clean,
+        robust,
+        queries,
+        grads,
+        name,
+        started,
+    };
+    Ok((o, ex))
+}
+
+/// `epsim attack`: one attack at several strengths on a target, one record per strength appended
+/// to `out`.
+#[derive(Debug, Clone)]
+pub struct AttackRun {
+    /// Model, substrate and data.
+    pub target: Target,
+    /// Attack name (see `epsim attack --help`).
+    pub attack: String,
+    /// Strengths as given (numbers, fractions, presets).
+    pub eps: Vec<String>,
+    /// Iterations or queries (default: the attack's own).
+    pub steps: Option<usize>,
+    /// Restarts (PGD).
+    pub restarts: usize,
+    /// Results file (JSON Lines, appended).
+    pub out: PathBuf,
+    /// Evaluation protocol (`standard` or `advep`).
+    pub protocol: String,
+    /// Also write a grid of the first N images per strength beside `out`.
+    pub save_examples: Option<usize>,
+}
+
+impl AttackRun {
+    /// Run every strength, printing a line and appending a record for each.
+    pub fn run(&self, seed: u64) -> Result<()> {
+        let t = &self.target;
+        let l = t.load(seed)?;
+        let (d, clf) = (&l.data, l.clf.as_ref());
+        let strengths = expand_eps(&self.eps).context("--eps")?;
+        let cx = RecordContext {
+            model: t.model.display().to_string(),
+            substrate: t.substrate.label(),
+            seed,
+            data: t.data.clone(),
+            n: d.len(),
+            commit: git_commit(),
+        };
+        let mut out = JsonlAppender::open(&self.out)?;
+        // Pixel-space batches (the classifier normalizes inside).
+        let loader =
+            crate::data::Loader::new(d, t.batch_size, sim::Stream::new(seed, "attack.data"));
+        println!(
+            "{:<28} {:>10} {:>8} {:>8} {:>10}",
+            "attack", "eps", "clean", "robust", "time (s)"
+        );
+        ensure!(self.save_examples != Some(0), "--save-examples needs N ≥ 1");
+        for (text, eps) in strengths {
+            let (o, ex) = attack_strength_examples(
+                clf,
+                &loader,
+                &self.attack,
+                eps as f32,
+                &text,
+                self.steps,
+                self.restarts,
+                t.eot,
+                seed,
+                &self.protocol,
+                self.save_examples.unwrap_or(0),
+            )?;
+            if self.save_examples.is_some() {
+                crate::report::examples::save(
+                    &self.out,
+                    &self.attack,
+                    &text,
+                    &o.name,
+                    &ex,
+                    &d.classes,
+                )?;
+            }
+            let rec = o.record(
+                &cx,
+                &self.attack,
+                &self.protocol,
+                eps,
+                &text,
+                self.steps,
+                l.t_predict,
+                l.t_attack,
+            );
+            println!(
+                "{:<28} {:>10} {:>8.4} {:>8.4} {:>10.1}",
+                self.attack, text, rec.clean_accuracy, rec.robust_accuracy, rec.wall_s
+            );
+            out.append(&rec)?;
+        }
+        println!("results appended to {}", self.out.display());
+        Ok(())
+    }
+}

@@ -1,0 +1,11 @@
+//! Robustness studies: what is evaluated ([`target`]), one attack at one strength and `epsim
+//! attack`'s run ([`attack`]), the protocols and the paper's ε grids ([`protocol`]), robustness
+//! suites ([`suite`]) and their run on one target ([`robustness`]), and device-parameter sweeps
+//! of a suite ([`sweep`]).
+
+pub mod attack;
+pub mod protocol;
+pub mod robustness;
+pub mod suite;
+pub mod sweep;
+pub mod target;

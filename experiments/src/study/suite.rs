@@ -1,0 +1,215 @@
+//! Robustness suites (TOML): attacks × strengths (× protocols) and corruptions × severities, read
+//! and checked before any work, and their items in order (clean accuracy first).
+
+use std::path::Path;
+
+use anyhow::{Context, Result, ensure};
+
+use super::protocol::{check_protocol, expand_eps};
+use crate::corrupt::Corruption;
+
+/// A robustness suite (TOML): attacks × strengths (× protocols) and corruptions × severities.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Suite {
+    /// Evaluation protocols every attack runs under ("standard", "advep"); default ["standard"].
+    /// With both, report.md gets the "Protocol gap" section.
+    #[serde(default = "standard_only")]
+    pub protocols: Vec<String>,
+    /// Attacks.
+    #[serde(default)]
+    pub attack: Vec<SuiteAttack>,
+    /// Corruptions.
+    #[serde(default)]
+    pub corruptions: Option<SuiteCorruptions>,
+}
+
+/// One attack of a suite.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SuiteAttack {
+    /// Attack name as `epsim attack --attack`.
+    pub name: String,
+    /// Strengths ("8/255", "0.5", ...) or presets ("paper-linf", see `epsim attack --help`).
+    pub eps: Vec<String>,
+    /// Iterations or queries.
+    #[serde(default)]
+    pub steps: Option<usize>,
+    /// Restarts (PGD).
+    #[serde(default = "one")]
+    pub restarts: usize,
+    /// Write a PNG grid of the first N images per strength (as `epsim attack --save-examples`).
+    #[serde(default)]
+    pub save_examples: Option<usize>,
+}
+
+fn one() -> usize {
+    1
+}
+
+fn standard_only() -> Vec<String> {
+    vec!["standard".into()]
+}
+
+/// The corruptions of a suite.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SuiteCorruptions {
+    /// Names, or ["all"].
+    pub names: Vec<String>,
+    /// Severities 1..=5.
+    #[serde(default = "all_severities")]
+    pub severities: Vec<u32>,
+}
+
+fn all_severities() -> Vec<u32> {
+    vec![1, 2, 3, 4, 5]
+}
+
+impl Suite {
+    /// Read a suite file and check what `epsim robustness` needs: at least one attack or the
+    /// corruptions, strengths that parse, `save_examples` ≥ 1, known protocols listed once.
+    pub fn read(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading suite {}", path.display()))?;
+        let suite: Suite = toml::from_str(&text)
+            .map_err(|e| anyhow::anyhow!("{}: invalid suite: {e}", path.display()))?;
+        ensure!(
+            !suite.attack.is_empty() || suite.corruptions.is_some(),
+            "{}: the suite has no [[attack]] and no [corruptions]",
+            path.display()
+        );
+        Ok(suite)
+    }
+
+    /// Check the attacks' strengths and examples and the protocols (see [`Suite::read`]).
+    pub fn check(&self, path: &Path) -> Result<()> {
+        for at in &self.attack {
+            ensure!(
+                at.save_examples != Some(0),
+                "{}: attack {}: save_examples needs N ≥ 1",
+                path.display(),
+                at.name
+            );
+            expand_eps(&at.eps)
+                .with_context(|| format!("{}: attack {}", path.display(), at.name))?;
+        }
+        ensure!(
+            !self.protocols.is_empty(),
+            "{}: `protocols` is empty",
+            path.display()
+        );
+        for (i, p) in self.protocols.iter().enumerate() {
+            check_protocol(p).with_context(|| format!("{}", path.display()))?;
+            ensure!(
+                !self.protocols[..i].contains(p),
+                "{}: protocol {p:?} listed twice",
+                path.display()
+            );
+        }
+        Ok(())
+    }
+}
+
+/// One entry of a suite: clean accuracy, an attack at one strength, a corruption at one severity.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SuiteItem {
+    /// Accuracy on the clean images.
+    Clean,
+    /// Robust accuracy under an attack at one strength.
+    Attack {
+        /// Attack name as `epsim attack --attack`.
+        name: String,
+        /// Strength as given.
+        eps_text: String,
+        /// Strength.
+        eps: f64,
+        /// Iterations or queries.
+        steps: Option<usize>,
+        /// Restarts (PGD).
+        restarts: usize,
+    },
+    /// Accuracy on corrupted images.
+    Corruption(Corruption, u32),
+}
+
+impl SuiteItem {
+    /// Stable identifier used in results.jsonl (`item`), the table and the plot names:
+    /// `clean`, `pgd-linf@8/255`, `gaussian_noise@s3`.
+    pub fn id(&self) -> String {
+        match self {
+            SuiteItem::Clean => "clean".into(),
+            SuiteItem::Attack { name, eps_text, .. } => format!("{name}@{eps_text}"),
+            SuiteItem::Corruption(c, s) => format!("{}@s{s}", c.name()),
+        }
+    }
+
+    /// File stem of the item's plot: the id with every character other than `[A-Za-z0-9_.-]`
+    /// replaced by `_` (`pgd-linf_8_255`, `gaussian_noise_s3`).
+    pub fn file_stem(&self) -> String {
+        self.id()
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_') {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect()
+    }
+}
+
+/// The suite's items in order (clean first), validated: strengths parse, corruption names exist.
+pub fn suite_items(suite: &Suite, origin: &Path) -> Result<Vec<SuiteItem>> {
+    ensure!(
+        suite.protocols.iter().all(|p| p == "standard"),
+        "{}: epsim sweep runs the standard protocol only (protocols = {:?}); compare protocols with epsim robustness",
+        origin.display(),
+        suite.protocols
+    );
+    let mut items = vec![SuiteItem::Clean];
+    for at in &suite.attack {
+        ensure!(
+            at.name.ends_with("-linf") || at.name.ends_with("-l2"),
+            "{}: attack {:?}: expected <kind>-<linf|l2>, e.g. pgd-linf (see epsim attack --help)",
+            origin.display(),
+            at.name
+        );
+        for (e, v) in expand_eps(&at.eps)
+            .with_context(|| format!("{}: attack {}", origin.display(), at.name))?
+        {
+            items.push(SuiteItem::Attack {
+                name: at.name.clone(),
+                eps_text: e,
+                eps: v,
+                steps: at.steps,
+                restarts: at.restarts,
+            });
+        }
+    }
+    if let Some(c) = &suite.corruptions {
+        let kinds = Corruption::parse_list(&c.names)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", origin.display()))?;
+        for &s in &c.severities {
+            ensure!(
+                (1..=5).contains(&s),
+                "{}: corruption severity {s} is outside 1..=5",
+                origin.display()
+            );
+        }
+        for k in kinds {
+            for &s in &c.severities {
+                items.push(SuiteItem::Corruption(k, s));
+            }
+        }
+    }
+    Ok(items)
+}
+
+/// Read and validate a suite file.
+pub fn read_suite(path: &Path) -> Result<(Suite, Vec<SuiteItem>)> {
+    let suite = Suite::read(path)?;
+    let items = suite_items(&suite, path)?;
+    Ok((suite, items))
+}

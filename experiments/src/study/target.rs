@@ -1,0 +1,101 @@
+//! What an evaluation runs on: a model file realized on a substrate as a [`Classifier`], and the
+//! images it is evaluated on.
+
+use std::path::PathBuf;
+
+use anyhow::{Result, ensure};
+
+use crate::classifier::load::{is_baseline_file, load_baseline, load_model};
+use crate::classifier::substrate::{SubstrateSpec, classifier};
+use crate::classifier::{BaselineClassifier, Classifier, EpClassifier, Normalize};
+use crate::data::{Dataset, check_input_shape, load_eval_set};
+
+/// A model on a substrate, on a dataset (shared by `attack` and `robustness`).
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// Model file: EP checkpoint, PyTorch-style state dict + `spec`, or a baseline checkpoint.
+    pub model: PathBuf,
+    /// Model spec (TOML or JSON) for files without one.
+    pub spec: Option<PathBuf>,
+    /// Dataset spec; without a split the test split is used.
+    pub data: String,
+    /// Free-phase steps for predictions (default: the model's T1).
+    pub t_predict: Option<usize>,
+    /// Free-phase steps the gradient is taken through (default: T_predict).
+    pub t_attack: Option<usize>,
+    /// Use only the first N images (class-balanced).
+    pub subset: Option<usize>,
+    /// Batch size.
+    pub batch_size: usize,
+    /// The substrate the model is realized on.
+    pub substrate: SubstrateSpec,
+    /// Gradients averaged per attack step on stochastic substrates (default 1 on deterministic
+    /// substrates, 10 on stochastic ones).
+    pub eot: Option<usize>,
+}
+
+/// A loaded target: the images, the classifier and its free-phase steps (T_predict, T_attack;
+/// 0 for baselines).
+pub struct Loaded {
+    /// The images (pixels in [0, 1]; the classifier normalizes inside).
+    pub data: Dataset,
+    /// The model on its substrate.
+    pub clf: Box<dyn Classifier>,
+    /// Free-phase steps of predictions.
+    pub t_predict: usize,
+    /// Free-phase steps of gradients.
+    pub t_attack: usize,
+}
+
+impl Target {
+    /// Load the dataset (subset) and the model as a classifier on its substrate.
+    pub fn load(&self, seed: u64) -> Result<Loaded> {
+        let d = load_eval_set(&self.data, self.subset)?;
+        let (clf, t_predict, t_attack) = if is_baseline_file(&self.model)? {
+            ensure!(
+                self.substrate.is_digital(),
+                "{}: backprop baselines run on the digital substrate only",
+                self.model.display()
+            );
+            let m = load_baseline(&self.model)?;
+            let c: Box<dyn Classifier> =
+                Box::new(BaselineClassifier::new(std::borrow::Cow::Owned(m)));
+            (c, 0, 0)
+        } else {
+            self.ep_classifier(seed)?
+        };
+        check_input_shape(&d, clf.input_shape(), &self.data)?;
+        Ok(Loaded {
+            data: d,
+            clf,
+            t_predict,
+            t_attack,
+        })
+    }
+
+    /// The EP model as a classifier on the substrate, with its (T_predict, T_attack).
+    pub fn ep_classifier(&self, seed: u64) -> Result<(Box<dyn Classifier>, usize, usize)> {
+        let net = load_model(&self.model, self.spec.as_deref())?;
+        let t_predict = self.t_predict.unwrap_or(net.spec.t1);
+        let t_attack = self.t_attack.unwrap_or(t_predict);
+        ensure!(
+            t_predict >= 1 && t_attack >= 1,
+            "free-phase steps must be ≥ 1"
+        );
+        let clf: Box<dyn Classifier> = if self.substrate.is_digital() {
+            Box::new(EpClassifier {
+                norm: Normalize::of_model(&net.spec),
+                net,
+                t_predict,
+                t_attack,
+            })
+        } else {
+            ensure!(
+                self.t_attack.is_none() || self.t_attack == self.t_predict,
+                "--t-attack may differ from --t-predict only on the digital substrate"
+            );
+            classifier(Some(net), &self.substrate, seed, Some(t_predict))?
+        };
+        Ok((clf, t_predict, t_attack))
+    }
+}
