@@ -44,6 +44,17 @@ pub struct ModelArgs {
     pub spec: Option<PathBuf>,
 }
 
+/// The images an evaluation runs on.
+#[derive(Debug, Clone, Args)]
+pub struct DataArgs {
+    /// Dataset spec (see `epsim data info --help`); without a split the test split is used.
+    #[arg(id = "data", long = "data", value_name = "SPEC")]
+    pub spec: String,
+    /// Use only the first N images (class-balanced).
+    #[arg(long, value_name = "N")]
+    pub subset: Option<usize>,
+}
+
 /// Device preset overrides and the physical array size.
 #[derive(Debug, Clone, Args)]
 pub struct DeviceArgs {
@@ -90,18 +101,15 @@ pub struct TargetArgs {
     /// The model.
     #[command(flatten)]
     pub model: ModelArgs,
-    /// Dataset spec; without a split the test split is used.
-    #[arg(long, value_name = "SPEC")]
-    pub data: String,
+    /// The images.
+    #[command(flatten)]
+    pub data: DataArgs,
     /// Free-phase steps for predictions (default: the model's T1).
     #[arg(long, value_name = "T")]
     pub t_predict: Option<usize>,
     /// Free-phase steps the gradient is taken through (default: = T_predict, the honest choice).
     #[arg(long, value_name = "T")]
     pub t_attack: Option<usize>,
-    /// Use only the first N images (class-balanced).
-    #[arg(long, value_name = "N")]
-    pub subset: Option<usize>,
     /// Batch size.
     #[arg(long, default_value_t = 100)]
     pub batch_size: usize,
@@ -120,10 +128,10 @@ impl TargetArgs {
         Ok(Target {
             model: self.model.model.clone(),
             spec: self.model.spec.clone(),
-            data: self.data.clone(),
+            data: self.data.spec.clone(),
             t_predict: self.t_predict,
             t_attack: self.t_attack,
-            subset: self.subset,
+            subset: self.data.subset,
             batch_size: self.batch_size,
             substrate: self.substrate.spec()?,
             eot: self.eot,

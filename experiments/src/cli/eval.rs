@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result, bail, ensure};
 use clap::Args;
 
-use super::args::{ModelArgs, SubstrateArgs};
+use super::args::{DataArgs, ModelArgs, SubstrateArgs};
 use crate::classifier::Normalize;
 use crate::classifier::load::{is_baseline_file, load_baseline, load_model};
 use crate::classifier::substrate::{SubstrateSpec, classifier};
@@ -21,9 +21,9 @@ pub struct EvalArgs {
     /// The model.
     #[command(flatten)]
     pub model: ModelArgs,
-    /// Dataset spec (see `epsim data info --help`); without a split the test split is used.
-    #[arg(long, value_name = "SPEC")]
-    pub data: String,
+    /// The images.
+    #[command(flatten)]
+    pub data: DataArgs,
     /// Free-phase steps (default: the model's T1).
     #[arg(long, value_name = "T")]
     pub steps: Option<usize>,
@@ -33,9 +33,6 @@ pub struct EvalArgs {
     /// Plot file for --per-step (.png or .svg).
     #[arg(long, value_name = "FILE", default_value = "per_step_accuracy.png")]
     pub plot: PathBuf,
-    /// Evaluate only the first N images (class-balanced).
-    #[arg(long, value_name = "N")]
-    pub subset: Option<usize>,
     /// Batch size.
     #[arg(long, default_value_t = 128)]
     pub batch_size: usize,
@@ -71,14 +68,14 @@ pub fn eval(a: &EvalArgs, seed: u64) -> Result<()> {
     if !substrate.is_digital() {
         return eval_substrate(a, &substrate, seed);
     }
-    let d = load_eval_set(&a.data, a.subset)?;
+    let d = load_eval_set(&a.data.spec, a.data.subset)?;
     if is_baseline_file(&a.model.model)? {
         ensure!(
             !a.per_step && a.steps.is_none(),
             "--steps/--per-step apply to EP models only"
         );
         let m = load_baseline(&a.model.model)?;
-        check_input_shape(&d, m.spec.input(), &a.data)?;
+        check_input_shape(&d, m.spec.input(), &a.data.spec)?;
         let norm = match &m.spec.input_norm {
             Some(n) => Normalization {
                 mean: n.mean.clone(),
@@ -90,7 +87,7 @@ pub fn eval(a: &EvalArgs, seed: u64) -> Result<()> {
         let acc = evaluate_baseline(&m, &d, &norm, a.batch_size)?;
         println!(
             "{}: {} images: accuracy {:.4} ({:.1} img/s)",
-            a.data,
+            a.data.spec,
             d.len(),
             acc,
             d.len() as f64 / t.elapsed().as_secs_f64()
@@ -98,7 +95,7 @@ pub fn eval(a: &EvalArgs, seed: u64) -> Result<()> {
         return Ok(());
     }
     let net = load_model(&a.model.model, a.model.spec.as_deref())?;
-    check_input_shape(&d, net.spec.input, &a.data)?;
+    check_input_shape(&d, net.spec.input, &a.data.spec)?;
     let steps = a.steps.unwrap_or(net.spec.t1);
     ensure!(steps >= 1, "--steps must be ≥ 1");
     if net.spec.input_norm.is_none() {
@@ -116,7 +113,7 @@ pub fn eval(a: &EvalArgs, seed: u64) -> Result<()> {
     let secs = t.elapsed().as_secs_f64();
     println!(
         "{}: {} images, T = {steps}: accuracy {:.4} ({:.1} img/s)",
-        a.data,
+        a.data.spec,
         d.len(),
         acc,
         d.len() as f64 / secs
@@ -159,8 +156,8 @@ fn eval_substrate(a: &EvalArgs, substrate: &SubstrateSpec, seed: u64) -> Result<
         None => Some(load_model(&a.model.model, a.model.spec.as_deref())?),
     };
     let clf = classifier(net, substrate, seed, a.steps)?;
-    let d = load_eval_set(&a.data, a.subset)?;
-    check_input_shape(&d, clf.input_shape(), &a.data)?;
+    let d = load_eval_set(&a.data.spec, a.data.subset)?;
+    check_input_shape(&d, clf.input_shape(), &a.data.spec)?;
     ensure!(a.batch_size >= 1, "--batch-size must be ≥ 1");
     let t = std::time::Instant::now();
     let right = correct(clf.as_ref(), &d, a.batch_size)?;
@@ -168,7 +165,7 @@ fn eval_substrate(a: &EvalArgs, substrate: &SubstrateSpec, seed: u64) -> Result<
     println!(
         "{} on {}: {} images: accuracy {:.4} ({:.1} img/s)",
         clf.describe(),
-        a.data,
+        a.data.spec,
         d.len(),
         right as f64 / d.len().max(1) as f64,
         d.len() as f64 / secs

@@ -10,6 +10,7 @@ pub mod data;
 pub mod eval;
 pub mod hw;
 pub mod report;
+pub mod study;
 pub mod sweep;
 pub mod train;
 
@@ -83,6 +84,10 @@ pub enum Command {
     /// Write CIFAR-10-C style corrupted copies of a dataset (official binary layout).
     #[command(after_long_help = DATA_SPEC_HELP)]
     Corrupt(attack::CorruptArgs),
+    /// Run a whole study from a TOML file (models × substrates × seeds × protocols × attacks and
+    /// corruptions) as resumable cells; results.jsonl, report.md with the summary table, plots.
+    #[command(after_long_help = DATA_SPEC_HELP)]
+    Study(study::StudyArgs),
     /// Merge results.jsonl files of several runs into side-by-side tables (one per attack, models
     /// as rows, strengths as columns; corruptions), plots per attack and sanity checks.
     Report(report::ReportArgs),
@@ -154,6 +159,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Corrupt(a) => attack::corrupt(&a, seed),
         Command::Robustness(a) => attack::robustness(&a, seed),
         Command::Report(a) => report::report(&a),
+        Command::Study(a) => study::study(&a),
         Command::Sweep(a) => sweep::sweep(&a, seed),
         Command::Netlist(hw::NetlistCommand::Check(a)) => hw::check(&a, seed),
         Command::Compile(a) => hw::compile(&a),
@@ -197,5 +203,17 @@ where
             }
             std::process::ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    /// clap's own consistency checks over every subcommand (unique argument ids across flattened
+    /// groups, valid defaults, conflicts naming existing arguments).
+    #[test]
+    fn the_command_line_is_consistent() {
+        super::Cli::command().debug_assert();
     }
 }

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anyhow::{Result, ensure};
 use clap::Args;
 
-use super::args::{DeviceArgs, ModelArgs};
+use super::args::{DataArgs, DeviceArgs, ModelArgs};
 use crate::study::sweep::Sweep;
 
 /// Arguments of `epsim sweep`.
@@ -15,9 +15,9 @@ pub struct SweepArgs {
     /// The EP model.
     #[command(flatten)]
     pub model: ModelArgs,
-    /// Dataset spec; without a split the test split is used.
-    #[arg(long, value_name = "SPEC")]
-    pub data: String,
+    /// The images.
+    #[command(flatten)]
+    pub data: DataArgs,
     /// Device preset: a built-in name (ideal, pcm, rram, ecram) or a preset TOML file.
     #[arg(long, default_value = "pcm", value_name = "PRESET")]
     pub device: String,
@@ -43,9 +43,6 @@ pub struct SweepArgs {
     /// Free-phase steps for predictions and gradients (default: the model's T1).
     #[arg(long, value_name = "T")]
     pub t_predict: Option<usize>,
-    /// Use only the first N images (class-balanced).
-    #[arg(long, value_name = "N")]
-    pub subset: Option<usize>,
     /// Batch size.
     #[arg(long, default_value_t = 100)]
     pub batch_size: usize,
@@ -66,7 +63,7 @@ pub fn sweep(a: &SweepArgs, seed: u64) -> Result<()> {
     Sweep {
         model: a.model.model.clone(),
         spec: a.model.spec.clone(),
-        data: a.data.clone(),
+        data: a.data.spec.clone(),
         device: a.device.clone(),
         param: a.param.clone(),
         set: a.hw.set.clone(),
@@ -75,7 +72,7 @@ pub fn sweep(a: &SweepArgs, seed: u64) -> Result<()> {
         out_dir: a.out_dir.clone(),
         resume: a.resume,
         t_predict: a.t_predict,
-        subset: a.subset,
+        subset: a.data.subset,
         batch_size: a.batch_size,
         tile: a.hw.tile_size()?,
         eot: a.eot,

@@ -27,6 +27,7 @@ use checks::Status;
 use tables::{build, model_labels, slug};
 
 /// What [`write_report`] wrote.
+#[derive(Debug, Clone)]
 pub struct Written {
     /// The markdown report.
     pub markdown: String,

@@ -86,6 +86,28 @@ pub struct TableRow {
     pub cells: Vec<Option<f64>>,
 }
 
+/// A row of the summary table.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SummaryRow {
+    /// Row label, as in the attack tables.
+    pub label: String,
+    /// Clean accuracy (of its last attack record).
+    pub clean: Option<f64>,
+    /// Mean robust accuracy over its (attack, ε > 0) cells.
+    pub mean_robust: Option<f64>,
+    /// Number of (attack, ε > 0) cells averaged.
+    pub cells: usize,
+    /// Images per evaluation (the largest of its records).
+    pub n: usize,
+}
+
+impl SummaryRow {
+    /// One binomial standard deviation of an accuracy `p` on this row's `n` images.
+    pub fn binomial_std(&self, p: f64) -> f64 {
+        (p * (1.0 - p) / self.n.max(1) as f64).sqrt()
+    }
+}
+
 /// One attack's table: rows = evaluations, columns = strengths.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AttackTable {
@@ -116,6 +138,9 @@ pub struct CorruptionTables {
 /// The merged report.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Report {
+    /// One row per evaluation (the paper's Table 1): clean accuracy and the mean robust accuracy
+    /// over every attack and strength ε > 0 it was attacked with.
+    pub summary: Vec<SummaryRow>,
     /// Attack tables in order of first appearance.
     pub attacks: Vec<AttackTable>,
     /// Corruption tables, if any corruption record was read.
@@ -197,6 +222,7 @@ pub fn build(records: &[Record], labels: &HashMap<String, String>) -> Report {
     let mut tables: Vec<AttackTable> = Vec::new();
     let var = variants(&attacks);
     let mut dups = 0;
+    let mut images: Vec<(String, usize)> = Vec::new();
     type Cells = Vec<(String, Vec<(f64, String, f64, f64)>)>;
     let mut cells: Vec<Cells> = Vec::new();
     for r in &attacks {
@@ -215,6 +241,10 @@ pub fn build(records: &[Record], labels: &HashMap<String, String>) -> Report {
             }
         };
         let label = row_label(labels, &var, r);
+        match images.iter_mut().find(|x| x.0 == label) {
+            Some(x) => x.1 = x.1.max(r.n),
+            None => images.push((label.clone(), r.n)),
+        }
         let rows = &mut cells[ti];
         let ri = match rows.iter().position(|x| x.0 == label) {
             Some(i) => i,
@@ -261,6 +291,30 @@ pub fn build(records: &[Record], labels: &HashMap<String, String>) -> Report {
             .collect();
         t.columns = cols;
     }
+    let summary = images
+        .iter()
+        .map(|(label, n)| {
+            let mut clean = None;
+            let mut robust = Vec::new();
+            for t in &tables {
+                for row in t.rows.iter().filter(|r| &r.label == label) {
+                    clean = row.clean.or(clean);
+                    for (c, v) in t.columns.iter().zip(&row.cells) {
+                        if let (true, Some(v)) = (c.0 > 0.0, v) {
+                            robust.push(*v);
+                        }
+                    }
+                }
+            }
+            SummaryRow {
+                label: label.clone(),
+                clean,
+                mean_robust: mean(&robust),
+                cells: robust.len(),
+                n: *n,
+            }
+        })
+        .collect();
     // Corruptions: row (model label + substrate) → (name, severity) → accuracy.
     let corr: Vec<&CorruptionRow> = records
         .iter()
@@ -373,6 +427,7 @@ pub fn build(records: &[Record], labels: &HashMap<String, String>) -> Report {
     let mut checks = strength_checks(&owned);
     checks.extend(iteration_checks(&owned));
     Report {
+        summary,
         attacks: tables,
         corruptions,
         checks,
@@ -433,6 +488,27 @@ impl Report {
             let _ = writeln!(s, "Merged from {}.\n", sources.join(", "));
         }
         s += "Accuracies in %. Rows: model (file stem or --label) @ substrate [protocol] where not digital/standard.\n\n";
+        if !self.summary.is_empty() {
+            s += "## Summary — mean robust accuracy over attacks and strengths (%)\n\n";
+            s += "Mean over every attack and ε > 0 of the tables below; ± one binomial standard deviation of an accuracy at that value on the row's images.\n\n";
+            s += "| model | images | clean | mean robust | attack × ε cells |\n| --- | --- | --- | --- | --- |\n";
+            for r in &self.summary {
+                let pm = |v: Option<f64>| match v {
+                    Some(p) => format!("{:.1} ± {:.1}", 100.0 * p, 100.0 * r.binomial_std(p)),
+                    None => "-".into(),
+                };
+                let _ = writeln!(
+                    s,
+                    "| {} | {} | {} | {} | {} |",
+                    r.label,
+                    r.n,
+                    pm(r.clean),
+                    pm(r.mean_robust),
+                    r.cells
+                );
+            }
+            s += "\n";
+        }
         for (i, t) in self.attacks.iter().enumerate() {
             let _ = writeln!(s, "## {} — robust accuracy (%)\n", t.attack);
             let heads: Vec<String> = t

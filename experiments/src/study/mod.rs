@@ -1,11 +1,14 @@
 //! Robustness studies: what is evaluated ([`target`]), one attack at one strength and `epsim
 //! attack`'s run ([`attack`]), the protocols and the paper's ε grids ([`protocol`]), robustness
 //! suites ([`suite`]) and their run on one target ([`robustness`]), and device-parameter sweeps
-//! of a suite ([`sweep`]).
+//! of a suite ([`sweep`]); whole studies — models × substrates × seeds × protocols × suite items —
+//! from one file ([`spec`]), as cells that run, resume and collect on their own ([`cells`]).
 
 pub mod attack;
+pub mod cells;
 pub mod protocol;
 pub mod robustness;
+pub mod spec;
 pub mod suite;
 pub mod sweep;
 pub mod target;

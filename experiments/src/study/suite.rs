@@ -160,7 +160,8 @@ impl SuiteItem {
     }
 }
 
-/// The suite's items in order (clean first), validated: strengths parse, corruption names exist.
+/// The suite's items for `epsim sweep` (which runs the standard protocol only): see
+/// [`Suite::items`].
 pub fn suite_items(suite: &Suite, origin: &Path) -> Result<Vec<SuiteItem>> {
     ensure!(
         suite.protocols.iter().all(|p| p == "standard"),
@@ -168,43 +169,52 @@ pub fn suite_items(suite: &Suite, origin: &Path) -> Result<Vec<SuiteItem>> {
         origin.display(),
         suite.protocols
     );
-    let mut items = vec![SuiteItem::Clean];
-    for at in &suite.attack {
-        ensure!(
-            at.name.ends_with("-linf") || at.name.ends_with("-l2"),
-            "{}: attack {:?}: expected <kind>-<linf|l2>, e.g. pgd-linf (see epsim attack --help)",
-            origin.display(),
-            at.name
-        );
-        for (e, v) in expand_eps(&at.eps)
-            .with_context(|| format!("{}: attack {}", origin.display(), at.name))?
-        {
-            items.push(SuiteItem::Attack {
-                name: at.name.clone(),
-                eps_text: e,
-                eps: v,
-                steps: at.steps,
-                restarts: at.restarts,
-            });
-        }
-    }
-    if let Some(c) = &suite.corruptions {
-        let kinds = Corruption::parse_list(&c.names)
-            .map_err(|e| anyhow::anyhow!("{}: {e}", origin.display()))?;
-        for &s in &c.severities {
+    suite.items(origin)
+}
+
+impl Suite {
+    /// The suite's items in order (clean first), validated: attack names have a norm, strengths
+    /// parse, corruption names exist, severities are 1..=5. Errors name `origin`.
+    pub fn items(&self, origin: &Path) -> Result<Vec<SuiteItem>> {
+        let suite = self;
+        let mut items = vec![SuiteItem::Clean];
+        for at in &suite.attack {
             ensure!(
-                (1..=5).contains(&s),
-                "{}: corruption severity {s} is outside 1..=5",
-                origin.display()
+                at.name.ends_with("-linf") || at.name.ends_with("-l2"),
+                "{}: attack {:?}: expected <kind>-<linf|l2>, e.g. pgd-linf (see epsim attack --help)",
+                origin.display(),
+                at.name
             );
-        }
-        for k in kinds {
-            for &s in &c.severities {
-                items.push(SuiteItem::Corruption(k, s));
+            for (e, v) in expand_eps(&at.eps)
+                .with_context(|| format!("{}: attack {}", origin.display(), at.name))?
+            {
+                items.push(SuiteItem::Attack {
+                    name: at.name.clone(),
+                    eps_text: e,
+                    eps: v,
+                    steps: at.steps,
+                    restarts: at.restarts,
+                });
             }
         }
+        if let Some(c) = &suite.corruptions {
+            let kinds = Corruption::parse_list(&c.names)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", origin.display()))?;
+            for &s in &c.severities {
+                ensure!(
+                    (1..=5).contains(&s),
+                    "{}: corruption severity {s} is outside 1..=5",
+                    origin.display()
+                );
+            }
+            for k in kinds {
+                for &s in &c.severities {
+                    items.push(SuiteItem::Corruption(k, s));
+                }
+            }
+        }
+        Ok(items)
     }
-    Ok(items)
 }
 
 /// Read and validate a suite file.

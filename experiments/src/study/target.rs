@@ -51,7 +51,20 @@ impl Target {
     /// Load the dataset (subset) and the model as a classifier on its substrate.
     pub fn load(&self, seed: u64) -> Result<Loaded> {
         let d = load_eval_set(&self.data, self.subset)?;
-        let (clf, t_predict, t_attack) = if is_baseline_file(&self.model)? {
+        let (clf, t_predict, t_attack) = self.classifier(seed)?;
+        check_input_shape(&d, clf.input_shape(), &self.data)?;
+        Ok(Loaded {
+            data: d,
+            clf,
+            t_predict,
+            t_attack,
+        })
+    }
+
+    /// The model as a classifier on the substrate (realized from `seed`), with its (T_predict,
+    /// T_attack); a baseline (digital only) gives (0, 0).
+    pub fn classifier(&self, seed: u64) -> Result<(Box<dyn Classifier>, usize, usize)> {
+        Ok(if is_baseline_file(&self.model)? {
             ensure!(
                 self.substrate.is_digital(),
                 "{}: backprop baselines run on the digital substrate only",
@@ -63,13 +76,6 @@ impl Target {
             (c, 0, 0)
         } else {
             self.ep_classifier(seed)?
-        };
-        check_input_shape(&d, clf.input_shape(), &self.data)?;
-        Ok(Loaded {
-            data: d,
-            clf,
-            t_predict,
-            t_attack,
         })
     }
 

@@ -1,0 +1,392 @@
+//! A study as cells: the plan (cell i = line i of `plan.jsonl`: model × substrate × seed ×
+//! protocol × suite item, in that nesting), each cell run on its own and written atomically to
+//! `cells/<i>.json` (so a killed study loses at most the cell in flight, and a cell that exists is
+//! done), and the collection of every cell into `results.jsonl`, `report.md` and its plots.
+//!
+//! Every cell realizes its model afresh (a stochastic substrate's read noise is numbered by the
+//! queries of its realization), so a cell's record depends on the study file and its own
+//! coordinates only, not on which cells ran before it in the same process: a resumed study gives
+//! the records of an uninterrupted one. On a deterministic substrate a cell's record is the one
+//! `epsim robustness` writes for the same settings (same data order and attack seeds), plus `cell`
+//! and `study`.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail, ensure};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use super::attack::attack_strength;
+use super::spec::{ModelEntry, StudySpec};
+use super::suite::SuiteItem;
+use super::target::Target;
+use crate::classifier::Classifier;
+use crate::data::{Dataset, Loader, check_input_shape, load_eval_set};
+use crate::eval::correct;
+use crate::files::write_atomic;
+use crate::results::{CorruptionRecord, RecordContext, git_commit};
+
+/// One cell of a study: one suite item (an attack at one strength under one protocol, or a
+/// corruption at one severity) on one model, substrate and seed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Cell {
+    /// Position in the plan.
+    pub index: usize,
+    /// Model name (the study's `[[model]] name`).
+    pub model: String,
+    /// Substrate as the study writes it.
+    pub substrate: String,
+    /// Master seed.
+    pub seed: u64,
+    /// Protocol (`standard`, `advep`; `none` for corruptions).
+    pub protocol: String,
+    /// Suite item id: `pgd-linf@0.03`, `fog@s3`.
+    pub item: String,
+}
+
+/// The cells of a study, in order.
+pub fn plan(spec: &StudySpec, origin: &Path) -> Result<Vec<Cell>> {
+    let items = spec.suite.items(origin)?;
+    let mut cells = Vec::new();
+    for m in &spec.models {
+        for s in &m.substrates {
+            for &seed in &spec.seeds {
+                let mut push = |protocol: &str, item: &SuiteItem| {
+                    cells.push(Cell {
+                        index: cells.len(),
+                        model: m.name.clone(),
+                        substrate: s.clone(),
+                        seed,
+                        protocol: protocol.to_string(),
+                        item: item.id(),
+                    })
+                };
+                for p in &spec.suite.protocols {
+                    for it in items
+                        .iter()
+                        .filter(|i| matches!(i, SuiteItem::Attack { .. }))
+                    {
+                        push(p, it);
+                    }
+                }
+                for it in items
+                    .iter()
+                    .filter(|i| matches!(i, SuiteItem::Corruption(..)))
+                {
+                    push("none", it);
+                }
+            }
+        }
+    }
+    Ok(cells)
+}
+
+/// How `epsim study` runs.
+#[derive(Debug, Clone, Default)]
+pub struct StudyOptions {
+    /// Keep the cells already done in the output directory (the plan must be unchanged).
+    pub resume: bool,
+    /// Run only these cells (no collection unless every cell is then done).
+    pub only: Vec<usize>,
+}
+
+/// What a study run did.
+#[derive(Debug, Clone)]
+pub struct StudyOutcome {
+    /// The output directory.
+    pub out_dir: PathBuf,
+    /// Cells in the plan.
+    pub cells: usize,
+    /// Cells run by this invocation.
+    pub ran: usize,
+    /// The report, when every cell is done.
+    pub report: Option<crate::report::Written>,
+}
+
+/// The output directory of a study.
+pub fn out_dir(spec: &StudySpec) -> PathBuf {
+    spec.out_dir
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("runs").join(&spec.name))
+}
+
+fn cell_path(out: &Path, i: usize) -> PathBuf {
+    out.join("cells").join(format!("{i:06}.json"))
+}
+
+/// Write the plan, or check it against the one written by an earlier run.
+fn write_or_check_plan(out: &Path, cells: &[Cell], resume: bool) -> Result<()> {
+    let path = out.join("plan.jsonl");
+    let mut text = String::new();
+    for c in cells {
+        text += &serde_json::to_string(c)?;
+        text.push('\n');
+    }
+    let done = std::fs::read_dir(out.join("cells")).map_or(0, |d| d.count());
+    ensure!(
+        done == 0 || resume,
+        "{} holds {done} finished cell(s) of an earlier run: pass --resume to keep them and run \
+         the rest, or choose another out_dir",
+        out.display()
+    );
+    match std::fs::read_to_string(&path) {
+        Ok(old) if old == text => Ok(()),
+        Ok(old) => {
+            let diff = old
+                .lines()
+                .zip(text.lines())
+                .position(|(a, b)| a != b)
+                .unwrap_or(old.lines().count().min(cells.len()));
+            bail!(
+                "{}: the study changed since this plan was written (first difference at cell \
+                 {diff}); choose another out_dir, or remove {} to start over",
+                path.display(),
+                out.display()
+            )
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => write_atomic(&path, text.as_bytes()),
+        Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+    }
+}
+
+/// The model file of an entry: its checkpoint, or the checkpoint of its training config, trained
+/// first (resumably) into `<out>/models/<name>/` when absent.
+fn model_file(m: &ModelEntry, out: &Path) -> Result<PathBuf> {
+    if m.checkpoint.exists() {
+        return Ok(m.checkpoint.clone());
+    }
+    let cfg = m
+        .train
+        .as_ref()
+        .context("no checkpoint and no training config")?;
+    let dir = out.join("models").join(&m.name);
+    let ckpt = dir.join("checkpoint.safetensors");
+    let text = std::fs::read_to_string(cfg)
+        .with_context(|| format!("reading config {}", cfg.display()))?;
+    let any = crate::runs::AnyConfig::from_toml(&text, &cfg.display().to_string())?;
+    println!(
+        "training model {} ({}) into {}",
+        m.name,
+        cfg.display(),
+        dir.display()
+    );
+    crate::runs::train(
+        &any,
+        &crate::runs::TrainOptions {
+            out_dir: Some(dir),
+            resume: ckpt.exists(),
+            ..Default::default()
+        },
+    )
+    .with_context(|| format!("training model {}", m.name))?;
+    Ok(ckpt)
+}
+
+/// Run a study: plan, run the cells not done yet, collect (see the module doc).
+pub fn run_study(spec: &StudySpec, origin: &Path, opts: &StudyOptions) -> Result<StudyOutcome> {
+    let cells = plan(spec, origin)?;
+    for &i in &opts.only {
+        ensure!(
+            i < cells.len(),
+            "--only {i}: the study has {} cells (0..{})",
+            cells.len(),
+            cells.len()
+        );
+    }
+    let out = out_dir(spec);
+    std::fs::create_dir_all(out.join("cells"))
+        .with_context(|| format!("creating {}", out.display()))?;
+    write_or_check_plan(&out, &cells, opts.resume || !opts.only.is_empty())?;
+    let items: BTreeMap<String, SuiteItem> = spec
+        .suite
+        .items(origin)?
+        .into_iter()
+        .map(|i| (i.id(), i))
+        .collect();
+    let todo: Vec<&Cell> = cells
+        .iter()
+        .filter(|c| opts.only.is_empty() || opts.only.contains(&c.index))
+        .filter(|c| !cell_path(&out, c.index).exists())
+        .collect();
+    println!(
+        "study {}: {} cells, {} to run, output in {}",
+        spec.name,
+        cells.len(),
+        todo.len(),
+        out.display()
+    );
+    let data = if todo.is_empty() {
+        None
+    } else {
+        Some(load_eval_set(&spec.data, spec.subset)?)
+    };
+    let mut files: BTreeMap<String, PathBuf> = BTreeMap::new();
+    let commit = git_commit();
+    let pb = crate::data::progress(todo.len() as u64, "study cells");
+    for c in &todo {
+        let m = spec
+            .models
+            .iter()
+            .find(|m| m.name == c.model)
+            .expect("planned from the spec");
+        let file = match files.get(&m.name) {
+            Some(f) => f.clone(),
+            None => {
+                let f = model_file(m, &out)?;
+                files.insert(m.name.clone(), f.clone());
+                f
+            }
+        };
+        let d = data.as_ref().expect("loaded when there are cells to run");
+        // The standard protocol takes gradients through the dynamics that is evaluated.
+        let target = Target {
+            model: file.clone(),
+            spec: None,
+            data: spec.data.clone(),
+            t_predict: m.t_predict,
+            t_attack: if c.protocol == "advep" {
+                m.t_attack
+            } else {
+                None
+            },
+            subset: spec.subset,
+            batch_size: spec.batch_size,
+            substrate: m.substrate(&c.substrate)?,
+            eot: spec.eot,
+        };
+        let (clf, tp, ta) = target
+            .classifier(c.seed)
+            .with_context(|| format!("model {} on {}", c.model, c.substrate))?;
+        check_input_shape(d, clf.input_shape(), &spec.data)?;
+        let cx = RecordContext {
+            model: file.display().to_string(),
+            substrate: m.substrate(&c.substrate)?.label(),
+            seed: c.seed,
+            data: spec.data.clone(),
+            n: d.len(),
+            commit: commit.clone(),
+        };
+        let mut rec = run_cell(c, &items[&c.item], clf.as_ref(), d, &cx, spec, (tp, ta))?;
+        rec["cell"] = json!(c.index);
+        rec["study"] = json!(spec.name);
+        let line = serde_json::to_string(&rec)? + "\n";
+        write_atomic(&cell_path(&out, c.index), line.as_bytes())?;
+        pb.inc(1);
+    }
+    pb.finish_and_clear();
+    let missing: Vec<usize> = cells
+        .iter()
+        .filter(|c| !cell_path(&out, c.index).exists())
+        .map(|c| c.index)
+        .collect();
+    let report = if missing.is_empty() {
+        Some(collect(spec, &cells, &out)?)
+    } else {
+        println!(
+            "{} of {} cells are not done yet (e.g. {:?}); run again (with --resume) to finish",
+            missing.len(),
+            cells.len(),
+            &missing[..missing.len().min(8)]
+        );
+        None
+    };
+    Ok(StudyOutcome {
+        out_dir: out,
+        cells: cells.len(),
+        ran: todo.len(),
+        report,
+    })
+}
+
+/// Run one cell on its classifier: its record as JSON.
+fn run_cell(
+    c: &Cell,
+    item: &SuiteItem,
+    clf: &dyn Classifier,
+    d: &Dataset,
+    cx: &RecordContext,
+    spec: &StudySpec,
+    (t_predict, t_attack): (usize, usize),
+) -> Result<Value> {
+    let t0 = Instant::now();
+    Ok(match item {
+        SuiteItem::Attack {
+            name,
+            eps_text,
+            eps,
+            steps,
+            restarts,
+        } => {
+            let loader = Loader::new(d, spec.batch_size, sim::Stream::new(c.seed, "attack.data"));
+            let o = attack_strength(
+                clf,
+                &loader,
+                name,
+                *eps as f32,
+                eps_text,
+                *steps,
+                *restarts,
+                spec.eot,
+                c.seed,
+                &c.protocol,
+            )?;
+            let rec = o.record(
+                cx,
+                name,
+                &c.protocol,
+                *eps,
+                eps_text,
+                *steps,
+                t_predict,
+                t_attack,
+            );
+            serde_json::to_value(rec)?
+        }
+        SuiteItem::Corruption(k, sev) => {
+            ensure!(
+                d.shape[1] == 3,
+                "corruptions need RGB images; {} has {} channel(s)",
+                spec.data,
+                d.shape[1]
+            );
+            let imgs = crate::corrupt::corrupt_batch_nchw(
+                &d.images, d.shape[2], d.shape[3], *k, *sev, c.seed, 0,
+            )
+            .map_err(|e| anyhow::anyhow!("{} severity {sev}: {e}", k.name()))?;
+            let cd = Dataset {
+                images: imgs,
+                ..d.clone()
+            };
+            let acc = correct(clf, &cd, spec.batch_size)? as f64 / d.len().max(1) as f64;
+            serde_json::to_value(CorruptionRecord::new(cx, *k, *sev, acc, t0))?
+        }
+        SuiteItem::Clean => bail!("cell {}: clean cells are not planned", c.index),
+    })
+}
+
+/// Merge every cell into `results.jsonl` (plan order) and write `report.md` with its plots, the
+/// models labelled by their study names.
+pub fn collect(spec: &StudySpec, cells: &[Cell], out: &Path) -> Result<crate::report::Written> {
+    let mut text = String::new();
+    let mut labels: Vec<String> = Vec::new();
+    for c in cells {
+        let p = cell_path(out, c.index);
+        let line =
+            std::fs::read_to_string(&p).with_context(|| format!("reading cell {}", p.display()))?;
+        let v: Value = serde_json::from_str(line.trim())
+            .with_context(|| format!("{}: not a cell record", p.display()))?;
+        let model = v["model"].as_str().unwrap_or_default().to_string();
+        let label = format!("{model}={}", c.model);
+        if !labels.contains(&label) {
+            labels.push(label);
+        }
+        text += line.trim();
+        text.push('\n');
+    }
+    let results = out.join("results.jsonl");
+    write_atomic(&results, text.as_bytes())?;
+    let _ = spec;
+    crate::report::write_report(&[results], &out.join("report.md"), &labels)
+}

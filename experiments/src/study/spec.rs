@@ -1,0 +1,177 @@
+//! The study file (`epsim study STUDY.toml`): models (checkpoints, or training configs trained
+//! first when the checkpoint is absent), the substrates each is realized on, the robustness suite
+//! (protocols, attacks with their strengths, corruptions), the images and the seeds. Unknown keys
+//! are errors; everything is checked before any work.
+//!
+//! ```toml
+//! name = "quickstart"            # results go to runs/<name>/ unless out_dir is given
+//! data = "fashion-mnist:test"
+//! subset = 500                   # first N images, class-balanced
+//! seeds = [0]                    # master seeds: attacks, corruptions, substrate realizations
+//!
+//! [[model]]
+//! name = "EP-CNN"
+//! checkpoint = "models/quickstart-epcnn.safetensors"
+//! train = "configs/quickstart-epcnn.toml"   # optional: trained first when the checkpoint is absent
+//! substrates = ["digital", "netlist:pcm", "netlist:rram"]
+//!
+//! [suite]                        # the `epsim robustness --suite` format
+//! protocols = ["standard", "advep"]
+//! [[suite.attack]]
+//! name = "pgd-linf"
+//! eps = ["0.01", "0.03"]
+//! ```
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail, ensure};
+use serde::Deserialize;
+
+use super::suite::Suite;
+use crate::classifier::substrate::SubstrateSpec;
+
+fn default_batch() -> usize {
+    100
+}
+
+fn default_seeds() -> Vec<u64> {
+    vec![0]
+}
+
+fn default_tile() -> String {
+    "512x512".into()
+}
+
+fn digital_only() -> Vec<String> {
+    vec!["digital".into()]
+}
+
+/// A study file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StudySpec {
+    /// Study name; the default output directory is `runs/<name>`.
+    pub name: String,
+    /// Output directory (default `runs/<name>`), relative to the current directory.
+    #[serde(default)]
+    pub out_dir: Option<PathBuf>,
+    /// Dataset spec of the evaluation images (the test split when it names none).
+    pub data: String,
+    /// Use only the first N images (class-balanced).
+    #[serde(default)]
+    pub subset: Option<usize>,
+    /// Batch size of evaluations and attacks.
+    #[serde(default = "default_batch")]
+    pub batch_size: usize,
+    /// Master seeds; every cell runs once per seed.
+    #[serde(default = "default_seeds")]
+    pub seeds: Vec<u64>,
+    /// Gradients averaged per attack step on stochastic substrates (default 10 there, 1 else).
+    #[serde(default)]
+    pub eot: Option<usize>,
+    /// The models.
+    #[serde(rename = "model")]
+    pub models: Vec<ModelEntry>,
+    /// The robustness suite every model × substrate × seed runs.
+    pub suite: Suite,
+}
+
+/// A model of a study.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelEntry {
+    /// Row label in the report (unique within the study).
+    pub name: String,
+    /// Model file (EP checkpoint or baseline), relative to the study file.
+    pub checkpoint: PathBuf,
+    /// Training config (relative to the study file) run first, into `<out>/models/<name>/`, when
+    /// `checkpoint` does not exist.
+    #[serde(default)]
+    pub train: Option<PathBuf>,
+    /// Substrates: `digital`, `netlist:<preset|preset.toml|netlist.json>`.
+    #[serde(default = "digital_only")]
+    pub substrates: Vec<String>,
+    /// Preset overrides for the netlist substrates (`key=value`).
+    #[serde(default)]
+    pub set: Vec<String>,
+    /// Physical array size of the netlist substrates.
+    #[serde(default = "default_tile")]
+    pub tile: String,
+    /// Free-phase steps of predictions (EP; default the model's T1).
+    #[serde(default)]
+    pub t_predict: Option<usize>,
+    /// Free-phase steps of gradients under the advep protocol (EP, digital; default T_predict).
+    #[serde(default)]
+    pub t_attack: Option<usize>,
+}
+
+impl StudySpec {
+    /// Read and check a study file; relative paths in it are made relative to its folder.
+    pub fn read(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading study {}", path.display()))?;
+        let mut s: StudySpec = toml::from_str(&text)
+            .map_err(|e| anyhow::anyhow!("{}: invalid study: {e}", path.display()))?;
+        let base = path.parent().unwrap_or(Path::new(""));
+        for m in &mut s.models {
+            m.checkpoint = base.join(&m.checkpoint);
+            m.train = m.train.as_ref().map(|t| base.join(t));
+        }
+        s.check(path)?;
+        Ok(s)
+    }
+
+    fn check(&self, path: &Path) -> Result<()> {
+        let at = || path.display().to_string();
+        ensure!(!self.models.is_empty(), "{}: no [[model]]", at());
+        ensure!(!self.seeds.is_empty(), "{}: `seeds` is empty", at());
+        ensure!(self.batch_size >= 1, "{}: batch_size must be ≥ 1", at());
+        ensure!(self.subset != Some(0), "{}: subset must be ≥ 1", at());
+        ensure!(
+            !self.suite.attack.is_empty() || self.suite.corruptions.is_some(),
+            "{}: the suite has no [[suite.attack]] and no [suite.corruptions]",
+            at()
+        );
+        self.suite.check(path)?;
+        self.suite.items(path)?;
+        for (i, m) in self.models.iter().enumerate() {
+            ensure!(
+                !self.models[..i].iter().any(|o| o.name == m.name),
+                "{}: model name {:?} is used twice",
+                at(),
+                m.name
+            );
+            ensure!(
+                !m.substrates.is_empty(),
+                "{}: model {}: no substrates",
+                at(),
+                m.name
+            );
+            if !m.checkpoint.exists() && m.train.as_ref().is_none_or(|t| !t.exists()) {
+                bail!(
+                    "{}: model {}: {} does not exist{}",
+                    at(),
+                    m.name,
+                    m.checkpoint.display(),
+                    match &m.train {
+                        Some(t) => format!(" and neither does its training config {}", t.display()),
+                        None => " (give `train = \"config.toml\"` to train it first)".into(),
+                    }
+                );
+            }
+            for s in &m.substrates {
+                m.substrate(s)
+                    .with_context(|| format!("{}: model {}", at(), m.name))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl ModelEntry {
+    /// Substrate `name` of this model with its overrides and tiles.
+    pub fn substrate(&self, name: &str) -> Result<SubstrateSpec> {
+        let sets: &[String] = if name == "digital" { &[] } else { &self.set };
+        SubstrateSpec::parse(name, sets, &self.tile)
+    }
+}

@@ -1,0 +1,264 @@
+//! `epsim study` end to end on a tiny study (2 models × 2 substrates × PGD at 2 ε + one
+//! corruption, 16 images): the report's tables hold the records of results.jsonl, the digital
+//! cells equal what `epsim robustness` gives for the same suite, a resumed study redoes only the
+//! missing cells and gives the same records, and a changed study or a reused directory without
+//! `--resume` is refused before any work.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use epsim_tests::{epsim, s, tiny_cifar_ep_net, write_ep_model, write_tiny_cifar};
+use experiments::study::cells::{StudyOptions, run_study};
+use experiments::study::spec::StudySpec;
+use serde_json::Value;
+
+fn study_text(d: &Path, out: &Path, eps: &str) -> String {
+    format!(
+        r#"name = "tiny"
+out_dir = "{}"
+data = "cifar10:{}:test"
+subset = 40
+batch_size = 10
+seeds = [3]
+
+[[model]]
+name = "EP-A"
+checkpoint = "a.safetensors"
+substrates = ["digital", "netlist:pcm"]
+set = ["read_noise_scale=2"]
+tile = "16x8"
+
+[[model]]
+name = "EP-B"
+checkpoint = "b.safetensors"
+substrates = ["digital", "netlist:ideal"]
+
+[suite]
+protocols = ["standard"]
+[[suite.attack]]
+name = "pgd-linf"
+eps = [{eps}]
+steps = 3
+[suite.corruptions]
+names = ["contrast"]
+severities = [4]
+"#,
+        out.display(),
+        d.join("test.bin").display()
+    )
+}
+
+fn records(path: &Path) -> Vec<Value> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// The cell of `table` (a markdown table section of report.md) at row `row`, column `col`.
+fn cell(section: &str, row: &str, col: &str) -> String {
+    let lines: Vec<&str> = section.lines().filter(|l| l.starts_with('|')).collect();
+    let head: Vec<&str> = lines[0].split('|').map(str::trim).collect();
+    let j = head.iter().position(|h| *h == col).unwrap_or_else(|| {
+        panic!("no column {col:?} in {:?}", lines[0]);
+    });
+    let r = lines
+        .iter()
+        .find(|l| l.split('|').nth(1).map(str::trim) == Some(row))
+        .unwrap_or_else(|| panic!("no row {row:?} in\n{section}"));
+    r.split('|').nth(j).unwrap().trim().to_string()
+}
+
+#[test]
+fn a_tiny_study_runs_reports_and_resumes() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    write_ep_model(&tiny_cifar_ep_net(true), &d.join("a.safetensors"));
+    write_ep_model(&tiny_cifar_ep_net(false), &d.join("b.safetensors"));
+    write_tiny_cifar(&d.join("test.bin"), 80, 2);
+    let out = d.join("out");
+    let study = d.join("study.toml");
+    std::fs::write(&study, study_text(d, &out, "\"0.02\", \"0.1\"")).unwrap();
+    // Relative paths in the study are relative to its folder; run from elsewhere.
+    let spec = StudySpec::read(&study).unwrap();
+    let o = run_study(&spec, &study, &StudyOptions::default()).unwrap();
+    assert_eq!((o.cells, o.ran), (12, 12));
+    let recs = records(&out.join("results.jsonl"));
+    assert_eq!(recs.len(), 12);
+    let report = std::fs::read_to_string(out.join("report.md")).unwrap();
+    let pgd = report
+        .split("\n## ")
+        .find(|x| x.starts_with("PGD"))
+        .expect("a PGD table");
+    let by_corr = report
+        .split("\n## ")
+        .find(|x| x.starts_with("Corruptions —"))
+        .expect("a corruption table");
+    let label = |r: &Value| {
+        let name = if r["model"].as_str().unwrap().ends_with("a.safetensors") {
+            "EP-A"
+        } else {
+            "EP-B"
+        };
+        match r["substrate"].as_str().unwrap() {
+            "digital" => name.to_string(),
+            sub => format!("{name} @ {sub}"),
+        }
+    };
+    let pct = |v: &Value| format!("{:.1}", 100.0 * v.as_f64().unwrap());
+    for r in &recs {
+        assert_eq!(
+            r["n"], 16,
+            "4 classes × 4 images (class-balanced subset of 40)"
+        );
+        assert_eq!(r["study"], "tiny");
+        if r["kind"] == "corruption" {
+            assert_eq!(cell(by_corr, &label(r), "contrast"), pct(&r["accuracy"]));
+        } else {
+            let col = format!("ε={}", r["eps_text"].as_str().unwrap());
+            assert_eq!(
+                cell(pgd, &label(r), &col),
+                pct(&r["robust_accuracy"]),
+                "{r}"
+            );
+            assert_eq!(cell(pgd, &label(r), "clean"), pct(&r["clean_accuracy"]));
+        }
+    }
+    // The summary row of a model is the mean of its robust accuracies.
+    let summary = report
+        .split("\n## ")
+        .find(|x| x.starts_with("Summary"))
+        .unwrap();
+    let mine: Vec<f64> = recs
+        .iter()
+        .filter(|r| {
+            r["kind"] != "corruption" && label(r) == "EP-A @ netlist:pcm --set read_noise_scale=2"
+        })
+        .map(|r| r["robust_accuracy"].as_f64().unwrap())
+        .collect();
+    assert_eq!(mine.len(), 2);
+    let mean = format!("{:.1}", 100.0 * mine.iter().sum::<f64>() / 2.0);
+    let got = cell(
+        summary,
+        "EP-A @ netlist:pcm --set read_noise_scale=2",
+        "mean robust",
+    );
+    assert!(got.starts_with(&format!("{mean} ± ")), "{got} vs {mean}");
+
+    // The digital cells are what `epsim robustness` gives for the same suite and seed.
+    let suite = d.join("suite.toml");
+    std::fs::write(
+        &suite,
+        "[[attack]]\nname = \"pgd-linf\"\neps = [\"0.02\", \"0.1\"]\nsteps = 3\n",
+    )
+    .unwrap();
+    let rob = d.join("rob");
+    let data = format!("cifar10:{}:test", d.join("test.bin").display());
+    let code = epsim(&[
+        "--seed",
+        "3",
+        "robustness",
+        "--model",
+        s(&d.join("a.safetensors")),
+        "--data",
+        &data,
+        "--subset",
+        "40",
+        "--batch-size",
+        "10",
+        "--suite",
+        s(&suite),
+        "--out-dir",
+        s(&rob),
+    ]);
+    assert_eq!(code, ExitCode::SUCCESS);
+    let rob_recs = records(&rob.join("results.jsonl"));
+    for rr in &rob_recs {
+        let twin = recs
+            .iter()
+            .find(|r| label(r) == "EP-A" && r["eps"] == rr["eps"] && r["kind"] != "corruption")
+            .unwrap();
+        assert_eq!(twin["robust_accuracy"], rr["robust_accuracy"]);
+        assert_eq!(twin["attack"], rr["attack"]);
+    }
+
+    // A kill loses at most the cells not written yet: resuming redoes only those, same records.
+    for i in [3, 10] {
+        std::fs::remove_file(out.join("cells").join(format!("{i:06}.json"))).unwrap();
+    }
+    let e = run_study(&spec, &study, &StudyOptions::default()).unwrap_err();
+    assert!(format!("{e:#}").contains("--resume"), "{e:#}");
+    let o = run_study(
+        &spec,
+        &study,
+        &StudyOptions {
+            resume: true,
+            only: vec![],
+        },
+    )
+    .unwrap();
+    assert_eq!((o.cells, o.ran), (12, 2));
+    let strip = |v: &[Value]| -> Vec<Value> {
+        v.iter()
+            .cloned()
+            .map(|mut r| {
+                r.as_object_mut().unwrap().remove("wall_s");
+                r
+            })
+            .collect()
+    };
+    assert_eq!(strip(&records(&out.join("results.jsonl"))), strip(&recs));
+
+    // A changed study is refused, before any work, naming the plan.
+    std::fs::write(&study, study_text(d, &out, "\"0.05\", \"0.1\"")).unwrap();
+    let spec2 = StudySpec::read(&study).unwrap();
+    let e = run_study(
+        &spec2,
+        &study,
+        &StudyOptions {
+            resume: true,
+            only: vec![],
+        },
+    )
+    .unwrap_err();
+    assert!(format!("{e:#}").contains("the study changed"), "{e:#}");
+}
+
+#[test]
+fn bad_studies_are_refused_with_the_file_and_the_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let study = d.join("s.toml");
+    let out = d.join("out");
+    let base = study_text(d, &out, "\"0.02\"");
+    for (bad, msg) in [
+        (
+            base.replace("a.safetensors", "missing.safetensors"),
+            "does not exist",
+        ),
+        (base.replace("netlist:pcm", "analog"), "unknown substrate"),
+        (base.replace("\"0.02\"", "\"x\""), "not a number"),
+        (
+            base.replace("subset = 40", "subset = 40\nsubsets = 3"),
+            "unknown field",
+        ),
+        (
+            base.replace("names = [\"contrast\"]", "names = [\"smoke\"]"),
+            "smoke",
+        ),
+        (
+            base.replace("name = \"EP-B\"", "name = \"EP-A\""),
+            "used twice",
+        ),
+    ] {
+        write_ep_model(&tiny_cifar_ep_net(true), &d.join("a.safetensors"));
+        write_ep_model(&tiny_cifar_ep_net(false), &d.join("b.safetensors"));
+        std::fs::write(&study, &bad).unwrap();
+        let e = StudySpec::read(&study).unwrap_err();
+        let text = format!("{e:#}");
+        assert!(text.contains(msg), "{msg:?} not in {text}");
+        assert!(text.contains("s.toml"), "{text}");
+    }
+    assert!(!out.exists(), "nothing was written");
+}
