@@ -31,7 +31,9 @@ pub struct AttackArgs {
     /// loops).
     #[arg(long, value_delimiter = ',', required = true)]
     pub eps: Vec<String>,
-    /// Iterations (PGD/APGD/C&W/DeepFool) or queries (Square); default: the attack's own.
+    /// Iterations (PGD/APGD/C&W/DeepFool) or queries (Square); default: the attack's own. PGD
+    /// under the standard protocol then steps 2.5·ε/N (the path stays 2.5·ε); under advep ART's
+    /// step 2.5·ε/20 is kept.
     #[arg(long)]
     pub steps: Option<usize>,
     /// Restarts (PGD).

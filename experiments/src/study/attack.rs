@@ -45,6 +45,11 @@ fn build_attack(
             a.eot_iter = eot;
             if let Some(s) = steps {
                 a.iters = s;
+                // Standard PGD keeps its total path 2.5·ε over any number of iterations; ART's
+                // (advep) step is fixed at 2.5·ε/20.
+                if !advep {
+                    a.step = 2.5 * eps / s.max(1) as f32;
+                }
             }
             a.restarts = restarts;
             Box::new(a)
@@ -353,5 +358,28 @@ impl AttackRun {
         }
         println!("results appended to {}", self.out.display());
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pgd_with_n_iterations_steps_its_path_over_them_under_the_standard_protocol_only() {
+        let step = |protocol: &str, steps: Option<usize>| {
+            let a = build_attack("pgd-linf", 0.1, steps, 1, 1, protocol).unwrap();
+            let name = a.name();
+            let s = name
+                .split_whitespace()
+                .find_map(|t| t.strip_prefix("step="))
+                .unwrap_or_else(|| panic!("no step in {name}"));
+            s.parse::<f32>().unwrap()
+        };
+        // 2.5·ε/N: the path length 2.5·ε does not depend on N.
+        assert!((step("standard", Some(5)) - 0.05).abs() < 1e-7);
+        assert!((step("standard", None) - 0.0125).abs() < 1e-7);
+        // ART's fixed step whatever the iterations.
+        assert!((step("advep", Some(5)) - 0.0125).abs() < 1e-7);
     }
 }
