@@ -59,7 +59,11 @@
 //! converters, no per-read noise, no IR drop) use the digital ops directly, so `netlist:ideal` equals the
 //! digital engine up to the conductance round trip of the weights.
 //!
-//! Gradients ([`Realized::free_phase_bptt`]) are BPTT through the *noisy* trajectory of one query:
+//! The realization is programming, bookkeeping and reads: [`Realized::reads`] / [`Realized::query`]
+//! give its [`SynapseReads`] under one read-noise stream, and the one [`Dynamics`] of
+//! `crate::dynamics` runs on them (steps, free and nudged phases, readout, BPTT).
+//!
+//! Gradients ([`Dynamics::free_phase_bptt`] on [`Realized::query`]) are BPTT through the *noisy* trajectory of one query:
 //! the steps are recomputed from checkpoints with the same noise (the draws are counter-based),
 //! pooling switches and activation derivatives are taken at the noisy values, the converters are
 //! straight-through and the additive noises constants. Spiking neurons are straight-through too:
@@ -68,7 +72,8 @@
 //!
 //! Not realized yet: winner-take-all comparator offsets, the preset's nominal neuron
 //! transfer curve (the activation comes from the model). On-substrate training (nudged phases
-//! [`Realized::relax`], local updates of the programmed devices) is in `crate::subtrain`.
+//! [`Dynamics::relax`] on [`Realized::reads`], local updates of the programmed devices) is in
+//! `crate::subtrain`.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -80,7 +85,8 @@ use sim::{Act, Backend, Error, Result, Stream, Tensor};
 use crate::compile::{DeviceSpec, model_of};
 
 mod xbar;
-use crate::model::{EpNet, Forward, State, Target};
+use crate::dynamics::{Dynamics, SynapseReads};
+use crate::model::{EpNet, Forward, State};
 use crate::spec::Pool;
 use xbar::{ConvGeom, Dir};
 
@@ -110,15 +116,21 @@ fn io_of(dac: Option<&Converter>, adc: Option<&Converter>) -> Io {
     }
 }
 
+/// How a synapse is read, chosen per array when the netlist is realized.
+enum SynapseRead {
+    /// Transparent converters, no per-read noise, no IR drop: the digital ops on the programmed
+    /// weights (the exact read of [`EpNet`]).
+    Exact,
+    /// The crossbar read (module `xbar`): the forward read (rows driven: input blocks = the tiles'
+    /// row ranges of `weff`) and the transposed read (columns driven: input blocks = the tiles'
+    /// column ranges of `weff_t`).
+    Crossbar { fwd: Box<Dir>, bwd: Box<Dir> },
+}
+
 struct ArrayRt {
     name: String,
     wmax: f32,
-    /// The forward read (rows driven: input blocks = the tiles' row ranges of `weff`) and the
-    /// transposed read (columns driven: input blocks = the tiles' column ranges of `weff_t`);
-    /// `None` for exact arrays, which take the digital ops.
-    fwd: Option<Dir>,
-    bwd: Option<Dir>,
-    exact: bool,
+    read: SynapseRead,
 }
 
 struct NeuronRt {
@@ -182,17 +194,14 @@ struct HostRead {
     pre: xbar::Pre,
 }
 
-/// The reusable part of the first array's read of the input (see [`Realized::input_read`]).
-enum InputCache<B: Backend> {
+/// The reusable part of the first array's read of the input in one phase (the
+/// [`SynapseReads::Input`] of [`QueryReads`]).
+pub struct InputCache<B: Backend>(Cached<B>);
+
+enum Cached<B: Backend> {
     None,
     Digital(Forward<B>),
     Host(Box<HostRead>),
-}
-
-/// Per-step byproducts needed by the adjoint.
-struct StepAux<B: Backend> {
-    fwds: Vec<Forward<B>>,
-    z: Vec<B::Tensor>,
 }
 
 /// The transfer curve of a DAC part, `None` when it is transparent (its management is in [`Io`]).
@@ -230,23 +239,6 @@ fn per_read_sigma_us(cell: &CellModel) -> f64 {
 
 fn at(path: String) -> impl Fn(Error) -> NetlistError {
     move |e| NetlistError::at(path.clone(), e.to_string())
-}
-
-fn acc<B: Backend>(be: &B, slot: &mut Option<B::Tensor>, v: B::Tensor) -> Result<()> {
-    *slot = Some(match slot.take() {
-        None => v,
-        Some(a) => be.add(&a, &v)?,
-    });
-    Ok(())
-}
-
-fn flat<B: Backend>(be: &B, t: &B::Tensor) -> Result<B::Tensor> {
-    let s = be.shape(t);
-    if s.len() == 2 {
-        Ok(t.clone())
-    } else {
-        be.reshape(t, &[s[0], s[1..].iter().product()])
-    }
 }
 
 /// Apply `f(flat index, value)` on the host, in parallel (every value depends on its index only,
@@ -412,7 +404,7 @@ impl<B: Backend> Realized<B> {
                     ]
                     .iter()
                     .any(|s| s.is_some_and(|s| s > 0.0)));
-            let (mut fwd, mut bwd) = (None, None);
+            let mut read = SynapseRead::Exact;
             if !exact {
                 let mut rows: Vec<(usize, usize)> = ts.iter().map(|t| t.rows).collect();
                 rows.dedup();
@@ -422,7 +414,7 @@ impl<B: Backend> Realized<B> {
                 let w2 = wmax * wmax;
                 let s2f = |o: usize, k: usize| var[o * inp + k] / w2;
                 let s2b = |k: usize, o: usize| var[o * inp + k] / w2;
-                fwd = Some(Dir::new(
+                let fwd = Dir::new(
                     inp,
                     out,
                     &rows,
@@ -432,8 +424,8 @@ impl<B: Backend> Realized<B> {
                     dac_f.as_ref(),
                     adc_f.as_ref(),
                     io_f,
-                ));
-                bwd = Some(Dir::new(
+                );
+                let bwd = Dir::new(
                     out,
                     inp,
                     &cols,
@@ -443,15 +435,17 @@ impl<B: Backend> Realized<B> {
                     dac_b.as_ref(),
                     adc_b.as_ref(),
                     io_b,
-                ));
+                );
+                read = SynapseRead::Crossbar {
+                    fwd: Box::new(fwd),
+                    bwd: Box::new(bwd),
+                };
             }
             eff.push(sim::tensor(&shape, wprog).map_err(at(p.clone()))?);
             arrays.push(ArrayRt {
                 name: a.name.clone(),
                 wmax,
-                fwd,
-                bwd,
-                exact,
+                read,
             });
         }
         let neuron_stream = Stream::new(seed, "netlist.neurons");
@@ -580,7 +574,7 @@ impl<B: Backend> Realized<B> {
     ) -> Result<Forward<B>> {
         let a = &self.arrays[i];
         let net = &self.net;
-        let Some(dir) = a.fwd.as_ref().filter(|_| !a.exact) else {
+        let SynapseRead::Crossbar { fwd: dir, .. } = &a.read else {
             return net.forward(be, inp, i);
         };
         let s = q.child(&format!("{}.forward", a.name));
@@ -676,7 +670,7 @@ impl<B: Backend> Realized<B> {
     ) -> Result<B::Tensor> {
         let a = &self.arrays[j];
         let net = &self.net;
-        let Some(dir) = a.bwd.as_ref().filter(|_| !a.exact) else {
+        let SynapseRead::Crossbar { bwd: dir, .. } = &a.read else {
             return net.feedback(be, v, fwd, j, input_shape);
         };
         let s = q.child(&format!("{}.transposed", a.name));
@@ -796,70 +790,35 @@ impl<B: Backend> Realized<B> {
     /// bound-management draws differ between steps).
     fn input_read(&self, be: &B, x: &B::Tensor, q: &Stream) -> Result<InputCache<B>> {
         let a = &self.arrays[0];
-        if a.exact {
-            return Ok(InputCache::Digital(self.net.read_input(be, x)?.0));
-        }
-        match &a.fwd {
-            Some(dir) if !dir.pre_is_random() => {
+        match &a.read {
+            SynapseRead::Exact => Ok(InputCache(Cached::Digital(self.net.read_input(be, x)?.0))),
+            SynapseRead::Crossbar { fwd: dir, .. } if !dir.pre_is_random() => {
                 let empty = State { layers: vec![] };
                 let inp = self.net.syn_input(be, x, &empty, 0)?;
                 let (rows, m, geom) = self.forward_rows(be, &inp, 0)?;
                 let s = q.child(&format!("{}.forward", a.name));
                 let pre = dir.pre(&rows, m, &s, 0);
-                Ok(InputCache::Host(Box::new(HostRead { rows, m, geom, pre })))
+                Ok(InputCache(Cached::Host(Box::new(HostRead {
+                    rows,
+                    m,
+                    geom,
+                    pre,
+                }))))
             }
-            _ => Ok(InputCache::None),
+            _ => Ok(InputCache(Cached::None)),
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn step_aux(
-        &self,
-        be: &B,
-        x: &B::Tensor,
-        st: &State<B>,
-        q: &Stream,
-        t: u64,
-        input: &InputCache<B>,
-        nudge: Option<(f32, &Target<B>)>,
-    ) -> Result<(State<B>, StepAux<B>)> {
-        let n = st.layers.len();
-        let mut fwds = Vec::with_capacity(n);
-        for i in 0..n {
-            let cached = match (i, input) {
-                (0, InputCache::Digital(r)) => {
-                    fwds.push(r.clone());
-                    continue;
-                }
-                (0, InputCache::Host(h)) => Some(&**h),
-                _ => None,
-            };
-            let inp = self.net.syn_input(be, x, st, i)?;
-            fwds.push(self.read_forward(be, &inp, i, q, t, cached)?);
-        }
-        let mut layers = Vec::with_capacity(n);
-        let mut z = Vec::with_capacity(n);
-        for k in 0..n {
-            let mut a = fwds[k].pre.clone();
-            if k + 1 < n {
-                let shape = be.shape(&st.layers[k]);
-                let fb =
-                    self.read_transposed(be, &st.layers[k + 1], &fwds[k + 1], k + 1, &shape, q, t)?;
-                a = be.add(&a, &fb)?;
-            }
-            if let (true, Some((beta, target))) = (k + 1 == n, nudge)
-                && beta != 0.0
-            {
-                // The nudge term of the digital model (for a softmax readout it is computed by
-                // the digital periphery from the effective readout weights).
-                let d = self.net.nudge_direction(be, st, target)?;
-                a = be.axpy(beta, &d, &a)?;
-            }
-            let (y, zk) = self.neurons(be, k, a, q, t)?;
-            layers.push(y);
-            z.push(zk);
-        }
-        Ok((State { layers }, StepAux { fwds, z }))
+    /// The reads of query stream `q` (see [`Realized::query_stream`]): the realization as
+    /// [`SynapseReads`], so that the one [`Dynamics`] (steps, relaxation, nudged phases, BPTT)
+    /// runs on it. Nudged phases of on-substrate EP use their own streams.
+    pub fn reads(&self, q: Stream) -> QueryReads<'_, B> {
+        QueryReads { real: self, q }
+    }
+
+    /// The reads of query `query` (its read-noise stream [`Realized::query_stream`]).
+    pub fn query(&self, query: u64) -> QueryReads<'_, B> {
+        self.reads(self.query_stream(query))
     }
 
     /// One synchronous step `t` (0-based) of query stream `q` (see [`Realized::query_stream`]).
@@ -871,210 +830,106 @@ impl<B: Backend> Realized<B> {
         q: &Stream,
         t: u64,
     ) -> Result<State<B>> {
-        Ok(self.step_aux(be, x, st, q, t, &InputCache::None, None)?.0)
+        self.reads(*q).step_at(be, x, st, t, None, None)
     }
 
     /// Free phase of `steps` steps from the zero state for query `query`.
     pub fn free_phase(&self, be: &B, x: &B::Tensor, steps: usize, query: u64) -> Result<State<B>> {
-        let n = self.net.check_input(be, x)?;
-        let q = self.query_stream(query);
-        let input = self.input_read(be, x, &q)?;
-        let mut st = self.net.zero_state(be, n)?;
-        for t in 0..steps {
-            st = self.step_aux(be, x, &st, &q, t as u64, &input, None)?.0;
-            self.net.check_state(be, &st, t + 1)?;
-        }
-        Ok(st)
-    }
-
-    /// `steps` steps of the realized dynamics from `st` with read-noise stream `q` (steps numbered
-    /// 0..steps within `q`), optionally nudged by `nudge` = (β, target): the same nudge term as the
-    /// digital model ([`EpNet::step`]) added to the output population's input before its neurons.
-    /// For a softmax readout the nudge −β ∂ℓ/∂s = β Wᵀ(y − softmax(W s + b)) is computed by the
-    /// digital periphery from the effective readout weights (the readout array is not read for
-    /// it). Used for the nudged phases of on-substrate EP, started from the free fixed point.
-    pub fn relax(
-        &self,
-        be: &B,
-        x: &B::Tensor,
-        mut st: State<B>,
-        steps: usize,
-        q: &Stream,
-        nudge: Option<(f32, &Target<B>)>,
-    ) -> Result<State<B>> {
-        self.net.check_input(be, x)?;
-        let input = self.input_read(be, x, q)?;
-        for t in 0..steps {
-            st = self.step_aux(be, x, &st, q, t as u64, &input, nudge)?.0;
-            self.net.check_state(be, &st, t + 1)?;
-        }
-        Ok(st)
+        self.query(query).free_phase(be, x, steps)
     }
 
     /// Logits of a state: the readout array's read (through its converters) or the output layer.
     /// `t` numbers the read (the free phase uses `steps`).
     pub fn logits(&self, be: &B, st: &State<B>, query: u64, t: u64) -> Result<B::Tensor> {
-        if !self.net.spec.softmax {
-            return self.net.logits(be, st);
-        }
-        let r = self.net.spec.n_synapses() - 1;
-        let last = flat(be, st.layers.last().expect("layer"))?;
-        Ok(self
-            .read_forward(be, &last, r, &self.query_stream(query), t, None)?
-            .pre)
+        self.query(query).logits_at(be, st, t)
     }
 
-    /// BPTT through the noisy free phase of query `query` (see the module doc). `loss_grad(logits)`
-    /// returns the loss and its gradient w.r.t. the logits; the result is (loss, logits, d loss/dx).
-    pub fn free_phase_bptt(
-        &self,
-        be: &B,
-        x: &B::Tensor,
-        steps: usize,
-        query: u64,
-        mut loss_grad: impl FnMut(&B::Tensor) -> Result<(f32, B::Tensor)>,
-    ) -> Result<(f32, B::Tensor, B::Tensor)> {
-        let net = &self.net;
-        let nb = net.check_input(be, x)?;
-        let q = self.query_stream(query);
-        let input = self.input_read(be, x, &q)?;
-        let c = ((steps as f64).sqrt().ceil() as usize).max(1);
-        let mut ckpts = Vec::new();
-        let mut st = net.zero_state(be, nb)?;
-        for t in 0..steps {
-            if t % c == 0 {
-                ckpts.push(st.clone());
-            }
-            st = self.step_aux(be, x, &st, &q, t as u64, &input, None)?.0;
-            net.check_state(be, &st, t + 1)?;
-        }
-        let logits = self.logits(be, &st, query, steps as u64)?;
-        let (loss, dlogits) = loss_grad(&logits)?;
-        if be.shape(&dlogits) != be.shape(&logits) {
-            return Err(Error::shape(
-                "netlist bptt",
-                format!(
-                    "loss gradient {:?} vs logits {:?}",
-                    be.shape(&dlogits),
-                    be.shape(&logits)
-                ),
-            ));
-        }
-        let n = st.layers.len();
-        let mut g: Vec<Option<B::Tensor>> = vec![None; n];
-        if net.spec.softmax {
-            let r = net.spec.n_synapses() - 1;
-            let back = be.linear_input_grad(&dlogits, &net.weights[r])?;
-            g[n - 1] = Some(be.reshape(&back, &be.shape(&st.layers[n - 1]))?);
+    /// dL/da of population `k` from dL/dy = `g` at the argument `z` its neurons saw.
+    fn neurons_adjoint(&self, be: &B, k: usize, z: &B::Tensor, g: &B::Tensor) -> Result<B::Tensor> {
+        let nr = &self.neurons[k];
+        let d = if nr.act == Act::Identity {
+            g.clone()
         } else {
-            g[n - 1] = Some(dlogits);
-        }
-        let mut dx: Option<B::Tensor> = None;
-        for (j, ck) in ckpts.iter().enumerate().rev() {
-            let t0 = j * c;
-            let t1 = (t0 + c).min(steps);
-            let mut seg = vec![ck.clone()];
-            for t in t0..t1 - 1 {
-                let next = self
-                    .step_aux(
-                        be,
-                        x,
-                        seg.last().expect("segment"),
-                        &q,
-                        t as u64,
-                        &input,
-                        None,
-                    )?
-                    .0;
-                seg.push(next);
-            }
-            for (k, s) in seg.iter().enumerate().rev() {
-                let (_, aux) = self.step_aux(be, x, s, &q, (t0 + k) as u64, &input, None)?;
-                g = self.step_adjoint(be, x, s, &aux, &g, &mut dx)?;
-            }
-        }
-        let dx = match dx {
-            Some(d) => d,
-            None => be.zeros(&be.shape(x))?,
+            be.map_grad(z, g, nr.act)?
         };
-        Ok((loss, logits, dx))
+        // Spiking: σ' is the straight-through surrogate of the rate (slope 1/θ).
+        let d = match &nr.spiking {
+            Some((sp, _)) if sp.threshold != 1.0 => be.scale(&d, (1.0 / sp.threshold) as f32)?,
+            _ => d,
+        };
+        match &nr.gain {
+            None => Ok(d),
+            Some(gain) => {
+                let per = gain.len();
+                host_map(be, &d, |i, v| v * gain[i % per])
+            }
+        }
+    }
+}
+
+/// A realization's reads under one read-noise stream (one query, or one nudged phase): the
+/// [`SynapseReads`] of the `netlist:<preset>` substrate (see the module doc).
+pub struct QueryReads<'a, B: Backend> {
+    real: &'a Realized<B>,
+    q: Stream,
+}
+
+impl<B: Backend> SynapseReads<B> for QueryReads<'_, B> {
+    type Input = InputCache<B>;
+
+    fn net(&self) -> &EpNet<B> {
+        &self.real.net
     }
 
-    /// Adjoint of one realized step at state `s` with its byproducts `aux`.
-    fn step_adjoint(
+    fn read_input(&self, be: &B, x: &B::Tensor) -> Result<InputCache<B>> {
+        self.real.input_read(be, x, &self.q)
+    }
+
+    fn cached_forward<'a>(&self, input: &'a InputCache<B>) -> Option<&'a Forward<B>> {
+        match &input.0 {
+            Cached::Digital(f) => Some(f),
+            _ => None,
+        }
+    }
+
+    fn forward(
         &self,
         be: &B,
-        x: &B::Tensor,
-        s: &State<B>,
-        aux: &StepAux<B>,
-        gbar: &[Option<B::Tensor>],
-        dx: &mut Option<B::Tensor>,
-    ) -> Result<Vec<Option<B::Tensor>>> {
-        let net = &self.net;
-        let n = s.layers.len();
-        let mut abar: Vec<Option<B::Tensor>> = Vec::with_capacity(n);
-        for (k, gk) in gbar.iter().enumerate().take(n) {
-            abar.push(match gk {
-                None => None,
-                Some(gk) => {
-                    let nr = &self.neurons[k];
-                    let d = if nr.act == Act::Identity {
-                        gk.clone()
-                    } else {
-                        be.map_grad(&aux.z[k], gk, nr.act)?
-                    };
-                    // Spiking: σ' is the straight-through surrogate of the rate (slope 1/θ).
-                    let d = match &nr.spiking {
-                        Some((sp, _)) if sp.threshold != 1.0 => {
-                            be.scale(&d, (1.0 / sp.threshold) as f32)?
-                        }
-                        _ => d,
-                    };
-                    Some(match &nr.gain {
-                        None => d,
-                        Some(gain) => {
-                            let per = gain.len();
-                            host_map(be, &d, |i, v| v * gain[i % per])?
-                        }
-                    })
-                }
-            });
-        }
-        let mut out: Vec<Option<B::Tensor>> = vec![None; n];
-        for i in 0..n {
-            let Some(a) = &abar[i] else { continue };
-            let in_shape = if i == 0 {
-                be.shape(x)
-            } else {
-                be.shape(&s.layers[i - 1])
-            };
-            let d_in = net.feedback(be, a, &aux.fwds[i], i, &in_shape)?;
-            if i == 0 {
-                acc(be, dx, d_in)?;
-            } else {
-                acc(be, &mut out[i - 1], d_in)?;
-            }
-            if i + 1 < n {
-                let j = i + 1;
-                if j < net.spec.conv.len() {
-                    let z = be.conv2d(a, &net.weights[j], None, net.conv_params(j))?;
-                    let gathered = match net.spec.conv[j].pool {
-                        Pool::Max => {
-                            be.pool_gather(&z, aux.fwds[j].idx.as_ref().expect("max pool indices"))?
-                        }
-                        Pool::Avg => {
-                            be.avg_pool2d(&z, net.spec.conv[j].pool.params().expect("avg"))?
-                        }
-                        Pool::Identity => z,
-                    };
-                    acc(be, &mut out[j], gathered)?;
-                } else {
-                    let fa = flat(be, a)?;
-                    acc(be, &mut out[j], be.linear(&fa, &net.weights[j], None)?)?;
-                }
-            }
-        }
-        Ok(out)
+        inp: &B::Tensor,
+        i: usize,
+        t: u64,
+        input: Option<&InputCache<B>>,
+    ) -> Result<Forward<B>> {
+        let cached = match input.map(|c| &c.0) {
+            Some(Cached::Host(h)) => Some(&**h),
+            _ => None,
+        };
+        self.real.read_forward(be, inp, i, &self.q, t, cached)
+    }
+
+    fn transposed(
+        &self,
+        be: &B,
+        v: &B::Tensor,
+        fwd: &Forward<B>,
+        j: usize,
+        input_shape: &[usize],
+        t: u64,
+    ) -> Result<B::Tensor> {
+        self.real
+            .read_transposed(be, v, fwd, j, input_shape, &self.q, t)
+    }
+
+    fn neurons(&self, be: &B, k: usize, a: B::Tensor, t: u64) -> Result<B::Tensor> {
+        Ok(self.real.neurons(be, k, a, &self.q, t)?.0)
+    }
+
+    fn neuron_argument(&self, be: &B, k: usize, a: B::Tensor, t: u64) -> Result<B::Tensor> {
+        Ok(self.real.neurons(be, k, a, &self.q, t)?.1)
+    }
+
+    fn neurons_adjoint(&self, be: &B, k: usize, z: &B::Tensor, g: &B::Tensor) -> Result<B::Tensor> {
+        self.real.neurons_adjoint(be, k, z, g)
     }
 }
 

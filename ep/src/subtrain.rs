@@ -6,7 +6,7 @@
 //!    `batch_index`, so every read has its own noise draw), predictions from the realized logits;
 //! 2. **nudged phases** of T2 steps from the free fixed point with ±β (random sign per batch, as
 //!    [`crate::train::train_batch`]) on the same realization with the same kind of noisy reads
-//!    ([`Realized::relax`], read-noise streams `query.child("nudge").sub(0|1)`); vanilla EP uses
+//!    ([`Dynamics::relax`] on [`Realized::reads`], read-noise streams `query.child("nudge").sub(0|1)`); vanilla EP uses
 //!    (s⁰, 0) and (s^β, β);
 //! 3. **local update**: per crossbar, ∂Φ/∂W at the measured states — outer products of the pre-
 //!    and post-synaptic neuron states, for a conv array summed over the output positions (routed
@@ -44,6 +44,7 @@ use serde::{Deserialize, Serialize};
 use sim::netlist::Loaded;
 use sim::{Backend, Error, Result, Stream, Tensor};
 
+use crate::dynamics::Dynamics;
 use crate::model::{EpNet, Target};
 use crate::optim::Optimizer;
 use crate::substrate::Realized;
@@ -261,9 +262,13 @@ impl<B: Backend> SubstrateTrainer<B> {
         };
         let beta = sign * cfg.beta;
         let q = real.query_stream(batch_index).child("nudge");
-        let plus = real.relax(be, x, free.clone(), t2, &q.sub(0), Some((beta, &target)))?;
+        let plus = real
+            .reads(q.sub(0))
+            .relax(be, x, free.clone(), t2, Some((beta, &target)))?;
         let grads = if cfg.symmetric {
-            let minus = real.relax(be, x, free, t2, &q.sub(1), Some((-beta, &target)))?;
+            let minus = real
+                .reads(q.sub(1))
+                .relax(be, x, free, t2, Some((-beta, &target)))?;
             net.ep_grads(be, x, (&plus, beta), (&minus, -beta), &target)?
         } else {
             net.ep_grads(be, x, (&free, 0.0), (&plus, beta), &target)?

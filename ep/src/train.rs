@@ -9,6 +9,7 @@
 use serde::{Deserialize, Serialize};
 use sim::{Backend, Error, Result, Stream};
 
+use crate::dynamics::Dynamics;
 use crate::model::{EpNet, State, Target};
 use crate::optim::Optimizer;
 

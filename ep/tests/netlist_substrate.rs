@@ -8,7 +8,7 @@ use common::*;
 use devices::cells::{PcmCell, RramCell};
 use devices::{CellModel, DriftCompensation, Preset};
 use ep::substrate::Realized;
-use ep::{EpNet, Loss, ModelSpec};
+use ep::{Dynamics, EpNet, Loss, ModelSpec};
 use sim::netlist::{Netlist, TileSize};
 use sim::{Act, Backend, Cpu, Tensor};
 
@@ -250,7 +250,15 @@ fn bptt_equals_digital_bptt_of_programmed_weights() {
     p.adc = devices::Adc::ideal();
     let r = Realized::new(&be, &netlist(&net, &p, SMALL), 3).unwrap();
     let steps = 8;
-    let (l1, lg1, dx1) = r.free_phase_bptt(&be, &x, steps, 0, lossf).unwrap();
+    let ep::Bptt {
+        loss: l1,
+        logits: lg1,
+        dx: dx1,
+        ..
+    } = r
+        .query(0)
+        .free_phase_bptt(&be, &x, steps, 0, false, lossf)
+        .unwrap();
     let b = r
         .net
         .free_phase_bptt(&be, &x, steps, 0, false, lossf)
@@ -277,7 +285,11 @@ fn bptt_matches_finite_differences_with_neuron_spread() {
     p.neuron.offset_dtod = 0.1;
     let r = Realized::new(&be, &netlist(&net, &p, SMALL), 3).unwrap();
     let steps = 6;
-    let (_, _, dx) = r.free_phase_bptt(&be, &x, steps, 0, lossf).unwrap();
+    let dx = r
+        .query(0)
+        .free_phase_bptt(&be, &x, steps, 0, false, lossf)
+        .unwrap()
+        .dx;
     let plain = net
         .free_phase_bptt(&be, &x, steps, 0, false, lossf)
         .unwrap()
@@ -352,7 +364,11 @@ fn noisy_results_do_not_depend_on_thread_count() {
             .install(|| {
                 let r = Realized::new(&Cpu, &l, 4).unwrap();
                 let st = r.free_phase(&Cpu, &x, 6, 2).unwrap();
-                let (_, _, dx) = r.free_phase_bptt(&Cpu, &x, 6, 2, lossf).unwrap();
+                let dx = r
+                    .query(2)
+                    .free_phase_bptt(&Cpu, &x, 6, 0, false, lossf)
+                    .unwrap()
+                    .dx;
                 let lg = r.logits(&Cpu, &st, 2, 6).unwrap();
                 (st.layers, lg, dx)
             })
