@@ -48,7 +48,7 @@ use crate::dynamics::Dynamics;
 use crate::model::{EpNet, Target};
 use crate::optim::Optimizer;
 use crate::substrate::Realized;
-use crate::train::{BatchStats, EpConfig, argmax_rows};
+use crate::train::{BatchStats, EpConfig, argmax_rows, optimizer_step};
 
 /// Fraction of the device range min(w_max, −w_min) the initial abs-max weight of an array maps to.
 pub const INIT_RANGE_FRACTION: f64 = 0.5;
@@ -275,32 +275,15 @@ impl<B: Backend> SubstrateTrainer<B> {
         };
         // The requested changes: the optimizer's step on a copy of the effective weights.
         let (ws, bs) = net.to_host(be)?;
-        let mut params = Vec::with_capacity(2 * ws.len());
-        let mut gs = Vec::with_capacity(2 * ws.len());
-        for ((w, b), (gw, gb)) in ws.iter().zip(&bs).zip(grads) {
-            params.push(w.clone());
-            params.push(b.clone());
-            gs.push(be.download(&gw)?);
-            gs.push(be.download(&gb)?);
-        }
-        for (i, g) in gs.iter().enumerate() {
-            sim::check_finite(
-                &format!("EP gradient of parameter {i} on the substrate (diverged dynamics?)"),
-                g,
-            )?;
-        }
-        opt.step(&mut params, &gs)?;
-        let mut dws = Vec::with_capacity(ws.len());
-        let mut new_bs = Vec::with_capacity(ws.len());
-        for (i, p) in params.into_iter().enumerate() {
-            if i % 2 == 0 {
-                let old = &ws[i / 2];
+        let (new_ws, new_bs) = optimizer_step(be, opt, ws.clone(), bs, grads)?;
+        let dws = new_ws
+            .iter()
+            .zip(&ws)
+            .map(|(p, old)| {
                 let d: Vec<f32> = p.iter().zip(old.iter()).map(|(a, b)| a - b).collect();
-                dws.push(sim::tensor(old.shape(), d)?);
-            } else {
-                new_bs.push(p);
-            }
-        }
+                sim::tensor(old.shape(), d)
+            })
+            .collect::<Result<Vec<_>>>()?;
         self.apply(be, &dws, new_bs)?;
         Ok(BatchStats { n, correct })
     }
