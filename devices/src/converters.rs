@@ -156,16 +156,77 @@ fn validate(op: &'static str, bits: u32, bound: f64, noise_std: f64) -> Result<(
     check::non_negative(op, "noise_std", noise_std)
 }
 
+/// Number of steps between the levels −bound and +bound of a `bits`-bit converter (`bits` > 0).
+#[inline]
+fn steps_of(bits: u32) -> f64 {
+    ((1u64 << bits) - 2) as f64
+}
+
+/// Level spacing of a `bits`-bit converter over ±`bound` (`bits` > 0).
+#[inline]
+fn step_of(bits: u32, bound: f64) -> f64 {
+    2.0 * bound / steps_of(bits)
+}
+
 /// Quantize `x` (already clipped to ±bound) with `bits` over ±bound; see the module doc.
 #[inline]
 fn quantize(x: f64, bits: u32, bound: f64) -> f64 {
     if bits == 0 {
         return x;
     }
-    let steps = ((1u64 << bits) - 2) as f64;
-    let step = 2.0 * bound / steps;
-    let half = steps / 2.0;
+    let step = step_of(bits, bound);
+    let half = steps_of(bits) / 2.0;
     (x / step).round().clamp(-half, half) * step
+}
+
+/// The converters' transfer curve (clip to ±bound, round to the nearest level, halves away from
+/// zero; see the module doc) with its parameters in f32, for engines that convert in f32
+/// (`ep::substrate`'s crossbar reads and their vector kernels, which read the fields). Evaluated
+/// without libm calls so that it vectorizes: `x·(1/step)` is within an ulp of `x/step`, so a value
+/// within about 1e-5 steps of a midpoint between levels may land on the other neighbour (one level
+/// apart) than [`Dac::convert_noiseless`] gives; every other value converts identically.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CurveF32 {
+    /// Clip bound (±; may be infinite).
+    pub bound: f32,
+    /// Level spacing (1 without quantization).
+    pub step: f32,
+    /// 1/step, rounded once from f64.
+    pub inv_step: f32,
+    /// Whether the curve quantizes (`bits` > 0).
+    pub quantize: bool,
+}
+
+impl CurveF32 {
+    /// The curve of a `bits`-bit converter over ±`bound` (`bits` = 0: clip only).
+    pub fn new(bits: u32, bound: f64) -> Self {
+        let step = if bits > 0 { step_of(bits, bound) } else { 1.0 };
+        CurveF32 {
+            bound: bound as f32,
+            step: step as f32,
+            inv_step: (1.0 / step) as f32,
+            quantize: bits > 0,
+        }
+    }
+
+    /// Clip and quantize one value.
+    #[inline(always)]
+    pub fn convert(&self, x: f32) -> f32 {
+        let x = x.max(-self.bound).min(self.bound);
+        // Rounded either way and selected, so that loops over it vectorize.
+        let v = x * self.inv_step;
+        // Round to nearest even (exact for |v| < 2²²; |v| ≤ steps/2 here), then ties away from 0.
+        const MAGIC: f32 = 12_582_912.0;
+        let r = (v + MAGIC) - MAGIC;
+        let r = if (v - r).abs() == 0.5 {
+            v + 0.5f32.copysign(v)
+        } else {
+            r
+        };
+        // |v| ≤ steps/2 up to rounding (x is clipped to ±bound = ±(steps/2)·step, an integer
+        // number of steps below 2²¹), so r is already a level within ±bound: no clamp needed.
+        if self.quantize { r * self.step } else { x }
+    }
 }
 
 /// Noise, clip, quantize one value.
@@ -267,7 +328,12 @@ macro_rules! converter_impl {
 
             /// Quantization step (level spacing), or `None` without quantization.
             pub fn step(&self) -> Option<f64> {
-                (self.bits > 0).then(|| 2.0 * self.bound / ((1u64 << self.bits) - 2) as f64)
+                (self.bits > 0).then(|| step_of(self.bits, self.bound))
+            }
+
+            /// The transfer curve with its parameters in f32 (noise excluded).
+            pub fn curve_f32(&self) -> CurveF32 {
+                CurveF32::new(self.bits, self.bound)
             }
 
             /// Noise-free conversion of one value: clip to ±bound, round to the nearest level.
@@ -296,3 +362,53 @@ macro_rules! converter_impl {
 
 converter_impl!(Dac);
 converter_impl!(Adc);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The f32 curve gives the converter's own level (to f32 rounding of the level), except within
+    /// 1e-4 steps of a midpoint between two levels, where it may give the other neighbour.
+    #[test]
+    fn quant_matches_the_converter_curve() {
+        for (bits, bound) in [
+            (9u32, 12.0f64),
+            (7, 1.0),
+            (0, 3.0),
+            (0, f64::INFINITY),
+            (4, 0.5),
+        ] {
+            let q = CurveF32::new(bits, bound);
+            let a = Adc {
+                bits,
+                bound,
+                noise_std: 0.0,
+                ..Adc::ideal()
+            };
+            let st = Stream::new(1, "q");
+            let step = a.step().unwrap_or(1.0);
+            let mut exact = 0;
+            for i in 0..30_000u64 {
+                let x = match i % 3 {
+                    0 => st.normal(i) * 8.0,
+                    // (near) ties between levels
+                    1 => ((st.below(i, 600) as f64 - 300.0 + 0.5) * step) as f32,
+                    _ => ((st.below(i, 600) as f64 - 300.0) * step) as f32,
+                };
+                let (got, want) = (q.convert(x), a.convert_noiseless(x));
+                // The same level (an f32 product may round the level itself differently).
+                if ((got - want) as f64).abs() <= 1e-6 * (want as f64).abs() {
+                    exact += 1;
+                    continue;
+                }
+                let v = (x as f64).clamp(-bound, bound) / step;
+                let near_tie = (v - v.trunc()).abs() - 0.5;
+                assert!(
+                    near_tie.abs() < 1e-4 && ((got - want) as f64).abs() <= step * 1.0001,
+                    "bits {bits} bound {bound} x {x}: {got} vs {want}"
+                );
+            }
+            assert!(exact > 19_000, "bits {bits}: only {exact} identical");
+        }
+    }
+}

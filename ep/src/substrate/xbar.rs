@@ -20,7 +20,7 @@
 //! which lets the first array's read of the input be cached per query) and [`Dir::finish`] (noise,
 //! ADC, bound management, block sum).
 
-use devices::converters::noise_management_scale;
+use devices::converters::{CurveF32, noise_management_scale};
 use devices::{Adc, Dac, NoiseManagement};
 use rayon::prelude::*;
 use sim::Stream;
@@ -34,58 +34,11 @@ use kernels::{Noise, adc_tile, dac_slice, dot};
 /// Rows of `X` per parallel work item (fixed, so results do not depend on the thread count).
 const CHUNK: usize = 128;
 
-/// The clip-and-quantize curve of a converter (`devices::converters`: clip to ±bound, round to
-/// the nearest of the levels spaced `step`, halves away from zero), evaluated in f32 without libm
-/// calls so that it vectorizes: `x·(1/step)` is within an ulp of `x/step`, so a value within about
-/// 1e-5 steps of a midpoint between levels may land on the other neighbour (one level apart) than
-/// `convert_noiseless` gives; every other value converts identically.
-#[derive(Debug, Clone, Copy)]
-pub(super) struct Quant {
-    bound: f32,
-    step: f32,
-    inv_step: f32,
-    quantize: bool,
-}
-
-impl Quant {
-    pub(super) fn new(bits: u32, bound: f64) -> Self {
-        let steps = if bits > 0 {
-            ((1u64 << bits) - 2) as f64
-        } else {
-            0.0
-        };
-        let step = if bits > 0 { 2.0 * bound / steps } else { 1.0 };
-        Quant {
-            bound: bound as f32,
-            step: step as f32,
-            inv_step: (1.0 / step) as f32,
-            quantize: bits > 0,
-        }
-    }
-
-    #[inline(always)]
-    pub(super) fn convert(&self, x: f32) -> f32 {
-        let x = x.max(-self.bound).min(self.bound);
-        // Rounded either way and selected, so that loops over it vectorize.
-        let v = x * self.inv_step;
-        // Round to nearest even (exact for |v| < 2²²; |v| ≤ steps/2 here), then ties away from 0.
-        const MAGIC: f32 = 12_582_912.0;
-        let r = (v + MAGIC) - MAGIC;
-        let r = if (v - r).abs() == 0.5 {
-            v + 0.5f32.copysign(v)
-        } else {
-            r
-        };
-        // |v| ≤ steps/2 up to rounding (x is clipped to ±bound = ±(steps/2)·step, an integer
-        // number of steps below 2²¹), so r is already a level within ±bound: no clamp needed.
-        if self.quantize { r * self.step } else { x }
-    }
-}
-
 /// A converter part as the read uses it.
 #[derive(Debug, Clone, Copy)]
 struct Conv {
-    q: Quant,
+    /// The converter's transfer curve (parameters from `devices::converters`).
+    q: CurveF32,
     noise: f32,
     /// The saturation threshold of bound management (as f32).
     bound: f32,
@@ -94,14 +47,14 @@ struct Conv {
 impl Conv {
     fn dac(d: &Dac) -> Self {
         Conv {
-            q: Quant::new(d.bits, d.bound),
+            q: d.curve_f32(),
             noise: d.noise_std as f32,
             bound: d.bound as f32,
         }
     }
     fn adc(a: &Adc) -> Self {
         Conv {
-            q: Quant::new(a.bits, a.bound),
+            q: a.curve_f32(),
             noise: a.noise_std as f32,
             bound: a.bound as f32,
         }
@@ -1478,51 +1431,6 @@ mod tests {
             }
             let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
             assert_eq!(bits(&got), bits(&want), "c {c} p {p} run {run}");
-        }
-    }
-
-    /// The f32 curve gives the converter's own level (to f32 rounding of the level), except within
-    /// 1e-4 steps of a midpoint between two levels, where it may give the other neighbour.
-    #[test]
-    fn quant_matches_the_converter_curve() {
-        for (bits, bound) in [
-            (9u32, 12.0f64),
-            (7, 1.0),
-            (0, 3.0),
-            (0, f64::INFINITY),
-            (4, 0.5),
-        ] {
-            let q = Quant::new(bits, bound);
-            let a = Adc {
-                bits,
-                bound,
-                noise_std: 0.0,
-                ..Adc::ideal()
-            };
-            let st = Stream::new(1, "q");
-            let step = a.step().unwrap_or(1.0);
-            let mut exact = 0;
-            for i in 0..30_000u64 {
-                let x = match i % 3 {
-                    0 => st.normal(i) * 8.0,
-                    // (near) ties between levels
-                    1 => ((st.below(i, 600) as f64 - 300.0 + 0.5) * step) as f32,
-                    _ => ((st.below(i, 600) as f64 - 300.0) * step) as f32,
-                };
-                let (got, want) = (q.convert(x), a.convert_noiseless(x));
-                // The same level (an f32 product may round the level itself differently).
-                if ((got - want) as f64).abs() <= 1e-6 * (want as f64).abs() {
-                    exact += 1;
-                    continue;
-                }
-                let v = (x as f64).clamp(-bound, bound) / step;
-                let near_tie = (v - v.trunc()).abs() - 0.5;
-                assert!(
-                    near_tie.abs() < 1e-4 && ((got - want) as f64).abs() <= step * 1.0001,
-                    "bits {bits} bound {bound} x {x}: {got} vs {want}"
-                );
-            }
-            assert!(exact > 19_000, "bits {bits}: only {exact} identical");
         }
     }
 }

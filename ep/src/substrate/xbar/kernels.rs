@@ -1,9 +1,9 @@
 //! The element kernels of the crossbar reads: converter curves over slices (ADC with the noise
 //! before it, DAC with noise management's scale) and the dot product, each written once portably
 //! and once in AVX2 with the same operations in the same order (separate multiply and add, the
-//! same clip, rounding and tie rule as [`Quant::convert`]), so both give the same bits.
+//! same clip, rounding and tie rule as [`CurveF32::convert`](devices::converters::CurveF32::convert)), so both give the same bits.
 
-use super::Quant;
+use devices::converters::CurveF32;
 
 /// The noise before the ADC of one tile's outputs.
 #[derive(Clone, Copy)]
@@ -18,7 +18,13 @@ pub(super) enum Noise<'a> {
 /// The ADC of one tile's outputs `v = y + noise`, times `scale`, into `q`; returns the largest |v|
 /// (the bound-management test; a NaN is skipped, as `v.abs() > bound` would).
 #[inline(always)]
-pub(super) fn adc_tile(y: &[f32], noise: Noise<'_>, q: &mut [f32], c: &Quant, scale: f32) -> f32 {
+pub(super) fn adc_tile(
+    y: &[f32],
+    noise: Noise<'_>,
+    q: &mut [f32],
+    c: &CurveF32,
+    scale: f32,
+) -> f32 {
     let n = q.len();
     let y = &y[..n];
     let noise = match noise {
@@ -35,7 +41,7 @@ pub(super) fn adc_tile(y: &[f32], noise: Noise<'_>, q: &mut [f32], c: &Quant, sc
 }
 
 #[inline(always)]
-fn adc_tile_portable(y: &[f32], noise: Noise<'_>, q: &mut [f32], c: &Quant, scale: f32) -> f32 {
+fn adc_tile_portable(y: &[f32], noise: Noise<'_>, q: &mut [f32], c: &CurveF32, scale: f32) -> f32 {
     let n = q.len();
     let mut peak = 0.0f32;
     for o in 0..n {
@@ -58,7 +64,7 @@ fn adc_tile_portable(y: &[f32], noise: Noise<'_>, q: &mut [f32], c: &Quant, scal
 /// [`adc_tile`] in AVX2.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-fn adc_tile_avx2(y: &[f32], noise: Noise<'_>, q: &mut [f32], c: &Quant, scale: f32) -> f32 {
+fn adc_tile_avx2(y: &[f32], noise: Noise<'_>, q: &mut [f32], c: &CurveF32, scale: f32) -> f32 {
     use std::arch::x86_64::*;
     let n = q.len();
     let body = n - n % 8;
@@ -112,7 +118,7 @@ fn adc_tile_avx2(y: &[f32], noise: Noise<'_>, q: &mut [f32], c: &Quant, scale: f
 /// The DAC of one row's block slice: `out[j] = c(xs[j] / scale + sigma·out[j])` where `out` holds
 /// the standard normal draws on entry when `sigma > 0` (else `out[j] = c(xs[j] / scale)`).
 #[inline(always)]
-pub(super) fn dac_slice(xs: &[f32], scale: f32, sigma: f32, out: &mut [f32], c: &Quant) {
+pub(super) fn dac_slice(xs: &[f32], scale: f32, sigma: f32, out: &mut [f32], c: &CurveF32) {
     let xs = &xs[..out.len()];
     #[cfg(target_arch = "x86_64")]
     if sim::simd::has_avx2_fma() {
@@ -123,7 +129,7 @@ pub(super) fn dac_slice(xs: &[f32], scale: f32, sigma: f32, out: &mut [f32], c: 
 }
 
 #[inline(always)]
-fn dac_slice_portable(xs: &[f32], scale: f32, sigma: f32, out: &mut [f32], c: &Quant) {
+fn dac_slice_portable(xs: &[f32], scale: f32, sigma: f32, out: &mut [f32], c: &CurveF32) {
     if sigma > 0.0 {
         out.iter_mut()
             .zip(xs)
@@ -135,7 +141,7 @@ fn dac_slice_portable(xs: &[f32], scale: f32, sigma: f32, out: &mut [f32], c: &Q
     }
 }
 
-/// The clip-and-quantize curve of `c` on 8 lanes (as [`Quant::convert`]).
+/// The clip-and-quantize curve of `c` on 8 lanes (as [`CurveF32::convert`](devices::converters::CurveF32::convert)).
 #[cfg(target_arch = "x86_64")]
 #[derive(Clone, Copy)]
 struct QuantV {
@@ -152,7 +158,7 @@ struct QuantV {
 #[cfg(target_arch = "x86_64")]
 impl QuantV {
     #[target_feature(enable = "avx2,fma")]
-    fn new(c: &Quant) -> Self {
+    fn new(c: &CurveF32) -> Self {
         use std::arch::x86_64::*;
         QuantV {
             sign: _mm256_set1_ps(-0.0),
@@ -192,7 +198,7 @@ impl QuantV {
 /// [`dac_slice`] in AVX2.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-fn dac_slice_avx2(xs: &[f32], scale: f32, sigma: f32, out: &mut [f32], c: &Quant) {
+fn dac_slice_avx2(xs: &[f32], scale: f32, sigma: f32, out: &mut [f32], c: &CurveF32) {
     use std::arch::x86_64::*;
     let n = out.len();
     let body = n - n % 8;
@@ -371,12 +377,12 @@ mod tests {
     use sim::Stream;
 
     /// The AVX2 kernels give the portable kernels' bits (values near level midpoints, at the
-    /// clip bounds, NaN, every tail length), and the portable ones follow `Quant::convert`.
+    /// clip bounds, NaN, every tail length), and the portable ones follow `CurveF32::convert`.
     #[test]
     fn avx2_kernels_match_the_portable_ones() {
         let st = Stream::new(11, "kernels");
         for (bits, bound) in [(9u32, 12.0f64), (7, 1.0), (0, 3.0), (0, f64::INFINITY)] {
-            let c = Quant::new(bits, bound);
+            let c = CurveF32::new(bits, bound);
             for n in [0usize, 1, 7, 8, 9, 31, 64, 77] {
                 let mut y: Vec<f32> = (0..n as u64).map(|i| 14.0 * st.normal(i)).collect();
                 if n > 3 {
