@@ -35,6 +35,7 @@
 //! are the plain transfer curves.
 
 use serde::{Deserialize, Serialize};
+use sim::cpu::analog::{self, Curve};
 use sim::{Error, Result, Stream};
 
 use crate::check;
@@ -179,56 +180,6 @@ fn quantize(x: f64, bits: u32, bound: f64) -> f64 {
     (x / step).round().clamp(-half, half) * step
 }
 
-/// The converters' transfer curve (clip to ±bound, round to the nearest level, halves away from
-/// zero; see the module doc) with its parameters in f32, for engines that convert in f32
-/// (`ep::substrate`'s crossbar reads and their vector kernels, which read the fields). Evaluated
-/// without libm calls so that it vectorizes: `x·(1/step)` is within an ulp of `x/step`, so a value
-/// within about 1e-5 steps of a midpoint between levels may land on the other neighbour (one level
-/// apart) than [`Dac::convert_noiseless`] gives; every other value converts identically.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct CurveF32 {
-    /// Clip bound (±; may be infinite).
-    pub bound: f32,
-    /// Level spacing (1 without quantization).
-    pub step: f32,
-    /// 1/step, rounded once from f64.
-    pub inv_step: f32,
-    /// Whether the curve quantizes (`bits` > 0).
-    pub quantize: bool,
-}
-
-impl CurveF32 {
-    /// The curve of a `bits`-bit converter over ±`bound` (`bits` = 0: clip only).
-    pub fn new(bits: u32, bound: f64) -> Self {
-        let step = if bits > 0 { step_of(bits, bound) } else { 1.0 };
-        CurveF32 {
-            bound: bound as f32,
-            step: step as f32,
-            inv_step: (1.0 / step) as f32,
-            quantize: bits > 0,
-        }
-    }
-
-    /// Clip and quantize one value.
-    #[inline(always)]
-    pub fn convert(&self, x: f32) -> f32 {
-        let x = x.max(-self.bound).min(self.bound);
-        // Rounded either way and selected, so that loops over it vectorize.
-        let v = x * self.inv_step;
-        // Round to nearest even (exact for |v| < 2²²; |v| ≤ steps/2 here), then ties away from 0.
-        const MAGIC: f32 = 12_582_912.0;
-        let r = (v + MAGIC) - MAGIC;
-        let r = if (v - r).abs() == 0.5 {
-            v + 0.5f32.copysign(v)
-        } else {
-            r
-        };
-        // |v| ≤ steps/2 up to rounding (x is clipped to ±bound = ±(steps/2)·step, an integer
-        // number of steps below 2²¹), so r is already a level within ±bound: no clamp needed.
-        if self.quantize { r * self.step } else { x }
-    }
-}
-
 /// Noise, clip, quantize one value.
 #[inline]
 fn convert(x: f64, noise: f64, bits: u32, bound: f64) -> f64 {
@@ -280,11 +231,12 @@ impl Adc {
 /// The noise-management scale α of one input vector `xs` (see the module doc): 1 for `none`,
 /// max|x_i| (capped at `nm_thres` when > 0) for `abs_max` (0 for an all-zero vector), `nm_thres`
 /// (or 1 when it is 0) for `constant`.
+#[inline]
 pub fn noise_management_scale(nm: NoiseManagement, nm_thres: f64, xs: &[f32]) -> f32 {
     match nm {
         NoiseManagement::None => 1.0,
         NoiseManagement::AbsMax => {
-            let m = xs.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+            let m = analog::abs_max(xs);
             if nm_thres > 0.0 {
                 m.min(nm_thres as f32)
             } else {
@@ -331,9 +283,10 @@ macro_rules! converter_impl {
                 (self.bits > 0).then(|| step_of(self.bits, self.bound))
             }
 
-            /// The transfer curve with its parameters in f32 (noise excluded).
-            pub fn curve_f32(&self) -> CurveF32 {
-                CurveF32::new(self.bits, self.bound)
+            /// The transfer curve with its parameters in f32 (noise excluded), for the f32 engine
+            /// (`sim::cpu::analog`).
+            pub fn curve_f32(&self) -> Curve {
+                Curve::new(self.bound, self.step())
             }
 
             /// Noise-free conversion of one value: clip to ±bound, round to the nearest level.
@@ -367,7 +320,7 @@ converter_impl!(Adc);
 mod tests {
     use super::*;
 
-    /// The f32 curve gives the converter's own level (to f32 rounding of the level), except within
+    /// The f32 curve (`sim::cpu::analog::Curve` with the law's parameters) gives the converter's own level (to f32 rounding of the level), except within
     /// 1e-4 steps of a midpoint between two levels, where it may give the other neighbour.
     #[test]
     fn quant_matches_the_converter_curve() {
@@ -378,13 +331,13 @@ mod tests {
             (0, f64::INFINITY),
             (4, 0.5),
         ] {
-            let q = CurveF32::new(bits, bound);
             let a = Adc {
                 bits,
                 bound,
                 noise_std: 0.0,
                 ..Adc::ideal()
             };
+            let q = a.curve_f32();
             let st = Stream::new(1, "q");
             let step = a.step().unwrap_or(1.0);
             let mut exact = 0;

@@ -23,20 +23,19 @@
 //! Files by role: this one holds the read's parts (converters, input blocks, per-read noise
 //! structure, buffers) and its deterministic half ([`Dir::new`], [`Dir::pre`]); `finish` the noisy
 //! half (noise, ADC, bound management) and the whole and grouped reads; `layout` the conv reads'
-//! data layout (im2row, row2im, NCHW ↔ rows); `kernels` the element kernels (portable and AVX2).
+//! data layout (im2row, row2im, NCHW ↔ rows); the element kernels (portable and AVX2) are `sim::cpu::analog`'s.
 
-use devices::converters::{CurveF32, noise_management_scale};
+use devices::converters::noise_management_scale;
 use devices::{Adc, Dac, NoiseManagement};
 use rayon::prelude::*;
 use sim::Stream;
+use sim::cpu::analog::{Curve, Noise, adc_tile, dac_slice, dot};
 use sim::cpu::{Gemm, Par, sgemm_par};
 
 use super::Io;
 
 mod finish;
-mod kernels;
 mod layout;
-use kernels::{Noise, adc_tile, dac_slice, dot};
 pub(super) use layout::{ConvGeom, nchw_to_rows_part, rows_to_chw_part};
 
 /// Rows of `X` per parallel work item (fixed, so results do not depend on the thread count).
@@ -46,7 +45,7 @@ const CHUNK: usize = 128;
 #[derive(Debug, Clone, Copy)]
 struct Conv {
     /// The converter's transfer curve (parameters from `devices::converters`).
-    q: CurveF32,
+    q: Curve,
     noise: f32,
     /// The saturation threshold of bound management (as f32).
     bound: f32,
@@ -344,33 +343,10 @@ impl Dir {
     /// exactly zero, aihwkit's short cut, only with a noise-free DAC).
     #[inline(always)]
     fn nm_scale(&self, xs: &[f32]) -> f32 {
-        let v = match self.io.nm {
-            NoiseManagement::None => return 1.0,
-            NoiseManagement::AbsMax => {
-                // As `noise_management_scale`, written so that it vectorizes.
-                // Eight running maxima (max is exact and order-free, so the same value as one
-                // sequential pass; a NaN is skipped in both).
-                let mut l = [0.0f32; 8];
-                let c = xs.chunks_exact(8);
-                let tail = c.remainder();
-                for v in c {
-                    for k in 0..8 {
-                        let a = v[k].abs();
-                        l[k] = if a > l[k] { a } else { l[k] };
-                    }
-                }
-                let mut m = 0.0f32;
-                for a in l.into_iter().chain(tail.iter().map(|v| v.abs())) {
-                    m = if a > m { a } else { m };
-                }
-                if self.io.nm_thres > 0.0 {
-                    m.min(self.io.nm_thres as f32)
-                } else {
-                    m
-                }
-            }
-            nm => noise_management_scale(nm, self.io.nm_thres, xs),
-        };
+        if self.io.nm == NoiseManagement::None {
+            return 1.0;
+        }
+        let v = noise_management_scale(self.io.nm, self.io.nm_thres, xs);
         if v > 0.0 {
             v
         } else if self.pre_is_random() {

@@ -5,7 +5,7 @@
 
 use rayon::prelude::*;
 
-use super::kernels;
+use sim::cpu::analog;
 
 /// `dst.copy_from_slice(src)` for the short runs of a patch (kernel widths): constant-size copies
 /// up to 8 elements, so that no `memcpy` call is made per run.
@@ -237,7 +237,7 @@ pub(in crate::substrate) fn rows_to_chw_part(
     }
     let (p, rows) = (o.len() / c, ys.len() / c);
     // Blocks of 8 rows × 8 channels transposed in registers, then the rest below.
-    let (rb, cb) = kernels::rows_to_chw_blocks(ys, c, i0, p, o, scale, bias);
+    let (rb, cb) = analog::rows_to_chw_blocks(ys, c, i0, p, o, scale, bias);
     if rb == rows && cb == c {
         return;
     }
