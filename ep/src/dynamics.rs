@@ -512,6 +512,12 @@ impl<B: Backend> EpNet<B> {
         self.step_at(be, x, st, 0, nudge, input)
     }
 
+    /// Output of the network for a state: the readout logits (softmax models) or the output layer
+    /// ([`Dynamics::logits_at`] on the exact reads).
+    pub fn logits(&self, be: &B, st: &State<B>) -> Result<B::Tensor> {
+        self.logits_at(be, st, 0)
+    }
+
     /// Free phase of `steps` steps from the zero state ([`Dynamics::free_phase`] on the exact
     /// reads, callable without the trait in scope).
     pub fn free_phase(&self, be: &B, x: &B::Tensor, steps: usize) -> Result<State<B>> {

@@ -362,23 +362,6 @@ impl<B: Backend> EpNet<B> {
         }
     }
 
-    /// Output of the network for a state: the readout logits (softmax models) or the output layer.
-    pub fn logits(&self, be: &B, st: &State<B>) -> Result<B::Tensor> {
-        let last = st.layers.last().expect("at least one layer");
-        if self.spec.softmax {
-            let r = self.spec.n_synapses() - 1;
-            let s = be.shape(last);
-            let flat = if s.len() == 2 {
-                last.clone()
-            } else {
-                be.reshape(last, &[s[0], s[1..].iter().product()])?
-            };
-            be.linear(&flat, &self.weights[r], Some(&self.biases[r]))
-        } else {
-            Ok(last.clone())
-        }
-    }
-
     /// −∂ℓ/∂(last layer), the direction the output is nudged in (per sample, not averaged):
     /// MSE: y − s; cross-entropy on the layer: y − softmax(s); softmax readout: Wᵀ(y − softmax(W s + b)).
     pub(crate) fn nudge_direction(
