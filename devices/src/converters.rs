@@ -35,6 +35,7 @@
 //! are the plain transfer curves.
 
 use serde::{Deserialize, Serialize};
+use sim::cpu::analog::{self, Curve};
 use sim::{Error, Result, Stream};
 
 use crate::check;
@@ -156,15 +157,26 @@ fn validate(op: &'static str, bits: u32, bound: f64, noise_std: f64) -> Result<(
     check::non_negative(op, "noise_std", noise_std)
 }
 
+/// Number of steps between the levels −bound and +bound of a `bits`-bit converter (`bits` > 0).
+#[inline]
+fn steps_of(bits: u32) -> f64 {
+    ((1u64 << bits) - 2) as f64
+}
+
+/// Level spacing of a `bits`-bit converter over ±`bound` (`bits` > 0).
+#[inline]
+fn step_of(bits: u32, bound: f64) -> f64 {
+    2.0 * bound / steps_of(bits)
+}
+
 /// Quantize `x` (already clipped to ±bound) with `bits` over ±bound; see the module doc.
 #[inline]
 fn quantize(x: f64, bits: u32, bound: f64) -> f64 {
     if bits == 0 {
         return x;
     }
-    let steps = ((1u64 << bits) - 2) as f64;
-    let step = 2.0 * bound / steps;
-    let half = steps / 2.0;
+    let step = step_of(bits, bound);
+    let half = steps_of(bits) / 2.0;
     (x / step).round().clamp(-half, half) * step
 }
 
@@ -219,11 +231,12 @@ impl Adc {
 /// The noise-management scale α of one input vector `xs` (see the module doc): 1 for `none`,
 /// max|x_i| (capped at `nm_thres` when > 0) for `abs_max` (0 for an all-zero vector), `nm_thres`
 /// (or 1 when it is 0) for `constant`.
+#[inline]
 pub fn noise_management_scale(nm: NoiseManagement, nm_thres: f64, xs: &[f32]) -> f32 {
     match nm {
         NoiseManagement::None => 1.0,
         NoiseManagement::AbsMax => {
-            let m = xs.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+            let m = analog::abs_max(xs);
             if nm_thres > 0.0 {
                 m.min(nm_thres as f32)
             } else {
@@ -267,7 +280,13 @@ macro_rules! converter_impl {
 
             /// Quantization step (level spacing), or `None` without quantization.
             pub fn step(&self) -> Option<f64> {
-                (self.bits > 0).then(|| 2.0 * self.bound / ((1u64 << self.bits) - 2) as f64)
+                (self.bits > 0).then(|| step_of(self.bits, self.bound))
+            }
+
+            /// The transfer curve with its parameters in f32 (noise excluded), for the f32 engine
+            /// (`sim::cpu::analog`).
+            pub fn curve_f32(&self) -> Curve {
+                Curve::new(self.bound, self.step())
             }
 
             /// Noise-free conversion of one value: clip to ±bound, round to the nearest level.
@@ -296,3 +315,53 @@ macro_rules! converter_impl {
 
 converter_impl!(Dac);
 converter_impl!(Adc);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The f32 curve (`sim::cpu::analog::Curve` with the law's parameters) gives the converter's own level (to f32 rounding of the level), except within
+    /// 1e-4 steps of a midpoint between two levels, where it may give the other neighbour.
+    #[test]
+    fn quant_matches_the_converter_curve() {
+        for (bits, bound) in [
+            (9u32, 12.0f64),
+            (7, 1.0),
+            (0, 3.0),
+            (0, f64::INFINITY),
+            (4, 0.5),
+        ] {
+            let a = Adc {
+                bits,
+                bound,
+                noise_std: 0.0,
+                ..Adc::ideal()
+            };
+            let q = a.curve_f32();
+            let st = Stream::new(1, "q");
+            let step = a.step().unwrap_or(1.0);
+            let mut exact = 0;
+            for i in 0..30_000u64 {
+                let x = match i % 3 {
+                    0 => st.normal(i) * 8.0,
+                    // (near) ties between levels
+                    1 => ((st.below(i, 600) as f64 - 300.0 + 0.5) * step) as f32,
+                    _ => ((st.below(i, 600) as f64 - 300.0) * step) as f32,
+                };
+                let (got, want) = (q.convert(x), a.convert_noiseless(x));
+                // The same level (an f32 product may round the level itself differently).
+                if ((got - want) as f64).abs() <= 1e-6 * (want as f64).abs() {
+                    exact += 1;
+                    continue;
+                }
+                let v = (x as f64).clamp(-bound, bound) / step;
+                let near_tie = (v - v.trunc()).abs() - 0.5;
+                assert!(
+                    near_tie.abs() < 1e-4 && ((got - want) as f64).abs() <= step * 1.0001,
+                    "bits {bits} bound {bound} x {x}: {got} vs {want}"
+                );
+            }
+            assert!(exact > 19_000, "bits {bits}: only {exact} identical");
+        }
+    }
+}

@@ -7,9 +7,9 @@
 //! Dependencies: `sim`, `devices`. A model never knows about files or the CLI.
 
 pub mod baselines;
-pub mod bptt;
 pub mod checkpoint;
 pub mod compile;
+pub mod dynamics;
 pub mod export;
 pub mod model;
 pub mod optim;
@@ -18,5 +18,6 @@ pub mod substrate;
 pub mod subtrain;
 pub mod train;
 
-pub use model::{EpNet, InputRead, State, Target};
+pub use dynamics::{Bptt, Dynamics, SynapseReads};
+pub use model::{EpNet, Forward, InputRead, State, Target};
 pub use spec::{ConvLayer, InputNorm, Loss, ModelSpec, Pool};

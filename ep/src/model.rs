@@ -1,6 +1,7 @@
-//! EP networks (EP-MLP, EP-CNN) on any [`Backend`]: parameters, the exact equations of motion, free
-//! and nudged phases, readout, and the partial derivatives of the primitive function Φ with respect
-//! to the parameters (the ingredients of the EP update).
+//! EP networks (EP-MLP, EP-CNN) on any [`Backend`]: parameters, the exact synapse reads (forward,
+//! feedback and their pooling), readout, the nudge, and the partial derivatives of the primitive
+//! function Φ with respect to the parameters (the ingredients of the EP update). The dynamics
+//! (step, free and nudged phases, BPTT) are written once over these reads in `crate::dynamics`.
 //!
 //! Φ(x, s) = Σ_k ⟨s_k, P_k(conv_k(s_{k−1}))⟩ + Σ_fc ⟨s_j, W_j s_{j−1} + b_j⟩ − β ℓ(s, y). One step of
 //! the dynamics sets every layer at once (synchronously, as the reference code) to
@@ -102,9 +103,11 @@ pub type Grads<B> = Vec<(<B as Backend>::Tensor, <B as Backend>::Tensor)>;
 
 /// Intermediate results of one synapse's forward read: the term handed to the next layer and, for
 /// max pooling, the argmax indices the feedback term routes through.
-pub(crate) struct Forward<B: Backend> {
-    pub(crate) pre: B::Tensor,
-    pub(crate) idx: Option<B::Index>,
+pub struct Forward<B: Backend> {
+    /// The read's output (after bias and pooling).
+    pub pre: B::Tensor,
+    /// The max-pooling switches, if the synapse max-pools.
+    pub idx: Option<B::Index>,
 }
 
 impl<B: Backend> Clone for Forward<B> {
@@ -359,23 +362,6 @@ impl<B: Backend> EpNet<B> {
         }
     }
 
-    /// Output of the network for a state: the readout logits (softmax models) or the output layer.
-    pub fn logits(&self, be: &B, st: &State<B>) -> Result<B::Tensor> {
-        let last = st.layers.last().expect("at least one layer");
-        if self.spec.softmax {
-            let r = self.spec.n_synapses() - 1;
-            let s = be.shape(last);
-            let flat = if s.len() == 2 {
-                last.clone()
-            } else {
-                be.reshape(last, &[s[0], s[1..].iter().product()])?
-            };
-            be.linear(&flat, &self.weights[r], Some(&self.biases[r]))
-        } else {
-            Ok(last.clone())
-        }
-    }
-
     /// −∂ℓ/∂(last layer), the direction the output is nudged in (per sample, not averaged):
     /// MSE: y − s; cross-entropy on the layer: y − softmax(s); softmax readout: Wᵀ(y − softmax(W s + b)).
     pub(crate) fn nudge_direction(
@@ -407,51 +393,6 @@ impl<B: Backend> EpNet<B> {
         }
     }
 
-    /// Pre-activations of one synchronous step (every a_k = ∂Φ/∂s_k at `st`), with the forward
-    /// reads they came from.
-    #[allow(clippy::type_complexity)]
-    pub(crate) fn step_pre<'a>(
-        &self,
-        be: &B,
-        x: &B::Tensor,
-        st: &State<B>,
-        nudge: Option<(f32, &Target<B>)>,
-        input: Option<&'a InputRead<B>>,
-    ) -> Result<(Vec<B::Tensor>, Vec<std::borrow::Cow<'a, Forward<B>>>)> {
-        use std::borrow::Cow;
-        let n = st.layers.len();
-        let mut fwds: Vec<Cow<'a, Forward<B>>> = Vec::with_capacity(n);
-        for i in 0..n {
-            match (i, input) {
-                // The input read is shared by every step of a phase: borrowed, not copied.
-                (0, Some(r)) => fwds.push(Cow::Borrowed(&r.0)),
-                _ => {
-                    let inp = self.syn_input(be, x, st, i)?;
-                    fwds.push(Cow::Owned(self.forward(be, &inp, i)?));
-                }
-            }
-        }
-        let mut pre = Vec::with_capacity(n);
-        for k in 0..n {
-            let mut a = if k + 1 < n {
-                let shape = be.shape(&st.layers[k]);
-                let fb = self.feedback(be, &st.layers[k + 1], &fwds[k + 1], k + 1, &shape)?;
-                be.add(&fwds[k].pre, &fb)?
-            } else {
-                fwds[k].pre.clone()
-            };
-            if k + 1 == n
-                && let Some((beta, target)) = nudge
-                && beta != 0.0
-            {
-                let d = self.nudge_direction(be, st, target)?;
-                a = be.axpy(beta, &d, &a)?;
-            }
-            pre.push(a);
-        }
-        Ok((pre, fwds))
-    }
-
     /// Whether layer `k` of `n` is linear (the reference: a cross-entropy cost without softmax
     /// readout makes the output layer linear).
     pub(crate) fn layer_is_linear(&self, k: usize, n: usize) -> bool {
@@ -463,61 +404,6 @@ impl<B: Backend> EpNet<B> {
         let empty = State { layers: vec![] };
         let inp = self.syn_input(be, x, &empty, 0)?;
         Ok(InputRead(self.forward(be, &inp, 0)?))
-    }
-
-    /// One synchronous step of the dynamics: every layer ← σ(∂Φ/∂s). `nudge` = (β, target).
-    pub fn step(
-        &self,
-        be: &B,
-        x: &B::Tensor,
-        st: &State<B>,
-        nudge: Option<(f32, &Target<B>)>,
-    ) -> Result<State<B>> {
-        self.step_with(be, x, st, nudge, None)
-    }
-
-    /// `step` with the input read precomputed by [`EpNet::read_input`].
-    pub fn step_with(
-        &self,
-        be: &B,
-        x: &B::Tensor,
-        st: &State<B>,
-        nudge: Option<(f32, &Target<B>)>,
-        input: Option<&InputRead<B>>,
-    ) -> Result<State<B>> {
-        let n = st.layers.len();
-        let (pre, _) = self.step_pre(be, x, st, nudge, input)?;
-        let layers = pre
-            .into_iter()
-            .enumerate()
-            .map(|(k, a)| {
-                if self.layer_is_linear(k, n) {
-                    Ok(a)
-                } else {
-                    be.map(&a, self.spec.act)
-                }
-            })
-            .collect::<Result<_>>()?;
-        Ok(State { layers })
-    }
-
-    /// Run `steps` steps from `st`.
-    /// Every step is checked for divergence: a NaN or infinity in any layer stops the run with an
-    /// error naming the step (1-based, within this call) and the layer.
-    pub fn relax(
-        &self,
-        be: &B,
-        x: &B::Tensor,
-        mut st: State<B>,
-        steps: usize,
-        nudge: Option<(f32, &Target<B>)>,
-    ) -> Result<State<B>> {
-        let input = self.read_input(be, x)?;
-        for t in 0..steps {
-            st = self.step_with(be, x, &st, nudge, Some(&input))?;
-            self.check_state(be, &st, t + 1)?;
-        }
-        Ok(st)
     }
 
     /// Error if any layer of `st` holds a NaN or infinity (one reduction per layer).
@@ -532,13 +418,6 @@ impl<B: Backend> EpNet<B> {
             }
         }
         Ok(())
-    }
-
-    /// Free phase of `steps` steps from the zero state.
-    pub fn free_phase(&self, be: &B, x: &B::Tensor, steps: usize) -> Result<State<B>> {
-        let n = self.check_input(be, x)?;
-        let st = self.zero_state(be, n)?;
-        self.relax(be, x, st, steps, None)
     }
 
     /// The primitive function Φ(x, s) − β ℓ(s, y), summed over the batch (the bilinear terms are

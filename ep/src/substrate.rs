@@ -59,7 +59,14 @@
 //! converters, no per-read noise, no IR drop) use the digital ops directly, so `netlist:ideal` equals the
 //! digital engine up to the conductance round trip of the weights.
 //!
-//! Gradients ([`Realized::free_phase_bptt`]) are BPTT through the *noisy* trajectory of one query:
+//! The realization is programming, bookkeeping and counters (this file) plus reads (module
+//! `reads`): [`Realized::reads`] / [`Realized::query`] give its
+//! [`SynapseReads`](crate::dynamics::SynapseReads) under one read-noise stream, and the one
+//! [`Dynamics`](crate::dynamics::Dynamics) runs on them (steps, free and nudged phases, readout,
+//! BPTT).
+//!
+//! Gradients ([`Dynamics::free_phase_bptt`](crate::dynamics::Dynamics::free_phase_bptt) on
+//! [`Realized::query`]) are BPTT through the *noisy* trajectory of one query:
 //! the steps are recomputed from checkpoints with the same noise (the draws are counter-based),
 //! pooling switches and activation derivatives are taken at the noisy values, the converters are
 //! straight-through and the additive noises constants. Spiking neurons are straight-through too:
@@ -68,7 +75,8 @@
 //!
 //! Not realized yet: winner-take-all comparator offsets, the preset's nominal neuron
 //! transfer curve (the activation comes from the model). On-substrate training (nudged phases
-//! [`Realized::relax`], local updates of the programmed devices) is in `crate::subtrain`.
+//! [`Dynamics::relax`](crate::dynamics::Dynamics::relax) on [`Realized::reads`], local updates of
+//! the programmed devices) is in `crate::subtrain`.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -79,10 +87,11 @@ use sim::{Act, Backend, Error, Result, Stream, Tensor};
 
 use crate::compile::{DeviceSpec, model_of};
 
+mod reads;
 mod xbar;
-use crate::model::{EpNet, Forward, State, Target};
-use crate::spec::Pool;
-use xbar::{ConvGeom, Dir};
+use crate::model::EpNet;
+pub use reads::{InputCache, QueryReads};
+use xbar::Dir;
 
 /// The I/O management of one read direction (from its DAC and ADC parts).
 #[derive(Debug, Clone, Copy)]
@@ -110,15 +119,21 @@ fn io_of(dac: Option<&Converter>, adc: Option<&Converter>) -> Io {
     }
 }
 
+/// How a synapse is read, chosen per array when the netlist is realized.
+enum SynapseRead {
+    /// Transparent converters, no per-read noise, no IR drop: the digital ops on the programmed
+    /// weights (the exact read of [`EpNet`]).
+    Exact,
+    /// The crossbar read (module `xbar`): the forward read (rows driven: input blocks = the tiles'
+    /// row ranges of `weff`) and the transposed read (columns driven: input blocks = the tiles'
+    /// column ranges of `weff_t`).
+    Crossbar { fwd: Box<Dir>, bwd: Box<Dir> },
+}
+
 struct ArrayRt {
     name: String,
     wmax: f32,
-    /// The forward read (rows driven: input blocks = the tiles' row ranges of `weff`) and the
-    /// transposed read (columns driven: input blocks = the tiles' column ranges of `weff_t`);
-    /// `None` for exact arrays, which take the digital ops.
-    fwd: Option<Dir>,
-    bwd: Option<Dir>,
-    exact: bool,
+    read: SynapseRead,
 }
 
 struct NeuronRt {
@@ -174,27 +189,6 @@ pub struct Realized<B: Backend> {
     rereads: AtomicU64,
 }
 
-/// The host rows of a forward read with its deterministic part (see [`Realized::input_read`]).
-struct HostRead {
-    rows: Vec<f32>,
-    m: usize,
-    geom: Option<ConvGeom>,
-    pre: xbar::Pre,
-}
-
-/// The reusable part of the first array's read of the input (see [`Realized::input_read`]).
-enum InputCache<B: Backend> {
-    None,
-    Digital(Forward<B>),
-    Host(Box<HostRead>),
-}
-
-/// Per-step byproducts needed by the adjoint.
-struct StepAux<B: Backend> {
-    fwds: Vec<Forward<B>>,
-    z: Vec<B::Tensor>,
-}
-
 /// The transfer curve of a DAC part, `None` when it is transparent (its management is in [`Io`]).
 fn dac_of(c: Option<&Converter>) -> Option<Dac> {
     let c = c?;
@@ -230,42 +224,6 @@ fn per_read_sigma_us(cell: &CellModel) -> f64 {
 
 fn at(path: String) -> impl Fn(Error) -> NetlistError {
     move |e| NetlistError::at(path.clone(), e.to_string())
-}
-
-fn acc<B: Backend>(be: &B, slot: &mut Option<B::Tensor>, v: B::Tensor) -> Result<()> {
-    *slot = Some(match slot.take() {
-        None => v,
-        Some(a) => be.add(&a, &v)?,
-    });
-    Ok(())
-}
-
-fn flat<B: Backend>(be: &B, t: &B::Tensor) -> Result<B::Tensor> {
-    let s = be.shape(t);
-    if s.len() == 2 {
-        Ok(t.clone())
-    } else {
-        be.reshape(t, &[s[0], s[1..].iter().product()])
-    }
-}
-
-/// Apply `f(flat index, value)` on the host, in parallel (every value depends on its index only,
-/// so the result does not depend on the thread count).
-fn host_map<B: Backend>(
-    be: &B,
-    t: &B::Tensor,
-    f: impl Fn(usize, f32) -> f32 + Sync,
-) -> Result<B::Tensor> {
-    use rayon::prelude::*;
-    let h = be.host(t)?;
-    let v: Vec<f32> = h
-        .as_slice()
-        .expect("standard layout")
-        .par_iter()
-        .enumerate()
-        .map(|(i, &v)| f(i, v))
-        .collect();
-    be.upload_owned(sim::tensor(h.shape(), v)?)
 }
 
 impl<B: Backend> Realized<B> {
@@ -412,7 +370,7 @@ impl<B: Backend> Realized<B> {
                     ]
                     .iter()
                     .any(|s| s.is_some_and(|s| s > 0.0)));
-            let (mut fwd, mut bwd) = (None, None);
+            let mut read = SynapseRead::Exact;
             if !exact {
                 let mut rows: Vec<(usize, usize)> = ts.iter().map(|t| t.rows).collect();
                 rows.dedup();
@@ -422,7 +380,7 @@ impl<B: Backend> Realized<B> {
                 let w2 = wmax * wmax;
                 let s2f = |o: usize, k: usize| var[o * inp + k] / w2;
                 let s2b = |k: usize, o: usize| var[o * inp + k] / w2;
-                fwd = Some(Dir::new(
+                let fwd = Dir::new(
                     inp,
                     out,
                     &rows,
@@ -432,8 +390,8 @@ impl<B: Backend> Realized<B> {
                     dac_f.as_ref(),
                     adc_f.as_ref(),
                     io_f,
-                ));
-                bwd = Some(Dir::new(
+                );
+                let bwd = Dir::new(
                     out,
                     inp,
                     &cols,
@@ -443,15 +401,17 @@ impl<B: Backend> Realized<B> {
                     dac_b.as_ref(),
                     adc_b.as_ref(),
                     io_b,
-                ));
+                );
+                read = SynapseRead::Crossbar {
+                    fwd: Box::new(fwd),
+                    bwd: Box::new(bwd),
+                };
             }
             eff.push(sim::tensor(&shape, wprog).map_err(at(p.clone()))?);
             arrays.push(ArrayRt {
                 name: a.name.clone(),
                 wmax,
-                fwd,
-                bwd,
-                exact,
+                read,
             });
         }
         let neuron_stream = Stream::new(seed, "netlist.neurons");
@@ -520,561 +480,6 @@ impl<B: Backend> Realized<B> {
     /// The read-noise stream of query `query`.
     pub fn query_stream(&self, query: u64) -> Stream {
         Stream::new(self.seed, "netlist.read").sub(query)
-    }
-
-    /// Conv geometry of array `i`'s reads on an input of shape `xs` (`[N, C, H, W]`).
-    fn conv_geom(&self, i: usize, xs: &[usize]) -> ConvGeom {
-        let net = &self.net;
-        let l = &net.spec.conv[i];
-        let p = net.conv_params(i);
-        let (ho, wo) = net.geom.conv_out_hw[i];
-        ConvGeom {
-            n: xs[0],
-            c: xs[1],
-            h: xs[2],
-            w: xs[3],
-            kh: l.kernel,
-            kw: l.kernel,
-            stride: p.stride,
-            pad: p.padding,
-            ho,
-            wo,
-        }
-    }
-
-    /// The input vectors of array `i`'s forward read of `inp`: the patch matrix `[N·P, K]` of a
-    /// conv array, the samples `[N, in]` of a dense one; with (rows, conv geometry).
-    fn forward_rows(
-        &self,
-        be: &B,
-        inp: &B::Tensor,
-        i: usize,
-    ) -> Result<(Vec<f32>, usize, Option<ConvGeom>)> {
-        let h = be.host(inp)?;
-        let xs = h.shape().to_vec();
-        let xv = h.as_slice().expect("standard layout");
-        if i < self.net.spec.conv.len() {
-            let g = self.conv_geom(i, &xs);
-            Ok((g.im2row(xv), g.n * g.p(), Some(g)))
-        } else {
-            Ok((xv.to_vec(), xs[0], None))
-        }
-    }
-
-    fn count(&self, reads: u64, rereads: u64) {
-        self.reads.fetch_add(reads, Ordering::Relaxed);
-        self.rereads.fetch_add(rereads, Ordering::Relaxed);
-    }
-
-    /// Forward read of array `i` on its input (pre-pooling sum + bias, then pooling). `cached`:
-    /// the input rows and the deterministic part of this read, when precomputed
-    /// ([`Realized::input_read`]).
-    fn read_forward(
-        &self,
-        be: &B,
-        inp: &B::Tensor,
-        i: usize,
-        q: &Stream,
-        t: u64,
-        cached: Option<&HostRead>,
-    ) -> Result<Forward<B>> {
-        let a = &self.arrays[i];
-        let net = &self.net;
-        let Some(dir) = a.fwd.as_ref().filter(|_| !a.exact) else {
-            return net.forward(be, inp, i);
-        };
-        let s = q.child(&format!("{}.forward", a.name));
-        let conv = i < net.spec.conv.len();
-        let bias = be.host(&net.biases[i])?;
-        let bias = bias.as_slice().expect("standard layout");
-        if conv {
-            // Conv: per sample, runs of positions read and written straight into the [C, P] output
-            // (im2row of the run and the row → NCHW transpose fused into the read).
-            let wmax = a.wmax;
-            let sink = |i0: usize, acc: &[f32], og: &mut [f32]| {
-                xbar::rows_to_chw_part(acc, i0, og, wmax, bias)
-            };
-            let (reads, rereads, g, z) = match cached {
-                Some(cr) => {
-                    let g = cr.geom.expect("conv input read has its geometry");
-                    let mut z = xbar::zeros(g.n * dir.n_out * g.p());
-                    let rows = xbar::Rows::All(&cr.rows);
-                    let (r, rr) =
-                        dir.read_groups(Some(&cr.pre), rows, g.n, g.p(), &s, t, &mut z, &sink);
-                    (r, rr, g, z)
-                }
-                None => {
-                    let h = be.host(inp)?;
-                    let g = self.conv_geom(i, h.shape());
-                    let xv = h.as_slice().expect("standard layout");
-                    let fill = |r0: usize, buf: &mut [f32]| g.im2row_part(xv, r0, buf);
-                    let mut z = xbar::zeros(g.n * dir.n_out * g.p());
-                    let rows = xbar::Rows::Fill(&fill);
-                    let (r, rr) = dir.read_groups(None, rows, g.n, g.p(), &s, t, &mut z, &sink);
-                    (r, rr, g, z)
-                }
-            };
-            self.count(reads, rereads);
-            let z = be.upload_owned(sim::tensor(&[g.n, dir.n_out, g.ho, g.wo], z)?)?;
-            return self.pool_forward(be, z, i);
-        }
-        // Dense: the samples are the rows.
-        let (mut acc, reads, rereads, m) = match cached {
-            Some(c) => {
-                let (acc, r, rr) = dir.finish(&c.pre, &c.rows, c.m, &s, t);
-                (acc, r, rr, c.m)
-            }
-            None => {
-                let (rows, m, _) = self.forward_rows(be, inp, i)?;
-                let (acc, r, rr) = dir.read(&rows, m, &s, t);
-                (acc, r, rr, m)
-            }
-        };
-        self.count(reads, rereads);
-        for row in acc.chunks_mut(dir.n_out.max(1)) {
-            row.iter_mut()
-                .zip(bias)
-                .for_each(|(v, b)| *v = *v * a.wmax + b);
-        }
-        let z = be.upload_owned(sim::tensor(&[m, dir.n_out], acc)?)?;
-        Ok(Forward { pre: z, idx: None })
-    }
-
-    /// The pooling of conv array `i`'s forward read `z`.
-    fn pool_forward(&self, be: &B, z: B::Tensor, i: usize) -> Result<Forward<B>> {
-        let pool = self.net.spec.conv[i].pool;
-        Ok(match pool {
-            Pool::Max => {
-                let (y, idx) = be.max_pool2d(&z, pool.params().expect("max pool"))?;
-                Forward {
-                    pre: y,
-                    idx: Some(idx),
-                }
-            }
-            Pool::Avg => Forward {
-                pre: be.avg_pool2d(&z, pool.params().expect("avg pool"))?,
-                idx: None,
-            },
-            Pool::Identity => Forward { pre: z, idx: None },
-        })
-    }
-
-    /// Transposed read of array `j` driven by state `v` of its destination (the feedback term into
-    /// its source, of shape `input_shape`): for a conv array every output position's C_out vector
-    /// (of the pooled-back state) is read on its own and its K-vector digitized, then the patch
-    /// vectors are summed onto the input grid (col2im).
-    #[allow(clippy::too_many_arguments)]
-    fn read_transposed(
-        &self,
-        be: &B,
-        v: &B::Tensor,
-        fwd: &Forward<B>,
-        j: usize,
-        input_shape: &[usize],
-        q: &Stream,
-        t: u64,
-    ) -> Result<B::Tensor> {
-        let a = &self.arrays[j];
-        let net = &self.net;
-        let Some(dir) = a.bwd.as_ref().filter(|_| !a.exact) else {
-            return net.feedback(be, v, fwd, j, input_shape);
-        };
-        let s = q.child(&format!("{}.transposed", a.name));
-        let conv = j < net.spec.conv.len();
-        if conv {
-            let pa = net.pool_adjoint(be, v, fwd, j)?;
-            let u = be.host(&pa)?;
-            let g = self.conv_geom(j, input_shape);
-            // Per sample, runs of positions: their C_out vectors gathered from the NCHW state,
-            // read, and their patch vectors summed onto the sample's grid while in cache.
-            let uv = u.as_slice().expect("standard layout");
-            let (c, p) = (dir.n_in, g.p());
-            let fill = |r0: usize, buf: &mut [f32]| xbar::nchw_to_rows_part(uv, c, p, r0, buf);
-            let sink = |i0: usize, acc: &[f32], og: &mut [f32]| g.row2im_part(i0, acc, og);
-            let mut gx = xbar::zeros(g.n * g.c * g.h * g.w);
-            let (reads, rereads) =
-                dir.read_groups(None, xbar::Rows::Fill(&fill), g.n, p, &s, t, &mut gx, &sink);
-            self.count(reads, rereads);
-            if a.wmax != 1.0 {
-                use rayon::prelude::*;
-                let wmax = a.wmax;
-                gx.par_iter_mut().for_each(|v| *v *= wmax);
-            }
-            be.upload_owned(sim::tensor(input_shape, gx)?)
-        } else {
-            let h = be.host(v)?;
-            let m = h.shape()[0];
-            let rows = h.as_slice().expect("standard layout");
-            let (mut acc, reads, rereads) = dir.read(rows, m, &s, t);
-            self.count(reads, rereads);
-            acc.iter_mut().for_each(|v| *v *= a.wmax);
-            be.upload_owned(sim::tensor(input_shape, acc)?)
-        }
-    }
-
-    /// Neurons of population `k` on pre-activations `a`: (new state, argument z of σ).
-    fn neurons(
-        &self,
-        be: &B,
-        k: usize,
-        a: B::Tensor,
-        q: &Stream,
-        t: u64,
-    ) -> Result<(B::Tensor, B::Tensor)> {
-        let nr = &self.neurons[k];
-        if nr.ideal() {
-            let y = if nr.act == Act::Identity {
-                a.clone()
-            } else {
-                be.map(&a, nr.act)?
-            };
-            return Ok((y, a));
-        }
-        let slope = match nr.act {
-            Act::MyHardSig => 0.5,
-            _ => 1.0,
-        };
-        let ns = q.child(&format!("neurons{k}")).sub(t);
-        let per = be.shape(&a)[1..].iter().product::<usize>().max(1);
-        let exact_z = nr.gain.is_none() && nr.offset.is_none() && nr.noise_std == 0.0;
-        let z = if exact_z {
-            a
-        } else {
-            host_map(be, &a, |i, v| {
-                let j = i % per;
-                let g = nr.gain.as_ref().map_or(1.0, |g| g[j]);
-                let o = nr.offset.as_ref().map_or(0.0, |o| o[j]);
-                let n = if nr.noise_std > 0.0 {
-                    nr.noise_std / slope * ns.normal(i as u64)
-                } else {
-                    0.0
-                };
-                g * (v + o) + n
-            })?
-        };
-        let y = if let Some((sp, (s, b))) = &nr.spiking {
-            self.spike(be, &nr.spikes, sp, (*s, *b), &z, &ns.child("phase"))?
-        } else if nr.act == Act::Identity {
-            z.clone()
-        } else {
-            be.map(&z, nr.act)?
-        };
-        Ok((y, z))
-    }
-
-    /// Rate outputs of spiking neurons on arguments `z` (current `s·z + b` per tick; element `i`
-    /// starts from draw `i` of `phase`), adding the spikes fired to `counter`.
-    fn spike(
-        &self,
-        be: &B,
-        counter: &AtomicU64,
-        sp: &IntegrateFire,
-        (s, b): (f64, f64),
-        z: &B::Tensor,
-        phase: &Stream,
-    ) -> Result<B::Tensor> {
-        use rayon::prelude::*;
-        let mut h = be.download(z)?;
-        let n: u64 = h
-            .as_slice_mut()
-            .expect("standard layout")
-            .par_iter_mut()
-            .enumerate()
-            .map(|(i, v)| {
-                let k = sp.spikes(s * *v as f64 + b, sp.initial_potential(phase, i as u64));
-                *v = sp.rate(k);
-                k as u64
-            })
-            .sum();
-        counter.fetch_add(n, Ordering::Relaxed);
-        be.upload_owned(h)
-    }
-
-    /// What of the first array's read of the input `x` is the same at every step of a query: the
-    /// whole read of an exact array; for a converter array with a noise-free DAC the patch rows, the
-    /// noise-management scales and the pre-ADC block sums (only the per-read, ADC and
-    /// bound-management draws differ between steps).
-    fn input_read(&self, be: &B, x: &B::Tensor, q: &Stream) -> Result<InputCache<B>> {
-        let a = &self.arrays[0];
-        if a.exact {
-            return Ok(InputCache::Digital(self.net.read_input(be, x)?.0));
-        }
-        match &a.fwd {
-            Some(dir) if !dir.pre_is_random() => {
-                let empty = State { layers: vec![] };
-                let inp = self.net.syn_input(be, x, &empty, 0)?;
-                let (rows, m, geom) = self.forward_rows(be, &inp, 0)?;
-                let s = q.child(&format!("{}.forward", a.name));
-                let pre = dir.pre(&rows, m, &s, 0);
-                Ok(InputCache::Host(Box::new(HostRead { rows, m, geom, pre })))
-            }
-            _ => Ok(InputCache::None),
-        }
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn step_aux(
-        &self,
-        be: &B,
-        x: &B::Tensor,
-        st: &State<B>,
-        q: &Stream,
-        t: u64,
-        input: &InputCache<B>,
-        nudge: Option<(f32, &Target<B>)>,
-    ) -> Result<(State<B>, StepAux<B>)> {
-        let n = st.layers.len();
-        let mut fwds = Vec::with_capacity(n);
-        for i in 0..n {
-            let cached = match (i, input) {
-                (0, InputCache::Digital(r)) => {
-                    fwds.push(r.clone());
-                    continue;
-                }
-                (0, InputCache::Host(h)) => Some(&**h),
-                _ => None,
-            };
-            let inp = self.net.syn_input(be, x, st, i)?;
-            fwds.push(self.read_forward(be, &inp, i, q, t, cached)?);
-        }
-        let mut layers = Vec::with_capacity(n);
-        let mut z = Vec::with_capacity(n);
-        for k in 0..n {
-            let mut a = fwds[k].pre.clone();
-            if k + 1 < n {
-                let shape = be.shape(&st.layers[k]);
-                let fb =
-                    self.read_transposed(be, &st.layers[k + 1], &fwds[k + 1], k + 1, &shape, q, t)?;
-                a = be.add(&a, &fb)?;
-            }
-            if let (true, Some((beta, target))) = (k + 1 == n, nudge)
-                && beta != 0.0
-            {
-                // The nudge term of the digital model (for a softmax readout it is computed by
-                // the digital periphery from the effective readout weights).
-                let d = self.net.nudge_direction(be, st, target)?;
-                a = be.axpy(beta, &d, &a)?;
-            }
-            let (y, zk) = self.neurons(be, k, a, q, t)?;
-            layers.push(y);
-            z.push(zk);
-        }
-        Ok((State { layers }, StepAux { fwds, z }))
-    }
-
-    /// One synchronous step `t` (0-based) of query stream `q` (see [`Realized::query_stream`]).
-    pub fn step(
-        &self,
-        be: &B,
-        x: &B::Tensor,
-        st: &State<B>,
-        q: &Stream,
-        t: u64,
-    ) -> Result<State<B>> {
-        Ok(self.step_aux(be, x, st, q, t, &InputCache::None, None)?.0)
-    }
-
-    /// Free phase of `steps` steps from the zero state for query `query`.
-    pub fn free_phase(&self, be: &B, x: &B::Tensor, steps: usize, query: u64) -> Result<State<B>> {
-        let n = self.net.check_input(be, x)?;
-        let q = self.query_stream(query);
-        let input = self.input_read(be, x, &q)?;
-        let mut st = self.net.zero_state(be, n)?;
-        for t in 0..steps {
-            st = self.step_aux(be, x, &st, &q, t as u64, &input, None)?.0;
-            self.net.check_state(be, &st, t + 1)?;
-        }
-        Ok(st)
-    }
-
-    /// `steps` steps of the realized dynamics from `st` with read-noise stream `q` (steps numbered
-    /// 0..steps within `q`), optionally nudged by `nudge` = (β, target): the same nudge term as the
-    /// digital model ([`EpNet::step`]) added to the output population's input before its neurons.
-    /// For a softmax readout the nudge −β ∂ℓ/∂s = β Wᵀ(y − softmax(W s + b)) is computed by the
-    /// digital periphery from the effective readout weights (the readout array is not read for
-    /// it). Used for the nudged phases of on-substrate EP, started from the free fixed point.
-    pub fn relax(
-        &self,
-        be: &B,
-        x: &B::Tensor,
-        mut st: State<B>,
-        steps: usize,
-        q: &Stream,
-        nudge: Option<(f32, &Target<B>)>,
-    ) -> Result<State<B>> {
-        self.net.check_input(be, x)?;
-        let input = self.input_read(be, x, q)?;
-        for t in 0..steps {
-            st = self.step_aux(be, x, &st, q, t as u64, &input, nudge)?.0;
-            self.net.check_state(be, &st, t + 1)?;
-        }
-        Ok(st)
-    }
-
-    /// Logits of a state: the readout array's read (through its converters) or the output layer.
-    /// `t` numbers the read (the free phase uses `steps`).
-    pub fn logits(&self, be: &B, st: &State<B>, query: u64, t: u64) -> Result<B::Tensor> {
-        if !self.net.spec.softmax {
-            return self.net.logits(be, st);
-        }
-        let r = self.net.spec.n_synapses() - 1;
-        let last = flat(be, st.layers.last().expect("layer"))?;
-        Ok(self
-            .read_forward(be, &last, r, &self.query_stream(query), t, None)?
-            .pre)
-    }
-
-    /// BPTT through the noisy free phase of query `query` (see the module doc). `loss_grad(logits)`
-    /// returns the loss and its gradient w.r.t. the logits; the result is (loss, logits, d loss/dx).
-    pub fn free_phase_bptt(
-        &self,
-        be: &B,
-        x: &B::Tensor,
-        steps: usize,
-        query: u64,
-        mut loss_grad: impl FnMut(&B::Tensor) -> Result<(f32, B::Tensor)>,
-    ) -> Result<(f32, B::Tensor, B::Tensor)> {
-        let net = &self.net;
-        let nb = net.check_input(be, x)?;
-        let q = self.query_stream(query);
-        let input = self.input_read(be, x, &q)?;
-        let c = ((steps as f64).sqrt().ceil() as usize).max(1);
-        let mut ckpts = Vec::new();
-        let mut st = net.zero_state(be, nb)?;
-        for t in 0..steps {
-            if t % c == 0 {
-                ckpts.push(st.clone());
-            }
-            st = self.step_aux(be, x, &st, &q, t as u64, &input, None)?.0;
-            net.check_state(be, &st, t + 1)?;
-        }
-        let logits = self.logits(be, &st, query, steps as u64)?;
-        let (loss, dlogits) = loss_grad(&logits)?;
-        if be.shape(&dlogits) != be.shape(&logits) {
-            return Err(Error::shape(
-                "netlist bptt",
-                format!(
-                    "loss gradient {:?} vs logits {:?}",
-                    be.shape(&dlogits),
-                    be.shape(&logits)
-                ),
-            ));
-        }
-        let n = st.layers.len();
-        let mut g: Vec<Option<B::Tensor>> = vec![None; n];
-        if net.spec.softmax {
-            let r = net.spec.n_synapses() - 1;
-            let back = be.linear_input_grad(&dlogits, &net.weights[r])?;
-            g[n - 1] = Some(be.reshape(&back, &be.shape(&st.layers[n - 1]))?);
-        } else {
-            g[n - 1] = Some(dlogits);
-        }
-        let mut dx: Option<B::Tensor> = None;
-        for (j, ck) in ckpts.iter().enumerate().rev() {
-            let t0 = j * c;
-            let t1 = (t0 + c).min(steps);
-            let mut seg = vec![ck.clone()];
-            for t in t0..t1 - 1 {
-                let next = self
-                    .step_aux(
-                        be,
-                        x,
-                        seg.last().expect("segment"),
-                        &q,
-                        t as u64,
-                        &input,
-                        None,
-                    )?
-                    .0;
-                seg.push(next);
-            }
-            for (k, s) in seg.iter().enumerate().rev() {
-                let (_, aux) = self.step_aux(be, x, s, &q, (t0 + k) as u64, &input, None)?;
-                g = self.step_adjoint(be, x, s, &aux, &g, &mut dx)?;
-            }
-        }
-        let dx = match dx {
-            Some(d) => d,
-            None => be.zeros(&be.shape(x))?,
-        };
-        Ok((loss, logits, dx))
-    }
-
-    /// Adjoint of one realized step at state `s` with its byproducts `aux`.
-    fn step_adjoint(
-        &self,
-        be: &B,
-        x: &B::Tensor,
-        s: &State<B>,
-        aux: &StepAux<B>,
-        gbar: &[Option<B::Tensor>],
-        dx: &mut Option<B::Tensor>,
-    ) -> Result<Vec<Option<B::Tensor>>> {
-        let net = &self.net;
-        let n = s.layers.len();
-        let mut abar: Vec<Option<B::Tensor>> = Vec::with_capacity(n);
-        for (k, gk) in gbar.iter().enumerate().take(n) {
-            abar.push(match gk {
-                None => None,
-                Some(gk) => {
-                    let nr = &self.neurons[k];
-                    let d = if nr.act == Act::Identity {
-                        gk.clone()
-                    } else {
-                        be.map_grad(&aux.z[k], gk, nr.act)?
-                    };
-                    // Spiking: σ' is the straight-through surrogate of the rate (slope 1/θ).
-                    let d = match &nr.spiking {
-                        Some((sp, _)) if sp.threshold != 1.0 => {
-                            be.scale(&d, (1.0 / sp.threshold) as f32)?
-                        }
-                        _ => d,
-                    };
-                    Some(match &nr.gain {
-                        None => d,
-                        Some(gain) => {
-                            let per = gain.len();
-                            host_map(be, &d, |i, v| v * gain[i % per])?
-                        }
-                    })
-                }
-            });
-        }
-        let mut out: Vec<Option<B::Tensor>> = vec![None; n];
-        for i in 0..n {
-            let Some(a) = &abar[i] else { continue };
-            let in_shape = if i == 0 {
-                be.shape(x)
-            } else {
-                be.shape(&s.layers[i - 1])
-            };
-            let d_in = net.feedback(be, a, &aux.fwds[i], i, &in_shape)?;
-            if i == 0 {
-                acc(be, dx, d_in)?;
-            } else {
-                acc(be, &mut out[i - 1], d_in)?;
-            }
-            if i + 1 < n {
-                let j = i + 1;
-                if j < net.spec.conv.len() {
-                    let z = be.conv2d(a, &net.weights[j], None, net.conv_params(j))?;
-                    let gathered = match net.spec.conv[j].pool {
-                        Pool::Max => {
-                            be.pool_gather(&z, aux.fwds[j].idx.as_ref().expect("max pool indices"))?
-                        }
-                        Pool::Avg => {
-                            be.avg_pool2d(&z, net.spec.conv[j].pool.params().expect("avg"))?
-                        }
-                        Pool::Identity => z,
-                    };
-                    acc(be, &mut out[j], gathered)?;
-                } else {
-                    let fa = flat(be, a)?;
-                    acc(be, &mut out[j], be.linear(&fa, &net.weights[j], None)?)?;
-                }
-            }
-        }
-        Ok(out)
     }
 }
 

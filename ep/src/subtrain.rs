@@ -6,7 +6,7 @@
 //!    `batch_index`, so every read has its own noise draw), predictions from the realized logits;
 //! 2. **nudged phases** of T2 steps from the free fixed point with ±β (random sign per batch, as
 //!    [`crate::train::train_batch`]) on the same realization with the same kind of noisy reads
-//!    ([`Realized::relax`], read-noise streams `query.child("nudge").sub(0|1)`); vanilla EP uses
+//!    ([`Dynamics::relax`] on [`Realized::reads`], read-noise streams `query.child("nudge").sub(0|1)`); vanilla EP uses
 //!    (s⁰, 0) and (s^β, β);
 //! 3. **local update**: per crossbar, ∂Φ/∂W at the measured states — outer products of the pre-
 //!    and post-synaptic neuron states, for a conv array summed over the output positions (routed
@@ -44,10 +44,11 @@ use serde::{Deserialize, Serialize};
 use sim::netlist::Loaded;
 use sim::{Backend, Error, Result, Stream, Tensor};
 
+use crate::dynamics::Dynamics;
 use crate::model::{EpNet, Target};
 use crate::optim::Optimizer;
 use crate::substrate::Realized;
-use crate::train::{BatchStats, EpConfig, argmax_rows};
+use crate::train::{BatchStats, EpConfig, argmax_rows, optimizer_step};
 
 /// Fraction of the device range min(w_max, −w_min) the initial abs-max weight of an array maps to.
 pub const INIT_RANGE_FRACTION: f64 = 0.5;
@@ -261,41 +262,28 @@ impl<B: Backend> SubstrateTrainer<B> {
         };
         let beta = sign * cfg.beta;
         let q = real.query_stream(batch_index).child("nudge");
-        let plus = real.relax(be, x, free.clone(), t2, &q.sub(0), Some((beta, &target)))?;
+        let plus = real
+            .reads(q.sub(0))
+            .relax(be, x, free.clone(), t2, Some((beta, &target)))?;
         let grads = if cfg.symmetric {
-            let minus = real.relax(be, x, free, t2, &q.sub(1), Some((-beta, &target)))?;
+            let minus = real
+                .reads(q.sub(1))
+                .relax(be, x, free, t2, Some((-beta, &target)))?;
             net.ep_grads(be, x, (&plus, beta), (&minus, -beta), &target)?
         } else {
             net.ep_grads(be, x, (&free, 0.0), (&plus, beta), &target)?
         };
         // The requested changes: the optimizer's step on a copy of the effective weights.
         let (ws, bs) = net.to_host(be)?;
-        let mut params = Vec::with_capacity(2 * ws.len());
-        let mut gs = Vec::with_capacity(2 * ws.len());
-        for ((w, b), (gw, gb)) in ws.iter().zip(&bs).zip(grads) {
-            params.push(w.clone());
-            params.push(b.clone());
-            gs.push(be.download(&gw)?);
-            gs.push(be.download(&gb)?);
-        }
-        for (i, g) in gs.iter().enumerate() {
-            sim::check_finite(
-                &format!("EP gradient of parameter {i} on the substrate (diverged dynamics?)"),
-                g,
-            )?;
-        }
-        opt.step(&mut params, &gs)?;
-        let mut dws = Vec::with_capacity(ws.len());
-        let mut new_bs = Vec::with_capacity(ws.len());
-        for (i, p) in params.into_iter().enumerate() {
-            if i % 2 == 0 {
-                let old = &ws[i / 2];
+        let (new_ws, new_bs) = optimizer_step(be, opt, ws.clone(), bs, grads)?;
+        let dws = new_ws
+            .iter()
+            .zip(&ws)
+            .map(|(p, old)| {
                 let d: Vec<f32> = p.iter().zip(old.iter()).map(|(a, b)| a - b).collect();
-                dws.push(sim::tensor(old.shape(), d)?);
-            } else {
-                new_bs.push(p);
-            }
-        }
+                sim::tensor(old.shape(), d)
+            })
+            .collect::<Result<Vec<_>>>()?;
         self.apply(be, &dws, new_bs)?;
         Ok(BatchStats { n, correct })
     }

@@ -7,8 +7,9 @@
 //! estimate (1/β)(∂Φ/∂θ(s^β) − ∂Φ/∂θ(s⁰)). Then one optimizer step.
 
 use serde::{Deserialize, Serialize};
-use sim::{Backend, Error, Result, Stream};
+use sim::{Backend, Error, Result, Stream, Tensor};
 
+use crate::dynamics::Dynamics;
 use crate::model::{EpNet, State, Target};
 use crate::optim::Optimizer;
 
@@ -121,8 +122,27 @@ pub fn apply_grads<B: Backend>(
     grads: crate::model::Grads<B>,
 ) -> Result<()> {
     let (ws, bs) = net.to_host(be)?;
-    let mut params = Vec::with_capacity(2 * ws.len());
-    let mut gs = Vec::with_capacity(2 * ws.len());
+    let (ws, bs) = optimizer_step(be, opt, ws, bs, grads)?;
+    for (i, (w, b)) in ws.into_iter().zip(bs).enumerate() {
+        net.weights[i] = be.upload(&w)?;
+        net.biases[i] = be.upload(&b)?;
+    }
+    Ok(())
+}
+
+/// The optimizer's step on host parameters `(weights, biases)` with per-synapse gradients
+/// `grads` (checked finite): the new `(weights, biases)`. The one update of EP training, digital
+/// ([`apply_grads`]) and on the substrate (`crate::subtrain`, which turns it into device changes).
+pub fn optimizer_step<B: Backend>(
+    be: &B,
+    opt: &mut Optimizer,
+    ws: Vec<Tensor>,
+    bs: Vec<Tensor>,
+    grads: crate::model::Grads<B>,
+) -> Result<(Vec<Tensor>, Vec<Tensor>)> {
+    let n = ws.len();
+    let mut params = Vec::with_capacity(2 * n);
+    let mut gs = Vec::with_capacity(2 * n);
     for ((w, b), (gw, gb)) in ws.into_iter().zip(bs).zip(grads) {
         params.push(w);
         params.push(b);
@@ -136,13 +156,14 @@ pub fn apply_grads<B: Backend>(
         )?;
     }
     opt.step(&mut params, &gs)?;
+    let mut new_ws = Vec::with_capacity(n);
+    let mut new_bs = Vec::with_capacity(n);
     for (i, p) in params.into_iter().enumerate() {
-        let t = be.upload(&p)?;
         if i % 2 == 0 {
-            net.weights[i / 2] = t;
+            new_ws.push(p);
         } else {
-            net.biases[i / 2] = t;
+            new_bs.push(p);
         }
     }
-    Ok(())
+    Ok((new_ws, new_bs))
 }

@@ -9,7 +9,7 @@
 // Several parallel arrays (weights, states, expected values) are indexed together.
 #![allow(clippy::needless_range_loop)]
 
-use ep::{ConvLayer, EpNet, Loss, ModelSpec, Pool, State, Target};
+use ep::{ConvLayer, Dynamics, EpNet, Loss, ModelSpec, Pool, State, Target};
 use sim::gradcheck::{check_gradient, test_tensor};
 use sim::{Act, Backend, Cpu, Stream, Tensor};
 

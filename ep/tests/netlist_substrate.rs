@@ -8,7 +8,7 @@ use common::*;
 use devices::cells::{PcmCell, RramCell};
 use devices::{CellModel, DriftCompensation, Preset};
 use ep::substrate::Realized;
-use ep::{EpNet, Loss, ModelSpec};
+use ep::{Dynamics, EpNet, Loss, ModelSpec};
 use sim::netlist::{Netlist, TileSize};
 use sim::{Act, Backend, Cpu, Tensor};
 
@@ -250,7 +250,15 @@ fn bptt_equals_digital_bptt_of_programmed_weights() {
     p.adc = devices::Adc::ideal();
     let r = Realized::new(&be, &netlist(&net, &p, SMALL), 3).unwrap();
     let steps = 8;
-    let (l1, lg1, dx1) = r.free_phase_bptt(&be, &x, steps, 0, lossf).unwrap();
+    let ep::Bptt {
+        loss: l1,
+        logits: lg1,
+        dx: dx1,
+        ..
+    } = r
+        .query(0)
+        .free_phase_bptt(&be, &x, steps, 0, false, lossf)
+        .unwrap();
     let b = r
         .net
         .free_phase_bptt(&be, &x, steps, 0, false, lossf)
@@ -261,6 +269,50 @@ fn bptt_equals_digital_bptt_of_programmed_weights() {
     assert!(b.dx.iter().any(|v| v.abs() > 1e-3));
     // The programmed weights differ from the model's (PCM programming noise and drift).
     assert!(rel(&be.download(&r.net.weights[0]).unwrap(), &net.weights[0]) > 1e-3);
+}
+
+/// The one BPTT runs on every realization: with deterministic reads its parameter gradients
+/// (and d/dx, at any checkpoint spacing) through a realization are the digital engine's on the
+/// programmed weights.
+#[test]
+fn realized_bptt_parameter_gradients_equal_digital() {
+    let be = Cpu;
+    let net = model(cnn(), 4);
+    let x = input(&net.spec, 2, 6);
+    let mut p = Preset::builtin("pcm").unwrap();
+    p.dac = devices::Dac::ideal();
+    p.adc = devices::Adc::ideal();
+    let r = Realized::new(&be, &netlist(&net, &p, SMALL), 5).unwrap();
+    let steps = 7;
+    let want = r
+        .net
+        .free_phase_bptt(&be, &x, steps, 0, true, lossf)
+        .unwrap();
+    for every in [0, 1, 3] {
+        let got = r
+            .query(1)
+            .free_phase_bptt(&be, &x, steps, every, true, lossf)
+            .unwrap();
+        assert!(rel(&got.dx, &want.dx) < 1e-5, "dx, checkpoint {every}");
+        let (gp, wp) = (got.dparams.unwrap(), want.dparams.as_ref().unwrap());
+        assert_eq!(gp.len(), net.spec.n_synapses());
+        for (i, ((gw, gb), (ww, wb))) in gp.iter().zip(wp).enumerate() {
+            assert!(
+                ww.iter().any(|v| v.abs() > 1e-4),
+                "synapse {i}: trivial gradient"
+            );
+            assert!(
+                rel(gw, ww) < 1e-5,
+                "dW{i}, checkpoint {every}: {}",
+                rel(gw, ww)
+            );
+            assert!(
+                rel(gb, wb) < 1e-5,
+                "db{i}, checkpoint {every}: {}",
+                rel(gb, wb)
+            );
+        }
+    }
 }
 
 /// Neuron gain and offset spreads enter the adjoint: check against finite differences of the
@@ -277,7 +329,11 @@ fn bptt_matches_finite_differences_with_neuron_spread() {
     p.neuron.offset_dtod = 0.1;
     let r = Realized::new(&be, &netlist(&net, &p, SMALL), 3).unwrap();
     let steps = 6;
-    let (_, _, dx) = r.free_phase_bptt(&be, &x, steps, 0, lossf).unwrap();
+    let dx = r
+        .query(0)
+        .free_phase_bptt(&be, &x, steps, 0, false, lossf)
+        .unwrap()
+        .dx;
     let plain = net
         .free_phase_bptt(&be, &x, steps, 0, false, lossf)
         .unwrap()
@@ -352,7 +408,11 @@ fn noisy_results_do_not_depend_on_thread_count() {
             .install(|| {
                 let r = Realized::new(&Cpu, &l, 4).unwrap();
                 let st = r.free_phase(&Cpu, &x, 6, 2).unwrap();
-                let (_, _, dx) = r.free_phase_bptt(&Cpu, &x, 6, 2, lossf).unwrap();
+                let dx = r
+                    .query(2)
+                    .free_phase_bptt(&Cpu, &x, 6, 0, false, lossf)
+                    .unwrap()
+                    .dx;
                 let lg = r.logits(&Cpu, &st, 2, 6).unwrap();
                 (st.layers, lg, dx)
             })

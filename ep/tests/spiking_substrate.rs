@@ -10,7 +10,7 @@ use devices::Preset;
 use devices::neurons::SpikePhase;
 use ep::compile::{CompileOptions, compile};
 use ep::substrate::Realized;
-use ep::{EpNet, Loss, ModelSpec};
+use ep::{Dynamics, EpNet, Loss, ModelSpec};
 use sim::netlist::{Loaded, Netlist, NeuronKind, Origin, TileSize};
 use sim::{Act, Backend, Cpu, Tensor};
 
@@ -161,7 +161,11 @@ fn seeded_and_independent_of_thread_count() {
                 let r = Realized::new(&Cpu, &l, 4).unwrap();
                 let st = r.free_phase(&Cpu, &x, 6, query).unwrap();
                 let counts = r.spike_counts();
-                let (_, _, dx) = r.free_phase_bptt(&Cpu, &x, 6, query, lossf).unwrap();
+                let dx = r
+                    .query(query)
+                    .free_phase_bptt(&Cpu, &x, 6, 0, false, lossf)
+                    .unwrap()
+                    .dx;
                 (st.layers, counts, dx)
             })
     };
@@ -178,7 +182,10 @@ fn surrogate_gradient_approaches_the_analog_one() {
     let x = input(&net.spec, 2, 6);
     let grad = |p: &Preset| {
         let r = Realized::new(&be, &netlist(&net, p), 2).unwrap();
-        r.free_phase_bptt(&be, &x, 10, 0, lossf).unwrap().2
+        r.query(0)
+            .free_phase_bptt(&be, &x, 10, 0, false, lossf)
+            .unwrap()
+            .dx
     };
     let a = grad(&Preset::builtin("ideal").unwrap());
     let cos = |p: &Tensor| {

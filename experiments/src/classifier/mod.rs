@@ -10,6 +10,7 @@ pub mod substrate;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use anyhow::{Result, ensure};
+use ep::Dynamics;
 use sim::{Backend, Cpu, Tensor};
 
 /// A loss of the logits: per-sample values `[N]` and the gradient of their **sum** w.r.t. the logits.

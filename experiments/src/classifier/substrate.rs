@@ -9,9 +9,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use anyhow::{Context, Result, bail};
 use devices::Preset;
-use ep::EpNet;
 use ep::compile::{CompileOptions, compile};
 use ep::substrate::Realized;
+use ep::{Dynamics, EpNet};
 use sim::netlist::{Loaded, Netlist, Origin, TileSize};
 use sim::{Backend, Cpu, Tensor};
 
@@ -195,19 +195,22 @@ impl Classifier for NetlistClassifier {
         let mut err: Option<anyhow::Error> = None;
         let r = self
             .real
-            .free_phase_bptt(&be, &xn, self.t_attack, q, |logits| match loss(logits) {
-                Ok((vals, g)) => Ok((vals.iter().sum(), g)),
-                Err(e) => {
-                    let msg = e.to_string();
-                    err = Some(e);
-                    Err(sim::Error::Other(msg))
+            .query(q)
+            .free_phase_bptt(&be, &xn, self.t_attack, 0, false, |logits| {
+                match loss(logits) {
+                    Ok((vals, g)) => Ok((vals.iter().sum(), g)),
+                    Err(e) => {
+                        let msg = e.to_string();
+                        err = Some(e);
+                        Err(sim::Error::Other(msg))
+                    }
                 }
             });
         if let Some(e) = err {
             return Err(e);
         }
-        let (_, logits, dx) = r?;
-        Ok((logits, self.norm.backward(&dx)))
+        let r = r?;
+        Ok((r.logits, self.norm.backward(&r.dx)))
     }
     fn stochastic(&self) -> bool {
         self.real.stochastic()

@@ -6,6 +6,7 @@
 //! The ops are free functions in the submodules (usable directly on `Tensor`s); [`Cpu`] implements
 //! [`Backend`] by delegating to them.
 
+pub mod analog;
 mod conv;
 mod elementwise;
 mod gather;

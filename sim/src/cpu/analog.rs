@@ -1,13 +1,87 @@
-//! The element kernels of the crossbar reads: converter curves over slices (ADC with the noise
-//! before it, DAC with noise management's scale) and the dot product, each written once portably
-//! and once in AVX2 with the same operations in the same order (separate multiply and add, the
-//! same clip, rounding and tie rule as [`Quant::convert`]), so both give the same bits.
+//! The primitives an analog (crossbar) read is built from, on host slices: a converter's transfer
+//! curve in f32 ([`Curve`]), the per-vector abs-max of noise management ([`abs_max`]), the DAC of a
+//! vector with its scale and input noise ([`dac_slice`]), the ADC of a vector with the noise before
+//! it and the per-vector saturation test of bound management ([`adc_tile`]), the dot product
+//! ([`dot`]) and the register-transposed `[rows, C]` → `[C, P]` store of conv read outputs
+//! ([`rows_to_chw_blocks`]). Each is written once portably and once in AVX2 with the same
+//! operations in the same order (separate multiply and add, the same clip, rounding and tie rule
+//! as [`Curve::convert`]), so both give the same bits. The bulk normal draws come from
+//! [`crate::Stream::fill_normal_fast`]; the laws (which bound, step and scale) are `devices`'.
 
-use super::Quant;
+/// A converter's transfer curve in f32: clip to ±bound, round to the nearest level (levels spaced
+/// `step`, 0 a level; halves away from zero). The law — which bound and step a converter part has —
+/// is `devices::converters`' (`Dac::curve_f32`, `Adc::curve_f32`); this is its evaluation, without
+/// libm calls so that it vectorizes: `x·(1/step)` is within an ulp of `x/step`, so a value within
+/// about 1e-5 steps of a midpoint between levels may land on the other neighbour (one level apart)
+/// than the f64 evaluation of the law gives; every other value converts identically.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Curve {
+    /// Clip bound (±; may be infinite).
+    pub bound: f32,
+    /// Level spacing (1 without quantization).
+    pub step: f32,
+    /// 1/step, rounded once from f64.
+    pub inv_step: f32,
+    /// Whether the curve quantizes (`bits` > 0).
+    pub quantize: bool,
+}
+
+impl Curve {
+    /// The curve clipping to ±`bound` and, with `step` = Some(s), quantizing to the levels k·s
+    /// (`None`: clip only). Parameters are rounded to f32 once (1/step from the f64 step).
+    pub fn new(bound: f64, step: Option<f64>) -> Self {
+        let s = step.unwrap_or(1.0);
+        Curve {
+            bound: bound as f32,
+            step: s as f32,
+            inv_step: (1.0 / s) as f32,
+            quantize: step.is_some(),
+        }
+    }
+
+    /// Clip and quantize one value.
+    #[inline(always)]
+    pub fn convert(&self, x: f32) -> f32 {
+        let x = x.max(-self.bound).min(self.bound);
+        // Rounded either way and selected, so that loops over it vectorize.
+        let v = x * self.inv_step;
+        // Round to nearest even (exact for |v| < 2²²; |v| ≤ steps/2 here), then ties away from 0.
+        const MAGIC: f32 = 12_582_912.0;
+        let r = (v + MAGIC) - MAGIC;
+        let r = if (v - r).abs() == 0.5 {
+            v + 0.5f32.copysign(v)
+        } else {
+            r
+        };
+        // |v| ≤ steps/2 up to rounding (x is clipped to ±bound = ±(steps/2)·step, an integer
+        // number of steps below 2²¹), so r is already a level within ±bound: no clamp needed.
+        if self.quantize { r * self.step } else { x }
+    }
+}
+
+/// max_i |xs_i| (0 for an empty or all-zero vector; a NaN is skipped): eight running maxima, so
+/// that it vectorizes (max is exact and order-free, so the same value as one sequential pass).
+#[inline(always)]
+pub fn abs_max(xs: &[f32]) -> f32 {
+    let mut l = [0.0f32; 8];
+    let c = xs.chunks_exact(8);
+    let tail = c.remainder();
+    for v in c {
+        for k in 0..8 {
+            let a = v[k].abs();
+            l[k] = if a > l[k] { a } else { l[k] };
+        }
+    }
+    let mut m = 0.0f32;
+    for a in l.into_iter().chain(tail.iter().map(|v| v.abs())) {
+        m = if a > m { a } else { m };
+    }
+    m
+}
 
 /// The noise before the ADC of one tile's outputs.
 #[derive(Clone, Copy)]
-pub(super) enum Noise<'a> {
+pub enum Noise<'a> {
     None,
     /// `y + sd·z` with one σ.
     Const(f32, &'a [f32]),
@@ -18,7 +92,7 @@ pub(super) enum Noise<'a> {
 /// The ADC of one tile's outputs `v = y + noise`, times `scale`, into `q`; returns the largest |v|
 /// (the bound-management test; a NaN is skipped, as `v.abs() > bound` would).
 #[inline(always)]
-pub(super) fn adc_tile(y: &[f32], noise: Noise<'_>, q: &mut [f32], c: &Quant, scale: f32) -> f32 {
+pub fn adc_tile(y: &[f32], noise: Noise<'_>, q: &mut [f32], c: &Curve, scale: f32) -> f32 {
     let n = q.len();
     let y = &y[..n];
     let noise = match noise {
@@ -27,7 +101,7 @@ pub(super) fn adc_tile(y: &[f32], noise: Noise<'_>, q: &mut [f32], c: &Quant, sc
         Noise::Var(sd, z) => Noise::Var(&sd[..n], &z[..n]),
     };
     #[cfg(target_arch = "x86_64")]
-    if sim::simd::has_avx2_fma() {
+    if crate::simd::has_avx2_fma() {
         // SAFETY: the CPU supports AVX2 (checked at run time); every slice has length n.
         return unsafe { adc_tile_avx2(y, noise, q, c, scale) };
     }
@@ -35,7 +109,7 @@ pub(super) fn adc_tile(y: &[f32], noise: Noise<'_>, q: &mut [f32], c: &Quant, sc
 }
 
 #[inline(always)]
-fn adc_tile_portable(y: &[f32], noise: Noise<'_>, q: &mut [f32], c: &Quant, scale: f32) -> f32 {
+fn adc_tile_portable(y: &[f32], noise: Noise<'_>, q: &mut [f32], c: &Curve, scale: f32) -> f32 {
     let n = q.len();
     let mut peak = 0.0f32;
     for o in 0..n {
@@ -58,7 +132,7 @@ fn adc_tile_portable(y: &[f32], noise: Noise<'_>, q: &mut [f32], c: &Quant, scal
 /// [`adc_tile`] in AVX2.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-fn adc_tile_avx2(y: &[f32], noise: Noise<'_>, q: &mut [f32], c: &Quant, scale: f32) -> f32 {
+fn adc_tile_avx2(y: &[f32], noise: Noise<'_>, q: &mut [f32], c: &Curve, scale: f32) -> f32 {
     use std::arch::x86_64::*;
     let n = q.len();
     let body = n - n % 8;
@@ -112,10 +186,10 @@ fn adc_tile_avx2(y: &[f32], noise: Noise<'_>, q: &mut [f32], c: &Quant, scale: f
 /// The DAC of one row's block slice: `out[j] = c(xs[j] / scale + sigma·out[j])` where `out` holds
 /// the standard normal draws on entry when `sigma > 0` (else `out[j] = c(xs[j] / scale)`).
 #[inline(always)]
-pub(super) fn dac_slice(xs: &[f32], scale: f32, sigma: f32, out: &mut [f32], c: &Quant) {
+pub fn dac_slice(xs: &[f32], scale: f32, sigma: f32, out: &mut [f32], c: &Curve) {
     let xs = &xs[..out.len()];
     #[cfg(target_arch = "x86_64")]
-    if sim::simd::has_avx2_fma() {
+    if crate::simd::has_avx2_fma() {
         // SAFETY: the CPU supports AVX2 (checked at run time); both slices have out.len().
         return unsafe { dac_slice_avx2(xs, scale, sigma, out, c) };
     }
@@ -123,7 +197,7 @@ pub(super) fn dac_slice(xs: &[f32], scale: f32, sigma: f32, out: &mut [f32], c: 
 }
 
 #[inline(always)]
-fn dac_slice_portable(xs: &[f32], scale: f32, sigma: f32, out: &mut [f32], c: &Quant) {
+fn dac_slice_portable(xs: &[f32], scale: f32, sigma: f32, out: &mut [f32], c: &Curve) {
     if sigma > 0.0 {
         out.iter_mut()
             .zip(xs)
@@ -135,7 +209,7 @@ fn dac_slice_portable(xs: &[f32], scale: f32, sigma: f32, out: &mut [f32], c: &Q
     }
 }
 
-/// The clip-and-quantize curve of `c` on 8 lanes (as [`Quant::convert`]).
+/// The clip-and-quantize curve of `c` on 8 lanes (as [`Curve::convert`](devices::converters::Curve::convert)).
 #[cfg(target_arch = "x86_64")]
 #[derive(Clone, Copy)]
 struct QuantV {
@@ -152,7 +226,7 @@ struct QuantV {
 #[cfg(target_arch = "x86_64")]
 impl QuantV {
     #[target_feature(enable = "avx2,fma")]
-    fn new(c: &Quant) -> Self {
+    fn new(c: &Curve) -> Self {
         use std::arch::x86_64::*;
         QuantV {
             sign: _mm256_set1_ps(-0.0),
@@ -192,7 +266,7 @@ impl QuantV {
 /// [`dac_slice`] in AVX2.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-fn dac_slice_avx2(xs: &[f32], scale: f32, sigma: f32, out: &mut [f32], c: &Quant) {
+fn dac_slice_avx2(xs: &[f32], scale: f32, sigma: f32, out: &mut [f32], c: &Curve) {
     use std::arch::x86_64::*;
     let n = out.len();
     let body = n - n % 8;
@@ -219,7 +293,7 @@ fn dac_slice_avx2(xs: &[f32], scale: f32, sigma: f32, out: &mut [f32], c: &Quant
 /// AVX2 (the same multiply then add, so the same bits as the element loop); returns how many rows
 /// and channels it covered (multiples of 8; the caller does the rest; (0, 0) without AVX2).
 #[inline(always)]
-pub(super) fn rows_to_chw_blocks(
+pub fn rows_to_chw_blocks(
     ys: &[f32],
     c: usize,
     i0: usize,
@@ -235,7 +309,7 @@ pub(super) fn rows_to_chw_blocks(
     }
     assert!(ys.len() >= rows * c && o.len() >= (c - 1) * p + i0 + rows && bias.len() >= c);
     #[cfg(target_arch = "x86_64")]
-    if sim::simd::has_avx2_fma() {
+    if crate::simd::has_avx2_fma() {
         // SAFETY: AVX2 checked at run time; the bounds are asserted above.
         unsafe { rows_to_chw_avx2(ys, c, i0, p, o, scale, bias, rb, cb) };
         return (rb, cb);
@@ -305,11 +379,11 @@ fn rows_to_chw_avx2(
 /// Σ a_i·b_i with 8 interleaved partial sums (a fixed order, the same in both builds, so the
 /// result depends on nothing but the operands).
 #[inline(always)]
-pub(super) fn dot(a: &[f32], b: &[f32]) -> f32 {
+pub fn dot(a: &[f32], b: &[f32]) -> f32 {
     let n = a.len().min(b.len());
     let (a, b) = (&a[..n], &b[..n]);
     #[cfg(target_arch = "x86_64")]
-    if sim::simd::has_avx2_fma() {
+    if crate::simd::has_avx2_fma() {
         // SAFETY: the CPU supports AVX2 (checked at run time); both slices have length n.
         return unsafe { dot_avx2(a, b) };
     }
@@ -368,15 +442,18 @@ fn dot_avx2(a: &[f32], b: &[f32]) -> f32 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use sim::Stream;
+    use crate::Stream;
 
     /// The AVX2 kernels give the portable kernels' bits (values near level midpoints, at the
-    /// clip bounds, NaN, every tail length), and the portable ones follow `Quant::convert`.
+    /// clip bounds, NaN, every tail length), and the portable ones follow `Curve::convert`.
     #[test]
     fn avx2_kernels_match_the_portable_ones() {
         let st = Stream::new(11, "kernels");
         for (bits, bound) in [(9u32, 12.0f64), (7, 1.0), (0, 3.0), (0, f64::INFINITY)] {
-            let c = Quant::new(bits, bound);
+            let c = Curve::new(
+                bound,
+                (bits > 0).then(|| 2.0 * bound / ((1u64 << bits) - 2) as f64),
+            );
             for n in [0usize, 1, 7, 8, 9, 31, 64, 77] {
                 let mut y: Vec<f32> = (0..n as u64).map(|i| 14.0 * st.normal(i)).collect();
                 if n > 3 {
