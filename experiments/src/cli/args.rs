@@ -55,6 +55,24 @@ pub struct DataArgs {
     pub subset: Option<usize>,
 }
 
+/// Where a suite-running command writes: results.jsonl, its markdown report and plots.
+#[derive(Debug, Clone, Args)]
+pub struct OutputArgs {
+    /// Output directory (default: ./robustness for `robustness`, ./sweep for `sweep`):
+    /// results.jsonl (appended), the markdown report (report.md, sweep.md) and the plots.
+    #[arg(long, value_name = "DIR")]
+    pub out_dir: Option<PathBuf>,
+}
+
+impl OutputArgs {
+    /// The output directory, `default` when none was given.
+    pub fn dir_or(&self, default: &str) -> PathBuf {
+        self.out_dir
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(default))
+    }
+}
+
 /// Device preset overrides and the physical array size.
 #[derive(Debug, Clone, Args)]
 pub struct DeviceArgs {

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anyhow::Result;
 use clap::Args;
 
-use super::args::TargetArgs;
+use super::args::{OutputArgs, TargetArgs};
 use crate::study::attack::AttackRun;
 use crate::study::robustness::RobustnessRun;
 
@@ -67,9 +67,9 @@ pub struct RobustnessArgs {
     /// configs/suites/paper-protocols.toml.
     #[arg(long, value_name = "TOML")]
     pub suite: PathBuf,
-    /// Output directory: results.jsonl (appended) and report.md.
-    #[arg(long, value_name = "DIR", default_value = "robustness")]
-    pub out_dir: PathBuf,
+    /// Where the results go.
+    #[command(flatten)]
+    pub out: OutputArgs,
 }
 
 /// Arguments of `epsim corrupt`.
@@ -110,7 +110,7 @@ pub fn robustness(a: &RobustnessArgs, seed: u64) -> Result<()> {
     RobustnessRun {
         target: a.t.target()?,
         suite: a.suite.clone(),
-        out_dir: a.out_dir.clone(),
+        out_dir: a.out.dir_or("robustness"),
     }
     .run(seed)
 }

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anyhow::{Result, ensure};
 use clap::Args;
 
-use super::args::{DataArgs, DeviceArgs, ModelArgs};
+use super::args::{DataArgs, DeviceArgs, ModelArgs, OutputArgs};
 use crate::study::sweep::Sweep;
 
 /// Arguments of `epsim sweep`.
@@ -32,10 +32,10 @@ pub struct SweepArgs {
     /// Substrate realizations per level (seeds --seed, --seed + 1, ...).
     #[arg(long, default_value_t = 1, value_name = "N")]
     pub substrate_seeds: usize,
-    /// Output directory: results.jsonl (one line per item and run, appended as runs finish),
-    /// sweep.md, one PNG per suite item.
-    #[arg(long, value_name = "DIR", default_value = "sweep")]
-    pub out_dir: PathBuf,
+    /// Where the results go (results.jsonl gets one line per item and run, appended as runs
+    /// finish; sweep.md; one PNG per suite item).
+    #[command(flatten)]
+    pub out: OutputArgs,
     /// Continue an interrupted sweep in --out-dir: runs completely recorded in its results.jsonl
     /// are kept and not rerun; a partly recorded run is redone.
     #[arg(long)]
@@ -69,7 +69,7 @@ pub fn sweep(a: &SweepArgs, seed: u64) -> Result<()> {
         set: a.hw.set.clone(),
         suite: a.suite.clone(),
         substrate_seeds: a.substrate_seeds,
-        out_dir: a.out_dir.clone(),
+        out_dir: a.out.dir_or("sweep"),
         resume: a.resume,
         t_predict: a.t_predict,
         subset: a.data.subset,
