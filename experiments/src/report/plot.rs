@@ -113,10 +113,28 @@ where
             .legend(move |(x, y)| {
                 PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2))
             });
+        // Markers where the points are few enough to be told apart (measured strengths, levels).
+        if s.points.len() <= 40 {
+            chart
+                .draw_series(s.points.iter().map(|&p| Circle::new(p, 4, color.filled())))
+                .map_err(err)?;
+        }
     }
+    // The legend goes to the upper corner when the curves end in the lower half, else the lower.
+    let ends: Vec<f64> = series
+        .iter()
+        .filter_map(|s| s.points.last().map(|p| p.1))
+        .collect();
+    let end_mean = ends.iter().sum::<f64>() / ends.len().max(1) as f64;
+    let corner = if end_mean < 0.5 * (y0 + y1) {
+        SeriesLabelPosition::UpperRight
+    } else {
+        SeriesLabelPosition::LowerRight
+    };
     if series.len() > 1 || series.iter().any(|s| !s.label.is_empty()) {
         chart
             .configure_series_labels()
+            .position(corner)
             .background_style(WHITE.mix(0.8))
             .border_style(BLACK)
             .label_font(("sans-serif", 14))

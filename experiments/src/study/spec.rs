@@ -114,8 +114,8 @@ impl StudySpec {
             .map_err(|e| anyhow::anyhow!("{}: invalid study: {e}", path.display()))?;
         let base = path.parent().unwrap_or(Path::new(""));
         for m in &mut s.models {
-            m.checkpoint = base.join(&m.checkpoint);
-            m.train = m.train.as_ref().map(|t| base.join(t));
+            m.checkpoint = beside(base, &m.checkpoint);
+            m.train = m.train.as_ref().map(|t| beside(base, t));
         }
         s.check(path)?;
         Ok(s)
@@ -166,6 +166,25 @@ impl StudySpec {
         }
         Ok(())
     }
+}
+
+/// `rel` taken relative to the folder `base`, with `a/../` folded away (so records and reports show
+/// `models/m.safetensors`, not `configs/studies/../../models/m.safetensors`).
+fn beside(base: &Path, rel: &Path) -> PathBuf {
+    use std::path::Component;
+    let mut out = PathBuf::new();
+    for c in base.join(rel).components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir
+                if matches!(out.components().next_back(), Some(Component::Normal(_))) =>
+            {
+                out.pop();
+            }
+            other => out.push(other),
+        }
+    }
+    out
 }
 
 impl ModelEntry {
