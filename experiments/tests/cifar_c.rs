@@ -1,6 +1,8 @@
 //! The released CIFAR-10-C layout: the `cifar10c:DIR:CORRUPTION[:SEVERITY]` reader on fixtures the
-//! test writes itself (its own `.npy` writer, not the library's), its errors and `epsim data info`.
+//! test writes itself (its own `.npy` writer, not the library's), its errors, `epsim data info`,
+//! and the round trip `epsim corrupt --format npy` → `cifar10c:` against the CIFAR binary output.
 
+mod common;
 use experiments::data::{DataError, DatasetSpec, load_eval_set};
 use std::path::Path;
 use std::process::Command;
@@ -292,3 +294,98 @@ fn data_info_summarizes_the_directory_and_a_selection() {
     );
 }
 
+#[test]
+fn corrupt_npy_output_reads_back_as_the_binary_output() {
+    // 7 synthetic CIFAR-10 records; both formats from the same seed must hold the same images
+    // and labels, so any evaluation of them gives the same accuracy.
+    let t = tempfile::tempdir().unwrap();
+    let rec: Vec<u8> = (0..7)
+        .flat_map(|r| common::cifar10_record((r * 3 % 10) as u8, r))
+        .collect();
+    let src = common::write(t.path(), "test_batch.bin", &rec);
+    let data = format!("cifar10:{}", src.display());
+    let (npy_dir, bin_dir) = (t.path().join("npy"), t.path().join("bin"));
+    let names = "fog,gaussian_noise,jpeg_compression,pixelate";
+    for (fmt, dir) in [("npy", &npy_dir), ("binary", &bin_dir)] {
+        stdout_ok(&[
+            "--seed",
+            "5",
+            "corrupt",
+            "--data",
+            &data,
+            "--corruption",
+            names,
+            "--format",
+            fmt,
+            "--out",
+            &dir.display().to_string(),
+        ]);
+    }
+    let mut files: Vec<String> = std::fs::read_dir(&npy_dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    files.sort();
+    assert_eq!(
+        files,
+        [
+            "fog.npy",
+            "gaussian_noise.npy",
+            "jpeg_compression.npy",
+            "labels.npy",
+            "pixelate.npy"
+        ]
+    );
+    // the released layout: (5·7, 32, 32, 3) uint8, and 35 int64 labels
+    let head = std::fs::read(npy_dir.join("fog.npy")).unwrap();
+    let text = String::from_utf8_lossy(&head[10..128]);
+    assert!(
+        text.contains("'descr': '|u1'") && text.contains("'shape': (35, 32, 32, 3)"),
+        "{text}"
+    );
+    assert_eq!(head.len(), 128 + 35 * 3072);
+    let lab = std::fs::read(npy_dir.join("labels.npy")).unwrap();
+    assert!(
+        String::from_utf8_lossy(&lab[..128])
+            .contains("'descr': '<i8', 'fortran_order': False, 'shape': (35,)")
+    );
+    let mut all_images = Vec::new();
+    for c in names.split(',') {
+        for sev in 1..=5 {
+            let a =
+                load_eval_set(&format!("cifar10c:{}:{c}:{sev}", npy_dir.display()), None).unwrap();
+            let b = load_eval_set(
+                &format!(
+                    "cifar10:{}",
+                    bin_dir.join(format!("{c}_s{sev}.bin")).display()
+                ),
+                None,
+            )
+            .unwrap();
+            assert_eq!(a.shape, b.shape, "{c} s{sev}");
+            assert_eq!(a.labels, b.labels, "{c} s{sev}");
+            assert!(a.images == b.images, "{c} s{sev}: images differ");
+            all_images.extend_from_slice(&a.images);
+        }
+        // without a severity: the five stacked in order
+        let all = load_eval_set(&format!("cifar10c:{}:{c}", npy_dir.display()), None).unwrap();
+        assert_eq!(all.len(), 35);
+        assert!(all.images[..] == all_images[all_images.len() - 35 * 3072..]);
+    }
+    // only all five severities make the released layout
+    let o = epsim(&[
+        "corrupt",
+        "--data",
+        &data,
+        "--corruption",
+        "fog",
+        "--severity",
+        "2",
+        "--format",
+        "npy",
+        "--out",
+        &npy_dir.display().to_string(),
+    ]);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("all five severities"));
+}

@@ -83,9 +83,16 @@ pub struct CorruptArgs {
     #[arg(long, value_delimiter = ',')]
     pub severity: Vec<u32>,
     /// Output directory: one `<corruption>_s<severity>.bin` per pair in the official CIFAR-10
-    /// binary layout (readable as `cifar10:<file>`).
+    /// binary layout (readable as `cifar10:<file>`), or with --format npy the released
+    /// CIFAR-10-C layout.
     #[arg(long, value_name = "DIR")]
     pub out: PathBuf,
+    /// binary (the CIFAR-10 binary files above) or npy: `<corruption>.npy` (uint8,
+    /// 50000x32x32x3 for a 10,000-image set: severities 1..5 stacked) and `labels.npy` (int64,
+    /// repeated per severity), interchangeable with the released CIFAR-10-C files and readable as
+    /// cifar10c:DIR:<corruption>[:<severity>]; always all five severities.
+    #[arg(long, default_value = "binary", value_name = "FORMAT")]
+    pub format: crate::corrupt::copies::Format,
 }
 
 /// `epsim attack`.
@@ -115,5 +122,12 @@ pub fn robustness(a: &RobustnessArgs, seed: u64) -> Result<()> {
 
 /// `epsim corrupt`.
 pub fn corrupt(a: &CorruptArgs, seed: u64) -> Result<()> {
-    crate::corrupt::copies::write_copies(&a.data, &a.corruption, &a.severity, &a.out, seed)
+    crate::corrupt::copies::write_copies(
+        &a.data,
+        &a.corruption,
+        &a.severity,
+        &a.out,
+        seed,
+        a.format,
+    )
 }
