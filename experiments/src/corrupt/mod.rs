@@ -13,7 +13,7 @@
 //! check byte for byte on CIFAR-10 test images at all five severities):
 //! * deterministic corruptions, identical bytes to `make_cifar_c.py` run with numpy/scipy/
 //!   skimage/Pillow/OpenCV: defocus_blur, zoom_blur, brightness, contrast, pixelate,
-//!   gaussian_blur, saturate;
+//!   jpeg_compression (libjpeg-turbo at PIL's defaults, [`jpeg`]), gaussian_blur, saturate;
 //! * random corruptions, identical bytes to the reference when both are given the same draws
 //!   (injected through `kinds::*_with` and `spatter::spatter_with`): fog (plasma fractal),
 //!   glass_blur, snow (with ImageMagick 6.9.11 Q16 motion blur), spatter (OpenCV Canny, distance
@@ -25,13 +25,12 @@
 //! The draws themselves come from Philox streams, not numpy's global Mersenne Twister, so random
 //! corruptions equal the released CIFAR-10-C in distribution, not bitwise. Deviations: **frost**
 //! uses a procedural texture instead of the reference's photographs (see
-//! [`Corruption::substitute_note`]); **jpeg_compression** uses the `image` crate's codec instead of
-//! libjpeg (4:4:4 instead of 4:2:0 chroma, different DCT: about 1.4–6 grey levels mean difference
-//! from PIL's output, the amount of damage within 20 %). For paper-faithful numbers evaluate on the
-//! released CIFAR-10-C files; use this module for new datasets, sizes and seeds.
+//! [`Corruption::substitute_note`]). For paper-faithful numbers evaluate on the released
+//! CIFAR-10-C files (`cifar10c:DIR`); use this module for new datasets, sizes and seeds.
 
 pub mod copies;
 mod frost;
+pub mod jpeg;
 pub mod kinds;
 pub mod ops;
 pub mod plasma;
@@ -123,8 +122,8 @@ pub enum Corruption {
     ElasticTransform,
     /// Pillow BOX down- and up-sampling (bit-exact fixed point).
     Pixelate,
-    /// JPEG re-encoding at quality [80, 65, 58, 50, 40] with the `image` crate's encoder (the
-    /// reference uses PIL/libjpeg, so bytes differ slightly).
+    /// JPEG re-encoding at quality [80, 65, 58, 50, 40] as PIL's default encoder does it
+    /// (libjpeg-turbo, 4:2:0 chroma subsampling; see [`jpeg`]).
     JpegCompression,
     /// `clip(x + x·N(0, c²))` (extra corruption).
     SpeckleNoise,
