@@ -36,7 +36,7 @@ impl std::str::FromStr for Format {
 /// none) to `out`, for every corruption named in `names` (or "all") and every severity of
 /// `severities` (all five when empty): `<corruption>_s<severity>.bin` files, or with
 /// [`Format::Npy`] one `<corruption>.npy` per corruption (all five severities; other severity
-/// lists are refused) and `labels.npy`. Prints the substitutes' notes and a summary.
+/// lists are refused) and `labels.npy`. Prints a summary.
 pub fn write_copies(
     data: &str,
     names: &[String],
@@ -72,9 +72,6 @@ pub fn write_copies(
     }
     let pb = crate::data::progress((kinds.len() * sevs.len()) as u64, "corrupt");
     for c in &kinds {
-        if let Some(note) = c.substitute_note() {
-            println!("note: {note}");
-        }
         for &s in &sevs {
             let imgs = corrupt_dataset(&d.images, &labels, *c, s, seed)
                 .map_err(|e| anyhow::anyhow!("{} severity {s}: {e}", c.name()))?;
@@ -105,9 +102,6 @@ fn write_npy(
     let n = labels.len();
     let pb = crate::data::progress((kinds.len() * cifar_c::SEVERITIES) as u64, "corrupt");
     for c in kinds {
-        if let Some(note) = c.substitute_note() {
-            println!("note: {note}");
-        }
         let mut nhwc = Vec::with_capacity(cifar_c::SEVERITIES * images.len());
         for s in 1..=cifar_c::SEVERITIES as u32 {
             let imgs = corrupt_dataset(images, labels, *c, s, seed)

@@ -144,11 +144,8 @@ pub(super) fn apply(
         }
         Snow => snow(c, img, h, w, p, s)?,
         Frost => {
-            let tex = frost::frost_texture(h, w, &s.child("texture"));
-            img.iter()
-                .zip(tex)
-                .map(|(&x, f)| (p[0] * x as f64 + p[1] * f).clamp(0.0, 255.0))
-                .collect()
+            let (idx, top, left) = frost::draws(h, w, &s.child("crop"))?;
+            frost::frost_with(img, h, w, p, idx, top, left)?
         }
         Fog => {
             if p[1] <= 0.0 {

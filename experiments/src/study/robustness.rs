@@ -99,9 +99,7 @@ impl RobustnessRun {
         report += &gap_md;
         warnings.extend(suite_warnings(&part.rows, clf.stochastic(), n));
         if let Some(c) = &suite.corruptions {
-            let (md, notes) = self.corruptions(c, d, clf, &cx, &mut out)?;
-            report += &md;
-            warnings.extend(notes);
+            report += &self.corruptions(c, d, clf, &cx, &mut out)?;
         }
         let mut passed = Vec::new();
         for c in iteration_checks(&part.checked) {
@@ -215,7 +213,7 @@ impl RobustnessRun {
         Ok(part)
     }
 
-    /// Every corruption × severity: records appended; the table and the substitutes' notes.
+    /// Every corruption × severity: records appended; the table.
     fn corruptions(
         &self,
         c: &SuiteCorruptions,
@@ -223,7 +221,7 @@ impl RobustnessRun {
         clf: &dyn Classifier,
         cx: &RecordContext,
         out: &mut JsonlAppender,
-    ) -> Result<(String, Vec<String>)> {
+    ) -> Result<String> {
         let t = &self.target;
         ensure!(
             d.shape[1] == 3,
@@ -233,7 +231,6 @@ impl RobustnessRun {
         );
         let kinds = Corruption::parse_list(&c.names).map_err(|e| anyhow::anyhow!("{e}"))?;
         let n = d.len();
-        let mut notes = Vec::new();
         let mut md = String::from("\n## Corruptions (accuracy)\n\n| corruption |");
         for s in &c.severities {
             md += &format!(" s{s} |");
@@ -266,11 +263,8 @@ impl RobustnessRun {
             }
             let mean = accs.iter().sum::<f64>() / accs.len().max(1) as f64;
             md += &format!(" {mean:.4} |\n");
-            if let Some(note) = k.substitute_note() {
-                notes.push(format!("note: {note}"));
-            }
         }
         pb.finish_and_clear();
-        Ok((md, notes))
+        Ok(md)
     }
 }
