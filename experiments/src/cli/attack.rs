@@ -60,7 +60,8 @@ pub struct RobustnessArgs {
     #[command(flatten)]
     pub t: TargetArgs,
     /// Suite file (TOML): [[attack]] name/eps/steps/restarts/save_examples (eps may name presets
-    /// such as paper-linf), [corruptions] names/severities, and at the top protocols = ["advep",
+    /// such as paper-linf), [corruptions] names/severities (and released = "cifar10c:DIR" to read
+    /// the released CIFAR-10-C files instead of generating), and at the top protocols = ["advep",
     /// "standard"] (default ["standard"]; both add a "Protocol gap" table). Example:
     /// configs/suites/paper-protocols.toml.
     #[arg(long, value_name = "TOML")]

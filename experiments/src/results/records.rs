@@ -94,8 +94,8 @@ pub struct CorruptionRecord {
     pub wall_s: f64,
     /// Git commit.
     pub commit: String,
-    /// A note on the corruption's fidelity to the reference, if any (none since frost blends the
-    /// reference's photographs; kept so every corruption record has the same fields).
+    /// Where the corrupted images came from when not generated (`released files
+    /// cifar10c:DIR:<corruption>:<severity>`), else null.
     pub note: Option<String>,
 }
 

@@ -231,7 +231,10 @@ impl RobustnessRun {
         );
         let kinds = Corruption::parse_list(&c.names).map_err(|e| anyhow::anyhow!("{e}"))?;
         let n = d.len();
-        let mut md = String::from("\n## Corruptions (accuracy)\n\n| corruption |");
+        let mut md = match &c.released {
+            Some(r) => format!("\n## Corruptions (accuracy; released files {r})\n\n| corruption |"),
+            None => String::from("\n## Corruptions (accuracy)\n\n| corruption |"),
+        };
         for s in &c.severities {
             md += &format!(" s{s} |");
         }
@@ -246,16 +249,10 @@ impl RobustnessRun {
             let mut accs = Vec::new();
             for &sev in &c.severities {
                 let t0 = Instant::now();
-                let imgs = crate::corrupt::corrupt_batch_nchw(
-                    &d.images, d.shape[2], d.shape[3], *k, sev, cx.seed, 0,
-                )
-                .map_err(|e| anyhow::anyhow!("{} severity {sev}: {e}", k.name()))?;
-                let cd = Dataset {
-                    images: imgs,
-                    ..d.clone()
-                };
+                let (cd, source) = c.images(*k, sev, d, t.subset, cx.seed)?;
                 let acc = correct(clf, &cd, t.batch_size)? as f64 / n.max(1) as f64;
-                let rec = CorruptionRecord::new(cx, *k, sev, acc, t0);
+                let mut rec = CorruptionRecord::new(cx, *k, sev, acc, t0);
+                rec.note = source.map(|s| format!("released files {s}"));
                 out.append(&rec)?;
                 md += &format!(" {acc:.4} |");
                 accs.push(acc);
