@@ -83,10 +83,10 @@ impl SuiteCorruptions {
         Ok(())
     }
 
-    /// The evaluation set `d` (dataset spec `data`, first `subset` images class-balanced) under
-    /// corruption `k` at severity `sev`: read from the released files when `released` is set
-    /// (the same subset; labels checked against `d`), else generated from `seed`. The second value
-    /// says where the images came from (the released spec), for the records.
+    /// The evaluation set `d` (loaded with `--subset` = `subset`) under corruption `k` at
+    /// severity `sev`: read from the released files when `released` is set (the same class-balanced
+    /// subset; labels checked against `d`), else generated from `seed` (draws per position in `d`).
+    /// The second value says where the images came from (the released spec), for the records.
     pub fn images(
         &self,
         k: Corruption,
