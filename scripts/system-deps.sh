@@ -13,3 +13,15 @@ if [ ${#missing[@]} -gt 0 ]; then
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
+
+# Pillow (PyPI), for scripts/fixtures/make_jpeg_fixtures.py: the PIL-made JPEG reference that
+# experiments/tests/fixtures/jpeg_pil.bin holds (the tests read the committed file; regenerate
+# it with `python3 scripts/fixtures/make_jpeg_fixtures.py OUT.bin ../shared/datasets/cifar10/test_batch.bin`).
+# scripts/fixtures/make_frost_fixtures.py (experiments/tests/fixtures/frost_cv2.bin) also needs
+# `python3 -m pip install numpy opencv-python-headless`; not installed here, the tests do not run it.
+if command -v python3 >/dev/null 2>&1 && ! python3 -c 'import PIL' 2>/dev/null; then
+  echo "installing Pillow (pip)"
+  python3 -m pip install --quiet pillow 2>/dev/null \
+    || python3 -m pip install --quiet --break-system-packages pillow \
+    || echo "warning: could not install Pillow; only scripts/fixtures/make_jpeg_fixtures.py needs it" >&2
+fi

@@ -17,6 +17,8 @@ DATASET SPECS
                                 cifar100:/data/cifar-100-binary.tar.gz
                                 mnist:/data/mnist:train
                                 folder:/data/cifar10-jpeg.zip:test
+  cifar10c:DIR[:CORRUPTION[:SEVERITY]]
+                                cifar10c:/data/CIFAR-10-C:fog:3
   fashion-mnist[:DIR][:SPLIT]   DIR defaults to $EPSIM_FASHION_MNIST_DIR, else
                                 /usr/share/datasets/fashion-mnist
                                 (apt-get install -y dataset-fashion-mnist)
@@ -26,11 +28,16 @@ DATASET SPECS
         .tar.gz), fashion-mnist (alias fmnist), mnist (directory of the four IDX files, raw or
         .gz), folder (directory or zip of SPLIT/CLASS/*.jpg|png; classes sorted by name unless a
         batches.meta.txt or classes.txt gives the order).
+        cifar10c, cifar100c: the released CIFAR-10-C / CIFAR-100-C files (or `epsim corrupt
+        --format npy` output): DIR/<corruption>.npy (uint8, 5 severities x N images, NHWC) and
+        DIR/labels.npy; CORRUPTION is a file stem, SEVERITY 1..5 (all five stacked without it);
+        without CORRUPTION, `epsim data info` lists the files and other commands name them.
   SPLIT: train or test (folders: any split folder name); without it every split found is loaded.
   Detection: IDX files -> mnist (fashion-mnist if the path says \"fashion\"); data_batch_*.bin,
         test_batch.bin or cifar-10-batches-bin/ -> cifar10; train.bin, test.bin or
-        cifar-100-binary/ -> cifar100; other directories and zips -> folder; .tar.gz -> cifar100
-        if its name contains 100, else cifar10; other files -> CIFAR binary by record size.";
+        cifar-100-binary/ -> cifar100; labels.npy -> cifar10c; other directories and zips ->
+        folder; .tar.gz -> cifar100 if its name contains 100, else cifar10; other files -> CIFAR
+        binary by record size.";
 
 /// A model file.
 #[derive(Debug, Clone, Args)]

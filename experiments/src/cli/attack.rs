@@ -62,7 +62,8 @@ pub struct RobustnessArgs {
     #[command(flatten)]
     pub t: TargetArgs,
     /// Suite file (TOML): [[attack]] name/eps/steps/restarts/save_examples (eps may name presets
-    /// such as paper-linf), [corruptions] names/severities, and at the top protocols = ["advep",
+    /// such as paper-linf), [corruptions] names/severities (and released = "cifar10c:DIR" to read
+    /// the released CIFAR-10-C files instead of generating), and at the top protocols = ["advep",
     /// "standard"] (default ["standard"]; both add a "Protocol gap" table). Example:
     /// configs/suites/paper-protocols.toml.
     #[arg(long, value_name = "TOML")]
@@ -85,9 +86,16 @@ pub struct CorruptArgs {
     #[arg(long, value_delimiter = ',')]
     pub severity: Vec<u32>,
     /// Output directory: one `<corruption>_s<severity>.bin` per pair in the official CIFAR-10
-    /// binary layout (readable as `cifar10:<file>`).
+    /// binary layout (readable as `cifar10:<file>`), or with --format npy the released
+    /// CIFAR-10-C layout.
     #[arg(long, value_name = "DIR")]
     pub out: PathBuf,
+    /// binary (the CIFAR-10 binary files above) or npy: `<corruption>.npy` (uint8,
+    /// 50000x32x32x3 for a 10,000-image set: severities 1..5 stacked) and `labels.npy` (int64,
+    /// repeated per severity), interchangeable with the released CIFAR-10-C files and readable as
+    /// cifar10c:DIR:<corruption>[:<severity>]; always all five severities.
+    #[arg(long, default_value = "binary", value_name = "FORMAT")]
+    pub format: crate::corrupt::copies::Format,
 }
 
 /// `epsim attack`.
@@ -117,5 +125,12 @@ pub fn robustness(a: &RobustnessArgs, seed: u64) -> Result<()> {
 
 /// `epsim corrupt`.
 pub fn corrupt(a: &CorruptArgs, seed: u64) -> Result<()> {
-    crate::corrupt::copies::write_copies(&a.data, &a.corruption, &a.severity, &a.out, seed)
+    crate::corrupt::copies::write_copies(
+        &a.data,
+        &a.corruption,
+        &a.severity,
+        &a.out,
+        seed,
+        a.format,
+    )
 }

@@ -12,7 +12,8 @@ use crate::data::{self, DatasetSpec};
 #[derive(Debug, Subcommand)]
 pub enum DataCommand {
     /// Print source, counts per split, image shape, classes with per-class counts, and the
-    /// per-channel mean/std of pixels scaled to [0, 1].
+    /// per-channel mean/std of pixels scaled to [0, 1]. For corruption files without a
+    /// corruption (cifar10c:DIR): the files found, their shapes and the labels.
     #[command(after_long_help = DATA_SPEC_HELP)]
     Info(InfoArgs),
     /// Write a PNG grid of images of a split.
@@ -73,6 +74,11 @@ fn load(spec: &DatasetSpec) -> Result<Vec<data::Dataset>> {
 
 /// `epsim data info`.
 pub fn info(a: &InfoArgs) -> Result<()> {
+    if let Some(text) = data::report::corruption_dir_info(&a.spec, a.json)
+        .with_context(|| format!("cannot summarize '{}'", a.spec))?
+    {
+        return print_stdout(&text);
+    }
     let ds = load(&a.spec)?;
     let sums: Vec<_> = ds.iter().map(data::report::summarize).collect();
     let text = if a.json {

@@ -81,7 +81,8 @@ pub enum Command {
     /// seed; results.jsonl, sweep.md (mean ± std), accuracy-vs-level plots.
     #[command(after_long_help = DATA_SPEC_HELP)]
     Sweep(sweep::SweepArgs),
-    /// Write CIFAR-10-C style corrupted copies of a dataset (official binary layout).
+    /// Write CIFAR-10-C style corrupted copies of a dataset (CIFAR-10 binary files, or with
+    /// --format npy the released CIFAR-10-C layout).
     #[command(after_long_help = DATA_SPEC_HELP)]
     Corrupt(attack::CorruptArgs),
     /// Run a whole study from a TOML file (models × substrates × seeds × protocols × attacks and

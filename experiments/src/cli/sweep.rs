@@ -26,7 +26,7 @@ pub struct SweepArgs {
     #[arg(long, value_name = "KEY=V1,V2,...")]
     pub param: String,
     /// Suite file (TOML), as for `epsim robustness`: [[attack]] name/eps/steps/restarts,
-    /// [corruptions] names/severities.
+    /// [corruptions] names/severities/released.
     #[arg(long, value_name = "TOML")]
     pub suite: PathBuf,
     /// Substrate realizations per level (seeds --seed, --seed + 1, ...).

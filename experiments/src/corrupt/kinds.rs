@@ -4,7 +4,7 @@
 
 use super::ops::{self, Border};
 use super::plasma::plasma_fractal;
-use super::{CorruptError, Corruption, Result, frost, spatter};
+use super::{CorruptError, Corruption, Result, frost, jpeg, spatter};
 use sim::rng::Stream;
 
 fn to_unit(img: &[u8]) -> Vec<f64> {
@@ -144,11 +144,8 @@ pub(super) fn apply(
         }
         Snow => snow(c, img, h, w, p, s)?,
         Frost => {
-            let tex = frost::frost_texture(h, w, &s.child("texture"));
-            img.iter()
-                .zip(tex)
-                .map(|(&x, f)| (p[0] * x as f64 + p[1] * f).clamp(0.0, 255.0))
-                .collect()
+            let (idx, top, left) = frost::draws(h, w, &s.child("crop"))?;
+            frost::frost_with(img, h, w, p, idx, top, left)?
         }
         Fog => {
             if p[1] <= 0.0 {
@@ -209,7 +206,7 @@ pub(super) fn apply(
             if !(1.0..=100.0).contains(&p[0]) {
                 return perr(c, "JPEG quality must be in 1..=100");
             }
-            jpeg_roundtrip(img, h, w, p[0] as u8)?
+            jpeg::roundtrip(img, h, w, p[0] as u8)?
                 .into_iter()
                 .map(|v| v as f64)
                 .collect()
@@ -504,17 +501,4 @@ pub fn elastic_with(
             .map(|v| (v.clamp(0.0, 1.0) * 255.0) as f64)
             .collect(),
     )
-}
-
-/// JPEG encode at `quality` with the `image` crate and decode again (RGB8).
-pub(super) fn jpeg_roundtrip(img: &[u8], h: usize, w: usize, quality: u8) -> Result<Vec<u8>> {
-    use image::ImageEncoder;
-    let mut buf = Vec::new();
-    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut buf, quality)
-        .write_image(img, w as u32, h as u32, image::ExtendedColorType::Rgb8)
-        .map_err(|e| CorruptError::Codec(format!("JPEG encode: {e}")))?;
-    let dec = image::load_from_memory_with_format(&buf, image::ImageFormat::Jpeg)
-        .map_err(|e| CorruptError::Codec(format!("JPEG decode: {e}")))?
-        .to_rgb8();
-    Ok(dec.into_raw())
 }

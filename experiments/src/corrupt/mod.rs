@@ -13,25 +13,25 @@
 //! check byte for byte on CIFAR-10 test images at all five severities):
 //! * deterministic corruptions, identical bytes to `make_cifar_c.py` run with numpy/scipy/
 //!   skimage/Pillow/OpenCV: defocus_blur, zoom_blur, brightness, contrast, pixelate,
-//!   gaussian_blur, saturate;
+//!   jpeg_compression (libjpeg-turbo at PIL's defaults, [`jpeg`]), gaussian_blur, saturate;
 //! * random corruptions, identical bytes to the reference when both are given the same draws
 //!   (injected through `kinds::*_with` and `spatter::spatter_with`): fog (plasma fractal),
 //!   glass_blur, snow (with ImageMagick 6.9.11 Q16 motion blur), spatter (OpenCV Canny, distance
-//!   transform, equalizeHist, filters) and elastic_transform (OpenCV 3.4 `warpAffine`, scipy
-//!   `map_coordinates`); the motion-blur kernel itself matches ImageMagick for every angle tried;
+//!   transform, equalizeHist, filters), elastic_transform (OpenCV 3.4 `warpAffine`, scipy
+//!   `map_coordinates`) and frost (the reference's photographs, [`frost`]; draws injected
+//!   through `frost::frost_with`); the motion-blur kernel itself matches ImageMagick for every
+//!   angle tried;
 //! * noise corruptions (gaussian, shot, impulse, speckle) follow the same formulas; their
 //!   statistics are tested.
 //!
 //! The draws themselves come from Philox streams, not numpy's global Mersenne Twister, so random
-//! corruptions equal the released CIFAR-10-C in distribution, not bitwise. Deviations: **frost**
-//! uses a procedural texture instead of the reference's photographs (see
-//! [`Corruption::substitute_note`]); **jpeg_compression** uses the `image` crate's codec instead of
-//! libjpeg (4:4:4 instead of 4:2:0 chroma, different DCT: about 1.4–6 grey levels mean difference
-//! from PIL's output, the amount of damage within 20 %). For paper-faithful numbers evaluate on the
-//! released CIFAR-10-C files; use this module for new datasets, sizes and seeds.
+//! corruptions equal the released CIFAR-10-C in distribution, not bitwise. For paper-faithful
+//! numbers evaluate on the released CIFAR-10-C files (`cifar10c:DIR`); use this module for new
+//! datasets, sizes and seeds.
 
 pub mod copies;
-mod frost;
+pub mod frost;
+pub mod jpeg;
 pub mod kinds;
 pub mod ops;
 pub mod plasma;
@@ -108,8 +108,8 @@ pub enum Corruption {
     /// Snow layer (normal field, zoom, threshold, ImageMagick motion blur) added to a brightened
     /// image.
     Snow,
-    /// Frost overlay `clip(c₀·img + c₁·frost)`. **Substitute**: the frost texture is procedural,
-    /// not the reference's photographs (see [`Corruption::substitute_note`]).
+    /// Frost overlay `clip(c₀·img + c₁·frost)`: a random crop of one of the reference's frost
+    /// photographs, shrunk by 0.2 (see [`frost`]).
     Frost,
     /// Diamond-square plasma fog (seeded).
     Fog,
@@ -123,8 +123,8 @@ pub enum Corruption {
     ElasticTransform,
     /// Pillow BOX down- and up-sampling (bit-exact fixed point).
     Pixelate,
-    /// JPEG re-encoding at quality [80, 65, 58, 50, 40] with the `image` crate's encoder (the
-    /// reference uses PIL/libjpeg, so bytes differ slightly).
+    /// JPEG re-encoding at quality [80, 65, 58, 50, 40] as PIL's default encoder does it
+    /// (libjpeg-turbo, 4:2:0 chroma subsampling; see [`jpeg`]).
     JpegCompression,
     /// `clip(x + x·N(0, c²))` (extra corruption).
     SpeckleNoise,
@@ -157,11 +157,6 @@ const ALL: [Corruption; 19] = [
     Corruption::Spatter,
     Corruption::Saturate,
 ];
-
-/// The note reports should print when frost results are shown.
-pub const FROST_SUBSTITUTE_NOTE: &str = "frost: the reference overlays crops of six frost photographs \
-(hendrycks/robustness frost1-5); epsim generates a procedural, seeded frost texture instead \
-(plasma haze + branching ice needles, bluish white), so frost results are not comparable to CIFAR-10-C frost";
 
 impl Corruption {
     /// All 19 corruptions in the reference order (15 standard, then the 4 extras).
@@ -250,17 +245,6 @@ impl Corruption {
                 | Corruption::GaussianBlur
                 | Corruption::Saturate
         )
-    }
-
-    /// Whether the implementation substitutes something the reference loads from outside (only
-    /// frost: procedural texture instead of photographs).
-    pub fn uses_substitute(&self) -> bool {
-        matches!(self, Corruption::Frost)
-    }
-
-    /// A note for reports when [`uses_substitute`](Self::uses_substitute) is true.
-    pub fn substitute_note(&self) -> Option<&'static str> {
-        self.uses_substitute().then_some(FROST_SUBSTITUTE_NOTE)
     }
 
     /// The reference parameter tuple for 32×32 images at `severity` (1..=5), as the

@@ -1,5 +1,5 @@
 //! The reference's plasma fractal (diamond-square, after FLHerne/mapgen), the noise map under the
-//! `fog` corruption and the haze of `frost`.
+//! `fog` corruption.
 
 use sim::rng::Stream;
 

@@ -1,5 +1,6 @@
 //! Datasets: loaders for Fashion-MNIST/MNIST IDX files, CIFAR-10/100 binary files (single file,
-//! extracted directory or `.tar.gz`), image folders (directory or zip of class sub-folders), a
+//! extracted directory or `.tar.gz`), the released CIFAR-10-C/CIFAR-100-C corruption files
+//! ([`cifar_c`]), image folders (directory or zip of class sub-folders), a
 //! dataset spec string for the command line ([`spec`]) and the training pipeline
 //! ([`pipeline`]: normalization, seeded shuffling and augmentation, batching).
 //!
@@ -7,10 +8,12 @@
 //! batch in the pipeline.
 
 pub mod cifar;
+pub mod cifar_c;
 pub mod config;
 pub mod error;
 pub mod folder;
 pub mod idx;
+pub mod npy;
 pub mod pipeline;
 pub mod randaugment;
 pub mod report;

@@ -1,6 +1,6 @@
 //! Summaries of loaded datasets (`epsim data info`) and preview grids (`epsim data preview`).
 
-use super::Dataset;
+use super::{DataError, Dataset, DatasetSpec, cifar_c};
 use serde::Serialize;
 use std::fmt::Write as _;
 use std::path::Path;
@@ -45,6 +45,24 @@ pub fn summarize(d: &Dataset) -> SplitSummary {
         mean,
         std,
     }
+}
+
+/// `epsim data info` of a spec naming a directory of corruption files (`cifar10c:DIR`) but no
+/// corruption: the directory's summary, as text or JSON. `None` for every other spec.
+pub fn corruption_dir_info(spec: &DatasetSpec, json: bool) -> Result<Option<String>, DataError> {
+    if spec.corruption.is_some() {
+        return Ok(None);
+    }
+    let (kind, path) = spec.resolve()?;
+    let Some(v) = kind.corruption_files() else {
+        return Ok(None);
+    };
+    let s = cifar_c::summarize_dir(&path, v)?;
+    Ok(Some(if json {
+        serde_json::to_string_pretty(&s).map_err(|e| DataError::file(&path, e.to_string()))? + "\n"
+    } else {
+        cifar_c::format_dir_summary(&s)
+    }))
 }
 
 /// Human-readable text of the summaries of a dataset's splits.

@@ -5,17 +5,22 @@
 //!                       cifar100:/data/cifar-100-binary.tar.gz
 //!                       mnist:/data/mnist:train
 //!                       folder:/data/cifar10-jpeg.zip:test
+//! cifar10c:DIR:CORRUPTION[:SEVERITY]   cifar10c:/data/CIFAR-10-C:fog:3
+//!                       the released corruption files (see [`cifar_c`]); cifar100c likewise
 //! fashion-mnist[:DIR][:SPLIT]   DIR defaults to $EPSIM_FASHION_MNIST_DIR or
 //!                               /usr/share/datasets/fashion-mnist (Debian's dataset-fashion-mnist)
 //! PATH[:SPLIT]          kind detected from the path (see [`detect`])
 //! ```
 //!
-//! KIND is one of `cifar10`, `cifar100`, `fashion-mnist` (alias `fmnist`), `mnist`, `folder`.
-//! SPLIT is `train` or `test` (image folders: any split folder name); without it every split
-//! found is loaded. A trailing `:WORD` with no `/` in it is taken as the split.
+//! KIND is one of `cifar10`, `cifar100`, `fashion-mnist` (alias `fmnist`), `mnist`, `folder`,
+//! `cifar10c`, `cifar100c`. SPLIT is `train` or `test` (image folders: any split folder name);
+//! without it every split found is loaded. A trailing `:WORD` with no `/` in it is taken as the
+//! split. For `cifar10c`/`cifar100c` the fields after DIR are the corruption (the file stem of
+//! `DIR/<corruption>.npy`) and the severity 1..5 (all five, stacked, without it); DIR must not
+//! contain `:`.
 
 use super::error::{DataError, Result};
-use super::{Dataset, cifar, folder, idx};
+use super::{Dataset, cifar, cifar_c, folder, idx};
 use std::fmt;
 use std::path::{Path, PathBuf};
 
@@ -35,6 +40,10 @@ pub enum Kind {
     Mnist,
     /// Image folder (directory or zip).
     Folder,
+    /// Released CIFAR-10-C corruption files (directory of `.npy`).
+    Cifar10C,
+    /// Released CIFAR-100-C corruption files (directory of `.npy`).
+    Cifar100C,
 }
 
 impl Kind {
@@ -46,6 +55,8 @@ impl Kind {
             "fashion-mnist" | "fashion_mnist" | "fashionmnist" | "fmnist" => Kind::FashionMnist,
             "mnist" => Kind::Mnist,
             "folder" | "imagefolder" => Kind::Folder,
+            "cifar10c" | "cifar-10-c" | "cifar10-c" => Kind::Cifar10C,
+            "cifar100c" | "cifar-100-c" | "cifar100-c" => Kind::Cifar100C,
             _ => return None,
         })
     }
@@ -57,6 +68,16 @@ impl Kind {
             Kind::FashionMnist => "fashion-mnist",
             Kind::Mnist => "mnist",
             Kind::Folder => "folder",
+            Kind::Cifar10C => "cifar10c",
+            Kind::Cifar100C => "cifar100c",
+        }
+    }
+    /// The released-corruption-files variant, for `cifar10c`/`cifar100c`.
+    pub fn corruption_files(self) -> Option<cifar_c::Variant> {
+        match self {
+            Kind::Cifar10C => Some(cifar_c::Variant::Cifar10C),
+            Kind::Cifar100C => Some(cifar_c::Variant::Cifar100C),
+            _ => None,
         }
     }
 }
@@ -70,6 +91,10 @@ pub struct DatasetSpec {
     pub path: Option<PathBuf>,
     /// Split, if given.
     pub split: Option<String>,
+    /// Corruption (`cifar10c`/`cifar100c` only), if given.
+    pub corruption: Option<String>,
+    /// Severity 1..=5 (`cifar10c`/`cifar100c` only), if given.
+    pub severity: Option<u32>,
 }
 
 impl fmt::Display for DatasetSpec {
@@ -83,6 +108,12 @@ impl fmt::Display for DatasetSpec {
         }
         if let Some(s) = &self.split {
             parts.push(s.clone());
+        }
+        if let Some(c) = &self.corruption {
+            parts.push(c.clone());
+        }
+        if let Some(s) = self.severity {
+            parts.push(s.to_string());
         }
         write!(f, "{}", parts.join(":"))
     }
@@ -111,6 +142,9 @@ impl DatasetSpec {
             None if Kind::from_name(s).is_some() => (Kind::from_name(s), None),
             _ => (None, Some(s)),
         };
+        if let Some(k) = kind.filter(|k| k.corruption_files().is_some()) {
+            return parse_corruption_files(s, k, rest.unwrap_or(""));
+        }
         let (path, split) = match rest {
             None | Some("") => (None, None),
             Some(r) => match r.rsplit_once(':') {
@@ -143,6 +177,8 @@ impl DatasetSpec {
             kind,
             path: path.map(PathBuf::from),
             split: split.filter(|s| s != "all"),
+            corruption: None,
+            severity: None,
         })
     }
 
@@ -238,8 +274,61 @@ impl DatasetSpec {
                 }
             }
             Kind::Folder => folder::load(&path, split),
+            Kind::Cifar10C | Kind::Cifar100C => {
+                let v = kind.corruption_files().expect("a corruption-files kind");
+                match &self.corruption {
+                    None => Err(cifar_c::no_corruption_error(&path, v)),
+                    Some(c) => Ok(vec![cifar_c::load(&path, v, c, self.severity)?]),
+                }
+            }
         }
     }
+}
+
+/// `cifar10c:DIR[:CORRUPTION[:SEVERITY]]` (and `cifar100c`): `rest` is what follows the kind.
+fn parse_corruption_files(
+    s: &str,
+    kind: Kind,
+    rest: &str,
+) -> std::result::Result<DatasetSpec, String> {
+    let parts: Vec<&str> = rest.split(':').collect();
+    if parts[0].is_empty() {
+        return Err(format!(
+            "dataset spec '{s}' needs a directory, e.g. {}:/data/CIFAR-10-C:fog:3",
+            kind.name()
+        ));
+    }
+    if parts.len() > 3 {
+        return Err(format!(
+            "dataset spec '{s}': expected {}:DIR[:CORRUPTION[:SEVERITY]] (DIR must not contain ':')",
+            kind.name()
+        ));
+    }
+    let corruption = match parts.get(1) {
+        Some(&"") => {
+            return Err(format!("dataset spec '{s}': empty corruption name"));
+        }
+        Some(c) => Some(c.to_string()),
+        None => None,
+    };
+    let severity = match parts.get(2) {
+        None => None,
+        Some(v) => match v.parse::<u32>() {
+            Ok(n) if (1..=5).contains(&n) => Some(n),
+            _ => {
+                return Err(format!(
+                    "bad severity '{v}' in dataset spec '{s}' (use 1..5, or leave it out for all five)"
+                ));
+            }
+        },
+    };
+    Ok(DatasetSpec {
+        kind: Some(kind),
+        path: Some(PathBuf::from(parts[0])),
+        split: None,
+        corruption,
+        severity,
+    })
 }
 
 /// Fashion-MNIST directory: `$EPSIM_FASHION_MNIST_DIR` or Debian's location.
@@ -279,6 +368,7 @@ fn cifar_dir_splits(dir: &Path, v: cifar::Variant) -> Vec<&'static str> {
 ///   `fashion-mnist` if the path mentions "fashion", else `mnist`;
 /// - a directory with `cifar-10-batches-bin/`, `data_batch_1.bin` or `test_batch.bin`: `cifar10`;
 ///   with `cifar-100-binary/`, or `train.bin`/`test.bin`: `cifar100`;
+/// - a directory with `labels.npy`: `cifar10c` (released corruption files);
 /// - any other directory, or a zip file: `folder`;
 /// - a `.tar.gz`/`.tgz`/`.tar`: `cifar100` if its name contains "100", else `cifar10`;
 /// - another file: CIFAR binary, `cifar10` if its size is a multiple of 3073, `cifar100` if of 3074.
@@ -309,6 +399,9 @@ pub fn detect(path: &Path) -> Result<Kind> {
         }
         if has("cifar-100-binary") || has("train.bin") || has("test.bin") {
             return Ok(Kind::Cifar100);
+        }
+        if has(cifar_c::LABELS_FILE) {
+            return Ok(Kind::Cifar10C);
         }
         return Ok(Kind::Folder);
     }

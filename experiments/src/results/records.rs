@@ -94,7 +94,8 @@ pub struct CorruptionRecord {
     pub wall_s: f64,
     /// Git commit.
     pub commit: String,
-    /// Set when the corruption is a documented substitute (frost).
+    /// Where the corrupted images came from when not generated (`released files
+    /// cifar10c:DIR:<corruption>:<severity>`), else null.
     pub note: Option<String>,
 }
 
@@ -120,7 +121,7 @@ impl CorruptionRecord {
             accuracy,
             wall_s: started.elapsed().as_secs_f64(),
             commit: cx.commit.clone(),
-            note: kind.substitute_note().map(String::from),
+            note: None,
         }
     }
 }

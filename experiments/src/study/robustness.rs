@@ -99,9 +99,7 @@ impl RobustnessRun {
         report += &gap_md;
         warnings.extend(suite_warnings(&part.rows, clf.stochastic(), n));
         if let Some(c) = &suite.corruptions {
-            let (md, notes) = self.corruptions(c, d, clf, &cx, &mut out)?;
-            report += &md;
-            warnings.extend(notes);
+            report += &self.corruptions(c, d, clf, &cx, &mut out)?;
         }
         let mut passed = Vec::new();
         for c in iteration_checks(&part.checked) {
@@ -215,7 +213,7 @@ impl RobustnessRun {
         Ok(part)
     }
 
-    /// Every corruption × severity: records appended; the table and the substitutes' notes.
+    /// Every corruption × severity: records appended; the table.
     fn corruptions(
         &self,
         c: &SuiteCorruptions,
@@ -223,7 +221,7 @@ impl RobustnessRun {
         clf: &dyn Classifier,
         cx: &RecordContext,
         out: &mut JsonlAppender,
-    ) -> Result<(String, Vec<String>)> {
+    ) -> Result<String> {
         let t = &self.target;
         ensure!(
             d.shape[1] == 3,
@@ -233,8 +231,10 @@ impl RobustnessRun {
         );
         let kinds = Corruption::parse_list(&c.names).map_err(|e| anyhow::anyhow!("{e}"))?;
         let n = d.len();
-        let mut notes = Vec::new();
-        let mut md = String::from("\n## Corruptions (accuracy)\n\n| corruption |");
+        let mut md = match &c.released {
+            Some(r) => format!("\n## Corruptions (accuracy; released files {r})\n\n| corruption |"),
+            None => String::from("\n## Corruptions (accuracy)\n\n| corruption |"),
+        };
         for s in &c.severities {
             md += &format!(" s{s} |");
         }
@@ -249,16 +249,10 @@ impl RobustnessRun {
             let mut accs = Vec::new();
             for &sev in &c.severities {
                 let t0 = Instant::now();
-                let imgs = crate::corrupt::corrupt_batch_nchw(
-                    &d.images, d.shape[2], d.shape[3], *k, sev, cx.seed, 0,
-                )
-                .map_err(|e| anyhow::anyhow!("{} severity {sev}: {e}", k.name()))?;
-                let cd = Dataset {
-                    images: imgs,
-                    ..d.clone()
-                };
+                let (cd, source) = c.images(*k, sev, d, t.subset, cx.seed)?;
                 let acc = correct(clf, &cd, t.batch_size)? as f64 / n.max(1) as f64;
-                let rec = CorruptionRecord::new(cx, *k, sev, acc, t0);
+                let mut rec = CorruptionRecord::new(cx, *k, sev, acc, t0);
+                rec.note = source.map(|s| format!("released files {s}"));
                 out.append(&rec)?;
                 md += &format!(" {acc:.4} |");
                 accs.push(acc);
@@ -266,11 +260,8 @@ impl RobustnessRun {
             }
             let mean = accs.iter().sum::<f64>() / accs.len().max(1) as f64;
             md += &format!(" {mean:.4} |\n");
-            if let Some(note) = k.substitute_note() {
-                notes.push(format!("note: {note}"));
-            }
         }
         pb.finish_and_clear();
-        Ok((md, notes))
+        Ok(md)
     }
 }

@@ -7,6 +7,7 @@ use anyhow::{Context, Result, ensure};
 
 use super::protocol::{check_protocol, expand_eps};
 use crate::corrupt::Corruption;
+use crate::data::{Dataset, DatasetSpec, load_eval_set};
 
 /// A robustness suite (TOML): attacks × strengths (× protocols) and corruptions × severities.
 #[derive(Debug, Clone, serde::Deserialize)]
@@ -60,6 +61,76 @@ pub struct SuiteCorruptions {
     /// Severities 1..=5.
     #[serde(default = "all_severities")]
     pub severities: Vec<u32>,
+    /// Read the corrupted images from released files (`cifar10c:DIR` or `cifar100c:DIR`, the
+    /// layout of CIFAR-10-C or of `epsim corrupt --format npy`) instead of generating them; they
+    /// must be corruptions of the evaluated test set (same labels, in order).
+    #[serde(default)]
+    pub released: Option<String>,
+}
+
+impl SuiteCorruptions {
+    /// Check `released`: a `cifar10c:DIR`/`cifar100c:DIR` spec naming no corruption.
+    pub fn check(&self) -> Result<()> {
+        if let Some(r) = &self.released {
+            let spec =
+                DatasetSpec::parse(r).map_err(|e| anyhow::anyhow!("released = {r:?}: {e}"))?;
+            ensure!(
+                spec.kind.and_then(|k| k.corruption_files()).is_some() && spec.corruption.is_none(),
+                "released = {r:?}: expected cifar10c:DIR or cifar100c:DIR (the directory only; the \
+                 suite's names and severities select the files)"
+            );
+        }
+        Ok(())
+    }
+
+    /// The evaluation set `d` (loaded with `--subset` = `subset`) under corruption `k` at
+    /// severity `sev`: read from the released files when `released` is set (the same class-balanced
+    /// subset; labels checked against `d`), else generated from `seed` (draws per position in `d`).
+    /// The second value says where the images came from (the released spec), for the records.
+    pub fn images(
+        &self,
+        k: Corruption,
+        sev: u32,
+        d: &Dataset,
+        subset: Option<usize>,
+        seed: u64,
+    ) -> Result<(Dataset, Option<String>)> {
+        if let Some(r) = &self.released {
+            let spec = format!("{r}:{}:{sev}", k.name());
+            let c = load_eval_set(&spec, subset)?;
+            ensure!(
+                c.shape == d.shape && c.labels == d.labels,
+                "{spec}: {} images of {:?} whose labels {} those of the evaluated set ({} images \
+                 of {:?}): the released files must be corruptions of the same test set",
+                c.len(),
+                c.image_shape(),
+                if c.labels.len() == d.labels.len() {
+                    "differ from"
+                } else {
+                    "cannot match"
+                },
+                d.len(),
+                d.image_shape()
+            );
+            return Ok((
+                Dataset {
+                    images: c.images,
+                    ..d.clone()
+                },
+                Some(spec),
+            ));
+        }
+        let imgs =
+            crate::corrupt::corrupt_batch_nchw(&d.images, d.shape[2], d.shape[3], k, sev, seed, 0)
+                .map_err(|e| anyhow::anyhow!("{} severity {sev}: {e}", k.name()))?;
+        Ok((
+            Dataset {
+                images: imgs,
+                ..d.clone()
+            },
+            None,
+        ))
+    }
 }
 
 fn all_severities() -> Vec<u32> {
@@ -74,6 +145,10 @@ impl Suite {
             .with_context(|| format!("reading suite {}", path.display()))?;
         let suite: Suite = toml::from_str(&text)
             .map_err(|e| anyhow::anyhow!("{}: invalid suite: {e}", path.display()))?;
+        if let Some(c) = &suite.corruptions {
+            c.check()
+                .with_context(|| format!("{}: [corruptions]", path.display()))?;
+        }
         ensure!(
             !suite.attack.is_empty() || suite.corruptions.is_some(),
             "{}: the suite has no [[attack]] and no [corruptions]",

@@ -22,7 +22,7 @@ use serde_json::{Value, json};
 use sim::netlist::TileSize;
 
 use super::attack::attack_strength;
-use super::suite::{SuiteItem, read_suite};
+use super::suite::{SuiteCorruptions, SuiteItem, read_suite};
 use crate::classifier::Classifier;
 use crate::classifier::load::load_model;
 use crate::classifier::substrate::{
@@ -128,6 +128,7 @@ impl SweepParam {
 struct Ctx<'a> {
     a: &'a Sweep,
     items: &'a [SuiteItem],
+    corruptions: Option<&'a SuiteCorruptions>,
     d: &'a Dataset,
     seed: u64,
     commit: String,
@@ -217,22 +218,15 @@ fn run_suite(
                 (rec.robust_accuracy, v)
             }
             SuiteItem::Corruption(k, sev) => {
-                let imgs = crate::corrupt::corrupt_batch_nchw(
-                    &d.images, d.shape[2], d.shape[3], *k, *sev, seed, 0,
-                )
-                .map_err(|e| anyhow::anyhow!("{} severity {sev}: {e}", k.name()))?;
-                let cd = Dataset {
-                    images: imgs,
-                    ..d.clone()
-                };
+                let corruptions = c
+                    .corruptions
+                    .context("a corruption item without [corruptions]")?;
+                let (cd, source) = corruptions.images(*k, *sev, d, a.subset, seed)?;
                 let acc = accuracy(clf, &cd, a.batch_size)?;
-                let v = serde_json::to_value(CorruptionRecord::new(
-                    &c.record_context(substrate),
-                    *k,
-                    *sev,
-                    acc,
-                    t0,
-                ))?;
+                let mut rec =
+                    CorruptionRecord::new(&c.record_context(substrate), *k, *sev, acc, t0);
+                rec.note = source.map(|s| format!("released files {s}"));
+                let v = serde_json::to_value(rec)?;
                 (acc, v)
             }
         };
@@ -397,6 +391,7 @@ fn sweep(a: &Sweep, seed: u64) -> Result<()> {
     let ctx = Ctx {
         a,
         items: &items,
+        corruptions: suite.corruptions.as_ref(),
         d: &d,
         seed,
         commit: git_commit(),
