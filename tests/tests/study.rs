@@ -146,6 +146,20 @@ fn a_tiny_study_runs_reports_and_resumes() {
     );
     assert!(got.starts_with(&format!("{mean} ± ")), "{got} vs {mean}");
 
+    // The settling figure: each EP model's digital accuracy after T steps is its clean accuracy.
+    assert!(out.join("settling.png").is_file());
+    let settle = report
+        .split("\n## ")
+        .find(|x| x.starts_with("Accuracy vs free-phase step"))
+        .expect("a settling section");
+    for name in ["EP-A", "EP-B"] {
+        let clean = recs
+            .iter()
+            .find(|r| label(r) == name && r["kind"] != "corruption")
+            .unwrap();
+        assert_eq!(cell(settle, name, "t = T"), pct(&clean["clean_accuracy"]));
+    }
+
     // The digital cells are what `epsim robustness` gives for the same suite and seed.
     let suite = d.join("suite.toml");
     std::fs::write(

@@ -387,6 +387,74 @@ pub fn collect(spec: &StudySpec, cells: &[Cell], out: &Path) -> Result<crate::re
     }
     let results = out.join("results.jsonl");
     write_atomic(&results, text.as_bytes())?;
-    let _ = spec;
-    crate::report::write_report(&[results], &out.join("report.md"), &labels)
+    let report_md = out.join("report.md");
+    let mut written = crate::report::write_report(&[results], &report_md, &labels)?;
+    if let Some(section) = settling_figure(spec, out)? {
+        written.markdown += &section;
+        write_atomic(&report_md, written.markdown.as_bytes())?;
+        written.plots += 1;
+    }
+    Ok(written)
+}
+
+/// The accuracy of every EP model of the study on the digital engine after each free-phase step
+/// 1..2·T_predict (the paper's Fig. 3a) as `settling.png`, and its report section; `None` when
+/// the study has no EP model.
+fn settling_figure(spec: &StudySpec, out: &Path) -> Result<Option<String>> {
+    let mut series = Vec::new();
+    let mut rows = String::new();
+    let mut data = None;
+    for m in &spec.models {
+        let file = model_file(m, out)?;
+        if crate::classifier::load::is_baseline_file(&file)? {
+            continue;
+        }
+        let net = crate::classifier::load::load_model(&file, None)?;
+        let d = match &data {
+            Some(d) => d,
+            None => data.insert(load_eval_set(&spec.data, spec.subset)?),
+        };
+        let t = m.t_predict.unwrap_or(net.spec.t1);
+        let n = crate::classifier::Normalize::of_model(&net.spec);
+        let norm = crate::data::Normalization {
+            mean: n.mean,
+            std: n.std,
+        };
+        let (_, curve) =
+            crate::eval::evaluate(&sim::Cpu, &net, d, &norm, spec.batch_size, 2 * t, true)?;
+        let at = |k: usize| 100.0 * curve[k.clamp(1, curve.len()) - 1];
+        rows += &format!(
+            "| {} | {t} | {:.1} | {:.1} | {:.1} | {:.1} |\n",
+            m.name,
+            at(t / 4),
+            at(t / 2),
+            at(t),
+            at(2 * t)
+        );
+        series.push(crate::report::plot::Series {
+            label: m.name.clone(),
+            points: curve
+                .iter()
+                .enumerate()
+                .map(|(k, &a)| ((k + 1) as f64, 100.0 * a))
+                .collect(),
+        });
+    }
+    if series.is_empty() {
+        return Ok(None);
+    }
+    crate::report::plot::line_chart(
+        &out.join("settling.png"),
+        "Accuracy vs free-phase step (digital)",
+        "free-phase step t",
+        "accuracy (%)",
+        &series,
+        Some((0.0, 100.0)),
+    )?;
+    Ok(Some(format!(
+        "\n## Accuracy vs free-phase step (digital, %)\n\nThe EP models' free phase on the \
+         study's images, run to twice the steps they are evaluated with (T).\n\n| model | T | \
+         t = T/4 | t = T/2 | t = T | t = 2T |\n| --- | --- | --- | --- | --- | --- |\n{rows}\n\
+         ![Accuracy vs free-phase step](settling.png)\n"
+    )))
 }
