@@ -25,7 +25,7 @@ norm() {
     -e "s#$W#<W>#g" -e "s#$PWD#<repo>#g" \
     -e 's/(\\?")(wall_s|[a-z_]*time_s|[a-z_]*per_s)(\\?"):[0-9.eE+-]+/\1\2\3:<t>/g' \
     -e 's/"commit":"[^"]*"/"commit":<c>/g' \
-    -e 's/commit [0-9a-f]{7,40}|commit unknown/commit <c>/g' \
+    -e 's/commit [0-9a-f]{7,40}(-dirty)?|commit unknown/commit <c>/g' \
     -e 's/[0-9]+(\.[0-9]+)? ?(img\/s|s|ms|µs|min)\b/<t>/g' \
     -e 's/\| [0-9]+\.[0-9] \|$/| <t> |/' \
     -e 's/ +[0-9]+\.[0-9]$/ <t>/'

@@ -54,6 +54,7 @@ pub enum Loss {
 
 /// One conv layer of an EP-CNN.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ConvLayer {
     /// Output channels.
     pub channels: usize,
@@ -76,6 +77,7 @@ fn one() -> usize {
 /// Architecture + dynamics of an EP network. An EP-MLP is the case with no conv layers (its input is
 /// flattened).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ModelSpec {
     /// Input shape [C, H, W].
     pub input: [usize; 3],
@@ -103,6 +105,7 @@ pub struct ModelSpec {
 
 /// Per-channel input normalization.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct InputNorm {
     /// Mean per channel.
     pub mean: Vec<f32>,

@@ -15,6 +15,7 @@ use crate::optim::Optimizer;
 
 /// EP hyperparameters of a training run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct EpConfig {
     /// Nudging strength β (the reference's second entry of `--betas`).
     pub beta: f32,

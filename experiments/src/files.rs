@@ -35,8 +35,11 @@ pub struct JsonlAppender {
 }
 
 impl JsonlAppender {
-    /// Open `path` for appending.
+    /// Open `path` for appending (its folder is created if missing).
     pub fn open(path: &Path) -> Result<Self> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        }
         let file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)

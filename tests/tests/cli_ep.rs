@@ -183,6 +183,12 @@ fn malformed_configs_name_the_file_and_field() {
     let base = tiny_config(&d.join("train.bin"), &d.join("test.bin"), 1);
     for (bad, want) in [
         (base.replace("epochs = 1", "epochz = 1"), "epochz"),
+        // [ep] and [model] are as strict as the other tables (a typo must not train symmetric EP).
+        (
+            base.replace("beta = 0.5", "beta = 0.5\nsymetric = false"),
+            "symetric",
+        ),
+        (base.replace("t1 = 6", "t1 = 6\nt_one = 6"), "t_one"),
         (base.replace("lrs = [0.05, 0.02]", "lrs = [0.05]"), "lrs"),
         (
             base.replace("std = [0.3, 0.3, 0.3]", "std = [0.3, 0.0, 0.3]"),

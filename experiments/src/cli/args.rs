@@ -39,6 +39,15 @@ DATASET SPECS
         folder; .tar.gz -> cifar100 if its name contains 100, else cifar10; other files -> CIFAR
         binary by record size.";
 
+/// Parse a count that must be ≥ 1 (`--subset`, `--batch-size`): 0 is refused at parse time.
+pub fn at_least_one(s: &str) -> Result<usize, String> {
+    match s.trim().parse::<usize>() {
+        Ok(0) => Err("must be ≥ 1".into()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
 /// A model file.
 #[derive(Debug, Clone, Args)]
 pub struct ModelArgs {
@@ -58,7 +67,7 @@ pub struct DataArgs {
     #[arg(id = "data", long = "data", value_name = "SPEC")]
     pub spec: String,
     /// Use only the first N images (class-balanced).
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = at_least_one)]
     pub subset: Option<usize>,
 }
 
@@ -136,7 +145,7 @@ pub struct TargetArgs {
     #[arg(long, value_name = "T")]
     pub t_attack: Option<usize>,
     /// Batch size.
-    #[arg(long, default_value_t = 100)]
+    #[arg(long, default_value_t = 100, value_parser = at_least_one)]
     pub batch_size: usize,
     /// The substrate.
     #[command(flatten)]

@@ -30,11 +30,11 @@ pub struct EvalArgs {
     /// Accuracy after every free-phase step 1..T, as a table and a plot.
     #[arg(long)]
     pub per_step: bool,
-    /// Plot file for --per-step (.png or .svg).
-    #[arg(long, value_name = "FILE", default_value = "per_step_accuracy.png")]
-    pub plot: PathBuf,
+    /// Plot file for --per-step (.png or .svg; default per_step_accuracy.png).
+    #[arg(long, value_name = "FILE", requires = "per_step")]
+    pub plot: Option<PathBuf>,
     /// Batch size.
-    #[arg(long, default_value_t = 128)]
+    #[arg(long, default_value_t = 128, value_parser = super::args::at_least_one)]
     pub batch_size: usize,
     /// The substrate.
     #[command(flatten)]
@@ -65,6 +65,15 @@ pub struct SettleArgs {
 /// `epsim eval`.
 pub fn eval(a: &EvalArgs, seed: u64) -> Result<()> {
     let substrate = a.substrate.spec()?;
+    let plot = a
+        .plot
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("per_step_accuracy.png"));
+    ensure!(
+        plot.extension().is_some_and(|e| e == "png" || e == "svg"),
+        "--plot {}: the plot is written as .png or .svg",
+        plot.display()
+    );
     if !substrate.is_digital() {
         return eval_substrate(a, &substrate, seed);
     }
@@ -133,14 +142,14 @@ pub fn eval(a: &EvalArgs, seed: u64) -> Result<()> {
             points: pts,
         }];
         plot::line_chart(
-            &a.plot,
+            &plot,
             "Accuracy vs free-phase step",
             "free-phase step t",
             "test accuracy",
             &series,
             Some((0.0, 1.0)),
         )?;
-        println!("plot: {}", a.plot.display());
+        println!("plot: {}", plot.display());
     }
     Ok(())
 }

@@ -149,8 +149,12 @@ pub struct CleanRecord {
     pub commit: String,
 }
 
-/// The commit of the working tree, or "unknown".
+/// The commit of the code: the one `epsim` was built from (with `-dirty` when the tree had
+/// uncommitted changes then), else the working tree's, else "unknown".
 pub fn git_commit() -> String {
+    if let Some(c) = option_env!("EPSIM_GIT_COMMIT") {
+        return c.to_string();
+    }
     std::process::Command::new("git")
         .args(["rev-parse", "--short=12", "HEAD"])
         .output()
