@@ -30,7 +30,7 @@ use ep::optim::Optimizer;
 
 use super::config::{LoopConfig, OptimConfig, RunConfig};
 use crate::data::{Batch, Dataset, Loader};
-use crate::files::write_atomic;
+use crate::files::{DirLock, write_atomic};
 
 /// One line of `log.jsonl`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -78,6 +78,8 @@ pub struct RunStart<C> {
     /// The checkpoint read on resume (the driver restores its model from it; [`run_epochs`] the
     /// optimizer).
     pub checkpoint: Option<TensorFile>,
+    /// The run directory's lock, held until the run ends.
+    pub lock: DirLock,
 }
 
 /// Open the run in `out`: fresh when it has no checkpoint; else, with `resume`, read the
@@ -89,6 +91,7 @@ pub fn open_run<C: RunConfig>(
     resume: bool,
     what: &str,
 ) -> Result<RunStart<C>> {
+    let lock = DirLock::acquire(out, &format!("{what} run"))?;
     let ckpt = out.join("checkpoint.safetensors");
     let log = out.join("log.jsonl");
     if !ckpt.exists() {
@@ -103,6 +106,7 @@ pub fn open_run<C: RunConfig>(
             log,
             state,
             checkpoint: None,
+            lock,
         });
     }
     if !resume {
@@ -124,9 +128,12 @@ pub fn open_run<C: RunConfig>(
     let mut same = state.config.clone();
     same.train_loop_mut().epochs = cfg.train_loop().epochs;
     if &same != cfg {
+        let (was, now) = (serde_json::to_value(&same)?, serde_json::to_value(cfg)?);
         bail!(
-            "{}: the checkpoint was made with a different config (only [train] epochs may change on resume)",
-            ckpt.display()
+            "{}: the checkpoint was made with a different config: {} (only [train] epochs may \
+             change on resume)",
+            ckpt.display(),
+            first_difference(&was, &now, "")
         );
     }
     Ok(RunStart {
@@ -134,7 +141,59 @@ pub fn open_run<C: RunConfig>(
         log,
         state,
         checkpoint: Some(f),
+        lock,
     })
+}
+
+/// The first key path where two JSON values differ, with both values: `optim.lrs[0]: 0.05 in the
+/// checkpoint, 0.07 now`.
+fn first_difference(was: &serde_json::Value, now: &serde_json::Value, at: &str) -> String {
+    use serde_json::Value;
+    // Config numbers are mostly f32: print them as written (0.1, not 0.10000000149011612).
+    let show = |v: &Value| match v.as_f64() {
+        Some(x) if v.is_f64() && (x as f32) as f64 == x => format!("{}", x as f32),
+        _ => v.to_string(),
+    };
+    match (was, now) {
+        (Value::Object(a), Value::Object(b)) => {
+            for k in a.keys().chain(b.keys().filter(|k| !a.contains_key(*k))) {
+                let path = if at.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{at}.{k}")
+                };
+                match (a.get(k), b.get(k)) {
+                    (Some(x), Some(y)) if x == y => {}
+                    (Some(x), Some(y)) => return first_difference(x, y, &path),
+                    (x, y) => {
+                        let opt = |v: Option<&Value>| v.map_or("absent".into(), show);
+                        return format!("{path}: {} in the checkpoint, {} now", opt(x), opt(y));
+                    }
+                }
+            }
+            format!("{at}: differs")
+        }
+        (Value::Array(a), Value::Array(b)) if a.len() == b.len() => {
+            for (i, (x, y)) in a.iter().zip(b).enumerate() {
+                if x != y {
+                    return first_difference(x, y, &format!("{at}[{i}]"));
+                }
+            }
+            format!("{at}: differs")
+        }
+        _ => format!("{at}: {} in the checkpoint, {} now", show(was), show(now)),
+    }
+}
+
+thread_local! {
+    static FAULT_AFTER_LOG: std::cell::Cell<Option<usize>> = const { std::cell::Cell::new(None) };
+}
+
+/// Fault injection for tests: make [`run_epochs`] on this thread fail right after writing the log
+/// of epoch `epoch` (1-based) and before its checkpoint, as a kill there would; `None` to clear.
+#[doc(hidden)]
+pub fn inject_fault_after_log(epoch: Option<usize>) {
+    FAULT_AFTER_LOG.with(|f| f.set(epoch));
 }
 
 /// What one training batch gave.
@@ -301,6 +360,7 @@ pub fn run_epochs<T: Trainer, C: RunConfig>(
         log: log_path,
         mut state,
         checkpoint,
+        lock: _lock,
     } = start;
     if let Some(f) = &checkpoint {
         restore_optimizer(f, trainer.optimizer_mut(), state.optimizer_steps);
@@ -358,9 +418,18 @@ pub fn run_epochs<T: Trainer, C: RunConfig>(
         let mut f = trainer.model_file()?;
         add_training_state(&mut f, trainer.optimizer(), &state)?;
         trainer.extend_checkpoint(&mut f)?;
-        write_atomic(&ckpt, &f.to_bytes()?)?;
+        // The log first, then the checkpoint: a kill between the two leaves a log line of an epoch
+        // after the checkpoint, which resuming drops and redoes (never a checkpoint without its
+        // log line).
         log_lines.push(serde_json::to_string(&log)?);
         write_atomic(&log_path, (log_lines.join("\n") + "\n").as_bytes())?;
+        if FAULT_AFTER_LOG.with(|f| f.get()) == Some(state.epochs_done) {
+            bail!(
+                "injected fault after the log of epoch {}",
+                state.epochs_done
+            );
+        }
+        write_atomic(&ckpt, &f.to_bytes()?)?;
         logs.push(log.into());
         run_here += 1;
     }
@@ -596,6 +665,9 @@ batch_size = 4
             e.contains("checkpoint.safetensors") && e.contains("different config"),
             "{e}"
         );
+        // The message names the field that changed, with both values.
+        assert!(e.contains("optim.lrs[0]: 0.1"), "{e}");
+        assert!(e.contains("0.2 now"), "{e}");
         let p = out.join("checkpoint.safetensors");
         let f = TensorFile {
             tensors: vec![("w".into(), sim::tensor(&[1], vec![0.0]).unwrap())],
@@ -641,5 +713,57 @@ batch_size = 4
             (o.train.epochs, o.train.max_batches, o.seed),
             (7, Some(1), 9)
         );
+    }
+
+    #[test]
+    fn a_run_directory_belongs_to_one_process_and_a_stale_lock_is_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("l");
+        let held = open_run(&cfg(1), &out, false, "mock").unwrap();
+        let lock = out.join(".epsim.lock");
+        assert!(lock.is_file());
+        // A second run into the same directory, while the first holds it, is refused at once.
+        let e = format!(
+            "{:#}",
+            open_run(&cfg(1), &out, false, "mock").err().unwrap()
+        );
+        assert!(
+            e.contains("in use") && e.contains(&std::process::id().to_string()),
+            "{e}"
+        );
+        drop(held);
+        assert!(!lock.exists(), "the lock goes with the run");
+        // A lock left by a process of this host that no longer exists (pids stop at 2^22).
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+        std::fs::write(&lock, format!("4194305 {}", host.trim())).unwrap();
+        let (logs, _) = go(&cfg(1), &out, false, None);
+        assert_eq!(logs.len(), 1);
+        // A lock of another host is never taken over.
+        std::fs::write(&lock, "1 some-other-host").unwrap();
+        let e = format!("{:#}", open_run(&cfg(1), &out, true, "mock").err().unwrap());
+        assert!(e.contains("some-other-host"), "{e}");
+    }
+
+    #[test]
+    fn a_kill_between_the_log_and_the_checkpoint_resumes_to_the_straight_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = cfg(3);
+        go(&c, &dir.path().join("a"), false, None);
+        let b = dir.path().join("b");
+        let d = data();
+        let loader = Loader::new(&d, c.train.batch_size, Stream::new(c.seed, "data")).shuffle(true);
+        let start = open_run(&c, &b, false, "mock").unwrap();
+        let mut m = Mock::new(&c, &start);
+        inject_fault_after_log(Some(2));
+        let e = run_epochs(&mut m, &c, &loader, start, None).unwrap_err();
+        inject_fault_after_log(None);
+        assert!(format!("{e}").contains("injected fault"), "{e}");
+        // The log is one epoch ahead of the checkpoint, and the lock was released.
+        assert_eq!(log_lines(&b).len(), 2);
+        assert_eq!(ckpt(&b).1.epochs_done, 1);
+        assert!(!b.join(".epsim.lock").exists());
+        go(&c, &b, true, None);
+        assert_eq!(log_lines(&b), log_lines(&dir.path().join("a")));
+        assert_eq!(ckpt(&b), ckpt(&dir.path().join("a")));
     }
 }
