@@ -1,6 +1,7 @@
 //! Bad input caught before any work: counts of 0, a plot option without the plot, a plot format
 //! that cannot be written, unknown keys in a model spec; and what a results record carries: the
-//! commit of the code, a results file in a folder that does not exist yet.
+//! commit of the code, a results file in a folder that does not exist yet; suites with an unknown
+//! attack or corruptions on grayscale images fail before any attack runs.
 
 use std::process::ExitCode;
 
@@ -126,4 +127,34 @@ fn records_carry_the_commit_and_results_go_into_new_folders() {
         ),
         None => assert_eq!(commit, "unknown"),
     }
+}
+
+#[test]
+fn suites_fail_before_any_attack_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ckpt, data) = tiny_model_and_data(dir.path(), true, 20);
+    let suite = dir.path().join("s.toml");
+    let out = dir.path().join("rob");
+    let run = |text: &str| {
+        std::fs::write(&suite, text).unwrap();
+        epsim(&[
+            "robustness",
+            "--model",
+            s(&ckpt),
+            "--data",
+            &data,
+            "--suite",
+            s(&suite),
+            "--out-dir",
+            s(&out),
+        ])
+    };
+    let good = "[[attack]]\nname = \"pgd-linf\"\neps = [\"0.05\"]\nsteps = 1\n";
+    assert_eq!(run(&good.replace("pgd-linf", "pgd-lnf")), ExitCode::FAILURE);
+    assert_eq!(
+        run(&good.replace("pgd-linf", "autoattack-fast-linf")),
+        ExitCode::FAILURE
+    );
+    assert!(!out.exists(), "nothing ran");
+    assert_eq!(run(good), ExitCode::SUCCESS);
 }

@@ -13,6 +13,20 @@ use crate::classifier::Classifier;
 use crate::files::JsonlAppender;
 use crate::results::{AttackRecord, RecordContext, git_commit};
 
+/// Check an attack's command-line name under `protocol` without running it (so a suite with a typo
+/// fails before any work).
+pub fn check_attack_name(name: &str, protocol: &str) -> Result<()> {
+    if name.starts_with("autoattack") && protocol != "advep" {
+        return match name {
+            "autoattack-linf" | "autoattack-l2" | "autoattack-rand-linf" | "autoattack-rand-l2" => {
+                Ok(())
+            }
+            _ => bail!("unknown attack {name:?} (see epsim attack --help)"),
+        };
+    }
+    build_attack(name, 0.1, None, 1, 1, protocol).map(|_| ())
+}
+
 /// The norm part of an attack's command-line name (`pgd-linf` → `linf`).
 pub fn attack_norm(attack: &str) -> String {
     attack
@@ -295,6 +309,7 @@ pub struct AttackRun {
 impl AttackRun {
     /// Run every strength, printing a line and appending a record for each.
     pub fn run(&self, seed: u64) -> Result<()> {
+        check_attack_name(&self.attack, &self.protocol)?;
         let t = &self.target;
         let l = t.load(seed)?;
         let (d, clf) = (&l.data, l.clf.as_ref());

@@ -51,6 +51,13 @@ impl RobustnessRun {
         let t = &self.target;
         let l = t.load(seed)?;
         let (d, clf) = (&l.data, l.clf.as_ref());
+        // Checked before any attack runs.
+        ensure!(
+            suite.corruptions.is_none() || d.shape[1] == 3,
+            "corruptions need RGB images; {} has {} channel(s)",
+            t.data,
+            d.shape[1]
+        );
         // The standard protocol takes gradients through the dynamics that is evaluated: with
         // --t-attack ≠ T_predict (the paper's truncation, for advep) its runs use T_predict.
         let honest = if l.t_attack != l.t_predict && suite.protocols.iter().any(|p| p == "standard")

@@ -176,6 +176,10 @@ impl Suite {
         );
         for (i, p) in self.protocols.iter().enumerate() {
             check_protocol(p).with_context(|| format!("{}", path.display()))?;
+            for at in &self.attack {
+                super::attack::check_attack_name(&at.name, p)
+                    .with_context(|| format!("{}: [[attack]] {}", path.display(), at.name))?;
+            }
             ensure!(
                 !self.protocols[..i].contains(p),
                 "{}: protocol {p:?} listed twice",
