@@ -58,7 +58,9 @@ impl TensorFile {
         } else {
             Some(self.metadata.clone())
         };
-        safetensors::serialize(views, meta).map_err(|e| Error::Other(format!("safetensors: {e}")))
+        let bytes = safetensors::serialize(views, meta)
+            .map_err(|e| Error::Other(format!("safetensors: {e}")))?;
+        canonical_header(bytes)
     }
 
     /// Parse safetensors bytes. Only f32 tensors are accepted (f64/f16/bf16 are converted to f32).
@@ -178,6 +180,29 @@ pub fn model_to_file(
     Ok(f)
 }
 
+/// Safetensors bytes with the header's JSON keys sorted (the crate writes the metadata map in hash
+/// order, so the same model gave different bytes run to run); tensor data and offsets unchanged,
+/// the header padded with spaces to keep the data 8-byte aligned, as the format allows.
+fn canonical_header(bytes: Vec<u8>) -> Result<Vec<u8>> {
+    let bad = |m: &str| Error::Other(format!("safetensors: {m}"));
+    let n = bytes
+        .get(..8)
+        .map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")) as usize)
+        .ok_or_else(|| bad("short file"))?;
+    let head = bytes.get(8..8 + n).ok_or_else(|| bad("short header"))?;
+    let v: serde_json::Value =
+        serde_json::from_slice(head).map_err(|e| bad(&format!("header: {e}")))?;
+    let mut h = serde_json::to_vec(&v).map_err(|e| bad(&format!("header: {e}")))?;
+    while (8 + h.len()) % 8 != 0 {
+        h.push(b' ');
+    }
+    let mut out = Vec::with_capacity(8 + h.len() + bytes.len() - 8 - n);
+    out.extend_from_slice(&(h.len() as u64).to_le_bytes());
+    out.extend_from_slice(&h);
+    out.extend_from_slice(&bytes[8 + n..]);
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -224,5 +249,29 @@ mod tests {
         assert_eq!(f16_to_f32(0xc000), -2.0);
         assert_eq!(f16_to_f32(0x3555), 0.333_251_95);
         assert_eq!(f16_to_f32(0x0001), 5.960_464_5e-8);
+    }
+
+    #[test]
+    fn the_same_file_gives_the_same_bytes_whatever_the_metadata_map_order() {
+        let t = sim::tensor(&[2, 3], vec![1.0, -2.0, 3.5, 0.0, 5.0, 6.0]).unwrap();
+        let make = || TensorFile {
+            tensors: vec![("b".into(), t.clone()), ("a".into(), t.clone())],
+            // A fresh map (fresh hash seed) each time.
+            metadata: (0..12)
+                .map(|i| (format!("key{i}"), format!("v{i}")))
+                .collect(),
+        };
+        let first = make().to_bytes().unwrap();
+        for _ in 0..20 {
+            assert_eq!(make().to_bytes().unwrap(), first);
+        }
+        assert_eq!(
+            (8 + u64::from_le_bytes(first[..8].try_into().unwrap())) % 8,
+            0
+        );
+        let back = TensorFile::from_bytes(&first).unwrap();
+        assert_eq!(back.metadata, make().metadata);
+        let a = back.tensors.iter().find(|(n, _)| n == "a").unwrap();
+        assert_eq!(a.1, t);
     }
 }
