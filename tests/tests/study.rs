@@ -197,6 +197,50 @@ fn a_tiny_study_runs_reports_and_resumes() {
         assert_eq!(twin["attack"], rr["attack"]);
     }
 
+    // The same study reading its corruption from released files (made by `epsim corrupt --format
+    // npy` from the whole test file; contrast draws nothing at random) gives the same records.
+    let cc = d.join("cc");
+    let code = epsim(&[
+        "corrupt",
+        "--data",
+        &data,
+        "--corruption",
+        "contrast",
+        "--format",
+        "npy",
+        "--out",
+        s(&cc),
+    ]);
+    assert_eq!(code, ExitCode::SUCCESS);
+    let out2 = d.join("out2");
+    let released = study_text(d, &out2, "\"0.02\", \"0.1\"").replace(
+        "severities = [4]",
+        &format!("severities = [4]\nreleased = \"cifar10c:{}\"", cc.display()),
+    );
+    let study2 = d.join("study2.toml");
+    std::fs::write(&study2, released).unwrap();
+    run_study(
+        &StudySpec::read(&study2).unwrap(),
+        &study2,
+        &StudyOptions::default(),
+    )
+    .unwrap();
+    let corr = |v: &[Value]| -> Vec<(String, Value)> {
+        v.iter()
+            .filter(|r| r["kind"] == "corruption")
+            .map(|r| (label(r), r["accuracy"].clone()))
+            .collect()
+    };
+    let recs2 = records(&out2.join("results.jsonl"));
+    assert_eq!(corr(&recs2).len(), 4);
+    assert_eq!(corr(&recs2), corr(&recs));
+    assert!(
+        recs2
+            .iter()
+            .filter(|r| r["kind"] == "corruption")
+            .all(|r| r["note"].as_str().unwrap().contains("released files"))
+    );
+
     // A kill loses at most the cells not written yet: resuming redoes only those, same records.
     for i in [3, 10] {
         std::fs::remove_file(out.join("cells").join(format!("{i:06}.json"))).unwrap();

@@ -12,21 +12,18 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::time::Instant;
 
 use anyhow::{Context, Result, bail, ensure};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use super::attack::attack_strength;
+use super::item::ItemRun;
 use super::spec::{ModelEntry, StudySpec};
 use super::suite::SuiteItem;
 use super::target::Target;
-use crate::classifier::Classifier;
-use crate::data::{Dataset, Loader, check_input_shape, load_eval_set};
-use crate::eval::correct;
+use crate::data::{check_input_shape, load_eval_set};
 use crate::files::write_atomic;
-use crate::results::{CorruptionRecord, RecordContext, git_commit};
+use crate::results::{RecordContext, git_commit};
 
 /// One cell of a study: one suite item (an attack at one strength under one protocol, or a
 /// corruption at one severity) on one model, substrate and seed.
@@ -268,7 +265,18 @@ pub fn run_study(spec: &StudySpec, origin: &Path, opts: &StudyOptions) -> Result
             n: d.len(),
             commit: commit.clone(),
         };
-        let mut rec = run_cell(c, &items[&c.item], clf.as_ref(), d, &cx, spec, (tp, ta))?;
+        let run = ItemRun {
+            clf: clf.as_ref(),
+            data: d,
+            subset: spec.subset,
+            batch_size: spec.batch_size,
+            eot: spec.eot,
+            corruptions: spec.suite.corruptions.as_ref(),
+            cx: &cx,
+            t_predict: tp,
+            t_attack: ta,
+        };
+        let (_, mut rec) = run.run(&items[&c.item], &c.protocol)?;
         rec["cell"] = json!(c.index);
         rec["study"] = json!(spec.name);
         let line = serde_json::to_string(&rec)? + "\n";
@@ -297,72 +305,6 @@ pub fn run_study(spec: &StudySpec, origin: &Path, opts: &StudyOptions) -> Result
         cells: cells.len(),
         ran: todo.len(),
         report,
-    })
-}
-
-/// Run one cell on its classifier: its record as JSON.
-fn run_cell(
-    c: &Cell,
-    item: &SuiteItem,
-    clf: &dyn Classifier,
-    d: &Dataset,
-    cx: &RecordContext,
-    spec: &StudySpec,
-    (t_predict, t_attack): (usize, usize),
-) -> Result<Value> {
-    let t0 = Instant::now();
-    Ok(match item {
-        SuiteItem::Attack {
-            name,
-            eps_text,
-            eps,
-            steps,
-            restarts,
-        } => {
-            let loader = Loader::new(d, spec.batch_size, sim::Stream::new(c.seed, "attack.data"));
-            let o = attack_strength(
-                clf,
-                &loader,
-                name,
-                *eps as f32,
-                eps_text,
-                *steps,
-                *restarts,
-                spec.eot,
-                c.seed,
-                &c.protocol,
-            )?;
-            let rec = o.record(
-                cx,
-                name,
-                &c.protocol,
-                *eps,
-                eps_text,
-                *steps,
-                t_predict,
-                t_attack,
-            );
-            serde_json::to_value(rec)?
-        }
-        SuiteItem::Corruption(k, sev) => {
-            ensure!(
-                d.shape[1] == 3,
-                "corruptions need RGB images; {} has {} channel(s)",
-                spec.data,
-                d.shape[1]
-            );
-            let imgs = crate::corrupt::corrupt_batch_nchw(
-                &d.images, d.shape[2], d.shape[3], *k, *sev, c.seed, 0,
-            )
-            .map_err(|e| anyhow::anyhow!("{} severity {sev}: {e}", k.name()))?;
-            let cd = Dataset {
-                images: imgs,
-                ..d.clone()
-            };
-            let acc = correct(clf, &cd, spec.batch_size)? as f64 / d.len().max(1) as f64;
-            serde_json::to_value(CorruptionRecord::new(cx, *k, *sev, acc, t0))?
-        }
-        SuiteItem::Clean => bail!("cell {}: clean cells are not planned", c.index),
     })
 }
 

@@ -6,6 +6,7 @@
 
 pub mod attack;
 pub mod cells;
+pub mod item;
 pub mod protocol;
 pub mod robustness;
 pub mod spec;

@@ -15,13 +15,12 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::time::Instant;
 
 use anyhow::{Context, Result, ensure};
 use serde_json::{Value, json};
 use sim::netlist::TileSize;
 
-use super::attack::attack_strength;
+use super::item::ItemRun;
 use super::suite::{SuiteCorruptions, SuiteItem, read_suite};
 use crate::classifier::Classifier;
 use crate::classifier::load::load_model;
@@ -29,10 +28,9 @@ use crate::classifier::substrate::{
     NetlistClassifier, SubstrateSpec, classifier, compile_model, load_preset,
 };
 use crate::data::{Dataset, check_input_shape, load_eval_set};
-use crate::eval::correct;
 use crate::files::JsonlAppender;
 use crate::report::plot;
-use crate::results::{CleanRecord, CorruptionRecord, RecordContext, git_commit};
+use crate::results::{RecordContext, git_commit};
 
 /// `epsim sweep`: the sweep's settings (see the module doc).
 #[derive(Debug, Clone)]
@@ -149,90 +147,31 @@ impl Ctx<'_> {
     }
 }
 
-fn accuracy(clf: &dyn Classifier, d: &Dataset, batch: usize) -> Result<f64> {
-    Ok(correct(clf, d, batch)? as f64 / d.len().max(1) as f64)
-}
-
 /// Run the whole suite on one classifier: one (item id, accuracy, record) per item, in order.
 fn run_suite(
     c: &Ctx<'_>,
     clf: &dyn Classifier,
     substrate: &str,
 ) -> Result<Vec<(String, f64, Value)>> {
-    let (a, d, seed) = (c.a, c.d, c.seed);
-    let n = d.len();
-    let model = a.model.display().to_string();
-    let loader = crate::data::Loader::new(d, a.batch_size, sim::Stream::new(seed, "attack.data"));
-    let mut out = Vec::with_capacity(c.items.len());
-    for item in c.items {
-        let t0 = Instant::now();
-        let (acc, v) = match item {
-            SuiteItem::Clean => {
-                let acc = accuracy(clf, d, a.batch_size)?;
-                let mut v = serde_json::to_value(CleanRecord {
-                    model: model.clone(),
-                    substrate: substrate.to_string(),
-                    seed,
-                    data: a.data.clone(),
-                    n,
-                    accuracy: acc,
-                    t_predict: c.t_predict,
-                    wall_s: t0.elapsed().as_secs_f64(),
-                    commit: c.commit.clone(),
-                })?;
-                v["kind"] = json!("clean");
-                (acc, v)
-            }
-            SuiteItem::Attack {
-                name,
-                eps_text,
-                eps,
-                steps,
-                restarts,
-            } => {
-                let o = attack_strength(
-                    clf,
-                    &loader,
-                    name,
-                    *eps as f32,
-                    eps_text,
-                    *steps,
-                    *restarts,
-                    a.eot,
-                    seed,
-                    "standard",
-                )?;
-                let rec = o.record(
-                    &c.record_context(substrate),
-                    name,
-                    "standard",
-                    *eps,
-                    eps_text,
-                    *steps,
-                    c.t_predict,
-                    c.t_predict,
-                );
-                let mut v = serde_json::to_value(&rec)?;
-                v["kind"] = json!("attack");
-                v["accuracy"] = json!(rec.robust_accuracy);
-                (rec.robust_accuracy, v)
-            }
-            SuiteItem::Corruption(k, sev) => {
-                let corruptions = c
-                    .corruptions
-                    .context("a corruption item without [corruptions]")?;
-                let (cd, source) = corruptions.images(*k, *sev, d, a.subset, seed)?;
-                let acc = accuracy(clf, &cd, a.batch_size)?;
-                let mut rec =
-                    CorruptionRecord::new(&c.record_context(substrate), *k, *sev, acc, t0);
-                rec.note = source.map(|s| format!("released files {s}"));
-                let v = serde_json::to_value(rec)?;
-                (acc, v)
-            }
-        };
-        out.push((item.id(), acc, v));
-    }
-    Ok(out)
+    let cx = c.record_context(substrate);
+    let run = ItemRun {
+        clf,
+        data: c.d,
+        subset: c.a.subset,
+        batch_size: c.a.batch_size,
+        eot: c.a.eot,
+        corruptions: c.corruptions,
+        cx: &cx,
+        t_predict: c.t_predict,
+        t_attack: c.t_predict,
+    };
+    c.items
+        .iter()
+        .map(|item| {
+            let (acc, v) = run.run(item, "standard")?;
+            Ok((item.id(), acc, v))
+        })
+        .collect()
 }
 
 /// A run of the sweep: `None` for the digital reference, else (level as given, substrate seed).

@@ -1,0 +1,111 @@
+//! One suite item on one classifier — the clean accuracy, an attack at one strength under one
+//! protocol, or a corruption at one severity (generated, or read from released files) — as the
+//! accuracy it gives and its results record. Sweeps and study cells run their items through this
+//! one function (`epsim robustness` assembles its report from the same pieces).
+
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use serde_json::{Value, json};
+
+use super::attack::attack_strength;
+use super::suite::{SuiteCorruptions, SuiteItem};
+use crate::classifier::Classifier;
+use crate::data::{Dataset, Loader};
+use crate::eval::correct;
+use crate::results::{CleanRecord, CorruptionRecord, RecordContext};
+
+/// What an item runs on besides the item itself.
+pub struct ItemRun<'a> {
+    /// The model on its substrate.
+    pub clf: &'a dyn Classifier,
+    /// The evaluation images (pixels in [0, 1]).
+    pub data: &'a Dataset,
+    /// The `--subset` the images were taken with (released corruption files are subset alike).
+    pub subset: Option<usize>,
+    /// Batch size.
+    pub batch_size: usize,
+    /// Gradients per attack step on stochastic substrates (default 10 there, 1 else).
+    pub eot: Option<usize>,
+    /// The suite's corruptions (for corruption items).
+    pub corruptions: Option<&'a SuiteCorruptions>,
+    /// What every record carries (model, substrate, seed, data, images, commit).
+    pub cx: &'a RecordContext,
+    /// Free-phase steps of predictions and of gradients.
+    pub t_predict: usize,
+    /// Free-phase steps of gradients.
+    pub t_attack: usize,
+}
+
+impl ItemRun<'_> {
+    /// Run `item` (attacks under `protocol`): its accuracy (robust accuracy for an attack) and its
+    /// record, with `kind` and `accuracy` set whatever the item.
+    pub fn run(&self, item: &SuiteItem, protocol: &str) -> Result<(f64, Value)> {
+        let (cx, d, seed) = (self.cx, self.data, self.cx.seed);
+        let t0 = Instant::now();
+        let fraction = |c: usize| c as f64 / d.len().max(1) as f64;
+        let (acc, mut v, kind) = match item {
+            SuiteItem::Clean => {
+                let acc = fraction(correct(self.clf, d, self.batch_size)?);
+                let rec = CleanRecord {
+                    model: cx.model.clone(),
+                    substrate: cx.substrate.clone(),
+                    seed,
+                    data: cx.data.clone(),
+                    n: cx.n,
+                    accuracy: acc,
+                    t_predict: self.t_predict,
+                    wall_s: t0.elapsed().as_secs_f64(),
+                    commit: cx.commit.clone(),
+                };
+                (acc, serde_json::to_value(rec)?, "clean")
+            }
+            SuiteItem::Attack {
+                name,
+                eps_text,
+                eps,
+                steps,
+                restarts,
+            } => {
+                // Pixel-space batches in dataset order; the attack's draws from the seed.
+                let loader = Loader::new(d, self.batch_size, sim::Stream::new(seed, "attack.data"));
+                let o = attack_strength(
+                    self.clf,
+                    &loader,
+                    name,
+                    *eps as f32,
+                    eps_text,
+                    *steps,
+                    *restarts,
+                    self.eot,
+                    seed,
+                    protocol,
+                )?;
+                let rec = o.record(
+                    cx,
+                    name,
+                    protocol,
+                    *eps,
+                    eps_text,
+                    *steps,
+                    self.t_predict,
+                    self.t_attack,
+                );
+                (rec.robust_accuracy, serde_json::to_value(&rec)?, "attack")
+            }
+            SuiteItem::Corruption(k, sev) => {
+                let corruptions = self
+                    .corruptions
+                    .context("a corruption item without [corruptions]")?;
+                let (cd, source) = corruptions.images(*k, *sev, d, self.subset, seed)?;
+                let acc = fraction(correct(self.clf, &cd, self.batch_size)?);
+                let mut rec = CorruptionRecord::new(cx, *k, *sev, acc, t0);
+                rec.note = source.map(|s| format!("released files {s}"));
+                (acc, serde_json::to_value(rec)?, "corruption")
+            }
+        };
+        v["kind"] = json!(kind);
+        v["accuracy"] = json!(acc);
+        Ok((acc, v))
+    }
+}
