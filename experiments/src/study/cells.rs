@@ -237,6 +237,7 @@ pub fn run_study(spec: &StudySpec, origin: &Path, opts: &StudyOptions) -> Result
             }
         };
         let d = data.as_ref().expect("loaded when there are cells to run");
+        let substrate = m.substrate(&c.substrate)?;
         // The standard protocol takes gradients through the dynamics that is evaluated.
         let target = Target {
             model: file.clone(),
@@ -250,7 +251,7 @@ pub fn run_study(spec: &StudySpec, origin: &Path, opts: &StudyOptions) -> Result
             },
             subset: spec.subset,
             batch_size: spec.batch_size,
-            substrate: m.substrate(&c.substrate)?,
+            substrate: substrate.clone(),
             eot: spec.eot,
         };
         let (clf, tp, ta) = target
@@ -259,7 +260,7 @@ pub fn run_study(spec: &StudySpec, origin: &Path, opts: &StudyOptions) -> Result
         check_input_shape(d, clf.input_shape(), &spec.data)?;
         let cx = RecordContext {
             model: file.display().to_string(),
-            substrate: m.substrate(&c.substrate)?.label(),
+            substrate: substrate.label(),
             seed: c.seed,
             data: spec.data.clone(),
             n: d.len(),
