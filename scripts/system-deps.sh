@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Installs the Debian packages epsim's main job and tests need (idempotent; run as root).
 #   dataset-fashion-mnist : Fashion-MNIST IDX files in /usr/share/datasets/fashion-mnist
+#   mesa-vulkan-drivers, libvulkan1 : the Vulkan loader and Mesa's software Vulkan driver (lavapipe),
+#                         so the GPU backend's tests run on machines without a GPU
 set -euo pipefail
-pkgs=(dataset-fashion-mnist)
+pkgs=(dataset-fashion-mnist mesa-vulkan-drivers libvulkan1)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -1,6 +1,19 @@
 //! # host-gpu — the GPU backend
 //!
-//! Role: implements the `sim::Backend` op set with wgpu compute shaders (WGSL), plus fused kernels
-//! for the EP step; runs on any Vulkan/Metal/DX12 GPU and, for tests, on Mesa's software Vulkan.
+//! Role: implements the `sim::Backend` op set with wgpu compute shaders (WGSL, in
+//! `src/kernels/*.wgsl`); runs on any Vulkan GPU and, for tests, on Mesa's software Vulkan
+//! (lavapipe). Tensors stay on the device; only `download`/`host` and the host-scalar reductions
+//! read back.
+//!
+//! Layout: `context` (device, pipelines, buffer pool, command batching), `tensor` (device
+//! tensors), `ops/` (one file per op family, each with its `.wgsl`), `backend` (the trait impl).
 //!
 //! Dependencies: `sim` only.
+
+mod backend;
+mod context;
+mod ops;
+mod tensor;
+
+pub use backend::Gpu;
+pub use tensor::{GpuIndex, GpuTensor};

@@ -1,0 +1,488 @@
+//! The wgpu device behind the backend: adapter choice (with a clear error when there is none),
+//! compiled pipelines (cached per shader variant and entry point), a pool of storage buffers,
+//! batched command recording (one submit per many dispatches) and read-back.
+//!
+//! Every kernel follows one binding convention: `@binding(0)` is a read-only `array<u32>` of
+//! parameters (f32 values bit-cast), the operands follow at the binding numbers the caller names.
+//! Dispatches are recorded in order into one pending encoder; wgpu orders compute passes, so a
+//! buffer written by one dispatch is visible to the next. The pending work is submitted every
+//! [`MAX_PENDING`] dispatches and before any read-back.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use sim::{Error, Result};
+use wgpu::util::DeviceExt;
+
+/// Dispatches recorded before the pending encoder is submitted.
+const MAX_PENDING: usize = 256;
+/// Bytes kept in the buffer pool at most (buffers beyond it are freed when released).
+const POOL_CAP_BYTES: u64 = 4 << 30;
+/// Invocations per workgroup of the 1-D element kernels (every `.wgsl` element kernel uses it).
+pub(crate) const WG: u32 = 256;
+
+/// How a buffer is bound to a kernel.
+pub(crate) enum Bind<'a> {
+    /// Read-only storage at a binding number.
+    R(u32, &'a wgpu::Buffer),
+    /// Read-write storage at a binding number.
+    W(u32, &'a wgpu::Buffer),
+}
+
+struct Pending {
+    encoder: Option<wgpu::CommandEncoder>,
+    count: usize,
+}
+
+/// The device, its queue and the caches. Shared by every tensor of the backend.
+pub(crate) struct Ctx {
+    pub(crate) device: wgpu::Device,
+    pub(crate) queue: wgpu::Queue,
+    pub(crate) info: wgpu::AdapterInfo,
+    pub(crate) limits: wgpu::Limits,
+    modules: Mutex<HashMap<String, Arc<wgpu::ShaderModule>>>,
+    pipelines: Mutex<HashMap<String, Arc<(wgpu::ComputePipeline, wgpu::BindGroupLayout)>>>,
+    pool: Mutex<(HashMap<u64, Vec<wgpu::Buffer>>, u64)>,
+    pending: Mutex<Pending>,
+}
+
+/// A pooled storage buffer: released to the pool when the last tensor holding it drops.
+pub(crate) struct PoolBuf {
+    pub(crate) buf: Option<wgpu::Buffer>,
+    pub(crate) ctx: Arc<Ctx>,
+}
+
+impl PoolBuf {
+    pub(crate) fn buffer(&self) -> &wgpu::Buffer {
+        self.buf.as_ref().expect("buffer present until drop")
+    }
+}
+
+impl Drop for PoolBuf {
+    fn drop(&mut self) {
+        if let Some(b) = self.buf.take() {
+            self.ctx.release(b);
+        }
+    }
+}
+
+impl std::fmt::Debug for PoolBuf {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "PoolBuf({} bytes)", self.buffer().size())
+    }
+}
+
+/// Round a byte size up to the pool's size classes (multiples of 256 bytes, at least 16).
+fn size_class(bytes: u64) -> u64 {
+    bytes.max(16).div_ceil(256) * 256
+}
+
+/// The message for a machine where wgpu finds no adapter.
+fn no_adapter_message(detail: &str) -> String {
+    format!(
+        "no GPU adapter found (wgpu tried the Vulkan backend: {detail}). Install a Vulkan driver: \
+         on Debian/Ubuntu `apt-get install mesa-vulkan-drivers libvulkan1` gives Mesa's software \
+         driver (lavapipe, what the tests use; `bash scripts/system-deps.sh` installs it), and on a \
+         machine with an NVIDIA GPU the vendor driver's Vulkan ICD (e.g. `libnvidia-gl-*` with \
+         `/usr/share/vulkan/icd.d/nvidia_icd.json`). `vulkaninfo --summary` (package vulkan-tools) \
+         lists what the loader sees. Or run on the CPU with `--device cpu`."
+    )
+}
+
+impl Ctx {
+    /// Open adapter number `ordinal` (in wgpu's enumeration order, discrete GPUs first) or the
+    /// first one.
+    pub(crate) fn open(ordinal: Option<usize>) -> Result<Arc<Ctx>> {
+        if std::env::var_os("XDG_RUNTIME_DIR").is_none() {
+            // Mesa prints a warning per device otherwise; the value is not used for compute.
+            // SAFETY: set before any thread of ours reads the environment (backend creation).
+            unsafe { std::env::set_var("XDG_RUNTIME_DIR", std::env::temp_dir()) };
+        }
+        let mut desc = wgpu::InstanceDescriptor::new_without_display_handle_from_env();
+        desc.backends = wgpu::Backends::VULKAN;
+        let instance = wgpu::Instance::new(desc);
+        let mut adapters = pollster::block_on(instance.enumerate_adapters(wgpu::Backends::VULKAN));
+        if adapters.is_empty() {
+            return Err(Error::Other(no_adapter_message(
+                "the loader returned no Vulkan device",
+            )));
+        }
+        let rank = |a: &wgpu::Adapter| match a.get_info().device_type {
+            wgpu::DeviceType::DiscreteGpu => 0,
+            wgpu::DeviceType::IntegratedGpu => 1,
+            wgpu::DeviceType::VirtualGpu => 2,
+            wgpu::DeviceType::Cpu => 3,
+            wgpu::DeviceType::Other => 4,
+        };
+        adapters.sort_by_key(rank);
+        let names: Vec<String> = adapters
+            .iter()
+            .enumerate()
+            .map(|(i, a)| format!("gpu:{i} = {}", a.get_info().name))
+            .collect();
+        let i = ordinal.unwrap_or(0);
+        let Some(adapter) = adapters.into_iter().nth(i) else {
+            return Err(Error::Other(format!(
+                "--device gpu:{i}: no such adapter (found {})",
+                names.join(", ")
+            )));
+        };
+        let info = adapter.get_info();
+        let limits = adapter.limits();
+        let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
+            label: Some("epsim"),
+            required_features: wgpu::Features::empty(),
+            required_limits: limits.clone(),
+            experimental_features: wgpu::ExperimentalFeatures::disabled(),
+            memory_hints: wgpu::MemoryHints::Performance,
+            trace: wgpu::Trace::Off,
+        }))
+        .map_err(|e| Error::Other(format!("GPU {}: could not open the device: {e}", info.name)))?;
+        Ok(Arc::new(Ctx {
+            device,
+            queue,
+            info,
+            limits,
+            modules: Mutex::new(HashMap::new()),
+            pipelines: Mutex::new(HashMap::new()),
+            pool: Mutex::new((HashMap::new(), 0)),
+            pending: Mutex::new(Pending {
+                encoder: None,
+                count: 0,
+            }),
+        }))
+    }
+
+    /// A storage buffer of at least `bytes` bytes from the pool (contents undefined).
+    pub(crate) fn alloc(self: &Arc<Self>, bytes: u64) -> Result<PoolBuf> {
+        let size = size_class(bytes);
+        if size > self.limits.max_storage_buffer_binding_size
+            || size > self.limits.max_buffer_size
+        {
+            return Err(Error::Other(format!(
+                "GPU {}: a tensor of {bytes} bytes exceeds the device's largest storage binding ({} bytes); use a smaller batch",
+                self.info.name,
+                self.limits.max_storage_buffer_binding_size.min(self.limits.max_buffer_size)
+            )));
+        }
+        let reused = {
+            let mut pool = self.pool.lock().expect("pool lock");
+            let b = pool.0.get_mut(&size).and_then(|v| v.pop());
+            if b.is_some() {
+                pool.1 -= size;
+            }
+            b
+        };
+        let buf = reused.unwrap_or_else(|| {
+            self.device.create_buffer(&wgpu::BufferDescriptor {
+                label: None,
+                size,
+                usage: wgpu::BufferUsages::STORAGE
+                    | wgpu::BufferUsages::COPY_SRC
+                    | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            })
+        });
+        Ok(PoolBuf {
+            buf: Some(buf),
+            ctx: self.clone(),
+        })
+    }
+
+    /// A storage buffer holding `data` (a fresh buffer: never one still used by pending work).
+    pub(crate) fn alloc_init(self: &Arc<Self>, data: &[u8]) -> Result<PoolBuf> {
+        let size = size_class(data.len() as u64);
+        if size > self.limits.max_storage_buffer_binding_size {
+            return Err(Error::Other(format!(
+                "GPU {}: a tensor of {} bytes exceeds the device's largest storage binding ({} bytes); use a smaller batch",
+                self.info.name,
+                data.len(),
+                self.limits.max_storage_buffer_binding_size
+            )));
+        }
+        let mut padded = Vec::with_capacity(size as usize);
+        padded.extend_from_slice(data);
+        padded.resize(size as usize, 0);
+        let buf = self
+            .device
+            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: None,
+                contents: &padded,
+                usage: wgpu::BufferUsages::STORAGE
+                    | wgpu::BufferUsages::COPY_SRC
+                    | wgpu::BufferUsages::COPY_DST,
+            });
+        Ok(PoolBuf {
+            buf: Some(buf),
+            ctx: self.clone(),
+        })
+    }
+
+    fn release(&self, buf: wgpu::Buffer) {
+        let size = buf.size();
+        let mut pool = self.pool.lock().expect("pool lock");
+        if pool.1 + size <= POOL_CAP_BYTES {
+            pool.1 += size;
+            pool.0.entry(size).or_default().push(buf);
+        }
+    }
+
+    /// The compiled pipeline for `entry` of the shader `name` (source built by `source` on first
+    /// use), with the layout of `binds` (params at 0, then the given bindings).
+    fn pipeline(
+        &self,
+        name: &str,
+        source: &dyn Fn() -> String,
+        entry: &str,
+        binds: &[Bind<'_>],
+    ) -> Result<Arc<(wgpu::ComputePipeline, wgpu::BindGroupLayout)>> {
+        let mut sig = format!("{name}::{entry}:");
+        for b in binds {
+            match b {
+                Bind::R(i, _) => sig.push_str(&format!("r{i}")),
+                Bind::W(i, _) => sig.push_str(&format!("w{i}")),
+            }
+        }
+        if let Some(p) = self.pipelines.lock().expect("pipeline lock").get(&sig) {
+            return Ok(p.clone());
+        }
+        let module = {
+            let mut m = self.modules.lock().expect("module lock");
+            if let Some(m) = m.get(name) {
+                m.clone()
+            } else {
+                let src = source();
+                let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
+                let module = self
+                    .device
+                    .create_shader_module(wgpu::ShaderModuleDescriptor {
+                        label: Some(name),
+                        source: wgpu::ShaderSource::Wgsl(src.into()),
+                    });
+                if let Some(e) = pollster::block_on(scope.pop()) {
+                    return Err(Error::Other(format!("GPU shader {name}: {e}")));
+                }
+                let module = Arc::new(module);
+                m.insert(name.to_string(), module.clone());
+                module
+            }
+        };
+        let storage = |ro: bool| wgpu::BindingType::Buffer {
+            ty: wgpu::BufferBindingType::Storage { read_only: ro },
+            has_dynamic_offset: false,
+            min_binding_size: None,
+        };
+        let mut entries = vec![wgpu::BindGroupLayoutEntry {
+            binding: 0,
+            visibility: wgpu::ShaderStages::COMPUTE,
+            ty: storage(true),
+            count: None,
+        }];
+        for b in binds {
+            let (i, ro) = match b {
+                Bind::R(i, _) => (*i, true),
+                Bind::W(i, _) => (*i, false),
+            };
+            entries.push(wgpu::BindGroupLayoutEntry {
+                binding: i,
+                visibility: wgpu::ShaderStages::COMPUTE,
+                ty: storage(ro),
+                count: None,
+            });
+        }
+        let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let bgl = self
+            .device
+            .create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+                label: None,
+                entries: &entries,
+            });
+        let layout = self
+            .device
+            .create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+                label: None,
+                bind_group_layouts: &[Some(&bgl)],
+                immediate_size: 0,
+            });
+        let pipeline = self
+            .device
+            .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                label: Some(entry),
+                layout: Some(&layout),
+                module: &module,
+                entry_point: Some(entry),
+                compilation_options: Default::default(),
+                cache: None,
+            });
+        if let Some(e) = pollster::block_on(scope.pop()) {
+            return Err(Error::Other(format!("GPU pipeline {name}::{entry}: {e}")));
+        }
+        let p = Arc::new((pipeline, bgl));
+        self.pipelines
+            .lock()
+            .expect("pipeline lock")
+            .insert(sig, p.clone());
+        Ok(p)
+    }
+
+    /// Record one dispatch of `entry` in shader `name` with parameter words `params`, the
+    /// bindings `binds` and `groups` workgroups.
+    pub(crate) fn dispatch(
+        &self,
+        name: &str,
+        source: &dyn Fn() -> String,
+        entry: &str,
+        params: &[u32],
+        binds: &[Bind<'_>],
+        groups: [u32; 3],
+    ) -> Result<()> {
+        if groups.contains(&0) {
+            return Ok(());
+        }
+        let max = self.limits.max_compute_workgroups_per_dimension;
+        if groups.iter().any(|&g| g > max) {
+            return Err(Error::Other(format!(
+                "GPU {name}::{entry}: grid {groups:?} exceeds the device's {max} workgroups per dimension"
+            )));
+        }
+        let p = self.pipeline(name, source, entry, binds)?;
+        let mut words = params.to_vec();
+        if words.is_empty() {
+            words.push(0);
+        }
+        let pbuf = self
+            .device
+            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: None,
+                contents: bytemuck::cast_slice(&words),
+                usage: wgpu::BufferUsages::STORAGE,
+            });
+        let mut entries = vec![wgpu::BindGroupEntry {
+            binding: 0,
+            resource: pbuf.as_entire_binding(),
+        }];
+        for b in binds {
+            let (i, buf) = match b {
+                Bind::R(i, b) | Bind::W(i, b) => (*i, *b),
+            };
+            entries.push(wgpu::BindGroupEntry {
+                binding: i,
+                resource: buf.as_entire_binding(),
+            });
+        }
+        let bg = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: None,
+            layout: &p.1,
+            entries: &entries,
+        });
+        let mut pending = self.pending.lock().expect("pending lock");
+        let enc = pending.encoder.get_or_insert_with(|| {
+            self.device
+                .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None })
+        });
+        {
+            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: None,
+                timestamp_writes: None,
+            });
+            pass.set_pipeline(&p.0);
+            pass.set_bind_group(0, &bg, &[]);
+            pass.dispatch_workgroups(groups[0], groups[1], groups[2]);
+        }
+        pending.count += 1;
+        if pending.count >= MAX_PENDING {
+            let enc = pending.encoder.take().expect("encoder present");
+            pending.count = 0;
+            drop(pending);
+            self.queue.submit([enc.finish()]);
+        }
+        Ok(())
+    }
+
+    /// Record a buffer-to-buffer copy in the pending encoder.
+    pub(crate) fn copy(
+        &self,
+        src: &wgpu::Buffer,
+        src_off: u64,
+        dst: &wgpu::Buffer,
+        dst_off: u64,
+        bytes: u64,
+    ) {
+        if bytes == 0 {
+            return;
+        }
+        let mut pending = self.pending.lock().expect("pending lock");
+        let enc = pending.encoder.get_or_insert_with(|| {
+            self.device
+                .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None })
+        });
+        enc.copy_buffer_to_buffer(src, src_off, dst, dst_off, bytes);
+        pending.count += 1;
+    }
+
+    /// Submit the recorded work.
+    pub(crate) fn flush(&self) {
+        let enc = {
+            let mut pending = self.pending.lock().expect("pending lock");
+            pending.count = 0;
+            pending.encoder.take()
+        };
+        if let Some(enc) = enc {
+            self.queue.submit([enc.finish()]);
+        }
+    }
+
+    /// Wait for all submitted work.
+    pub(crate) fn sync(&self) -> Result<()> {
+        self.flush();
+        self.device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map_err(|e| Error::Other(format!("GPU {}: {e}", self.info.name)))?;
+        Ok(())
+    }
+
+    /// Read the first `bytes` bytes of `buf` back to the host (submits the pending work).
+    pub(crate) fn read(&self, buf: &wgpu::Buffer, bytes: u64) -> Result<Vec<u8>> {
+        if bytes == 0 {
+            return Ok(Vec::new());
+        }
+        let padded = bytes.div_ceil(wgpu::COPY_BUFFER_ALIGNMENT) * wgpu::COPY_BUFFER_ALIGNMENT;
+        let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("readback"),
+            size: padded,
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        self.copy(buf, 0, &staging, 0, padded);
+        self.flush();
+        let (tx, rx) = std::sync::mpsc::channel();
+        staging.map_async(wgpu::MapMode::Read, .., move |r| {
+            let _ = tx.send(r);
+        });
+        self.device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map_err(|e| Error::Other(format!("GPU {}: {e}", self.info.name)))?;
+        rx.recv()
+            .map_err(|e| Error::Other(format!("GPU read-back: {e}")))?
+            .map_err(|e| Error::Other(format!("GPU read-back: {e}")))?;
+        let data = staging
+            .get_mapped_range(..)
+            .map_err(|e| Error::Other(format!("GPU read-back: {e}")))?[..bytes as usize]
+            .to_vec();
+        staging.unmap();
+        Ok(data)
+    }
+}
+
+/// Workgroups for `n` invocations of [`WG`] threads, spread over x and y so no dimension exceeds
+/// the 65,535 every device supports; kernels rebuild the flat index as
+/// `gid.x + gid.y * nwg.x * WG`.
+pub(crate) fn groups_1d(n: usize) -> [u32; 3] {
+    let g = (n as u64).div_ceil(WG as u64);
+    if g <= 65_535 {
+        [g as u32, 1, 1]
+    } else {
+        let y = g.div_ceil(65_535);
+        [g.div_ceil(y) as u32, y as u32, 1]
+    }
+}
