@@ -2,11 +2,15 @@
 //! the reference code step for step): SGD with momentum and per-group weight decay, Adam, and
 //! cosine annealing. Parameter groups are per synapse (`lrs`, `wds` lists as in the reference).
 //!
-//! Updates run on host tensors; the state (momentum buffers, Adam moments, step count) is part of a
-//! training checkpoint so that resuming is exact.
+//! The update arithmetic is `sim::OptimStep` (one definition, evaluated by every backend's
+//! `optim_update`). An [`Optimizer`] keeps its state (momentum buffers, Adam moments, step count)
+//! as host tensors (`Optimizer<Tensor>`, the default, what checkpoints hold) or on a backend
+//! (`Optimizer<B::Tensor>`, see [`Optimizer::to_backend`]) so that training never moves
+//! parameters between host and device; the state is part of a training checkpoint so that
+//! resuming is exact.
 
 use serde::{Deserialize, Serialize};
-use sim::{Error, Result, Tensor};
+use sim::{Backend, Error, OptimStep, Result, Tensor};
 
 /// Which optimizer, with its hyperparameters.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -75,8 +79,9 @@ impl Schedule {
 
 /// An optimizer over a list of parameter tensors in groups of `per_group` consecutive tensors
 /// (an EP synapse's weight and bias form one group, as in the reference's per-synapse `lrs`).
+/// `T` is where its buffers live: host tensors by default, or a backend's tensors.
 #[derive(Debug, Clone)]
-pub struct Optimizer {
+pub struct Optimizer<T = Tensor> {
     /// Algorithm.
     pub kind: OptimKind,
     /// Current learning rate per group.
@@ -86,14 +91,14 @@ pub struct Optimizer {
     /// Consecutive parameter tensors per group.
     pub per_group: usize,
     /// First buffers (SGD momentum / Adam m), allocated lazily as PyTorch does.
-    pub buf1: Vec<Option<Tensor>>,
+    pub buf1: Vec<Option<T>>,
     /// Second buffers (Adam v).
-    pub buf2: Vec<Option<Tensor>>,
+    pub buf2: Vec<Option<T>>,
     /// Number of steps taken.
     pub steps: u64,
 }
 
-impl Optimizer {
+impl Optimizer<Tensor> {
     /// A new optimizer with one group per entry of `lrs`/`wds`, each of `per_group` tensors.
     pub fn new(kind: OptimKind, lrs: Vec<f32>, wds: Vec<f32>, per_group: usize) -> Result<Self> {
         if lrs.len() != wds.len() {
@@ -121,74 +126,131 @@ impl Optimizer {
         })
     }
 
-    /// One update of every parameter with its gradient (descent direction: p ← p − lr·update).
+    /// One update of every host parameter with its gradient (descent direction:
+    /// p ← p − lr·update).
     pub fn step(&mut self, params: &mut [Tensor], grads: &[Tensor]) -> Result<()> {
-        if params.len() != self.lrs.len() * self.per_group || grads.len() != params.len() {
+        let steps = self.begin_step(params.len(), grads.len())?;
+        for i in 0..params.len() {
+            let rule = self.rule(i, steps);
+            sim::cpu::optim::update(
+                &mut params[i],
+                &grads[i],
+                &mut self.buf1[i],
+                &mut self.buf2[i],
+                rule,
+            )
+            .map_err(|e| param_error(i, e))?;
+        }
+        Ok(())
+    }
+
+    /// The same optimizer with its buffers on backend `be`.
+    pub fn to_backend<B: Backend>(&self, be: &B) -> Result<Optimizer<B::Tensor>> {
+        let up = |v: &[Option<Tensor>]| -> Result<Vec<Option<B::Tensor>>> {
+            v.iter()
+                .map(|b| b.as_ref().map(|t| be.upload(t)).transpose())
+                .collect()
+        };
+        Ok(Optimizer {
+            kind: self.kind.clone(),
+            lrs: self.lrs.clone(),
+            wds: self.wds.clone(),
+            per_group: self.per_group,
+            buf1: up(&self.buf1)?,
+            buf2: up(&self.buf2)?,
+            steps: self.steps,
+        })
+    }
+}
+
+impl<T: Clone> Optimizer<T> {
+    /// Count a step and check the operand counts; returns the new step number.
+    fn begin_step(&mut self, params: usize, grads: usize) -> Result<u64> {
+        if params != self.lrs.len() * self.per_group || grads != params {
             return Err(Error::shape(
                 "optimizer",
                 format!(
-                    "{} params, {} grads, {} groups of {}",
-                    params.len(),
-                    grads.len(),
+                    "{params} params, {grads} grads, {} groups of {}",
                     self.lrs.len(),
                     self.per_group
                 ),
             ));
         }
         self.steps += 1;
-        let t = self.steps as i32;
-        for i in 0..params.len() {
-            let (p, g) = (&mut params[i], &grads[i]);
-            if p.shape() != g.shape() {
-                return Err(Error::shape(
-                    "optimizer",
-                    format!(
-                        "param {i} has shape {:?}, its gradient {:?}",
-                        p.shape(),
-                        g.shape()
-                    ),
-                ));
-            }
-            let (lr, wd) = (self.lrs[i / self.per_group], self.wds[i / self.per_group]);
-            let mut d = g.clone();
-            if wd != 0.0 {
-                d.zip_mut_with(p, |d, &p| *d += wd * p);
-            }
-            match self.kind {
-                OptimKind::Sgd { momentum } => {
-                    if momentum != 0.0 {
-                        let b = match self.buf1[i].take() {
-                            None => d.clone(),
-                            Some(mut b) => {
-                                b.zip_mut_with(&d, |b, &d| *b = momentum * *b + d);
-                                b
-                            }
-                        };
-                        d = b.clone();
-                        self.buf1[i] = Some(b);
-                    }
-                    p.zip_mut_with(&d, |p, &d| *p -= lr * d);
-                }
-                OptimKind::Adam { beta1, beta2, eps } => {
-                    let m = self.buf1[i].get_or_insert_with(|| Tensor::zeros(d.raw_dim()));
-                    m.zip_mut_with(&d, |m, &d| *m = beta1 * *m + (1.0 - beta1) * d);
-                    let v = self.buf2[i].get_or_insert_with(|| Tensor::zeros(d.raw_dim()));
-                    v.zip_mut_with(&d, |v, &d| *v = beta2 * *v + (1.0 - beta2) * d * d);
-                    let bc1 = 1.0 - beta1.powi(t);
-                    let bc2 = 1.0 - beta2.powi(t);
-                    let step = lr / bc1;
-                    let m = self.buf1[i].as_ref().unwrap();
-                    let v = self.buf2[i].as_ref().unwrap();
-                    ndarray::Zip::from(&mut *p)
-                        .and(m)
-                        .and(v)
-                        .for_each(|p, &m, &v| {
-                            *p -= step * m / ((v / bc2).sqrt() + eps);
-                        });
+        Ok(self.steps)
+    }
+
+    /// The update rule of parameter `i` at step `t`.
+    fn rule(&self, i: usize, t: u64) -> OptimStep {
+        let (lr, wd) = (self.lrs[i / self.per_group], self.wds[i / self.per_group]);
+        match self.kind {
+            OptimKind::Sgd { momentum } => OptimStep::Sgd { lr, wd, momentum },
+            OptimKind::Adam { beta1, beta2, eps } => {
+                let t = t as i32;
+                OptimStep::Adam {
+                    lr,
+                    wd,
+                    beta1,
+                    beta2,
+                    eps,
+                    bc1: 1.0 - beta1.powi(t),
+                    bc2: 1.0 - beta2.powi(t),
                 }
             }
         }
+    }
+
+    /// One update of every parameter on backend `be` (parameters, gradients and this optimizer's
+    /// buffers all live there; nothing is copied to the host).
+    pub fn step_on<B: Backend<Tensor = T>>(
+        &mut self,
+        be: &B,
+        params: &mut [T],
+        grads: &[T],
+    ) -> Result<()> {
+        let steps = self.begin_step(params.len(), grads.len())?;
+        for i in 0..params.len() {
+            let rule = self.rule(i, steps);
+            let (p, b1, b2) = be
+                .optim_update(
+                    &params[i],
+                    &grads[i],
+                    self.buf1[i].as_ref(),
+                    self.buf2[i].as_ref(),
+                    rule,
+                )
+                .map_err(|e| param_error(i, e))?;
+            params[i] = p;
+            self.buf1[i] = b1;
+            self.buf2[i] = b2;
+        }
         Ok(())
+    }
+
+    /// The same optimizer with its buffers copied from backend `be` to the host (checkpoints).
+    pub fn to_host<B: Backend<Tensor = T>>(&self, be: &B) -> Result<Optimizer<Tensor>> {
+        let down = |v: &[Option<T>]| -> Result<Vec<Option<Tensor>>> {
+            v.iter()
+                .map(|b| b.as_ref().map(|t| be.download(t)).transpose())
+                .collect()
+        };
+        Ok(Optimizer {
+            kind: self.kind.clone(),
+            lrs: self.lrs.clone(),
+            wds: self.wds.clone(),
+            per_group: self.per_group,
+            buf1: down(&self.buf1)?,
+            buf2: down(&self.buf2)?,
+            steps: self.steps,
+        })
+    }
+}
+
+/// An update error, naming the parameter.
+fn param_error(i: usize, e: Error) -> Error {
+    match e {
+        Error::Shape { detail, .. } => Error::shape("optimizer", format!("param {i}: {detail}")),
+        other => other,
     }
 }
 

@@ -76,7 +76,7 @@ pub fn predict<B: Backend>(
 pub fn train_batch<B: Backend>(
     be: &B,
     net: &mut EpNet<B>,
-    opt: &mut Optimizer,
+    opt: &mut Optimizer<B::Tensor>,
     cfg: &EpConfig,
     x: &B::Tensor,
     labels: &[usize],
@@ -115,18 +115,38 @@ pub fn train_batch<B: Backend>(
     Ok(BatchStats { n, correct })
 }
 
-/// Optimizer step on the network's parameters (host-side update, then upload).
+/// Optimizer step on the network's parameters, on the backend: parameters, gradients and the
+/// optimizer's buffers stay where they live (no host round trip on a GPU). Every gradient is
+/// checked finite first (a backend sum per gradient; only a non-finite sum downloads that
+/// gradient, to name the first bad element).
 pub fn apply_grads<B: Backend>(
     be: &B,
     net: &mut EpNet<B>,
-    opt: &mut Optimizer,
+    opt: &mut Optimizer<B::Tensor>,
     grads: crate::model::Grads<B>,
 ) -> Result<()> {
-    let (ws, bs) = net.to_host(be)?;
-    let (ws, bs) = optimizer_step(be, opt, ws, bs, grads)?;
-    for (i, (w, b)) in ws.into_iter().zip(bs).enumerate() {
-        net.weights[i] = be.upload(&w)?;
-        net.biases[i] = be.upload(&b)?;
+    let n = net.weights.len();
+    let mut params = Vec::with_capacity(2 * n);
+    let mut gs = Vec::with_capacity(2 * n);
+    for ((w, b), (gw, gb)) in net.weights.iter().zip(&net.biases).zip(grads) {
+        params.push(w.clone());
+        params.push(b.clone());
+        gs.push(gw);
+        gs.push(gb);
+    }
+    for (i, g) in gs.iter().enumerate() {
+        if !be.sum_all(g)?.is_finite() {
+            sim::check_finite(
+                &format!("EP gradient of parameter {i} (diverged dynamics?)"),
+                &be.download(g)?,
+            )?;
+        }
+    }
+    opt.step_on(be, &mut params, &gs)?;
+    let mut params = params.into_iter();
+    for i in 0..n {
+        net.weights[i] = params.next().expect("2n parameters");
+        net.biases[i] = params.next().expect("2n parameters");
     }
     Ok(())
 }

@@ -3,12 +3,11 @@
 
 use std::sync::Arc;
 
-use sim::{Act, Backend, Conv2dParams, Error, Pool2dParams, Result, Stream, Tensor};
+use sim::backend::OptimOut;
+use sim::{Act, Backend, Conv2dParams, Error, OptimStep, Pool2dParams, Result, Stream, Tensor};
 
 use crate::context::Ctx;
-use crate::ops::{
-    elementwise as ew, gemm, layout, norm, pool, reduce, rng, softmax,
-};
+use crate::ops::{elementwise as ew, gemm, layout, norm, optim, pool, reduce, rng, softmax};
 use crate::tensor::{GpuIndex, GpuTensor};
 
 /// The GPU backend: one wgpu device. Cheap to clone (shares the device).
@@ -339,6 +338,17 @@ impl Backend for Gpu {
         gy: &GpuTensor,
     ) -> Result<(GpuTensor, GpuTensor, GpuTensor)> {
         norm::batch_norm_grad(&self.ctx, x, gamma, mean, var, eps, gy)
+    }
+
+    fn optim_update(
+        &self,
+        p: &GpuTensor,
+        g: &GpuTensor,
+        buf1: Option<&GpuTensor>,
+        buf2: Option<&GpuTensor>,
+        step: OptimStep,
+    ) -> Result<OptimOut<GpuTensor>> {
+        optim::update(&self.ctx, p, g, buf1, buf2, step)
     }
 
     fn randn(&self, shape: &[usize], stream: &Stream, offset: u64) -> Result<GpuTensor> {

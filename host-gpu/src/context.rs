@@ -156,13 +156,14 @@ impl Ctx {
     /// A storage buffer of at least `bytes` bytes from the pool (contents undefined).
     pub(crate) fn alloc(self: &Arc<Self>, bytes: u64) -> Result<PoolBuf> {
         let size = size_class(bytes);
-        if size > self.limits.max_storage_buffer_binding_size
-            || size > self.limits.max_buffer_size
+        if size > self.limits.max_storage_buffer_binding_size || size > self.limits.max_buffer_size
         {
             return Err(Error::Other(format!(
                 "GPU {}: a tensor of {bytes} bytes exceeds the device's largest storage binding ({} bytes); use a smaller batch",
                 self.info.name,
-                self.limits.max_storage_buffer_binding_size.min(self.limits.max_buffer_size)
+                self.limits
+                    .max_storage_buffer_binding_size
+                    .min(self.limits.max_buffer_size)
             )));
         }
         let reused = {

@@ -8,8 +8,11 @@
 
 use crate::Tensor;
 use crate::error::Result;
-use crate::ops::{Act, Conv2dParams, Pool2dParams};
+use crate::ops::{Act, Conv2dParams, OptimStep, Pool2dParams};
 use crate::rng::Stream;
+
+/// What [`Backend::optim_update`] returns: the new parameter and optimizer buffers.
+pub type OptimOut<T> = (T, Option<T>, Option<T>);
 
 /// The closed op set.
 pub trait Backend: Send + Sync {
@@ -220,6 +223,19 @@ pub trait Backend: Send + Sync {
         eps: f32,
         gy: &Self::Tensor,
     ) -> Result<(Self::Tensor, Self::Tensor, Self::Tensor)>;
+
+    // ---- optimizer -----------------------------------------------------------------------
+    /// One optimizer update of parameter `p` with gradient `g` and the optimizer's buffers for it
+    /// (`None` before the first step; see [`OptimStep`] for the rules). Returns the new parameter
+    /// and buffers, so training keeps parameters and optimizer state on the backend.
+    fn optim_update(
+        &self,
+        p: &Self::Tensor,
+        g: &Self::Tensor,
+        buf1: Option<&Self::Tensor>,
+        buf2: Option<&Self::Tensor>,
+        step: OptimStep,
+    ) -> Result<OptimOut<Self::Tensor>>;
 
     // ---- random --------------------------------------------------------------------------
     /// Standard normal draws: element i is `stream.normal(offset + i)`, so CPU and GPU draw the same.

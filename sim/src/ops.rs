@@ -210,6 +210,44 @@ impl Act {
     }
 }
 
+/// One optimizer update of one parameter tensor, with PyTorch's exact rules (the arithmetic lives
+/// once, in `crate::cpu::optim`, and each backend evaluates the same formulas). The gradient is
+/// first L2-decayed, `d = g + wd · p`; then
+/// - SGD: with momentum, `buf1 ← momentum · buf1 + d` (`buf1 ← d` on the first step), `d ← buf1`;
+///   `p ← p − lr · d`;
+/// - Adam: `m ← β₁ m + (1 − β₁) d`, `v ← β₂ v + (1 − β₂) d²` (both start at zero),
+///   `p ← p − (lr / bc1) · m / (√(v / bc2) + ε)` with the bias corrections `bc1 = 1 − β₁ᵗ`,
+///   `bc2 = 1 − β₂ᵗ` computed by the caller for step t.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum OptimStep {
+    /// `torch.optim.SGD(momentum, dampening=0, nesterov=False, weight_decay=wd)`.
+    Sgd {
+        /// Learning rate.
+        lr: f32,
+        /// L2 weight decay.
+        wd: f32,
+        /// Momentum factor (0: no buffer).
+        momentum: f32,
+    },
+    /// `torch.optim.Adam(weight_decay=wd)`.
+    Adam {
+        /// Learning rate.
+        lr: f32,
+        /// L2 weight decay.
+        wd: f32,
+        /// β₁.
+        beta1: f32,
+        /// β₂.
+        beta2: f32,
+        /// ε.
+        eps: f32,
+        /// 1 − β₁ᵗ.
+        bc1: f32,
+        /// 1 − β₂ᵗ.
+        bc2: f32,
+    },
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -53,7 +53,12 @@ pub(crate) fn map(ctx: &Arc<Ctx>, x: &GpuTensor, act: Act) -> Result<GpuTensor> 
     run(ctx, "map", "map", x, None, &[c, f(lo), f(hi)])
 }
 
-pub(crate) fn map_grad(ctx: &Arc<Ctx>, x: &GpuTensor, gy: &GpuTensor, act: Act) -> Result<GpuTensor> {
+pub(crate) fn map_grad(
+    ctx: &Arc<Ctx>,
+    x: &GpuTensor,
+    gy: &GpuTensor,
+    act: Act,
+) -> Result<GpuTensor> {
     let (c, lo, hi) = act_code(act);
     run(ctx, "map_grad", "map_grad", x, Some(gy), &[c, f(lo), f(hi)])
 }
@@ -92,7 +97,12 @@ pub(crate) fn full(ctx: &Arc<Ctx>, shape: &[usize], value: f32) -> Result<GpuTen
     Ok(out)
 }
 
-pub(crate) fn add_along(ctx: &Arc<Ctx>, x: &GpuTensor, b: &GpuTensor, axis: usize) -> Result<GpuTensor> {
+pub(crate) fn add_along(
+    ctx: &Arc<Ctx>,
+    x: &GpuTensor,
+    b: &GpuTensor,
+    axis: usize,
+) -> Result<GpuTensor> {
     let op = "add_along";
     if axis >= x.shape.len() {
         return Err(Error::param(

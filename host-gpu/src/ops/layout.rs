@@ -36,10 +36,17 @@ pub(crate) fn permute(ctx: &Arc<Ctx>, t: &GpuTensor, axes: &[usize]) -> Result<G
     let op = "permute";
     let r = t.shape.len();
     let mut seen = vec![false; r];
-    if axes.len() != r || axes.iter().any(|&a| a >= r || std::mem::replace(&mut seen[a], true)) {
+    if axes.len() != r
+        || axes
+            .iter()
+            .any(|&a| a >= r || std::mem::replace(&mut seen[a], true))
+    {
         return Err(Error::param(
             op,
-            format!("axes {axes:?} are not a permutation of 0..{r} (shape {:?})", t.shape),
+            format!(
+                "axes {axes:?} are not a permutation of 0..{r} (shape {:?})",
+                t.shape
+            ),
         ));
     }
     if r > MAX_RANK {
@@ -119,8 +126,7 @@ pub(crate) fn concat(ctx: &Arc<Ctx>, xs: &[&GpuTensor], axis: usize) -> Result<G
     }
     for x in xs {
         let ok = x.shape.len() == first.shape.len()
-            && x
-                .shape
+            && x.shape
                 .iter()
                 .zip(&first.shape)
                 .enumerate()

@@ -6,6 +6,7 @@ pub(crate) mod elementwise;
 pub(crate) mod gemm;
 pub(crate) mod layout;
 pub(crate) mod norm;
+pub(crate) mod optim;
 pub(crate) mod pool;
 pub(crate) mod reduce;
 pub(crate) mod rng;
@@ -28,11 +29,7 @@ pub(crate) struct Shader {
 impl Shader {
     /// The full source: prelude + body.
     pub(crate) fn source(&self) -> String {
-        format!(
-            "{}\n{}",
-            include_str!("../kernels/prelude.wgsl"),
-            self.body
-        )
+        format!("{}\n{}", include_str!("../kernels/prelude.wgsl"), self.body)
     }
 }
 
@@ -56,7 +53,14 @@ pub(crate) fn launch(
     binds: &[crate::context::Bind<'_>],
     groups: [u32; 3],
 ) -> Result<()> {
-    ctx.dispatch(shader.name, &|| shader.source(), entry, params, binds, groups)
+    ctx.dispatch(
+        shader.name,
+        &|| shader.source(),
+        entry,
+        params,
+        binds,
+        groups,
+    )
 }
 
 /// An uninitialized f32 output tensor of `shape`.
@@ -103,7 +107,12 @@ pub(crate) fn same_shape(op: &'static str, a: &GpuTensor, b: &GpuTensor) -> Resu
 }
 
 /// Error unless `t` has rank `rank`; returns its shape.
-pub(crate) fn rank<'a>(op: &'static str, what: &str, t: &'a GpuTensor, rank: usize) -> Result<&'a [usize]> {
+pub(crate) fn rank<'a>(
+    op: &'static str,
+    what: &str,
+    t: &'a GpuTensor,
+    rank: usize,
+) -> Result<&'a [usize]> {
     if t.shape.len() != rank {
         return Err(Error::shape(
             op,

@@ -13,8 +13,53 @@ fn todo_op(op: &'static str) -> Error {
 
 type T3 = (GpuTensor, GpuTensor, GpuTensor);
 
-pub(crate) fn layer_norm(_ctx: &Arc<Ctx>, _x: &GpuTensor, _gamma: &GpuTensor, _beta: &GpuTensor, _eps: f32) -> Result<T3> { Err(todo_op("layer_norm")) }
-pub(crate) fn layer_norm_grad(_ctx: &Arc<Ctx>, _x: &GpuTensor, _gamma: &GpuTensor, _mean: &GpuTensor, _rstd: &GpuTensor, _gy: &GpuTensor) -> Result<T3> { Err(todo_op("layer_norm_grad")) }
-pub(crate) fn batch_norm_train(_ctx: &Arc<Ctx>, _x: &GpuTensor, _gamma: &GpuTensor, _beta: &GpuTensor, _eps: f32) -> Result<T3> { Err(todo_op("batch_norm_train")) }
-pub(crate) fn batch_norm_eval(_ctx: &Arc<Ctx>, _x: &GpuTensor, _gamma: &GpuTensor, _beta: &GpuTensor, _mean: &GpuTensor, _var: &GpuTensor, _eps: f32) -> Result<GpuTensor> { Err(todo_op("batch_norm_eval")) }
-pub(crate) fn batch_norm_grad(_ctx: &Arc<Ctx>, _x: &GpuTensor, _gamma: &GpuTensor, _mean: &GpuTensor, _var: &GpuTensor, _eps: f32, _gy: &GpuTensor) -> Result<T3> { Err(todo_op("batch_norm_grad")) }
+pub(crate) fn layer_norm(
+    _ctx: &Arc<Ctx>,
+    _x: &GpuTensor,
+    _gamma: &GpuTensor,
+    _beta: &GpuTensor,
+    _eps: f32,
+) -> Result<T3> {
+    Err(todo_op("layer_norm"))
+}
+pub(crate) fn layer_norm_grad(
+    _ctx: &Arc<Ctx>,
+    _x: &GpuTensor,
+    _gamma: &GpuTensor,
+    _mean: &GpuTensor,
+    _rstd: &GpuTensor,
+    _gy: &GpuTensor,
+) -> Result<T3> {
+    Err(todo_op("layer_norm_grad"))
+}
+pub(crate) fn batch_norm_train(
+    _ctx: &Arc<Ctx>,
+    _x: &GpuTensor,
+    _gamma: &GpuTensor,
+    _beta: &GpuTensor,
+    _eps: f32,
+) -> Result<T3> {
+    Err(todo_op("batch_norm_train"))
+}
+pub(crate) fn batch_norm_eval(
+    _ctx: &Arc<Ctx>,
+    _x: &GpuTensor,
+    _gamma: &GpuTensor,
+    _beta: &GpuTensor,
+    _mean: &GpuTensor,
+    _var: &GpuTensor,
+    _eps: f32,
+) -> Result<GpuTensor> {
+    Err(todo_op("batch_norm_eval"))
+}
+pub(crate) fn batch_norm_grad(
+    _ctx: &Arc<Ctx>,
+    _x: &GpuTensor,
+    _gamma: &GpuTensor,
+    _mean: &GpuTensor,
+    _var: &GpuTensor,
+    _eps: f32,
+    _gy: &GpuTensor,
+) -> Result<T3> {
+    Err(todo_op("batch_norm_grad"))
+}

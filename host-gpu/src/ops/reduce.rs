@@ -13,7 +13,13 @@ fn todo_op(op: &'static str) -> Error {
 }
 
 /// Σ x as a device scalar (shape `[]`).
-pub(crate) fn sum_all(_ctx: &Arc<Ctx>, _x: &GpuTensor) -> Result<GpuTensor> { Err(todo_op("sum_all")) }
+pub(crate) fn sum_all(_ctx: &Arc<Ctx>, _x: &GpuTensor) -> Result<GpuTensor> {
+    Err(todo_op("sum_all"))
+}
 /// Σ a ⊙ b as a device scalar (shape `[]`).
-pub(crate) fn dot(_ctx: &Arc<Ctx>, _a: &GpuTensor, _b: &GpuTensor) -> Result<GpuTensor> { Err(todo_op("dot")) }
-pub(crate) fn sum_except(_ctx: &Arc<Ctx>, _x: &GpuTensor, _axis: usize) -> Result<GpuTensor> { Err(todo_op("sum_except")) }
+pub(crate) fn dot(_ctx: &Arc<Ctx>, _a: &GpuTensor, _b: &GpuTensor) -> Result<GpuTensor> {
+    Err(todo_op("dot"))
+}
+pub(crate) fn sum_except(_ctx: &Arc<Ctx>, _x: &GpuTensor, _axis: usize) -> Result<GpuTensor> {
+    Err(todo_op("sum_except"))
+}

@@ -11,5 +11,19 @@ fn todo_op(op: &'static str) -> Error {
     Error::Other(format!("{op}: not yet on the GPU backend"))
 }
 
-pub(crate) fn randn(_ctx: &Arc<Ctx>, _shape: &[usize], _stream: &Stream, _offset: u64) -> Result<GpuTensor> { Err(todo_op("randn")) }
-pub(crate) fn rand(_ctx: &Arc<Ctx>, _shape: &[usize], _stream: &Stream, _offset: u64) -> Result<GpuTensor> { Err(todo_op("rand")) }
+pub(crate) fn randn(
+    _ctx: &Arc<Ctx>,
+    _shape: &[usize],
+    _stream: &Stream,
+    _offset: u64,
+) -> Result<GpuTensor> {
+    Err(todo_op("randn"))
+}
+pub(crate) fn rand(
+    _ctx: &Arc<Ctx>,
+    _shape: &[usize],
+    _stream: &Stream,
+    _offset: u64,
+) -> Result<GpuTensor> {
+    Err(todo_op("rand"))
+}

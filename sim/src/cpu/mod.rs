@@ -14,6 +14,7 @@ mod gemm;
 mod layout;
 mod linear;
 mod norm;
+pub mod optim;
 mod pool;
 mod scratch;
 mod softmax;
@@ -37,7 +38,7 @@ pub use softmax::{cross_entropy, log_softmax, log_softmax_grad, softmax};
 use crate::Tensor;
 use crate::backend::Backend;
 use crate::error::{Error, Result};
-use crate::ops::{Act, Conv2dParams, Pool2dParams};
+use crate::ops::{Act, Conv2dParams, OptimStep, Pool2dParams};
 use crate::rng::Stream;
 
 /// Argmax indices of max-pooling on the CPU: same shape as the pooled output, each the flat index
@@ -315,6 +316,19 @@ impl Backend for Cpu {
         batch_norm_grad(x, gamma, mean, var, eps, gy)
     }
 
+    fn optim_update(
+        &self,
+        p: &Tensor,
+        g: &Tensor,
+        buf1: Option<&Tensor>,
+        buf2: Option<&Tensor>,
+        step: OptimStep,
+    ) -> Result<crate::backend::OptimOut<Tensor>> {
+        let mut p = p.as_standard_layout().into_owned();
+        let (mut b1, mut b2) = (buf1.cloned(), buf2.cloned());
+        optim::update(&mut p, g, &mut b1, &mut b2, step)?;
+        Ok((p, b1, b2))
+    }
     fn randn(&self, shape: &[usize], stream: &Stream, offset: u64) -> Result<Tensor> {
         Ok(fill_random(shape, true, stream, offset))
     }

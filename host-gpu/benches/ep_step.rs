@@ -1,0 +1,145 @@
+//! The EP dynamics on the CPU and the GPU backend side by side, on the same weights and inputs:
+//! `cargo bench -p host-gpu --bench ep_step`. One iteration is 10 free-phase steps at batch 128
+//! (then a device sync on the GPU, so the timing holds the GPU's work), or one EP training batch
+//! (free phase, two nudged phases, update) of a short schedule (T1 = 20, T2 = 5).
+//! Inference step time = iteration / 10. `EPSIM_BENCH_CPU=0` skips the CPU rows (the
+//! paper-config CPU row takes minutes on 2 cores). On lavapipe (Mesa's software Vulkan) the GPU
+//! rows only prove the code runs.
+
+use divan::Bencher;
+use ep::optim::{OptimKind, Optimizer};
+use ep::train::{EpConfig, train_batch};
+use ep::{ConvLayer, EpNet, Loss, ModelSpec, Pool, State};
+use host_gpu::Gpu;
+use sim::{Act, Backend, Cpu, Stream};
+
+fn main() {
+    divan::main();
+}
+
+/// Steps per timed iteration.
+const STEPS: usize = 10;
+
+fn gpu() -> Gpu {
+    Gpu::new(None).unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn cpu_rows() -> bool {
+    std::env::var("EPSIM_BENCH_CPU").map_or(true, |v| v != "0")
+}
+
+/// The Fashion-MNIST EP-CNN (channels 32-64, kernel 5, max pools, softmax readout).
+fn fmnist_spec() -> ModelSpec {
+    let conv = |channels| ConvLayer {
+        channels,
+        kernel: 5,
+        stride: 1,
+        padding: 0,
+        pool: Pool::Max,
+    };
+    ModelSpec {
+        input: [1, 28, 28],
+        conv: vec![conv(32), conv(64)],
+        fc: vec![10],
+        act: Act::MyHardSig,
+        softmax: true,
+        loss: Loss::CrossEntropy,
+        t1: 60,
+        t2: 15,
+        input_norm: None,
+    }
+}
+
+/// Net, input and a state after a few steps (realistic pooling switches), on backend `be`, from
+/// host weights and inputs drawn once (so both backends start from the same numbers).
+fn setup<B: Backend>(be: &B, spec: &ModelSpec, n: usize) -> (EpNet<B>, B::Tensor, State<B>) {
+    let host = EpNet::init(&Cpu, spec.clone(), &Stream::new(0, "init"), None).unwrap();
+    let (ws, bs) = host.to_host(&Cpu).unwrap();
+    let net = EpNet::from_host(be, spec.clone(), &ws, &bs).unwrap();
+    let [c, h, w] = spec.input;
+    let x = Cpu.rand(&[n, c, h, w], &Stream::new(1, "x"), 0).unwrap();
+    let x = be.upload(&x).unwrap();
+    let st = net.free_phase(be, &x, 5).unwrap();
+    (net, x, st)
+}
+
+fn steps<B: Backend>(b: Bencher, be: &B, spec: ModelSpec, sync: &(dyn Fn() + Sync)) {
+    let (net, x, st) = setup(be, &spec, 128);
+    let input = net.read_input(be, &x).unwrap();
+    b.bench_local(|| {
+        let mut s = st.clone();
+        for _ in 0..STEPS {
+            s = net.step_with(be, &x, &s, None, Some(&input)).unwrap();
+        }
+        sync();
+        s
+    });
+}
+
+fn batch<B: Backend>(b: Bencher, be: &B, mut spec: ModelSpec, sync: &(dyn Fn() + Sync)) {
+    spec.t1 = 20;
+    spec.t2 = 5;
+    let (mut net, x, _) = setup(be, &spec, 128);
+    let n = net.weights.len();
+    let mut opt = Optimizer::new(
+        OptimKind::Sgd { momentum: 0.9 },
+        vec![0.01; n],
+        vec![0.0; n],
+        2,
+    )
+    .unwrap()
+    .to_backend(be)
+    .unwrap();
+    let labels: Vec<usize> = (0..128).map(|i| i % 10).collect();
+    let cfg = EpConfig {
+        beta: 0.5,
+        symmetric: true,
+        random_sign: true,
+    };
+    let signs = Stream::new(2, "sign");
+    let mut i = 0;
+    b.bench_local(|| {
+        train_batch(be, &mut net, &mut opt, &cfg, &x, &labels, &signs, i).unwrap();
+        i += 1;
+        sync();
+    });
+}
+
+#[divan::bench(sample_count = 5)]
+fn fmnist_10_free_steps_cpu(b: Bencher) {
+    if cpu_rows() {
+        steps(b, &Cpu, fmnist_spec(), &|| ());
+    }
+}
+
+#[divan::bench(sample_count = 5)]
+fn fmnist_10_free_steps_gpu(b: Bencher) {
+    let g = gpu();
+    steps(b, &g, fmnist_spec(), &|| g.sync().unwrap());
+}
+
+#[divan::bench(sample_count = 3)]
+fn cifar10_paper_10_free_steps_cpu(b: Bencher) {
+    if cpu_rows() {
+        steps(b, &Cpu, ModelSpec::cifar10_reference(), &|| ());
+    }
+}
+
+#[divan::bench(sample_count = 3)]
+fn cifar10_paper_10_free_steps_gpu(b: Bencher) {
+    let g = gpu();
+    steps(b, &g, ModelSpec::cifar10_reference(), &|| g.sync().unwrap());
+}
+
+#[divan::bench(sample_count = 3)]
+fn fmnist_train_batch_t20_t5_cpu(b: Bencher) {
+    if cpu_rows() {
+        batch(b, &Cpu, fmnist_spec(), &|| ());
+    }
+}
+
+#[divan::bench(sample_count = 3)]
+fn fmnist_train_batch_t20_t5_gpu(b: Bencher) {
+    let g = gpu();
+    batch(b, &g, fmnist_spec(), &|| g.sync().unwrap());
+}

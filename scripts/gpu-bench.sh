@@ -1,0 +1,109 @@
+#!/usr/bin/env bash
+# The GPU backend's parity check and CPU-vs-GPU timings, prepared here and run in one call on a
+# machine with an NVIDIA GPU (which has no Rust toolchain and no network):
+#
+#   bash scripts/gpu-bench.sh build      # here: builds the test, bench and CLI binaries, strips
+#                                        # them into .gpubench/, fetches the Vulkan loader .debs
+#                                        # into .gl/ (both ignored by git, carried to the machine)
+#   bash scripts/gpu-bench.sh run DIR    # there: installs the loader, runs the GPU conformance
+#                                        # and CPU-vs-GPU parity tests, compares `epsim settle
+#                                        # --dump` on both devices, times CPU and GPU side by side;
+#                                        # everything lands in DIR (log.txt, bench.txt, parity.txt)
+#
+# With the device tool: run(command="bash scripts/gpu-bench.sh run $OUT", carry=[".gpubench", ".gl"],
+# timeout_s=540). Record the numbers in BENCHMARKS.md with the card's name from log.txt.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+build() {
+  for d in .gpubench .gl; do
+    grep -qx "/$d/" .git/info/exclude 2>/dev/null || echo "/$d/" >>.git/info/exclude
+  done
+  rm -rf .gpubench && mkdir -p .gpubench
+  # Test and bench executables, located from cargo's JSON messages.
+  local json
+  json=$(cargo test --release -p host-gpu --no-run --message-format=json 2>/dev/null;
+         cargo bench -p host-gpu --no-run --message-format=json 2>/dev/null)
+  python3 - "$json" <<'PY'
+import json, shutil, sys, os
+for line in sys.argv[1].splitlines():
+    try:
+        m = json.loads(line)
+    except ValueError:
+        continue
+    exe = m.get("executable")
+    if m.get("reason") == "compiler-artifact" and exe:
+        kind = m["target"]["kind"][0]
+        name = m["target"]["name"]
+        if kind in ("test", "bench"):
+            shutil.copy(exe, f".gpubench/{kind}-{name}")
+PY
+  cargo build --release -p experiments --bin epsim
+  cp target/release/epsim .gpubench/epsim
+  strip .gpubench/* 2>/dev/null || true
+  # Inputs for the settle comparison: 16 CIFAR-10-shaped images, and the shipped
+  # Fashion-MNIST model with 16 of its inputs.
+  python3 - <<'PY'
+import struct, random
+def npy(path, shape, values):
+    header = "{'descr': '<f4', 'fortran_order': False, 'shape': (%s), }" % "".join(f"{s}," for s in shape)
+    header += " " * (63 - (len(header) + 10) % 64) + "\n"
+    with open(path, "wb") as f:
+        f.write(b"\x93NUMPY\x01\x00" + struct.pack("<H", len(header)) + header.encode())
+        f.write(struct.pack(f"<{len(values)}f", *values))
+rng = random.Random(7)
+npy(".gpubench/x_fmnist.npy", (16, 1, 28, 28), [rng.random() for _ in range(16 * 784)])
+PY
+  cp models/quickstart-epcnn.safetensors .gpubench/
+  # Vulkan loader for the device machine (its image has the NVIDIA driver but no libvulkan).
+  if ! ls .gl/libvulkan1_*.deb >/dev/null 2>&1; then
+    mkdir -p .gl /tmp/amd64/partial
+    local o='-oAPT::Architecture=amd64 -oAPT::Architectures=amd64 -oDir::State::Lists=/tmp/amd64'
+    # shellcheck disable=SC2086
+    apt-get $o update -qq && (cd .gl && apt-get $o download libvulkan1)
+  fi
+  du -sh .gpubench .gl
+  echo "ready: run 'bash scripts/gpu-bench.sh run \$OUT' on the GPU machine, carrying .gpubench and .gl"
+}
+
+run() {
+  local out=${1:?usage: gpu-bench.sh run OUT_DIR}
+  mkdir -p "$out"
+  exec > >(tee "$out/log.txt") 2>&1
+  for f in .gl/*.deb; do dpkg -x "$f" /; done
+  ldconfig
+  if [ -f /usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json ]; then
+    export VK_DRIVER_FILES=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
+  fi
+  nvidia-smi --query-gpu=name,driver_version,clocks.max.sm --format=csv || true
+  nproc
+  local b=.gpubench
+  echo "== conformance and parity on the GPU"
+  for t in $b/test-*; do
+    echo "-- $t"
+    "$t" --test-threads 1 2>&1 | tail -n 5 | tee -a "$out/parity.txt"
+  done
+  echo "== settle on both devices"
+  "$b/epsim" --device cpu settle --model $b/quickstart-epcnn.safetensors --input $b/x_fmnist.npy \
+    --steps 60 --at 1,10,60 --dump "$out/settle_cpu.npz"
+  "$b/epsim" --device gpu settle --model $b/quickstart-epcnn.safetensors --input $b/x_fmnist.npy \
+    --steps 60 --at 1,10,60 --dump "$out/settle_gpu.npz"
+  python3 - "$out/settle_cpu.npz" "$out/settle_gpu.npz" <<'PY' | tee -a "$out/parity.txt"
+import sys, numpy as np
+a, b = np.load(sys.argv[1]), np.load(sys.argv[2])
+worst = max(float(np.abs(a[k] - b[k]).max()) for k in a.files)
+print(f"settle --dump cpu vs gpu: {len(a.files)} arrays, max abs difference {worst:.3e}",
+      "(bar 1e-4)", "PASS" if worst <= 1e-4 else "FAIL")
+PY
+  echo "== timings (divan, medians; CPU and GPU in one run)"
+  for t in $b/bench-*; do
+    echo "-- $t"
+    "$t" 2>&1 | tee -a "$out/bench.txt"
+  done
+}
+
+case "${1:-}" in
+  build) build ;;
+  run) shift; run "$@" ;;
+  *) sed -n 2,16p "$0"; exit 2 ;;
+esac
