@@ -63,7 +63,7 @@ fn setup<B: Backend>(be: &B, spec: &ModelSpec, n: usize) -> (EpNet<B>, B::Tensor
     (net, x, st)
 }
 
-fn steps<B: Backend>(b: Bencher, be: &B, spec: ModelSpec, sync: &(dyn Fn() + Sync)) {
+fn steps<B: Backend>(b: Bencher, be: &B, spec: ModelSpec) {
     let (net, x, st) = setup(be, &spec, 128);
     let input = net.read_input(be, &x).unwrap();
     b.bench_local(|| {
@@ -71,12 +71,12 @@ fn steps<B: Backend>(b: Bencher, be: &B, spec: ModelSpec, sync: &(dyn Fn() + Syn
         for _ in 0..STEPS {
             s = net.step_with(be, &x, &s, None, Some(&input)).unwrap();
         }
-        sync();
+        be.sync().unwrap();
         s
     });
 }
 
-fn batch<B: Backend>(b: Bencher, be: &B, mut spec: ModelSpec, sync: &(dyn Fn() + Sync)) {
+fn batch<B: Backend>(b: Bencher, be: &B, mut spec: ModelSpec) {
     spec.t1 = 20;
     spec.t2 = 5;
     let (mut net, x, _) = setup(be, &spec, 128);
@@ -101,45 +101,45 @@ fn batch<B: Backend>(b: Bencher, be: &B, mut spec: ModelSpec, sync: &(dyn Fn() +
     b.bench_local(|| {
         train_batch(be, &mut net, &mut opt, &cfg, &x, &labels, &signs, i).unwrap();
         i += 1;
-        sync();
+        be.sync().unwrap();
     });
 }
 
 #[divan::bench(sample_count = 5)]
 fn fmnist_10_free_steps_cpu(b: Bencher) {
     if cpu_rows() {
-        steps(b, &Cpu, fmnist_spec(), &|| ());
+        steps(b, &Cpu, fmnist_spec());
     }
 }
 
 #[divan::bench(sample_count = 5)]
 fn fmnist_10_free_steps_gpu(b: Bencher) {
     let g = gpu();
-    steps(b, &g, fmnist_spec(), &|| g.sync().unwrap());
+    steps(b, &g, fmnist_spec());
 }
 
 #[divan::bench(sample_count = 3)]
 fn cifar10_paper_10_free_steps_cpu(b: Bencher) {
     if cpu_rows() {
-        steps(b, &Cpu, ModelSpec::cifar10_reference(), &|| ());
+        steps(b, &Cpu, ModelSpec::cifar10_reference());
     }
 }
 
 #[divan::bench(sample_count = 3)]
 fn cifar10_paper_10_free_steps_gpu(b: Bencher) {
     let g = gpu();
-    steps(b, &g, ModelSpec::cifar10_reference(), &|| g.sync().unwrap());
+    steps(b, &g, ModelSpec::cifar10_reference());
 }
 
 #[divan::bench(sample_count = 3)]
 fn fmnist_train_batch_t20_t5_cpu(b: Bencher) {
     if cpu_rows() {
-        batch(b, &Cpu, fmnist_spec(), &|| ());
+        batch(b, &Cpu, fmnist_spec());
     }
 }
 
 #[divan::bench(sample_count = 3)]
 fn fmnist_train_batch_t20_t5_gpu(b: Bencher) {
     let g = gpu();
-    batch(b, &g, fmnist_spec(), &|| g.sync().unwrap());
+    batch(b, &g, fmnist_spec());
 }

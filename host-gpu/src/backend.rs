@@ -41,11 +41,6 @@ impl Gpu {
         self.ctx.info.device_type == wgpu::DeviceType::Cpu
     }
 
-    /// Wait until every recorded kernel has finished (for timings).
-    pub fn sync(&self) -> Result<()> {
-        self.ctx.sync()
-    }
-
     /// Read a device scalar (shape `[]`) back to the host.
     pub fn scalar(&self, t: &GpuTensor) -> Result<f32> {
         if t.len() != 1 {
@@ -112,6 +107,10 @@ impl Backend for Gpu {
     fn download(&self, t: &GpuTensor) -> Result<Tensor> {
         let bytes = self.ctx.read(t.buffer(), 4 * t.len() as u64)?;
         sim::tensor(&t.shape, bytemuck::pod_collect_to_vec(&bytes))
+    }
+
+    fn sync(&self) -> Result<()> {
+        self.ctx.sync()
     }
 
     fn shape(&self, t: &GpuTensor) -> Vec<usize> {

@@ -39,6 +39,11 @@ pub trait Backend: Send + Sync {
     fn host<'a>(&self, t: &'a Self::Tensor) -> Result<std::borrow::Cow<'a, Tensor>> {
         Ok(std::borrow::Cow::Owned(self.download(t)?))
     }
+    /// Wait until every op recorded on the backend has finished (for timings, as candle's
+    /// `synchronize`); a no-op where ops run synchronously (the CPU).
+    fn sync(&self) -> Result<()> {
+        Ok(())
+    }
     /// Shape of a tensor.
     fn shape(&self, t: &Self::Tensor) -> Vec<usize>;
     /// A tensor of zeros.
