@@ -287,27 +287,14 @@ impl<B: Backend> EpNet<B> {
     /// Forward read of synapse `i` on its input.
     pub(crate) fn forward(&self, be: &B, inp: &B::Tensor, i: usize) -> Result<Forward<B>> {
         if i < self.n_conv() {
-            let z = be.conv2d(
+            let (pre, idx) = be.conv2d_pooled(
                 inp,
                 &self.weights[i],
                 Some(&self.biases[i]),
                 self.conv_params(i),
+                self.spec.conv[i].pool.pooling(),
             )?;
-            match self.spec.conv[i].pool {
-                Pool::Max => {
-                    let (y, idx) =
-                        be.max_pool2d(&z, self.spec.conv[i].pool.params().expect("max pool"))?;
-                    Ok(Forward {
-                        pre: y,
-                        idx: Some(idx),
-                    })
-                }
-                Pool::Avg => Ok(Forward {
-                    pre: be.avg_pool2d(&z, self.spec.conv[i].pool.params().expect("avg pool"))?,
-                    idx: None,
-                }),
-                Pool::Identity => Ok(Forward { pre: z, idx: None }),
-            }
+            Ok(Forward { pre, idx })
         } else {
             Ok(Forward {
                 pre: be.linear(inp, &self.weights[i], Some(&self.biases[i]))?,
@@ -345,12 +332,14 @@ impl<B: Backend> EpNet<B> {
         input_shape: &[usize],
     ) -> Result<B::Tensor> {
         if i < self.n_conv() {
-            let u = self.pool_adjoint(be, v, fwd, i)?;
-            be.conv2d_input_grad(
-                &u,
+            be.conv2d_pooled_input_grad(
+                v,
+                fwd.idx.as_ref(),
                 &self.weights[i],
+                self.geom.conv_out_hw[i],
                 (input_shape[2], input_shape[3]),
                 self.conv_params(i),
+                self.spec.conv[i].pool.pooling(),
             )
         } else {
             let g = be.linear_input_grad(v, &self.weights[i])?;

@@ -33,6 +33,14 @@ impl Pool {
             )),
         }
     }
+    /// The pooling as the engine's fused reads take it.
+    pub fn pooling(self) -> sim::Pooling {
+        match self {
+            Pool::Max => sim::Pooling::Max(Pool2dParams::new(2, 2)),
+            Pool::Avg => sim::Pooling::Avg(Pool2dParams::new(2, 2)),
+            Pool::Identity => sim::Pooling::None,
+        }
+    }
     /// The pooling window (2x2, stride 2) when there is one.
     pub fn params(self) -> Option<Pool2dParams> {
         match self {

@@ -8,7 +8,7 @@
 
 use crate::Tensor;
 use crate::error::Result;
-use crate::ops::{Act, Conv2dParams, OptimStep, Pool2dParams};
+use crate::ops::{Act, Conv2dParams, OptimStep, Pool2dParams, Pooling};
 use crate::rng::Stream;
 
 /// What [`Backend::optim_update`] returns: the new parameter and optimizer buffers.
@@ -228,6 +228,57 @@ pub trait Backend: Send + Sync {
         eps: f32,
         gy: &Self::Tensor,
     ) -> Result<(Self::Tensor, Self::Tensor, Self::Tensor)>;
+
+    // ---- fused reads of a conv synapse (the EP step's two reads; defaults compose the ops
+    // above, a backend overrides them to save passes over memory) ---------------------------
+    /// Forward read: `pool(conv2d(x, w) + b)`, with the max-pooling switches.
+    fn conv2d_pooled(
+        &self,
+        x: &Self::Tensor,
+        w: &Self::Tensor,
+        b: Option<&Self::Tensor>,
+        p: Conv2dParams,
+        pool: Pooling,
+    ) -> Result<(Self::Tensor, Option<Self::Index>)> {
+        let z = self.conv2d(x, w, b, p)?;
+        match pool {
+            Pooling::None => Ok((z, None)),
+            Pooling::Max(pp) => {
+                let (y, idx) = self.max_pool2d(&z, pp)?;
+                Ok((y, Some(idx)))
+            }
+            Pooling::Avg(pp) => Ok((self.avg_pool2d(&z, pp)?, None)),
+        }
+    }
+
+    /// Transposed read, the adjoint of [`conv2d_pooled`](Backend::conv2d_pooled) in its input:
+    /// `conv2d_input_grad(poolᵀ(v))`, where poolᵀ is `max_unpool2d` at `idx`, the average-pool
+    /// adjoint or nothing. `conv_hw` is the convolution's output size (before pooling), `input_hw`
+    /// its input's.
+    #[allow(clippy::too_many_arguments)]
+    fn conv2d_pooled_input_grad(
+        &self,
+        v: &Self::Tensor,
+        idx: Option<&Self::Index>,
+        w: &Self::Tensor,
+        conv_hw: (usize, usize),
+        input_hw: (usize, usize),
+        p: Conv2dParams,
+        pool: Pooling,
+    ) -> Result<Self::Tensor> {
+        let u = match (pool, idx) {
+            (Pooling::None, _) => None,
+            (Pooling::Max(_), Some(idx)) => Some(self.max_unpool2d(v, idx, conv_hw)?),
+            (Pooling::Max(_), None) => {
+                return Err(crate::Error::param(
+                    "conv2d_pooled_input_grad",
+                    "max pooling needs its switches",
+                ));
+            }
+            (Pooling::Avg(pp), _) => Some(self.avg_pool2d_adjoint(v, conv_hw, pp)?),
+        };
+        self.conv2d_input_grad(u.as_ref().unwrap_or(v), w, input_hw, p)
+    }
 
     // ---- optimizer -----------------------------------------------------------------------
     /// One optimizer update of parameter `p` with gradient `g` and the optimizer's buffers for it

@@ -21,7 +21,7 @@ pub mod tape;
 pub use backend::Backend;
 pub use cpu::Cpu;
 pub use error::{Error, Result};
-pub use ops::{Act, Conv2dParams, OptimStep, Pool2dParams};
+pub use ops::{Act, Conv2dParams, OptimStep, Pool2dParams, Pooling};
 pub use rng::Stream;
 
 /// A host tensor: dynamic-rank f32 ndarray in standard (row-major) layout, NCHW for images.

@@ -210,6 +210,17 @@ impl Act {
     }
 }
 
+/// The pooling that follows a convolution in a fused read ([`crate::Backend::conv2d_pooled`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pooling {
+    /// No pooling.
+    None,
+    /// Max pooling (with argmax switches).
+    Max(Pool2dParams),
+    /// Average pooling.
+    Avg(Pool2dParams),
+}
+
 /// One optimizer update of one parameter tensor, with PyTorch's exact rules (the arithmetic lives
 /// once, in `crate::cpu::optim`, and each backend evaluates the same formulas). The gradient is
 /// first L2-decayed, `d = g + wd · p`; then
