@@ -1,0 +1,358 @@
+//! Parity of the GPU pooling, reduction, softmax, norm and random ops with `sim::Cpu`: the same
+//! values (bit for bit where the CPU's arithmetic is reproduced: pooling, unpooling, uniform
+//! draws), the same ties, NaN rule and error kinds, on odd sizes, single rows, rows longer than a
+//! workgroup, overlapping and strided windows and inputs of about a million elements.
+//!
+//! One device is shared by all tests (opened once); on lavapipe the file runs in seconds.
+
+use std::sync::OnceLock;
+
+use host_gpu::{Gpu, GpuTensor};
+use sim::gradcheck::test_tensor;
+use sim::{Backend, Cpu, Error, Pool2dParams, Stream, Tensor, tensor};
+
+fn gpu() -> &'static Gpu {
+    static GPU: OnceLock<Gpu> = OnceLock::new();
+    GPU.get_or_init(|| Gpu::new(None).expect("a GPU adapter (lavapipe in CI)"))
+}
+
+fn up(t: &Tensor) -> GpuTensor {
+    gpu().upload(t).unwrap()
+}
+
+fn down(t: &GpuTensor) -> Tensor {
+    gpu().download(t).unwrap()
+}
+
+/// Same shape and the same bits (any NaN matches any NaN).
+fn assert_bits(got: &Tensor, want: &Tensor, what: &str) {
+    assert_eq!(got.shape(), want.shape(), "{what}: shapes");
+    for (i, (&g, &w)) in got.iter().zip(want.iter()).enumerate() {
+        assert!(
+            g.to_bits() == w.to_bits() || (g.is_nan() && w.is_nan()),
+            "{what}: element {i}: {g:e} vs {w:e}"
+        );
+    }
+}
+
+/// Same shape and |got − want| ≤ tol·(1 + |want|) everywhere (NaN where the CPU has NaN).
+fn assert_close(got: &Tensor, want: &Tensor, tol: f32, what: &str) {
+    assert_eq!(got.shape(), want.shape(), "{what}: shapes");
+    for (i, (&g, &w)) in got.iter().zip(want.iter()).enumerate() {
+        let ok = if w.is_nan() {
+            g.is_nan()
+        } else {
+            g == w || (g - w).abs() <= tol * (1.0 + w.abs())
+        };
+        assert!(ok, "{what}: element {i}: {g:e} vs {w:e}");
+    }
+}
+
+/// The error kind and op of a result that must fail.
+fn kind<T>(r: sim::Result<T>) -> (&'static str, &'static str) {
+    match r {
+        Ok(_) => panic!("expected an error"),
+        Err(Error::Shape { op, .. }) => ("shape", op),
+        Err(Error::Param { op, .. }) => ("param", op),
+        Err(Error::NonFinite { .. }) => ("nonfinite", ""),
+        Err(Error::Other(m)) => panic!("unexpected Error::Other: {m}"),
+    }
+}
+
+/// Both backends fail with the same kind of error naming the same op.
+macro_rules! same_error {
+    ($cpu:expr, $gpu:expr) => {{
+        let c = kind($cpu);
+        let g = kind($gpu);
+        assert_eq!(g, c, "GPU error vs CPU error");
+    }};
+}
+
+/// Values from a small set, so that windows hold ties.
+fn tied(shape: &[usize], seed: u64) -> Tensor {
+    let n: usize = shape.iter().product();
+    let s = Stream::new(seed, "parity.tied");
+    tensor(
+        shape,
+        (0..n).map(|i| s.below(i as u64, 4) as f32 - 1.0).collect(),
+    )
+    .unwrap()
+}
+
+// ---------------------------------------------------------------------------------------------
+// pooling
+
+/// (kernel, stride, input shape).
+type PoolCase = ((usize, usize), (usize, usize), [usize; 4]);
+
+const POOLS: [PoolCase; 9] = [
+    ((2, 2), (2, 2), [2, 3, 6, 8]), // the EP-CNN's pooling, non-square input
+    ((2, 2), (2, 2), [3, 5, 33, 35]), // odd sizes: the last row and column dropped
+    ((3, 3), (2, 2), [1, 2, 7, 9]), // overlapping windows
+    ((3, 3), (1, 1), [2, 2, 6, 7]), // heavily overlapping (stride 1)
+    ((2, 3), (1, 2), [2, 2, 5, 7]), // non-square window, stride != kernel
+    ((3, 2), (3, 1), [1, 3, 10, 6]), // rows dropped by the stride
+    ((2, 2), (3, 4), [2, 2, 11, 13]), // stride > kernel: positions in no window
+    ((1, 1), (1, 1), [1, 1, 3, 3]), // identity pooling
+    ((4, 4), (2, 2), [16, 32, 16, 16]), // 131,072 inputs
+];
+
+fn params(k: (usize, usize), s: (usize, usize)) -> Pool2dParams {
+    Pool2dParams {
+        kernel: k,
+        stride: s,
+    }
+}
+
+#[test]
+fn max_pool_unpool_gather_match_cpu_bit_for_bit() {
+    let cpu = Cpu;
+    for (seed, &(k, s, shape)) in POOLS.iter().enumerate() {
+        let p = params(k, s);
+        let hw = (shape[2], shape[3]);
+        for (name, x) in [
+            ("normal", test_tensor(&shape, seed as u64, 1.0)),
+            ("tied", tied(&shape, seed as u64)),
+        ] {
+            let what = format!("{p:?} {shape:?} {name}");
+            let (y, idx) = cpu.max_pool2d(&x, p).unwrap();
+            let (gy, gidx) = gpu().max_pool2d(&up(&x), p).unwrap();
+            assert_bits(&down(&gy), &y, &format!("max_pool {what}"));
+            let want: Vec<u32> = idx.iter().copied().collect();
+            assert_eq!(gpu().download_index(&gidx).unwrap(), want, "argmax {what}");
+            // Unpooling (overlapping windows sum) and the gather, from the pooled indices and from
+            // the same indices uploaded (no window information: every output is matched).
+            let r = test_tensor(y.shape(), 100 + seed as u64, 1.0);
+            let u = cpu.max_unpool2d(&r, &idx, hw).unwrap();
+            let uploaded = gpu().upload_index(y.shape(), &want).unwrap();
+            assert_bits(
+                &down(&gpu().max_unpool2d(&up(&r), &gidx, hw).unwrap()),
+                &u,
+                &format!("max_unpool {what}"),
+            );
+            if x.len() <= 10_000 {
+                assert_bits(
+                    &down(&gpu().max_unpool2d(&up(&r), &uploaded, hw).unwrap()),
+                    &u,
+                    &format!("max_unpool (uploaded indices) {what}"),
+                );
+            }
+            let z = test_tensor(&shape, 200 + seed as u64, 1.0);
+            let g = cpu.pool_gather(&z, &idx).unwrap();
+            assert_bits(
+                &down(&gpu().pool_gather(&up(&z), &gidx).unwrap()),
+                &g,
+                &format!("pool_gather {what}"),
+            );
+        }
+    }
+}
+
+#[test]
+fn max_pool_ties_nan_and_infinities_follow_the_cpu_rule() {
+    let cpu = Cpu;
+    // The hand example of sim's tests: ties go to the first in row-major window order.
+    #[rustfmt::skip]
+    let x = tensor(&[1, 1, 4, 4], vec![
+        1.0, 5.0, 2.0, 2.0,
+        3.0, 4.0, 2.0, 2.0,
+        -1.0, -2.0, 7.0, 0.0,
+        -3.0, -1.0, 0.0, 7.0,
+    ]).unwrap();
+    let (gy, gi) = gpu().max_pool2d(&up(&x), Pool2dParams::new(2, 2)).unwrap();
+    assert_eq!(down(&gy).as_slice().unwrap(), &[5.0, 2.0, -1.0, 7.0]);
+    assert_eq!(gpu().download_index(&gi).unwrap(), vec![1, 2, 8, 10]);
+    // NaN, ±∞, −0 against +0, in every window position, for 2×2/2 and overlapping 3×3/1.
+    let specials = [
+        f32::NAN,
+        f32::INFINITY,
+        f32::NEG_INFINITY,
+        -0.0,
+        0.0,
+        1.0,
+        -1.0,
+    ];
+    let mut v = Vec::new();
+    let st = Stream::new(7, "parity.specials");
+    for i in 0..2 * 3 * 9 * 9 {
+        v.push(specials[st.below(i, specials.len() as u64) as usize]);
+    }
+    let x = tensor(&[2, 3, 9, 9], v).unwrap();
+    for p in [
+        Pool2dParams::new(2, 2),
+        Pool2dParams::new(3, 1),
+        params((2, 3), (3, 2)),
+    ] {
+        let (y, idx) = cpu.max_pool2d(&x, p).unwrap();
+        let (gy, gidx) = gpu().max_pool2d(&up(&x), p).unwrap();
+        assert_bits(&down(&gy), &y, &format!("specials {p:?}"));
+        assert_eq!(
+            gpu().download_index(&gidx).unwrap(),
+            idx.iter().copied().collect::<Vec<_>>(),
+            "specials argmax {p:?}"
+        );
+    }
+    // All −∞: the first position.
+    let xi = Tensor::from_elem(ndarray::IxDyn(&[1, 1, 2, 2]), f32::NEG_INFINITY);
+    let (_, ii) = gpu().max_pool2d(&up(&xi), Pool2dParams::new(2, 2)).unwrap();
+    assert_eq!(gpu().download_index(&ii).unwrap(), vec![0]);
+}
+
+#[test]
+fn unpool_into_another_plane_and_hand_overlap() {
+    let cpu = Cpu;
+    // The centre wins all four 2×2 windows of a 3×3 plane: its gradient is the sum.
+    let x = tensor(&[1, 1, 3, 3], vec![0., 0., 0., 0., 9., 0., 0., 0., 0.]).unwrap();
+    let (_, gidx) = gpu().max_pool2d(&up(&x), Pool2dParams::new(2, 1)).unwrap();
+    let g = tensor(&[1, 1, 2, 2], vec![1.0, 2.0, 3.0, 4.0]).unwrap();
+    let u = down(&gpu().max_unpool2d(&up(&g), &gidx, (3, 3)).unwrap());
+    assert_eq!(
+        u.as_slice().unwrap(),
+        &[0., 0., 0., 0., 10., 0., 0., 0., 0.]
+    );
+    // Flat indices read in a larger plane than the pooled one (as the CPU does).
+    let x = test_tensor(&[2, 2, 7, 9], 5, 1.0);
+    let p = params((3, 3), (2, 2));
+    let (y, idx) = cpu.max_pool2d(&x, p).unwrap();
+    let (_, gidx) = gpu().max_pool2d(&up(&x), p).unwrap();
+    for hw in [(8, 10), (9, 7), (7, 9)] {
+        assert_bits(
+            &down(&gpu().max_unpool2d(&up(&y), &gidx, hw).unwrap()),
+            &cpu.max_unpool2d(&y, &idx, hw).unwrap(),
+            &format!("unpool into {hw:?}"),
+        );
+    }
+    // Arbitrary uploaded indices, repeated ones summing.
+    let ids: Vec<u32> = (0..2 * 2 * 3 * 4).map(|i| (i * 7 % 5) as u32).collect();
+    let cidx = ndarray::ArrayD::from_shape_vec(ndarray::IxDyn(&[2, 2, 3, 4]), ids.clone()).unwrap();
+    let gi = gpu().upload_index(&[2, 2, 3, 4], &ids).unwrap();
+    let r = test_tensor(&[2, 2, 3, 4], 9, 1.0);
+    assert_bits(
+        &down(&gpu().max_unpool2d(&up(&r), &gi, (2, 3)).unwrap()),
+        &cpu.max_unpool2d(&r, &cidx, (2, 3)).unwrap(),
+        "unpool uploaded",
+    );
+    let z = test_tensor(&[2, 2, 2, 3], 10, 1.0);
+    assert_bits(
+        &down(&gpu().pool_gather(&up(&z), &gi).unwrap()),
+        &cpu.pool_gather(&z, &cidx).unwrap(),
+        "gather uploaded",
+    );
+}
+
+#[test]
+fn avg_pool_and_adjoint_match_cpu() {
+    let cpu = Cpu;
+    for (seed, &(k, s, shape)) in POOLS.iter().enumerate() {
+        let p = params(k, s);
+        let x = test_tensor(&shape, 300 + seed as u64, 1.0);
+        let y = cpu.avg_pool2d(&x, p).unwrap();
+        assert_close(
+            &down(&gpu().avg_pool2d(&up(&x), p).unwrap()),
+            &y,
+            1e-6,
+            &format!("avg_pool {p:?}"),
+        );
+        let r = test_tensor(y.shape(), 400 + seed as u64, 1.0);
+        let hw = (shape[2], shape[3]);
+        assert_close(
+            &down(&gpu().avg_pool2d_adjoint(&up(&r), hw, p).unwrap()),
+            &cpu.avg_pool2d_adjoint(&r, hw, p).unwrap(),
+            1e-6,
+            &format!("avg_pool_adjoint {p:?}"),
+        );
+    }
+    let x = tensor(&[1, 1, 2, 4], vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0]).unwrap();
+    let y = down(&gpu().avg_pool2d(&up(&x), Pool2dParams::new(2, 2)).unwrap());
+    assert_eq!(y.as_slice().unwrap(), &[3.5, 5.5]);
+    let g = down(
+        &gpu()
+            .avg_pool2d_adjoint(&up(&y), (2, 4), Pool2dParams::new(2, 2))
+            .unwrap(),
+    );
+    assert_eq!(
+        g.as_slice().unwrap(),
+        &[0.875, 0.875, 1.375, 1.375, 0.875, 0.875, 1.375, 1.375]
+    );
+}
+
+#[test]
+fn pool_errors_match_cpu() {
+    let cpu = Cpu;
+    let x3 = test_tensor(&[2, 4, 4], 1, 1.0);
+    same_error!(
+        cpu.max_pool2d(&x3, Pool2dParams::new(2, 2)),
+        gpu().max_pool2d(&up(&x3), Pool2dParams::new(2, 2))
+    );
+    same_error!(
+        cpu.avg_pool2d(&x3, Pool2dParams::new(2, 2)),
+        gpu().avg_pool2d(&up(&x3), Pool2dParams::new(2, 2))
+    );
+    let x = test_tensor(&[1, 1, 3, 3], 1, 1.0);
+    for p in [
+        Pool2dParams::new(4, 1),
+        Pool2dParams::new(2, 0),
+        Pool2dParams::new(0, 1),
+    ] {
+        same_error!(cpu.max_pool2d(&x, p), gpu().max_pool2d(&up(&x), p));
+        same_error!(cpu.avg_pool2d(&x, p), gpu().avg_pool2d(&up(&x), p));
+    }
+    let (y, idx) = cpu.max_pool2d(&x, Pool2dParams::new(2, 1)).unwrap();
+    let (gy, gidx) = gpu().max_pool2d(&up(&x), Pool2dParams::new(2, 1)).unwrap();
+    // Indices out of range of the stated plane: from the pooling, and uploaded.
+    same_error!(
+        cpu.max_unpool2d(&y, &idx, (1, 1)),
+        gpu().max_unpool2d(&gy, &gidx, (1, 1))
+    );
+    let ids: Vec<u32> = idx.iter().copied().collect();
+    let gi = gpu().upload_index(&[1, 1, 2, 2], &ids).unwrap();
+    same_error!(
+        cpu.max_unpool2d(&y, &idx, (1, 2)),
+        gpu().max_unpool2d(&gy, &gi, (1, 2))
+    );
+    let small = test_tensor(&[1, 1, 1, 2], 2, 1.0);
+    same_error!(
+        cpu.pool_gather(&small, &idx),
+        gpu().pool_gather(&up(&small), &gidx)
+    );
+    same_error!(
+        cpu.pool_gather(&small, &idx),
+        gpu().pool_gather(&up(&small), &gi)
+    );
+    // A plane smaller than the pooled one, yet every actual index inside it: no error (the
+    // indices' bound does not settle it, so they are read back).
+    let corner = tensor(&[1, 1, 3, 3], vec![9., 0., 0., 0., 0., 0., 0., 0., 0.]).unwrap();
+    let (_, idx_c) = cpu.max_pool2d(&corner, Pool2dParams::new(3, 1)).unwrap();
+    let (_, gidx_c) = gpu()
+        .max_pool2d(&up(&corner), Pool2dParams::new(3, 1))
+        .unwrap();
+    let one = tensor(&[1, 1, 1, 1], vec![2.5]).unwrap();
+    let want = cpu.max_unpool2d(&one, &idx_c, (1, 1)).unwrap();
+    assert_bits(
+        &down(&gpu().max_unpool2d(&up(&one), &gidx_c, (1, 1)).unwrap()),
+        &want,
+        "unpool into a smaller plane",
+    );
+    let z1 = tensor(&[1, 1, 1, 1], vec![4.0]).unwrap();
+    let want = cpu.pool_gather(&z1, &idx_c).unwrap();
+    assert_bits(
+        &down(&gpu().pool_gather(&up(&z1), &gidx_c).unwrap()),
+        &want,
+        "gather from a smaller plane",
+    );
+    // Values and indices of different shapes.
+    let y2 = test_tensor(&[1, 1, 2, 1], 3, 1.0);
+    same_error!(
+        cpu.max_unpool2d(&y2, &idx, (3, 3)),
+        gpu().max_unpool2d(&up(&y2), &gidx, (3, 3))
+    );
+    same_error!(
+        cpu.pool_gather(&x3, &idx),
+        gpu().pool_gather(&up(&x3), &gidx)
+    );
+    let gy4 = test_tensor(&[1, 1, 2, 2], 4, 1.0);
+    same_error!(
+        cpu.avg_pool2d_adjoint(&gy4, (6, 6), Pool2dParams::new(2, 2)),
+        gpu().avg_pool2d_adjoint(&up(&gy4), (6, 6), Pool2dParams::new(2, 2))
+    );
+}
