@@ -356,3 +356,134 @@ fn pool_errors_match_cpu() {
         gpu().avg_pool2d_adjoint(&up(&gy4), (6, 6), Pool2dParams::new(2, 2))
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// reductions
+
+#[test]
+fn reductions_are_exact_where_the_cpu_is() {
+    let g = gpu();
+    let a = tensor(&[2, 2], vec![1.0, 2.0, 3.0, 4.0]).unwrap();
+    let b = tensor(&[2, 2], vec![0.5, -1.0, 2.0, 0.25]).unwrap();
+    assert_eq!(g.sum_all(&up(&a)).unwrap(), 10.0);
+    assert_eq!(g.dot(&up(&a), &up(&b)).unwrap(), 0.5 - 2.0 + 6.0 + 1.0);
+    assert_eq!(
+        down(&g.sum_except(&up(&a), 0).unwrap()).as_slice().unwrap(),
+        &[3.0, 7.0]
+    );
+    assert_eq!(
+        down(&g.sum_except(&up(&a), 1).unwrap()).as_slice().unwrap(),
+        &[4.0, 6.0]
+    );
+    let e = Tensor::zeros(ndarray::IxDyn(&[0, 3]));
+    assert_eq!(g.sum_all(&up(&e)).unwrap(), 0.0);
+    assert_eq!(
+        down(&g.sum_except(&up(&e), 1).unwrap()).as_slice().unwrap(),
+        &[0.0; 3]
+    );
+    let scalar = tensor(&[], vec![2.5]).unwrap();
+    assert_eq!(g.sum_all(&up(&scalar)).unwrap(), 2.5);
+    // The CPU test's large inputs: integer sums exact, many 0.1s correctly rounded.
+    let n = 100_003usize;
+    let x = tensor(&[n], (0..n).map(|i| (i % 7) as f32).collect()).unwrap();
+    let exact: u64 = (0..n).map(|i| (i % 7) as u64).sum();
+    let ones = tensor(&[n], vec![1.0; n]).unwrap();
+    assert_eq!(g.sum_all(&up(&x)).unwrap(), exact as f32);
+    assert_eq!(g.dot(&up(&x), &up(&ones)).unwrap(), exact as f32);
+    let t = tensor(&[n], vec![0.1; n]).unwrap();
+    assert_eq!(
+        g.sum_all(&up(&t)).unwrap(),
+        (0.1f32 as f64 * n as f64) as f32
+    );
+    // Cancellation: 1e8 + (1 + 1 + ...) − 1e8 needs more than f32 accumulators.
+    let m = 1 << 20;
+    let mut v = vec![1.0f32; m];
+    v[0] = 1e8;
+    v[m - 1] = -1e8;
+    let c = tensor(&[m], v).unwrap();
+    assert_eq!(g.sum_all(&up(&c)).unwrap(), Cpu.sum_all(&c).unwrap());
+    assert_eq!(g.sum_all(&up(&c)).unwrap(), (m - 2) as f32);
+    // One rounding of the exact sum, ties to even, the bits below the halfway point counted.
+    let two24 = 16_777_216.0f32;
+    for (v, want) in [
+        (vec![two24, 1.0], two24),
+        (vec![two24, 3.0], two24 + 4.0),
+        (vec![two24, 1.0, 2f32.powi(-20)], two24 + 2.0),
+        (
+            vec![1.0, two24, -1.0, 1.0, 2f32.powi(-30), -two24],
+            1.0 + 2f32.powi(-30),
+        ),
+    ] {
+        let t = tensor(&[v.len()], v.clone()).unwrap();
+        assert_eq!(Cpu.sum_all(&t).unwrap(), want, "CPU {v:?}");
+        assert_eq!(g.sum_all(&up(&t)).unwrap(), want, "{v:?}");
+        let ones = tensor(&[v.len()], vec![1.0; v.len()]).unwrap();
+        assert_eq!(g.dot(&up(&t), &up(&ones)).unwrap(), want, "dot {v:?}");
+    }
+    // Non-finite values propagate as on the CPU.
+    let inf = tensor(&[3], vec![1.0, f32::INFINITY, 2.0]).unwrap();
+    assert_eq!(g.sum_all(&up(&inf)).unwrap(), f32::INFINITY);
+    let nan = tensor(
+        &[600],
+        (0..600)
+            .map(|i| if i == 599 { f32::NAN } else { 1.0 })
+            .collect(),
+    )
+    .unwrap();
+    assert!(g.sum_all(&up(&nan)).unwrap().is_nan());
+}
+
+#[test]
+fn reductions_match_cpu_on_many_sizes() {
+    let (cpu, g) = (Cpu, gpu());
+    for (i, n) in [1usize, 7, 255, 256, 257, 2047, 2049, 65_537, 1_000_003]
+        .into_iter()
+        .enumerate()
+    {
+        let a = test_tensor(&[n], 500 + i as u64, 3.0);
+        let b = test_tensor(&[n], 600 + i as u64, 1.0);
+        let (ga, gb) = (up(&a), up(&b));
+        let (s, gs) = (cpu.sum_all(&a).unwrap(), g.sum_all(&ga).unwrap());
+        assert!(
+            (s - gs).abs() <= 1e-6 * (1.0 + s.abs()),
+            "sum_all n={n}: {gs} vs {s}"
+        );
+        let (d, gd) = (cpu.dot(&a, &b).unwrap(), g.dot(&ga, &gb).unwrap());
+        assert!(
+            (d - gd).abs() <= 1e-6 * (1.0 + d.abs()),
+            "dot n={n}: {gd} vs {d}"
+        );
+        // Deterministic: the same bits again.
+        assert_eq!(g.sum_all(&ga).unwrap().to_bits(), gs.to_bits());
+        // The device scalar is a 0-d tensor.
+        assert_eq!(g.sum_all_device(&ga).unwrap().shape(), &[] as &[usize]);
+    }
+    for shape in [
+        vec![3, 4, 5, 2],
+        vec![1000, 37],
+        vec![2, 70_000],
+        vec![7, 1, 300],
+        vec![64, 16, 33, 17],
+        vec![5],
+    ] {
+        let x = test_tensor(&shape, shape.len() as u64, 1.0);
+        let gx = up(&x);
+        for axis in 0..shape.len() {
+            assert_close(
+                &down(&g.sum_except(&gx, axis).unwrap()),
+                &cpu.sum_except(&x, axis).unwrap(),
+                1e-6,
+                &format!("sum_except {shape:?} axis {axis}"),
+            );
+        }
+    }
+}
+
+#[test]
+fn reduction_errors_match_cpu() {
+    let (cpu, g) = (Cpu, gpu());
+    let a = test_tensor(&[2, 3], 1, 1.0);
+    let b = test_tensor(&[3, 2], 2, 1.0);
+    same_error!(cpu.dot(&a, &b), g.dot(&up(&a), &up(&b)));
+    same_error!(cpu.sum_except(&a, 2), g.sum_except(&up(&a), 2));
+}
