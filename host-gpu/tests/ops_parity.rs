@@ -487,3 +487,141 @@ fn reduction_errors_match_cpu() {
     same_error!(cpu.dot(&a, &b), g.dot(&up(&a), &up(&b)));
     same_error!(cpu.sum_except(&a, 2), g.sum_except(&up(&a), 2));
 }
+
+// ---------------------------------------------------------------------------------------------
+// softmax family
+
+#[test]
+fn softmax_family_matches_cpu() {
+    let (cpu, g) = (Cpu, gpu());
+    for (i, shape) in [
+        vec![1, 10],
+        vec![7, 300],
+        vec![3, 2, 5],
+        vec![1000, 10],
+        vec![2, 1],
+        vec![4, 1025],
+        vec![1, 70_000],
+        vec![66_000, 2],
+        vec![5, 0],
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let x = test_tensor(&shape, 700 + i as u64, 4.0);
+        let gx = up(&x);
+        let what = format!("{shape:?}");
+        assert_close(
+            &down(&g.softmax(&gx).unwrap()),
+            &cpu.softmax(&x).unwrap(),
+            1e-5,
+            &format!("softmax {what}"),
+        );
+        let y = cpu.log_softmax(&x).unwrap();
+        let gyl = g.log_softmax(&gx).unwrap();
+        assert_close(&down(&gyl), &y, 1e-5, &format!("log_softmax {what}"));
+        let r = test_tensor(&shape, 800 + i as u64, 1.0);
+        assert_close(
+            &down(&g.log_softmax_grad(&up(&y), &up(&r)).unwrap()),
+            &cpu.log_softmax_grad(&y, &r).unwrap(),
+            1e-5,
+            &format!("log_softmax_grad {what}"),
+        );
+    }
+    // Stability and NaN: large logits, very negative ones, a NaN in one row only.
+    let ln2 = std::f32::consts::LN_2;
+    let x = tensor(
+        &[3, 3],
+        vec![
+            0.0,
+            ln2,
+            1000.0,
+            1000.0,
+            1000.0,
+            -1000.0,
+            0.0,
+            f32::NAN,
+            1.0,
+        ],
+    )
+    .unwrap();
+    assert_close(
+        &down(&g.softmax(&up(&x)).unwrap()),
+        &cpu.softmax(&x).unwrap(),
+        1e-6,
+        "softmax special",
+    );
+    assert_close(
+        &down(&g.log_softmax(&up(&x)).unwrap()),
+        &cpu.log_softmax(&x).unwrap(),
+        1e-6,
+        "log_softmax special",
+    );
+    let s = down(&g.softmax(&up(&x)).unwrap());
+    assert!(s.as_slice().unwrap()[6..].iter().all(|v| v.is_nan()));
+    assert!(s.as_slice().unwrap()[..6].iter().all(|v| v.is_finite()));
+}
+
+#[test]
+fn cross_entropy_matches_cpu() {
+    let (cpu, g) = (Cpu, gpu());
+    let z = Tensor::zeros(ndarray::IxDyn(&[2, 4]));
+    let (loss, grad) = g.cross_entropy(&up(&z), &[1, 3]).unwrap();
+    assert!((loss - 4.0f32.ln()).abs() < 1e-6);
+    assert_close(
+        &down(&grad),
+        &cpu.cross_entropy(&z, &[1, 3]).unwrap().1,
+        1e-7,
+        "uniform logits",
+    );
+    for (i, (n, k)) in [(5, 7), (1, 2), (128, 10), (3, 600), (4097, 3)]
+        .into_iter()
+        .enumerate()
+    {
+        let x = test_tensor(&[n, k], 900 + i as u64, 3.0);
+        let st = Stream::new(i as u64, "parity.labels");
+        let labels: Vec<usize> = (0..n)
+            .map(|j| st.below(j as u64, k as u64) as usize)
+            .collect();
+        let (cl, cg) = cpu.cross_entropy(&x, &labels).unwrap();
+        let (gl, gg) = g.cross_entropy(&up(&x), &labels).unwrap();
+        assert!(
+            (cl - gl).abs() <= 1e-6 * (1.0 + cl.abs()),
+            "loss {n}x{k}: {gl} vs {cl}"
+        );
+        assert_close(&down(&gg), &cg, 1e-6, &format!("dlogits {n}x{k}"));
+    }
+}
+
+#[test]
+fn softmax_errors_match_cpu() {
+    let (cpu, g) = (Cpu, gpu());
+    let s = Tensor::zeros(ndarray::IxDyn(&[]));
+    same_error!(cpu.softmax(&s), g.softmax(&up(&s)));
+    same_error!(cpu.log_softmax(&s), g.log_softmax(&up(&s)));
+    let a = test_tensor(&[2, 3], 1, 1.0);
+    let b = test_tensor(&[3, 2], 1, 1.0);
+    same_error!(
+        cpu.log_softmax_grad(&a, &b),
+        g.log_softmax_grad(&up(&a), &up(&b))
+    );
+    let x = test_tensor(&[5, 7], 3, 2.0);
+    same_error!(
+        cpu.cross_entropy(&x, &[0, 1, 2, 3, 7]),
+        g.cross_entropy(&up(&x), &[0, 1, 2, 3, 7])
+    );
+    same_error!(
+        cpu.cross_entropy(&x, &[0, 1]),
+        g.cross_entropy(&up(&x), &[0, 1])
+    );
+    let x3 = test_tensor(&[2, 3, 4], 1, 1.0);
+    same_error!(
+        cpu.cross_entropy(&x3, &[0, 1]),
+        g.cross_entropy(&up(&x3), &[0, 1])
+    );
+    let empty = Tensor::zeros(ndarray::IxDyn(&[0, 3]));
+    same_error!(
+        cpu.cross_entropy(&empty, &[]),
+        g.cross_entropy(&up(&empty), &[])
+    );
+}
