@@ -625,3 +625,260 @@ fn softmax_errors_match_cpu() {
         g.cross_entropy(&up(&empty), &[])
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// norms
+
+#[test]
+fn layer_norm_matches_cpu() {
+    let (cpu, g) = (Cpu, gpu());
+    for (i, shape) in [
+        vec![4, 7],
+        vec![3, 2, 300],
+        vec![1, 1000],
+        vec![5, 1],
+        vec![64, 257],
+        vec![0, 4],
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let d = *shape.last().unwrap();
+        // An offset far larger than the spread: the variance needs an accurate mean.
+        let x = test_tensor(&shape, 1000 + i as u64, 0.01).mapv(|v| v + 100.0);
+        let gamma = test_tensor(&[d], 1100 + i as u64, 1.0);
+        let beta = test_tensor(&[d], 1200 + i as u64, 1.0);
+        let what = format!("{shape:?}");
+        let (y, m, rs) = cpu.layer_norm(&x, &gamma, &beta, 1e-5).unwrap();
+        let (gy_, gm, grs) = g
+            .layer_norm(&up(&x), &up(&gamma), &up(&beta), 1e-5)
+            .unwrap();
+        assert_close(&down(&gy_), &y, 1e-4, &format!("layer_norm y {what}"));
+        assert_close(&down(&gm), &m, 1e-6, &format!("layer_norm mean {what}"));
+        assert_close(&down(&grs), &rs, 1e-4, &format!("layer_norm rstd {what}"));
+        let gy = test_tensor(&shape, 1300 + i as u64, 1.0);
+        let (gx, gg, gb) = cpu.layer_norm_grad(&x, &gamma, &m, &rs, &gy).unwrap();
+        let (ggx, ggg, ggb) = g
+            .layer_norm_grad(&up(&x), &up(&gamma), &up(&m), &up(&rs), &up(&gy))
+            .unwrap();
+        assert_close(&down(&ggx), &gx, 1e-4, &format!("layer_norm gx {what}"));
+        assert_close(&down(&ggg), &gg, 1e-4, &format!("layer_norm ggamma {what}"));
+        assert_close(&down(&ggb), &gb, 1e-6, &format!("layer_norm gbeta {what}"));
+    }
+    // PyTorch's F.layer_norm([1, 2, 3], eps = 0) = [−√1.5, 0, √1.5].
+    let x = tensor(&[1, 3], vec![1.0, 2.0, 3.0]).unwrap();
+    let (one, zero) = (
+        tensor(&[3], vec![1.0; 3]).unwrap(),
+        tensor(&[3], vec![0.0; 3]).unwrap(),
+    );
+    let (y, _, _) = g.layer_norm(&up(&x), &up(&one), &up(&zero), 0.0).unwrap();
+    let want = tensor(&[1, 3], vec![-1.5f32.sqrt(), 0.0, 1.5f32.sqrt()]).unwrap();
+    assert_close(&down(&y), &want, 1e-6, "layer_norm hand value");
+}
+
+#[test]
+fn batch_norm_matches_cpu() {
+    let (cpu, g) = (Cpu, gpu());
+    for (i, shape) in [
+        vec![2, 3, 4, 5],
+        vec![8, 16],
+        vec![1, 2, 3000],
+        vec![32, 8, 16, 16],
+        vec![3, 1, 1, 1],
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let c = shape[1];
+        let x = test_tensor(&shape, 2000 + i as u64, 0.5).mapv(|v| v - 30.0);
+        let gamma = test_tensor(&[c], 2100 + i as u64, 1.0);
+        let beta = test_tensor(&[c], 2200 + i as u64, 1.0);
+        let what = format!("{shape:?}");
+        let (y, m, v) = cpu.batch_norm_train(&x, &gamma, &beta, 1e-5).unwrap();
+        let (gy_, gm, gv) = g
+            .batch_norm_train(&up(&x), &up(&gamma), &up(&beta), 1e-5)
+            .unwrap();
+        assert_close(&down(&gy_), &y, 1e-4, &format!("batch_norm_train y {what}"));
+        assert_close(
+            &down(&gm),
+            &m,
+            1e-6,
+            &format!("batch_norm_train mean {what}"),
+        );
+        assert_close(
+            &down(&gv),
+            &v,
+            1e-5,
+            &format!("batch_norm_train var {what}"),
+        );
+        let ye = cpu
+            .batch_norm_eval(&x, &gamma, &beta, &m, &v, 1e-3)
+            .unwrap();
+        let gye = g
+            .batch_norm_eval(&up(&x), &up(&gamma), &up(&beta), &up(&m), &up(&v), 1e-3)
+            .unwrap();
+        assert_close(&down(&gye), &ye, 1e-4, &format!("batch_norm_eval {what}"));
+        let gy = test_tensor(&shape, 2300 + i as u64, 1.0);
+        let (gx, gg, gb) = cpu.batch_norm_grad(&x, &gamma, &m, &v, 1e-5, &gy).unwrap();
+        let (ggx, ggg, ggb) = g
+            .batch_norm_grad(&up(&x), &up(&gamma), &up(&m), &up(&v), 1e-5, &up(&gy))
+            .unwrap();
+        assert_close(&down(&ggx), &gx, 1e-4, &format!("batch_norm gx {what}"));
+        assert_close(&down(&ggg), &gg, 1e-4, &format!("batch_norm ggamma {what}"));
+        assert_close(&down(&ggb), &gb, 1e-5, &format!("batch_norm gbeta {what}"));
+    }
+}
+
+#[test]
+fn norms_of_ill_conditioned_inputs_match_cpu() {
+    let (cpu, g) = (Cpu, gpu());
+    // The mean of 2²⁴ and 2²⁴ + 2 is a tie (rounded to even, 2²⁴); the variance is taken about
+    // the exact mean (1), not the rounded one (which would give 2).
+    let x = tensor(&[2, 1], vec![16_777_216.0, 16_777_218.0]).unwrap();
+    let one = tensor(&[1], vec![1.0]).unwrap();
+    let (_, m, v) = g
+        .batch_norm_train(&up(&x), &up(&one), &up(&one), 0.0)
+        .unwrap();
+    assert_eq!(down(&m).as_slice().unwrap(), &[16_777_216.0]);
+    assert_eq!(down(&v).as_slice().unwrap(), &[1.0]);
+    let (_, cm, cv) = cpu.batch_norm_train(&x, &one, &one, 0.0).unwrap();
+    assert_eq!((cm[[0]], cv[[0]]), (16_777_216.0, 1.0));
+    let xr = x
+        .clone()
+        .into_shape_with_order(ndarray::IxDyn(&[1, 2]))
+        .unwrap();
+    let two = tensor(&[2], vec![1.0, 1.0]).unwrap();
+    let (_, m, rs) = g.layer_norm(&up(&xr), &up(&two), &up(&two), 0.0).unwrap();
+    assert_eq!(down(&m).as_slice().unwrap(), &[16_777_216.0]);
+    assert_eq!(down(&rs).as_slice().unwrap(), &[1.0]);
+    // An offset 10⁶ times the spread: the statistics need exact sums and the exact mean.
+    for (i, shape) in [vec![16, 4, 9, 9], vec![6, 1000]].into_iter().enumerate() {
+        let c = shape[1];
+        let x = test_tensor(&shape, 3000 + i as u64, 0.01).mapv(|v| v + 1e4);
+        let gamma = test_tensor(&[c], 3100 + i as u64, 1.0);
+        let beta = test_tensor(&[c], 3200 + i as u64, 1.0);
+        let (y, m, v) = cpu.batch_norm_train(&x, &gamma, &beta, 1e-8).unwrap();
+        let (gy_, gm, gv) = g
+            .batch_norm_train(&up(&x), &up(&gamma), &up(&beta), 1e-8)
+            .unwrap();
+        assert_bits(&down(&gm), &m, &format!("batch_norm mean {shape:?}"));
+        assert_close(&down(&gv), &v, 1e-5, &format!("batch_norm var {shape:?}"));
+        assert_close(&down(&gy_), &y, 1e-4, &format!("batch_norm y {shape:?}"));
+        let lead = shape[..shape.len() - 1].iter().product::<usize>();
+        let d = *shape.last().unwrap();
+        let x2 = x
+            .clone()
+            .into_shape_with_order(ndarray::IxDyn(&[lead, d]))
+            .unwrap();
+        let gd = test_tensor(&[d], 3300 + i as u64, 1.0);
+        let (y, m, rs) = cpu.layer_norm(&x2, &gd, &gd, 1e-8).unwrap();
+        let (gy_, gm, grs) = g.layer_norm(&up(&x2), &up(&gd), &up(&gd), 1e-8).unwrap();
+        assert_bits(&down(&gm), &m, &format!("layer_norm mean {shape:?}"));
+        assert_close(
+            &down(&grs),
+            &rs,
+            1e-5,
+            &format!("layer_norm rstd {shape:?}"),
+        );
+        assert_close(&down(&gy_), &y, 1e-4, &format!("layer_norm y {shape:?}"));
+    }
+}
+
+#[test]
+fn norm_errors_match_cpu() {
+    let (cpu, g) = (Cpu, gpu());
+    let x = test_tensor(&[2, 4], 1, 1.0);
+    let g4 = test_tensor(&[4], 2, 1.0);
+    let g3 = test_tensor(&[3], 2, 1.0);
+    let (ux, u4, u3) = (up(&x), up(&g4), up(&g3));
+    same_error!(
+        cpu.layer_norm(&x, &g3, &g4, 1e-5),
+        g.layer_norm(&ux, &u3, &u4, 1e-5)
+    );
+    same_error!(
+        cpu.layer_norm(&x, &g4, &g3, 1e-5),
+        g.layer_norm(&ux, &u4, &u3, 1e-5)
+    );
+    same_error!(
+        cpu.layer_norm(&x, &g4, &g4, -1.0),
+        g.layer_norm(&ux, &u4, &u4, -1.0)
+    );
+    let s = Tensor::zeros(ndarray::IxDyn(&[]));
+    same_error!(
+        cpu.layer_norm(&s, &g4, &g4, 1e-5),
+        g.layer_norm(&up(&s), &u4, &u4, 1e-5)
+    );
+    let z = Tensor::zeros(ndarray::IxDyn(&[3, 0]));
+    same_error!(
+        cpu.layer_norm(&z, &g4, &g4, 1e-5),
+        g.layer_norm(&up(&z), &u4, &u4, 1e-5)
+    );
+    let (_, m, rs) = cpu.layer_norm(&x, &g4, &g4, 1e-5).unwrap();
+    let gy = test_tensor(&[4, 2], 3, 1.0);
+    same_error!(
+        cpu.layer_norm_grad(&x, &g4, &m, &rs, &gy),
+        g.layer_norm_grad(&ux, &u4, &up(&m), &up(&rs), &up(&gy))
+    );
+    let gy = test_tensor(&[2, 4], 3, 1.0);
+    let m12 = m
+        .clone()
+        .into_shape_with_order(ndarray::IxDyn(&[1, 2]))
+        .unwrap();
+    same_error!(
+        cpu.layer_norm_grad(&x, &g4, &m12, &rs, &gy),
+        g.layer_norm_grad(&ux, &u4, &up(&m12), &up(&rs), &up(&gy))
+    );
+
+    let x = test_tensor(&[2, 3, 2, 2], 1, 1.0);
+    let g2 = test_tensor(&[2], 2, 1.0);
+    let ux = up(&x);
+    let u2 = up(&g2);
+    same_error!(
+        cpu.batch_norm_train(&x, &g2, &g3, 1e-5),
+        g.batch_norm_train(&ux, &u2, &u3, 1e-5)
+    );
+    same_error!(
+        cpu.batch_norm_train(&x, &g3, &g3, f32::NAN),
+        g.batch_norm_train(&ux, &u3, &u3, f32::NAN)
+    );
+    let x1 = test_tensor(&[3], 1, 1.0);
+    same_error!(
+        cpu.batch_norm_train(&x1, &g3, &g3, 1e-5),
+        g.batch_norm_train(&up(&x1), &u3, &u3, 1e-5)
+    );
+    let single = test_tensor(&[1, 3], 1, 1.0);
+    same_error!(
+        cpu.batch_norm_train(&single, &g3, &g3, 1e-5),
+        g.batch_norm_train(&up(&single), &u3, &u3, 1e-5)
+    );
+    // Variances are checked on the values: negative or NaN is refused, every time.
+    for bad in [vec![1.0, -1.0, 1.0], vec![1.0, 1.0, f32::NAN]] {
+        let v = tensor(&[3], bad).unwrap();
+        let uv = up(&v);
+        for _ in 0..2 {
+            same_error!(
+                cpu.batch_norm_eval(&x, &g3, &g3, &g3, &v, 1e-5),
+                g.batch_norm_eval(&ux, &u3, &u3, &u3, &uv, 1e-5)
+            );
+        }
+    }
+    let ok = up(&tensor(&[3], vec![1.0, 0.0, 2.0]).unwrap());
+    for _ in 0..2 {
+        g.batch_norm_eval(&ux, &u3, &u3, &u3, &ok, 1e-5).unwrap();
+    }
+    same_error!(
+        cpu.batch_norm_eval(&x, &g3, &g3, &g2, &g3, 1e-5),
+        g.batch_norm_eval(&ux, &u3, &u3, &u2, &u3, 1e-5)
+    );
+    let gy = test_tensor(&[2, 3, 2, 1], 1, 1.0);
+    let ones = tensor(&[3], vec![1.0; 3]).unwrap();
+    same_error!(
+        cpu.batch_norm_grad(&x, &g3, &g3, &ones, 1e-5, &gy),
+        g.batch_norm_grad(&ux, &u3, &u3, &up(&ones), 1e-5, &up(&gy))
+    );
+    let e = Tensor::zeros(ndarray::IxDyn(&[0, 3]));
+    same_error!(
+        cpu.batch_norm_grad(&e, &g3, &g3, &ones, 1e-5, &e),
+        g.batch_norm_grad(&up(&e), &u3, &u3, &up(&ones), 1e-5, &up(&e))
+    );
+}
