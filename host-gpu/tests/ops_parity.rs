@@ -882,3 +882,82 @@ fn norm_errors_match_cpu() {
         g.batch_norm_grad(&up(&e), &u3, &u3, &up(&ones), 1e-5, &up(&e))
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// random draws
+
+#[test]
+fn uniform_draws_are_the_cpu_bits_and_normals_agree() {
+    let g = gpu();
+    let streams = [
+        Stream::new(1, "parity.rng"),
+        Stream::new(42, "noise").sub(3),
+    ];
+    let offsets = [
+        0u64,
+        1,
+        3,
+        (1 << 32) - 5,
+        (1 << 32) - 1,
+        1 << 32,
+        (1 << 40) + 2,
+        u64::MAX - 1_000,
+    ];
+    for (si, st) in streams.iter().enumerate() {
+        for &off in &offsets {
+            for shape in [vec![1], vec![7], vec![5, 3, 2], vec![1001]] {
+                let n: usize = shape.iter().product();
+                let u = down(&g.rand(&shape, st, off).unwrap());
+                let want: Vec<f32> = (0..n as u64)
+                    .map(|i| st.uniform(off.wrapping_add(i)))
+                    .collect();
+                let got: Vec<u32> = u.iter().map(|v| v.to_bits()).collect();
+                let want: Vec<u32> = want.iter().map(|v| v.to_bits()).collect();
+                assert_eq!(got, want, "rand stream {si} offset {off} shape {shape:?}");
+                let z = down(&g.randn(&shape, st, off).unwrap());
+                for (i, &v) in z.iter().enumerate() {
+                    let w = st.normal(off.wrapping_add(i as u64));
+                    assert!(
+                        (v - w).abs() <= 1e-5,
+                        "randn stream {si} offset {off} #{i}: {v} vs {w}"
+                    );
+                }
+            }
+        }
+    }
+    // A million draws against the CPU backend (whose chunks split the same function).
+    let st = streams[0];
+    let shape = [1000, 1000];
+    let off = (1 << 32) - 77;
+    let (cu, gu) = (
+        Cpu.rand(&shape, &st, off).unwrap(),
+        down(&g.rand(&shape, &st, off).unwrap()),
+    );
+    assert_bits(&gu, &cu, "rand 1e6");
+    let (cz, gz) = (
+        Cpu.randn(&shape, &st, off).unwrap(),
+        down(&g.randn(&shape, &st, off).unwrap()),
+    );
+    assert_close(&gz, &cz, 1e-5, "randn 1e6");
+    let worst = gz
+        .iter()
+        .zip(cz.iter())
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0f32, f32::max);
+    assert!(worst <= 1e-5, "randn worst difference {worst}");
+}
+
+#[test]
+fn draws_beyond_32_bit_indexing_are_refused() {
+    let st = Stream::new(1, "parity.rng");
+    for shape in [vec![1 << 16, 1 << 16], vec![usize::MAX, 2]] {
+        assert!(
+            matches!(gpu().rand(&shape, &st, 0), Err(Error::Other(_))),
+            "{shape:?}"
+        );
+        assert!(
+            matches!(gpu().randn(&shape, &st, 0), Err(Error::Other(_))),
+            "{shape:?}"
+        );
+    }
+}
