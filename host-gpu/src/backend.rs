@@ -75,6 +75,8 @@ impl Gpu {
         Ok(GpuIndex {
             buf: Arc::new(self.ctx.alloc_init(bytemuck::cast_slice(idx))?),
             shape: shape.to_vec(),
+            bound: idx.iter().max().map_or(0, |&m| u64::from(m) + 1),
+            pool: None,
         })
     }
 

@@ -394,7 +394,7 @@ impl Ctx {
         if pending.count >= MAX_PENDING {
             let enc = pending.encoder.take().expect("encoder present");
             pending.count = 0;
-            drop(pending);
+            // Submitted under the lock: another thread's later work must not be submitted first.
             self.queue.submit([enc.finish()]);
         }
         Ok(())
@@ -423,12 +423,11 @@ impl Ctx {
 
     /// Submit the recorded work.
     pub(crate) fn flush(&self) {
-        let enc = {
-            let mut pending = self.pending.lock().expect("pending lock");
-            pending.count = 0;
-            pending.encoder.take()
-        };
-        if let Some(enc) = enc {
+        // Submitted under the lock, so command buffers reach the queue in recording order even
+        // when several threads record and flush.
+        let mut pending = self.pending.lock().expect("pending lock");
+        pending.count = 0;
+        if let Some(enc) = pending.encoder.take() {
             self.queue.submit([enc.finish()]);
         }
     }

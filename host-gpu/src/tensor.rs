@@ -3,6 +3,8 @@
 
 use std::sync::Arc;
 
+use sim::Pool2dParams;
+
 use crate::context::PoolBuf;
 
 /// An f32 tensor on the GPU, in standard (row-major) layout, NCHW for images.
@@ -17,6 +19,13 @@ pub struct GpuTensor {
 pub struct GpuIndex {
     pub(crate) buf: Arc<PoolBuf>,
     pub(crate) shape: Vec<usize>,
+    /// Every stored index is below `bound` (exact for uploaded indices, the last position of the
+    /// last window for pooled ones), so range checks need no read-back when it fits the plane.
+    pub(crate) bound: u64,
+    /// The max pooling that produced the indices (its parameters and input plane `(H, W)`):
+    /// index k then lies inside window k, and unpooling gathers over the windows holding each
+    /// position. `None` for uploaded indices.
+    pub(crate) pool: Option<(Pool2dParams, (usize, usize))>,
 }
 
 impl GpuTensor {

@@ -72,12 +72,15 @@ pub(crate) fn empty(ctx: &Arc<Ctx>, shape: &[usize]) -> Result<GpuTensor> {
     })
 }
 
-/// An uninitialized u32 index tensor of `shape`.
+/// An uninitialized u32 index tensor of `shape` (no bound known, no pooling: the writer sets
+/// them).
 pub(crate) fn empty_index(ctx: &Arc<Ctx>, shape: &[usize]) -> Result<GpuIndex> {
     let n: usize = shape.iter().product();
     Ok(GpuIndex {
         buf: Arc::new(ctx.alloc(4 * n as u64)?),
         shape: shape.to_vec(),
+        bound: u64::MAX,
+        pool: None,
     })
 }
 
