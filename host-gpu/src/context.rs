@@ -393,7 +393,7 @@ impl Ctx {
         if pending.count >= MAX_PENDING {
             let enc = pending.encoder.take().expect("encoder present");
             pending.count = 0;
-            drop(pending);
+            // Submitted under the lock: another thread must not submit a later encoder first.
             self.queue.submit([enc.finish()]);
         }
         Ok(())
@@ -422,12 +422,13 @@ impl Ctx {
 
     /// Submit the recorded work.
     pub(crate) fn flush(&self) {
-        let enc = {
-            let mut pending = self.pending.lock().expect("pending lock");
-            pending.count = 0;
-            pending.encoder.take()
-        };
-        if let Some(enc) = enc {
+        // The lock is held until the encoder is submitted, so encoders reach the queue in the
+        // order their work was recorded even when several threads record and flush: otherwise
+        // a thread could submit its read-back before another thread's taken-but-unsubmitted
+        // encoder holding the kernels that write the data.
+        let mut pending = self.pending.lock().expect("pending lock");
+        pending.count = 0;
+        if let Some(enc) = pending.encoder.take() {
             self.queue.submit([enc.finish()]);
         }
     }
