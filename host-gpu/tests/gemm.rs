@@ -104,12 +104,14 @@ fn check_conv(c: &Case, seed: u64) {
 
 #[test]
 fn conv_paper_layers_match_cpu() {
-    // The CIFAR-10 EP-CNN's layers (3x3, padding 1), small batches.
+    // The CIFAR-10 EP-CNN's layers (3x3, padding 1), small batches (batch 4 and 2).
     let cases = [
         case([4, 3, 32, 32], [128, 3, 3, 3], (1, 1), (1, 1), true),
         case([2, 128, 16, 16], [256, 128, 3, 3], (1, 1), (1, 1), true),
         case([2, 256, 8, 8], [512, 256, 3, 3], (1, 1), (1, 1), false),
         case([2, 512, 4, 4], [512, 512, 3, 3], (1, 1), (1, 1), true),
+        // The last layer as `sim/benches/ops.rs` runs it: padding 0, 2x2 output.
+        case([2, 512, 4, 4], [512, 512, 3, 3], (1, 1), (0, 0), false),
     ];
     for (i, c) in cases.iter().enumerate() {
         check_conv(c, 100 + 10 * i as u64);

@@ -1,11 +1,14 @@
 // The one GEMM template of the backend: C[z](m, n) = Σ_k A(z, m, k) · B(z, k, n) for a tile grid of
-// 64×64 output blocks, one per workgroup of 16×16 invocations, each invocation accumulating a 4×4
-// register block (rows ty + 16·i, columns tx + 16·j, so reads of the staged tiles and the final
-// stores are consecutive across tx). K advances by BK = 16: every invocation loads 4 elements of the
-// A tile (64 × 16) and 4 of the B tile (16 × 64) from global memory into registers, stores them in
-// workgroup memory, and prefetches the next K block into registers while it computes on the staged
-// one. Rows of the staged tiles are padded to 65 floats so that neither loading order conflicts
-// on shared-memory banks. 2 · 16 · 65 · 4 = 8,320 bytes of workgroup memory.
+// 64×64 output blocks, one per workgroup of 16×16 invocations, invocation (tx, ty) accumulating the
+// 4×4 register block of rows 4·ty … 4·ty + 3 and columns 4·tx … 4·tx + 3 (its stores of a row are
+// consecutive, and so are those of the 16 tx). K advances by BK = 16: every invocation loads
+// 4 elements of the A tile (64 × 16) and 4 of the B tile (16 × 64) from global memory into
+// registers (one vec4 slot of each tile: 4 rows or columns at one k), stores them in workgroup
+// memory, and prefetches the next K block into registers while it computes on the staged one. The
+// staged tiles are k-major arrays of vec4, so each step of the inner product is two 16-byte
+// shared-memory reads for 16 multiply-adds; tile rows are padded to 68 floats so that the 16-byte
+// stores of invocations loading along k fall on distinct banks. 2 · 16 · 68 · 4 = 8,704 bytes of
+// workgroup memory.
 //
 // `ops/gemm.rs` fills the placeholders (each name below in double braces, on a line of its own)
 // per op variant:
@@ -28,10 +31,13 @@
 const BM: u32 = 64u;
 const BN: u32 = 64u;
 const BK: u32 = 16u;
-const LDS: u32 = 65u;
+// Row stride of the staged tiles in vec4 (64 floats + 4 of padding).
+const LDS4: u32 = 17u;
 
-var<workgroup> AS: array<f32, 1040>; // [BK][LDS]: AS[kk * LDS + mm]
-var<workgroup> BS: array<f32, 1040>; // [BK][LDS]: BS[kk * LDS + nn]
+// [BK][LDS4] vec4: element (mm, kk) of the A tile is AS[kk * LDS4 + mm / 4][mm % 4], element
+// (kk, nn) of the B tile is BS[kk * LDS4 + nn / 4][nn % 4].
+var<workgroup> AS: array<vec4<f32>, 272>;
+var<workgroup> BS: array<vec4<f32>, 272>;
 
 {{BINDINGS}}
 
@@ -43,13 +49,15 @@ var<workgroup> BS: array<f32, 1040>; // [BK][LDS]: BS[kk * LDS + nn]
 
 {{EPILOGUE}}
 
-// (row or column inside the tile, k inside the tile) of element r (0..4) loaded by invocation t.
-fn tile_coord(t: u32, r: u32, kfast: bool) -> vec2<u32> {
-    let e = t + 256u * r;
+// The part of the tiles that invocation t loads at every K step: 4 consecutive rows (or columns)
+// 4·q … 4·q + 3 at one k = kk of the tile, i.e. the vec4 slot kk·LDS4 + q. Returns (q, kk): with
+// `kfast`, the 16 consecutive invocations of a row of the workgroup take consecutive k (the
+// operand is contiguous along k), else consecutive q (contiguous along m or n).
+fn tile_part(t: u32, kfast: bool) -> vec2<u32> {
     if (kfast) {
-        return vec2<u32>(e / BK, e % BK);
+        return vec2<u32>(t / BK, t % BK);
     }
-    return vec2<u32>(e % BM, e / BM);
+    return vec2<u32>(t % 16u, t / 16u);
 }
 
 fn store_row(z: u32, s: u32, m: u32, n0: u32, v: vec4<f32>) {
@@ -58,7 +66,7 @@ fn store_row(z: u32, s: u32, m: u32, n0: u32, v: vec4<f32>) {
     }
     let n_len = pu(1u);
     for (var j = 0u; j < 4u; j++) {
-        let n = n0 + 16u * j;
+        let n = n0 + j;
         if (n < n_len) {
             store(z, s, m, n, v[j]);
         }
@@ -88,42 +96,38 @@ fn gemm(
     let kbeg = s * pu(6u);
     let kend = min(k_len, kbeg + pu(6u));
 
-    // Where this invocation's loads land in the tiles, and the rows / columns they read.
-    var a_slot: array<u32, 4>;
-    var a_kk: array<u32, 4>;
+    // This invocation's slots in the tiles, and the rows / columns it reads (computed once).
+    let pa = tile_part(t, A_KFAST);
+    let pb = tile_part(t, B_KFAST);
+    let a_slot = pa.y * LDS4 + pa.x;
+    let b_slot = pb.y * LDS4 + pb.x;
     var a_ok: array<bool, 4>;
     var a_info: array<ARow, 4>;
-    var b_slot: array<u32, 4>;
-    var b_kk: array<u32, 4>;
     var b_ok: array<bool, 4>;
     var b_info: array<BCol, 4>;
     for (var r = 0u; r < 4u; r++) {
-        let ca = tile_coord(t, r, A_KFAST);
-        a_slot[r] = ca.y * LDS + ca.x;
-        a_kk[r] = ca.y;
-        a_ok[r] = m0 + ca.x < m_len;
-        a_info[r] = a_row(z, min(m0 + ca.x, m_len - 1u));
-        let cb = tile_coord(t, r, B_KFAST);
-        b_slot[r] = cb.y * LDS + cb.x;
-        b_kk[r] = cb.y;
-        b_ok[r] = n0 + cb.x < n_len;
-        b_info[r] = b_col(z, min(n0 + cb.x, n_len - 1u));
+        let m = m0 + 4u * pa.x + r;
+        a_ok[r] = m < m_len;
+        a_info[r] = a_row(z, min(m, m_len - 1u));
+        let n = n0 + 4u * pb.x + r;
+        b_ok[r] = n < n_len;
+        b_info[r] = b_col(z, min(n, n_len - 1u));
     }
 
     // Prologue: the first K block into registers.
-    var ra: array<f32, 4>;
-    var rb: array<f32, 4>;
+    var ra = vec4<f32>(0.0);
+    var rb = vec4<f32>(0.0);
+    let ka0 = kbeg + pa.y;
+    let kb0 = kbeg + pb.y;
     for (var r = 0u; r < 4u; r++) {
-        let ka = kbeg + a_kk[r];
         var va = 0.0;
-        if (a_ok[r] && ka < kend) {
-            va = a_at(a_info[r], ka);
+        if (a_ok[r] && ka0 < kend) {
+            va = a_at(a_info[r], ka0);
         }
         ra[r] = va;
-        let kb = kbeg + b_kk[r];
         var vb = 0.0;
-        if (b_ok[r] && kb < kend) {
-            vb = b_at(b_info[r], kb);
+        if (b_ok[r] && kb0 < kend) {
+            vb = b_at(b_info[r], kb0);
         }
         rb[r] = vb;
     }
@@ -135,22 +139,20 @@ fn gemm(
     let ty = lid.y;
     let tx = lid.x;
     for (var k0 = kbeg; k0 < kend; k0 += BK) {
-        for (var r = 0u; r < 4u; r++) {
-            AS[a_slot[r]] = ra[r];
-            BS[b_slot[r]] = rb[r];
-        }
+        AS[a_slot] = ra;
+        BS[b_slot] = rb;
         workgroupBarrier();
         // Prefetch the next K block while computing on the staged one.
         let kn = k0 + BK;
         if (kn < kend) {
+            let ka = kn + pa.y;
+            let kb = kn + pb.y;
             for (var r = 0u; r < 4u; r++) {
-                let ka = kn + a_kk[r];
                 var va = 0.0;
                 if (a_ok[r] && ka < kend) {
                     va = a_at(a_info[r], ka);
                 }
                 ra[r] = va;
-                let kb = kn + b_kk[r];
                 var vb = 0.0;
                 if (b_ok[r] && kb < kend) {
                     vb = b_at(b_info[r], kb);
@@ -159,21 +161,20 @@ fn gemm(
             }
         }
         for (var kk = 0u; kk < BK; kk++) {
-            let ao = kk * LDS + ty;
-            let bo = kk * LDS + tx;
-            let b = vec4<f32>(BS[bo], BS[bo + 16u], BS[bo + 32u], BS[bo + 48u]);
-            acc0 += AS[ao] * b;
-            acc1 += AS[ao + 16u] * b;
-            acc2 += AS[ao + 32u] * b;
-            acc3 += AS[ao + 48u] * b;
+            let a = AS[kk * LDS4 + ty];
+            let b = BS[kk * LDS4 + tx];
+            acc0 += a.x * b;
+            acc1 += a.y * b;
+            acc2 += a.z * b;
+            acc3 += a.w * b;
         }
         workgroupBarrier();
     }
 
-    let m = m0 + ty;
-    let n = n0 + tx;
+    let m = m0 + 4u * ty;
+    let n = n0 + 4u * tx;
     store_row(z, s, m, n, acc0);
-    store_row(z, s, m + 16u, n, acc1);
-    store_row(z, s, m + 32u, n, acc2);
-    store_row(z, s, m + 48u, n, acc3);
+    store_row(z, s, m + 1u, n, acc1);
+    store_row(z, s, m + 2u, n, acc2);
+    store_row(z, s, m + 3u, n, acc3);
 }
