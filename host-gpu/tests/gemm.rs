@@ -48,7 +48,10 @@ fn assert_close(what: &str, gpu: &Tensor, cpu: &Tensor) {
 
 fn dot64(a: &Tensor, b: &Tensor) -> f64 {
     assert_eq!(a.shape(), b.shape());
-    a.iter().zip(b.iter()).map(|(x, y)| *x as f64 * *y as f64).sum()
+    a.iter()
+        .zip(b.iter())
+        .map(|(x, y)| *x as f64 * *y as f64)
+        .sum()
 }
 
 fn abs_dot64(a: &Tensor, b: &Tensor) -> f64 {
@@ -66,7 +69,13 @@ struct Case {
     bias: bool,
 }
 
-fn case(x: [usize; 4], w: [usize; 4], stride: (usize, usize), pad: (usize, usize), bias: bool) -> Case {
+fn case(
+    x: [usize; 4],
+    w: [usize; 4],
+    stride: (usize, usize),
+    pad: (usize, usize),
+    bias: bool,
+) -> Case {
     Case {
         x,
         w,
@@ -250,7 +259,11 @@ fn matmul_matches_cpu() {
             let (a, b) = (rand(&ash, s), rand(&bsh, s + 1));
             let c_cpu = cpu.matmul(&a, &b, ta, tb).unwrap();
             let c_gpu = down(&g.matmul(&up(&a), &up(&b), ta, tb).unwrap());
-            assert_close(&format!("matmul a {ash:?} b {bsh:?} ta {ta} tb {tb}"), &c_gpu, &c_cpu);
+            assert_close(
+                &format!("matmul a {ash:?} b {bsh:?} ta {ta} tb {tb}"),
+                &c_gpu,
+                &c_cpu,
+            );
         }
     }
 }
@@ -265,7 +278,10 @@ fn linear_and_matmul_adjoint_identities_on_gpu() {
     let gw = down(&g.linear_weight_grad(&up(&x), &up(&gy)).unwrap());
     let (a, b, e) = (dot64(&y, &gy), dot64(&x, &gx), dot64(&w, &gw));
     let scale = abs_dot64(&y, &gy);
-    assert!((a - b).abs() <= 1e-5 * scale && (a - e).abs() <= 1e-5 * scale, "{a} {b} {e}");
+    assert!(
+        (a - b).abs() <= 1e-5 * scale && (a - e).abs() <= 1e-5 * scale,
+        "{a} {b} {e}"
+    );
     // matmul: ⟨a·b, gc⟩ = ⟨a, gc·bᵀ⟩ = ⟨b, aᵀ·gc⟩.
     let (a, b) = (rand(&[2, 9, 21], 44), rand(&[2, 21, 13], 45));
     let (ga, gb) = (up(&a), up(&b));
@@ -275,11 +291,18 @@ fn linear_and_matmul_adjoint_identities_on_gpu() {
     let db = down(&g.matmul(&ga, &up(&gc), true, false).unwrap());
     let (p, q, r) = (dot64(&c, &gc), dot64(&a, &da), dot64(&b, &db));
     let scale = abs_dot64(&c, &gc);
-    assert!((p - q).abs() <= 1e-5 * scale && (p - r).abs() <= 1e-5 * scale, "{p} {q} {r}");
+    assert!(
+        (p - q).abs() <= 1e-5 * scale && (p - r).abs() <= 1e-5 * scale,
+        "{p} {q} {r}"
+    );
 }
 
 /// Both backends reject the operands with the same kind of error.
-fn same_error<T: std::fmt::Debug, U: std::fmt::Debug>(what: &str, g: sim::Result<T>, c: sim::Result<U>) {
+fn same_error<T: std::fmt::Debug, U: std::fmt::Debug>(
+    what: &str,
+    g: sim::Result<T>,
+    c: sim::Result<U>,
+) {
     let kind = |e: &Error| match e {
         Error::Shape { .. } => "shape",
         Error::Param { .. } => "param",
@@ -301,10 +324,34 @@ fn bad_shapes_give_the_cpu_errors() {
         ("rank x", t(&[3, 8, 8]), t(&[4, 3, 3, 3]), None, p1),
         ("rank w", t(&[1, 3, 8, 8]), t(&[4, 3, 3]), None, p1),
         ("channels", t(&[1, 3, 8, 8]), t(&[4, 2, 3, 3]), None, p1),
-        ("bias", t(&[1, 3, 8, 8]), t(&[4, 3, 3, 3]), Some(t(&[3])), p1),
-        ("bias rank", t(&[1, 3, 8, 8]), t(&[4, 3, 3, 3]), Some(t(&[4, 1])), p1),
-        ("stride 0", t(&[1, 3, 8, 8]), t(&[4, 3, 3, 3]), None, Conv2dParams::new(0, 1)),
-        ("kernel", t(&[1, 3, 2, 2]), t(&[4, 3, 3, 3]), None, Conv2dParams::new(1, 0)),
+        (
+            "bias",
+            t(&[1, 3, 8, 8]),
+            t(&[4, 3, 3, 3]),
+            Some(t(&[3])),
+            p1,
+        ),
+        (
+            "bias rank",
+            t(&[1, 3, 8, 8]),
+            t(&[4, 3, 3, 3]),
+            Some(t(&[4, 1])),
+            p1,
+        ),
+        (
+            "stride 0",
+            t(&[1, 3, 8, 8]),
+            t(&[4, 3, 3, 3]),
+            None,
+            Conv2dParams::new(0, 1),
+        ),
+        (
+            "kernel",
+            t(&[1, 3, 2, 2]),
+            t(&[4, 3, 3, 3]),
+            None,
+            Conv2dParams::new(1, 0),
+        ),
         ("kernel 0", t(&[1, 3, 4, 4]), t(&[4, 3, 0, 3]), None, p1),
     ];
     for (what, x, w, b, p) in &conv {
@@ -321,7 +368,12 @@ fn bad_shapes_give_the_cpu_errors() {
         ("channels", t(&[1, 5, 8, 8]), (8, 8), p1),
         ("spatial", t(&[1, 4, 7, 8]), (8, 8), p1),
         ("rank", t(&[4, 8, 8]), (8, 8), p1),
-        ("stride 0", t(&[1, 4, 8, 8]), (8, 8), Conv2dParams::new(0, 1)),
+        (
+            "stride 0",
+            t(&[1, 4, 8, 8]),
+            (8, 8),
+            Conv2dParams::new(0, 1),
+        ),
         ("kernel", t(&[1, 4, 8, 8]), (1, 1), Conv2dParams::new(1, 0)),
     ] {
         same_error(
@@ -337,7 +389,12 @@ fn bad_shapes_give_the_cpu_errors() {
         ("spatial", t(&[2, 4, 6, 8]), (3, 3), p1),
         ("rank", t(&[2, 4, 64]), (3, 3), p1),
         ("kernel 0", t(&[2, 4, 8, 8]), (0, 3), p1),
-        ("stride 0", t(&[2, 4, 8, 8]), (3, 3), Conv2dParams::new(0, 1)),
+        (
+            "stride 0",
+            t(&[2, 4, 8, 8]),
+            (3, 3),
+            Conv2dParams::new(0, 1),
+        ),
     ] {
         same_error(
             &format!("conv2d_weight_grad {what}"),
@@ -360,7 +417,10 @@ fn bad_shapes_give_the_cpu_errors() {
             cpu.linear(&x, &w, b.as_ref()),
         );
     }
-    for (what, gy, w) in [("out", t(&[2, 5]), t(&[3, 4])), ("w rank", t(&[2, 3]), t(&[3]))] {
+    for (what, gy, w) in [
+        ("out", t(&[2, 5]), t(&[3, 4])),
+        ("w rank", t(&[2, 3]), t(&[3])),
+    ] {
         same_error(
             &format!("linear_input_grad {what}"),
             g.linear_input_grad(&up(&gy), &up(&w)),

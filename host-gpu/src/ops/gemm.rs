@@ -69,7 +69,11 @@ impl Variant {
             .replace("{{A_LOADER}}", &self.a_loader)
             .replace("{{B_LOADER}}", &self.b_loader)
             .replace("{{EPILOGUE}}", &self.epilogue);
-        debug_assert!(!body.contains("{{"), "unfilled placeholder in {}", self.name);
+        debug_assert!(
+            !body.contains("{{"),
+            "unfilled placeholder in {}",
+            self.name
+        );
         format!("{}\n{}", include_str!("../kernels/prelude.wgsl"), body)
     }
 }
@@ -175,10 +179,21 @@ fn launch_gemm(
 /// `C[z] = op(A[z]) · op(B[z])` (+ bias along N): A stored `[M, K]` (`[K, M]` if `ta`), B stored
 /// `[K, N]` (`[N, K]` if `tb`). P[8], P[9]: batch strides of A and B.
 fn dense_variant(ta: bool, tb: bool, bias: bool) -> Variant {
-    let (a_m, a_k) = if ta { ("1u", "pu(0u)") } else { ("pu(2u)", "1u") };
-    let (b_n, b_k) = if tb { ("pu(2u)", "1u") } else { ("1u", "pu(1u)") };
+    let (a_m, a_k) = if ta {
+        ("1u", "pu(0u)")
+    } else {
+        ("pu(2u)", "1u")
+    };
+    let (b_n, b_k) = if tb {
+        ("pu(2u)", "1u")
+    } else {
+        ("1u", "pu(1u)")
+    };
     Variant {
-        name: format!("gemm/dense/ta{}/tb{}/bias{}", ta as u8, tb as u8, bias as u8),
+        name: format!(
+            "gemm/dense/ta{}/tb{}/bias{}",
+            ta as u8, tb as u8, bias as u8
+        ),
         bindings: bindings(bias),
         consts: kfast(!ta, tb),
         a_loader: format!(
@@ -328,7 +343,11 @@ pub(crate) fn linear(
 }
 
 /// gx[..., in] = gy[..., out]·w.
-pub(crate) fn linear_input_grad(ctx: &Arc<Ctx>, gy: &GpuTensor, w: &GpuTensor) -> Result<GpuTensor> {
+pub(crate) fn linear_input_grad(
+    ctx: &Arc<Ctx>,
+    gy: &GpuTensor,
+    w: &GpuTensor,
+) -> Result<GpuTensor> {
     const OP: &str = "linear_input_grad";
     let (out, inp) = weight_dims(OP, w)?;
     let (rows, gout) = rows_last(OP, "output gradient gy [..., out]", gy)?;
@@ -353,7 +372,11 @@ pub(crate) fn linear_input_grad(ctx: &Arc<Ctx>, gy: &GpuTensor, w: &GpuTensor) -
 }
 
 /// gw[out, in] = Σ gyᵀ·x over all leading axes.
-pub(crate) fn linear_weight_grad(ctx: &Arc<Ctx>, x: &GpuTensor, gy: &GpuTensor) -> Result<GpuTensor> {
+pub(crate) fn linear_weight_grad(
+    ctx: &Arc<Ctx>,
+    x: &GpuTensor,
+    gy: &GpuTensor,
+) -> Result<GpuTensor> {
     const OP: &str = "linear_weight_grad";
     let (rows, inp) = rows_last(OP, "input x [..., in]", x)?;
     let (_, out) = rows_last(OP, "output gradient gy [..., out]", gy)?;
@@ -900,7 +923,11 @@ mod tests {
     #[test]
     fn every_variant_fills_every_placeholder() {
         for key in ["BINDINGS", "CONSTS", "A_LOADER", "B_LOADER", "EPILOGUE"] {
-            assert_eq!(TEMPLATE.matches(&format!("{{{{{key}}}}}")).count(), 1, "{key}");
+            assert_eq!(
+                TEMPLATE.matches(&format!("{{{{{key}}}}}")).count(),
+                1,
+                "{key}"
+            );
         }
         let g = Geom::new((2, 3, 4), (7, 6), (3, 2), Conv2dParams::new(2, 1), (4, 4));
         let mut vs = vec![
@@ -909,7 +936,11 @@ mod tests {
             conv_wgrad_variant(&g),
         ];
         vs.extend(Phase::all(&g).iter().map(|ph| conv_dgrad_variant(&g, ph)));
-        for (ta, tb, b) in [(false, false, false), (true, true, true), (true, false, false)] {
+        for (ta, tb, b) in [
+            (false, false, false),
+            (true, true, true),
+            (true, false, false),
+        ] {
             vs.push(dense_variant(ta, tb, b));
         }
         for v in &vs {
@@ -919,8 +950,20 @@ mod tests {
 
     #[test]
     fn stride_phases_partition_positions_and_taps() {
-        for (s, p, len, k) in [(1, 1, 5, 3), (2, 0, 7, 3), (2, 1, 8, 1), (3, 2, 10, 5), (2, 2, 1, 5)] {
-            let g = Geom::new((1, 1, 1), (len, len), (k, k), Conv2dParams::new(s, p), (1, 1));
+        for (s, p, len, k) in [
+            (1, 1, 5, 3),
+            (2, 0, 7, 3),
+            (2, 1, 8, 1),
+            (3, 2, 10, 5),
+            (2, 2, 1, 5),
+        ] {
+            let g = Geom::new(
+                (1, 1, 1),
+                (len, len),
+                (k, k),
+                Conv2dParams::new(s, p),
+                (1, 1),
+            );
             let phases = Phase::all(&g);
             assert_eq!(phases.len(), s * s);
             let mut rows = vec![0; len];
