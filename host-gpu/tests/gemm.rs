@@ -453,3 +453,19 @@ fn bad_shapes_give_the_cpu_errors() {
         );
     }
 }
+
+#[test]
+fn grids_beyond_the_per_dimension_limit_match_cpu() {
+    // More than 65,535 batch entries (the grid's z is cut into several dispatches) and more than
+    // 65,535 output tiles (the tile index spreads over the grid's x and y). About 15 s on lavapipe:
+    // the cost is the number of workgroups, not the arithmetic.
+    let (g, cpu) = (gpu(), Cpu);
+    let (a, b) = (rand(&[65_540, 2, 3], 61), rand(&[65_540, 3, 2], 62));
+    let c_cpu = cpu.matmul(&a, &b, false, false).unwrap();
+    let c_gpu = down(&g.matmul(&up(&a), &up(&b), false, false).unwrap());
+    assert_close("matmul batch 65540", &c_gpu, &c_cpu);
+    let (x, w) = (rand(&[1, 2], 63), rand(&[64 * 65_536 + 3, 2], 64));
+    let y_cpu = cpu.linear(&x, &w, None).unwrap();
+    let y_gpu = down(&g.linear(&up(&x), &up(&w), None).unwrap());
+    assert_close("linear with 65,537 tiles", &y_gpu, &y_cpu);
+}
