@@ -20,6 +20,11 @@
 //! linear, its adjoints and matmul share the dense variant (strided operands, transpose flags,
 //! optional bias, batch along the grid's z).
 //!
+//! Known costs of the fixed 64×64 tile: a GEMM dimension far below 64 leaves most of each tile
+//! idle (the input adjoint of a 3-channel first layer has M = 3: ~20× the useful work; in EP the
+//! image needs no gradient), and the input adjoint of a layer whose output is smaller than its
+//! input (3x3, padding 0, 4x4 → 2x2) multiplies zero-padded taps (~4× there).
+//!
 //! Split-K ([`split_k`]) depends on the shapes only, and every sum runs in a fixed order, so the
 //! results are the same bits on every run. Checks and errors are those of the CPU backend
 //! (`sim/src/cpu/conv.rs`, `linear.rs`).
