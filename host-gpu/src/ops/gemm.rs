@@ -1,72 +1,1011 @@
-//! Convolutions (forward, input and weight adjoints), linear layers and batched matmul.
-//! PLACEHOLDER: filled in by the gemm work.
+//! Convolutions (forward, input and weight adjoints), linear layers and batched matmul, all on one
+//! GEMM template (`kernels/gemm.wgsl`) whose operand loaders and epilogue are generated here per
+//! op variant ([`Variant`]); split-K partial sums are reduced by `kernels/splitk.wgsl`.
+//!
+//! The convolutions are implicit GEMMs (no im2col buffer: the loaders read the NCHW tensors with
+//! the patch indexing). The GEMM's rows and columns are oriented so that the invocations of a
+//! workgroup store consecutive NCHW addresses (the columns run over the spatial positions):
+//!
+//! * forward: `y[(n,oh,ow), o]` computed as its transpose, M = O, N = N·Ho·Wo, K = C·kh·kw,
+//!   A = the weights `[O, K]`, B = the patches of x, bias in the epilogue;
+//! * input adjoint: M = C, N = N·H·W, K = O·kh·kw, A = the weights read as `[C, K]`, B = gy at
+//!   `(h + ph − i) / sh`. With a stride > 1 the input positions are split into sh·sw phases by
+//!   `(h + ph) mod sh` (and likewise for w); each phase is one GEMM over the taps that reach it,
+//!   so no work is spent on taps where the stride does not divide;
+//! * weight adjoint: M = O, N = C·kh·kw, K = N·Ho·Wo, A = gy, B = the patches of x, split-K.
+//!
+//! The spatial geometry (H, W, Ho, Wo, kernel, stride, padding, phase) is baked into the generated
+//! source as constants, so the index arithmetic divides by constants only; channel counts and the
+//! batch stay runtime parameters. Each distinct geometry is one shader module (a CNN has a few).
+//! linear, its adjoints and matmul share the dense variant (strided operands, transpose flags,
+//! optional bias, batch along the grid's z).
+//!
+//! Known costs of the fixed 64×64 tile: a GEMM dimension far below 64 leaves most of each tile
+//! idle (the input adjoint of a 3-channel first layer has M = 3: ~20× the useful work; in EP the
+//! image needs no gradient), and the input adjoint of a layer whose output is smaller than its
+//! input (3x3, padding 0, 4x4 → 2x2) multiplies zero-padded taps (~4× there).
+//!
+//! Split-K ([`split_k`]) depends on the shapes only, and every sum runs in a fixed order, so the
+//! results are the same bits on every run. Checks and errors are those of the CPU backend
+//! (`sim/src/cpu/conv.rs`, `linear.rs`).
 
 use std::sync::Arc;
 
 use sim::{Conv2dParams, Error, Result};
 
-use crate::context::Ctx;
+use super::{empty, launch, shader, u};
+use crate::context::{Bind, Ctx, groups_1d};
 use crate::tensor::GpuTensor;
 
-fn todo_op(op: &'static str) -> Error {
-    Error::Other(format!("{op}: not yet on the GPU backend"))
+shader!(SPLITK, "splitk.wgsl");
+
+/// The GEMM template; see the placeholders it documents.
+const TEMPLATE: &str = include_str!("../kernels/gemm.wgsl");
+/// Output block of one workgroup (rows, columns) and the K step, as in the template.
+const BM: usize = 64;
+const BN: usize = 64;
+const BK: usize = 16;
+/// Split-K aims at this many workgroups in all (a few waves of an H100's 132 SMs)...
+const SPLIT_TARGET_GROUPS: usize = 1024;
+/// ...but gives every slice at least this much of K...
+const SPLIT_MIN_K: usize = 256;
+/// ...and keeps the partial sums under this many floats (64 MiB).
+const SPLIT_MAX_SCRATCH: usize = 16 << 20;
+/// Grid limit per dimension that every device supports.
+const MAX_GROUPS: usize = 65_535;
+
+/// One instance of the template: the WGSL that fills each placeholder, and the module name
+/// (distinct for distinct sources, since the context caches modules by name).
+struct Variant {
+    name: String,
+    bindings: String,
+    consts: String,
+    a_loader: String,
+    b_loader: String,
+    epilogue: String,
 }
 
-pub(crate) fn conv2d(
-    _ctx: &Arc<Ctx>,
-    _x: &GpuTensor,
-    _w: &GpuTensor,
-    _b: Option<&GpuTensor>,
-    _p: Conv2dParams,
-) -> Result<GpuTensor> {
-    Err(todo_op("conv2d"))
+impl Variant {
+    /// The full source: prelude + template with the placeholders filled.
+    fn source(&self) -> String {
+        let body = TEMPLATE
+            .replace("{{BINDINGS}}", &self.bindings)
+            .replace("{{CONSTS}}", &self.consts)
+            .replace("{{A_LOADER}}", &self.a_loader)
+            .replace("{{B_LOADER}}", &self.b_loader)
+            .replace("{{EPILOGUE}}", &self.epilogue);
+        debug_assert!(
+            !body.contains("{{"),
+            "unfilled placeholder in {}",
+            self.name
+        );
+        format!("{}\n{}", include_str!("../kernels/prelude.wgsl"), body)
+    }
 }
-pub(crate) fn conv2d_input_grad(
-    _ctx: &Arc<Ctx>,
-    _gy: &GpuTensor,
-    _w: &GpuTensor,
-    _input_hw: (usize, usize),
-    _p: Conv2dParams,
-) -> Result<GpuTensor> {
-    Err(todo_op("conv2d_input_grad"))
+
+/// Operand bindings: 1 = A source, 2 = B source, 3 = bias (when used), 4 = output.
+fn bindings(bias: bool) -> String {
+    let mut s = String::from(
+        "@group(0) @binding(1) var<storage, read> SA: array<f32>;\n\
+         @group(0) @binding(2) var<storage, read> SB: array<f32>;\n\
+         @group(0) @binding(4) var<storage, read_write> OUT: array<f32>;\n",
+    );
+    if bias {
+        s.push_str("@group(0) @binding(3) var<storage, read> BIAS: array<f32>;\n");
+    }
+    s
 }
-pub(crate) fn conv2d_weight_grad(
-    _ctx: &Arc<Ctx>,
-    _x: &GpuTensor,
-    _gy: &GpuTensor,
-    _kernel_hw: (usize, usize),
-    _p: Conv2dParams,
-) -> Result<GpuTensor> {
-    Err(todo_op("conv2d_weight_grad"))
+
+/// Loading orders of the two tiles (see `A_KFAST` in the template).
+fn kfast(a: bool, b: bool) -> String {
+    format!("const A_KFAST: bool = {a};\nconst B_KFAST: bool = {b};\n")
 }
+
+/// Epilogue writing `[Z, splits, M, N]` row-major: with one slice, that is the `[Z, M, N]` output
+/// itself; with more, the partial sums for [`SPLITK`].
+const SPLIT_STORE: &str = "fn store(z: u32, s: u32, m: u32, n: u32, v: f32) {
+    OUT[((z * pu(5u) + s) * pu(0u) + m) * pu(1u) + n] = v;
+}";
+
+/// Sizes of one (batched) GEMM launch.
+#[derive(Debug, Clone, Copy)]
+struct Dims {
+    m: usize,
+    n: usize,
+    k: usize,
+    batch: usize,
+}
+
+/// (slices, K per slice) for a GEMM of `tiles` output blocks per batch entry: enough slices for
+/// about [`SPLIT_TARGET_GROUPS`] workgroups, each slice at least [`SPLIT_MIN_K`] long (a multiple
+/// of BK) and the partial sums within [`SPLIT_MAX_SCRATCH`]. A function of the shapes only.
+fn split_k(d: Dims) -> (usize, usize) {
+    let tiles = d.m.div_ceil(BM) * d.n.div_ceil(BN) * d.batch;
+    if d.k == 0 || tiles == 0 {
+        return (1, BK);
+    }
+    let want = SPLIT_TARGET_GROUPS.div_ceil(tiles);
+    let by_k = (d.k / SPLIT_MIN_K).max(1);
+    let by_mem = (SPLIT_MAX_SCRATCH / (d.batch * d.m * d.n).max(1)).max(1);
+    let s = want.min(by_k).min(by_mem).max(1);
+    let kps = d.k.div_ceil(s).next_multiple_of(BK);
+    (d.k.div_ceil(kps), kps)
+}
+
+/// Record the template's `gemm` entry of `v` over `d` with `splits` slices of `kps`, the variant's
+/// parameter words `extra` and operand bindings `binds`.
+fn launch_gemm(
+    ctx: &Ctx,
+    op: &'static str,
+    v: &Variant,
+    d: Dims,
+    (splits, kps): (usize, usize),
+    extra: &[u32],
+    binds: &[Bind<'_>],
+) -> Result<()> {
+    let tiles_n = d.n.div_ceil(BN);
+    let tiles = d.m.div_ceil(BM) * tiles_n;
+    if tiles == 0 || d.batch == 0 {
+        return Ok(());
+    }
+    let gy = tiles.div_ceil(MAX_GROUPS);
+    let gx = tiles.div_ceil(gy);
+    let per = (MAX_GROUPS / splits).max(1);
+    let mut z0 = 0;
+    while z0 < d.batch {
+        let zb = per.min(d.batch - z0);
+        let mut p = vec![
+            u(op, d.m)?,
+            u(op, d.n)?,
+            u(op, d.k)?,
+            u(op, tiles_n)?,
+            u(op, tiles)?,
+            u(op, splits)?,
+            u(op, kps)?,
+            u(op, z0)?,
+        ];
+        p.extend_from_slice(extra);
+        let src = || v.source();
+        ctx.dispatch(
+            &v.name,
+            &src,
+            "gemm",
+            &p,
+            binds,
+            [u(op, gx)?, u(op, gy)?, u(op, zb * splits)?],
+        )?;
+        z0 += zb;
+    }
+    Ok(())
+}
+
+// ---- dense: linear, its adjoints, matmul --------------------------------------------------------
+
+/// `C[z] = op(A[z]) · op(B[z])` (+ bias along N): A stored `[M, K]` (`[K, M]` if `ta`), B stored
+/// `[K, N]` (`[N, K]` if `tb`). P[8], P[9]: batch strides of A and B.
+fn dense_variant(ta: bool, tb: bool, bias: bool) -> Variant {
+    let (a_m, a_k) = if ta {
+        ("1u", "pu(0u)")
+    } else {
+        ("pu(2u)", "1u")
+    };
+    let (b_n, b_k) = if tb {
+        ("pu(2u)", "1u")
+    } else {
+        ("1u", "pu(1u)")
+    };
+    Variant {
+        name: format!(
+            "gemm/dense/ta{}/tb{}/bias{}",
+            ta as u8, tb as u8, bias as u8
+        ),
+        bindings: bindings(bias),
+        consts: kfast(!ta, tb),
+        a_loader: format!(
+            "struct ARow {{ base: u32 }}
+fn a_row(z: u32, m: u32) -> ARow {{ return ARow(z * pu(8u) + m * {a_m}); }}
+fn a_at(r: ARow, k: u32) -> f32 {{ return SA[r.base + k * {a_k}]; }}"
+        ),
+        b_loader: format!(
+            "struct BCol {{ base: u32 }}
+fn b_col(z: u32, n: u32) -> BCol {{ return BCol(z * pu(9u) + n * {b_n}); }}
+fn b_at(c: BCol, k: u32) -> f32 {{ return SB[c.base + k * {b_k}]; }}"
+        ),
+        epilogue: if bias {
+            "fn store(z: u32, s: u32, m: u32, n: u32, v: f32) {
+    OUT[(z * pu(0u) + m) * pu(1u) + n] = v + BIAS[n];
+}"
+            .into()
+        } else {
+            SPLIT_STORE.into()
+        },
+    }
+}
+
+/// `out[z] = op(a[z]) · op(b[z])` (+ bias) into a fresh tensor of `shape` (its elements are the
+/// `[batch, M, N]` result), split along K where the output alone gives too few workgroups.
+#[allow(clippy::too_many_arguments)]
+fn dense(
+    ctx: &Arc<Ctx>,
+    op: &'static str,
+    a: &GpuTensor,
+    b: &GpuTensor,
+    bias: Option<&GpuTensor>,
+    (ta, tb): (bool, bool),
+    d: Dims,
+    shape: &[usize],
+) -> Result<GpuTensor> {
+    let out = empty(ctx, shape)?;
+    let (splits, kps) = split_k(d);
+    let strides = [u(op, d.m * d.k)?, u(op, d.k * d.n)?];
+    if splits == 1 {
+        let v = dense_variant(ta, tb, bias.is_some());
+        let mut binds = vec![
+            Bind::R(1, a.buffer()),
+            Bind::R(2, b.buffer()),
+            Bind::W(4, out.buffer()),
+        ];
+        if let Some(bias) = bias {
+            binds.push(Bind::R(3, bias.buffer()));
+        }
+        launch_gemm(ctx, op, &v, d, (1, kps), &strides, &binds)?;
+        return Ok(out);
+    }
+    let part = empty(ctx, &[d.batch * splits * d.m * d.n])?;
+    let v = dense_variant(ta, tb, false);
+    let binds = [
+        Bind::R(1, a.buffer()),
+        Bind::R(2, b.buffer()),
+        Bind::W(4, part.buffer()),
+    ];
+    launch_gemm(ctx, op, &v, d, (splits, kps), &strides, &binds)?;
+    reduce_splits(ctx, op, &part, splits, d, bias, &out)?;
+    Ok(out)
+}
+
+/// `out[z] = Σ_s part[z, s]` (+ bias along N), in slice order.
+fn reduce_splits(
+    ctx: &Ctx,
+    op: &'static str,
+    part: &GpuTensor,
+    splits: usize,
+    d: Dims,
+    bias: Option<&GpuTensor>,
+    out: &GpuTensor,
+) -> Result<()> {
+    let total = d.batch * d.m * d.n;
+    let mut p = vec![u(op, total)?, u(op, d.m * d.n)?, u(op, splits)?];
+    let mut binds = vec![Bind::R(1, part.buffer()), Bind::W(3, out.buffer())];
+    let entry = match bias {
+        Some(b) => {
+            p.push(u(op, d.n.max(1))?);
+            binds.push(Bind::R(2, b.buffer()));
+            "splitk_sum_bias"
+        }
+        None => "splitk_sum",
+    };
+    launch(ctx, SPLITK, entry, &p, &binds, groups_1d(total))
+}
+
+/// `[out, in]` of a rank-2 weight.
+fn weight_dims(op: &'static str, w: &GpuTensor) -> Result<(usize, usize)> {
+    match w.shape[..] {
+        [o, i] => Ok((o, i)),
+        ref s => Err(Error::shape(
+            op,
+            format!("weight must have rank 2 [out, in], got shape {s:?}"),
+        )),
+    }
+}
+
+/// Split `[..., last]` into (rows = product of the leading axes, last).
+fn rows_last(op: &'static str, what: &str, t: &GpuTensor) -> Result<(usize, usize)> {
+    match t.shape.split_last() {
+        Some((&last, lead)) => Ok((lead.iter().product(), last)),
+        None => Err(Error::shape(
+            op,
+            format!("{what} must have rank ≥ 1, got a scalar"),
+        )),
+    }
+}
+
+/// y[..., out] = x[..., in]·wᵀ + b.
 pub(crate) fn linear(
-    _ctx: &Arc<Ctx>,
-    _x: &GpuTensor,
-    _w: &GpuTensor,
-    _b: Option<&GpuTensor>,
+    ctx: &Arc<Ctx>,
+    x: &GpuTensor,
+    w: &GpuTensor,
+    b: Option<&GpuTensor>,
 ) -> Result<GpuTensor> {
-    Err(todo_op("linear"))
+    const OP: &str = "linear";
+    let (out, inp) = weight_dims(OP, w)?;
+    let (rows, xin) = rows_last(OP, "input x [..., in]", x)?;
+    if xin != inp {
+        return Err(Error::shape(
+            OP,
+            format!(
+                "input x {:?} has last axis {xin} but weight {:?} expects in = {inp}",
+                x.shape, w.shape
+            ),
+        ));
+    }
+    if let Some(b) = b
+        && b.shape != [out]
+    {
+        return Err(Error::shape(
+            OP,
+            format!("bias must have shape [{out}], got {:?}", b.shape),
+        ));
+    }
+    let mut shape = x.shape.clone();
+    *shape.last_mut().expect("rank ≥ 1") = out;
+    let d = Dims {
+        m: rows,
+        n: out,
+        k: inp,
+        batch: 1,
+    };
+    dense(ctx, OP, x, w, b, (false, true), d, &shape)
 }
+
+/// gx[..., in] = gy[..., out]·w.
 pub(crate) fn linear_input_grad(
-    _ctx: &Arc<Ctx>,
-    _gy: &GpuTensor,
-    _w: &GpuTensor,
+    ctx: &Arc<Ctx>,
+    gy: &GpuTensor,
+    w: &GpuTensor,
 ) -> Result<GpuTensor> {
-    Err(todo_op("linear_input_grad"))
+    const OP: &str = "linear_input_grad";
+    let (out, inp) = weight_dims(OP, w)?;
+    let (rows, gout) = rows_last(OP, "output gradient gy [..., out]", gy)?;
+    if gout != out {
+        return Err(Error::shape(
+            OP,
+            format!(
+                "gy {:?} has last axis {gout} but weight {:?} has out = {out}",
+                gy.shape, w.shape
+            ),
+        ));
+    }
+    let mut shape = gy.shape.clone();
+    *shape.last_mut().expect("rank ≥ 1") = inp;
+    let d = Dims {
+        m: rows,
+        n: inp,
+        k: out,
+        batch: 1,
+    };
+    dense(ctx, OP, gy, w, None, (false, false), d, &shape)
 }
+
+/// gw[out, in] = Σ gyᵀ·x over all leading axes.
 pub(crate) fn linear_weight_grad(
-    _ctx: &Arc<Ctx>,
-    _x: &GpuTensor,
-    _gy: &GpuTensor,
+    ctx: &Arc<Ctx>,
+    x: &GpuTensor,
+    gy: &GpuTensor,
 ) -> Result<GpuTensor> {
-    Err(todo_op("linear_weight_grad"))
+    const OP: &str = "linear_weight_grad";
+    let (rows, inp) = rows_last(OP, "input x [..., in]", x)?;
+    let (_, out) = rows_last(OP, "output gradient gy [..., out]", gy)?;
+    if x.shape[..x.shape.len() - 1] != gy.shape[..gy.shape.len() - 1] {
+        return Err(Error::shape(
+            OP,
+            format!(
+                "leading axes of x {:?} and gy {:?} differ",
+                x.shape, gy.shape
+            ),
+        ));
+    }
+    let d = Dims {
+        m: out,
+        n: inp,
+        k: rows,
+        batch: 1,
+    };
+    dense(ctx, OP, gy, x, None, (true, false), d, &[out, inp])
 }
+
+/// Batched matrix product over equal leading axes: op(a)[..., M, K]·op(b)[..., K, N].
 pub(crate) fn matmul(
-    _ctx: &Arc<Ctx>,
-    _a: &GpuTensor,
-    _b: &GpuTensor,
-    _ta: bool,
-    _tb: bool,
+    ctx: &Arc<Ctx>,
+    a: &GpuTensor,
+    b: &GpuTensor,
+    trans_a: bool,
+    trans_b: bool,
 ) -> Result<GpuTensor> {
-    Err(todo_op("matmul"))
+    const OP: &str = "matmul";
+    if a.shape.len() < 2 || b.shape.len() < 2 {
+        return Err(Error::shape(
+            OP,
+            format!(
+                "operands must have rank ≥ 2, got a {:?}, b {:?}",
+                a.shape, b.shape
+            ),
+        ));
+    }
+    let (la, ra) = a.shape.split_at(a.shape.len() - 2);
+    let (lb, rb) = b.shape.split_at(b.shape.len() - 2);
+    if la != lb {
+        return Err(Error::shape(
+            OP,
+            format!(
+                "leading (batch) axes differ: a {:?}, b {:?}",
+                a.shape, b.shape
+            ),
+        ));
+    }
+    let (m, ka) = if trans_a {
+        (ra[1], ra[0])
+    } else {
+        (ra[0], ra[1])
+    };
+    let (kb, n) = if trans_b {
+        (rb[1], rb[0])
+    } else {
+        (rb[0], rb[1])
+    };
+    if ka != kb {
+        return Err(Error::shape(
+            OP,
+            format!(
+                "inner sizes differ: op(a) is [{m}, {ka}] (a {:?}, trans_a {trans_a}), op(b) is [{kb}, {n}] (b {:?}, trans_b {trans_b})",
+                a.shape, b.shape
+            ),
+        ));
+    }
+    let mut shape = la.to_vec();
+    shape.extend([m, n]);
+    let d = Dims {
+        m,
+        n,
+        k: ka,
+        batch: la.iter().product(),
+    };
+    dense(ctx, OP, a, b, None, (trans_a, trans_b), d, &shape)
+}
+
+// ---- convolutions ---------------------------------------------------------------------------------
+
+/// Shapes of one convolution (as the CPU backend's `Geom`).
+#[derive(Debug, Clone, Copy)]
+struct Geom {
+    n: usize,
+    c: usize,
+    o: usize,
+    h: usize,
+    w: usize,
+    kh: usize,
+    kw: usize,
+    sh: usize,
+    sw: usize,
+    ph: usize,
+    pw: usize,
+    ho: usize,
+    wo: usize,
+}
+
+impl Geom {
+    fn new(
+        (n, c, o): (usize, usize, usize),
+        (h, w): (usize, usize),
+        (kh, kw): (usize, usize),
+        p: Conv2dParams,
+        (ho, wo): (usize, usize),
+    ) -> Self {
+        Geom {
+            n,
+            c,
+            o,
+            h,
+            w,
+            kh,
+            kw,
+            sh: p.stride.0,
+            sw: p.stride.1,
+            ph: p.padding.0,
+            pw: p.padding.1,
+            ho,
+            wo,
+        }
+    }
+
+    /// The spatial geometry as WGSL constants, and a tag naming it.
+    fn consts(&self) -> (String, String) {
+        let c = format!(
+            "const H: u32 = {h}u;\nconst W: u32 = {w}u;\nconst HO: u32 = {ho}u;\nconst WO: u32 = {wo}u;
+const KH: u32 = {kh}u;\nconst KW: u32 = {kw}u;\nconst SH: u32 = {sh}u;\nconst SW: u32 = {sw}u;
+const PH: i32 = {ph}i;\nconst PW: i32 = {pw}i;
+const HW: u32 = H * W;\nconst HOWO: u32 = HO * WO;\nconst KHW: u32 = KH * KW;\n",
+            h = self.h,
+            w = self.w,
+            ho = self.ho,
+            wo = self.wo,
+            kh = self.kh,
+            kw = self.kw,
+            sh = self.sh,
+            sw = self.sw,
+            ph = self.ph,
+            pw = self.pw,
+        );
+        let tag = format!(
+            "h{}w{}/k{}x{}/s{}x{}/p{}x{}",
+            self.h, self.w, self.kh, self.kw, self.sh, self.sw, self.ph, self.pw
+        );
+        (c, tag)
+    }
+
+    /// Runtime parameter words of the conv variants: P[8] = C, P[9] = O.
+    fn words(&self, op: &'static str) -> Result<[u32; 2]> {
+        // Every flat index the kernels form stays below the largest tensor's element count.
+        let x = self.n * self.c * self.h * self.w;
+        let y = self.n * self.o * self.ho * self.wo;
+        let wt = self.o * self.c * self.kh * self.kw;
+        u(op, x.max(y).max(wt))?;
+        Ok([u(op, self.c)?, u(op, self.o)?])
+    }
+}
+
+fn dims4(op: &'static str, what: &str, t: &GpuTensor) -> Result<[usize; 4]> {
+    match t.shape[..] {
+        [a, b, c, d] => Ok([a, b, c, d]),
+        ref s => Err(Error::shape(
+            op,
+            format!("{what} must have rank 4, got shape {s:?}"),
+        )),
+    }
+}
+
+/// Forward: M = O, N = N·Ho·Wo, K = C·kh·kw. A = w (row o is contiguous in k), B = the patches
+/// (consecutive n are consecutive output columns ow, so the B tile loads along n).
+fn conv_fwd_variant(g: &Geom, bias: bool) -> Variant {
+    let (consts, tag) = g.consts();
+    let plus_bias = if bias { " + BIAS[m]" } else { "" };
+    Variant {
+        name: format!("gemm/conv_fwd/{tag}/bias{}", bias as u8),
+        bindings: bindings(bias),
+        consts: consts + &kfast(true, false),
+        a_loader: "struct ARow { base: u32 }
+fn a_row(z: u32, m: u32) -> ARow { return ARow(m * pu(2u)); }
+fn a_at(r: ARow, k: u32) -> f32 { return SA[r.base + k]; }"
+            .into(),
+        b_loader: "struct BCol { base: u32, ih0: i32, iw0: i32 }
+fn b_col(z: u32, n: u32) -> BCol {
+    let nb = n / HOWO;
+    let p = n % HOWO;
+    return BCol(nb * pu(8u) * HW, i32((p / WO) * SH) - PH, i32((p % WO) * SW) - PW);
+}
+fn b_at(c: BCol, k: u32) -> f32 {
+    let ci = k / KHW;
+    let tap = k % KHW;
+    let ih = c.ih0 + i32(tap / KW);
+    let iw = c.iw0 + i32(tap % KW);
+    if (u32(ih) >= H || u32(iw) >= W) {
+        return 0.0;
+    }
+    return SB[c.base + ci * HW + u32(ih) * W + u32(iw)];
+}"
+        .into(),
+        epilogue: format!(
+            "fn store(z: u32, s: u32, m: u32, n: u32, v: f32) {{
+    let nb = n / HOWO;
+    OUT[(nb * pu(9u) + m) * HOWO + n % HOWO] = v{plus_bias};
+}}"
+        ),
+    }
+}
+
+/// One stride phase of the input adjoint: the input positions h ≡ h0 (mod sh), w ≡ w0 (mod sw),
+/// reached only by the taps i = rh + iq·sh, j = rw + jq·sw (rh = (h0 + ph) mod sh).
+#[derive(Debug, Clone, Copy)]
+struct Phase {
+    rh: usize,
+    rw: usize,
+    h0: usize,
+    w0: usize,
+    /// Input rows / columns of the phase.
+    nh: usize,
+    nw: usize,
+    /// Taps of the phase per kernel axis.
+    kh: usize,
+    kw: usize,
+}
+
+impl Phase {
+    fn all(g: &Geom) -> Vec<Phase> {
+        let axis = |r: usize, s: usize, p: usize, len: usize, k: usize| {
+            let first = (r + s - p % s) % s;
+            let count = if first < len {
+                (len - first).div_ceil(s)
+            } else {
+                0
+            };
+            let taps = if r < k { (k - r).div_ceil(s) } else { 0 };
+            (first, count, taps)
+        };
+        let mut out = Vec::new();
+        for rh in 0..g.sh {
+            let (h0, nh, kh) = axis(rh, g.sh, g.ph, g.h, g.kh);
+            for rw in 0..g.sw {
+                let (w0, nw, kw) = axis(rw, g.sw, g.pw, g.w, g.kw);
+                out.push(Phase {
+                    rh,
+                    rw,
+                    h0,
+                    w0,
+                    nh,
+                    nw,
+                    kh,
+                    kw,
+                });
+            }
+        }
+        out
+    }
+}
+
+/// Input adjoint, one phase: M = C, N = N·nh·nw, K = O·kh'·kw'. A(c, (o, iq, jq)) = w[o, c, i, j],
+/// B((o, iq, jq), (n, hq, wq)) = gy[n, o, oh0 + hq − iq, ow0 + wq − jq] (zero outside), where
+/// oh0 = (h0 + ph − rh) / sh is exact by the choice of h0.
+fn conv_dgrad_variant(g: &Geom, ph: &Phase) -> Variant {
+    let (consts, tag) = g.consts();
+    let phase = format!(
+        "const RH: u32 = {rh}u;\nconst RW: u32 = {rw}u;\nconst H0: u32 = {h0}u;\nconst W0: u32 = {w0}u;
+const NWP: u32 = {nw}u;\nconst NHWP: u32 = {nhw}u;\nconst KWP: u32 = {kw}u;\nconst KHWP: u32 = {khw}u;
+const OH0: u32 = {oh0}u;\nconst OW0: u32 = {ow0}u;\n",
+        rh = ph.rh,
+        rw = ph.rw,
+        h0 = ph.h0,
+        w0 = ph.w0,
+        // Divisors: a phase without taps or positions never calls the code that divides by them.
+        nw = ph.nw.max(1),
+        nhw = (ph.nh * ph.nw).max(1),
+        kw = ph.kw.max(1),
+        khw = (ph.kh * ph.kw).max(1),
+        oh0 = (ph.h0 + g.ph - ph.rh) / g.sh,
+        ow0 = (ph.w0 + g.pw - ph.rw) / g.sw,
+    );
+    Variant {
+        name: format!("gemm/conv_dgrad/{tag}/r{}x{}", ph.rh, ph.rw),
+        bindings: bindings(false),
+        consts: consts + &phase + &kfast(true, false),
+        a_loader: "struct ARow { base: u32 }
+fn a_row(z: u32, m: u32) -> ARow { return ARow(m * KHW); }
+fn a_at(r: ARow, k: u32) -> f32 {
+    let o = k / KHWP;
+    let tq = k % KHWP;
+    let i = RH + (tq / KWP) * SH;
+    let j = RW + (tq % KWP) * SW;
+    return SA[r.base + o * pu(8u) * KHW + i * KW + j];
+}"
+        .into(),
+        b_loader: "struct BCol { base: u32, oh: i32, ow: i32 }
+fn b_col(z: u32, n: u32) -> BCol {
+    let nb = n / NHWP;
+    let q = n % NHWP;
+    return BCol(nb * pu(9u) * HOWO, i32(OH0 + q / NWP), i32(OW0 + q % NWP));
+}
+fn b_at(c: BCol, k: u32) -> f32 {
+    let o = k / KHWP;
+    let tq = k % KHWP;
+    let oh = c.oh - i32(tq / KWP);
+    let ow = c.ow - i32(tq % KWP);
+    if (u32(oh) >= HO || u32(ow) >= WO) {
+        return 0.0;
+    }
+    return SB[c.base + o * HOWO + u32(oh) * WO + u32(ow)];
+}"
+        .into(),
+        epilogue: "fn store(z: u32, s: u32, m: u32, n: u32, v: f32) {
+    let nb = n / NHWP;
+    let q = n % NHWP;
+    let h = H0 + (q / NWP) * SH;
+    let w = W0 + (q % NWP) * SW;
+    OUT[(nb * pu(8u) + m) * HW + h * W + w] = v;
+}"
+        .into(),
+    }
+}
+
+/// Weight adjoint: M = O, N = C·kh·kw, K = N·Ho·Wo. A(o, (n, p)) = gy[n, o, p],
+/// B((n, oh, ow), (c, i, j)) = x[n, c, oh·sh − ph + i, ow·sw − pw + j]; both tiles load along k
+/// (consecutive output positions). The output `[O, C·kh·kw]` is gw itself (or the split slots).
+fn conv_wgrad_variant(g: &Geom) -> Variant {
+    let (consts, tag) = g.consts();
+    Variant {
+        name: format!("gemm/conv_wgrad/{tag}"),
+        bindings: bindings(false),
+        consts: consts + &kfast(true, true),
+        a_loader: "struct ARow { base: u32 }
+fn a_row(z: u32, m: u32) -> ARow { return ARow(m * HOWO); }
+fn a_at(r: ARow, k: u32) -> f32 {
+    return SA[r.base + (k / HOWO) * pu(9u) * HOWO + k % HOWO];
+}"
+        .into(),
+        b_loader: "struct BCol { base: u32, di: i32, dj: i32 }
+fn b_col(z: u32, n: u32) -> BCol {
+    let tap = n % KHW;
+    return BCol((n / KHW) * HW, i32(tap / KW) - PH, i32(tap % KW) - PW);
+}
+fn b_at(c: BCol, k: u32) -> f32 {
+    let nb = k / HOWO;
+    let p = k % HOWO;
+    let ih = i32((p / WO) * SH) + c.di;
+    let iw = i32((p % WO) * SW) + c.dj;
+    if (u32(ih) >= H || u32(iw) >= W) {
+        return 0.0;
+    }
+    return SB[nb * pu(8u) * HW + c.base + u32(ih) * W + u32(iw)];
+}"
+        .into(),
+        epilogue: SPLIT_STORE.into(),
+    }
+}
+
+/// y[N,O,Ho,Wo] = conv2d(x[N,C,H,W], w[O,C,kh,kw]) + b[O].
+pub(crate) fn conv2d(
+    ctx: &Arc<Ctx>,
+    x: &GpuTensor,
+    w: &GpuTensor,
+    b: Option<&GpuTensor>,
+    p: Conv2dParams,
+) -> Result<GpuTensor> {
+    const OP: &str = "conv2d";
+    let [n, c, h, wd] = dims4(OP, "input x [N,C,H,W]", x)?;
+    let [o, cw, kh, kw] = dims4(OP, "weight w [O,C,kh,kw]", w)?;
+    if cw != c {
+        return Err(Error::shape(
+            OP,
+            format!(
+                "input has {c} channels (x {:?}) but weight expects {cw} (w {:?})",
+                x.shape, w.shape
+            ),
+        ));
+    }
+    if let Some(b) = b
+        && b.shape != [o]
+    {
+        return Err(Error::shape(
+            OP,
+            format!(
+                "bias must have shape [{o}] (out channels), got {:?}",
+                b.shape
+            ),
+        ));
+    }
+    let (ho, wo) = p.output_hw(OP, (h, wd), (kh, kw))?;
+    let g = Geom::new((n, c, o), (h, wd), (kh, kw), p, (ho, wo));
+    let words = g.words(OP)?;
+    let out = empty(ctx, &[n, o, ho, wo])?;
+    let d = Dims {
+        m: o,
+        n: n * ho * wo,
+        k: c * kh * kw,
+        batch: 1,
+    };
+    let mut binds = vec![
+        Bind::R(1, w.buffer()),
+        Bind::R(2, x.buffer()),
+        Bind::W(4, out.buffer()),
+    ];
+    if let Some(b) = b {
+        binds.push(Bind::R(3, b.buffer()));
+    }
+    let kps = d.k.max(1).next_multiple_of(BK);
+    launch_gemm(
+        ctx,
+        OP,
+        &conv_fwd_variant(&g, b.is_some()),
+        d,
+        (1, kps),
+        &words,
+        &binds,
+    )?;
+    Ok(out)
+}
+
+/// Transposed convolution (input adjoint): gx[N,C,H,W] = convᵀ(gy[N,O,Ho,Wo]) with w[O,C,kh,kw].
+pub(crate) fn conv2d_input_grad(
+    ctx: &Arc<Ctx>,
+    gy: &GpuTensor,
+    w: &GpuTensor,
+    input_hw: (usize, usize),
+    p: Conv2dParams,
+) -> Result<GpuTensor> {
+    const OP: &str = "conv2d_input_grad";
+    let [n, og, gho, gwo] = dims4(OP, "output gradient gy [N,O,Ho,Wo]", gy)?;
+    let [o, c, kh, kw] = dims4(OP, "weight w [O,C,kh,kw]", w)?;
+    if og != o {
+        return Err(Error::shape(
+            OP,
+            format!(
+                "gy has {og} channels (gy {:?}) but weight has {o} outputs (w {:?})",
+                gy.shape, w.shape
+            ),
+        ));
+    }
+    let (h, wd) = input_hw;
+    let (ho, wo) = p.output_hw(OP, (h, wd), (kh, kw))?;
+    if (gho, gwo) != (ho, wo) {
+        return Err(Error::shape(
+            OP,
+            format!(
+                "gy spatial size {:?} (gy {:?}) differs from the forward output {:?} of input {input_hw:?}, kernel {:?}, {p:?}",
+                (gho, gwo),
+                gy.shape,
+                (ho, wo),
+                (kh, kw)
+            ),
+        ));
+    }
+    let g = Geom::new((n, c, o), (h, wd), (kh, kw), p, (ho, wo));
+    let words = g.words(OP)?;
+    let out = empty(ctx, &[n, c, h, wd])?;
+    let binds = [
+        Bind::R(1, w.buffer()),
+        Bind::R(2, gy.buffer()),
+        Bind::W(4, out.buffer()),
+    ];
+    for ph in Phase::all(&g) {
+        let d = Dims {
+            m: c,
+            n: n * ph.nh * ph.nw,
+            k: o * ph.kh * ph.kw,
+            batch: 1,
+        };
+        if d.m * d.n == 0 {
+            continue;
+        }
+        let kps = d.k.max(1).next_multiple_of(BK);
+        launch_gemm(
+            ctx,
+            OP,
+            &conv_dgrad_variant(&g, &ph),
+            d,
+            (1, kps),
+            &words,
+            &binds,
+        )?;
+    }
+    Ok(out)
+}
+
+/// Weight adjoint: gw[O,C,kh,kw] = Σ over samples and output positions of gy ⊗ patches(x),
+/// split along the samples·positions axis.
+pub(crate) fn conv2d_weight_grad(
+    ctx: &Arc<Ctx>,
+    x: &GpuTensor,
+    gy: &GpuTensor,
+    kernel_hw: (usize, usize),
+    p: Conv2dParams,
+) -> Result<GpuTensor> {
+    const OP: &str = "conv2d_weight_grad";
+    let [n, c, h, wd] = dims4(OP, "input x [N,C,H,W]", x)?;
+    let [ng, o, gho, gwo] = dims4(OP, "output gradient gy [N,O,Ho,Wo]", gy)?;
+    let (kh, kw) = kernel_hw;
+    let (ho, wo) = p.output_hw(OP, (h, wd), (kh, kw))?;
+    if ng != n || (gho, gwo) != (ho, wo) {
+        return Err(Error::shape(
+            OP,
+            format!(
+                "gy {:?} does not fit input x {:?} with kernel {kernel_hw:?}, {p:?} (expected [{n}, O, {ho}, {wo}])",
+                gy.shape, x.shape
+            ),
+        ));
+    }
+    let g = Geom::new((n, c, o), (h, wd), (kh, kw), p, (ho, wo));
+    let words = g.words(OP)?;
+    let out = empty(ctx, &[o, c, kh, kw])?;
+    let d = Dims {
+        m: o,
+        n: c * kh * kw,
+        k: n * ho * wo,
+        batch: 1,
+    };
+    let v = conv_wgrad_variant(&g);
+    let (splits, kps) = split_k(d);
+    if splits == 1 {
+        let binds = [
+            Bind::R(1, gy.buffer()),
+            Bind::R(2, x.buffer()),
+            Bind::W(4, out.buffer()),
+        ];
+        launch_gemm(ctx, OP, &v, d, (1, kps), &words, &binds)?;
+        return Ok(out);
+    }
+    let part = empty(ctx, &[splits * d.m * d.n])?;
+    let binds = [
+        Bind::R(1, gy.buffer()),
+        Bind::R(2, x.buffer()),
+        Bind::W(4, part.buffer()),
+    ];
+    launch_gemm(ctx, OP, &v, d, (splits, kps), &words, &binds)?;
+    reduce_splits(ctx, OP, &part, splits, d, None, &out)?;
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_variant_fills_every_placeholder() {
+        for key in ["BINDINGS", "CONSTS", "A_LOADER", "B_LOADER", "EPILOGUE"] {
+            assert_eq!(
+                TEMPLATE.matches(&format!("{{{{{key}}}}}")).count(),
+                1,
+                "{key}"
+            );
+        }
+        let g = Geom::new((2, 3, 4), (7, 6), (3, 2), Conv2dParams::new(2, 1), (4, 4));
+        let mut vs = vec![
+            conv_fwd_variant(&g, true),
+            conv_fwd_variant(&g, false),
+            conv_wgrad_variant(&g),
+        ];
+        vs.extend(Phase::all(&g).iter().map(|ph| conv_dgrad_variant(&g, ph)));
+        for (ta, tb, b) in [
+            (false, false, false),
+            (true, true, true),
+            (true, false, false),
+        ] {
+            vs.push(dense_variant(ta, tb, b));
+        }
+        for v in &vs {
+            assert!(!v.source().contains("{{"), "{}", v.name);
+        }
+    }
+
+    #[test]
+    fn stride_phases_partition_positions_and_taps() {
+        for (s, p, len, k) in [
+            (1, 1, 5, 3),
+            (2, 0, 7, 3),
+            (2, 1, 8, 1),
+            (3, 2, 10, 5),
+            (2, 2, 1, 5),
+        ] {
+            let g = Geom::new(
+                (1, 1, 1),
+                (len, len),
+                (k, k),
+                Conv2dParams::new(s, p),
+                (1, 1),
+            );
+            let phases = Phase::all(&g);
+            assert_eq!(phases.len(), s * s);
+            let mut rows = vec![0; len];
+            let mut taps = 0;
+            for ph in phases.iter().filter(|ph| ph.rw == 0) {
+                for q in 0..ph.nh {
+                    let h = ph.h0 + q * s;
+                    assert_eq!((h + p) % s, ph.rh);
+                    rows[h] += 1;
+                }
+                taps += ph.kh;
+                // oh0 is exact: (h0 + p − rh) divisible by s.
+                assert_eq!((ph.h0 + p - ph.rh) % s, 0);
+            }
+            assert!(rows.iter().all(|&r| r == 1), "{s} {p} {len} {k}: {rows:?}");
+            assert_eq!(taps, k);
+        }
+    }
+
+    #[test]
+    fn split_k_depends_on_shapes_and_bounds_slices() {
+        let d = Dims {
+            m: 128,
+            n: 27,
+            k: 128 * 1024,
+            batch: 1,
+        };
+        let (s, kps) = split_k(d);
+        assert!(s > 1 && kps % BK == 0 && kps >= SPLIT_MIN_K && s * kps >= d.k);
+        assert!((s - 1) * kps < d.k);
+        let d = Dims {
+            m: 512,
+            n: 4608,
+            k: 64,
+            batch: 1,
+        };
+        assert_eq!(split_k(d).0, 1);
+        assert_eq!(split_k(Dims { k: 0, ..d }), (1, BK));
+    }
 }

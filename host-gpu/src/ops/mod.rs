@@ -108,19 +108,3 @@ pub(crate) fn same_shape(op: &'static str, a: &GpuTensor, b: &GpuTensor) -> Resu
     }
     Ok(())
 }
-
-/// Error unless `t` has rank `rank`; returns its shape.
-pub(crate) fn rank<'a>(
-    op: &'static str,
-    what: &str,
-    t: &'a GpuTensor,
-    rank: usize,
-) -> Result<&'a [usize]> {
-    if t.shape.len() != rank {
-        return Err(Error::shape(
-            op,
-            format!("{what} must have rank {rank}, got shape {:?}", t.shape),
-        ));
-    }
-    Ok(&t.shape)
-}
