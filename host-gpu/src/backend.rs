@@ -4,7 +4,9 @@
 use std::sync::Arc;
 
 use sim::backend::OptimOut;
-use sim::{Act, Backend, Conv2dParams, Error, OptimStep, Pool2dParams, Result, Stream, Tensor};
+use sim::{
+    Act, Backend, Conv2dParams, Error, OptimStep, Pool2dParams, Pooling, Result, Stream, Tensor,
+};
 
 use crate::context::Ctx;
 use crate::ops::{elementwise as ew, gemm, layout, norm, optim, pool, reduce, rng, softmax};
@@ -339,6 +341,36 @@ impl Backend for Gpu {
         gy: &GpuTensor,
     ) -> Result<(GpuTensor, GpuTensor, GpuTensor)> {
         norm::batch_norm_grad(&self.ctx, x, gamma, mean, var, eps, gy)
+    }
+
+    fn conv2d_pooled_input_grad(
+        &self,
+        v: &GpuTensor,
+        idx: Option<&GpuIndex>,
+        w: &GpuTensor,
+        conv_hw: (usize, usize),
+        input_hw: (usize, usize),
+        p: Conv2dParams,
+        pool: Pooling,
+    ) -> Result<GpuTensor> {
+        // Non-overlapping windows: the unpooling happens inside the GEMM's loader.
+        if let Some(g) =
+            gemm::conv2d_pooled_input_grad(&self.ctx, v, idx, w, conv_hw, input_hw, p, pool)?
+        {
+            return Ok(g);
+        }
+        let u = match (pool, idx) {
+            (Pooling::None, _) => None,
+            (Pooling::Max(_), Some(idx)) => Some(pool::max_unpool2d(&self.ctx, v, idx, conv_hw)?),
+            (Pooling::Max(_), None) => {
+                return Err(Error::param(
+                    "conv2d_pooled_input_grad",
+                    "max pooling needs its switches",
+                ));
+            }
+            (Pooling::Avg(pp), _) => Some(pool::avg_pool2d_adjoint(&self.ctx, v, conv_hw, pp)?),
+        };
+        gemm::conv2d_input_grad(&self.ctx, u.as_ref().unwrap_or(v), w, input_hw, p)
     }
 
     fn optim_update(

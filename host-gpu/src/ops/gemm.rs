@@ -31,11 +31,11 @@
 
 use std::sync::Arc;
 
-use sim::{Conv2dParams, Error, Result};
+use sim::{Conv2dParams, Error, Pooling, Result};
 
 use super::{empty, launch, shader, u};
 use crate::context::{Bind, Ctx, groups_1d};
-use crate::tensor::GpuTensor;
+use crate::tensor::{GpuIndex, GpuTensor};
 
 shader!(SPLITK, "splitk.wgsl");
 
@@ -641,10 +641,67 @@ impl Phase {
     }
 }
 
+/// A pooling undone inside the input adjoint's B loader ([`conv2d_pooled_input_grad`]): the
+/// gradient arrives at the pooled grid `[N, O, HP, WP]` and each conv-output position (oh, ow)
+/// reads its window (oh / PK, ow / PK), so the unpooled tensor is never written. Only for
+/// non-overlapping windows (stride = window), where each position lies in at most one window.
+#[derive(Debug, Clone, Copy)]
+struct Unpool {
+    /// Window (= stride).
+    k: usize,
+    /// Pooled grid.
+    hp: usize,
+    wp: usize,
+    /// Max pooling (read at the switch) or average (spread evenly).
+    max: bool,
+}
+
+/// Binding of the max-pool switches in the fused input adjoint.
+const UNPOOL_BINDING: &str = "@group(0) @binding(5) var<storage, read> IDX: array<u32>;\n";
+
+impl Unpool {
+    fn tag(&self) -> String {
+        format!("/unpool{}{}", if self.max { "max" } else { "avg" }, self.k)
+    }
+
+    fn consts(&self) -> String {
+        format!(
+            "const PK: u32 = {k}u;\nconst HP: u32 = {hp}u;\nconst WP: u32 = {wp}u;\nconst HPWP: u32 = {hpwp}u;\n",
+            k = self.k,
+            hp = self.hp,
+            wp = self.wp,
+            hpwp = (self.hp * self.wp).max(1),
+        )
+    }
+
+    /// The B loader's read of the unpooled gradient at (o, oh, ow).
+    fn read(&self) -> &'static str {
+        if self.max {
+            "    let qh = u32(oh) / PK;
+    let qw = u32(ow) / PK;
+    if (qh >= HP || qw >= WP) {
+        return 0.0;
+    }
+    let j = c.base + o * HPWP + qh * WP + qw;
+    if (IDX[j] != u32(oh) * WO + u32(ow)) {
+        return 0.0;
+    }
+    return SB[j];"
+        } else {
+            "    let qh = u32(oh) / PK;
+    let qw = u32(ow) / PK;
+    if (qh >= HP || qw >= WP) {
+        return 0.0;
+    }
+    return SB[c.base + o * HPWP + qh * WP + qw] / f32(PK * PK);"
+        }
+    }
+}
+
 /// Input adjoint, one phase: M = C, N = N·nh·nw, K = O·kh'·kw'. A(c, (o, iq, jq)) = w[o, c, i, j],
 /// B((o, iq, jq), (n, hq, wq)) = gy[n, o, oh0 + hq − iq, ow0 + wq − jq] (zero outside), where
 /// oh0 = (h0 + ph − rh) / sh is exact by the choice of h0.
-fn conv_dgrad_variant(g: &Geom, ph: &Phase) -> Variant {
+fn conv_dgrad_variant(g: &Geom, ph: &Phase, unpool: Option<&Unpool>) -> Variant {
     let (consts, tag) = g.consts();
     let phase = format!(
         "const RH: u32 = {rh}u;\nconst RW: u32 = {rw}u;\nconst H0: u32 = {h0}u;\nconst W0: u32 = {w0}u;
@@ -663,9 +720,17 @@ const OH0: u32 = {oh0}u;\nconst OW0: u32 = {ow0}u;\n",
         ow0 = (ph.w0 + g.pw - ph.rw) / g.sw,
     );
     Variant {
-        name: format!("gemm/conv_dgrad/{tag}/r{}x{}", ph.rh, ph.rw),
-        bindings: bindings(false),
-        consts: consts + &phase + &kfast(true, false),
+        name: format!(
+            "gemm/conv_dgrad/{tag}/r{}x{}{}",
+            ph.rh,
+            ph.rw,
+            unpool.map_or(String::new(), Unpool::tag)
+        ),
+        bindings: bindings(false) + unpool.map_or("", |_| UNPOOL_BINDING),
+        consts: consts
+            + &phase
+            + &kfast(true, false)
+            + &unpool.map_or(String::new(), Unpool::consts),
         a_loader: "struct ARow { base: u32 }
 fn a_row(z: u32, m: u32) -> ARow { return ARow(m * KHW); }
 fn a_at(r: ARow, k: u32) -> f32 {
@@ -676,23 +741,29 @@ fn a_at(r: ARow, k: u32) -> f32 {
     return SA[r.base + o * pu(8u) * KHW + i * KW + j];
 }"
         .into(),
-        b_loader: "struct BCol { base: u32, oh: i32, ow: i32 }
-fn b_col(z: u32, n: u32) -> BCol {
+        b_loader: format!(
+            "struct BCol {{ base: u32, oh: i32, ow: i32 }}
+fn b_col(z: u32, n: u32) -> BCol {{
     let nb = n / NHWP;
     let q = n % NHWP;
-    return BCol(nb * pu(9u) * HOWO, i32(OH0 + q / NWP), i32(OW0 + q % NWP));
-}
-fn b_at(c: BCol, k: u32) -> f32 {
+    return BCol(nb * pu(9u) * {plane}, i32(OH0 + q / NWP), i32(OW0 + q % NWP));
+}}
+fn b_at(c: BCol, k: u32) -> f32 {{
     let o = k / KHWP;
     let tq = k % KHWP;
     let oh = c.oh - i32(tq / KWP);
     let ow = c.ow - i32(tq % KWP);
-    if (u32(oh) >= HO || u32(ow) >= WO) {
+    if (u32(oh) >= HO || u32(ow) >= WO) {{
         return 0.0;
-    }
-    return SB[c.base + o * HOWO + u32(oh) * WO + u32(ow)];
-}"
-        .into(),
+    }}
+{read}
+}}",
+            plane = if unpool.is_some() { "HPWP" } else { "HOWO" },
+            read = unpool.map_or(
+                "    return SB[c.base + o * HOWO + u32(oh) * WO + u32(ow)];",
+                Unpool::read
+            ),
+        ),
         epilogue: "fn store(z: u32, s: u32, m: u32, n: u32, v: f32) {
     let nb = n / NHWP;
     let q = n % NHWP;
@@ -836,18 +907,35 @@ pub(crate) fn conv2d_input_grad(
         ));
     }
     let g = Geom::new((n, c, o), (h, wd), (kh, kw), p, (ho, wo));
-    let words = g.words(OP)?;
-    let out = empty(ctx, &[n, c, h, wd])?;
-    let binds = [
+    dgrad(ctx, OP, &g, w, gy, None)
+}
+
+/// The input adjoint's GEMMs, one per stride phase, reading `gy` (or, with `unpool`, the pooled
+/// gradient and its switches `idx`).
+fn dgrad(
+    ctx: &Arc<Ctx>,
+    op: &'static str,
+    g: &Geom,
+    w: &GpuTensor,
+    gy: &GpuTensor,
+    unpool: Option<(&Unpool, Option<&GpuIndex>)>,
+) -> Result<GpuTensor> {
+    let words = g.words(op)?;
+    let out = empty(ctx, &[g.n, g.c, g.h, g.w])?;
+    let mut binds = vec![
         Bind::R(1, w.buffer()),
         Bind::R(2, gy.buffer()),
         Bind::W(4, out.buffer()),
     ];
-    for ph in Phase::all(&g) {
+    if let Some((_, idx)) = unpool {
+        // Average unpooling reads no switches: bind the gradient in their place.
+        binds.push(Bind::R(5, idx.map_or(gy.buffer(), |i| i.buffer())));
+    }
+    for ph in Phase::all(g) {
         let d = Dims {
-            m: c,
-            n: n * ph.nh * ph.nw,
-            k: o * ph.kh * ph.kw,
+            m: g.c,
+            n: g.n * ph.nh * ph.nw,
+            k: g.o * ph.kh * ph.kw,
             batch: 1,
         };
         if d.m * d.n == 0 {
@@ -856,8 +944,8 @@ pub(crate) fn conv2d_input_grad(
         let kps = d.k.max(1).next_multiple_of(BK);
         launch_gemm(
             ctx,
-            OP,
-            &conv_dgrad_variant(&g, &ph),
+            op,
+            &conv_dgrad_variant(g, &ph, unpool.map(|u| u.0)),
             d,
             (1, kps),
             &words,
@@ -865,6 +953,64 @@ pub(crate) fn conv2d_input_grad(
         )?;
     }
     Ok(out)
+}
+
+/// The transposed read of a pooled conv synapse, `conv2d_input_grad(poolᵀ(v))`, with the
+/// unpooling done inside the GEMM's loader; `None` when the pooling's windows overlap (the
+/// caller then composes the two ops). `v` is `[N, O, HP, WP]`, `conv_hw` the convolution's output
+/// size, `idx` the max-pool switches (as `max_pool2d` returns them).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn conv2d_pooled_input_grad(
+    ctx: &Arc<Ctx>,
+    v: &GpuTensor,
+    idx: Option<&GpuIndex>,
+    w: &GpuTensor,
+    conv_hw: (usize, usize),
+    input_hw: (usize, usize),
+    p: Conv2dParams,
+    pool: Pooling,
+) -> Result<Option<GpuTensor>> {
+    const OP: &str = "conv2d_pooled_input_grad";
+    let (pp, max) = match pool {
+        Pooling::Max(pp) => (pp, true),
+        Pooling::Avg(pp) => (pp, false),
+        Pooling::None => return Ok(None),
+    };
+    if pp.kernel != pp.stride || pp.kernel.0 != pp.kernel.1 {
+        return Ok(None);
+    }
+    let [n, ov, hp, wp] = dims4(OP, "pooled gradient v [N,O,HP,WP]", v)?;
+    let [o, c, kh, kw] = dims4(OP, "weight w [O,C,kh,kw]", w)?;
+    let (h, wd) = input_hw;
+    let (ho, wo) = p.output_hw(OP, (h, wd), (kh, kw))?;
+    let (php, pwp) = pp.output_hw(OP, (ho, wo))?;
+    if ov != o || (ho, wo) != conv_hw || (hp, wp) != (php, pwp) {
+        return Err(Error::shape(
+            OP,
+            format!(
+                "v {:?} does not fit weight {:?}, input {input_hw:?}, conv output {conv_hw:?} pooled by {pp:?}",
+                v.shape, w.shape
+            ),
+        ));
+    }
+    let idx = match (max, idx) {
+        (true, Some(i))
+            if i.shape == v.shape && i.pool.is_some_and(|(q, hw)| q == pp && hw == conv_hw) =>
+        {
+            Some(i)
+        }
+        (true, Some(_)) => return Ok(None),
+        (true, None) => return Err(Error::param(OP, "max pooling needs its switches")),
+        (false, _) => None,
+    };
+    let g = Geom::new((n, c, o), (h, wd), (kh, kw), p, (ho, wo));
+    let un = Unpool {
+        k: pp.kernel.0,
+        hp,
+        wp,
+        max,
+    };
+    dgrad(ctx, OP, &g, w, v, Some((&un, idx))).map(Some)
 }
 
 /// Weight adjoint: gw[O,C,kh,kw] = Σ over samples and output positions of gy ⊗ patches(x),
@@ -940,7 +1086,16 @@ mod tests {
             conv_fwd_variant(&g, false),
             conv_wgrad_variant(&g),
         ];
-        vs.extend(Phase::all(&g).iter().map(|ph| conv_dgrad_variant(&g, ph)));
+        let un = Unpool {
+            k: 2,
+            hp: 2,
+            wp: 2,
+            max: true,
+        };
+        for ph in Phase::all(&g) {
+            vs.push(conv_dgrad_variant(&g, &ph, None));
+            vs.push(conv_dgrad_variant(&g, &ph, Some(&un)));
+        }
         for (ta, tb, b) in [
             (false, false, false),
             (true, true, true),
