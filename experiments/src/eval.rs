@@ -6,7 +6,7 @@ use anyhow::Result;
 use ep::EpNet;
 use ep::baselines::Baseline;
 use ep::train::argmax_rows;
-use sim::{Backend, Cpu, Stream};
+use sim::{Backend, Stream};
 
 use crate::classifier::Classifier;
 use crate::data::{Dataset, Loader, Normalization};
@@ -56,8 +56,9 @@ pub fn evaluate<B: Backend>(
     }
 }
 
-/// Clean accuracy of a baseline (evaluation mode) on a dataset.
-pub fn evaluate_baseline(
+/// Clean accuracy of a baseline (evaluation mode, computing on `be`) on a dataset.
+pub fn evaluate_baseline<B: Backend>(
+    be: &B,
     model: &Baseline,
     data: &Dataset,
     norm: &Normalization,
@@ -69,7 +70,7 @@ pub fn evaluate_baseline(
     let mut correct = 0usize;
     let pb = crate::data::progress(loader.num_batches() as u64, "eval");
     for b in loader.epoch(0) {
-        let pred = argmax_rows(&model.logits(&Cpu, &b.x)?);
+        let pred = argmax_rows(&model.logits(be, &b.x)?);
         correct += pred.iter().zip(&b.y).filter(|(p, l)| p == l).count();
         pb.inc(1);
     }

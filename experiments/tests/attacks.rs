@@ -1036,6 +1036,7 @@ fn attacks_run_on_an_ep_classifier() {
     };
     let net = ep::EpNet::init(&sim::Cpu, spec, &Stream::new(3, "init"), None).unwrap();
     let clf = EpClassifier {
+        be: sim::Cpu,
         net,
         norm: Normalize {
             mean: vec![0.5],

@@ -95,6 +95,7 @@ batch_size = 64
     };
     let run = dir.path().join("run");
     let logs = bp_run::train(
+        &sim::Cpu,
         &c,
         &TrainOptions {
             out_dir: Some(run.clone()),
@@ -104,7 +105,7 @@ batch_size = 64
     .unwrap();
     let model =
         experiments::classifier::load::load_baseline(&run.join("checkpoint.safetensors")).unwrap();
-    let clf = BaselineClassifier::new(Cow::Owned(model));
+    let clf = BaselineClassifier::new(&sim::Cpu, Cow::Owned(model));
     let (imgs, labels) = (&d.images[n_train * per..], &d.labels[n_train..]);
     let clean = accuracy(&clf, imgs, labels);
     eprintln!(

@@ -89,6 +89,7 @@ fn t_attack_and_t_predict_are_honoured() {
     let net = ep::EpNet::init(&be, spec, &sim::Stream::new(1, "init"), Some(3.0)).unwrap();
     let x = sim::gradcheck::test_tensor(&[2, 1, 4, 4], 2, 1.0).mapv(|v| v.abs().min(1.0));
     let clf = EpClassifier {
+        be,
         net: net.clone(),
         norm: Normalize {
             mean: vec![0.0],

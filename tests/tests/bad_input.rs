@@ -73,10 +73,10 @@ fn a_spec_file_with_an_unknown_key_is_refused() {
     let bad = spec.replacen('{', "{\"t_one\": 3, ", 1);
     let p = dir.path().join("spec.json");
     std::fs::write(&p, &bad).unwrap();
-    let e = experiments::classifier::load::load_model(&ckpt, Some(&p)).unwrap_err();
+    let e = experiments::classifier::load::load_model(&sim::Cpu, &ckpt, Some(&p)).unwrap_err();
     assert!(format!("{e:#}").contains("t_one"), "{e:#}");
     std::fs::write(&p, &spec).unwrap();
-    experiments::classifier::load::load_model(&ckpt, Some(&p)).unwrap();
+    experiments::classifier::load::load_model(&sim::Cpu, &ckpt, Some(&p)).unwrap();
     let _ = data;
 }
 

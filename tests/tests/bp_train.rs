@@ -72,10 +72,11 @@ fn bpcnn_interrupted_and_resumed_equals_uninterrupted_bit_for_bit() {
         out_dir: Some(out.to_path_buf()),
         ..Default::default()
     };
-    let logs = bp_run::train(&c, &opts(&straight)).unwrap();
+    let logs = bp_run::train(&sim::Cpu, &c, &opts(&straight)).unwrap();
     assert_eq!(logs.len(), 3);
     let split = dir.path().join("split");
     let first = bp_run::train(
+        &sim::Cpu,
         &c,
         &TrainOptions {
             stop_after: Some(1),
@@ -84,9 +85,10 @@ fn bpcnn_interrupted_and_resumed_equals_uninterrupted_bit_for_bit() {
     )
     .unwrap();
     assert_eq!(first.len(), 1);
-    let e = bp_run::train(&c, &opts(&split)).unwrap_err();
+    let e = bp_run::train(&sim::Cpu, &c, &opts(&split)).unwrap_err();
     assert!(format!("{e:#}").contains("--resume"), "{e:#}");
     let rest = bp_run::train(
+        &sim::Cpu,
         &c,
         &TrainOptions {
             resume: true,
@@ -120,7 +122,7 @@ fn bpcnn_interrupted_and_resumed_equals_uninterrupted_bit_for_bit() {
     assert_eq!(m.spec.kind(), "bp_cnn");
     let test = experiments::data::load_split(&c.data.test, "test").unwrap();
     let norm = c.data.normalization().unwrap();
-    let acc = experiments::eval::evaluate_baseline(&m, &test, &norm, 7).unwrap();
+    let acc = experiments::eval::evaluate_baseline(&sim::Cpu, &m, &test, &norm, 7).unwrap();
     assert_eq!(acc, logs[2].test_acc);
     assert!(
         logs[2].test_acc > 0.4,
@@ -129,6 +131,7 @@ fn bpcnn_interrupted_and_resumed_equals_uninterrupted_bit_for_bit() {
     let mut other = c.clone();
     other.seed = 6;
     let e = bp_run::train(
+        &sim::Cpu,
         &other,
         &TrainOptions {
             resume: true,
@@ -150,6 +153,7 @@ fn vit_trains_and_reloads() {
     let c = cfg("vit", &d, vit, adam, 2);
     let out = dir.path().join("vit");
     let logs = bp_run::train(
+        &sim::Cpu,
         &c,
         &TrainOptions {
             out_dir: Some(out.clone()),
@@ -169,7 +173,7 @@ fn robust_acc(model: &ep::baselines::Baseline, test: &Path, eps: f32) -> f64 {
     let ds =
         experiments::data::load_split(&format!("cifar10:{}:test", test.display()), "test").unwrap();
     let loader = experiments::data::Loader::new(&ds, 64, sim::Stream::new(0, "eval"));
-    let clf = BaselineClassifier::new(Cow::Borrowed(model));
+    let clf = BaselineClassifier::new(&sim::Cpu, Cow::Borrowed(model));
     let pgd = Pgd::new(Norm::Linf, eps);
     let (mut robust, mut n) = (0usize, 0usize);
     for b in loader.epoch(0) {
@@ -192,6 +196,7 @@ fn adversarial_training_raises_pgd_robust_accuracy() {
     let adv = cfg("adv_cnn", &d, &adv_sec, adam, 4);
     let out = dir.path().join("runs");
     let pl = bp_run::train(
+        &sim::Cpu,
         &plain,
         &TrainOptions {
             out_dir: Some(out.join("plain")),
@@ -200,6 +205,7 @@ fn adversarial_training_raises_pgd_robust_accuracy() {
     )
     .unwrap();
     let al = bp_run::train(
+        &sim::Cpu,
         &adv,
         &TrainOptions {
             out_dir: Some(out.join("adv")),
@@ -305,10 +311,16 @@ fn advcnn_family_resumes_exactly() {
         ..Default::default()
     };
     let straight = dir.path().join("straight");
-    assert_eq!(bp_run::train(&c, &opts(&straight)).unwrap().len(), 4);
+    assert_eq!(
+        bp_run::train(&sim::Cpu, &c, &opts(&straight))
+            .unwrap()
+            .len(),
+        4
+    );
     let split = dir.path().join("split");
     // stop_after counts epochs per run: one epoch of each ε, then resume both.
     let first = bp_run::train(
+        &sim::Cpu,
         &c,
         &TrainOptions {
             stop_after: Some(1),
@@ -318,6 +330,7 @@ fn advcnn_family_resumes_exactly() {
     .unwrap();
     assert_eq!(first.len(), 2);
     let rest = bp_run::train(
+        &sim::Cpu,
         &c,
         &TrainOptions {
             resume: true,
@@ -350,6 +363,7 @@ fn attack_cli_runs_on_a_baseline_checkpoint() {
     let c = cfg("bp_cnn", &d, CNN, SGD, 1);
     let out = dir.path().join("run");
     bp_run::train(
+        &sim::Cpu,
         &c,
         &TrainOptions {
             out_dir: Some(out.clone()),

@@ -40,7 +40,7 @@ fn accuracy(ckpt: &std::path::Path, data: &str) -> (usize, usize, Vec<f32>) {
         substrate: SubstrateSpec::parse("digital", &[], "512x512").unwrap(),
         eot: None,
     };
-    let l = t.load(0).unwrap();
+    let l = t.load(&sim::Cpu, 0).unwrap();
     let mut logits = Vec::new();
     for b in Loader::new(&l.data, 7, sim::Stream::new(0, "eval")).epoch(0) {
         logits.extend(l.clf.logits(&b.x).unwrap().iter().copied());

@@ -59,7 +59,7 @@ fn train_eval_settle_and_state_dict() {
     assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
 
     // settle dumps every layer at the chosen steps; the dump equals the library's free phase.
-    let net = experiments::classifier::load::load_model(&ckpt, None).unwrap();
+    let net = experiments::classifier::load::load_model(&sim::Cpu, &ckpt, None).unwrap();
     let x = sim::gradcheck::test_tensor(&[2, 3, 32, 32], 5, 1.0);
     let xin = d.join("x.npy");
     ndarray_npy::write_npy(&xin, &x).unwrap();

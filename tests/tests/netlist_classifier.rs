@@ -18,6 +18,7 @@ fn netlist_classifier_ideal_equals_digital_and_physical_is_stochastic() {
     let net = epsim_tests::tiny_cifar_ep_net(true);
     let x = pixels(3);
     let digital = EpClassifier {
+        be: sim::Cpu,
         net: net.clone(),
         norm: Normalize {
             mean: vec![0.4; 3],
@@ -32,7 +33,7 @@ fn netlist_classifier_ideal_equals_digital_and_physical_is_stochastic() {
         overrides: overrides.to_vec(),
         tile,
     };
-    let ideal = classifier(Some(net.clone()), &spec("ideal", &[]), 0, None).unwrap();
+    let ideal = classifier(&sim::Cpu, Some(net.clone()), &spec("ideal", &[]), 0, None).unwrap();
     assert!(!ideal.stochastic());
     let a = digital.logits(&x).unwrap();
     let b = ideal.logits(&x).unwrap();
@@ -54,7 +55,7 @@ fn netlist_classifier_ideal_equals_digital_and_physical_is_stochastic() {
         "read_noise_scale=0.5".to_string(),
         "t_inference=3600".to_string(),
     ];
-    let pcm = classifier(Some(net), &spec("pcm", &sets), 0, None).unwrap();
+    let pcm = classifier(&sim::Cpu, Some(net), &spec("pcm", &sets), 0, None).unwrap();
     assert!(pcm.stochastic());
     assert!(pcm.describe().contains("netlist:pcm"));
     let l1 = pcm.logits(&x).unwrap();
@@ -64,7 +65,7 @@ fn netlist_classifier_ideal_equals_digital_and_physical_is_stochastic() {
     let (_, g2) = pcm.loss_grad(&x, &loss).unwrap();
     assert_eq!(g1.shape(), x.shape());
     assert_ne!(g1, g2);
-    assert!(classifier(None, &spec("pcm", &[]), 0, None).is_err());
+    assert!(classifier(&sim::Cpu, None, &spec("pcm", &[]), 0, None).is_err());
     assert!(SubstrateSpec::parse("analog", &[], "16x4").is_err());
     assert!(SubstrateSpec::parse("digital", &sets, "16x4").is_err());
     assert_eq!(

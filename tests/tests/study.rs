@@ -82,7 +82,7 @@ fn a_tiny_study_runs_reports_and_resumes() {
     std::fs::write(&study, study_text(d, &out, "\"0.02\", \"0.1\"")).unwrap();
     // Relative paths in the study are relative to its folder; run from elsewhere.
     let spec = StudySpec::read(&study).unwrap();
-    let o = run_study(&spec, &study, &StudyOptions::default()).unwrap();
+    let o = run_study(&sim::Cpu, &spec, &study, &StudyOptions::default()).unwrap();
     assert_eq!((o.cells, o.ran), (12, 12));
     let recs = records(&out.join("results.jsonl"));
     assert_eq!(recs.len(), 12);
@@ -220,6 +220,7 @@ fn a_tiny_study_runs_reports_and_resumes() {
     let study2 = d.join("study2.toml");
     std::fs::write(&study2, released).unwrap();
     run_study(
+        &sim::Cpu,
         &StudySpec::read(&study2).unwrap(),
         &study2,
         &StudyOptions::default(),
@@ -245,9 +246,10 @@ fn a_tiny_study_runs_reports_and_resumes() {
     for i in [3, 10] {
         std::fs::remove_file(out.join("cells").join(format!("{i:06}.json"))).unwrap();
     }
-    let e = run_study(&spec, &study, &StudyOptions::default()).unwrap_err();
+    let e = run_study(&sim::Cpu, &spec, &study, &StudyOptions::default()).unwrap_err();
     assert!(format!("{e:#}").contains("--resume"), "{e:#}");
     let o = run_study(
+        &sim::Cpu,
         &spec,
         &study,
         &StudyOptions {
@@ -272,6 +274,7 @@ fn a_tiny_study_runs_reports_and_resumes() {
     std::fs::write(&study, study_text(d, &out, "\"0.05\", \"0.1\"")).unwrap();
     let spec2 = StudySpec::read(&study).unwrap();
     let e = run_study(
+        &sim::Cpu,
         &spec2,
         &study,
         &StudyOptions {

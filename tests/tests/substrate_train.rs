@@ -36,21 +36,32 @@ fn substrate_run_logs_pulses_and_resumes_exactly() {
             resume,
             ..Default::default()
         };
-        let logs =
-            experiments::runs::train(&AnyConfig::Ep(cfg.clone()), &opts(&straight, None, false))
-                .unwrap();
+        let logs = experiments::runs::train(
+            &sim::Cpu,
+            &AnyConfig::Ep(cfg.clone()),
+            &opts(&straight, None, false),
+        )
+        .unwrap();
         assert_eq!(logs.len(), 3);
         let split = dir.path().join("split");
         assert_eq!(
-            experiments::runs::train(&AnyConfig::Ep(cfg.clone()), &opts(&split, Some(1), false))
-                .unwrap()
-                .len(),
+            experiments::runs::train(
+                &sim::Cpu,
+                &AnyConfig::Ep(cfg.clone()),
+                &opts(&split, Some(1), false)
+            )
+            .unwrap()
+            .len(),
             1
         );
         assert_eq!(
-            experiments::runs::train(&AnyConfig::Ep(cfg.clone()), &opts(&split, None, true))
-                .unwrap()
-                .len(),
+            experiments::runs::train(
+                &sim::Cpu,
+                &AnyConfig::Ep(cfg.clone()),
+                &opts(&split, None, true)
+            )
+            .unwrap()
+            .len(),
             2
         );
         let a = tensors(&straight.join("checkpoint.safetensors"));
@@ -82,6 +93,7 @@ fn substrate_run_logs_pulses_and_resumes_exactly() {
         assert_eq!(lines[0]["substrate"], format!("netlist:{preset}"));
         // The checkpoint is a model `epsim eval` can load: the effective weights.
         let net = experiments::classifier::load::load_model(
+            &sim::Cpu,
             &straight.join("checkpoint.safetensors"),
             None,
         )

@@ -25,6 +25,7 @@ fn interrupted_and_resumed_run_equals_uninterrupted_run_bit_for_bit() {
     let cfg = setup(dir.path(), 3);
     let straight = dir.path().join("straight");
     let logs = experiments::runs::train(
+        &sim::Cpu,
         &AnyConfig::Ep(cfg.clone()),
         &TrainOptions {
             out_dir: Some(straight.clone()),
@@ -36,6 +37,7 @@ fn interrupted_and_resumed_run_equals_uninterrupted_run_bit_for_bit() {
 
     let split = dir.path().join("split");
     let first = experiments::runs::train(
+        &sim::Cpu,
         &AnyConfig::Ep(cfg.clone()),
         &TrainOptions {
             out_dir: Some(split.clone()),
@@ -47,6 +49,7 @@ fn interrupted_and_resumed_run_equals_uninterrupted_run_bit_for_bit() {
     assert_eq!(first.len(), 1);
     // Without --resume an existing run is never overwritten.
     let e = experiments::runs::train(
+        &sim::Cpu,
         &AnyConfig::Ep(cfg.clone()),
         &TrainOptions {
             out_dir: Some(split.clone()),
@@ -56,6 +59,7 @@ fn interrupted_and_resumed_run_equals_uninterrupted_run_bit_for_bit() {
     .unwrap_err();
     assert!(format!("{e:#}").contains("--resume"), "{e:#}");
     let rest = experiments::runs::train(
+        &sim::Cpu,
         &AnyConfig::Ep(cfg.clone()),
         &TrainOptions {
             out_dir: Some(split.clone()),
@@ -91,6 +95,7 @@ fn resume_refuses_a_different_config_and_learning_happens() {
     let cfg = setup(dir.path(), 4);
     let out = dir.path().join("run");
     let logs = experiments::runs::train(
+        &sim::Cpu,
         &AnyConfig::Ep(cfg.clone()),
         &TrainOptions {
             out_dir: Some(out.clone()),
@@ -107,6 +112,7 @@ fn resume_refuses_a_different_config_and_learning_happens() {
     let mut other = cfg.clone();
     other.optim.lrs[0] = 0.07;
     let e = experiments::runs::train(
+        &sim::Cpu,
         &AnyConfig::Ep(other),
         &TrainOptions {
             out_dir: Some(out.clone()),
@@ -118,8 +124,12 @@ fn resume_refuses_a_different_config_and_learning_happens() {
     .unwrap_err();
     assert!(format!("{e:#}").contains("different config"), "{e:#}");
     // The checkpoint reloads as a model with the spec and the input normalization inside.
-    let net = experiments::classifier::load::load_model(&out.join("checkpoint.safetensors"), None)
-        .unwrap();
+    let net = experiments::classifier::load::load_model(
+        &sim::Cpu,
+        &out.join("checkpoint.safetensors"),
+        None,
+    )
+    .unwrap();
     assert_eq!(
         net.spec.input_norm.as_ref().unwrap().mean,
         vec![0.4, 0.4, 0.4]
@@ -131,6 +141,6 @@ fn corrupt_checkpoint_is_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("bad.safetensors");
     std::fs::write(&p, b"\x10\x00\x00\x00\x00\x00\x00\x00{not json}").unwrap();
-    let e = experiments::classifier::load::load_model(&p, None).unwrap_err();
+    let e = experiments::classifier::load::load_model(&sim::Cpu, &p, None).unwrap_err();
     assert!(format!("{e:#}").contains("bad.safetensors"), "{e:#}");
 }

@@ -7,10 +7,62 @@ use anyhow::{Context, Result};
 use ep::EpNet;
 use ep::baselines::Baseline;
 use ep::checkpoint::{TensorFile, model_from_file};
-use sim::Cpu;
+use sim::{Backend, Tensor};
 
-/// Read a model file (safetensors; spec from metadata or from `spec_file`, TOML or JSON).
-pub fn load_model(path: &Path, spec_file: Option<&Path>) -> Result<EpNet<Cpu>> {
+/// An EP model on the host: its spec, and its weights and biases in PyTorch layouts (what a
+/// checkpoint holds and what is compiled into a netlist).
+#[derive(Debug, Clone)]
+pub struct HostModel {
+    /// Architecture and dynamics.
+    pub spec: ep::ModelSpec,
+    /// One weight tensor per synapse.
+    pub weights: Vec<Tensor>,
+    /// One bias vector per synapse.
+    pub biases: Vec<Tensor>,
+}
+
+impl HostModel {
+    /// A network's parameters, read back from its backend.
+    pub fn of_net<B: Backend>(be: &B, net: &EpNet<B>) -> Result<Self> {
+        let (weights, biases) = net.to_host(be)?;
+        Ok(HostModel {
+            spec: net.spec.clone(),
+            weights,
+            biases,
+        })
+    }
+
+    /// The network on a backend.
+    pub fn to_net<B: Backend>(&self, be: &B) -> Result<EpNet<B>> {
+        Ok(EpNet::from_host(
+            be,
+            self.spec.clone(),
+            &self.weights,
+            &self.biases,
+        )?)
+    }
+}
+
+/// Read a model file (safetensors; spec from metadata or from `spec_file`, TOML or JSON) onto
+/// backend `be`.
+pub fn load_model<B: Backend>(be: &B, path: &Path, spec_file: Option<&Path>) -> Result<EpNet<B>> {
+    read_model(path, spec_file)?
+        .to_net(be)
+        .with_context(|| format!("{}", path.display()))
+}
+
+/// Read a model file as [`load_model`] does (the same checks: shapes against the spec, finite
+/// values), keeping it on the host.
+pub fn load_host_model(path: &Path, spec_file: Option<&Path>) -> Result<HostModel> {
+    let m = read_model(path, spec_file)?;
+    // The CPU backend holds host tensors: building the network there is only the check.
+    m.to_net(&sim::Cpu)
+        .with_context(|| format!("{}", path.display()))?;
+    Ok(m)
+}
+
+/// The spec and tensors of a model file, unchecked.
+fn read_model(path: &Path, spec_file: Option<&Path>) -> Result<HostModel> {
     let bytes = std::fs::read(path).with_context(|| format!("reading model {}", path.display()))?;
     let f = TensorFile::from_bytes(&bytes).with_context(|| format!("{}", path.display()))?;
     let spec = match spec_file {
@@ -28,9 +80,13 @@ pub fn load_model(path: &Path, spec_file: Option<&Path>) -> Result<EpNet<Cpu>> {
             Some(s)
         }
     };
-    let (spec, ws, bs) =
+    let (spec, weights, biases) =
         model_from_file(&f, spec).with_context(|| format!("{}", path.display()))?;
-    EpNet::from_host(&Cpu, spec, &ws, &bs).with_context(|| format!("{}", path.display()))
+    Ok(HostModel {
+        spec,
+        weights,
+        biases,
+    })
 }
 
 /// Read a baseline model file (safetensors with the spec in metadata).

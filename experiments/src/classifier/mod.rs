@@ -11,7 +11,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use anyhow::{Result, ensure};
 use ep::Dynamics;
-use sim::{Backend, Cpu, Tensor};
+use sim::Tensor;
+
+use crate::device::Engine;
 
 /// A loss of the logits: per-sample values `[N]` and the gradient of their **sum** w.r.t. the logits.
 pub type LossFn<'a> = &'a dyn Fn(&Tensor) -> Result<(Vec<f32>, Tensor)>;
@@ -131,12 +133,40 @@ impl Normalize {
     }
 }
 
+/// Run `f` (BPTT through some dynamics on backend `be`) with `loss` of the host logits, summed
+/// over the batch, as its loss on backend tensors; an error of `loss` comes back as it was (not as
+/// the engine's error text).
+pub(crate) fn with_host_loss<B: Engine, T>(
+    be: &B,
+    loss: LossFn<'_>,
+    f: impl FnOnce(&mut dyn FnMut(&B::Tensor) -> sim::Result<(f32, B::Tensor)>) -> sim::Result<T>,
+) -> Result<T> {
+    let mut err: Option<anyhow::Error> = None;
+    let r = f(&mut |logits| {
+        let host = be.host(logits)?;
+        match loss(&host) {
+            Ok((vals, g)) => Ok((vals.iter().sum(), be.upload_owned(g)?)),
+            Err(e) => {
+                let msg = e.to_string();
+                err = Some(e);
+                Err(sim::Error::Other(msg))
+            }
+        }
+    });
+    if let Some(e) = err {
+        return Err(e);
+    }
+    Ok(r?)
+}
+
 /// An EP network as a classifier: predictions from a free phase of `t_predict` steps; input
 /// gradients by exact BPTT through a free phase of `t_attack` steps from the zero state (equal to
 /// `t_predict` for an honest evaluation; the AdvEP protocol uses fewer).
-pub struct EpClassifier {
-    /// The network (CPU backend).
-    pub net: ep::EpNet<Cpu>,
+pub struct EpClassifier<B: Engine> {
+    /// The backend the network lives on.
+    pub be: B,
+    /// The network.
+    pub net: ep::EpNet<B>,
     /// Normalization applied inside the model.
     pub norm: Normalize,
     /// Free-phase steps for predictions.
@@ -145,7 +175,20 @@ pub struct EpClassifier {
     pub t_attack: usize,
 }
 
-impl Classifier for EpClassifier {
+impl<B: Engine> EpClassifier<B> {
+    /// `net` on `be` with the normalization of its spec.
+    pub fn new(be: &B, net: ep::EpNet<B>, t_predict: usize, t_attack: usize) -> Self {
+        EpClassifier {
+            be: be.clone(),
+            norm: Normalize::of_model(&net.spec),
+            net,
+            t_predict,
+            t_attack,
+        }
+    }
+}
+
+impl<B: Engine> Classifier for EpClassifier<B> {
     fn describe(&self) -> String {
         format!(
             "EP ({} synapses, T_predict {}, T_attack {})",
@@ -161,47 +204,38 @@ impl Classifier for EpClassifier {
         self.net.spec.input
     }
     fn logits(&self, x: &Tensor) -> Result<Tensor> {
-        let be = Cpu;
-        let xn = self.norm.forward(x)?;
-        let st = self.net.free_phase(&be, &xn, self.t_predict)?;
-        Ok(be.download(&self.net.logits(&be, &st)?)?)
+        let be = &self.be;
+        let xn = be.upload_owned(self.norm.forward(x)?)?;
+        let st = self.net.free_phase(be, &xn, self.t_predict)?;
+        Ok(be.download(&self.net.logits(be, &st)?)?)
     }
     fn loss_grad(&self, x: &Tensor, loss: LossFn<'_>) -> Result<(Tensor, Tensor)> {
-        let be = Cpu;
-        let xn = self.norm.forward(x)?;
-        let mut err: Option<anyhow::Error> = None;
-        let b = self
-            .net
-            .free_phase_bptt(&be, &xn, self.t_attack, 0, false, |logits| {
-                match loss(logits) {
-                    Ok((vals, g)) => Ok((vals.iter().sum(), g)),
-                    Err(e) => {
-                        let msg = e.to_string();
-                        err = Some(e);
-                        Err(sim::Error::Other(msg))
-                    }
-                }
-            });
-        if let Some(e) = err {
-            return Err(e);
-        }
-        let b = b?;
-        Ok((b.logits, self.norm.backward(&b.dx)))
+        let be = &self.be;
+        let xn = be.upload_owned(self.norm.forward(x)?)?;
+        let b = with_host_loss(be, loss, |lg| {
+            self.net
+                .free_phase_bptt(be, &xn, self.t_attack, 0, false, lg)
+        })?;
+        let dx = be.download(&b.dx)?;
+        Ok((be.download(&b.logits)?, self.norm.backward(&dx)))
     }
 }
 
 /// A backprop baseline (BP-CNN, AdvCNN, ViT) as a classifier: evaluation mode (batch norm with
 /// running statistics), normalization inside, input gradients by the tape.
-pub struct BaselineClassifier<'a> {
+pub struct BaselineClassifier<'a, B: Engine> {
+    /// The backend the model computes on.
+    pub be: B,
     /// The model (borrowed during training, owned when loaded from a file).
     pub model: std::borrow::Cow<'a, ep::baselines::Baseline>,
     /// Normalization applied inside the model.
     pub norm: Normalize,
 }
 
-impl<'a> BaselineClassifier<'a> {
-    /// Wrap a model; the normalization comes from its spec (identity when it has none).
-    pub fn new(model: std::borrow::Cow<'a, ep::baselines::Baseline>) -> Self {
+impl<'a, B: Engine> BaselineClassifier<'a, B> {
+    /// Wrap a model computing on `be`; the normalization comes from its spec (identity when it
+    /// has none).
+    pub fn new(be: &B, model: std::borrow::Cow<'a, ep::baselines::Baseline>) -> Self {
         let c = model.spec.input()[0];
         let norm = match &model.spec.input_norm {
             Some(n) => Normalize {
@@ -213,11 +247,15 @@ impl<'a> BaselineClassifier<'a> {
                 std: vec![1.0; c],
             },
         };
-        BaselineClassifier { model, norm }
+        BaselineClassifier {
+            be: be.clone(),
+            model,
+            norm,
+        }
     }
 }
 
-impl Classifier for BaselineClassifier<'_> {
+impl<B: Engine> Classifier for BaselineClassifier<'_, B> {
     fn describe(&self) -> String {
         match &self.model.spec.adv {
             Some(a) => format!("{} (PGD-{} ε={})", self.model.spec.kind(), a.norm, a.eps),
@@ -231,14 +269,14 @@ impl Classifier for BaselineClassifier<'_> {
         self.model.spec.input()
     }
     fn logits(&self, x: &Tensor) -> Result<Tensor> {
-        Ok(self.model.logits(&Cpu, &self.norm.forward(x)?)?)
+        Ok(self.model.logits(&self.be, &self.norm.forward(x)?)?)
     }
     fn loss_grad(&self, x: &Tensor, loss: LossFn<'_>) -> Result<(Tensor, Tensor)> {
         let xn = self.norm.forward(x)?;
         let mut err: Option<anyhow::Error> = None;
         let r = self
             .model
-            .input_grad(&Cpu, &xn, |logits| match loss(logits) {
+            .input_grad(&self.be, &xn, |logits| match loss(logits) {
                 Ok((_, g)) => Ok(g),
                 Err(e) => {
                     let msg = e.to_string();

@@ -12,10 +12,12 @@ use devices::Preset;
 use ep::compile::{CompileOptions, compile};
 use ep::substrate::Realized;
 use ep::{Dynamics, EpNet};
+use sim::Tensor;
 use sim::netlist::{Loaded, Netlist, Origin, TileSize};
-use sim::{Backend, Cpu, Tensor};
 
-use super::{Classifier, EpClassifier, LossFn, Normalize};
+use super::load::HostModel;
+use super::{Classifier, EpClassifier, LossFn, Normalize, with_host_loss};
+use crate::device::Engine;
 
 /// A device preset by built-in name or TOML file, with `key=value` overrides applied in order.
 pub fn load_preset(device: &str, sets: &[String]) -> Result<Preset> {
@@ -71,12 +73,11 @@ pub fn parse_tile(s: &str) -> Result<TileSize> {
 }
 
 /// Compile an EP model with a preset into a validated, loaded netlist.
-pub fn compile_model(net: &EpNet<Cpu>, preset: &Preset, tile: TileSize) -> Result<Loaded> {
-    let (w, b) = net.to_host(&Cpu)?;
+pub fn compile_model(m: &HostModel, preset: &Preset, tile: TileSize) -> Result<Loaded> {
     let nl = compile(
-        &net.spec,
-        &w,
-        &b,
+        &m.spec,
+        &m.weights,
+        &m.biases,
         preset,
         &CompileOptions {
             tile,
@@ -90,9 +91,11 @@ pub fn compile_model(net: &EpNet<Cpu>, preset: &Preset, tile: TileSize) -> Resul
 /// gradients by BPTT through the noisy free phase of `t_attack` steps. Every call (`logits` or
 /// `loss_grad`) is one query with its own noise draw (query counter), so a stochastic substrate
 /// gives a fresh draw each time and attacks average with EOT.
-pub struct NetlistClassifier {
+pub struct NetlistClassifier<B: Engine> {
+    /// The backend the realization computes on.
+    pub be: B,
     /// The realization.
-    pub real: Realized<Cpu>,
+    pub real: Realized<B>,
     /// Normalization applied inside the model.
     pub norm: Normalize,
     /// Free-phase steps for predictions.
@@ -108,13 +111,20 @@ pub struct NetlistClassifier {
     grad_images: AtomicU64,
 }
 
-impl NetlistClassifier {
-    /// Realize `l` from `seed` (programming, neuron spreads, read noise streams).
-    pub fn new(l: &Loaded, seed: u64, label: &str, t_predict: Option<usize>) -> Result<Self> {
-        let real = Realized::new(&Cpu, l, seed)?;
+impl<B: Engine> NetlistClassifier<B> {
+    /// Realize `l` on `be` from `seed` (programming, neuron spreads, read noise streams).
+    pub fn new(
+        be: &B,
+        l: &Loaded,
+        seed: u64,
+        label: &str,
+        t_predict: Option<usize>,
+    ) -> Result<Self> {
+        let real = Realized::new(be, l, seed)?;
         let norm = Normalize::of_model(&real.net.spec);
         let t = t_predict.unwrap_or(real.net.spec.t1);
         Ok(NetlistClassifier {
+            be: be.clone(),
             real,
             norm,
             t_predict: t,
@@ -131,7 +141,7 @@ impl NetlistClassifier {
     }
 }
 
-impl Classifier for NetlistClassifier {
+impl<B: Engine> Classifier for NetlistClassifier<B> {
     /// The label and settings; once reads were made through converters with bound management,
     /// also the share of re-reads; with spiking neurons, the spikes fired (per image and step when
     /// only predictions were made).
@@ -178,39 +188,27 @@ impl Classifier for NetlistClassifier {
         self.real.net.spec.input
     }
     fn logits(&self, x: &Tensor) -> Result<Tensor> {
-        let be = Cpu;
+        let be = &self.be;
         let q = self.next_query();
         self.images
             .fetch_add(x.shape()[0] as u64, Ordering::Relaxed);
-        let xn = self.norm.forward(x)?;
-        let st = self.real.free_phase(&be, &xn, self.t_predict, q)?;
-        Ok(be.download(&self.real.logits(&be, &st, q, self.t_predict as u64)?)?)
+        let xn = be.upload_owned(self.norm.forward(x)?)?;
+        let st = self.real.free_phase(be, &xn, self.t_predict, q)?;
+        Ok(be.download(&self.real.logits(be, &st, q, self.t_predict as u64)?)?)
     }
     fn loss_grad(&self, x: &Tensor, loss: LossFn<'_>) -> Result<(Tensor, Tensor)> {
-        let be = Cpu;
+        let be = &self.be;
         let q = self.next_query();
         self.grad_images
             .fetch_add(x.shape()[0] as u64, Ordering::Relaxed);
-        let xn = self.norm.forward(x)?;
-        let mut err: Option<anyhow::Error> = None;
-        let r = self
-            .real
-            .query(q)
-            .free_phase_bptt(&be, &xn, self.t_attack, 0, false, |logits| {
-                match loss(logits) {
-                    Ok((vals, g)) => Ok((vals.iter().sum(), g)),
-                    Err(e) => {
-                        let msg = e.to_string();
-                        err = Some(e);
-                        Err(sim::Error::Other(msg))
-                    }
-                }
-            });
-        if let Some(e) = err {
-            return Err(e);
-        }
-        let r = r?;
-        Ok((r.logits, self.norm.backward(&r.dx)))
+        let xn = be.upload_owned(self.norm.forward(x)?)?;
+        let r = with_host_loss(be, loss, |lg| {
+            self.real
+                .query(q)
+                .free_phase_bptt(be, &xn, self.t_attack, 0, false, lg)
+        })?;
+        let dx = be.download(&r.dx)?;
+        Ok((be.download(&r.logits)?, self.norm.backward(&dx)))
     }
     fn stochastic(&self) -> bool {
         self.real.stochastic()
@@ -293,9 +291,11 @@ impl SubstrateSpec {
 
 /// The classifier for a model on a substrate: the digital engine, a device preset (compiled on
 /// the fly with its overrides) or a compiled netlist file (the model is then not needed).
-/// Predictions (and gradients) take `steps` free-phase steps (default: the model's T1).
-pub fn classifier(
-    net: Option<EpNet<Cpu>>,
+/// Predictions (and gradients) take `steps` free-phase steps (default: the model's T1); the
+/// classifier computes on `be`.
+pub fn classifier<B: Engine>(
+    be: &B,
+    net: Option<EpNet<B>>,
     substrate: &SubstrateSpec,
     seed: u64,
     steps: Option<usize>,
@@ -308,12 +308,7 @@ pub fn classifier(
     else {
         let net = net.context("the digital substrate needs a model")?;
         let t = steps.unwrap_or(net.spec.t1);
-        return Ok(Box::new(EpClassifier {
-            norm: Normalize::of_model(&net.spec),
-            net,
-            t_predict: t,
-            t_attack: t,
-        }));
+        return Ok(Box::new(EpClassifier::new(be, net, t, t)));
     };
     let loaded = if let Some(file) = substrate.netlist_file() {
         if !overrides.is_empty() {
@@ -323,9 +318,10 @@ pub fn classifier(
     } else {
         let net = net.context("netlist:<preset> needs a model (--model)")?;
         let preset = load_preset(preset, overrides)?;
-        compile_model(&net, &preset, *tile)?
+        compile_model(&HostModel::of_net(be, &net)?, &preset, *tile)?
     };
     Ok(Box::new(NetlistClassifier::new(
+        be,
         &loaded,
         seed,
         &substrate.name(),

@@ -1,13 +1,15 @@
 //! Argument groups shared by several commands (flattened with `#[command(flatten)]`): a model
 //! file, a substrate (`--substrate`, `--set`, `--tile`), a device's overrides and tiles, what an
-//! evaluation runs on (`attack`, `robustness`); and the dataset-spec help.
+//! evaluation runs on (`attack`, `robustness`); what the global `--device` says; and the
+//! dataset-spec help.
 
 use std::path::PathBuf;
 
-use anyhow::Result;
+use anyhow::{Result, bail};
 use clap::Args;
 
 use crate::classifier::substrate::{SubstrateSpec, parse_tile};
+use crate::device::Device;
 use crate::study::target::Target;
 
 /// Help text on dataset specs, shown after `--help` of the commands that read datasets.
@@ -170,5 +172,53 @@ impl TargetArgs {
             substrate: self.substrate.spec()?,
             eot: self.eot,
         })
+    }
+}
+
+/// What the global `--device` says: the compute device, or — on `compile`, `export` and `sweep`,
+/// whose `--device` named the device preset before `--preset` existed — a preset.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DeviceFlag {
+    /// `cpu`, `gpu` or `gpu:N` (none given: the file's device, else the CPU).
+    pub compute: Option<Device>,
+    /// Any other value, where a preset is accepted.
+    pub preset: Option<String>,
+}
+
+impl DeviceFlag {
+    /// Read `--device VALUE`; `takes_preset`: the command has a device preset.
+    pub fn parse(value: Option<&str>, takes_preset: bool) -> Result<Self> {
+        let Some(v) = value else {
+            return Ok(DeviceFlag::default());
+        };
+        match v.parse::<Device>() {
+            Ok(d) => Ok(DeviceFlag {
+                compute: Some(d),
+                preset: None,
+            }),
+            Err(_) if takes_preset => Ok(DeviceFlag {
+                compute: None,
+                preset: Some(v.to_string()),
+            }),
+            Err(e) => bail!(
+                "--device: {e} (a device preset goes in --substrate netlist:<preset>, or --preset \
+                 on compile, export and sweep)"
+            ),
+        }
+    }
+
+    /// The compute device (the CPU unless one was given).
+    pub fn device(&self) -> Device {
+        self.compute.unwrap_or_default()
+    }
+
+    /// The device preset: `--preset`, or `--device <preset>`; not both.
+    pub fn preset(&self, preset: Option<&str>) -> Result<Option<String>> {
+        match (preset, &self.preset) {
+            (Some(p), Some(d)) => {
+                bail!("--preset {p} and --device {d}: give the device preset once (--preset)")
+            }
+            (p, d) => Ok(p.map(str::to_string).or_else(|| d.clone())),
+        }
     }
 }

@@ -7,6 +7,7 @@ use anyhow::Result;
 use clap::Args;
 
 use super::args::{OutputArgs, TargetArgs};
+use crate::device::Engine;
 use crate::study::attack::AttackRun;
 use crate::study::robustness::RobustnessRun;
 
@@ -98,8 +99,8 @@ pub struct CorruptArgs {
     pub format: crate::corrupt::copies::Format,
 }
 
-/// `epsim attack`.
-pub fn attack(a: &AttackArgs, seed: u64) -> Result<()> {
+/// `epsim attack`, computing on `be`.
+pub fn attack<B: Engine>(be: &B, a: &AttackArgs, seed: u64) -> Result<()> {
     AttackRun {
         target: a.t.target()?,
         attack: a.attack.clone(),
@@ -110,17 +111,17 @@ pub fn attack(a: &AttackArgs, seed: u64) -> Result<()> {
         protocol: a.protocol.clone(),
         save_examples: a.save_examples,
     }
-    .run(seed)
+    .run(be, seed)
 }
 
-/// `epsim robustness`.
-pub fn robustness(a: &RobustnessArgs, seed: u64) -> Result<()> {
+/// `epsim robustness`, computing on `be`.
+pub fn robustness<B: Engine>(be: &B, a: &RobustnessArgs, seed: u64) -> Result<()> {
     RobustnessRun {
         target: a.t.target()?,
         suite: a.suite.clone(),
         out_dir: a.out.dir_or("robustness"),
     }
-    .run(seed)
+    .run(be, seed)
 }
 
 /// `epsim corrupt`.

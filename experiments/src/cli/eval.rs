@@ -12,6 +12,7 @@ use crate::classifier::Normalize;
 use crate::classifier::load::{is_baseline_file, load_baseline, load_model};
 use crate::classifier::substrate::{SubstrateSpec, classifier};
 use crate::data::{Normalization, check_input_shape, load_eval_set};
+use crate::device::Engine;
 use crate::eval::{correct, evaluate, evaluate_baseline};
 use crate::report::plot;
 
@@ -54,7 +55,8 @@ pub struct SettleArgs {
     #[arg(long, value_name = "T")]
     pub steps: usize,
     /// Write every layer's state at the chosen steps to this .npz (arrays `layer{k}_step{t}`, k
-    /// from 1, and `logits_step{t}`).
+    /// from 1, and `logits_step{t}`); dumps of the same inputs with --device cpu and --device gpu
+    /// compare the devices.
     #[arg(long, value_name = "NPZ")]
     pub dump: Option<PathBuf>,
     /// Steps to dump, comma-separated (default: T).
@@ -62,8 +64,8 @@ pub struct SettleArgs {
     pub at: Vec<usize>,
 }
 
-/// `epsim eval`.
-pub fn eval(a: &EvalArgs, seed: u64) -> Result<()> {
+/// `epsim eval`, computing on `be`.
+pub fn eval<B: Engine>(be: &B, a: &EvalArgs, seed: u64) -> Result<()> {
     let substrate = a.substrate.spec()?;
     let plot = a
         .plot
@@ -75,7 +77,7 @@ pub fn eval(a: &EvalArgs, seed: u64) -> Result<()> {
         plot.display()
     );
     if !substrate.is_digital() {
-        return eval_substrate(a, &substrate, seed);
+        return eval_substrate(be, a, &substrate, seed);
     }
     let d = load_eval_set(&a.data.spec, a.data.subset)?;
     if is_baseline_file(&a.model.model)? {
@@ -93,7 +95,7 @@ pub fn eval(a: &EvalArgs, seed: u64) -> Result<()> {
             None => Normalization::identity(d.shape[1]),
         };
         let t = std::time::Instant::now();
-        let acc = evaluate_baseline(&m, &d, &norm, a.batch_size)?;
+        let acc = evaluate_baseline(be, &m, &d, &norm, a.batch_size)?;
         println!(
             "{}: {} images: accuracy {:.4} ({:.1} img/s)",
             a.data.spec,
@@ -103,7 +105,7 @@ pub fn eval(a: &EvalArgs, seed: u64) -> Result<()> {
         );
         return Ok(());
     }
-    let net = load_model(&a.model.model, a.model.spec.as_deref())?;
+    let net = load_model(be, &a.model.model, a.model.spec.as_deref())?;
     check_input_shape(&d, net.spec.input, &a.data.spec)?;
     let steps = a.steps.unwrap_or(net.spec.t1);
     ensure!(steps >= 1, "--steps must be ≥ 1");
@@ -118,7 +120,7 @@ pub fn eval(a: &EvalArgs, seed: u64) -> Result<()> {
         std: n.std,
     };
     let t = std::time::Instant::now();
-    let (acc, curve) = evaluate(&sim::Cpu, &net, &d, &norm, a.batch_size, steps, a.per_step)?;
+    let (acc, curve) = evaluate(be, &net, &d, &norm, a.batch_size, steps, a.per_step)?;
     let secs = t.elapsed().as_secs_f64();
     println!(
         "{}: {} images, T = {steps}: accuracy {:.4} ({:.1} img/s)",
@@ -155,16 +157,21 @@ pub fn eval(a: &EvalArgs, seed: u64) -> Result<()> {
 }
 
 /// `epsim eval --substrate netlist:<preset>`: accuracy of the realized model (one query per batch).
-fn eval_substrate(a: &EvalArgs, substrate: &SubstrateSpec, seed: u64) -> Result<()> {
+fn eval_substrate<B: Engine>(
+    be: &B,
+    a: &EvalArgs,
+    substrate: &SubstrateSpec,
+    seed: u64,
+) -> Result<()> {
     ensure!(
         !a.per_step,
         "--per-step is only available on the digital substrate"
     );
     let net = match substrate.netlist_file() {
         Some(_) => None,
-        None => Some(load_model(&a.model.model, a.model.spec.as_deref())?),
+        None => Some(load_model(be, &a.model.model, a.model.spec.as_deref())?),
     };
-    let clf = classifier(net, substrate, seed, a.steps)?;
+    let clf = classifier(be, net, substrate, seed, a.steps)?;
     let d = load_eval_set(&a.data.spec, a.data.subset)?;
     check_input_shape(&d, clf.input_shape(), &a.data.spec)?;
     ensure!(a.batch_size >= 1, "--batch-size must be ≥ 1");
@@ -182,10 +189,11 @@ fn eval_substrate(a: &EvalArgs, substrate: &SubstrateSpec, seed: u64) -> Result<
     Ok(())
 }
 
-/// `epsim settle`.
-pub fn settle(a: &SettleArgs) -> Result<()> {
+/// `epsim settle`, computing on `be` (the states are read back for --dump: two devices' dumps
+/// compare their states).
+pub fn settle<B: Engine>(be: &B, a: &SettleArgs) -> Result<()> {
     use ndarray_npy::{NpzWriter, ReadNpyExt};
-    let net = load_model(&a.model.model, a.model.spec.as_deref())?;
+    let net = load_model(be, &a.model.model, a.model.spec.as_deref())?;
     let f =
         std::fs::File::open(&a.input).with_context(|| format!("opening {}", a.input.display()))?;
     let x = ndarray::ArrayD::<f32>::read_npy(f)
@@ -200,13 +208,13 @@ pub fn settle(a: &SettleArgs) -> Result<()> {
     if let Some(&bad) = at.iter().find(|&&t| t == 0 || t > a.steps) {
         bail!("--at {bad} is outside 1..={}", a.steps);
     }
-    let be = sim::Cpu;
+    let xd = be.upload(&x)?;
     let n = net
-        .check_input(&be, &x)
+        .check_input(be, &xd)
         .with_context(|| format!("{}", a.input.display()))?;
     sim::check_finite(&a.input.display().to_string(), &x)?;
-    let input = net.read_input(&be, &x)?;
-    let mut st = net.zero_state(&be, n)?;
+    let input = net.read_input(be, &xd)?;
+    let mut st = net.zero_state(be, n)?;
     let mut npz = match &a.dump {
         Some(p) => Some(NpzWriter::new(
             std::fs::File::create(p).with_context(|| format!("creating {}", p.display()))?,
@@ -214,13 +222,13 @@ pub fn settle(a: &SettleArgs) -> Result<()> {
         None => None,
     };
     for t in 1..=a.steps {
-        st = net.step_with(&be, &x, &st, None, Some(&input))?;
-        net.check_state(&be, &st, t)?;
+        st = net.step_with(be, &xd, &st, None, Some(&input))?;
+        net.check_state(be, &st, t)?;
         if at.contains(&t) {
-            let logits = net.logits(&be, &st)?;
+            let logits = be.download(&net.logits(be, &st)?)?;
             if let Some(w) = npz.as_mut() {
                 for (k, l) in st.layers.iter().enumerate() {
-                    w.add_array(format!("layer{}_step{t}", k + 1), l)
+                    w.add_array(format!("layer{}_step{t}", k + 1), &*be.host(l)?)
                         .context("writing npz")?;
                 }
                 w.add_array(format!("logits_step{t}"), &logits)

@@ -7,8 +7,9 @@ use clap::{Args, Subcommand};
 use sim::netlist::Netlist;
 
 use super::args::{DeviceArgs, ModelArgs};
-use crate::classifier::load::load_model;
+use crate::classifier::load::load_host_model;
 use crate::classifier::substrate::{compile_model, load_preset};
+use crate::device::Device;
 use crate::files::write_atomic;
 
 /// `epsim netlist ...`
@@ -36,9 +37,10 @@ pub struct CompileArgs {
     /// The model.
     #[command(flatten)]
     pub model: ModelArgs,
-    /// Device preset: a built-in name (ideal, pcm, rram, ecram) or a preset TOML file.
+    /// Device preset: a built-in name (ideal, pcm, rram, ecram) or a preset TOML file (also
+    /// given as --device PRESET).
     #[arg(long, value_name = "PRESET|TOML")]
-    pub device: String,
+    pub preset: Option<String>,
     /// Preset overrides and tiles.
     #[command(flatten)]
     pub hw: DeviceArgs,
@@ -50,28 +52,28 @@ pub struct CompileArgs {
 /// Arguments of `epsim export`.
 #[derive(Debug, Args)]
 pub struct ExportArgs {
-    /// Model file (with --device); or give --netlist.
+    /// Model file (with --preset); or give --netlist.
     #[arg(long, value_name = "SAFETENSORS", required_unless_present = "netlist")]
     pub model: Option<PathBuf>,
     /// Model spec (TOML or JSON) for files without one.
     #[arg(long, value_name = "FILE")]
     pub spec: Option<PathBuf>,
-    /// Device preset (built-in name or TOML file).
-    #[arg(long, value_name = "PRESET|TOML", required_unless_present = "netlist")]
-    pub device: Option<String>,
+    /// Device preset (built-in name or TOML file; also given as --device PRESET).
+    #[arg(long, value_name = "PRESET|TOML")]
+    pub preset: Option<String>,
     /// Preset overrides and tiles.
     #[command(flatten)]
     pub hw: DeviceArgs,
     /// Export a compiled netlist instead of a model.
-    #[arg(long, value_name = "JSON", conflicts_with_all = ["model", "device"])]
+    #[arg(long, value_name = "JSON", conflicts_with_all = ["model", "preset"])]
     pub netlist: Option<PathBuf>,
     /// Output directory.
     #[arg(long, value_name = "DIR")]
     pub out: PathBuf,
 }
 
-/// `epsim netlist check`.
-pub fn check(a: &CheckArgs, seed: u64) -> Result<()> {
+/// `epsim netlist check` (with --realize: programmed on `device`).
+pub fn check(a: &CheckArgs, seed: u64, device: Device) -> Result<()> {
     let l = Netlist::read(&a.file)?;
     let file = a.file.display().to_string();
     let with_file = |mut e: sim::netlist::NetlistError| {
@@ -83,17 +85,20 @@ pub fn check(a: &CheckArgs, seed: u64) -> Result<()> {
     }
     ep::compile::model_of(&l).map_err(with_file)?;
     if a.realize {
-        ep::substrate::Realized::new(&sim::Cpu, &l, seed).map_err(with_file)?;
+        crate::with_backend!(device, be => {
+            ep::substrate::Realized::new(be, &l, seed).map_err(with_file)?;
+        });
     }
     print!("{}", l.summary());
     println!("{file}: ok");
     Ok(())
 }
 
-/// `epsim compile`.
-pub fn compile(a: &CompileArgs) -> Result<()> {
-    let net = load_model(&a.model.model, a.model.spec.as_deref())?;
-    let preset = load_preset(&a.device, &a.hw.set)?;
+/// `epsim compile` with the device preset (`--preset` or `--device`).
+pub fn compile(a: &CompileArgs, preset: Option<String>) -> Result<()> {
+    let preset = preset.context("a device preset is needed: --preset PRESET|TOML")?;
+    let net = load_host_model(&a.model.model, a.model.spec.as_deref())?;
+    let preset = load_preset(&preset, &a.hw.set)?;
     let l = compile_model(&net, &preset, a.hw.tile_size()?)?;
     write_atomic(&a.output, l.netlist.to_json().as_bytes())?;
     print!("{}", l.summary());
@@ -101,15 +106,21 @@ pub fn compile(a: &CompileArgs) -> Result<()> {
     Ok(())
 }
 
-/// `epsim export`.
-pub fn export(a: &ExportArgs) -> Result<()> {
+/// `epsim export` of a netlist, or of a model with the device preset (`--preset` or `--device`).
+pub fn export(a: &ExportArgs, preset: Option<String>) -> Result<()> {
     let l = match &a.netlist {
-        Some(p) => Netlist::read(p)?,
+        Some(p) => {
+            anyhow::ensure!(
+                preset.is_none(),
+                "--netlist exports a compiled netlist: a device preset does not apply"
+            );
+            Netlist::read(p)?
+        }
         None => {
             let model = a.model.as_ref().context("--model or --netlist is needed")?;
-            let net = load_model(model, a.spec.as_deref())?;
-            let device = a.device.as_deref().context("--device is needed")?;
-            let preset = load_preset(device, &a.hw.set)?;
+            let preset = preset.context("a device preset is needed with --model: --preset")?;
+            let net = load_host_model(model, a.spec.as_deref())?;
+            let preset = load_preset(&preset, &a.hw.set)?;
             compile_model(&net, &preset, a.hw.tile_size()?)?
         }
     };

@@ -49,6 +49,14 @@ pub struct Cli {
     /// Only errors; no progress bars.
     #[arg(short, long, global = true, conflicts_with = "verbose")]
     pub quiet: bool,
+    /// Compute device: cpu (default), gpu (the first GPU adapter, discrete GPUs first) or gpu:N
+    /// (wgpu on Vulkan; the adapter in use is named on stderr). Used by the commands that compute —
+    /// train and smoke, eval, settle, attack, robustness, sweep, study, netlist check --realize —
+    /// and, for train and study, over the file's `device`; data, corrupt, report, compile and
+    /// export accept and ignore it. On compile, export and sweep any other value is the device
+    /// preset (as --preset).
+    #[arg(long, global = true, value_name = "cpu|gpu[:N]")]
+    pub device: Option<String>,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
@@ -149,22 +157,33 @@ pub fn run(cli: Cli) -> Result<()> {
     crate::data::set_quiet(cli.quiet);
     init_threads(cli.threads)?;
     let seed = cli.seed.unwrap_or(0);
+    let takes_preset = matches!(
+        cli.command,
+        Command::Compile(_) | Command::Export(_) | Command::Sweep(_)
+    );
+    let flag = args::DeviceFlag::parse(cli.device.as_deref(), takes_preset)?;
+    let device = flag.device();
     match cli.command {
         Command::Data(data::DataCommand::Info(a)) => data::info(&a),
         Command::Data(data::DataCommand::Preview(a)) => data::preview(&a, seed),
-        Command::Train(a) => train::train(&a, cli.seed),
-        Command::Eval(a) => eval::eval(&a, seed),
-        Command::Settle(a) => eval::settle(&a),
-        Command::Smoke(a) => train::smoke(&a, cli.seed),
-        Command::Attack(a) => attack::attack(&a, seed),
+        Command::Train(a) => train::train(&a, cli.seed, flag.compute),
+        Command::Eval(a) => crate::with_backend!(device, be => eval::eval(be, &a, seed)),
+        Command::Settle(a) => crate::with_backend!(device, be => eval::settle(be, &a)),
+        Command::Smoke(a) => crate::with_backend!(device, be => train::smoke(be, &a, cli.seed)),
+        Command::Attack(a) => crate::with_backend!(device, be => attack::attack(be, &a, seed)),
         Command::Corrupt(a) => attack::corrupt(&a, seed),
-        Command::Robustness(a) => attack::robustness(&a, seed),
+        Command::Robustness(a) => {
+            crate::with_backend!(device, be => attack::robustness(be, &a, seed))
+        }
         Command::Report(a) => report::report(&a),
-        Command::Study(a) => study::study(&a),
-        Command::Sweep(a) => sweep::sweep(&a, seed),
-        Command::Netlist(hw::NetlistCommand::Check(a)) => hw::check(&a, seed),
-        Command::Compile(a) => hw::compile(&a),
-        Command::Export(a) => hw::export(&a),
+        Command::Study(a) => study::study(&a, flag.compute),
+        Command::Sweep(a) => {
+            let preset = flag.preset(a.preset.as_deref())?;
+            crate::with_backend!(device, be => sweep::sweep(be, &a, preset, seed))
+        }
+        Command::Netlist(hw::NetlistCommand::Check(a)) => hw::check(&a, seed, device),
+        Command::Compile(a) => hw::compile(&a, flag.preset(a.preset.as_deref())?),
+        Command::Export(a) => hw::export(&a, flag.preset(a.preset.as_deref())?),
     }
 }
 

@@ -7,14 +7,15 @@ use std::path::PathBuf;
 use anyhow::Result;
 use clap::Args;
 
+use crate::device::Device;
 use crate::study::cells::{StudyOptions, run_study};
 use crate::study::spec::StudySpec;
 
 /// Arguments of `epsim study`.
 #[derive(Debug, Args)]
 pub struct StudyArgs {
-    /// Study file (TOML): name, data, subset, seeds, [[model]] name/checkpoint/train/substrates/
-    /// set/tile/t_predict/t_attack, and [suite] as for `epsim robustness` (protocols,
+    /// Study file (TOML): name, data, subset, seeds, device, [[model]] name/checkpoint/train/
+    /// substrates/set/tile/t_predict/t_attack, and [suite] as for `epsim robustness` (protocols,
     /// [[suite.attack]], [suite.corruptions]). Example: configs/studies/quickstart.toml.
     #[arg(value_name = "STUDY.toml")]
     pub study: PathBuf,
@@ -27,17 +28,16 @@ pub struct StudyArgs {
     pub only: Vec<usize>,
 }
 
-/// `epsim study`: run, then print the summary table and where the report is.
-pub fn study(a: &StudyArgs) -> Result<()> {
+/// `epsim study` on `device` (default: the study's `device`, else the CPU): run, then print the
+/// summary table and where the report is.
+pub fn study(a: &StudyArgs, device: Option<Device>) -> Result<()> {
     let spec = StudySpec::read(&a.study)?;
-    let o = run_study(
-        &spec,
-        &a.study,
-        &StudyOptions {
-            resume: a.resume,
-            only: a.only.clone(),
-        },
-    )?;
+    let opts = StudyOptions {
+        resume: a.resume,
+        only: a.only.clone(),
+    };
+    let device = Device::pick(device, spec.device);
+    let o = crate::with_backend!(device, be => run_study(be, &spec, &a.study, &opts))?;
     if let Some(r) = &o.report {
         if let Some(summary) = r.markdown.split("\n## ").find(|s| s.starts_with("Summary")) {
             println!("\n## {}", summary.trim_end());

@@ -7,6 +7,7 @@ use anyhow::{Result, ensure};
 use clap::Args;
 
 use super::args::{DataArgs, DeviceArgs, ModelArgs, OutputArgs};
+use crate::device::Engine;
 use crate::study::sweep::Sweep;
 
 /// Arguments of `epsim sweep`.
@@ -18,9 +19,10 @@ pub struct SweepArgs {
     /// The images.
     #[command(flatten)]
     pub data: DataArgs,
-    /// Device preset: a built-in name (ideal, pcm, rram, ecram) or a preset TOML file.
-    #[arg(long, default_value = "pcm", value_name = "PRESET")]
-    pub device: String,
+    /// Device preset: a built-in name (ideal, pcm, rram, ecram) or a preset TOML file (also given
+    /// as --device PRESET); default pcm.
+    #[arg(long, value_name = "PRESET")]
+    pub preset: Option<String>,
     /// The swept parameter and its levels, KEY=V1,V2,... with any key --set accepts, e.g.
     /// prog_noise_scale=0,0.5,1,2 or adc.bits=6,8,10 or bound_management=none,iterative.
     #[arg(long, value_name = "KEY=V1,V2,...")]
@@ -56,15 +58,15 @@ pub struct SweepArgs {
     pub eot: Option<usize>,
 }
 
-/// `epsim sweep`.
-pub fn sweep(a: &SweepArgs, seed: u64) -> Result<()> {
+/// `epsim sweep` of the device preset `preset` (default pcm), computing on `be`.
+pub fn sweep<B: Engine>(be: &B, a: &SweepArgs, preset: Option<String>, seed: u64) -> Result<()> {
     ensure!(a.substrate_seeds >= 1, "--substrate-seeds must be ≥ 1");
     ensure!(a.batch_size >= 1, "--batch-size must be ≥ 1");
     Sweep {
         model: a.model.model.clone(),
         spec: a.model.spec.clone(),
         data: a.data.spec.clone(),
-        device: a.device.clone(),
+        preset: preset.unwrap_or_else(|| "pcm".into()),
         param: a.param.clone(),
         set: a.hw.set.clone(),
         suite: a.suite.clone(),
@@ -77,5 +79,5 @@ pub fn sweep(a: &SweepArgs, seed: u64) -> Result<()> {
         tile: a.hw.tile_size()?,
         eot: a.eot,
     }
-    .run(seed)
+    .run(be, seed)
 }

@@ -10,6 +10,7 @@ use clap::Args;
 use crate::classifier::Normalize;
 use crate::classifier::load::load_model;
 use crate::data::{DatasetSpec, Normalization, balanced_subset, load_split, report};
+use crate::device::{Device, Engine};
 use crate::eval::evaluate;
 use crate::runs::{AnyConfig, TrainConfig, TrainOptions};
 
@@ -43,8 +44,8 @@ pub struct SmokeArgs {
     pub out: PathBuf,
 }
 
-/// `epsim train`.
-pub fn train(a: &TrainArgs, seed: Option<u64>) -> Result<()> {
+/// `epsim train` on `device` (default: the config's `device`, else the CPU).
+pub fn train(a: &TrainArgs, seed: Option<u64>, device: Option<Device>) -> Result<()> {
     let text = std::fs::read_to_string(&a.config)
         .with_context(|| format!("reading config {}", a.config.display()))?;
     let any = AnyConfig::from_toml(&text, &a.config.display().to_string())?;
@@ -56,7 +57,8 @@ pub fn train(a: &TrainArgs, seed: Option<u64>) -> Result<()> {
         seed,
         stop_after: None,
     };
-    let logs = crate::runs::train(&any, &opts)?;
+    let device = Device::pick(device, any.device());
+    let logs = crate::with_backend!(device, be => crate::runs::train(be, &any, &opts))?;
     if let Some(l) = logs.last() {
         println!("final: epoch {} test accuracy {:.4}", l.epoch, l.test_acc);
     }
@@ -67,8 +69,8 @@ pub fn train(a: &TrainArgs, seed: Option<u64>) -> Result<()> {
 pub const SMOKE_CONFIG: &str = include_str!("../../../configs/smoke-fmnist.toml");
 
 /// `epsim smoke`: data + engine smoke run — dataset summaries, a short EP training on Fashion-MNIST
-/// with checkpoint, and evaluation of the saved model.
-pub fn smoke(a: &SmokeArgs, seed: Option<u64>) -> Result<()> {
+/// with checkpoint, and evaluation of the saved model; computing on `be`.
+pub fn smoke<B: Engine>(be: &B, a: &SmokeArgs, seed: Option<u64>) -> Result<()> {
     println!("== data");
     let fm = DatasetSpec::parse("fashion-mnist")
         .map_err(|e| anyhow::anyhow!(e))?
@@ -88,13 +90,13 @@ pub fn smoke(a: &SmokeArgs, seed: Option<u64>) -> Result<()> {
         seed,
         ..Default::default()
     };
-    let logs = crate::runs::train(&AnyConfig::Ep(cfg.clone()), &opts)?;
+    let logs = crate::runs::train(be, &AnyConfig::Ep(cfg.clone()), &opts)?;
     let last = logs.last().context("no epoch ran")?;
     println!(
         "== reload {} and evaluate",
         a.out.join("checkpoint.safetensors").display()
     );
-    let net = load_model(&a.out.join("checkpoint.safetensors"), None)?;
+    let net = load_model(be, &a.out.join("checkpoint.safetensors"), None)?;
     let test = balanced_subset(
         &load_split(&cfg.data.test, "test")?,
         cfg.data.test_subset.unwrap_or(usize::MAX),
@@ -104,7 +106,7 @@ pub fn smoke(a: &SmokeArgs, seed: Option<u64>) -> Result<()> {
         mean: n.mean,
         std: n.std,
     };
-    let (acc, _) = evaluate(&sim::Cpu, &net, &test, &norm, 128, net.spec.t1, false)?;
+    let (acc, _) = evaluate(be, &net, &test, &norm, 128, net.spec.t1, false)?;
     ensure!(
         (acc - last.test_acc).abs() < 1e-12,
         "reloaded model gives {acc}, training reported {}",

@@ -20,7 +20,7 @@ use ep::baselines::{AdvTrained, Baseline, BaselineSpec};
 use ep::checkpoint::TensorFile;
 use ep::optim::Optimizer;
 use ep::train::argmax_rows;
-use sim::{Cpu, Stream, Tensor};
+use sim::{Stream, Tensor};
 
 use super::config::{BaselineConfig, ModelKind, RunConfig, TrainOptions};
 use super::epoch_loop::{
@@ -29,13 +29,19 @@ use super::epoch_loop::{
 use crate::attacks::{Objective, Pgd};
 use crate::classifier::{BaselineClassifier, Normalize};
 use crate::data::{Batch, Dataset, Normalization};
+use crate::device::Engine;
 
 /// Counters stored in a baseline training checkpoint (the config: for AdvCNN with its single ε).
 pub type BpTrainState = RunState<BaselineConfig>;
 
 /// Train a baseline as the config says; for AdvCNN with several ε, one run per ε (in
-/// `<out>/eps-<ε>/`). Returns the per-epoch logs of this invocation (all runs in order).
-pub fn train(cfg: &BaselineConfig, opts: &TrainOptions) -> Result<Vec<EpochLog>> {
+/// `<out>/eps-<ε>/`), computing on `be`. Returns the per-epoch logs of this invocation (all runs
+/// in order).
+pub fn train<B: Engine>(
+    be: &B,
+    cfg: &BaselineConfig,
+    opts: &TrainOptions,
+) -> Result<Vec<EpochLog>> {
     let out = opts.out_dir(&cfg.name);
     match (&cfg.kind, &cfg.adv) {
         (ModelKind::AdvCnn, Some(adv)) => {
@@ -46,16 +52,17 @@ pub fn train(cfg: &BaselineConfig, opts: &TrainOptions) -> Result<Vec<EpochLog>>
                     a.eps = vec![eps];
                 }
                 println!("adversarial training, {} ε = {eps}", adv.norm);
-                logs.extend(train_one(&one, opts, &out.join(format!("eps-{eps}")))?);
+                logs.extend(train_one(be, &one, opts, &out.join(format!("eps-{eps}")))?);
             }
             Ok(logs)
         }
-        _ => train_one(cfg, opts, &out),
+        _ => train_one(be, cfg, opts, &out),
     }
 }
 
 /// Backprop training of a baseline (on PGD examples for AdvCNN), as driven by [`run_epochs`].
-struct BpTrainer<'a> {
+struct BpTrainer<'a, B: Engine> {
+    be: &'a B,
     model: Baseline,
     opt: Optimizer,
     /// The training attack of AdvCNN (images in pixel space, normalized after the attack).
@@ -69,7 +76,7 @@ struct BpTrainer<'a> {
     max_batches: Option<usize>,
 }
 
-impl Trainer for BpTrainer<'_> {
+impl<B: Engine> Trainer for BpTrainer<'_, B> {
     type Log = EpochLog;
 
     fn optimizer(&self) -> &Optimizer {
@@ -84,14 +91,14 @@ impl Trainer for BpTrainer<'_> {
         let x: Tensor = match &self.adv {
             None => batch.x,
             Some(pgd) => {
-                let clf = BaselineClassifier::new(Cow::Borrowed(&self.model));
+                let clf = BaselineClassifier::new(self.be, Cow::Borrowed(&self.model));
                 let ids: Vec<u64> = batch.indices.iter().map(|&i| i as u64).collect();
                 let seed = self.pgd_seeds.u64_at(index);
                 let r = pgd.attack(&clf, &batch.x, &batch.y, None, &ids, seed)?;
                 self.host_norm.forward(&r.x_adv)?
             }
         };
-        let out = self.model.train_grads(&Cpu, &x, &batch.y)?;
+        let out = self.model.train_grads(self.be, &x, &batch.y)?;
         for (g, (name, _)) in out.grads.iter().zip(&self.model.params) {
             sim::check_finite(&format!("gradient of {name} (diverged training?)"), g)?;
         }
@@ -119,7 +126,7 @@ impl Trainer for BpTrainer<'_> {
         // With a batch cap (smoke runs of big configs) the evaluation is capped the same way.
         let eval_set =
             super::epoch_loop::capped_test_set(self.test_set, self.max_batches, self.eval_bs);
-        crate::eval::evaluate_baseline(&self.model, &eval_set, &self.norm, self.eval_bs)
+        crate::eval::evaluate_baseline(self.be, &self.model, &eval_set, &self.norm, self.eval_bs)
     }
 
     fn epoch_log(&self, base: EpochLog, _t: &EpochTotals) -> EpochLog {
@@ -144,7 +151,12 @@ impl Trainer for BpTrainer<'_> {
     }
 }
 
-fn train_one(cfg: &BaselineConfig, opts: &TrainOptions, out: &Path) -> Result<Vec<EpochLog>> {
+fn train_one<B: Engine>(
+    be: &B,
+    cfg: &BaselineConfig,
+    opts: &TrainOptions,
+    out: &Path,
+) -> Result<Vec<EpochLog>> {
     let cfg = cfg.with_overrides(opts);
     cfg.validate()?;
     let spec = BaselineSpec {
@@ -197,6 +209,7 @@ fn train_one(cfg: &BaselineConfig, opts: &TrainOptions, out: &Path) -> Result<Ve
             .map_err(|e| anyhow::anyhow!("[data] normalization: {e}"))?;
     }
     let mut trainer = BpTrainer {
+        be,
         model,
         opt,
         adv,

@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use ep::ModelSpec;
 
 use crate::data::DataConfig;
+use crate::device::Device;
 use ep::optim::{OptimKind, Schedule};
 use ep::train::EpConfig;
 
@@ -41,6 +42,10 @@ pub struct TrainConfig {
     /// Master seed (overridden by `--seed` when given).
     #[serde(default)]
     pub seed: u64,
+    /// Compute device, `"cpu"` (default), `"gpu"` or `"gpu:N"` (overridden by `--device`; not part
+    /// of the run's identity: a run may be resumed on another device).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device: Option<Device>,
     /// Data sources and preprocessing.
     pub data: DataConfig,
     /// The model spec (architecture + dynamics).
@@ -171,6 +176,10 @@ pub trait RunConfig: Clone + PartialEq + Serialize + DeserializeOwned {
     fn train_loop_mut(&mut self) -> &mut LoopConfig;
     /// The seed, mutable.
     fn seed_mut(&mut self) -> &mut u64;
+    /// The compute device the file asks for (`device = "gpu"`), if any.
+    fn device(&self) -> Option<Device>;
+    /// The compute device the file asks for, mutable.
+    fn device_mut(&mut self) -> &mut Option<Device>;
 
     /// The config with the command-line overrides (epochs, batch cap, seed) applied (not checked).
     fn with_overrides(&self, opts: &TrainOptions) -> Self {
@@ -206,6 +215,12 @@ macro_rules! run_config {
             }
             fn seed_mut(&mut self) -> &mut u64 {
                 &mut self.seed
+            }
+            fn device(&self) -> Option<$crate::device::Device> {
+                self.device
+            }
+            fn device_mut(&mut self) -> &mut Option<$crate::device::Device> {
+                &mut self.device
             }
         }
     )*};
@@ -295,6 +310,14 @@ pub enum AnyConfig {
 }
 
 impl AnyConfig {
+    /// The compute device the file asks for (`device = "gpu"`), if any.
+    pub fn device(&self) -> Option<Device> {
+        match self {
+            AnyConfig::Ep(c) => c.device,
+            AnyConfig::Baseline(c) => c.device,
+        }
+    }
+
     /// Parse a config of any kind; `origin` names the file in errors.
     pub fn from_toml(text: &str, origin: &str) -> anyhow::Result<Self> {
         let v: toml::Table =
@@ -352,6 +375,9 @@ pub struct BaselineConfig {
     /// Master seed.
     #[serde(default)]
     pub seed: u64,
+    /// Compute device (as in an EP config).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device: Option<Device>,
     /// Data sources and preprocessing.
     pub data: DataConfig,
     /// BP-CNN / AdvCNN architecture.

@@ -15,7 +15,7 @@ use ep::EpNet;
 use ep::checkpoint::{TensorFile, model_from_file, model_to_file};
 use ep::optim::Optimizer;
 use ep::train::train_batch;
-use sim::{Backend, Cpu, Stream};
+use sim::{Backend, Stream};
 
 use super::config::{RunConfig, TrainConfig, TrainOptions};
 use super::epoch_loop::{
@@ -23,34 +23,37 @@ use super::epoch_loop::{
     open_run, run_epochs,
 };
 use crate::data::{Batch, Dataset, Normalization};
+use crate::device::Engine;
 use crate::eval::evaluate;
 use crate::files::write_atomic;
 
 /// Counters stored in a training checkpoint.
 pub type TrainState = RunState<TrainConfig>;
 
-/// A model as a tensor file (weights, biases, the spec in metadata).
-fn net_file(net: &EpNet<Cpu>) -> Result<TensorFile> {
-    let (ws, bs) = net.to_host(&Cpu)?;
+/// A model as a tensor file (weights, biases, the spec in metadata), read back from its backend.
+fn net_file<B: Backend>(be: &B, net: &EpNet<B>) -> Result<TensorFile> {
+    let (ws, bs) = net.to_host(be)?;
     Ok(model_to_file(&net.spec, &ws, &bs)?)
 }
 
 /// Save a training checkpoint (model + optimizer + counters) atomically.
-pub fn save_checkpoint(
+pub fn save_checkpoint<B: Backend>(
+    be: &B,
     path: &Path,
-    net: &EpNet<Cpu>,
+    net: &EpNet<B>,
     opt: &Optimizer,
     state: &TrainState,
 ) -> Result<()> {
-    let mut f = net_file(net)?;
+    let mut f = net_file(be, net)?;
     add_training_state(&mut f, opt, state)?;
     write_atomic(path, &f.to_bytes()?)
 }
 
 /// EP training of a digital model ([`train_batch`]), as driven by [`run_epochs`].
-struct EpTrainer<'a> {
+struct EpTrainer<'a, B: Engine> {
+    be: &'a B,
     cfg: &'a TrainConfig,
-    net: EpNet<Cpu>,
+    net: EpNet<B>,
     opt: Optimizer,
     sign_stream: Stream,
     test_set: &'a Dataset,
@@ -58,7 +61,7 @@ struct EpTrainer<'a> {
     eval_bs: usize,
 }
 
-impl Trainer for EpTrainer<'_> {
+impl<B: Engine> Trainer for EpTrainer<'_, B> {
     type Log = EpochLog;
 
     fn optimizer(&self) -> &Optimizer {
@@ -70,10 +73,10 @@ impl Trainer for EpTrainer<'_> {
     }
 
     fn train_batch(&mut self, batch: Batch, index: u64) -> Result<BatchStats> {
-        let be = Cpu;
-        let x = be.upload(&batch.x)?;
+        let be = self.be;
+        let x = be.upload_owned(batch.x)?;
         let s = train_batch(
-            &be,
+            be,
             &mut self.net,
             &mut self.opt,
             &self.cfg.ep,
@@ -93,7 +96,7 @@ impl Trainer for EpTrainer<'_> {
         // With a batch cap (smoke runs of big configs) the evaluation is capped the same way.
         let eval_set = capped_test_set(self.test_set, self.cfg.train.max_batches, self.eval_bs);
         let (acc, _) = evaluate(
-            &Cpu,
+            self.be,
             &self.net,
             &eval_set,
             &self.norm,
@@ -130,7 +133,7 @@ impl Trainer for EpTrainer<'_> {
     }
 
     fn model_file(&self) -> Result<TensorFile> {
-        net_file(&self.net)
+        net_file(self.be, &self.net)
     }
 }
 
@@ -146,10 +149,9 @@ pub fn prepare(cfg: &TrainConfig, opts: &TrainOptions) -> Result<TrainConfig> {
     Ok(cfg)
 }
 
-/// Train a digital EP model as the (prepared, see [`prepare`]) config says; returns the per-epoch
-/// logs of this invocation.
-pub fn train(cfg: &TrainConfig, opts: &TrainOptions) -> Result<Vec<EpochLog>> {
-    let be = Cpu;
+/// Train a digital EP model on `be` as the (prepared, see [`prepare`]) config says; returns the
+/// per-epoch logs of this invocation.
+pub fn train<B: Engine>(be: &B, cfg: &TrainConfig, opts: &TrainOptions) -> Result<Vec<EpochLog>> {
     let out = opts.out_dir(&cfg.name);
     let (train_set, test_set) = cfg.data.load(cfg.model.input)?;
     let norm = cfg.data.normalization()?;
@@ -159,9 +161,9 @@ pub fn train(cfg: &TrainConfig, opts: &TrainOptions) -> Result<Vec<EpochLog>> {
     let net = match &start.checkpoint {
         Some(f) => {
             let (spec, ws, bs) = model_from_file(f, None)?;
-            EpNet::from_host(&be, spec, &ws, &bs)?
+            EpNet::from_host(be, spec, &ws, &bs)?
         }
-        None => EpNet::init(&be, cfg.model.clone(), &root.child("init"), cfg.init_scale)?,
+        None => EpNet::init(be, cfg.model.clone(), &root.child("init"), cfg.init_scale)?,
     };
     let opt = Optimizer::new(
         cfg.optim.algorithm.clone(),
@@ -175,6 +177,7 @@ pub fn train(cfg: &TrainConfig, opts: &TrainOptions) -> Result<Vec<EpochLog>> {
         .normalize(norm.clone())
         .map_err(|e| anyhow::anyhow!("[data] normalization: {e}"))?;
     let mut trainer = EpTrainer {
+        be,
         cfg,
         net,
         opt,

@@ -83,8 +83,8 @@ pub struct RunStart<C> {
 }
 
 /// Open the run in `out`: fresh when it has no checkpoint; else, with `resume`, read the
-/// checkpoint and its counters (the config must equal `cfg` up to `[train] epochs`), without it an
-/// error. `what` names the state in errors ("training", "baseline training").
+/// checkpoint and its counters (the config must equal `cfg` up to `[train] epochs` and the
+/// device), without it an error. `what` names the state in errors ("training", "baseline training").
 pub fn open_run<C: RunConfig>(
     cfg: &C,
     out: &Path,
@@ -125,8 +125,10 @@ pub fn open_run<C: RunConfig>(
             )
         })?)
         .with_context(|| format!("{}: bad {what} state", ckpt.display()))?;
+    // Epochs may grow, and the device is not part of the run.
     let mut same = state.config.clone();
     same.train_loop_mut().epochs = cfg.train_loop().epochs;
+    *same.device_mut() = cfg.device();
     if &same != cfg {
         let (was, now) = (serde_json::to_value(&same)?, serde_json::to_value(cfg)?);
         bail!(
@@ -447,6 +449,8 @@ mod tests {
     struct Cfg {
         name: String,
         seed: u64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        device: Option<crate::device::Device>,
         optim: OptimConfig,
         train: LoopConfig,
     }
@@ -631,8 +635,10 @@ batch_size = 4
             .replace("\"epoch\":2", "\"epoch\":3");
         text += &format!("{third}\n{{\"epoch\":4,\"lr\n");
         std::fs::write(&log, text).unwrap();
-        // Only [train] epochs may change on resume.
-        let (logs, seen) = go(&cfg(3), &out, true, None);
+        // Only [train] epochs (and the device) may change on resume.
+        let mut more = cfg(3);
+        more.device = Some(crate::device::Device::Gpu(Some(1)));
+        let (logs, seen) = go(&more, &out, true, None);
         assert_eq!(logs.len(), 1);
         assert_eq!(seen, vec![6, 7, 8]);
         let epochs: Vec<u64> = log_lines(&out)

@@ -11,22 +11,24 @@ pub mod substrate;
 
 use anyhow::Result;
 
+use crate::device::Engine;
+
 pub use config::{AnyConfig, TrainConfig, TrainOptions};
 pub use epoch_loop::EpochLog;
 
 /// Train as `cfg` says: an EP config on the digital engine or, with `[substrate]`, on the
-/// simulated substrate; a baseline config by backprop. Returns the per-epoch logs of this
-/// invocation.
-pub fn train(cfg: &AnyConfig, opts: &TrainOptions) -> Result<Vec<EpochLog>> {
+/// simulated substrate; a baseline config by backprop; computing on `be`. Returns the per-epoch
+/// logs of this invocation.
+pub fn train<B: Engine>(be: &B, cfg: &AnyConfig, opts: &TrainOptions) -> Result<Vec<EpochLog>> {
     match cfg {
         AnyConfig::Ep(c) => {
             let c = ep::prepare(c, opts)?;
             if c.substrate.is_some() {
-                substrate::train(&c, opts)
+                substrate::train(be, &c, opts)
             } else {
-                ep::train(&c, opts)
+                ep::train(be, &c, opts)
             }
         }
-        AnyConfig::Baseline(c) => bp::train(c, opts),
+        AnyConfig::Baseline(c) => bp::train(be, c, opts),
     }
 }

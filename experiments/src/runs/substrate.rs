@@ -25,14 +25,16 @@ use ep::EpNet;
 use ep::checkpoint::{TensorFile, model_from_file, model_to_file};
 use ep::optim::Optimizer;
 use ep::subtrain::SubstrateTrainer;
-use sim::{Backend, Cpu, Stream};
+use sim::Stream;
 
 use super::config::{TrainConfig, TrainOptions};
 use super::epoch_loop::{
     BatchStats, EpochLog, EpochTotals, Trainer, capped_test_set, open_run, run_epochs,
 };
+use crate::classifier::load::HostModel;
 use crate::classifier::substrate::{compile_model, load_preset, parse_tile};
 use crate::data::{Batch, Dataset, Loader, Normalization};
+use crate::device::Engine;
 
 /// Metadata key of the substrate state in a checkpoint.
 pub const SUBSTRATE_KEY: &str = "epsim.substrate";
@@ -63,21 +65,21 @@ pub struct SubstrateEpochLog {
 }
 
 /// Accuracy of the trainer's free phase on the substrate over `data`.
-fn evaluate_substrate(
-    tr: &SubstrateTrainer<Cpu>,
+fn evaluate_substrate<B: Engine>(
+    be: &B,
+    tr: &SubstrateTrainer<B>,
     data: &crate::data::Dataset,
     norm: &crate::data::Normalization,
     batch: usize,
     query0: u64,
 ) -> Result<f64> {
-    let be = Cpu;
     let loader = Loader::new(data, batch, Stream::new(0, "eval"))
         .normalize(norm.clone())
         .map_err(|e| anyhow::anyhow!("normalization: {e}"))?;
     let mut correct = 0usize;
     for (k, b) in loader.epoch(0).enumerate() {
-        let x = be.upload(&b.x)?;
-        correct += tr.correct(&be, &x, &b.y, query0 + k as u64)?;
+        let x = be.upload_owned(b.x)?;
+        correct += tr.correct(be, &x, &b.y, query0 + k as u64)?;
     }
     Ok(correct as f64 / data.len().max(1) as f64)
 }
@@ -89,9 +91,10 @@ impl From<SubstrateEpochLog> for EpochLog {
 }
 
 /// EP training on the substrate ([`SubstrateTrainer`]), as driven by [`run_epochs`].
-struct SubTrainer<'a> {
+struct SubTrainer<'a, B: Engine> {
+    be: &'a B,
     cfg: &'a TrainConfig,
-    tr: SubstrateTrainer<Cpu>,
+    tr: SubstrateTrainer<B>,
     opt: Optimizer,
     sign_stream: Stream,
     test_set: &'a Dataset,
@@ -103,7 +106,7 @@ struct SubTrainer<'a> {
     pulses0: u64,
 }
 
-impl Trainer for SubTrainer<'_> {
+impl<B: Engine> Trainer for SubTrainer<'_, B> {
     type Log = SubstrateEpochLog;
 
     fn optimizer(&self) -> &Optimizer {
@@ -119,10 +122,10 @@ impl Trainer for SubTrainer<'_> {
     }
 
     fn train_batch(&mut self, batch: Batch, index: u64) -> Result<BatchStats> {
-        let be = Cpu;
-        let x = be.upload(&batch.x)?;
+        let be = self.be;
+        let x = be.upload_owned(batch.x)?;
         let s = self.tr.train_batch(
-            &be,
+            be,
             &mut self.opt,
             &self.cfg.ep,
             &x,
@@ -152,7 +155,7 @@ impl Trainer for SubTrainer<'_> {
     fn evaluate(&self, epoch: usize) -> Result<f64> {
         let eval_set = capped_test_set(self.test_set, self.cfg.train.max_batches, self.eval_bs);
         let q0 = EVAL_QUERY + (epoch as u64) * (1 << 24);
-        evaluate_substrate(&self.tr, &eval_set, &self.norm, self.eval_bs, q0)
+        evaluate_substrate(self.be, &self.tr, &eval_set, &self.norm, self.eval_bs, q0)
     }
 
     fn epoch_log(&self, base: EpochLog, _t: &EpochTotals) -> SubstrateEpochLog {
@@ -179,7 +182,7 @@ impl Trainer for SubTrainer<'_> {
 
     /// The effective (programmed) weights with the digital biases.
     fn model_file(&self) -> Result<TensorFile> {
-        let (ws, bs) = self.tr.net().to_host(&Cpu)?;
+        let (ws, bs) = self.tr.net().to_host(self.be)?;
         Ok(model_to_file(&self.tr.net().spec, &ws, &bs)?)
     }
 
@@ -210,8 +213,9 @@ impl Trainer for SubTrainer<'_> {
 }
 
 /// Restore the device state of `tr` from the checkpoint `f` (read from `ckpt`).
-fn restore_devices(
-    tr: &mut SubstrateTrainer<Cpu>,
+fn restore_devices<B: Engine>(
+    be: &B,
+    tr: &mut SubstrateTrainer<B>,
     f: &TensorFile,
     ckpt: &std::path::Path,
 ) -> Result<()> {
@@ -240,18 +244,18 @@ fn restore_devices(
             al,
         )),
     };
-    tr.restore(&Cpu, targets, bs, pulsed, meta.updates, meta.pulses)
+    tr.restore(be, targets, bs, pulsed, meta.updates, meta.pulses)
         .with_context(|| format!("{}: restoring the device state", ckpt.display()))
 }
 
-/// Train as the config says on its `[substrate]`; returns the per-epoch logs of this invocation.
-/// `cfg` is prepared ([`super::ep::prepare`]: overrides applied, input normalization filled in).
-pub fn train(cfg: &TrainConfig, opts: &TrainOptions) -> Result<Vec<EpochLog>> {
+/// Train as the config says on its `[substrate]`, the dynamics computing on `be`; returns the
+/// per-epoch logs of this invocation. `cfg` is prepared ([`super::ep::prepare`]: overrides
+/// applied, input normalization filled in).
+pub fn train<B: Engine>(be: &B, cfg: &TrainConfig, opts: &TrainOptions) -> Result<Vec<EpochLog>> {
     let sc = cfg
         .substrate
         .as_ref()
         .context("[substrate] section missing")?;
-    let be = Cpu;
     let preset = load_preset(sc.preset_name(), &sc.set).context("[substrate] preset")?;
     let tile = parse_tile(&sc.tile).context("[substrate] tile")?;
     let seed = sc.seed.unwrap_or(cfg.seed);
@@ -260,9 +264,10 @@ pub fn train(cfg: &TrainConfig, opts: &TrainOptions) -> Result<Vec<EpochLog>> {
     let norm = cfg.data.normalization()?;
     let root = Stream::new(cfg.seed, "epsim.train");
 
-    let net = EpNet::init(&be, cfg.model.clone(), &root.child("init"), cfg.init_scale)?;
-    let loaded = compile_model(&net, &preset, tile).context("[substrate] compiling the model")?;
-    let mut tr = SubstrateTrainer::new(&be, loaded, seed, preset.update.clone(), sc.rounding)
+    let net = EpNet::init(be, cfg.model.clone(), &root.child("init"), cfg.init_scale)?;
+    let loaded = compile_model(&HostModel::of_net(be, &net)?, &preset, tile)
+        .context("[substrate] compiling the model")?;
+    let mut tr = SubstrateTrainer::new(be, loaded, seed, preset.update.clone(), sc.rounding)
         .context("[substrate] realizing the model")?;
     let opt = Optimizer::new(
         cfg.optim.algorithm.clone(),
@@ -272,7 +277,7 @@ pub fn train(cfg: &TrainConfig, opts: &TrainOptions) -> Result<Vec<EpochLog>> {
     )?;
     let start = open_run(cfg, &out, opts.resume, "training")?;
     if let Some(f) = &start.checkpoint {
-        restore_devices(&mut tr, f, &start.ckpt)?;
+        restore_devices(be, &mut tr, f, &start.ckpt)?;
     }
     let loader = cfg
         .data
@@ -280,6 +285,7 @@ pub fn train(cfg: &TrainConfig, opts: &TrainOptions) -> Result<Vec<EpochLog>> {
         .normalize(norm.clone())
         .map_err(|e| anyhow::anyhow!("[data] normalization: {e}"))?;
     let mut trainer = SubTrainer {
+        be,
         cfg,
         tr,
         opt,

@@ -10,6 +10,7 @@ use super::protocol::expand_eps;
 use super::target::Target;
 use crate::attacks::{self, Attack, Norm};
 use crate::classifier::Classifier;
+use crate::device::Engine;
 use crate::files::JsonlAppender;
 use crate::results::{AttackRecord, RecordContext, git_commit};
 
@@ -307,11 +308,11 @@ pub struct AttackRun {
 }
 
 impl AttackRun {
-    /// Run every strength, printing a line and appending a record for each.
-    pub fn run(&self, seed: u64) -> Result<()> {
+    /// Run every strength on `be`, printing a line and appending a record for each.
+    pub fn run<B: Engine>(&self, be: &B, seed: u64) -> Result<()> {
         check_attack_name(&self.attack, &self.protocol)?;
         let t = &self.target;
-        let l = t.load(seed)?;
+        let l = t.load(be, seed)?;
         let (d, clf) = (&l.data, l.clf.as_ref());
         let strengths = expand_eps(&self.eps).context("--eps")?;
         let cx = RecordContext {

@@ -22,6 +22,7 @@ use super::spec::{ModelEntry, StudySpec};
 use super::suite::SuiteItem;
 use super::target::Target;
 use crate::data::{check_input_shape, load_eval_set};
+use crate::device::Engine;
 use crate::files::write_atomic;
 use crate::results::{RecordContext, git_commit};
 
@@ -149,8 +150,8 @@ fn write_or_check_plan(out: &Path, cells: &[Cell], resume: bool) -> Result<()> {
 }
 
 /// The model file of an entry: its checkpoint, or the checkpoint of its training config, trained
-/// first (resumably) into `<out>/models/<name>/` when absent.
-fn model_file(m: &ModelEntry, out: &Path) -> Result<PathBuf> {
+/// first (resumably, on `be`) into `<out>/models/<name>/` when absent.
+fn model_file<B: Engine>(be: &B, m: &ModelEntry, out: &Path) -> Result<PathBuf> {
     if m.checkpoint.exists() {
         return Ok(m.checkpoint.clone());
     }
@@ -170,6 +171,7 @@ fn model_file(m: &ModelEntry, out: &Path) -> Result<PathBuf> {
         dir.display()
     );
     crate::runs::train(
+        be,
         &any,
         &crate::runs::TrainOptions {
             out_dir: Some(dir),
@@ -181,8 +183,13 @@ fn model_file(m: &ModelEntry, out: &Path) -> Result<PathBuf> {
     Ok(ckpt)
 }
 
-/// Run a study: plan, run the cells not done yet, collect (see the module doc).
-pub fn run_study(spec: &StudySpec, origin: &Path, opts: &StudyOptions) -> Result<StudyOutcome> {
+/// Run a study on `be`: plan, run the cells not done yet, collect (see the module doc).
+pub fn run_study<B: Engine>(
+    be: &B,
+    spec: &StudySpec,
+    origin: &Path,
+    opts: &StudyOptions,
+) -> Result<StudyOutcome> {
     let cells = plan(spec, origin)?;
     for &i in &opts.only {
         ensure!(
@@ -231,7 +238,7 @@ pub fn run_study(spec: &StudySpec, origin: &Path, opts: &StudyOptions) -> Result
         let file = match files.get(&m.name) {
             Some(f) => f.clone(),
             None => {
-                let f = model_file(m, &out)?;
+                let f = model_file(be, m, &out)?;
                 files.insert(m.name.clone(), f.clone());
                 f
             }
@@ -255,7 +262,7 @@ pub fn run_study(spec: &StudySpec, origin: &Path, opts: &StudyOptions) -> Result
             eot: spec.eot,
         };
         let (clf, tp, ta) = target
-            .classifier(c.seed)
+            .classifier(be, c.seed)
             .with_context(|| format!("model {} on {}", c.model, c.substrate))?;
         check_input_shape(d, clf.input_shape(), &spec.data)?;
         let cx = RecordContext {
@@ -291,7 +298,7 @@ pub fn run_study(spec: &StudySpec, origin: &Path, opts: &StudyOptions) -> Result
         .map(|c| c.index)
         .collect();
     let report = if missing.is_empty() {
-        Some(collect(spec, &cells, &out)?)
+        Some(collect(be, spec, &cells, &out)?)
     } else {
         println!(
             "{} of {} cells are not done yet (e.g. {:?}); run again (with --resume) to finish",
@@ -310,8 +317,13 @@ pub fn run_study(spec: &StudySpec, origin: &Path, opts: &StudyOptions) -> Result
 }
 
 /// Merge every cell into `results.jsonl` (plan order) and write `report.md` with its plots, the
-/// models labelled by their study names.
-pub fn collect(spec: &StudySpec, cells: &[Cell], out: &Path) -> Result<crate::report::Written> {
+/// models labelled by their study names (the settling figure computed on `be`).
+pub fn collect<B: Engine>(
+    be: &B,
+    spec: &StudySpec,
+    cells: &[Cell],
+    out: &Path,
+) -> Result<crate::report::Written> {
     let mut text = String::new();
     let mut labels: Vec<String> = Vec::new();
     for c in cells {
@@ -332,7 +344,7 @@ pub fn collect(spec: &StudySpec, cells: &[Cell], out: &Path) -> Result<crate::re
     write_atomic(&results, text.as_bytes())?;
     let report_md = out.join("report.md");
     let mut written = crate::report::write_report(&[results], &report_md, &labels)?;
-    if let Some(section) = settling_figure(spec, out)? {
+    if let Some(section) = settling_figure(be, spec, out)? {
         written.markdown += &section;
         write_atomic(&report_md, written.markdown.as_bytes())?;
         written.plots += 1;
@@ -343,16 +355,16 @@ pub fn collect(spec: &StudySpec, cells: &[Cell], out: &Path) -> Result<crate::re
 /// The accuracy of every EP model of the study on the digital engine after each free-phase step
 /// 1..2·T_predict (the paper's Fig. 3a) as `settling.png`, and its report section; `None` when
 /// the study has no EP model.
-fn settling_figure(spec: &StudySpec, out: &Path) -> Result<Option<String>> {
+fn settling_figure<B: Engine>(be: &B, spec: &StudySpec, out: &Path) -> Result<Option<String>> {
     let mut series = Vec::new();
     let mut rows = String::new();
     let mut data = None;
     for m in &spec.models {
-        let file = model_file(m, out)?;
+        let file = model_file(be, m, out)?;
         if crate::classifier::load::is_baseline_file(&file)? {
             continue;
         }
-        let net = crate::classifier::load::load_model(&file, None)?;
+        let net = crate::classifier::load::load_model(be, &file, None)?;
         let d = match &data {
             Some(d) => d,
             None => data.insert(load_eval_set(&spec.data, spec.subset)?),
@@ -363,8 +375,7 @@ fn settling_figure(spec: &StudySpec, out: &Path) -> Result<Option<String>> {
             mean: n.mean,
             std: n.std,
         };
-        let (_, curve) =
-            crate::eval::evaluate(&sim::Cpu, &net, d, &norm, spec.batch_size, 2 * t, true)?;
+        let (_, curve) = crate::eval::evaluate(be, &net, d, &norm, spec.batch_size, 2 * t, true)?;
         let at = |k: usize| 100.0 * curve[k.clamp(1, curve.len()) - 1];
         rows += &format!(
             "| {} | {t} | {:.1} | {:.1} | {:.1} | {:.1} |\n",

@@ -13,6 +13,7 @@ use super::target::Target;
 use crate::classifier::Classifier;
 use crate::corrupt::Corruption;
 use crate::data::Dataset;
+use crate::device::Engine;
 use crate::eval::correct;
 use crate::files::JsonlAppender;
 use crate::report::checks::{Status, SuiteRow, iteration_checks, suite_warnings};
@@ -44,12 +45,12 @@ struct AttackPart {
 }
 
 impl RobustnessRun {
-    /// Run the suite: see the module doc.
-    pub fn run(&self, seed: u64) -> Result<()> {
+    /// Run the suite on `be`: see the module doc.
+    pub fn run<B: Engine>(&self, be: &B, seed: u64) -> Result<()> {
         let suite = Suite::read(&self.suite)?;
         suite.check(&self.suite)?;
         let t = &self.target;
-        let l = t.load(seed)?;
+        let l = t.load(be, seed)?;
         let (d, clf) = (&l.data, l.clf.as_ref());
         // Checked before any attack runs.
         ensure!(
@@ -66,7 +67,7 @@ impl RobustnessRun {
                 t_attack: None,
                 ..t.clone()
             };
-            Some(t.ep_classifier(seed)?.0)
+            Some(t.ep_classifier(be, seed)?.0)
         } else {
             None
         };

@@ -8,6 +8,7 @@
 //! data = "fashion-mnist:test"
 //! subset = 500                   # first N images, class-balanced
 //! seeds = [0]                    # master seeds: attacks, corruptions, substrate realizations
+//! device = "cpu"                 # or "gpu", "gpu:N" (--device overrides)
 //!
 //! [[model]]
 //! name = "EP-CNN"
@@ -29,6 +30,7 @@ use serde::Deserialize;
 
 use super::suite::Suite;
 use crate::classifier::substrate::SubstrateSpec;
+use crate::device::Device;
 
 fn default_batch() -> usize {
     100
@@ -69,6 +71,11 @@ pub struct StudySpec {
     /// Gradients averaged per attack step on stochastic substrates (default 10 there, 1 else).
     #[serde(default)]
     pub eot: Option<usize>,
+    /// Compute device of every cell and of the models trained first: `"cpu"` (default), `"gpu"`
+    /// or `"gpu:N"`; `--device` overrides it. Not part of the plan: a study may be resumed on
+    /// another device.
+    #[serde(default)]
+    pub device: Option<Device>,
     /// The models.
     #[serde(rename = "model")]
     pub models: Vec<ModelEntry>,

@@ -6,7 +6,7 @@
 //! between runs come from the substrate only; the `k`-th substrate realization (programming noise,
 //! device-to-device spreads, read-noise streams) uses seed `--seed + k`. A run with substrate seed
 //! `s` at level `v` is therefore the same substrate as
-//! `epsim eval --substrate netlist:<device> --set <base>,<param>=<v> --seed s`.
+//! `epsim eval --substrate netlist:<preset> --set <base>,<param>=<v> --seed s`.
 //!
 //! Resume: results.jsonl is appended one line per suite item as each run finishes. An existing
 //! non-empty results.jsonl is refused unless `--resume` is given; with it, the runs whose every
@@ -23,11 +23,12 @@ use sim::netlist::TileSize;
 use super::item::ItemRun;
 use super::suite::{SuiteCorruptions, SuiteItem, read_suite};
 use crate::classifier::Classifier;
-use crate::classifier::load::load_model;
+use crate::classifier::load::{HostModel, load_model};
 use crate::classifier::substrate::{
     NetlistClassifier, SubstrateSpec, classifier, compile_model, load_preset,
 };
 use crate::data::{Dataset, check_input_shape, load_eval_set};
+use crate::device::Engine;
 use crate::files::JsonlAppender;
 use crate::report::plot;
 use crate::results::{RecordContext, git_commit};
@@ -42,7 +43,7 @@ pub struct Sweep {
     /// Dataset spec; without a split the test split is used.
     pub data: String,
     /// Device preset: a built-in name or a preset TOML file.
-    pub device: String,
+    pub preset: String,
     /// The swept parameter and its levels, `KEY=V1,V2,...`.
     pub param: String,
     /// Overrides applied at every level before the swept value.
@@ -268,13 +269,13 @@ pub fn mean_std(v: &[f64]) -> (f64, f64) {
 }
 
 impl Sweep {
-    /// Run the sweep: see the module doc.
-    pub fn run(&self, seed: u64) -> Result<()> {
-        sweep(self, seed)
+    /// Run the sweep on `be`: see the module doc.
+    pub fn run<B: Engine>(&self, be: &B, seed: u64) -> Result<()> {
+        sweep(self, be, seed)
     }
 }
 
-fn sweep(a: &Sweep, seed: u64) -> Result<()> {
+fn sweep<B: Engine>(a: &Sweep, be: &B, seed: u64) -> Result<()> {
     // Validate everything before the first (long) run.
     let (suite, items) = read_suite(&a.suite)?;
     let param = SweepParam::parse(&a.param)?;
@@ -283,11 +284,11 @@ fn sweep(a: &Sweep, seed: u64) -> Result<()> {
     let tile = a.tile;
     let mut presets = Vec::with_capacity(param.levels.len());
     for (i, level) in param.levels.iter().enumerate() {
-        let p = load_preset(&a.device, &param.sets(&a.set, i))
-            .with_context(|| format!("--param {}={level} (device {})", param.key, a.device))?;
+        let p = load_preset(&a.preset, &param.sets(&a.set, i))
+            .with_context(|| format!("--param {}={level} (device {})", param.key, a.preset))?;
         presets.push(p);
     }
-    let net = load_model(&a.model, a.spec.as_deref())?;
+    let net = load_model(be, &a.model, a.spec.as_deref())?;
     let d = load_eval_set(&a.data, a.subset)?;
     check_input_shape(&d, net.spec.input, &a.data)?;
     if suite.corruptions.is_some() {
@@ -363,6 +364,7 @@ fn sweep(a: &Sweep, seed: u64) -> Result<()> {
         Some(r) => r,
         None => {
             let digital = classifier(
+                be,
                 Some(net.clone()),
                 &SubstrateSpec::Digital,
                 seed,
@@ -373,6 +375,7 @@ fn sweep(a: &Sweep, seed: u64) -> Result<()> {
             r
         }
     };
+    let host = HostModel::of_net(be, &net)?;
     let reference: BTreeMap<String, f64> =
         recs.into_iter().map(|(item, acc, _)| (item, acc)).collect();
     pb.inc(1);
@@ -382,7 +385,7 @@ fn sweep(a: &Sweep, seed: u64) -> Result<()> {
         let mut loaded = None;
         let label = format!(
             "netlist:{} --set {base}{}={}",
-            a.device, param.key, param.levels[i]
+            a.preset, param.key, param.levels[i]
         );
         for k in 0..a.substrate_seeds {
             let sseed = seed.wrapping_add(k as u64);
@@ -390,10 +393,10 @@ fn sweep(a: &Sweep, seed: u64) -> Result<()> {
                 Some(r) => r,
                 None => {
                     if loaded.is_none() {
-                        loaded = Some(compile_model(&net, preset, tile)?);
+                        loaded = Some(compile_model(&host, preset, tile)?);
                     }
                     let l = loaded.as_ref().expect("compiled above");
-                    let clf = NetlistClassifier::new(l, sseed, &label, Some(t_predict))
+                    let clf = NetlistClassifier::new(be, l, sseed, &label, Some(t_predict))
                         .with_context(|| {
                             format!("realizing {label} with substrate seed {sseed}")
                         })?;
@@ -447,7 +450,7 @@ fn write_outputs(
          Accuracy: digital (one run) and mean ± sample standard deviation over the substrate \
          seeds per level; attacks give robust accuracy.\n\n| item | digital |",
         param.key,
-        a.device,
+        a.preset,
         a.model.display(),
         a.data,
         c.d.len(),
@@ -503,7 +506,7 @@ fn write_outputs(
             points.sort_by(|p, q| p.0.total_cmp(&q.0));
         }
         let chart = plot::ErrorBarChart {
-            title: format!("{id} on {}", a.device),
+            title: format!("{id} on {}", a.preset),
             x_label: param.key.clone(),
             y_label: match item {
                 SuiteItem::Attack { .. } => "robust accuracy".into(),
@@ -511,7 +514,7 @@ fn write_outputs(
             },
             label: format!(
                 "netlist:{} (mean ± std, {} seed(s))",
-                a.device, a.substrate_seeds
+                a.preset, a.substrate_seeds
             ),
             points,
             x_ticks: ticks,

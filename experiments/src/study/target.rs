@@ -7,8 +7,9 @@ use anyhow::{Result, ensure};
 
 use crate::classifier::load::{is_baseline_file, load_baseline, load_model};
 use crate::classifier::substrate::{SubstrateSpec, classifier};
-use crate::classifier::{BaselineClassifier, Classifier, EpClassifier, Normalize};
+use crate::classifier::{BaselineClassifier, Classifier, EpClassifier};
 use crate::data::{Dataset, check_input_shape, load_eval_set};
+use crate::device::Engine;
 
 /// A model on a substrate, on a dataset (shared by `attack` and `robustness`).
 #[derive(Debug, Clone)]
@@ -48,10 +49,11 @@ pub struct Loaded {
 }
 
 impl Target {
-    /// Load the dataset (subset) and the model as a classifier on its substrate.
-    pub fn load(&self, seed: u64) -> Result<Loaded> {
+    /// Load the dataset (subset) and the model as a classifier on its substrate, computing on
+    /// `be`.
+    pub fn load<B: Engine>(&self, be: &B, seed: u64) -> Result<Loaded> {
         let d = load_eval_set(&self.data, self.subset)?;
-        let (clf, t_predict, t_attack) = self.classifier(seed)?;
+        let (clf, t_predict, t_attack) = self.classifier(be, seed)?;
         check_input_shape(&d, clf.input_shape(), &self.data)?;
         Ok(Loaded {
             data: d,
@@ -62,8 +64,12 @@ impl Target {
     }
 
     /// The model as a classifier on the substrate (realized from `seed`), with its (T_predict,
-    /// T_attack); a baseline (digital only) gives (0, 0).
-    pub fn classifier(&self, seed: u64) -> Result<(Box<dyn Classifier>, usize, usize)> {
+    /// T_attack); a baseline (digital only) gives (0, 0). It computes on `be`.
+    pub fn classifier<B: Engine>(
+        &self,
+        be: &B,
+        seed: u64,
+    ) -> Result<(Box<dyn Classifier>, usize, usize)> {
         Ok(if is_baseline_file(&self.model)? {
             ensure!(
                 self.substrate.is_digital(),
@@ -72,16 +78,21 @@ impl Target {
             );
             let m = load_baseline(&self.model)?;
             let c: Box<dyn Classifier> =
-                Box::new(BaselineClassifier::new(std::borrow::Cow::Owned(m)));
+                Box::new(BaselineClassifier::new(be, std::borrow::Cow::Owned(m)));
             (c, 0, 0)
         } else {
-            self.ep_classifier(seed)?
+            self.ep_classifier(be, seed)?
         })
     }
 
-    /// The EP model as a classifier on the substrate, with its (T_predict, T_attack).
-    pub fn ep_classifier(&self, seed: u64) -> Result<(Box<dyn Classifier>, usize, usize)> {
-        let net = load_model(&self.model, self.spec.as_deref())?;
+    /// The EP model as a classifier on the substrate, with its (T_predict, T_attack), computing
+    /// on `be`.
+    pub fn ep_classifier<B: Engine>(
+        &self,
+        be: &B,
+        seed: u64,
+    ) -> Result<(Box<dyn Classifier>, usize, usize)> {
+        let net = load_model(be, &self.model, self.spec.as_deref())?;
         let t_predict = self.t_predict.unwrap_or(net.spec.t1);
         let t_attack = self.t_attack.unwrap_or(t_predict);
         ensure!(
@@ -89,18 +100,13 @@ impl Target {
             "free-phase steps must be ≥ 1"
         );
         let clf: Box<dyn Classifier> = if self.substrate.is_digital() {
-            Box::new(EpClassifier {
-                norm: Normalize::of_model(&net.spec),
-                net,
-                t_predict,
-                t_attack,
-            })
+            Box::new(EpClassifier::new(be, net, t_predict, t_attack))
         } else {
             ensure!(
                 self.t_attack.is_none() || self.t_attack == self.t_predict,
                 "--t-attack may differ from --t-predict only on the digital substrate"
             );
-            classifier(Some(net), &self.substrate, seed, Some(t_predict))?
+            classifier(be, Some(net), &self.substrate, seed, Some(t_predict))?
         };
         Ok((clf, t_predict, t_attack))
     }

@@ -1,0 +1,356 @@
+//! The compute device from the command line and from files: `--device cpu|gpu|gpu:N` parsed with
+//! clear errors, adapters named when the one asked for does not exist, `device = "..."` in
+//! training configs and study files, a run resumed on another device, the device-preset spellings
+//! of compile/export (`--preset`, and `--device PRESET` as before), and — once the GPU backend has
+//! convolutions and pooling — the shipped EP-CNN's accuracy and states on the GPU equal to the CPU's.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::Parser;
+use epsim_tests::{epsim, s, tiny_config, write_tiny_cifar};
+use experiments::device::Device;
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// The error `epsim ARGS` ends with (the command line must parse).
+fn error_of(args: &[&str]) -> String {
+    let mut v = vec!["epsim", "--quiet"];
+    v.extend_from_slice(args);
+    let cli = experiments::cli::Cli::try_parse_from(v).expect("parses");
+    format!("{:#}", experiments::cli::run(cli).expect_err("must fail"))
+}
+
+fn quickstart_model() -> String {
+    repo()
+        .join("models/quickstart-epcnn.safetensors")
+        .display()
+        .to_string()
+}
+
+#[test]
+fn bad_device_values_are_refused_naming_what_is_accepted() {
+    let m = quickstart_model();
+    for (value, extra) in [
+        ("tpu", "\"tpu\""),
+        ("gpu:x", "adapter number"),
+        ("GPU", "\"GPU\""),
+        ("pcm", "--substrate netlist:<preset>"),
+    ] {
+        let e = error_of(&[
+            "--device",
+            value,
+            "eval",
+            "--model",
+            &m,
+            "--data",
+            "fashion-mnist:test",
+        ]);
+        assert!(
+            e.contains("--device: unknown device")
+                && e.contains("expected cpu, gpu")
+                && e.contains(extra),
+            "{value}: {e}"
+        );
+    }
+}
+
+#[test]
+fn a_missing_adapter_is_named_with_the_ones_that_exist() {
+    let m = quickstart_model();
+    // The flag is global: after the subcommand too.
+    let e = error_of(&[
+        "eval",
+        "--model",
+        &m,
+        "--data",
+        "fashion-mnist:test",
+        "--device",
+        "gpu:7",
+    ]);
+    if e.contains("no GPU adapter found") {
+        // No Vulkan driver on this machine: the error says how to install one.
+        assert!(
+            e.contains("--device gpu:7") && e.contains("apt-get install mesa-vulkan-drivers"),
+            "{e}"
+        );
+    } else {
+        assert!(
+            e.contains("--device gpu:7: no such adapter (found gpu:0 = "),
+            "{e}"
+        );
+    }
+}
+
+#[test]
+fn commands_that_do_not_compute_ignore_the_device() {
+    let dir = tempfile::tempdir().unwrap();
+    assert_eq!(
+        epsim(&["--device", "gpu:7", "data", "info", "fashion-mnist:test"]),
+        ExitCode::SUCCESS
+    );
+    // compile reads the model on the host: no device is opened for it.
+    let net = dir.path().join("net.json");
+    assert_eq!(
+        epsim(&[
+            "--device",
+            "gpu:7",
+            "compile",
+            "--model",
+            &quickstart_model(),
+            "--preset",
+            "pcm",
+            "-o",
+            s(&net)
+        ]),
+        ExitCode::SUCCESS
+    );
+}
+
+#[test]
+fn the_device_preset_is_given_by_preset_or_as_before_by_device() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = quickstart_model();
+    let compile = |flag: &str, out: &Path| {
+        assert_eq!(
+            epsim(&[
+                "compile",
+                "--model",
+                &m,
+                flag,
+                "rram",
+                "--tile",
+                "64x64",
+                "-o",
+                s(out)
+            ]),
+            ExitCode::SUCCESS
+        );
+        std::fs::read(out).unwrap()
+    };
+    let a = compile("--preset", &dir.path().join("a.json"));
+    let b = compile("--device", &dir.path().join("b.json"));
+    assert_eq!(a, b);
+    let o = dir.path().join("c.json");
+    let e = error_of(&[
+        "compile",
+        "--model",
+        &m,
+        "--preset",
+        "pcm",
+        "--device",
+        "rram",
+        "-o",
+        s(&o),
+    ]);
+    assert!(e.contains("give the device preset once"), "{e}");
+    let e = error_of(&["compile", "--model", &m, "--device", "gpu", "-o", s(&o)]);
+    assert!(e.contains("a device preset is needed"), "{e}");
+    let e = error_of(&[
+        "export",
+        "--netlist",
+        s(&dir.path().join("a.json")),
+        "--device",
+        "pcm",
+        "--out",
+        s(&dir.path().join("chip")),
+    ]);
+    assert!(e.contains("a device preset does not apply"), "{e}");
+}
+
+#[test]
+fn device_in_a_training_config_is_read_back() {
+    let cfg = std::fs::read_to_string(repo().join("configs/smoke-fmnist.toml")).unwrap();
+    let with = |line: &str| format!("{line}\n{cfg}");
+    for (line, want) in [
+        ("device = \"gpu\"", Some(Device::Gpu(None))),
+        ("device = \"gpu:1\"", Some(Device::Gpu(Some(1)))),
+        ("device = \"cpu\"", Some(Device::Cpu)),
+        ("", None),
+    ] {
+        let c = experiments::runs::AnyConfig::from_toml(&with(line), "x.toml").unwrap();
+        assert_eq!(c.device(), want, "{line}");
+        let experiments::runs::AnyConfig::Ep(c) = c else {
+            panic!("an EP config")
+        };
+        // Written as it was read (checkpoints keep the config); absent when not given, so the
+        // checkpoints of runs without it are unchanged.
+        let json = serde_json::to_value(&c).unwrap();
+        match want {
+            Some(d) => assert_eq!(json["device"], d.to_string()),
+            None => assert!(json.get("device").is_none()),
+        }
+    }
+    let e = experiments::runs::AnyConfig::from_toml(&with("device = \"tpu\""), "x.toml")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("x.toml") && e.contains("expected cpu, gpu"),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_studys_device_is_used_unless_the_flag_overrides_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("study.toml");
+    std::fs::write(
+        &p,
+        format!(
+            r#"
+name = "dev"
+out_dir = "{}"
+data = "fashion-mnist:test"
+subset = 10
+device = "gpu:7"
+
+[[model]]
+name = "EP"
+checkpoint = "{}"
+t_predict = 5
+
+[suite]
+[[suite.attack]]
+name = "pgd-linf"
+eps = ["0.01"]
+steps = 1
+"#,
+            dir.path().join("out").display(),
+            quickstart_model()
+        ),
+    )
+    .unwrap();
+    let spec = experiments::study::spec::StudySpec::read(&p).unwrap();
+    assert_eq!(spec.device, Some(Device::Gpu(Some(7))));
+    let e = error_of(&["study", s(&p)]);
+    assert!(e.contains("--device gpu:7"), "{e}");
+    assert_eq!(
+        epsim(&["--device", "cpu", "study", s(&p)]),
+        ExitCode::SUCCESS
+    );
+    assert!(dir.path().join("out/report.md").exists());
+}
+
+#[test]
+fn a_run_may_be_resumed_on_another_device() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    write_tiny_cifar(&d.join("train.bin"), 32, 1);
+    write_tiny_cifar(&d.join("test.bin"), 16, 2);
+    let cfg = tiny_config(&d.join("train.bin"), &d.join("test.bin"), 1);
+    std::fs::write(d.join("a.toml"), &cfg).unwrap();
+    let run = d.join("run");
+    let train = |file: &str, more: &[&str]| {
+        let mut args = vec!["train", "--config", file, "--out", s(&run)];
+        args.extend_from_slice(more);
+        epsim(&args)
+    };
+    assert_eq!(train(s(&d.join("a.toml")), &[]), ExitCode::SUCCESS);
+    // The same run, its config now naming a device: that device is opened ...
+    std::fs::write(d.join("b.toml"), format!("device = \"gpu:7\"\n{cfg}")).unwrap();
+    let b = d.join("b.toml");
+    let e = error_of(&["train", "--config", s(&b), "--out", s(&run), "--resume"]);
+    assert!(e.contains("--device gpu:7"), "{e}");
+    // ... unless --device overrides it; one epoch more: resumed, not refused for the device.
+    assert_eq!(
+        train(s(&b), &["--resume", "--epochs", "2", "--device", "cpu"]),
+        ExitCode::SUCCESS
+    );
+    let log = std::fs::read_to_string(run.join("log.jsonl")).unwrap();
+    assert_eq!(log.lines().count(), 2);
+}
+
+/// The shipped EP-CNN evaluated and settled on the GPU gives the CPU's accuracy, and states and
+/// logits within 1e-4 relative (ARCHITECTURE.md). Needs convolutions and pooling on the GPU
+/// backend, which are not there yet; run with `cargo test --release -p epsim-tests --test
+/// cli_device -- --ignored` once they are, and drop the `ignore`.
+#[test]
+#[ignore = "needs conv2d/max-pool on the GPU backend (host-gpu); fails with 'not yet on the GPU backend' until then"]
+fn the_shipped_model_on_the_gpu_gives_the_cpus_accuracy_and_states() {
+    let m = quickstart_model();
+    let dir = tempfile::tempdir().unwrap();
+    // The command runs ...
+    let eval = |device: &str| {
+        epsim(&[
+            "--device",
+            device,
+            "eval",
+            "--model",
+            &m,
+            "--data",
+            "fashion-mnist:test",
+            "--subset",
+            "200",
+        ])
+    };
+    assert_eq!(eval("gpu"), ExitCode::SUCCESS);
+    // ... and what it counts is the CPU's count.
+    let correct = |device: Device| -> anyhow::Result<usize> {
+        let t = experiments::study::target::Target {
+            model: PathBuf::from(&m),
+            spec: None,
+            data: "fashion-mnist:test".into(),
+            t_predict: None,
+            t_attack: None,
+            subset: Some(200),
+            batch_size: 100,
+            substrate: experiments::classifier::substrate::SubstrateSpec::Digital,
+            eot: None,
+        };
+        experiments::with_backend!(device, be => {
+            let l = t.load(be, 0)?;
+            experiments::eval::correct(l.clf.as_ref(), &l.data, 100)
+        })
+    };
+    assert_eq!(
+        correct(Device::Gpu(None)).unwrap(),
+        correct(Device::Cpu).unwrap()
+    );
+
+    // The same inputs settled on both devices, states compared from the two dumps.
+    let x = sim::gradcheck::test_tensor(&[4, 1, 28, 28], 3, 1.0);
+    let input = dir.path().join("x.npy");
+    ndarray_npy::write_npy(&input, &x).unwrap();
+    let dump = |device: &str| {
+        let f = dir.path().join(format!("{device}.npz"));
+        assert_eq!(
+            epsim(&[
+                "--device",
+                device,
+                "settle",
+                "--model",
+                &m,
+                "--input",
+                s(&input),
+                "--steps",
+                "30",
+                "--at",
+                "1,10,30",
+                "--dump",
+                s(&f)
+            ]),
+            ExitCode::SUCCESS
+        );
+        let mut z = ndarray_npy::NpzReader::new(std::fs::File::open(&f).unwrap()).unwrap();
+        let mut arrays = Vec::new();
+        for name in z.names().unwrap() {
+            let a: ndarray::ArrayD<f32> = z.by_name(&name).unwrap();
+            arrays.push((name, a));
+        }
+        arrays.sort_by(|a, b| a.0.cmp(&b.0));
+        arrays
+    };
+    let (cpu, gpu) = (dump("cpu"), dump("gpu"));
+    assert_eq!(cpu.len(), gpu.len());
+    for ((n, a), (m, b)) in cpu.iter().zip(&gpu) {
+        assert_eq!(n, m);
+        let scale = a.iter().fold(1e-6f32, |s, v| s.max(v.abs()));
+        let diff = a.iter().zip(b).fold(0f32, |d, (p, q)| d.max((p - q).abs()));
+        assert!(
+            diff <= 1e-4 * scale,
+            "{n}: max difference {diff} (scale {scale})"
+        );
+    }
+}
