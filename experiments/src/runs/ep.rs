@@ -54,7 +54,12 @@ struct EpTrainer<'a, B: Engine> {
     be: &'a B,
     cfg: &'a TrainConfig,
     net: EpNet<B>,
+    /// The optimizer as the epoch loop sees it (learning rates, step count, checkpointed
+    /// buffers); its buffers are stale while `dev_opt` holds them.
     opt: Optimizer,
+    /// The optimizer on the backend, made from `opt` at the first batch (after any restore) and
+    /// copied back by `sync_optimizer`: batches never move parameters or buffers to the host.
+    dev_opt: Option<Optimizer<B::Tensor>>,
     sign_stream: Stream,
     test_set: &'a Dataset,
     norm: Normalization,
@@ -72,13 +77,28 @@ impl<B: Engine> Trainer for EpTrainer<'_, B> {
         &mut self.opt
     }
 
+    fn sync_optimizer(&mut self) -> Result<()> {
+        if let Some(d) = &self.dev_opt {
+            let h = d.to_host(self.be)?;
+            self.opt.buf1 = h.buf1;
+            self.opt.buf2 = h.buf2;
+            self.opt.steps = h.steps;
+        }
+        Ok(())
+    }
+
     fn train_batch(&mut self, batch: Batch, index: u64) -> Result<BatchStats> {
         let be = self.be;
         let x = be.upload_owned(batch.x)?;
+        let dev = match &mut self.dev_opt {
+            Some(d) => d,
+            None => self.dev_opt.insert(self.opt.to_backend(be)?),
+        };
+        dev.lrs.clone_from(&self.opt.lrs);
         let s = train_batch(
             be,
             &mut self.net,
-            &mut self.opt,
+            dev,
             &self.cfg.ep,
             &x,
             &batch.y,
@@ -181,6 +201,7 @@ pub fn train<B: Engine>(be: &B, cfg: &TrainConfig, opts: &TrainOptions) -> Resul
         cfg,
         net,
         opt,
+        dev_opt: None,
         sign_stream: root.child("beta.sign"),
         test_set: &test_set,
         norm,

@@ -233,6 +233,11 @@ pub trait Trainer {
     fn optimizer(&self) -> &Optimizer;
     /// The optimizer, mutable.
     fn optimizer_mut(&mut self) -> &mut Optimizer;
+    /// Bring [`Trainer::optimizer`] up to date with optimizer state kept elsewhere (on the
+    /// backend) before it is checkpointed; the default keeps none elsewhere.
+    fn sync_optimizer(&mut self) -> Result<()> {
+        Ok(())
+    }
     /// Called before the first batch of every epoch (0-based).
     fn start_epoch(&mut self, _epoch: usize) {}
     /// Train on one batch; `index` is the global batch index (the key of its random draws).
@@ -416,6 +421,7 @@ pub fn run_epochs<T: Trainer, C: RunConfig>(
         let log = trainer.epoch_log(base, &tot);
         trainer.report(&log, &tot, epochs);
         state.epochs_done += 1;
+        trainer.sync_optimizer()?;
         state.optimizer_steps = trainer.optimizer().steps;
         let mut f = trainer.model_file()?;
         add_training_state(&mut f, trainer.optimizer(), &state)?;
