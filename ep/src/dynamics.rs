@@ -119,7 +119,10 @@ pub trait Dynamics<B: Backend>: SynapseReads<B> {
     /// Run `steps` steps (numbered 0..steps) from `st`, optionally nudged by `nudge` = (β, target)
     /// (the nudged phases of EP start from the free fixed point).
     /// Every step is checked for divergence: a NaN or infinity in any layer stops the run with an
-    /// error naming the step (1-based, within this call) and the layer.
+    /// error naming the step (1-based, within this call) and the layer. On a backend whose
+    /// read-backs stall it ([`Backend::check_every`] > 1) the check runs every few steps, and a
+    /// failed check replays the steps since the last good one (the same reads: steps are pure
+    /// functions of state and step number) to name the first step that diverged.
     fn relax(
         &self,
         be: &B,
@@ -131,9 +134,10 @@ pub trait Dynamics<B: Backend>: SynapseReads<B> {
         let net = self.net();
         net.check_input(be, x)?;
         let input = self.read_input(be, x)?;
+        let mut good = (0, st.clone());
         for t in 0..steps {
             st = self.step_at(be, x, &st, t as u64, nudge, Some(&input))?;
-            net.check_state(be, &st, t + 1)?;
+            check_step(self, be, x, &input, nudge, &st, t, steps, &mut good)?;
         }
         Ok(st)
     }
@@ -180,12 +184,13 @@ pub trait Dynamics<B: Backend>: SynapseReads<B> {
         let mut ckpts = Vec::new();
         let mut st = net.zero_state(be, n_batch)?;
         let input = self.read_input(be, x)?;
+        let mut good = (0, st.clone());
         for t in 0..steps {
             if t % c == 0 {
                 ckpts.push(st.clone());
             }
             st = self.step_at(be, x, &st, t as u64, None, Some(&input))?;
-            net.check_state(be, &st, t + 1)?;
+            check_step(self, be, x, &input, None, &st, t, steps, &mut good)?;
         }
         let logits = self.logits_at(be, &st, steps as u64)?;
         let (loss, dlogits) = loss_grad(&logits)?;
@@ -267,6 +272,37 @@ pub trait Dynamics<B: Backend>: SynapseReads<B> {
 }
 
 impl<B: Backend, R: SynapseReads<B> + ?Sized> Dynamics<B> for R {}
+
+/// The divergence check after step `t` (0-based) of a loop of `steps` that reached `st`: on
+/// every [`Backend::check_every`]-th step and the last. A failed check replays the steps from the
+/// last good state `good` (updated here) to name the first step that diverged.
+#[allow(clippy::too_many_arguments)]
+fn check_step<B: Backend, R: SynapseReads<B> + ?Sized>(
+    r: &R,
+    be: &B,
+    x: &B::Tensor,
+    input: &R::Input,
+    nudge: Option<(f32, &Target<B>)>,
+    st: &State<B>,
+    t: usize,
+    steps: usize,
+    good: &mut (usize, State<B>),
+) -> Result<()> {
+    let net = r.net();
+    if !(t + 1).is_multiple_of(be.check_every().max(1)) && t + 1 != steps {
+        return Ok(());
+    }
+    if let Err(e) = net.check_state(be, st, t + 1) {
+        let mut s = good.1.clone();
+        for u in good.0..t {
+            s = r.step_at(be, x, &s, u as u64, nudge, Some(input))?;
+            net.check_state(be, &s, u + 1)?;
+        }
+        return Err(e);
+    }
+    *good = (t + 1, st.clone());
+    Ok(())
+}
 
 fn acc<B: Backend>(be: &B, slot: &mut Option<B::Tensor>, v: B::Tensor) -> Result<()> {
     *slot = Some(match slot.take() {

@@ -117,6 +117,11 @@ impl Backend for Gpu {
         self.ctx.sync()
     }
 
+    fn check_every(&self) -> usize {
+        // A divergence check reads back one scalar per layer; every 16 steps keeps the queue full.
+        16
+    }
+
     fn shape(&self, t: &GpuTensor) -> Vec<usize> {
         t.shape.clone()
     }

@@ -44,6 +44,13 @@ pub trait Backend: Send + Sync {
     fn sync(&self) -> Result<()> {
         Ok(())
     }
+    /// Steps a long loop (the EP phases) may run between checks that read a value back from
+    /// the backend (divergence checks): 1 where reading back costs nothing (the CPU), more where
+    /// each read-back stalls a device queue. Loops replay from the last checked state to name the
+    /// exact failing step, so this changes no result and no message.
+    fn check_every(&self) -> usize {
+        1
+    }
     /// Shape of a tensor.
     fn shape(&self, t: &Self::Tensor) -> Vec<usize>;
     /// A tensor of zeros.

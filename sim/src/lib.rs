@@ -3,12 +3,15 @@
 //! Role: f32 tensors (ndarray, NCHW), the **closed set of primitive ops** each with its adjoint
 //! ([`Backend`]), the CPU backend ([`cpu::Cpu`]: rayon + a fast GEMM), a small reverse-mode tape for
 //! the backprop baselines ([`tape`]), and counter-based seeded random streams ([`rng`]).
+//! [`conformance`] holds the op checks written once over [`Backend`], run on every backend by
+//! [`conformance_suite!`].
 //!
 //! Dependencies: none of the other epsim crates. A backend never knows about models; everything
 //! above (devices, ep, host-gpu, experiments) builds on this crate.
 
 pub mod alloc;
 pub mod backend;
+pub mod conformance;
 pub mod cpu;
 pub mod error;
 pub mod gradcheck;

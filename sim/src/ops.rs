@@ -188,6 +188,18 @@ impl Act {
         }
     }
 
+    /// Error (naming `op`) for an [`Act::Clamp`] whose bounds are not ordered or NaN; every
+    /// backend's `map` and `map_grad` check this first.
+    pub fn check(self, op: &'static str) -> Result<()> {
+        match self {
+            Act::Clamp { lo, hi } if lo.is_nan() || hi.is_nan() || lo > hi => Err(Error::param(
+                op,
+                format!("clamp bounds need lo ≤ hi, got lo={lo}, hi={hi}"),
+            )),
+            _ => Ok(()),
+        }
+    }
+
     /// Parse the names used in configs and the reference code (`hard_sigmoid`, `my_hard_sig`,
     /// `my_sigmoid`, `relu`, `gelu`, `identity`).
     pub fn from_name(name: &str) -> Result<Self> {

@@ -17,13 +17,28 @@ fn erf_approx(x: f32) -> f32 {
     return select(r - 1.0, 1.0 - r, x >= 0.0);
 }
 
+// NaN test on the bits: float comparisons with NaN may be folded away by shader compilers.
+fn is_nan(x: f32) -> bool {
+    return (bitcast<u32>(x) & 0x7fffffffu) > 0x7f800000u;
+}
+
+// The scalar definitions of sim::Act::f, NaN included (WGSL's clamp/min/max leave NaN
+// undefined): the hard sigmoids pass NaN through (as Rust's f32::clamp), relu maps it to 0 and
+// clamp to lo (as f32::max then f32::min).
 fn act_f(code: u32, x: f32, lo: f32, hi: f32) -> f32 {
+    if (is_nan(x)) {
+        switch code {
+            case 4u: { return 0.0; }
+            case 6u: { return lo; }
+            default: { return x; }
+        }
+    }
     switch code {
         case 0u: { return x; }
         case 1u: { return (1.0 + clamp(2.0 * x - 1.0, -1.0, 1.0)) * 0.5; }
         case 2u: { return (1.0 + clamp(x - 1.0, -1.0, 1.0)) * 0.5; }
         case 3u: { return 1.0 / (1.0 + exp(-4.0 * (x - 0.5))); }
-        case 4u: { return max(x, 0.0); }
+        case 4u: { return select(0.0, x, x > 0.0); }
         case 5u: { return 0.5 * x * (1.0 + erf_approx(x * 0.70710678)); }
         default: { return min(max(x, lo), hi); }
     }

@@ -49,6 +49,7 @@ fn run(
 }
 
 pub(crate) fn map(ctx: &Arc<Ctx>, x: &GpuTensor, act: Act) -> Result<GpuTensor> {
+    act.check("map")?;
     let (c, lo, hi) = act_code(act);
     run(ctx, "map", "map", x, None, &[c, f(lo), f(hi)])
 }
@@ -59,6 +60,7 @@ pub(crate) fn map_grad(
     gy: &GpuTensor,
     act: Act,
 ) -> Result<GpuTensor> {
+    act.check("map_grad")?;
     let (c, lo, hi) = act_code(act);
     run(ctx, "map_grad", "map_grad", x, Some(gy), &[c, f(lo), f(hi)])
 }

@@ -164,12 +164,17 @@ pub(crate) fn slice(
     len: usize,
 ) -> Result<GpuTensor> {
     let op = "slice";
-    if axis >= x.shape.len() || start + len > x.shape[axis] {
+    if axis >= x.shape.len() {
+        return Err(Error::param(
+            op,
+            format!("axis {axis} out of range for shape {:?}", x.shape),
+        ));
+    }
+    if start.checked_add(len).is_none_or(|end| end > x.shape[axis]) {
         return Err(Error::param(
             op,
             format!(
-                "entries {start}..{} of axis {axis} do not fit shape {:?}",
-                start + len,
+                "entries {start}..{start}+{len} of axis {axis} do not fit shape {:?}",
                 x.shape
             ),
         ));

@@ -101,27 +101,16 @@ pub(crate) fn chunked_sum(n: usize, f: impl Fn(usize) -> f64 + Sync) -> f64 {
     partials.into_iter().fold(0.0f64, |acc, p| acc + p)
 }
 
-/// Error for an `Act::Clamp` whose bounds are not ordered (or NaN).
-fn check_act(op: &'static str, act: Act) -> Result<()> {
-    match act {
-        Act::Clamp { lo, hi } if lo.is_nan() || hi.is_nan() || lo > hi => Err(Error::param(
-            op,
-            format!("clamp bounds need lo ≤ hi, got lo={lo}, hi={hi}"),
-        )),
-        _ => Ok(()),
-    }
-}
-
 /// act(x) elementwise.
 pub fn map(x: &Tensor, act: Act) -> Result<Tensor> {
-    check_act("map", act)?;
+    act.check("map")?;
     Ok(from_vec(x.shape(), unary(&flat(x), |v| act.f(v))))
 }
 
 /// gy ⊙ act'(x).
 pub fn map_grad(x: &Tensor, gy: &Tensor, act: Act) -> Result<Tensor> {
     same_shape("map_grad", x, gy)?;
-    check_act("map_grad", act)?;
+    act.check("map_grad")?;
     Ok(from_vec(
         x.shape(),
         binary(&flat(x), &flat(gy), |x, g| g * act.df(x)),

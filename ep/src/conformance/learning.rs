@@ -1,13 +1,18 @@
-//! EP learns: a small EP-MLP and a small EP-CNN trained with symmetric EP on a synthetic,
-//! linearly separable task reach high training accuracy, and training is deterministic for a seed.
+//! EP learns, on one backend: a small EP-MLP and a small EP-CNN trained with symmetric EP on a
+//! synthetic, linearly separable task reach high training accuracy, and training is
+//! deterministic for a seed.
 
-use ep::optim::{OptimKind, Optimizer};
-use ep::train::{EpConfig, predict, train_batch};
-use ep::{ConvLayer, EpNet, Loss, ModelSpec, Pool};
-use sim::{Act, Cpu, Stream, Tensor};
+use sim::{Act, Backend, Stream, Tensor};
 
-/// Inputs whose class is decided by which quarter of the image is brightest (4 classes), plus noise.
-fn synthetic(n: usize, c: usize, hw: usize, seed: u64) -> (Tensor, Vec<usize>) {
+use super::{Must, up};
+use crate::model::EpNet;
+use crate::optim::{OptimKind, Optimizer};
+use crate::spec::{ConvLayer, Loss, ModelSpec, Pool};
+use crate::train::{EpConfig, predict, train_batch};
+
+/// Inputs whose class is decided by which quarter of the image is brightest (4 classes), plus
+/// noise.
+pub fn synthetic(n: usize, c: usize, hw: usize, seed: u64) -> (Tensor, Vec<usize>) {
     let s = Stream::new(seed, "synthetic");
     let mut x = vec![0f32; n * c * hw * hw];
     let mut y = Vec::with_capacity(n);
@@ -25,15 +30,25 @@ fn synthetic(n: usize, c: usize, hw: usize, seed: u64) -> (Tensor, Vec<usize>) {
             }
         }
     }
-    (sim::tensor(&[n, c, hw, hw], x).unwrap(), y)
+    (sim::tensor(&[n, c, hw, hw], x).must(), y)
 }
 
-fn train(spec: ModelSpec, lrs: Vec<f32>, epochs: usize, seed: u64) -> (f64, EpNet<Cpu>) {
-    let be = Cpu;
+/// Train `spec` for `epochs` on 64 synthetic samples in batches of 16 (SGD with momentum,
+/// symmetric EP with random-sign β); the training accuracy and the network.
+fn train<B: Backend>(
+    be: &B,
+    spec: ModelSpec,
+    lrs: Vec<f32>,
+    epochs: usize,
+    seed: u64,
+) -> (f64, EpNet<B>) {
     let (x, y) = synthetic(64, spec.input[0], spec.input[1], 7);
-    let mut net = EpNet::init(&be, spec, &Stream::new(seed, "init"), None).unwrap();
+    let mut net = EpNet::init(be, spec, &Stream::new(seed, "init"), None).must();
     let n = lrs.len();
-    let mut opt = Optimizer::new(OptimKind::Sgd { momentum: 0.9 }, lrs, vec![0.0; n], 2).unwrap();
+    let mut opt = Optimizer::new(OptimKind::Sgd { momentum: 0.9 }, lrs, vec![0.0; n], 2)
+        .must()
+        .to_backend(be)
+        .must();
     let cfg = EpConfig {
         beta: 0.5,
         symmetric: true,
@@ -41,34 +56,38 @@ fn train(spec: ModelSpec, lrs: Vec<f32>, epochs: usize, seed: u64) -> (f64, EpNe
     };
     let signs = Stream::new(seed, "sign");
     let bs = 16;
-    let mut k = 0;
-    for _ in 0..epochs {
-        for b in 0..64 / bs {
+    let batches: Vec<B::Tensor> = (0..64 / bs)
+        .map(|b| {
             let xb = x
                 .slice(ndarray::s![b * bs..(b + 1) * bs, .., .., ..])
                 .to_owned()
                 .into_dyn();
+            up(be, &xb)
+        })
+        .collect();
+    let mut k = 0;
+    for _ in 0..epochs {
+        for (b, xb) in batches.iter().enumerate() {
             train_batch(
-                &be,
+                be,
                 &mut net,
                 &mut opt,
                 &cfg,
-                &xb,
+                xb,
                 &y[b * bs..(b + 1) * bs],
                 &signs,
                 k,
             )
-            .unwrap();
+            .must();
             k += 1;
         }
     }
-    let (pred, _) = predict(&be, &net, &x, net.spec.t1).unwrap();
+    let (pred, _) = predict(be, &net, &up(be, &x), net.spec.t1).must();
     let acc = pred.iter().zip(&y).filter(|(p, l)| p == l).count() as f64 / y.len() as f64;
     (acc, net)
 }
 
-#[test]
-fn ep_mlp_learns_a_separable_task() {
+pub fn ep_mlp_learns_a_separable_task<B: Backend>(be: &B) {
     let spec = ModelSpec {
         input: [1, 6, 6],
         conv: vec![],
@@ -80,12 +99,11 @@ fn ep_mlp_learns_a_separable_task() {
         t2: 6,
         input_norm: None,
     };
-    let (acc, _) = train(spec, vec![0.1, 0.05], 15, 1);
+    let (acc, _) = train(be, spec, vec![0.1, 0.05], 15, 1);
     assert!(acc >= 0.9, "EP-MLP training accuracy {acc}");
 }
 
-#[test]
-fn ep_cnn_with_softmax_readout_learns_and_is_deterministic() {
+pub fn ep_cnn_with_softmax_readout_learns_and_is_deterministic<B: Backend>(be: &B) {
     let spec = ModelSpec {
         input: [1, 8, 8],
         conv: vec![ConvLayer {
@@ -103,13 +121,12 @@ fn ep_cnn_with_softmax_readout_learns_and_is_deterministic() {
         t2: 5,
         input_norm: None,
     };
-    let (acc, a) = train(spec.clone(), vec![0.1, 0.05], 10, 2);
+    let (acc, a) = train(be, spec.clone(), vec![0.1, 0.05], 10, 2);
     assert!(acc >= 0.9, "EP-CNN training accuracy {acc}");
-    let (_, b) = train(spec, vec![0.1, 0.05], 10, 2);
-    let be = Cpu;
+    let (_, b) = train(be, spec, vec![0.1, 0.05], 10, 2);
     assert_eq!(
-        a.to_host(&be).unwrap(),
-        b.to_host(&be).unwrap(),
+        a.to_host(be).must(),
+        b.to_host(be).must(),
         "same seed gave different weights"
     );
 }

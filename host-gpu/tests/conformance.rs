@@ -1,0 +1,12 @@
+//! The op conformance suite (`sim::conformance`) on the GPU backend: every op check the CPU
+//! passes, run on the first wgpu adapter (lavapipe where no GPU is present). Each test opens its
+//! own device, so that tests running in parallel do not share one (sharing is checked by the
+//! suite's own case `layout::concurrent_use_from_threads`). Without an adapter every test fails
+//! with the backend's message, which names the package to install.
+
+/// A fresh GPU backend, or a panic with the reason there is none.
+fn gpu() -> host_gpu::Gpu {
+    host_gpu::Gpu::new(None).unwrap_or_else(|e| panic!("{e}"))
+}
+
+sim::conformance_suite!(gpu, gpu());
