@@ -263,11 +263,9 @@ fn a_run_may_be_resumed_on_another_device() {
 }
 
 /// The shipped EP-CNN evaluated and settled on the GPU gives the CPU's accuracy, and states and
-/// logits within 1e-4 relative (ARCHITECTURE.md). Needs convolutions and pooling on the GPU
-/// backend, which are not there yet; run with `cargo test --release -p epsim-tests --test
-/// cli_device -- --ignored` once they are, and drop the `ignore`.
+/// logits within 1e-4 relative (ARCHITECTURE.md): `epsim --device gpu settle --dump` against
+/// `--device cpu`. Runs on Mesa's software Vulkan where there is no GPU.
 #[test]
-#[ignore = "needs conv2d/max-pool on the GPU backend (host-gpu); fails with 'not yet on the GPU backend' until then"]
 fn the_shipped_model_on_the_gpu_gives_the_cpus_accuracy_and_states() {
     let m = quickstart_model();
     let dir = tempfile::tempdir().unwrap();
@@ -313,26 +311,21 @@ fn the_shipped_model_on_the_gpu_gives_the_cpus_accuracy_and_states() {
     let x = sim::gradcheck::test_tensor(&[4, 1, 28, 28], 3, 1.0);
     let input = dir.path().join("x.npy");
     ndarray_npy::write_npy(&input, &x).unwrap();
-    let dump = |device: &str| {
-        let f = dir.path().join(format!("{device}.npz"));
-        assert_eq!(
-            epsim(&[
-                "--device",
-                device,
-                "settle",
-                "--model",
-                &m,
-                "--input",
-                s(&input),
-                "--steps",
-                "30",
-                "--at",
-                "1,10,30",
-                "--dump",
-                s(&f)
-            ]),
-            ExitCode::SUCCESS
-        );
+    let dump = |device: &str, model: &[&str]| {
+        let f = dir.path().join(format!("{device}-{}.npz", model.len()));
+        let mut args = vec!["--device", device, "settle"];
+        args.extend_from_slice(model);
+        args.extend_from_slice(&[
+            "--input",
+            s(&input),
+            "--steps",
+            "30",
+            "--at",
+            "1,10,30",
+            "--dump",
+            s(&f),
+        ]);
+        assert_eq!(epsim(&args), ExitCode::SUCCESS);
         let mut z = ndarray_npy::NpzReader::new(std::fs::File::open(&f).unwrap()).unwrap();
         let mut arrays = Vec::new();
         for name in z.names().unwrap() {
@@ -342,15 +335,36 @@ fn the_shipped_model_on_the_gpu_gives_the_cpus_accuracy_and_states() {
         arrays.sort_by(|a, b| a.0.cmp(&b.0));
         arrays
     };
-    let (cpu, gpu) = (dump("cpu"), dump("gpu"));
-    assert_eq!(cpu.len(), gpu.len());
-    for ((n, a), (m, b)) in cpu.iter().zip(&gpu) {
-        assert_eq!(n, m);
-        let scale = a.iter().fold(1e-6f32, |s, v| s.max(v.abs()));
-        let diff = a.iter().zip(b).fold(0f32, |d, (p, q)| d.max((p - q).abs()));
-        assert!(
-            diff <= 1e-4 * scale,
-            "{n}: max difference {diff} (scale {scale})"
-        );
+    // The shipped checkpoint, and the same weights as a plain state dict with --spec (the way a
+    // PyTorch model comes in).
+    let f = ep::checkpoint::TensorFile::from_bytes(&std::fs::read(&m).unwrap()).unwrap();
+    let net = experiments::classifier::load::load_model(&sim::Cpu, std::path::Path::new(&m), None)
+        .unwrap();
+    let plain = ep::checkpoint::TensorFile {
+        tensors: f
+            .tensors
+            .into_iter()
+            .filter(|(n, _)| n.starts_with("synapses."))
+            .collect(),
+        metadata: Default::default(),
+    };
+    let sd = dir.path().join("state_dict.safetensors");
+    std::fs::write(&sd, plain.to_bytes().unwrap()).unwrap();
+    let spec = dir.path().join("spec.json");
+    std::fs::write(&spec, serde_json::to_string(&net.spec).unwrap()).unwrap();
+    let shipped = ["--model", m.as_str()];
+    let state_dict = ["--model", s(&sd), "--spec", s(&spec)];
+    for model in [&shipped[..], &state_dict[..]] {
+        let (cpu, gpu) = (dump("cpu", model), dump("gpu", model));
+        assert_eq!(cpu.len(), gpu.len());
+        for ((n, a), (m, b)) in cpu.iter().zip(&gpu) {
+            assert_eq!(n, m);
+            let scale = a.iter().fold(1e-6f32, |s, v| s.max(v.abs()));
+            let diff = a.iter().zip(b).fold(0f32, |d, (p, q)| d.max((p - q).abs()));
+            assert!(
+                diff <= 1e-4 * scale,
+                "{model:?} {n}: max difference {diff} (scale {scale})"
+            );
+        }
     }
 }
