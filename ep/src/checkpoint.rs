@@ -18,6 +18,19 @@ use crate::spec::ModelSpec;
 pub const SPEC_KEY: &str = "epsim.spec";
 /// Metadata key of the training state.
 pub const TRAIN_KEY: &str = "epsim.train";
+/// Metadata key of the per-tensor checksums (JSON: name → FNV-1a 64 of the stored bytes, hex),
+/// written with every file and checked on reading when present (PyTorch's files have none).
+pub const CHECKSUM_KEY: &str = "epsim.checksums";
+
+/// FNV-1a 64 of a tensor's stored bytes, as 16 hex digits.
+fn checksum(bytes: &[u8]) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in bytes {
+        h ^= b as u64;
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    format!("{h:016x}")
+}
 
 /// A set of named host tensors plus string metadata: the content of one safetensors file.
 #[derive(Debug, Clone, Default)]
@@ -53,11 +66,16 @@ impl TensorFile {
             .map(|(n, b, s)| TensorView::new(Dtype::F32, s.clone(), b).map(|v| (n.clone(), v)))
             .collect::<std::result::Result<Vec<_>, _>>()
             .map_err(|e| Error::Other(format!("safetensors: {e}")))?;
-        let meta = if self.metadata.is_empty() {
-            None
-        } else {
-            Some(self.metadata.clone())
-        };
+        let mut meta = self.metadata.clone();
+        let sums: std::collections::BTreeMap<&str, String> = bufs
+            .iter()
+            .map(|(n, b, _)| (n.as_str(), checksum(b)))
+            .collect();
+        meta.insert(
+            CHECKSUM_KEY.into(),
+            serde_json::to_string(&sums).map_err(|e| Error::Other(format!("checksums: {e}")))?,
+        );
+        let meta = Some(meta);
         let bytes = safetensors::serialize(views, meta)
             .map_err(|e| Error::Other(format!("safetensors: {e}")))?;
         canonical_header(bytes)
@@ -69,6 +87,17 @@ impl TensorFile {
             .map_err(|e| Error::Other(format!("not a valid safetensors file: {e}")))?;
         let st = SafeTensors::deserialize(bytes)
             .map_err(|e| Error::Other(format!("not a valid safetensors file: {e}")))?;
+        let mut metadata = meta.metadata().clone().unwrap_or_default();
+        let sums: Option<HashMap<String, String>> = metadata
+            .remove(CHECKSUM_KEY)
+            .map(|j| {
+                serde_json::from_str(&j).map_err(|e| {
+                    Error::Other(format!(
+                        "metadata {CHECKSUM_KEY} is not a map of checksums: {e}"
+                    ))
+                })
+            })
+            .transpose()?;
         let mut tensors = Vec::new();
         let mut names: Vec<String> = st.names().into_iter().map(|s| s.to_string()).collect();
         names.sort();
@@ -77,6 +106,22 @@ impl TensorFile {
                 .tensor(&name)
                 .map_err(|e| Error::Other(format!("tensor {name}: {e}")))?;
             let data = v.data();
+            if let Some(sums) = &sums {
+                let got = checksum(data);
+                match sums.get(&name) {
+                    Some(want) if *want == got => {}
+                    Some(want) => {
+                        return Err(Error::Other(format!(
+                            "tensor {name}: its data is corrupt (checksum {got}, the file records {want})"
+                        )));
+                    }
+                    None => {
+                        return Err(Error::Other(format!(
+                            "tensor {name}: not among the file's recorded checksums (a tensor added or renamed after writing?)"
+                        )));
+                    }
+                }
+            }
             let vals: Vec<f32> = match v.dtype() {
                 Dtype::F32 => data
                     .chunks_exact(4)
@@ -102,10 +147,7 @@ impl TensorFile {
             };
             tensors.push((name, sim::tensor(v.shape(), vals)?));
         }
-        Ok(TensorFile {
-            tensors,
-            metadata: meta.metadata().clone().unwrap_or_default(),
-        })
+        Ok(TensorFile { tensors, metadata })
     }
 }
 
@@ -273,5 +315,36 @@ mod tests {
         assert_eq!(back.metadata, make().metadata);
         let a = back.tensors.iter().find(|(n, _)| n == "a").unwrap();
         assert_eq!(a.1, t);
+    }
+
+    #[test]
+    fn flipped_bytes_in_tensor_data_are_named_and_files_without_checksums_load() {
+        let w = sim::gradcheck::test_tensor(&[8, 16], 1, 1.0);
+        let b = sim::gradcheck::test_tensor(&[8], 2, 1.0);
+        let f = TensorFile {
+            tensors: vec![("w".into(), w.clone()), ("b".into(), b.clone())],
+            metadata: HashMap::new(),
+        };
+        let bytes = f.to_bytes().unwrap();
+        assert!(TensorFile::from_bytes(&bytes).is_ok());
+        // The data section is the last 4·(128 + 8) bytes; "b" is stored before "w" (sorted).
+        let n = bytes.len();
+        let mut bad = bytes.clone();
+        bad[n - 100] ^= 0x5a;
+        let e = TensorFile::from_bytes(&bad).unwrap_err().to_string();
+        assert!(e.contains("tensor w") && e.contains("corrupt"), "{e}");
+        let mut bad = bytes.clone();
+        bad[n - 4 * 136 + 3] ^= 0x01;
+        let e = TensorFile::from_bytes(&bad).unwrap_err().to_string();
+        assert!(e.contains("tensor b") && e.contains("corrupt"), "{e}");
+        // A file written elsewhere (a PyTorch state dict) has no checksums and loads as it is.
+        let views = vec![(
+            "w".to_string(),
+            TensorView::new(Dtype::F32, vec![8, 16], &bytes[n - 4 * 128..]).unwrap(),
+        )];
+        let plain = safetensors::serialize(views, None).unwrap();
+        let back = TensorFile::from_bytes(&plain).unwrap();
+        assert_eq!(back.get("w").unwrap(), &w);
+        assert!(back.metadata.is_empty());
     }
 }

@@ -1,7 +1,8 @@
 //! Bad input caught before any work: counts of 0, a plot option without the plot, a plot format
 //! that cannot be written, unknown keys in a model spec; and what a results record carries: the
 //! commit of the code, a results file in a folder that does not exist yet; suites with an unknown
-//! attack or corruptions on grayscale images fail before any attack runs.
+//! attack or corruptions on grayscale images fail before any attack runs; flipped bytes in a
+//! checkpoint are refused naming the tensor.
 
 use std::process::ExitCode;
 
@@ -157,4 +158,33 @@ fn suites_fail_before_any_attack_runs() {
     );
     assert!(!out.exists(), "nothing ran");
     assert_eq!(run(good), ExitCode::SUCCESS);
+}
+
+/// 200 flipped bytes inside a checkpoint's tensor data: the load fails naming the tensor (the
+/// per-tensor checksums every written file carries), where before it loaded silently.
+#[test]
+fn flipped_bytes_in_a_checkpoint_are_refused_naming_the_tensor() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ckpt, data) = tiny_model_and_data(dir.path(), true, 20);
+    let mut bytes = std::fs::read(&ckpt).unwrap();
+    let n = bytes.len();
+    for b in &mut bytes[n - 300..n - 100] {
+        *b ^= 0xa5;
+    }
+    let bad = dir.path().join("flipped.safetensors");
+    std::fs::write(&bad, &bytes).unwrap();
+    let e = experiments::classifier::load::load_model(&sim::Cpu, &bad, None)
+        .err()
+        .expect("a corrupt checkpoint loaded");
+    let msg = format!("{e:#}");
+    assert!(
+        msg.contains("corrupt") && msg.contains("tensor synapses."),
+        "{msg}"
+    );
+    assert_eq!(
+        epsim(&["eval", "--model", s(&bad), "--data", &data]),
+        ExitCode::FAILURE
+    );
+    // The intact file still loads.
+    assert!(experiments::classifier::load::load_model(&sim::Cpu, &ckpt, None).is_ok());
 }
