@@ -173,9 +173,9 @@ fn flipped_bytes_in_a_checkpoint_are_refused_naming_the_tensor() {
     }
     let bad = dir.path().join("flipped.safetensors");
     std::fs::write(&bad, &bytes).unwrap();
-    let e = experiments::classifier::load::load_model(&sim::Cpu, &bad, None)
-        .err()
-        .expect("a corrupt checkpoint loaded");
+    let Err(e) = experiments::classifier::load::load_model(&sim::Cpu, &bad, None) else {
+        panic!("a corrupt checkpoint loaded");
+    };
     let msg = format!("{e:#}");
     assert!(
         msg.contains("corrupt") && msg.contains("tensor synapses."),
