@@ -220,7 +220,7 @@ pub fn write_grid(
     super::plot::register_font();
     {
         let root = BitMapBackend::with_buffer(&mut buf, (gw as u32, gh as u32)).into_drawing_area();
-        let err = |e| anyhow::anyhow!("drawing text: {e:?}");
+        let err = super::plot::plot_error;
         let small = ("sans-serif", 11).into_font().color(&BLACK);
         let head = ("sans-serif", 13).into_font().color(&BLACK);
         for (col, t) in ["clean", "adversarial", "perturbation ×A"]

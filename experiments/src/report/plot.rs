@@ -50,6 +50,17 @@ pub fn line_chart(
     .with_context(|| format!("drawing {}", path.display()))
 }
 
+/// A plotting error as a sentence (the backend's own message, e.g. the I/O error of writing the
+/// file), not a Debug dump of plotters' error enums.
+pub(crate) fn plot_error<E: std::error::Error + Send + Sync>(
+    e: DrawingAreaErrorKind<E>,
+) -> anyhow::Error {
+    match e {
+        DrawingAreaErrorKind::BackendError(b) => anyhow::anyhow!("plot: {b}"),
+        other => anyhow::anyhow!("plot: {other}"),
+    }
+}
+
 fn draw<DB: DrawingBackend>(
     root: DrawingArea<DB, plotters::coord::Shift>,
     title: &str,
@@ -61,7 +72,7 @@ fn draw<DB: DrawingBackend>(
 where
     DB::ErrorType: 'static,
 {
-    let err = |e: DrawingAreaErrorKind<DB::ErrorType>| anyhow::anyhow!("plot: {e:?}");
+    let err = plot_error::<DB::ErrorType>;
     root.fill(&WHITE).map_err(err)?;
     let pts = series.iter().flat_map(|s| s.points.iter());
     let (mut x0, mut x1, mut y0, mut y1) = (
@@ -189,7 +200,7 @@ impl ErrorBarChart {
     where
         DB::ErrorType: 'static,
     {
-        let err = |e: DrawingAreaErrorKind<DB::ErrorType>| anyhow::anyhow!("plot: {e:?}");
+        let err = plot_error::<DB::ErrorType>;
         root.fill(&WHITE).map_err(err)?;
         let xs = self.points.iter().map(|p| p.0);
         let (mut x0, mut x1) = xs.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), x| {

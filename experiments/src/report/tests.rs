@@ -333,3 +333,31 @@ fn malformed_lines_name_file_and_line() {
     std::fs::write(&p, format!("{good}\n")).unwrap();
     assert_eq!(read_results(&p).unwrap().len(), 1);
 }
+
+/// A plot that cannot be written fails with the file and the I/O error in words, not a Debug dump
+/// of plotters' error enums (issue 17).
+#[test]
+fn an_unwritable_plot_names_the_file_and_the_io_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, b"x").unwrap();
+    let series = [crate::report::plot::Series {
+        label: "s".into(),
+        points: vec![(0.0, 0.5), (1.0, 0.7)],
+    }];
+    for name in ["p.png", "p.svg"] {
+        // A path under a regular file: no directory can be created there.
+        let path = file.join(name);
+        let e = crate::report::plot::line_chart(&path, "t", "x", "y", &series, None)
+            .expect_err("a plot under a regular file");
+        let msg = format!("{e:#}");
+        assert!(msg.contains(&path.display().to_string()), "{msg}");
+        assert!(
+            !msg.contains("BackendError(") && !msg.contains("DrawingError("),
+            "a Debug dump: {msg}"
+        );
+    }
+    // The same call into a directory works.
+    crate::report::plot::line_chart(&dir.path().join("ok.png"), "t", "x", "y", &series, None)
+        .unwrap();
+}
