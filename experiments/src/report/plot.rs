@@ -50,6 +50,13 @@ pub fn line_chart(
     .with_context(|| format!("drawing {}", path.display()))
 }
 
+/// A tick label: at most 4 decimals, trailing zeros dropped ("0.46", not "0.46000000000000001").
+pub(crate) fn tick(x: f64) -> String {
+    let s = format!("{x:.4}");
+    let s = s.trim_end_matches('0').trim_end_matches('.');
+    if s == "-0" { "0".into() } else { s.into() }
+}
+
 /// A plotting error as a sentence (the backend's own message, e.g. the I/O error of writing the
 /// file), not a Debug dump of plotters' error enums.
 pub(crate) fn plot_error<E: std::error::Error + Send + Sync>(
@@ -110,6 +117,8 @@ where
         .x_desc(x_label)
         .y_desc(y_label)
         .label_style(("sans-serif", 14))
+        .x_label_formatter(&|x| tick(*x))
+        .y_label_formatter(&|y| tick(*y))
         .draw()
         .map_err(err)?;
     for (i, s) in series.iter().enumerate() {
@@ -250,7 +259,7 @@ impl ErrorBarChart {
                     String::new()
                 }
             }
-            None => format!("{x}"),
+            None => tick(*x),
         };
         let mut mesh = chart.configure_mesh();
         mesh.x_desc(self.x_label.as_str())

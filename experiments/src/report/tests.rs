@@ -361,3 +361,14 @@ fn an_unwritable_plot_names_the_file_and_the_io_error() {
     crate::report::plot::line_chart(&dir.path().join("ok.png"), "t", "x", "y", &series, None)
         .unwrap();
 }
+
+#[test]
+fn tick_labels_carry_no_float_noise() {
+    use crate::report::plot::tick;
+    assert_eq!(tick(0.46000000000000001), "0.46");
+    assert_eq!(tick(0.1 + 0.2), "0.3");
+    assert_eq!(tick(2.0), "2");
+    assert_eq!(tick(-0.00001), "0");
+    assert_eq!(tick(0.0005), "0.0005");
+    assert_eq!(tick(1250.0), "1250");
+}

@@ -482,7 +482,12 @@ fn write_outputs(
         md += &format!("| {id} | {r:.4} |");
         for i in 0..param.levels.len() {
             let (m, s) = stat(i, &id)?;
-            md += &format!(" {m:.4} ± {s:.4} |");
+            // One substrate seed has no spread to show.
+            md += &if a.substrate_seeds > 1 {
+                format!(" {m:.4} ± {s:.4} |")
+            } else {
+                format!(" {m:.4} |")
+            };
         }
         md += "\n";
     }
