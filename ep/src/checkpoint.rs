@@ -88,6 +88,11 @@ impl TensorFile {
         let st = SafeTensors::deserialize(bytes)
             .map_err(|e| Error::Other(format!("not a valid safetensors file: {e}")))?;
         let mut metadata = meta.metadata().clone().unwrap_or_default();
+        if !metadata.contains_key(CHECKSUM_KEY) && metadata.contains_key(SPEC_KEY) {
+            tracing::info!(
+                "an epsim file written before checksums: its tensor data is not integrity-checked (save it again to add them)"
+            );
+        }
         let sums: Option<HashMap<String, String>> = metadata
             .remove(CHECKSUM_KEY)
             .map(|j| {
