@@ -16,11 +16,13 @@ pub mod dynamics;
 pub mod export;
 pub mod model;
 pub mod optim;
+pub mod settle;
 pub mod spec;
 pub mod substrate;
 pub mod subtrain;
 pub mod train;
 
 pub use dynamics::{Bptt, Dynamics, SynapseReads};
+pub use settle::{Settle, Settled, Settler};
 pub use model::{EpNet, Forward, InputRead, State, Target};
 pub use spec::{ConvLayer, InputNorm, Loss, ModelSpec, Pool};
