@@ -102,7 +102,18 @@ fn summary() {
         dmax(&reference, &more),
         accuracy(&be, net, &reference, labels)
     );
-    for (name, steps, s) in settles() {
+    let st = |start: f32, tol: f32| Settle::Anderson { m: 5, beta: 1.0, tol, max_steps: None, reg: 1e-8, restart: 10.0, start };
+    let extra = [
+        ("anderson start1e-1", 1000, st(1e-1, 1e-5)),
+        ("anderson start3e-2", 1000, st(3e-2, 1e-5)),
+        ("anderson start1e-2", 1000, st(1e-2, 1e-5)),
+        ("anderson start1e-3", 1000, st(1e-3, 1e-5)),
+        ("anderson m2 1e-5", 1000, Settle::Anderson { m: 2, beta: 1.0, tol: 1e-5, max_steps: None, reg: 1e-8, restart: 10.0, start: f32::INFINITY }),
+        ("anderson m5 b.5 1e-5", 1000, Settle::Anderson { m: 5, beta: 0.5, tol: 1e-5, max_steps: None, reg: 1e-8, restart: 10.0, start: f32::INFINITY }),
+        ("anderson m5 rst2 1e-5", 1000, Settle::Anderson { m: 5, beta: 1.0, tol: 1e-5, max_steps: None, reg: 1e-8, restart: 2.0, start: f32::INFINITY }),
+        ("anderson m5 reg1e-3", 1000, Settle::Anderson { m: 5, beta: 1.0, tol: 1e-5, max_steps: None, reg: 1e-3, restart: 10.0, start: f32::INFINITY }),
+    ];
+    for (name, steps, s) in settles().into_iter().chain(extra) {
         let r = net.free_phase_with(&be, x, steps, &s).unwrap();
         let residual = match r.residual {
             Some(v) => v,
@@ -119,8 +130,10 @@ fn summary() {
                 v.iter().sum::<usize>() as f64 / v.len() as f64
             }
         };
+        let per = sample_max_abs_diff(&be, &r.state, &reference).unwrap();
+        let off = per.iter().filter(|&&v| v > 1e-3).count();
         eprintln!(
-            "{name:20}: {:4} steps (per-sample mean {mean_sample:.1}), residual {residual:.1e}, \
+            "{name:20}: {off} samples > 1e-3 from s*; {:4} steps (per-sample mean {mean_sample:.1}), residual {residual:.1e}, \
              max |s - s*| {:.1e}, accuracy {}",
             r.steps,
             dmax(&r.state, &reference),

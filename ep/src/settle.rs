@@ -24,6 +24,14 @@
 //! a converged iterate). A sample whose residual grows above `restart` times the smallest it had
 //! restarts with an empty history (a safeguard for the piecewise-linear σ and pooling switches).
 //!
+//! **Which fixed point.** The free phase of a trained EP-CNN can have several fixed points, and
+//! mixing from the first step extrapolates out of the basin plain iteration from zero ends in: on
+//! the quick-start EP-CNN (first 128 Fashion-MNIST test images) Anderson with mixing from the
+//! start converged (change < 1e-5) for 50 of 128 samples to another fixed point, up to 0.66 away
+//! from the 2000-step plain one. A sample therefore takes plain steps until its change falls
+//! below `start` (default 1e-3) and mixes from there: then every sample reached the plain fixed
+//! point within 1e-5 (see `benches/settle.rs` and BENCHMARKS.md).
+//!
 //! **Gradients.** BPTT differentiates through the steps actually taken: through an accelerated or
 //! early-stopped settle that is not the gradient of anything well defined (the history mixing is
 //! not differentiated, and the step count depends on the input). [`free_phase_bptt_with`] refuses
@@ -71,6 +79,10 @@ pub enum Settle {
         /// Restart a sample's history when its residual exceeds this multiple of its best one.
         #[serde(default = "default_restart")]
         restart: f32,
+        /// A sample takes plain steps until its max-abs change falls below `start` (then mixes):
+        /// extrapolating from far away can leave the basin of the plain iteration's fixed point.
+        #[serde(default = "default_start")]
+        start: f32,
     },
 }
 
@@ -86,6 +98,9 @@ fn default_reg() -> f32 {
 fn default_restart() -> f32 {
     10.0
 }
+fn default_start() -> f32 {
+    1e-3
+}
 
 impl Default for Settle {
     fn default() -> Self {
@@ -97,7 +112,8 @@ impl Default for Settle {
 }
 
 impl Settle {
-    /// Anderson with the defaults (m = 5, β = 1, reg = 1e-8, restart = 10) and tolerance `tol`.
+    /// Anderson with the defaults (m = 5, β = 1, reg = 1e-8, restart = 10, start = 1e-3) and
+    /// tolerance `tol`.
     pub fn anderson(tol: f32) -> Self {
         Settle::Anderson {
             m: default_m(),
@@ -106,6 +122,7 @@ impl Settle {
             max_steps: None,
             reg: default_reg(),
             restart: default_restart(),
+            start: default_start(),
         }
     }
 
@@ -140,8 +157,12 @@ impl Settle {
                 tol,
                 reg,
                 restart,
+                start,
                 ..
             } => {
+                if start.is_nan() || start <= 0.0 {
+                    return bad(format!("anderson: start must be > 0, got {start}"));
+                }
                 if m == 0 {
                     bad("anderson: m must be ≥ 1".into())
                 } else if !(beta > 0.0 && beta <= 1.0) {
@@ -272,6 +293,7 @@ pub trait Settler<B: Backend>: Dynamics<B> {
                 max_steps,
                 reg,
                 restart,
+                start,
             } => anderson(
                 self,
                 be,
@@ -285,6 +307,7 @@ pub trait Settler<B: Backend>: Dynamics<B> {
                     tol,
                     reg,
                     restart,
+                    start,
                 },
                 n,
             ),
@@ -406,6 +429,7 @@ struct AndersonParams {
     tol: f32,
     reg: f32,
     restart: f32,
+    start: f32,
 }
 
 /// Per layer `[N, 1, rest]` views of a state.
@@ -492,6 +516,11 @@ fn anderson<B: Backend, R: Dynamics<B> + ?Sized>(
             }
         }
         for i in 0..n {
+            if !(res[i] < p.start) {
+                // Plain steps until close: the history starts when mixing does.
+                first_valid[i] = n_pushed;
+                continue;
+            }
             if res[i] < best[i] {
                 best[i] = res[i];
             } else if res[i] > p.restart * best[i] {
@@ -664,6 +693,7 @@ mod tests {
             max_steps: None,
             reg: 1e-8,
             restart: 10.0,
+            start: f32::INFINITY,
         };
         assert!(bad.check().unwrap_err().to_string().contains("m must"));
         assert!(Settle::plain_tol(-1.0).check().is_err());

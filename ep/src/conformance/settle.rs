@@ -68,10 +68,13 @@ pub fn settle_plain_is_relax_bit_for_bit<B: Backend>(be: &B) {
 /// Against a 3000-step plain run (checked converged: one more step moves no neuron by more than
 /// 1e-6), plain iteration with tol 1e-6 stops early and Anderson (m = 5) reaches the same fixed
 /// point within 1e-4 max abs, free and nudged (warm-started from the free equilibrium), in fewer
-/// steps than plain-with-tol: measured on the CPU, CNN 67 → 18 steps (3.7x, asserted ≥ 2.5x),
-/// MLP 18 → 11 (1.6x, asserted ≥ 1.3x; the MLP's plain iteration contracts fast already).
+/// steps than plain-with-tol: measured on the CPU with the default settle (mixing from a change
+/// of 1e-3 on), CNN 67 → 33 steps (2.0x, asserted ≥ 1.6x), MLP 18 → 13 (1.4x, asserted ≥ 1.2x;
+/// its plain iteration contracts fast already). Mixing from the first step (start = ∞) took the
+/// CNN 18 steps (3.7x), but leaves the plain fixed point's basin on the trained model (see
+/// `crate::settle`).
 pub fn settle_anderson_reaches_the_plain_fixed_point_in_fewer_steps<B: Backend>(be: &B) {
-    for ((name, spec), min_ratio) in nets().into_iter().zip([2.5f32, 1.3]) {
+    for ((name, spec), min_ratio) in nets().into_iter().zip([1.6f32, 1.2]) {
         let net = EpNet::init(be, spec.clone(), &Stream::new(11, "init"), Some(1.5)).must();
         let n = 4;
         let x = up(be, &test_tensor(&[n, spec.input[0], spec.input[1], spec.input[2]], 13, 1.0));
