@@ -23,6 +23,6 @@ pub mod subtrain;
 pub mod train;
 
 pub use dynamics::{Bptt, Dynamics, SynapseReads};
-pub use settle::{Settle, Settled, Settler};
 pub use model::{EpNet, Forward, InputRead, State, Target};
+pub use settle::{Settle, Settled, Settler};
 pub use spec::{ConvLayer, InputNorm, Loss, ModelSpec, Pool};

@@ -168,7 +168,9 @@ impl Settle {
                 } else if !(beta > 0.0 && beta <= 1.0) {
                     bad(format!("anderson: beta must be in (0, 1], got {beta}"))
                 } else if !(tol > 0.0 && tol.is_finite()) {
-                    bad(format!("anderson: tol must be a positive number, got {tol}"))
+                    bad(format!(
+                        "anderson: tol must be a positive number, got {tol}"
+                    ))
                 } else if !(reg >= 0.0 && reg.is_finite()) {
                     bad(format!("anderson: reg must be ≥ 0, got {reg}"))
                 } else if restart.is_nan() || restart <= 1.0 {
@@ -239,7 +241,10 @@ pub fn sample_max_abs_diff<B: Backend>(be: &B, a: &State<B>, b: &State<B>) -> Re
             out = vec![0.0; n];
         }
         for i in 0..n {
-            let (x, y) = (mx.as_slice().expect("std")[i], mn.as_slice().expect("std")[i]);
+            let (x, y) = (
+                mx.as_slice().expect("std")[i],
+                mn.as_slice().expect("std")[i],
+            );
             // A NaN propagates (f32::max would drop it).
             out[i] = if x.is_nan() || y.is_nan() || out[i].is_nan() {
                 f32::NAN

@@ -55,7 +55,10 @@ fn host_diff(a: &[Tensor], b: &[Tensor]) -> f32 {
 pub fn settle_plain_is_relax_bit_for_bit<B: Backend>(be: &B) {
     for (name, spec) in nets() {
         let net = EpNet::init(be, spec.clone(), &Stream::new(7, "init"), None).must();
-        let x = up(be, &test_tensor(&[3, spec.input[0], spec.input[1], spec.input[2]], 9, 1.0));
+        let x = up(
+            be,
+            &test_tensor(&[3, spec.input[0], spec.input[1], spec.input[2]], 9, 1.0),
+        );
         let a = net.free_phase(be, &x, 17).must();
         let b = net.free_phase_with(be, &x, 17, &Settle::default()).must();
         assert_eq!(b.steps, 17, "{name}");
@@ -77,19 +80,28 @@ pub fn settle_anderson_reaches_the_plain_fixed_point_in_fewer_steps<B: Backend>(
     for ((name, spec), min_ratio) in nets().into_iter().zip([1.6f32, 1.2]) {
         let net = EpNet::init(be, spec.clone(), &Stream::new(11, "init"), Some(1.5)).must();
         let n = 4;
-        let x = up(be, &test_tensor(&[n, spec.input[0], spec.input[1], spec.input[2]], 13, 1.0));
+        let x = up(
+            be,
+            &test_tensor(&[n, spec.input[0], spec.input[1], spec.input[2]], 13, 1.0),
+        );
         let target = Target::new(be, &[0, 1, 2, 1], 3).must();
         let reference = net.free_phase(be, &x, 3000).must();
         let more = net.relax(be, &x, reference.clone(), 1, None).must();
         let d = state_diff(be, &reference, &more);
-        assert!(d < 1e-6, "{name}: the plain reference has not converged ({d:e})");
+        assert!(
+            d < 1e-6,
+            "{name}: the plain reference has not converged ({d:e})"
+        );
         let plain = net
             .free_phase_with(be, &x, 3000, &Settle::plain_tol(1e-6))
             .must();
         let and = net
             .free_phase_with(be, &x, 3000, &Settle::anderson(1e-6))
             .must();
-        assert!(plain.converged() && and.converged(), "{name}: not converged");
+        assert!(
+            plain.converged() && and.converged(),
+            "{name}: not converged"
+        );
         let dp = state_diff(be, &plain.state, &reference);
         let da = state_diff(be, &and.state, &reference);
         eprintln!(
@@ -98,9 +110,18 @@ pub fn settle_anderson_reaches_the_plain_fixed_point_in_fewer_steps<B: Backend>(
             plain.steps,
             and.steps
         );
-        assert!(plain.steps < 3000, "{name}: plain with tol did not stop early");
-        assert!(dp <= 1e-4, "{name}: plain-tol is {dp:e} from the fixed point");
-        assert!(da <= 1e-4, "{name}: anderson is {da:e} from the fixed point");
+        assert!(
+            plain.steps < 3000,
+            "{name}: plain with tol did not stop early"
+        );
+        assert!(
+            dp <= 1e-4,
+            "{name}: plain-tol is {dp:e} from the fixed point"
+        );
+        assert!(
+            da <= 1e-4,
+            "{name}: anderson is {da:e} from the fixed point"
+        );
         assert!(
             and.steps as f32 * min_ratio <= plain.steps as f32,
             "{name}: anderson took {} steps, plain {} (want a ratio ≥ {min_ratio})",
@@ -114,7 +135,11 @@ pub fn settle_anderson_reaches_the_plain_fixed_point_in_fewer_steps<B: Backend>(
             .relax_with(be, &x, and.state, 3000, nudge, &Settle::anderson(1e-6))
             .must();
         let dn = state_diff(be, &nand.state, &nref);
-        eprintln!("{} {name} nudged: anderson {} steps (diff {dn:.1e})", be.name(), nand.steps);
+        eprintln!(
+            "{} {name} nudged: anderson {} steps (diff {dn:.1e})",
+            be.name(),
+            nand.steps
+        );
         assert!(nand.converged() && dn <= 1e-4, "{name}: nudged {dn:e}");
         let hr: Vec<Tensor> = nref.layers.iter().map(|l| down(be, l)).collect();
         let ha: Vec<Tensor> = nand.state.layers.iter().map(|l| down(be, l)).collect();
