@@ -240,16 +240,12 @@ pub fn sample_max_abs_diff<B: Backend>(be: &B, a: &State<B>, b: &State<B>) -> Re
         if out.is_empty() {
             out = vec![0.0; n];
         }
-        for i in 0..n {
-            let (x, y) = (
-                mx.as_slice().expect("std")[i],
-                mn.as_slice().expect("std")[i],
-            );
+        for (o, (&x, &y)) in out.iter_mut().zip(mx.iter().zip(mn.iter())) {
             // A NaN propagates (f32::max would drop it).
-            out[i] = if x.is_nan() || y.is_nan() || out[i].is_nan() {
+            *o = if x.is_nan() || y.is_nan() || o.is_nan() {
                 f32::NAN
             } else {
-                out[i].max(x).max(y)
+                o.max(x).max(y)
             };
         }
     }
@@ -339,6 +335,7 @@ impl<B: Backend, R: Dynamics<B> + ?Sized> Settler<B> for R {}
 /// steps is supported (then it is [`Dynamics::free_phase_bptt`]); any other settle is an error,
 /// since differentiating the steps of an accelerated or early-stopped settle is not a gradient
 /// of the equilibrium (the implicit-function gradient is not implemented).
+#[allow(clippy::too_many_arguments)]
 pub fn free_phase_bptt_with<B: Backend, R: Dynamics<B> + ?Sized>(
     r: &R,
     be: &B,
@@ -437,6 +434,9 @@ struct AndersonParams {
     start: f32,
 }
 
+/// Per layer (f, g) of one iterate.
+type Pair<B> = (Vec<<B as Backend>::Tensor>, Vec<<B as Backend>::Tensor>);
+
 /// Per layer `[N, 1, rest]` views of a state.
 fn flat3<B: Backend>(be: &B, st: &State<B>) -> Result<Vec<B::Tensor>> {
     st.layers
@@ -480,7 +480,7 @@ fn anderson<B: Backend, R: Dynamics<B> + ?Sized>(
     let mut first_valid = vec![0usize; n];
     let mut n_pushed = 0usize; // history entries pushed so far (global index of the next one)
     let mut best = vec![f32::INFINITY; n];
-    let mut prev: Option<(Vec<B::Tensor>, Vec<B::Tensor>)> = None; // (f, g) flat at k − 1
+    let mut prev: Option<Pair<B>> = None; // (f, g) flat at k − 1
     let mut sample_steps = vec![None; n];
     let mut s = st;
     let mut g_state = s.clone();
@@ -521,7 +521,7 @@ fn anderson<B: Backend, R: Dynamics<B> + ?Sized>(
             }
         }
         for i in 0..n {
-            if !(res[i] < p.start) {
+            if res[i].is_nan() || res[i] >= p.start {
                 // Plain steps until close: the history starts when mixing does.
                 first_valid[i] = n_pushed;
                 continue;
@@ -636,7 +636,7 @@ fn solve_spd(a: &mut [f64], b: &mut [f64], n: usize) -> Option<Vec<f64>> {
         for k in 0..j {
             d -= a[j * n + k] * a[j * n + k];
         }
-        if !(d > 0.0) || !d.is_finite() {
+        if d.is_nan() || d <= 0.0 || !d.is_finite() {
             return None;
         }
         let d = d.sqrt();
