@@ -16,6 +16,7 @@ pub mod dynamics;
 pub mod export;
 pub mod model;
 pub mod optim;
+pub mod settle;
 pub mod spec;
 pub mod substrate;
 pub mod subtrain;
@@ -23,4 +24,5 @@ pub mod train;
 
 pub use dynamics::{Bptt, Dynamics, SynapseReads};
 pub use model::{EpNet, Forward, InputRead, State, Target};
+pub use settle::{Settle, Settled, Settler};
 pub use spec::{ConvLayer, InputNorm, Loss, ModelSpec, Pool};

@@ -22,6 +22,7 @@
 pub mod dynamics;
 pub mod learning;
 pub mod parity;
+pub mod settle;
 
 use sim::{Backend, Tensor};
 
@@ -63,6 +64,12 @@ macro_rules! __ep_conformance_cases {
             learning {
                 ep_mlp_learns_a_separable_task,
                 ep_cnn_with_softmax_readout_learns_and_is_deterministic,
+            }
+            settle {
+                settle_plain_is_relax_bit_for_bit,
+                settle_anderson_reaches_the_plain_fixed_point_in_fewer_steps,
+                settle_gdu_holds_at_the_anderson_equilibrium,
+                settle_bptt_refuses_accelerated_settles,
             }
         }
     };
@@ -182,6 +189,7 @@ mod tests {
         ("dynamics", include_str!("dynamics.rs")),
         ("learning", include_str!("learning.rs")),
         ("parity", include_str!("parity.rs")),
+        ("settle", include_str!("settle.rs")),
     ];
 
     #[test]
