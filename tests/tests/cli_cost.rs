@@ -43,6 +43,9 @@ fn cost_of_the_quickstart_epcnn_on_pcm() {
         assert!(c.energy_j[..4].iter().all(|&e| e > 0.0), "{c:?}");
         assert_eq!(c.energy_j[4], 0.0);
     }
+    // The per-array counts add up to the realization's totals (as the classifier describes them).
+    let total = format!("in {} vector reads", a.cost.reads.0);
+    assert!(a.describe.contains(&total), "{}: {total}", a.describe);
     // Twice the images: about twice the reads, the same cost per inference, the same area.
     let ratio = b.cost.reads.0 as f64 / a.cost.reads.0 as f64;
     assert!((1.8..=2.2).contains(&ratio), "reads ratio {ratio}");
