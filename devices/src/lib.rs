@@ -23,6 +23,8 @@
 //! * [`irdrop`]: IR drop on a tile: reference nodal solve, a fast iterative approximation with an
 //!   a-posteriori error bound, and the tile's exact response matrix in the forward and transposed
 //!   read directions (used by every read of `ep::substrate`).
+//! * [`cost`]: energy, latency and area laws per tile read (DAC, array V²Gt, ADC by the Walden
+//!   figure of merit, neurons, spikes, update pulses), with cited defaults in each preset's `[cost]`.
 //! * [`presets`]: [`Preset`] loaded from TOML (`presets/*.toml`, built in with `include_str!`), with
 //!   `set("key", value)` overrides and [`Preset::scale_nonidealities`].
 //!
@@ -64,6 +66,7 @@ mod check;
 
 pub mod cells;
 pub mod converters;
+pub mod cost;
 pub mod irdrop;
 pub mod mapping;
 pub mod neurons;
@@ -75,6 +78,7 @@ pub use cells::{
     RramCell,
 };
 pub use converters::{Adc, BoundManagement, Dac, NoiseManagement};
+pub use cost::CostParams;
 pub use mapping::ScaleMode;
 pub use neurons::{HardSigmoid, IntegrateFire, NeuronArray, WinnerTakeAll};
 pub use presets::Preset;

@@ -17,6 +17,7 @@ use sim::{Error, Result};
 use crate::cells::{CellModel, DriftCompensation};
 use crate::check;
 use crate::converters::{Adc, Dac};
+use crate::cost::CostParams;
 use crate::irdrop::IrDrop;
 use crate::mapping::ScaleMode;
 use crate::neurons::{HardSigmoid, NeuronKind, WinnerTakeAll};
@@ -82,6 +83,9 @@ pub struct Preset {
     /// Update-capable device for on-substrate training, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub update: Option<PulsedCell>,
+    /// Energy, latency and area laws (see [`crate::cost`]); default: the cited defaults.
+    #[serde(default)]
+    pub cost: CostParams,
 }
 
 const BUILTIN: &[(&str, &str)] = &[
@@ -147,6 +151,7 @@ impl Preset {
         if let Some(u) = &self.update {
             ctx("update", u.validate())?;
         }
+        ctx("cost", self.cost.validate())?;
         Ok(())
     }
 

@@ -134,6 +134,32 @@ struct ArrayRt {
     name: String,
     wmax: f32,
     read: SynapseRead,
+    /// Per tile: (rows, cols, Σ of both cells' realized conductances in µS).
+    tiles: Vec<(usize, usize, f64)>,
+    /// Vector reads and re-reads through converters: [forward, forward re-reads, transposed,
+    /// transposed re-reads] (their sums are [`Realized::read_counts`]).
+    counts: [AtomicU64; 4],
+}
+
+/// How one array of a realization was used (see [`Realized::array_use`]): its tiles and its vector
+/// reads through converters per direction, for the cost model (`devices::cost`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ArrayUse {
+    /// Array name.
+    pub name: String,
+    /// Per tile: (rows, cols, Σ of the realized conductances of both cells of every pair, µS).
+    pub tiles: Vec<(usize, usize, f64)>,
+    /// Whether the array is read through the crossbar path (converters, noise or IR drop); exact
+    /// arrays are read digitally and their reads are not counted.
+    pub crossbar: bool,
+    /// Forward vector reads (one input vector on one tile), re-reads included.
+    pub forward_reads: u64,
+    /// Of those, bound-management re-reads.
+    pub forward_rereads: u64,
+    /// Transposed vector reads, re-reads included.
+    pub transposed_reads: u64,
+    /// Of those, bound-management re-reads.
+    pub transposed_rereads: u64,
 }
 
 struct NeuronRt {
@@ -271,6 +297,7 @@ impl<B: Backend> Realized<B> {
             let sig_g = per_read_sigma_us(&dev.cell);
             let ts = tiles(out, inp, a.tile);
             let st_arr = program.child(&a.name);
+            let mut tile_use = Vec::with_capacity(ts.len());
             for t in &ts {
                 let (nr, nc) = (t.n_rows(), t.n_cols());
                 let mut block = Vec::with_capacity(nr * nc);
@@ -294,6 +321,13 @@ impl<B: Backend> Realized<B> {
                 let wb = arr
                     .weights(&now.g_pos_us, &now.g_neg_us, &f)
                     .map_err(at(tp.clone()))?;
+                let g_sum: f64 = now
+                    .g_pos_us
+                    .iter()
+                    .chain(&now.g_neg_us)
+                    .map(|&g| g as f64)
+                    .sum();
+                tile_use.push((nr, nc, g_sum));
                 let (wf, wt) = if ir.is_ideal() {
                     (None, None)
                 } else {
@@ -412,6 +446,8 @@ impl<B: Backend> Realized<B> {
                 name: a.name.clone(),
                 wmax,
                 read,
+                tiles: tile_use,
+                counts: Default::default(),
             });
         }
         let neuron_stream = Stream::new(seed, "netlist.neurons");
@@ -466,6 +502,26 @@ impl<B: Backend> Realized<B> {
             self.reads.load(Ordering::Relaxed),
             self.rereads.load(Ordering::Relaxed),
         )
+    }
+
+    /// Per array: its tiles and the vector reads made so far through converters, per direction
+    /// (what [`Realized::read_counts`] sums), for the cost model.
+    pub fn array_use(&self) -> Vec<ArrayUse> {
+        self.arrays
+            .iter()
+            .map(|a| {
+                let c = |k: usize| a.counts[k].load(Ordering::Relaxed);
+                ArrayUse {
+                    name: a.name.clone(),
+                    tiles: a.tiles.clone(),
+                    crossbar: matches!(a.read, SynapseRead::Crossbar { .. }),
+                    forward_reads: c(0),
+                    forward_rereads: c(1),
+                    transposed_reads: c(2),
+                    transposed_rereads: c(3),
+                }
+            })
+            .collect()
     }
 
     /// Spikes fired so far per population (0 for analog ones): the energy proxy of spiking

@@ -7,6 +7,7 @@
 //! * [`classifier`]: the interface attacks and corruptions are written against, model files, and
 //!   the substrates a model is realized on (`digital`, `netlist:<preset>`);
 //! * [`eval`]: accuracy of a model on a dataset;
+//! * [`cost`]: energy, latency and area per inference of a realized model, counted from a run;
 //! * [`device`]: the compute device (`--device cpu|gpu[:N]`) and the one place a backend is opened;
 //! * [`attacks`], [`corrupt`]: adversarial attacks and CIFAR-10-C style corruptions;
 //! * [`runs`]: training runs (EP, EP on a substrate, baselines) over one epoch loop;
@@ -22,6 +23,7 @@ pub mod attacks;
 pub mod classifier;
 pub mod cli;
 pub mod corrupt;
+pub mod cost;
 pub mod data;
 pub mod device;
 pub mod eval;

@@ -92,9 +92,14 @@ impl<B: Backend> Realized<B> {
         }
     }
 
-    fn count(&self, reads: u64, rereads: u64) {
+    /// Count `reads` vector reads (`rereads` of them re-reads) of array `i`, forward or transposed.
+    fn count(&self, i: usize, transposed: bool, reads: u64, rereads: u64) {
         self.reads.fetch_add(reads, Ordering::Relaxed);
         self.rereads.fetch_add(rereads, Ordering::Relaxed);
+        let k = if transposed { 2 } else { 0 };
+        let c = &self.arrays[i].counts;
+        c[k].fetch_add(reads, Ordering::Relaxed);
+        c[k + 1].fetch_add(rereads, Ordering::Relaxed);
     }
 
     /// Forward read of array `i` on its input (pre-pooling sum + bias, then pooling). `cached`:
@@ -145,7 +150,7 @@ impl<B: Backend> Realized<B> {
                     (r, rr, g, z)
                 }
             };
-            self.count(reads, rereads);
+            self.count(i, false, reads, rereads);
             let z = be.upload_owned(sim::tensor(&[g.n, dir.n_out, g.ho, g.wo], z)?)?;
             return self.pool_forward(be, z, i);
         }
@@ -161,7 +166,7 @@ impl<B: Backend> Realized<B> {
                 (acc, r, rr, m)
             }
         };
-        self.count(reads, rereads);
+        self.count(i, false, reads, rereads);
         for row in acc.chunks_mut(dir.n_out.max(1)) {
             row.iter_mut()
                 .zip(bias)
@@ -225,7 +230,7 @@ impl<B: Backend> Realized<B> {
             let mut gx = xbar::zeros(g.n * g.c * g.h * g.w);
             let (reads, rereads) =
                 dir.read_groups(None, xbar::Rows::Fill(&fill), g.n, p, &s, t, &mut gx, &sink);
-            self.count(reads, rereads);
+            self.count(j, true, reads, rereads);
             if a.wmax != 1.0 {
                 use rayon::prelude::*;
                 let wmax = a.wmax;
@@ -237,7 +242,7 @@ impl<B: Backend> Realized<B> {
             let m = h.shape()[0];
             let rows = h.as_slice().expect("standard layout");
             let (mut acc, reads, rereads) = dir.read(rows, m, &s, t);
-            self.count(reads, rereads);
+            self.count(j, true, reads, rereads);
             acc.iter_mut().for_each(|v| *v *= a.wmax);
             be.upload_owned(sim::tensor(input_shape, acc)?)
         }

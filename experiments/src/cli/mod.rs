@@ -6,6 +6,7 @@
 
 pub mod args;
 pub mod attack;
+pub mod cost;
 pub mod data;
 pub mod eval;
 pub mod hw;
@@ -105,6 +106,9 @@ pub enum Command {
     Netlist(hw::NetlistCommand),
     /// Compile a model and a device preset into a netlist (JSON).
     Compile(hw::CompileArgs),
+    /// Energy, latency and area per inference of a model on a device preset, counted from a run
+    /// (DAC / array / ADC / neurons / pulses).
+    Cost(cost::CostArgs),
     /// Export chip programming targets: manifest.json + per-tile conductances (µS) as .npy.
     Export(hw::ExportArgs),
 }
@@ -159,7 +163,7 @@ pub fn run(cli: Cli) -> Result<()> {
     let seed = cli.seed.unwrap_or(0);
     let takes_preset = matches!(
         cli.command,
-        Command::Compile(_) | Command::Export(_) | Command::Sweep(_)
+        Command::Compile(_) | Command::Export(_) | Command::Sweep(_) | Command::Cost(_)
     );
     let flag = args::DeviceFlag::parse(cli.device.as_deref(), takes_preset)?;
     let device = flag.device();
@@ -184,6 +188,10 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Netlist(hw::NetlistCommand::Check(a)) => hw::check(&a, seed, device),
         Command::Compile(a) => hw::compile(&a, flag.preset(a.preset.as_deref())?),
         Command::Export(a) => hw::export(&a, flag.preset(a.preset.as_deref())?),
+        Command::Cost(a) => {
+            let preset = flag.preset(a.preset.as_deref())?;
+            crate::with_backend!(device, be => cost::cost(be, &a, preset, seed))
+        }
     }
 }
 
