@@ -254,7 +254,7 @@ fn a_tiny_study_runs_reports_and_resumes() {
         &study,
         &StudyOptions {
             resume: true,
-            only: vec![],
+            ..Default::default()
         },
     )
     .unwrap();
@@ -279,7 +279,7 @@ fn a_tiny_study_runs_reports_and_resumes() {
         &study,
         &StudyOptions {
             resume: true,
-            only: vec![],
+            ..Default::default()
         },
     )
     .unwrap_err();
