@@ -72,7 +72,10 @@ fn plan_run_cell_collect_equals_a_local_run() {
     }
     // Planning again is a no-op; the same out_dir for another study file is refused.
     assert_eq!(epsim(&["study", s(&study), "--plan"]), ExitCode::SUCCESS);
-    assert_eq!(plan, std::fs::read_to_string(arr.join("plan.jsonl")).unwrap());
+    assert_eq!(
+        plan,
+        std::fs::read_to_string(arr.join("plan.jsonl")).unwrap()
+    );
     let other = d.join("other.toml");
     std::fs::write(&other, tiny_study_text(d, &arr, "\"0.02\"")).unwrap();
     let e = write_plan(&StudySpec::read(&other).unwrap(), &other).unwrap_err();
@@ -148,11 +151,7 @@ fn plan_run_cell_collect_equals_a_local_run() {
     );
 
     // A study file edited after planning is refused by run-cell and collect.
-    std::fs::write(
-        &study,
-        tiny_study_text(d, &arr, "\"0.05\"") + "# edited\n",
-    )
-    .unwrap();
+    std::fs::write(&study, tiny_study_text(d, &arr, "\"0.05\"") + "# edited\n").unwrap();
     let e = read_plan(&spec, &study).unwrap_err();
     assert!(format!("{e:#}").contains("changed after planning"), "{e:#}");
 }

@@ -92,7 +92,11 @@ fn a_tiny_study_as_a_slurm_array_equals_the_local_run() {
     write_tiny_cifar(&d.join("test.bin"), 80, 2);
     let (local, arr) = (d.join("local"), d.join("arr"));
     let study_local = d.join("local.toml");
-    std::fs::write(&study_local, tiny_study_text(d, &local, "\"0.02\", \"0.1\"")).unwrap();
+    std::fs::write(
+        &study_local,
+        tiny_study_text(d, &local, "\"0.02\", \"0.1\""),
+    )
+    .unwrap();
     let study = d.join("arr.toml");
     std::fs::write(&study, tiny_study_text(d, &arr, "\"0.02\", \"0.1\"")).unwrap();
 
@@ -108,11 +112,23 @@ fn a_tiny_study_as_a_slurm_array_equals_the_local_run() {
         String::from_utf8_lossy(&o.stdout),
         String::from_utf8_lossy(&o.stderr),
     );
-    assert!(!o.status.success(), "a failed cell must fail --wait:\n{out}{err}");
-    assert!(out.contains("array job") && out.contains("collect job"), "{out}");
-    assert!(err.contains("missing [5]") && err.contains("failed [5]"), "{err}");
+    assert!(
+        !o.status.success(),
+        "a failed cell must fail --wait:\n{out}{err}"
+    );
+    assert!(
+        out.contains("array job") && out.contains("collect job"),
+        "{out}"
+    );
+    assert!(
+        err.contains("missing [5]") && err.contains("failed [5]"),
+        "{err}"
+    );
     assert!(arr.join("study.sbatch").exists() && arr.join("failed/000005.txt").exists());
-    assert!(!arr.join("results.jsonl").exists(), "collect ran on a partial study");
+    assert!(
+        !arr.join("results.jsonl").exists(),
+        "collect ran on a partial study"
+    );
 
     // Resubmit the failed index with the kept sbatch file; finished cells are not rerun.
     let s = Command::new("sbatch")

@@ -220,12 +220,12 @@ pub fn run_study<B: Engine>(
         .collect();
     if !opts.no_collect || !todo.is_empty() {
         println!(
-        "study {}: {} cells, {} to run, output in {}",
-        spec.name,
-        cells.len(),
-        todo.len(),
-        out.display()
-    );
+            "study {}: {} cells, {} to run, output in {}",
+            spec.name,
+            cells.len(),
+            todo.len(),
+            out.display()
+        );
     }
     let data = if todo.is_empty() {
         None

@@ -124,8 +124,8 @@ pub fn submit(
     o: &SlurmOptions,
 ) -> Result<Submitted> {
     let exe = std::env::current_exe().context("locating the epsim executable")?;
-    let study = std::fs::canonicalize(study)
-        .with_context(|| format!("resolving {}", study.display()))?;
+    let study =
+        std::fs::canonicalize(study).with_context(|| format!("resolving {}", study.display()))?;
     let out = std::path::absolute(out).context("resolving the output directory")?;
     std::fs::create_dir_all(out.join("slurm"))?;
     let (array, collect) = sbatch_files(name, &exe, &study, &out, cells, o);
