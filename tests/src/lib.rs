@@ -128,3 +128,42 @@ pub fn tiny_model_and_data(dir: &Path, normalized: bool, n: usize) -> (std::path
         format!("cifar10:{}:test", dir.join("test.bin").display()),
     )
 }
+
+/// The tiny study of the study tests: 2 models (`a.safetensors`, `b.safetensors` in `d`) × 2
+/// substrates × seed 3 × PGD-L∞ at the ε list `eps` (e.g. `"0.02", "0.1"`) + contrast at
+/// severity 4, on 16 images of `d/test.bin`, writing to `out`.
+pub fn tiny_study_text(d: &Path, out: &Path, eps: &str) -> String {
+    format!(
+        r#"name = "tiny"
+out_dir = "{}"
+data = "cifar10:{}:test"
+subset = 40
+batch_size = 10
+seeds = [3]
+
+[[model]]
+name = "EP-A"
+checkpoint = "a.safetensors"
+substrates = ["digital", "netlist:pcm"]
+set = ["read_noise_scale=2"]
+tile = "16x8"
+
+[[model]]
+name = "EP-B"
+checkpoint = "b.safetensors"
+substrates = ["digital", "netlist:ideal"]
+
+[suite]
+protocols = ["standard"]
+[[suite.attack]]
+name = "pgd-linf"
+eps = [{eps}]
+steps = 3
+[suite.corruptions]
+names = ["contrast"]
+severities = [4]
+"#,
+        out.display(),
+        d.join("test.bin").display()
+    )
+}

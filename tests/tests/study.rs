@@ -7,46 +7,12 @@
 use std::path::Path;
 use std::process::ExitCode;
 
-use epsim_tests::{epsim, s, tiny_cifar_ep_net, write_ep_model, write_tiny_cifar};
+use epsim_tests::{
+    epsim, s, tiny_cifar_ep_net, tiny_study_text as study_text, write_ep_model, write_tiny_cifar,
+};
 use experiments::study::cells::{StudyOptions, run_study};
 use experiments::study::spec::StudySpec;
 use serde_json::Value;
-
-fn study_text(d: &Path, out: &Path, eps: &str) -> String {
-    format!(
-        r#"name = "tiny"
-out_dir = "{}"
-data = "cifar10:{}:test"
-subset = 40
-batch_size = 10
-seeds = [3]
-
-[[model]]
-name = "EP-A"
-checkpoint = "a.safetensors"
-substrates = ["digital", "netlist:pcm"]
-set = ["read_noise_scale=2"]
-tile = "16x8"
-
-[[model]]
-name = "EP-B"
-checkpoint = "b.safetensors"
-substrates = ["digital", "netlist:ideal"]
-
-[suite]
-protocols = ["standard"]
-[[suite.attack]]
-name = "pgd-linf"
-eps = [{eps}]
-steps = 3
-[suite.corruptions]
-names = ["contrast"]
-severities = [4]
-"#,
-        out.display(),
-        d.join("test.bin").display()
-    )
-}
 
 fn records(path: &Path) -> Vec<Value> {
     std::fs::read_to_string(path)
@@ -254,7 +220,7 @@ fn a_tiny_study_runs_reports_and_resumes() {
         &study,
         &StudyOptions {
             resume: true,
-            only: vec![],
+            ..Default::default()
         },
     )
     .unwrap();
@@ -279,7 +245,7 @@ fn a_tiny_study_runs_reports_and_resumes() {
         &study,
         &StudyOptions {
             resume: true,
-            only: vec![],
+            ..Default::default()
         },
     )
     .unwrap_err();

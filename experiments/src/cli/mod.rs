@@ -159,7 +159,11 @@ pub fn init_threads(threads: Option<usize>) -> Result<()> {
 pub fn run(cli: Cli) -> Result<()> {
     init_logging(cli.verbose, cli.quiet);
     crate::data::set_quiet(cli.quiet);
-    init_threads(cli.threads)?;
+    // A Slurm task uses the CPUs it was given unless --threads says otherwise.
+    let slurm_cpus = std::env::var("SLURM_CPUS_PER_TASK")
+        .ok()
+        .and_then(|v| v.trim().parse().ok());
+    init_threads(cli.threads.or(slurm_cpus))?;
     let seed = cli.seed.unwrap_or(0);
     let takes_preset = matches!(
         cli.command,

@@ -88,6 +88,9 @@ pub struct StudyOptions {
     pub resume: bool,
     /// Run only these cells (no collection unless every cell is then done).
     pub only: Vec<usize>,
+    /// Never collect, even when every cell is done (a task of a job array: `collect` runs once,
+    /// after the array).
+    pub no_collect: bool,
 }
 
 /// What a study run did.
@@ -110,7 +113,8 @@ pub fn out_dir(spec: &StudySpec) -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("runs").join(&spec.name))
 }
 
-fn cell_path(out: &Path, i: usize) -> PathBuf {
+/// Where cell `i` of a study writing to `out` is recorded.
+pub fn cell_path(out: &Path, i: usize) -> PathBuf {
     out.join("cells").join(format!("{i:06}.json"))
 }
 
@@ -214,13 +218,15 @@ pub fn run_study<B: Engine>(
         .filter(|c| opts.only.is_empty() || opts.only.contains(&c.index))
         .filter(|c| !cell_path(&out, c.index).exists())
         .collect();
-    println!(
-        "study {}: {} cells, {} to run, output in {}",
-        spec.name,
-        cells.len(),
-        todo.len(),
-        out.display()
-    );
+    if !opts.no_collect || !todo.is_empty() {
+        println!(
+            "study {}: {} cells, {} to run, output in {}",
+            spec.name,
+            cells.len(),
+            todo.len(),
+            out.display()
+        );
+    }
     let data = if todo.is_empty() {
         None
     } else {
@@ -297,7 +303,9 @@ pub fn run_study<B: Engine>(
         .filter(|c| !cell_path(&out, c.index).exists())
         .map(|c| c.index)
         .collect();
-    let report = if missing.is_empty() {
+    let report = if opts.no_collect {
+        None
+    } else if missing.is_empty() {
         Some(collect(be, spec, &cells, &out)?)
     } else {
         println!(

@@ -2,13 +2,16 @@
 //! attack`'s run ([`attack`]), the protocols and the paper's ε grids ([`protocol`]), robustness
 //! suites ([`suite`]) and their run on one target ([`robustness`]), and device-parameter sweeps
 //! of a suite ([`sweep`]); whole studies — models × substrates × seeds × protocols × suite items —
-//! from one file ([`spec`]), as cells that run, resume and collect on their own ([`cells`]).
+//! from one file ([`spec`]), as cells that run, resume and collect on their own ([`cells`]), under
+//! the index contract of schedulers ([`index`]) and as Slurm job arrays ([`slurm`]).
 
 pub mod attack;
 pub mod cells;
+pub mod index;
 pub mod item;
 pub mod protocol;
 pub mod robustness;
+pub mod slurm;
 pub mod spec;
 pub mod suite;
 pub mod sweep;

@@ -1,0 +1,174 @@
+//! `epsim study --slurm --wait` on a real single-node Slurm (brought up by
+//! `scripts/slurm-local.sh up`, torn down afterwards even when the test fails, unless it was
+//! already running): the tiny study (12 cells) as a job array with one cell forced to fail, which
+//! `--wait` reports (non-zero exit, the cell named) and `collect` refuses; the failed index
+//! resubmitted with the kept `study.sbatch`; then the collected results.jsonl equals a local run's
+//! records cell by cell. This test fails when Slurm cannot be started; set EPSIM_SLURM_TEST=0 to
+//! skip it (with a notice) on machines without root or apt.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use epsim_tests::{tiny_cifar_ep_net, tiny_study_text, write_ep_model, write_tiny_cifar};
+use experiments::study::cells::{StudyOptions, run_study};
+use experiments::study::spec::StudySpec;
+use serde_json::Value;
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// The epsim executable beside this test's profile directory, built if absent.
+fn epsim_exe() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let profile = exe.parent().unwrap().parent().unwrap();
+    let bin = profile.join("epsim");
+    if !bin.exists() {
+        let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+        c.args(["build", "-p", "experiments", "--bin", "epsim"]);
+        if profile.file_name().is_some_and(|n| n == "release") {
+            c.arg("--release");
+        }
+        assert!(c.status().unwrap().success(), "building epsim failed");
+    }
+    bin
+}
+
+fn slurm_script(arg: &str) -> std::process::Output {
+    Command::new("bash")
+        .arg(repo().join("scripts/slurm-local.sh"))
+        .arg(arg)
+        .output()
+        .expect("running scripts/slurm-local.sh")
+}
+
+/// Stops the Slurm this test started, however the test ends.
+struct Down(bool);
+impl Drop for Down {
+    fn drop(&mut self) {
+        if self.0 {
+            let _ = slurm_script("down");
+        }
+    }
+}
+
+fn records(path: &Path) -> Vec<Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .lines()
+        .map(|l| {
+            let mut v: Value = serde_json::from_str(l).unwrap();
+            // Timing, and the commit the executables were built at (the epsim binary may be
+            // older than this test's build), are provenance, not results.
+            for k in ["wall_s", "commit"] {
+                v.as_object_mut().unwrap().remove(k);
+            }
+            v
+        })
+        .collect()
+}
+
+#[test]
+fn a_tiny_study_as_a_slurm_array_equals_the_local_run() {
+    if std::env::var("EPSIM_SLURM_TEST").is_ok_and(|v| v == "0") {
+        eprintln!("NOTICE: EPSIM_SLURM_TEST=0: the Slurm test is not run");
+        return;
+    }
+    let was_up = Command::new("sinfo")
+        .args(["-h", "-o", "%a"])
+        .output()
+        .is_ok_and(|o| o.status.success() && !o.stdout.is_empty());
+    let _down = Down(!was_up);
+    let up = slurm_script("up");
+    assert!(
+        up.status.success(),
+        "could not start a local Slurm (scripts/slurm-local.sh up; needs root and apt, or set \
+         EPSIM_SLURM_TEST=0 to skip): {}{}",
+        String::from_utf8_lossy(&up.stdout),
+        String::from_utf8_lossy(&up.stderr)
+    );
+    let exe = epsim_exe();
+
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    write_ep_model(&tiny_cifar_ep_net(true), &d.join("a.safetensors"));
+    write_ep_model(&tiny_cifar_ep_net(false), &d.join("b.safetensors"));
+    write_tiny_cifar(&d.join("test.bin"), 80, 2);
+    let (local, arr) = (d.join("local"), d.join("arr"));
+    let study_local = d.join("local.toml");
+    std::fs::write(
+        &study_local,
+        tiny_study_text(d, &local, "\"0.02\", \"0.1\""),
+    )
+    .unwrap();
+    let study = d.join("arr.toml");
+    std::fs::write(&study, tiny_study_text(d, &arr, "\"0.02\", \"0.1\"")).unwrap();
+
+    // Cell 5 fails (a test hook, passed to the tasks through sbatch's exported environment).
+    let o = Command::new(&exe)
+        .args(["--quiet", "study"])
+        .arg(&study)
+        .args(["--slurm", "--cpus-per-task", "1", "--time", "5", "--wait"])
+        .env("EPSIM_FAIL_CELLS", "5")
+        .output()
+        .unwrap();
+    let (out, err) = (
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr),
+    );
+    assert!(
+        !o.status.success(),
+        "a failed cell must fail --wait:\n{out}{err}"
+    );
+    assert!(
+        out.contains("array job") && out.contains("collect job"),
+        "{out}"
+    );
+    assert!(
+        err.contains("missing [5]") && err.contains("failed [5]"),
+        "{err}"
+    );
+    assert!(arr.join("study.sbatch").exists() && arr.join("failed/000005.txt").exists());
+    assert!(
+        !arr.join("results.jsonl").exists(),
+        "collect ran on a partial study"
+    );
+
+    // Resubmit the failed index with the kept sbatch file; finished cells are not rerun.
+    let s = Command::new("sbatch")
+        .args(["--wait", "--array=5"])
+        .arg(arr.join("study.sbatch"))
+        .env_remove("EPSIM_FAIL_CELLS")
+        .output()
+        .unwrap();
+    assert!(
+        s.status.success(),
+        "resubmitted cell failed: {}",
+        String::from_utf8_lossy(&s.stderr)
+    );
+    assert!(!arr.join("failed/000005.txt").exists());
+    let c = Command::new(&exe)
+        .args(["--quiet", "study"])
+        .arg(&study)
+        .arg("--collect")
+        .output()
+        .unwrap();
+    assert!(c.status.success(), "{}", String::from_utf8_lossy(&c.stderr));
+
+    let o = run_study(
+        &sim::Cpu,
+        &StudySpec::read(&study_local).unwrap(),
+        &study_local,
+        &StudyOptions::default(),
+    )
+    .unwrap();
+    assert_eq!(o.cells, 12);
+    let (got, want) = (
+        records(&arr.join("results.jsonl")),
+        records(&local.join("results.jsonl")),
+    );
+    assert_eq!(got.len(), 12);
+    for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+        assert_eq!(g, w, "cell {i}");
+    }
+}
