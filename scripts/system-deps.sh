@@ -3,8 +3,9 @@
 #   dataset-fashion-mnist : Fashion-MNIST IDX files in /usr/share/datasets/fashion-mnist
 #   mesa-vulkan-drivers, libvulkan1 : the Vulkan loader and Mesa's software Vulkan driver (lavapipe),
 #                         so the GPU backend's tests run on machines without a GPU
+#   slurm-wlm, munge    : a single-node Slurm for the cluster-mode test (scripts/slurm-local.sh)
 set -euo pipefail
-pkgs=(dataset-fashion-mnist mesa-vulkan-drivers libvulkan1)
+pkgs=(dataset-fashion-mnist mesa-vulkan-drivers libvulkan1 slurm-wlm munge)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
