@@ -248,3 +248,15 @@ fn spiking_neurons_from_the_cli() {
         );
     }
 }
+
+/// The documented example passes `epsim netlist check` as shipped (its `syn1.weight.npy` lies
+/// beside it in docs/), and realizes (`--realize`).
+#[test]
+fn the_documented_example_checks_as_shipped() {
+    let doc = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/netlist-example.json");
+    assert_eq!(epsim(&["netlist", "check", doc]), ExitCode::SUCCESS);
+    assert_eq!(
+        epsim(&["netlist", "check", doc, "--realize"]),
+        ExitCode::SUCCESS
+    );
+}
