@@ -155,3 +155,24 @@ fn plan_run_cell_collect_equals_a_local_run() {
     let e = read_plan(&spec, &study).unwrap_err();
     assert!(format!("{e:#}").contains("changed after planning"), "{e:#}");
 }
+
+/// `--slurm` refuses a study whose model would be trained on demand: every array task would
+/// train it at once. Nothing is planned or submitted.
+#[test]
+fn slurm_refuses_models_still_to_be_trained() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    write_ep_model(&tiny_cifar_ep_net(true), &d.join("a.safetensors"));
+    write_tiny_cifar(&d.join("test.bin"), 20, 2);
+    std::fs::write(d.join("b-train.toml"), "").unwrap();
+    let out = d.join("out");
+    let text = tiny_study_text(d, &out, "\"0.05\"").replace(
+        "checkpoint = \"b.safetensors\"",
+        "checkpoint = \"b.safetensors\"\ntrain = \"b-train.toml\"",
+    );
+    let study = d.join("s.toml");
+    std::fs::write(&study, text).unwrap();
+    assert_eq!(epsim(&["study", s(&study), "--slurm"]), ExitCode::FAILURE);
+    assert!(!out.join("plan.jsonl").exists());
+    assert!(!out.join("study.sbatch").exists());
+}

@@ -133,6 +133,22 @@ fn summarize(r: &crate::report::Written, out: &std::path::Path) -> Result<()> {
 
 /// `--slurm`: plan, submit, and with `--wait` wait and check every cell.
 fn submit(a: &StudyArgs, spec: &StudySpec) -> Result<()> {
+    // Models trained on demand would be trained by every array task at once.
+    for m in &spec.models {
+        anyhow::ensure!(
+            m.checkpoint.exists(),
+            "model {}: its checkpoint {} does not exist yet, and with --slurm every array task \
+             would train it at once; train it first ({}) or run the study once without --slurm",
+            m.name,
+            m.checkpoint.display(),
+            m.train
+                .as_ref()
+                .map_or("epsim train --config <config>".into(), |t| format!(
+                    "epsim train --config {} --out <dir>",
+                    t.display()
+                ))
+        );
+    }
     let (out, cells) = index::write_plan(spec, &a.study)?;
     let results = out.join("results.jsonl");
     if results.exists() {
