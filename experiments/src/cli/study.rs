@@ -83,6 +83,7 @@ pub struct StudyArgs {
 /// summary table and where the report is.
 pub fn study(a: &StudyArgs, device: Option<Device>) -> Result<()> {
     let spec = StudySpec::read(&a.study)?;
+    let device_flag = device;
     let device = Device::pick(device, spec.device);
     ensure!(a.points_per_task >= 1, "--points-per-task must be ≥ 1");
     if a.plan || a.count {
@@ -105,7 +106,7 @@ pub fn study(a: &StudyArgs, device: Option<Device>) -> Result<()> {
         return summarize(&r, &index::read_plan(&spec, &a.study)?.0);
     }
     if a.slurm {
-        return submit(a, &spec);
+        return submit(a, &spec, device_flag);
     }
     let opts = StudyOptions {
         resume: a.resume,
@@ -132,7 +133,7 @@ fn summarize(r: &crate::report::Written, out: &std::path::Path) -> Result<()> {
 }
 
 /// `--slurm`: plan, submit, and with `--wait` wait and check every cell.
-fn submit(a: &StudyArgs, spec: &StudySpec) -> Result<()> {
+fn submit(a: &StudyArgs, spec: &StudySpec, device: Option<Device>) -> Result<()> {
     // Models trained on demand would be trained by every array task at once.
     for m in &spec.models {
         anyhow::ensure!(
@@ -161,6 +162,7 @@ fn submit(a: &StudyArgs, spec: &StudySpec) -> Result<()> {
         gres: a.gres.clone(),
         max_parallel: a.max_parallel,
         points_per_task: a.points_per_task,
+        device: device.map(|d| d.to_string()),
     };
     let s = slurm::submit(&spec.name, &a.study, &out, cells.len(), &o)?;
     println!(

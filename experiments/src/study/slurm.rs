@@ -28,6 +28,8 @@ pub struct SlurmOptions {
     pub max_parallel: Option<usize>,
     /// Cells per task.
     pub points_per_task: usize,
+    /// `--device` given on the command line, passed on to every task (else the study file's).
+    pub device: Option<String>,
 }
 
 /// The submitted jobs.
@@ -57,6 +59,10 @@ pub fn sbatch_files(
 ) -> (String, String) {
     let k = o.points_per_task.max(1);
     let tasks = task_count(cells, k);
+    let dev = o
+        .device
+        .as_ref()
+        .map_or(String::new(), |d| format!(" --device {}", quote(d)));
     let logs = out.join("slurm");
     let mut head = String::from("#!/bin/bash\n");
     let mut opt = |k: &str, v: Option<String>| {
@@ -81,7 +87,7 @@ pub fn sbatch_files(
     }
     array += &format!(
         "# {cells} cells, {k} per task. Finished cells are skipped, so failed tasks can be \
-         resubmitted:\n#   sbatch --array=3,17 {}\nexec {} study {} --run-cell --points-per-task {k}\n",
+         resubmitted:\n#   sbatch --array=3,17 {}\nexec {}{dev} study {} --run-cell --points-per-task {k}\n",
         out.join("study.sbatch").display(),
         quote(&exe.display().to_string()),
         quote(&study.display().to_string())
@@ -90,7 +96,7 @@ pub fn sbatch_files(
     collect += &format!("#SBATCH --job-name=epsim-{name}-collect\n");
     collect += &format!("#SBATCH --output={}/collect_%j.log\n", logs.display());
     collect += &format!(
-        "exec {} study {} --collect\n",
+        "exec {}{dev} study {} --collect\n",
         quote(&exe.display().to_string()),
         quote(&study.display().to_string())
     );
@@ -171,4 +177,37 @@ pub fn check_collected(results: &Path, logs: &Path, collect: &str) -> Result<()>
         );
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_command_line_device_reaches_every_task_and_the_collect_job() {
+        let mut o = SlurmOptions {
+            partition: None,
+            time: None,
+            cpus_per_task: Some(4),
+            gres: None,
+            max_parallel: None,
+            points_per_task: 2,
+            device: Some("gpu:1".into()),
+        };
+        let (p, s, out) = (Path::new("/e/epsim"), Path::new("/s.toml"), Path::new("/o"));
+        let (array, collect) = sbatch_files("t", p, s, out, 5, &o);
+        assert!(array.contains("#SBATCH --array=0-2\n"), "{array}");
+        assert!(
+            array.contains("exec '/e/epsim' --device 'gpu:1' study '/s.toml' --run-cell"),
+            "{array}"
+        );
+        assert!(
+            collect.contains("exec '/e/epsim' --device 'gpu:1' study '/s.toml' --collect"),
+            "{collect}"
+        );
+        // Without the flag the tasks use the study file's device.
+        o.device = None;
+        let (array, _) = sbatch_files("t", p, s, out, 5, &o);
+        assert!(!array.contains("--device"), "{array}");
+    }
 }
