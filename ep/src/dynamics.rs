@@ -289,8 +289,14 @@ fn check_step<B: Backend, R: SynapseReads<B> + ?Sized>(
     good: &mut (usize, State<B>),
 ) -> Result<()> {
     let net = r.net();
-    if !(t + 1).is_multiple_of(be.check_every().max(1)) && t + 1 != steps {
+    let every = be.check_every().max(1);
+    if !(t + 1).is_multiple_of(every) && t + 1 != steps {
         return Ok(());
+    }
+    if every == 1 {
+        // Checked at every step: this is the first bad one, and no state needs keeping (on the
+        // CPU a kept state would be a full copy per step).
+        return net.check_state(be, st, t + 1);
     }
     if let Err(e) = net.check_state(be, st, t + 1) {
         let mut s = good.1.clone();
