@@ -27,7 +27,7 @@ pub fn evaluate<B: Backend>(
         .map_err(|e| anyhow::anyhow!("normalization: {e}"))?;
     let mut correct = 0usize;
     let mut per = vec![0usize; if per_step { steps } else { 0 }];
-    let pb = crate::data::progress(loader.num_batches() as u64, "eval");
+    let pb = crate::progress::progress(loader.num_batches() as u64, "eval");
     for b in loader.epoch(0) {
         let x = be.upload(&b.x)?;
         if per_step {
@@ -68,7 +68,7 @@ pub fn evaluate_baseline<B: Backend>(
         .normalize(norm.clone())
         .map_err(|e| anyhow::anyhow!("normalization: {e}"))?;
     let mut correct = 0usize;
-    let pb = crate::data::progress(loader.num_batches() as u64, "eval");
+    let pb = crate::progress::progress(loader.num_batches() as u64, "eval");
     for b in loader.epoch(0) {
         let pred = argmax_rows(&model.logits(be, &b.x)?);
         correct += pred.iter().zip(&b.y).filter(|(p, l)| p == l).count();

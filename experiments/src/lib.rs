@@ -16,6 +16,7 @@
 //! * [`report`]: tables, sanity checks, protocol gap, plots, example grids;
 //! * [`export`]: chip programming targets written to a directory, and read back;
 //! * [`files`]: atomic writes and JSON Lines appends;
+//! * [`progress`]: progress bars on a terminal, plain progress lines otherwise;
 //! * [`cli`]: the `epsim` command line (argument types and thin commands).
 //!
 //! Dependencies: every crate below it (`sim`, `devices`, `ep`, `host-gpu`).
@@ -29,6 +30,7 @@ pub mod device;
 pub mod eval;
 pub mod export;
 pub mod files;
+pub mod progress;
 pub mod report;
 pub mod results;
 pub mod runs;

@@ -49,9 +49,10 @@ fn a_tiny_study_runs_reports_and_resumes() {
     // Relative paths in the study are relative to its folder; run from elsewhere.
     let spec = StudySpec::read(&study).unwrap();
     let o = run_study(&sim::Cpu, &spec, &study, &StudyOptions::default()).unwrap();
-    assert_eq!((o.cells, o.ran), (12, 12));
+    // 2 models × 2 substrates × (clean + 2 PGD ε + 1 corruption).
+    assert_eq!((o.cells, o.ran), (16, 16));
     let recs = records(&out.join("results.jsonl"));
-    assert_eq!(recs.len(), 12);
+    assert_eq!(recs.len(), 16);
     let report = std::fs::read_to_string(out.join("report.md")).unwrap();
     let pgd = report
         .split("\n## ")
@@ -81,6 +82,18 @@ fn a_tiny_study_runs_reports_and_resumes() {
         assert_eq!(r["study"], "tiny");
         if r["kind"] == "corruption" {
             assert_eq!(cell(by_corr, &label(r), "contrast"), pct(&r["accuracy"]));
+        } else if r["kind"] == "clean" {
+            // The clean cells give the summary's and the corruption table's clean column.
+            let summary = report
+                .split("\n## ")
+                .find(|x| x.starts_with("Summary"))
+                .unwrap();
+            assert!(
+                cell(summary, &label(r), "clean")
+                    .starts_with(&format!("{} ± ", pct(&r["accuracy"]))),
+                "{r}"
+            );
+            assert_eq!(cell(by_corr, &label(r), "clean"), pct(&r["accuracy"]));
         } else {
             let col = format!("ε={}", r["eps_text"].as_str().unwrap());
             assert_eq!(
@@ -99,7 +112,7 @@ fn a_tiny_study_runs_reports_and_resumes() {
     let mine: Vec<f64> = recs
         .iter()
         .filter(|r| {
-            r["kind"] != "corruption" && label(r) == "EP-A @ netlist:pcm --set read_noise_scale=2"
+            r["kind"] == "attack" && label(r) == "EP-A @ netlist:pcm --set read_noise_scale=2"
         })
         .map(|r| r["robust_accuracy"].as_f64().unwrap())
         .collect();
@@ -121,7 +134,7 @@ fn a_tiny_study_runs_reports_and_resumes() {
     for name in ["EP-A", "EP-B"] {
         let clean = recs
             .iter()
-            .find(|r| label(r) == name && r["kind"] != "corruption")
+            .find(|r| label(r) == name && r["kind"] == "attack")
             .unwrap();
         assert_eq!(cell(settle, name, "t = T"), pct(&clean["clean_accuracy"]));
     }
@@ -157,11 +170,70 @@ fn a_tiny_study_runs_reports_and_resumes() {
     for rr in &rob_recs {
         let twin = recs
             .iter()
-            .find(|r| label(r) == "EP-A" && r["eps"] == rr["eps"] && r["kind"] != "corruption")
+            .find(|r| label(r) == "EP-A" && r["eps"] == rr["eps"] && r["kind"] == "attack")
             .unwrap();
         assert_eq!(twin["robust_accuracy"], rr["robust_accuracy"]);
         assert_eq!(twin["attack"], rr["attack"]);
     }
+
+    // An attack with `subset = 8` attacks the first 8 of the study's images (class-balanced), the
+    // images `epsim robustness --subset 8` evaluates, and gives its records; the clean cells keep
+    // every image.
+    let out3 = d.join("out3");
+    let study3 = d.join("study3.toml");
+    std::fs::write(
+        &study3,
+        study_text(d, &out3, "\"0.1\"").replace("steps = 3\n", "steps = 3\nsubset = 8\n"),
+    )
+    .unwrap();
+    run_study(
+        &sim::Cpu,
+        &StudySpec::read(&study3).unwrap(),
+        &study3,
+        &StudyOptions::default(),
+    )
+    .unwrap();
+    let recs3 = records(&out3.join("results.jsonl"));
+    let kind_n = |k: &str| -> Vec<Value> {
+        recs3
+            .iter()
+            .filter(|r| r["kind"] == k)
+            .map(|r| r["n"].clone())
+            .collect()
+    };
+    // (8 of 10 classes → one image per class; the file holds 4 classes.)
+    assert_eq!(kind_n("attack"), vec![Value::from(4); 4]);
+    assert_eq!(kind_n("clean"), vec![Value::from(16); 4]);
+    let rob3 = d.join("rob3");
+    let code = epsim(&[
+        "--seed",
+        "3",
+        "robustness",
+        "--model",
+        s(&d.join("a.safetensors")),
+        "--data",
+        &data,
+        "--subset",
+        "8",
+        "--batch-size",
+        "10",
+        "--suite",
+        s(&suite),
+        "--out-dir",
+        s(&rob3),
+    ]);
+    assert_eq!(code, ExitCode::SUCCESS);
+    let small = records(&rob3.join("results.jsonl"));
+    let at_01 = small.iter().find(|r| r["eps"] == 0.1).unwrap();
+    let twin = recs3
+        .iter()
+        .find(|r| label(r) == "EP-A" && r["kind"] == "attack")
+        .unwrap();
+    for k in ["robust_accuracy", "clean_accuracy", "attack", "n"] {
+        assert_eq!(twin[k], at_01[k], "{k}");
+    }
+    let report3 = std::fs::read_to_string(out3.join("report.md")).unwrap();
+    assert!(report3.contains("4 images per cell"), "{report3}");
 
     // The same study reading its corruption from released files (made by `epsim corrupt --format
     // npy` from the whole test file; contrast draws nothing at random) gives the same records.
@@ -224,7 +296,7 @@ fn a_tiny_study_runs_reports_and_resumes() {
         },
     )
     .unwrap();
-    assert_eq!((o.cells, o.ran), (12, 2));
+    assert_eq!((o.cells, o.ran), (16, 2));
     let strip = |v: &[Value]| -> Vec<Value> {
         v.iter()
             .cloned()

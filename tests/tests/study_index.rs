@@ -49,7 +49,7 @@ fn plan_run_cell_collect_equals_a_local_run() {
     write_ep_model(&tiny_cifar_ep_net(true), &d.join("a.safetensors"));
     write_ep_model(&tiny_cifar_ep_net(false), &d.join("b.safetensors"));
     write_tiny_cifar(&d.join("test.bin"), 80, 2);
-    // 2 models × 2 substrates × (1 PGD ε + 1 corruption) = 8 cells.
+    // 2 models × 2 substrates × (clean + 1 PGD ε + 1 corruption) = 12 cells.
     let (local, arr) = (d.join("local"), d.join("arr"));
     let study_local = d.join("local.toml");
     std::fs::write(&study_local, tiny_study_text(d, &local, "\"0.05\"")).unwrap();
@@ -63,9 +63,9 @@ fn plan_run_cell_collect_equals_a_local_run() {
         ExitCode::FAILURE
     );
     let (out, cells) = write_plan(&spec, &study).unwrap();
-    assert_eq!((out.clone(), cells.len()), (arr.clone(), 8));
+    assert_eq!((out.clone(), cells.len()), (arr.clone(), 12));
     let plan = std::fs::read_to_string(arr.join("plan.jsonl")).unwrap();
-    assert_eq!(plan.lines().count(), 8);
+    assert_eq!(plan.lines().count(), 12);
     for (i, l) in plan.lines().enumerate() {
         let v: Value = serde_json::from_str(l).unwrap();
         assert_eq!(v["index"], i);
@@ -98,12 +98,15 @@ fn plan_run_cell_collect_equals_a_local_run() {
         epsim(&["study", s(&study), "--run-cell", "--index", "7"]),
         ExitCode::SUCCESS
     );
-    let (missing, failed) = pending(&arr, 8);
-    assert_eq!((missing.clone(), failed), (vec![0, 1, 2, 6], vec![]));
+    let (missing, failed) = pending(&arr, 12);
+    assert_eq!(
+        (missing.clone(), failed),
+        (vec![0, 1, 2, 6, 8, 9, 10, 11], vec![])
+    );
     // A partial run collects nothing and names exactly the missing cells.
     let e = collect_study(&sim::Cpu, &spec, &study).unwrap_err();
     assert!(
-        format!("{e:#}").contains("4 of 8 cells are not done: missing [0, 1, 2, 6]"),
+        format!("{e:#}").contains("8 of 12 cells are not done: missing [0, 1, 2, 6, 8, 9, 10, 11]"),
         "{e:#}"
     );
     assert!(!arr.join("results.jsonl").exists());
@@ -127,7 +130,7 @@ fn plan_run_cell_collect_equals_a_local_run() {
             .unwrap(),
         mtime
     );
-    for i in ["0", "1", "2", "6"] {
+    for i in ["0", "1", "2", "6", "8", "9", "10", "11"] {
         assert_eq!(
             epsim(&["study", s(&study), "--run-cell", "--index", i]),
             ExitCode::SUCCESS
@@ -144,7 +147,7 @@ fn plan_run_cell_collect_equals_a_local_run() {
         &StudyOptions::default(),
     )
     .unwrap();
-    assert_eq!(o.cells, 8);
+    assert_eq!(o.cells, 12);
     assert_eq!(
         records(&arr.join("results.jsonl")),
         records(&local.join("results.jsonl"))

@@ -1,6 +1,6 @@
 //! `epsim study --slurm --wait` on a real single-node Slurm (brought up by
 //! `scripts/slurm-local.sh up`, torn down afterwards even when the test fails, unless it was
-//! already running): the tiny study (12 cells) as a job array with one cell forced to fail, which
+//! already running): the tiny study (16 cells) as a job array with one cell forced to fail, which
 //! `--wait` reports (non-zero exit, the cell named) and `collect` refuses; the failed index
 //! resubmitted with the kept `study.sbatch`; then the collected results.jsonl equals a local run's
 //! records cell by cell. This test fails when Slurm cannot be started; set EPSIM_SLURM_TEST=0 to
@@ -162,12 +162,12 @@ fn a_tiny_study_as_a_slurm_array_equals_the_local_run() {
         &StudyOptions::default(),
     )
     .unwrap();
-    assert_eq!(o.cells, 12);
+    assert_eq!(o.cells, 16);
     let (got, want) = (
         records(&arr.join("results.jsonl")),
         records(&local.join("results.jsonl")),
     );
-    assert_eq!(got.len(), 12);
+    assert_eq!(got.len(), 16);
     for (i, (g, w)) in got.iter().zip(&want).enumerate() {
         assert_eq!(g, w, "cell {i}");
     }

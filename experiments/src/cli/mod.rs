@@ -158,7 +158,7 @@ pub fn init_threads(threads: Option<usize>) -> Result<()> {
 /// Run a parsed command line.
 pub fn run(cli: Cli) -> Result<()> {
     init_logging(cli.verbose, cli.quiet);
-    crate::data::set_quiet(cli.quiet);
+    crate::progress::set_quiet(cli.quiet);
     // A Slurm task uses the CPUs it was given unless --threads says otherwise.
     let slurm_cpus = std::env::var("SLURM_CPUS_PER_TASK")
         .ok()

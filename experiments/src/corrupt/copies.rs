@@ -70,7 +70,7 @@ pub fn write_copies(
     if format == Format::Npy {
         return write_npy(&d.images, &labels, &kinds, out, seed);
     }
-    let pb = crate::data::progress((kinds.len() * sevs.len()) as u64, "corrupt");
+    let pb = crate::progress::progress((kinds.len() * sevs.len()) as u64, "corrupt");
     for c in &kinds {
         for &s in &sevs {
             let imgs = corrupt_dataset(&d.images, &labels, *c, s, seed)
@@ -100,7 +100,7 @@ fn write_npy(
     seed: u64,
 ) -> Result<()> {
     let n = labels.len();
-    let pb = crate::data::progress((kinds.len() * cifar_c::SEVERITIES) as u64, "corrupt");
+    let pb = crate::progress::progress((kinds.len() * cifar_c::SEVERITIES) as u64, "corrupt");
     for c in kinds {
         let mut nhwc = Vec::with_capacity(cifar_c::SEVERITIES * images.len());
         for s in 1..=cifar_c::SEVERITIES as u32 {

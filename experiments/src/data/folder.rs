@@ -229,7 +229,7 @@ fn scan_zip(path: &Path, want: Option<&str>) -> Result<Scan> {
         .map_err(|e| DataError::file(path, format!("cannot open: {e}")))?;
     let mut z = zip::ZipArchive::new(std::io::BufReader::new(f))
         .map_err(|e| DataError::file(path, format!("not a readable zip archive: {e}")))?;
-    let pb = super::progress(z.len() as u64, "reading zip");
+    let pb = crate::progress::progress(z.len() as u64, "reading zip");
     let mut out = Vec::new();
     let mut splits = BTreeSet::new();
     let mut classes = BTreeSet::new();
@@ -364,7 +364,7 @@ pub fn load(path: &Path, split: Option<&str>) -> Result<Vec<Dataset>> {
         es.sort_by(|a, b| {
             (class_index[a.class.as_str()], &a.name).cmp(&(class_index[b.class.as_str()], &b.name))
         });
-        let pb = super::progress(es.len() as u64, &format!("decoding {s}"));
+        let pb = crate::progress::progress(es.len() as u64, &format!("decoding {s}"));
         let decoded: Vec<Decoded> = es
             .par_iter()
             .map(|e| {

@@ -27,8 +27,6 @@ pub use randaugment::RandAugment;
 pub use spec::{DatasetSpec, Kind};
 pub use subset::{balanced_subset, check_input_shape, load_eval_set, load_split, subset};
 
-use std::sync::atomic::{AtomicBool, Ordering};
-
 /// One split of a dataset, in memory.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Dataset {
@@ -177,27 +175,4 @@ impl Dataset {
         }
         Ok(())
     }
-}
-
-static QUIET: AtomicBool = AtomicBool::new(false);
-
-/// Hide the loaders' progress bars (the CLI's `--quiet`). They are hidden anyway when stderr is
-/// not a terminal.
-pub fn set_quiet(q: bool) {
-    QUIET.store(q, Ordering::Relaxed);
-}
-
-/// A progress bar for `len` steps, hidden when quiet or when stderr is not a terminal.
-pub(crate) fn progress(len: u64, msg: &str) -> indicatif::ProgressBar {
-    if QUIET.load(Ordering::Relaxed) {
-        return indicatif::ProgressBar::hidden();
-    }
-    let pb = indicatif::ProgressBar::new(len);
-    if let Ok(style) = indicatif::ProgressStyle::with_template(
-        "{msg} [{bar:40}] {pos}/{len} ({elapsed}, eta {eta})",
-    ) {
-        pb.set_style(style.progress_chars("=> "));
-    }
-    pb.set_message(msg.to_string());
-    pb
 }

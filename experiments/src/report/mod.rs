@@ -62,6 +62,7 @@ pub fn write_report(results: &[PathBuf], out: &Path, labels: &[String]) -> Resul
         let m = match r {
             Record::Attack(x) => &x.model,
             Record::Corruption(x) => &x.model,
+            Record::Clean(x) => &x.model,
             Record::Other(_) => continue,
         };
         if !models.contains(m) {

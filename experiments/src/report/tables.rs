@@ -10,7 +10,7 @@ use std::path::Path;
 
 use super::checks::{Check, iteration_checks, strength_checks};
 use super::names::attack_family;
-use crate::results::{AttackRow, CorruptionRow, Record};
+use crate::results::{AttackRow, CleanRow, CorruptionRow, Record};
 
 /// Row labels of the models: `overrides` (`PATH=NAME`, PATH being a recorded model path, or the
 /// file name or stem of exactly one), else the file stem, or `parent/stem` where two model paths
@@ -84,6 +84,11 @@ pub struct TableRow {
     pub clean: Option<f64>,
     /// One cell per column.
     pub cells: Vec<Option<f64>>,
+    /// Images per cell (the largest count of the row's records).
+    pub n: usize,
+    /// Per cell, the mean L2 distance of the successful adversarial examples from their clean
+    /// images, where the records carry it (C&W's distortion).
+    pub l2: Vec<Option<f64>>,
 }
 
 /// A row of the summary table.
@@ -91,20 +96,28 @@ pub struct TableRow {
 pub struct SummaryRow {
     /// Row label, as in the attack tables.
     pub label: String,
-    /// Clean accuracy (of its last attack record).
+    /// Clean accuracy: of the evaluation's clean record where there is one (every image), else
+    /// of its last attack record.
     pub clean: Option<f64>,
+    /// Images of the clean accuracy.
+    pub clean_n: usize,
     /// Mean robust accuracy over its (attack, ε > 0) cells.
     pub mean_robust: Option<f64>,
     /// Number of (attack, ε > 0) cells averaged.
     pub cells: usize,
-    /// Images per evaluation (the largest of its records).
+    /// Images per attack (the largest of its attack records).
     pub n: usize,
 }
 
+/// One binomial standard deviation of an accuracy `p` measured on `n` images.
+pub fn binomial_std(p: f64, n: usize) -> f64 {
+    (p * (1.0 - p) / n.max(1) as f64).sqrt()
+}
+
 impl SummaryRow {
-    /// One binomial standard deviation of an accuracy `p` on this row's `n` images.
+    /// One binomial standard deviation of an accuracy `p` on this row's `n` attacked images.
     pub fn binomial_std(&self, p: f64) -> f64 {
-        (p * (1.0 - p) / self.n.max(1) as f64).sqrt()
+        binomial_std(p, self.n)
     }
 }
 
@@ -151,8 +164,10 @@ pub struct Report {
     pub notes: Vec<String>,
 }
 
-/// Per model: the distinct free-phase settings and image sets its attack records use.
-type Variants = HashMap<String, (Vec<(usize, usize)>, Vec<(String, usize)>)>;
+/// Per model: the distinct free-phase settings and datasets its attack records use. (Image
+/// counts do not split rows: a suite may attack fewer images with a costly attack; the tables show
+/// the images of every row.)
+type Variants = HashMap<String, (Vec<(usize, usize)>, Vec<String>)>;
 
 fn variants(rows: &[&AttackRow]) -> Variants {
     let mut v: Variants = HashMap::new();
@@ -161,8 +176,8 @@ fn variants(rows: &[&AttackRow]) -> Variants {
         if !e.0.contains(&(r.t_predict, r.t_attack)) {
             e.0.push((r.t_predict, r.t_attack));
         }
-        if !e.1.contains(&(r.data.clone(), r.n)) {
-            e.1.push((r.data.clone(), r.n));
+        if !e.1.contains(&r.data) {
+            e.1.push(r.data.clone());
         }
     }
     v
@@ -170,7 +185,7 @@ fn variants(rows: &[&AttackRow]) -> Variants {
 
 /// The row of an attack record: the model's label, then the substrate and protocol where not
 /// digital / standard, the free-phase steps where T_attack ≠ T_predict or the model was evaluated
-/// with several, and the images where the model was evaluated on several sets.
+/// with several, and the dataset where the model was evaluated on several.
 fn row_label(labels: &HashMap<String, String>, var: &Variants, r: &AttackRow) -> String {
     let mut s = labels.get(&r.model).cloned().unwrap_or(r.model.clone());
     if r.substrate != "digital" {
@@ -186,7 +201,7 @@ fn row_label(labels: &HashMap<String, String>, var: &Variants, r: &AttackRow) ->
         let _ = write!(s, " (T {})", r.t_predict);
     }
     if sets.len() > 1 {
-        let _ = write!(s, " ({} images of {})", r.n, r.data);
+        let _ = write!(s, " (on {})", r.data);
     }
     s
 }
@@ -222,8 +237,10 @@ pub fn build(records: &[Record], labels: &HashMap<String, String>) -> Report {
     let mut tables: Vec<AttackTable> = Vec::new();
     let var = variants(&attacks);
     let mut dups = 0;
-    let mut images: Vec<(String, usize)> = Vec::new();
-    type Cells = Vec<(String, Vec<(f64, String, f64, f64)>)>;
+    // Per row label: the largest image count of its records and its first record.
+    let mut images: Vec<(String, usize, &AttackRow)> = Vec::new();
+    // Per table: rows (label) → points (ε, ε text, robust, clean, images, mean L2 of the fooled).
+    type Cells = Vec<(String, Vec<(f64, String, f64, f64, usize, Option<f64>)>)>;
     let mut cells: Vec<Cells> = Vec::new();
     for r in &attacks {
         let fam = attack_family(&r.attack);
@@ -243,7 +260,7 @@ pub fn build(records: &[Record], labels: &HashMap<String, String>) -> Report {
         let label = row_label(labels, &var, r);
         match images.iter_mut().find(|x| x.0 == label) {
             Some(x) => x.1 = x.1.max(r.n),
-            None => images.push((label.clone(), r.n)),
+            None => images.push((label.clone(), r.n, r)),
         }
         let rows = &mut cells[ti];
         let ri = match rows.iter().position(|x| x.0 == label) {
@@ -259,7 +276,14 @@ pub fn build(records: &[Record], labels: &HashMap<String, String>) -> Report {
             r.eps_text.clone()
         };
         let pts = &mut rows[ri].1;
-        let new = (r.eps, text, r.robust_accuracy, r.clean_accuracy);
+        let new = (
+            r.eps,
+            text,
+            r.robust_accuracy,
+            r.clean_accuracy,
+            r.n,
+            r.mean_l2_fooled,
+        );
         match pts.iter_mut().find(|p| p.0 == r.eps) {
             Some(p) => {
                 dups += 1;
@@ -287,13 +311,33 @@ pub fn build(records: &[Record], labels: &HashMap<String, String>) -> Report {
                     .iter()
                     .map(|c| pts.iter().find(|p| p.0 == c.0).map(|p| p.2))
                     .collect(),
+                n: pts.iter().map(|p| p.4).max().unwrap_or(0),
+                l2: cols
+                    .iter()
+                    .map(|c| pts.iter().find(|p| p.0 == c.0).and_then(|p| p.5))
+                    .collect(),
             })
             .collect();
         t.columns = cols;
     }
+    // Clean accuracy records (a study's clean cells): the last one of a model, substrate and data.
+    let cleans: Vec<&CleanRow> = records
+        .iter()
+        .filter_map(|r| match r {
+            Record::Clean(c) => Some(c),
+            _ => None,
+        })
+        .collect();
+    let clean_record = |model: &str, substrate: &str, data: &str| {
+        cleans
+            .iter()
+            .rev()
+            .find(|c| c.model == model && c.substrate == substrate && c.data == data)
+            .map(|c| (c.accuracy, c.n))
+    };
     let summary = images
         .iter()
-        .map(|(label, n)| {
+        .map(|(label, n, first)| {
             let mut clean = None;
             let mut robust = Vec::new();
             for t in &tables {
@@ -306,9 +350,15 @@ pub fn build(records: &[Record], labels: &HashMap<String, String>) -> Report {
                     }
                 }
             }
+            // The clean accuracy on all the evaluation's images where a clean record has it.
+            let (clean, clean_n) = match clean_record(&first.model, &first.substrate, &first.data) {
+                Some((a, m)) => (Some(a), m),
+                None => (clean, *n),
+            };
             SummaryRow {
                 label: label.clone(),
                 clean,
+                clean_n,
                 mean_robust: mean(&robust),
                 cells: robust.len(),
                 n: *n,
@@ -368,16 +418,28 @@ pub fn build(records: &[Record], labels: &HashMap<String, String>) -> Report {
         sevs.sort_unstable();
         // Clean accuracy of the same model, substrate and images from an attack record, if any.
         let clean_of = |c: &CorruptionRow| {
-            attacks
+            cleans
                 .iter()
                 .rev()
-                .find(|a| {
-                    a.model == c.model
-                        && a.substrate == c.substrate
-                        && a.data == c.data
-                        && a.n == c.n
+                .find(|k| {
+                    k.model == c.model
+                        && k.substrate == c.substrate
+                        && k.data == c.data
+                        && k.n == c.n
                 })
-                .map(|a| a.clean_accuracy)
+                .map(|k| k.accuracy)
+                .or_else(|| {
+                    attacks
+                        .iter()
+                        .rev()
+                        .find(|a| {
+                            a.model == c.model
+                                && a.substrate == c.substrate
+                                && a.data == c.data
+                                && a.n == c.n
+                        })
+                        .map(|a| a.clean_accuracy)
+                })
         };
         let by_corruption = rows
             .iter()
@@ -393,7 +455,9 @@ pub fn build(records: &[Record], labels: &HashMap<String, String>) -> Report {
                 TableRow {
                     label: label.clone(),
                     clean: clean_of(first),
+                    l2: vec![None; cells.len()],
                     cells,
+                    n: first.n,
                 }
             })
             .collect();
@@ -409,6 +473,8 @@ pub fn build(records: &[Record], labels: &HashMap<String, String>) -> Report {
                         mean(&v)
                     })
                     .collect(),
+                n: first.n,
+                l2: vec![None; sevs.len()],
             })
             .collect();
         CorruptionTables {
@@ -454,6 +520,49 @@ pub fn slug(s: &str) -> String {
     o.trim_matches('-').to_string()
 }
 
+/// The line under a table saying how many images its rows were measured on, with the binomial
+/// standard deviation of an accuracy of 50 % on them (the largest).
+fn images_line(rows: &[TableRow]) -> String {
+    let mut ns: Vec<usize> = rows.iter().map(|r| r.n).filter(|&n| n > 0).collect();
+    ns.sort_unstable();
+    ns.dedup();
+    match ns.as_slice() {
+        [] => String::new(),
+        [n] => format!(
+            "\n{n} images per cell (one binomial standard deviation: ≤ {:.1} points).\n",
+            100.0 * binomial_std(0.5, *n)
+        ),
+        _ => {
+            let per: Vec<String> = rows
+                .iter()
+                .map(|r| format!("{} {}", r.label, r.n))
+                .collect();
+            format!("\nImages per cell: {}.\n", per.join(", "))
+        }
+    }
+}
+
+/// A markdown table of text cells: rows labelled as `rows`, one column per head.
+fn text_table(first: &str, heads: &[String], rows: &[TableRow], cells: &[Vec<String>]) -> String {
+    let mut s = format!("| {first} |");
+    for h in heads {
+        let _ = write!(s, " {h} |");
+    }
+    s += "\n| --- |";
+    for _ in heads {
+        s += " ---: |";
+    }
+    s += "\n";
+    for (r, cs) in rows.iter().zip(cells) {
+        let _ = write!(s, "| {} |", r.label);
+        for c in cs {
+            let _ = write!(s, " {c} |");
+        }
+        s += "\n";
+    }
+    s
+}
+
 fn table_md(first: &str, heads: &[String], rows: &[TableRow], clean: bool) -> String {
     let mut s = format!("| {first} |");
     if clean {
@@ -490,20 +599,25 @@ impl Report {
         s += "Accuracies in %. Rows: model (file stem or --label) @ substrate [protocol] where not digital/standard.\n\n";
         if !self.summary.is_empty() {
             s += "## Summary — mean robust accuracy over attacks and strengths (%)\n\n";
-            s += "Mean over every attack and ε > 0 of the tables below; ± one binomial standard deviation of an accuracy at that value on the row's images.\n\n";
+            s += "Mean over every attack and ε > 0 of the tables below; ± one binomial standard deviation of an accuracy at that value on its images (clean: every evaluated image; attacks: the most images an attack of the row used).\n\n";
             s += "| model | images | clean | mean robust | attack × ε cells |\n| --- | --- | --- | --- | --- |\n";
             for r in &self.summary {
-                let pm = |v: Option<f64>| match v {
-                    Some(p) => format!("{:.1} ± {:.1}", 100.0 * p, 100.0 * r.binomial_std(p)),
+                let pm = |v: Option<f64>, n: usize| match v {
+                    Some(p) => format!("{:.1} ± {:.1}", 100.0 * p, 100.0 * binomial_std(p, n)),
                     None => "-".into(),
+                };
+                let images = if r.clean_n == r.n {
+                    r.n.to_string()
+                } else {
+                    format!("{} (attacks ≤ {})", r.clean_n, r.n)
                 };
                 let _ = writeln!(
                     s,
                     "| {} | {} | {} | {} | {} |",
                     r.label,
-                    r.n,
-                    pm(r.clean),
-                    pm(r.mean_robust),
+                    images,
+                    pm(r.clean, r.clean_n),
+                    pm(r.mean_robust, r.n),
                     r.cells
                 );
             }
@@ -517,6 +631,20 @@ impl Report {
                 .map(|c| format!("{}={}", t.strength, c.1))
                 .collect();
             s += &table_md("model", &heads, &t.rows, true);
+            s += &images_line(&t.rows);
+            if t.rows.iter().any(|r| r.l2.iter().any(Option::is_some)) {
+                s += "\nMean L2 distance of the successful adversarial examples from their clean images:\n\n";
+                let l2_rows: Vec<Vec<String>> = t
+                    .rows
+                    .iter()
+                    .map(|r| {
+                        r.l2.iter()
+                            .map(|v| v.map_or("–".into(), |v| format!("{v:.3}")))
+                            .collect()
+                    })
+                    .collect();
+                s += &text_table("model", &heads, &t.rows, &l2_rows);
+            }
             if let Some(Some(p)) = plots.get(i) {
                 let _ = writeln!(s, "\n![{}]({p})", t.attack);
             }
@@ -527,6 +655,7 @@ impl Report {
             let mut heads = c.names.clone();
             heads.push("mean".into());
             s += &table_md("model", &heads, &c.by_corruption, true);
+            s += &images_line(&c.by_corruption);
             s += "\n## Corruptions by severity — accuracy (%), mean over corruptions\n\n";
             let heads: Vec<String> = c.severities.iter().map(|v| format!("s{v}")).collect();
             s += &table_md("model", &heads, &c.by_severity, true);

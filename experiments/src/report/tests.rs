@@ -372,3 +372,49 @@ fn tick_labels_carry_no_float_noise() {
     assert_eq!(tick(0.0005), "0.0005");
     assert_eq!(tick(1250.0), "1250");
 }
+
+#[test]
+fn clean_records_give_the_summary_clean_and_cw_shows_its_distortion() {
+    let cw = |c: f64, text: &str, rob: f64, l2: Option<f64>| {
+        let mut v: serde_json::Value = serde_json::from_str(&atk(
+            "m.st",
+            &format!("CW-L2 c={c} kappa=0 steps=100"),
+            c,
+            text,
+            50,
+            0.8,
+            rob,
+        ))
+        .unwrap();
+        v["mean_l2_fooled"] = serde_json::json!(l2);
+        v.to_string()
+    };
+    let clean = r#"{"kind":"clean","model":"m.st","substrate":"digital","seed":0,"data":"d","n":400,"accuracy":0.75,"t_predict":5,"wall_s":0.1,"commit":"x"}"#;
+    let lines = [
+        cw(0.1, "0.1", 0.6, Some(0.25)),
+        cw(1.0, "1", 0.0, Some(0.5)),
+        clean.to_string(),
+    ];
+    let recs: Vec<Record> = lines.iter().map(|l| parse_record(l).unwrap()).collect();
+    assert!(matches!(recs[2], Record::Clean(_)));
+    let report = build(&recs, &std::collections::HashMap::new());
+    let s = &report.summary[0];
+    // Clean from the clean record (400 images), not from the attack records (0.8 on 50).
+    assert_eq!((s.clean, s.clean_n, s.n), (Some(0.75), 400, 50));
+    assert_eq!(report.attacks[0].rows[0].l2, vec![Some(0.25), Some(0.5)]);
+    assert_eq!(report.attacks[0].rows[0].n, 50);
+    let md = report.to_markdown(&[], &[]);
+    assert!(
+        md.contains("| m.st | 400 (attacks ≤ 50) | 75.0 ± 2.2 | 30.0 ± 6.5 | 2 |"),
+        "{md}"
+    );
+    assert!(
+        md.contains("Mean L2 distance of the successful adversarial examples"),
+        "{md}"
+    );
+    assert!(md.contains("| m.st | 0.250 | 0.500 |"), "{md}");
+    assert!(
+        md.contains("50 images per cell (one binomial standard deviation: ≤ 7.1 points)"),
+        "{md}"
+    );
+}

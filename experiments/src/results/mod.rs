@@ -6,5 +6,7 @@
 pub mod read;
 pub mod records;
 
-pub use read::{AttackRow, CorruptionRow, Record, attack_row, parse_record, read_results};
+pub use read::{
+    AttackRow, CleanRow, CorruptionRow, Record, attack_row, parse_record, read_results,
+};
 pub use records::{AttackRecord, CleanRecord, CorruptionRecord, RecordContext, git_commit};

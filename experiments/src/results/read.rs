@@ -54,6 +54,27 @@ pub struct AttackRow {
     pub clean_accuracy: f64,
     /// Robust accuracy.
     pub robust_accuracy: f64,
+    /// Mean L2 distance of the successful adversarial examples from their clean images (records
+    /// written before it was kept have none).
+    #[serde(default)]
+    pub mean_l2_fooled: Option<f64>,
+}
+
+/// One clean-accuracy record (a study's or a sweep's `clean` item), as read back.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct CleanRow {
+    /// Model file.
+    pub model: String,
+    /// Substrate.
+    #[serde(default = "digital")]
+    pub substrate: String,
+    /// Dataset spec.
+    #[serde(default)]
+    pub data: String,
+    /// Images.
+    pub n: usize,
+    /// Accuracy.
+    pub accuracy: f64,
 }
 
 /// One corruption record (`epsim robustness`), as read back.
@@ -84,12 +105,14 @@ pub enum Record {
     Attack(AttackRow),
     /// A corruption at one severity.
     Corruption(CorruptionRow),
+    /// The clean accuracy of an evaluation.
+    Clean(CleanRow),
     /// A record of another kind (kept out of the tables, counted in the report).
     Other(String),
 }
 
-/// Parse one line of a results file: `kind` "corruption" is a corruption record, no `kind` (or
-/// "attack") an attack record, any other kind is [`Record::Other`].
+/// Parse one line of a results file: `kind` "corruption" is a corruption record, "clean" a clean
+/// record, no `kind` (or "attack") an attack record, any other kind is [`Record::Other`].
 pub fn parse_record(line: &str) -> Result<Record> {
     let v: serde_json::Value = serde_json::from_str(line).context("not valid JSON")?;
     ensure!(v.is_object(), "not a JSON object");
@@ -102,6 +125,7 @@ pub fn parse_record(line: &str) -> Result<Record> {
         "corruption" => {
             Record::Corruption(serde_json::from_value(v).context("not a valid corruption record")?)
         }
+        "clean" => Record::Clean(serde_json::from_value(v).context("not a valid clean record")?),
         _ => Record::Other(kind),
     })
 }

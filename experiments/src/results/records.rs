@@ -57,6 +57,10 @@ pub struct AttackRecord {
     pub clean_accuracy: f64,
     /// Accuracy under attack.
     pub robust_accuracy: f64,
+    /// Mean L2 distance of the successful adversarial examples (clean-correct images the attack
+    /// fooled) from their clean images; null when it fooled none. For unbounded attacks (C&W at
+    /// fixed c) this is the distortion the success cost.
+    pub mean_l2_fooled: Option<f64>,
     /// Images through the model (forward queries).
     pub queries: u64,
     /// Images through the gradient.

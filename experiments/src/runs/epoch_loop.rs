@@ -333,7 +333,7 @@ pub fn epoch_plan(
     let nb = train
         .max_batches
         .map_or(loader.num_batches(), |m| m.min(loader.num_batches()));
-    let pb = crate::data::progress(nb as u64, &format!("epoch {}/{}", epoch + 1, train.epochs));
+    let pb = crate::progress::progress(nb as u64, &format!("epoch {}/{}", epoch + 1, train.epochs));
     (lrs, nb, pb)
 }
 

@@ -137,6 +137,10 @@ pub struct Outcome {
     pub queries: u64,
     /// Gradient evaluations (images).
     pub grads: u64,
+    /// Clean-correct images the attack fooled, and the sum of their L2 distortions.
+    pub fooled: usize,
+    /// Sum over the fooled images of ‖x_adv − x‖₂.
+    pub l2_fooled: f64,
     /// Attack name with its settings.
     pub name: String,
     /// When it started.
@@ -175,6 +179,7 @@ impl Outcome {
             n: cx.n,
             clean_accuracy: self.clean as f64 / n,
             robust_accuracy: self.robust as f64 / n,
+            mean_l2_fooled: (self.fooled > 0).then(|| self.l2_fooled / self.fooled as f64),
             queries: self.queries,
             grads: self.grads,
             wall_s: self.started.elapsed().as_secs_f64(),
@@ -225,8 +230,9 @@ pub fn attack_strength_examples(
     let started = Instant::now();
     let (mut clean, mut robust, mut queries, mut grads, mut name) =
         (0usize, 0usize, 0u64, 0u64, String::new());
+    let (mut fooled, mut l2_fooled) = (0usize, 0f64);
     let eot_n = eot.unwrap_or(if clf.stochastic() { 10 } else { 1 });
-    let pb = crate::data::progress(loader.num_batches() as u64, &format!("{attack} ε={label}"));
+    let pb = crate::progress::progress(loader.num_batches() as u64, &format!("{attack} ε={label}"));
     for b in loader.epoch(0) {
         let ids: Vec<u64> = b.indices.iter().map(|&i| i as u64).collect();
         if attack.starts_with("autoattack") && protocol != "advep" {
@@ -251,6 +257,13 @@ pub fn attack_strength_examples(
             ex.push_batch(clf, &b.x, &r.x_adv, &b.y, keep)?;
             clean += r.clean_correct.iter().filter(|&&c| c).count();
             robust += r.robust.iter().filter(|&&c| c).count();
+            let l2 = l2_rows(&b.x, &r.x_adv)?;
+            for ((&c, &rb), d) in r.clean_correct.iter().zip(&r.robust).zip(&l2) {
+                if c && !rb {
+                    fooled += 1;
+                    l2_fooled += d;
+                }
+            }
             queries += counted.queries.load(std::sync::atomic::Ordering::Relaxed);
             grads += counted.grads.load(std::sync::atomic::Ordering::Relaxed);
             name = format!("autoattack-{:?}", aa.version).to_lowercase();
@@ -268,6 +281,13 @@ pub fn attack_strength_examples(
                 .zip(&r.success)
                 .filter(|&(&c, &s)| c && !s)
                 .count();
+            let l2 = l2_rows(&b.x, &r.x_adv)?;
+            for ((&c, &s), d) in ok.iter().zip(&r.success).zip(&l2) {
+                if c && s {
+                    fooled += 1;
+                    l2_fooled += d;
+                }
+            }
             queries += r.queries;
             grads += r.grads;
         }
@@ -279,6 +299,8 @@ pub fn attack_strength_examples(
         robust,
         queries,
         grads,
+        fooled,
+        l2_fooled,
         name,
         started,
     };
@@ -398,4 +420,24 @@ mod tests {
         // ART's fixed step whatever the iterations.
         assert!((step("advep", Some(5)) - 0.0125).abs() < 1e-7);
     }
+}
+
+/// Per image of a batch, ‖x_adv − x‖₂ (in pixel units, images in [0, 1]).
+fn l2_rows(x: &sim::Tensor, x_adv: &sim::Tensor) -> Result<Vec<f64>> {
+    ensure!(
+        x.shape() == x_adv.shape() && x.ndim() >= 1,
+        "attack: adversarial batch {:?} does not match the clean batch {:?}",
+        x_adv.shape(),
+        x.shape()
+    );
+    Ok(x.outer_iter()
+        .zip(x_adv.outer_iter())
+        .map(|(a, b)| {
+            a.iter()
+                .zip(b.iter())
+                .map(|(p, q)| f64::from(q - p).powi(2))
+                .sum::<f64>()
+                .sqrt()
+        })
+        .collect())
 }

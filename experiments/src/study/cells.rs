@@ -61,6 +61,8 @@ pub fn plan(spec: &StudySpec, origin: &Path) -> Result<Vec<Cell>> {
                         item: item.id(),
                     })
                 };
+                // The clean accuracy on every image (attacks may use fewer).
+                push("none", &SuiteItem::Clean);
                 for p in &spec.suite.protocols {
                     for it in items
                         .iter()
@@ -164,10 +166,34 @@ fn model_file<B: Engine>(be: &B, m: &ModelEntry, out: &Path) -> Result<PathBuf> 
         .as_ref()
         .context("no checkpoint and no training config")?;
     let dir = out.join("models").join(&m.name);
-    let ckpt = dir.join("checkpoint.safetensors");
     let text = std::fs::read_to_string(cfg)
         .with_context(|| format!("reading config {}", cfg.display()))?;
-    let any = crate::runs::AnyConfig::from_toml(&text, &cfg.display().to_string())?;
+    let mut any = crate::runs::AnyConfig::from_toml(&text, &cfg.display().to_string())?;
+    // An AdvCNN config trains one model per ε, each in eps-<ε>/: train the one this entry is.
+    let ckpt = match &mut any {
+        crate::runs::AnyConfig::Baseline(c) if c.adv.is_some() => {
+            let adv = c.adv.as_mut().expect("checked");
+            let eps = match (m.adv_eps, adv.eps.as_slice()) {
+                (Some(e), list) if list.contains(&e) => e,
+                (Some(e), list) => bail!(
+                    "model {}: adv_eps = {e} is not one of the ε of {} ({list:?})",
+                    m.name,
+                    cfg.display()
+                ),
+                (None, [e]) => *e,
+                (None, list) => bail!(
+                    "model {}: {} trains one AdvCNN per ε ({list:?}); say which one this model \
+                     is with adv_eps = <ε>",
+                    m.name,
+                    cfg.display()
+                ),
+            };
+            adv.eps = vec![eps];
+            dir.join(format!("eps-{eps}"))
+                .join("checkpoint.safetensors")
+        }
+        _ => dir.join("checkpoint.safetensors"),
+    };
     println!(
         "training model {} ({}) into {}",
         m.name,
@@ -234,7 +260,7 @@ pub fn run_study<B: Engine>(
     };
     let mut files: BTreeMap<String, PathBuf> = BTreeMap::new();
     let commit = git_commit();
-    let pb = crate::data::progress(todo.len() as u64, "study cells");
+    let pb = crate::progress::progress(todo.len() as u64, "study cells");
     for c in &todo {
         let m = spec
             .models

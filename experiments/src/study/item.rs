@@ -66,7 +66,9 @@ impl ItemRun<'_> {
                 eps,
                 steps,
                 restarts,
+                subset,
             } => {
+                let (d, cx) = &attacked_images(d, cx, *subset);
                 // Pixel-space batches in dataset order; the attack's draws from the seed.
                 let loader = Loader::new(d, self.batch_size, sim::Stream::new(seed, "attack.data"));
                 let o = attack_strength(
@@ -107,5 +109,26 @@ impl ItemRun<'_> {
         v["kind"] = json!(kind);
         v["accuracy"] = json!(acc);
         Ok((acc, v))
+    }
+}
+
+/// The images an attack with `subset = N` runs on (the first N of `d`, class-balanced: the images
+/// a study with `subset = N` evaluates, since `d` is itself such a subset) and the record context
+/// with their count; `d` itself when there is no smaller subset.
+pub fn attacked_images(
+    d: &Dataset,
+    cx: &RecordContext,
+    subset: Option<usize>,
+) -> (Dataset, RecordContext) {
+    match subset {
+        Some(n) if n < d.len() => {
+            let small = crate::data::balanced_subset(d, n);
+            let cx = RecordContext {
+                n: small.len(),
+                ..cx.clone()
+            };
+            (small, cx)
+        }
+        _ => (d.clone(), cx.clone()),
     }
 }

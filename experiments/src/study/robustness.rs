@@ -150,8 +150,6 @@ impl RobustnessRun {
     ) -> Result<AttackPart> {
         let t = &self.target;
         let d = &l.data;
-        let loader =
-            crate::data::Loader::new(d, t.batch_size, sim::Stream::new(seed, "attack.data"));
         let results = self.out_dir.join("results.jsonl");
         let mut part = AttackPart::default();
         if !suite.attack.is_empty() {
@@ -167,8 +165,12 @@ impl RobustnessRun {
                 steps,
                 restarts,
                 save_examples,
+                subset,
                 ..
             } = at;
+            let (ad, cx) = &super::item::attacked_images(d, cx, *subset);
+            let loader =
+                crate::data::Loader::new(ad, t.batch_size, sim::Stream::new(seed, "attack.data"));
             let (clf, t_attack) = match (honest, protocol.as_str()) {
                 (Some(h), "standard") => (h, l.t_predict),
                 _ => (l.clf.as_ref(), l.t_attack),
@@ -251,7 +253,8 @@ impl RobustnessRun {
             md += " --- |";
         }
         md += "\n";
-        let pb = crate::data::progress((kinds.len() * c.severities.len()) as u64, "corruptions");
+        let pb =
+            crate::progress::progress((kinds.len() * c.severities.len()) as u64, "corruptions");
         for k in &kinds {
             md += &format!("| {} |", k.name());
             let mut accs = Vec::new();

@@ -95,6 +95,10 @@ pub struct ModelEntry {
     /// `checkpoint` does not exist.
     #[serde(default)]
     pub train: Option<PathBuf>,
+    /// For a `train` config of kind `adv_cnn` that lists several ε: the one this model is (only
+    /// that one is trained, into `<out>/models/<name>/eps-<ε>/`).
+    #[serde(default)]
+    pub adv_eps: Option<f32>,
     /// Substrates: `digital`, `netlist:<preset|preset.toml|netlist.json>`.
     #[serde(default = "digital_only")]
     pub substrates: Vec<String>,

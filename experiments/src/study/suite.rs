@@ -42,6 +42,11 @@ pub struct SuiteAttack {
     /// Write a PNG grid of the first N images per strength (as `epsim attack --save-examples`).
     #[serde(default)]
     pub save_examples: Option<usize>,
+    /// Attack only the first N evaluation images (class-balanced, the same images a run with
+    /// `subset = N` evaluates): for costly attacks (AutoAttack, C&W) in a suite whose other items
+    /// use more images. The records' `n` says how many were attacked.
+    #[serde(default)]
+    pub subset: Option<usize>,
 }
 
 fn one() -> usize {
@@ -166,6 +171,12 @@ impl Suite {
                 path.display(),
                 at.name
             );
+            ensure!(
+                at.subset != Some(0),
+                "{}: attack {}: subset needs N ≥ 1",
+                path.display(),
+                at.name
+            );
             expand_eps(&at.eps)
                 .with_context(|| format!("{}: attack {}", path.display(), at.name))?;
         }
@@ -207,6 +218,8 @@ pub enum SuiteItem {
         steps: Option<usize>,
         /// Restarts (PGD).
         restarts: usize,
+        /// Attack only this many of the evaluation images (class-balanced).
+        subset: Option<usize>,
     },
     /// Accuracy on corrupted images.
     Corruption(Corruption, u32),
@@ -273,6 +286,7 @@ impl Suite {
                     eps: v,
                     steps: at.steps,
                     restarts: at.restarts,
+                    subset: at.subset,
                 });
             }
         }

@@ -343,7 +343,7 @@ fn sweep<B: Engine>(a: &Sweep, be: &B, seed: u64) -> Result<()> {
         format!("{},", a.set.join(","))
     };
     let n_runs = 1 + param.levels.len() * a.substrate_seeds;
-    let pb = crate::data::progress(n_runs as u64, "sweep runs");
+    let pb = crate::progress::progress(n_runs as u64, "sweep runs");
     // One run's records, appended together once the run is complete.
     let mut write_run = |recs: &[(String, f64, Value)], level: Value, text: Value, sseed: Value| {
         let mut lines = String::new();
