@@ -52,24 +52,33 @@ pub(crate) fn progress(len: u64, msg: &str) -> ProgressBar {
 
 /// A "terminal" that turns indicatif's redraws into one plain stderr line per interval: the text
 /// of a redraw is gathered until its flush, cursor moves and padding are dropped, and a line is
-/// printed when `every` has passed since the last one (the first redraw always prints).
+/// printed when `every` has passed since the last one (or since the start: work shorter than the
+/// interval prints nothing).
 #[derive(Debug)]
 struct PlainLines {
     every: Duration,
     state: Mutex<LineState>,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct LineState {
     text: String,
-    last: Option<Instant>,
+    /// When the last line was printed (the start before the first).
+    last: Instant,
 }
 
 impl PlainLines {
     fn new(every: Duration) -> Self {
+        Self::starting(every, Instant::now())
+    }
+
+    fn starting(every: Duration, start: Instant) -> Self {
         Self {
             every,
-            state: Mutex::new(LineState::default()),
+            state: Mutex::new(LineState {
+                text: String::new(),
+                last: start,
+            }),
         }
     }
 
@@ -77,11 +86,10 @@ impl PlainLines {
     fn take_due(&self, now: Instant) -> Option<String> {
         let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
         let line = std::mem::take(&mut st.text).trim().to_string();
-        let due = st.last.is_none_or(|t| now.duration_since(t) >= self.every);
-        if line.is_empty() || !due {
+        if line.is_empty() || now.saturating_duration_since(st.last) < self.every {
             return None;
         }
-        st.last = Some(now);
+        st.last = now;
         Some(line)
     }
 }
@@ -127,9 +135,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn plain_lines_print_the_first_redraw_then_one_per_interval() {
-        let p = PlainLines::new(Duration::from_secs(30));
+    fn plain_lines_print_one_line_per_interval() {
         let t0 = Instant::now();
+        let p = PlainLines::starting(Duration::from_secs(30), t0);
+        // Nothing before the first interval has passed (short work stays silent).
+        p.write_str("epoch 1/2: 1/10 (10%)").unwrap();
+        assert_eq!(p.take_due(t0 + Duration::from_secs(10)), None);
+        let t0 = t0 + Duration::from_secs(30);
         p.write_str("\r").unwrap();
         p.write_str("epoch 1/2: 3/10 (30%)").unwrap();
         p.write_str("     ").unwrap();

@@ -166,3 +166,46 @@ fn preview_writes_a_png_grid() {
     let p = img.get_pixel(1 + 33, 1 + 33);
     assert_eq!(p.0, [px(4, 0), px(4, 1024), px(4, 2048)]);
 }
+
+/// With stderr not a terminal (a pipe here), long work still reports where it is: plain progress
+/// lines (label, position, rate, ETA) instead of a bar; `--quiet` hides them.
+#[test]
+fn progress_is_plain_lines_when_stderr_is_not_a_terminal() {
+    let bin = cifar10_dir().join("test_batch.bin");
+    let out = tempfile::tempdir().unwrap();
+    let run = |quiet: bool| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_epsim"));
+        if quiet {
+            c.arg("--quiet");
+        }
+        c.args(["corrupt", "--data", bin.to_str().unwrap(), "--corruption"])
+            .args(["contrast,brightness", "--severity", "1", "--out"])
+            .arg(out.path())
+            .env_remove("EPSIM_LOG")
+            .env("EPSIM_PROGRESS_SECS", "0")
+            .output()
+            .expect("run epsim")
+    };
+    let o = run(false);
+    assert!(o.status.success(), "stderr: {}", text(&o.stderr));
+    let err = text(&o.stderr);
+    let lines: Vec<&str> = err.lines().filter(|l| l.starts_with("corrupt: ")).collect();
+    assert!(!lines.is_empty(), "no progress line in:\n{err}");
+    assert!(
+        lines
+            .iter()
+            .all(|l| l.contains("/2 (") && l.contains("eta")),
+        "{lines:?}"
+    );
+    assert!(
+        !err.contains('\r') && !err.contains("\x1b["),
+        "terminal codes in {err:?}"
+    );
+    let q = run(true);
+    assert!(q.status.success());
+    assert!(
+        !text(&q.stderr).contains("corrupt: "),
+        "{}",
+        text(&q.stderr)
+    );
+}

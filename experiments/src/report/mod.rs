@@ -115,7 +115,44 @@ pub fn write_report(results: &[PathBuf], out: &Path, labels: &[String]) -> Resul
         )?;
         plots.push(Some(name));
     }
-    let md = report.to_markdown(&sources, &plots);
+    let mut md = report.to_markdown(&sources, &plots);
+    if let Some(c) = &report.corruptions {
+        // The paper's Fig. 2: accuracy vs severity per model (severity 0 = clean).
+        let name = format!("{stem}_corruptions.png");
+        let series: Vec<plot::Series> = c
+            .by_severity
+            .iter()
+            .map(|r| plot::Series {
+                label: r.label.clone(),
+                points: r
+                    .clean
+                    .map(|v| (0.0, 100.0 * v))
+                    .into_iter()
+                    .chain(
+                        c.severities
+                            .iter()
+                            .zip(&r.cells)
+                            .filter_map(|(s, v)| v.map(|v| (f64::from(*s), 100.0 * v))),
+                    )
+                    .collect(),
+            })
+            .collect();
+        plot::line_chart(
+            &dir.join(&name),
+            "corruptions: accuracy vs severity (0 = clean), mean over corruptions",
+            "severity",
+            "accuracy (%)",
+            &series,
+            Some((0.0, 100.0)),
+        )?;
+        // Under the corruption tables, before the checks.
+        md = md.replacen(
+            "## Sanity checks\n",
+            &format!("![corruptions by severity]({name})\n\n## Sanity checks\n"),
+            1,
+        );
+        plots.push(Some(name));
+    }
     std::fs::write(out, &md).with_context(|| format!("writing {}", out.display()))?;
     Ok(Written {
         warnings: report
