@@ -118,7 +118,13 @@ impl Preset {
     /// Parse and validate a preset; `origin` (a file name) prefixes every error.
     pub fn from_toml(text: &str, origin: &str) -> Result<Preset> {
         let p: Preset = toml::from_str(text).map_err(|e| {
-            Error::param("preset", format!("{origin}: {}", e.to_string().trim_end()))
+            Error::param(
+                "preset",
+                format!(
+                    "{origin}: {}",
+                    sim::suggest::did_you_mean(e.to_string().trim_end())
+                ),
+            )
         })?;
         p.validate()
             .map_err(|e| Error::param("preset", format!("{origin}: {}", detail(e))))?;

@@ -19,6 +19,7 @@ pub mod netlist;
 pub mod ops;
 pub mod rng;
 pub mod simd;
+pub mod suggest;
 pub mod tape;
 
 pub use backend::Backend;

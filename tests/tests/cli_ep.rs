@@ -186,7 +186,7 @@ fn malformed_configs_name_the_file_and_field() {
         // [ep] and [model] are as strict as the other tables (a typo must not train symmetric EP).
         (
             base.replace("beta = 0.5", "beta = 0.5\nsymetric = false"),
-            "symetric",
+            "unknown field `symetric`, expected one of `beta`, `symmetric`, `random_sign`; did you mean `symmetric`?",
         ),
         (base.replace("t1 = 6", "t1 = 6\nt_one = 6"), "t_one"),
         (base.replace("lrs = [0.05, 0.02]", "lrs = [0.05]"), "lrs"),

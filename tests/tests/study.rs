@@ -340,7 +340,7 @@ fn bad_studies_are_refused_with_the_file_and_the_problem() {
         (base.replace("\"0.02\"", "\"x\""), "not a number"),
         (
             base.replace("subset = 40", "subset = 40\nsubsets = 3"),
-            "unknown field",
+            "did you mean `subset`?",
         ),
         (
             base.replace("names = [\"contrast\"]", "names = [\"smoke\"]"),

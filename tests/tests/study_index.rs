@@ -79,7 +79,10 @@ fn plan_run_cell_collect_equals_a_local_run() {
     let other = d.join("other.toml");
     std::fs::write(&other, tiny_study_text(d, &arr, "\"0.02\"")).unwrap();
     let e = write_plan(&StudySpec::read(&other).unwrap(), &other).unwrap_err();
-    assert!(format!("{e:#}").contains("another study file"), "{e:#}");
+    assert!(
+        format!("{e:#}").contains("another version of the study"),
+        "{e:#}"
+    );
 
     // Task 1 of 3-cell chunks: cells 3, 4, 5; cell 7 by itself.
     assert_eq!(
@@ -153,10 +156,26 @@ fn plan_run_cell_collect_equals_a_local_run() {
         records(&local.join("results.jsonl"))
     );
 
-    // A study file edited after planning is refused by run-cell and collect.
-    std::fs::write(&study, tiny_study_text(d, &arr, "\"0.05\"") + "# edited\n").unwrap();
+    // Comments and layout are not the study: an edited comment keeps the plan.
+    let text = tiny_study_text(d, &arr, "\"0.05\"");
+    std::fs::write(&study, format!("# a note\n{text}\n# edited\n")).unwrap();
+    read_plan(&spec, &study).unwrap();
+    // A changed setting the cell list does not show (PGD steps) is refused by run-cell, collect
+    // and a local run alike.
+    std::fs::write(&study, text.replace("steps = 3", "steps = 4")).unwrap();
     let e = read_plan(&spec, &study).unwrap_err();
     assert!(format!("{e:#}").contains("changed after planning"), "{e:#}");
+    let e = run_study(
+        &sim::Cpu,
+        &StudySpec::read(&study).unwrap(),
+        &study,
+        &StudyOptions {
+            resume: true,
+            ..Default::default()
+        },
+    )
+    .unwrap_err();
+    assert!(format!("{e:#}").contains("settings changed"), "{e:#}");
 }
 
 /// `--slurm` refuses a study whose model would be trained on demand: every array task would

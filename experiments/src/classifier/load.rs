@@ -71,11 +71,9 @@ fn read_model(path: &Path, spec_file: Option<&Path>) -> Result<HostModel> {
             let text = std::fs::read_to_string(p)
                 .with_context(|| format!("reading spec {}", p.display()))?;
             let s: ep::ModelSpec = if p.extension().is_some_and(|e| e == "json") {
-                serde_json::from_str(&text)
-                    .with_context(|| format!("{}: invalid model spec", p.display()))?
+                serde_json::from_str(&text).map_err(|e| bad_spec(p, &e.to_string()))?
             } else {
-                toml::from_str(&text)
-                    .with_context(|| format!("{}: invalid model spec", p.display()))?
+                toml::from_str(&text).map_err(|e| bad_spec(p, &e.to_string()))?
             };
             Some(s)
         }
@@ -110,4 +108,13 @@ pub fn is_baseline_file(path: &Path) -> Result<bool> {
                 .and_then(|k| k.as_str())
                 .is_some_and(|k| matches!(k, "bp_cnn" | "adv_cnn" | "vit"))
         }))
+}
+
+/// A model spec file that does not parse, naming the file, with a "did you mean" for a typo.
+fn bad_spec(p: &Path, message: &str) -> anyhow::Error {
+    anyhow::anyhow!(
+        "{}: invalid model spec: {}",
+        p.display(),
+        sim::suggest::did_you_mean(message)
+    )
 }

@@ -232,8 +232,7 @@ run_config!(TrainConfig, BaselineConfig);
 impl TrainConfig {
     /// Parse and check a config; `origin` names the file in errors.
     pub fn from_toml(text: &str, origin: &str) -> anyhow::Result<Self> {
-        let cfg: TrainConfig =
-            toml::from_str(text).map_err(|e| anyhow::anyhow!("{origin}: invalid config: {e}"))?;
+        let cfg: TrainConfig = toml::from_str(text).map_err(|e| invalid(origin, &e))?;
         cfg.validate()
             .map_err(|e| anyhow::anyhow!("{origin}: {e}"))?;
         Ok(cfg)
@@ -320,8 +319,7 @@ impl AnyConfig {
 
     /// Parse a config of any kind; `origin` names the file in errors.
     pub fn from_toml(text: &str, origin: &str) -> anyhow::Result<Self> {
-        let v: toml::Table =
-            toml::from_str(text).map_err(|e| anyhow::anyhow!("{origin}: invalid config: {e}"))?;
+        let v: toml::Table = toml::from_str(text).map_err(|e| invalid(origin, &e))?;
         let kind = match v.get("kind") {
             None => ModelKind::Ep,
             Some(k) => k.clone().try_into().map_err(|e| {
@@ -398,8 +396,7 @@ pub struct BaselineConfig {
 impl BaselineConfig {
     /// Parse and check a config; `origin` names the file in errors.
     pub fn from_toml(text: &str, origin: &str) -> anyhow::Result<Self> {
-        let cfg: BaselineConfig =
-            toml::from_str(text).map_err(|e| anyhow::anyhow!("{origin}: invalid config: {e}"))?;
+        let cfg: BaselineConfig = toml::from_str(text).map_err(|e| invalid(origin, &e))?;
         cfg.validate()
             .map_err(|e| anyhow::anyhow!("{origin}: {e}"))?;
         Ok(cfg)
@@ -543,4 +540,13 @@ mod tests {
         let err = AnyConfig::from_toml("kind = \"vit\"\n[vit\n", "broken.toml").unwrap_err();
         assert!(format!("{err:#}").contains("broken.toml"), "{err:#}");
     }
+}
+
+/// A config that does not parse, as an error naming the file, with a "did you mean" for a
+/// misspelt key.
+fn invalid(origin: &str, e: &toml::de::Error) -> anyhow::Error {
+    anyhow::anyhow!(
+        "{origin}: invalid config: {}",
+        sim::suggest::did_you_mean(&e.to_string())
+    )
 }

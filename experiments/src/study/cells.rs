@@ -206,6 +206,7 @@ fn model_file<B: Engine>(be: &B, m: &ModelEntry, out: &Path) -> Result<PathBuf> 
         &crate::runs::TrainOptions {
             out_dir: Some(dir),
             resume: ckpt.exists(),
+            epochs: m.train_epochs,
             ..Default::default()
         },
     )
@@ -233,6 +234,7 @@ pub fn run_study<B: Engine>(
     std::fs::create_dir_all(out.join("cells"))
         .with_context(|| format!("creating {}", out.display()))?;
     write_or_check_plan(&out, &cells, opts.resume || !opts.only.is_empty())?;
+    super::manifest::check_or_write(origin, &spec.name, &out, cells.len())?;
     let items: BTreeMap<String, SuiteItem> = spec
         .suite
         .items(origin)?

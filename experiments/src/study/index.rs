@@ -1,6 +1,6 @@
 //! The index contract of a study, for schedulers (`../shared/reference/distributed.md`): `plan`
 //! writes the immutable manifest (`plan.jsonl`, cell i = line i, and `plan.json` with the hash of
-//! the study file), `count` gives its size, `run_cells` runs the cells of one array task (index
+//! the study's content, see [`super::manifest`]), `count` gives its size, `run_cells` runs the cells of one array task (index
 //! from the command line or the scheduler's variable, `K` cells per task), each cell written
 //! atomically and skipped when already done (so resubmitting failed indices is safe), and
 //! `collect` merges the cells into `results.jsonl` and the report, or names the missing and failed
@@ -10,9 +10,10 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail, ensure};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::cells::{Cell, StudyOptions, cell_path, out_dir, plan, run_study};
+use super::manifest::{check_or_write, meta_path, study_hash};
 use super::spec::StudySpec;
 use crate::device::Engine;
 use crate::files::write_atomic;
@@ -31,22 +32,6 @@ pub const INDEX_VARS: [&str; 5] = [
 /// Test hook: cells listed here (comma-separated indices) fail when run, as a crashed cell would.
 pub const FAIL_CELLS_VAR: &str = "EPSIM_FAIL_CELLS";
 
-/// FNV-1a (64 bit) of the study file's bytes, as 16 hex digits.
-pub fn study_hash(study: &Path) -> Result<String> {
-    let bytes =
-        std::fs::read(study).with_context(|| format!("reading study {}", study.display()))?;
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in bytes {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    Ok(format!("{h:016x}"))
-}
-
-fn meta_path(out: &Path) -> PathBuf {
-    out.join("plan.json")
-}
-
 fn failed_path(out: &Path, i: usize) -> PathBuf {
     out.join("failed").join(format!("{i:06}.txt"))
 }
@@ -57,22 +42,7 @@ fn failed_path(out: &Path, i: usize) -> PathBuf {
 pub fn write_plan(spec: &StudySpec, study: &Path) -> Result<(PathBuf, Vec<Cell>)> {
     let cells = plan(spec, study)?;
     let out = out_dir(spec);
-    let hash = study_hash(study)?;
-    let meta = meta_path(&out);
-    if let Ok(text) = std::fs::read_to_string(&meta) {
-        let old: Value = serde_json::from_str(&text)
-            .with_context(|| format!("{}: not a plan manifest", meta.display()))?;
-        ensure!(
-            old["study_hash"] == hash.as_str(),
-            "{} is the manifest of another study file (study {}, hash {}; this one is {}, hash \
-             {hash}): choose another out_dir, or remove {} to start over",
-            meta.display(),
-            old["study"],
-            old["study_hash"],
-            spec.name,
-            out.display()
-        );
-    }
+    check_or_write(study, &spec.name, &out, cells.len())?;
     let mut text = String::new();
     for c in &cells {
         text += &serde_json::to_string(c)?;
@@ -89,13 +59,6 @@ pub fn write_plan(spec: &StudySpec, study: &Path) -> Result<(PathBuf, Vec<Cell>)
         ),
         Err(_) => write_atomic(&path, text.as_bytes())?,
     }
-    let m = json!({
-        "study": spec.name,
-        "study_file": study.display().to_string(),
-        "study_hash": hash,
-        "cells": cells.len(),
-    });
-    write_atomic(&meta, (serde_json::to_string_pretty(&m)? + "\n").as_bytes())?;
     Ok((out, cells))
 }
 

@@ -9,6 +9,7 @@ pub mod attack;
 pub mod cells;
 pub mod index;
 pub mod item;
+pub mod manifest;
 pub mod protocol;
 pub mod robustness;
 pub mod slurm;

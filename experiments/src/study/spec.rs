@@ -95,6 +95,10 @@ pub struct ModelEntry {
     /// `checkpoint` does not exist.
     #[serde(default)]
     pub train: Option<PathBuf>,
+    /// Train only this many epochs of the `train` config (its schedule unchanged: the model after
+    /// that many epochs of the full run, as `epsim train --epochs N`).
+    #[serde(default)]
+    pub train_epochs: Option<usize>,
     /// For a `train` config of kind `adv_cnn` that lists several ε: the one this model is (only
     /// that one is trained, into `<out>/models/<name>/eps-<ε>/`).
     #[serde(default)]
@@ -121,8 +125,13 @@ impl StudySpec {
     pub fn read(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("reading study {}", path.display()))?;
-        let mut s: StudySpec = toml::from_str(&text)
-            .map_err(|e| anyhow::anyhow!("{}: invalid study: {e}", path.display()))?;
+        let mut s: StudySpec = toml::from_str(&text).map_err(|e| {
+            anyhow::anyhow!(
+                "{}: invalid study: {}",
+                path.display(),
+                sim::suggest::did_you_mean(&e.to_string())
+            )
+        })?;
         let base = path.parent().unwrap_or(Path::new(""));
         for m in &mut s.models {
             m.checkpoint = beside(base, &m.checkpoint);
@@ -149,6 +158,12 @@ impl StudySpec {
             ensure!(
                 !self.models[..i].iter().any(|o| o.name == m.name),
                 "{}: model name {:?} is used twice",
+                at(),
+                m.name
+            );
+            ensure!(
+                m.train_epochs != Some(0),
+                "{}: model {}: train_epochs must be ≥ 1",
                 at(),
                 m.name
             );

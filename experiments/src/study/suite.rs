@@ -31,7 +31,9 @@ pub struct Suite {
 pub struct SuiteAttack {
     /// Attack name as `epsim attack --attack`.
     pub name: String,
-    /// Strengths ("8/255", "0.5", ...) or presets ("paper-linf", see `epsim attack --help`).
+    /// Strengths ("8/255", "0.5", ... or plain numbers: `eps = [0.1, "8/255"]`) or presets
+    /// ("paper-linf", see `epsim attack --help`).
+    #[serde(deserialize_with = "texts_or_numbers")]
     pub eps: Vec<String>,
     /// Iterations or queries.
     #[serde(default)]
@@ -51,6 +53,26 @@ pub struct SuiteAttack {
 
 fn one() -> usize {
     1
+}
+
+/// A list of strengths given as strings or numbers (`[0.1, "8/255"]`), as their texts (a number
+/// as its shortest decimal: `0.1` → "0.1").
+fn texts_or_numbers<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(serde::Deserialize)]
+    #[serde(untagged)]
+    enum TextOrNumber {
+        Text(String),
+        Int(i64),
+        Float(f64),
+    }
+    let v: Vec<TextOrNumber> = serde::Deserialize::deserialize(d)?;
+    Ok(v.into_iter()
+        .map(|x| match x {
+            TextOrNumber::Text(s) => s,
+            TextOrNumber::Int(i) => i.to_string(),
+            TextOrNumber::Float(f) => f.to_string(),
+        })
+        .collect())
 }
 
 fn standard_only() -> Vec<String> {
@@ -148,8 +170,13 @@ impl Suite {
     pub fn read(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("reading suite {}", path.display()))?;
-        let suite: Suite = toml::from_str(&text)
-            .map_err(|e| anyhow::anyhow!("{}: invalid suite: {e}", path.display()))?;
+        let suite: Suite = toml::from_str(&text).map_err(|e| {
+            anyhow::anyhow!(
+                "{}: invalid suite: {}",
+                path.display(),
+                sim::suggest::did_you_mean(&e.to_string())
+            )
+        })?;
         if let Some(c) = &suite.corruptions {
             c.check()
                 .with_context(|| format!("{}: [corruptions]", path.display()))?;
@@ -315,4 +342,30 @@ pub fn read_suite(path: &Path) -> Result<(Suite, Vec<SuiteItem>)> {
     let suite = Suite::read(path)?;
     let items = suite_items(&suite, path)?;
     Ok((suite, items))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strengths_may_be_numbers_or_texts() {
+        let s: Suite =
+            toml::from_str("[[attack]]\nname = \"pgd-linf\"\neps = [0.1, \"8/255\", 1, 0.031]\n")
+                .unwrap();
+        assert_eq!(s.attack[0].eps, ["0.1", "8/255", "1", "0.031"]);
+        let items = s.items(Path::new("s.toml")).unwrap();
+        let eps: Vec<f64> = items
+            .iter()
+            .filter_map(|i| match i {
+                SuiteItem::Attack { eps, .. } => Some(*eps),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(eps, [0.1, 8.0 / 255.0, 1.0, 0.031]);
+        let e = toml::from_str::<Suite>("[[attack]]\nname = \"pgd-linf\"\neps = [true]\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("eps"), "{e}");
+    }
 }

@@ -12,7 +12,8 @@ use crate::{Act, Conv2dParams, Tensor};
 
 /// Deserialize `v` as `T`, turning serde's message into an error at `path`.
 fn part<T: serde::de::DeserializeOwned>(v: &serde_json::Value, path: &str) -> NResult<T> {
-    serde_json::from_value(v.clone()).map_err(|e| NetlistError::at(path, e.to_string()))
+    serde_json::from_value(v.clone())
+        .map_err(|e| NetlistError::at(path, crate::suggest::did_you_mean(&e.to_string())))
 }
 
 /// Deserialize a population; a bad neuron entry is reported at its field
