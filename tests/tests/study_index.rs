@@ -107,13 +107,26 @@ fn plan_run_cell_collect_equals_a_local_run() {
         (vec![0, 1, 2, 6, 8, 9, 10, 11], vec![])
     );
     // A partial run collects nothing and names exactly the missing cells.
-    let e = collect_study(&sim::Cpu, &spec, &study).unwrap_err();
+    let e = collect_study(&sim::Cpu, &spec, &study, false).unwrap_err();
     assert!(
         format!("{e:#}").contains("8 of 12 cells are not done: missing [0, 1, 2, 6, 8, 9, 10, 11]"),
         "{e:#}"
     );
     assert!(!arr.join("results.jsonl").exists());
     assert_eq!(epsim(&["study", s(&study), "--collect"]), ExitCode::FAILURE);
+    // --partial reports the finished cells, headed by the missing ones.
+    assert_eq!(
+        epsim(&["study", s(&study), "--collect", "--partial"]),
+        ExitCode::SUCCESS
+    );
+    let partial = std::fs::read_to_string(arr.join("report.md")).unwrap();
+    assert!(
+        partial.starts_with(
+            "> **Partial report**: 4 of 12 cells done; not done yet: cells 0-2, 6, 8-11."
+        ),
+        "{partial}"
+    );
+    assert_eq!(records(&arr.join("results.jsonl")).len(), 4);
 
     // A done cell is kept as it is (idempotent): its file is not rewritten.
     let before = std::fs::read(cell_path(&arr, 4)).unwrap();

@@ -55,6 +55,10 @@ pub struct StudyArgs {
     /// cell.
     #[arg(long, conflicts_with = "slurm")]
     pub collect: bool,
+    /// With --collect: write the report of the cells done so far (headed by the ones still
+    /// missing) instead of failing; results.jsonl then holds the finished cells only.
+    #[arg(long, requires = "collect")]
+    pub partial: bool,
     /// Plan, then submit the cells as a Slurm job array (sbatch file kept beside the results as
     /// study.sbatch) and a collect job after it (--dependency=afterany); prints the job ids.
     #[arg(long)]
@@ -102,7 +106,7 @@ pub fn study(a: &StudyArgs, device: Option<Device>) -> Result<()> {
         return crate::with_backend!(device, be => index::run_cells(be, &spec, &a.study, &todo));
     }
     if a.collect {
-        let r = crate::with_backend!(device, be => index::collect_study(be, &spec, &a.study))?;
+        let r = crate::with_backend!(device, be => index::collect_study(be, &spec, &a.study, a.partial))?;
         return summarize(&r, &index::read_plan(&spec, &a.study)?.0);
     }
     if a.slurm {

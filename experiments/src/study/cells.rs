@@ -380,7 +380,7 @@ pub fn collect<B: Engine>(
     write_atomic(&results, text.as_bytes())?;
     let report_md = out.join("report.md");
     let mut written = crate::report::write_report(&[results], &report_md, &labels)?;
-    if let Some(section) = settling_figure(be, spec, out)? {
+    if let Some(section) = settling_figure(be, spec, cells, out)? {
         written.markdown += &section;
         write_atomic(&report_md, written.markdown.as_bytes())?;
         written.plots += 1;
@@ -391,11 +391,22 @@ pub fn collect<B: Engine>(
 /// The accuracy of every EP model of the study on the digital engine after each free-phase step
 /// 1..2·T_predict (the paper's Fig. 3a) as `settling.png`, and its report section; `None` when
 /// the study has no EP model.
-fn settling_figure<B: Engine>(be: &B, spec: &StudySpec, out: &Path) -> Result<Option<String>> {
+fn settling_figure<B: Engine>(
+    be: &B,
+    spec: &StudySpec,
+    cells: &[Cell],
+    out: &Path,
+) -> Result<Option<String>> {
     let mut series = Vec::new();
     let mut rows = String::new();
     let mut data = None;
-    for m in &spec.models {
+    // The models of the collected cells (a partial collection leaves out the models not run yet,
+    // so none is trained here).
+    for m in spec
+        .models
+        .iter()
+        .filter(|m| cells.iter().any(|c| c.model == m.name))
+    {
         let file = model_file(be, m, out)?;
         if crate::classifier::load::is_baseline_file(&file)? {
             continue;

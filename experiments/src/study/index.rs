@@ -212,9 +212,43 @@ pub fn collect_study<B: Engine>(
     be: &B,
     spec: &StudySpec,
     study: &Path,
+    partial: bool,
 ) -> Result<crate::report::Written> {
     let (out, cells) = read_plan(spec, study)?;
     let (missing, failed) = pending(&out, cells.len());
+    if partial && !missing.is_empty() {
+        let done: Vec<Cell> = cells
+            .iter()
+            .filter(|c| !missing.contains(&c.index))
+            .cloned()
+            .collect();
+        ensure!(
+            !done.is_empty(),
+            "{}: no cell is done yet: nothing to collect",
+            out.display()
+        );
+        let mut w = super::cells::collect(be, spec, &done, &out)?;
+        let head = format!(
+            "> **Partial report**: {} of {} cells done; not done yet: cells {}{}. Every table \
+             below holds the finished cells only (`epsim study {} --collect --partial`).\n\n",
+            done.len(),
+            cells.len(),
+            ranges(&missing),
+            if failed.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    " ({} failed: see {})",
+                    failed.len(),
+                    out.join("failed").display()
+                )
+            },
+            study.display()
+        );
+        w.markdown = head + &w.markdown;
+        write_atomic(&out.join("report.md"), w.markdown.as_bytes())?;
+        return Ok(w);
+    }
     if !missing.is_empty() {
         let mut msg = format!(
             "{} of {} cells are not done: missing {missing:?}",
@@ -233,4 +267,33 @@ pub fn collect_study<B: Engine>(
         bail!(msg);
     }
     super::cells::collect(be, spec, &cells, &out)
+}
+
+/// Sorted indices as ranges: `0-3, 7, 9-10`.
+pub fn ranges(ix: &[usize]) -> String {
+    let mut out: Vec<String> = Vec::new();
+    let mut i = 0;
+    while i < ix.len() {
+        let mut j = i;
+        while j + 1 < ix.len() && ix[j + 1] == ix[j] + 1 {
+            j += 1;
+        }
+        out.push(if i == j {
+            ix[i].to_string()
+        } else {
+            format!("{}-{}", ix[i], ix[j])
+        });
+        i = j + 1;
+    }
+    out.join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn ranges_fold_runs_of_indices() {
+        assert_eq!(super::ranges(&[0, 1, 2, 6, 8, 9, 10, 11]), "0-2, 6, 8-11");
+        assert_eq!(super::ranges(&[5]), "5");
+        assert_eq!(super::ranges(&[]), "");
+    }
 }
