@@ -153,3 +153,43 @@ fn broken_exports_name_file_and_path() {
     let e = read_export(dir.path()).unwrap_err();
     assert_eq!(e.path, "$.layers[0].tiles[2].g_pos");
 }
+
+/// A re-export replaces the previous export whole (no stale tile file survives it); a folder
+/// holding other files is refused and left untouched.
+#[test]
+fn re_export_leaves_no_stale_files_and_foreign_folders_are_refused() {
+    let net = EpNet::init(&Cpu, spec(), &Stream::new(1, "init"), None).unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("chip");
+    export(&compiled(&net, "pcm"), &dir).unwrap();
+    let first: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    // A file of an earlier, larger export (say a tile that no longer exists).
+    std::fs::write(dir.join("layer9_tile99_g_pos.npy"), b"stale").unwrap();
+    export(&compiled(&net, "ideal"), &dir).unwrap();
+    let mut second: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(!dir.join("layer9_tile99_g_pos.npy").exists());
+    let mut first = first;
+    first.sort();
+    second.sort();
+    assert_eq!(first, second, "the same files, and only them");
+    read_export(&dir).unwrap();
+    // Nothing is left beside it either.
+    let beside: Vec<_> = std::fs::read_dir(root.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(beside, vec![std::ffi::OsString::from("chip")]);
+
+    let other = root.path().join("notes");
+    std::fs::create_dir(&other).unwrap();
+    std::fs::write(other.join("todo.txt"), b"keep me").unwrap();
+    let e = export(&compiled(&net, "ideal"), &other).unwrap_err();
+    assert!(format!("{e:#}").contains("not an epsim export"), "{e:#}");
+    assert_eq!(std::fs::read(other.join("todo.txt")).unwrap(), b"keep me");
+}

@@ -9,15 +9,61 @@ use ep::export::{ChipExport, Manifest, NpyArray, export, rebuild};
 use ndarray_npy::{ReadNpyExt, WriteNpyExt};
 use sim::netlist::{Loaded, NResult, Netlist, NetlistError, Origin};
 
-/// Write the export of a loaded netlist into `dir` (created if needed); returns the manifest.
+/// Write the export of a loaded netlist into `dir`; returns the manifest. The export is written
+/// into a fresh sibling folder that then replaces `dir`, so a re-export leaves no file of the
+/// previous one behind (a previous export with more tiles, say) and an interrupted export leaves
+/// the previous one intact. `dir` must be new, empty, or an earlier export (it holds
+/// `manifest.json`): other folders are refused, never emptied.
 pub fn write_export(l: &Loaded, dir: &Path) -> Result<Manifest> {
     let ChipExport {
         manifest,
         netlist,
         files,
     } = export(l)?;
-    std::fs::create_dir_all(dir).with_context(|| format!("{}", dir.display()))?;
-    for (name, a) in &files {
+    if dir.exists() {
+        let empty = std::fs::read_dir(dir)
+            .with_context(|| format!("{}", dir.display()))?
+            .next()
+            .is_none();
+        anyhow::ensure!(
+            empty || dir.join("manifest.json").is_file(),
+            "{}: the folder holds files that are not an epsim export (no manifest.json); export \
+             into a new or empty folder",
+            dir.display()
+        );
+    }
+    let sibling = |tag: &str| {
+        let name = dir
+            .file_name()
+            .map_or("export".into(), |n| n.to_string_lossy().into_owned());
+        dir.with_file_name(format!(".{name}.{tag}-{}", std::process::id()))
+    };
+    let tmp = sibling("writing");
+    if tmp.exists() {
+        std::fs::remove_dir_all(&tmp).with_context(|| format!("{}", tmp.display()))?;
+    }
+    std::fs::create_dir_all(&tmp).with_context(|| format!("{}", tmp.display()))?;
+    write_files(&tmp, &manifest, &netlist, &files)?;
+    if dir.exists() {
+        let old = sibling("previous");
+        std::fs::rename(dir, &old)
+            .with_context(|| format!("moving the previous export {} aside", dir.display()))?;
+        std::fs::rename(&tmp, dir).with_context(|| format!("{}", dir.display()))?;
+        std::fs::remove_dir_all(&old).with_context(|| format!("{}", old.display()))?;
+    } else {
+        std::fs::rename(&tmp, dir).with_context(|| format!("{}", dir.display()))?;
+    }
+    Ok(manifest)
+}
+
+/// The export's files in `dir`.
+fn write_files(
+    dir: &Path,
+    manifest: &Manifest,
+    netlist: &Netlist,
+    files: &[(String, NpyArray)],
+) -> Result<()> {
+    for (name, a) in files {
         let p = dir.join(name);
         let f = std::io::BufWriter::new(
             std::fs::File::create(&p).with_context(|| format!("{}", p.display()))?,
@@ -29,9 +75,9 @@ pub fn write_export(l: &Loaded, dir: &Path) -> Result<Manifest> {
         .with_context(|| format!("{}", p.display()))?;
     }
     std::fs::write(dir.join("netlist.json"), netlist.to_json()).context("netlist.json")?;
-    let text = serde_json::to_string_pretty(&manifest).context("manifest")?;
+    let text = serde_json::to_string_pretty(manifest).context("manifest")?;
     std::fs::write(dir.join("manifest.json"), text).context("manifest.json")?;
-    Ok(manifest)
+    Ok(())
 }
 
 /// Read an export directory back into a netlist, every weight matrix reconstructed from the
