@@ -132,6 +132,36 @@ pub struct Geometry {
     pub conv_out_hw: Vec<(usize, usize)>,
 }
 
+/// The most parameters a model may have (2³¹ values, 8 GiB of f32): a spec or config asking for
+/// more (usually a typo in a size) is refused with an error instead of failing to allocate.
+pub const MAX_PARAMS: usize = 1 << 31;
+
+/// The number of values of tensors of `shapes`, or an error naming `what` when it overflows or
+/// exceeds [`MAX_PARAMS`].
+pub fn check_param_count<'a>(
+    what: &'static str,
+    shapes: impl IntoIterator<Item = &'a [usize]>,
+) -> Result<usize> {
+    let mut total: usize = 0;
+    for s in shapes {
+        total = s
+            .iter()
+            .try_fold(1usize, |a, &d| a.checked_mul(d))
+            .and_then(|n| total.checked_add(n))
+            .filter(|&t| t <= MAX_PARAMS)
+            .ok_or_else(|| {
+                Error::param(
+                    what,
+                    format!(
+                        "the model would have more than {MAX_PARAMS} parameters (at a tensor of \
+                         shape {s:?}): check its sizes"
+                    ),
+                )
+            })?;
+    }
+    Ok(total)
+}
+
 impl ModelSpec {
     /// Number of synapses (conv + fc).
     pub fn n_synapses(&self) -> usize {
@@ -217,6 +247,7 @@ impl ModelSpec {
         if self.softmax {
             layer_shapes.pop();
         }
+        check_param_count("model", weight_shapes.iter().map(Vec::as_slice))?;
         Ok(Geometry {
             weight_shapes,
             layer_shapes,

@@ -115,6 +115,10 @@ impl BpCnnSpec {
             params.push((format!("fc.{j}.bias"), vec![n]));
             fan_in = n;
         }
+        crate::spec::check_param_count(
+            "bp_cnn",
+            params.iter().chain(&bufs).map(|p| p.1.as_slice()),
+        )?;
         Ok((params, bufs))
     }
 

@@ -100,6 +100,7 @@ impl VitSpec {
         s.push(("norm.bias".into(), vec![d]));
         s.push(("head.weight".into(), vec![self.classes, d]));
         s.push(("head.bias".into(), vec![self.classes]));
+        crate::spec::check_param_count("vit", s.iter().map(|p| p.1.as_slice()))?;
         Ok(s)
     }
 
