@@ -240,9 +240,7 @@ fn huge_sizes_are_refused_before_allocation() {
     let p =
         Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz-corpus/config/crash-huge-channels.toml");
     let text = std::fs::read_to_string(&p).unwrap();
-    let e = experiments::runs::AnyConfig::from_toml(&text, "huge.toml")
-        .err()
-        .expect("refused");
+    let e = experiments::runs::AnyConfig::from_toml(&text, "huge.toml").expect_err("refused");
     let msg = format!("{e:#}");
     assert!(
         msg.contains("huge.toml") && msg.contains("parameters"),

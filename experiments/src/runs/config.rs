@@ -515,6 +515,15 @@ impl BaselineConfig {
     }
 }
 
+/// A config that does not parse, as an error naming the file, with a "did you mean" for a
+/// misspelt key.
+fn invalid(origin: &str, e: &toml::de::Error) -> anyhow::Error {
+    anyhow::anyhow!(
+        "{origin}: invalid config: {}",
+        sim::suggest::did_you_mean(&e.to_string())
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -540,13 +549,4 @@ mod tests {
         let err = AnyConfig::from_toml("kind = \"vit\"\n[vit\n", "broken.toml").unwrap_err();
         assert!(format!("{err:#}").contains("broken.toml"), "{err:#}");
     }
-}
-
-/// A config that does not parse, as an error naming the file, with a "did you mean" for a
-/// misspelt key.
-fn invalid(origin: &str, e: &toml::de::Error) -> anyhow::Error {
-    anyhow::anyhow!(
-        "{origin}: invalid config: {}",
-        sim::suggest::did_you_mean(&e.to_string())
-    )
 }

@@ -399,6 +399,26 @@ impl AttackRun {
     }
 }
 
+/// Per image of a batch, ‖x_adv − x‖₂ (in pixel units, images in [0, 1]).
+fn l2_rows(x: &sim::Tensor, x_adv: &sim::Tensor) -> Result<Vec<f64>> {
+    ensure!(
+        x.shape() == x_adv.shape() && x.ndim() >= 1,
+        "attack: adversarial batch {:?} does not match the clean batch {:?}",
+        x_adv.shape(),
+        x.shape()
+    );
+    Ok(x.outer_iter()
+        .zip(x_adv.outer_iter())
+        .map(|(a, b)| {
+            a.iter()
+                .zip(b.iter())
+                .map(|(p, q)| f64::from(q - p).powi(2))
+                .sum::<f64>()
+                .sqrt()
+        })
+        .collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -420,24 +440,4 @@ mod tests {
         // ART's fixed step whatever the iterations.
         assert!((step("advep", Some(5)) - 0.0125).abs() < 1e-7);
     }
-}
-
-/// Per image of a batch, ‖x_adv − x‖₂ (in pixel units, images in [0, 1]).
-fn l2_rows(x: &sim::Tensor, x_adv: &sim::Tensor) -> Result<Vec<f64>> {
-    ensure!(
-        x.shape() == x_adv.shape() && x.ndim() >= 1,
-        "attack: adversarial batch {:?} does not match the clean batch {:?}",
-        x_adv.shape(),
-        x.shape()
-    );
-    Ok(x.outer_iter()
-        .zip(x_adv.outer_iter())
-        .map(|(a, b)| {
-            a.iter()
-                .zip(b.iter())
-                .map(|(p, q)| f64::from(q - p).powi(2))
-                .sum::<f64>()
-                .sqrt()
-        })
-        .collect())
 }
