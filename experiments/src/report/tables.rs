@@ -320,7 +320,8 @@ pub fn build(records: &[Record], labels: &HashMap<String, String>) -> Report {
             .collect();
         t.columns = cols;
     }
-    // Clean accuracy records (a study's clean cells): the last one of a model, substrate and data.
+    // Clean accuracy records (a study's clean cells): the last one of a model, substrate and data
+    // (and image count, when given), as (accuracy, images).
     let cleans: Vec<&CleanRow> = records
         .iter()
         .filter_map(|r| match r {
@@ -328,11 +329,16 @@ pub fn build(records: &[Record], labels: &HashMap<String, String>) -> Report {
             _ => None,
         })
         .collect();
-    let clean_record = |model: &str, substrate: &str, data: &str| {
+    let clean_record = |model: &str, substrate: &str, data: &str, n: Option<usize>| {
         cleans
             .iter()
             .rev()
-            .find(|c| c.model == model && c.substrate == substrate && c.data == data)
+            .find(|c| {
+                c.model == model
+                    && c.substrate == substrate
+                    && c.data == data
+                    && n.is_none_or(|n| c.n == n)
+            })
             .map(|c| (c.accuracy, c.n))
     };
     let summary = images
@@ -351,10 +357,11 @@ pub fn build(records: &[Record], labels: &HashMap<String, String>) -> Report {
                 }
             }
             // The clean accuracy on all the evaluation's images where a clean record has it.
-            let (clean, clean_n) = match clean_record(&first.model, &first.substrate, &first.data) {
-                Some((a, m)) => (Some(a), m),
-                None => (clean, *n),
-            };
+            let (clean, clean_n) =
+                match clean_record(&first.model, &first.substrate, &first.data, None) {
+                    Some((a, m)) => (Some(a), m),
+                    None => (clean, *n),
+                };
             SummaryRow {
                 label: label.clone(),
                 clean,
@@ -416,18 +423,11 @@ pub fn build(records: &[Record], labels: &HashMap<String, String>) -> Report {
             .collect();
         names.sort_by_key(|n| order.iter().position(|o| o == n).unwrap_or(usize::MAX));
         sevs.sort_unstable();
-        // Clean accuracy of the same model, substrate and images from an attack record, if any.
+        // Clean accuracy of the same model, substrate and images: from a clean record, else from
+        // an attack record, if any.
         let clean_of = |c: &CorruptionRow| {
-            cleans
-                .iter()
-                .rev()
-                .find(|k| {
-                    k.model == c.model
-                        && k.substrate == c.substrate
-                        && k.data == c.data
-                        && k.n == c.n
-                })
-                .map(|k| k.accuracy)
+            clean_record(&c.model, &c.substrate, &c.data, Some(c.n))
+                .map(|k| k.0)
                 .or_else(|| {
                     attacks
                         .iter()

@@ -3,6 +3,7 @@
 //! accuracy it gives and its results record. Sweeps and study cells run their items through this
 //! one function (`epsim robustness` assembles its report from the same pieces).
 
+use std::borrow::Cow;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
@@ -115,11 +116,11 @@ impl ItemRun<'_> {
 /// The images an attack with `subset = N` runs on (the first N of `d`, class-balanced: the images
 /// a study with `subset = N` evaluates, since `d` is itself such a subset) and the record context
 /// with their count; `d` itself when there is no smaller subset.
-pub fn attacked_images(
-    d: &Dataset,
+pub fn attacked_images<'a>(
+    d: &'a Dataset,
     cx: &RecordContext,
     subset: Option<usize>,
-) -> (Dataset, RecordContext) {
+) -> (Cow<'a, Dataset>, RecordContext) {
     match subset {
         Some(n) if n < d.len() => {
             let small = crate::data::balanced_subset(d, n);
@@ -127,8 +128,8 @@ pub fn attacked_images(
                 n: small.len(),
                 ..cx.clone()
             };
-            (small, cx)
+            (Cow::Owned(small), cx)
         }
-        _ => (d.clone(), cx.clone()),
+        _ => (Cow::Borrowed(d), cx.clone()),
     }
 }
