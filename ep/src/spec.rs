@@ -238,7 +238,15 @@ impl ModelSpec {
             w = wp;
             layer_shapes.push(vec![c, h, w]);
         }
-        let mut fan_in = c * h * w;
+        let mut fan_in = c
+            .checked_mul(h)
+            .and_then(|x| x.checked_mul(w))
+            .ok_or_else(|| {
+                Error::param(
+                    "spec",
+                    format!("the last conv's output {c}x{h}x{w} is too large"),
+                )
+            })?;
         for &n in &self.fc {
             weight_shapes.push(vec![n, fan_in]);
             layer_shapes.push(vec![n]);

@@ -226,6 +226,24 @@ fn bad_specs_and_inputs_are_errors() {
             .to_string()
             .contains("conv[")
     );
+    // Sizes whose products overflow usize are errors, not panics or wrapped shapes.
+    let huge = 1usize << 33;
+    let mut bad = cnn([Pool::Identity, Pool::Identity]);
+    if let Arch::BpCnn(s) = &mut bad.arch {
+        s.input = [1, huge, huge];
+        s.conv.truncate(1);
+        s.conv[0].kernel = 1;
+        s.conv[0].padding = 0;
+    }
+    let e = Baseline::init(bad, &Stream::new(0, "i")).unwrap_err();
+    assert!(e.to_string().contains("too large"), "{e}");
+    let mut bad = vit();
+    if let Arch::Vit(v) = &mut bad.arch {
+        v.input = [1, huge, huge];
+        v.patch = 1;
+    }
+    let e = Baseline::init(bad, &Stream::new(0, "i")).unwrap_err();
+    assert!(e.to_string().contains("too many"), "{e}");
     for spec in [cnn([Pool::Max, Pool::Identity]), vit()] {
         let mut m = Baseline::init(spec, &Stream::new(0, "i")).unwrap();
         let x = test_tensor(&[2, 3, 8, 8], 1, 1.0);

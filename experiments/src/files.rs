@@ -33,6 +33,41 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     Ok(())
 }
 
+/// Make sure `path` can be written once the work is done: its folder is created and a file can be
+/// created in it. Called before long computations, so they never end in an error about their
+/// output. `what` names the option or role of the file in the message (`--plot`, ...).
+pub fn check_writable(path: &Path, what: &str) -> Result<()> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    std::fs::create_dir_all(dir).with_context(|| {
+        format!(
+            "{what} {}: cannot create its folder {}",
+            path.display(),
+            dir.display()
+        )
+    })?;
+    anyhow::ensure!(
+        !path.is_dir(),
+        "{what} {}: is a folder, not a file",
+        path.display()
+    );
+    let probe = dir.join(format!(
+        ".{}.probe",
+        path.file_name().and_then(|s| s.to_str()).unwrap_or("file")
+    ));
+    std::fs::File::create(&probe).with_context(|| {
+        format!(
+            "{what} {}: cannot write in {}",
+            path.display(),
+            dir.display()
+        )
+    })?;
+    let _ = std::fs::remove_file(&probe);
+    Ok(())
+}
+
 /// An output directory owned by one process: `<dir>/.epsim.lock` holds the owner's pid and host,
 /// created exclusively; a second process is refused with a message naming the owner, unless the
 /// owner is a process of this host that no longer exists (a stale lock left by a kill, replaced).

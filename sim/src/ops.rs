@@ -46,8 +46,14 @@ impl Conv2dParams {
                 format!("kernel must be ≥ 1x1, got {khw:?}"),
             ));
         }
-        let ph = hw.0 + 2 * self.padding.0;
-        let pw = hw.1 + 2 * self.padding.1;
+        let padded = |n: usize, p: usize| p.checked_mul(2).and_then(|p2| n.checked_add(p2));
+        let (Some(ph), Some(pw)) = (padded(hw.0, self.padding.0), padded(hw.1, self.padding.1))
+        else {
+            return Err(Error::param(
+                op,
+                format!("input {hw:?} with padding {:?} is too large", self.padding),
+            ));
+        };
         if ph < khw.0 || pw < khw.1 {
             return Err(Error::param(
                 op,

@@ -15,6 +15,17 @@ pub fn epsim(args: &[&str]) -> ExitCode {
     experiments::cli::main_with(v)
 }
 
+/// Run the `epsim` command line in-process (with `--quiet`) where it must fail: its exit code
+/// (2: usage error, 1: the command failed) and the message it prints on stderr.
+pub fn epsim_failure(args: &[&str]) -> (i32, String) {
+    let mut v = vec!["epsim", "--quiet"];
+    v.extend_from_slice(args);
+    match experiments::cli::try_main(v) {
+        Ok(()) => panic!("`epsim {}` succeeded", args.join(" ")),
+        Err(f) => (f.code(), f.message()),
+    }
+}
+
 /// A path as a command-line argument.
 pub fn s(p: &Path) -> &str {
     p.to_str().expect("UTF-8 temporary path")

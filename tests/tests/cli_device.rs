@@ -7,8 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use clap::Parser;
-use epsim_tests::{epsim, s, tiny_config, write_tiny_cifar};
+use epsim_tests::{epsim, epsim_failure, s, tiny_config, write_tiny_cifar};
 use experiments::device::Device;
 
 fn repo() -> PathBuf {
@@ -17,10 +16,9 @@ fn repo() -> PathBuf {
 
 /// The error `epsim ARGS` ends with (the command line must parse).
 fn error_of(args: &[&str]) -> String {
-    let mut v = vec!["epsim", "--quiet"];
-    v.extend_from_slice(args);
-    let cli = experiments::cli::Cli::try_parse_from(v).expect("parses");
-    format!("{:#}", experiments::cli::run(cli).expect_err("must fail"))
+    let (code, message) = epsim_failure(args);
+    assert_eq!(code, 1, "{message}");
+    message
 }
 
 fn quickstart_model() -> String {

@@ -6,15 +6,13 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::ExitCode;
 
-use epsim_tests::{epsim, s, tiny_config, write_tiny_cifar};
+use epsim_tests::{epsim, epsim_failure, s, tiny_config, write_tiny_cifar};
 
 /// The error of a command line that must fail.
 fn run_err(args: &[&str]) -> String {
-    use clap::Parser;
-    let mut v = vec!["epsim", "--quiet"];
-    v.extend_from_slice(args);
-    let cli = experiments::cli::Cli::try_parse_from(v).expect("parses");
-    format!("{:#}", experiments::cli::run(cli).expect_err("must fail"))
+    let (code, message) = epsim_failure(args);
+    assert_eq!(code, 1, "{message}");
+    message
 }
 
 fn records(path: &Path) -> Vec<serde_json::Value> {
@@ -277,6 +275,11 @@ fn sweep_records_parity_table_and_plots() {
     assert_eq!(recs2.len(), (1 + 2) * 2);
     assert!(recs2.iter().any(|r| r["level"] == "iterative"));
     assert!(is_png(&out2.join("contrast_s1.png")));
+    // One substrate seed (the default): the table shows no "± 0.0000" spread.
+    let md2 = std::fs::read_to_string(out2.join("sweep.md")).unwrap();
+    let row2 = row(&md2, "contrast@s1");
+    assert_eq!(row2.len(), 4, "{md2}");
+    assert!(row2.iter().all(|c| !c.contains('±')), "{md2}");
 
     // Bad --param keys or values fail before the first run (no results file), naming them.
     for bad in [

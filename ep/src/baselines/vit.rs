@@ -75,6 +75,17 @@ impl VitSpec {
             return bad(format!("ln_eps must be > 0, got {}", self.ln_eps));
         }
         let (d, m, p) = (self.dim, self.mlp_dim, self.patch);
+        if (h / p)
+            .checked_mul(w / p)
+            .and_then(|t| t.checked_add(1))
+            .is_none()
+        {
+            return bad(format!(
+                "{}x{} patches of {h}x{w} are too many",
+                h / p,
+                w / p
+            ));
+        }
         let mut s: Vec<(String, Vec<usize>)> = vec![
             ("patch_embed.weight".into(), vec![d, c, p, p]),
             ("patch_embed.bias".into(), vec![d]),

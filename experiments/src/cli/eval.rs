@@ -76,6 +76,9 @@ pub fn eval<B: Engine>(be: &B, a: &EvalArgs, seed: u64) -> Result<()> {
         "--plot {}: the plot is written as .png or .svg",
         plot.display()
     );
+    if a.per_step {
+        crate::files::check_writable(&plot, "--plot")?;
+    }
     if !substrate.is_digital() {
         return eval_substrate(be, a, &substrate, seed);
     }

@@ -211,6 +211,50 @@ pub fn print_stdout(text: &str) -> Result<()> {
     }
 }
 
+/// A command line that did not succeed.
+#[derive(Debug)]
+pub enum Failure {
+    /// The arguments did not parse (exit code 2), or `--help`/`--version` was asked for (0).
+    Usage(clap::Error),
+    /// The command ran and failed (exit code 1).
+    Run(anyhow::Error),
+}
+
+impl Failure {
+    /// The process exit code this failure ends with.
+    pub fn code(&self) -> i32 {
+        match self {
+            Failure::Usage(e) => e.exit_code(),
+            Failure::Run(_) => 1,
+        }
+    }
+
+    /// The message printed on stderr: clap's usage message, or `error: ...` followed by one
+    /// `caused by:` line per underlying cause.
+    pub fn message(&self) -> String {
+        match self {
+            Failure::Usage(e) => e.render().to_string(),
+            Failure::Run(e) => {
+                let mut m = format!("error: {e}\n");
+                for cause in e.chain().skip(1) {
+                    m.push_str(&format!("  caused by: {cause}\n"));
+                }
+                m
+            }
+        }
+    }
+}
+
+/// Parse `args` (the program name first) and run them.
+pub fn try_main<I, T>(args: I) -> Result<(), Failure>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    let cli = Cli::try_parse_from(args).map_err(Failure::Usage)?;
+    run(cli).map_err(Failure::Run)
+}
+
 /// Parse the process arguments, run, and turn an error into `error: ...` on stderr and exit
 /// code 1 (usage errors: clap's message and exit code 2).
 pub fn main_with<I, T>(args: I) -> std::process::ExitCode
@@ -222,17 +266,11 @@ where
     std::panic::set_hook(Box::new(|info| {
         eprintln!("error: internal error (a bug in epsim): {info}");
     }));
-    let cli = match Cli::try_parse_from(args) {
-        Ok(c) => c,
-        Err(e) => e.exit(),
-    };
-    match run(cli) {
+    match try_main(args) {
         Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e}");
-            for cause in e.chain().skip(1) {
-                eprintln!("  caused by: {cause}");
-            }
+        Err(Failure::Usage(e)) => e.exit(),
+        Err(f @ Failure::Run(_)) => {
+            eprint!("{}", f.message());
             std::process::ExitCode::FAILURE
         }
     }

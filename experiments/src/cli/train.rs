@@ -71,6 +71,7 @@ pub const SMOKE_CONFIG: &str = include_str!("../../../configs/smoke-fmnist.toml"
 /// `epsim smoke`: data + engine smoke run — dataset summaries, a short EP training on Fashion-MNIST
 /// with checkpoint, and evaluation of the saved model; computing on `be`.
 pub fn smoke<B: Engine>(be: &B, a: &SmokeArgs, seed: Option<u64>) -> Result<()> {
+    crate::files::check_writable(&a.out.join("checkpoint.safetensors"), "--out")?;
     println!("== data");
     let fm = DatasetSpec::parse("fashion-mnist")
         .map_err(|e| anyhow::anyhow!(e))?

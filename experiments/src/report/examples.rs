@@ -265,9 +265,9 @@ pub fn write_grid(
         .map_err(err)?;
         root.present().map_err(err)?;
     }
-    let img = image::RgbImage::from_raw(gw as u32, gh as u32, buf).context("image buffer size")?;
-    img.save_with_format(path, image::ImageFormat::Png)
-        .with_context(|| format!("writing {}", path.display()))?;
+    let png = super::plot::png_bytes(gw as u32, gh as u32, buf)?;
+    crate::files::write_atomic(path, &png)
+        .with_context(|| format!("writing the examples grid {}", path.display()))?;
     Ok(lay)
 }
 

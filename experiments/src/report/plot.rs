@@ -38,16 +38,48 @@ pub fn line_chart(
     series: &[Series],
     y_range: Option<(f64, f64)>,
 ) -> Result<()> {
+    save_chart(
+        path,
+        |r| draw(r, title, x_label, y_label, series, y_range),
+        |r| draw(r, title, x_label, y_label, series, y_range),
+    )
+}
+
+/// The size of every chart, in pixels.
+const CHART_SIZE: (u32, u32) = (800, 500);
+
+/// Render a chart in memory (SVG when `path` ends in `.svg`, else PNG; `png` and `svg` draw the
+/// same chart on the two backends) and write it to `path` atomically, so that a failed write is an
+/// I/O error naming the file and a reader never sees half a plot.
+fn save_chart(
+    path: &Path,
+    png: impl FnOnce(DrawingArea<BitMapBackend<'_>, plotters::coord::Shift>) -> Result<()>,
+    svg: impl FnOnce(DrawingArea<SVGBackend<'_>, plotters::coord::Shift>) -> Result<()>,
+) -> Result<()> {
     register_font();
-    let is_svg = path.extension().is_some_and(|e| e == "svg");
-    if is_svg {
-        let root = SVGBackend::new(path, (800, 500)).into_drawing_area();
-        draw(root, title, x_label, y_label, series, y_range)
+    let (w, h) = CHART_SIZE;
+    let bytes = if path.extension().is_some_and(|e| e == "svg") {
+        let mut text = String::new();
+        svg(SVGBackend::with_string(&mut text, (w, h)).into_drawing_area())
+            .with_context(|| format!("drawing {}", path.display()))?;
+        text.into_bytes()
     } else {
-        let root = BitMapBackend::new(path, (800, 500)).into_drawing_area();
-        draw(root, title, x_label, y_label, series, y_range)
-    }
-    .with_context(|| format!("drawing {}", path.display()))
+        let mut buf = vec![0u8; w as usize * h as usize * 3];
+        png(BitMapBackend::with_buffer(&mut buf, (w, h)).into_drawing_area())
+            .with_context(|| format!("drawing {}", path.display()))?;
+        png_bytes(w, h, buf)?
+    };
+    crate::files::write_atomic(path, &bytes)
+        .with_context(|| format!("writing the plot {}", path.display()))
+}
+
+/// An RGB pixel buffer (`w`×`h`, row-major) encoded as PNG.
+pub(crate) fn png_bytes(w: u32, h: u32, rgb: Vec<u8>) -> Result<Vec<u8>> {
+    let img = image::RgbImage::from_raw(w, h, rgb).context("image buffer size")?;
+    let mut out = std::io::Cursor::new(Vec::new());
+    img.write_to(&mut out, image::ImageFormat::Png)
+        .context("encoding PNG")?;
+    Ok(out.into_inner())
 }
 
 /// A tick label: at most 4 decimals, trailing zeros dropped ("0.46", not "0.46000000000000001").
@@ -190,16 +222,7 @@ pub struct ErrorBarChart {
 impl ErrorBarChart {
     /// Draw into `path` (`.png` or `.svg`).
     pub fn draw(&self, path: &Path) -> Result<()> {
-        register_font();
-        let is_svg = path.extension().is_some_and(|e| e == "svg");
-        if is_svg {
-            let root = SVGBackend::new(path, (800, 500)).into_drawing_area();
-            self.draw_on(root)
-        } else {
-            let root = BitMapBackend::new(path, (800, 500)).into_drawing_area();
-            self.draw_on(root)
-        }
-        .with_context(|| format!("drawing {}", path.display()))
+        save_chart(path, |r| self.draw_on(r), |r| self.draw_on(r))
     }
 
     fn draw_on<DB: DrawingBackend>(

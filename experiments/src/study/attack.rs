@@ -14,6 +14,42 @@ use crate::device::Engine;
 use crate::files::JsonlAppender;
 use crate::results::{AttackRecord, RecordContext, git_commit};
 
+/// Every attack name `epsim attack --attack` and suites take (the standard protocol's set; under
+/// advep the `autoattack-*` names run ART's ensemble).
+pub const ATTACK_NAMES: &[&str] = &[
+    "pgd-linf",
+    "pgd-l2",
+    "apgd-ce-linf",
+    "apgd-ce-l2",
+    "apgd-t-linf",
+    "apgd-t-l2",
+    "square-linf",
+    "square-l2",
+    "cw-l2",
+    "deepfool-linf",
+    "deepfool-l2",
+    "autoattack-linf",
+    "autoattack-l2",
+    "autoattack-rand-linf",
+    "autoattack-rand-l2",
+    "art-autoattack-linf",
+    "art-autoattack-l2",
+];
+
+/// The error for an attack name that is none of [`ATTACK_NAMES`], with the closest one.
+pub(crate) fn unknown_attack(name: &str) -> anyhow::Error {
+    let names: Vec<String> = ATTACK_NAMES.iter().map(|n| n.to_string()).collect();
+    match sim::suggest::closest(name, &names) {
+        Some(c) => anyhow::anyhow!(
+            "unknown attack {name:?}: did you mean `{c}`? (see epsim attack --help)"
+        ),
+        None => anyhow::anyhow!(
+            "unknown attack {name:?}: expected one of {} (see epsim attack --help)",
+            ATTACK_NAMES.join(", ")
+        ),
+    }
+}
+
 /// Check an attack's command-line name under `protocol` without running it (so a suite with a typo
 /// fails before any work).
 pub fn check_attack_name(name: &str, protocol: &str) -> Result<()> {
@@ -22,7 +58,7 @@ pub fn check_attack_name(name: &str, protocol: &str) -> Result<()> {
             "autoattack-linf" | "autoattack-l2" | "autoattack-rand-linf" | "autoattack-rand-l2" => {
                 Ok(())
             }
-            _ => bail!("unknown attack {name:?} (see epsim attack --help)"),
+            _ => Err(unknown_attack(name)),
         };
     }
     build_attack(name, 0.1, None, 1, 1, protocol).map(|_| ())
@@ -48,7 +84,7 @@ fn build_attack(
     let advep = protocol == "advep";
     let (base, norm) = match name.rsplit_once('-') {
         Some((b, n)) if matches!(n, "linf" | "l2") => (b, n.parse::<Norm>()?),
-        _ => bail!("attack {name:?}: expected <kind>-<linf|l2>, e.g. pgd-linf (see --help)"),
+        _ => return Err(unknown_attack(name)),
     };
     Ok(match base {
         "pgd" => {
@@ -123,7 +159,7 @@ fn build_attack(
             }
             Box::new(a)
         }
-        other => bail!("unknown attack {other:?} (see epsim attack --help)"),
+        _ => return Err(unknown_attack(name)),
     })
 }
 

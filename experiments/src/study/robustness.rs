@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use anyhow::{Context, Result, ensure};
+use anyhow::{Context, Result};
 
 use super::attack::{attack_norm, attack_strength_examples};
 use super::suite::{Suite, SuiteAttack, SuiteCorruptions};
@@ -53,12 +53,9 @@ impl RobustnessRun {
         let l = t.load(be, seed)?;
         let (d, clf) = (&l.data, l.clf.as_ref());
         // Checked before any attack runs.
-        ensure!(
-            suite.corruptions.is_none() || d.shape[1] == 3,
-            "corruptions need RGB images; {} has {} channel(s)",
-            t.data,
-            d.shape[1]
-        );
+        if suite.corruptions.is_some() {
+            SuiteCorruptions::check_data(&self.suite, &t.data, d.shape[1])?;
+        }
         // The standard protocol takes gradients through the dynamics that is evaluated: with
         // --t-attack ≠ T_predict (the paper's truncation, for advep) its runs use T_predict.
         let honest = if l.t_attack != l.t_predict && suite.protocols.iter().any(|p| p == "standard")
@@ -233,12 +230,7 @@ impl RobustnessRun {
         out: &mut JsonlAppender,
     ) -> Result<String> {
         let t = &self.target;
-        ensure!(
-            d.shape[1] == 3,
-            "corruptions need RGB images; {} has {} channel(s)",
-            t.data,
-            d.shape[1]
-        );
+        SuiteCorruptions::check_data(&self.suite, &t.data, d.shape[1])?;
         let kinds = Corruption::parse_list(&c.names).map_err(|e| anyhow::anyhow!("{e}"))?;
         let n = d.len();
         let mut md = match &c.released {

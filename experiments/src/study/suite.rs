@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use anyhow::{Context, Result, ensure};
+use anyhow::{Context, Result, bail, ensure};
 
 use super::protocol::{check_protocol, expand_eps};
 use crate::corrupt::Corruption;
@@ -96,6 +96,17 @@ pub struct SuiteCorruptions {
 }
 
 impl SuiteCorruptions {
+    /// Check that the corruptions can run on data `data` with `channels` channels (they are
+    /// defined on RGB images), before any work; errors name the suite file `origin`.
+    pub fn check_data(origin: &Path, data: &str, channels: usize) -> Result<()> {
+        ensure!(
+            channels == 3,
+            "{}: the suite's corruptions need RGB images; {data} has {channels} channel(s)",
+            origin.display()
+        );
+        Ok(())
+    }
+
     /// Check `released`: a `cifar10c:DIR`/`cifar100c:DIR` spec naming no corruption.
     pub fn check(&self) -> Result<()> {
         if let Some(r) = &self.released {
@@ -298,12 +309,13 @@ impl Suite {
         let suite = self;
         let mut items = vec![SuiteItem::Clean];
         for at in &suite.attack {
-            ensure!(
-                at.name.ends_with("-linf") || at.name.ends_with("-l2"),
-                "{}: attack {:?}: expected <kind>-<linf|l2>, e.g. pgd-linf (see epsim attack --help)",
-                origin.display(),
-                at.name
-            );
+            if !super::attack::ATTACK_NAMES.contains(&at.name.as_str()) {
+                bail!(
+                    "{}: {}",
+                    origin.display(),
+                    super::attack::unknown_attack(&at.name)
+                );
+            }
             for (e, v) in expand_eps(&at.eps)
                 .with_context(|| format!("{}: attack {}", origin.display(), at.name))?
             {

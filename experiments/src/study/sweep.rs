@@ -292,12 +292,7 @@ fn sweep<B: Engine>(a: &Sweep, be: &B, seed: u64) -> Result<()> {
     let d = load_eval_set(&a.data, a.subset)?;
     check_input_shape(&d, net.spec.input, &a.data)?;
     if suite.corruptions.is_some() {
-        ensure!(
-            d.shape[1] == 3,
-            "corruptions need RGB images; {} has {} channel(s)",
-            a.data,
-            d.shape[1]
-        );
+        super::suite::SuiteCorruptions::check_data(&a.suite, &a.data, d.shape[1])?;
     }
     let t_predict = a.t_predict.unwrap_or(net.spec.t1);
     ensure!(t_predict >= 1, "--t-predict must be ≥ 1");
