@@ -225,7 +225,23 @@ pub fn measure<B: Engine>(be: &B, j: &Job<'_>) -> Result<Measured> {
     check_input_shape(&d, clf.input_shape(), j.data)?;
     let right = correct(&clf, &d, j.batch)?;
     let images = d.len() as u64;
-    let steps = clf.t_predict;
+    let cost = cost_of_inferences(&preset, &l, &clf, images)?;
+    Ok(Measured {
+        describe: clf.describe(),
+        accuracy: right as f64 / images.max(1) as f64,
+        steps: clf.t_predict,
+        cost,
+    })
+}
+
+/// The cost per inference of the `images` free phases (of `clf.t_predict` steps) that realized
+/// classifier `clf` of netlist `l` has run so far, from its counted reads and spikes.
+pub fn cost_of_inferences<B: Engine>(
+    preset: &Preset,
+    l: &sim::netlist::Loaded,
+    clf: &NetlistClassifier<B>,
+    images: u64,
+) -> Result<Cost> {
     let neurons: usize = l
         .netlist
         .populations
@@ -233,12 +249,26 @@ pub fn measure<B: Engine>(be: &B, j: &Job<'_>) -> Result<Measured> {
         .map(|p| p.shape.iter().product::<usize>())
         .sum();
     let spikes: u64 = clf.real.spike_counts().iter().sum();
-    let updates = images * steps as u64 * neurons as u64;
-    let cost = cost_of(&preset, &clf.real.array_use(), images, updates, spikes, 0)?;
-    Ok(Measured {
-        describe: clf.describe(),
-        accuracy: right as f64 / images.max(1) as f64,
-        steps,
-        cost,
-    })
+    let updates = images * clf.t_predict as u64 * neurons as u64;
+    cost_of(preset, &clf.real.array_use(), images, updates, spikes, 0)
+}
+
+/// A cost as the fields of a JSON record: `energy_j` (total per inference), `energy_parts_j`
+/// (per part of [`PARTS`]), `latency_s` and `vector_reads` (counted reads per inference,
+/// re-reads included).
+pub fn record_fields(c: &Cost) -> serde_json::Map<String, serde_json::Value> {
+    let mut m = serde_json::Map::new();
+    m.insert("energy_j".into(), c.total_j().into());
+    let parts: serde_json::Map<String, serde_json::Value> = PARTS
+        .iter()
+        .zip(c.energy_j)
+        .map(|(k, v)| (k.to_string(), v.into()))
+        .collect();
+    m.insert("energy_parts_j".into(), parts.into());
+    m.insert("latency_s".into(), c.latency_s.into());
+    m.insert(
+        "vector_reads".into(),
+        (c.reads.0 as f64 / c.images as f64).into(),
+    );
+    m
 }

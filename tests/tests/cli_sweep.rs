@@ -281,6 +281,62 @@ fn sweep_records_parity_table_and_plots() {
     assert_eq!(row2.len(), 4, "{md2}");
     assert!(row2.iter().all(|c| !c.contains('±')), "{md2}");
 
+    // The cost per inference of every level, from the clean run's counted reads: over ADC bits
+    // (bound management off, so every level makes the same reads) the ADC energy per read follows
+    // the Walden law FoM·2^bits exactly, and the other parts do not move with the ADC.
+    let out3 = d.join("sweep3");
+    let suite3 = d.join("suite3.toml");
+    std::fs::write(
+        &suite3,
+        "[corruptions]\nnames = [\"contrast\"]\nseverities = [1]\n",
+    )
+    .unwrap();
+    let argv3 = [
+        "sweep",
+        "--model",
+        s(&ckpt),
+        "--data",
+        &data,
+        "--device",
+        "pcm",
+        "--set",
+        "bound_management=none",
+        "--param",
+        "adc.bits=4,6,8",
+        "--suite",
+        s(&suite3),
+        "--tile",
+        "16x4",
+        "--out-dir",
+        s(&out3),
+    ];
+    assert_eq!(epsim(&argv3), ExitCode::SUCCESS);
+    let clean3: Vec<serde_json::Value> = records(&out3.join("results.jsonl"))
+        .into_iter()
+        .filter(|r| r["item"] == "clean" && r["substrate"] != "digital")
+        .collect();
+    assert_eq!(clean3.len(), 3);
+    let part = |r: &serde_json::Value, k: &str| r["energy_parts_j"][k].as_f64().unwrap();
+    let reads0 = clean3[0]["vector_reads"].as_f64().unwrap();
+    assert!(reads0 > 0.0, "{}", clean3[0]);
+    for (r, bits) in clean3.iter().zip([4, 6, 8]) {
+        assert_eq!(r["level"].as_f64(), Some(f64::from(bits)), "{r}");
+        assert_eq!(r["vector_reads"].as_f64().unwrap(), reads0, "{r}");
+        let total: f64 = experiments::cost::PARTS.iter().map(|k| part(r, k)).sum();
+        let e = r["energy_j"].as_f64().unwrap();
+        assert!((e - total).abs() <= 1e-12 * e, "{r}");
+        let want = part(&clean3[0], "ADC") * f64::from(1u32 << (bits - 4));
+        assert!((part(r, "ADC") - want).abs() <= 1e-9 * want, "{r}");
+        for k in ["DAC", "array", "neurons"] {
+            assert_eq!(part(r, k), part(&clean3[0], k), "{k}: {r}");
+        }
+        assert!(r["latency_s"].as_f64().unwrap() > 0.0, "{r}");
+    }
+    let md3 = std::fs::read_to_string(out3.join("sweep.md")).unwrap();
+    assert!(md3.contains("## Cost per inference"), "{md3}");
+    assert_eq!(row(&md3, "adc.bits=8").len(), 5, "{md3}");
+    assert!(is_png(&out3.join("energy.png")));
+
     // Bad --param keys or values fail before the first run (no results file), naming them.
     for bad in [
         "no_such_knob=1,2",

@@ -149,10 +149,13 @@ impl Ctx<'_> {
 }
 
 /// Run the whole suite on one classifier: one (item id, accuracy, record) per item, in order.
+/// `after_clean` (called once the clean item, always the first, has run) gives fields added to
+/// the clean record: the cost per inference counted from the clean run's reads.
 fn run_suite(
     c: &Ctx<'_>,
     clf: &dyn Classifier,
     substrate: &str,
+    after_clean: Option<&dyn Fn(&Value) -> Result<serde_json::Map<String, Value>>>,
 ) -> Result<Vec<(String, f64, Value)>> {
     let cx = c.record_context(substrate);
     let run = ItemRun {
@@ -169,7 +172,13 @@ fn run_suite(
     c.items
         .iter()
         .map(|item| {
-            let (acc, v) = run.run(item, "standard")?;
+            let (acc, mut v) = run.run(item, "standard")?;
+            if let (SuiteItem::Clean, Some(f)) = (item, after_clean) {
+                let extra = f(&v)?;
+                v.as_object_mut()
+                    .context("a clean record is a JSON object")?
+                    .extend(extra);
+            }
             Ok((item.id(), acc, v))
         })
         .collect()
@@ -365,7 +374,7 @@ fn sweep<B: Engine>(a: &Sweep, be: &B, seed: u64) -> Result<()> {
                 seed,
                 Some(t_predict),
             )?;
-            let r = run_suite(&ctx, digital.as_ref(), "digital")?;
+            let r = run_suite(&ctx, digital.as_ref(), "digital", None)?;
             write_run(&r, Value::Null, Value::Null, Value::Null)?;
             r
         }
@@ -376,6 +385,8 @@ fn sweep<B: Engine>(a: &Sweep, be: &B, seed: u64) -> Result<()> {
     pb.inc(1);
     // accs[level][item] = accuracies over substrate seeds.
     let mut accs: Vec<BTreeMap<String, Vec<f64>>> = vec![BTreeMap::new(); param.levels.len()];
+    // costs[level] = (energy J, latency s) per inference over substrate seeds (clean runs).
+    let mut costs: Vec<Vec<(f64, f64)>> = vec![Vec::new(); param.levels.len()];
     for (i, preset) in presets.iter().enumerate() {
         let mut loaded = None;
         let label = format!(
@@ -395,7 +406,13 @@ fn sweep<B: Engine>(a: &Sweep, be: &B, seed: u64) -> Result<()> {
                         .with_context(|| {
                             format!("realizing {label} with substrate seed {sseed}")
                         })?;
-                    let r = run_suite(&ctx, &clf, &label)?;
+                    // The clean item's counted reads give the cost per inference.
+                    let cost = |clean: &Value| {
+                        let images = clean["n"].as_u64().context("clean record without n")?;
+                        let c = crate::cost::cost_of_inferences(preset, l, &clf, images)?;
+                        Ok(crate::cost::record_fields(&c))
+                    };
+                    let r = run_suite(&ctx, &clf, &label, Some(&cost))?;
                     write_run(
                         &r,
                         param.level_value(i),
@@ -406,14 +423,17 @@ fn sweep<B: Engine>(a: &Sweep, be: &B, seed: u64) -> Result<()> {
                     r
                 }
             };
-            for (item, acc, _) in recs {
+            for (item, acc, v) in recs {
+                if let (Some(e), Some(t)) = (v["energy_j"].as_f64(), v["latency_s"].as_f64()) {
+                    costs[i].push((e, t));
+                }
                 accs[i].entry(item).or_default().push(acc);
             }
             pb.inc(1);
         }
     }
     pb.finish_and_clear();
-    let table = write_outputs(&ctx, &param, &items, &reference, &accs)?;
+    let table = write_outputs(&ctx, &param, &items, &reference, &accs, &costs)?;
     println!("{table}");
     println!(
         "results in {}; table in {}; plots in {}",
@@ -424,6 +444,84 @@ fn sweep<B: Engine>(a: &Sweep, be: &B, seed: u64) -> Result<()> {
     Ok(())
 }
 
+/// The cost section of sweep.md (energy and latency per inference per level, from the clean
+/// runs' counted reads, beside the clean accuracy) and the accuracy-vs-energy plot `energy.png`
+/// with its Pareto front (the levels no other level beats on both energy and accuracy). Empty
+/// when the records carry no cost (results of an older epsim).
+fn cost_section(
+    c: &Ctx<'_>,
+    param: &SweepParam,
+    costs: &[Vec<(f64, f64)>],
+    clean: &dyn Fn(usize) -> Result<(f64, f64)>,
+) -> Result<String> {
+    if costs.iter().any(|v| v.is_empty()) {
+        return Ok(String::new());
+    }
+    let mut md = format!(
+        "\n## Cost per inference on `{}`\n\nEnergy and latency of one inference ({} free-phase \
+         steps), counted from the reads of the clean run (mean over substrate seeds; \
+         `epsim cost` gives the breakdown by part, docs/cost-model.md the laws).\n\n\
+         | level | energy (nJ) | latency (µs) | clean accuracy | Pareto |\n| --- | --- | --- | --- | --- |\n",
+        c.a.preset, c.t_predict
+    );
+    let mut pts = Vec::with_capacity(costs.len());
+    for (i, v) in costs.iter().enumerate() {
+        let n = v.len() as f64;
+        let e = v.iter().map(|p| p.0).sum::<f64>() / n;
+        let t = v.iter().map(|p| p.1).sum::<f64>() / n;
+        pts.push((e, t, clean(i)?.0));
+    }
+    let front = pareto_front(&pts.iter().map(|p| (p.0, p.2)).collect::<Vec<_>>());
+    for (i, (e, t, acc)) in pts.iter().enumerate() {
+        md += &format!(
+            "| {}={} | {:.3} | {:.3} | {acc:.4} | {} |\n",
+            param.key,
+            param.levels[i],
+            e * 1e9,
+            t * 1e6,
+            if front.contains(&i) { "yes" } else { "" }
+        );
+    }
+    let mut all: Vec<(f64, f64)> = pts.iter().map(|p| (p.0 * 1e9, p.2)).collect();
+    all.sort_by(|p, q| p.0.total_cmp(&q.0));
+    let mut best: Vec<(f64, f64)> = front.iter().map(|&i| (pts[i].0 * 1e9, pts[i].2)).collect();
+    best.sort_by(|p, q| p.0.total_cmp(&q.0));
+    plot::line_chart(
+        &c.a.out_dir.join("energy.png"),
+        &format!(
+            "clean accuracy vs energy per inference ({} on {})",
+            param.key, c.a.preset
+        ),
+        "energy per inference (nJ)",
+        "clean accuracy",
+        &[
+            plot::Series {
+                label: format!("levels of {}", param.key),
+                points: all,
+            },
+            plot::Series {
+                label: "Pareto front".into(),
+                points: best,
+            },
+        ],
+        Some((0.0, 1.0)),
+    )?;
+    md += "\nPlot: [accuracy vs energy](energy.png)\n";
+    Ok(md)
+}
+
+/// The indices of the points (energy, accuracy) that no other point dominates (no more energy
+/// and at least the accuracy, one of them strictly better), in index order.
+fn pareto_front(pts: &[(f64, f64)]) -> Vec<usize> {
+    (0..pts.len())
+        .filter(|&i| {
+            let (e, a) = pts[i];
+            !pts.iter()
+                .any(|&(f, b)| f <= e && b >= a && (f < e || b > a))
+        })
+        .collect()
+}
+
 /// Write sweep.md and the plots; returns the markdown.
 fn write_outputs(
     c: &Ctx<'_>,
@@ -431,6 +529,7 @@ fn write_outputs(
     items: &[SuiteItem],
     reference: &BTreeMap<String, f64>,
     accs: &[BTreeMap<String, Vec<f64>>],
+    costs: &[Vec<(f64, f64)>],
 ) -> Result<String> {
     let a = c.a;
     let stat = |i: usize, id: &str| -> Result<(f64, f64)> {
@@ -525,7 +624,22 @@ fn write_outputs(
         md += &format!(" [{id}]({file})");
     }
     md += "\n";
+    md += &cost_section(c, param, costs, &|i| stat(i, "clean"))?;
     let path = a.out_dir.join("sweep.md");
     std::fs::write(&path, &md).with_context(|| format!("writing {}", path.display()))?;
     Ok(md)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::pareto_front;
+
+    #[test]
+    fn the_pareto_front_keeps_the_undominated_levels() {
+        // 2 is beaten by 1 (less energy, more accuracy); 4 by 0 (less energy, same accuracy).
+        let pts = [(1.0, 0.5), (2.0, 0.7), (3.0, 0.6), (4.0, 0.9), (1.5, 0.5)];
+        assert_eq!(pareto_front(&pts), vec![0, 1, 3]);
+        // Equal points dominate neither: both stay.
+        assert_eq!(pareto_front(&[(1.0, 0.5), (1.0, 0.5)]), vec![0, 1]);
+    }
 }
