@@ -148,6 +148,9 @@ impl Ctx<'_> {
     }
 }
 
+/// Fields added to a run's clean record, computed from it (see [`run_suite`]).
+type AfterClean<'a> = dyn Fn(&Value) -> Result<serde_json::Map<String, Value>> + 'a;
+
 /// Run the whole suite on one classifier: one (item id, accuracy, record) per item, in order.
 /// `after_clean` (called once the clean item, always the first, has run) gives fields added to
 /// the clean record: the cost per inference counted from the clean run's reads.
@@ -155,7 +158,7 @@ fn run_suite(
     c: &Ctx<'_>,
     clf: &dyn Classifier,
     substrate: &str,
-    after_clean: Option<&dyn Fn(&Value) -> Result<serde_json::Map<String, Value>>>,
+    after_clean: Option<&AfterClean<'_>>,
 ) -> Result<Vec<(String, f64, Value)>> {
     let cx = c.record_context(substrate);
     let run = ItemRun {
