@@ -48,7 +48,10 @@ impl std::fmt::Display for Check {
 
 /// The evaluation an attack record belongs to (model, substrate, protocol, free-phase steps,
 /// images): records that differ only in the attack's settings are comparable.
-fn setting(r: &AttackRow) -> (String, String, String, usize, usize, String, usize) {
+/// The evaluation a record belongs to (a curve or budget group is checked per seed).
+type Setting = (String, String, String, usize, usize, String, usize, u64);
+
+fn setting(r: &AttackRow) -> Setting {
     (
         r.model.clone(),
         r.substrate.clone(),
@@ -57,6 +60,7 @@ fn setting(r: &AttackRow) -> (String, String, String, usize, usize, String, usiz
         r.t_attack,
         r.data.clone(),
         r.n,
+        r.seed,
     )
 }
 

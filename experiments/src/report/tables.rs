@@ -82,8 +82,12 @@ pub struct TableRow {
     pub label: String,
     /// Clean accuracy.
     pub clean: Option<f64>,
-    /// One cell per column.
+    /// One cell per column: the mean over the row's seeds.
     pub cells: Vec<Option<f64>>,
+    /// Per cell, the sample standard deviation over the row's seeds (None with one seed).
+    pub spread: Vec<Option<f64>>,
+    /// Distinct seeds of the row's records.
+    pub seeds: usize,
     /// Images per cell (the largest count of the row's records).
     pub n: usize,
     /// Per cell, the mean L2 distance of the successful adversarial examples from their clean
@@ -210,6 +214,36 @@ fn mean(v: &[f64]) -> Option<f64> {
     (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
 }
 
+/// The sample standard deviation of `v` (None below two values).
+fn sample_std(v: &[f64]) -> Option<f64> {
+    let m = mean(v)?;
+    (v.len() >= 2)
+        .then(|| (v.iter().map(|x| (x - m) * (x - m)).sum::<f64>() / (v.len() - 1) as f64).sqrt())
+}
+
+/// Values of points grouped by seed: per seed the mean of its values, then over the seeds the
+/// mean and (with several seeds) the sample standard deviation.
+fn over_seeds<T>(
+    pts: impl IntoIterator<Item = T>,
+    seed: impl Fn(&T) -> u64,
+    value: impl Fn(&T) -> f64,
+) -> (Option<f64>, Option<f64>) {
+    let mut by: BTreeMap<u64, Vec<f64>> = BTreeMap::new();
+    for p in pts {
+        by.entry(seed(&p)).or_default().push(value(&p));
+    }
+    let per: Vec<f64> = by.values().filter_map(|v| mean(v)).collect();
+    (mean(&per), sample_std(&per))
+}
+
+/// The number of distinct seeds among `seeds`.
+fn distinct(seeds: impl IntoIterator<Item = u64>) -> usize {
+    seeds
+        .into_iter()
+        .collect::<std::collections::BTreeSet<_>>()
+        .len()
+}
+
 /// Build the tables and checks from merged records, labelling models with `labels` (see
 /// [`model_labels`]).
 pub fn build(records: &[Record], labels: &HashMap<String, String>) -> Report {
@@ -232,15 +266,19 @@ pub fn build(records: &[Record], labels: &HashMap<String, String>) -> Report {
             "{n} record(s) of kind {k:?} are not part of these tables"
         ));
     }
-    // Attack tables: (family) → rows (label) → eps → (robust, clean); later records replace
-    // earlier ones at the same cell.
+    // Attack tables: (family) → rows (label) → (eps, seed) → (robust, clean); later records
+    // replace earlier ones at the same cell and seed; the seeds of a cell are averaged.
     let mut tables: Vec<AttackTable> = Vec::new();
     let var = variants(&attacks);
     let mut dups = 0;
     // Per row label: the largest image count of its records and its first record.
     let mut images: Vec<(String, usize, &AttackRow)> = Vec::new();
-    // Per table: rows (label) → points (ε, ε text, robust, clean, images, mean L2 of the fooled).
-    type Cells = Vec<(String, Vec<(f64, String, f64, f64, usize, Option<f64>)>)>;
+    // Per table: rows (label) → points (ε, ε text, robust, clean, images, mean L2 of the fooled,
+    // seed).
+    type Cells = Vec<(
+        String,
+        Vec<(f64, String, f64, f64, usize, Option<f64>, u64)>,
+    )>;
     let mut cells: Vec<Cells> = Vec::new();
     for r in &attacks {
         let fam = attack_family(&r.attack);
@@ -283,8 +321,9 @@ pub fn build(records: &[Record], labels: &HashMap<String, String>) -> Report {
             r.clean_accuracy,
             r.n,
             r.mean_l2_fooled,
+            r.seed,
         );
-        match pts.iter_mut().find(|p| p.0 == r.eps) {
+        match pts.iter_mut().find(|p| p.0 == r.eps && p.6 == r.seed) {
             Some(p) => {
                 dups += 1;
                 *p = new;
@@ -304,24 +343,38 @@ pub fn build(records: &[Record], labels: &HashMap<String, String>) -> Report {
         cols.sort_by(|a, b| a.0.total_cmp(&b.0));
         t.rows = rows
             .iter()
-            .map(|(label, pts)| TableRow {
-                label: label.clone(),
-                clean: pts.last().map(|p| p.3),
-                cells: cols
+            .map(|(label, pts)| {
+                let (cells, spread) = cols
                     .iter()
-                    .map(|c| pts.iter().find(|p| p.0 == c.0).map(|p| p.2))
-                    .collect(),
-                n: pts.iter().map(|p| p.4).max().unwrap_or(0),
-                l2: cols
-                    .iter()
-                    .map(|c| pts.iter().find(|p| p.0 == c.0).and_then(|p| p.5))
-                    .collect(),
+                    .map(|c| over_seeds(pts.iter().filter(|p| p.0 == c.0), |p| p.6, |p| p.2))
+                    .unzip();
+                // The clean accuracy of each seed's last record, averaged over the seeds.
+                let last: BTreeMap<u64, f64> = pts.iter().map(|p| (p.6, p.3)).collect();
+                TableRow {
+                    label: label.clone(),
+                    clean: mean(&last.values().copied().collect::<Vec<_>>()),
+                    cells,
+                    spread,
+                    seeds: last.len(),
+                    n: pts.iter().map(|p| p.4).max().unwrap_or(0),
+                    l2: cols
+                        .iter()
+                        .map(|c| {
+                            let v: Vec<f64> = pts
+                                .iter()
+                                .filter(|p| p.0 == c.0)
+                                .filter_map(|p| p.5)
+                                .collect();
+                            mean(&v)
+                        })
+                        .collect(),
+                }
             })
             .collect();
         t.columns = cols;
     }
-    // Clean accuracy records (a study's clean cells): the last one of a model, substrate and data
-    // (and image count, when given), as (accuracy, images).
+    // Clean accuracy records (a study's clean cells): per seed the last one of a model, substrate
+    // and data (and image count, when given), averaged over the seeds, as (accuracy, images).
     let cleans: Vec<&CleanRow> = records
         .iter()
         .filter_map(|r| match r {
@@ -330,16 +383,18 @@ pub fn build(records: &[Record], labels: &HashMap<String, String>) -> Report {
         })
         .collect();
     let clean_record = |model: &str, substrate: &str, data: &str, n: Option<usize>| {
-        cleans
+        let last: BTreeMap<u64, (f64, usize)> = cleans
             .iter()
-            .rev()
-            .find(|c| {
+            .filter(|c| {
                 c.model == model
                     && c.substrate == substrate
                     && c.data == data
                     && n.is_none_or(|n| c.n == n)
             })
-            .map(|c| (c.accuracy, c.n))
+            .map(|c| (c.seed, (c.accuracy, c.n)))
+            .collect();
+        let accs: Vec<f64> = last.values().map(|v| v.0).collect();
+        Some((mean(&accs)?, last.values().map(|v| v.1).max()?))
     };
     let summary = images
         .iter()
@@ -383,8 +438,8 @@ pub fn build(records: &[Record], labels: &HashMap<String, String>) -> Report {
     let corruptions = (!corr.is_empty()).then(|| {
         let mut names: Vec<String> = Vec::new();
         let mut sevs: Vec<u32> = Vec::new();
-        // Per row: label, its first record, (corruption, severity, accuracy).
-        type Row<'r> = (String, &'r CorruptionRow, Vec<(String, u32, f64)>);
+        // Per row: label, its first record, (corruption, severity, accuracy, seed).
+        type Row<'r> = (String, &'r CorruptionRow, Vec<(String, u32, f64, u64)>);
         let mut rows: Vec<Row> = Vec::new();
         for c in &corr {
             if !names.contains(&c.corruption) {
@@ -407,13 +462,13 @@ pub fn build(records: &[Record], labels: &HashMap<String, String>) -> Report {
             let pts = &mut rows[ri].2;
             match pts
                 .iter_mut()
-                .find(|p| p.0 == c.corruption && p.1 == c.severity)
+                .find(|p| p.0 == c.corruption && p.1 == c.severity && p.3 == c.seed)
             {
                 Some(p) => {
                     dups += 1;
                     p.2 = c.accuracy;
                 }
-                None => pts.push((c.corruption.clone(), c.severity, c.accuracy)),
+                None => pts.push((c.corruption.clone(), c.severity, c.accuracy, c.seed)),
             }
         }
         // Columns in the library's order where known, then the others as read.
@@ -444,37 +499,41 @@ pub fn build(records: &[Record], labels: &HashMap<String, String>) -> Report {
         let by_corruption = rows
             .iter()
             .map(|(label, first, pts)| {
-                let mut cells: Vec<Option<f64>> = names
-                    .iter()
-                    .map(|n| {
-                        let v: Vec<f64> = pts.iter().filter(|p| &p.0 == n).map(|p| p.2).collect();
-                        mean(&v)
-                    })
-                    .collect();
-                cells.push(mean(&pts.iter().map(|p| p.2).collect::<Vec<_>>()));
+                let stat = |f: &dyn Fn(&(String, u32, f64, u64)) -> bool| {
+                    over_seeds(pts.iter().filter(|p| f(p)), |p| p.3, |p| p.2)
+                };
+                let (mut cells, mut spread): (Vec<_>, Vec<_>) =
+                    names.iter().map(|n| stat(&|p| &p.0 == n)).unzip();
+                let (m, sd) = stat(&|_| true);
+                cells.push(m);
+                spread.push(sd);
                 TableRow {
                     label: label.clone(),
                     clean: clean_of(first),
                     l2: vec![None; cells.len()],
                     cells,
+                    spread,
+                    seeds: distinct(pts.iter().map(|p| p.3)),
                     n: first.n,
                 }
             })
             .collect();
         let by_severity = rows
             .iter()
-            .map(|(label, first, pts)| TableRow {
-                label: label.clone(),
-                clean: clean_of(first),
-                cells: sevs
+            .map(|(label, first, pts)| {
+                let (cells, spread) = sevs
                     .iter()
-                    .map(|s| {
-                        let v: Vec<f64> = pts.iter().filter(|p| p.1 == *s).map(|p| p.2).collect();
-                        mean(&v)
-                    })
-                    .collect(),
-                n: first.n,
-                l2: vec![None; sevs.len()],
+                    .map(|s| over_seeds(pts.iter().filter(|p| p.1 == *s), |p| p.3, |p| p.2))
+                    .unzip();
+                TableRow {
+                    label: label.clone(),
+                    clean: clean_of(first),
+                    cells,
+                    spread,
+                    seeds: distinct(pts.iter().map(|p| p.3)),
+                    n: first.n,
+                    l2: vec![None; sevs.len()],
+                }
             })
             .collect();
         CorruptionTables {
@@ -486,7 +545,7 @@ pub fn build(records: &[Record], labels: &HashMap<String, String>) -> Report {
     });
     if dups > 0 {
         notes.push(format!(
-            "{dups} record(s) repeat an earlier cell (same row, attack or corruption, strength): the later record is shown"
+            "{dups} record(s) repeat an earlier cell (same row, attack or corruption, strength, seed): the later record is shown"
         ));
     }
     let owned: Vec<AttackRow> = attacks.iter().map(|r| (*r).clone()).collect();
@@ -581,10 +640,24 @@ fn table_md(first: &str, heads: &[String], rows: &[TableRow], clean: bool) -> St
         if clean {
             let _ = write!(s, " {} |", pct(r.clean));
         }
-        for c in &r.cells {
-            let _ = write!(s, " {} |", pct(*c));
+        for (c, sd) in r.cells.iter().zip(&r.spread) {
+            match (c, sd) {
+                (Some(c), Some(sd)) => {
+                    let _ = write!(s, " {:.1} ± {:.1} |", 100.0 * c, 100.0 * sd);
+                }
+                _ => {
+                    let _ = write!(s, " {} |", pct(*c));
+                }
+            }
         }
         s += "\n";
+    }
+    if let Some(k) = rows.iter().map(|r| r.seeds).max().filter(|&k| k > 1) {
+        let _ = write!(
+            s,
+            "\nRows of several seeds (up to {k}): mean ± sample standard deviation over the seeds \
+             (clean: the mean).\n"
+        );
     }
     s
 }

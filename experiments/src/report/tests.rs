@@ -418,3 +418,61 @@ fn clean_records_give_the_summary_clean_and_cw_shows_its_distortion() {
         "{md}"
     );
 }
+
+/// Records of several seeds at one cell are averaged (sample std beside them); a repeated record
+/// of one seed replaces the earlier one; clean records and corruptions likewise.
+#[test]
+fn seeds_are_averaged_with_their_spread_and_repeats_of_a_seed_replace() {
+    let pgd = "PGD-Linf eps=0.1 step=0.025 iters=10 restarts=1";
+    let seeded = |line: String, seed: u64| line.replace("\"seed\":0", &format!("\"seed\":{seed}"));
+    let lines = [
+        seeded(atk("m.st", pgd, 0.1, "0.1", 100, 0.9, 0.10), 0),
+        // Seed 0 again: replaces 0.10.
+        seeded(atk("m.st", pgd, 0.1, "0.1", 100, 0.9, 0.40), 0),
+        seeded(atk("m.st", pgd, 0.1, "0.1", 100, 0.7, 0.60), 1),
+        seeded(atk("m.st", pgd, 0.1, "0.1", 100, 0.8, 0.80), 2),
+        seeded(corr("m.st", "contrast", 1, 0.2), 0),
+        seeded(corr("m.st", "contrast", 1, 0.4), 1),
+        seeded(corr("m.st", "contrast", 2, 0.0), 1),
+        r#"{"kind":"clean","model":"m.st","substrate":"digital","seed":0,"data":"d","n":100,"accuracy":0.75}"#.into(),
+        r#"{"kind":"clean","model":"m.st","substrate":"digital","seed":1,"data":"d","n":100,"accuracy":0.65}"#.into(),
+    ];
+    let recs: Vec<Record> = lines.iter().map(|l| parse_record(l).unwrap()).collect();
+    let r = build(&recs, &model_labels(&["m.st".to_string()], &[]).unwrap());
+    let row = &r.attacks[0].rows[0];
+    assert_eq!(row.seeds, 3);
+    // Seeds 0, 1, 2: 0.4, 0.6, 0.8 → mean 0.6, sample std 0.2 (not the last record's 0.8).
+    assert!((row.cells[0].unwrap() - 0.6).abs() < 1e-12, "{row:?}");
+    assert!((row.spread[0].unwrap() - 0.2).abs() < 1e-12, "{row:?}");
+    // Clean of the attack records: mean of the seeds' 0.9, 0.7, 0.8.
+    assert!((row.clean.unwrap() - 0.8).abs() < 1e-12, "{row:?}");
+    // The summary's clean is the clean records' mean over their seeds: (0.75 + 0.65) / 2.
+    assert!(
+        (r.summary[0].clean.unwrap() - 0.7).abs() < 1e-12,
+        "{:?}",
+        r.summary
+    );
+    assert!(
+        r.notes.iter().any(|n| n.starts_with("1 record(s) repeat")),
+        "{:?}",
+        r.notes
+    );
+    // Corruptions: contrast per seed = mean over its severities (seed 0: 0.2; seed 1: 0.2) →
+    // 0.2 ± 0; severity 1: seeds 0.2, 0.4 → 0.3 ± 0.1414; severity 2: one seed → no spread.
+    let c = r.corruptions.as_ref().unwrap();
+    let bc = &c.by_corruption[0];
+    assert!((bc.cells[0].unwrap() - 0.2).abs() < 1e-12 && bc.spread[0].unwrap().abs() < 1e-12);
+    let bs = &c.by_severity[0];
+    assert!((bs.cells[0].unwrap() - 0.3).abs() < 1e-12);
+    assert!(
+        (bs.spread[0].unwrap() - 0.02f64.sqrt()).abs() < 1e-12,
+        "{bs:?}"
+    );
+    assert_eq!((bs.cells[1], bs.spread[1]), (Some(0.0), None));
+    let md = r.to_markdown(&[], &[]);
+    assert!(md.contains("| m | 80.0 | 60.0 ± 20.0 |"), "{md}");
+    assert!(
+        md.contains("mean ± sample standard deviation over the seeds"),
+        "{md}"
+    );
+}

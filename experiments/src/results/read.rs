@@ -58,6 +58,9 @@ pub struct AttackRow {
     /// written before it was kept have none).
     #[serde(default)]
     pub mean_l2_fooled: Option<f64>,
+    /// Master seed of the run (model seed of a study); records of several seeds are averaged.
+    #[serde(default)]
+    pub seed: u64,
 }
 
 /// One clean-accuracy record (a study's or a sweep's `clean` item), as read back.
@@ -75,6 +78,9 @@ pub struct CleanRow {
     pub n: usize,
     /// Accuracy.
     pub accuracy: f64,
+    /// Master seed of the run.
+    #[serde(default)]
+    pub seed: u64,
 }
 
 /// One corruption record (`epsim robustness`), as read back.
@@ -96,6 +102,9 @@ pub struct CorruptionRow {
     pub n: usize,
     /// Accuracy.
     pub accuracy: f64,
+    /// Master seed of the run.
+    #[serde(default)]
+    pub seed: u64,
 }
 
 /// A record of a results file.
