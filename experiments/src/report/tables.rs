@@ -439,7 +439,8 @@ pub fn build(records: &[Record], labels: &HashMap<String, String>) -> Report {
         let mut names: Vec<String> = Vec::new();
         let mut sevs: Vec<u32> = Vec::new();
         // Per row: label, its first record, (corruption, severity, accuracy, seed).
-        type Row<'r> = (String, &'r CorruptionRow, Vec<(String, u32, f64, u64)>);
+        type Point = (String, u32, f64, u64);
+        type Row<'r> = (String, &'r CorruptionRow, Vec<Point>);
         let mut rows: Vec<Row> = Vec::new();
         for c in &corr {
             if !names.contains(&c.corruption) {
@@ -499,7 +500,7 @@ pub fn build(records: &[Record], labels: &HashMap<String, String>) -> Report {
         let by_corruption = rows
             .iter()
             .map(|(label, first, pts)| {
-                let stat = |f: &dyn Fn(&(String, u32, f64, u64)) -> bool| {
+                let stat = |f: &dyn Fn(&Point) -> bool| {
                     over_seeds(pts.iter().filter(|p| f(p)), |p| p.3, |p| p.2)
                 };
                 let (mut cells, mut spread): (Vec<_>, Vec<_>) =
