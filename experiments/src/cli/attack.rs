@@ -3,10 +3,11 @@
 
 use std::path::PathBuf;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::Args;
 
 use super::args::{OutputArgs, TargetArgs};
+use crate::classifier::substrate::SubstrateSpec;
 use crate::device::Engine;
 use crate::study::attack::AttackRun;
 use crate::study::robustness::RobustnessRun;
@@ -54,6 +55,13 @@ pub struct AttackArgs {
     /// perturbation, with predictions) next to --out: examples_<attack>_eps<ε>.png.
     #[arg(long, value_name = "N")]
     pub save_examples: Option<usize>,
+    /// Transfer attack: craft the adversarial examples on the same model on this substrate
+    /// (`digital`, or `netlist:<preset>` without overrides) and count them on --substrate's
+    /// predictions. The check for gradient masking by a substrate: a white-box attack on the
+    /// substrate that does worse than the transfer from digital did not find the substrate's
+    /// real weaknesses. The record's attack name ends in "transfer from <source>".
+    #[arg(long, value_name = "SUBSTRATE")]
+    pub transfer_from: Option<String>,
 }
 
 /// Arguments of `epsim robustness`.
@@ -110,6 +118,12 @@ pub fn attack<B: Engine>(be: &B, a: &AttackArgs, seed: u64) -> Result<()> {
         out: a.out.clone(),
         protocol: a.protocol.clone(),
         save_examples: a.save_examples,
+        transfer_from: a
+            .transfer_from
+            .as_deref()
+            .map(|s| SubstrateSpec::parse(s, &[], "512x512"))
+            .transpose()
+            .context("--transfer-from")?,
     }
     .run(be, seed)
 }

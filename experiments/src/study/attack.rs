@@ -241,16 +241,19 @@ pub fn attack_strength(
     protocol: &str,
 ) -> Result<Outcome> {
     let (o, _) = attack_strength_examples(
-        clf, loader, attack, eps, label, steps, restarts, eot, seed, protocol, 0,
+        clf, None, loader, attack, eps, label, steps, restarts, eot, seed, protocol, 0,
     )?;
     Ok(o)
 }
 
 /// [`attack_strength`], also keeping the first `keep` images in loader order with their
-/// adversarial versions and predictions (for `--save-examples`).
+/// adversarial versions and predictions (for `--save-examples`). With a `judge`, the attack is a
+/// **transfer** attack: crafted on `clf`, counted by the judge's predictions on the clean and the
+/// adversarial images (correct on both = robust), and named "... transfer from <clf>".
 #[allow(clippy::too_many_arguments)]
 pub fn attack_strength_examples(
     clf: &dyn Classifier,
+    judge: Option<&dyn Classifier>,
     loader: &crate::data::Loader<'_>,
     attack: &str,
     eps: f32,
@@ -263,6 +266,7 @@ pub fn attack_strength_examples(
     keep: usize,
 ) -> Result<(Outcome, crate::report::examples::Examples)> {
     let mut ex = crate::report::examples::Examples::new(clf.input_shape());
+    let shown = judge.unwrap_or(clf);
     let started = Instant::now();
     let (mut clean, mut robust, mut queries, mut grads, mut name) =
         (0usize, 0usize, 0u64, 0u64, String::new());
@@ -290,46 +294,63 @@ pub fn attack_strength_examples(
             };
             let counted = crate::classifier::Counted::new(clf);
             let r = aa.evaluate(&counted, &b.x, &b.y, &ids, seed)?;
-            ex.push_batch(clf, &b.x, &r.x_adv, &b.y, keep)?;
-            clean += r.clean_correct.iter().filter(|&&c| c).count();
-            robust += r.robust.iter().filter(|&&c| c).count();
-            let l2 = l2_rows(&b.x, &r.x_adv)?;
-            for ((&c, &rb), d) in r.clean_correct.iter().zip(&r.robust).zip(&l2) {
-                if c && !rb {
-                    fooled += 1;
-                    l2_fooled += d;
-                }
-            }
+            ex.push_batch(shown, &b.x, &r.x_adv, &b.y, keep)?;
+            let (ok, rob) = match judge {
+                Some(j) => judged(j, &b.x, &r.x_adv, &b.y)?,
+                None => (r.clean_correct.clone(), r.robust.clone()),
+            };
+            tally(
+                &b.x,
+                &r.x_adv,
+                &ok,
+                &rob,
+                &mut clean,
+                &mut robust,
+                &mut fooled,
+                &mut l2_fooled,
+            )?;
             queries += counted.queries.load(std::sync::atomic::Ordering::Relaxed);
             grads += counted.grads.load(std::sync::atomic::Ordering::Relaxed);
             name = format!("autoattack-{:?}", aa.version).to_lowercase();
         } else {
             let atk = build_attack(attack, eps, steps, restarts, eot_n, protocol)?;
             name = atk.name();
-            let pred = ep::train::argmax_rows(&clf.logits(&b.x)?);
-            let ok: Vec<bool> = pred.iter().zip(&b.y).map(|(p, l)| p == l).collect();
+            // The attacked model's clean predictions come first (a stochastic substrate's query
+            // order is part of its results); a judge predicts after the attack.
+            let pred = match judge {
+                None => ep::train::argmax_rows(&clf.logits(&b.x)?),
+                Some(_) => Vec::new(),
+            };
             let r = atk.run_indexed(clf, &b.x, &b.y, &ids, seed)?;
-            ex.push_batch(clf, &b.x, &r.x_adv, &b.y, keep)?;
-            clean += ok.iter().filter(|&&c| c).count();
-            // Robust: correct on the clean image and not fooled by the attack.
-            robust += ok
-                .iter()
-                .zip(&r.success)
-                .filter(|&(&c, &s)| c && !s)
-                .count();
-            let l2 = l2_rows(&b.x, &r.x_adv)?;
-            for ((&c, &s), d) in ok.iter().zip(&r.success).zip(&l2) {
-                if c && s {
-                    fooled += 1;
-                    l2_fooled += d;
+            ex.push_batch(shown, &b.x, &r.x_adv, &b.y, keep)?;
+            let (ok, rob) = match judge {
+                Some(j) => judged(j, &b.x, &r.x_adv, &b.y)?,
+                None => {
+                    let ok: Vec<bool> = pred.iter().zip(&b.y).map(|(p, l)| p == l).collect();
+                    // Robust: correct on the clean image and not fooled by the attack.
+                    let rob = ok.iter().zip(&r.success).map(|(&c, &s)| c && !s).collect();
+                    (ok, rob)
                 }
-            }
+            };
+            tally(
+                &b.x,
+                &r.x_adv,
+                &ok,
+                &rob,
+                &mut clean,
+                &mut robust,
+                &mut fooled,
+                &mut l2_fooled,
+            )?;
             queries += r.queries;
             grads += r.grads;
         }
         pb.inc(1);
     }
     pb.finish_and_clear();
+    if judge.is_some() {
+        name = format!("{name} transfer from {}", clf.describe());
+    }
     let o = Outcome {
         clean,
         robust,
@@ -363,6 +384,9 @@ pub struct AttackRun {
     pub protocol: String,
     /// Also write a grid of the first N images per strength beside `out`.
     pub save_examples: Option<usize>,
+    /// A transfer attack: craft the examples on the same model on this substrate (e.g. digital)
+    /// and count them on the target's.
+    pub transfer_from: Option<crate::classifier::substrate::SubstrateSpec>,
 }
 
 impl AttackRun {
@@ -373,6 +397,14 @@ impl AttackRun {
         let l = t.load(be, seed)?;
         let (d, clf) = (&l.data, l.clf.as_ref());
         let strengths = expand_eps(&self.eps).context("--eps")?;
+        let source = match &self.transfer_from {
+            Some(s) => {
+                let mut st = t.clone();
+                st.substrate = s.clone();
+                Some(st.classifier(be, seed).context("--transfer-from")?.0)
+            }
+            None => None,
+        };
         let cx = RecordContext {
             model: t.model.display().to_string(),
             substrate: t.substrate.label(),
@@ -391,8 +423,14 @@ impl AttackRun {
         );
         ensure!(self.save_examples != Some(0), "--save-examples needs N ≥ 1");
         for (text, eps) in strengths {
+            // A transfer attack runs on the source and is judged by the target.
+            let (attacked, judge) = match &source {
+                Some(src) => (src.as_ref(), Some(clf)),
+                None => (clf, None),
+            };
             let (o, ex) = attack_strength_examples(
-                clf,
+                attacked,
+                judge,
                 &loader,
                 &self.attack,
                 eps as f32,
@@ -433,6 +471,50 @@ impl AttackRun {
         println!("results appended to {}", self.out.display());
         Ok(())
     }
+}
+
+/// A transfer attack's counts by the judging classifier: per image, correct on the clean image,
+/// and correct on both the clean and the adversarial image.
+fn judged(
+    judge: &dyn Classifier,
+    x: &sim::Tensor,
+    x_adv: &sim::Tensor,
+    y: &[usize],
+) -> Result<(Vec<bool>, Vec<bool>)> {
+    let clean = ep::train::argmax_rows(&judge.logits(x)?);
+    let adv = ep::train::argmax_rows(&judge.logits(x_adv)?);
+    let ok: Vec<bool> = clean.iter().zip(y).map(|(p, l)| p == l).collect();
+    let rob = ok
+        .iter()
+        .zip(adv.iter().zip(y))
+        .map(|(&c, (p, l))| c && p == l)
+        .collect();
+    Ok((ok, rob))
+}
+
+/// Add a batch to the counts: images correct on the clean image (`ok`), robust ones (`rob`), and
+/// the fooled ones (correct, not robust) with their L2 distances.
+#[allow(clippy::too_many_arguments)]
+fn tally(
+    x: &sim::Tensor,
+    x_adv: &sim::Tensor,
+    ok: &[bool],
+    rob: &[bool],
+    clean: &mut usize,
+    robust: &mut usize,
+    fooled: &mut usize,
+    l2_fooled: &mut f64,
+) -> Result<()> {
+    let l2 = l2_rows(x, x_adv)?;
+    for ((&c, &r), d) in ok.iter().zip(rob).zip(&l2) {
+        *clean += c as usize;
+        *robust += r as usize;
+        if c && !r {
+            *fooled += 1;
+            *l2_fooled += d;
+        }
+    }
+    Ok(())
 }
 
 /// Per image of a batch, ‖x_adv − x‖₂ (in pixel units, images in [0, 1]).

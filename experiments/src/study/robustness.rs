@@ -175,6 +175,7 @@ impl RobustnessRun {
             for (e, eps) in super::protocol::expand_eps(&at.eps)? {
                 let (o, ex) = attack_strength_examples(
                     clf,
+                    None,
                     &loader,
                     name,
                     eps as f32,
