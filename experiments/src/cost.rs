@@ -21,18 +21,9 @@
 //! Arrays read exactly (transparent converters, no read noise, no IR drop — e.g. `ideal`) are read
 //! digitally and not counted: their DAC, array and ADC terms are 0 (their area is counted).
 
-use std::path::Path;
-
 use anyhow::{Result, ensure};
 use devices::{CostParams, Preset};
 use ep::substrate::ArrayUse;
-
-use crate::classifier::Classifier;
-use crate::classifier::load::load_host_model;
-use crate::classifier::substrate::{NetlistClassifier, compile_model, load_preset, parse_tile};
-use crate::data::{check_input_shape, load_eval_set};
-use crate::device::Engine;
-use crate::eval::correct;
 
 /// The parts of the energy, in the order printed.
 pub const PARTS: [&str; 5] = ["DAC", "array", "ADC", "neurons", "pulses"];
@@ -174,83 +165,6 @@ pub fn render(c: &Cost, steps: usize) -> String {
         );
     }
     s
-}
-
-/// What `epsim cost` measures: the run and its cost.
-#[derive(Debug, Clone)]
-pub struct Measured {
-    /// The substrate as described by the classifier (reads, re-reads, spikes).
-    pub describe: String,
-    /// Accuracy on the images.
-    pub accuracy: f64,
-    /// Free-phase steps per inference.
-    pub steps: usize,
-    /// The cost per inference.
-    pub cost: Cost,
-}
-
-/// What to run for [`measure`].
-#[derive(Debug, Clone)]
-pub struct Job<'a> {
-    /// Model file and optional spec file.
-    pub model: &'a Path,
-    /// Spec file for files without one.
-    pub spec: Option<&'a Path>,
-    /// Device preset (built-in name or TOML file) and its `key=value` overrides.
-    pub preset: &'a str,
-    /// `--set` overrides.
-    pub sets: &'a [String],
-    /// Tile size `RxC`.
-    pub tile: &'a str,
-    /// Dataset spec and subset.
-    pub data: &'a str,
-    /// Use only the first N images (class-balanced).
-    pub subset: Option<usize>,
-    /// Free-phase steps (default: the model's T1).
-    pub steps: Option<usize>,
-    /// Batch size.
-    pub batch: usize,
-    /// Realization seed.
-    pub seed: u64,
-}
-
-/// Compile the model onto the preset, realize it, evaluate the images and count the cost.
-pub fn measure<B: Engine>(be: &B, j: &Job<'_>) -> Result<Measured> {
-    let net = load_host_model(j.model, j.spec)?;
-    let preset = load_preset(j.preset, j.sets)?;
-    let l = compile_model(&net, &preset, parse_tile(j.tile)?)?;
-    let label = format!("netlist:{}", j.preset);
-    let clf = NetlistClassifier::new(be, &l, j.seed, &label, j.steps)?;
-    let d = load_eval_set(j.data, j.subset)?;
-    check_input_shape(&d, clf.input_shape(), j.data)?;
-    let right = correct(&clf, &d, j.batch)?;
-    let images = d.len() as u64;
-    let cost = cost_of_inferences(&preset, &l, &clf, images)?;
-    Ok(Measured {
-        describe: clf.describe(),
-        accuracy: right as f64 / images.max(1) as f64,
-        steps: clf.t_predict,
-        cost,
-    })
-}
-
-/// The cost per inference of the `images` free phases (of `clf.t_predict` steps) that realized
-/// classifier `clf` of netlist `l` has run so far, from its counted reads and spikes.
-pub fn cost_of_inferences<B: Engine>(
-    preset: &Preset,
-    l: &sim::netlist::Loaded,
-    clf: &NetlistClassifier<B>,
-    images: u64,
-) -> Result<Cost> {
-    let neurons: usize = l
-        .netlist
-        .populations
-        .iter()
-        .map(|p| p.shape.iter().product::<usize>())
-        .sum();
-    let spikes: u64 = clf.real.spike_counts().iter().sum();
-    let updates = images * clf.t_predict as u64 * neurons as u64;
-    cost_of(preset, &clf.real.array_use(), images, updates, spikes, 0)
 }
 
 /// A cost as the fields of a JSON record: `energy_j` (total per inference), `energy_parts_j`

@@ -1,6 +1,9 @@
 //! Accuracy of a model on a dataset: an EP network's free phase (optionally after every step), a
 //! backprop baseline in evaluation mode, or any [`Classifier`] (the substrate-independent path of
-//! attacks, corruptions and sweeps).
+//! attacks, corruptions and sweeps); and [`measure`], the accuracy of a model realized on a device
+//! preset with the cost of its run (`epsim cost`).
+
+use std::path::Path;
 
 use anyhow::Result;
 use ep::EpNet;
@@ -9,7 +12,11 @@ use ep::train::argmax_rows;
 use sim::{Backend, Stream};
 
 use crate::classifier::Classifier;
-use crate::data::{Dataset, Loader, Normalization};
+use crate::classifier::load::load_host_model;
+use crate::classifier::substrate::{NetlistClassifier, compile_model, load_preset, parse_tile};
+use crate::cost::Cost;
+use crate::data::{Dataset, Loader, Normalization, check_input_shape, load_eval_set};
+use crate::device::Engine;
 
 /// Accuracy of a model's free phase of `steps` steps on a dataset, and, when `per_step`, the
 /// accuracy after every step 1..=steps.
@@ -87,4 +94,62 @@ pub fn correct(clf: &dyn Classifier, d: &Dataset, batch: usize) -> Result<usize>
         correct += pred.iter().zip(&b.y).filter(|(p, l)| p == l).count();
     }
     Ok(correct)
+}
+
+/// What `epsim cost` measures: the accuracy of a realized model and the cost of its run.
+#[derive(Debug, Clone)]
+pub struct Measured {
+    /// The substrate as described by the classifier (reads, re-reads, spikes).
+    pub describe: String,
+    /// Accuracy on the images.
+    pub accuracy: f64,
+    /// Free-phase steps per inference.
+    pub steps: usize,
+    /// The cost per inference.
+    pub cost: Cost,
+}
+
+/// What to run for [`measure`].
+#[derive(Debug, Clone)]
+pub struct Job<'a> {
+    /// Model file and optional spec file.
+    pub model: &'a Path,
+    /// Spec file for files without one.
+    pub spec: Option<&'a Path>,
+    /// Device preset (built-in name or TOML file) and its `key=value` overrides.
+    pub preset: &'a str,
+    /// `--set` overrides.
+    pub sets: &'a [String],
+    /// Tile size `RxC`.
+    pub tile: &'a str,
+    /// Dataset spec and subset.
+    pub data: &'a str,
+    /// Use only the first N images (class-balanced).
+    pub subset: Option<usize>,
+    /// Free-phase steps (default: the model's T1).
+    pub steps: Option<usize>,
+    /// Batch size.
+    pub batch: usize,
+    /// Realization seed.
+    pub seed: u64,
+}
+
+/// Compile the model onto the preset, realize it, evaluate the images and count the cost.
+pub fn measure<B: Engine>(be: &B, j: &Job<'_>) -> Result<Measured> {
+    let net = load_host_model(j.model, j.spec)?;
+    let preset = load_preset(j.preset, j.sets)?;
+    let l = compile_model(&net, &preset, parse_tile(j.tile)?)?;
+    let label = format!("netlist:{}", j.preset);
+    let clf = NetlistClassifier::new(be, &l, j.seed, &label, j.steps)?.with_cost(&preset, &l);
+    let d = load_eval_set(j.data, j.subset)?;
+    check_input_shape(&d, clf.input_shape(), j.data)?;
+    let right = correct(&clf, &d, j.batch)?;
+    let images = d.len() as u64;
+    let cost = clf.cost_so_far(images)?;
+    Ok(Measured {
+        describe: clf.describe(),
+        accuracy: right as f64 / images.max(1) as f64,
+        steps: clf.t_predict,
+        cost,
+    })
 }

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use epsim_tests::epsim;
-use experiments::cost::{Job, measure};
+use experiments::eval::{Job, measure};
 
 fn model() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/quickstart-epcnn.safetensors")

@@ -94,6 +94,22 @@ fn a_tiny_study_runs_reports_and_resumes() {
                 "{r}"
             );
             assert_eq!(cell(by_corr, &label(r), "clean"), pct(&r["accuracy"]));
+            // A realized substrate's clean cell carries its cost per inference, counted from its
+            // reads, and the report's cost table shows it; the digital engine has none.
+            if r["substrate"] == "digital" {
+                assert!(r.get("energy_j").is_none(), "{r}");
+            } else {
+                let e = r["energy_j"].as_f64().unwrap();
+                assert!(e > 0.0 && r["latency_s"].as_f64().unwrap() >= 0.0, "{r}");
+                let costs = report
+                    .split("\n## ")
+                    .find(|x| x.starts_with("Cost per inference"))
+                    .expect("a cost table");
+                assert_eq!(
+                    cell(costs, &label(r), "energy (nJ)"),
+                    format!("{:.3}", e * 1e9)
+                );
+            }
         } else {
             let col = format!("ε={}", r["eps_text"].as_str().unwrap());
             assert_eq!(

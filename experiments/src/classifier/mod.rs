@@ -35,7 +35,16 @@ pub trait Classifier: Send + Sync {
     fn stochastic(&self) -> bool {
         false
     }
+    /// The cost per inference of the `images` predictions made so far, as record fields
+    /// (`energy_j`, `energy_parts_j`, `latency_s`, `vector_reads`; see the cost module), for a
+    /// realized substrate that carries its cost model; None for the digital engine.
+    fn cost_fields(&self, _images: u64) -> Option<Result<CostFields>> {
+        None
+    }
 }
+
+/// Cost fields of a record (see [`Classifier::cost_fields`]).
+pub type CostFields = serde_json::Map<String, serde_json::Value>;
 
 /// Counts forward queries and gradient evaluations of a classifier (per image).
 pub struct Counted<'a, C: Classifier + ?Sized> {
@@ -79,6 +88,9 @@ impl<C: Classifier + ?Sized> Classifier for Counted<'_, C> {
     }
     fn stochastic(&self) -> bool {
         self.inner.stochastic()
+    }
+    fn cost_fields(&self, images: u64) -> Option<Result<CostFields>> {
+        self.inner.cost_fields(images)
     }
 }
 

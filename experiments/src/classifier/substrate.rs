@@ -17,6 +17,7 @@ use sim::netlist::{Loaded, Netlist, Origin, TileSize};
 
 use super::load::HostModel;
 use super::{Classifier, EpClassifier, LossFn, Normalize, with_host_loss};
+use crate::cost::{Cost, cost_of, record_fields};
 use crate::device::Engine;
 
 /// A device preset by built-in name or TOML file, with `key=value` overrides applied in order.
@@ -105,6 +106,9 @@ pub struct NetlistClassifier<B: Engine> {
     /// For reports, e.g. `netlist:pcm`.
     pub label: String,
     queries: AtomicU64,
+    /// What the cost model needs: the preset's laws and the netlist's neuron count (see
+    /// [`NetlistClassifier::with_cost`]).
+    cost_basis: Option<(Box<Preset>, u64)>,
     /// Images through `logits` (free phases for predictions).
     images: AtomicU64,
     /// Images through `loss_grad` (free phases with BPTT recomputation).
@@ -131,9 +135,35 @@ impl<B: Engine> NetlistClassifier<B> {
             t_attack: t,
             label: label.to_string(),
             queries: AtomicU64::new(0),
+            cost_basis: None,
             images: AtomicU64::new(0),
             grad_images: AtomicU64::new(0),
         })
+    }
+
+    /// Keep the cost model of `preset` (the preset `l` was compiled from), so that the counted
+    /// reads of this realization turn into energy and latency ([`Self::cost_so_far`]).
+    pub fn with_cost(mut self, preset: &Preset, l: &Loaded) -> Self {
+        let neurons: usize = l
+            .netlist
+            .populations
+            .iter()
+            .map(|p| p.shape.iter().product::<usize>())
+            .sum();
+        self.cost_basis = Some((Box::new(preset.clone()), neurons as u64));
+        self
+    }
+
+    /// The cost per inference of the `images` free phases (of `t_predict` steps) run so far, from
+    /// the counted reads and spikes (one neuron update per neuron and step).
+    pub fn cost_so_far(&self, images: u64) -> Result<Cost> {
+        let (preset, neurons) = self
+            .cost_basis
+            .as_ref()
+            .context("this realization carries no cost model (a compiled netlist file?)")?;
+        let spikes: u64 = self.real.spike_counts().iter().sum();
+        let updates = images * self.t_predict as u64 * neurons;
+        cost_of(preset, &self.real.array_use(), images, updates, spikes, 0)
     }
 
     fn next_query(&self) -> u64 {
@@ -212,6 +242,10 @@ impl<B: Engine> Classifier for NetlistClassifier<B> {
     }
     fn stochastic(&self) -> bool {
         self.real.stochastic()
+    }
+    fn cost_fields(&self, images: u64) -> Option<Result<super::CostFields>> {
+        self.cost_basis.as_ref()?;
+        Some(self.cost_so_far(images).map(|c| record_fields(&c)))
     }
 }
 
@@ -318,7 +352,11 @@ pub fn classifier<B: Engine>(
     } else {
         let net = net.context("netlist:<preset> needs a model (--model)")?;
         let preset = load_preset(preset, overrides)?;
-        compile_model(&HostModel::of_net(be, &net)?, &preset, *tile)?
+        let loaded = compile_model(&HostModel::of_net(be, &net)?, &preset, *tile)?;
+        return Ok(Box::new(
+            NetlistClassifier::new(be, &loaded, seed, &substrate.name(), steps)?
+                .with_cost(&preset, &loaded),
+        ));
     };
     Ok(Box::new(NetlistClassifier::new(
         be,

@@ -5,8 +5,9 @@ use anyhow::{Context, Result};
 use clap::Args;
 
 use super::args::{DataArgs, DeviceArgs, ModelArgs};
-use crate::cost::{Job, measure, render};
+use crate::cost::render;
 use crate::device::Engine;
+use crate::eval::{Job, measure};
 
 /// Arguments of `epsim cost`.
 #[derive(Debug, Args)]

@@ -152,9 +152,27 @@ pub struct CorruptionTables {
     pub by_severity: Vec<TableRow>,
 }
 
+/// A row of the cost table: a realized evaluation's cost per inference, counted from the reads
+/// of its clean evaluation (mean over seeds).
+#[derive(Debug, Clone, PartialEq)]
+pub struct CostRow {
+    /// Row label, as in the attack tables.
+    pub label: String,
+    /// Clean accuracy.
+    pub clean: f64,
+    /// Energy per inference, J.
+    pub energy_j: f64,
+    /// Latency per inference, s.
+    pub latency_s: f64,
+    /// Counted vector reads per inference.
+    pub vector_reads: Option<f64>,
+}
+
 /// The merged report.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Report {
+    /// The cost per inference of the realized evaluations whose clean records carry one.
+    pub costs: Vec<CostRow>,
     /// One row per evaluation (the paper's Table 1): clean accuracy and the mean robust accuracy
     /// over every attack and strength ε > 0 it was attacked with.
     pub summary: Vec<SummaryRow>,
@@ -549,16 +567,58 @@ pub fn build(records: &[Record], labels: &HashMap<String, String>) -> Report {
             "{dups} record(s) repeat an earlier cell (same row, attack or corruption, strength, seed): the later record is shown"
         ));
     }
+    let costs = cost_rows(&cleans, labels);
     let owned: Vec<AttackRow> = attacks.iter().map(|r| (*r).clone()).collect();
     let mut checks = strength_checks(&owned);
     checks.extend(iteration_checks(&owned));
     Report {
+        costs,
         summary,
         attacks: tables,
         corruptions,
         checks,
         notes,
     }
+}
+
+/// The cost table's rows: per (model label @ substrate) the last clean record of each seed that
+/// carries a cost, averaged over the seeds.
+fn cost_rows(cleans: &[&CleanRow], labels: &HashMap<String, String>) -> Vec<CostRow> {
+    // label → seed → (clean, energy, latency, reads)
+    type Costs = (f64, f64, f64, Option<f64>);
+    type PerSeed = BTreeMap<u64, Costs>;
+    let mut rows: Vec<(String, PerSeed)> = Vec::new();
+    for c in cleans {
+        let (Some(e), Some(t)) = (c.energy_j, c.latency_s) else {
+            continue;
+        };
+        let mut label = labels.get(&c.model).cloned().unwrap_or(c.model.clone());
+        if c.substrate != "digital" {
+            let _ = write!(label, " @ {}", c.substrate);
+        }
+        let v = (c.accuracy, e, t, c.vector_reads);
+        match rows.iter_mut().find(|r| r.0 == label) {
+            Some(r) => {
+                r.1.insert(c.seed, v);
+            }
+            None => rows.push((label, BTreeMap::from([(c.seed, v)]))),
+        }
+    }
+    rows.into_iter()
+        .map(|(label, per)| {
+            let col = |f: &dyn Fn(&Costs) -> f64| {
+                mean(&per.values().map(f).collect::<Vec<_>>()).unwrap_or(f64::NAN)
+            };
+            let reads: Vec<f64> = per.values().filter_map(|v| v.3).collect();
+            CostRow {
+                label,
+                clean: col(&|v| v.0),
+                energy_j: col(&|v| v.1),
+                latency_s: col(&|v| v.2),
+                vector_reads: mean(&reads),
+            }
+        })
+        .collect()
 }
 
 fn pct(v: Option<f64>) -> String {
@@ -693,6 +753,21 @@ impl Report {
                     pm(r.clean, r.clean_n),
                     pm(r.mean_robust, r.n),
                     r.cells
+                );
+            }
+            s += "\n";
+        }
+        if !self.costs.is_empty() {
+            s += "## Cost per inference\n\nEnergy and latency of one inference on each realized substrate, counted from the reads of its clean evaluation (laws and sources: docs/cost-model.md; `epsim cost` breaks them down by part). The digital engine has no cost model.\n\n| model | clean | energy (nJ) | latency (µs) | vector reads |\n| --- | --- | --- | --- | --- |\n";
+            for c in &self.costs {
+                let _ = writeln!(
+                    s,
+                    "| {} | {:.1} | {:.3} | {:.3} | {} |",
+                    c.label,
+                    100.0 * c.clean,
+                    c.energy_j * 1e9,
+                    c.latency_s * 1e6,
+                    c.vector_reads.map_or("–".into(), |r| format!("{r:.0}"))
                 );
             }
             s += "\n";

@@ -81,6 +81,15 @@ pub struct CleanRow {
     /// Master seed of the run.
     #[serde(default)]
     pub seed: u64,
+    /// Energy per inference, J (realized substrates with a cost model).
+    #[serde(default)]
+    pub energy_j: Option<f64>,
+    /// Latency per inference, s.
+    #[serde(default)]
+    pub latency_s: Option<f64>,
+    /// Counted vector reads per inference.
+    #[serde(default)]
+    pub vector_reads: Option<f64>,
 }
 
 /// One corruption record (`epsim robustness`), as read back.

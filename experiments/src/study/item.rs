@@ -59,7 +59,15 @@ impl ItemRun<'_> {
                     wall_s: t0.elapsed().as_secs_f64(),
                     commit: cx.commit.clone(),
                 };
-                (acc, serde_json::to_value(rec)?, "clean")
+                let mut v = serde_json::to_value(rec)?;
+                // A realized substrate's cost per inference, from the reads of this evaluation
+                // (the clean item is the first a classifier runs).
+                if let Some(fields) = self.clf.cost_fields(d.len() as u64) {
+                    v.as_object_mut()
+                        .context("a clean record is a JSON object")?
+                        .extend(fields?);
+                }
+                (acc, v, "clean")
             }
             SuiteItem::Attack {
                 name,

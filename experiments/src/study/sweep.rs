@@ -148,17 +148,12 @@ impl Ctx<'_> {
     }
 }
 
-/// Fields added to a run's clean record, computed from it (see [`run_suite`]).
-type AfterClean<'a> = dyn Fn(&Value) -> Result<serde_json::Map<String, Value>> + 'a;
-
-/// Run the whole suite on one classifier: one (item id, accuracy, record) per item, in order.
-/// `after_clean` (called once the clean item, always the first, has run) gives fields added to
-/// the clean record: the cost per inference counted from the clean run's reads.
+/// Run the whole suite on one classifier: one (item id, accuracy, record) per item, in order (the
+/// clean item first, so its record's cost fields count its reads only).
 fn run_suite(
     c: &Ctx<'_>,
     clf: &dyn Classifier,
     substrate: &str,
-    after_clean: Option<&AfterClean<'_>>,
 ) -> Result<Vec<(String, f64, Value)>> {
     let cx = c.record_context(substrate);
     let run = ItemRun {
@@ -175,13 +170,7 @@ fn run_suite(
     c.items
         .iter()
         .map(|item| {
-            let (acc, mut v) = run.run(item, "standard")?;
-            if let (SuiteItem::Clean, Some(f)) = (item, after_clean) {
-                let extra = f(&v)?;
-                v.as_object_mut()
-                    .context("a clean record is a JSON object")?
-                    .extend(extra);
-            }
+            let (acc, v) = run.run(item, "standard")?;
             Ok((item.id(), acc, v))
         })
         .collect()
@@ -377,7 +366,7 @@ fn sweep<B: Engine>(a: &Sweep, be: &B, seed: u64) -> Result<()> {
                 seed,
                 Some(t_predict),
             )?;
-            let r = run_suite(&ctx, digital.as_ref(), "digital", None)?;
+            let r = run_suite(&ctx, digital.as_ref(), "digital")?;
             write_run(&r, Value::Null, Value::Null, Value::Null)?;
             r
         }
@@ -406,16 +395,9 @@ fn sweep<B: Engine>(a: &Sweep, be: &B, seed: u64) -> Result<()> {
                     }
                     let l = loaded.as_ref().expect("compiled above");
                     let clf = NetlistClassifier::new(be, l, sseed, &label, Some(t_predict))
-                        .with_context(|| {
-                            format!("realizing {label} with substrate seed {sseed}")
-                        })?;
-                    // The clean item's counted reads give the cost per inference.
-                    let cost = |clean: &Value| {
-                        let images = clean["n"].as_u64().context("clean record without n")?;
-                        let c = crate::cost::cost_of_inferences(preset, l, &clf, images)?;
-                        Ok(crate::cost::record_fields(&c))
-                    };
-                    let r = run_suite(&ctx, &clf, &label, Some(&cost))?;
+                        .with_context(|| format!("realizing {label} with substrate seed {sseed}"))?
+                        .with_cost(preset, l);
+                    let r = run_suite(&ctx, &clf, &label)?;
                     write_run(
                         &r,
                         param.level_value(i),
