@@ -154,6 +154,22 @@ fn a_tiny_study_runs_reports_and_resumes() {
             .unwrap();
         assert_eq!(cell(settle, name, "t = T"), pct(&clean["clean_accuracy"]));
     }
+    // The settling trajectories: a row per EP model and layer (the conv layer; the softmax readout
+    // is no state), distances that are numbers, and the plot.
+    assert!(out.join("trajectories.png").is_file());
+    let traj = report
+        .split("\n## ")
+        .find(|x| x.starts_with("Settling trajectories"))
+        .expect("a trajectories section");
+    let rows: Vec<&str> = traj.lines().filter(|l| l.starts_with("| EP-")).collect();
+    assert_eq!(rows.len(), 2, "{traj}");
+    for r in rows {
+        let c: Vec<&str> = r.split('|').map(str::trim).collect();
+        for v in &c[3..7] {
+            let x: f64 = v.parse().unwrap_or_else(|_| panic!("{v:?} in {r}"));
+            assert!(x.is_finite() && x >= 0.0, "{r}");
+        }
+    }
 
     // The digital cells are what `epsim robustness` gives for the same suite and seed.
     let suite = d.join("suite.toml");

@@ -380,82 +380,34 @@ pub fn collect<B: Engine>(
     write_atomic(&results, text.as_bytes())?;
     let report_md = out.join("report.md");
     let mut written = crate::report::write_report(&[results], &report_md, &labels)?;
-    if let Some(section) = settling_figure(be, spec, cells, out)? {
-        written.markdown += &section;
-        write_atomic(&report_md, written.markdown.as_bytes())?;
-        written.plots += 1;
-    }
-    Ok(written)
-}
-
-/// The accuracy of every EP model of the study on the digital engine after each free-phase step
-/// 1..2·T_predict (the paper's Fig. 3a) as `settling.png`, and its report section; `None` when
-/// the study has no EP model.
-fn settling_figure<B: Engine>(
-    be: &B,
-    spec: &StudySpec,
-    cells: &[Cell],
-    out: &Path,
-) -> Result<Option<String>> {
-    let mut series = Vec::new();
-    let mut rows = String::new();
-    let mut data = None;
-    // The models of the collected cells (a partial collection leaves out the models not run yet,
-    // so none is trained here).
+    // The figures of the EP models of the collected cells (a partial collection leaves out the
+    // models not run yet, so none is trained here).
+    let mut models = Vec::new();
     for m in spec
         .models
         .iter()
         .filter(|m| cells.iter().any(|c| c.model == m.name))
     {
         let file = model_file(be, m, out)?;
-        if crate::classifier::load::is_baseline_file(&file)? {
-            continue;
+        if !crate::classifier::load::is_baseline_file(&file)? {
+            models.push(super::figures::EpModel {
+                name: m.name.clone(),
+                file,
+                t_predict: m.t_predict,
+            });
         }
-        let net = crate::classifier::load::load_model(be, &file, None)?;
-        let d = match &data {
-            Some(d) => d,
-            None => data.insert(load_eval_set(&spec.data, spec.subset)?),
-        };
-        let t = m.t_predict.unwrap_or(net.spec.t1);
-        let n = crate::classifier::Normalize::of_model(&net.spec);
-        let norm = crate::data::Normalization {
-            mean: n.mean,
-            std: n.std,
-        };
-        let (_, curve) = crate::eval::evaluate(be, &net, d, &norm, spec.batch_size, 2 * t, true)?;
-        let at = |k: usize| 100.0 * curve[k.clamp(1, curve.len()) - 1];
-        rows += &format!(
-            "| {} | {t} | {:.1} | {:.1} | {:.1} | {:.1} |\n",
-            m.name,
-            at(t / 4),
-            at(t / 2),
-            at(t),
-            at(2 * t)
-        );
-        series.push(crate::report::plot::Series {
-            label: m.name.clone(),
-            points: curve
-                .iter()
-                .enumerate()
-                .map(|(k, &a)| ((k + 1) as f64, 100.0 * a))
-                .collect(),
-        });
     }
-    if series.is_empty() {
-        return Ok(None);
+    if !models.is_empty() {
+        let d = load_eval_set(&spec.data, spec.subset)?;
+        let sections = [
+            super::figures::settling(be, &models, &d, spec.batch_size, out)?,
+            super::figures::trajectories(be, &models, &d, spec.batch_size, out)?,
+        ];
+        for section in sections {
+            written.markdown += &section;
+            written.plots += 1;
+        }
+        write_atomic(&report_md, written.markdown.as_bytes())?;
     }
-    crate::report::plot::line_chart(
-        &out.join("settling.png"),
-        "Accuracy vs free-phase step (digital)",
-        "free-phase step t",
-        "accuracy (%)",
-        &series,
-        Some((0.0, 100.0)),
-    )?;
-    Ok(Some(format!(
-        "\n## Accuracy vs free-phase step (digital, %)\n\nThe EP models' free phase on the \
-         study's images, run to twice the steps they are evaluated with (T).\n\n| model | T | \
-         t = T/4 | t = T/2 | t = T | t = 2T |\n| --- | --- | --- | --- | --- | --- |\n{rows}\n\
-         ![Accuracy vs free-phase step](settling.png)\n"
-    )))
+    Ok(written)
 }

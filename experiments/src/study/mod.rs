@@ -7,6 +7,7 @@
 
 pub mod attack;
 pub mod cells;
+pub mod figures;
 pub mod index;
 pub mod item;
 pub mod manifest;

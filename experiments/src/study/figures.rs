@@ -1,0 +1,232 @@
+//! The figures a study's report adds for its EP models, computed from the models on the study's
+//! images (digital engine): accuracy after every free-phase step (the paper's Fig. 3a,
+//! `settling.png`) and the settling trajectories of the states, the mean change of every layer
+//! per step (Fig. 1, `trajectories.png`).
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+
+use crate::classifier::Normalize;
+use crate::classifier::load::load_model;
+use crate::data::{Dataset, Loader, Normalization};
+use crate::device::Engine;
+use crate::report::plot::{Series, line_chart};
+
+/// An EP model of the study: its name, file and evaluation steps (default: its T1).
+#[derive(Debug, Clone)]
+pub struct EpModel {
+    /// The study's name for it.
+    pub name: String,
+    /// Its checkpoint.
+    pub file: PathBuf,
+    /// Free-phase steps of predictions, if the study sets them.
+    pub t_predict: Option<usize>,
+}
+
+/// The accuracy of every model on `d` after each free-phase step 1..2·T (T its evaluation steps)
+/// as `out/settling.png`, and its report section.
+pub fn settling<B: Engine>(
+    be: &B,
+    models: &[EpModel],
+    d: &Dataset,
+    batch_size: usize,
+    out: &Path,
+) -> Result<String> {
+    let mut series = Vec::new();
+    let mut rows = String::new();
+    for m in models {
+        let net = load_model(be, &m.file, None)?;
+        let t = m.t_predict.unwrap_or(net.spec.t1);
+        let n = Normalize::of_model(&net.spec);
+        let norm = Normalization {
+            mean: n.mean,
+            std: n.std,
+        };
+        let (_, curve) = crate::eval::evaluate(be, &net, d, &norm, batch_size, 2 * t, true)?;
+        let at = |k: usize| 100.0 * curve[k.clamp(1, curve.len()) - 1];
+        rows += &format!(
+            "| {} | {t} | {:.1} | {:.1} | {:.1} | {:.1} |\n",
+            m.name,
+            at(t / 4),
+            at(t / 2),
+            at(t),
+            at(2 * t)
+        );
+        series.push(Series {
+            label: m.name.clone(),
+            points: curve
+                .iter()
+                .enumerate()
+                .map(|(k, &a)| ((k + 1) as f64, 100.0 * a))
+                .collect(),
+        });
+    }
+    line_chart(
+        &out.join("settling.png"),
+        "Accuracy vs free-phase step (digital)",
+        "free-phase step t",
+        "accuracy (%)",
+        &series,
+        Some((0.0, 100.0)),
+    )?;
+    Ok(format!(
+        "\n## Accuracy vs free-phase step (digital, %)\n\nThe EP models' free phase on the \
+         study's images, run to twice the steps they are evaluated with (T).\n\n| model | T | \
+         t = T/4 | t = T/2 | t = T | t = 2T |\n| --- | --- | --- | --- | --- | --- |\n{rows}\n\
+         ![Accuracy vs free-phase step](settling.png)\n"
+    ))
+}
+
+/// Per layer, the mean absolute distance of its state after every step 1..=`steps` of the free
+/// phase of `x` (pixels, digital engine) from its state after the last step, the nearest point to
+/// the fixed point this run reaches: `curves[layer][t-1] = mean |s_t − s_steps|` (the last entry
+/// is 0). Two passes of the deterministic free phase, so no state is kept per step.
+pub fn distances_to_end<B: Engine>(
+    be: &B,
+    net: &ep::EpNet<B>,
+    x: &sim::Tensor,
+    steps: usize,
+) -> Result<Vec<Vec<f64>>> {
+    let xn = be.upload_owned(Normalize::of_model(&net.spec).forward(x)?)?;
+    let n = net.check_input(be, &xn)?;
+    let input = net.read_input(be, &xn)?;
+    let run = |each: &mut dyn FnMut(usize, &ep::State<B>) -> Result<()>| -> Result<()> {
+        let mut st = net.zero_state(be, n)?;
+        for t in 1..=steps {
+            st = net.step_with(be, &xn, &st, None, Some(&input))?;
+            net.check_state(be, &st, t)?;
+            each(t, &st)?;
+        }
+        Ok(())
+    };
+    let mut end: Vec<sim::Tensor> = Vec::new();
+    run(&mut |t, st| {
+        if t == steps {
+            end = st
+                .layers
+                .iter()
+                .map(|l| be.host(l).map(|h| h.into_owned()))
+                .collect::<sim::Result<_>>()?;
+        }
+        Ok(())
+    })?;
+    let mut curves = vec![Vec::with_capacity(steps); end.len()];
+    run(&mut |_, st| {
+        for (k, l) in st.layers.iter().enumerate() {
+            let d = (&*be.host(l)? - &end[k]).mapv(f32::abs);
+            curves[k].push(d.iter().map(|&v| f64::from(v)).sum::<f64>() / d.len().max(1) as f64);
+        }
+        Ok(())
+    })?;
+    Ok(curves)
+}
+
+/// The settling trajectories of every model's states on the first batch of `d`: per layer the
+/// mean distance of the state after each step from its state after 4·T steps (T the evaluation
+/// steps), as `out/trajectories.png` (log10 scale) and a table of the distances at T/4, T/2, T
+/// and 2T.
+pub fn trajectories<B: Engine>(
+    be: &B,
+    models: &[EpModel],
+    d: &Dataset,
+    batch_size: usize,
+    out: &Path,
+) -> Result<String> {
+    let loader = Loader::new(d, batch_size, sim::Stream::new(0, "trajectories.data"));
+    let x = loader.epoch(0).next().context("the study has no images")?.x;
+    let mut series = Vec::new();
+    let mut rows = String::new();
+    for m in models {
+        let net = load_model(be, &m.file, None)?;
+        let t = m.t_predict.unwrap_or(net.spec.t1);
+        let curves = distances_to_end(be, &net, &x, 4 * t)?;
+        for (k, c) in curves.iter().enumerate() {
+            let at = |s: usize| c[s.clamp(1, c.len()) - 1];
+            rows += &format!(
+                "| {} | {} | {:.2e} | {:.2e} | {:.2e} | {:.2e} |\n",
+                m.name,
+                k + 1,
+                at(t / 4),
+                at(t / 2),
+                at(t),
+                at(2 * t)
+            );
+            series.push(Series {
+                label: format!("{} layer {}", m.name, k + 1),
+                points: c
+                    .iter()
+                    .enumerate()
+                    .map(|(s, &v)| ((s + 1) as f64, v.max(1e-12).log10()))
+                    .collect(),
+            });
+        }
+    }
+    line_chart(
+        &out.join("trajectories.png"),
+        "Settling of the states (digital): mean |s_t − s_4T| per layer",
+        "free-phase step t",
+        "log10 mean distance from s_4T",
+        &series,
+        None,
+    )?;
+    Ok(format!(
+        "\n## Settling trajectories (digital)\n\nPer EP model and layer (1 = first hidden layer), \
+         the mean absolute distance of the state after t steps from the state after 4T steps (the \
+         nearest this run gets to the fixed point), on the first {} images: how far from \
+         equilibrium the free phase still is when it is read out at T.\n\n| model | layer | t = T/4 | \
+         t = T/2 | t = T | t = 2T |\n| --- | --- | --- | --- | --- | --- |\n{rows}\n\
+         ![Settling trajectories](trajectories.png)\n",
+        x.shape()[0]
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::distances_to_end;
+    use ep::{ConvLayer, EpNet, Loss, ModelSpec, Pool};
+
+    /// The distances equal those of independent free phases of t and of 5 steps
+    /// (`EpNet::free_phase`), layer by layer; the last is 0 and the first is not.
+    #[test]
+    fn distances_match_free_phases_of_each_length() {
+        let be = sim::Cpu;
+        let spec = ModelSpec {
+            input: [1, 6, 6],
+            conv: vec![ConvLayer {
+                channels: 3,
+                kernel: 3,
+                stride: 1,
+                padding: 1,
+                pool: Pool::Max,
+            }],
+            fc: vec![4],
+            act: sim::Act::MyHardSig,
+            softmax: false,
+            loss: Loss::Mse,
+            t1: 5,
+            t2: 2,
+            input_norm: None,
+        };
+        let net = EpNet::init(&be, spec, &sim::Stream::new(3, "init"), Some(2.0)).unwrap();
+        let x = sim::gradcheck::test_tensor(&[2, 1, 6, 6], 5, 1.0).mapv(|v| v.abs().min(1.0));
+        let curves = distances_to_end(&be, &net, &x, 5).unwrap();
+        assert_eq!(curves.len(), 2);
+        let end = net.free_phase(&be, &x, 5).unwrap().layers;
+        for t in 1..=5 {
+            let st = net.free_phase(&be, &x, t).unwrap().layers;
+            for k in 0..2 {
+                let want = (&st[k] - &end[k]).mapv(f32::abs).mean().unwrap() as f64;
+                assert!(
+                    (curves[k][t - 1] - want).abs() <= 1e-6 * (1.0 + want),
+                    "layer {k} step {t}: {} vs {want}",
+                    curves[k][t - 1]
+                );
+            }
+        }
+        assert!(
+            curves.iter().all(|c| c[4] == 0.0 && c[0] > 0.0),
+            "{curves:?}"
+        );
+    }
+}
