@@ -141,6 +141,43 @@ fn a_tiny_study_runs_reports_and_resumes() {
     );
     assert!(got.starts_with(&format!("{mean} ± ")), "{got} vs {mean}");
 
+    // Digital vs substrate: every attack cell on a netlist beside its digital twin (same model,
+    // attack, ε), with the difference.
+    let gaps = report
+        .split("\n## ")
+        .find(|x| x.starts_with("Digital vs substrate"))
+        .expect("a digital-vs-substrate section");
+    for r in recs
+        .iter()
+        .filter(|r| r["kind"] == "attack" && r["substrate"] != "digital")
+    {
+        let twin = recs
+            .iter()
+            .find(|d| {
+                d["kind"] == "attack"
+                    && d["substrate"] == "digital"
+                    && d["model"] == r["model"]
+                    && d["eps"] == r["eps"]
+            })
+            .expect("a digital twin");
+        let name = label(twin);
+        let fam = experiments::report::names::attack_family(r["attack"].as_str().unwrap());
+        let (dv, sv) = (
+            twin["robust_accuracy"].as_f64().unwrap(),
+            r["robust_accuracy"].as_f64().unwrap(),
+        );
+        let want = format!(
+            "| {name} | {} | {fam} | {} | {:.1} | {:.1} | {:+.1} |",
+            r["substrate"].as_str().unwrap(),
+            r["eps_text"].as_str().unwrap(),
+            100.0 * dv,
+            100.0 * sv,
+            100.0 * (sv - dv)
+        );
+        assert!(gaps.contains(&want), "{want} not in\n{gaps}");
+    }
+    assert!(gaps.contains("| clean | –"), "{gaps}");
+
     // The settling figure: each EP model's digital accuracy after T steps is its clean accuracy.
     assert!(out.join("settling.png").is_file());
     let settle = report

@@ -168,9 +168,29 @@ pub struct CostRow {
     pub vector_reads: Option<f64>,
 }
 
+/// A row of the digital-vs-substrate table: one evaluation (clean, an attack at one strength, or
+/// the corruptions' mean) of a model on the digital engine and on a realized substrate.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SubstrateGap {
+    /// The digital row's label (model, protocol, steps).
+    pub model: String,
+    /// The substrate.
+    pub substrate: String,
+    /// "clean", "corruptions (mean)" or the attack family.
+    pub what: String,
+    /// The strength as written ("" for clean and corruptions).
+    pub eps_text: String,
+    /// Accuracy on the digital engine.
+    pub digital: f64,
+    /// Accuracy on the substrate.
+    pub on_substrate: f64,
+}
+
 /// The merged report.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Report {
+    /// Digital vs substrate, for every evaluation run on both.
+    pub substrate_gaps: Vec<SubstrateGap>,
     /// The cost per inference of the realized evaluations whose clean records carry one.
     pub costs: Vec<CostRow>,
     /// One row per evaluation (the paper's Table 1): clean accuracy and the mean robust accuracy
@@ -414,7 +434,7 @@ pub fn build(records: &[Record], labels: &HashMap<String, String>) -> Report {
         let accs: Vec<f64> = last.values().map(|v| v.0).collect();
         Some((mean(&accs)?, last.values().map(|v| v.1).max()?))
     };
-    let summary = images
+    let summary: Vec<SummaryRow> = images
         .iter()
         .map(|(label, n, first)| {
             let mut clean = None;
@@ -568,10 +588,12 @@ pub fn build(records: &[Record], labels: &HashMap<String, String>) -> Report {
         ));
     }
     let costs = cost_rows(&cleans, labels);
+    let substrate_gaps = substrate_gaps(&attacks, labels, &var, &tables, &summary, &corruptions);
     let owned: Vec<AttackRow> = attacks.iter().map(|r| (*r).clone()).collect();
     let mut checks = strength_checks(&owned);
     checks.extend(iteration_checks(&owned));
     Report {
+        substrate_gaps,
         costs,
         summary,
         attacks: tables,
@@ -579,6 +601,98 @@ pub fn build(records: &[Record], labels: &HashMap<String, String>) -> Report {
         checks,
         notes,
     }
+}
+
+/// Digital vs substrate: for every attack record on a realized substrate whose digital twin (same
+/// model, protocol, steps, attack and strength) is in the tables, both accuracies (the tables'
+/// seed means); likewise the clean accuracy (summary) and the corruptions' mean.
+fn substrate_gaps(
+    attacks: &[&AttackRow],
+    labels: &HashMap<String, String>,
+    var: &Variants,
+    tables: &[AttackTable],
+    summary: &[SummaryRow],
+    corruptions: &Option<CorruptionTables>,
+) -> Vec<SubstrateGap> {
+    let mut out: Vec<SubstrateGap> = Vec::new();
+    let mut push = |g: SubstrateGap| {
+        let same = |o: &SubstrateGap| {
+            o.model == g.model
+                && o.substrate == g.substrate
+                && o.what == g.what
+                && o.eps_text == g.eps_text
+        };
+        if !out.iter().any(same) {
+            out.push(g);
+        }
+    };
+    for r in attacks.iter().filter(|r| r.substrate != "digital") {
+        let mut twin = (*r).clone();
+        twin.substrate = "digital".into();
+        let (on, dig) = (row_label(labels, var, r), row_label(labels, var, &twin));
+        let fam = attack_family(&r.attack);
+        let Some(t) = tables.iter().find(|t| t.attack == fam) else {
+            continue;
+        };
+        let Some(j) = t.columns.iter().position(|c| c.0 == r.eps) else {
+            continue;
+        };
+        let cell = |label: &str| {
+            t.rows
+                .iter()
+                .find(|x| x.label == label)
+                .and_then(|x| x.cells[j])
+        };
+        if let (Some(d), Some(s)) = (cell(&dig), cell(&on)) {
+            let clean = |label: &str| {
+                summary
+                    .iter()
+                    .find(|x| x.label == label)
+                    .and_then(|x| x.clean)
+            };
+            if let (Some(cd), Some(cs)) = (clean(&dig), clean(&on)) {
+                push(SubstrateGap {
+                    model: dig.clone(),
+                    substrate: r.substrate.clone(),
+                    what: "clean".into(),
+                    eps_text: String::new(),
+                    digital: cd,
+                    on_substrate: cs,
+                });
+            }
+            push(SubstrateGap {
+                model: dig,
+                substrate: r.substrate.clone(),
+                what: fam,
+                eps_text: t.columns[j].1.clone(),
+                digital: d,
+                on_substrate: s,
+            });
+        }
+    }
+    // Corruptions: rows are "model" and "model @ substrate".
+    if let Some(c) = corruptions {
+        for row in &c.by_corruption {
+            let Some((model, substrate)) = row.label.split_once(" @ ") else {
+                continue;
+            };
+            let digital = c.by_corruption.iter().find(|x| x.label == model);
+            if let (Some(d), Some(Some(s))) = (
+                digital.and_then(|x| x.cells.last().copied().flatten()),
+                row.cells.last(),
+            ) {
+                push(SubstrateGap {
+                    model: model.to_string(),
+                    substrate: substrate.to_string(),
+                    what: "corruptions (mean)".into(),
+                    eps_text: String::new(),
+                    digital: d,
+                    on_substrate: *s,
+                });
+            }
+        }
+    }
+    out
 }
 
 /// The cost table's rows: per (model label @ substrate) the last clean record of each seed that
@@ -753,6 +867,27 @@ impl Report {
                     pm(r.clean, r.clean_n),
                     pm(r.mean_robust, r.n),
                     r.cells
+                );
+            }
+            s += "\n";
+        }
+        if !self.substrate_gaps.is_empty() {
+            s += "## Digital vs substrate — accuracy (%)\n\nThe same model, protocol, attack and strength on the digital engine and on each realized substrate; difference = substrate − digital in points. On a stochastic or quantized substrate a positive difference under a white-box attack is an upper bound on its robustness until a transfer attack from the digital model confirms it (`epsim attack --transfer-from digital`).\n\n| model | substrate | evaluation | ε | digital | substrate | difference |\n| --- | --- | --- | --- | --- | --- | --- |\n";
+            for g in &self.substrate_gaps {
+                let _ = writeln!(
+                    s,
+                    "| {} | {} | {} | {} | {:.1} | {:.1} | {:+.1} |",
+                    g.model,
+                    g.substrate,
+                    g.what,
+                    if g.eps_text.is_empty() {
+                        "–"
+                    } else {
+                        &g.eps_text
+                    },
+                    100.0 * g.digital,
+                    100.0 * g.on_substrate,
+                    100.0 * (g.on_substrate - g.digital)
                 );
             }
             s += "\n";
