@@ -3,13 +3,17 @@
 //! already running): the tiny study (16 cells) as a job array with one cell forced to fail, which
 //! `--wait` reports (non-zero exit, the cell named) and `collect` refuses; the failed index
 //! resubmitted with the kept `study.sbatch`; then the collected results.jsonl equals a local run's
-//! records cell by cell. This test fails when Slurm cannot be started; set EPSIM_SLURM_TEST=0 to
+//! records cell by cell; a study whose model is trained first runs a training job before its
+//! array, and an untrainable one fails --wait instead of waiting forever. This test fails when
+//! Slurm cannot be started; set EPSIM_SLURM_TEST=0 to
 //! skip it (with a notice) on machines without root or apt.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use epsim_tests::{tiny_cifar_ep_net, tiny_study_text, write_ep_model, write_tiny_cifar};
+use epsim_tests::{
+    tiny_cifar_ep_net, tiny_config, tiny_study_text, write_ep_model, write_tiny_cifar,
+};
 use experiments::study::cells::{StudyOptions, run_study};
 use experiments::study::spec::StudySpec;
 use serde_json::Value;
@@ -171,4 +175,62 @@ fn a_tiny_study_as_a_slurm_array_equals_the_local_run() {
     for (i, (g, w)) in got.iter().zip(&want).enumerate() {
         assert_eq!(g, w, "cell {i}");
     }
+
+    // A study whose model is trained first: the training job, then the array after it
+    // (afterok). With a training config that cannot run, the array can never start: --wait
+    // cancels it and fails saying so.
+    write_tiny_cifar(&d.join("train.bin"), 32, 1);
+    let cfg = d.join("cfg.toml");
+    std::fs::write(
+        &cfg,
+        tiny_config(&d.join("train.bin"), &d.join("test.bin"), 1),
+    )
+    .unwrap();
+    let trained_study = |name: &str, config: &Path| {
+        let path = d.join(format!("{name}.toml"));
+        std::fs::write(
+            &path,
+            format!(
+                "name = \"{name}\"\nout_dir = \"{}\"\ndata = \"cifar10:{}:test\"\nsubset = 8\n\
+                 batch_size = 8\n[[model]]\nname = \"EP\"\ncheckpoint = \"missing.safetensors\"\n\
+                 train = \"{}\"\nsubstrates = [\"digital\"]\n[suite]\nprotocols = [\"standard\"]\n\
+                 [[suite.attack]]\nname = \"pgd-linf\"\neps = [\"0.05\"]\nsteps = 2\n",
+                d.join(name).display(),
+                d.join("test.bin").display(),
+                config.display()
+            ),
+        )
+        .unwrap();
+        Command::new(&exe)
+            .args(["--quiet", "study"])
+            .arg(&path)
+            .args(["--slurm", "--cpus-per-task", "1", "--time", "5", "--wait"])
+            .output()
+            .unwrap()
+    };
+    let o = trained_study("trained", &cfg);
+    let (out, err) = (
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr),
+    );
+    assert!(o.status.success(), "{out}{err}");
+    assert!(out.contains("training job"), "{out}");
+    let t = d.join("trained");
+    assert!(t.join("train.sbatch").exists());
+    assert!(t.join("models/EP/checkpoint.safetensors").exists());
+    assert_eq!(
+        records(&t.join("results.jsonl")).len(),
+        2,
+        "clean + one attack"
+    );
+    let bad = d.join("bad-cfg.toml");
+    std::fs::write(
+        &bad,
+        tiny_config(&d.join("no-such.bin"), &d.join("test.bin"), 1),
+    )
+    .unwrap();
+    let o = trained_study("untrainable", &bad);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(err.contains("can never start"), "{err}");
 }

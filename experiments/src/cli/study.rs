@@ -81,6 +81,11 @@ pub struct StudyArgs {
     /// Wait for the array and the collect job; fail if any cell failed.
     #[arg(long, requires = "slurm")]
     pub wait: bool,
+    /// Train the study's models whose checkpoints are missing (from their `train` configs, into
+    /// <out_dir>/models/<name>/, resumably) and stop: the first job of `--slurm` when there is
+    /// something to train.
+    #[arg(long, conflicts_with_all = ["plan", "count", "run_cell", "collect", "slurm"])]
+    pub train_only: bool,
 }
 
 /// `epsim study` on `device` (default: the study's `device`, else the CPU): run, then print the
@@ -112,6 +117,11 @@ pub fn study(a: &StudyArgs, device: Option<Device>) -> Result<()> {
     if a.slurm {
         return submit(a, &spec, device_flag);
     }
+    if a.train_only {
+        let n = crate::with_backend!(device, be => crate::study::cells::train_models(be, &spec))?;
+        println!("{n} model(s) ready for study {}", spec.name);
+        return Ok(());
+    }
     let opts = StudyOptions {
         resume: a.resume,
         only: a.only.clone(),
@@ -138,22 +148,16 @@ fn summarize(r: &crate::report::Written, out: &std::path::Path) -> Result<()> {
 
 /// `--slurm`: plan, submit, and with `--wait` wait and check every cell.
 fn submit(a: &StudyArgs, spec: &StudySpec, device: Option<Device>) -> Result<()> {
-    // Models trained on demand would be trained by every array task at once.
-    for m in &spec.models {
+    // Models to train are trained by a job of their own, before the array (which depends on it).
+    for m in spec.models.iter().filter(|m| !m.checkpoint.exists()) {
         anyhow::ensure!(
-            m.checkpoint.exists(),
-            "model {}: its checkpoint {} does not exist yet, and with --slurm every array task \
-             would train it at once; train it first ({}) or run the study once without --slurm",
+            m.train.is_some(),
+            "model {}: its checkpoint {} does not exist and it has no `train` config",
             m.name,
-            m.checkpoint.display(),
-            m.train
-                .as_ref()
-                .map_or("epsim train --config <config>".into(), |t| format!(
-                    "epsim train --config {} --out <dir>",
-                    t.display()
-                ))
+            m.checkpoint.display()
         );
     }
+    let train_first = spec.models.iter().any(|m| !m.checkpoint.exists());
     let (out, cells) = index::write_plan(spec, &a.study)?;
     let results = out.join("results.jsonl");
     if results.exists() {
@@ -167,8 +171,15 @@ fn submit(a: &StudyArgs, spec: &StudySpec, device: Option<Device>) -> Result<()>
         max_parallel: a.max_parallel,
         points_per_task: a.points_per_task,
         device: device.map(|d| d.to_string()),
+        train_first,
     };
     let s = slurm::submit(&spec.name, &a.study, &out, cells.len(), &o)?;
+    if let Some(t) = &s.train {
+        println!(
+            "training job {t} ({}): the array starts once it succeeded",
+            out.join("train.sbatch").display()
+        );
+    }
     println!(
         "submitted {} cells: array job {} ({}), collect job {}\nwatch: squeue -j {},{}   logs: \
          {}",
@@ -183,7 +194,9 @@ fn submit(a: &StudyArgs, spec: &StudySpec, device: Option<Device>) -> Result<()>
     if !a.wait {
         return Ok(());
     }
-    slurm::wait(&[&s.array, &s.collect])?;
+    let mut jobs = vec![s.array.as_str(), s.collect.as_str()];
+    jobs.extend(s.train.as_deref());
+    slurm::wait(&jobs)?;
     let (missing, failed) = index::pending(&out, cells.len());
     ensure!(
         missing.is_empty(),

@@ -194,6 +194,14 @@ fn model_file<B: Engine>(be: &B, m: &ModelEntry, out: &Path) -> Result<PathBuf> 
         }
         _ => dir.join("checkpoint.safetensors"),
     };
+    // A finished run is used as it is (array tasks read it at once; resuming would lock it).
+    let epochs = m.train_epochs.unwrap_or(match &any {
+        crate::runs::AnyConfig::Ep(c) => c.train.epochs,
+        crate::runs::AnyConfig::Baseline(c) => c.train.epochs,
+    });
+    if epochs_done(&ckpt).is_some_and(|e| e >= epochs) {
+        return Ok(ckpt);
+    }
     println!(
         "training model {} ({}) into {}",
         m.name,
@@ -212,6 +220,24 @@ fn model_file<B: Engine>(be: &B, m: &ModelEntry, out: &Path) -> Result<PathBuf> 
     )
     .with_context(|| format!("training model {}", m.name))?;
     Ok(ckpt)
+}
+
+/// The epochs a training checkpoint has done (None when it is absent or not a training run's).
+fn epochs_done(ckpt: &Path) -> Option<usize> {
+    let bytes = std::fs::read(ckpt).ok()?;
+    let f = ep::checkpoint::TensorFile::from_bytes(&bytes).ok()?;
+    let state: Value = serde_json::from_str(f.metadata.get(ep::checkpoint::TRAIN_KEY)?).ok()?;
+    state["epochs_done"].as_u64().map(|e| e as usize)
+}
+
+/// Train (or finish training) every model of the study whose checkpoint is missing, as a run of
+/// the study would before its cells; returns the number of models.
+pub fn train_models<B: Engine>(be: &B, spec: &StudySpec) -> Result<usize> {
+    let out = out_dir(spec);
+    for m in &spec.models {
+        model_file(be, m, &out)?;
+    }
+    Ok(spec.models.len())
 }
 
 /// Run a study on `be`: plan, run the cells not done yet, collect (see the module doc).

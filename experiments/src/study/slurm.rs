@@ -1,6 +1,8 @@
 //! A planned study as a Slurm job array: the `.sbatch` files written beside the results (kept, so
 //! a user can edit and resubmit them: `sbatch --array=3,17 study.sbatch`), the array and its
 //! `collect` job (`--dependency=afterany`) submitted with `sbatch`, and an optional wait for both.
+//! A study with models still to train gets a training job first (`epsim study --train-only`), and
+//! the array starts only once it succeeded (`--dependency=afterok`).
 //! Each task runs `epsim study STUDY --run-cell --points-per-task K` (the index contract of
 //! [`super::index`]).
 
@@ -30,11 +32,15 @@ pub struct SlurmOptions {
     pub points_per_task: usize,
     /// `--device` given on the command line, passed on to every task (else the study file's).
     pub device: Option<String>,
+    /// Some model must be trained first: submit a training job the array depends on.
+    pub train_first: bool,
 }
 
 /// The submitted jobs.
 #[derive(Debug, Clone)]
 pub struct Submitted {
+    /// The training job's id, when the study trains models first.
+    pub train: Option<String>,
     /// The array job's id.
     pub array: String,
     /// The collect job's id.
@@ -48,7 +54,7 @@ fn quote(s: &str) -> String {
 }
 
 /// The sbatch files of a study with `cells` cells in `out`, running `exe` on `study` (absolute
-/// paths): `(array, collect)`.
+/// paths): `(array, collect, training job if o.train_first)`.
 pub fn sbatch_files(
     name: &str,
     exe: &Path,
@@ -56,7 +62,7 @@ pub fn sbatch_files(
     out: &Path,
     cells: usize,
     o: &SlurmOptions,
-) -> (String, String) {
+) -> (String, String, Option<String>) {
     let k = o.points_per_task.max(1);
     let tasks = task_count(cells, k);
     let dev = o
@@ -92,6 +98,21 @@ pub fn sbatch_files(
         quote(&exe.display().to_string()),
         quote(&study.display().to_string())
     );
+    let train = o.train_first.then(|| {
+        let mut t = common.clone();
+        t += &format!("#SBATCH --job-name=epsim-{name}-train\n");
+        t += &format!("#SBATCH --output={}/train_%j.log\n", logs.display());
+        if let Some(g) = &o.gres {
+            t += &format!("#SBATCH --gres={g}\n");
+        }
+        t += &format!(
+            "# Trains the study's models whose checkpoints are missing; the array starts once this \
+             succeeded.\nexec {}{dev} study {} --train-only\n",
+            quote(&exe.display().to_string()),
+            quote(&study.display().to_string())
+        );
+        t
+    });
     let mut collect = common;
     collect += &format!("#SBATCH --job-name=epsim-{name}-collect\n");
     collect += &format!("#SBATCH --output={}/collect_%j.log\n", logs.display());
@@ -100,7 +121,7 @@ pub fn sbatch_files(
         quote(&exe.display().to_string()),
         quote(&study.display().to_string())
     );
-    (array, collect)
+    (array, collect, train)
 }
 
 fn sbatch(args: &[&str]) -> Result<String> {
@@ -134,17 +155,28 @@ pub fn submit(
         std::fs::canonicalize(study).with_context(|| format!("resolving {}", study.display()))?;
     let out = std::path::absolute(out).context("resolving the output directory")?;
     std::fs::create_dir_all(out.join("slurm"))?;
-    let (array, collect) = sbatch_files(name, &exe, &study, &out, cells, o);
+    let (array, collect, train) = sbatch_files(name, &exe, &study, &out, cells, o);
     let a_path = out.join("study.sbatch");
     let c_path = out.join("collect.sbatch");
     write_atomic(&a_path, array.as_bytes())?;
     write_atomic(&c_path, collect.as_bytes())?;
-    let array = sbatch(&[a_path.to_str().context("non-UTF-8 path")?])?;
+    let a_str = a_path.to_str().context("non-UTF-8 path")?;
+    let (train, array) = match train {
+        Some(t) => {
+            let t_path = out.join("train.sbatch");
+            write_atomic(&t_path, t.as_bytes())?;
+            let id = sbatch(&[t_path.to_str().context("non-UTF-8 path")?])?;
+            let array = sbatch(&[&format!("--dependency=afterok:{id}"), a_str])?;
+            (Some(id), array)
+        }
+        None => (None, sbatch(&[a_str])?),
+    };
     let collect = sbatch(&[
         &format!("--dependency=afterany:{array}"),
         c_path.to_str().context("non-UTF-8 path")?,
     ])?;
     Ok(Submitted {
+        train,
         array,
         collect,
         sbatch: a_path,
@@ -152,16 +184,30 @@ pub fn submit(
 }
 
 /// Block until none of `jobs` is pending or running.
+/// A job whose dependency failed (e.g. the array after a failed training job) never starts: it is
+/// cancelled, with the others, and the wait fails naming it.
 pub fn wait(jobs: &[&str]) -> Result<()> {
     let ids = jobs.join(",");
     loop {
         let o = Command::new("squeue")
-            .args(["-h", "-o", "%i", "-j", &ids])
+            .args(["-h", "-o", "%i %r", "-j", &ids])
             .output()
             .context("running squeue")?;
         // squeue refuses ids it has already purged: those jobs are over.
         if !o.status.success() || o.stdout.iter().all(u8::is_ascii_whitespace) {
             return Ok(());
+        }
+        let text = String::from_utf8_lossy(&o.stdout);
+        if let Some(line) = text
+            .lines()
+            .find(|l| l.contains("DependencyNeverSatisfied"))
+        {
+            let _ = Command::new("scancel").args(jobs).status();
+            bail!(
+                "job {} can never start: a job it depends on failed (its log is in the slurm/ \
+                 folder); the jobs {ids} were cancelled",
+                line.split_whitespace().next().unwrap_or("?")
+            );
         }
         std::thread::sleep(Duration::from_millis(500));
     }
@@ -193,9 +239,11 @@ mod tests {
             max_parallel: None,
             points_per_task: 2,
             device: Some("gpu:1".into()),
+            train_first: false,
         };
         let (p, s, out) = (Path::new("/e/epsim"), Path::new("/s.toml"), Path::new("/o"));
-        let (array, collect) = sbatch_files("t", p, s, out, 5, &o);
+        let (array, collect, train) = sbatch_files("t", p, s, out, 5, &o);
+        assert!(train.is_none());
         assert!(array.contains("#SBATCH --array=0-2\n"), "{array}");
         assert!(
             array.contains("exec '/e/epsim' --device 'gpu:1' study '/s.toml' --run-cell"),
@@ -207,7 +255,33 @@ mod tests {
         );
         // Without the flag the tasks use the study file's device.
         o.device = None;
-        let (array, _) = sbatch_files("t", p, s, out, 5, &o);
+        let (array, _, _) = sbatch_files("t", p, s, out, 5, &o);
         assert!(!array.contains("--device"), "{array}");
+    }
+
+    #[test]
+    fn a_study_with_models_to_train_gets_a_training_job() {
+        let o = SlurmOptions {
+            cpus_per_task: Some(8),
+            gres: Some("gpu:1".into()),
+            points_per_task: 1,
+            train_first: true,
+            ..Default::default()
+        };
+        let (p, s, out) = (Path::new("/e/epsim"), Path::new("/s.toml"), Path::new("/o"));
+        let (array, _, train) = sbatch_files("t", p, s, out, 3, &o);
+        let train = train.expect("a training job");
+        assert!(
+            train.ends_with("exec '/e/epsim' study '/s.toml' --train-only\n"),
+            "{train}"
+        );
+        for line in [
+            "#SBATCH --cpus-per-task=8\n",
+            "#SBATCH --gres=gpu:1\n",
+            "train_%j.log",
+        ] {
+            assert!(train.contains(line), "{line}: {train}");
+        }
+        assert!(array.contains("--run-cell"), "{array}");
     }
 }
