@@ -6,7 +6,9 @@
 use std::path::Path;
 use std::process::ExitCode;
 
-use epsim_tests::{epsim, s, tiny_cifar_ep_net, tiny_study_text, write_ep_model, write_tiny_cifar};
+use epsim_tests::{
+    epsim, epsim_failure, s, tiny_cifar_ep_net, tiny_study_text, write_ep_model, write_tiny_cifar,
+};
 use experiments::study::cells::{StudyOptions, cell_path, run_study};
 use experiments::study::index::{
     collect_study, pending, read_plan, task_cells, task_count, task_index, write_plan,
@@ -191,23 +193,21 @@ fn plan_run_cell_collect_equals_a_local_run() {
     assert!(format!("{e:#}").contains("settings changed"), "{e:#}");
 }
 
-/// `--slurm` refuses a study whose model would be trained on demand: every array task would
-/// train it at once. Nothing is planned or submitted.
+/// `--slurm` refuses a study with a model that has neither a checkpoint nor a training config
+/// (a model with a config is trained by a job before the array: `study_slurm.rs`). Nothing is
+/// planned or submitted.
 #[test]
-fn slurm_refuses_models_still_to_be_trained() {
+fn slurm_refuses_models_it_cannot_train() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     write_ep_model(&tiny_cifar_ep_net(true), &d.join("a.safetensors"));
     write_tiny_cifar(&d.join("test.bin"), 20, 2);
-    std::fs::write(d.join("b-train.toml"), "").unwrap();
     let out = d.join("out");
-    let text = tiny_study_text(d, &out, "\"0.05\"").replace(
-        "checkpoint = \"b.safetensors\"",
-        "checkpoint = \"b.safetensors\"\ntrain = \"b-train.toml\"",
-    );
     let study = d.join("s.toml");
-    std::fs::write(&study, text).unwrap();
-    assert_eq!(epsim(&["study", s(&study), "--slurm"]), ExitCode::FAILURE);
+    std::fs::write(&study, tiny_study_text(d, &out, "\"0.05\"")).unwrap();
+    let (code, msg) = epsim_failure(&["study", s(&study), "--slurm"]);
+    assert_eq!(code, 1, "{msg}");
+    assert!(msg.contains("b.safetensors"), "{msg}");
     assert!(!out.join("plan.jsonl").exists());
     assert!(!out.join("study.sbatch").exists());
 }
