@@ -651,8 +651,13 @@ fn substrate_gaps(
                     .and_then(|x| x.clean)
             };
             if let (Some(cd), Some(cs)) = (clean(&dig), clean(&on)) {
+                // Clean accuracy does not depend on the protocol: one row per model.
+                let model = match dig.split_once(" [") {
+                    Some((m, _)) => m.to_string(),
+                    None => dig.clone(),
+                };
                 push(SubstrateGap {
-                    model: dig.clone(),
+                    model,
                     substrate: r.substrate.clone(),
                     what: "clean".into(),
                     eps_text: String::new(),
