@@ -209,3 +209,67 @@ fn progress_is_plain_lines_when_stderr_is_not_a_terminal() {
         text(&q.stderr)
     );
 }
+
+/// `eval --substrate netlist:pcm` prints the cost per inference of its run, the total `epsim cost`
+/// counts for the same realization, images and steps.
+#[test]
+fn eval_on_a_substrate_prints_the_cost_epsim_cost_counts() {
+    let model = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../models/quickstart-epcnn.safetensors"
+    );
+    let data = ["--data", "fashion-mnist:test", "--subset", "20"];
+    let mut ev = vec![
+        "--threads",
+        "1",
+        "eval",
+        "--model",
+        model,
+        "--substrate",
+        "netlist:pcm",
+    ];
+    ev.extend_from_slice(&data);
+    let e = epsim(&ev);
+    assert!(e.status.success(), "{}", text(&e.stderr));
+    let out = text(&e.stdout);
+    let uj: f64 = out
+        .lines()
+        .find_map(|l| l.strip_prefix("cost per inference: "))
+        .and_then(|l| l.split(" µJ").next())
+        .unwrap_or_else(|| panic!("no cost line in\n{out}"))
+        .parse()
+        .unwrap();
+    let mut co = vec![
+        "--threads",
+        "1",
+        "cost",
+        "--model",
+        model,
+        "--preset",
+        "pcm",
+    ];
+    co.extend_from_slice(&data);
+    let c = epsim(&co);
+    assert!(c.status.success(), "{}", text(&c.stderr));
+    let cout = text(&c.stdout);
+    let total: f64 = cout
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("total"))
+        .and_then(|l| l.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no total in\n{cout}"))
+        .parse()
+        .unwrap();
+    assert!(
+        (uj * 1e-6 - total).abs() <= 1e-3 * total,
+        "eval {uj} µJ vs cost {total} J"
+    );
+    // The digital engine has no cost model: no cost line.
+    let mut dg = vec!["--threads", "1", "eval", "--model", model];
+    dg.extend_from_slice(&data);
+    let d = epsim(&dg);
+    assert!(
+        !text(&d.stdout).contains("cost per inference"),
+        "{}",
+        text(&d.stdout)
+    );
+}

@@ -189,6 +189,17 @@ fn eval_substrate<B: Engine>(
         right as f64 / d.len().max(1) as f64,
         d.len() as f64 / secs
     );
+    // The cost of these inferences, counted from their reads (presets carry a cost model).
+    if let Some(fields) = clf.cost_fields(d.len() as u64) {
+        let f = fields?;
+        let num = |k: &str| f.get(k).and_then(|v| v.as_f64()).unwrap_or(f64::NAN);
+        println!(
+            "cost per inference: {:.3} µJ, {:.3} ms, {:.0} vector reads (epsim cost breaks it down)",
+            num("energy_j") * 1e6,
+            num("latency_s") * 1e3,
+            num("vector_reads")
+        );
+    }
     Ok(())
 }
 
