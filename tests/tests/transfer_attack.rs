@@ -99,3 +99,70 @@ fn a_transfer_onto_the_source_equals_the_white_box_attack() {
     );
     assert!(!dir.path().join("bad.jsonl").exists());
 }
+
+/// A study's suite may hold transfer attacks (`transfer_from = "digital"`): each is its own cell
+/// (item id `…~digital`), equal to the white-box cell on the digital substrate and within a few
+/// images of it on `netlist:ideal`; `epsim robustness` refuses such a suite by name.
+#[test]
+fn transfer_attacks_in_a_study_are_cells_of_their_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let model = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../models/quickstart-epcnn.safetensors");
+    let out = d.join("out");
+    let attacks = "[[suite.attack]]\nname = \"pgd-linf\"\neps = [\"0.05\"]\nsteps = 3\n\n\
+                   [[suite.attack]]\nname = \"pgd-linf\"\neps = [\"0.05\"]\nsteps = 3\n\
+                   transfer_from = \"digital\"\n";
+    let study = d.join("s.toml");
+    std::fs::write(
+        &study,
+        format!(
+            "name = \"t\"\nout_dir = \"{}\"\ndata = \"fashion-mnist:test\"\nsubset = 40\n\
+             batch_size = 20\n[[model]]\nname = \"EP\"\ncheckpoint = \"{}\"\n\
+             substrates = [\"digital\", \"netlist:ideal\"]\n[suite]\nprotocols = [\"standard\"]\n\
+             {attacks}",
+            out.display(),
+            model.display()
+        ),
+    )
+    .unwrap();
+    assert_eq!(epsim(&["study", s(&study)]), ExitCode::SUCCESS);
+    let recs = records(&out.join("results.jsonl"));
+    let find = |sub: &str, transfer: bool| {
+        recs.iter()
+            .find(|r| {
+                r["kind"] == "attack"
+                    && r["substrate"] == sub
+                    && r["attack"].as_str().unwrap().contains("transfer from") == transfer
+            })
+            .unwrap_or_else(|| panic!("no {sub} transfer={transfer} record"))
+    };
+    let acc = |r: &serde_json::Value| r["robust_accuracy"].as_f64().unwrap();
+    let white = find("digital", false);
+    assert_eq!(acc(find("digital", true)), acc(white));
+    assert!((acc(find("netlist:ideal", true)) - acc(white)).abs() <= 0.05);
+    let plan = std::fs::read_to_string(out.join("plan.jsonl")).unwrap();
+    assert!(plan.contains("pgd-linf@0.05~digital"), "{plan}");
+    // epsim robustness does not run transfer attacks: refused before any work.
+    let suite = d.join("suite.toml");
+    std::fs::write(&suite, attacks.replace("suite.attack", "attack")).unwrap();
+    let (code, msg) = epsim_failure(&[
+        "robustness",
+        "--model",
+        s(&model),
+        "--data",
+        "fashion-mnist:test",
+        "--subset",
+        "20",
+        "--suite",
+        s(&suite),
+        "--out-dir",
+        s(&d.join("rob")),
+    ]);
+    assert_eq!(code, 1, "{msg}");
+    assert!(
+        msg.contains("transfer_from") && msg.contains("suite.toml"),
+        "{msg}"
+    );
+    assert!(!d.join("rob").exists());
+}

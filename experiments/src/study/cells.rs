@@ -325,6 +325,24 @@ pub fn run_study<B: Engine>(
             .classifier(be, c.seed)
             .with_context(|| format!("model {} on {}", c.model, c.substrate))?;
         check_input_shape(d, clf.input_shape(), &spec.data)?;
+        // A transfer attack's source: the same model on the item's transfer_from substrate.
+        let item = &items[&c.item];
+        let source = match item {
+            SuiteItem::Attack {
+                transfer_from: Some(src),
+                ..
+            } => {
+                let mut st = target.clone();
+                st.substrate =
+                    crate::classifier::substrate::SubstrateSpec::parse(src, &[], "512x512")?;
+                Some(
+                    st.classifier(be, c.seed)
+                        .with_context(|| format!("model {} on {src}", c.model))?
+                        .0,
+                )
+            }
+            _ => None,
+        };
         let cx = RecordContext {
             model: file.display().to_string(),
             substrate: substrate.label(),
@@ -343,8 +361,9 @@ pub fn run_study<B: Engine>(
             cx: &cx,
             t_predict: tp,
             t_attack: ta,
+            source: source.as_deref(),
         };
-        let (_, mut rec) = run.run(&items[&c.item], &c.protocol)?;
+        let (_, mut rec) = run.run(item, &c.protocol)?;
         rec["cell"] = json!(c.index);
         rec["study"] = json!(spec.name);
         let line = serde_json::to_string(&rec)? + "\n";

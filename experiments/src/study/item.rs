@@ -9,7 +9,7 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use serde_json::{Value, json};
 
-use super::attack::attack_strength;
+use super::attack::attack_strength_examples;
 use super::suite::{SuiteCorruptions, SuiteItem};
 use crate::classifier::Classifier;
 use crate::data::{Dataset, Loader};
@@ -36,6 +36,9 @@ pub struct ItemRun<'a> {
     pub t_predict: usize,
     /// Free-phase steps of gradients.
     pub t_attack: usize,
+    /// The classifier a transfer attack item crafts its examples on (the same model on the
+    /// item's `transfer_from` substrate); needed by such items only.
+    pub source: Option<&'a dyn Classifier>,
 }
 
 impl ItemRun<'_> {
@@ -76,12 +79,24 @@ impl ItemRun<'_> {
                 steps,
                 restarts,
                 subset,
+                transfer_from,
             } => {
                 let (d, cx) = &attacked_images(d, cx, *subset);
                 // Pixel-space batches in dataset order; the attack's draws from the seed.
                 let loader = Loader::new(d, self.batch_size, sim::Stream::new(seed, "attack.data"));
-                let o = attack_strength(
-                    self.clf,
+                // A transfer attack is crafted on the source and judged by the classifier.
+                let (attacked, judge) = match transfer_from {
+                    Some(src) => (
+                        self.source.with_context(|| {
+                            format!("a transfer attack from {src} without its source classifier")
+                        })?,
+                        Some(self.clf),
+                    ),
+                    None => (self.clf, None),
+                };
+                let (o, _) = attack_strength_examples(
+                    attacked,
+                    judge,
                     &loader,
                     name,
                     *eps as f32,
@@ -91,6 +106,7 @@ impl ItemRun<'_> {
                     self.eot,
                     seed,
                     protocol,
+                    0,
                 )?;
                 let rec = o.record(
                     cx,

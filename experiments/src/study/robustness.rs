@@ -49,6 +49,7 @@ impl RobustnessRun {
     pub fn run<B: Engine>(&self, be: &B, seed: u64) -> Result<()> {
         let suite = Suite::read(&self.suite)?;
         suite.check(&self.suite)?;
+        suite.check_no_transfer(&self.suite, "epsim robustness")?;
         let t = &self.target;
         let l = t.load(be, seed)?;
         let (d, clf) = (&l.data, l.clf.as_ref());

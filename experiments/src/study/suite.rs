@@ -49,6 +49,11 @@ pub struct SuiteAttack {
     /// use more images. The records' `n` says how many were attacked.
     #[serde(default)]
     pub subset: Option<usize>,
+    /// A transfer attack (studies only): craft the examples on the same model on this substrate
+    /// (`"digital"`) and count them on the cell's substrate, the check of a substrate's
+    /// white-box numbers (as `epsim attack --transfer-from`). The item id ends in `~digital`.
+    #[serde(default)]
+    pub transfer_from: Option<String>,
 }
 
 fn one() -> usize {
@@ -258,6 +263,8 @@ pub enum SuiteItem {
         restarts: usize,
         /// Attack only this many of the evaluation images (class-balanced).
         subset: Option<usize>,
+        /// A transfer attack from the model on this substrate (see [`SuiteAttack`]).
+        transfer_from: Option<String>,
     },
     /// Accuracy on corrupted images.
     Corruption(Corruption, u32),
@@ -269,7 +276,15 @@ impl SuiteItem {
     pub fn id(&self) -> String {
         match self {
             SuiteItem::Clean => "clean".into(),
-            SuiteItem::Attack { name, eps_text, .. } => format!("{name}@{eps_text}"),
+            SuiteItem::Attack {
+                name,
+                eps_text,
+                transfer_from,
+                ..
+            } => match transfer_from {
+                Some(src) => format!("{name}@{eps_text}~{src}"),
+                None => format!("{name}@{eps_text}"),
+            },
             SuiteItem::Corruption(c, s) => format!("{}@s{s}", c.name()),
         }
     }
@@ -299,10 +314,24 @@ pub fn suite_items(suite: &Suite, origin: &Path) -> Result<Vec<SuiteItem>> {
         origin.display(),
         suite.protocols
     );
+    suite.check_no_transfer(origin, "epsim sweep")?;
     suite.items(origin)
 }
 
 impl Suite {
+    /// Refuse `transfer_from` where `what` (a command) does not run transfer attacks.
+    pub fn check_no_transfer(&self, origin: &Path, what: &str) -> Result<()> {
+        if let Some(a) = self.attack.iter().find(|a| a.transfer_from.is_some()) {
+            bail!(
+                "{}: attack {}: transfer_from runs in studies (epsim study) and with epsim \
+                 attack --transfer-from, not in {what}",
+                origin.display(),
+                a.name
+            );
+        }
+        Ok(())
+    }
+
     /// The suite's items in order (clean first), validated: attack names have a norm, strengths
     /// parse, corruption names exist, severities are 1..=5. Errors name `origin`.
     pub fn items(&self, origin: &Path) -> Result<Vec<SuiteItem>> {
@@ -316,6 +345,12 @@ impl Suite {
                     super::attack::unknown_attack(&at.name)
                 );
             }
+            if let Some(src) = &at.transfer_from {
+                crate::classifier::substrate::SubstrateSpec::parse(src, &[], "512x512")
+                    .with_context(|| {
+                        format!("{}: attack {}: transfer_from", origin.display(), at.name)
+                    })?;
+            }
             for (e, v) in expand_eps(&at.eps)
                 .with_context(|| format!("{}: attack {}", origin.display(), at.name))?
             {
@@ -326,6 +361,7 @@ impl Suite {
                     steps: at.steps,
                     restarts: at.restarts,
                     subset: at.subset,
+                    transfer_from: at.transfer_from.clone(),
                 });
             }
         }

@@ -166,6 +166,7 @@ fn run_suite(
         cx: &cx,
         t_predict: c.t_predict,
         t_attack: c.t_predict,
+        source: None,
     };
     c.items
         .iter()
