@@ -136,6 +136,19 @@ pub struct Geometry {
 /// more (usually a typo in a size) is refused with an error instead of failing to allocate.
 pub const MAX_PARAMS: usize = 1 << 31;
 
+/// The size `c·h·w` of a flattened feature map (the fan-in of the first dense layer after the
+/// convs), or an error naming `what` when it overflows.
+pub fn flat_size(what: &'static str, c: usize, h: usize, w: usize) -> Result<usize> {
+    c.checked_mul(h)
+        .and_then(|x| x.checked_mul(w))
+        .ok_or_else(|| {
+            Error::param(
+                what,
+                format!("the last conv's output {c}x{h}x{w} is too large"),
+            )
+        })
+}
+
 /// The number of values of tensors of `shapes`, or an error naming `what` when it overflows or
 /// exceeds [`MAX_PARAMS`].
 pub fn check_param_count<'a>(
@@ -238,15 +251,7 @@ impl ModelSpec {
             w = wp;
             layer_shapes.push(vec![c, h, w]);
         }
-        let mut fan_in = c
-            .checked_mul(h)
-            .and_then(|x| x.checked_mul(w))
-            .ok_or_else(|| {
-                Error::param(
-                    "spec",
-                    format!("the last conv's output {c}x{h}x{w} is too large"),
-                )
-            })?;
+        let mut fan_in = flat_size("spec", c, h, w)?;
         for &n in &self.fc {
             weight_shapes.push(vec![n, fan_in]);
             layer_shapes.push(vec![n]);

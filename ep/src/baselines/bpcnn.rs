@@ -109,15 +109,7 @@ impl BpCnnSpec {
             bufs.push((format!("bn.{i}.running_var"), vec![l.channels]));
             c = l.channels;
         }
-        let mut fan_in = c
-            .checked_mul(h)
-            .and_then(|x| x.checked_mul(w))
-            .ok_or_else(|| {
-                Error::param(
-                    "bp_cnn",
-                    format!("the last conv's output {c}x{h}x{w} is too large"),
-                )
-            })?;
+        let mut fan_in = crate::spec::flat_size("bp_cnn", c, h, w)?;
         for (j, &n) in self.fc.iter().enumerate() {
             params.push((format!("fc.{j}.weight"), vec![n, fan_in]));
             params.push((format!("fc.{j}.bias"), vec![n]));

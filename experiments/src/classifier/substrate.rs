@@ -269,6 +269,12 @@ pub enum SubstrateSpec {
 }
 
 impl SubstrateSpec {
+    /// The substrate a transfer attack crafts its examples on (`--transfer-from`,
+    /// `transfer_from = ...`): `digital` or `netlist:<…>`, without overrides, default tiles.
+    pub fn transfer_source(s: &str) -> Result<Self> {
+        Self::parse(s, &[], "512x512")
+    }
+
     /// Parse `--substrate` (`digital` or `netlist:<…>`) with its `--set` overrides and `--tile`.
     pub fn parse(substrate: &str, overrides: &[String], tile: &str) -> Result<Self> {
         if substrate == "digital" {

@@ -121,7 +121,7 @@ pub fn attack<B: Engine>(be: &B, a: &AttackArgs, seed: u64) -> Result<()> {
         transfer_from: a
             .transfer_from
             .as_deref()
-            .map(|s| SubstrateSpec::parse(s, &[], "512x512"))
+            .map(SubstrateSpec::transfer_source)
             .transpose()
             .context("--transfer-from")?,
     }

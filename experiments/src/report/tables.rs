@@ -650,12 +650,12 @@ fn substrate_gaps(
                     .find(|x| x.label == label)
                     .and_then(|x| x.clean)
             };
+            // Clean accuracy does not depend on the protocol: one row per model, labelled as
+            // the model's standard-protocol row.
+            let mut std_twin = twin.clone();
+            std_twin.protocol = "standard".into();
+            let model = row_label(labels, var, &std_twin);
             if let (Some(cd), Some(cs)) = (clean(&dig), clean(&on)) {
-                // Clean accuracy does not depend on the protocol: one row per model.
-                let model = match dig.split_once(" [") {
-                    Some((m, _)) => m.to_string(),
-                    None => dig.clone(),
-                };
                 push(SubstrateGap {
                     model,
                     substrate: r.substrate.clone(),

@@ -82,6 +82,14 @@ pub struct RunStart<C> {
     pub lock: DirLock,
 }
 
+/// The epochs a training checkpoint has done (None when it is absent or not a training run's).
+pub fn epochs_done(ckpt: &Path) -> Option<usize> {
+    let bytes = std::fs::read(ckpt).ok()?;
+    let f = TensorFile::from_bytes(&bytes).ok()?;
+    let state: serde_json::Value = serde_json::from_str(f.metadata.get(TRAIN_KEY)?).ok()?;
+    state["epochs_done"].as_u64().map(|e| e as usize)
+}
+
 /// Open the run in `out`: fresh when it has no checkpoint; else, with `resume`, read the
 /// checkpoint and its counters (the config must equal `cfg` up to `[train] epochs` and the
 /// device), without it an error. `what` names the state in errors ("training", "baseline training").

@@ -140,7 +140,7 @@ fn build_attack(
             Box::new(a)
         }
         "art-autoattack" | "autoattack" => {
-            // Plain autoattack reaches here only under advep (see attack_strength).
+            // Plain autoattack reaches here only under advep (see attack_strength_examples).
             let mut a = attacks::ArtAutoAttack::paper(norm, eps);
             a.use_predicted = advep;
             a.eot_iter = eot;
@@ -184,6 +184,27 @@ pub struct Outcome {
 }
 
 impl Outcome {
+    /// Add a batch to the counts: images correct on the clean image (`ok`), robust ones (`rob`),
+    /// and the fooled ones (correct, not robust) with their L2 distances.
+    fn add_batch(
+        &mut self,
+        x: &sim::Tensor,
+        x_adv: &sim::Tensor,
+        ok: &[bool],
+        rob: &[bool],
+    ) -> Result<()> {
+        let l2 = l2_rows(x, x_adv)?;
+        for ((&c, &r), d) in ok.iter().zip(rob).zip(&l2) {
+            self.clean += c as usize;
+            self.robust += r as usize;
+            if c && !r {
+                self.fooled += 1;
+                self.l2_fooled += d;
+            }
+        }
+        Ok(())
+    }
+
     /// The result record of this outcome: attack `attack` (command-line name) at strength `eps`
     /// (given as `eps_text`) under `protocol`, with `steps` as asked.
     #[allow(clippy::too_many_arguments)]
@@ -225,29 +246,9 @@ impl Outcome {
 }
 
 /// Run attack `attack` (a CLI name, see `epsim attack --help`) at strength `eps` over every batch
-/// of `loader` (pixel-space images). `eot`: gradients per step on stochastic classifiers (default 10
-/// there, 1 otherwise).
-#[allow(clippy::too_many_arguments)]
-pub fn attack_strength(
-    clf: &dyn Classifier,
-    loader: &crate::data::Loader<'_>,
-    attack: &str,
-    eps: f32,
-    label: &str,
-    steps: Option<usize>,
-    restarts: usize,
-    eot: Option<usize>,
-    seed: u64,
-    protocol: &str,
-) -> Result<Outcome> {
-    let (o, _) = attack_strength_examples(
-        clf, None, loader, attack, eps, label, steps, restarts, eot, seed, protocol, 0,
-    )?;
-    Ok(o)
-}
-
-/// [`attack_strength`], also keeping the first `keep` images in loader order with their
-/// adversarial versions and predictions (for `--save-examples`). With a `judge`, the attack is a
+/// of `loader` (pixel-space images), keeping the first `keep` images in loader order with their
+/// adversarial versions and predictions (for `--save-examples`). `eot`: gradients per step on
+/// stochastic classifiers (default 10 there, 1 otherwise). With a `judge`, the attack is a
 /// **transfer** attack: crafted on `clf`, counted by the judge's predictions on the clean and the
 /// adversarial images (correct on both = robust), and named "... transfer from <clf>".
 #[allow(clippy::too_many_arguments)]
@@ -267,15 +268,23 @@ pub fn attack_strength_examples(
 ) -> Result<(Outcome, crate::report::examples::Examples)> {
     let mut ex = crate::report::examples::Examples::new(clf.input_shape());
     let shown = judge.unwrap_or(clf);
-    let started = Instant::now();
-    let (mut clean, mut robust, mut queries, mut grads, mut name) =
-        (0usize, 0usize, 0u64, 0u64, String::new());
-    let (mut fooled, mut l2_fooled) = (0usize, 0f64);
+    let mut o = Outcome {
+        clean: 0,
+        robust: 0,
+        queries: 0,
+        grads: 0,
+        fooled: 0,
+        l2_fooled: 0.0,
+        name: String::new(),
+        started: Instant::now(),
+    };
     let eot_n = eot.unwrap_or(if clf.stochastic() { 10 } else { 1 });
     let pb = crate::progress::progress(loader.num_batches() as u64, &format!("{attack} ε={label}"));
     for b in loader.epoch(0) {
         let ids: Vec<u64> = b.indices.iter().map(|&i| i as u64).collect();
-        if attack.starts_with("autoattack") && protocol != "advep" {
+        // Per batch: the adversarial images, and (without a judge) the attacked model's own
+        // (clean correct, robust) per image.
+        let (x_adv, own) = if attack.starts_with("autoattack") && protocol != "advep" {
             let (_, nm) = attack.rsplit_once('-').context("autoattack-<linf|l2>")?;
             let nrm: Norm = nm.parse()?;
             let aa = if attack.starts_with("autoattack-rand") {
@@ -294,27 +303,13 @@ pub fn attack_strength_examples(
             };
             let counted = crate::classifier::Counted::new(clf);
             let r = aa.evaluate(&counted, &b.x, &b.y, &ids, seed)?;
-            ex.push_batch(shown, &b.x, &r.x_adv, &b.y, keep)?;
-            let (ok, rob) = match judge {
-                Some(j) => judged(j, &b.x, &r.x_adv, &b.y)?,
-                None => (r.clean_correct.clone(), r.robust.clone()),
-            };
-            tally(
-                &b.x,
-                &r.x_adv,
-                &ok,
-                &rob,
-                &mut clean,
-                &mut robust,
-                &mut fooled,
-                &mut l2_fooled,
-            )?;
-            queries += counted.queries.load(std::sync::atomic::Ordering::Relaxed);
-            grads += counted.grads.load(std::sync::atomic::Ordering::Relaxed);
-            name = format!("autoattack-{:?}", aa.version).to_lowercase();
+            o.queries += counted.queries.load(std::sync::atomic::Ordering::Relaxed);
+            o.grads += counted.grads.load(std::sync::atomic::Ordering::Relaxed);
+            o.name = format!("autoattack-{:?}", aa.version).to_lowercase();
+            (r.x_adv, (r.clean_correct, r.robust))
         } else {
             let atk = build_attack(attack, eps, steps, restarts, eot_n, protocol)?;
-            name = atk.name();
+            o.name = atk.name();
             // The attacked model's clean predictions come first (a stochastic substrate's query
             // order is part of its results); a judge predicts after the attack.
             let pred = match judge {
@@ -322,45 +317,25 @@ pub fn attack_strength_examples(
                 Some(_) => Vec::new(),
             };
             let r = atk.run_indexed(clf, &b.x, &b.y, &ids, seed)?;
-            ex.push_batch(shown, &b.x, &r.x_adv, &b.y, keep)?;
-            let (ok, rob) = match judge {
-                Some(j) => judged(j, &b.x, &r.x_adv, &b.y)?,
-                None => {
-                    let ok: Vec<bool> = pred.iter().zip(&b.y).map(|(p, l)| p == l).collect();
-                    // Robust: correct on the clean image and not fooled by the attack.
-                    let rob = ok.iter().zip(&r.success).map(|(&c, &s)| c && !s).collect();
-                    (ok, rob)
-                }
-            };
-            tally(
-                &b.x,
-                &r.x_adv,
-                &ok,
-                &rob,
-                &mut clean,
-                &mut robust,
-                &mut fooled,
-                &mut l2_fooled,
-            )?;
-            queries += r.queries;
-            grads += r.grads;
-        }
+            o.queries += r.queries;
+            o.grads += r.grads;
+            let ok: Vec<bool> = pred.iter().zip(&b.y).map(|(p, l)| p == l).collect();
+            // Robust: correct on the clean image and not fooled by the attack.
+            let rob = ok.iter().zip(&r.success).map(|(&c, &s)| c && !s).collect();
+            (r.x_adv, (ok, rob))
+        };
+        ex.push_batch(shown, &b.x, &x_adv, &b.y, keep)?;
+        let (ok, rob) = match judge {
+            Some(j) => judged(j, &b.x, &x_adv, &b.y)?,
+            None => own,
+        };
+        o.add_batch(&b.x, &x_adv, &ok, &rob)?;
         pb.inc(1);
     }
     pb.finish_and_clear();
     if judge.is_some() {
-        name = format!("{name} transfer from {}", clf.describe());
+        o.name = format!("{} transfer from {}", o.name, clf.describe());
     }
-    let o = Outcome {
-        clean,
-        robust,
-        queries,
-        grads,
-        fooled,
-        l2_fooled,
-        name,
-        started,
-    };
     Ok((o, ex))
 }
 
@@ -490,31 +465,6 @@ fn judged(
         .map(|(&c, (p, l))| c && p == l)
         .collect();
     Ok((ok, rob))
-}
-
-/// Add a batch to the counts: images correct on the clean image (`ok`), robust ones (`rob`), and
-/// the fooled ones (correct, not robust) with their L2 distances.
-#[allow(clippy::too_many_arguments)]
-fn tally(
-    x: &sim::Tensor,
-    x_adv: &sim::Tensor,
-    ok: &[bool],
-    rob: &[bool],
-    clean: &mut usize,
-    robust: &mut usize,
-    fooled: &mut usize,
-    l2_fooled: &mut f64,
-) -> Result<()> {
-    let l2 = l2_rows(x, x_adv)?;
-    for ((&c, &r), d) in ok.iter().zip(rob).zip(&l2) {
-        *clean += c as usize;
-        *robust += r as usize;
-        if c && !r {
-            *fooled += 1;
-            *l2_fooled += d;
-        }
-    }
-    Ok(())
 }
 
 /// Per image of a batch, ‖x_adv − x‖₂ (in pixel units, images in [0, 1]).

@@ -199,7 +199,7 @@ fn model_file<B: Engine>(be: &B, m: &ModelEntry, out: &Path) -> Result<PathBuf> 
         crate::runs::AnyConfig::Ep(c) => c.train.epochs,
         crate::runs::AnyConfig::Baseline(c) => c.train.epochs,
     });
-    if epochs_done(&ckpt).is_some_and(|e| e >= epochs) {
+    if crate::runs::epoch_loop::epochs_done(&ckpt).is_some_and(|e| e >= epochs) {
         return Ok(ckpt);
     }
     println!(
@@ -220,14 +220,6 @@ fn model_file<B: Engine>(be: &B, m: &ModelEntry, out: &Path) -> Result<PathBuf> 
     )
     .with_context(|| format!("training model {}", m.name))?;
     Ok(ckpt)
-}
-
-/// The epochs a training checkpoint has done (None when it is absent or not a training run's).
-fn epochs_done(ckpt: &Path) -> Option<usize> {
-    let bytes = std::fs::read(ckpt).ok()?;
-    let f = ep::checkpoint::TensorFile::from_bytes(&bytes).ok()?;
-    let state: Value = serde_json::from_str(f.metadata.get(ep::checkpoint::TRAIN_KEY)?).ok()?;
-    state["epochs_done"].as_u64().map(|e| e as usize)
 }
 
 /// Train (or finish training) every model of the study whose checkpoint is missing, as a run of
@@ -333,8 +325,7 @@ pub fn run_study<B: Engine>(
                 ..
             } => {
                 let mut st = target.clone();
-                st.substrate =
-                    crate::classifier::substrate::SubstrateSpec::parse(src, &[], "512x512")?;
+                st.substrate = crate::classifier::substrate::SubstrateSpec::transfer_source(src)?;
                 Some(
                     st.classifier(be, c.seed)
                         .with_context(|| format!("model {} on {src}", c.model))?

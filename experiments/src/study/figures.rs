@@ -24,6 +24,15 @@ pub struct EpModel {
     pub t_predict: Option<usize>,
 }
 
+impl EpModel {
+    /// The model on `be`, and its evaluation steps T.
+    fn load<B: Engine>(&self, be: &B) -> Result<(ep::EpNet<B>, usize)> {
+        let net = load_model(be, &self.file, None)?;
+        let t = self.t_predict.unwrap_or(net.spec.t1);
+        Ok((net, t))
+    }
+}
+
 /// The accuracy of every model on `d` after each free-phase step 1..2·T (T its evaluation steps)
 /// as `out/settling.png`, and its report section.
 pub fn settling<B: Engine>(
@@ -36,8 +45,7 @@ pub fn settling<B: Engine>(
     let mut series = Vec::new();
     let mut rows = String::new();
     for m in models {
-        let net = load_model(be, &m.file, None)?;
-        let t = m.t_predict.unwrap_or(net.spec.t1);
+        let (net, t) = m.load(be)?;
         let n = Normalize::of_model(&net.spec);
         let norm = Normalization {
             mean: n.mean,
@@ -138,8 +146,7 @@ pub fn trajectories<B: Engine>(
     let mut series = Vec::new();
     let mut rows = String::new();
     for m in models {
-        let net = load_model(be, &m.file, None)?;
-        let t = m.t_predict.unwrap_or(net.spec.t1);
+        let (net, t) = m.load(be)?;
         let curves = distances_to_end(be, &net, &x, 4 * t)?;
         for (k, c) in curves.iter().enumerate() {
             let at = |s: usize| c[s.clamp(1, c.len()) - 1];

@@ -231,8 +231,8 @@ impl RobustnessRun {
         cx: &RecordContext,
         out: &mut JsonlAppender,
     ) -> Result<String> {
+        // RGB data: checked by `run` before any attack.
         let t = &self.target;
-        SuiteCorruptions::check_data(&self.suite, &t.data, d.shape[1])?;
         let kinds = Corruption::parse_list(&c.names).map_err(|e| anyhow::anyhow!("{e}"))?;
         let n = d.len();
         let mut md = match &c.released {

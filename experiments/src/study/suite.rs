@@ -346,10 +346,9 @@ impl Suite {
                 );
             }
             if let Some(src) = &at.transfer_from {
-                crate::classifier::substrate::SubstrateSpec::parse(src, &[], "512x512")
-                    .with_context(|| {
-                        format!("{}: attack {}: transfer_from", origin.display(), at.name)
-                    })?;
+                crate::classifier::substrate::SubstrateSpec::transfer_source(src).with_context(
+                    || format!("{}: attack {}: transfer_from", origin.display(), at.name),
+                )?;
             }
             for (e, v) in expand_eps(&at.eps)
                 .with_context(|| format!("{}: attack {}", origin.display(), at.name))?
