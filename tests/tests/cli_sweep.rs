@@ -364,3 +364,145 @@ fn sweep_records_parity_table_and_plots() {
     .unwrap_err();
     assert!(format!("{p:#}").contains("no_such_knob"), "{p:#}");
 }
+
+/// The whole record of every line of a results file, but its timing.
+fn records_untimed(path: &Path) -> Vec<serde_json::Value> {
+    records(path)
+        .into_iter()
+        .map(|mut v| {
+            v.as_object_mut().unwrap().remove("wall_s");
+            v
+        })
+        .collect()
+}
+
+/// `epsim sweep` under the index contract (the one `epsim study` has): plan (cell 0 digital,
+/// then level × substrate seed), count, run-cell by index (a done cell kept as it is), collect
+/// naming exactly the missing cells of a partial run, then the collected results.jsonl and
+/// sweep.md equal to a local run's; a suite edited after planning is refused.
+#[test]
+fn a_sweep_as_cells_equals_the_local_run() {
+    use epsim_tests::{tiny_cifar_ep_net, write_ep_model};
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    write_ep_model(&tiny_cifar_ep_net(true), &d.join("m.safetensors"));
+    write_tiny_cifar(&d.join("test.bin"), 24, 2);
+    let data = format!("cifar10:{}:test", d.join("test.bin").display());
+    let suite = d.join("suite.toml");
+    std::fs::write(
+        &suite,
+        "[[attack]]\nname = \"pgd-linf\"\neps = [\"0.05\"]\nsteps = 2\n\n\
+         [corruptions]\nnames = [\"contrast\"]\nseverities = [1]\n",
+    )
+    .unwrap();
+    let args = |out: &Path, extra: &[&str]| -> Vec<String> {
+        let mut v: Vec<String> = [
+            "--seed",
+            "3",
+            "sweep",
+            "--model",
+            s(&d.join("m.safetensors")),
+            "--data",
+            &data,
+            "--preset",
+            "pcm",
+            "--param",
+            "prog_noise_scale=0.5,2",
+            "--suite",
+            s(&suite),
+            "--substrate-seeds",
+            "2",
+            "--tile",
+            "16x8",
+            "--batch-size",
+            "8",
+            "--eot",
+            "1",
+            "--out-dir",
+            s(out),
+        ]
+        .iter()
+        .map(|a| a.to_string())
+        .collect();
+        v.extend(extra.iter().map(|a| a.to_string()));
+        v
+    };
+    let run = |out: &Path, extra: &[&str]| {
+        let a = args(out, extra);
+        epsim(&a.iter().map(String::as_str).collect::<Vec<_>>())
+    };
+    let fail = |out: &Path, extra: &[&str]| {
+        let a = args(out, extra);
+        run_err(&a.iter().map(String::as_str).collect::<Vec<_>>())
+    };
+    let (local, arr) = (d.join("local"), d.join("arr"));
+    assert_eq!(run(&local, &[]), ExitCode::SUCCESS);
+
+    // run-cell before plan is refused, naming the step.
+    let e = fail(&arr, &["--run-cell", "--index", "0"]);
+    assert!(e.contains("--plan` first"), "{e}");
+    assert_eq!(run(&arr, &["--plan"]), ExitCode::SUCCESS);
+    let plan = std::fs::read_to_string(arr.join("plan.jsonl")).unwrap();
+    let cells: Vec<serde_json::Value> = plan
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    // 1 digital + 2 levels × 2 substrate seeds.
+    assert_eq!(cells.len(), 5);
+    assert!(cells[0]["level"].is_null() && cells[0]["substrate_seed"].is_null());
+    assert_eq!(
+        (&cells[4]["level"], &cells[4]["substrate_seed"]),
+        (&serde_json::json!("2"), &serde_json::json!(4))
+    );
+    for i in ["0", "3"] {
+        assert_eq!(run(&arr, &["--run-cell", "--index", i]), ExitCode::SUCCESS);
+    }
+    // A partial run collects nothing and names exactly the missing cells.
+    let e = fail(&arr, &["--collect"]);
+    assert!(
+        e.contains("3 of 5 cells are not done: missing [1, 2, 4]"),
+        "{e}"
+    );
+    assert!(!arr.join("results.jsonl").exists());
+    // A done cell is kept as it is.
+    let cell3 = experiments::study::cells::cell_path(&arr, 3);
+    let before = std::fs::read(&cell3).unwrap();
+    assert_eq!(
+        run(&arr, &["--run-cell", "--index", "3"]),
+        ExitCode::SUCCESS
+    );
+    assert_eq!(std::fs::read(&cell3).unwrap(), before);
+    // The other cells as array tasks of 2 cells (task 0: cells 0, 1; task 2: cell 4).
+    for t in ["0", "1", "2"] {
+        assert_eq!(
+            run(
+                &arr,
+                &["--run-cell", "--index", t, "--points-per-task", "2"]
+            ),
+            ExitCode::SUCCESS
+        );
+    }
+    assert_eq!(run(&arr, &["--collect"]), ExitCode::SUCCESS);
+    let (got, want) = (
+        records_untimed(&arr.join("results.jsonl")),
+        records_untimed(&local.join("results.jsonl")),
+    );
+    assert_eq!(got.len(), 5 * 3);
+    for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+        assert_eq!(g, w, "record {i}");
+    }
+    let md = |dir: &Path| std::fs::read_to_string(dir.join("sweep.md")).unwrap();
+    assert_eq!(md(&arr), md(&local));
+    assert!(is_png(&arr.join("pgd-linf_0.05.png")));
+
+    // A suite edited after planning (PGD steps, which the cell list does not show) is refused.
+    std::fs::write(
+        &suite,
+        std::fs::read_to_string(&suite)
+            .unwrap()
+            .replace("steps = 2", "steps = 3"),
+    )
+    .unwrap();
+    let e = fail(&arr, &["--run-cell", "--index", "0"]);
+    assert!(e.contains("changed after planning"), "{e}");
+}

@@ -11,7 +11,7 @@ use epsim_tests::{
 };
 use experiments::study::cells::{StudyOptions, cell_path, run_study};
 use experiments::study::index::{
-    collect_study, pending, read_plan, task_cells, task_count, task_index, write_plan,
+    StudyGrid, collect, pending, read_plan, task_cells, task_count, task_index, write_plan,
 };
 use experiments::study::spec::StudySpec;
 use serde_json::Value;
@@ -58,14 +58,18 @@ fn plan_run_cell_collect_equals_a_local_run() {
     let study = d.join("arr.toml");
     std::fs::write(&study, tiny_study_text(d, &arr, "\"0.05\"")).unwrap();
     let spec = StudySpec::read(&study).unwrap();
+    let grid = |spec: &StudySpec, file: &Path| StudyGrid {
+        spec: spec.clone(),
+        file: file.to_path_buf(),
+    };
 
     // run-cell before plan is refused, naming the step.
     assert_eq!(
         epsim(&["study", s(&study), "--run-cell", "--index", "0"]),
         ExitCode::FAILURE
     );
-    let (out, cells) = write_plan(&spec, &study).unwrap();
-    assert_eq!((out.clone(), cells.len()), (arr.clone(), 12));
+    let (out, cells) = write_plan(&grid(&spec, &study)).unwrap();
+    assert_eq!((out.clone(), cells), (arr.clone(), 12));
     let plan = std::fs::read_to_string(arr.join("plan.jsonl")).unwrap();
     assert_eq!(plan.lines().count(), 12);
     for (i, l) in plan.lines().enumerate() {
@@ -80,7 +84,7 @@ fn plan_run_cell_collect_equals_a_local_run() {
     );
     let other = d.join("other.toml");
     std::fs::write(&other, tiny_study_text(d, &arr, "\"0.02\"")).unwrap();
-    let e = write_plan(&StudySpec::read(&other).unwrap(), &other).unwrap_err();
+    let e = write_plan(&grid(&StudySpec::read(&other).unwrap(), &other)).unwrap_err();
     assert!(
         format!("{e:#}").contains("another version of the study"),
         "{e:#}"
@@ -109,7 +113,7 @@ fn plan_run_cell_collect_equals_a_local_run() {
         (vec![0, 1, 2, 6, 8, 9, 10, 11], vec![])
     );
     // A partial run collects nothing and names exactly the missing cells.
-    let e = collect_study(&sim::Cpu, &spec, &study, false).unwrap_err();
+    let e = collect(&sim::Cpu, &grid(&spec, &study), false).unwrap_err();
     assert!(
         format!("{e:#}").contains("8 of 12 cells are not done: missing [0, 1, 2, 6, 8, 9, 10, 11]"),
         "{e:#}"
@@ -174,11 +178,11 @@ fn plan_run_cell_collect_equals_a_local_run() {
     // Comments and layout are not the study: an edited comment keeps the plan.
     let text = tiny_study_text(d, &arr, "\"0.05\"");
     std::fs::write(&study, format!("# a note\n{text}\n# edited\n")).unwrap();
-    read_plan(&spec, &study).unwrap();
+    read_plan(&grid(&spec, &study)).unwrap();
     // A changed setting the cell list does not show (PGD steps) is refused by run-cell, collect
     // and a local run alike.
     std::fs::write(&study, text.replace("steps = 3", "steps = 4")).unwrap();
-    let e = read_plan(&spec, &study).unwrap_err();
+    let e = read_plan(&grid(&spec, &study)).unwrap_err();
     assert!(format!("{e:#}").contains("changed after planning"), "{e:#}");
     let e = run_study(
         &sim::Cpu,

@@ -3,8 +3,9 @@
 //! already running): the tiny study (16 cells) as a job array with one cell forced to fail, which
 //! `--wait` reports (non-zero exit, the cell named) and `collect` refuses; the failed index
 //! resubmitted with the kept `study.sbatch`; then the collected results.jsonl equals a local run's
-//! records cell by cell; a study whose model is trained first runs a training job before its
-//! array, and an untrainable one fails --wait instead of waiting forever. This test fails when
+//! records cell by cell; a tiny sweep (5 cells) the same way, against a local `epsim sweep`; a
+//! study whose model is trained first runs a training job before its array, and an untrainable
+//! one fails --wait instead of waiting forever. This test fails when
 //! Slurm cannot be started; set EPSIM_SLURM_TEST=0 to
 //! skip it (with a notice) on machines without root or apt.
 
@@ -174,6 +175,77 @@ fn a_tiny_study_as_a_slurm_array_equals_the_local_run() {
     assert_eq!(got.len(), 16);
     for (i, (g, w)) in got.iter().zip(&want).enumerate() {
         assert_eq!(g, w, "cell {i}");
+    }
+
+    // A tiny sweep (digital + 2 levels × 2 substrate seeds = 5 cells) the same way: cell 2 fails,
+    // --wait names it, the kept sweep.sbatch reruns it, and the collection equals a local sweep.
+    let suite = d.join("suite.toml");
+    std::fs::write(
+        &suite,
+        "[[attack]]\nname = \"pgd-linf\"\neps = [\"0.05\"]\nsteps = 2\n",
+    )
+    .unwrap();
+    let data = format!("cifar10:{}:test", d.join("test.bin").display());
+    let sweep = |out: &Path, extra: &[&str], fail: &str| {
+        Command::new(&exe)
+            .args(["--quiet", "--seed", "3", "sweep", "--model"])
+            .arg(d.join("a.safetensors"))
+            .args(["--data", &data, "--subset", "16", "--preset", "pcm"])
+            .args(["--param", "prog_noise_scale=0.5,2", "--suite"])
+            .arg(&suite)
+            .args([
+                "--substrate-seeds",
+                "2",
+                "--tile",
+                "16x8",
+                "--batch-size",
+                "8",
+            ])
+            .args(["--eot", "1", "--out-dir"])
+            .arg(out)
+            .args(extra)
+            .env("EPSIM_FAIL_CELLS", fail)
+            .output()
+            .unwrap()
+    };
+    let (sw_local, sw_arr) = (d.join("sweep-local"), d.join("sweep-arr"));
+    let o = sweep(&sw_local, &[], "");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let slurm_args = ["--slurm", "--cpus-per-task", "1", "--time", "5", "--wait"];
+    let o = sweep(&sw_arr, &slurm_args, "2");
+    let (out, err) = (
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr),
+    );
+    assert!(
+        !o.status.success(),
+        "a failed cell must fail --wait:\n{out}{err}"
+    );
+    assert!(out.contains("submitted 5 cells"), "{out}");
+    assert!(
+        err.contains("missing [2]") && err.contains("failed [2]"),
+        "{err}"
+    );
+    assert!(
+        !sw_arr.join("results.jsonl").exists(),
+        "collect ran on a partial sweep"
+    );
+    let s = Command::new("sbatch")
+        .args(["--wait", "--array=2"])
+        .arg(sw_arr.join("sweep.sbatch"))
+        .env_remove("EPSIM_FAIL_CELLS")
+        .output()
+        .unwrap();
+    assert!(s.status.success(), "{}", String::from_utf8_lossy(&s.stderr));
+    let c = sweep(&sw_arr, &["--collect"], "");
+    assert!(c.status.success(), "{}", String::from_utf8_lossy(&c.stderr));
+    let (got, want) = (
+        records(&sw_arr.join("results.jsonl")),
+        records(&sw_local.join("results.jsonl")),
+    );
+    assert_eq!(got.len(), 5 * 2, "5 runs × (clean + one attack)");
+    for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+        assert_eq!(g, w, "sweep record {i}");
     }
 
     // A study whose model is trained first: the training job, then the array after it

@@ -10,6 +10,7 @@ pub mod cost;
 pub mod data;
 pub mod eval;
 pub mod hw;
+pub mod index;
 pub mod report;
 pub mod study;
 pub mod sweep;
@@ -187,7 +188,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Study(a) => study::study(&a, flag.compute),
         Command::Sweep(a) => {
             let preset = flag.preset(a.preset.as_deref())?;
-            crate::with_backend!(device, be => sweep::sweep(be, &a, preset, seed))
+            sweep::sweep(&a, preset, seed, flag.compute)
         }
         Command::Netlist(hw::NetlistCommand::Check(a)) => hw::check(&a, seed, device),
         Command::Compile(a) => hw::compile(&a, flag.preset(a.preset.as_deref())?),

@@ -1,5 +1,6 @@
 //! `epsim sweep`: a robustness suite on the digital model and on a device preset at every level of
-//! one parameter × substrate seed (the work is in [`crate::study::sweep`]).
+//! one parameter × substrate seed, run here or as cells under the index contract (`--plan`,
+//! `--run-cell`, `--collect`, `--slurm`; the work is in [`crate::study::sweep`]).
 
 use std::path::PathBuf;
 
@@ -7,8 +8,9 @@ use anyhow::{Result, ensure};
 use clap::Args;
 
 use super::args::{DataArgs, DeviceArgs, ModelArgs, OutputArgs};
-use crate::device::Engine;
-use crate::study::sweep::Sweep;
+use super::index::{self, IndexArgs, Stepped};
+use crate::device::Device;
+use crate::study::sweep::{Sweep, SweepGrid};
 
 /// Arguments of `epsim sweep`.
 #[derive(Debug, Args)]
@@ -56,28 +58,60 @@ pub struct SweepArgs {
     /// deterministic substrates, 10 on stochastic ones.
     #[arg(long, value_name = "N")]
     pub eot: Option<usize>,
+    /// The index contract (--plan, --count, --run-cell, --collect) and Slurm (--slurm ...): cell 0
+    /// is the digital reference, then every level × substrate seed; tasks must be given the same
+    /// arguments (the sbatch files are written with them).
+    #[command(flatten)]
+    pub index: IndexArgs,
 }
 
-/// `epsim sweep` of the device preset `preset` (default pcm), computing on `be`.
-pub fn sweep<B: Engine>(be: &B, a: &SweepArgs, preset: Option<String>, seed: u64) -> Result<()> {
+/// `epsim sweep` of the device preset `preset` (default pcm), computing on `device` (default the
+/// CPU).
+pub fn sweep(
+    a: &SweepArgs,
+    preset: Option<String>,
+    seed: u64,
+    device: Option<Device>,
+) -> Result<()> {
     ensure!(a.substrate_seeds >= 1, "--substrate-seeds must be ≥ 1");
     ensure!(a.batch_size >= 1, "--batch-size must be ≥ 1");
-    Sweep {
-        model: a.model.model.clone(),
-        spec: a.model.spec.clone(),
-        data: a.data.spec.clone(),
-        preset: preset.unwrap_or_else(|| "pcm".into()),
-        param: a.param.clone(),
-        set: a.hw.set.clone(),
-        suite: a.suite.clone(),
-        substrate_seeds: a.substrate_seeds,
-        out_dir: a.out.dir_or("sweep"),
-        resume: a.resume,
-        t_predict: a.t_predict,
-        subset: a.data.subset,
-        batch_size: a.batch_size,
-        tile: a.hw.tile_size()?,
-        eot: a.eot,
+    let grid = SweepGrid {
+        sweep: Sweep {
+            model: a.model.model.clone(),
+            spec: a.model.spec.clone(),
+            data: a.data.spec.clone(),
+            preset: preset.unwrap_or_else(|| "pcm".into()),
+            param: a.param.clone(),
+            set: a.hw.set.clone(),
+            suite: a.suite.clone(),
+            substrate_seeds: a.substrate_seeds,
+            out_dir: a.out.dir_or("sweep"),
+            resume: a.resume,
+            t_predict: a.t_predict,
+            subset: a.data.subset,
+            batch_size: a.batch_size,
+            tile: a.hw.tile_size()?,
+            eot: a.eot,
+        },
+        seed,
+    };
+    let name = format!(
+        "sweep-{}",
+        grid.sweep.param.split('=').next().unwrap_or("param")
+    );
+    match index::step(&grid, &name, &a.index, device, false, false)? {
+        Stepped::Done => Ok(()),
+        Stepped::Collected(w) => {
+            println!("{}", w.markdown);
+            println!(
+                "results in {}",
+                grid.sweep.out_dir.join("results.jsonl").display()
+            );
+            Ok(())
+        }
+        Stepped::Local => {
+            let d = device.unwrap_or_default();
+            crate::with_backend!(d, be => grid.sweep.run(be, seed))
+        }
     }
-    .run(be, seed)
 }

@@ -252,7 +252,11 @@ pub fn run_study<B: Engine>(
     std::fs::create_dir_all(out.join("cells"))
         .with_context(|| format!("creating {}", out.display()))?;
     write_or_check_plan(&out, &cells, opts.resume || !opts.only.is_empty())?;
-    super::manifest::check_or_write(origin, &spec.name, &out, cells.len())?;
+    super::manifest::check_or_write(
+        &super::manifest::Identity::of_study(origin, &spec.name)?,
+        &out,
+        cells.len(),
+    )?;
     let items: BTreeMap<String, SuiteItem> = spec
         .suite
         .items(origin)?

@@ -1,22 +1,23 @@
-//! The index contract of a study, for schedulers (`../shared/reference/distributed.md`): `plan`
-//! writes the immutable manifest (`plan.jsonl`, cell i = line i, and `plan.json` with the hash of
-//! the study's content, see [`super::manifest`]), `count` gives its size, `run_cells` runs the cells of one array task (index
-//! from the command line or the scheduler's variable, `K` cells per task), each cell written
-//! atomically and skipped when already done (so resubmitting failed indices is safe), and
-//! `collect` merges the cells into `results.jsonl` and the report, or names the missing and failed
-//! cells. The cells themselves are [`super::cells`]'s: a cell run here has the record a local
-//! `epsim study` writes.
+//! The index contract of schedulers (`../shared/reference/distributed.md`), one implementation for
+//! every grid of independent cells — a study ([`StudyGrid`]) and a device sweep
+//! ([`super::sweep::SweepGrid`]), both [`Grid`]s: `plan` writes the immutable manifest
+//! (`plan.jsonl`, cell i = line i, and `plan.json` with the hash of the grid's content, see
+//! [`super::manifest`]), `count` gives its size, `run_cells` runs the cells of one array task
+//! (index from the command line or the scheduler's variable, `K` cells per task), each cell written
+//! atomically to `cells/<i>.json` and skipped when already done (so resubmitting failed indices is
+//! safe), and `collect` merges the cells into `results.jsonl` and the report, or names the missing
+//! and failed cells. A cell run here has the record a local run of the study or sweep writes.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail, ensure};
-use serde_json::Value;
 
 use super::cells::{Cell, StudyOptions, cell_path, out_dir, plan, run_study};
-use super::manifest::{check_or_write, meta_path, study_hash};
+use super::manifest::{Identity, check_existing, check_or_write};
 use super::spec::StudySpec;
 use crate::device::Engine;
 use crate::files::write_atomic;
+use crate::report::Written;
 
 /// The variables a scheduler passes an array task's index in, in the order they are tried:
 /// Slurm, Kubernetes Indexed Jobs, PBS, SGE and LSF (the last two count from 1: pass an offset
@@ -36,61 +37,142 @@ fn failed_path(out: &Path, i: usize) -> PathBuf {
     out.join("failed").join(format!("{i:06}.txt"))
 }
 
-/// Write the manifest of `spec` (read from `study`) into its output directory, or check the one
-/// there: a manifest of another study file (another hash) or another plan is refused. Returns
-/// the output directory and the cells.
-pub fn write_plan(spec: &StudySpec, study: &Path) -> Result<(PathBuf, Vec<Cell>)> {
-    let cells = plan(spec, study)?;
-    let out = out_dir(spec);
-    check_or_write(study, &spec.name, &out, cells.len())?;
-    let mut text = String::new();
-    for c in &cells {
-        text += &serde_json::to_string(c)?;
-        text.push('\n');
+/// A grid of independent cells under the index contract.
+pub trait Grid {
+    /// The `epsim` subcommand that runs it (`study`, `sweep`): in messages, and the array's
+    /// sbatch file is `<kind>.sbatch`.
+    fn kind(&self) -> &'static str;
+    /// Where its manifest, cells, results and report go.
+    fn out_dir(&self) -> PathBuf;
+    /// The report's file name in [`Grid::out_dir`].
+    fn report_file(&self) -> &'static str;
+    /// What the manifest identifies it by.
+    fn identity(&self) -> Result<Identity>;
+    /// Its cells as `plan.jsonl`'s lines (cell i = line i), JSON objects without newlines.
+    fn plan_lines(&self) -> Result<Vec<String>>;
+    /// Run cell `i` and write `cells/<i>.json` atomically once it is done.
+    fn run_cell<B: Engine>(&self, be: &B, i: usize) -> Result<()>;
+    /// Merge the cells `done` (every cell, or the finished ones of a partial collection) into
+    /// `results.jsonl` and the report.
+    fn collect<B: Engine>(&self, be: &B, done: &[usize]) -> Result<Written>;
+    /// The `epsim` arguments an array task runs it with (global options, the subcommand and its
+    /// arguments, absolute paths), before `--run-cell`, `--collect` or `--train-only`.
+    fn task_args(&self) -> Result<Vec<String>>;
+}
+
+/// A study file as a [`Grid`].
+#[derive(Debug, Clone)]
+pub struct StudyGrid {
+    /// The study.
+    pub spec: StudySpec,
+    /// The file it was read from.
+    pub file: PathBuf,
+}
+
+impl StudyGrid {
+    /// The planned cells.
+    pub fn cells(&self) -> Result<Vec<Cell>> {
+        plan(&self.spec, &self.file)
     }
+}
+
+impl Grid for StudyGrid {
+    fn kind(&self) -> &'static str {
+        "study"
+    }
+    fn out_dir(&self) -> PathBuf {
+        out_dir(&self.spec)
+    }
+    fn report_file(&self) -> &'static str {
+        "report.md"
+    }
+    fn identity(&self) -> Result<Identity> {
+        Identity::of_study(&self.file, &self.spec.name)
+    }
+    fn plan_lines(&self) -> Result<Vec<String>> {
+        self.cells()?
+            .iter()
+            .map(|c| Ok(serde_json::to_string(c)?))
+            .collect()
+    }
+    fn run_cell<B: Engine>(&self, be: &B, i: usize) -> Result<()> {
+        let opts = StudyOptions {
+            resume: true,
+            only: vec![i],
+            no_collect: true,
+        };
+        run_study(be, &self.spec, &self.file, &opts).map(|_| ())
+    }
+    fn collect<B: Engine>(&self, be: &B, done: &[usize]) -> Result<Written> {
+        let cells: Vec<Cell> = self
+            .cells()?
+            .into_iter()
+            .filter(|c| done.contains(&c.index))
+            .collect();
+        super::cells::collect(be, &self.spec, &cells, &self.out_dir())
+    }
+    fn task_args(&self) -> Result<Vec<String>> {
+        let file = std::fs::canonicalize(&self.file)
+            .with_context(|| format!("resolving {}", self.file.display()))?;
+        Ok(vec!["study".into(), file.display().to_string()])
+    }
+}
+
+/// How to write the manifest of `g`, for messages.
+fn plan_hint<G: Grid>(g: &G) -> String {
+    match g.task_args() {
+        Ok(a) => format!("epsim {} --plan", a.join(" ")),
+        Err(_) => format!("epsim {} ... --plan", g.kind()),
+    }
+}
+
+/// The plan's text: its lines, each ended by a newline.
+fn plan_text(lines: &[String]) -> String {
+    lines.iter().map(|l| format!("{l}\n")).collect()
+}
+
+/// Write the manifest of `g` into its output directory, or check the one there: a manifest of
+/// another grid (another hash) or another plan is refused. Returns the output directory and the
+/// number of cells.
+pub fn write_plan<G: Grid>(g: &G) -> Result<(PathBuf, usize)> {
+    let lines = g.plan_lines()?;
+    let out = g.out_dir();
+    std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+    check_or_write(&g.identity()?, &out, lines.len())?;
+    let text = plan_text(&lines);
     let path = out.join("plan.jsonl");
     match std::fs::read_to_string(&path) {
         Ok(old) if old == text => {}
         Ok(_) => bail!(
-            "{}: the study changed since this plan was written; choose another out_dir, or \
+            "{}: the {} changed since this plan was written; choose another output directory, or \
              remove {} to start over",
             path.display(),
+            g.kind(),
             out.display()
         ),
         Err(_) => write_atomic(&path, text.as_bytes())?,
     }
-    Ok((out, cells))
+    Ok((out, lines.len()))
 }
 
-/// The manifest written by [`write_plan`], checked against the study file (same hash).
-pub fn read_plan(spec: &StudySpec, study: &Path) -> Result<(PathBuf, Vec<Cell>)> {
-    let out = out_dir(spec);
-    let meta = meta_path(&out);
-    let text = std::fs::read_to_string(&meta).with_context(|| {
-        format!(
-            "no manifest {}: run `epsim study {} --plan` first",
-            meta.display(),
-            study.display()
-        )
-    })?;
-    let m: Value = serde_json::from_str(&text)
-        .with_context(|| format!("{}: not a plan manifest", meta.display()))?;
-    let hash = study_hash(study)?;
-    ensure!(
-        m["study_hash"] == hash.as_str(),
-        "{} was planned from another version of {} (hash {}, now {hash}): the study file \
-         changed after planning",
-        meta.display(),
-        study.display(),
-        m["study_hash"]
-    );
+/// The manifest written by [`write_plan`], checked against `g` (same hash, same cells). Returns
+/// the output directory and the number of cells.
+pub fn read_plan<G: Grid>(g: &G) -> Result<(PathBuf, usize)> {
+    let out = g.out_dir();
+    check_existing(&g.identity()?, &out, &plan_hint(g))?;
     let path = out.join("plan.jsonl");
-    let cells = std::fs::read_to_string(&path)
-        .with_context(|| format!("reading {}", path.display()))?
-        .lines()
-        .map(|l| serde_json::from_str::<Cell>(l).with_context(|| format!("{}", path.display())))
-        .collect::<Result<Vec<_>>>()?;
-    Ok((out, cells))
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let lines = g.plan_lines()?;
+    ensure!(
+        text == plan_text(&lines),
+        "{}: the {} changed since this plan was written; choose another output directory, or \
+         remove {} to start over",
+        path.display(),
+        g.kind(),
+        out.display()
+    );
+    Ok((out, lines.len()))
 }
 
 /// The index of this array task: `explicit` if given, else the first of [`INDEX_VARS`] set,
@@ -132,16 +214,11 @@ pub fn task_cells(task: usize, k: usize, cells: usize) -> Result<Vec<usize>> {
     Ok((task * k..((task + 1) * k).min(cells)).collect())
 }
 
-/// Run cells `indices` of the planned study, each on its own: a cell already done is skipped, a
+/// Run cells `indices` of the planned grid, each on its own: a cell already done is skipped, a
 /// failing cell is recorded in `failed/<i>.txt` (removed when it later succeeds) and the others
 /// still run. Errors naming the failed cells.
-pub fn run_cells<B: Engine>(
-    be: &B,
-    spec: &StudySpec,
-    study: &Path,
-    indices: &[usize],
-) -> Result<()> {
-    let (out, cells) = read_plan(spec, study)?;
+pub fn run_cells<B: Engine, G: Grid>(be: &B, g: &G, indices: &[usize]) -> Result<()> {
+    let (out, n) = read_plan(g)?;
     let fail: Vec<usize> = std::env::var(FAIL_CELLS_VAR)
         .unwrap_or_default()
         .split(',')
@@ -149,11 +226,7 @@ pub fn run_cells<B: Engine>(
         .collect();
     let mut failed = Vec::new();
     for &i in indices {
-        ensure!(
-            i < cells.len(),
-            "cell {i}: the plan has {} cells",
-            cells.len()
-        );
+        ensure!(i < n, "cell {i}: the plan has {n} cells");
         if cell_path(&out, i).exists() {
             println!("cell {i}: done already");
             continue;
@@ -161,12 +234,7 @@ pub fn run_cells<B: Engine>(
         let r = if fail.contains(&i) {
             Err(anyhow::anyhow!("failed on purpose ({FAIL_CELLS_VAR})"))
         } else {
-            let opts = StudyOptions {
-                resume: true,
-                only: vec![i],
-                no_collect: true,
-            };
-            run_study(be, spec, study, &opts).map(|_| ())
+            g.run_cell(be, i)
         };
         match r {
             Ok(()) => {
@@ -189,7 +257,7 @@ pub fn run_cells<B: Engine>(
     Ok(())
 }
 
-/// The cells of a planned study that are not done: `(missing, failed)`, failed ones (with their
+/// The cells of a planned grid that are not done: `(missing, failed)`, failed ones (with their
 /// error's first line) also listed in `missing`.
 pub fn pending(out: &Path, cells: usize) -> (Vec<usize>, Vec<(usize, String)>) {
     let missing: Vec<usize> = (0..cells)
@@ -206,33 +274,24 @@ pub fn pending(out: &Path, cells: usize) -> (Vec<usize>, Vec<(usize, String)>) {
     (missing, failed)
 }
 
-/// Merge the cells of the planned study into `results.jsonl` and the report; an error naming
-/// every missing cell (and why the failed ones failed) when any is not done.
-pub fn collect_study<B: Engine>(
-    be: &B,
-    spec: &StudySpec,
-    study: &Path,
-    partial: bool,
-) -> Result<crate::report::Written> {
-    let (out, cells) = read_plan(spec, study)?;
-    let (missing, failed) = pending(&out, cells.len());
+/// Merge the cells of the planned grid into `results.jsonl` and the report; an error naming
+/// every missing cell (and why the failed ones failed) when any is not done. `partial`: write
+/// the report of the finished cells instead, headed by the ones still missing.
+pub fn collect<B: Engine, G: Grid>(be: &B, g: &G, partial: bool) -> Result<Written> {
+    let (out, n) = read_plan(g)?;
+    let (missing, failed) = pending(&out, n);
     if partial && !missing.is_empty() {
-        let done: Vec<Cell> = cells
-            .iter()
-            .filter(|c| !missing.contains(&c.index))
-            .cloned()
-            .collect();
+        let done: Vec<usize> = (0..n).filter(|i| !missing.contains(i)).collect();
         ensure!(
             !done.is_empty(),
             "{}: no cell is done yet: nothing to collect",
             out.display()
         );
-        let mut w = super::cells::collect(be, spec, &done, &out)?;
+        let mut w = g.collect(be, &done)?;
         let head = format!(
-            "> **Partial report**: {} of {} cells done; not done yet: cells {}{}. Every table \
-             below holds the finished cells only (`epsim study {} --collect --partial`).\n\n",
+            "> **Partial report**: {} of {n} cells done; not done yet: cells {}{}. Every table \
+             below holds the finished cells only (`epsim {} --collect --partial`).\n\n",
             done.len(),
-            cells.len(),
             ranges(&missing),
             if failed.is_empty() {
                 String::new()
@@ -243,30 +302,29 @@ pub fn collect_study<B: Engine>(
                     out.join("failed").display()
                 )
             },
-            study.display()
+            g.task_args()?.join(" ")
         );
         w.markdown = head + &w.markdown;
-        write_atomic(&out.join("report.md"), w.markdown.as_bytes())?;
+        write_atomic(&out.join(g.report_file()), w.markdown.as_bytes())?;
         return Ok(w);
     }
     if !missing.is_empty() {
         let mut msg = format!(
-            "{} of {} cells are not done: missing {missing:?}",
-            missing.len(),
-            cells.len()
+            "{} of {n} cells are not done: missing {missing:?}",
+            missing.len()
         );
         for (i, why) in &failed {
             msg += &format!("\n  cell {i} failed: {why}");
         }
         msg += &format!(
-            "\nrerun them (e.g. epsim study {} --run-cell --index I, or sbatch --array=... \
-             {}), then collect again",
-            study.display(),
-            out.join("study.sbatch").display()
+            "\nrerun them (e.g. epsim {} --run-cell --index I, or sbatch --array=... {}), then \
+             collect again",
+            g.task_args()?.join(" "),
+            out.join(format!("{}.sbatch", g.kind())).display()
         );
         bail!(msg);
     }
-    super::cells::collect(be, spec, &cells, &out)
+    g.collect(be, &(0..n).collect::<Vec<_>>())
 }
 
 /// Sorted indices as ranges: `0-3, 7, 9-10`.

@@ -1,10 +1,10 @@
-//! A planned study as a Slurm job array: the `.sbatch` files written beside the results (kept, so
-//! a user can edit and resubmit them: `sbatch --array=3,17 study.sbatch`), the array and its
-//! `collect` job (`--dependency=afterany`) submitted with `sbatch`, and an optional wait for both.
-//! A study with models still to train gets a training job first (`epsim study --train-only`), and
-//! the array starts only once it succeeded (`--dependency=afterok`).
-//! Each task runs `epsim study STUDY --run-cell --points-per-task K` (the index contract of
-//! [`super::index`]).
+//! A planned grid (a study or a sweep) as a Slurm job array: the `.sbatch` files written beside the
+//! results (kept, so a user can edit and resubmit them: `sbatch --array=3,17 study.sbatch`), the
+//! array and its `collect` job (`--dependency=afterany`) submitted with `sbatch`, and an optional
+//! wait for both that checks every cell. A study with models still to train gets a training job
+//! first (`epsim study --train-only`), and the array starts only once it succeeded
+//! (`--dependency=afterok`). Each task runs `epsim <grid> --run-cell --points-per-task K` (the
+//! index contract of [`super::index`]) in the directory the grid was submitted from.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail, ensure};
 
-use super::index::task_count;
+use super::index::{Grid, pending, task_count, write_plan};
 use crate::files::write_atomic;
 
 /// How the array is submitted.
@@ -49,17 +49,25 @@ pub struct Submitted {
     pub sbatch: PathBuf,
 }
 
+/// `s` as one shell word: as it is when it holds only safe characters, else single-quoted.
 fn quote(s: &str) -> String {
-    format!("'{}'", s.replace('\'', r"'\''"))
+    let safe = |c: char| c.is_ascii_alphanumeric() || "_./:=,@+-%".contains(c);
+    if !s.is_empty() && s.chars().all(safe) {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', r"'\''"))
+    }
 }
 
-/// The sbatch files of a study with `cells` cells in `out`, running `exe` on `study` (absolute
+/// The sbatch files of a grid of `kind` (`study`, `sweep`) named `name` with `cells` cells in
+/// `out`, running `exe` with the grid's task arguments `args` from the directory `cwd` (absolute
 /// paths): `(array, collect, training job if o.train_first)`.
 pub fn sbatch_files(
+    kind: &str,
     name: &str,
     exe: &Path,
-    study: &Path,
-    out: &Path,
+    args: &[String],
+    (cwd, out): (&Path, &Path),
     cells: usize,
     o: &SlurmOptions,
 ) -> (String, String, Option<String>) {
@@ -70,7 +78,13 @@ pub fn sbatch_files(
         .as_ref()
         .map_or(String::new(), |d| format!(" --device {}", quote(d)));
     let logs = out.join("slurm");
+    let run = format!(
+        "{}{dev} {}",
+        quote(&exe.display().to_string()),
+        args.iter().map(|a| quote(a)).collect::<Vec<_>>().join(" ")
+    );
     let mut head = String::from("#!/bin/bash\n");
+    head += &format!("#SBATCH --chdir={}\n", cwd.display());
     let mut opt = |k: &str, v: Option<String>| {
         if let Some(v) = v {
             head += &format!("#SBATCH --{k}={v}\n");
@@ -93,10 +107,8 @@ pub fn sbatch_files(
     }
     array += &format!(
         "# {cells} cells, {k} per task. Finished cells are skipped, so failed tasks can be \
-         resubmitted:\n#   sbatch --array=3,17 {}\nexec {}{dev} study {} --run-cell --points-per-task {k}\n",
-        out.join("study.sbatch").display(),
-        quote(&exe.display().to_string()),
-        quote(&study.display().to_string())
+         resubmitted:\n#   sbatch --array=3,17 {}\nexec {run} --run-cell --points-per-task {k}\n",
+        out.join(format!("{kind}.sbatch")).display(),
     );
     let train = o.train_first.then(|| {
         let mut t = common.clone();
@@ -107,20 +119,14 @@ pub fn sbatch_files(
         }
         t += &format!(
             "# Trains the study's models whose checkpoints are missing; the array starts once this \
-             succeeded.\nexec {}{dev} study {} --train-only\n",
-            quote(&exe.display().to_string()),
-            quote(&study.display().to_string())
+             succeeded.\nexec {run} --train-only\n"
         );
         t
     });
     let mut collect = common;
     collect += &format!("#SBATCH --job-name=epsim-{name}-collect\n");
     collect += &format!("#SBATCH --output={}/collect_%j.log\n", logs.display());
-    collect += &format!(
-        "exec {}{dev} study {} --collect\n",
-        quote(&exe.display().to_string()),
-        quote(&study.display().to_string())
-    );
+    collect += &format!("exec {run} --collect\n");
     (array, collect, train)
 }
 
@@ -142,21 +148,23 @@ fn sbatch(args: &[&str]) -> Result<String> {
     Ok(id)
 }
 
-/// Write the sbatch files into `out` and submit the array, then the collect job after it.
-pub fn submit(
+/// Write the sbatch files of `g` (planned in `out`, `cells` cells, named `name`) into `out` and
+/// submit the array (after the training job if any), then the collect job after it.
+fn submit<G: Grid>(
+    g: &G,
     name: &str,
-    study: &Path,
     out: &Path,
     cells: usize,
     o: &SlurmOptions,
 ) -> Result<Submitted> {
     let exe = std::env::current_exe().context("locating the epsim executable")?;
-    let study =
-        std::fs::canonicalize(study).with_context(|| format!("resolving {}", study.display()))?;
+    let cwd = std::env::current_dir().context("reading the working directory")?;
     let out = std::path::absolute(out).context("resolving the output directory")?;
     std::fs::create_dir_all(out.join("slurm"))?;
-    let (array, collect, train) = sbatch_files(name, &exe, &study, &out, cells, o);
-    let a_path = out.join("study.sbatch");
+    let kind = g.kind();
+    let (array, collect, train) =
+        sbatch_files(kind, name, &exe, &g.task_args()?, (&cwd, &out), cells, o);
+    let a_path = out.join(format!("{kind}.sbatch"));
     let c_path = out.join("collect.sbatch");
     write_atomic(&a_path, array.as_bytes())?;
     write_atomic(&c_path, collect.as_bytes())?;
@@ -181,6 +189,54 @@ pub fn submit(
         collect,
         sbatch: a_path,
     })
+}
+
+/// `--slurm`: plan `g` (named `name`), submit it, print the job ids and how to watch them; with
+/// `wait`, block until the jobs are over and fail naming every cell not done.
+pub fn run<G: Grid>(g: &G, name: &str, o: &SlurmOptions, wait_for_it: bool) -> Result<()> {
+    let (out, cells) = write_plan(g)?;
+    // A results file from an earlier collection is written again by this one's collect job.
+    let results = out.join("results.jsonl");
+    if results.exists() {
+        std::fs::remove_file(&results)
+            .with_context(|| format!("removing the old {}", results.display()))?;
+    }
+    let s = submit(g, name, &out, cells, o)?;
+    if let Some(t) = &s.train {
+        println!(
+            "training job {t} ({}): the array starts once it succeeded",
+            out.join("train.sbatch").display()
+        );
+    }
+    println!(
+        "submitted {cells} cells: array job {} ({}), collect job {}\nwatch: squeue -j {},{}   \
+         logs: {}",
+        s.array,
+        s.sbatch.display(),
+        s.collect,
+        s.array,
+        s.collect,
+        out.join("slurm").display()
+    );
+    if !wait_for_it {
+        return Ok(());
+    }
+    let mut jobs = vec![s.array.as_str(), s.collect.as_str()];
+    jobs.extend(s.train.as_deref());
+    wait(&jobs)?;
+    let (missing, failed) = pending(&out, cells);
+    ensure!(
+        missing.is_empty(),
+        "{} of {cells} cells are not done: missing {missing:?}, failed {:?} (see {}); resubmit \
+         with sbatch --array=... {}",
+        missing.len(),
+        failed.iter().map(|f| f.0).collect::<Vec<_>>(),
+        out.join("failed").display(),
+        s.sbatch.display()
+    );
+    check_collected(&results, &out.join("slurm"), &s.collect)?;
+    println!("all {cells} cells done; results: {}", results.display());
+    Ok(())
 }
 
 /// Block until none of `jobs` is pending or running.
@@ -214,7 +270,7 @@ pub fn wait(jobs: &[&str]) -> Result<()> {
 }
 
 /// Fail unless `results` was written by the collect job (whose log is named).
-pub fn check_collected(results: &Path, logs: &Path, collect: &str) -> Result<()> {
+fn check_collected(results: &Path, logs: &Path, collect: &str) -> Result<()> {
     if !results.exists() {
         bail!(
             "the collect job {collect} wrote no {} (see {})",
@@ -241,22 +297,26 @@ mod tests {
             device: Some("gpu:1".into()),
             train_first: false,
         };
-        let (p, s, out) = (Path::new("/e/epsim"), Path::new("/s.toml"), Path::new("/o"));
-        let (array, collect, train) = sbatch_files("t", p, s, out, 5, &o);
+        let (p, out) = (Path::new("/e/epsim"), Path::new("/o"));
+        let args = ["study".to_string(), "/my study.toml".into()];
+        let at = (Path::new("/w"), out);
+        let (array, collect, train) = sbatch_files("study", "t", p, &args, at, 5, &o);
         assert!(train.is_none());
         assert!(array.contains("#SBATCH --array=0-2\n"), "{array}");
         assert!(
-            array.contains("exec '/e/epsim' --device 'gpu:1' study '/s.toml' --run-cell"),
+            array.contains("exec /e/epsim --device gpu:1 study '/my study.toml' --run-cell"),
             "{array}"
         );
         assert!(
-            collect.contains("exec '/e/epsim' --device 'gpu:1' study '/s.toml' --collect"),
+            collect.contains("exec /e/epsim --device gpu:1 study '/my study.toml' --collect"),
             "{collect}"
         );
         // Without the flag the tasks use the study file's device.
         o.device = None;
-        let (array, _, _) = sbatch_files("t", p, s, out, 5, &o);
+        let (array, _, _) = sbatch_files("study", "t", p, &args, at, 5, &o);
         assert!(!array.contains("--device"), "{array}");
+        // Tasks run where the grid was submitted (relative paths in it stay right).
+        assert!(array.contains("#SBATCH --chdir=/w\n"), "{array}");
     }
 
     #[test]
@@ -268,11 +328,12 @@ mod tests {
             train_first: true,
             ..Default::default()
         };
-        let (p, s, out) = (Path::new("/e/epsim"), Path::new("/s.toml"), Path::new("/o"));
-        let (array, _, train) = sbatch_files("t", p, s, out, 3, &o);
+        let (p, out) = (Path::new("/e/epsim"), Path::new("/o"));
+        let args = ["study".to_string(), "/s.toml".into()];
+        let (array, _, train) = sbatch_files("study", "t", p, &args, (Path::new("/w"), out), 3, &o);
         let train = train.expect("a training job");
         assert!(
-            train.ends_with("exec '/e/epsim' study '/s.toml' --train-only\n"),
+            train.ends_with("exec /e/epsim study /s.toml --train-only\n"),
             "{train}"
         );
         for line in [

@@ -18,9 +18,12 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, ensure};
 use serde_json::{Value, json};
-use sim::netlist::TileSize;
+use sim::netlist::{Loaded, TileSize};
 
+use super::cells::cell_path;
+use super::index::Grid;
 use super::item::ItemRun;
+use super::manifest::{Identity, canonical_toml, fnv_hex};
 use super::suite::{SuiteCorruptions, SuiteItem, read_suite};
 use crate::classifier::Classifier;
 use crate::classifier::load::{HostModel, load_model};
@@ -29,8 +32,8 @@ use crate::classifier::substrate::{
 };
 use crate::data::{Dataset, check_input_shape, load_eval_set};
 use crate::device::Engine;
-use crate::files::JsonlAppender;
-use crate::report::plot;
+use crate::files::{JsonlAppender, write_atomic};
+use crate::report::{Written, plot};
 use crate::results::{RecordContext, git_commit};
 
 /// `epsim sweep`: the sweep's settings (see the module doc).
@@ -277,37 +280,191 @@ impl Sweep {
     }
 }
 
+/// A sweep's runs in order: the digital reference, then every level × substrate seed (the
+/// order of results.jsonl, and the cells of [`SweepGrid`]).
+fn run_keys(param: &SweepParam, a: &Sweep, seed: u64) -> Vec<RunKey> {
+    let mut keys = vec![None];
+    for l in &param.levels {
+        for k in 0..a.substrate_seeds {
+            keys.push(Some((l.clone(), seed.wrapping_add(k as u64))));
+        }
+    }
+    keys
+}
+
+/// Everything a sweep's runs share, loaded and checked before the first (long) run.
+struct Prepared<B: Engine> {
+    suite: super::suite::Suite,
+    items: Vec<SuiteItem>,
+    param: SweepParam,
+    presets: Vec<devices::Preset>,
+    net: ep::EpNet<B>,
+    d: Dataset,
+    t_predict: usize,
+    commit: String,
+}
+
+impl<B: Engine> Prepared<B> {
+    fn load(a: &Sweep, be: &B) -> Result<Self> {
+        let (suite, items) = read_suite(&a.suite)?;
+        let param = SweepParam::parse(&a.param)?;
+        ensure!(a.substrate_seeds >= 1, "--substrate-seeds must be ≥ 1");
+        ensure!(a.batch_size >= 1, "--batch-size must be ≥ 1");
+        let mut presets = Vec::with_capacity(param.levels.len());
+        for (i, level) in param.levels.iter().enumerate() {
+            let p = load_preset(&a.preset, &param.sets(&a.set, i))
+                .with_context(|| format!("--param {}={level} (device {})", param.key, a.preset))?;
+            presets.push(p);
+        }
+        let net = load_model(be, &a.model, a.spec.as_deref())?;
+        let d = load_eval_set(&a.data, a.subset)?;
+        check_input_shape(&d, net.spec.input, &a.data)?;
+        if suite.corruptions.is_some() {
+            super::suite::SuiteCorruptions::check_data(&a.suite, &a.data, d.shape[1])?;
+        }
+        let t_predict = a.t_predict.unwrap_or(net.spec.t1);
+        ensure!(t_predict >= 1, "--t-predict must be ≥ 1");
+        Ok(Prepared {
+            suite,
+            items,
+            param,
+            presets,
+            net,
+            d,
+            t_predict,
+            commit: git_commit(),
+        })
+    }
+
+    fn ctx<'a>(&'a self, a: &'a Sweep, seed: u64) -> Ctx<'a> {
+        Ctx {
+            a,
+            items: &self.items,
+            corruptions: self.suite.corruptions.as_ref(),
+            d: &self.d,
+            seed,
+            commit: self.commit.clone(),
+            t_predict: self.t_predict,
+        }
+    }
+
+    /// Run `key` (see [`run_keys`]): the suite's records, tagged with the sweep's fields.
+    /// `compiled` keeps the last level's compiled netlist for the next substrate seed.
+    fn run(
+        &self,
+        be: &B,
+        c: &Ctx<'_>,
+        key: &RunKey,
+        compiled: &mut Option<(usize, Loaded)>,
+    ) -> Result<Vec<(String, f64, Value)>> {
+        let a = c.a;
+        let param = &self.param;
+        let (recs, level, text, sseed) = match key {
+            None => {
+                let digital = classifier(
+                    be,
+                    Some(self.net.clone()),
+                    &SubstrateSpec::Digital,
+                    c.seed,
+                    Some(self.t_predict),
+                )?;
+                let r = run_suite(c, digital.as_ref(), "digital")?;
+                (r, Value::Null, Value::Null, Value::Null)
+            }
+            Some((level, sseed)) => {
+                let i = param
+                    .levels
+                    .iter()
+                    .position(|l| l == level)
+                    .with_context(|| format!("{level} is not a level of {}", param.key))?;
+                if compiled.as_ref().is_none_or(|(j, _)| *j != i) {
+                    let host = HostModel::of_net(be, &self.net)?;
+                    *compiled = Some((i, compile_model(&host, &self.presets[i], a.tile)?));
+                }
+                let l = &compiled.as_ref().expect("compiled above").1;
+                let base = if a.set.is_empty() {
+                    String::new()
+                } else {
+                    format!("{},", a.set.join(","))
+                };
+                let label = format!("netlist:{} --set {base}{}={level}", a.preset, param.key);
+                let clf = NetlistClassifier::new(be, l, *sseed, &label, Some(self.t_predict))
+                    .with_context(|| format!("realizing {label} with substrate seed {sseed}"))?
+                    .with_cost(&self.presets[i], l);
+                let r = run_suite(c, &clf, &label)?;
+                tracing::info!("{}", clf.describe());
+                (r, param.level_value(i), json!(level), json!(sseed))
+            }
+        };
+        Ok(recs
+            .into_iter()
+            .map(|(item, acc, mut v)| {
+                v["item"] = json!(item);
+                v["sweep_param"] = json!(param.key);
+                v["level"] = level.clone();
+                v["level_text"] = text.clone();
+                v["substrate_seed"] = sseed.clone();
+                (item, acc, v)
+            })
+            .collect())
+    }
+
+    /// sweep.md and the plots from every run's records (in [`run_keys`] order).
+    fn summarize(&self, c: &Ctx<'_>, runs: &RunRecords) -> Result<String> {
+        let param = &self.param;
+        let reference: BTreeMap<String, f64> = runs
+            .get(&None)
+            .context("the digital reference run is missing")?
+            .iter()
+            .map(|(item, acc, _)| (item.clone(), *acc))
+            .collect();
+        // accs[level][item] = accuracies over substrate seeds.
+        let mut accs: Vec<BTreeMap<String, Vec<f64>>> = vec![BTreeMap::new(); param.levels.len()];
+        // costs[level] = (energy J, latency s) per inference over substrate seeds (clean runs).
+        let mut costs: Vec<Vec<(f64, f64)>> = vec![Vec::new(); param.levels.len()];
+        for key in run_keys(param, c.a, c.seed).iter().skip(1) {
+            let Some((level, _)) = key else { continue };
+            let i = param
+                .levels
+                .iter()
+                .position(|l| l == level)
+                .expect("a level");
+            let recs = runs
+                .get(key)
+                .with_context(|| format!("the run {key:?} is missing"))?;
+            for (item, acc, v) in recs {
+                if let (Some(e), Some(t)) = (v["energy_j"].as_f64(), v["latency_s"].as_f64()) {
+                    costs[i].push((e, t));
+                }
+                accs[i].entry(item.clone()).or_default().push(*acc);
+            }
+        }
+        write_outputs(c, param, &self.items, &reference, &accs, &costs)
+    }
+}
+
+fn lines_of(recs: &[(String, f64, Value)]) -> Result<String> {
+    let mut lines = String::new();
+    for (_, _, v) in recs {
+        lines.push_str(&serde_json::to_string(v)?);
+        lines.push('\n');
+    }
+    Ok(lines)
+}
+
 fn sweep<B: Engine>(a: &Sweep, be: &B, seed: u64) -> Result<()> {
     // Validate everything before the first (long) run.
-    let (suite, items) = read_suite(&a.suite)?;
-    let param = SweepParam::parse(&a.param)?;
-    ensure!(a.substrate_seeds >= 1, "--substrate-seeds must be ≥ 1");
-    ensure!(a.batch_size >= 1, "--batch-size must be ≥ 1");
-    let tile = a.tile;
-    let mut presets = Vec::with_capacity(param.levels.len());
-    for (i, level) in param.levels.iter().enumerate() {
-        let p = load_preset(&a.preset, &param.sets(&a.set, i))
-            .with_context(|| format!("--param {}={level} (device {})", param.key, a.preset))?;
-        presets.push(p);
-    }
-    let net = load_model(be, &a.model, a.spec.as_deref())?;
-    let d = load_eval_set(&a.data, a.subset)?;
-    check_input_shape(&d, net.spec.input, &a.data)?;
-    if suite.corruptions.is_some() {
-        super::suite::SuiteCorruptions::check_data(&a.suite, &a.data, d.shape[1])?;
-    }
-    let t_predict = a.t_predict.unwrap_or(net.spec.t1);
-    ensure!(t_predict >= 1, "--t-predict must be ≥ 1");
+    let p = Prepared::load(a, be)?;
     std::fs::create_dir_all(&a.out_dir)
         .with_context(|| format!("creating {}", a.out_dir.display()))?;
     let results = a.out_dir.join("results.jsonl");
     let mut previous = if a.resume {
         previous_runs(
             &results,
-            &param,
-            &items,
+            &p.param,
+            &p.items,
             &a.model.display().to_string(),
-            d.len(),
+            p.d.len(),
         )?
     } else {
         ensure!(
@@ -325,101 +482,26 @@ fn sweep<B: Engine>(a: &Sweep, be: &B, seed: u64) -> Result<()> {
         );
     }
     let mut out = JsonlAppender::open(&results)?;
-    let ctx = Ctx {
-        a,
-        items: &items,
-        corruptions: suite.corruptions.as_ref(),
-        d: &d,
-        seed,
-        commit: git_commit(),
-        t_predict,
-    };
-    let base = if a.set.is_empty() {
-        String::new()
-    } else {
-        format!("{},", a.set.join(","))
-    };
-    let n_runs = 1 + param.levels.len() * a.substrate_seeds;
-    let pb = crate::progress::progress(n_runs as u64, "sweep runs");
-    // One run's records, appended together once the run is complete.
-    let mut write_run = |recs: &[(String, f64, Value)], level: Value, text: Value, sseed: Value| {
-        let mut lines = String::new();
-        for (item, _, v) in recs {
-            let mut v = v.clone();
-            v["item"] = json!(item);
-            v["sweep_param"] = json!(param.key);
-            v["level"] = level.clone();
-            v["level_text"] = text.clone();
-            v["substrate_seed"] = sseed.clone();
-            lines.push_str(&serde_json::to_string(&v)?);
-            lines.push('\n');
-        }
-        out.append_raw(&lines)
-    };
-    // The digital reference.
-    let recs = match previous.remove(&None) {
-        Some(r) => r,
-        None => {
-            let digital = classifier(
-                be,
-                Some(net.clone()),
-                &SubstrateSpec::Digital,
-                seed,
-                Some(t_predict),
-            )?;
-            let r = run_suite(&ctx, digital.as_ref(), "digital")?;
-            write_run(&r, Value::Null, Value::Null, Value::Null)?;
-            r
-        }
-    };
-    let host = HostModel::of_net(be, &net)?;
-    let reference: BTreeMap<String, f64> =
-        recs.into_iter().map(|(item, acc, _)| (item, acc)).collect();
-    pb.inc(1);
-    // accs[level][item] = accuracies over substrate seeds.
-    let mut accs: Vec<BTreeMap<String, Vec<f64>>> = vec![BTreeMap::new(); param.levels.len()];
-    // costs[level] = (energy J, latency s) per inference over substrate seeds (clean runs).
-    let mut costs: Vec<Vec<(f64, f64)>> = vec![Vec::new(); param.levels.len()];
-    for (i, preset) in presets.iter().enumerate() {
-        let mut loaded = None;
-        let label = format!(
-            "netlist:{} --set {base}{}={}",
-            a.preset, param.key, param.levels[i]
-        );
-        for k in 0..a.substrate_seeds {
-            let sseed = seed.wrapping_add(k as u64);
-            let recs = match previous.remove(&Some((param.levels[i].clone(), sseed))) {
-                Some(r) => r,
-                None => {
-                    if loaded.is_none() {
-                        loaded = Some(compile_model(&host, preset, tile)?);
-                    }
-                    let l = loaded.as_ref().expect("compiled above");
-                    let clf = NetlistClassifier::new(be, l, sseed, &label, Some(t_predict))
-                        .with_context(|| format!("realizing {label} with substrate seed {sseed}"))?
-                        .with_cost(preset, l);
-                    let r = run_suite(&ctx, &clf, &label)?;
-                    write_run(
-                        &r,
-                        param.level_value(i),
-                        json!(param.levels[i]),
-                        json!(sseed),
-                    )?;
-                    tracing::info!("{}", clf.describe());
-                    r
-                }
-            };
-            for (item, acc, v) in recs {
-                if let (Some(e), Some(t)) = (v["energy_j"].as_f64(), v["latency_s"].as_f64()) {
-                    costs[i].push((e, t));
-                }
-                accs[i].entry(item).or_default().push(acc);
+    let ctx = p.ctx(a, seed);
+    let keys = run_keys(&p.param, a, seed);
+    let pb = crate::progress::progress(keys.len() as u64, "sweep runs");
+    let mut compiled = None;
+    let mut runs = RunRecords::new();
+    for key in keys {
+        let recs = match previous.remove(&key) {
+            Some(r) => r,
+            None => {
+                let r = p.run(be, &ctx, &key, &mut compiled)?;
+                // One run's records, appended together once the run is complete.
+                out.append_raw(&lines_of(&r)?)?;
+                r
             }
-            pb.inc(1);
-        }
+        };
+        runs.insert(key, recs);
+        pb.inc(1);
     }
     pb.finish_and_clear();
-    let table = write_outputs(&ctx, &param, &items, &reference, &accs, &costs)?;
+    let table = p.summarize(&ctx, &runs)?;
     println!("{table}");
     println!(
         "results in {}; table in {}; plots in {}",
@@ -428,6 +510,160 @@ fn sweep<B: Engine>(a: &Sweep, be: &B, seed: u64) -> Result<()> {
         a.out_dir.display()
     );
     Ok(())
+}
+
+/// A sweep (with its master seed) as a [`Grid`] of the index contract: cell 0 is the digital
+/// reference, cell 1 + i·S + k is level i at substrate seed `seed + k` (S substrate seeds), each
+/// cell one run of the whole suite; `collect` writes the results.jsonl and sweep.md a local
+/// `epsim sweep` writes.
+#[derive(Debug, Clone)]
+pub struct SweepGrid {
+    /// The sweep.
+    pub sweep: Sweep,
+    /// Its master seed (`--seed`).
+    pub seed: u64,
+}
+
+impl SweepGrid {
+    fn keys(&self) -> Result<Vec<RunKey>> {
+        Ok(run_keys(
+            &SweepParam::parse(&self.sweep.param)?,
+            &self.sweep,
+            self.seed,
+        ))
+    }
+}
+
+impl Grid for SweepGrid {
+    fn kind(&self) -> &'static str {
+        "sweep"
+    }
+    fn out_dir(&self) -> PathBuf {
+        self.sweep.out_dir.clone()
+    }
+    fn report_file(&self) -> &'static str {
+        "sweep.md"
+    }
+    fn identity(&self) -> Result<Identity> {
+        let args = self.task_args()?;
+        let mut content = args.join("\n");
+        content += "\n";
+        content += &canonical_toml(&self.sweep.suite, "suite")?;
+        if Path::new(&self.sweep.preset).is_file() {
+            content += &canonical_toml(Path::new(&self.sweep.preset), "device preset")?;
+        }
+        Ok(Identity {
+            kind: "sweep",
+            name: self.sweep.out_dir.display().to_string(),
+            source: format!("epsim {}", args.join(" ")),
+            hash: fnv_hex(&content),
+        })
+    }
+    fn plan_lines(&self) -> Result<Vec<String>> {
+        self.keys()?
+            .iter()
+            .enumerate()
+            .map(|(i, k)| {
+                let (level, sseed) = match k {
+                    None => (Value::Null, Value::Null),
+                    Some((l, s)) => (json!(l), json!(s)),
+                };
+                Ok(serde_json::to_string(
+                    &json!({"index": i, "level": level, "substrate_seed": sseed}),
+                )?)
+            })
+            .collect()
+    }
+    fn run_cell<B: Engine>(&self, be: &B, i: usize) -> Result<()> {
+        let keys = self.keys()?;
+        let key = keys
+            .get(i)
+            .with_context(|| format!("cell {i}: the sweep has {} cells", keys.len()))?;
+        let p = Prepared::load(&self.sweep, be)?;
+        let ctx = p.ctx(&self.sweep, self.seed);
+        let recs = p.run(be, &ctx, key, &mut None)?;
+        write_atomic(
+            &cell_path(&self.sweep.out_dir, i),
+            lines_of(&recs)?.as_bytes(),
+        )
+    }
+    fn collect<B: Engine>(&self, be: &B, done: &[usize]) -> Result<Written> {
+        let keys = self.keys()?;
+        ensure!(
+            done.len() == keys.len(),
+            "a sweep is collected once every cell is done ({} of {})",
+            done.len(),
+            keys.len()
+        );
+        let p = Prepared::load(&self.sweep, be)?;
+        let ctx = p.ctx(&self.sweep, self.seed);
+        let ids: Vec<String> = p.items.iter().map(|i| i.id()).collect();
+        let mut text = String::new();
+        let mut runs = RunRecords::new();
+        for (i, key) in keys.into_iter().enumerate() {
+            let path = cell_path(&self.sweep.out_dir, i);
+            let cell = std::fs::read_to_string(&path)
+                .with_context(|| format!("reading cell {}", path.display()))?;
+            let mut recs = Vec::new();
+            for line in cell.lines() {
+                let v: Value = serde_json::from_str(line)
+                    .with_context(|| format!("{}: not a sweep record", path.display()))?;
+                let item = v["item"].as_str().unwrap_or_default().to_string();
+                let acc = v["accuracy"]
+                    .as_f64()
+                    .with_context(|| format!("{}: a record without accuracy", path.display()))?;
+                recs.push((item, acc, v));
+            }
+            ensure!(
+                recs.iter().map(|r| &r.0).eq(ids.iter()),
+                "{}: its records are not the suite's items {ids:?}",
+                path.display()
+            );
+            text += &cell;
+            runs.insert(key, recs);
+        }
+        write_atomic(&self.sweep.out_dir.join("results.jsonl"), text.as_bytes())?;
+        let markdown = p.summarize(&ctx, &runs)?;
+        let plots = p.items.len() + usize::from(markdown.contains("(energy.png)"));
+        Ok(Written {
+            markdown,
+            warnings: Vec::new(),
+            plots,
+        })
+    }
+    fn task_args(&self) -> Result<Vec<String>> {
+        let a = &self.sweep;
+        let mut v: Vec<String> = vec!["--seed".into(), self.seed.to_string(), "sweep".into()];
+        let mut opt = |k: &str, val: String| {
+            v.push(format!("--{k}"));
+            v.push(val);
+        };
+        opt("model", a.model.display().to_string());
+        if let Some(s) = &a.spec {
+            opt("spec", s.display().to_string());
+        }
+        opt("data", a.data.clone());
+        if let Some(n) = a.subset {
+            opt("subset", n.to_string());
+        }
+        opt("preset", a.preset.clone());
+        opt("param", a.param.clone());
+        opt("suite", a.suite.display().to_string());
+        opt("substrate-seeds", a.substrate_seeds.to_string());
+        opt("out-dir", a.out_dir.display().to_string());
+        if let Some(t) = a.t_predict {
+            opt("t-predict", t.to_string());
+        }
+        opt("batch-size", a.batch_size.to_string());
+        for s in &a.set {
+            opt("set", s.clone());
+        }
+        opt("tile", format!("{}x{}", a.tile.rows, a.tile.cols));
+        if let Some(e) = a.eot {
+            opt("eot", e.to_string());
+        }
+        Ok(v)
+    }
 }
 
 /// The cost section of sweep.md (energy and latency per inference per level, from the clean
@@ -611,8 +847,7 @@ fn write_outputs(
     }
     md += "\n";
     md += &cost_section(c, param, costs, &|i| stat(i, "clean"))?;
-    let path = a.out_dir.join("sweep.md");
-    std::fs::write(&path, &md).with_context(|| format!("writing {}", path.display()))?;
+    write_atomic(&a.out_dir.join("sweep.md"), md.as_bytes())?;
     Ok(md)
 }
 
