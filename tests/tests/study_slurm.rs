@@ -23,20 +23,18 @@ fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-/// The epsim executable beside this test's profile directory, built if absent.
+/// The epsim executable beside this test's profile directory, built (or brought up to date: a
+/// stale binary from an older checkout would test old code) by cargo first.
 fn epsim_exe() -> PathBuf {
     let exe = std::env::current_exe().unwrap();
     let profile = exe.parent().unwrap().parent().unwrap();
-    let bin = profile.join("epsim");
-    if !bin.exists() {
-        let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-        c.args(["build", "-p", "experiments", "--bin", "epsim"]);
-        if profile.file_name().is_some_and(|n| n == "release") {
-            c.arg("--release");
-        }
-        assert!(c.status().unwrap().success(), "building epsim failed");
+    let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    c.args(["build", "-p", "experiments", "--bin", "epsim"]);
+    if profile.file_name().is_some_and(|n| n == "release") {
+        c.arg("--release");
     }
-    bin
+    assert!(c.status().unwrap().success(), "building epsim failed");
+    profile.join("epsim")
 }
 
 fn slurm_script(arg: &str) -> std::process::Output {
