@@ -11,6 +11,7 @@
 //! | array | `Σ_cells V_i² G_ij t_int` over the driven cells (both cells of each pair), V_i = x_i · `v_read_v` | J |
 //! | ADC | `cols · adc_fom_j · 2^bits_adc` (Walden figure of merit with the nominal bits) | J |
 //! | neuron | `neuron_update_j` per neuron and step; `spike_j` per spike | J |
+//! | free-phase step | `max(reads of the step, neuron_step_s)`: a step ends when its reads are converted and the neurons have settled to their new values | s |
 //! | pulse | `v_write_v² · g_max · t_pulse_s` per update pulse | J |
 //! | latency | `bits_dac · dac_bit_time_s + max(t_int_s, settle) + ⌈cols/cols_per_adc⌉ / adc_rate_hz` | s |
 //! | area | `2 · rows · cols · cell_area_f2 · feature_m²` + `rows` DACs + `⌈cols/cols_per_adc⌉` ADCs | mm² |
@@ -41,6 +42,12 @@
 //! * `neuron_update_j = 52 pJ`, `spike_j = 1.7 pJ`: Loihi (Davies et al., IEEE Micro 38(1), 2018,
 //!   Table 1: energy per neuron update, within-tile spike energy), a digital neuron: an upper
 //!   bound for an analog integrator. As recalled, not re-checked here.
+//! * `neuron_step_s = 20 ns`: the time an analog neuron (integrator and amplifier) takes to settle
+//!   to one step's new value, a few amplifier-limited time constants. Bacvanski, You, Hopfield and
+//!   Krotov, "Dense Associative Memories with Analog Circuits", arXiv:2512.15002 (2025), estimate
+//!   amplifier-limited time constants that let a whole analog relaxation settle in tens to hundreds
+//!   of nanoseconds; 20 ns per discrete step is taken from that range (an assumption, not a
+//!   measured circuit).
 //! * `v_write_v = 2`: NeuroSim's `writeVoltage`; `t_pulse_s = 10 ns`: assumed equal to the read
 //!   pulse width (no cited value). `c_wire_cell_f = 0.2 fF`: a typical on-chip wire
 //!   capacitance (~0.2 fF/µm) over a ~1 µm cell pitch (an assumption, not from a source).
@@ -77,6 +84,9 @@ fn c_wire_cell() -> f64 {
 }
 fn neuron_update() -> f64 {
     52e-12
+}
+fn neuron_step() -> f64 {
+    20e-9
 }
 fn spike() -> f64 {
     1.7e-12
@@ -134,6 +144,9 @@ pub struct CostParams {
     /// Energy per spike, J.
     #[serde(default = "spike")]
     pub spike_j: f64,
+    /// Time for the neurons to settle to one free-phase step's new values, s.
+    #[serde(default = "neuron_step")]
+    pub neuron_step_s: f64,
     /// Write (programming pulse) voltage, V.
     #[serde(default = "v_write")]
     pub v_write_v: f64,
@@ -167,6 +180,7 @@ impl Default for CostParams {
             c_wire_cell_f: c_wire_cell(),
             neuron_update_j: neuron_update(),
             spike_j: spike(),
+            neuron_step_s: neuron_step(),
             v_write_v: v_write(),
             t_pulse_s: t_pulse(),
             feature_m: feature(),
@@ -194,6 +208,7 @@ impl CostParams {
             ("c_wire_cell_f", self.c_wire_cell_f),
             ("neuron_update_j", self.neuron_update_j),
             ("spike_j", self.spike_j),
+            ("neuron_step_s", self.neuron_step_s),
             ("v_write_v", self.v_write_v),
             ("t_pulse_s", self.t_pulse_s),
             ("feature_m", self.feature_m),

@@ -137,8 +137,9 @@ struct ArrayRt {
     /// Per tile: (rows, cols, Σ of both cells' realized conductances in µS).
     tiles: Vec<(usize, usize, f64)>,
     /// Vector reads and re-reads through converters: [forward, forward re-reads, transposed,
-    /// transposed re-reads] (their sums are [`Realized::read_counts`]).
-    counts: [AtomicU64; 4],
+    /// transposed re-reads] (their sums are [`Realized::read_counts`]), then Σ x² of the driven
+    /// inputs over the forward and the transposed reads (fixed point, [`xbar::SUMSQ_UNIT`]).
+    counts: [AtomicU64; 6],
 }
 
 /// How one array of a realization was used (see [`Realized::array_use`]): its tiles and its vector
@@ -160,6 +161,27 @@ pub struct ArrayUse {
     pub transposed_reads: u64,
     /// Of those, bound-management re-reads.
     pub transposed_rereads: u64,
+    /// Σ over the forward reads of Σ x² of the driven inputs (DAC outputs, 1 = the full-scale
+    /// read voltage), re-reads with their own inputs.
+    pub forward_sumsq: f64,
+    /// The same over the transposed reads.
+    pub transposed_sumsq: f64,
+}
+
+impl ArrayUse {
+    /// The reads made after `earlier` (a snapshot of the same array): every counter's difference,
+    /// the tiles as they are now.
+    pub fn since(&self, earlier: &ArrayUse) -> ArrayUse {
+        ArrayUse {
+            forward_reads: self.forward_reads - earlier.forward_reads,
+            forward_rereads: self.forward_rereads - earlier.forward_rereads,
+            transposed_reads: self.transposed_reads - earlier.transposed_reads,
+            transposed_rereads: self.transposed_rereads - earlier.transposed_rereads,
+            forward_sumsq: self.forward_sumsq - earlier.forward_sumsq,
+            transposed_sumsq: self.transposed_sumsq - earlier.transposed_sumsq,
+            ..self.clone()
+        }
+    }
 }
 
 struct NeuronRt {
@@ -519,6 +541,8 @@ impl<B: Backend> Realized<B> {
                     forward_rereads: c(1),
                     transposed_reads: c(2),
                     transposed_rereads: c(3),
+                    forward_sumsq: c(4) as f64 / xbar::SUMSQ_UNIT,
+                    transposed_sumsq: c(5) as f64 / xbar::SUMSQ_UNIT,
                 }
             })
             .collect()

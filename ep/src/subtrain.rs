@@ -125,7 +125,24 @@ pub struct SubstrateTrainer<B: Backend> {
     pub updates: u64,
     /// Device pulses applied so far (Σ |count| over devices and updates, after clipping).
     pub pulses: u64,
+    /// What the last training step read and wrote (for the cost model).
+    pub last_step: StepUse,
     seed: u64,
+}
+
+/// What one training step did on the substrate: the reads of its free and nudged phases per
+/// array, the spikes, the free-phase steps (images × steps over every phase) and the update
+/// pulses. The EP gradient and the optimizer step are computed digitally and not counted.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct StepUse {
+    /// Per array: its tiles and the step's reads.
+    pub uses: Vec<crate::substrate::ArrayUse>,
+    /// Spikes fired.
+    pub spikes: u64,
+    /// Free-phase steps, summed over the images and the phases.
+    pub steps: u64,
+    /// Device pulses of the update.
+    pub pulses: u64,
 }
 
 impl<B: Backend> SubstrateTrainer<B> {
@@ -146,6 +163,7 @@ impl<B: Backend> SubstrateTrainer<B> {
             rounding,
             updates: 0,
             pulses: 0,
+            last_step: StepUse::default(),
             seed,
         };
         if let Some(cell) = update {
@@ -243,6 +261,10 @@ impl<B: Backend> SubstrateTrainer<B> {
         let real = &self.realized;
         let net = &real.net;
         let n = net.check_input(be, x)?;
+        // The realization's counters before the step (evaluations may have read since the last
+        // update re-realized it).
+        let uses0 = real.array_use();
+        let spikes0: u64 = real.spike_counts().iter().sum();
         if labels.len() != n {
             return Err(Error::shape(
                 "ep",
@@ -274,6 +296,18 @@ impl<B: Backend> SubstrateTrainer<B> {
             net.ep_grads(be, x, (&free, 0.0), (&plus, beta), &target)?
         };
         // The requested changes: the optimizer's step on a copy of the effective weights.
+        let phases = 1 + u64::from(cfg.symmetric);
+        let mut step = StepUse {
+            uses: real
+                .array_use()
+                .iter()
+                .zip(&uses0)
+                .map(|(u, e)| u.since(e))
+                .collect(),
+            spikes: real.spike_counts().iter().sum::<u64>() - spikes0,
+            steps: n as u64 * (t1 as u64 + phases * t2 as u64),
+            pulses: 0,
+        };
         let (ws, bs) = net.to_host(be)?;
         let (new_ws, new_bs) = optimizer_step(be, opt, ws.clone(), bs, grads)?;
         let dws = new_ws
@@ -284,7 +318,8 @@ impl<B: Backend> SubstrateTrainer<B> {
                 sim::tensor(old.shape(), d)
             })
             .collect::<Result<Vec<_>>>()?;
-        self.apply(be, &dws, new_bs)?;
+        step.pulses = self.apply(be, &dws, new_bs)?;
+        self.last_step = step;
         Ok(BatchStats { n, correct })
     }
 

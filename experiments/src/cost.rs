@@ -2,20 +2,25 @@
 //! (`epsim cost`).
 //!
 //! The laws are `devices::cost` (parameters in the preset's `[cost]` table, `--set` overrides); the
-//! counts come from the realization (`ep::substrate::Realized::array_use`: vector reads per array,
-//! direction and tile, bound-management re-reads included; `spike_counts`). Per inference:
+//! counts come from the realization ([`Counts`]: `ep::substrate::Realized::array_use`, vector reads
+//! per array, direction and tile, bound-management re-reads and Σ x² of the inputs included;
+//! `spike_counts`; the free phases and their steps; update pulses). A cost is per unit of work —
+//! an inference, or a training step — over the counts of a window of a run ([`Counts::since`]):
 //!
 //! * **DAC / ADC**: every counted vector read of a tile drives its rows (forward; its columns
 //!   transposed) and converts its columns (rows transposed); an array's reads are taken as spread
 //!   evenly over its tiles (mean tile size).
-//! * **array**: `V² · ΣG · t_int` per read with ΣG the tile's realized conductances (both cells of
-//!   every pair) and **every driven row at full scale**: the per-read inputs are not accumulated, so
-//!   this term is an upper bound (noise management scales each input vector to abs-max 1; the mean
-//!   square input is smaller).
+//! * **array**: `Σ_i (x_i·V)² · G_i · t_int` per read over the driven rows, with `x_i` the DAC's
+//!   actual output (after noise management; re-reads with their reduced inputs), accumulated by
+//!   the reads as Σ x² per array and direction (`ArrayUse::forward_sumsq`), and `G_i` a row's
+//!   share of the tile's realized conductances (both cells of every pair): the mean tile's ΣG /
+//!   rows forward, ΣG / cols transposed.
 //! * **neurons**: one update per neuron and free-phase step (every population), plus the spikes.
-//! * **pulses**: 0 for inference (the per-pulse law is printed for on-substrate training).
-//! * **latency**: tiles work in parallel, each tile's vector reads one after the other, arrays in
-//!   parallel within a step: the largest over arrays of (reads per tile × read latency), per image.
+//! * **pulses**: the update pulses counted by on-substrate training (0 for inference).
+//! * **latency** (the free phase in physical time): tiles work in parallel, each tile's vector
+//!   reads one after the other, arrays in parallel within a step: the reads take the largest over
+//!   arrays of (reads per tile × read latency); a step also lasts at least the neurons' settling
+//!   time `neuron_step_s`, so latency = max(reads' time, steps × neuron_step_s) per unit.
 //! * **area**: every tile's cells, DACs and ADCs (neurons and digital periphery not modelled).
 //!
 //! Arrays read exactly (transparent converters, no read noise, no IR drop — e.g. `ideal`) are read
@@ -28,15 +33,58 @@ use ep::substrate::ArrayUse;
 /// The parts of the energy, in the order printed.
 pub const PARTS: [&str; 5] = ["DAC", "array", "ADC", "neurons", "pulses"];
 
-/// The cost of a run (see the module doc); energies in J per inference.
+/// What a realization counted over a window of a run (see the module doc).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Counts {
+    /// Per array: its tiles and reads.
+    pub uses: Vec<ArrayUse>,
+    /// Free-phase steps run, summed over the free phases (a batch of n images over T steps: n·T).
+    pub steps: u64,
+    /// Neuron updates (neurons × steps).
+    pub neuron_updates: u64,
+    /// Spikes fired.
+    pub spikes: u64,
+    /// Device update pulses.
+    pub pulses: u64,
+}
+
+impl Counts {
+    /// The counts made after `earlier` (a snapshot of the same realization): every counter's
+    /// difference, the tiles as they are now.
+    pub fn since(&self, earlier: &Counts) -> Counts {
+        let uses = self
+            .uses
+            .iter()
+            .map(|u| match earlier.uses.iter().find(|e| e.name == u.name) {
+                Some(e) => u.since(e),
+                None => u.clone(),
+            })
+            .collect();
+        Counts {
+            uses,
+            steps: self.steps - earlier.steps,
+            neuron_updates: self.neuron_updates - earlier.neuron_updates,
+            spikes: self.spikes - earlier.spikes,
+            pulses: self.pulses - earlier.pulses,
+        }
+    }
+}
+
+/// The cost of a run (see the module doc); energies in J per unit (inference or training step).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Cost {
-    /// Images evaluated.
+    /// Units of work the counts are divided by (images evaluated, or training steps).
     pub images: u64,
-    /// Energy per inference by part ([`PARTS`]), J.
+    /// Energy per unit by part ([`PARTS`]), J.
     pub energy_j: [f64; 5],
-    /// Latency per inference, s.
+    /// Latency per unit (the free phases in physical time), s.
     pub latency_s: f64,
+    /// Of it, the reads' time (without the neurons' settling floor), s.
+    pub read_latency_s: f64,
+    /// Free-phase steps per unit.
+    pub steps: f64,
+    /// The neurons' settling time per step, s.
+    pub neuron_step_s: f64,
     /// Area: (cells, DACs, ADCs), mm².
     pub area_mm2: (f64, f64, f64),
     /// Vector reads counted (re-reads included) and re-reads.
@@ -68,17 +116,19 @@ fn mean_tile(u: &ArrayUse) -> (f64, f64, f64) {
     (s.0 / n, s.1 / n, s.2 / n)
 }
 
-/// The cost of `images` inferences that made the reads in `uses`, `neuron_updates` neuron updates,
-/// `spikes` spikes and `pulses` update pulses, with the laws and converters of `preset`.
-pub fn cost_of(
-    preset: &Preset,
-    uses: &[ArrayUse],
-    images: u64,
-    neuron_updates: u64,
-    spikes: u64,
-    pulses: u64,
-) -> Result<Cost> {
+/// The neurons of a netlist (every population's size): one update each per free-phase step.
+pub fn neuron_count(nl: &sim::netlist::Netlist) -> u64 {
+    nl.populations
+        .iter()
+        .map(|p| p.shape.iter().product::<usize>() as u64)
+        .sum()
+}
+
+/// The cost per unit of `images` units of work (inferences, or training steps) that made the
+/// counts `k`, with the laws and converters of `preset`.
+pub fn cost_of(preset: &Preset, k: &Counts, images: u64) -> Result<Cost> {
     ensure!(images > 0, "no images were evaluated");
+    let uses = &k.uses;
     let p: &CostParams = &preset.cost;
     let (dac, adc) = (&preset.dac, &preset.adc);
     let r_wire = preset.ir_drop.r_wire_ohm;
@@ -103,7 +153,13 @@ pub fn cost_of(
         // Forward: rows driven, columns converted; transposed: the other way round.
         e[0] += fr * p.dac_energy(dac, rows.round() as usize)
             + br * p.dac_energy(dac, cols.round() as usize);
-        e[1] += (fr + br) * p.array_energy_mean(g, 1.0);
+        // The mean square drive of a row (column) over the reads, from the accumulated Σ x².
+        if fr > 0.0 {
+            e[1] += fr * p.array_energy_mean(g, u.forward_sumsq / (fr * rows.max(1.0)));
+        }
+        if br > 0.0 {
+            e[1] += br * p.array_energy_mean(g, u.transposed_sumsq / (br * cols.max(1.0)));
+        }
         e[2] += fr * p.adc_energy(adc, cols.round() as usize)
             + br * p.adc_energy(adc, rows.round() as usize);
         let (ri, ci) = (rows.round() as usize, cols.round() as usize);
@@ -113,15 +169,19 @@ pub fn cost_of(
             / per_tile;
         latency = latency.max(t);
     }
-    e[3] = neuron_updates as f64 * p.neuron_update_j + spikes as f64 * p.spike_j;
+    e[3] = k.neuron_updates as f64 * p.neuron_update_j + k.spikes as f64 * p.spike_j;
     let g_max = preset.cell.g_range_us().1;
     let pulse_j = p.pulse_energy(g_max);
-    e[4] = pulses as f64 * pulse_j;
+    e[4] = k.pulses as f64 * pulse_j;
     let n = images as f64;
+    let steps = k.steps as f64 / n;
     Ok(Cost {
         images,
         energy_j: e.map(|v| v / n),
-        latency_s: latency / n,
+        latency_s: (latency / n).max(steps * p.neuron_step_s),
+        read_latency_s: latency / n,
+        steps,
+        neuron_step_s: p.neuron_step_s,
         area_mm2: area,
         reads,
         exact_arrays: exact,
@@ -139,13 +199,18 @@ pub fn render(c: &Cost, steps: usize) -> String {
         s += &format!("  {name:<8} {v:>12.6e} J  {share:>5.1} %\n");
     }
     s += &format!("  {:<8} {total:>12.6e} J\n", "total");
-    s +=
-        "  (array: every driven row at full read voltage, an upper bound; pulses: 0 in inference, ";
-    s += &format!("{:.3e} J per pulse)\n", c.pulse_j);
     s += &format!(
-        "latency per inference: {:.6e} s ({:.6e} s per free-phase step)\n",
+        "  (array: from the DAC outputs of every read; pulses: 0 in inference, {:.3e} J per \
+         pulse)\n",
+        c.pulse_j
+    );
+    s += &format!(
+        "latency per inference (the free phase in physical time): {:.6e} s = {} steps × max(reads \
+         {:.6e} s, neuron settling {:.3e} s) per step\n",
         c.latency_s,
-        c.latency_s / steps.max(1) as f64
+        steps,
+        c.read_latency_s / steps.max(1) as f64,
+        c.neuron_step_s
     );
     s += &format!(
         "area: cells {:.6e} mm2, DACs {:.6e} mm2, ADCs {:.6e} mm2, total {:.6e} mm2\n",
@@ -167,22 +232,102 @@ pub fn render(c: &Cost, steps: usize) -> String {
     s
 }
 
-/// A cost as the fields of a JSON record: `energy_j` (total per inference), `energy_parts_j`
-/// (per part of [`PARTS`]), `latency_s` and `vector_reads` (counted reads per inference,
-/// re-reads included).
-pub fn record_fields(c: &Cost) -> serde_json::Map<String, serde_json::Value> {
+/// A cost as the fields of a JSON record, each key with `prefix`: `energy_j` (total per unit),
+/// `energy_parts_j` (per part of [`PARTS`]), `latency_s`, `vector_reads` (counted reads per
+/// unit, re-reads included) and `free_phase_steps` (per unit).
+pub fn record_fields(c: &Cost, prefix: &str) -> serde_json::Map<String, serde_json::Value> {
     let mut m = serde_json::Map::new();
-    m.insert("energy_j".into(), c.total_j().into());
+    let mut put = |k: &str, v: serde_json::Value| m.insert(format!("{prefix}{k}"), v);
+    put("energy_j", c.total_j().into());
     let parts: serde_json::Map<String, serde_json::Value> = PARTS
         .iter()
         .zip(c.energy_j)
         .map(|(k, v)| (k.to_string(), v.into()))
         .collect();
-    m.insert("energy_parts_j".into(), parts.into());
-    m.insert("latency_s".into(), c.latency_s.into());
-    m.insert(
-        "vector_reads".into(),
-        (c.reads.0 as f64 / c.images as f64).into(),
-    );
+    put("energy_parts_j", parts.into());
+    put("latency_s", c.latency_s.into());
+    put("vector_reads", (c.reads.0 as f64 / c.images as f64).into());
+    put("free_phase_steps", c.steps.into());
     m
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One tile of uniform cells read with known inputs: the array term is the closed form
+    /// Σ_i (x_i·V)² · (row conductance) · t_int of `devices::cost`, from the accumulated Σ x²
+    /// (not every row at full scale), and the transposed reads use the column's share.
+    #[test]
+    fn the_array_term_is_v2_g_t_of_the_actual_inputs() {
+        let preset = Preset::builtin("pcm").unwrap();
+        let p = &preset.cost;
+        let (rows, cols, g) = (4usize, 3usize, 10.0f64);
+        let x = [1.0, 0.5, 0.0, -1.0];
+        let xt = [0.25, -0.5, 1.0];
+        let cells = vec![g; rows * cols];
+        // Two forward reads of x and one transposed read of xt, per image, for 2 images.
+        let use_ = ArrayUse {
+            name: "syn0".into(),
+            tiles: vec![(rows, cols, g * (rows * cols) as f64)],
+            crossbar: true,
+            forward_reads: 4,
+            forward_rereads: 0,
+            transposed_reads: 2,
+            transposed_rereads: 0,
+            forward_sumsq: 4.0 * x.iter().map(|v| v * v).sum::<f64>(),
+            transposed_sumsq: 2.0 * xt.iter().map(|v| v * v).sum::<f64>(),
+        };
+        let k = Counts {
+            uses: vec![use_],
+            ..Default::default()
+        };
+        let c = cost_of(&preset, &k, 2).unwrap();
+        let fwd = p.array_energy(&cells, &x);
+        // Transposed: the columns are driven, each over its `rows` cells.
+        let bwd = p.array_energy(&vec![g; rows * cols], &xt);
+        let want = 2.0 * fwd + bwd;
+        assert!(
+            (c.energy_j[1] - want).abs() <= 1e-12 * want,
+            "{} vs {want}",
+            c.energy_j[1]
+        );
+        // Below the full-scale bound, which every row at x = 1 would give.
+        let full = 2.0 * p.array_energy(&cells, &[1.0; 4]) + p.array_energy(&cells, &[1.0; 3]);
+        assert!(c.energy_j[1] < full);
+    }
+
+    /// The free phase in physical time: reads alone give the read latency; a step lasts at least
+    /// the neurons' settling time, so slow neurons set the latency (steps × neuron_step_s).
+    #[test]
+    fn a_step_lasts_at_least_the_neurons_settling() {
+        let mut preset = Preset::builtin("pcm").unwrap();
+        let use_ = ArrayUse {
+            name: "syn0".into(),
+            tiles: vec![(16, 8, 100.0)],
+            crossbar: true,
+            forward_reads: 10,
+            forward_rereads: 0,
+            transposed_reads: 0,
+            transposed_rereads: 0,
+            forward_sumsq: 10.0,
+            transposed_sumsq: 0.0,
+        };
+        let k = Counts {
+            uses: vec![use_],
+            steps: 10,
+            ..Default::default()
+        };
+        let c = cost_of(&preset, &k, 1).unwrap();
+        let p = &preset.cost;
+        let read =
+            10.0 * p.read_latency(&preset.dac, &preset.adc, 16, 8, preset.ir_drop.r_wire_ohm);
+        assert!((c.read_latency_s - read).abs() <= 1e-15, "{c:?}");
+        assert_eq!(c.latency_s, read.max(10.0 * p.neuron_step_s));
+        assert_eq!(c.steps, 10.0);
+        preset.cost.neuron_step_s = 1e-3;
+        let slow = cost_of(&preset, &k, 1).unwrap();
+        assert_eq!(slow.latency_s, 10.0 * 1e-3);
+        assert_eq!(slow.read_latency_s, c.read_latency_s);
+    }
 }

@@ -79,3 +79,114 @@ fn cost_of_the_quickstart_epcnn_on_pcm() {
         ExitCode::SUCCESS
     );
 }
+
+/// Attack and robustness records on a realized substrate carry the cost of their own reads: an
+/// attack the energy it spent per attacked image (every gradient's and prediction's free phase),
+/// a corruption the cost per inference of its evaluation (one free phase of T steps per image),
+/// and the robustness report the clean run's cost per inference.
+#[test]
+fn attack_and_robustness_records_carry_their_cost() {
+    use epsim_tests::{s, tiny_cifar_ep_net, write_ep_model, write_tiny_cifar};
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let m = d.join("m.safetensors");
+    write_ep_model(&tiny_cifar_ep_net(true), &m);
+    write_tiny_cifar(&d.join("test.bin"), 16, 2);
+    let data = format!("cifar10:{}:test", d.join("test.bin").display());
+    let target = [
+        "--model",
+        s(&m),
+        "--data",
+        &data,
+        "--substrate",
+        "netlist:pcm",
+        "--tile",
+        "16x8",
+        "--eot",
+        "1",
+        "--batch-size",
+        "8",
+    ];
+    let rec = |path: &Path| -> Vec<serde_json::Value> {
+        std::fs::read_to_string(path)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    };
+    // The attack on the shipped EP-CNN (T = 20), whose images are mostly classified right, so it
+    // takes gradients: more than the clean and final predictions' two free phases per image.
+    let qm = model();
+    let out = d.join("attack.jsonl");
+    let args = [
+        "--seed",
+        "1",
+        "attack",
+        "--model",
+        s(&qm),
+        "--data",
+        "fashion-mnist:test",
+        "--subset",
+        "8",
+        "--substrate",
+        "netlist:pcm",
+        "--eot",
+        "1",
+        "--attack",
+        "pgd-linf",
+        "--eps",
+        "0.05",
+        "--steps",
+        "3",
+        "--out",
+        s(&out),
+    ];
+    assert_eq!(epsim(&args), ExitCode::SUCCESS);
+    let a = &rec(&out)[0];
+    let num = |v: &serde_json::Value, k: &str| v[k].as_f64().unwrap_or_else(|| panic!("{k}: {v}"));
+    assert!(num(a, "grads") > 0.0, "{a}");
+    let phases = num(a, "attack_free_phase_steps") / 20.0;
+    assert!(phases > 2.0, "{a}");
+    assert!(
+        num(a, "attack_energy_j") > 0.0 && num(a, "attack_latency_s") > 0.0,
+        "{a}"
+    );
+    assert!(
+        a["attack_energy_parts_j"]["ADC"].as_f64().unwrap() > 0.0,
+        "{a}"
+    );
+    // Per free phase, the attack's energy is of the order of an inference's (`epsim cost`'s).
+    let none: Vec<String> = vec![];
+    let clean = measure(&sim::Cpu, &job(&qm, &none, 8)).unwrap();
+    let per_phase = num(a, "attack_energy_j") / phases;
+    let r = per_phase / (clean.cost.total_j() * 20.0 / 4.0);
+    assert!((0.3..=3.0).contains(&r), "{r}: {per_phase} J per phase");
+
+    let suite = d.join("suite.toml");
+    std::fs::write(
+        &suite,
+        "[[attack]]\nname = \"pgd-linf\"\neps = [\"0.03\"]\nsteps = 2\n\n\
+         [corruptions]\nnames = [\"contrast\"]\nseverities = [1]\n",
+    )
+    .unwrap();
+    let rdir = d.join("rob");
+    let mut args = vec!["--seed", "1", "robustness"];
+    args.extend(target);
+    args.extend(["--suite", s(&suite), "--out-dir", s(&rdir)]);
+    assert_eq!(epsim(&args), ExitCode::SUCCESS);
+    let recs = rec(&rdir.join("results.jsonl"));
+    let attack = recs.iter().find(|r| r.get("attack").is_some()).unwrap();
+    let corr = recs.iter().find(|r| r.get("corruption").is_some()).unwrap();
+    assert!(num(attack, "attack_energy_j") > 0.0, "{attack}");
+    // One free phase of T = 6 steps per corrupted image.
+    assert_eq!(num(corr, "free_phase_steps"), 6.0, "{corr}");
+    assert!(
+        num(corr, "energy_j") > 0.0 && num(corr, "latency_s") > 0.0,
+        "{corr}"
+    );
+    let report = std::fs::read_to_string(rdir.join("report.md")).unwrap();
+    assert!(
+        report.contains("Cost per inference on this substrate"),
+        "{report}"
+    );
+}

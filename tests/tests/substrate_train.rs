@@ -1,5 +1,5 @@
 //! `epsim train` with a `[substrate]` section (EP on the substrate, `experiments::runs::substrate`): the
-//! log carries substrate accuracy and pulses, the checkpoint loads as a model (`epsim eval`), and an
+//! log carries substrate accuracy, pulses and the cost of a training step, the checkpoint loads as a model (`epsim eval`), and an
 //! interrupted run resumed from its checkpoint equals an uninterrupted one bit for bit, for a
 //! pulsed (ecram) and a re-programmed (pcm) substrate.
 
@@ -91,6 +91,27 @@ fn substrate_run_logs_pulses_and_resumes_exactly() {
         assert_eq!(total, sum);
         assert_eq!(total > 0, pulsed, "{preset}: pulses {total}");
         assert_eq!(lines[0]["substrate"], format!("netlist:{preset}"));
+        // The cost of a training step (4 per epoch: 64 images, batch 16): its pulse part is the
+        // epoch's pulses × the pulse energy of the preset's law over the 4 steps; the phases
+        // read the substrate (DAC, array, ADC) and update neurons; the parts add up.
+        let p = devices::Preset::builtin(preset).unwrap();
+        let pulse_j = p.cost.pulse_energy(p.cell.g_range_us().1);
+        for l in &lines {
+            let parts = &l["energy_per_step_parts_j"];
+            let part = |k: &str| parts[k].as_f64().unwrap_or_else(|| panic!("{k}: {l}"));
+            let want = l["pulses"].as_f64().unwrap() * pulse_j / 4.0;
+            assert!(
+                (part("pulses") - want).abs() <= 1e-12 * want.max(1e-300),
+                "{l}"
+            );
+            for k in ["DAC", "array", "ADC", "neurons"] {
+                assert!(part(k) > 0.0, "{preset}: {k} {l}");
+            }
+            let sum: f64 = experiments::cost::PARTS.iter().map(|k| part(k)).sum();
+            let e = l["energy_per_step_j"].as_f64().unwrap();
+            assert!((e - sum).abs() <= 1e-12 * e, "{l}");
+            assert!(l["latency_per_step_s"].as_f64().unwrap() > 0.0, "{l}");
+        }
         // The checkpoint is a model `epsim eval` can load: the effective weights.
         let net = experiments::classifier::load::load_model(
             &sim::Cpu,

@@ -92,14 +92,16 @@ impl<B: Backend> Realized<B> {
         }
     }
 
-    /// Count `reads` vector reads (`rereads` of them re-reads) of array `i`, forward or transposed.
-    fn count(&self, i: usize, transposed: bool, reads: u64, rereads: u64) {
-        self.reads.fetch_add(reads, Ordering::Relaxed);
-        self.rereads.fetch_add(rereads, Ordering::Relaxed);
+    /// Count the vector reads of `tally` (re-reads and Σ x² with them) of array `i`, forward or
+    /// transposed.
+    fn count(&self, i: usize, transposed: bool, tally: xbar::Tally) {
+        self.reads.fetch_add(tally.reads, Ordering::Relaxed);
+        self.rereads.fetch_add(tally.rereads, Ordering::Relaxed);
         let k = if transposed { 2 } else { 0 };
         let c = &self.arrays[i].counts;
-        c[k].fetch_add(reads, Ordering::Relaxed);
-        c[k + 1].fetch_add(rereads, Ordering::Relaxed);
+        c[k].fetch_add(tally.reads, Ordering::Relaxed);
+        c[k + 1].fetch_add(tally.rereads, Ordering::Relaxed);
+        c[4 + k / 2].fetch_add(tally.sumsq, Ordering::Relaxed);
     }
 
     /// Forward read of array `i` on its input (pre-pooling sum + bias, then pooling). `cached`:
@@ -130,14 +132,13 @@ impl<B: Backend> Realized<B> {
             let sink = |i0: usize, acc: &[f32], og: &mut [f32]| {
                 xbar::rows_to_chw_part(acc, i0, og, wmax, bias)
             };
-            let (reads, rereads, g, z) = match cached {
+            let (tally, g, z) = match cached {
                 Some(cr) => {
                     let g = cr.geom.expect("conv input read has its geometry");
                     let mut z = xbar::zeros(g.n * dir.n_out * g.p());
                     let rows = xbar::Rows::All(&cr.rows);
-                    let (r, rr) =
-                        dir.read_groups(Some(&cr.pre), rows, g.n, g.p(), &s, t, &mut z, &sink);
-                    (r, rr, g, z)
+                    let tl = dir.read_groups(Some(&cr.pre), rows, g.n, g.p(), &s, t, &mut z, &sink);
+                    (tl, g, z)
                 }
                 None => {
                     let h = be.host(inp)?;
@@ -146,27 +147,27 @@ impl<B: Backend> Realized<B> {
                     let fill = |r0: usize, buf: &mut [f32]| g.im2row_part(xv, r0, buf);
                     let mut z = xbar::zeros(g.n * dir.n_out * g.p());
                     let rows = xbar::Rows::Fill(&fill);
-                    let (r, rr) = dir.read_groups(None, rows, g.n, g.p(), &s, t, &mut z, &sink);
-                    (r, rr, g, z)
+                    let tl = dir.read_groups(None, rows, g.n, g.p(), &s, t, &mut z, &sink);
+                    (tl, g, z)
                 }
             };
-            self.count(i, false, reads, rereads);
+            self.count(i, false, tally);
             let z = be.upload_owned(sim::tensor(&[g.n, dir.n_out, g.ho, g.wo], z)?)?;
             return self.pool_forward(be, z, i);
         }
         // Dense: the samples are the rows.
-        let (mut acc, reads, rereads, m) = match cached {
+        let (mut acc, tally, m) = match cached {
             Some(c) => {
-                let (acc, r, rr) = dir.finish(&c.pre, &c.rows, c.m, &s, t);
-                (acc, r, rr, c.m)
+                let (acc, tl) = dir.finish(&c.pre, &c.rows, c.m, &s, t);
+                (acc, tl, c.m)
             }
             None => {
                 let (rows, m, _) = self.forward_rows(be, inp, i)?;
-                let (acc, r, rr) = dir.read(&rows, m, &s, t);
-                (acc, r, rr, m)
+                let (acc, tl) = dir.read(&rows, m, &s, t);
+                (acc, tl, m)
             }
         };
-        self.count(i, false, reads, rereads);
+        self.count(i, false, tally);
         for row in acc.chunks_mut(dir.n_out.max(1)) {
             row.iter_mut()
                 .zip(bias)
@@ -228,9 +229,9 @@ impl<B: Backend> Realized<B> {
             let fill = |r0: usize, buf: &mut [f32]| xbar::nchw_to_rows_part(uv, c, p, r0, buf);
             let sink = |i0: usize, acc: &[f32], og: &mut [f32]| g.row2im_part(i0, acc, og);
             let mut gx = xbar::zeros(g.n * g.c * g.h * g.w);
-            let (reads, rereads) =
+            let tally =
                 dir.read_groups(None, xbar::Rows::Fill(&fill), g.n, p, &s, t, &mut gx, &sink);
-            self.count(j, true, reads, rereads);
+            self.count(j, true, tally);
             if a.wmax != 1.0 {
                 use rayon::prelude::*;
                 let wmax = a.wmax;
@@ -241,8 +242,8 @@ impl<B: Backend> Realized<B> {
             let h = be.host(v)?;
             let m = h.shape()[0];
             let rows = h.as_slice().expect("standard layout");
-            let (mut acc, reads, rereads) = dir.read(rows, m, &s, t);
-            self.count(j, true, reads, rereads);
+            let (mut acc, tally) = dir.read(rows, m, &s, t);
+            self.count(j, true, tally);
             acc.iter_mut().for_each(|v| *v *= a.wmax);
             be.upload_owned(sim::tensor(input_shape, acc)?)
         }

@@ -142,12 +142,44 @@ pub(super) struct Dir {
 }
 
 /// The deterministic part of a read (given the DAC draws): per input block the scale α of every
-/// row (0: an all-zero row that reads exactly zero) and the pre-ADC outputs with the σ of their
-/// per-read noise.
+/// row (0: an all-zero row that reads exactly zero), the pre-ADC outputs with the σ of their
+/// per-read noise, and Σ x² of every row's converted inputs (the cost model's array energy).
 pub(super) struct Pre {
     alpha: Vec<Vec<f32>>,
     y: Vec<Vec<f32>>,
     sd: Vec<Option<Vec<f32>>>,
+    ss: Vec<Vec<f32>>,
+}
+
+/// What reads counted: vector reads (one input vector on one tile, re-reads included), of them
+/// bound-management re-reads, and Σ over those reads of Σ x² of the driven inputs (normalized to
+/// the full-scale read voltage) in fixed point ([`SUMSQ_UNIT`] per unit, rounded per read), so
+/// that the sums are exact whatever the thread count and the split of the rows.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(in crate::substrate) struct Tally {
+    pub reads: u64,
+    pub rereads: u64,
+    pub sumsq: u64,
+}
+
+/// Fixed-point units of [`Tally::sumsq`] per unit of Σ x².
+pub(in crate::substrate) const SUMSQ_UNIT: f64 = 65536.0;
+
+/// One read's Σ x² in [`SUMSQ_UNIT`]s.
+#[inline(always)]
+fn fixed_sumsq(ss: f64) -> u64 {
+    (ss * SUMSQ_UNIT).round() as u64
+}
+
+impl Tally {
+    /// The sum of two tallies.
+    pub(in crate::substrate) fn add(self, o: Tally) -> Tally {
+        Tally {
+            reads: self.reads + o.reads,
+            rereads: self.rereads + o.rereads,
+            sumsq: self.sumsq + o.sumsq,
+        }
+    }
 }
 
 /// What one chunk of [`Dir::pre`] reads.
@@ -364,14 +396,19 @@ impl Dir {
             alpha: Vec::new(),
             y: Vec::new(),
             sd: Vec::new(),
+            ss: Vec::new(),
         };
         for (b, blk) in self.blocks.iter().enumerate() {
             let ns = round_stream(s, "dac", b, 0, t);
             let mut alpha = vec![1.0f32; m];
+            let mut ss = vec![0.0f32; m];
             let mut y = vec![0.0f32; m * n_out];
             let mut sd = blk.s2.as_ref().map(|_| vec![0.0f32; m * n_out]);
             let step = CHUNK * n_out.max(1);
-            let run = |c: usize, al: &mut [f32], yc: &mut [f32], sdc: Option<&mut [f32]>| {
+            let run = |c: usize,
+                       (al, ssc): (&mut [f32], &mut [f32]),
+                       yc: &mut [f32],
+                       sdc: Option<&mut [f32]>| {
                 let r0 = c * CHUNK;
                 let ctx = PreCtx {
                     blk,
@@ -382,24 +419,24 @@ impl Dir {
                 #[cfg(target_arch = "x86_64")]
                 if sim::simd::has_avx2_fma() {
                     // SAFETY: the CPU supports AVX2 and FMA (checked at run time).
-                    unsafe { self.pre_chunk_avx2(&ctx, al, yc, sdc) };
+                    unsafe { self.pre_chunk_avx2(&ctx, (al, ssc), yc, sdc) };
                     return;
                 }
-                self.pre_chunk(&ctx, al, yc, sdc)
+                self.pre_chunk(&ctx, (al, ssc), yc, sdc)
             };
+            let heads = alpha.par_chunks_mut(CHUNK).zip(ss.par_chunks_mut(CHUNK));
             match &mut sd {
-                None => alpha
-                    .par_chunks_mut(CHUNK)
+                None => heads
                     .zip(y.par_chunks_mut(step))
                     .enumerate()
-                    .for_each(|(c, (al, yc))| run(c, al, yc, None)),
-                Some(sd) => alpha
-                    .par_chunks_mut(CHUNK)
+                    .for_each(|(c, (h, yc))| run(c, h, yc, None)),
+                Some(sd) => heads
                     .zip(y.par_chunks_mut(step).zip(sd.par_chunks_mut(step)))
                     .enumerate()
-                    .for_each(|(c, (al, (yc, sdc)))| run(c, al, yc, Some(sdc))),
+                    .for_each(|(c, (h, (yc, sdc)))| run(c, h, yc, Some(sdc))),
             }
             pre.alpha.push(alpha);
+            pre.ss.push(ss);
             pre.y.push(y);
             pre.sd.push(sd);
         }
@@ -412,17 +449,24 @@ impl Dir {
     fn pre_chunk_avx2(
         &self,
         ctx: &PreCtx<'_>,
-        al: &mut [f32],
+        heads: (&mut [f32], &mut [f32]),
         yc: &mut [f32],
         sdc: Option<&mut [f32]>,
     ) {
-        self.pre_chunk(ctx, al, yc, sdc)
+        self.pre_chunk(ctx, heads, yc, sdc)
     }
 
-    /// [`Dir::pre`] of one block on the rows `r0..r0 + al.len()`: scales into `al`, pre-ADC sums
-    /// into `yc` (zero rows untouched), read-noise σ into `sdc`.
+    /// [`Dir::pre`] of one block on the rows `r0..r0 + al.len()`: scales into `al` and Σ x² of
+    /// the converted inputs into `ssc` (rows read only), pre-ADC sums into `yc` (zero rows
+    /// untouched), read-noise σ into `sdc`.
     #[inline(always)]
-    fn pre_chunk(&self, ctx: &PreCtx<'_>, al: &mut [f32], yc: &mut [f32], sdc: Option<&mut [f32]>) {
+    fn pre_chunk(
+        &self,
+        ctx: &PreCtx<'_>,
+        (al, ssc): (&mut [f32], &mut [f32]),
+        yc: &mut [f32],
+        sdc: Option<&mut [f32]>,
+    ) {
         let PreCtx { blk, x, r0, ns } = *ctx;
         let (n_in, n_out) = (self.n_in, self.n_out);
         let (lo, hi) = (blk.lo, blk.hi);
@@ -438,13 +482,15 @@ impl Dir {
         let mut xq = take_buf(na * nb);
         for (i, &j) in rows.iter().enumerate() {
             let r = r0 + j;
+            let xr = &mut xq[i * nb..(i + 1) * nb];
             self.dac_row(
                 &x[j * n_in + lo..j * n_in + hi],
                 al[j],
                 ns,
                 (r * n_in + lo) as u64,
-                &mut xq[i * nb..(i + 1) * nb],
+                xr,
             );
+            ssc[j] = dot(xr, xr);
         }
         let g = Gemm {
             m: na,
@@ -621,7 +667,7 @@ mod tests {
                 Some(&adc),
                 io,
             );
-            let (y, _, _) = d.read(&x, m, &Stream::new(9, "sum"), 0);
+            let (y, _) = d.read(&x, m, &Stream::new(9, "sum"), 0);
             for o in 0..n_out {
                 let mean: f64 = (0..n_in).map(|k| (w(o, k) * xs[k]) as f64).sum();
                 let mut var = sa * sa;
@@ -645,5 +691,90 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// The tally of a read counts every (row, block, tile) vector read with the Σ x² of the row's
+    /// block slice as the DAC drives it (after noise management), in the whole read, the grouped
+    /// read and the prepared one alike; a re-read adds its own reduced inputs.
+    #[test]
+    fn the_tally_counts_the_squared_inputs_of_every_tile_read() {
+        let (n_in, n_out, m) = (11, 7, 300);
+        let ins = [(0, 6), (6, 11)];
+        let outs = [(0, 3), (3, 7)];
+        let st = Stream::new(5, "tally");
+        let x: Vec<f32> = (0..(m * n_in) as u64).map(|i| st.normal(i)).collect();
+        let w = |o: usize, k: usize| 0.02 * (o as f32 - 3.0) + 0.01 * k as f32;
+        for nm in [NoiseManagement::None, NoiseManagement::AbsMax] {
+            let io = Io {
+                nm,
+                nm_thres: 0.0,
+                last_r: 1,
+            };
+            let d = Dir::new(
+                n_in,
+                n_out,
+                &ins,
+                &outs,
+                w,
+                None,
+                None,
+                Some(&Adc::ideal()),
+                io,
+            );
+            let mut want = 0.0f64;
+            for r in 0..m {
+                for &(lo, hi) in &ins {
+                    let xs = &x[r * n_in + lo..r * n_in + hi];
+                    let a = noise_management_scale(nm, 0.0, xs);
+                    let ss: f64 = xs.iter().map(|v| f64::from(v / a).powi(2)).sum();
+                    want += ss * outs.len() as f64;
+                }
+            }
+            let s = Stream::new(1, "r");
+            let (_, whole) = d.read(&x, m, &s, 0);
+            assert_eq!(whole.reads, (m * ins.len() * outs.len()) as u64);
+            assert_eq!(whole.rereads, 0);
+            let got = whole.sumsq as f64 / SUMSQ_UNIT;
+            assert!((got - want).abs() <= 1e-5 * want, "{nm:?}: {got} vs {want}");
+            // The prepared read and the grouped read (3 groups of 100 rows) tally the same.
+            let pre = d.pre(&x, m, &s, 0);
+            assert_eq!(d.finish(&pre, &x, m, &s, 0).1, whole);
+            let mut out = vec![0.0f32; m * n_out];
+            let sink = |i0: usize, acc: &[f32], og: &mut [f32]| {
+                og[i0 * n_out..i0 * n_out + acc.len()].copy_from_slice(acc)
+            };
+            let grouped = d.read_groups(None, Rows::All(&x), 3, m / 3, &s, 0, &mut out, &sink);
+            assert_eq!(grouped, whole);
+        }
+        // Bound management: saturated vectors are re-read with their inputs halved, so each
+        // re-read adds a quarter of the row's Σ x² per halving.
+        let adc = Adc {
+            bound: 0.05,
+            ..Adc::ideal()
+        };
+        let io = Io {
+            nm: NoiseManagement::AbsMax,
+            nm_thres: 0.0,
+            last_r: 2,
+        };
+        let d = Dir::new(n_in, n_out, &ins, &outs, w, None, None, Some(&adc), io);
+        let (_, t) = d.read(&x, m, &Stream::new(1, "r"), 0);
+        let base = (m * ins.len() * outs.len()) as u64;
+        assert!(t.rereads > 0 && t.reads == base + t.rereads, "{t:?}");
+        let (_, plain) = Dir::new(
+            n_in,
+            n_out,
+            &ins,
+            &outs,
+            w,
+            None,
+            None,
+            Some(&Adc::ideal()),
+            Io { last_r: 1, ..io },
+        )
+        .read(&x, m, &Stream::new(1, "r"), 0);
+        let (got, full) = (t.sumsq as f64, plain.sumsq as f64);
+        // Every re-read is at r = 2 (last_r): a quarter of its row's Σ x² at most.
+        assert!(got > full && got <= full * 1.25, "{got} vs {full}");
     }
 }

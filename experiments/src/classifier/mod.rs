@@ -35,11 +35,18 @@ pub trait Classifier: Send + Sync {
     fn stochastic(&self) -> bool {
         false
     }
-    /// The cost per inference of the `images` predictions made so far, as record fields
-    /// (`energy_j`, `energy_parts_j`, `latency_s`, `vector_reads`; see the cost module), for a
-    /// realized substrate that carries its cost model; None for the digital engine.
-    fn cost_fields(&self, _images: u64) -> Option<Result<CostFields>> {
+    /// A realized substrate's cost model: its preset (the laws) and what the realization has
+    /// counted so far (snapshots of it give the cost of a window: [`crate::cost::Counts::since`]);
+    /// None for the digital engine and for realizations without a cost model.
+    fn cost_counts(&self) -> Option<(&devices::Preset, crate::cost::Counts)> {
         None
+    }
+    /// The cost per inference of the `images` predictions made so far, as record fields
+    /// (`energy_j`, `energy_parts_j`, `latency_s`, `vector_reads`, `free_phase_steps`; see the
+    /// cost module); None without a cost model ([`Classifier::cost_counts`]).
+    fn cost_fields(&self, images: u64) -> Option<Result<CostFields>> {
+        let (preset, k) = self.cost_counts()?;
+        Some(crate::cost::cost_of(preset, &k, images).map(|c| crate::cost::record_fields(&c, "")))
     }
 }
 
@@ -89,8 +96,8 @@ impl<C: Classifier + ?Sized> Classifier for Counted<'_, C> {
     fn stochastic(&self) -> bool {
         self.inner.stochastic()
     }
-    fn cost_fields(&self, images: u64) -> Option<Result<CostFields>> {
-        self.inner.cost_fields(images)
+    fn cost_counts(&self) -> Option<(&devices::Preset, crate::cost::Counts)> {
+        self.inner.cost_counts()
     }
 }
 

@@ -17,7 +17,7 @@ use sim::netlist::{Loaded, Netlist, Origin, TileSize};
 
 use super::load::HostModel;
 use super::{Classifier, EpClassifier, LossFn, Normalize, with_host_loss};
-use crate::cost::{Cost, cost_of, record_fields};
+use crate::cost::{Cost, Counts, cost_of};
 use crate::device::Engine;
 
 /// A device preset by built-in name or TOML file, with `key=value` overrides applied in order.
@@ -144,26 +144,36 @@ impl<B: Engine> NetlistClassifier<B> {
     /// Keep the cost model of `preset` (the preset `l` was compiled from), so that the counted
     /// reads of this realization turn into energy and latency ([`Self::cost_so_far`]).
     pub fn with_cost(mut self, preset: &Preset, l: &Loaded) -> Self {
-        let neurons: usize = l
-            .netlist
-            .populations
-            .iter()
-            .map(|p| p.shape.iter().product::<usize>())
-            .sum();
-        self.cost_basis = Some((Box::new(preset.clone()), neurons as u64));
+        let neurons = crate::cost::neuron_count(&l.netlist);
+        self.cost_basis = Some((Box::new(preset.clone()), neurons));
         self
     }
 
-    /// The cost per inference of the `images` free phases (of `t_predict` steps) run so far, from
-    /// the counted reads and spikes (one neuron update per neuron and step).
+    /// The cost per inference of the `images` predictions made so far, from the counted reads
+    /// and spikes and the free-phase steps (one neuron update per neuron and step).
     pub fn cost_so_far(&self, images: u64) -> Result<Cost> {
-        let (preset, neurons) = self
-            .cost_basis
-            .as_ref()
+        let (preset, k) = self
+            .counts()
             .context("this realization carries no cost model (a compiled netlist file?)")?;
-        let spikes: u64 = self.real.spike_counts().iter().sum();
-        let updates = images * self.t_predict as u64 * neurons;
-        cost_of(preset, &self.real.array_use(), images, updates, spikes, 0)
+        cost_of(preset, &k, images)
+    }
+
+    /// The preset and the counts so far (see [`Classifier::cost_counts`]): the free phases of
+    /// predictions (`t_predict` steps) and of gradients (`t_attack` steps).
+    fn counts(&self) -> Option<(&Preset, Counts)> {
+        let (preset, neurons) = self.cost_basis.as_ref()?;
+        let steps = self.images.load(Ordering::Relaxed) * self.t_predict as u64
+            + self.grad_images.load(Ordering::Relaxed) * self.t_attack as u64;
+        Some((
+            preset,
+            Counts {
+                uses: self.real.array_use(),
+                steps,
+                neuron_updates: steps * neurons,
+                spikes: self.real.spike_counts().iter().sum(),
+                pulses: 0,
+            },
+        ))
     }
 
     fn next_query(&self) -> u64 {
@@ -243,9 +253,8 @@ impl<B: Engine> Classifier for NetlistClassifier<B> {
     fn stochastic(&self) -> bool {
         self.real.stochastic()
     }
-    fn cost_fields(&self, images: u64) -> Option<Result<super::CostFields>> {
-        self.cost_basis.as_ref()?;
-        Some(self.cost_so_far(images).map(|c| record_fields(&c)))
+    fn cost_counts(&self) -> Option<(&Preset, Counts)> {
+        self.counts()
     }
 }
 

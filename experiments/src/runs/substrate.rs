@@ -8,7 +8,9 @@
 //! updates the programmed devices (pulses for presets with an `[update]` device, e.g. `ecram`;
 //! re-programming with programming noise otherwise). Every epoch logs the training accuracy (free
 //! phase on the substrate), the test accuracy **on the substrate** (free phase, fresh read noise:
-//! queries from 2⁴⁰ on) and the device pulses (epoch and total), and writes an atomic checkpoint:
+//! queries from 2⁴⁰ on), the device pulses (epoch and total) and the cost of a training step
+//! (energy by part and latency, from the step's counted reads, its free-phase steps and its
+//! pulses, with the preset's cost laws: `crate::cost`), and writes an atomic checkpoint:
 //!
 //! * the model = the effective (programmed) weights with the digital biases, so `epsim eval` works
 //!   on it (digital, or `--substrate netlist:<preset>` which programs them again);
@@ -62,6 +64,16 @@ pub struct SubstrateEpochLog {
     pub pulses_total: u64,
     /// The preset trained on.
     pub substrate: String,
+    /// Mean energy of a training step this epoch (free and nudged phases' reads, neurons and
+    /// update pulses; the digital gradient and optimizer step not counted), J.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub energy_per_step_j: Option<f64>,
+    /// The same by part (DAC, array, ADC, neurons, pulses), J.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub energy_per_step_parts_j: Option<std::collections::BTreeMap<String, f64>>,
+    /// Mean latency of a training step's phases (physical time), s.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latency_per_step_s: Option<f64>,
 }
 
 /// Accuracy of the trainer's free phase on the substrate over `data`.
@@ -104,6 +116,11 @@ struct SubTrainer<'a, B: Engine> {
     substrate: String,
     /// Pulse count at the start of the epoch.
     pulses0: u64,
+    /// The cost laws and the netlist's neuron count.
+    preset: devices::Preset,
+    neurons: u64,
+    /// This epoch's training steps: (count, Σ energy by part, Σ latency).
+    step_cost: (u64, [f64; 5], f64),
 }
 
 impl<B: Engine> Trainer for SubTrainer<'_, B> {
@@ -119,6 +136,7 @@ impl<B: Engine> Trainer for SubTrainer<'_, B> {
 
     fn start_epoch(&mut self, _epoch: usize) {
         self.pulses0 = self.tr.pulses;
+        self.step_cost = (0, [0.0; 5], 0.0);
     }
 
     fn train_batch(&mut self, batch: Batch, index: u64) -> Result<BatchStats> {
@@ -133,6 +151,19 @@ impl<B: Engine> Trainer for SubTrainer<'_, B> {
             &self.sign_stream,
             index,
         )?;
+        let u = &self.tr.last_step;
+        let k = crate::cost::Counts {
+            uses: u.uses.clone(),
+            steps: u.steps,
+            neuron_updates: u.steps * self.neurons,
+            spikes: u.spikes,
+            pulses: u.pulses,
+        };
+        let c = crate::cost::cost_of(&self.preset, &k, 1)?;
+        let sc = &mut self.step_cost;
+        sc.0 += 1;
+        sc.1.iter_mut().zip(c.energy_j).for_each(|(a, e)| *a += e);
+        sc.2 += c.latency_s;
         Ok(BatchStats {
             n: s.n,
             correct: s.correct,
@@ -159,11 +190,22 @@ impl<B: Engine> Trainer for SubTrainer<'_, B> {
     }
 
     fn epoch_log(&self, base: EpochLog, _t: &EpochTotals) -> SubstrateEpochLog {
+        let (n, parts, lat) = self.step_cost;
+        let per = |v: f64| (n > 0).then(|| v / n as f64);
         SubstrateEpochLog {
             base,
             pulses: self.tr.pulses - self.pulses0,
             pulses_total: self.tr.pulses,
             substrate: self.substrate.clone(),
+            energy_per_step_j: per(parts.iter().sum()),
+            energy_per_step_parts_j: (n > 0).then(|| {
+                crate::cost::PARTS
+                    .iter()
+                    .zip(parts)
+                    .map(|(k, e)| (k.to_string(), e / n as f64))
+                    .collect()
+            }),
+            latency_per_step_s: per(lat),
         }
     }
 
@@ -178,6 +220,11 @@ impl<B: Engine> Trainer for SubTrainer<'_, B> {
             log.pulses_total,
             log.base.train_time_s + log.base.eval_time_s
         );
+        if let (Some(e), Some(l)) = (log.energy_per_step_j, log.latency_per_step_s) {
+            println!(
+                "           per training step on the substrate: energy {e:.4e} J, latency {l:.4e} s"
+            );
+        }
     }
 
     /// The effective (programmed) weights with the digital biases.
@@ -267,6 +314,7 @@ pub fn train<B: Engine>(be: &B, cfg: &TrainConfig, opts: &TrainOptions) -> Resul
     let net = EpNet::init(be, cfg.model.clone(), &root.child("init"), cfg.init_scale)?;
     let loaded = compile_model(&HostModel::of_net(be, &net)?, &preset, tile)
         .context("[substrate] compiling the model")?;
+    let neurons = crate::cost::neuron_count(&loaded.netlist);
     let mut tr = SubstrateTrainer::new(be, loaded, seed, preset.update.clone(), sc.rounding)
         .context("[substrate] realizing the model")?;
     let opt = Optimizer::new(
@@ -295,6 +343,9 @@ pub fn train<B: Engine>(be: &B, cfg: &TrainConfig, opts: &TrainOptions) -> Resul
         eval_bs: cfg.train.eval_batch_size.unwrap_or(cfg.train.batch_size),
         substrate: format!("netlist:{}", sc.preset_name()),
         pulses0: 0,
+        preset,
+        neurons,
+        step_cost: (0, [0.0; 5], 0.0),
     };
     run_epochs(&mut trainer, cfg, &loader, start, opts.stop_after)
 }

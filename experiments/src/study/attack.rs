@@ -403,20 +403,24 @@ impl AttackRun {
                 Some(src) => (src.as_ref(), Some(clf)),
                 None => (clf, None),
             };
-            let (o, ex) = attack_strength_examples(
-                attacked,
-                judge,
-                &loader,
-                &self.attack,
-                eps as f32,
-                &text,
-                self.steps,
-                self.restarts,
-                t.eot,
-                seed,
-                &self.protocol,
-                self.save_examples.unwrap_or(0),
-            )?;
+            // The energy the target's realization spent on the attack, per attacked image.
+            let ((o, ex), cost) = super::item::costed(clf, "attack_", || {
+                let r = attack_strength_examples(
+                    attacked,
+                    judge,
+                    &loader,
+                    &self.attack,
+                    eps as f32,
+                    &text,
+                    self.steps,
+                    self.restarts,
+                    t.eot,
+                    seed,
+                    &self.protocol,
+                    self.save_examples.unwrap_or(0),
+                )?;
+                Ok((r, d.len() as u64))
+            })?;
             if self.save_examples.is_some() {
                 crate::report::examples::save(
                     &self.out,
@@ -441,7 +445,7 @@ impl AttackRun {
                 "{:<28} {:>10} {:>8.4} {:>8.4} {:>10.1}",
                 self.attack, text, rec.clean_accuracy, rec.robust_accuracy, rec.wall_s
             );
-            out.append(&rec)?;
+            out.append(&super::item::with_fields(&rec, cost)?)?;
         }
         println!("results appended to {}", self.out.display());
         Ok(())

@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 
 use super::attack::attack_strength_examples;
 use super::suite::{SuiteCorruptions, SuiteItem};
-use crate::classifier::Classifier;
+use crate::classifier::{Classifier, CostFields};
 use crate::data::{Dataset, Loader};
 use crate::eval::correct;
 use crate::results::{CleanRecord, CorruptionRecord, RecordContext};
@@ -44,11 +44,36 @@ pub struct ItemRun<'a> {
 impl ItemRun<'_> {
     /// Run `item` (attacks under `protocol`): its accuracy (robust accuracy for an attack) and its
     /// record, with `kind` and `accuracy` set whatever the item.
+    /// A realized substrate's records also carry the cost of the item's own reads: per inference
+    /// for clean and corruption items (`energy_j`, `latency_s`, ...), per attacked image for an
+    /// attack (`attack_energy_j`, ...: every query and gradient the attack made on the item's
+    /// classifier; a transfer attack's judging predictions only).
     pub fn run(&self, item: &SuiteItem, protocol: &str) -> Result<(f64, Value)> {
+        let prefix = match item {
+            SuiteItem::Attack { .. } => "attack_",
+            _ => "",
+        };
+        let ((acc, mut v, kind), cost) =
+            costed(self.clf, prefix, || self.run_item(item, protocol))?;
+        v.as_object_mut()
+            .context("a record is a JSON object")?
+            .extend(cost);
+        v["kind"] = json!(kind);
+        v["accuracy"] = json!(acc);
+        Ok((acc, v))
+    }
+
+    /// [`ItemRun::run`] without the cost: (accuracy, record, kind) and the images evaluated.
+    fn run_item(
+        &self,
+        item: &SuiteItem,
+        protocol: &str,
+    ) -> Result<((f64, Value, &'static str), u64)> {
         let (cx, d, seed) = (self.cx, self.data, self.cx.seed);
         let t0 = Instant::now();
         let fraction = |c: usize| c as f64 / d.len().max(1) as f64;
-        let (acc, mut v, kind) = match item {
+        let mut units = d.len() as u64;
+        let out = match item {
             SuiteItem::Clean => {
                 let acc = fraction(correct(self.clf, d, self.batch_size)?);
                 let rec = CleanRecord {
@@ -62,15 +87,7 @@ impl ItemRun<'_> {
                     wall_s: t0.elapsed().as_secs_f64(),
                     commit: cx.commit.clone(),
                 };
-                let mut v = serde_json::to_value(rec)?;
-                // A realized substrate's cost per inference, from the reads of this evaluation
-                // (the clean item is the first a classifier runs).
-                if let Some(fields) = self.clf.cost_fields(d.len() as u64) {
-                    v.as_object_mut()
-                        .context("a clean record is a JSON object")?
-                        .extend(fields?);
-                }
-                (acc, v, "clean")
+                (acc, serde_json::to_value(rec)?, "clean")
             }
             SuiteItem::Attack {
                 name,
@@ -82,6 +99,7 @@ impl ItemRun<'_> {
                 transfer_from,
             } => {
                 let (d, cx) = &attacked_images(d, cx, *subset);
+                units = d.len() as u64;
                 // Pixel-space batches in dataset order; the attack's draws from the seed.
                 let loader = Loader::new(d, self.batch_size, sim::Stream::new(seed, "attack.data"));
                 // A transfer attack is crafted on the source and judged by the classifier.
@@ -125,16 +143,36 @@ impl ItemRun<'_> {
                     .corruptions
                     .context("a corruption item without [corruptions]")?;
                 let (cd, source) = corruptions.images(*k, *sev, d, self.subset, seed)?;
+                units = cd.len() as u64;
                 let acc = fraction(correct(self.clf, &cd, self.batch_size)?);
                 let mut rec = CorruptionRecord::new(cx, *k, *sev, acc, t0);
                 rec.note = source.map(|s| format!("released files {s}"));
                 (acc, serde_json::to_value(rec)?, "corruption")
             }
         };
-        v["kind"] = json!(kind);
-        v["accuracy"] = json!(acc);
-        Ok((acc, v))
+        Ok((out, units))
     }
+}
+
+/// Run `f`, which does `units` units of work on `clf` (it returns them beside its result:
+/// predictions of images, or an attack on images), and give the cost per unit of what `clf`'s
+/// realization counted meanwhile as record fields with `prefix` (see
+/// [`crate::cost::record_fields`]); no fields for a classifier without a cost model.
+pub fn costed<T>(
+    clf: &dyn Classifier,
+    prefix: &str,
+    f: impl FnOnce() -> Result<(T, u64)>,
+) -> Result<(T, CostFields)> {
+    let before = clf.cost_counts().map(|(_, k)| k);
+    let (out, units) = f()?;
+    let fields = match (before, clf.cost_counts()) {
+        (Some(b), Some((preset, k))) if units > 0 => {
+            let c = crate::cost::cost_of(preset, &k.since(&b), units)?;
+            crate::cost::record_fields(&c, prefix)
+        }
+        _ => CostFields::new(),
+    };
+    Ok((out, fields))
 }
 
 /// The images an attack with `subset = N` runs on (the first N of `d`, class-balanced: the images
@@ -156,4 +194,13 @@ pub fn attacked_images<'a>(
         }
         _ => (Cow::Borrowed(d), cx.clone()),
     }
+}
+
+/// `rec` as a JSON object with `fields` (e.g. [`costed`]'s) added.
+pub fn with_fields<T: serde::Serialize>(rec: &T, fields: CostFields) -> Result<Value> {
+    let mut v = serde_json::to_value(rec)?;
+    v.as_object_mut()
+        .context("a record is a JSON object")?
+        .extend(fields);
+    Ok(v)
 }

@@ -8,6 +8,7 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 
 use super::attack::{attack_norm, attack_strength_examples};
+use super::item::{costed, with_fields};
 use super::suite::{Suite, SuiteAttack, SuiteCorruptions};
 use super::target::Target;
 use crate::classifier::Classifier;
@@ -97,8 +98,17 @@ impl RobustnessRun {
             suite.protocols.join(", "),
             cx.commit
         );
-        let clean_acc = correct(clf, d, t.batch_size)? as f64 / n.max(1) as f64;
+        let (right, cost) = costed(clf, "", || Ok((correct(clf, d, t.batch_size)?, n as u64)))?;
+        let clean_acc = right as f64 / n.max(1) as f64;
         report += &format!("Clean accuracy: {clean_acc:.4}\n\n");
+        if let (Some(e), Some(l)) = (cost["energy_j"].as_f64(), cost["latency_s"].as_f64()) {
+            report += &format!(
+                "Cost per inference on this substrate (from the clean run's reads): energy \
+                 {e:.4e} J, latency {l:.4e} s (`epsim cost` gives the breakdown). Attack records \
+                 carry the energy each attack spent per attacked image (`attack_energy_j`), \
+                 corruption records the cost per inference of their run.\n\n"
+            );
+        }
         let part = self.attacks(&suite, &l, honest.as_deref(), &cx, &mut out, seed)?;
         report += &part.md;
         let (gap_md, mut warnings) = gap_section(&part.gap);
@@ -174,20 +184,23 @@ impl RobustnessRun {
                 _ => (l.clf.as_ref(), l.t_attack),
             };
             for (e, eps) in super::protocol::expand_eps(&at.eps)? {
-                let (o, ex) = attack_strength_examples(
-                    clf,
-                    None,
-                    &loader,
-                    name,
-                    eps as f32,
-                    &e,
-                    *steps,
-                    *restarts,
-                    t.eot,
-                    seed,
-                    protocol,
-                    save_examples.unwrap_or(0),
-                )?;
+                let ((o, ex), cost) = costed(clf, "attack_", || {
+                    let r = attack_strength_examples(
+                        clf,
+                        None,
+                        &loader,
+                        name,
+                        eps as f32,
+                        &e,
+                        *steps,
+                        *restarts,
+                        t.eot,
+                        seed,
+                        protocol,
+                        save_examples.unwrap_or(0),
+                    )?;
+                    Ok((r, ad.len() as u64))
+                })?;
                 if save_examples.is_some() {
                     crate::report::examples::save(&results, name, &e, &o.name, &ex, &d.classes)?;
                 }
@@ -196,7 +209,7 @@ impl RobustnessRun {
                     "{:<20} {:<8} {:>10} robust {:.4}",
                     name, protocol, e, rec.robust_accuracy
                 );
-                out.append(&rec)?;
+                out.append(&with_fields(&rec, cost)?)?;
                 part.checked.push(attack_row(&rec)?);
                 part.md += &format!(
                     "| {} | {protocol} | {} | {:.4} | {} | {} | {:.1} |\n",
@@ -255,10 +268,13 @@ impl RobustnessRun {
             for &sev in &c.severities {
                 let t0 = Instant::now();
                 let (cd, source) = c.images(*k, sev, d, t.subset, cx.seed)?;
-                let acc = correct(clf, &cd, t.batch_size)? as f64 / n.max(1) as f64;
+                let (right, cost) = costed(clf, "", || {
+                    Ok((correct(clf, &cd, t.batch_size)?, cd.len() as u64))
+                })?;
+                let acc = right as f64 / n.max(1) as f64;
                 let mut rec = CorruptionRecord::new(cx, *k, sev, acc, t0);
                 rec.note = source.map(|s| format!("released files {s}"));
-                out.append(&rec)?;
+                out.append(&with_fields(&rec, cost)?)?;
                 md += &format!(" {acc:.4} |");
                 accs.push(acc);
                 pb.inc(1);

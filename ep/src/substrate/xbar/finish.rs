@@ -10,7 +10,7 @@ use super::*;
 impl Dir {
     /// Per-read noise, ADC and bound management of a read prepared by [`Dir::pre`] on the same
     /// `x`, step `t`: the outputs `[m, n_out]` summed over the blocks (normalized units), with the
-    /// numbers of (row, block, tile) vector reads and of bound-management re-reads.
+    /// tally of (row, block, tile) vector reads, bound-management re-reads and Σ x².
     pub(in crate::substrate) fn finish(
         &self,
         pre: &Pre,
@@ -18,7 +18,7 @@ impl Dir {
         m: usize,
         s: &Stream,
         t: u64,
-    ) -> (Vec<f32>, u64, u64) {
+    ) -> (Vec<f32>, Tally) {
         self.run(Some(pre), x, m, s, t)
     }
 
@@ -31,25 +31,18 @@ impl Dir {
         m: usize,
         s: &Stream,
         t: u64,
-    ) -> (Vec<f32>, u64, u64) {
+    ) -> (Vec<f32>, Tally) {
         self.run(None, x, m, s, t)
     }
 
-    fn run(
-        &self,
-        pre: Option<&Pre>,
-        x: &[f32],
-        m: usize,
-        s: &Stream,
-        t: u64,
-    ) -> (Vec<f32>, u64, u64) {
+    fn run(&self, pre: Option<&Pre>, x: &[f32], m: usize, s: &Stream, t: u64) -> (Vec<f32>, Tally) {
         let n_out = self.n_out;
         let mut acc = vec![0.0f32; m * n_out];
         if n_out == 0 {
-            return (acc, 0, 0);
+            return (acc, Tally::default());
         }
         let (noise_s, dac_s) = self.streams(s, t);
-        let (reads, rereads) = acc
+        let tally = acc
             .par_chunks_mut(CHUNK * n_out)
             .enumerate()
             .map(|(c, ac)| {
@@ -66,8 +59,8 @@ impl Dir {
                 };
                 self.chunk(&ctx, ac)
             })
-            .reduce(|| (0, 0), |a, b| (a.0 + b.0, a.1 + b.1));
-        (acc, reads, rereads)
+            .reduce(Tally::default, Tally::add);
+        (acc, tally)
     }
 
     /// The round-0 streams of every block: (noise before the ADC, DAC).
@@ -82,7 +75,7 @@ impl Dir {
 
     /// [`Dir::finish_chunk`], AVX2 build where the CPU has it.
     #[inline(always)]
-    fn chunk(&self, ctx: &ChunkCtx<'_>, ac: &mut [f32]) -> (u64, u64) {
+    fn chunk(&self, ctx: &ChunkCtx<'_>, ac: &mut [f32]) -> Tally {
         // (An AVX-512 build of the chunk kernel measured 12 % slower here than the AVX2 one.)
         #[cfg(target_arch = "x86_64")]
         if sim::simd::has_avx2_fma() {
@@ -100,8 +93,7 @@ impl Dir {
     /// with `i0` the run's first row within the group and `og` the group's equal share of `out`;
     /// groups shorter than [`CHUNK`] are read several at a time (one run, one GEMM per block), the
     /// sink still called once per group. Runs go in parallel; every draw is indexed by (row, element) as in [`Dir::read`], so
-    /// the result depends neither on the thread count nor on the run split. Returns (reads,
-    /// re-reads).
+    /// the result depends neither on the thread count nor on the run split. Returns the tally.
     #[allow(clippy::too_many_arguments)]
     pub(in crate::substrate) fn read_groups(
         &self,
@@ -113,10 +105,10 @@ impl Dir {
         t: u64,
         out: &mut [f32],
         sink: &Sink<'_>,
-    ) -> (u64, u64) {
+    ) -> Tally {
         let (n_in, n_out) = (self.n_in, self.n_out);
         if n_out == 0 || groups == 0 || per == 0 || out.is_empty() {
-            return (0, 0);
+            return Tally::default();
         }
         let (noise_s, dac_s) = self.streams(s, t);
         // Short groups are read several at a time (one run of up to CHUNK rows), long ones in
@@ -134,7 +126,7 @@ impl Dir {
                 };
                 let ng = osg.len() / share;
                 let (first, last) = (sg * gpr * per, (sg * gpr + ng) * per);
-                let mut tot = (0u64, 0u64);
+                let mut tot = Tally::default();
                 let mut r0 = first;
                 while r0 < last {
                     // Within one group, or whole groups.
@@ -160,8 +152,7 @@ impl Dir {
                         noise_s: &noise_s,
                         dac_s: &dac_s,
                     };
-                    let (a, b) = self.chunk(&ctx, acc);
-                    tot = (tot.0 + a, tot.1 + b);
+                    tot = tot.add(self.chunk(&ctx, acc));
                     // Hand each group's part of the run to the sink.
                     let mut r = r0;
                     while r < r0 + nr {
@@ -177,19 +168,20 @@ impl Dir {
                 give_buf(xb);
                 tot
             })
-            .reduce(|| (0, 0), |a, b| (a.0 + b.0, a.1 + b.1))
+            .reduce(Tally::default, Tally::add)
     }
 
     /// [`Dir::finish_chunk`] compiled for AVX2 (same operations, same bits).
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2,fma")]
-    fn finish_chunk_avx2(&self, ctx: &ChunkCtx<'_>, ac: &mut [f32]) -> (u64, u64) {
+    fn finish_chunk_avx2(&self, ctx: &ChunkCtx<'_>, ac: &mut [f32]) -> Tally {
         self.finish_chunk(ctx, ac)
     }
 
-    /// [`Dir::finish`] on the rows `r0..` of `ac` (overwritten): returns (reads, re-reads).
+    /// [`Dir::finish`] on the rows `r0..` of `ac` (overwritten): returns the chunk's tally (every
+    /// tile read counts its row's Σ x², a re-read its own).
     #[inline(always)]
-    fn finish_chunk(&self, ctx: &ChunkCtx<'_>, ac: &mut [f32]) -> (u64, u64) {
+    fn finish_chunk(&self, ctx: &ChunkCtx<'_>, ac: &mut [f32]) -> Tally {
         let ChunkCtx {
             pre,
             x,
@@ -201,7 +193,7 @@ impl Dir {
         } = *ctx;
         let (n_in, n_out) = (self.n_in, self.n_out);
         let last_r = self.io.last_r;
-        let (mut reads, mut rereads) = (0u64, 0u64);
+        let (mut reads, mut rereads, mut sumsq) = (0u64, 0u64, 0u64);
         let rows = ac.len() / n_out;
         let adc_noisy = self.adc.is_some_and(|a| a.noise > 0.0);
         let noisy_w = self.blocks.iter().any(|b| b.s2.is_some());
@@ -213,18 +205,20 @@ impl Dir {
         let mut nz = take_buf(if adc_noisy || noisy_w { rg * n_out } else { 0 });
         let mut q = take_buf(n_out);
         // Chunk-local round-0 results of the fused read.
-        let (mut al_buf, mut y_buf, mut sd_buf) = match pre {
-            Some(_) => (Buf::empty(), Buf::empty(), Buf::empty()),
+        let (mut al_buf, mut ss_buf, mut y_buf, mut sd_buf) = match pre {
+            Some(_) => (Buf::empty(), Buf::empty(), Buf::empty(), Buf::empty()),
             None => (
+                take_buf(rows),
                 take_buf(rows),
                 take_buf(rows * n_out),
                 take_buf(if noisy_w { rows * n_out } else { 0 }),
             ),
         };
         for (b, blk) in self.blocks.iter().enumerate() {
-            let (alpha, yb, sdb): (&[f32], &[f32], Option<&[f32]>) = match pre {
+            let (alpha, ssb, yb, sdb): BlockRound<'_> = match pre {
                 Some(p) => (
                     &p.alpha[b][r0..r0 + rows],
+                    &p.ss[b][r0..r0 + rows],
                     &p.y[b][r0 * n_out..(r0 + rows) * n_out],
                     p.sd[b]
                         .as_ref()
@@ -238,8 +232,13 @@ impl Dir {
                         ns: &dac_s[b],
                     };
                     let sdc = blk.s2.as_ref().map(|_| &mut sd_buf[..]);
-                    self.pre_chunk(&pc, &mut al_buf, &mut y_buf, sdc);
-                    (&al_buf, &y_buf, blk.s2.as_ref().map(|_| &sd_buf[..]))
+                    self.pre_chunk(&pc, (&mut al_buf, &mut ss_buf), &mut y_buf, sdc);
+                    (
+                        &al_buf,
+                        &ss_buf,
+                        &y_buf,
+                        blk.s2.as_ref().map(|_| &sd_buf[..]),
+                    )
                 }
             };
             let noisy = adc_noisy || sdb.is_some();
@@ -261,6 +260,7 @@ impl Dir {
                         continue;
                     }
                     let y = &yb[j * n_out..(j + 1) * n_out];
+                    let ss = fixed_sumsq(f64::from(ssb[j]));
                     let nzr = noisy.then(|| &nz[(j - g0) * n_out..(j - g0 + 1) * n_out]);
                     let sdr = sdb.map(|sd| &sd[j * n_out..(j + 1) * n_out]);
                     let Some(adc) = &self.adc else {
@@ -275,6 +275,7 @@ impl Dir {
                         }
                         add_scaled(a, &q, al, first);
                         reads += self.outs.len() as u64;
+                        sumsq += ss * self.outs.len() as u64;
                         continue;
                     };
                     for &(o0, o1) in &self.outs {
@@ -293,15 +294,17 @@ impl Dir {
                         };
                         let peak = adc_tile(ys, noise, qs, &adc.q, scale);
                         reads += 1;
+                        sumsq += ss;
                         let mut red = 1.0f32;
                         // A saturated tile is replaced by its bound-management result.
                         if peak > adc.bound && last_r > 1 {
                             let r = r0 + j;
                             let xr = &x[j * n_in..(j + 1) * n_in];
                             let qs = &mut q[o0..o1];
-                            let (n, rd) = self.reread(blk, b, xr, r, al, (o0, o1), s, t, qs);
+                            let (n, rd, rss) = self.reread(blk, b, xr, r, al, (o0, o1), s, t, qs);
                             reads += n;
                             rereads += n;
+                            sumsq += rss;
                             red = rd as f32;
                             if first {
                                 // As the sum of q·red and then ·α.
@@ -329,16 +332,21 @@ impl Dir {
         if self.blocks.is_empty() {
             ac.fill(0.0);
         }
-        for b in [nz, q, al_buf, y_buf, sd_buf] {
+        for b in [nz, q, al_buf, ss_buf, y_buf, sd_buf] {
             give_buf(b);
         }
-        (reads, rereads)
+        Tally {
+            reads,
+            rereads,
+            sumsq,
+        }
     }
 
     /// Iterative bound management of the saturated vector (row `r`, block `b`, outputs `o0..o1`):
     /// re-read with the input divided by α·2^k, k = 1, 2, … (own DAC, read and ADC draws per
     /// round) until nothing saturates or the last allowed reduction. Writes the last conversion
-    /// into `q` and returns (re-reads made, its reduction r).
+    /// into `q` and returns (re-reads made, its reduction r, Σ over them of Σ x² of the inputs,
+    /// fixed point).
     #[allow(clippy::too_many_arguments)]
     #[inline(always)]
     fn reread(
@@ -352,7 +360,7 @@ impl Dir {
         s: &Stream,
         t: u64,
         q: &mut [f32],
-    ) -> (u64, u64) {
+    ) -> (u64, u64, u64) {
         let (lo, hi) = (blk.lo, blk.hi);
         let nb = hi - lo;
         let adc = self.adc.as_ref().expect("bound management needs an ADC");
@@ -362,7 +370,7 @@ impl Dir {
         let n2 = self.adc_noise_var();
         let noisy = adc.noise > 0.0 || blk.s2.is_some();
         let base = (r * self.n_out + o0) as u64;
-        let (mut red, mut k, mut n) = (1u64, 0u32, 0u64);
+        let (mut red, mut k, mut n, mut ss) = (1u64, 0u32, 0u64, 0u64);
         loop {
             k += 1;
             red *= 2;
@@ -375,6 +383,7 @@ impl Dir {
                 (r * self.n_in + lo) as u64,
                 &mut xq,
             );
+            ss += fixed_sumsq(f64::from(dot(&xq, &xq)));
             if blk.s2.is_some() {
                 xq2.iter_mut().zip(&xq).for_each(|(a, v)| *a = v * v);
             }
@@ -394,11 +403,15 @@ impl Dir {
                 q[j] = adc.q.convert(p);
             }
             if !sat || red >= self.io.last_r {
-                return (n, red);
+                return (n, red, ss);
             }
         }
     }
 }
+
+/// One block's round-0 results on a chunk's rows: scales α, Σ x² of the converted inputs, pre-ADC
+/// sums and their per-read noise σ.
+type BlockRound<'a> = (&'a [f32], &'a [f32], &'a [f32], Option<&'a [f32]>);
 
 /// `a = q·α` (`first`) or `a += q·α`.
 #[inline(always)]
