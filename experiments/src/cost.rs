@@ -116,6 +116,19 @@ fn mean_tile(u: &ArrayUse) -> (f64, f64, f64) {
     (s.0 / n, s.1 / n, s.2 / n)
 }
 
+/// The indices of the points (energy, accuracy) that no other point dominates (no more energy
+/// and at least the accuracy, one of them strictly better), in index order: the Pareto front of
+/// a co-design choice.
+pub fn pareto_front(pts: &[(f64, f64)]) -> Vec<usize> {
+    (0..pts.len())
+        .filter(|&i| {
+            let (e, a) = pts[i];
+            !pts.iter()
+                .any(|&(f, b)| f <= e && b >= a && (f < e || b > a))
+        })
+        .collect()
+}
+
 /// The neurons of a netlist (every population's size): one update each per free-phase step.
 pub fn neuron_count(nl: &sim::netlist::Netlist) -> u64 {
     nl.populations
@@ -254,6 +267,15 @@ pub fn record_fields(c: &Cost, prefix: &str) -> serde_json::Map<String, serde_js
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_pareto_front_keeps_the_undominated_points() {
+        // 2 is beaten by 1 (less energy, more accuracy); 4 by 0 (less energy, same accuracy).
+        let pts = [(1.0, 0.5), (2.0, 0.7), (3.0, 0.6), (4.0, 0.9), (1.5, 0.5)];
+        assert_eq!(pareto_front(&pts), vec![0, 1, 3]);
+        // Equal points dominate neither: both stay.
+        assert_eq!(pareto_front(&[(1.0, 0.5), (1.0, 0.5)]), vec![0, 1]);
+    }
 
     /// One tile of uniform cells read with known inputs: the array term is the closed form
     /// Σ_i (x_i·V)² · (row conductance) · t_int of `devices::cost`, from the accumulated Σ x²

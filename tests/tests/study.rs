@@ -111,6 +111,12 @@ fn a_tiny_study_runs_reports_and_resumes() {
                 );
             }
         } else {
+            // An attack cell on a realized substrate carries what the attack cost it.
+            assert_eq!(
+                r.get("attack_energy_j").is_some(),
+                r["substrate"] != "digital",
+                "{r}"
+            );
             let col = format!("ε={}", r["eps_text"].as_str().unwrap());
             assert_eq!(
                 cell(pgd, &label(r), &col),
@@ -120,6 +126,28 @@ fn a_tiny_study_runs_reports_and_resumes() {
             assert_eq!(cell(pgd, &label(r), "clean"), pct(&r["clean_accuracy"]));
         }
     }
+    // The cost table marks the Pareto front (the cheapest substrate is on it) and is followed by
+    // the accuracy-vs-energy figure.
+    let costs = report
+        .split("\n## ")
+        .find(|x| x.starts_with("Cost per inference"))
+        .unwrap();
+    let cheapest = recs
+        .iter()
+        .filter(|r| r["kind"] == "clean" && r["substrate"] != "digital")
+        .min_by(|a, b| {
+            a["energy_j"]
+                .as_f64()
+                .unwrap()
+                .total_cmp(&b["energy_j"].as_f64().unwrap())
+        })
+        .unwrap();
+    assert_eq!(cell(costs, &label(cheapest), "Pareto"), "yes");
+    assert!(
+        costs.contains("![accuracy vs energy](report_energy.png)"),
+        "{costs}"
+    );
+    assert!(std::fs::read(out.join("report_energy.png")).is_ok_and(|b| b.starts_with(b"\x89PNG")));
     // The summary row of a model is the mean of its robust accuracies.
     let summary = report
         .split("\n## ")

@@ -153,6 +153,16 @@ pub fn write_report(results: &[PathBuf], out: &Path, labels: &[String]) -> Resul
         );
         plots.push(Some(name));
     }
+    if !report.costs.is_empty() {
+        let name = format!("{stem}_energy.png");
+        energy_chart(&dir.join(&name), &report)?;
+        // Under the cost table (before the next section).
+        if let Some(at) = md.find("## Cost per inference") {
+            let end = md[at..].find("\n## ").map_or(md.len(), |k| at + k + 1);
+            md.insert_str(end, &format!("![accuracy vs energy]({name})\n\n"));
+        }
+        plots.push(Some(name));
+    }
     std::fs::write(out, &md).with_context(|| format!("writing {}", out.display()))?;
     Ok(Written {
         warnings: report
@@ -164,4 +174,38 @@ pub fn write_report(results: &[PathBuf], out: &Path, labels: &[String]) -> Resul
         markdown: md,
         plots: plots.len(),
     })
+}
+
+/// Accuracy against energy per inference of every realized substrate of the report: one series
+/// per row, from its mean robust accuracy (lower marker, where it was attacked) to its clean
+/// accuracy (upper marker) at its energy.
+fn energy_chart(path: &Path, report: &tables::Report) -> Result<()> {
+    let series: Vec<plot::Series> = report
+        .costs
+        .iter()
+        .map(|c| {
+            let robust = report
+                .summary
+                .iter()
+                .find(|r| r.label == c.label)
+                .and_then(|r| r.mean_robust);
+            let e = c.energy_j * 1e9;
+            plot::Series {
+                label: c.label.clone(),
+                points: robust
+                    .map(|r| (e, 100.0 * r))
+                    .into_iter()
+                    .chain([(e, 100.0 * c.clean)])
+                    .collect(),
+            }
+        })
+        .collect();
+    plot::line_chart(
+        path,
+        "accuracy vs energy per inference (upper: clean; lower: mean robust)",
+        "energy per inference (nJ)",
+        "accuracy (%)",
+        &series,
+        Some((0.0, 100.0)),
+    )
 }

@@ -898,16 +898,24 @@ impl Report {
             s += "\n";
         }
         if !self.costs.is_empty() {
-            s += "## Cost per inference\n\nEnergy and latency of one inference on each realized substrate, counted from the reads of its clean evaluation (laws and sources: docs/cost-model.md; `epsim cost` breaks them down by part). The digital engine has no cost model.\n\n| model | clean | energy (nJ) | latency (µs) | vector reads |\n| --- | --- | --- | --- | --- |\n";
-            for c in &self.costs {
+            s += "## Cost per inference\n\nEnergy and latency of one inference on each realized substrate, counted from the reads of its clean evaluation (laws and sources: docs/cost-model.md; `epsim cost` breaks them down by part). The digital engine has no cost model. Pareto: no other substrate here has both less energy and at least the clean accuracy.\n\n| model | clean | energy (nJ) | latency (µs) | vector reads | Pareto |\n| --- | --- | --- | --- | --- | --- |\n";
+            let front = crate::cost::pareto_front(
+                &self
+                    .costs
+                    .iter()
+                    .map(|c| (c.energy_j, c.clean))
+                    .collect::<Vec<_>>(),
+            );
+            for (i, c) in self.costs.iter().enumerate() {
                 let _ = writeln!(
                     s,
-                    "| {} | {:.1} | {:.3} | {:.3} | {} |",
+                    "| {} | {:.1} | {:.3} | {:.3} | {} | {} |",
                     c.label,
                     100.0 * c.clean,
                     c.energy_j * 1e9,
                     c.latency_s * 1e6,
-                    c.vector_reads.map_or("–".into(), |r| format!("{r:.0}"))
+                    c.vector_reads.map_or("–".into(), |r| format!("{r:.0}")),
+                    if front.contains(&i) { "yes" } else { "" }
                 );
             }
             s += "\n";

@@ -101,7 +101,8 @@ impl RobustnessRun {
         let (right, cost) = costed(clf, "", || Ok((correct(clf, d, t.batch_size)?, n as u64)))?;
         let clean_acc = right as f64 / n.max(1) as f64;
         report += &format!("Clean accuracy: {clean_acc:.4}\n\n");
-        if let (Some(e), Some(l)) = (cost["energy_j"].as_f64(), cost["latency_s"].as_f64()) {
+        let num = |k: &str| cost.get(k).and_then(serde_json::Value::as_f64);
+        if let (Some(e), Some(l)) = (num("energy_j"), num("latency_s")) {
             report += &format!(
                 "Cost per inference on this substrate (from the clean run's reads): energy \
                  {e:.4e} J, latency {l:.4e} s (`epsim cost` gives the breakdown). Attack records \

@@ -693,7 +693,7 @@ fn cost_section(
         let t = v.iter().map(|p| p.1).sum::<f64>() / n;
         pts.push((e, t, clean(i)?.0));
     }
-    let front = pareto_front(&pts.iter().map(|p| (p.0, p.2)).collect::<Vec<_>>());
+    let front = crate::cost::pareto_front(&pts.iter().map(|p| (p.0, p.2)).collect::<Vec<_>>());
     for (i, (e, t, acc)) in pts.iter().enumerate() {
         md += &format!(
             "| {}={} | {:.3} | {:.3} | {acc:.4} | {} |\n",
@@ -730,18 +730,6 @@ fn cost_section(
     )?;
     md += "\nPlot: [accuracy vs energy](energy.png)\n";
     Ok(md)
-}
-
-/// The indices of the points (energy, accuracy) that no other point dominates (no more energy
-/// and at least the accuracy, one of them strictly better), in index order.
-fn pareto_front(pts: &[(f64, f64)]) -> Vec<usize> {
-    (0..pts.len())
-        .filter(|&i| {
-            let (e, a) = pts[i];
-            !pts.iter()
-                .any(|&(f, b)| f <= e && b >= a && (f < e || b > a))
-        })
-        .collect()
 }
 
 /// Write sweep.md and the plots; returns the markdown.
@@ -849,18 +837,4 @@ fn write_outputs(
     md += &cost_section(c, param, costs, &|i| stat(i, "clean"))?;
     write_atomic(&a.out_dir.join("sweep.md"), md.as_bytes())?;
     Ok(md)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::pareto_front;
-
-    #[test]
-    fn the_pareto_front_keeps_the_undominated_levels() {
-        // 2 is beaten by 1 (less energy, more accuracy); 4 by 0 (less energy, same accuracy).
-        let pts = [(1.0, 0.5), (2.0, 0.7), (3.0, 0.6), (4.0, 0.9), (1.5, 0.5)];
-        assert_eq!(pareto_front(&pts), vec![0, 1, 3]);
-        // Equal points dominate neither: both stay.
-        assert_eq!(pareto_front(&[(1.0, 0.5), (1.0, 0.5)]), vec![0, 1]);
-    }
 }
