@@ -283,7 +283,8 @@ fn sweep_records_parity_table_and_plots() {
 
     // The cost per inference of every level, from the clean run's counted reads: over ADC bits
     // (bound management off, so every level makes the same reads) the ADC energy per read follows
-    // the Walden law FoM·2^bits exactly, and the other parts do not move with the ADC.
+    // the Walden law FoM·2^bits exactly, and the other parts do not move with the ADC (the array
+    // term only as the states do).
     let out3 = d.join("sweep3");
     let suite3 = d.join("suite3.toml");
     std::fs::write(
@@ -327,9 +328,13 @@ fn sweep_records_parity_table_and_plots() {
         assert!((e - total).abs() <= 1e-12 * e, "{r}");
         let want = part(&clean3[0], "ADC") * f64::from(1u32 << (bits - 4));
         assert!((part(r, "ADC") - want).abs() <= 1e-9 * want, "{r}");
-        for k in ["DAC", "array", "neurons"] {
+        for k in ["DAC", "neurons"] {
             assert_eq!(part(r, k), part(&clean3[0], k), "{k}: {r}");
         }
+        // The array term follows the inputs each read drives, i.e. the neurons' states, which the
+        // ADC's resolution moves a little.
+        let a0 = part(&clean3[0], "array");
+        assert!((part(r, "array") - a0).abs() <= 0.01 * a0, "array: {r}");
         assert!(r["latency_s"].as_f64().unwrap() > 0.0, "{r}");
     }
     let md3 = std::fs::read_to_string(out3.join("sweep.md")).unwrap();

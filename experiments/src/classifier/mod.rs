@@ -53,6 +53,36 @@ pub trait Classifier: Send + Sync {
 /// Cost fields of a record (see [`Classifier::cost_fields`]).
 pub type CostFields = serde_json::Map<String, serde_json::Value>;
 
+/// Run `f`, which does `units` units of work on `clf` (it returns them beside its result:
+/// predictions of images, or an attack on images), and give the cost per unit of what `clf`'s
+/// realization counted meanwhile as record fields with `prefix` (see
+/// [`crate::cost::record_fields`]); no fields for a classifier without a cost model.
+pub fn costed<T>(
+    clf: &dyn Classifier,
+    prefix: &str,
+    f: impl FnOnce() -> Result<(T, u64)>,
+) -> Result<(T, CostFields)> {
+    let before = clf.cost_counts().map(|(_, k)| k);
+    let (out, units) = f()?;
+    let fields = match (before, clf.cost_counts()) {
+        (Some(b), Some((preset, k))) if units > 0 => {
+            let c = crate::cost::cost_of(preset, &k.since(&b), units)?;
+            crate::cost::record_fields(&c, prefix)
+        }
+        _ => CostFields::new(),
+    };
+    Ok((out, fields))
+}
+
+/// `rec` as a JSON object with `fields` (e.g. [`costed`]'s) added.
+pub fn with_fields<T: serde::Serialize>(rec: &T, fields: CostFields) -> Result<serde_json::Value> {
+    let mut v = serde_json::to_value(rec)?;
+    v.as_object_mut()
+        .ok_or_else(|| anyhow::anyhow!("a record is a JSON object"))?
+        .extend(fields);
+    Ok(v)
+}
+
 /// Counts forward queries and gradient evaluations of a classifier (per image).
 pub struct Counted<'a, C: Classifier + ?Sized> {
     /// The wrapped classifier.

@@ -404,7 +404,7 @@ impl AttackRun {
                 None => (clf, None),
             };
             // The energy the target's realization spent on the attack, per attacked image.
-            let ((o, ex), cost) = super::item::costed(clf, "attack_", || {
+            let ((o, ex), cost) = crate::classifier::costed(clf, "attack_", || {
                 let r = attack_strength_examples(
                     attacked,
                     judge,
@@ -445,7 +445,7 @@ impl AttackRun {
                 "{:<28} {:>10} {:>8.4} {:>8.4} {:>10.1}",
                 self.attack, text, rec.clean_accuracy, rec.robust_accuracy, rec.wall_s
             );
-            out.append(&super::item::with_fields(&rec, cost)?)?;
+            out.append(&crate::classifier::with_fields(&rec, cost)?)?;
         }
         println!("results appended to {}", self.out.display());
         Ok(())

@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 
 use super::attack::attack_strength_examples;
 use super::suite::{SuiteCorruptions, SuiteItem};
-use crate::classifier::{Classifier, CostFields};
+use crate::classifier::{Classifier, costed};
 use crate::data::{Dataset, Loader};
 use crate::eval::correct;
 use crate::results::{CleanRecord, CorruptionRecord, RecordContext};
@@ -154,27 +154,6 @@ impl ItemRun<'_> {
     }
 }
 
-/// Run `f`, which does `units` units of work on `clf` (it returns them beside its result:
-/// predictions of images, or an attack on images), and give the cost per unit of what `clf`'s
-/// realization counted meanwhile as record fields with `prefix` (see
-/// [`crate::cost::record_fields`]); no fields for a classifier without a cost model.
-pub fn costed<T>(
-    clf: &dyn Classifier,
-    prefix: &str,
-    f: impl FnOnce() -> Result<(T, u64)>,
-) -> Result<(T, CostFields)> {
-    let before = clf.cost_counts().map(|(_, k)| k);
-    let (out, units) = f()?;
-    let fields = match (before, clf.cost_counts()) {
-        (Some(b), Some((preset, k))) if units > 0 => {
-            let c = crate::cost::cost_of(preset, &k.since(&b), units)?;
-            crate::cost::record_fields(&c, prefix)
-        }
-        _ => CostFields::new(),
-    };
-    Ok((out, fields))
-}
-
 /// The images an attack with `subset = N` runs on (the first N of `d`, class-balanced: the images
 /// a study with `subset = N` evaluates, since `d` is itself such a subset) and the record context
 /// with their count; `d` itself when there is no smaller subset.
@@ -194,13 +173,4 @@ pub fn attacked_images<'a>(
         }
         _ => (Cow::Borrowed(d), cx.clone()),
     }
-}
-
-/// `rec` as a JSON object with `fields` (e.g. [`costed`]'s) added.
-pub fn with_fields<T: serde::Serialize>(rec: &T, fields: CostFields) -> Result<Value> {
-    let mut v = serde_json::to_value(rec)?;
-    v.as_object_mut()
-        .context("a record is a JSON object")?
-        .extend(fields);
-    Ok(v)
 }

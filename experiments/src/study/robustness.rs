@@ -8,10 +8,9 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 
 use super::attack::{attack_norm, attack_strength_examples};
-use super::item::{costed, with_fields};
 use super::suite::{Suite, SuiteAttack, SuiteCorruptions};
 use super::target::Target;
-use crate::classifier::Classifier;
+use crate::classifier::{Classifier, costed, with_fields};
 use crate::corrupt::Corruption;
 use crate::data::Dataset;
 use crate::device::Engine;

@@ -202,6 +202,8 @@ fn previous_runs(
     };
     let ids: Vec<String> = items.iter().map(|i| i.id()).collect();
     let mut runs: RunRecords = BTreeMap::new();
+    // The lines as written (re-serializing parsed floats need not give the same digits).
+    let mut raw: BTreeMap<RunKey, Vec<&str>> = BTreeMap::new();
     for (ln, line) in text.lines().enumerate() {
         if line.trim().is_empty() {
             continue;
@@ -243,14 +245,15 @@ fn previous_runs(
             )),
             (l, s) => anyhow::bail!("{}: bad level {l} / substrate seed {s}", at()),
         };
+        raw.entry(run.clone()).or_default().push(line);
         runs.entry(run).or_default().push((item, acc, v));
     }
     // Keep a run only when it holds exactly the suite's items, in order.
     runs.retain(|_, recs| recs.iter().map(|r| &r.0).eq(ids.iter()));
     let mut kept = String::new();
-    for recs in runs.values() {
-        for (_, _, v) in recs {
-            kept.push_str(&serde_json::to_string(v)?);
+    for key in runs.keys() {
+        for line in &raw[key] {
+            kept.push_str(line);
             kept.push('\n');
         }
     }
