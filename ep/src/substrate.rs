@@ -87,6 +87,7 @@ use sim::{Act, Backend, Error, Result, Stream, Tensor};
 
 use crate::compile::{DeviceSpec, model_of};
 
+pub mod feedforward;
 mod reads;
 mod xbar;
 use crate::model::EpNet;

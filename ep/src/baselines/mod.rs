@@ -8,9 +8,11 @@
 //! images; normalization is the caller's (the spec records it in `input_norm`).
 
 pub mod bpcnn;
+pub mod feedforward;
 pub mod vit;
 
 pub use bpcnn::BpCnnSpec;
+pub use feedforward::FeedForward;
 pub use vit::VitSpec;
 
 use serde::{Deserialize, Serialize};

@@ -11,6 +11,7 @@ use anyhow::{Context, Result, bail};
 use devices::Preset;
 use ep::compile::{CompileOptions, compile};
 use ep::substrate::Realized;
+use ep::substrate::feedforward::Layout;
 use ep::{Dynamics, EpNet};
 use sim::Tensor;
 use sim::netlist::{Loaded, Netlist, Origin, TileSize};
@@ -113,6 +114,9 @@ pub struct NetlistClassifier<B: Engine> {
     images: AtomicU64,
     /// Images through `loss_grad` (free phases with BPTT recomputation).
     grad_images: AtomicU64,
+    /// A feed-forward realization (a backprop baseline): its digital layout and its kind
+    /// (`bp_cnn`, `adv_cnn`); None for an EP network.
+    ff: Option<(Layout, &'static str)>,
 }
 
 impl<B: Engine> NetlistClassifier<B> {
@@ -138,7 +142,25 @@ impl<B: Engine> NetlistClassifier<B> {
             cost_basis: None,
             images: AtomicU64::new(0),
             grad_images: AtomicU64::new(0),
+            ff: None,
         })
+    }
+
+    /// Realize `l`, the compiled [`ep::baselines::FeedForward`] form of a backprop baseline of
+    /// `kind`, on `be` from `seed`: one read of every synapse per inference, `layout` digital in
+    /// between, straight-through gradients (see [`ep::substrate::feedforward`]).
+    pub fn feed_forward(
+        be: &B,
+        l: &Loaded,
+        layout: Layout,
+        kind: &'static str,
+        seed: u64,
+        label: &str,
+    ) -> Result<Self> {
+        let mut c = Self::new(be, l, seed, label, Some(1))?;
+        layout.check(&c.real)?;
+        c.ff = Some((layout, kind));
+        Ok(c)
     }
 
     /// Keep the cost model of `preset` (the preset `l` was compiled from), so that the counted
@@ -200,12 +222,15 @@ impl<B: Engine> Classifier for NetlistClassifier<B> {
         } else {
             format!(", spiking neurons: {spikes} spikes")
         };
+        let what = match &self.ff {
+            Some((_, kind)) => format!("{kind} (feed-forward, one read per synapse)"),
+            None => format!("T_predict {}, T_attack {}", self.t_predict, self.t_attack),
+        };
         format!(
-            "EP on {} ({} synapses, T_predict {}, T_attack {}{}{}{spiking})",
+            "{} on {} ({} synapses, {what}{}{}{spiking})",
+            self.ff.as_ref().map_or("EP", |f| f.1),
             self.label,
             self.real.net.spec.n_synapses(),
-            self.t_predict,
-            self.t_attack,
             if self.real.stochastic() {
                 ", stochastic"
             } else {
@@ -233,6 +258,9 @@ impl<B: Engine> Classifier for NetlistClassifier<B> {
         self.images
             .fetch_add(x.shape()[0] as u64, Ordering::Relaxed);
         let xn = be.upload_owned(self.norm.forward(x)?)?;
+        if let Some((ff, _)) = &self.ff {
+            return Ok(be.download(&ff.logits(&self.real, be, &xn, q)?)?);
+        }
         let st = self.real.free_phase(be, &xn, self.t_predict, q)?;
         Ok(be.download(&self.real.logits(be, &st, q, self.t_predict as u64)?)?)
     }
@@ -242,6 +270,13 @@ impl<B: Engine> Classifier for NetlistClassifier<B> {
         self.grad_images
             .fetch_add(x.shape()[0] as u64, Ordering::Relaxed);
         let xn = be.upload_owned(self.norm.forward(x)?)?;
+        if let Some((ff, _)) = &self.ff {
+            let (logits, dx) = with_host_loss(be, loss, |lg| {
+                ff.input_grad(&self.real, be, &xn, q, |l| Ok(lg(l)?.1))
+            })?;
+            let dx = be.download(&dx)?;
+            return Ok((be.download(&logits)?, self.norm.backward(&dx)));
+        }
         let r = with_host_loss(be, loss, |lg| {
             self.real
                 .query(q)
@@ -256,6 +291,44 @@ impl<B: Engine> Classifier for NetlistClassifier<B> {
     fn cost_counts(&self) -> Option<(&Preset, Counts)> {
         self.counts()
     }
+}
+
+/// A backprop baseline (BP-CNN, AdvCNN) realized on the device preset of `substrate` from `seed`,
+/// as its feed-forward form (batch norm folded; see [`ep::baselines::feedforward`]), carrying the
+/// preset's cost model. The digital substrate and compiled netlist files are refused (a netlist
+/// file holds an EP network's dynamics).
+pub fn baseline_classifier<B: Engine>(
+    be: &B,
+    m: &ep::baselines::Baseline,
+    substrate: &SubstrateSpec,
+    seed: u64,
+) -> Result<Box<dyn Classifier>> {
+    let SubstrateSpec::Netlist {
+        preset,
+        overrides,
+        tile,
+    } = substrate
+    else {
+        bail!("the digital substrate runs a baseline as it is (BaselineClassifier)");
+    };
+    if substrate.netlist_file().is_some() {
+        bail!(
+            "a compiled netlist file holds an EP network; realize a baseline from a device preset \
+             (netlist:pcm, netlist:rram, ... or a preset TOML)"
+        );
+    }
+    let ff = m.feed_forward()?;
+    let preset = load_preset(preset, overrides)?;
+    let host = HostModel {
+        spec: ff.spec,
+        weights: ff.weights,
+        biases: ff.biases,
+    };
+    let l = compile_model(&host, &preset, *tile)?;
+    let layout = Layout { act: ff.act };
+    let c =
+        NetlistClassifier::feed_forward(be, &l, layout, m.spec.kind(), seed, &substrate.name())?;
+    Ok(Box::new(c.with_cost(&preset, &l)))
 }
 
 /// A substrate as chosen on the command line (`--substrate`, `--set`, `--tile`) or in a config,

@@ -170,11 +170,18 @@ fn eval_substrate<B: Engine>(
         !a.per_step,
         "--per-step is only available on the digital substrate"
     );
-    let net = match substrate.netlist_file() {
-        Some(_) => None,
-        None => Some(load_model(be, &a.model.model, a.model.spec.as_deref())?),
+    let clf = if substrate.netlist_file().is_none() && is_baseline_file(&a.model.model)? {
+        // A backprop baseline, read once through the crossbars (its feed-forward form).
+        ensure!(a.steps.is_none(), "--steps applies to EP models only");
+        let m = load_baseline(&a.model.model)?;
+        crate::classifier::substrate::baseline_classifier(be, &m, substrate, seed)?
+    } else {
+        let net = match substrate.netlist_file() {
+            Some(_) => None,
+            None => Some(load_model(be, &a.model.model, a.model.spec.as_deref())?),
+        };
+        classifier(be, net, substrate, seed, a.steps)?
     };
-    let clf = classifier(be, net, substrate, seed, a.steps)?;
     let d = load_eval_set(&a.data.spec, a.data.subset)?;
     check_input_shape(&d, clf.input_shape(), &a.data.spec)?;
     ensure!(a.batch_size >= 1, "--batch-size must be ≥ 1");

@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Result, ensure};
+use anyhow::{Context, Result, ensure};
 
 use crate::classifier::load::{is_baseline_file, load_baseline, load_model};
 use crate::classifier::substrate::{SubstrateSpec, classifier};
@@ -64,21 +64,23 @@ impl Target {
     }
 
     /// The model as a classifier on the substrate (realized from `seed`), with its (T_predict,
-    /// T_attack); a baseline (digital only) gives (0, 0). It computes on `be`.
+    /// T_attack); a baseline gives (0, 0) (on a device preset it is realized as a feed-forward
+    /// network). It computes on `be`.
     pub fn classifier<B: Engine>(
         &self,
         be: &B,
         seed: u64,
     ) -> Result<(Box<dyn Classifier>, usize, usize)> {
         Ok(if is_baseline_file(&self.model)? {
-            ensure!(
-                self.substrate.is_digital(),
-                "{}: backprop baselines run on the digital substrate only",
-                self.model.display()
-            );
             let m = load_baseline(&self.model)?;
-            let c: Box<dyn Classifier> =
-                Box::new(BaselineClassifier::new(be, std::borrow::Cow::Owned(m)));
+            let c: Box<dyn Classifier> = if self.substrate.is_digital() {
+                Box::new(BaselineClassifier::new(be, std::borrow::Cow::Owned(m)))
+            } else {
+                crate::classifier::substrate::baseline_classifier(be, &m, &self.substrate, seed)
+                    .with_context(|| {
+                        format!("{} on {}", self.model.display(), self.substrate.label())
+                    })?
+            };
             (c, 0, 0)
         } else {
             self.ep_classifier(be, seed)?
