@@ -125,7 +125,7 @@ batch_size = 64
         let mut accs = [0.0f64; 5];
         let tk = std::time::Instant::now();
         for s in 1..=5u32 {
-            let x = corrupt_batch_nchw(imgs, 32, 32, k, s, 7, 0).unwrap();
+            let x = corrupt_batch_nchw(imgs, 3, 32, 32, k, s, 7, 0).unwrap();
             accs[s as usize - 1] = accuracy(&clf, &x, labels);
             by_sev[s as usize - 1] += accs[s as usize - 1] / Corruption::all().len() as f64;
         }

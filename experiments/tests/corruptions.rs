@@ -220,7 +220,7 @@ fn bad_inputs_are_errors() {
     }
     // dataset-level shape checks
     assert!(corrupt_dataset(&img, &[1, 2], Corruption::Contrast, 1, 0).is_err());
-    assert!(corrupt_batch_nchw(&img[..100], 32, 32, Corruption::Contrast, 1, 0, 0).is_err());
+    assert!(corrupt_batch_nchw(&img[..100], 3, 32, 32, Corruption::Contrast, 1, 0, 0).is_err());
     let dir = tempfile::tempdir().unwrap();
     assert!(write_cifar_binary(&dir.path().join("x.bin"), &[1, 2], &img).is_err());
 }
@@ -452,8 +452,8 @@ fn batch_is_independent_of_split_and_threads() {
         Corruption::ElasticTransform,
     ] {
         let all = corrupt_dataset(&nchw, &labels, c, 3, 42).unwrap();
-        let first = corrupt_batch_nchw(&nchw[..4 * 3072], 32, 32, c, 3, 42, 0).unwrap();
-        let rest = corrupt_batch_nchw(&nchw[4 * 3072..], 32, 32, c, 3, 42, 4).unwrap();
+        let first = corrupt_batch_nchw(&nchw[..4 * 3072], 3, 32, 32, c, 3, 42, 0).unwrap();
+        let rest = corrupt_batch_nchw(&nchw[4 * 3072..], 3, 32, 32, c, 3, 42, 4).unwrap();
         assert_eq!(all, [first, rest].concat(), "{c}: split changes the result");
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(1)
@@ -1247,4 +1247,43 @@ fn corruption_grid_png() {
     if let Ok(out) = std::env::var("EPSIM_CORRUPTION_GRID") {
         write_corruption_grid_png(std::path::Path::new(&out), &imgs[0], 32, 32, 0, 3).unwrap();
     }
+}
+
+/// Grayscale images (Fashion-MNIST's 28×28): every corruption runs at every severity; the result
+/// is the first channel of the corrupted three-channel copy; per-pixel Gaussian noise keeps the
+/// per-channel standard deviation of its severity (averaging the channels would shrink it by √3);
+/// a channel count other than 1 or 3 is refused.
+#[test]
+fn grayscale_images_are_corrupted_through_equal_channels() {
+    let (h, w, n) = (28, 28, 3);
+    let st = stream(8);
+    let gray: Vec<u8> = (0..(n * h * w) as u64)
+        .map(|i| (40.0 + 160.0 * st.uniform(i)) as u8)
+        .collect();
+    for &c in Corruption::all() {
+        for sev in 1..=5 {
+            let g = corrupt_batch_nchw(&gray, 1, h, w, c, sev, 5, 0)
+                .unwrap_or_else(|e| panic!("{} s{sev}: {e}", c.name()));
+            assert_eq!(g.len(), gray.len());
+            let rgb: Vec<u8> = gray
+                .chunks(h * w)
+                .flat_map(|x| [x, x, x].concat())
+                .collect();
+            let r = corrupt_batch_nchw(&rgb, 3, h, w, c, sev, 5, 0).unwrap();
+            let first: Vec<u8> = r
+                .chunks(3 * h * w)
+                .flat_map(|x| x[..h * w].to_vec())
+                .collect();
+            assert_eq!(g, first, "{} s{sev}", c.name());
+        }
+    }
+    // Gaussian noise at severity 3 (σ = 0.08 of full scale in the reference table) on a flat
+    // mid-gray image: the per-pixel spread stays σ·255 (≈ 20.4), not σ·255/√3 (≈ 11.8).
+    let flat = vec![128u8; 64 * 64];
+    let g = corrupt_batch_nchw(&flat, 1, 64, 64, Corruption::GaussianNoise, 3, 1, 0).unwrap();
+    let m = g.iter().map(|&v| v as f64).sum::<f64>() / g.len() as f64;
+    let sd = (g.iter().map(|&v| (v as f64 - m).powi(2)).sum::<f64>() / g.len() as f64).sqrt();
+    assert!((sd - 0.08 * 255.0).abs() < 1.5, "std {sd}");
+    assert!(corrupt_batch_nchw(&flat, 2, 32, 32, Corruption::Contrast, 1, 0, 0).is_err());
+    assert!(corrupt_batch_nchw(&flat[..100], 1, 28, 28, Corruption::Contrast, 1, 0, 0).is_err());
 }

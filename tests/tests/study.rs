@@ -458,3 +458,100 @@ fn bad_studies_are_refused_with_the_file_and_the_problem() {
     }
     assert!(!out.exists(), "nothing was written");
 }
+
+/// A `[[sweep]]` inside a study: its cells follow the suite's (levels × seeds × items, the level
+/// as a preset override after the model's own), their records go to `sweeps.jsonl` with the swept
+/// parameter and level (not to results.jsonl and its tables), and the report's sweep section shows
+/// them beside the digital result, with a figure; bad sweeps are refused naming the problem.
+#[test]
+fn a_study_sweeps_a_device_parameter() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    write_ep_model(&tiny_cifar_ep_net(true), &d.join("a.safetensors"));
+    write_ep_model(&tiny_cifar_ep_net(false), &d.join("b.safetensors"));
+    write_tiny_cifar(&d.join("test.bin"), 80, 2);
+    let out = d.join("out");
+    let sweep = "\n[[sweep]]\nmodel = \"EP-A\"\nsubstrate = \"netlist:pcm\"\n\
+                 param = \"prog_noise_scale=0,8\"\nitems = [\"clean\", \"contrast@s4\"]\n";
+    let study = d.join("s.toml");
+    std::fs::write(&study, study_text(d, &out, "\"0.02\"") + sweep).unwrap();
+    let spec = StudySpec::read(&study).unwrap();
+    let o = run_study(&sim::Cpu, &spec, &study, &StudyOptions::default()).unwrap();
+    // 2 models × 2 substrates × (clean + 1 PGD ε + 1 corruption) + 2 levels × 2 items.
+    assert_eq!(o.cells, 12 + 4);
+    let plan: Vec<Value> = std::fs::read_to_string(out.join("plan.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(plan[..12].iter().all(|c| c.get("set").is_none()));
+    assert_eq!(plan[12]["set"], serde_json::json!(["prog_noise_scale=0"]));
+    assert_eq!(plan[15]["set"], serde_json::json!(["prog_noise_scale=8"]));
+    assert_eq!(records(&out.join("results.jsonl")).len(), 12);
+    let swept = records(&out.join("sweeps.jsonl"));
+    assert_eq!(swept.len(), 4);
+    for r in &swept {
+        assert_eq!(r["sweep_param"], "prog_noise_scale", "{r}");
+        let level = r["level"].as_f64().unwrap();
+        assert_eq!(r["level_text"], format!("{level}"));
+        // The model's own override first, then the level.
+        assert_eq!(
+            r["substrate"],
+            format!("netlist:pcm --set read_noise_scale=2,prog_noise_scale={level}")
+        );
+    }
+    // The report's sweep table holds the records' accuracies.
+    let report = std::fs::read_to_string(out.join("report.md")).unwrap();
+    let section = report
+        .split("\n## ")
+        .find(|s| s.starts_with("Device-parameter sweeps"))
+        .expect("a sweep section");
+    for r in &swept {
+        let item = if r["kind"] == "clean" {
+            "clean"
+        } else {
+            "contrast@s4"
+        };
+        let col = format!("prog_noise_scale={}", r["level_text"].as_str().unwrap());
+        assert_eq!(
+            cell(section, item, &col),
+            format!("{:.1}", 100.0 * r["accuracy"].as_f64().unwrap()),
+            "{r}"
+        );
+    }
+    let digital = records(&out.join("results.jsonl"))
+        .into_iter()
+        .find(|r| {
+            r["kind"] == "clean"
+                && r["substrate"] == "digital"
+                && r["model"].as_str().unwrap().ends_with("a.safetensors")
+        })
+        .unwrap();
+    assert_eq!(
+        cell(section, "clean", "digital"),
+        format!("{:.1}", 100.0 * digital["accuracy"].as_f64().unwrap())
+    );
+    assert!(section.contains("energy per inference (nJ)"), "{section}");
+    assert!(std::fs::read(out.join("sweep_1.png")).is_ok_and(|b| b.starts_with(b"\x89PNG")));
+
+    for (bad, msg) in [
+        (sweep.replace("EP-A", "EP-Z"), "no [[model]] named \"EP-Z\""),
+        (
+            sweep.replace("netlist:pcm", "digital"),
+            "give a netlist substrate",
+        ),
+        (
+            sweep.replace("contrast@s4", "fog@s1"),
+            "is not one of the suite's",
+        ),
+        (
+            sweep.replace("prog_noise_scale=0,8", "no_such_knob=1"),
+            "no_such_knob",
+        ),
+    ] {
+        let s = d.join("bad.toml");
+        std::fs::write(&s, study_text(d, &d.join("bad"), "\"0.02\"") + &bad).unwrap();
+        let e = StudySpec::read(&s).unwrap_err();
+        assert!(format!("{e:#}").contains(msg), "{msg}: {e:#}");
+    }
+}

@@ -28,6 +28,13 @@
 //! corruptions equal the released CIFAR-10-C in distribution, not bitwise. For paper-faithful
 //! numbers evaluate on the released CIFAR-10-C files (`cifar10c:DIR`); use this module for new
 //! datasets, sizes and seeds.
+//!
+//! Grayscale images (one channel, e.g. Fashion-MNIST) are corrupted as the RGB image with three
+//! equal channels, keeping the first channel of the result ([`corrupt_batch_nchw`]): per-pixel
+//! noise keeps its per-channel statistics (averaging the channels would divide its variance by
+//! three), and the channel-blind corruptions (blurs, contrast, brightness, fog, ...) give the
+//! gray image's own result. The colour corruptions (saturate, spatter's and frost's colours) are
+//! defined on RGB; on gray images they give their red channel.
 
 pub mod copies;
 pub mod frost;
@@ -478,11 +485,14 @@ pub fn image_stream(seed: u64, corruption: Corruption, severity: u32, index: u64
         .sub(index)
 }
 
-/// Corrupt `n` images stored NCHW (`u8`, 3 channels, `h × w`), in parallel over images. Image `k`
-/// of the buffer uses [`image_stream`]`(seed, corruption, severity, first_index + k)`, so a
-/// dataset corrupted in pieces equals the dataset corrupted at once.
+/// Corrupt `n` images stored NCHW (`u8`, `channels` = 3, or 1 for grayscale: see the module doc,
+/// `h × w`), in parallel over images. Image `k` of the buffer uses
+/// [`image_stream`]`(seed, corruption, severity, first_index + k)`, so a dataset corrupted in
+/// pieces equals the dataset corrupted at once.
+#[allow(clippy::too_many_arguments)]
 pub fn corrupt_batch_nchw(
     images: &[u8],
+    channels: usize,
     h: usize,
     w: usize,
     corruption: Corruption,
@@ -491,6 +501,29 @@ pub fn corrupt_batch_nchw(
     first_index: u64,
 ) -> Result<Vec<u8>> {
     corruption.params(severity)?;
+    if channels == 1 {
+        if images.len().checked_rem(h * w) != Some(0) {
+            return Err(CorruptError::Shape(format!(
+                "NCHW buffer of {} bytes is not a whole number of 1x{h}x{w} images",
+                images.len()
+            )));
+        }
+        // Gray → three equal channels → corrupt → the first channel.
+        let rgb: Vec<u8> = images
+            .chunks(h * w)
+            .flat_map(|g| g.iter().chain(g).chain(g).copied().collect::<Vec<u8>>())
+            .collect();
+        let out = corrupt_batch_nchw(&rgb, 3, h, w, corruption, severity, seed, first_index)?;
+        return Ok(out
+            .chunks(3 * h * w)
+            .flat_map(|c| c[..h * w].to_vec())
+            .collect());
+    }
+    if channels != 3 {
+        return Err(CorruptError::Shape(format!(
+            "images with {channels} channels: corruptions take RGB (3) or grayscale (1) images"
+        )));
+    }
     let per = 3 * h * w;
     if images.len().checked_rem(per) != Some(0) {
         return Err(CorruptError::Shape(format!(
@@ -529,7 +562,7 @@ pub fn corrupt_dataset(
             images.len()
         )));
     }
-    corrupt_batch_nchw(images, 32, 32, corruption, severity, seed, 0)
+    corrupt_batch_nchw(images, 3, 32, 32, corruption, severity, seed, 0)
 }
 
 /// Write the official CIFAR-10 binary layout: per record 1 label byte then 3072 pixel bytes

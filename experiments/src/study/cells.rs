@@ -42,6 +42,10 @@ pub struct Cell {
     pub protocol: String,
     /// Suite item id: `pgd-linf@0.03`, `fog@s3`.
     pub item: String,
+    /// A sweep cell's preset override `KEY=level` (after the model's `set`); empty for the suite's
+    /// cells (and then not written, so plans without sweeps are unchanged).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub set: Vec<String>,
 }
 
 /// The cells of a study, in order.
@@ -59,6 +63,7 @@ pub fn plan(spec: &StudySpec, origin: &Path) -> Result<Vec<Cell>> {
                         seed,
                         protocol: protocol.to_string(),
                         item: item.id(),
+                        set: Vec::new(),
                     })
                 };
                 // The clean accuracy on every image (attacks may use fewer).
@@ -76,6 +81,28 @@ pub fn plan(spec: &StudySpec, origin: &Path) -> Result<Vec<Cell>> {
                     .filter(|i| matches!(i, SuiteItem::Corruption(..)))
                 {
                     push("none", it);
+                }
+            }
+        }
+    }
+    // The sweeps: every level × seed × item (attacks under the standard protocol).
+    for sw in &spec.sweeps {
+        let param = super::sweep::SweepParam::parse(&sw.param)?;
+        for i in 0..param.levels.len() {
+            for &seed in &spec.seeds {
+                for it in &sw.items {
+                    let attack = items
+                        .iter()
+                        .any(|x| x.id() == *it && matches!(x, SuiteItem::Attack { .. }));
+                    cells.push(Cell {
+                        index: cells.len(),
+                        model: sw.model.clone(),
+                        substrate: sw.substrate.clone(),
+                        seed,
+                        protocol: if attack { "standard" } else { "none" }.into(),
+                        item: it.clone(),
+                        set: param.sets(&[], i),
+                    });
                 }
             }
         }
@@ -300,7 +327,7 @@ pub fn run_study<B: Engine>(
             }
         };
         let d = data.as_ref().expect("loaded when there are cells to run");
-        let substrate = m.substrate(&c.substrate)?;
+        let substrate = m.substrate_with(&c.substrate, &c.set)?;
         // The standard protocol takes gradients through the dynamics that is evaluated.
         let target = Target {
             model: file.clone(),
@@ -361,6 +388,16 @@ pub fn run_study<B: Engine>(
         let (_, mut rec) = run.run(item, &c.protocol)?;
         rec["cell"] = json!(c.index);
         rec["study"] = json!(spec.name);
+        if let Some((key, level)) = c.set.first().and_then(|s| s.split_once('=')) {
+            // A sweep cell: the swept parameter and its level (a number when it is one).
+            rec["sweep_param"] = json!(key);
+            rec["level_text"] = json!(level);
+            rec["level"] = level
+                .parse::<f64>()
+                .ok()
+                .filter(|x| x.is_finite())
+                .map_or(json!(level), |x| json!(x));
+        }
         let line = serde_json::to_string(&rec)? + "\n";
         write_atomic(&cell_path(&out, c.index), line.as_bytes())?;
         pb.inc(1);
@@ -392,8 +429,9 @@ pub fn run_study<B: Engine>(
     })
 }
 
-/// Merge every cell into `results.jsonl` (plan order) and write `report.md` with its plots, the
-/// models labelled by their study names (the settling figure computed on `be`).
+/// Merge every cell into `results.jsonl` (plan order; the sweep cells into `sweeps.jsonl`) and
+/// write `report.md` with its plots, the models labelled by their study names (the settling figure
+/// computed on `be`), and the sweeps' section.
 pub fn collect<B: Engine>(
     be: &B,
     spec: &StudySpec,
@@ -401,13 +439,21 @@ pub fn collect<B: Engine>(
     out: &Path,
 ) -> Result<crate::report::Written> {
     let mut text = String::new();
+    let mut sweep_text = String::new();
     let mut labels: Vec<String> = Vec::new();
+    let (mut main, mut swept) = (Vec::new(), Vec::new());
     for c in cells {
         let p = cell_path(out, c.index);
         let line =
             std::fs::read_to_string(&p).with_context(|| format!("reading cell {}", p.display()))?;
         let v: Value = serde_json::from_str(line.trim())
             .with_context(|| format!("{}: not a cell record", p.display()))?;
+        if !c.set.is_empty() {
+            sweep_text += line.trim();
+            sweep_text.push('\n');
+            swept.push((c.clone(), v));
+            continue;
+        }
         let model = v["model"].as_str().unwrap_or_default().to_string();
         let label = format!("{model}={}", c.model);
         if !labels.contains(&label) {
@@ -415,6 +461,7 @@ pub fn collect<B: Engine>(
         }
         text += line.trim();
         text.push('\n');
+        main.push((c.clone(), v));
     }
     let results = out.join("results.jsonl");
     write_atomic(&results, text.as_bytes())?;
@@ -447,7 +494,13 @@ pub fn collect<B: Engine>(
             written.markdown += &section;
             written.plots += 1;
         }
-        write_atomic(&report_md, written.markdown.as_bytes())?;
     }
+    if !swept.is_empty() {
+        write_atomic(&out.join("sweeps.jsonl"), sweep_text.as_bytes())?;
+        let (section, figures) = super::sweep_cells::section(spec, &main, &swept, out)?;
+        written.markdown += &section;
+        written.plots += figures;
+    }
+    write_atomic(&report_md, written.markdown.as_bytes())?;
     Ok(written)
 }

@@ -21,6 +21,12 @@
 //! [[suite.attack]]
 //! name = "pgd-linf"
 //! eps = ["0.01", "0.03"]
+//!
+//! [[sweep]]                      # optional: a device parameter swept inside the study
+//! model = "EP-CNN"
+//! substrate = "netlist:pcm"
+//! param = "prog_noise_scale=0,1,2,4"
+//! items = ["clean"]              # suite items run at every level (default: the clean accuracy)
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -46,6 +52,10 @@ fn default_tile() -> String {
 
 fn digital_only() -> Vec<String> {
     vec!["digital".into()]
+}
+
+fn clean_only() -> Vec<String> {
+    vec!["clean".into()]
 }
 
 /// A study file.
@@ -81,6 +91,27 @@ pub struct StudySpec {
     pub models: Vec<ModelEntry>,
     /// The robustness suite every model × substrate × seed runs.
     pub suite: Suite,
+    /// Device-parameter sweeps: cells after the suite's (see [`SweepEntry`]).
+    #[serde(default, rename = "sweep")]
+    pub sweeps: Vec<SweepEntry>,
+}
+
+/// A device-parameter sweep inside a study: one model on one netlist substrate at every level of
+/// one preset parameter (the model's `set` first, then `KEY=level`), running some of the suite's
+/// items at each level and seed (attacks under the standard protocol). Its cells follow the
+/// suite's; their records go to `sweeps.jsonl` and the report's sweep section.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SweepEntry {
+    /// A `[[model]]` name.
+    pub model: String,
+    /// The netlist substrate swept (`netlist:pcm`, a preset TOML).
+    pub substrate: String,
+    /// The parameter and its levels, `KEY=V1,V2,...`, with any key `--set` accepts.
+    pub param: String,
+    /// Suite item ids run at every level: `clean` (the default), `pgd-linf@0.05`, `contrast@s3`.
+    #[serde(default = "clean_only")]
+    pub items: Vec<String>,
 }
 
 /// A model of a study.
@@ -190,6 +221,42 @@ impl StudySpec {
                     .with_context(|| format!("{}: model {}", at(), m.name))?;
             }
         }
+        let ids: Vec<String> = self.suite.items(path)?.iter().map(|i| i.id()).collect();
+        for (k, sw) in self.sweeps.iter().enumerate() {
+            let at = || format!("{}: [[sweep]] {}", path.display(), k + 1);
+            let m = self
+                .models
+                .iter()
+                .find(|m| m.name == sw.model)
+                .with_context(|| format!("{}: no [[model]] named {:?}", at(), sw.model))?;
+            ensure!(
+                sw.substrate != "digital",
+                "{}: a sweep changes a device preset's parameter: give a netlist substrate",
+                at()
+            );
+            let param = super::sweep::SweepParam::parse(&sw.param).with_context(at)?;
+            for i in 0..param.levels.len() {
+                let spec = m
+                    .substrate_with(&sw.substrate, &param.sets(&[], i))
+                    .with_context(at)?;
+                if let SubstrateSpec::Netlist {
+                    preset, overrides, ..
+                } = &spec
+                {
+                    crate::classifier::substrate::load_preset(preset, overrides)
+                        .with_context(|| format!("{}: {}={}", at(), param.key, param.levels[i]))?;
+                }
+            }
+            ensure!(!sw.items.is_empty(), "{}: `items` is empty", at());
+            for it in &sw.items {
+                ensure!(
+                    ids.contains(it),
+                    "{}: item {it:?} is not one of the suite's: {}",
+                    at(),
+                    ids.join(", ")
+                );
+            }
+        }
         Ok(())
     }
 }
@@ -216,7 +283,15 @@ fn beside(base: &Path, rel: &Path) -> PathBuf {
 impl ModelEntry {
     /// Substrate `name` of this model with its overrides and tiles.
     pub fn substrate(&self, name: &str) -> Result<SubstrateSpec> {
-        let sets: &[String] = if name == "digital" { &[] } else { &self.set };
-        SubstrateSpec::parse(name, sets, &self.tile)
+        self.substrate_with(name, &[])
+    }
+
+    /// Substrate `name` with the model's overrides, then `extra` (a sweep's `KEY=level`).
+    pub fn substrate_with(&self, name: &str, extra: &[String]) -> Result<SubstrateSpec> {
+        if name == "digital" {
+            return SubstrateSpec::parse(name, &[], &self.tile);
+        }
+        let sets: Vec<String> = self.set.iter().chain(extra).cloned().collect();
+        SubstrateSpec::parse(name, &sets, &self.tile)
     }
 }

@@ -101,12 +101,14 @@ pub struct SuiteCorruptions {
 }
 
 impl SuiteCorruptions {
-    /// Check that the corruptions can run on data `data` with `channels` channels (they are
-    /// defined on RGB images), before any work; errors name the suite file `origin`.
+    /// Check that the corruptions can run on data `data` with `channels` channels (RGB, or
+    /// grayscale as three equal channels: see [`crate::corrupt`]), before any work; errors name
+    /// the suite file `origin`.
     pub fn check_data(origin: &Path, data: &str, channels: usize) -> Result<()> {
         ensure!(
-            channels == 3,
-            "{}: the suite's corruptions need RGB images; {data} has {channels} channel(s)",
+            channels == 3 || channels == 1,
+            "{}: the suite's corruptions need RGB or grayscale images; {data} has {channels} \
+             channels",
             origin.display()
         );
         Ok(())
@@ -163,9 +165,10 @@ impl SuiteCorruptions {
                 Some(spec),
             ));
         }
-        let imgs =
-            crate::corrupt::corrupt_batch_nchw(&d.images, d.shape[2], d.shape[3], k, sev, seed, 0)
-                .map_err(|e| anyhow::anyhow!("{} severity {sev}: {e}", k.name()))?;
+        let imgs = crate::corrupt::corrupt_batch_nchw(
+            &d.images, d.shape[1], d.shape[2], d.shape[3], k, sev, seed, 0,
+        )
+        .map_err(|e| anyhow::anyhow!("{} severity {sev}: {e}", k.name()))?;
         Ok((
             Dataset {
                 images: imgs,
