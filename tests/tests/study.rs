@@ -147,6 +147,12 @@ fn a_tiny_study_runs_reports_and_resumes() {
         costs.contains("![accuracy vs energy](report_energy.png)"),
         "{costs}"
     );
+    // Fig. 5: both models attacked on the same images at the suite's largest ε.
+    assert!(
+        report.contains("## Adversarial examples across models") && report.contains("ε = 0.1"),
+        "{report}"
+    );
+    assert!(std::fs::read(out.join("examples.png")).is_ok_and(|b| b.starts_with(b"\x89PNG")));
     assert!(std::fs::read(out.join("report_energy.png")).is_ok_and(|b| b.starts_with(b"\x89PNG")));
     // The summary row of a model is the mean of its robust accuracies.
     let summary = report

@@ -1,6 +1,8 @@
-//! Adversarial example grids (the study's Figure 5): one row per image, columns clean /
+//! Adversarial example grids: one attack's ([`write_grid`]: one row per image, columns clean /
 //! adversarial / perturbation, the model's prediction under the clean and adversarial images, and
-//! the perturbation amplified around mid-gray with the amplification written in the caption.
+//! the perturbation amplified around mid-gray with the amplification written in the caption), and
+//! several models' at the same ε (the paper's Figure 5, [`write_models_grid`]: one row per image,
+//! the clean image, then each model's adversarial image with its prediction).
 //!
 //! Images are NCHW in [0, 1], 1 channel (drawn gray) or 3 (RGB). Each image is upscaled by an
 //! integer factor with nearest neighbour, so a cell's pixels are exactly `round(255·x)` of the
@@ -144,10 +146,15 @@ impl GridLayout {
     /// The layout of `rows` images shaped [C, H, W]: upscaled so that the larger side is about
     /// 128 pixels (an integer factor ≥ 1).
     pub fn new(shape: [usize; 3], rows: usize) -> Self {
+        Self::with_columns(shape, rows, 3)
+    }
+
+    /// The layout of `rows` × `cols` images shaped [C, H, W] (see [`GridLayout::new`]).
+    pub fn with_columns(shape: [usize; 3], rows: usize, cols: usize) -> Self {
         let [_, h, w] = shape;
         let scale = (128 / h.max(w).max(1)).max(1);
         let cell = (w * scale, h * scale);
-        let width = (3 * cell.0 + 4 * MARGIN).max(MIN_WIDTH);
+        let width = (cols * cell.0 + (cols + 1) * MARGIN).max(MIN_WIDTH);
         let height = MARGIN + HEADER + rows * (cell.1 + LABEL + MARGIN) + CAPTION;
         GridLayout {
             scale,
@@ -259,6 +266,108 @@ pub fn write_grid(
             .map_err(err)?;
         root.draw_text(
             &format!("perturbation shown as 0.5 + A·(x_adv − x) clipped to [0, 1], A = {amp}"),
+            &small,
+            (MARGIN as i32, y + 15),
+        )
+        .map_err(err)?;
+        root.present().map_err(err)?;
+    }
+    let png = super::plot::png_bytes(gw as u32, gh as u32, buf)?;
+    crate::files::write_atomic(path, &png)
+        .with_context(|| format!("writing the examples grid {}", path.display()))?;
+    Ok(lay)
+}
+
+/// Write the grid of several models attacked at the same strength to `path` (PNG): row i is image
+/// i (the same images, in the same order, for every model): its clean image with the true label,
+/// then per model (`models`: name and its examples, each holding the rows' clean images) the
+/// adversarial image with the model's prediction; `title` in the caption.
+pub fn write_models_grid(
+    path: &Path,
+    models: &[(String, Examples)],
+    classes: &[String],
+    title: &str,
+) -> Result<GridLayout> {
+    ensure!(!models.is_empty(), "examples: no model to draw");
+    let first = &models[0].1;
+    let [c, h, w] = first.shape;
+    ensure!(
+        c == 1 || c == 3,
+        "examples: cannot draw images with {c} channels (1 or 3)"
+    );
+    let rows = first.items.len();
+    ensure!(rows > 0, "examples: no image to draw");
+    for (name, ex) in models {
+        ensure!(
+            ex.shape == first.shape
+                && ex.items.len() == rows
+                && ex
+                    .items
+                    .iter()
+                    .zip(&first.items)
+                    .all(|(a, b)| a.clean == b.clean),
+            "examples: model {name} was attacked on other images than {}",
+            models[0].0
+        );
+    }
+    let cols = 1 + models.len();
+    let lay = GridLayout::with_columns(first.shape, rows, cols);
+    let (gw, gh) = lay.size;
+    let mut buf = vec![255u8; gw * gh * 3];
+    let s = lay.scale;
+    let hw = h * w;
+    let mut put = |x0: usize, y0: usize, img: &[f32]| {
+        for y in 0..h * s {
+            for x in 0..w * s {
+                let p = (y / s) * w + x / s;
+                let o = ((y0 + y) * gw + x0 + x) * 3;
+                for k in 0..3 {
+                    buf[o + k] = to_u8(img[(if c == 1 { 0 } else { k }) * hw + p]);
+                }
+            }
+        }
+    };
+    for r in 0..rows {
+        let (x0, y0) = lay.origin(r, 0);
+        put(x0, y0, &first.items[r].clean);
+        for (m, (_, ex)) in models.iter().enumerate() {
+            let (x0, y0) = lay.origin(r, 1 + m);
+            put(x0, y0, &ex.items[r].adv);
+        }
+    }
+    super::plot::register_font();
+    {
+        let root = BitMapBackend::with_buffer(&mut buf, (gw as u32, gh as u32)).into_drawing_area();
+        let err = super::plot::plot_error;
+        let small = ("sans-serif", 11).into_font().color(&BLACK);
+        let head = ("sans-serif", 13).into_font().color(&BLACK);
+        let names = std::iter::once("clean").chain(models.iter().map(|(n, _)| n.as_str()));
+        for (col, t) in names.enumerate() {
+            let (x0, _) = lay.origin(0, col);
+            root.draw_text(t, &head, (x0 as i32, (MARGIN + 2) as i32))
+                .map_err(err)?;
+        }
+        for r in 0..rows {
+            let y = (lay.origin(r, 0).1 + lay.cell.1 + 2) as i32;
+            let label = class_name(classes, first.items[r].label);
+            root.draw_text(&label, &small, (lay.origin(r, 0).0 as i32, y))
+                .map_err(err)?;
+            for (m, (_, ex)) in models.iter().enumerate() {
+                let e = &ex.items[r];
+                let t = format!(
+                    "{}{}",
+                    class_name(classes, e.pred_adv),
+                    if e.pred_adv == e.label { "" } else { " ✗" }
+                );
+                root.draw_text(&t, &small, (lay.origin(r, 1 + m).0 as i32, y))
+                    .map_err(err)?;
+            }
+        }
+        let y = (gh - CAPTION + 4) as i32;
+        root.draw_text(title, &small, (MARGIN as i32, y))
+            .map_err(err)?;
+        root.draw_text(
+            "under each adversarial image: the model's prediction (✗: wrong)",
             &small,
             (MARGIN as i32, y + 15),
         )
@@ -405,5 +514,37 @@ mod tests {
         let e = Examples::new([1, 5, 4]);
         let err = write_grid(&dir.path().join("x.png"), &e, &[], "t").unwrap_err();
         assert!(err.to_string().contains("no image"), "{err}");
+    }
+
+    #[test]
+    fn a_models_grid_shows_each_models_adversarial_image_of_the_same_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("m.png");
+        let (a, b) = (ex(3, 2, 0.02), ex(3, 2, 0.05));
+        let models = vec![("A".to_string(), a.clone()), ("B".to_string(), b.clone())];
+        let lay = write_models_grid(&p, &models, &[], "t").unwrap();
+        assert_eq!(lay, GridLayout::with_columns([3, 5, 4], 2, 3));
+        let img = image::open(&p).unwrap().to_rgb8();
+        for r in 0..2 {
+            for (col, want) in [
+                (0, &a.items[r].clean),
+                (1, &a.items[r].adv),
+                (2, &b.items[r].adv),
+            ] {
+                let (x0, y0) = lay.origin(r, col);
+                for (y, x) in [(0, 0), (60, 40), (124, 99)] {
+                    let px = img.get_pixel((x0 + x) as u32, (y0 + y) as u32).0;
+                    let p = (y / 25) * 4 + x / 25;
+                    for (k, &got) in px.iter().enumerate() {
+                        let v = (want[k * 20 + p].clamp(0.0, 1.0) * 255.0).round() as u8;
+                        assert_eq!(got, v, "row {r} col {col} ({x},{y}) ch {k}");
+                    }
+                }
+            }
+        }
+        // Models attacked on other images are refused.
+        let other = vec![("A".to_string(), a), ("C".to_string(), ex(3, 3, 0.02))];
+        let e = write_models_grid(&p, &other, &[], "t").unwrap_err();
+        assert!(e.to_string().contains("other images"), "{e}");
     }
 }

@@ -484,8 +484,8 @@ pub fn collect<B: Engine>(
             });
         }
     }
+    let d = load_eval_set(&spec.data, spec.subset)?;
     if !models.is_empty() {
-        let d = load_eval_set(&spec.data, spec.subset)?;
         let sections = [
             super::figures::settling(be, &models, &d, spec.batch_size, out)?,
             super::figures::trajectories(be, &models, &d, spec.batch_size, out)?,
@@ -494,6 +494,22 @@ pub fn collect<B: Engine>(
             written.markdown += &section;
             written.plots += 1;
         }
+    }
+    // Every collected model attacked on the same few images (Fig. 5).
+    let mut all = Vec::new();
+    for m in spec
+        .models
+        .iter()
+        .filter(|m| main.iter().any(|(c, _)| c.model == m.name))
+    {
+        all.push((m.name.clone(), model_file(be, m, out)?, m.t_predict));
+    }
+    let seed = spec.seeds.first().copied().unwrap_or(0);
+    let section =
+        super::figures::examples(be, &all, &spec.suite, &d, 6, spec.batch_size, seed, out)?;
+    if !section.is_empty() {
+        written.markdown += &section;
+        written.plots += 1;
     }
     if !swept.is_empty() {
         write_atomic(&out.join("sweeps.jsonl"), sweep_text.as_bytes())?;

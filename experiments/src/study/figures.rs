@@ -1,7 +1,8 @@
-//! The figures a study's report adds for its EP models, computed from the models on the study's
-//! images (digital engine): accuracy after every free-phase step (the paper's Fig. 3a,
+//! The figures a study's report adds, computed from the models on the study's images (digital
+//! engine): for its EP models, accuracy after every free-phase step (the paper's Fig. 3a,
 //! `settling.png`) and the settling trajectories of the states, the mean change of every layer
-//! per step (Fig. 1, `trajectories.png`).
+//! per step (Fig. 1, `trajectories.png`); for every model, adversarial examples of the same
+//! images at the same ε side by side (Fig. 5, `examples.png`).
 
 use std::path::{Path, PathBuf};
 
@@ -185,6 +186,90 @@ pub fn trajectories<B: Engine>(
          t = T/2 | t = T | t = 2T |\n| --- | --- | --- | --- | --- | --- |\n{rows}\n\
          ![Settling trajectories](trajectories.png)\n",
         x.shape()[0]
+    ))
+}
+
+/// A model of the study for the examples figure: its name, file and evaluation steps.
+pub type NamedModel = (String, PathBuf, Option<usize>);
+
+/// The paper's Fig. 5: every model of the study, on the digital engine, attacked on the first
+/// `n` of the study's images `d` (class-balanced) by the suite's first PGD-L∞ attack (else its
+/// first attack) at that attack's largest strength, standard protocol, seed `seed`: one grid
+/// `out/examples.png` (rows: images; columns: clean, then each model's adversarial image with its
+/// prediction), and its report section. Empty when the suite has no attack.
+#[allow(clippy::too_many_arguments)]
+pub fn examples<B: Engine>(
+    be: &B,
+    models: &[NamedModel],
+    suite: &super::suite::Suite,
+    d: &Dataset,
+    n: usize,
+    batch_size: usize,
+    seed: u64,
+    out: &Path,
+) -> Result<String> {
+    let Some(at) = suite
+        .attack
+        .iter()
+        .find(|a| a.name == "pgd-linf")
+        .or_else(|| suite.attack.first())
+    else {
+        return Ok(String::new());
+    };
+    let Some((eps_text, eps)) = super::protocol::expand_eps(&at.eps)?
+        .into_iter()
+        .max_by(|a, b| a.1.total_cmp(&b.1))
+    else {
+        return Ok(String::new());
+    };
+    let few = crate::data::balanced_subset(d, n);
+    let loader = Loader::new(&few, batch_size, sim::Stream::new(seed, "attack.data"));
+    let mut grids = Vec::new();
+    let mut full_name = at.name.clone();
+    for (name, file, t_predict) in models {
+        let target = super::target::Target {
+            model: file.clone(),
+            spec: None,
+            data: String::new(),
+            t_predict: *t_predict,
+            t_attack: None,
+            subset: None,
+            batch_size,
+            substrate: crate::classifier::substrate::SubstrateSpec::Digital,
+            eot: None,
+        };
+        let (clf, _, _) = target
+            .classifier(be, seed)
+            .with_context(|| format!("examples figure: model {name}"))?;
+        let (o, ex) = super::attack::attack_strength_examples(
+            clf.as_ref(),
+            None,
+            &loader,
+            &at.name,
+            eps as f32,
+            &eps_text,
+            at.steps,
+            at.restarts,
+            None,
+            seed,
+            "standard",
+            n,
+        )?;
+        full_name = o.name.clone();
+        grids.push((name.clone(), ex));
+    }
+    let title = format!("{full_name}, ε = {eps_text} (standard protocol), seed {seed}");
+    crate::report::examples::write_models_grid(
+        &out.join("examples.png"),
+        &grids,
+        &d.classes,
+        &title,
+    )?;
+    Ok(format!(
+        "\n## Adversarial examples across models\n\nThe first {} of the study's images \
+         (class-balanced), each model on the digital engine attacked by {title}: the paper's \
+         Fig. 5.\n\n![adversarial examples](examples.png)\n",
+        few.len()
     ))
 }
 
