@@ -153,6 +153,21 @@ fn a_tiny_study_runs_reports_and_resumes() {
         "{report}"
     );
     assert!(std::fs::read(out.join("examples.png")).is_ok_and(|b| b.starts_with(b"\x89PNG")));
+    // Fig. 3b: each EP model (T = 6) attacked with gradients through 1, T/2, T and 2T steps.
+    let fig3b = report
+        .split("\n## ")
+        .find(|x| x.starts_with("Robust accuracy vs T_attack"))
+        .expect("a T_attack section");
+    for m in ["EP-A", "EP-B"] {
+        let row = fig3b
+            .lines()
+            .find(|l| l.starts_with(&format!("| {m} (T = 6) |")))
+            .unwrap_or_else(|| panic!("no row {m}: {fig3b}"));
+        for ta in ["(1) |", "(3) |", "(6) |", "(12) |"] {
+            assert!(row.contains(ta), "{ta} in {row}");
+        }
+    }
+    assert!(std::fs::read(out.join("t_attack.png")).is_ok_and(|b| b.starts_with(b"\x89PNG")));
     assert!(std::fs::read(out.join("report_energy.png")).is_ok_and(|b| b.starts_with(b"\x89PNG")));
     // The summary row of a model is the mean of its robust accuracies.
     let summary = report

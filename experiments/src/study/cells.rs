@@ -486,11 +486,13 @@ pub fn collect<B: Engine>(
     }
     let d = load_eval_set(&spec.data, spec.subset)?;
     if !models.is_empty() {
+        let seed = spec.seeds.first().copied().unwrap_or(0);
         let sections = [
             super::figures::settling(be, &models, &d, spec.batch_size, out)?,
             super::figures::trajectories(be, &models, &d, spec.batch_size, out)?,
+            super::figures::t_attack(be, &models, &spec.suite, &d, 50, spec.batch_size, seed, out)?,
         ];
-        for section in sections {
+        for section in sections.into_iter().filter(|s| !s.is_empty()) {
             written.markdown += &section;
             written.plots += 1;
         }

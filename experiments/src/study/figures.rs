@@ -1,9 +1,11 @@
 //! The figures a study's report adds, computed from the models on the study's images (digital
 //! engine): for its EP models, accuracy after every free-phase step (the paper's Fig. 3a,
 //! `settling.png`) and the settling trajectories of the states, the mean change of every layer
-//! per step (Fig. 1, `trajectories.png`); for every model, adversarial examples of the same
+//! per step (Fig. 1, `trajectories.png`) and robust accuracy against the steps the attack's
+//! gradient goes through (Fig. 3b, `t_attack.png`); for every model, adversarial examples of the same
 //! images at the same ε side by side (Fig. 5, `examples.png`).
 
+use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
@@ -269,6 +271,97 @@ pub fn examples<B: Engine>(
         "\n## Adversarial examples across models\n\nThe first {} of the study's images \
          (class-balanced), each model on the digital engine attacked by {title}: the paper's \
          Fig. 5.\n\n![adversarial examples](examples.png)\n",
+        few.len()
+    ))
+}
+
+/// The paper's Fig. 3b: robust accuracy of every EP model (digital) against the free-phase steps
+/// the attack's gradient is taken through, T_attack ∈ {1, T/4, T/2, T, 2T} (T its evaluation
+/// steps; predictions always after T), under the advep protocol (whose gradients may be
+/// truncated), by the suite's first PGD-L∞ attack at its middle strength on the first `n` of the
+/// study's images `d`, seed `seed`: `out/t_attack.png` and the report section. Empty when the
+/// suite has no PGD-L∞ attack.
+#[allow(clippy::too_many_arguments)]
+pub fn t_attack<B: Engine>(
+    be: &B,
+    models: &[EpModel],
+    suite: &super::suite::Suite,
+    d: &Dataset,
+    n: usize,
+    batch_size: usize,
+    seed: u64,
+    out: &Path,
+) -> Result<String> {
+    let Some(at) = suite.attack.iter().find(|a| a.name == "pgd-linf") else {
+        return Ok(String::new());
+    };
+    let mut strengths = super::protocol::expand_eps(&at.eps)?;
+    strengths.sort_by(|a, b| a.1.total_cmp(&b.1));
+    let Some((eps_text, eps)) = strengths.get(strengths.len() / 2).cloned() else {
+        return Ok(String::new());
+    };
+    let few = crate::data::balanced_subset(d, n);
+    let loader = Loader::new(&few, batch_size, sim::Stream::new(seed, "attack.data"));
+    let mut series = Vec::new();
+    let mut rows = String::new();
+    let mut name = String::new();
+    for m in models {
+        let (net, t) = m.load(be)?;
+        // 1, T/4, T/2, T, 2T (each computed once).
+        let steps = [1, (t / 4).max(1), (t / 2).max(1), t, 2 * t];
+        let mut done: Vec<(usize, f64)> = Vec::new();
+        let _ = write!(rows, "| {} (T = {t}) |", m.name);
+        for &ta in &steps {
+            let acc = match done.iter().find(|d| d.0 == ta) {
+                Some(d) => d.1,
+                None => {
+                    let clf = crate::classifier::EpClassifier::new(be, net.clone(), t, ta);
+                    let (o, _) = super::attack::attack_strength_examples(
+                        &clf,
+                        None,
+                        &loader,
+                        &at.name,
+                        eps as f32,
+                        &eps_text,
+                        at.steps,
+                        at.restarts,
+                        None,
+                        seed,
+                        "advep",
+                        0,
+                    )?;
+                    name = o.name.clone();
+                    let acc = o.robust as f64 / few.len().max(1) as f64;
+                    done.push((ta, acc));
+                    acc
+                }
+            };
+            let _ = write!(rows, " {:.1} ({ta}) |", 100.0 * acc);
+        }
+        let points = done.iter().map(|&(ta, a)| (ta as f64, 100.0 * a)).collect();
+        rows.push('\n');
+        series.push(Series {
+            label: m.name.clone(),
+            points,
+        });
+    }
+    if series.is_empty() {
+        return Ok(String::new());
+    }
+    line_chart(
+        &out.join("t_attack.png"),
+        &format!("robust accuracy vs T_attack ({}, ε = {eps_text}, advep)", at.name),
+        "T_attack (free-phase steps of the attack's gradient)",
+        "robust accuracy (%)",
+        &series,
+        Some((0.0, 100.0)),
+    )?;
+    Ok(format!(
+        "\n## Robust accuracy vs T_attack\n\nEach EP model (digital) attacked by {name} at ε = \
+         {eps_text} under the advep protocol on the first {} images, its gradient taken through \
+         T_attack free-phase steps (predictions after T): the paper's Fig. 3b. Robust accuracy \
+         (%), with T_attack in brackets:\n\n| model | T_attack = 1 | T/4 | T/2 | T | 2T |\n| --- | --- | --- | --- | --- | --- |\n{rows}\n\
+         ![robust accuracy vs T_attack](t_attack.png)\n",
         few.len()
     ))
 }
