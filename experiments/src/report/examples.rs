@@ -181,6 +181,61 @@ fn class_name(classes: &[String], k: usize) -> String {
     classes.get(k).cloned().unwrap_or_else(|| k.to_string())
 }
 
+/// Draw an image of `shape` [C, H, W] (`img(channel, pixel)` in [0, 1]; one channel drawn gray)
+/// upscaled by `lay.scale` at pixel `(x0, y0)` of the RGB buffer `buf` of width `lay.size.0`.
+fn blit(
+    buf: &mut [u8],
+    lay: &GridLayout,
+    shape: [usize; 3],
+    (x0, y0): (usize, usize),
+    img: impl Fn(usize, usize) -> f32,
+) {
+    let [c, h, w] = shape;
+    let (s, gw) = (lay.scale, lay.size.0);
+    for y in 0..h * s {
+        for x in 0..w * s {
+            let p = (y / s) * w + x / s;
+            let o = ((y0 + y) * gw + x0 + x) * 3;
+            for k in 0..3 {
+                buf[o + k] = to_u8(img(if c == 1 { 0 } else { k }, p));
+            }
+        }
+    }
+}
+
+/// Draw the texts of a grid (`texts`: column titles and labels, on the buffer's drawing area),
+/// its two caption lines, and write it to `path` as PNG.
+fn finish_grid(
+    path: &Path,
+    mut buf: Vec<u8>,
+    lay: &GridLayout,
+    caption: [&str; 2],
+    texts: impl FnOnce(
+        &DrawingArea<BitMapBackend<'_>, plotters::coord::Shift>,
+        &TextStyle<'_>,
+        &TextStyle<'_>,
+    ) -> Result<()>,
+) -> Result<()> {
+    let (gw, gh) = lay.size;
+    super::plot::register_font();
+    {
+        let root = BitMapBackend::with_buffer(&mut buf, (gw as u32, gh as u32)).into_drawing_area();
+        let err = super::plot::plot_error;
+        let small = ("sans-serif", 11).into_font().color(&BLACK);
+        let head = ("sans-serif", 13).into_font().color(&BLACK);
+        texts(&root, &small, &head)?;
+        let y = (gh - CAPTION + 4) as i32;
+        for (i, line) in caption.iter().enumerate() {
+            root.draw_text(line, &small, (MARGIN as i32, y + 15 * i as i32))
+                .map_err(err)?;
+        }
+        root.present().map_err(err)?;
+    }
+    let png = super::plot::png_bytes(gw as u32, gh as u32, buf)?;
+    crate::files::write_atomic(path, &png)
+        .with_context(|| format!("writing the examples grid {}", path.display()))
+}
+
 /// Write the examples grid to `path` (PNG): rows = images; columns = clean (with the prediction
 /// and the true label under it), adversarial (with its prediction), perturbation
 /// `0.5 + A·(x_adv − x)` clipped to [0, 1] (with its L∞ and L2 norms); `title` and the
@@ -201,41 +256,27 @@ pub fn write_grid(
     let amp = ex.amplification();
     let (gw, gh) = lay.size;
     let mut buf = vec![255u8; gw * gh * 3];
-    let s = lay.scale;
     let hw = h * w;
-    let mut put = |x0: usize, y0: usize, img: &dyn Fn(usize, usize) -> f32| {
-        for y in 0..h * s {
-            for x in 0..w * s {
-                let p = (y / s) * w + x / s;
-                let o = ((y0 + y) * gw + x0 + x) * 3;
-                for k in 0..3 {
-                    buf[o + k] = to_u8(img(if c == 1 { 0 } else { k }, p));
-                }
-            }
-        }
-    };
     for (r, e) in ex.items.iter().enumerate() {
-        let (x0, y0) = lay.origin(r, 0);
-        put(x0, y0, &|k, p| e.clean[k * hw + p]);
-        let (x0, y0) = lay.origin(r, 1);
-        put(x0, y0, &|k, p| e.adv[k * hw + p]);
-        let (x0, y0) = lay.origin(r, 2);
-        put(x0, y0, &|k, p| {
+        blit(&mut buf, &lay, ex.shape, lay.origin(r, 0), |k, p| {
+            e.clean[k * hw + p]
+        });
+        blit(&mut buf, &lay, ex.shape, lay.origin(r, 1), |k, p| {
+            e.adv[k * hw + p]
+        });
+        blit(&mut buf, &lay, ex.shape, lay.origin(r, 2), |k, p| {
             0.5 + amp * (e.adv[k * hw + p] - e.clean[k * hw + p])
         });
     }
-    super::plot::register_font();
-    {
-        let root = BitMapBackend::with_buffer(&mut buf, (gw as u32, gh as u32)).into_drawing_area();
+    let note = format!("perturbation shown as 0.5 + A·(x_adv − x) clipped to [0, 1], A = {amp}");
+    finish_grid(path, buf, &lay, [title, &note], |root, small, head| {
         let err = super::plot::plot_error;
-        let small = ("sans-serif", 11).into_font().color(&BLACK);
-        let head = ("sans-serif", 13).into_font().color(&BLACK);
         for (col, t) in ["clean", "adversarial", "perturbation ×A"]
             .iter()
             .enumerate()
         {
             let (x0, _) = lay.origin(0, col);
-            root.draw_text(t, &head, (x0 as i32, (MARGIN + 2) as i32))
+            root.draw_text(t, head, (x0 as i32, (MARGIN + 2) as i32))
                 .map_err(err)?;
         }
         for (r, e) in ex.items.iter().enumerate() {
@@ -258,23 +299,11 @@ pub fn write_grid(
             let norm_txt = format!("L∞ {linf:.4}  L2 {:.3}", l2.sqrt());
             for (col, t) in [clean_txt, adv_txt, norm_txt].iter().enumerate() {
                 let x = lay.origin(r, col).0 as i32;
-                root.draw_text(t, &small, (x, y)).map_err(err)?;
+                root.draw_text(t, small, (x, y)).map_err(err)?;
             }
         }
-        let y = (gh - CAPTION + 4) as i32;
-        root.draw_text(title, &small, (MARGIN as i32, y))
-            .map_err(err)?;
-        root.draw_text(
-            &format!("perturbation shown as 0.5 + A·(x_adv − x) clipped to [0, 1], A = {amp}"),
-            &small,
-            (MARGIN as i32, y + 15),
-        )
-        .map_err(err)?;
-        root.present().map_err(err)?;
-    }
-    let png = super::plot::png_bytes(gw as u32, gh as u32, buf)?;
-    crate::files::write_atomic(path, &png)
-        .with_context(|| format!("writing the examples grid {}", path.display()))?;
+        Ok(())
+    })?;
     Ok(lay)
 }
 
@@ -314,43 +343,32 @@ pub fn write_models_grid(
     let lay = GridLayout::with_columns(first.shape, rows, cols);
     let (gw, gh) = lay.size;
     let mut buf = vec![255u8; gw * gh * 3];
-    let s = lay.scale;
     let hw = h * w;
-    let mut put = |x0: usize, y0: usize, img: &[f32]| {
-        for y in 0..h * s {
-            for x in 0..w * s {
-                let p = (y / s) * w + x / s;
-                let o = ((y0 + y) * gw + x0 + x) * 3;
-                for k in 0..3 {
-                    buf[o + k] = to_u8(img[(if c == 1 { 0 } else { k }) * hw + p]);
-                }
-            }
-        }
-    };
     for r in 0..rows {
-        let (x0, y0) = lay.origin(r, 0);
-        put(x0, y0, &first.items[r].clean);
+        let clean = &first.items[r].clean;
+        blit(&mut buf, &lay, first.shape, lay.origin(r, 0), |k, p| {
+            clean[k * hw + p]
+        });
         for (m, (_, ex)) in models.iter().enumerate() {
-            let (x0, y0) = lay.origin(r, 1 + m);
-            put(x0, y0, &ex.items[r].adv);
+            let adv = &ex.items[r].adv;
+            blit(&mut buf, &lay, first.shape, lay.origin(r, 1 + m), |k, p| {
+                adv[k * hw + p]
+            });
         }
     }
-    super::plot::register_font();
-    {
-        let root = BitMapBackend::with_buffer(&mut buf, (gw as u32, gh as u32)).into_drawing_area();
+    let note = "under each adversarial image: the model's prediction (✗: wrong)";
+    finish_grid(path, buf, &lay, [title, note], |root, small, head| {
         let err = super::plot::plot_error;
-        let small = ("sans-serif", 11).into_font().color(&BLACK);
-        let head = ("sans-serif", 13).into_font().color(&BLACK);
         let names = std::iter::once("clean").chain(models.iter().map(|(n, _)| n.as_str()));
         for (col, t) in names.enumerate() {
             let (x0, _) = lay.origin(0, col);
-            root.draw_text(t, &head, (x0 as i32, (MARGIN + 2) as i32))
+            root.draw_text(t, head, (x0 as i32, (MARGIN + 2) as i32))
                 .map_err(err)?;
         }
         for r in 0..rows {
             let y = (lay.origin(r, 0).1 + lay.cell.1 + 2) as i32;
             let label = class_name(classes, first.items[r].label);
-            root.draw_text(&label, &small, (lay.origin(r, 0).0 as i32, y))
+            root.draw_text(&label, small, (lay.origin(r, 0).0 as i32, y))
                 .map_err(err)?;
             for (m, (_, ex)) in models.iter().enumerate() {
                 let e = &ex.items[r];
@@ -359,24 +377,12 @@ pub fn write_models_grid(
                     class_name(classes, e.pred_adv),
                     if e.pred_adv == e.label { "" } else { " ✗" }
                 );
-                root.draw_text(&t, &small, (lay.origin(r, 1 + m).0 as i32, y))
+                root.draw_text(&t, small, (lay.origin(r, 1 + m).0 as i32, y))
                     .map_err(err)?;
             }
         }
-        let y = (gh - CAPTION + 4) as i32;
-        root.draw_text(title, &small, (MARGIN as i32, y))
-            .map_err(err)?;
-        root.draw_text(
-            "under each adversarial image: the model's prediction (✗: wrong)",
-            &small,
-            (MARGIN as i32, y + 15),
-        )
-        .map_err(err)?;
-        root.present().map_err(err)?;
-    }
-    let png = super::plot::png_bytes(gw as u32, gh as u32, buf)?;
-    crate::files::write_atomic(path, &png)
-        .with_context(|| format!("writing the examples grid {}", path.display()))?;
+        Ok(())
+    })?;
     Ok(lay)
 }
 

@@ -191,6 +191,34 @@ pub fn trajectories<B: Engine>(
     ))
 }
 
+/// `at` at strength `eps` (`eps_text`) on `clf` over `loader` under `protocol`, seed `seed`,
+/// keeping the first `keep` examples (one gradient per step: the figures use the digital engine).
+#[allow(clippy::too_many_arguments)]
+fn attack(
+    clf: &dyn crate::classifier::Classifier,
+    loader: &Loader<'_>,
+    at: &super::suite::SuiteAttack,
+    (eps_text, eps): (&str, f64),
+    seed: u64,
+    protocol: &str,
+    keep: usize,
+) -> Result<(super::attack::Outcome, crate::report::examples::Examples)> {
+    super::attack::attack_strength_examples(
+        clf,
+        None,
+        loader,
+        &at.name,
+        eps as f32,
+        eps_text,
+        at.steps,
+        at.restarts,
+        None,
+        seed,
+        protocol,
+        keep,
+    )
+}
+
 /// A model of the study for the examples figure: its name, file and evaluation steps.
 pub type NamedModel = (String, PathBuf, Option<usize>);
 
@@ -243,16 +271,11 @@ pub fn examples<B: Engine>(
         let (clf, _, _) = target
             .classifier(be, seed)
             .with_context(|| format!("examples figure: model {name}"))?;
-        let (o, ex) = super::attack::attack_strength_examples(
+        let (o, ex) = attack(
             clf.as_ref(),
-            None,
             &loader,
-            &at.name,
-            eps as f32,
-            &eps_text,
-            at.steps,
-            at.restarts,
-            None,
+            at,
+            (&eps_text, eps),
             seed,
             "standard",
             n,
@@ -316,20 +339,7 @@ pub fn t_attack<B: Engine>(
                 Some(d) => d.1,
                 None => {
                     let clf = crate::classifier::EpClassifier::new(be, net.clone(), t, ta);
-                    let (o, _) = super::attack::attack_strength_examples(
-                        &clf,
-                        None,
-                        &loader,
-                        &at.name,
-                        eps as f32,
-                        &eps_text,
-                        at.steps,
-                        at.restarts,
-                        None,
-                        seed,
-                        "advep",
-                        0,
-                    )?;
+                    let (o, _) = attack(&clf, &loader, at, (&eps_text, eps), seed, "advep", 0)?;
                     name = o.name.clone();
                     let acc = o.robust as f64 / few.len().max(1) as f64;
                     done.push((ta, acc));
@@ -350,7 +360,10 @@ pub fn t_attack<B: Engine>(
     }
     line_chart(
         &out.join("t_attack.png"),
-        &format!("robust accuracy vs T_attack ({}, ε = {eps_text}, advep)", at.name),
+        &format!(
+            "robust accuracy vs T_attack ({}, ε = {eps_text}, advep)",
+            at.name
+        ),
         "T_attack (free-phase steps of the attack's gradient)",
         "robust accuracy (%)",
         &series,
