@@ -356,13 +356,13 @@ fn sweep_records_parity_table_and_plots() {
         assert_eq!(epsim(&argv), ExitCode::FAILURE, "{bad}");
         assert!(!o.join("results.jsonl").exists(), "{bad}: started anyway");
     }
-    let err = experiments::study::sweep::SweepParam::parse("prog_noise_scale")
+    let err = experiments::study::levels::SweepParam::parse("prog_noise_scale")
         .unwrap_err()
         .to_string();
     assert!(err.contains("KEY=V1,V2"), "{err}");
     let p = experiments::classifier::substrate::load_preset(
         "pcm",
-        &experiments::study::sweep::SweepParam::parse("no_such_knob=1")
+        &experiments::study::levels::SweepParam::parse("no_such_knob=1")
             .unwrap()
             .sets(&[], 0),
     )

@@ -87,7 +87,7 @@ pub fn plan(spec: &StudySpec, origin: &Path) -> Result<Vec<Cell>> {
     }
     // The sweeps: every level × seed × item (attacks under the standard protocol).
     for sw in &spec.sweeps {
-        let param = super::sweep::SweepParam::parse(&sw.param)?;
+        let param = super::levels::SweepParam::parse(&sw.param)?;
         for i in 0..param.levels.len() {
             for &seed in &spec.seeds {
                 for it in &sw.items {
@@ -515,10 +515,26 @@ pub fn collect<B: Engine>(
     }
     if !swept.is_empty() {
         write_atomic(&out.join("sweeps.jsonl"), sweep_text.as_bytes())?;
-        let (section, figures) = super::sweep_cells::section(spec, &main, &swept, out)?;
+        let (section, figures) =
+            super::sweep_cells::section(spec, &records_view(&main), &records_view(&swept), out)?;
         written.markdown += &section;
         written.plots += figures;
     }
     write_atomic(&report_md, written.markdown.as_bytes())?;
     Ok(written)
+}
+
+/// Cells with their records as [`super::sweep_cells::CellRecord`]s.
+fn records_view(cells: &[(Cell, Value)]) -> Vec<super::sweep_cells::CellRecord<'_>> {
+    cells
+        .iter()
+        .map(|(c, v)| super::sweep_cells::CellRecord {
+            model: &c.model,
+            substrate: &c.substrate,
+            protocol: &c.protocol,
+            item: &c.item,
+            set: &c.set,
+            record: v,
+        })
+        .collect()
 }

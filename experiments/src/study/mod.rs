@@ -11,6 +11,7 @@ pub mod cells;
 pub mod figures;
 pub mod index;
 pub mod item;
+pub mod levels;
 pub mod manifest;
 pub mod protocol;
 pub mod robustness;

@@ -234,7 +234,7 @@ impl StudySpec {
                 "{}: a sweep changes a device preset's parameter: give a netlist substrate",
                 at()
             );
-            let param = super::sweep::SweepParam::parse(&sw.param).with_context(at)?;
+            let param = super::levels::SweepParam::parse(&sw.param).with_context(at)?;
             for i in 0..param.levels.len() {
                 let spec = m
                     .substrate_with(&sw.substrate, &param.sets(&[], i))

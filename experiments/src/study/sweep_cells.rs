@@ -11,10 +11,26 @@ use std::path::Path;
 use anyhow::Result;
 use serde_json::Value;
 
-use super::cells::Cell;
+use super::levels::SweepParam;
 use super::spec::StudySpec;
-use super::sweep::SweepParam;
 use crate::report::plot::{Series, line_chart};
+
+/// A cell of the study, as the section reads it: its coordinates and its record.
+#[derive(Debug, Clone, Copy)]
+pub struct CellRecord<'a> {
+    /// The model's study name.
+    pub model: &'a str,
+    /// The substrate as the study writes it.
+    pub substrate: &'a str,
+    /// The protocol (`none` for clean and corruption items).
+    pub protocol: &'a str,
+    /// The suite item id.
+    pub item: &'a str,
+    /// A sweep cell's `KEY=level` (empty for the suite's cells).
+    pub set: &'a [String],
+    /// The cell's record.
+    pub record: &'a Value,
+}
 
 /// The mean of `v` (None when empty).
 fn mean(v: &[f64]) -> Option<f64> {
@@ -26,8 +42,8 @@ fn mean(v: &[f64]) -> Option<f64> {
 /// markdown and the number of figures.
 pub fn section(
     spec: &StudySpec,
-    main: &[(Cell, Value)],
-    swept: &[(Cell, Value)],
+    main: &[CellRecord<'_>],
+    swept: &[CellRecord<'_>],
     out: &Path,
 ) -> Result<(String, usize)> {
     let mut md = String::from(
@@ -54,9 +70,12 @@ pub fn section(
         // accs[item][level] over seeds; energy[level] of the clean cells.
         let mut accs: BTreeMap<&str, Vec<Vec<f64>>> = BTreeMap::new();
         let mut energy: Vec<Vec<f64>> = vec![Vec::new(); param.levels.len()];
-        for (c, v) in swept.iter().filter(|(c, _)| {
-            c.model == sw.model && c.substrate == sw.substrate && sw.items.contains(&c.item)
+        for c in swept.iter().filter(|c| {
+            c.model == sw.model
+                && c.substrate == sw.substrate
+                && sw.items.iter().any(|i| i == c.item)
         }) {
+            let v = c.record;
             let Some(i) = param
                 .levels
                 .iter()
@@ -65,7 +84,7 @@ pub fn section(
                 continue;
             };
             let acc = v["accuracy"].as_f64().unwrap_or(f64::NAN);
-            accs.entry(c.item.as_str())
+            accs.entry(c.item)
                 .or_insert_with(|| vec![Vec::new(); param.levels.len()])[i]
                 .push(acc);
             if c.item == "clean"
@@ -79,9 +98,9 @@ pub fn section(
         for item in &sw.items {
             let digital: Vec<f64> = main
                 .iter()
-                .filter(|(c, _)| c.model == sw.model && c.substrate == "digital" && c.item == *item)
-                .filter(|(c, _)| c.protocol == "standard" || c.protocol == "none")
-                .filter_map(|(_, v)| v["accuracy"].as_f64())
+                .filter(|c| c.model == sw.model && c.substrate == "digital" && c.item == item)
+                .filter(|c| c.protocol == "standard" || c.protocol == "none")
+                .filter_map(|c| c.record["accuracy"].as_f64())
                 .collect();
             let per_level = accs.get(item.as_str());
             let _ = write!(md, "| {item} | {} |", pct(mean(&digital)));
