@@ -23,18 +23,45 @@ fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-/// The epsim executable beside this test's profile directory, built (or brought up to date: a
-/// stale binary from an older checkout would test old code) by cargo first.
+/// The newest modification time of the files under `dir` (recursively).
+fn newest(dir: &Path) -> std::time::SystemTime {
+    let mut t = std::time::SystemTime::UNIX_EPOCH;
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        let m = if p.is_dir() {
+            newest(&p)
+        } else {
+            e.metadata()
+                .and_then(|m| m.modified())
+                .unwrap_or(std::time::SystemTime::UNIX_EPOCH)
+        };
+        t = t.max(m);
+    }
+    t
+}
+
+/// The epsim executable beside this test's profile directory, built by cargo when it is absent
+/// or older than a source file of the workspace (a stale binary from an older build would test
+/// old code; `cargo test --workspace` builds a fresh one, which is used as it is).
 fn epsim_exe() -> PathBuf {
     let exe = std::env::current_exe().unwrap();
     let profile = exe.parent().unwrap().parent().unwrap();
-    let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-    c.args(["build", "-p", "experiments", "--bin", "epsim"]);
-    if profile.file_name().is_some_and(|n| n == "release") {
-        c.arg("--release");
+    let bin = profile.join("epsim");
+    let built = std::fs::metadata(&bin).and_then(|m| m.modified()).ok();
+    let sources = ["sim", "devices", "ep", "host-gpu", "experiments"]
+        .iter()
+        .map(|c| newest(&repo().join(c).join("src")))
+        .max()
+        .unwrap();
+    if built.is_none_or(|b| b < sources) {
+        let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+        c.args(["build", "-p", "experiments", "--bin", "epsim"]);
+        if profile.file_name().is_some_and(|n| n == "release") {
+            c.arg("--release");
+        }
+        assert!(c.status().unwrap().success(), "building epsim failed");
     }
-    assert!(c.status().unwrap().success(), "building epsim failed");
-    profile.join("epsim")
+    bin
 }
 
 fn slurm_script(arg: &str) -> std::process::Output {
