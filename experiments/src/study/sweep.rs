@@ -1,6 +1,8 @@
 //! `epsim sweep`: a robustness suite on the digital substrate and on a device preset at several
 //! levels of one parameter, each level realized from several substrate seeds; results.jsonl,
-//! sweep.md (mean ± std per level) and one accuracy-vs-level plot per suite item.
+//! sweep.md (mean ± std per level, cost per level with its Pareto front) and one accuracy-vs-level
+//! plot per suite item. Run here in one process, or as cells under the index contract of
+//! schedulers ([`SweepGrid`], one run of the suite per cell), both through the same code.
 //!
 //! Seeds: attacks and corruptions use the master seed (`--seed`) in every run, so differences
 //! between runs come from the substrate only; the `k`-th substrate realization (programming noise,
