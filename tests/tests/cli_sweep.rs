@@ -511,3 +511,72 @@ fn a_sweep_as_cells_equals_the_local_run() {
     let e = fail(&arr, &["--run-cell", "--index", "0"]);
     assert!(e.contains("changed after planning"), "{e}");
 }
+
+/// A backprop baseline swept: the shipped quick-start BP-CNN realized on PCM as its feed-forward
+/// form at every level (records with the cost of one read per synapse), beside its digital run;
+/// `--t-predict` is refused for it.
+#[test]
+fn a_bp_cnn_is_swept_as_a_feed_forward_realization() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let model = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../models/quickstart-bpcnn.safetensors");
+    let suite = d.join("suite.toml");
+    std::fs::write(
+        &suite,
+        "[[attack]]\nname = \"pgd-linf\"\neps = [\"0.05\"]\nsteps = 2\n",
+    )
+    .unwrap();
+    let out = d.join("sweep");
+    let args = |extra: &[&str]| -> Vec<String> {
+        let mut v: Vec<String> = [
+            "sweep",
+            "--model",
+            s(&model),
+            "--data",
+            "fashion-mnist:test",
+            "--subset",
+            "40",
+            "--preset",
+            "pcm",
+            "--param",
+            "prog_noise_scale=0,4",
+            "--suite",
+            s(&suite),
+            "--eot",
+            "1",
+            "--out-dir",
+            s(&out),
+        ]
+        .iter()
+        .map(|a| a.to_string())
+        .collect();
+        v.extend(extra.iter().map(|a| a.to_string()));
+        v
+    };
+    let e = {
+        let a = args(&["--t-predict", "5"]);
+        run_err(&a.iter().map(String::as_str).collect::<Vec<_>>())
+    };
+    assert!(e.contains("EP models only"), "{e}");
+    let a = args(&[]);
+    assert_eq!(
+        epsim(&a.iter().map(String::as_str).collect::<Vec<_>>()),
+        ExitCode::SUCCESS
+    );
+    let recs = records(&out.join("results.jsonl"));
+    // digital + 2 levels, each: clean and one attack.
+    assert_eq!(recs.len(), 3 * 2);
+    for r in recs.iter().filter(|r| r["kind"] == "clean") {
+        if r["substrate"] == "digital" {
+            assert!(r.get("energy_j").is_none(), "{r}");
+        } else {
+            // One read per synapse: one free-phase "step" per inference.
+            assert_eq!(r["free_phase_steps"], 1.0, "{r}");
+            assert!(r["energy_j"].as_f64().unwrap() > 0.0, "{r}");
+            assert!(r["accuracy"].as_f64().unwrap() > 0.5, "{r}");
+        }
+    }
+    let md = std::fs::read_to_string(out.join("sweep.md")).unwrap();
+    assert!(md.contains("## Cost per inference"), "{md}");
+}

@@ -317,18 +317,26 @@ pub fn baseline_classifier<B: Engine>(
              (netlist:pcm, netlist:rram, ... or a preset TOML)"
         );
     }
-    let ff = m.feed_forward()?;
+    let (host, layout) = feed_forward_host(m)?;
     let preset = load_preset(preset, overrides)?;
-    let host = HostModel {
-        spec: ff.spec,
-        weights: ff.weights,
-        biases: ff.biases,
-    };
     let l = compile_model(&host, &preset, *tile)?;
-    let layout = Layout { act: ff.act };
     let c =
         NetlistClassifier::feed_forward(be, &l, layout, m.spec.kind(), seed, &substrate.name())?;
     Ok(Box::new(c.with_cost(&preset, &l)))
+}
+
+/// A backprop baseline's feed-forward form (see [`ep::baselines::feedforward`]) as the host model
+/// the netlist compiler takes, with what stays digital between its synapses.
+pub fn feed_forward_host(m: &ep::baselines::Baseline) -> Result<(HostModel, Layout)> {
+    let ff = m.feed_forward()?;
+    Ok((
+        HostModel {
+            spec: ff.spec,
+            weights: ff.weights,
+            biases: ff.biases,
+        },
+        Layout { act: ff.act },
+    ))
 }
 
 /// A substrate as chosen on the command line (`--substrate`, `--set`, `--tile`) or in a config,

@@ -28,10 +28,11 @@ use super::item::ItemRun;
 use super::levels::SweepParam;
 use super::manifest::{Identity, canonical_toml, fnv_hex};
 use super::suite::{SuiteCorruptions, SuiteItem, read_suite};
+use crate::classifier::BaselineClassifier;
 use crate::classifier::Classifier;
-use crate::classifier::load::{HostModel, load_model};
+use crate::classifier::load::{HostModel, is_baseline_file, load_baseline, load_model};
 use crate::classifier::substrate::{
-    NetlistClassifier, SubstrateSpec, classifier, compile_model, load_preset,
+    NetlistClassifier, SubstrateSpec, classifier, compile_model, feed_forward_host, load_preset,
 };
 use crate::data::{Dataset, check_input_shape, load_eval_set};
 use crate::device::Engine;
@@ -243,13 +244,19 @@ fn run_keys(param: &SweepParam, a: &Sweep, seed: u64) -> Vec<RunKey> {
     keys
 }
 
+/// The swept model: an EP network, or a backprop baseline (realized as its feed-forward form).
+enum Swept<B: Engine> {
+    Ep(ep::EpNet<B>),
+    Baseline(ep::baselines::Baseline),
+}
+
 /// Everything a sweep's runs share, loaded and checked before the first (long) run.
 struct Prepared<B: Engine> {
     suite: super::suite::Suite,
     items: Vec<SuiteItem>,
     param: SweepParam,
     presets: Vec<devices::Preset>,
-    net: ep::EpNet<B>,
+    net: Swept<B>,
     d: Dataset,
     t_predict: usize,
     commit: String,
@@ -267,13 +274,29 @@ impl<B: Engine> Prepared<B> {
                 .with_context(|| format!("--param {}={level} (device {})", param.key, a.preset))?;
             presets.push(p);
         }
-        let net = load_model(be, &a.model, a.spec.as_deref())?;
+        let (net, input, t1) = if is_baseline_file(&a.model)? {
+            ensure!(
+                a.t_predict.is_none(),
+                "--t-predict applies to EP models only ({} is a backprop baseline)",
+                a.model.display()
+            );
+            let m = load_baseline(&a.model)?;
+            // Refused here (a ViT, average pooling) rather than at the first level.
+            m.feed_forward()
+                .with_context(|| format!("{}: realizing it on crossbars", a.model.display()))?;
+            let input = m.spec.input();
+            (Swept::Baseline(m), input, 1)
+        } else {
+            let net = load_model(be, &a.model, a.spec.as_deref())?;
+            let (input, t1) = (net.spec.input, net.spec.t1);
+            (Swept::Ep(net), input, t1)
+        };
         let d = load_eval_set(&a.data, a.subset)?;
-        check_input_shape(&d, net.spec.input, &a.data)?;
+        check_input_shape(&d, input, &a.data)?;
         if suite.corruptions.is_some() {
             super::suite::SuiteCorruptions::check_data(&a.suite, &a.data, d.shape[1])?;
         }
-        let t_predict = a.t_predict.unwrap_or(net.spec.t1);
+        let t_predict = a.t_predict.unwrap_or(t1);
         ensure!(t_predict >= 1, "--t-predict must be ≥ 1");
         Ok(Prepared {
             suite,
@@ -312,13 +335,18 @@ impl<B: Engine> Prepared<B> {
         let param = &self.param;
         let (recs, level, text, sseed) = match key {
             None => {
-                let digital = classifier(
-                    be,
-                    Some(self.net.clone()),
-                    &SubstrateSpec::Digital,
-                    c.seed,
-                    Some(self.t_predict),
-                )?;
+                let digital: Box<dyn Classifier> = match &self.net {
+                    Swept::Ep(net) => classifier(
+                        be,
+                        Some(net.clone()),
+                        &SubstrateSpec::Digital,
+                        c.seed,
+                        Some(self.t_predict),
+                    )?,
+                    Swept::Baseline(m) => {
+                        Box::new(BaselineClassifier::new(be, std::borrow::Cow::Borrowed(m)))
+                    }
+                };
                 let r = run_suite(c, digital.as_ref(), "digital")?;
                 (r, Value::Null, Value::Null, Value::Null)
             }
@@ -329,7 +357,10 @@ impl<B: Engine> Prepared<B> {
                     .position(|l| l == level)
                     .with_context(|| format!("{level} is not a level of {}", param.key))?;
                 if compiled.as_ref().is_none_or(|(j, _)| *j != i) {
-                    let host = HostModel::of_net(be, &self.net)?;
+                    let host = match &self.net {
+                        Swept::Ep(net) => HostModel::of_net(be, net)?,
+                        Swept::Baseline(m) => feed_forward_host(m)?.0,
+                    };
                     *compiled = Some((i, compile_model(&host, &self.presets[i], a.tile)?));
                 }
                 let l = &compiled.as_ref().expect("compiled above").1;
@@ -339,9 +370,24 @@ impl<B: Engine> Prepared<B> {
                     format!("{},", a.set.join(","))
                 };
                 let label = format!("netlist:{} --set {base}{}={level}", a.preset, param.key);
-                let clf = NetlistClassifier::new(be, l, *sseed, &label, Some(self.t_predict))
-                    .with_context(|| format!("realizing {label} with substrate seed {sseed}"))?
-                    .with_cost(&self.presets[i], l);
+                let clf = match &self.net {
+                    Swept::Ep(_) => {
+                        NetlistClassifier::new(be, l, *sseed, &label, Some(self.t_predict))
+                    }
+                    Swept::Baseline(m) => {
+                        let layout = feed_forward_host(m)?.1;
+                        NetlistClassifier::feed_forward(
+                            be,
+                            l,
+                            layout,
+                            m.spec.kind(),
+                            *sseed,
+                            &label,
+                        )
+                    }
+                }
+                .with_context(|| format!("realizing {label} with substrate seed {sseed}"))?
+                .with_cost(&self.presets[i], l);
                 let r = run_suite(c, &clf, &label)?;
                 tracing::info!("{}", clf.describe());
                 (r, param.level_value(i), json!(level), json!(sseed))
