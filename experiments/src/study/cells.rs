@@ -490,7 +490,16 @@ pub fn collect<B: Engine>(
         let sections = [
             super::figures::settling(be, &models, &d, spec.batch_size, out)?,
             super::figures::trajectories(be, &models, &d, spec.batch_size, out)?,
-            super::figures::t_attack(be, &models, &spec.suite, &d, 50, spec.batch_size, seed, out)?,
+            super::figures::t_attack(
+                be,
+                &models,
+                &spec.suite,
+                &d,
+                spec.t_attack_images,
+                spec.batch_size,
+                seed,
+                out,
+            )?,
         ];
         for section in sections.into_iter().filter(|s| !s.is_empty()) {
             written.markdown += &section;
@@ -507,8 +516,16 @@ pub fn collect<B: Engine>(
         all.push((m.name.clone(), model_file(be, m, out)?, m.t_predict));
     }
     let seed = spec.seeds.first().copied().unwrap_or(0);
-    let section =
-        super::figures::examples(be, &all, &spec.suite, &d, 6, spec.batch_size, seed, out)?;
+    let section = super::figures::examples(
+        be,
+        &all,
+        &spec.suite,
+        &d,
+        spec.example_images,
+        spec.batch_size,
+        seed,
+        out,
+    )?;
     if !section.is_empty() {
         written.markdown += &section;
         written.plots += 1;

@@ -226,7 +226,7 @@ pub type NamedModel = (String, PathBuf, Option<usize>);
 /// `n` of the study's images `d` (class-balanced) by the suite's first PGD-L∞ attack (else its
 /// first attack) at that attack's largest strength, standard protocol, seed `seed`: one grid
 /// `out/examples.png` (rows: images; columns: clean, then each model's adversarial image with its
-/// prediction), and its report section. Empty when the suite has no attack.
+/// prediction), and its report section. Empty when the suite has no attack or `n` is 0.
 #[allow(clippy::too_many_arguments)]
 pub fn examples<B: Engine>(
     be: &B,
@@ -246,6 +246,9 @@ pub fn examples<B: Engine>(
     else {
         return Ok(String::new());
     };
+    if n == 0 || models.is_empty() {
+        return Ok(String::new());
+    }
     let Some((eps_text, eps)) = super::protocol::expand_eps(&at.eps)?
         .into_iter()
         .max_by(|a, b| a.1.total_cmp(&b.1))
@@ -303,7 +306,7 @@ pub fn examples<B: Engine>(
 /// steps; predictions always after T), under the advep protocol (whose gradients may be
 /// truncated), by the suite's first PGD-L∞ attack at its middle strength on the first `n` of the
 /// study's images `d`, seed `seed`: `out/t_attack.png` and the report section. Empty when the
-/// suite has no PGD-L∞ attack.
+/// suite has no PGD-L∞ attack or `n` is 0.
 #[allow(clippy::too_many_arguments)]
 pub fn t_attack<B: Engine>(
     be: &B,
@@ -318,6 +321,9 @@ pub fn t_attack<B: Engine>(
     let Some(at) = suite.attack.iter().find(|a| a.name == "pgd-linf") else {
         return Ok(String::new());
     };
+    if n == 0 {
+        return Ok(String::new());
+    }
     let mut strengths = super::protocol::expand_eps(&at.eps)?;
     strengths.sort_by(|a, b| a.1.total_cmp(&b.1));
     let Some((eps_text, eps)) = strengths.get(strengths.len() / 2).cloned() else {

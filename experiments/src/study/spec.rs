@@ -9,6 +9,7 @@
 //! subset = 500                   # first N images, class-balanced
 //! seeds = [0]                    # master seeds: attacks, corruptions, substrate realizations
 //! device = "cpu"                 # or "gpu", "gpu:N" (--device overrides)
+//! t_attack_images = 50           # images of the report's Fig. 3b (0: none); example_images = 6
 //!
 //! [[model]]
 //! name = "EP-CNN"
@@ -94,6 +95,21 @@ pub struct StudySpec {
     /// Device-parameter sweeps: cells after the suite's (see [`SweepEntry`]).
     #[serde(default, rename = "sweep")]
     pub sweeps: Vec<SweepEntry>,
+    /// Images of the report's robust-accuracy-vs-T_attack figure (Fig. 3b: five PGD runs per EP
+    /// model when the report is collected); 0 leaves the figure out (long free phases on a CPU).
+    #[serde(default = "default_t_attack_images")]
+    pub t_attack_images: usize,
+    /// Images of the report's adversarial-examples figure (Fig. 5); 0 leaves it out.
+    #[serde(default = "default_example_images")]
+    pub example_images: usize,
+}
+
+fn default_t_attack_images() -> usize {
+    50
+}
+
+fn default_example_images() -> usize {
+    6
 }
 
 /// A device-parameter sweep inside a study: one model on one netlist substrate at every level of
