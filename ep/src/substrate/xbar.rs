@@ -520,9 +520,9 @@ impl Dir {
             let n2 = self.adc_noise_var();
             match &blk.var {
                 Var::RowConst(c) => {
-                    for (i, &j) in rows.iter().enumerate() {
-                        let x = &xq[i * nb..(i + 1) * nb];
-                        let ss = dot(x, x);
+                    // The row's Σ x², computed above for the cost tally.
+                    for &j in &rows {
+                        let ss = ssc[j];
                         for (o, c) in sdc[j * n_out..(j + 1) * n_out].iter_mut().zip(c) {
                             *o = ((c * ss).max(0.0) + n2).sqrt();
                         }
