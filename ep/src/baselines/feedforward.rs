@@ -47,25 +47,21 @@ impl Baseline {
                 .map(|(_, t)| t.clone())
                 .ok_or_else(|| Error::Other(format!("feed_forward: no tensor {name}")))
         };
-        if matches!(s.act, Act::Gelu) {
-            return Err(Error::param(
-                "feed_forward",
-                "GELU is not monotone: pooling before it (as a crossbar read pools) would change \
-                 the network; realize baselines with ReLU",
-            ));
-        }
+        let spec = ModelSpec {
+            input: s.input,
+            conv: s.conv.clone(),
+            fc: s.fc.clone(),
+            act: s.act,
+            softmax: false,
+            loss: Loss::Mse,
+            t1: 1,
+            t2: 1,
+            input_norm: self.spec.input_norm.clone(),
+        };
+        check_realizable(&spec, s.act)?;
+        spec.geometry()?;
         let (mut weights, mut biases) = (Vec::new(), Vec::new());
         for (i, l) in s.conv.iter().enumerate() {
-            if l.pool == Pool::Avg {
-                return Err(Error::param(
-                    "feed_forward",
-                    format!(
-                        "conv[{i}]: average pooling does not commute with the activation, so the \
-                         crossbar read (which pools before it) would change the network; max \
-                         pooling and no pooling are realizable"
-                    ),
-                ));
-            }
             let w = get(&format!("conv.{i}.weight"), &self.params)?;
             let gamma = get(&format!("bn.{i}.weight"), &self.params)?;
             let beta = get(&format!("bn.{i}.bias"), &self.params)?;
@@ -88,18 +84,6 @@ impl Baseline {
             weights.push(get(&format!("fc.{j}.weight"), &self.params)?);
             biases.push(get(&format!("fc.{j}.bias"), &self.params)?);
         }
-        let spec = ModelSpec {
-            input: s.input,
-            conv: s.conv.clone(),
-            fc: s.fc.clone(),
-            act: s.act,
-            softmax: false,
-            loss: Loss::Mse,
-            t1: 1,
-            t2: 1,
-            input_norm: self.spec.input_norm.clone(),
-        };
-        spec.geometry()?;
         Ok(FeedForward {
             spec,
             weights,
@@ -107,4 +91,35 @@ impl Baseline {
             act: s.act,
         })
     }
+}
+
+/// Whether a network of spec `spec` with activation `act` reads as a feed-forward network on a
+/// substrate, whose reads pool before the digital activation: every layer a synapse (no softmax
+/// readout), max or no pooling, a non-decreasing activation (not GELU). The one check of both
+/// [`Baseline::feed_forward`] and the realization's reader (`substrate::feedforward::Layout`).
+pub fn check_realizable(spec: &ModelSpec, act: Act) -> Result<()> {
+    if spec.softmax {
+        return Err(Error::param(
+            "feed_forward",
+            "a feed-forward realization reads every layer as a synapse: no softmax readout",
+        ));
+    }
+    if matches!(act, Act::Gelu) {
+        return Err(Error::param(
+            "feed_forward",
+            "GELU is not monotone: pooling before it (as a crossbar read pools) would change the \
+             network; realize baselines with ReLU",
+        ));
+    }
+    if let Some(i) = spec.conv.iter().position(|l| l.pool == Pool::Avg) {
+        return Err(Error::param(
+            "feed_forward",
+            format!(
+                "conv[{i}]: average pooling does not commute with the activation, so the crossbar \
+                 read (which pools before it) would change the network; max pooling and no \
+                 pooling are realizable"
+            ),
+        ));
+    }
+    Ok(())
 }

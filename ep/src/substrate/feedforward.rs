@@ -11,7 +11,6 @@ use sim::{Act, Backend, Error, Result};
 
 use super::Realized;
 use crate::dynamics::SynapseReads;
-use crate::spec::Pool;
 
 /// What a feed-forward realization computes digitally between its synapses.
 #[derive(Debug, Clone, PartialEq)]
@@ -21,18 +20,10 @@ pub struct Layout {
 }
 
 impl Layout {
-    /// Check that `real` can be read as a feed-forward network: no softmax readout, no average
-    /// pooling, a non-decreasing activation (see [`crate::baselines::feedforward`]).
+    /// Check that `real` can be read as a feed-forward network
+    /// ([`crate::baselines::feedforward::check_realizable`]).
     pub fn check<B: Backend>(&self, real: &Realized<B>) -> Result<()> {
-        let spec = &real.net.spec;
-        if spec.softmax || spec.conv.iter().any(|l| l.pool == Pool::Avg) || self.act == Act::Gelu {
-            return Err(Error::param(
-                "feed_forward",
-                "a feed-forward realization needs every synapse read as a synapse (no softmax \
-                 readout), max or no pooling and a non-decreasing activation",
-            ));
-        }
-        Ok(())
+        crate::baselines::feedforward::check_realizable(&real.net.spec, self.act)
     }
 
     /// Logits `[N, K]` of the normalized batch `x` on `real`, reading with query `query`'s noise.
