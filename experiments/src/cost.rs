@@ -49,6 +49,18 @@ pub struct Counts {
 }
 
 impl Counts {
+    /// The counts of reads `uses`, `steps` free-phase steps of a network of `neurons` neurons (one
+    /// update each per step), `spikes` spikes and `pulses` update pulses.
+    pub fn new(uses: Vec<ArrayUse>, steps: u64, neurons: u64, spikes: u64, pulses: u64) -> Self {
+        Counts {
+            uses,
+            steps,
+            neuron_updates: steps * neurons,
+            spikes,
+            pulses,
+        }
+    }
+
     /// The counts made after `earlier` (a snapshot of the same realization): every counter's
     /// difference, the tiles as they are now.
     pub fn since(&self, earlier: &Counts) -> Counts {

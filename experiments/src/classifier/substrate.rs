@@ -188,13 +188,13 @@ impl<B: Engine> NetlistClassifier<B> {
             + self.grad_images.load(Ordering::Relaxed) * self.t_attack as u64;
         Some((
             preset,
-            Counts {
-                uses: self.real.array_use(),
+            Counts::new(
+                self.real.array_use(),
                 steps,
-                neuron_updates: steps * neurons,
-                spikes: self.real.spike_counts().iter().sum(),
-                pulses: 0,
-            },
+                *neurons,
+                self.real.spike_counts().iter().sum(),
+                0,
+            ),
         ))
     }
 

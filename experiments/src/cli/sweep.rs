@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Result, ensure};
+use anyhow::Result;
 use clap::Args;
 
 use super::args::{DataArgs, DeviceArgs, ModelArgs, OutputArgs};
@@ -73,8 +73,6 @@ pub fn sweep(
     seed: u64,
     device: Option<Device>,
 ) -> Result<()> {
-    ensure!(a.substrate_seeds >= 1, "--substrate-seeds must be ≥ 1");
-    ensure!(a.batch_size >= 1, "--batch-size must be ≥ 1");
     let grid = SweepGrid {
         sweep: Sweep {
             model: a.model.model.clone(),
@@ -95,6 +93,7 @@ pub fn sweep(
         },
         seed,
     };
+    grid.sweep.check()?;
     let name = format!(
         "sweep-{}",
         grid.sweep.param.split('=').next().unwrap_or("param")

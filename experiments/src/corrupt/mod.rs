@@ -33,8 +33,8 @@
 //! equal channels, keeping the first channel of the result ([`corrupt_batch_nchw`]): per-pixel
 //! noise keeps its per-channel statistics (averaging the channels would divide its variance by
 //! three), and the channel-blind corruptions (blurs, contrast, brightness, fog, ...) give the
-//! gray image's own result. The colour corruptions (saturate, spatter's and frost's colours) are
-//! defined on RGB; on gray images they give their red channel.
+//! gray image's own result. The colour corruptions are defined on RGB: on gray images spatter and
+//! frost give their red channel, and saturate leaves the image as it is (no saturation to scale).
 
 pub mod copies;
 pub mod frost;

@@ -152,13 +152,7 @@ impl<B: Engine> Trainer for SubTrainer<'_, B> {
             index,
         )?;
         let u = &self.tr.last_step;
-        let k = crate::cost::Counts {
-            uses: u.uses.clone(),
-            steps: u.steps,
-            neuron_updates: u.steps * self.neurons,
-            spikes: u.spikes,
-            pulses: u.pulses,
-        };
+        let k = crate::cost::Counts::new(u.uses.clone(), u.steps, self.neurons, u.spikes, u.pulses);
         let c = crate::cost::cost_of(&self.preset, &k, 1)?;
         let sc = &mut self.step_cost;
         sc.0 += 1;

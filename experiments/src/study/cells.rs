@@ -147,14 +147,9 @@ pub fn cell_path(out: &Path, i: usize) -> PathBuf {
     out.join("cells").join(format!("{i:06}.json"))
 }
 
-/// Write the plan, or check it against the one written by an earlier run.
+/// Write the plan, or check it against the one written by an earlier run; finished cells of an
+/// earlier run are kept only with `resume`.
 fn write_or_check_plan(out: &Path, cells: &[Cell], resume: bool) -> Result<()> {
-    let path = out.join("plan.jsonl");
-    let mut text = String::new();
-    for c in cells {
-        text += &serde_json::to_string(c)?;
-        text.push('\n');
-    }
     let done = std::fs::read_dir(out.join("cells")).map_or(0, |d| d.count());
     ensure!(
         done == 0 || resume,
@@ -162,24 +157,11 @@ fn write_or_check_plan(out: &Path, cells: &[Cell], resume: bool) -> Result<()> {
          the rest, or choose another out_dir",
         out.display()
     );
-    match std::fs::read_to_string(&path) {
-        Ok(old) if old == text => Ok(()),
-        Ok(old) => {
-            let diff = old
-                .lines()
-                .zip(text.lines())
-                .position(|(a, b)| a != b)
-                .unwrap_or(old.lines().count().min(cells.len()));
-            bail!(
-                "{}: the study changed since this plan was written (first difference at cell \
-                 {diff}); choose another out_dir, or remove {} to start over",
-                path.display(),
-                out.display()
-            )
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => write_atomic(&path, text.as_bytes()),
-        Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
-    }
+    let lines = cells
+        .iter()
+        .map(serde_json::to_string)
+        .collect::<Result<Vec<_>, _>>()?;
+    super::manifest::check_or_write_plan(out, "study", &lines, true)
 }
 
 /// The model file of an entry: its checkpoint, or the checkpoint of its training config, trained
@@ -467,68 +449,47 @@ pub fn collect<B: Engine>(
     write_atomic(&results, text.as_bytes())?;
     let report_md = out.join("report.md");
     let mut written = crate::report::write_report(&[results], &report_md, &labels)?;
-    // The figures of the EP models of the collected cells (a partial collection leaves out the
-    // models not run yet, so none is trained here).
+    // The figures of the models of the collected cells (a partial collection leaves out the
+    // models not run yet, so none is trained here): every model's adversarial examples, the EP
+    // models' settling, trajectories and T_attack figures.
+    let mut all: Vec<super::figures::NamedModel> = Vec::new();
     let mut models = Vec::new();
-    for m in spec
-        .models
-        .iter()
-        .filter(|m| cells.iter().any(|c| c.model == m.name))
-    {
-        let file = model_file(be, m, out)?;
-        if !crate::classifier::load::is_baseline_file(&file)? {
-            models.push(super::figures::EpModel {
-                name: m.name.clone(),
-                file,
-                t_predict: m.t_predict,
-            });
-        }
-    }
-    let d = load_eval_set(&spec.data, spec.subset)?;
-    if !models.is_empty() {
-        let seed = spec.seeds.first().copied().unwrap_or(0);
-        let sections = [
-            super::figures::settling(be, &models, &d, spec.batch_size, out)?,
-            super::figures::trajectories(be, &models, &d, spec.batch_size, out)?,
-            super::figures::t_attack(
-                be,
-                &models,
-                &spec.suite,
-                &d,
-                spec.t_attack_images,
-                spec.batch_size,
-                seed,
-                out,
-            )?,
-        ];
-        for section in sections.into_iter().filter(|s| !s.is_empty()) {
-            written.markdown += &section;
-            written.plots += 1;
-        }
-    }
-    // Every collected model attacked on the same few images (Fig. 5).
-    let mut all = Vec::new();
     for m in spec
         .models
         .iter()
         .filter(|m| main.iter().any(|(c, _)| c.model == m.name))
     {
-        all.push((m.name.clone(), model_file(be, m, out)?, m.t_predict));
+        let file = model_file(be, m, out)?;
+        if !crate::classifier::load::is_baseline_file(&file)? {
+            models.push(super::figures::EpModel {
+                name: m.name.clone(),
+                file: file.clone(),
+                t_predict: m.t_predict,
+            });
+        }
+        all.push((m.name.clone(), file, m.t_predict));
     }
-    let seed = spec.seeds.first().copied().unwrap_or(0);
-    let section = super::figures::examples(
-        be,
-        &all,
-        &spec.suite,
-        &d,
-        spec.example_images,
-        spec.batch_size,
-        seed,
-        out,
-    )?;
-    if !section.is_empty() {
-        written.markdown += &section;
-        written.plots += 1;
+    if !models.is_empty() || (!all.is_empty() && spec.example_images > 0) {
+        let d = load_eval_set(&spec.data, spec.subset)?;
+        let seed = spec.seeds.first().copied().unwrap_or(0);
+        let (suite, bs) = (&spec.suite, spec.batch_size);
+        let mut sections = Vec::new();
+        if !models.is_empty() {
+            sections.push(super::figures::settling(be, &models, &d, bs, out)?);
+            sections.push(super::figures::trajectories(be, &models, &d, bs, out)?);
+            let n = spec.t_attack_images;
+            sections.push(super::figures::t_attack(
+                be, &models, suite, &d, n, bs, seed, out,
+            )?);
+        }
+        let n = spec.example_images;
+        sections.push(super::figures::examples(
+            be, &all, suite, &d, n, bs, seed, out,
+        )?);
+        for section in sections.into_iter().filter(|s| !s.is_empty()) {
+            written.markdown += &section;
+            written.plots += 1;
+        }
     }
     if !swept.is_empty() {
         write_atomic(&out.join("sweeps.jsonl"), sweep_text.as_bytes())?;

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail, ensure};
 
 use super::cells::{Cell, StudyOptions, cell_path, out_dir, plan, run_study};
-use super::manifest::{Identity, check_existing, check_or_write};
+use super::manifest::{Identity, check_existing, check_or_write, check_or_write_plan};
 use super::spec::StudySpec;
 use crate::device::Engine;
 use crate::files::write_atomic;
@@ -126,11 +126,6 @@ fn plan_hint<G: Grid>(g: &G) -> String {
     }
 }
 
-/// The plan's text: its lines, each ended by a newline.
-fn plan_text(lines: &[String]) -> String {
-    lines.iter().map(|l| format!("{l}\n")).collect()
-}
-
 /// Write the manifest of `g` into its output directory, or check the one there: a manifest of
 /// another grid (another hash) or another plan is refused. Returns the output directory and the
 /// number of cells.
@@ -139,19 +134,7 @@ pub fn write_plan<G: Grid>(g: &G) -> Result<(PathBuf, usize)> {
     let out = g.out_dir();
     std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
     check_or_write(&g.identity()?, &out, lines.len())?;
-    let text = plan_text(&lines);
-    let path = out.join("plan.jsonl");
-    match std::fs::read_to_string(&path) {
-        Ok(old) if old == text => {}
-        Ok(_) => bail!(
-            "{}: the {} changed since this plan was written; choose another output directory, or \
-             remove {} to start over",
-            path.display(),
-            g.kind(),
-            out.display()
-        ),
-        Err(_) => write_atomic(&path, text.as_bytes())?,
-    }
+    check_or_write_plan(&out, g.kind(), &lines, true)?;
     Ok((out, lines.len()))
 }
 
@@ -160,18 +143,8 @@ pub fn write_plan<G: Grid>(g: &G) -> Result<(PathBuf, usize)> {
 pub fn read_plan<G: Grid>(g: &G) -> Result<(PathBuf, usize)> {
     let out = g.out_dir();
     check_existing(&g.identity()?, &out, &plan_hint(g))?;
-    let path = out.join("plan.jsonl");
-    let text =
-        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
     let lines = g.plan_lines()?;
-    ensure!(
-        text == plan_text(&lines),
-        "{}: the {} changed since this plan was written; choose another output directory, or \
-         remove {} to start over",
-        path.display(),
-        g.kind(),
-        out.display()
-    );
+    check_or_write_plan(&out, g.kind(), &lines, false)?;
     Ok((out, lines.len()))
 }
 

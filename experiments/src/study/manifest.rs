@@ -119,3 +119,31 @@ pub fn check_existing(id: &Identity, out: &Path, plan_hint: &str) -> Result<()> 
     );
     Ok(())
 }
+
+/// `plan.jsonl` of `out` against the grid's cells `lines` (cell i = line i): written when absent
+/// and `write`, else compared; another plan is refused naming the first cell that differs (a
+/// `kind` — study, sweep — whose settings changed).
+pub fn check_or_write_plan(out: &Path, kind: &str, lines: &[String], write: bool) -> Result<()> {
+    let path = out.join("plan.jsonl");
+    let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
+    match std::fs::read_to_string(&path) {
+        Ok(old) if old == text => Ok(()),
+        Ok(old) => {
+            let diff = old
+                .lines()
+                .zip(text.lines())
+                .position(|(a, b)| a != b)
+                .unwrap_or(old.lines().count().min(lines.len()));
+            anyhow::bail!(
+                "{}: the {kind} changed since this plan was written (first difference at cell \
+                 {diff}); choose another output directory, or remove {} to start over",
+                path.display(),
+                out.display()
+            )
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && write => {
+            write_atomic(&path, text.as_bytes())
+        }
+        Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+    }
+}

@@ -19,6 +19,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, ensure};
+use ep::substrate::feedforward::Layout;
 use serde_json::{Value, json};
 use sim::netlist::{Loaded, TileSize};
 
@@ -226,6 +227,14 @@ pub fn mean_std(v: &[f64]) -> (f64, f64) {
 }
 
 impl Sweep {
+    /// Check the counts and the swept parameter (before any plan or run).
+    pub fn check(&self) -> Result<()> {
+        ensure!(self.substrate_seeds >= 1, "--substrate-seeds must be ≥ 1");
+        ensure!(self.batch_size >= 1, "--batch-size must be ≥ 1");
+        SweepParam::parse(&self.param)?;
+        Ok(())
+    }
+
     /// Run the sweep on `be`: see the module doc.
     pub fn run<B: Engine>(&self, be: &B, seed: u64) -> Result<()> {
         sweep(self, be, seed)
@@ -247,7 +256,8 @@ fn run_keys(param: &SweepParam, a: &Sweep, seed: u64) -> Vec<RunKey> {
 /// The swept model: an EP network, or a backprop baseline (realized as its feed-forward form).
 enum Swept<B: Engine> {
     Ep(ep::EpNet<B>),
-    Baseline(ep::baselines::Baseline),
+    /// The baseline, its feed-forward form (folded once) and what stays digital.
+    Baseline(ep::baselines::Baseline, HostModel, Layout),
 }
 
 /// Everything a sweep's runs share, loaded and checked before the first (long) run.
@@ -266,8 +276,7 @@ impl<B: Engine> Prepared<B> {
     fn load(a: &Sweep, be: &B) -> Result<Self> {
         let (suite, items) = read_suite(&a.suite)?;
         let param = SweepParam::parse(&a.param)?;
-        ensure!(a.substrate_seeds >= 1, "--substrate-seeds must be ≥ 1");
-        ensure!(a.batch_size >= 1, "--batch-size must be ≥ 1");
+        a.check()?;
         let mut presets = Vec::with_capacity(param.levels.len());
         for (i, level) in param.levels.iter().enumerate() {
             let p = load_preset(&a.preset, &param.sets(&a.set, i))
@@ -282,10 +291,10 @@ impl<B: Engine> Prepared<B> {
             );
             let m = load_baseline(&a.model)?;
             // Refused here (a ViT, average pooling) rather than at the first level.
-            m.feed_forward()
+            let (host, layout) = feed_forward_host(&m)
                 .with_context(|| format!("{}: realizing it on crossbars", a.model.display()))?;
             let input = m.spec.input();
-            (Swept::Baseline(m), input, 1)
+            (Swept::Baseline(m, host, layout), input, 1)
         } else {
             let net = load_model(be, &a.model, a.spec.as_deref())?;
             let (input, t1) = (net.spec.input, net.spec.t1);
@@ -343,7 +352,7 @@ impl<B: Engine> Prepared<B> {
                         c.seed,
                         Some(self.t_predict),
                     )?,
-                    Swept::Baseline(m) => {
+                    Swept::Baseline(m, ..) => {
                         Box::new(BaselineClassifier::new(be, std::borrow::Cow::Borrowed(m)))
                     }
                 };
@@ -357,11 +366,15 @@ impl<B: Engine> Prepared<B> {
                     .position(|l| l == level)
                     .with_context(|| format!("{level} is not a level of {}", param.key))?;
                 if compiled.as_ref().is_none_or(|(j, _)| *j != i) {
-                    let host = match &self.net {
-                        Swept::Ep(net) => HostModel::of_net(be, net)?,
-                        Swept::Baseline(m) => feed_forward_host(m)?.0,
+                    let l = match &self.net {
+                        Swept::Ep(net) => {
+                            compile_model(&HostModel::of_net(be, net)?, &self.presets[i], a.tile)?
+                        }
+                        Swept::Baseline(_, host, _) => {
+                            compile_model(host, &self.presets[i], a.tile)?
+                        }
                     };
-                    *compiled = Some((i, compile_model(&host, &self.presets[i], a.tile)?));
+                    *compiled = Some((i, l));
                 }
                 let l = &compiled.as_ref().expect("compiled above").1;
                 let base = if a.set.is_empty() {
@@ -374,17 +387,14 @@ impl<B: Engine> Prepared<B> {
                     Swept::Ep(_) => {
                         NetlistClassifier::new(be, l, *sseed, &label, Some(self.t_predict))
                     }
-                    Swept::Baseline(m) => {
-                        let layout = feed_forward_host(m)?.1;
-                        NetlistClassifier::feed_forward(
-                            be,
-                            l,
-                            layout,
-                            m.spec.kind(),
-                            *sseed,
-                            &label,
-                        )
-                    }
+                    Swept::Baseline(m, _, layout) => NetlistClassifier::feed_forward(
+                        be,
+                        l,
+                        layout.clone(),
+                        m.spec.kind(),
+                        *sseed,
+                        &label,
+                    ),
                 }
                 .with_context(|| format!("realizing {label} with substrate seed {sseed}"))?
                 .with_cost(&self.presets[i], l);
