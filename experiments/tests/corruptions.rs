@@ -1249,10 +1249,9 @@ fn corruption_grid_png() {
     }
 }
 
-/// Grayscale images (Fashion-MNIST's 28×28): every corruption runs at every severity; the result
-/// is the first channel of the corrupted three-channel copy; per-pixel Gaussian noise keeps the
-/// per-channel standard deviation of its severity (averaging the channels would shrink it by √3);
-/// a channel count other than 1 or 3 is refused.
+/// Grayscale images (Fashion-MNIST's 28×28): every corruption runs at every severity and changes
+/// the images (saturate excepted: a gray image has no saturation); per-pixel Gaussian noise keeps the per-channel standard deviation of its severity
+/// (averaging three channels would shrink it by √3); a channel count other than 1 or 3 is refused.
 #[test]
 fn grayscale_images_are_corrupted_through_equal_channels() {
     let (h, w, n) = (28, 28, 3);
@@ -1265,16 +1264,19 @@ fn grayscale_images_are_corrupted_through_equal_channels() {
             let g = corrupt_batch_nchw(&gray, 1, h, w, c, sev, 5, 0)
                 .unwrap_or_else(|e| panic!("{} s{sev}: {e}", c.name()));
             assert_eq!(g.len(), gray.len());
-            let rgb: Vec<u8> = gray
-                .chunks(h * w)
-                .flat_map(|x| [x, x, x].concat())
-                .collect();
-            let r = corrupt_batch_nchw(&rgb, 3, h, w, c, sev, 5, 0).unwrap();
-            let first: Vec<u8> = r
-                .chunks(3 * h * w)
-                .flat_map(|x| x[..h * w].to_vec())
-                .collect();
-            assert_eq!(g, first, "{} s{sev}", c.name());
+            if c == Corruption::Saturate {
+                // A gray pixel has no saturation to scale.
+                assert!(
+                    max_diff(&g, &gray) <= 1,
+                    "saturate s{sev} changed a gray image"
+                );
+            } else if sev == 5 {
+                assert!(
+                    mad(&g, &gray) > 0.5,
+                    "{} s5 left the images as they were",
+                    c.name()
+                );
+            }
         }
     }
     // Gaussian noise at severity 3 (σ = 0.08 of full scale in the reference table) on a flat
