@@ -7,7 +7,7 @@
 //! instead of panicking.
 
 use crate::Tensor;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::ops::{Act, Conv2dParams, OptimStep, Pool2dParams, Pooling};
 use crate::rng::Stream;
 
@@ -73,6 +73,41 @@ pub trait Backend: Send + Sync {
         start: usize,
         len: usize,
     ) -> Result<Self::Tensor>;
+    /// The entries `rows` along axis 0, in that order (repeats allowed), as `Tensor.index_select(0,
+    /// rows)`: `[rows.len(), ...]`. Used to drop finished samples from a batch and to restore an
+    /// order. The default slices each run of consecutive indices and concatenates the runs.
+    fn take_rows(&self, x: &Self::Tensor, rows: &[usize]) -> Result<Self::Tensor> {
+        let shape = self.shape(x);
+        let Some(&n) = shape.first() else {
+            return Err(Error::param(
+                "take_rows",
+                "needs a tensor with a batch axis",
+            ));
+        };
+        if let Some(&bad) = rows.iter().find(|&&r| r >= n) {
+            return Err(Error::param(
+                "take_rows",
+                format!("row {bad} out of range for {n} rows (shape {shape:?})"),
+            ));
+        }
+        if rows.is_empty() {
+            let mut s = shape;
+            s[0] = 0;
+            return self.zeros(&s);
+        }
+        let mut runs: Vec<Self::Tensor> = Vec::new();
+        let mut start = 0;
+        for i in 1..=rows.len() {
+            if i == rows.len() || rows[i] != rows[i - 1] + 1 {
+                runs.push(self.slice(x, 0, rows[start], i - start)?);
+                start = i;
+            }
+        }
+        if runs.len() == 1 {
+            return Ok(runs.pop().expect("one run"));
+        }
+        self.concat(&runs.iter().collect::<Vec<_>>(), 0)
+    }
 
     // ---- convolution ---------------------------------------------------------------------
     /// y[N,O,Ho,Wo] = conv2d(x[N,C,H,W], w[O,C,kh,kw]) + b[O].
@@ -172,6 +207,42 @@ pub trait Backend: Send + Sync {
     fn sum_all(&self, x: &Self::Tensor) -> Result<f32>;
     /// Σ a ⊙ b over all elements (the bilinear terms of the EP energy).
     fn dot(&self, a: &Self::Tensor, b: &Self::Tensor) -> Result<f32>;
+    /// Per row along axis 0 of `a` and `b` (one shape, rank ≥ 1): the largest |a − b| over the
+    /// row's entries (NaN when a difference is NaN), read back as `N` host values: the
+    /// per-sample convergence test of a settle. The default subtracts, max-pools the difference
+    /// and its negation over each row and downloads both.
+    fn row_max_abs_diff(&self, a: &Self::Tensor, b: &Self::Tensor) -> Result<Vec<f32>> {
+        let (sa, sb) = (self.shape(a), self.shape(b));
+        if sa != sb || sa.is_empty() {
+            return Err(Error::shape(
+                "row_max_abs_diff",
+                format!("operands {sa:?} and {sb:?}: one shape with a batch axis"),
+            ));
+        }
+        let n = sa[0];
+        let rest: usize = sa[1..].iter().product();
+        if n == 0 || rest == 0 {
+            return Ok(vec![0.0; n]);
+        }
+        let d = self.reshape(&self.sub(a, b)?, &[n, 1, 1, rest])?;
+        let p = Pool2dParams {
+            kernel: (1, rest),
+            stride: (1, rest),
+        };
+        let hi = self.download(&self.max_pool2d(&d, p)?.0)?;
+        let lo = self.download(&self.max_pool2d(&self.scale(&d, -1.0)?, p)?.0)?;
+        Ok(hi
+            .iter()
+            .zip(lo.iter())
+            .map(|(&x, &y)| {
+                if x.is_nan() || y.is_nan() {
+                    f32::NAN
+                } else {
+                    x.max(y)
+                }
+            })
+            .collect())
+    }
     /// Sum over every axis except `axis`, giving a vector of length `x.shape[axis]` (the adjoint of
     /// `add_along`: bias gradients).
     fn sum_except(&self, x: &Self::Tensor, axis: usize) -> Result<Self::Tensor>;

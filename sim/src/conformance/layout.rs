@@ -235,6 +235,30 @@ pub fn concat_slice_errors<B: Backend>(be: &B) {
     assert_eq!(be.shape(&be.slice(&a, 1, 3, 0).must()), vec![2, 0]);
 }
 
+/// `take_rows` against ndarray's `select` on axis 0 (any order, repeats, runs and single rows,
+/// empty), bit for bit, and its errors.
+pub fn take_rows_matches_ndarray_and_errors<B: Backend>(be: &B) {
+    let x = tensor(&[6, 2, 3], special_values(36)).unwrap();
+    let d = up(be, &x);
+    for rows in [
+        vec![0usize, 1, 2, 3, 4, 5],
+        vec![5, 4, 3, 2, 1, 0],
+        vec![1, 2, 4, 5],
+        vec![3],
+        vec![0, 0, 5, 2, 3, 2],
+    ] {
+        let want = x.select(ndarray::Axis(0), &rows);
+        let got = down(be, &be.take_rows(&d, &rows).must());
+        assert_eq!(got.shape(), want.shape(), "take_rows {rows:?}");
+        assert_eq!(bits(&got), bits(&want), "take_rows {rows:?}");
+    }
+    let e = be.take_rows(&d, &[]).must();
+    assert_eq!(be.shape(&e), vec![0, 2, 3]);
+    assert_param_err(be.take_rows(&d, &[1, 6]), "take_rows", "row out of range");
+    let scalar = up(be, &tensor(&[], vec![1.0]).unwrap());
+    assert_param_err(be.take_rows(&scalar, &[0]), "take_rows", "no batch axis");
+}
+
 /// `Backend` is `Send + Sync`: four threads sharing one backend, each uploading, transforming
 /// (element maps, arithmetic, permute, slice, concat) and downloading its own tensors many times,
 /// get exactly what they would get alone.

@@ -96,6 +96,7 @@ macro_rules! __sim_conformance_cases {
                 concat_and_slice_match_ndarray,
                 concat_slice_adjoint_identity,
                 concat_slice_errors,
+                take_rows_matches_ndarray_and_errors,
                 concurrent_use_from_threads,
             }
             elementwise {
@@ -115,6 +116,7 @@ macro_rules! __sim_conformance_cases {
                 reductions_accurate_on_large_input,
                 sum_except_parity,
                 dot_and_sum_all_gradchecks,
+                row_max_abs_diff_matches_host_and_errors,
             }
             pool {
                 max_pool_parity_with_naive_reference,

@@ -1,7 +1,9 @@
-//! Conformance of the reductions: `sum_all`, `dot` and `sum_except` (hand values, exact integer
+//! Conformance of the reductions: `sum_all`, `dot`, `sum_except` and `row_max_abs_diff` (hand values, exact integer
 //! sums, accuracy on long inputs, parity with an f64 loop, gradient checks, errors).
 
-use super::refs::{Must, assert_close, assert_grad_ok, assert_param_err, down, up, zeros};
+use super::refs::{
+    Must, assert_close, assert_grad_ok, assert_param_err, assert_shape_err, down, up, zeros,
+};
 use crate::gradcheck::{check_gradient, test_tensor};
 use crate::{Backend, Tensor, tensor};
 
@@ -137,4 +139,50 @@ pub fn dot_and_sum_all_gradchecks<B: Backend>(be: &B) {
         100,
     );
     assert_grad_ok("sum_all", res, 1e-2);
+}
+
+/// `row_max_abs_diff` against a host loop on random shapes, a row with a NaN, a row of equal
+/// values, and its shape errors.
+pub fn row_max_abs_diff_matches_host_and_errors<B: Backend>(be: &B) {
+    for (k, shape) in [vec![5usize, 7], vec![3, 2, 4, 4], vec![1, 1], vec![4, 300]]
+        .into_iter()
+        .enumerate()
+    {
+        let a = crate::gradcheck::test_tensor(&shape, 40 + k as u64, 1.0);
+        let mut b = crate::gradcheck::test_tensor(&shape, 60 + k as u64, 1.0);
+        let n = shape[0];
+        let rest = a.len() / n;
+        let bv = b.as_slice_mut().unwrap();
+        if n > 1 {
+            bv[rest..2 * rest].copy_from_slice(&a.as_slice().unwrap()[rest..2 * rest]);
+        }
+        let got = be.row_max_abs_diff(&up(be, &a), &up(be, &b)).must();
+        let (av, bv) = (a.as_slice().unwrap(), b.as_slice().unwrap());
+        let want: Vec<f32> = (0..n)
+            .map(|i| {
+                (0..rest)
+                    .map(|j| (av[i * rest + j] - bv[i * rest + j]).abs())
+                    .fold(0f32, f32::max)
+            })
+            .collect();
+        assert_eq!(got, want, "row_max_abs_diff {shape:?}");
+        if n > 1 {
+            assert_eq!(got[1], 0.0, "equal rows");
+        }
+    }
+    let a = tensor(&[2, 3], vec![0.0, 1.0, 2.0, 0.0, 0.0, 0.0]).unwrap();
+    let b = tensor(&[2, 3], vec![0.5, f32::NAN, 2.0, 0.0, -3.0, 1.0]).unwrap();
+    let got = be.row_max_abs_diff(&up(be, &a), &up(be, &b)).must();
+    assert!(
+        got[0].is_nan(),
+        "a NaN difference gives NaN, got {}",
+        got[0]
+    );
+    assert_eq!(got[1], 3.0);
+    let c = up(be, &zeros(&[3, 2]));
+    assert_shape_err(
+        be.row_max_abs_diff(&up(be, &a), &c),
+        "row_max_abs_diff",
+        "shapes differ",
+    );
 }

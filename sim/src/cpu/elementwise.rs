@@ -230,6 +230,36 @@ pub fn dot(a: &Tensor, b: &Tensor) -> Result<f32> {
     Ok(chunked_sum(a.len(), |i| a[i] as f64 * b[i] as f64) as f32)
 }
 
+/// Per row along axis 0: max |a − b| over the row (NaN when a difference is NaN); the
+/// `Backend::row_max_abs_diff` of the CPU, one pass without temporaries.
+pub fn row_max_abs_diff(a: &Tensor, b: &Tensor) -> Result<Vec<f32>> {
+    same_shape("row_max_abs_diff", a, b)?;
+    let Some(&n) = a.shape().first() else {
+        return Err(Error::shape(
+            "row_max_abs_diff",
+            "operands need a batch axis (rank ≥ 1)",
+        ));
+    };
+    let (a, b) = (flat(a), flat(b));
+    let rest = a.len().checked_div(n).unwrap_or(0);
+    let row = |i: usize| {
+        let r = i * rest..(i + 1) * rest;
+        // Comparisons instead of f32::max (which vectorizes poorly); a NaN is flagged apart.
+        let (mut m, mut nan) = (0f32, false);
+        for (&x, &y) in a[r.clone()].iter().zip(&b[r]) {
+            let d = (x - y).abs();
+            nan |= d.is_nan();
+            m = if d > m { d } else { m };
+        }
+        if nan { f32::NAN } else { m }
+    };
+    Ok(if n * rest >= 1 << 16 {
+        (0..n).into_par_iter().map(row).collect()
+    } else {
+        (0..n).map(row).collect()
+    })
+}
+
 /// Sum over every axis except `axis`: a vector of length `x.shape[axis]`. Each entry is accumulated
 /// in f64 in row-major order of the remaining axes (one entry per task, so the order is fixed).
 pub fn sum_except(x: &Tensor, axis: usize) -> Result<Tensor> {

@@ -251,6 +251,9 @@ impl Backend for Cpu {
     fn sum_except(&self, x: &Tensor, axis: usize) -> Result<Tensor> {
         sum_except(x, axis)
     }
+    fn row_max_abs_diff(&self, a: &Tensor, b: &Tensor) -> Result<Vec<f32>> {
+        elementwise::row_max_abs_diff(a, b)
+    }
 
     fn softmax(&self, x: &Tensor) -> Result<Tensor> {
         softmax(x)
