@@ -204,23 +204,16 @@ pub trait Dynamics<B: Backend>: SynapseReads<B> {
                 ),
             ));
         }
-        let n = st.layers.len();
         let ns = net.spec.n_synapses();
         let mut dw: Vec<Option<B::Tensor>> = vec![None; ns];
         let mut db: Vec<Option<B::Tensor>> = vec![None; ns];
-        let mut g: Vec<Option<B::Tensor>> = vec![None; n];
-        if net.spec.softmax {
-            let r = ns - 1;
-            let last = &st.layers[n - 1];
-            let back = be.linear_input_grad(&dlogits, &net.weights[r])?;
-            g[n - 1] = Some(be.reshape(&back, &be.shape(last))?);
-            if want_params {
-                dw[r] = Some(be.linear_weight_grad(&flat(be, last)?, &dlogits)?);
-                db[r] = Some(be.sum_except(&dlogits, 1)?);
-            }
-        } else {
-            g[n - 1] = Some(dlogits);
-        }
+        let mut g = readout_adjoint(
+            net,
+            be,
+            &st,
+            dlogits,
+            want_params.then_some((&mut dw, &mut db)),
+        )?;
         let mut dx: Option<B::Tensor> = None;
         for (j, ck) in ckpts.iter().enumerate().rev() {
             let t0 = j * c;
@@ -245,12 +238,69 @@ pub trait Dynamics<B: Backend>: SynapseReads<B> {
                 )?;
             }
         }
-        let dx = match dx {
-            Some(d) => d,
-            None => be.zeros(&be.shape(x))?,
-        };
-        let dparams = if want_params {
-            let mut out = Vec::with_capacity(ns);
+        finish_bptt(
+            net,
+            be,
+            x,
+            loss,
+            logits,
+            dx,
+            want_params.then_some((dw, db)),
+        )
+    }
+}
+
+/// Per-synapse parameter gradients being accumulated (None: zero so far).
+pub(crate) type GradSlots<'a, B> = (
+    &'a mut Vec<Option<<B as Backend>::Tensor>>,
+    &'a mut Vec<Option<<B as Backend>::Tensor>>,
+);
+
+/// The adjoint of the readout at state `st`: dL/ds per layer (only the last is non-zero) from
+/// dL/dlogits = `dlogits`, and, when asked, the readout synapse's parameter gradients (softmax
+/// models) into `params`.
+pub(crate) fn readout_adjoint<B: Backend>(
+    net: &EpNet<B>,
+    be: &B,
+    st: &State<B>,
+    dlogits: B::Tensor,
+    params: Option<GradSlots<'_, B>>,
+) -> Result<Vec<Option<B::Tensor>>> {
+    let n = st.layers.len();
+    let mut g: Vec<Option<B::Tensor>> = vec![None; n];
+    if net.spec.softmax {
+        let r = net.spec.n_synapses() - 1;
+        let last = &st.layers[n - 1];
+        let back = be.linear_input_grad(&dlogits, &net.weights[r])?;
+        g[n - 1] = Some(be.reshape(&back, &be.shape(last))?);
+        if let Some((dw, db)) = params {
+            dw[r] = Some(be.linear_weight_grad(&flat(be, last)?, &dlogits)?);
+            db[r] = Some(be.sum_except(&dlogits, 1)?);
+        }
+    } else {
+        g[n - 1] = Some(dlogits);
+    }
+    Ok(g)
+}
+
+/// The [`Bptt`] of accumulated gradients (zeros where nothing was accumulated).
+#[allow(clippy::type_complexity)]
+pub(crate) fn finish_bptt<B: Backend>(
+    net: &EpNet<B>,
+    be: &B,
+    x: &B::Tensor,
+    loss: f32,
+    logits: B::Tensor,
+    dx: Option<B::Tensor>,
+    params: Option<(Vec<Option<B::Tensor>>, Vec<Option<B::Tensor>>)>,
+) -> Result<Bptt<B>> {
+    let dx = match dx {
+        Some(d) => d,
+        None => be.zeros(&be.shape(x))?,
+    };
+    let dparams = match params {
+        Some((dw, db)) => {
+            let mut out = Vec::with_capacity(dw.len());
             for (i, (w, b)) in dw.into_iter().zip(db).enumerate() {
                 let ws = &net.geom.weight_shapes[i];
                 out.push((
@@ -259,16 +309,15 @@ pub trait Dynamics<B: Backend>: SynapseReads<B> {
                 ));
             }
             Some(out)
-        } else {
-            None
-        };
-        Ok(Bptt {
-            loss,
-            logits,
-            dx,
-            dparams,
-        })
-    }
+        }
+        None => None,
+    };
+    Ok(Bptt {
+        loss,
+        logits,
+        dx,
+        dparams,
+    })
 }
 
 impl<B: Backend, R: SynapseReads<B> + ?Sized> Dynamics<B> for R {}
@@ -381,7 +430,7 @@ fn step_pre<'a, B: Backend, R: SynapseReads<B> + ?Sized>(
 /// adds dL/dx into `dx` and, when asked, dL/dθ into `params`. The step is recomputed through `r`
 /// (the same reads, noise and pooling switches as on the way forward).
 #[allow(clippy::type_complexity, clippy::too_many_arguments)]
-fn step_adjoint<B: Backend, R: SynapseReads<B> + ?Sized>(
+pub(crate) fn step_adjoint<B: Backend, R: SynapseReads<B> + ?Sized>(
     r: &R,
     be: &B,
     x: &B::Tensor,
@@ -390,7 +439,7 @@ fn step_adjoint<B: Backend, R: SynapseReads<B> + ?Sized>(
     t: u64,
     gbar: &[Option<B::Tensor>],
     dx: &mut Option<B::Tensor>,
-    mut params: Option<(&mut Vec<Option<B::Tensor>>, &mut Vec<Option<B::Tensor>>)>,
+    mut params: Option<GradSlots<'_, B>>,
 ) -> Result<Vec<Option<B::Tensor>>> {
     let net = r.net();
     let n = s.layers.len();

@@ -2,15 +2,16 @@
 //! to [`Dynamics::relax`]), plain iteration with convergence-aware stopping, and Anderson
 //! acceleration of the fixed-point map s ← F(s) (one synchronous EP step).
 //!
-//! **Stopping.** A settle with a tolerance stops after the first step k whose change
-//! max|F(s_k) − s_k| is below `tol` for every sample of the batch (the max over all layers and
-//! neurons of that sample), or after `max_steps` (else the `steps` argument) steps. The per-sample
-//! maxima are composed from `Backend` ops (a `sub`, and a max pooling whose window is a whole
-//! sample of a reshaped `[N, 1, 1, rest]` tensor, of the change and of its negation) and read back
-//! as one `[N]` vector per layer per check; whole states are never downloaded. The batch runs until
-//! its slowest sample converges (converged samples keep iterating, which only refines them); the
-//! step at which each sample first met the tolerance is reported in [`Settled::sample_steps`].
-//! The state returned is always F(s_k) of the last evaluated step, so it lies in σ's range.
+//! **Stopping, per sample.** A settle with a tolerance finishes a sample at the first step k whose
+//! change max|F(s_k) − s_k| (over all its layers and neurons) is below `tol`, or at the cap
+//! (`max_steps`, else the `steps` argument); its state is F(s_k), so it lies in σ's range. The
+//! per-sample maxima come from [`Backend::row_max_abs_diff`] (one `[N]` read-back per layer per
+//! step; whole states are never downloaded). Finished samples leave the batch (the active set,
+//! with [`Backend::take_rows`]; see `Batch`), so a batch does the work of its samples' own step
+//! counts, not of its slowest sample's: [`Settled::row_steps`] counts it and
+//! [`Settled::sample_steps`] records each sample's step. A sample's result does not depend on
+//! its batch (up to float rounding; tested). Steps keep their numbers within the phase, so a
+//! noisy realization draws its noise per step actually taken.
 //!
 //! **Anderson** (type II, Walker & Ni 2011), per sample: with the residuals f_i = F(s_i) − s_i of
 //! the last m+1 iterates, their differences ΔF and the differences ΔG of the F(s_i),
@@ -32,23 +33,27 @@
 //! below `start` (default 1e-3) and mixes from there: then every sample reached the plain fixed
 //! point within 1e-5 (see `benches/settle.rs` and BENCHMARKS.md).
 //!
-//! **Gradients.** BPTT differentiates through the steps actually taken: through an accelerated or
-//! early-stopped settle that is not the gradient of anything well defined (the history mixing is
-//! not differentiated, and the step count depends on the input). [`free_phase_bptt_with`] refuses
-//! every settle but plain iteration without a tolerance; the implicit-function (equilibrium)
-//! gradient is not implemented. The EP update needs no BPTT: at the Anderson equilibrium it keeps
-//! the GDU property (checked in the tests).
+//! **Gradients.** Through plain iteration of a fixed number of steps, BPTT differentiates the
+//! steps ([`Dynamics::free_phase_bptt`]). Through a settle with a tolerance (early-stopped or
+//! accelerated) the steps taken are not a gradient of anything well defined (the history mixing
+//! is not differentiated, and the step count depends on the input), so [`free_phase_bptt_with`]
+//! gives the implicit-function (equilibrium) gradient at the state reached instead
+//! ([`equilibrium_gradient`]: the adjoint fixed point λ = Jᵀλ + ∂ℓ/∂s, by iterating the step's
+//! adjoint at that state), tested against BPTT through a long plain free phase and against
+//! finite differences. The EP update needs no BPTT: at the Anderson equilibrium it keeps the GDU
+//! property (tested).
 
 use serde::{Deserialize, Serialize};
-use sim::{Act, Backend, Error, Pool2dParams, Result};
+use sim::{Act, Backend, Error, Result};
 
-use crate::dynamics::{Bptt, Dynamics};
+use crate::dynamics::{Bptt, Dynamics, finish_bptt, readout_adjoint, step_adjoint};
 use crate::model::{State, Target};
 
-/// How a phase settles (serde: `{"settle": "plain"}`, `{"settle": "anderson", "tol": 1e-5}`, with
-/// optional `max_steps`, and for Anderson `m`, `beta`, `reg`, `restart`).
+/// How a phase settles (serde, e.g. in TOML: `settle = { method = "plain" }`,
+/// `settle = { method = "anderson", tol = 1e-5 }`, with optional `max_steps`, and for Anderson
+/// `m`, `beta`, `reg`, `restart`, `start`).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "settle", rename_all = "snake_case", deny_unknown_fields)]
+#[serde(tag = "method", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Settle {
     /// Plain iteration s ← F(s). Without `tol`: exactly the requested steps, bit-identical to
     /// [`Dynamics::relax`]; with `tol`: stop when every sample's change is below it.
@@ -139,7 +144,76 @@ impl Settle {
         matches!(self, Settle::Plain { tol: None, .. })
     }
 
-    fn check(&self) -> Result<()> {
+    /// Whether this is the default (plain iteration of the caller's steps).
+    pub fn is_default(&self) -> bool {
+        *self == Settle::default()
+    }
+
+    /// From the CLI's words: `method` (`plain` or `anderson`), `tol` (required by Anderson) and
+    /// `max_steps`, with Anderson's other parameters at their defaults; checked.
+    pub fn from_flags(method: &str, tol: Option<f32>, max_steps: Option<usize>) -> Result<Self> {
+        let s = match method {
+            "plain" => Settle::Plain { tol, max_steps },
+            "anderson" => {
+                let tol = tol.ok_or_else(|| {
+                    Error::param("settle", "anderson needs a tolerance (--tol, e.g. 1e-4)")
+                })?;
+                match Settle::anderson(tol) {
+                    Settle::Anderson {
+                        m,
+                        beta,
+                        reg,
+                        restart,
+                        start,
+                        ..
+                    } => Settle::Anderson {
+                        m,
+                        beta,
+                        tol,
+                        max_steps,
+                        reg,
+                        restart,
+                        start,
+                    },
+                    p => p,
+                }
+            }
+            other => {
+                return Err(Error::param(
+                    "settle",
+                    format!("unknown method {other:?}: use plain or anderson"),
+                ));
+            }
+        };
+        s.check()?;
+        Ok(s)
+    }
+
+    /// The step cap of a settle given the caller's `steps`.
+    pub fn cap(&self, steps: usize) -> usize {
+        match *self {
+            Settle::Plain { max_steps, .. } | Settle::Anderson { max_steps, .. } => {
+                max_steps.unwrap_or(steps)
+            }
+        }
+    }
+
+    /// A short description for logs and reports, e.g. `plain, tol 1e-3, ≤ 60 steps` (with the
+    /// caller's `steps`).
+    pub fn describe(&self, steps: usize) -> String {
+        match *self {
+            Settle::Plain { tol: None, .. } => format!("plain, {} steps", self.cap(steps)),
+            Settle::Plain { tol: Some(t), .. } => {
+                format!("plain, tol {t:e}, ≤ {} steps", self.cap(steps))
+            }
+            Settle::Anderson { m, tol, .. } => {
+                format!("anderson m = {m}, tol {tol:e}, ≤ {} steps", self.cap(steps))
+            }
+        }
+    }
+
+    /// The parameters' ranges (also checked by every settle).
+    pub fn check(&self) -> Result<()> {
         let bad = |d: String| Err(Error::param("settle", d));
         match *self {
             Settle::Plain { tol: Some(t), .. } if !(t > 0.0 && t.is_finite()) => {
@@ -162,6 +236,12 @@ impl Settle {
             } => {
                 if start.is_nan() || start <= 0.0 {
                     return bad(format!("anderson: start must be > 0, got {start}"));
+                }
+                if tol >= start {
+                    return bad(format!(
+                        "anderson mixes a sample once its change is below start = {start}, so \
+                         with tol {tol} it never would: use plain, or a tol below {start}"
+                    ));
                 }
                 if m == 0 {
                     bad("anderson: m must be ≥ 1".into())
@@ -194,14 +274,33 @@ pub struct Settled<B: Backend> {
     /// Per sample, the first step (1-based) whose change was below `tol` (`None` if never, or if
     /// the settle has no tolerance).
     pub sample_steps: Vec<Option<usize>>,
-    /// The largest per-sample max-abs change of the last step (`None` without a tolerance).
+    /// The largest per-sample max-abs change of each sample's last step (`None` without a
+    /// tolerance).
     pub residual: Option<f32>,
+    /// Rows evaluated over all steps (Σ over steps of the batch's size then): the work done.
+    /// A settle with a tolerance drops finished samples from the batch, so this is below
+    /// `steps` × the batch size.
+    pub row_steps: usize,
 }
 
 impl<B: Backend> Settled<B> {
     /// Whether every sample met the tolerance.
     pub fn converged(&self) -> bool {
         self.sample_steps.iter().all(Option::is_some) && !self.sample_steps.is_empty()
+    }
+
+    /// Steps per sample: the step at which it met the tolerance, else every step taken.
+    pub fn per_sample_steps(&self) -> impl Iterator<Item = usize> + '_ {
+        self.sample_steps.iter().map(|s| s.unwrap_or(self.steps))
+    }
+
+    /// The mean of [`Settled::per_sample_steps`] (0 for an empty batch).
+    pub fn mean_steps(&self) -> f64 {
+        let n = self.sample_steps.len();
+        if n == 0 {
+            return 0.0;
+        }
+        self.per_sample_steps().sum::<usize>() as f64 / n as f64
     }
 }
 
@@ -215,37 +314,22 @@ fn act_range(act: Act) -> Option<(f32, f32)> {
     }
 }
 
-/// `[N, rest]` view of a layer.
-fn rows<B: Backend>(be: &B, t: &B::Tensor) -> Result<(usize, usize, B::Tensor)> {
-    let s = be.shape(t);
-    let n = s[0];
-    let rest: usize = s[1..].iter().product();
-    Ok((n, rest, be.reshape(t, &[n, 1, 1, rest])?))
-}
-
-/// Per sample, max |a − b| over every layer: one `[N]` read-back per layer.
+/// Per sample, max |a − b| over every layer ([`Backend::row_max_abs_diff`], one `[N]` read-back
+/// per layer).
 pub fn sample_max_abs_diff<B: Backend>(be: &B, a: &State<B>, b: &State<B>) -> Result<Vec<f32>> {
     let mut out: Vec<f32> = Vec::new();
     for (la, lb) in a.layers.iter().zip(&b.layers) {
-        let d = be.sub(la, lb)?;
-        let (n, rest, d4) = rows(be, &d)?;
-        let p = Pool2dParams {
-            kernel: (1, rest),
-            stride: (1, rest),
-        };
-        let (mx, _) = be.max_pool2d(&d4, p)?;
-        let (mn, _) = be.max_pool2d(&be.scale(&d4, -1.0)?, p)?;
-        let mx = be.download(&mx)?;
-        let mn = be.download(&mn)?;
+        let d = be.row_max_abs_diff(la, lb)?;
         if out.is_empty() {
-            out = vec![0.0; n];
+            out = d;
+            continue;
         }
-        for (o, (&x, &y)) in out.iter_mut().zip(mx.iter().zip(mn.iter())) {
+        for (o, &v) in out.iter_mut().zip(&d) {
             // A NaN propagates (f32::max would drop it).
-            *o = if x.is_nan() || y.is_nan() || o.is_nan() {
+            *o = if v.is_nan() || o.is_nan() {
                 f32::NAN
             } else {
-                o.max(x).max(y)
+                o.max(v)
             };
         }
     }
@@ -269,6 +353,15 @@ pub trait Settler<B: Backend>: Dynamics<B> {
     ) -> Result<Settled<B>> {
         settle.check()?;
         let n = self.net().check_input(be, x)?;
+        if n == 0 && !settle.is_fixed_plain() {
+            return Ok(Settled {
+                state: st,
+                steps: 0,
+                sample_steps: vec![],
+                residual: None,
+                row_steps: 0,
+            });
+        }
         match *settle {
             Settle::Plain {
                 tol: None,
@@ -281,6 +374,7 @@ pub trait Settler<B: Backend>: Dynamics<B> {
                     steps,
                     sample_steps: vec![None; n],
                     residual: None,
+                    row_steps: n * steps,
                 })
             }
             Settle::Plain {
@@ -331,10 +425,11 @@ pub trait Settler<B: Backend>: Dynamics<B> {
 
 impl<B: Backend, R: Dynamics<B> + ?Sized> Settler<B> for R {}
 
-/// BPTT through a free phase settled with `settle`: only plain iteration of a fixed number of
-/// steps is supported (then it is [`Dynamics::free_phase_bptt`]); any other settle is an error,
-/// since differentiating the steps of an accelerated or early-stopped settle is not a gradient
-/// of the equilibrium (the implicit-function gradient is not implemented).
+/// Gradients of a loss of the readout through a free phase settled with `settle`: plain iteration
+/// of a fixed number of steps is [`Dynamics::free_phase_bptt`] (BPTT through the steps); any
+/// other settle gives the implicit-function gradient at the state it reached
+/// ([`equilibrium_gradient`], its adjoint iterated to the settle's tolerance, capped by the
+/// settle's steps; `checkpoint_every` does not apply).
 #[allow(clippy::too_many_arguments)]
 pub fn free_phase_bptt_with<B: Backend, R: Dynamics<B> + ?Sized>(
     r: &R,
@@ -358,70 +453,327 @@ pub fn free_phase_bptt_with<B: Backend, R: Dynamics<B> + ?Sized>(
             want_params,
             loss_grad,
         ),
-        other => Err(Error::param(
-            "bptt",
-            format!(
-                "BPTT through a settle other than plain iteration of a fixed number of steps is \
-                 not supported (got {other:?}): the steps of an accelerated or early-stopped \
-                 settle do not differentiate to the equilibrium gradient, and the \
-                 implicit-function gradient is not implemented; use settle = \"plain\" without tol"
-            ),
-        )),
+        Settle::Plain { tol: Some(tol), .. } | Settle::Anderson { tol, .. } => {
+            let s = r.free_phase_with(be, x, steps, settle)?;
+            let cap = settle.cap(steps);
+            equilibrium_gradient(r, be, x, &s.state, tol, cap, want_params, loss_grad)
+        }
     }
 }
 
-/// Record the per-sample convergence of step `k` (1-based) and whether all samples converged.
-fn record(res: &[f32], tol: f32, k: usize, sample_steps: &mut [Option<usize>]) -> Result<bool> {
-    let mut all = true;
-    for (i, &r) in res.iter().enumerate() {
-        if !r.is_finite() {
+/// The implicit-function (equilibrium) gradient of a loss of the readout at a fixed point s* of
+/// the free phase s = F(s, x; θ): with J = ∂F/∂s at s*, the adjoint λ solves λ = Jᵀλ + ∂ℓ/∂s,
+/// and dℓ/dx = (∂F/∂x)ᵀλ, dℓ/dθ = (∂F/∂θ)ᵀλ (+ the readout's own terms). λ is the Neumann series
+/// Σₖ (Jᵀ)ᵏ ∂ℓ/∂s, summed by iterating the step's adjoint at s* (recurrent backpropagation:
+/// Almeida 1987, Pineda 1987; BPTT through infinitely many steps that all sit at s*), which
+/// converges wherever the free phase contracts. It stops when the adjoint's norm falls below
+/// `tol` times its first value, and is an error after `cap` iterations. At a state that is not a
+/// fixed point (a loose tolerance) it is the same formula evaluated there: exact as tol → 0
+/// (tested against BPTT through a long plain free phase and against finite differences).
+#[allow(clippy::too_many_arguments)]
+pub fn equilibrium_gradient<B: Backend, R: Dynamics<B> + ?Sized>(
+    r: &R,
+    be: &B,
+    x: &B::Tensor,
+    s_star: &State<B>,
+    tol: f32,
+    cap: usize,
+    want_params: bool,
+    mut loss_grad: impl FnMut(&B::Tensor) -> Result<(f32, B::Tensor)>,
+) -> Result<Bptt<B>> {
+    let net = r.net();
+    net.check_input(be, x)?;
+    let input = r.read_input(be, x)?;
+    // One step number for every adjoint iteration: the same reads each time (a noisy realization
+    // gives the gradient of that one draw).
+    let t = cap as u64;
+    let logits = r.logits_at(be, s_star, t)?;
+    let (loss, dlogits) = loss_grad(&logits)?;
+    if be.shape(&dlogits) != be.shape(&logits) {
+        return Err(Error::shape(
+            "equilibrium gradient",
+            format!(
+                "loss gradient {:?} does not match logits {:?}",
+                be.shape(&dlogits),
+                be.shape(&logits)
+            ),
+        ));
+    }
+    let ns = net.spec.n_synapses();
+    let mut dw: Vec<Option<B::Tensor>> = vec![None; ns];
+    let mut db: Vec<Option<B::Tensor>> = vec![None; ns];
+    let mut g = readout_adjoint(
+        net,
+        be,
+        s_star,
+        dlogits,
+        want_params.then_some((&mut dw, &mut db)),
+    )?;
+    let norm = |g: &[Option<B::Tensor>]| -> Result<f32> {
+        let mut s = 0f32;
+        for l in g.iter().flatten() {
+            s += be.dot(l, l)?;
+        }
+        Ok(s.sqrt())
+    };
+    let g0 = norm(&g)?;
+    let mut dx: Option<B::Tensor> = None;
+    let mut k = 0;
+    loop {
+        if k == cap {
+            return Err(Error::param(
+                "equilibrium gradient",
+                format!(
+                    "the adjoint did not converge in {cap} iterations (norm {:.1e} of {g0:.1e}): \
+                     the free phase does not contract at this state; raise max_steps or use \
+                     plain iteration of fixed steps (BPTT)",
+                    norm(&g)?
+                ),
+            ));
+        }
+        g = step_adjoint(
+            r,
+            be,
+            x,
+            &input,
+            s_star,
+            t,
+            &g,
+            &mut dx,
+            want_params.then_some((&mut dw, &mut db)),
+        )?;
+        k += 1;
+        let gk = norm(&g)?;
+        if !gk.is_finite() {
             return Err(Error::NonFinite {
-                what: format!("EP settle, step {k}, sample {i}"),
-                detail: "the state diverged (NaN/Inf); check the input, the weights, the learning \
-                         rates and the settle's parameters"
+                what: format!("equilibrium gradient, adjoint iteration {k}"),
+                detail: "the adjoint diverged; the free phase does not contract at this state"
                     .into(),
             });
         }
-        if r < tol {
-            sample_steps[i].get_or_insert(k);
-        } else {
-            all = false;
+        if gk <= tol * g0 {
+            break;
         }
     }
-    Ok(all)
+    finish_bptt(
+        net,
+        be,
+        x,
+        loss,
+        logits,
+        dx,
+        want_params.then_some((dw, db)),
+    )
 }
 
+/// The batch of a settle with a tolerance (the active set): the rows still iterating (their
+/// sample ids, inputs, nudge target and input read) and the final states of the finished samples.
+/// A sample finishes at the first step whose change is below the tolerance (or at the cap): its
+/// rows of F(s_k) are copied out at once, so its result does not depend on when the batch drops
+/// it. The batch drops finished rows (compacts: [`Backend::take_rows`] on the inputs, the state
+/// and the solver's history, and a new input read) once they are an eighth of it, which bounds
+/// the work spent on finished rows and the cost of re-reading the input.
+struct Batch<'a, B: Backend, R: Dynamics<B> + ?Sized> {
+    r: &'a R,
+    /// Sample id of each row.
+    ids: Vec<usize>,
+    x: B::Tensor,
+    nudge: Option<(f32, Target<B>)>,
+    input: R::Input,
+    /// Per row: finished (still in the batch until the next compaction).
+    frozen: Vec<bool>,
+    done_ids: Vec<usize>,
+    done: Vec<State<B>>,
+    row_steps: usize,
+    /// Per sample: the change of its last step.
+    last_res: Vec<f32>,
+}
+
+impl<'a, B: Backend, R: Dynamics<B> + ?Sized> Batch<'a, B, R> {
+    fn new(
+        r: &'a R,
+        be: &B,
+        x: &B::Tensor,
+        nudge: Option<(f32, &Target<B>)>,
+        n: usize,
+    ) -> Result<Self> {
+        let nudge = match nudge {
+            Some((beta, t)) => Some((
+                beta,
+                Target {
+                    labels: t.labels.clone(),
+                    onehot: t.onehot.clone(),
+                },
+            )),
+            None => None,
+        };
+        Ok(Batch {
+            r,
+            ids: (0..n).collect(),
+            x: x.clone(),
+            nudge,
+            input: r.read_input(be, x)?,
+            frozen: vec![false; n],
+            done_ids: Vec::with_capacity(n),
+            done: Vec::new(),
+            row_steps: 0,
+            last_res: vec![f32::NAN; n],
+        })
+    }
+
+    /// One step `k` of the rows in the batch from `s`.
+    fn step(&mut self, be: &B, s: &State<B>, k: usize) -> Result<State<B>> {
+        self.row_steps += self.ids.len();
+        let nudge = self.nudge.as_ref().map(|(b, t)| (*b, t));
+        self.r
+            .step_at(be, &self.x, s, k as u64, nudge, Some(&self.input))
+    }
+
+    /// Record the changes `res` of step `k` (1-based) of the unfinished rows; returns those rows
+    /// that met `tol` now. A non-finite change is an error naming the sample.
+    fn record(
+        &mut self,
+        res: &[f32],
+        tol: f32,
+        k: usize,
+        sample_steps: &mut [Option<usize>],
+    ) -> Result<Vec<usize>> {
+        let mut met = Vec::new();
+        for (row, &v) in res.iter().enumerate() {
+            if self.frozen[row] {
+                continue;
+            }
+            let id = self.ids[row];
+            if !v.is_finite() {
+                return Err(Error::NonFinite {
+                    what: format!("EP settle, step {k}, sample {id}"),
+                    detail: "the state diverged (NaN/Inf); check the input, the weights, the \
+                             learning rates and the settle's parameters"
+                        .into(),
+                });
+            }
+            self.last_res[id] = v;
+            if v < tol {
+                sample_steps[id] = Some(k);
+                met.push(row);
+            }
+        }
+        Ok(met)
+    }
+
+    /// The unfinished rows.
+    fn open_rows(&self) -> Vec<usize> {
+        (0..self.ids.len()).filter(|&r| !self.frozen[r]).collect()
+    }
+
+    /// Finish `rows` with their states in `g`.
+    fn finish(&mut self, be: &B, g: &State<B>, rows: &[usize]) -> Result<()> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        self.done.push(take_state(be, g, rows)?);
+        for &row in rows {
+            self.frozen[row] = true;
+            self.done_ids.push(self.ids[row]);
+        }
+        Ok(())
+    }
+
+    fn all_finished(&self) -> bool {
+        self.frozen.iter().all(|&f| f)
+    }
+
+    /// The rows to keep when the finished rows should be dropped now (an eighth of the batch or
+    /// more), after narrowing the inputs, the target and the input read to them.
+    fn compact(&mut self, be: &B) -> Result<Option<Vec<usize>>> {
+        let finished = self.frozen.iter().filter(|&&f| f).count();
+        if finished == 0 || finished * 8 < self.ids.len() {
+            return Ok(None);
+        }
+        let keep = self.open_rows();
+        self.x = be.take_rows(&self.x, &keep)?;
+        if let Some((_, t)) = &mut self.nudge {
+            t.onehot = be.take_rows(&t.onehot, &keep)?;
+            t.labels = keep.iter().map(|&r| t.labels[r]).collect();
+        }
+        self.ids = keep.iter().map(|&r| self.ids[r]).collect();
+        self.frozen = vec![false; keep.len()];
+        self.input = self.r.read_input(be, &self.x)?;
+        Ok(Some(keep))
+    }
+
+    /// The finished states in sample order, with the convergence record.
+    fn settled(self, be: &B, steps: usize, sample_steps: Vec<Option<usize>>) -> Result<Settled<B>> {
+        let n_layers = self.done[0].layers.len();
+        let layers = (0..n_layers)
+            .map(|l| {
+                let parts: Vec<&B::Tensor> = self.done.iter().map(|d| &d.layers[l]).collect();
+                be.concat(&parts, 0)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let mut pos = vec![0usize; self.done_ids.len()];
+        for (p, &id) in self.done_ids.iter().enumerate() {
+            pos[id] = p;
+        }
+        let state = take_state(be, &State { layers }, &pos)?;
+        let residual = Some(self.last_res.iter().fold(0f32, |m, &v| m.max(v)));
+        Ok(Settled {
+            state,
+            steps,
+            sample_steps,
+            residual,
+            row_steps: self.row_steps,
+        })
+    }
+}
+
+/// The rows `rows` of every layer of `st`.
+fn take_state<B: Backend>(be: &B, st: &State<B>, rows: &[usize]) -> Result<State<B>> {
+    Ok(State {
+        layers: st
+            .layers
+            .iter()
+            .map(|l| be.take_rows(l, rows))
+            .collect::<Result<_>>()?,
+    })
+}
+
+/// The rows `rows` of every tensor of `ts`.
+fn take_all<B: Backend>(be: &B, ts: &[B::Tensor], rows: &[usize]) -> Result<Vec<B::Tensor>> {
+    ts.iter().map(|t| be.take_rows(t, rows)).collect()
+}
+
+/// Plain iteration to a tolerance, on the active set.
 #[allow(clippy::too_many_arguments)]
 fn plain_tol<B: Backend, R: Dynamics<B> + ?Sized>(
     r: &R,
     be: &B,
     x: &B::Tensor,
-    mut st: State<B>,
+    mut s: State<B>,
     cap: usize,
     nudge: Option<(f32, &Target<B>)>,
     tol: f32,
     n: usize,
 ) -> Result<Settled<B>> {
-    let input = r.read_input(be, x)?;
+    let mut batch = Batch::new(r, be, x, nudge, n)?;
     let mut sample_steps = vec![None; n];
-    let mut residual = None;
     let mut steps = 0;
-    for t in 0..cap {
-        let next = r.step_at(be, x, &st, t as u64, nudge, Some(&input))?;
-        let res = sample_max_abs_diff(be, &next, &st)?;
-        st = next;
-        steps = t + 1;
-        residual = Some(res.iter().fold(0f32, |m, &v| m.max(v)));
-        if record(&res, tol, steps, &mut sample_steps)? {
+    for k in 0..cap {
+        let g = batch.step(be, &s, k)?;
+        let res = sample_max_abs_diff(be, &g, &s)?;
+        steps = k + 1;
+        let met = batch.record(&res, tol, steps, &mut sample_steps)?;
+        let fin = if steps == cap { batch.open_rows() } else { met };
+        batch.finish(be, &g, &fin)?;
+        if batch.all_finished() {
             break;
         }
+        s = g;
+        if let Some(keep) = batch.compact(be)? {
+            s = take_state(be, &s, &keep)?;
+        }
     }
-    Ok(Settled {
-        state: st,
-        steps,
-        sample_steps,
-        residual,
-    })
+    batch.settled(be, steps, sample_steps)
 }
 
 #[derive(Clone, Copy)]
@@ -460,9 +812,7 @@ fn anderson<B: Backend, R: Dynamics<B> + ?Sized>(
     n: usize,
 ) -> Result<Settled<B>> {
     let net = r.net();
-    let input = r.read_input(be, x)?;
     let n_layers = st.layers.len();
-    let shapes: Vec<Vec<usize>> = st.layers.iter().map(|l| be.shape(l)).collect();
     let ranges: Vec<Option<(f32, f32)>> = (0..n_layers)
         .map(|k| {
             if net.layer_is_linear(k, n_layers) {
@@ -472,28 +822,31 @@ fn anderson<B: Backend, R: Dynamics<B> + ?Sized>(
             }
         })
         .collect();
-    // History (oldest first) of per-layer [N, 1, rest] differences ΔF and ΔG.
+    let mut batch = Batch::new(r, be, x, nudge, n)?;
+    // History (oldest first) of per-layer [rows, 1, rest] differences ΔF and ΔG.
     let mut dfs: Vec<Vec<B::Tensor>> = Vec::new();
     let mut dgs: Vec<Vec<B::Tensor>> = Vec::new();
-    // Per sample: the history it may use (a restart empties a sample's history by zeroing its γ
-    // for the entries older than the restart).
+    // Per row: the history it may use (a restart empties a row's history by zeroing its γ for
+    // the entries older than the restart).
     let mut first_valid = vec![0usize; n];
     let mut n_pushed = 0usize; // history entries pushed so far (global index of the next one)
     let mut best = vec![f32::INFINITY; n];
     let mut prev: Option<Pair<B>> = None; // (f, g) flat at k − 1
     let mut sample_steps = vec![None; n];
     let mut s = st;
-    let mut g_state = s.clone();
-    let mut residual = None;
     let mut steps = 0;
     for k in 0..cap {
-        g_state = r.step_at(be, x, &s, k as u64, nudge, Some(&input))?;
+        let g_state = batch.step(be, &s, k)?;
         let res = sample_max_abs_diff(be, &g_state, &s)?;
         steps = k + 1;
-        residual = Some(res.iter().fold(0f32, |m, &v| m.max(v)));
-        if record(&res, p.tol, steps, &mut sample_steps)? || k + 1 == cap {
+        let met = batch.record(&res, p.tol, steps, &mut sample_steps)?;
+        let fin = if steps == cap { batch.open_rows() } else { met };
+        batch.finish(be, &g_state, &fin)?;
+        if batch.all_finished() {
             break;
         }
+        let rows = res.len();
+        let shapes: Vec<Vec<usize>> = g_state.layers.iter().map(|l| be.shape(l)).collect();
         let g = flat3(be, &g_state)?;
         let sf = flat3(be, &s)?;
         let f: Vec<B::Tensor> = g
@@ -501,6 +854,20 @@ fn anderson<B: Backend, R: Dynamics<B> + ?Sized>(
             .zip(&sf)
             .map(|(a, b)| be.sub(a, b))
             .collect::<Result<_>>()?;
+        if res.iter().all(|&v| v.is_nan() || v >= p.start) {
+            // Every row still takes plain steps: no history entry (a row's history starts when
+            // it mixes), but the last (f, g), so that a row's first entry comes at the same
+            // step whatever the other rows do.
+            first_valid.iter_mut().for_each(|f| *f = n_pushed);
+            prev = Some((f, g));
+            s = g_state;
+            if let Some(keep) = batch.compact(be)? {
+                s = take_state(be, &s, &keep)?;
+                let h = (&mut dfs, &mut dgs, &mut prev);
+                take_history(be, &keep, h, &mut first_valid, &mut best)?;
+            }
+            continue;
+        }
         if let Some((fp, gp)) = prev.take() {
             dfs.push(
                 f.iter()
@@ -520,7 +887,7 @@ fn anderson<B: Backend, R: Dynamics<B> + ?Sized>(
                 dgs.remove(0);
             }
         }
-        for i in 0..n {
+        for i in 0..rows {
             if res[i].is_nan() || res[i] >= p.start {
                 // Plain steps until close: the history starts when mixing does.
                 first_valid[i] = n_pushed;
@@ -565,8 +932,8 @@ fn anderson<B: Backend, R: Dynamics<B> + ?Sized>(
             let gram = gram.as_slice().expect("std");
             let rhs = rhs.as_slice().expect("std");
             let oldest = n_pushed - h; // global index of dfs[0]
-            let mut gamma = vec![0f32; n * h];
-            for i in 0..n {
+            let mut gamma = vec![0f32; rows * h];
+            for i in 0..rows {
                 let skip = first_valid[i].saturating_sub(oldest).min(h);
                 let hh = h - skip;
                 if hh == 0 {
@@ -591,7 +958,7 @@ fn anderson<B: Backend, R: Dynamics<B> + ?Sized>(
                     }
                 }
             }
-            let gam = be.upload(&sim::tensor(&[n, 1, h], gamma)?)?;
+            let gam = be.upload(&sim::tensor(&[rows, 1, h], gamma)?)?;
             let mut out = Vec::with_capacity(n_layers);
             for l in 0..n_layers {
                 // s' = g − ΔG γ − (1 − β)(f − ΔF γ)
@@ -619,13 +986,39 @@ fn anderson<B: Backend, R: Dynamics<B> + ?Sized>(
             })
             .collect::<Result<_>>()?;
         s = State { layers };
+        if let Some(keep) = batch.compact(be)? {
+            s = take_state(be, &s, &keep)?;
+            let h = (&mut dfs, &mut dgs, &mut prev);
+            take_history(be, &keep, h, &mut first_valid, &mut best)?;
+        }
     }
-    Ok(Settled {
-        state: g_state,
-        steps,
-        sample_steps,
-        residual,
-    })
+    batch.settled(be, steps, sample_steps)
+}
+
+/// Anderson's history (ΔF, ΔG, the last (f, g)) of a batch.
+type HistoryMut<'a, B> = (
+    &'a mut Vec<Vec<<B as Backend>::Tensor>>,
+    &'a mut Vec<Vec<<B as Backend>::Tensor>>,
+    &'a mut Option<Pair<B>>,
+);
+
+/// Narrow Anderson's history and its per-row bookkeeping to the rows `keep`.
+fn take_history<B: Backend>(
+    be: &B,
+    keep: &[usize],
+    (dfs, dgs, prev): HistoryMut<'_, B>,
+    first_valid: &mut Vec<usize>,
+    best: &mut Vec<f32>,
+) -> Result<()> {
+    for d in dfs.iter_mut().chain(dgs.iter_mut()) {
+        *d = take_all(be, d, keep)?;
+    }
+    if let Some((f, g)) = prev.take() {
+        *prev = Some((take_all(be, &f, keep)?, take_all(be, &g, keep)?));
+    }
+    *first_valid = keep.iter().map(|&r| first_valid[r]).collect();
+    *best = keep.iter().map(|&r| best[r]).collect();
+    Ok(())
 }
 
 /// Solve the symmetric positive definite system `a x = b` (`a` row-major `n×n`) by Cholesky, in
@@ -672,12 +1065,12 @@ mod tests {
 
     #[test]
     fn settle_serde_defaults_and_errors() {
-        let s: Settle = serde_json::from_str(r#"{"settle":"anderson","tol":1e-5}"#).unwrap();
+        let s: Settle = serde_json::from_str(r#"{"method":"anderson","tol":1e-5}"#).unwrap();
         assert_eq!(s, Settle::anderson(1e-5));
-        let s: Settle = serde_json::from_str(r#"{"settle":"plain"}"#).unwrap();
+        let s: Settle = serde_json::from_str(r#"{"method":"plain"}"#).unwrap();
         assert_eq!(s, Settle::default());
         let s: Settle =
-            serde_json::from_str(r#"{"settle":"plain","tol":1e-4,"max_steps":50}"#).unwrap();
+            serde_json::from_str(r#"{"method":"plain","tol":1e-4,"max_steps":50}"#).unwrap();
         assert_eq!(
             s,
             Settle::Plain {
@@ -685,11 +1078,11 @@ mod tests {
                 max_steps: Some(50)
             }
         );
-        assert!(serde_json::from_str::<Settle>(r#"{"settle":"anderson"}"#).is_err());
-        assert!(serde_json::from_str::<Settle>(r#"{"settle":"newton","tol":1}"#).is_err());
+        assert!(serde_json::from_str::<Settle>(r#"{"method":"anderson"}"#).is_err());
+        assert!(serde_json::from_str::<Settle>(r#"{"method":"newton","tol":1}"#).is_err());
         assert_eq!(
             serde_json::to_string(&Settle::default()).unwrap(),
-            r#"{"settle":"plain"}"#
+            r#"{"method":"plain"}"#
         );
         let bad = Settle::Anderson {
             m: 0,

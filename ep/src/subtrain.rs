@@ -44,9 +44,9 @@ use serde::{Deserialize, Serialize};
 use sim::netlist::Loaded;
 use sim::{Backend, Error, Result, Stream, Tensor};
 
-use crate::dynamics::Dynamics;
-use crate::model::{EpNet, Target};
+use crate::model::{EpNet, State, Target};
 use crate::optim::Optimizer;
+use crate::settle::{Settle, Settler};
 use crate::substrate::Realized;
 use crate::train::{BatchStats, EpConfig, argmax_rows, optimizer_step};
 
@@ -273,8 +273,11 @@ impl<B: Backend> SubstrateTrainer<B> {
         }
         let target = Target::new(be, labels, net.spec.n_classes())?;
         let (t1, t2) = (net.spec.t1, net.spec.t2);
-        let free = real.free_phase(be, x, t1, batch_index)?;
-        let logits = real.logits(be, &free, batch_index, t1 as u64)?;
+        let settle = &cfg.settle;
+        let free = real.query(batch_index).free_phase_with(be, x, t1, settle)?;
+        let mut sample_steps: usize = free.per_sample_steps().sum();
+        let logits = real.logits(be, &free.state, batch_index, free.steps as u64)?;
+        let free = free.state;
         let pred = argmax_rows(&be.download(&logits)?);
         let correct = pred.iter().zip(labels).filter(|(p, l)| p == l).count();
         let sign = if cfg.random_sign && sign_stream.below(batch_index, 2) == 0 {
@@ -284,19 +287,21 @@ impl<B: Backend> SubstrateTrainer<B> {
         };
         let beta = sign * cfg.beta;
         let q = real.query_stream(batch_index).child("nudge");
-        let plus = real
-            .reads(q.sub(0))
-            .relax(be, x, free.clone(), t2, Some((beta, &target)))?;
+        let mut nudged = |k: u64, b: f32, from: State<B>| -> Result<State<B>> {
+            let s = real
+                .reads(q.sub(k))
+                .relax_with(be, x, from, t2, Some((b, &target)), settle)?;
+            sample_steps += s.per_sample_steps().sum::<usize>();
+            Ok(s.state)
+        };
+        let plus = nudged(0, beta, free.clone())?;
         let grads = if cfg.symmetric {
-            let minus = real
-                .reads(q.sub(1))
-                .relax(be, x, free, t2, Some((-beta, &target)))?;
+            let minus = nudged(1, -beta, free)?;
             net.ep_grads(be, x, (&plus, beta), (&minus, -beta), &target)?
         } else {
             net.ep_grads(be, x, (&free, 0.0), (&plus, beta), &target)?
         };
         // The requested changes: the optimizer's step on a copy of the effective weights.
-        let phases = 1 + u64::from(cfg.symmetric);
         let mut step = StepUse {
             uses: real
                 .array_use()
@@ -305,7 +310,7 @@ impl<B: Backend> SubstrateTrainer<B> {
                 .map(|(u, e)| u.since(e))
                 .collect(),
             spikes: real.spike_counts().iter().sum::<u64>() - spikes0,
-            steps: n as u64 * (t1 as u64 + phases * t2 as u64),
+            steps: sample_steps as u64,
             pulses: 0,
         };
         let (ws, bs) = net.to_host(be)?;
@@ -320,7 +325,11 @@ impl<B: Backend> SubstrateTrainer<B> {
             .collect::<Result<Vec<_>>>()?;
         step.pulses = self.apply(be, &dws, new_bs)?;
         self.last_step = step;
-        Ok(BatchStats { n, correct })
+        Ok(BatchStats {
+            n,
+            correct,
+            sample_steps,
+        })
     }
 
     /// Apply requested weight changes `dws` (weight units, one per array) to the devices and set
@@ -392,12 +401,25 @@ impl<B: Backend> SubstrateTrainer<B> {
         Ok(pulses)
     }
 
-    /// Correct predictions on a batch by a free phase on the substrate (query `query`: use numbers
-    /// disjoint from the training batches' to get independent noise draws).
-    pub fn correct(&self, be: &B, x: &B::Tensor, labels: &[usize], query: u64) -> Result<usize> {
+    /// Correct predictions on a batch by a free phase on the substrate settled by `settle` (T1:
+    /// the plain steps, or the cap); query `query`: use numbers disjoint from the training
+    /// batches' to get independent noise draws.
+    pub fn correct(
+        &self,
+        be: &B,
+        x: &B::Tensor,
+        labels: &[usize],
+        query: u64,
+        settle: &Settle,
+    ) -> Result<usize> {
         let t1 = self.realized.net.spec.t1;
-        let st = self.realized.free_phase(be, x, t1, query)?;
-        let logits = self.realized.logits(be, &st, query, t1 as u64)?;
+        let st = self
+            .realized
+            .query(query)
+            .free_phase_with(be, x, t1, settle)?;
+        let logits = self
+            .realized
+            .logits(be, &st.state, query, st.steps as u64)?;
         let pred = argmax_rows(&be.download(&logits)?);
         if pred.len() != labels.len() {
             return Err(Error::shape(

@@ -9,9 +9,9 @@
 use serde::{Deserialize, Serialize};
 use sim::{Backend, Error, Result, Stream, Tensor};
 
-use crate::dynamics::Dynamics;
 use crate::model::{EpNet, State, Target};
 use crate::optim::Optimizer;
+use crate::settle::{Settle, Settler};
 
 /// EP hyperparameters of a training run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -25,6 +25,12 @@ pub struct EpConfig {
     /// Random sign of β per batch.
     #[serde(default = "yes")]
     pub random_sign: bool,
+    /// How the free phase (T1 steps, the cap) and the nudged phases (T2, warm-started from the
+    /// free equilibrium) settle: plain iteration (default), to a tolerance with finished samples
+    /// leaving the batch, or Anderson-accelerated ([`Settle`]). In TOML:
+    /// `settle = { method = "plain", tol = 1e-3 }`.
+    #[serde(default, skip_serializing_if = "Settle::is_default")]
+    pub settle: Settle,
 }
 
 fn yes() -> bool {
@@ -38,6 +44,9 @@ pub struct BatchStats {
     pub n: usize,
     /// Correct predictions of the free phase.
     pub correct: usize,
+    /// Steps of the dynamics summed over the samples and the phases (free and nudged): with a
+    /// tolerance each sample counts the steps it took.
+    pub sample_steps: usize,
 }
 
 /// Predicted classes: argmax of each row of `[N, K]` logits (first maximum wins).
@@ -94,7 +103,10 @@ pub fn train_batch<B: Backend>(
         ));
     }
     let target = Target::new(be, labels, net.spec.n_classes())?;
-    let free = net.free_phase(be, x, net.spec.t1)?;
+    let settle = &cfg.settle;
+    let free = net.free_phase_with(be, x, net.spec.t1, settle)?;
+    let mut sample_steps: usize = free.per_sample_steps().sum();
+    let free = free.state;
     let pred = argmax_rows(&be.download(&net.logits(be, &free)?)?);
     let correct = pred.iter().zip(labels).filter(|(p, l)| p == l).count();
 
@@ -104,15 +116,24 @@ pub fn train_batch<B: Backend>(
         1.0
     };
     let beta = sign * cfg.beta;
-    let plus = net.relax(be, x, free.clone(), net.spec.t2, Some((beta, &target)))?;
+    let mut nudged = |b: f32, from: State<B>| -> Result<State<B>> {
+        let s = net.relax_with(be, x, from, net.spec.t2, Some((b, &target)), settle)?;
+        sample_steps += s.per_sample_steps().sum::<usize>();
+        Ok(s.state)
+    };
+    let plus = nudged(beta, free.clone())?;
     let grads = if cfg.symmetric {
-        let minus = net.relax(be, x, free, net.spec.t2, Some((-beta, &target)))?;
+        let minus = nudged(-beta, free)?;
         net.ep_grads(be, x, (&plus, beta), (&minus, -beta), &target)?
     } else {
         net.ep_grads(be, x, (&free, 0.0), (&plus, beta), &target)?
     };
     apply_grads(be, net, opt, grads)?;
-    Ok(BatchStats { n, correct })
+    Ok(BatchStats {
+        n,
+        correct,
+        sample_steps,
+    })
 }
 
 /// Optimizer step on the network's parameters, on the backend: parameters, gradients and the

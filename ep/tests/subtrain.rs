@@ -97,6 +97,7 @@ fn ideal_substrate_update_equals_digital_ep_update() {
             symmetric,
             // Vanilla EP with −β on an output saturated at 0 would not move the network at all.
             random_sign: symmetric,
+            settle: Default::default(),
         };
         let lrs = vec![0.4; spec.n_synapses()];
         let kind = OptimKind::Sgd { momentum: 0.0 };
@@ -364,6 +365,7 @@ fn tiny_mlp_learns_on_pulsed_substrate() {
         beta: 0.5,
         symmetric: true,
         random_sign: true,
+        settle: Default::default(),
     };
     let mut opt = Optimizer::new(
         OptimKind::Sgd { momentum: 0.0 },
@@ -373,7 +375,10 @@ fn tiny_mlp_learns_on_pulsed_substrate() {
     )
     .unwrap();
     let signs = Stream::new(11, "beta.sign");
-    let acc0 = tr.correct(&be, &xte_b, &yte, 1 << 40).unwrap() as f64 / 200.0;
+    let acc0 = tr
+        .correct(&be, &xte_b, &yte, 1 << 40, &ep::Settle::default())
+        .unwrap() as f64
+        / 200.0;
     let bs = 16;
     let mut bi = 0u64;
     let mut accs = vec![];
@@ -389,7 +394,13 @@ fn tiny_mlp_learns_on_pulsed_substrate() {
             bi += 1;
         }
         let acc = tr
-            .correct(&be, &xte_b, &yte, (1 << 40) + 1 + epoch)
+            .correct(
+                &be,
+                &xte_b,
+                &yte,
+                (1 << 40) + 1 + epoch,
+                &ep::Settle::default(),
+            )
             .unwrap() as f64
             / 200.0;
         println!(

@@ -6,9 +6,9 @@
 use std::path::Path;
 
 use anyhow::Result;
-use ep::EpNet;
 use ep::baselines::Baseline;
 use ep::train::argmax_rows;
+use ep::{EpNet, Settle, Settler};
 use sim::{Backend, Stream};
 
 use crate::classifier::Classifier;
@@ -18,8 +18,21 @@ use crate::cost::Cost;
 use crate::data::{Dataset, Loader, Normalization, check_input_shape, load_eval_set};
 use crate::device::Engine;
 
-/// Accuracy of a model's free phase of `steps` steps on a dataset, and, when `per_step`, the
-/// accuracy after every step 1..=steps.
+/// What [`evaluate`] measures.
+#[derive(Debug, Clone, Default)]
+pub struct Evaluated {
+    /// Accuracy (after the last step with `per_step`).
+    pub accuracy: f64,
+    /// With `per_step`: the accuracy after every step 1..=steps.
+    pub curve: Vec<f64>,
+    /// Mean free-phase steps per image (with a tolerance: the steps each image took).
+    pub steps_per_image: f64,
+}
+
+/// Accuracy of a model's free phase on a dataset, settled by `settle` (`steps`: the plain
+/// iteration's steps, the cap of the others unless they name one), and, when `per_step` (plain
+/// iteration only), the accuracy after every step 1..=steps.
+#[allow(clippy::too_many_arguments)]
 pub fn evaluate<B: Backend>(
     be: &B,
     net: &EpNet<B>,
@@ -27,12 +40,18 @@ pub fn evaluate<B: Backend>(
     norm: &Normalization,
     batch: usize,
     steps: usize,
+    settle: &Settle,
     per_step: bool,
-) -> Result<(f64, Vec<f64>)> {
+) -> Result<Evaluated> {
+    anyhow::ensure!(
+        !per_step || settle.is_fixed_plain(),
+        "the per-step curve is of plain iteration; drop the tolerance or --per-step"
+    );
     let loader = Loader::new(data, batch, Stream::new(0, "eval"))
         .normalize(norm.clone())
         .map_err(|e| anyhow::anyhow!("normalization: {e}"))?;
     let mut correct = 0usize;
+    let mut step_sum = 0usize;
     let mut per = vec![0usize; if per_step { steps } else { 0 }];
     let pb = crate::progress::progress(loader.num_batches() as u64, "eval");
     for b in loader.epoch(0) {
@@ -46,20 +65,31 @@ pub fn evaluate<B: Backend>(
                 let pred = argmax_rows(&be.download(&net.logits(be, &st)?)?);
                 *slot += pred.iter().zip(&b.y).filter(|(p, l)| p == l).count();
             }
+            step_sum += n * steps;
         } else {
-            let st = net.free_phase(be, &x, steps)?;
-            let pred = argmax_rows(&be.download(&net.logits(be, &st)?)?);
+            let st = net.free_phase_with(be, &x, steps, settle)?;
+            step_sum += st.per_sample_steps().sum::<usize>();
+            let pred = argmax_rows(&be.download(&net.logits(be, &st.state)?)?);
             correct += pred.iter().zip(&b.y).filter(|(p, l)| p == l).count();
         }
         pb.inc(1);
     }
     pb.finish_and_clear();
     let n = data.len().max(1) as f64;
+    let steps_per_image = step_sum as f64 / n;
     if per_step {
         let curve: Vec<f64> = per.iter().map(|&c| c as f64 / n).collect();
-        Ok((curve.last().copied().unwrap_or(0.0), curve))
+        Ok(Evaluated {
+            accuracy: curve.last().copied().unwrap_or(0.0),
+            curve,
+            steps_per_image,
+        })
     } else {
-        Ok((correct as f64 / n, vec![]))
+        Ok(Evaluated {
+            accuracy: correct as f64 / n,
+            curve: vec![],
+            steps_per_image,
+        })
     }
 }
 

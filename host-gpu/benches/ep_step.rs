@@ -95,6 +95,7 @@ fn batch<B: Backend>(b: Bencher, be: &B, mut spec: ModelSpec) {
         beta: 0.5,
         symmetric: true,
         random_sign: true,
+        settle: Default::default(),
     };
     let signs = Stream::new(2, "sign");
     let mut i = 0;

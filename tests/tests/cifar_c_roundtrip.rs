@@ -35,6 +35,7 @@ fn accuracy(ckpt: &std::path::Path, data: &str) -> (usize, usize, Vec<f32>) {
         data: data.to_string(),
         t_predict: None,
         t_attack: None,
+        settle: ep::Settle::default(),
         subset: None,
         batch_size: 7,
         substrate: SubstrateSpec::parse("digital", &[], "512x512").unwrap(),

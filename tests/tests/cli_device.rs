@@ -290,6 +290,7 @@ fn the_shipped_model_on_the_gpu_gives_the_cpus_accuracy_and_states() {
             data: "fashion-mnist:test".into(),
             t_predict: None,
             t_attack: None,
+            settle: ep::Settle::default(),
             subset: Some(200),
             batch_size: 100,
             substrate: experiments::classifier::substrate::SubstrateSpec::Digital,

@@ -186,9 +186,23 @@ fn malformed_configs_name_the_file_and_field() {
         // [ep] and [model] are as strict as the other tables (a typo must not train symmetric EP).
         (
             base.replace("beta = 0.5", "beta = 0.5\nsymetric = false"),
-            "unknown field `symetric`, expected one of `beta`, `symmetric`, `random_sign`; did you mean `symmetric`?",
+            "unknown field `symetric`, expected one of `beta`, `symmetric`, `random_sign`, `settle`; did you mean `symmetric`?",
         ),
         (base.replace("t1 = 6", "t1 = 6\nt_one = 6"), "t_one"),
+        (
+            base.replace(
+                "beta = 0.5",
+                "beta = 0.5\nsettle = { method = \"anderson\" }",
+            ),
+            "tol",
+        ),
+        (
+            base.replace(
+                "beta = 0.5",
+                "beta = 0.5\nsettle = { method = \"newton\", tol = 1e-3 }",
+            ),
+            "newton",
+        ),
         (base.replace("lrs = [0.05, 0.02]", "lrs = [0.05]"), "lrs"),
         (
             base.replace("std = [0.3, 0.3, 0.3]", "std = [0.3, 0.0, 0.3]"),
@@ -421,4 +435,65 @@ severities = [1, 5]
         ]),
         ExitCode::FAILURE
     );
+}
+
+/// Settling to a tolerance (issue 19) through the CLI: a training config's `[ep] settle` takes
+/// fewer steps per image than T1 + 2·T2 and logs them; `eval --tol` and `--settle anderson` run;
+/// the settle flags are checked (Anderson needs a tolerance, the per-step curve is plain
+/// iteration's, baselines have no free phase).
+#[test]
+fn settle_to_a_tolerance_in_training_and_eval() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    write_tiny_cifar(&d.join("train.bin"), 64, 1);
+    write_tiny_cifar(&d.join("test.bin"), 32, 2);
+    let cfg = tiny_config(&d.join("train.bin"), &d.join("test.bin"), 1).replace(
+        "beta = 0.5",
+        "beta = 0.5\nsettle = { method = \"plain\", tol = 0.05 }",
+    );
+    let cfg_file = d.join("cfg.toml");
+    std::fs::write(&cfg_file, cfg).unwrap();
+    let run = d.join("run");
+    let args = ["train", "--config", s(&cfg_file), "--out", s(&run)];
+    assert_eq!(epsim(&args), ExitCode::SUCCESS);
+    let log = std::fs::read_to_string(run.join("log.jsonl")).unwrap();
+    let line: serde_json::Value = serde_json::from_str(log.lines().next().unwrap()).unwrap();
+    let train = line["steps_per_image"]["train"].as_f64().unwrap();
+    let test = line["steps_per_image"]["test"].as_f64().unwrap();
+    // T1 = 6, T2 = 3, two nudged phases: at most 12 steps per training image, 6 per test image.
+    assert!(train > 0.0 && train < 12.0, "{line}");
+    assert!(test > 0.0 && test < 6.0, "{line}");
+    let ckpt = run.join("checkpoint.safetensors");
+    let data = format!("cifar10:{}:test", d.join("test.bin").display());
+    let eval = |extra: &[&str]| {
+        let mut a = vec!["eval", "--model", s(&ckpt), "--data", &data];
+        a.extend_from_slice(extra);
+        epsim(&a)
+    };
+    assert_eq!(
+        eval(&["--tol", "1e-3", "--max-steps", "50"]),
+        ExitCode::SUCCESS
+    );
+    assert_eq!(
+        eval(&["--settle", "anderson", "--tol", "1e-4", "--max-steps", "50"]),
+        ExitCode::SUCCESS
+    );
+    assert_eq!(
+        eval(&[
+            "--tol",
+            "0.05",
+            "--substrate",
+            "netlist:pcm",
+            "--tile",
+            "16x16"
+        ]),
+        ExitCode::SUCCESS
+    );
+    assert_eq!(eval(&["--settle", "anderson"]), ExitCode::FAILURE);
+    assert_eq!(
+        eval(&["--settle", "newton", "--tol", "1e-3"]),
+        ExitCode::FAILURE
+    );
+    assert_eq!(eval(&["--tol=-1"]), ExitCode::FAILURE);
+    assert_eq!(eval(&["--tol", "1e-3", "--per-step"]), ExitCode::FAILURE);
 }

@@ -26,6 +26,7 @@ fn netlist_classifier_ideal_equals_digital_and_physical_is_stochastic() {
         },
         t_predict: 6,
         t_attack: 6,
+        settle: ep::Settle::default(),
     };
     let tile = TileSize { rows: 16, cols: 4 };
     let spec = |preset: &str, overrides: &[String]| SubstrateSpec::Netlist {
@@ -33,7 +34,15 @@ fn netlist_classifier_ideal_equals_digital_and_physical_is_stochastic() {
         overrides: overrides.to_vec(),
         tile,
     };
-    let ideal = classifier(&sim::Cpu, Some(net.clone()), &spec("ideal", &[]), 0, None).unwrap();
+    let ideal = classifier(
+        &sim::Cpu,
+        Some(net.clone()),
+        &spec("ideal", &[]),
+        0,
+        None,
+        &ep::Settle::default(),
+    )
+    .unwrap();
     assert!(!ideal.stochastic());
     let a = digital.logits(&x).unwrap();
     let b = ideal.logits(&x).unwrap();
@@ -55,7 +64,15 @@ fn netlist_classifier_ideal_equals_digital_and_physical_is_stochastic() {
         "read_noise_scale=0.5".to_string(),
         "t_inference=3600".to_string(),
     ];
-    let pcm = classifier(&sim::Cpu, Some(net), &spec("pcm", &sets), 0, None).unwrap();
+    let pcm = classifier(
+        &sim::Cpu,
+        Some(net),
+        &spec("pcm", &sets),
+        0,
+        None,
+        &ep::Settle::default(),
+    )
+    .unwrap();
     assert!(pcm.stochastic());
     assert!(pcm.describe().contains("netlist:pcm"));
     let l1 = pcm.logits(&x).unwrap();
@@ -65,7 +82,17 @@ fn netlist_classifier_ideal_equals_digital_and_physical_is_stochastic() {
     let (_, g2) = pcm.loss_grad(&x, &loss).unwrap();
     assert_eq!(g1.shape(), x.shape());
     assert_ne!(g1, g2);
-    assert!(classifier(&sim::Cpu, None, &spec("pcm", &[]), 0, None).is_err());
+    assert!(
+        classifier(
+            &sim::Cpu,
+            None,
+            &spec("pcm", &[]),
+            0,
+            None,
+            &ep::Settle::default()
+        )
+        .is_err()
+    );
     assert!(SubstrateSpec::parse("analog", &[], "16x4").is_err());
     assert!(SubstrateSpec::parse("digital", &sets, "16x4").is_err());
     assert_eq!(

@@ -468,6 +468,13 @@ fn bad_studies_are_refused_with_the_file_and_the_problem() {
             base.replace("name = \"EP-B\"", "name = \"EP-A\""),
             "used twice",
         ),
+        (
+            base.replace(
+                "name = \"EP-B\"",
+                "name = \"EP-B\"\nsettle = { method = \"newton\", tol = 1e-3 }",
+            ),
+            "newton",
+        ),
     ] {
         write_ep_model(&tiny_cifar_ep_net(true), &d.join("a.safetensors"));
         write_ep_model(&tiny_cifar_ep_net(false), &d.join("b.safetensors"));
@@ -478,6 +485,16 @@ fn bad_studies_are_refused_with_the_file_and_the_problem() {
         assert!(text.contains("s.toml"), "{text}");
     }
     assert!(!out.exists(), "nothing was written");
+    // An EP model's settle is read as written (the others keep plain iteration).
+    let with = base.replace(
+        "name = \"EP-B\"",
+        "name = \"EP-B\"\nsettle = { method = \"plain\", tol = 1e-3 }",
+    );
+    std::fs::write(&study, &with).unwrap();
+    let s = StudySpec::read(&study).unwrap();
+    let settle = |name: &str| s.models.iter().find(|m| m.name == name).unwrap().settle;
+    assert_eq!(settle("EP-B"), ep::Settle::plain_tol(1e-3));
+    assert_eq!(settle("EP-A"), ep::Settle::default());
 }
 
 /// A `[[sweep]]` inside a study: its cells follow the suite's (levels × seeds × items, the level

@@ -53,6 +53,7 @@ fn train<B: Backend>(
         beta: 0.5,
         symmetric: true,
         random_sign: true,
+        settle: Default::default(),
     };
     let signs = Stream::new(seed, "sign");
     let bs = 16;

@@ -69,7 +69,8 @@ macro_rules! __ep_conformance_cases {
                 settle_plain_is_relax_bit_for_bit,
                 settle_anderson_reaches_the_plain_fixed_point_in_fewer_steps,
                 settle_gdu_holds_at_the_anderson_equilibrium,
-                settle_bptt_refuses_accelerated_settles,
+                settle_gradients_are_the_equilibrium_gradient,
+                settle_a_sample_does_not_depend_on_its_batch,
             }
         }
     };

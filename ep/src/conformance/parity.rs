@@ -183,6 +183,7 @@ fn check<A: Backend, B: Backend>(a: &A, b: &B, fx: Fixture) {
         beta,
         symmetric: true,
         random_sign: true,
+        settle: Default::default(),
     };
     let sign = Stream::new(13, "parity.sign");
     let opt = || {

@@ -222,6 +222,8 @@ pub struct EpClassifier<B: Engine> {
     pub t_predict: usize,
     /// Free-phase steps the gradient is taken through.
     pub t_attack: usize,
+    /// How predictions settle (`t_predict`: the plain steps, or the cap).
+    pub settle: ep::Settle,
 }
 
 impl<B: Engine> EpClassifier<B> {
@@ -233,16 +235,27 @@ impl<B: Engine> EpClassifier<B> {
             net,
             t_predict,
             t_attack,
+            settle: ep::Settle::default(),
         }
+    }
+
+    /// Settle predictions with `settle` (gradients keep plain iteration of `t_attack` steps).
+    pub fn with_settle(mut self, settle: ep::Settle) -> Self {
+        self.settle = settle;
+        self
     }
 }
 
 impl<B: Engine> Classifier for EpClassifier<B> {
     fn describe(&self) -> String {
+        let how = if self.settle.is_default() {
+            format!("T_predict {}", self.t_predict)
+        } else {
+            format!("settle {}", self.settle.describe(self.t_predict))
+        };
         format!(
-            "EP ({} synapses, T_predict {}, T_attack {})",
+            "EP ({} synapses, {how}, T_attack {})",
             self.net.spec.n_synapses(),
-            self.t_predict,
             self.t_attack
         )
     }
@@ -255,8 +268,8 @@ impl<B: Engine> Classifier for EpClassifier<B> {
     fn logits(&self, x: &Tensor) -> Result<Tensor> {
         let be = &self.be;
         let xn = be.upload_owned(self.norm.forward(x)?)?;
-        let st = self.net.free_phase(be, &xn, self.t_predict)?;
-        Ok(be.download(&self.net.logits(be, &st)?)?)
+        let st = ep::Settler::free_phase_with(&self.net, be, &xn, self.t_predict, &self.settle)?;
+        Ok(be.download(&self.net.logits(be, &st.state)?)?)
     }
     fn loss_grad(&self, x: &Tensor, loss: LossFn<'_>) -> Result<(Tensor, Tensor)> {
         let be = &self.be;

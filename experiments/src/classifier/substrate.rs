@@ -12,7 +12,7 @@ use devices::Preset;
 use ep::compile::{CompileOptions, compile};
 use ep::substrate::Realized;
 use ep::substrate::feedforward::Layout;
-use ep::{Dynamics, EpNet};
+use ep::{Dynamics, EpNet, Settle, Settler};
 use sim::Tensor;
 use sim::netlist::{Loaded, Netlist, Origin, TileSize};
 
@@ -104,6 +104,8 @@ pub struct NetlistClassifier<B: Engine> {
     pub t_predict: usize,
     /// Free-phase steps the gradient is taken through.
     pub t_attack: usize,
+    /// How predictions settle (`t_predict`: the plain steps, or the cap).
+    pub settle: Settle,
     /// For reports, e.g. `netlist:pcm`.
     pub label: String,
     queries: AtomicU64,
@@ -112,6 +114,8 @@ pub struct NetlistClassifier<B: Engine> {
     cost_basis: Option<(Box<Preset>, u64)>,
     /// Images through `logits` (free phases for predictions).
     images: AtomicU64,
+    /// Free-phase steps of those predictions, summed over the images.
+    image_steps: AtomicU64,
     /// Images through `loss_grad` (free phases with BPTT recomputation).
     grad_images: AtomicU64,
     /// A feed-forward realization (a backprop baseline): its digital layout and its kind
@@ -137,10 +141,12 @@ impl<B: Engine> NetlistClassifier<B> {
             norm,
             t_predict: t,
             t_attack: t,
+            settle: Settle::default(),
             label: label.to_string(),
             queries: AtomicU64::new(0),
             cost_basis: None,
             images: AtomicU64::new(0),
+            image_steps: AtomicU64::new(0),
             grad_images: AtomicU64::new(0),
             ff: None,
         })
@@ -171,6 +177,12 @@ impl<B: Engine> NetlistClassifier<B> {
         self
     }
 
+    /// Settle predictions with `settle` (see [`ep::settle`]; the noise is drawn per step taken).
+    pub fn with_settle(mut self, settle: Settle) -> Self {
+        self.settle = settle;
+        self
+    }
+
     /// The cost per inference of the `images` predictions made so far, from the counted reads
     /// and spikes and the free-phase steps (one neuron update per neuron and step).
     pub fn cost_so_far(&self, images: u64) -> Result<Cost> {
@@ -181,10 +193,10 @@ impl<B: Engine> NetlistClassifier<B> {
     }
 
     /// The preset and the counts so far (see [`Classifier::cost_counts`]): the free phases of
-    /// predictions (`t_predict` steps) and of gradients (`t_attack` steps).
+    /// predictions (the steps each image took) and of gradients (`t_attack` steps).
     fn counts(&self) -> Option<(&Preset, Counts)> {
         let (preset, neurons) = self.cost_basis.as_ref()?;
-        let steps = self.images.load(Ordering::Relaxed) * self.t_predict as u64
+        let steps = self.image_steps.load(Ordering::Relaxed)
             + self.grad_images.load(Ordering::Relaxed) * self.t_attack as u64;
         Some((
             preset,
@@ -215,16 +227,28 @@ impl<B: Engine> Classifier for NetlistClassifier<B> {
             String::new()
         } else if images > 0 && self.grad_images.load(Ordering::Relaxed) == 0 {
             let per = spikes as f64 / images as f64;
+            let steps = self.image_steps.load(Ordering::Relaxed) as f64 / images as f64;
             format!(
                 ", spiking neurons: {spikes} spikes, {per:.0} per image, {:.0} per image and step",
-                per / self.t_predict.max(1) as f64
+                per / steps.max(1.0)
             )
         } else {
             format!(", spiking neurons: {spikes} spikes")
         };
         let what = match &self.ff {
             Some((_, kind)) => format!("{kind} (feed-forward, one read per synapse)"),
-            None => format!("T_predict {}, T_attack {}", self.t_predict, self.t_attack),
+            None if self.settle.is_default() => {
+                format!("T_predict {}, T_attack {}", self.t_predict, self.t_attack)
+            }
+            None => {
+                let images = self.images.load(Ordering::Relaxed).max(1) as f64;
+                format!(
+                    "settle {}: {:.2} steps per image, T_attack {}",
+                    self.settle.describe(self.t_predict),
+                    self.image_steps.load(Ordering::Relaxed) as f64 / images,
+                    self.t_attack
+                )
+            }
         };
         format!(
             "{} on {} ({} synapses, {what}{}{}{spiking})",
@@ -259,10 +283,20 @@ impl<B: Engine> Classifier for NetlistClassifier<B> {
             .fetch_add(x.shape()[0] as u64, Ordering::Relaxed);
         let xn = be.upload_owned(self.norm.forward(x)?)?;
         if let Some((ff, _)) = &self.ff {
+            // One read of every synapse: one step per image.
+            self.image_steps
+                .fetch_add(x.shape()[0] as u64, Ordering::Relaxed);
             return Ok(be.download(&ff.logits(&self.real, be, &xn, q)?)?);
         }
-        let st = self.real.free_phase(be, &xn, self.t_predict, q)?;
-        Ok(be.download(&self.real.logits(be, &st, q, self.t_predict as u64)?)?)
+        let st = self
+            .real
+            .query(q)
+            .free_phase_with(be, &xn, self.t_predict, &self.settle)?;
+        self.image_steps.fetch_add(
+            st.per_sample_steps().sum::<usize>() as u64,
+            Ordering::Relaxed,
+        );
+        Ok(be.download(&self.real.logits(be, &st.state, q, st.steps as u64)?)?)
     }
     fn loss_grad(&self, x: &Tensor, loss: LossFn<'_>) -> Result<(Tensor, Tensor)> {
         let be = &self.be;
@@ -429,6 +463,7 @@ pub fn classifier<B: Engine>(
     substrate: &SubstrateSpec,
     seed: u64,
     steps: Option<usize>,
+    settle: &Settle,
 ) -> Result<Box<dyn Classifier>> {
     let SubstrateSpec::Netlist {
         preset,
@@ -438,7 +473,9 @@ pub fn classifier<B: Engine>(
     else {
         let net = net.context("the digital substrate needs a model")?;
         let t = steps.unwrap_or(net.spec.t1);
-        return Ok(Box::new(EpClassifier::new(be, net, t, t)));
+        return Ok(Box::new(
+            EpClassifier::new(be, net, t, t).with_settle(*settle),
+        ));
     };
     let loaded = if let Some(file) = substrate.netlist_file() {
         if !overrides.is_empty() {
@@ -451,14 +488,11 @@ pub fn classifier<B: Engine>(
         let loaded = compile_model(&HostModel::of_net(be, &net)?, &preset, *tile)?;
         return Ok(Box::new(
             NetlistClassifier::new(be, &loaded, seed, &substrate.name(), steps)?
-                .with_cost(&preset, &loaded),
+                .with_cost(&preset, &loaded)
+                .with_settle(*settle),
         ));
     };
-    Ok(Box::new(NetlistClassifier::new(
-        be,
-        &loaded,
-        seed,
-        &substrate.name(),
-        steps,
-    )?))
+    Ok(Box::new(
+        NetlistClassifier::new(be, &loaded, seed, &substrate.name(), steps)?.with_settle(*settle),
+    ))
 }

@@ -104,6 +104,35 @@ pub struct DeviceArgs {
     pub tile: String,
 }
 
+/// How an EP model's free phase settles (issue 19): plain iteration of T steps (the default),
+/// or to a tolerance, each image leaving the batch once its state stops moving.
+#[derive(Debug, Clone, Default, Args)]
+pub struct SettleFlags {
+    /// Settling method: `plain` (fixed steps, or to --tol) or `anderson` (Anderson acceleration
+    /// of the fixed-point iteration, needs --tol). Gradients (attacks) always go through plain
+    /// fixed steps (T_attack).
+    #[arg(long, value_name = "plain|anderson", default_value = "plain")]
+    pub settle: String,
+    /// Stop each image at the first step that changes none of its neurons by --tol or more (max
+    /// abs; states lie in [0, 1]); finished images leave the batch. E.g. 1e-3.
+    #[arg(long, value_name = "TOL")]
+    pub tol: Option<f32>,
+    /// Most steps with --tol (default: the steps of plain iteration, --steps / --t-predict / T1).
+    #[arg(long, value_name = "N", requires = "tol")]
+    pub max_steps: Option<usize>,
+}
+
+impl SettleFlags {
+    /// The checked settle.
+    pub fn settle(&self) -> Result<ep::Settle> {
+        Ok(ep::Settle::from_flags(
+            &self.settle,
+            self.tol,
+            self.max_steps,
+        )?)
+    }
+}
+
 /// The substrate a model is realized on.
 #[derive(Debug, Clone, Args)]
 pub struct SubstrateArgs {
@@ -146,6 +175,9 @@ pub struct TargetArgs {
     /// Free-phase steps the gradient is taken through (default: = T_predict, the honest choice).
     #[arg(long, value_name = "T")]
     pub t_attack: Option<usize>,
+    /// How predictions settle.
+    #[command(flatten)]
+    pub settle: SettleFlags,
     /// Batch size.
     #[arg(long, default_value_t = 100, value_parser = at_least_one)]
     pub batch_size: usize,
@@ -167,6 +199,7 @@ impl TargetArgs {
             data: self.data.spec.clone(),
             t_predict: self.t_predict,
             t_attack: self.t_attack,
+            settle: self.settle.settle()?,
             subset: self.data.subset,
             batch_size: self.batch_size,
             substrate: self.substrate.spec()?,

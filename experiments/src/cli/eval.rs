@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result, bail, ensure};
 use clap::Args;
 
-use super::args::{DataArgs, ModelArgs, SubstrateArgs};
+use super::args::{DataArgs, ModelArgs, SettleFlags, SubstrateArgs};
 use crate::classifier::Normalize;
 use crate::classifier::load::{is_baseline_file, load_baseline, load_model};
 use crate::classifier::substrate::{SubstrateSpec, classifier};
@@ -28,6 +28,9 @@ pub struct EvalArgs {
     /// Free-phase steps (default: the model's T1).
     #[arg(long, value_name = "T")]
     pub steps: Option<usize>,
+    /// How the free phase settles.
+    #[command(flatten)]
+    pub settle: SettleFlags,
     /// Accuracy after every free-phase step 1..T, as a table and a plot.
     #[arg(long)]
     pub per_step: bool,
@@ -85,8 +88,8 @@ pub fn eval<B: Engine>(be: &B, a: &EvalArgs, seed: u64) -> Result<()> {
     let d = load_eval_set(&a.data.spec, a.data.subset)?;
     if is_baseline_file(&a.model.model)? {
         ensure!(
-            !a.per_step && a.steps.is_none(),
-            "--steps/--per-step apply to EP models only"
+            !a.per_step && a.steps.is_none() && a.settle.settle()?.is_default(),
+            "--steps/--per-step/--settle/--tol apply to EP models only"
         );
         let m = load_baseline(&a.model.model)?;
         check_input_shape(&d, m.spec.input(), &a.data.spec)?;
@@ -123,10 +126,30 @@ pub fn eval<B: Engine>(be: &B, a: &EvalArgs, seed: u64) -> Result<()> {
         std: n.std,
     };
     let t = std::time::Instant::now();
-    let (acc, curve) = evaluate(be, &net, &d, &norm, a.batch_size, steps, a.per_step)?;
+    let settle = a.settle.settle()?;
+    let e = evaluate(
+        be,
+        &net,
+        &d,
+        &norm,
+        a.batch_size,
+        steps,
+        &settle,
+        a.per_step,
+    )?;
+    let (acc, curve) = (e.accuracy, e.curve);
     let secs = t.elapsed().as_secs_f64();
+    let how = if settle.is_default() {
+        format!("T = {steps}")
+    } else {
+        format!(
+            "settle {}: {:.2} steps per image",
+            settle.describe(steps),
+            e.steps_per_image
+        )
+    };
     println!(
-        "{}: {} images, T = {steps}: accuracy {:.4} ({:.1} img/s)",
+        "{}: {} images, {how}: accuracy {:.4} ({:.1} img/s)",
         a.data.spec,
         d.len(),
         acc,
@@ -172,7 +195,10 @@ fn eval_substrate<B: Engine>(
     );
     let clf = if substrate.netlist_file().is_none() && is_baseline_file(&a.model.model)? {
         // A backprop baseline, read once through the crossbars (its feed-forward form).
-        ensure!(a.steps.is_none(), "--steps applies to EP models only");
+        ensure!(
+            a.steps.is_none() && a.settle.settle()?.is_default(),
+            "--steps/--settle/--tol apply to EP models only"
+        );
         let m = load_baseline(&a.model.model)?;
         crate::classifier::substrate::baseline_classifier(be, &m, substrate, seed)?
     } else {
@@ -180,7 +206,7 @@ fn eval_substrate<B: Engine>(
             Some(_) => None,
             None => Some(load_model(be, &a.model.model, a.model.spec.as_deref())?),
         };
-        classifier(be, net, substrate, seed, a.steps)?
+        classifier(be, net, substrate, seed, a.steps, &a.settle.settle()?)?
     };
     let d = load_eval_set(&a.data.spec, a.data.subset)?;
     check_input_shape(&d, clf.input_shape(), &a.data.spec)?;

@@ -107,7 +107,17 @@ pub fn smoke<B: Engine>(be: &B, a: &SmokeArgs, seed: Option<u64>) -> Result<()> 
         mean: n.mean,
         std: n.std,
     };
-    let (acc, _) = evaluate(be, &net, &test, &norm, 128, net.spec.t1, false)?;
+    let acc = evaluate(
+        be,
+        &net,
+        &test,
+        &norm,
+        128,
+        net.spec.t1,
+        &cfg.ep.settle,
+        false,
+    )?
+    .accuracy;
     ensure!(
         (acc - last.test_acc).abs() < 1e-12,
         "reloaded model gives {acc}, training reported {}",

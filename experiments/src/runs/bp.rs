@@ -110,6 +110,7 @@ impl<B: Engine> Trainer for BpTrainer<'_, B> {
             n: batch.y.len(),
             correct: pred.iter().zip(&batch.y).filter(|(p, l)| p == l).count(),
             loss_sum: out.loss as f64 * batch.y.len() as f64,
+            steps_sum: 0,
         })
     }
 

@@ -19,8 +19,8 @@ use sim::{Backend, Stream};
 
 use super::config::{RunConfig, TrainConfig, TrainOptions};
 use super::epoch_loop::{
-    BatchStats, EpochLog, EpochTotals, RunState, Trainer, add_training_state, capped_test_set,
-    open_run, run_epochs,
+    BatchStats, EpochLog, EpochTotals, RunState, StepsPerImage, Trainer, add_training_state,
+    capped_test_set, open_run, run_epochs,
 };
 use crate::data::{Batch, Dataset, Normalization};
 use crate::device::Engine;
@@ -64,6 +64,8 @@ struct EpTrainer<'a, B: Engine> {
     test_set: &'a Dataset,
     norm: Normalization,
     eval_bs: usize,
+    /// Mean free-phase steps per image of the last evaluation.
+    eval_steps: std::cell::Cell<f64>,
 }
 
 impl<B: Engine> Trainer for EpTrainer<'_, B> {
@@ -109,25 +111,34 @@ impl<B: Engine> Trainer for EpTrainer<'_, B> {
             n: s.n,
             correct: s.correct,
             loss_sum: 0.0,
+            steps_sum: s.sample_steps,
         })
     }
 
     fn evaluate(&self, _epoch: usize) -> Result<f64> {
         // With a batch cap (smoke runs of big configs) the evaluation is capped the same way.
         let eval_set = capped_test_set(self.test_set, self.cfg.train.max_batches, self.eval_bs);
-        let (acc, _) = evaluate(
+        let e = evaluate(
             self.be,
             &self.net,
             &eval_set,
             &self.norm,
             self.eval_bs,
             self.cfg.model.t1,
+            &self.cfg.ep.settle,
             false,
         )?;
-        Ok(acc)
+        self.eval_steps.set(e.steps_per_image);
+        Ok(e.accuracy)
     }
 
-    fn epoch_log(&self, base: EpochLog, _t: &EpochTotals) -> EpochLog {
+    fn epoch_log(&self, mut base: EpochLog, t: &EpochTotals) -> EpochLog {
+        if !self.cfg.ep.settle.is_default() {
+            base.steps_per_image = Some(StepsPerImage {
+                train: t.steps_sum as f64 / t.seen.max(1) as f64,
+                test: self.eval_steps.get(),
+            });
+        }
         base
     }
 
@@ -141,8 +152,11 @@ impl<B: Engine> Trainer for EpTrainer<'_, B> {
             log.train_img_per_s,
             log.train_time_s + log.eval_time_s
         );
+        let steps = log.steps_per_image.map_or(String::new(), |s| {
+            format!("  steps/image {:.1} train, {:.1} test", s.train, s.test)
+        });
         println!(
-            "epoch {:>3}/{}  train acc {:.4}  test acc {:.4}  {:.1} img/s  {:.0} s",
+            "epoch {:>3}/{}  train acc {:.4}  test acc {:.4}  {:.1} img/s  {:.0} s{steps}",
             log.epoch,
             epochs,
             log.train_acc,
@@ -206,6 +220,7 @@ pub fn train<B: Engine>(be: &B, cfg: &TrainConfig, opts: &TrainOptions) -> Resul
         test_set: &test_set,
         norm,
         eval_bs: cfg.train.eval_batch_size.unwrap_or(cfg.train.batch_size),
+        eval_steps: std::cell::Cell::new(0.0),
     };
     run_epochs(&mut trainer, cfg, &loader, start, opts.stop_after)
 }

@@ -51,6 +51,19 @@ pub struct EpochLog {
     pub train_img_per_s: f64,
     /// Wall time of the evaluation (s).
     pub eval_time_s: f64,
+    /// EP with a settle to a tolerance: the mean steps of the dynamics per training image, free
+    /// and nudged phases together, and per test image (free phase); absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub steps_per_image: Option<StepsPerImage>,
+}
+
+/// Mean steps of the dynamics per image (see [`EpochLog::steps_per_image`]).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct StepsPerImage {
+    /// Training: free and nudged phases.
+    pub train: f64,
+    /// Evaluation: the free phase.
+    pub test: f64,
 }
 
 /// Counters stored in a training checkpoint (metadata `epsim.train`).
@@ -215,6 +228,8 @@ pub struct BatchStats {
     pub correct: usize,
     /// Sum of the per-image losses (0 where the trainer has no loss).
     pub loss_sum: f64,
+    /// Steps of the dynamics summed over the images and phases (0 where there are none).
+    pub steps_sum: usize,
 }
 
 /// The running totals of an epoch.
@@ -228,6 +243,8 @@ pub struct EpochTotals {
     pub correct: usize,
     /// Sum of the losses.
     pub loss_sum: f64,
+    /// Steps of the dynamics summed over the images and phases.
+    pub steps_sum: usize,
     /// Wall time since the epoch started (s).
     pub elapsed_s: f64,
 }
@@ -408,6 +425,7 @@ pub fn run_epochs<T: Trainer, C: RunConfig>(
             tot.seen += s.n;
             tot.correct += s.correct;
             tot.loss_sum += s.loss_sum;
+            tot.steps_sum += s.steps_sum;
             tot.elapsed_s = t0.elapsed().as_secs_f64();
             pb.set_message(trainer.progress(&tot));
             pb.inc(1);
@@ -425,6 +443,7 @@ pub fn run_epochs<T: Trainer, C: RunConfig>(
             train_time_s: train_time,
             train_img_per_s: tot.seen as f64 / train_time.max(1e-9),
             eval_time_s: t1.elapsed().as_secs_f64(),
+            steps_per_image: None,
         };
         let log = trainer.epoch_log(base, &tot);
         trainer.report(&log, &tot, epochs);
@@ -546,6 +565,7 @@ batch_size = 4
                 n: batch.y.len(),
                 correct: batch.y.iter().filter(|&&l| l as u64 == index % 3).count(),
                 loss_sum: 0.0,
+                steps_sum: 0,
             })
         }
         fn evaluate(&self, _epoch: usize) -> Result<f64> {

@@ -84,6 +84,7 @@ fn evaluate_substrate<B: Engine>(
     norm: &crate::data::Normalization,
     batch: usize,
     query0: u64,
+    settle: &ep::Settle,
 ) -> Result<f64> {
     let loader = Loader::new(data, batch, Stream::new(0, "eval"))
         .normalize(norm.clone())
@@ -91,7 +92,7 @@ fn evaluate_substrate<B: Engine>(
     let mut correct = 0usize;
     for (k, b) in loader.epoch(0).enumerate() {
         let x = be.upload_owned(b.x)?;
-        correct += tr.correct(be, &x, &b.y, query0 + k as u64)?;
+        correct += tr.correct(be, &x, &b.y, query0 + k as u64, settle)?;
     }
     Ok(correct as f64 / data.len().max(1) as f64)
 }
@@ -162,6 +163,7 @@ impl<B: Engine> Trainer for SubTrainer<'_, B> {
             n: s.n,
             correct: s.correct,
             loss_sum: 0.0,
+            steps_sum: s.sample_steps,
         })
     }
 
@@ -180,7 +182,15 @@ impl<B: Engine> Trainer for SubTrainer<'_, B> {
     fn evaluate(&self, epoch: usize) -> Result<f64> {
         let eval_set = capped_test_set(self.test_set, self.cfg.train.max_batches, self.eval_bs);
         let q0 = EVAL_QUERY + (epoch as u64) * (1 << 24);
-        evaluate_substrate(self.be, &self.tr, &eval_set, &self.norm, self.eval_bs, q0)
+        evaluate_substrate(
+            self.be,
+            &self.tr,
+            &eval_set,
+            &self.norm,
+            self.eval_bs,
+            q0,
+            &self.cfg.ep.settle,
+        )
     }
 
     fn epoch_log(&self, base: EpochLog, _t: &EpochTotals) -> SubstrateEpochLog {

@@ -312,6 +312,7 @@ pub fn run_study<B: Engine>(
         let substrate = m.substrate_with(&c.substrate, &c.set)?;
         // The standard protocol takes gradients through the dynamics that is evaluated.
         let target = Target {
+            settle: m.settle,
             model: file.clone(),
             spec: None,
             data: spec.data.clone(),

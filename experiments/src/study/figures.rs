@@ -54,7 +54,17 @@ pub fn settling<B: Engine>(
             mean: n.mean,
             std: n.std,
         };
-        let (_, curve) = crate::eval::evaluate(be, &net, d, &norm, batch_size, 2 * t, true)?;
+        let curve = crate::eval::evaluate(
+            be,
+            &net,
+            d,
+            &norm,
+            batch_size,
+            2 * t,
+            &ep::Settle::default(),
+            true,
+        )?
+        .curve;
         let at = |k: usize| 100.0 * curve[k.clamp(1, curve.len()) - 1];
         rows += &format!(
             "| {} | {t} | {:.1} | {:.1} | {:.1} | {:.1} |\n",
@@ -261,6 +271,7 @@ pub fn examples<B: Engine>(
     let mut full_name = at.name.clone();
     for (name, file, t_predict) in models {
         let target = super::target::Target {
+            settle: ep::Settle::default(),
             model: file.clone(),
             spec: None,
             data: String::new(),

@@ -165,6 +165,11 @@ pub struct ModelEntry {
     /// Free-phase steps of gradients under the advep protocol (EP, digital; default T_predict).
     #[serde(default)]
     pub t_attack: Option<usize>,
+    /// How an EP model's predictions settle (`ep::Settle`; default plain iteration of
+    /// T_predict steps), e.g. `settle = { method = "plain", tol = 1e-3 }`: T_predict is then the
+    /// cap. Gradients keep plain iteration.
+    #[serde(default, skip_serializing_if = "ep::Settle::is_default")]
+    pub settle: ep::Settle,
 }
 
 impl StudySpec {

@@ -351,6 +351,7 @@ impl<B: Engine> Prepared<B> {
                         &SubstrateSpec::Digital,
                         c.seed,
                         Some(self.t_predict),
+                        &ep::Settle::default(),
                     )?,
                     Swept::Baseline(m, ..) => {
                         Box::new(BaselineClassifier::new(be, std::borrow::Cow::Borrowed(m)))

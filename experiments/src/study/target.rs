@@ -24,6 +24,8 @@ pub struct Target {
     pub t_predict: Option<usize>,
     /// Free-phase steps the gradient is taken through (default: T_predict).
     pub t_attack: Option<usize>,
+    /// How predictions settle (default: plain iteration of T_predict steps).
+    pub settle: ep::Settle,
     /// Use only the first N images (class-balanced).
     pub subset: Option<usize>,
     /// Batch size.
@@ -102,13 +104,20 @@ impl Target {
             "free-phase steps must be ≥ 1"
         );
         let clf: Box<dyn Classifier> = if self.substrate.is_digital() {
-            Box::new(EpClassifier::new(be, net, t_predict, t_attack))
+            Box::new(EpClassifier::new(be, net, t_predict, t_attack).with_settle(self.settle))
         } else {
             ensure!(
                 self.t_attack.is_none() || self.t_attack == self.t_predict,
                 "--t-attack may differ from --t-predict only on the digital substrate"
             );
-            classifier(be, Some(net), &self.substrate, seed, Some(t_predict))?
+            classifier(
+                be,
+                Some(net),
+                &self.substrate,
+                seed,
+                Some(t_predict),
+                &self.settle,
+            )?
         };
         Ok((clf, t_predict, t_attack))
     }
