@@ -496,4 +496,35 @@ fn settle_to_a_tolerance_in_training_and_eval() {
     );
     assert_eq!(eval(&["--tol=-1"]), ExitCode::FAILURE);
     assert_eq!(eval(&["--tol", "1e-3", "--per-step"]), ExitCode::FAILURE);
+    // Attack records name the settle of their predictions (and plain ones carry none).
+    for (tol, named) in [(Some("0.05"), true), (None, false)] {
+        let res = d.join(format!("attack-{named}.jsonl"));
+        let mut a = vec![
+            "attack",
+            "--model",
+            s(&ckpt),
+            "--data",
+            &data,
+            "--attack",
+            "pgd-linf",
+            "--eps",
+            "1/255",
+            "--steps",
+            "2",
+            "--out",
+            s(&res),
+        ];
+        if let Some(t) = tol {
+            a.extend_from_slice(&["--tol", t]);
+        }
+        assert_eq!(epsim(&a), ExitCode::SUCCESS);
+        let text = std::fs::read_to_string(&res).unwrap();
+        let rec: serde_json::Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+        if named {
+            assert_eq!(rec["settle"]["method"], "plain", "{rec}");
+            assert_eq!(rec["settle"]["tol"].as_f64().unwrap() as f32, 0.05, "{rec}");
+        } else {
+            assert!(rec.get("settle").is_none(), "{rec}");
+        }
+    }
 }

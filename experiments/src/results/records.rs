@@ -22,6 +22,8 @@ pub struct RecordContext {
     pub n: usize,
     /// Git commit.
     pub commit: String,
+    /// How an EP model's predictions settle (default: plain iteration of T_predict steps).
+    pub settle: ep::Settle,
 }
 
 /// An attack at one strength.
@@ -47,6 +49,10 @@ pub struct AttackRecord {
     pub t_predict: usize,
     /// Free-phase steps of the gradient.
     pub t_attack: usize,
+    /// How predictions settled, when not plain iteration of `t_predict` steps (which is then the
+    /// cap).
+    #[serde(skip_serializing_if = "ep::Settle::is_default")]
+    pub settle: ep::Settle,
     /// Master seed.
     pub seed: u64,
     /// Dataset spec.
@@ -94,6 +100,9 @@ pub struct CorruptionRecord {
     pub n: usize,
     /// Accuracy on the corrupted images.
     pub accuracy: f64,
+    /// How predictions settled, when not plain iteration of the model's steps.
+    #[serde(skip_serializing_if = "ep::Settle::is_default")]
+    pub settle: ep::Settle,
     /// Wall time (s).
     pub wall_s: f64,
     /// Git commit.
@@ -123,6 +132,7 @@ impl CorruptionRecord {
             data: cx.data.clone(),
             n: cx.n,
             accuracy,
+            settle: cx.settle,
             wall_s: started.elapsed().as_secs_f64(),
             commit: cx.commit.clone(),
             note: None,
@@ -147,6 +157,10 @@ pub struct CleanRecord {
     pub accuracy: f64,
     /// Free-phase steps of predictions.
     pub t_predict: usize,
+    /// How predictions settled, when not plain iteration of `t_predict` steps (which is then the
+    /// cap).
+    #[serde(skip_serializing_if = "ep::Settle::is_default")]
+    pub settle: ep::Settle,
     /// Wall time (s).
     pub wall_s: f64,
     /// Git commit.

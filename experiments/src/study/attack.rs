@@ -231,6 +231,7 @@ impl Outcome {
             steps,
             t_predict,
             t_attack,
+            settle: cx.settle,
             seed: cx.seed,
             data: cx.data.clone(),
             n: cx.n,
@@ -387,6 +388,7 @@ impl AttackRun {
             data: t.data.clone(),
             n: d.len(),
             commit: git_commit(),
+            settle: t.settle,
         };
         let mut out = JsonlAppender::open(&self.out)?;
         // Pixel-space batches (the classifier normalizes inside).

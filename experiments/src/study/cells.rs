@@ -355,6 +355,7 @@ pub fn run_study<B: Engine>(
             data: spec.data.clone(),
             n: d.len(),
             commit: commit.clone(),
+            settle: m.settle,
         };
         let run = ItemRun {
             clf: clf.as_ref(),

@@ -84,6 +84,7 @@ impl ItemRun<'_> {
                     n: cx.n,
                     accuracy: acc,
                     t_predict: self.t_predict,
+                    settle: cx.settle,
                     wall_s: t0.elapsed().as_secs_f64(),
                     commit: cx.commit.clone(),
                 };

@@ -80,6 +80,7 @@ impl RobustnessRun {
             data: t.data.clone(),
             n: d.len(),
             commit: git_commit(),
+            settle: t.settle,
         };
         let n = d.len();
         let mut report = format!(

@@ -97,6 +97,7 @@ impl Ctx<'_> {
             data: self.a.data.clone(),
             n: self.d.len(),
             commit: self.commit.clone(),
+            settle: ep::Settle::default(),
         }
     }
 }

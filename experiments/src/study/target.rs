@@ -74,6 +74,11 @@ impl Target {
         seed: u64,
     ) -> Result<(Box<dyn Classifier>, usize, usize)> {
         Ok(if is_baseline_file(&self.model)? {
+            ensure!(
+                self.settle.is_default(),
+                "{}: settle/--tol apply to EP models only (a baseline has no free phase)",
+                self.model.display()
+            );
             let m = load_baseline(&self.model)?;
             let c: Box<dyn Classifier> = if self.substrate.is_digital() {
                 Box::new(BaselineClassifier::new(be, std::borrow::Cow::Owned(m)))
