@@ -402,8 +402,8 @@ impl<B: Backend> SubstrateTrainer<B> {
     }
 
     /// Correct predictions on a batch by a free phase on the substrate settled by `settle` (T1:
-    /// the plain steps, or the cap); query `query`: use numbers disjoint from the training
-    /// batches' to get independent noise draws.
+    /// the plain steps, or the cap), and the free-phase steps summed over its images; query
+    /// `query`: use numbers disjoint from the training batches' to get independent noise draws.
     pub fn correct(
         &self,
         be: &B,
@@ -411,7 +411,7 @@ impl<B: Backend> SubstrateTrainer<B> {
         labels: &[usize],
         query: u64,
         settle: &Settle,
-    ) -> Result<usize> {
+    ) -> Result<(usize, usize)> {
         let t1 = self.realized.net.spec.t1;
         let st = self
             .realized
@@ -427,7 +427,8 @@ impl<B: Backend> SubstrateTrainer<B> {
                 format!("{} inputs but {} labels", pred.len(), labels.len()),
             ));
         }
-        Ok(pred.iter().zip(labels).filter(|(p, l)| p == l).count())
+        let right = pred.iter().zip(labels).filter(|(p, l)| p == l).count();
+        Ok((right, st.per_sample_steps().sum()))
     }
 
     /// The weights the arrays were last programmed to (pulsed: α·w_n), one per array: with the

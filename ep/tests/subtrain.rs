@@ -377,7 +377,8 @@ fn tiny_mlp_learns_on_pulsed_substrate() {
     let signs = Stream::new(11, "beta.sign");
     let acc0 = tr
         .correct(&be, &xte_b, &yte, 1 << 40, &ep::Settle::default())
-        .unwrap() as f64
+        .unwrap()
+        .0 as f64
         / 200.0;
     let bs = 16;
     let mut bi = 0u64;
@@ -401,6 +402,7 @@ fn tiny_mlp_learns_on_pulsed_substrate() {
                 (1 << 40) + 1 + epoch,
                 &ep::Settle::default(),
             )
+            .map(|c| c.0)
             .unwrap() as f64
             / 200.0;
         println!(

@@ -126,3 +126,50 @@ fn substrate_run_logs_pulses_and_resumes_exactly() {
         });
     }
 }
+
+/// On-substrate EP with `[ep] settle` to a tolerance: the noisy free and nudged phases stop per
+/// image (noise drawn per step taken), so training and test images take fewer than T1 + 2·T2
+/// and T1 steps (in some epoch: the noise may keep them moving by more than the tolerance),
+/// both logged; an interrupted run still resumes bit for bit.
+#[test]
+fn substrate_run_settles_to_a_tolerance_and_resumes_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = setup(dir.path(), "pcm");
+    cfg.ep.settle = ep::Settle::plain_tol(0.1);
+    let run = |out: &Path, stop: Option<usize>, resume: bool| {
+        let opts = TrainOptions {
+            out_dir: Some(out.to_path_buf()),
+            stop_after: stop,
+            resume,
+            ..Default::default()
+        };
+        experiments::runs::train(&sim::Cpu, &AnyConfig::Ep(cfg.clone()), &opts).unwrap()
+    };
+    let straight = dir.path().join("straight");
+    run(&straight, None, false);
+    let log = std::fs::read_to_string(straight.join("log.jsonl")).unwrap();
+    let mut tests = vec![];
+    for line in log.lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        let (train, test) = (
+            v["steps_per_image"]["train"].as_f64().unwrap(),
+            v["steps_per_image"]["test"].as_f64().unwrap(),
+        );
+        // T1 = 6, T2 = 3 (two nudged phases); the read noise may keep an image moving by more
+        // than the tolerance until the cap.
+        assert!(train > 0.0 && train <= 12.0, "{line}");
+        assert!(test > 0.0 && test <= 6.0, "{line}");
+        tests.push((train, test));
+    }
+    assert!(
+        tests.iter().any(|&(a, b)| a < 12.0 && b < 6.0),
+        "no image stopped early: {tests:?}"
+    );
+    let split = dir.path().join("split");
+    run(&split, Some(1), false);
+    run(&split, None, true);
+    assert_eq!(
+        tensors(&straight.join("checkpoint.safetensors")),
+        tensors(&split.join("checkpoint.safetensors"))
+    );
+}

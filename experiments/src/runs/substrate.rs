@@ -31,7 +31,8 @@ use sim::Stream;
 
 use super::config::{TrainConfig, TrainOptions};
 use super::epoch_loop::{
-    BatchStats, EpochLog, EpochTotals, Trainer, capped_test_set, open_run, run_epochs,
+    BatchStats, EpochLog, EpochTotals, StepsPerImage, Trainer, capped_test_set, open_run,
+    run_epochs,
 };
 use crate::classifier::load::HostModel;
 use crate::classifier::substrate::{compile_model, load_preset, parse_tile};
@@ -76,7 +77,8 @@ pub struct SubstrateEpochLog {
     pub latency_per_step_s: Option<f64>,
 }
 
-/// Accuracy of the trainer's free phase on the substrate over `data`.
+/// Accuracy of the trainer's free phase on the substrate over `data`, and its mean free-phase
+/// steps per image.
 fn evaluate_substrate<B: Engine>(
     be: &B,
     tr: &SubstrateTrainer<B>,
@@ -85,16 +87,19 @@ fn evaluate_substrate<B: Engine>(
     batch: usize,
     query0: u64,
     settle: &ep::Settle,
-) -> Result<f64> {
+) -> Result<(f64, f64)> {
     let loader = Loader::new(data, batch, Stream::new(0, "eval"))
         .normalize(norm.clone())
         .map_err(|e| anyhow::anyhow!("normalization: {e}"))?;
-    let mut correct = 0usize;
+    let (mut correct, mut steps) = (0usize, 0usize);
     for (k, b) in loader.epoch(0).enumerate() {
         let x = be.upload_owned(b.x)?;
-        correct += tr.correct(be, &x, &b.y, query0 + k as u64, settle)?;
+        let (c, s) = tr.correct(be, &x, &b.y, query0 + k as u64, settle)?;
+        correct += c;
+        steps += s;
     }
-    Ok(correct as f64 / data.len().max(1) as f64)
+    let n = data.len().max(1) as f64;
+    Ok((correct as f64 / n, steps as f64 / n))
 }
 
 impl From<SubstrateEpochLog> for EpochLog {
@@ -122,6 +127,8 @@ struct SubTrainer<'a, B: Engine> {
     neurons: u64,
     /// This epoch's training steps: (count, Σ energy by part, Σ latency).
     step_cost: (u64, [f64; 5], f64),
+    /// Mean free-phase steps per image of the last evaluation.
+    eval_steps: std::cell::Cell<f64>,
 }
 
 impl<B: Engine> Trainer for SubTrainer<'_, B> {
@@ -182,7 +189,7 @@ impl<B: Engine> Trainer for SubTrainer<'_, B> {
     fn evaluate(&self, epoch: usize) -> Result<f64> {
         let eval_set = capped_test_set(self.test_set, self.cfg.train.max_batches, self.eval_bs);
         let q0 = EVAL_QUERY + (epoch as u64) * (1 << 24);
-        evaluate_substrate(
+        let (acc, steps) = evaluate_substrate(
             self.be,
             &self.tr,
             &eval_set,
@@ -190,10 +197,18 @@ impl<B: Engine> Trainer for SubTrainer<'_, B> {
             self.eval_bs,
             q0,
             &self.cfg.ep.settle,
-        )
+        )?;
+        self.eval_steps.set(steps);
+        Ok(acc)
     }
 
-    fn epoch_log(&self, base: EpochLog, _t: &EpochTotals) -> SubstrateEpochLog {
+    fn epoch_log(&self, mut base: EpochLog, t: &EpochTotals) -> SubstrateEpochLog {
+        if !self.cfg.ep.settle.is_default() {
+            base.steps_per_image = Some(StepsPerImage {
+                train: t.steps_sum as f64 / t.seen.max(1) as f64,
+                test: self.eval_steps.get(),
+            });
+        }
         let (n, parts, lat) = self.step_cost;
         let per = |v: f64| (n > 0).then(|| v / n as f64);
         SubstrateEpochLog {
@@ -350,6 +365,7 @@ pub fn train<B: Engine>(be: &B, cfg: &TrainConfig, opts: &TrainOptions) -> Resul
         preset,
         neurons,
         step_cost: (0, [0.0; 5], 0.0),
+        eval_steps: std::cell::Cell::new(0.0),
     };
     run_epochs(&mut trainer, cfg, &loader, start, opts.stop_after)
 }
