@@ -9,9 +9,10 @@
 //! step; whole states are never downloaded). Finished samples leave the batch (the active set,
 //! with [`Backend::take_rows`]; see `Batch`), so a batch does the work of its samples' own step
 //! counts, not of its slowest sample's: [`Settled::row_steps`] counts it and
-//! [`Settled::sample_steps`] records each sample's step. A sample's result does not depend on
-//! its batch (up to float rounding; tested). Steps keep their numbers within the phase, so a
-//! noisy realization draws its noise per step actually taken.
+//! [`Settled::sample_steps`] records each sample's step. On a deterministic realization a
+//! sample's result does not depend on its batch (up to float rounding; tested). Steps keep their
+//! numbers within the phase, so a noisy realization draws its noise per step actually taken (its
+//! draws are indexed by the row a sample has in the batch then, as they always were).
 //!
 //! **Anderson** (type II, Walker & Ni 2011), per sample: with the residuals f_i = F(s_i) − s_i of
 //! the last m+1 iterates, their differences ΔF and the differences ΔG of the F(s_i),
@@ -353,11 +354,12 @@ pub trait Settler<B: Backend>: Dynamics<B> {
     ) -> Result<Settled<B>> {
         settle.check()?;
         let n = self.net().check_input(be, x)?;
-        if n == 0 && !settle.is_fixed_plain() {
+        if (n == 0 || settle.cap(steps) == 0) && !settle.is_fixed_plain() {
+            // Nothing to settle: the state as it is (as `relax` with 0 steps).
             return Ok(Settled {
                 state: st,
                 steps: 0,
-                sample_steps: vec![],
+                sample_steps: vec![None; n],
                 residual: None,
                 row_steps: 0,
             });
@@ -1095,6 +1097,33 @@ mod tests {
         };
         assert!(bad.check().unwrap_err().to_string().contains("m must"));
         assert!(Settle::plain_tol(-1.0).check().is_err());
+    }
+
+    #[test]
+    fn a_settle_of_zero_steps_returns_the_state() {
+        use crate::spec::{Loss, ModelSpec};
+        let be = sim::Cpu;
+        let spec = ModelSpec {
+            input: [1, 2, 2],
+            conv: vec![],
+            fc: vec![3, 2],
+            act: Act::MyHardSig,
+            softmax: false,
+            loss: Loss::Mse,
+            t1: 4,
+            t2: 2,
+            input_norm: None,
+        };
+        let net = crate::EpNet::init(&be, spec, &sim::Stream::new(1, "init"), None).unwrap();
+        let x = be.full(&[2, 1, 2, 2], 0.5).unwrap();
+        for s in [Settle::plain_tol(1e-3), Settle::anderson(1e-4)] {
+            let r = net.free_phase_with(&be, &x, 0, &s).unwrap();
+            assert_eq!((r.steps, r.row_steps), (0, 0));
+            assert_eq!(r.sample_steps, vec![None, None]);
+            for l in &r.state.layers {
+                assert!(l.iter().all(|&v| v == 0.0), "the zero state");
+            }
+        }
     }
 
     #[test]
