@@ -192,26 +192,16 @@ pub trait Dynamics<B: Backend>: SynapseReads<B> {
             st = self.step_at(be, x, &st, t as u64, None, Some(&input))?;
             check_step(self, be, x, &input, None, &st, t, steps, &mut good)?;
         }
-        let logits = self.logits_at(be, &st, steps as u64)?;
-        let (loss, dlogits) = loss_grad(&logits)?;
-        if be.shape(&dlogits) != be.shape(&logits) {
-            return Err(Error::shape(
-                "bptt",
-                format!(
-                    "loss gradient {:?} does not match logits {:?}",
-                    be.shape(&dlogits),
-                    be.shape(&logits)
-                ),
-            ));
-        }
         let ns = net.spec.n_synapses();
         let mut dw: Vec<Option<B::Tensor>> = vec![None; ns];
         let mut db: Vec<Option<B::Tensor>> = vec![None; ns];
-        let mut g = readout_adjoint(
-            net,
+        let (loss, logits, mut g) = readout_loss(
+            self,
             be,
             &st,
-            dlogits,
+            steps as u64,
+            &mut loss_grad,
+            "bptt",
             want_params.then_some((&mut dw, &mut db)),
         )?;
         let mut dx: Option<B::Tensor> = None;
@@ -256,16 +246,32 @@ pub(crate) type GradSlots<'a, B> = (
     &'a mut Vec<Option<<B as Backend>::Tensor>>,
 );
 
-/// The adjoint of the readout at state `st`: dL/ds per layer (only the last is non-zero) from
-/// dL/dlogits = `dlogits`, and, when asked, the readout synapse's parameter gradients (softmax
-/// models) into `params`.
-pub(crate) fn readout_adjoint<B: Backend>(
-    net: &EpNet<B>,
+/// The loss of the readout at state `st` (read number `t`) and the start of its adjoint: (loss,
+/// logits, dL/ds per layer: only the last is non-zero), with the readout synapse's parameter
+/// gradients (softmax models) into `params` when asked. `what` names the caller in errors.
+#[allow(clippy::type_complexity)]
+pub(crate) fn readout_loss<B: Backend, R: SynapseReads<B> + ?Sized>(
+    r: &R,
     be: &B,
     st: &State<B>,
-    dlogits: B::Tensor,
+    t: u64,
+    loss_grad: &mut impl FnMut(&B::Tensor) -> Result<(f32, B::Tensor)>,
+    what: &'static str,
     params: Option<GradSlots<'_, B>>,
-) -> Result<Vec<Option<B::Tensor>>> {
+) -> Result<(f32, B::Tensor, Vec<Option<B::Tensor>>)> {
+    let net = r.net();
+    let logits = r.logits_at(be, st, t)?;
+    let (loss, dlogits) = loss_grad(&logits)?;
+    if be.shape(&dlogits) != be.shape(&logits) {
+        return Err(Error::shape(
+            what,
+            format!(
+                "loss gradient {:?} does not match logits {:?}",
+                be.shape(&dlogits),
+                be.shape(&logits)
+            ),
+        ));
+    }
     let n = st.layers.len();
     let mut g: Vec<Option<B::Tensor>> = vec![None; n];
     if net.spec.softmax {
@@ -280,7 +286,7 @@ pub(crate) fn readout_adjoint<B: Backend>(
     } else {
         g[n - 1] = Some(dlogits);
     }
-    Ok(g)
+    Ok((loss, logits, g))
 }
 
 /// The [`Bptt`] of accumulated gradients (zeros where nothing was accumulated).

@@ -47,7 +47,7 @@
 use serde::{Deserialize, Serialize};
 use sim::{Act, Backend, Error, Result};
 
-use crate::dynamics::{Bptt, Dynamics, finish_bptt, readout_adjoint, step_adjoint};
+use crate::dynamics::{Bptt, Dynamics, finish_bptt, readout_loss, step_adjoint};
 use crate::model::{State, Target};
 
 /// How a phase settles (serde, e.g. in TOML: `settle = { method = "plain" }`,
@@ -159,25 +159,11 @@ impl Settle {
                 let tol = tol.ok_or_else(|| {
                     Error::param("settle", "anderson needs a tolerance (--tol, e.g. 1e-4)")
                 })?;
-                match Settle::anderson(tol) {
-                    Settle::Anderson {
-                        m,
-                        beta,
-                        reg,
-                        restart,
-                        start,
-                        ..
-                    } => Settle::Anderson {
-                        m,
-                        beta,
-                        tol,
-                        max_steps,
-                        reg,
-                        restart,
-                        start,
-                    },
-                    p => p,
+                let mut s = Settle::anderson(tol);
+                if let Settle::Anderson { max_steps: cap, .. } = &mut s {
+                    *cap = max_steps;
                 }
+                s
             }
             other => {
                 return Err(Error::param(
@@ -489,26 +475,16 @@ pub fn equilibrium_gradient<B: Backend, R: Dynamics<B> + ?Sized>(
     // One step number for every adjoint iteration: the same reads each time (a noisy realization
     // gives the gradient of that one draw).
     let t = cap as u64;
-    let logits = r.logits_at(be, s_star, t)?;
-    let (loss, dlogits) = loss_grad(&logits)?;
-    if be.shape(&dlogits) != be.shape(&logits) {
-        return Err(Error::shape(
-            "equilibrium gradient",
-            format!(
-                "loss gradient {:?} does not match logits {:?}",
-                be.shape(&dlogits),
-                be.shape(&logits)
-            ),
-        ));
-    }
     let ns = net.spec.n_synapses();
     let mut dw: Vec<Option<B::Tensor>> = vec![None; ns];
     let mut db: Vec<Option<B::Tensor>> = vec![None; ns];
-    let mut g = readout_adjoint(
-        net,
+    let (loss, logits, mut g) = readout_loss(
+        r,
         be,
         s_star,
-        dlogits,
+        t,
+        &mut loss_grad,
+        "equilibrium gradient",
         want_params.then_some((&mut dw, &mut db)),
     )?;
     let norm = |g: &[Option<B::Tensor>]| -> Result<f32> {
