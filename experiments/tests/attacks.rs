@@ -1045,6 +1045,7 @@ fn attacks_run_on_an_ep_classifier() {
         t_predict: 20,
         t_attack: 20,
         settle: ep::Settle::default(),
+        image_steps: Default::default(),
     };
     let x = images(6, [1, 6, 6], 0.0, 1.0, 2);
     let y = predict(&clf, &x);

@@ -98,6 +98,7 @@ fn t_attack_and_t_predict_are_honoured() {
         t_predict: 10,
         t_attack: 3,
         settle: ep::Settle::default(),
+        image_steps: Default::default(),
     };
     let at = |t: usize| {
         net.logits(&be, &net.free_phase(&be, &x, t).unwrap())

@@ -523,8 +523,14 @@ fn settle_to_a_tolerance_in_training_and_eval() {
         if named {
             assert_eq!(rec["settle"]["method"], "plain", "{rec}");
             assert_eq!(rec["settle"]["tol"].as_f64().unwrap() as f32, 0.05, "{rec}");
+            // The steps its predictions took, per attacked image.
+            assert!(
+                rec["attack_free_phase_steps"].as_f64().unwrap() > 0.0,
+                "{rec}"
+            );
         } else {
             assert!(rec.get("settle").is_none(), "{rec}");
+            assert!(rec.get("attack_free_phase_steps").is_none(), "{rec}");
         }
     }
 }

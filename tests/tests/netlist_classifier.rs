@@ -27,6 +27,7 @@ fn netlist_classifier_ideal_equals_digital_and_physical_is_stochastic() {
         t_predict: 6,
         t_attack: 6,
         settle: ep::Settle::default(),
+        image_steps: Default::default(),
     };
     let tile = TileSize { rows: 16, cols: 4 };
     let spec = |preset: &str, overrides: &[String]| SubstrateSpec::Netlist {

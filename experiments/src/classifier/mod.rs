@@ -41,6 +41,11 @@ pub trait Classifier: Send + Sync {
     fn cost_counts(&self) -> Option<(&devices::Preset, crate::cost::Counts)> {
         None
     }
+    /// Free-phase steps of the predictions made so far, summed over their images (an EP model:
+    /// with a settle to a tolerance, the steps each image took); None without a free phase.
+    fn free_phase_steps(&self) -> Option<u64> {
+        None
+    }
     /// The cost per inference of the `images` predictions made so far, as record fields
     /// (`energy_j`, `energy_parts_j`, `latency_s`, `vector_reads`, `free_phase_steps`; see the
     /// cost module); None without a cost model ([`Classifier::cost_counts`]).
@@ -56,20 +61,31 @@ pub type CostFields = serde_json::Map<String, serde_json::Value>;
 /// Run `f`, which does `units` units of work on `clf` (it returns them beside its result:
 /// predictions of images, or an attack on images), and give the cost per unit of what `clf`'s
 /// realization counted meanwhile as record fields with `prefix` (see
-/// [`crate::cost::record_fields`]); no fields for a classifier without a cost model.
+/// [`crate::cost::record_fields`]); a classifier without a cost model gives only its free-phase
+/// steps per unit (`free_phase_steps`, from [`Classifier::free_phase_steps`]) when it settles
+/// to a tolerance, else no fields.
 pub fn costed<T>(
     clf: &dyn Classifier,
     prefix: &str,
     f: impl FnOnce() -> Result<(T, u64)>,
 ) -> Result<(T, CostFields)> {
     let before = clf.cost_counts().map(|(_, k)| k);
+    let steps_before = clf.free_phase_steps();
     let (out, units) = f()?;
     let fields = match (before, clf.cost_counts()) {
         (Some(b), Some((preset, k))) if units > 0 => {
             let c = crate::cost::cost_of(preset, &k.since(&b), units)?;
             crate::cost::record_fields(&c, prefix)
         }
-        _ => CostFields::new(),
+        _ => match (steps_before, clf.free_phase_steps()) {
+            (Some(b), Some(a)) if units > 0 => {
+                let mut f = CostFields::new();
+                let per = (a - b) as f64 / units as f64;
+                f.insert(format!("{prefix}free_phase_steps"), per.into());
+                f
+            }
+            _ => CostFields::new(),
+        },
     };
     Ok((out, fields))
 }
@@ -128,6 +144,9 @@ impl<C: Classifier + ?Sized> Classifier for Counted<'_, C> {
     }
     fn cost_counts(&self) -> Option<(&devices::Preset, crate::cost::Counts)> {
         self.inner.cost_counts()
+    }
+    fn free_phase_steps(&self) -> Option<u64> {
+        self.inner.free_phase_steps()
     }
 }
 
@@ -224,6 +243,9 @@ pub struct EpClassifier<B: Engine> {
     pub t_attack: usize,
     /// How predictions settle (`t_predict`: the plain steps, or the cap).
     pub settle: ep::Settle,
+    /// Free-phase steps of the predictions so far, summed over their images (reported only with
+    /// a settle to a tolerance, where they vary).
+    pub image_steps: AtomicU64,
 }
 
 impl<B: Engine> EpClassifier<B> {
@@ -236,6 +258,7 @@ impl<B: Engine> EpClassifier<B> {
             t_predict,
             t_attack,
             settle: ep::Settle::default(),
+            image_steps: AtomicU64::new(0),
         }
     }
 
@@ -269,7 +292,14 @@ impl<B: Engine> Classifier for EpClassifier<B> {
         let be = &self.be;
         let xn = be.upload_owned(self.norm.forward(x)?)?;
         let st = ep::Settler::free_phase_with(&self.net, be, &xn, self.t_predict, &self.settle)?;
+        self.image_steps.fetch_add(
+            st.per_sample_steps().sum::<usize>() as u64,
+            Ordering::Relaxed,
+        );
         Ok(be.download(&self.net.logits(be, &st.state)?)?)
+    }
+    fn free_phase_steps(&self) -> Option<u64> {
+        (!self.settle.is_default()).then(|| self.image_steps.load(Ordering::Relaxed))
     }
     fn loss_grad(&self, x: &Tensor, loss: LossFn<'_>) -> Result<(Tensor, Tensor)> {
         let be = &self.be;

@@ -325,6 +325,9 @@ impl<B: Engine> Classifier for NetlistClassifier<B> {
     fn cost_counts(&self) -> Option<(&Preset, Counts)> {
         self.counts()
     }
+    fn free_phase_steps(&self) -> Option<u64> {
+        (!self.settle.is_default()).then(|| self.image_steps.load(Ordering::Relaxed))
+    }
 }
 
 /// A backprop baseline (BP-CNN, AdvCNN) realized on the device preset of `substrate` from `seed`,
