@@ -276,6 +276,16 @@ fn bad_baseline_configs_are_clear_errors() {
         tail.replace("lrs = [0.05]", "lrs = [0.05, 0.1]")
     ));
     assert!(e.contains("exactly one learning rate"), "{e}");
+    // `train --tol` applies to EP configs only.
+    let cfg = dir.path().join("bp.toml");
+    std::fs::write(&cfg, format!("{}{CNN}{tail}", head("bp_cnn"))).unwrap();
+    let (code, msg) =
+        epsim_tests::epsim_failure(&["train", "--config", epsim_tests::s(&cfg), "--tol", "1e-3"]);
+    assert_ne!(code, 0);
+    assert!(
+        msg.contains("bp.toml") && msg.contains("EP configs"),
+        "{msg}"
+    );
 }
 
 #[test]

@@ -464,6 +464,32 @@ fn settle_to_a_tolerance_in_training_and_eval() {
     assert!(train > 0.0 && train < 12.0, "{line}");
     assert!(test > 0.0 && test < 6.0, "{line}");
     let ckpt = run.join("checkpoint.safetensors");
+    // `train --tol` on the plain config is the same run as the config's settle.
+    let plain = d.join("plain.toml");
+    std::fs::write(
+        &plain,
+        tiny_config(&d.join("train.bin"), &d.join("test.bin"), 1),
+    )
+    .unwrap();
+    let run2 = d.join("run2");
+    let args = [
+        "train",
+        "--config",
+        s(&plain),
+        "--out",
+        s(&run2),
+        "--tol",
+        "0.05",
+    ];
+    assert_eq!(epsim(&args), ExitCode::SUCCESS);
+    let weights = |p: &Path| {
+        let f = ep::checkpoint::TensorFile::from_bytes(&std::fs::read(p).unwrap()).unwrap();
+        f.tensors
+    };
+    assert_eq!(
+        weights(&ckpt),
+        weights(&run2.join("checkpoint.safetensors"))
+    );
     let data = format!("cifar10:{}:test", d.join("test.bin").display());
     let eval = |extra: &[&str]| {
         let mut a = vec!["eval", "--model", s(&ckpt), "--data", &data];

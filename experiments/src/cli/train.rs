@@ -34,6 +34,10 @@ pub struct TrainArgs {
     /// prove that a big config runs.
     #[arg(long)]
     pub max_batches: Option<usize>,
+    /// Override [ep] settle (EP configs; given only when --tol or --settle is): how the free and
+    /// nudged phases and the per-epoch evaluation settle.
+    #[command(flatten)]
+    pub settle: super::args::SettleFlags,
 }
 
 /// Arguments of `epsim smoke`.
@@ -48,7 +52,17 @@ pub struct SmokeArgs {
 pub fn train(a: &TrainArgs, seed: Option<u64>, device: Option<Device>) -> Result<()> {
     let text = std::fs::read_to_string(&a.config)
         .with_context(|| format!("reading config {}", a.config.display()))?;
-    let any = AnyConfig::from_toml(&text, &a.config.display().to_string())?;
+    let mut any = AnyConfig::from_toml(&text, &a.config.display().to_string())?;
+    if a.settle.tol.is_some() || a.settle.settle != "plain" {
+        let settle = a.settle.settle()?;
+        match &mut any {
+            AnyConfig::Ep(c) => c.ep.settle = settle,
+            _ => anyhow::bail!(
+                "{}: --settle/--tol apply to EP configs (a baseline has no free phase)",
+                a.config.display()
+            ),
+        }
+    }
     let opts = TrainOptions {
         out_dir: a.out.clone(),
         resume: a.resume,
