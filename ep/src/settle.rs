@@ -176,6 +176,25 @@ impl Settle {
         Ok(s)
     }
 
+    /// The CLI's words for this settle, (flag without `--`, value), that [`Settle::from_flags`]
+    /// reads back: none for the default; Anderson with its default parameters, as the flags make
+    /// it. What a task of the index contract is given.
+    pub fn flags(&self) -> Vec<(&'static str, String)> {
+        let (method, tol, max_steps) = match *self {
+            Settle::Plain { tol: None, .. } => return vec![],
+            Settle::Plain {
+                tol: Some(t),
+                max_steps,
+            } => ("plain", t, max_steps),
+            Settle::Anderson { tol, max_steps, .. } => ("anderson", tol, max_steps),
+        };
+        let mut v = vec![("settle", method.to_string()), ("tol", tol.to_string())];
+        if let Some(m) = max_steps {
+            v.push(("max-steps", m.to_string()));
+        }
+        v
+    }
+
     /// The step cap of a settle given the caller's `steps`.
     pub fn cap(&self, steps: usize) -> usize {
         match *self {
@@ -1073,6 +1092,26 @@ mod tests {
         };
         assert!(bad.check().unwrap_err().to_string().contains("m must"));
         assert!(Settle::plain_tol(-1.0).check().is_err());
+    }
+
+    #[test]
+    fn flags_read_back_as_the_settle() {
+        let word =
+            |s: &Settle, k: &str| s.flags().into_iter().find(|(f, _)| *f == k).map(|(_, v)| v);
+        for s in [
+            Settle::plain_tol(1e-3),
+            Settle::Plain {
+                tol: Some(0.05),
+                max_steps: Some(40),
+            },
+            Settle::anderson(1e-5),
+        ] {
+            let method = word(&s, "settle").unwrap();
+            let tol = word(&s, "tol").map(|v| v.parse().unwrap());
+            let max = word(&s, "max-steps").map(|v| v.parse().unwrap());
+            assert_eq!(Settle::from_flags(&method, tol, max).unwrap(), s);
+        }
+        assert!(Settle::default().flags().is_empty());
     }
 
     #[test]

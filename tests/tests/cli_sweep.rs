@@ -510,6 +510,35 @@ fn a_sweep_as_cells_equals_the_local_run() {
     .unwrap();
     let e = fail(&arr, &["--run-cell", "--index", "0"]);
     assert!(e.contains("changed after planning"), "{e}");
+
+    // A settle to a tolerance is part of the sweep: its records and sweep.md name it, and a task
+    // given other settle flags than the plan's is refused.
+    std::fs::write(
+        &suite,
+        std::fs::read_to_string(&suite)
+            .unwrap()
+            .replace("steps = 3", "steps = 2"),
+    )
+    .unwrap();
+    let tol = d.join("tol");
+    assert_eq!(run(&tol, &["--tol", "0.05"]), ExitCode::SUCCESS);
+    let recs = records_untimed(&tol.join("results.jsonl"));
+    assert_eq!(recs.len(), 5 * 3);
+    for r in &recs {
+        assert_eq!(r["settle"]["tol"].as_f64().unwrap() as f32, 0.05, "{r}");
+    }
+    assert!(md(&tol).contains("settle plain, tol 5e-2"), "{}", md(&tol));
+    let planned = d.join("planned");
+    assert_eq!(
+        run(&planned, &["--tol", "0.05", "--plan"]),
+        ExitCode::SUCCESS
+    );
+    let e = fail(&planned, &["--run-cell", "--index", "0"]);
+    assert!(e.contains("was planned from another version"), "{e}");
+    assert_eq!(
+        run(&planned, &["--tol", "0.05", "--run-cell", "--index", "0"]),
+        ExitCode::SUCCESS
+    );
 }
 
 /// A backprop baseline swept: the shipped quick-start BP-CNN realized on PCM as its feed-forward

@@ -47,6 +47,10 @@ pub struct SweepArgs {
     /// Free-phase steps for predictions and gradients (default: the model's T1).
     #[arg(long, value_name = "T")]
     pub t_predict: Option<usize>,
+    /// How an EP model's predictions settle (T_predict is then the cap; gradients keep plain
+    /// T_predict steps).
+    #[command(flatten)]
+    pub settle: super::args::SettleFlags,
     /// Batch size.
     #[arg(long, default_value_t = 100)]
     pub batch_size: usize,
@@ -86,6 +90,7 @@ pub fn sweep(
             out_dir: a.out.dir_or("sweep"),
             resume: a.resume,
             t_predict: a.t_predict,
+            settle: a.settle.settle()?,
             subset: a.data.subset,
             batch_size: a.batch_size,
             tile: a.hw.tile_size()?,

@@ -66,6 +66,8 @@ pub struct Sweep {
     pub resume: bool,
     /// Free-phase steps for predictions and gradients (default: the model's T1).
     pub t_predict: Option<usize>,
+    /// How an EP model's predictions settle (default plain T_predict steps; then the cap).
+    pub settle: ep::Settle,
     /// Use only the first N images (class-balanced).
     pub subset: Option<usize>,
     /// Batch size.
@@ -97,7 +99,7 @@ impl Ctx<'_> {
             data: self.a.data.clone(),
             n: self.d.len(),
             commit: self.commit.clone(),
-            settle: ep::Settle::default(),
+            settle: self.a.settle,
         }
     }
 }
@@ -286,8 +288,8 @@ impl<B: Engine> Prepared<B> {
         }
         let (net, input, t1) = if is_baseline_file(&a.model)? {
             ensure!(
-                a.t_predict.is_none(),
-                "--t-predict applies to EP models only ({} is a backprop baseline)",
+                a.t_predict.is_none() && a.settle.is_default(),
+                "--t-predict/--settle/--tol apply to EP models only ({} is a backprop baseline)",
                 a.model.display()
             );
             let m = load_baseline(&a.model)?;
@@ -352,7 +354,7 @@ impl<B: Engine> Prepared<B> {
                         &SubstrateSpec::Digital,
                         c.seed,
                         Some(self.t_predict),
-                        &ep::Settle::default(),
+                        &a.settle,
                     )?,
                     Swept::Baseline(m, ..) => {
                         Box::new(BaselineClassifier::new(be, std::borrow::Cow::Borrowed(m)))
@@ -388,6 +390,7 @@ impl<B: Engine> Prepared<B> {
                 let clf = match &self.net {
                     Swept::Ep(_) => {
                         NetlistClassifier::new(be, l, *sseed, &label, Some(self.t_predict))
+                            .map(|c| c.with_settle(a.settle))
                     }
                     Swept::Baseline(m, _, layout) => NetlistClassifier::feed_forward(
                         be,
@@ -663,6 +666,9 @@ impl Grid for SweepGrid {
         if let Some(t) = a.t_predict {
             opt("t-predict", t.to_string());
         }
+        for (k, val) in a.settle.flags() {
+            opt(k, val);
+        }
         opt("batch-size", a.batch_size.to_string());
         for s in &a.set {
             opt("set", s.clone());
@@ -759,7 +765,7 @@ fn write_outputs(
     };
     let mut md = format!(
         "# Sweep of `{}` on `{}`\n\nmodel `{}`, data `{}` ({} images), base overrides `{}`, seed {}, \
-         {} substrate seed(s) per level ({}..={}), T_predict {}, commit {}\n\n\
+         {} substrate seed(s) per level ({}..={}), {}, commit {}\n\n\
          Accuracy: digital (one run) and mean ± sample standard deviation over the substrate \
          seeds per level; attacks give robust accuracy.\n\n| item | digital |",
         param.key,
@@ -776,7 +782,11 @@ fn write_outputs(
         a.substrate_seeds,
         c.seed,
         c.seed.wrapping_add(a.substrate_seeds as u64 - 1),
-        c.t_predict,
+        if a.settle.is_default() {
+            format!("T_predict {}", c.t_predict)
+        } else {
+            format!("settle {}", a.settle.describe(c.t_predict))
+        },
         c.commit
     );
     for l in &param.levels {
