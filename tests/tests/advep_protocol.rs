@@ -114,3 +114,90 @@ fn t_attack_and_t_predict_are_honoured() {
         "the test needs dynamics that have not settled by step 3"
     );
 }
+
+/// Predictions settled to a tolerance (standard protocol, T_attack = T_predict): each image's
+/// input gradient is BPTT through the steps its own prediction took, image by image equal to that
+/// image alone differentiated through its step count; the images stop at different steps, and
+/// the gradient differs from BPTT through the cap.
+#[test]
+fn a_settled_prediction_is_differentiated_through_its_own_steps() {
+    use ep::{Dynamics, Settler};
+    use experiments::classifier::{EpClassifier, Normalize};
+    let be = sim::Cpu;
+    let spec = ep::ModelSpec {
+        input: [1, 4, 4],
+        conv: vec![],
+        fc: vec![8, 3],
+        act: sim::Act::MySigmoid,
+        softmax: false,
+        loss: ep::Loss::Mse,
+        t1: 30,
+        t2: 3,
+        input_norm: None,
+    };
+    let net = ep::EpNet::init(&be, spec, &sim::Stream::new(1, "init"), Some(3.0)).unwrap();
+    let n = 6;
+    let mut x = sim::gradcheck::test_tensor(&[n, 1, 4, 4], 2, 1.0).mapv(|v| v.abs().min(1.0));
+    for (i, mut row) in x.outer_iter_mut().enumerate() {
+        row.mapv_inplace(|v| v * [0.05f32, 1.0, 0.3, 0.7, 0.1, 0.5][i]);
+    }
+    let settle = ep::Settle::plain_tol(1e-3);
+    let clf = EpClassifier {
+        be,
+        net: net.clone(),
+        norm: Normalize {
+            mean: vec![0.0],
+            std: vec![1.0],
+        },
+        t_predict: 30,
+        t_attack: 30,
+        settle,
+        image_steps: Default::default(),
+    };
+    // A loss linear in the logits: d loss / d logits = w per row.
+    let w = sim::gradcheck::test_tensor(&[n, 3], 5, 1.0);
+    let wl = w.clone();
+    let lin = move |z: &Tensor| -> anyhow::Result<(Vec<f32>, Tensor)> {
+        Ok((vec![0.0; z.shape()[0]], wl.clone()))
+    };
+    let (_, dx) = clf.loss_grad(&x, &lin).unwrap();
+    let mut steps = vec![];
+    for i in 0..n {
+        let xi = x.select(ndarray::Axis(0), &[i]);
+        let k = net
+            .free_phase_with(&be, &xi, 30, &settle)
+            .unwrap()
+            .per_sample_steps()
+            .next()
+            .unwrap();
+        steps.push(k);
+        let wi = w.select(ndarray::Axis(0), &[i]);
+        let b = net
+            .free_phase_bptt(&be, &xi, k, 0, false, |_| Ok((0.0, wi.clone())))
+            .unwrap();
+        let got = dx.select(ndarray::Axis(0), &[i]);
+        let d = got
+            .iter()
+            .zip(b.dx.iter())
+            .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+        assert!(
+            d <= 1e-5,
+            "image {i} (stops at {k}): {d:e} from its own BPTT"
+        );
+    }
+    let mut distinct = steps.clone();
+    distinct.sort();
+    distinct.dedup();
+    assert!(
+        distinct.len() >= 2,
+        "one stop step for all images: {steps:?}"
+    );
+    let cap = net
+        .free_phase_bptt(&be, &x, 30, 0, false, |_| Ok((0.0, w.clone())))
+        .unwrap();
+    let d = dx
+        .iter()
+        .zip(cap.dx.iter())
+        .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+    assert!(d > 1e-4, "the gradient equals BPTT through the cap ({d:e})");
+}

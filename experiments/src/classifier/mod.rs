@@ -227,6 +227,38 @@ pub(crate) fn with_host_loss<B: Engine, T>(
     Ok(r?)
 }
 
+/// Input gradients of predictions settled to a tolerance, each image's through the steps its own
+/// prediction took (the honest gradient of what is evaluated): `logits` (host) and `steps` are
+/// the settled batch's; `loss` gives d loss/d logits; the images that stopped at step k are
+/// differentiated together, `bptt(their rows of xn, k, their rows of d loss/d logits)` giving
+/// their d loss/d xn. Returns d(Σ loss)/d xn on the host, rows in batch order.
+pub(crate) fn per_image_steps_grad<B: Engine>(
+    be: &B,
+    xn: &B::Tensor,
+    logits: &Tensor,
+    steps: &[usize],
+    loss: LossFn<'_>,
+    mut bptt: impl FnMut(&B::Tensor, usize, B::Tensor) -> sim::Result<B::Tensor>,
+) -> Result<Tensor> {
+    use ndarray::Axis;
+    let (_, dlogits) = loss(logits)?;
+    let mut groups: std::collections::BTreeMap<usize, Vec<usize>> = Default::default();
+    for (i, &k) in steps.iter().enumerate() {
+        groups.entry(k).or_default().push(i);
+    }
+    let mut dx = Tensor::zeros(be.shape(xn));
+    for (k, rows) in groups {
+        let xg = be.take_rows(xn, &rows)?;
+        let dg = be.upload_owned(dlogits.select(Axis(0), &rows))?;
+        let g = be.download(&bptt(&xg, k, dg)?)?;
+        for (j, &i) in rows.iter().enumerate() {
+            dx.index_axis_mut(Axis(0), i)
+                .assign(&g.index_axis(Axis(0), j));
+        }
+    }
+    Ok(dx)
+}
+
 /// An EP network as a classifier: predictions from a free phase of `t_predict` steps; input
 /// gradients by exact BPTT through a free phase of `t_attack` steps from the zero state (equal to
 /// `t_predict` for an honest evaluation; the AdvEP protocol uses fewer).
@@ -262,7 +294,7 @@ impl<B: Engine> EpClassifier<B> {
         }
     }
 
-    /// Settle predictions with `settle` (gradients keep plain iteration of `t_attack` steps).
+    /// Settle predictions with `settle` (gradients: see [`Classifier::loss_grad`] of this type).
     pub fn with_settle(mut self, settle: ep::Settle) -> Self {
         self.settle = settle;
         self
@@ -301,9 +333,25 @@ impl<B: Engine> Classifier for EpClassifier<B> {
     fn free_phase_steps(&self) -> Option<u64> {
         (!self.settle.is_default()).then(|| self.image_steps.load(Ordering::Relaxed))
     }
+    /// Gradients through `t_attack` plain steps; for predictions settled to a tolerance with
+    /// `t_attack` = `t_predict` (the standard protocol), each image's through the steps its
+    /// prediction took ([`per_image_steps_grad`]).
     fn loss_grad(&self, x: &Tensor, loss: LossFn<'_>) -> Result<(Tensor, Tensor)> {
         let be = &self.be;
         let xn = be.upload_owned(self.norm.forward(x)?)?;
+        if !self.settle.is_fixed_plain() && self.t_attack == self.t_predict {
+            let st =
+                ep::Settler::free_phase_with(&self.net, be, &xn, self.t_predict, &self.settle)?;
+            let logits = be.download(&self.net.logits(be, &st.state)?)?;
+            let steps: Vec<usize> = st.per_sample_steps().collect();
+            let dx = per_image_steps_grad(be, &xn, &logits, &steps, loss, |xg, k, dg| {
+                let b = self
+                    .net
+                    .free_phase_bptt(be, xg, k, 0, false, |_| Ok((0.0, dg.clone())))?;
+                Ok(b.dx)
+            })?;
+            return Ok((logits, self.norm.backward(&dx)));
+        }
         let b = with_host_loss(be, loss, |lg| {
             self.net
                 .free_phase_bptt(be, &xn, self.t_attack, 0, false, lg)

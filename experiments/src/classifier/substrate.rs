@@ -17,7 +17,7 @@ use sim::Tensor;
 use sim::netlist::{Loaded, Netlist, Origin, TileSize};
 
 use super::load::HostModel;
-use super::{Classifier, EpClassifier, LossFn, Normalize, with_host_loss};
+use super::{Classifier, EpClassifier, LossFn, Normalize, per_image_steps_grad, with_host_loss};
 use crate::cost::{Cost, Counts, cost_of};
 use crate::device::Engine;
 
@@ -310,6 +310,18 @@ impl<B: Engine> Classifier for NetlistClassifier<B> {
             })?;
             let dx = be.download(&dx)?;
             return Ok((be.download(&logits)?, self.norm.backward(&dx)));
+        }
+        if !self.settle.is_fixed_plain() && self.t_attack == self.t_predict {
+            // Settled to a tolerance: each image's gradient through the steps it took.
+            let reads = self.real.query(q);
+            let st = reads.free_phase_with(be, &xn, self.t_predict, &self.settle)?;
+            let logits = be.download(&self.real.logits(be, &st.state, q, st.steps as u64)?)?;
+            let steps: Vec<usize> = st.per_sample_steps().collect();
+            let dx = per_image_steps_grad(be, &xn, &logits, &steps, loss, |xg, k, dg| {
+                let b = reads.free_phase_bptt(be, xg, k, 0, false, |_| Ok((0.0, dg.clone())))?;
+                Ok(b.dx)
+            })?;
+            return Ok((logits, self.norm.backward(&dx)));
         }
         let r = with_host_loss(be, loss, |lg| {
             self.real

@@ -109,8 +109,8 @@ pub struct DeviceArgs {
 #[derive(Debug, Clone, Default, Args)]
 pub struct SettleFlags {
     /// Settling method: `plain` (fixed steps, or to --tol) or `anderson` (Anderson acceleration
-    /// of the fixed-point iteration, needs --tol). Gradients (attacks) always go through plain
-    /// fixed steps (T_attack).
+    /// of the fixed-point iteration, needs --tol). An attack's gradient goes through the steps
+    /// each image's prediction took (a --t-attack other than T_predict: plain T_attack steps).
     #[arg(long, value_name = "plain|anderson", default_value = "plain")]
     pub settle: String,
     /// Stop each image at the first step that changes none of its neurons by --tol or more (max

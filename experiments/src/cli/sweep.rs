@@ -47,8 +47,8 @@ pub struct SweepArgs {
     /// Free-phase steps for predictions and gradients (default: the model's T1).
     #[arg(long, value_name = "T")]
     pub t_predict: Option<usize>,
-    /// How an EP model's predictions settle (T_predict is then the cap; gradients keep plain
-    /// T_predict steps).
+    /// How an EP model's predictions settle (T_predict is then the cap; an attack's gradient goes
+    /// through each image's own steps).
     #[command(flatten)]
     pub settle: super::args::SettleFlags,
     /// Batch size.

@@ -167,7 +167,7 @@ pub struct ModelEntry {
     pub t_attack: Option<usize>,
     /// How an EP model's predictions settle (`ep::Settle`; default plain iteration of
     /// T_predict steps), e.g. `settle = { method = "plain", tol = 1e-3 }`: T_predict is then the
-    /// cap. Gradients keep plain iteration.
+    /// cap. Gradients go through each image's own steps (T_attack, when given: plain steps).
     #[serde(default, skip_serializing_if = "ep::Settle::is_default")]
     pub settle: ep::Settle,
 }
