@@ -71,10 +71,17 @@ fn advep_pgd_follows_the_hand_computed_trace() {
     assert!(r.x_adv[[0, 0, 0, 0]] <= 1.0, "{:?}", r.x_adv);
 }
 
-#[test]
-fn t_attack_and_t_predict_are_honoured() {
+/// A 16-8-3 EP-MLP (seed 1, weights ×3, so that its dynamics take a while to settle) and the
+/// classifier of it with these steps and settle (pixels fed as they are).
+fn mlp_classifier(
+    t_predict: usize,
+    t_attack: usize,
+    settle: ep::Settle,
+) -> (
+    ep::EpNet<sim::Cpu>,
+    experiments::classifier::EpClassifier<sim::Cpu>,
+) {
     use experiments::classifier::{EpClassifier, Normalize};
-    let be = sim::Cpu;
     let spec = ep::ModelSpec {
         input: [1, 4, 4],
         conv: vec![],
@@ -82,24 +89,31 @@ fn t_attack_and_t_predict_are_honoured() {
         act: sim::Act::MySigmoid,
         softmax: false,
         loss: ep::Loss::Mse,
-        t1: 10,
+        t1: t_predict,
         t2: 3,
         input_norm: None,
     };
-    let net = ep::EpNet::init(&be, spec, &sim::Stream::new(1, "init"), Some(3.0)).unwrap();
-    let x = sim::gradcheck::test_tensor(&[2, 1, 4, 4], 2, 1.0).mapv(|v| v.abs().min(1.0));
+    let net = ep::EpNet::init(&sim::Cpu, spec, &sim::Stream::new(1, "init"), Some(3.0)).unwrap();
     let clf = EpClassifier {
-        be,
+        be: sim::Cpu,
         net: net.clone(),
         norm: Normalize {
             mean: vec![0.0],
             std: vec![1.0],
         },
-        t_predict: 10,
-        t_attack: 3,
-        settle: ep::Settle::default(),
+        t_predict,
+        t_attack,
+        settle,
         image_steps: Default::default(),
     };
+    (net, clf)
+}
+
+#[test]
+fn t_attack_and_t_predict_are_honoured() {
+    let be = sim::Cpu;
+    let (net, clf) = mlp_classifier(10, 3, ep::Settle::default());
+    let x = sim::gradcheck::test_tensor(&[2, 1, 4, 4], 2, 1.0).mapv(|v| v.abs().min(1.0));
     let at = |t: usize| {
         net.logits(&be, &net.free_phase(&be, &x, t).unwrap())
             .unwrap()
@@ -122,38 +136,14 @@ fn t_attack_and_t_predict_are_honoured() {
 #[test]
 fn a_settled_prediction_is_differentiated_through_its_own_steps() {
     use ep::{Dynamics, Settler};
-    use experiments::classifier::{EpClassifier, Normalize};
     let be = sim::Cpu;
-    let spec = ep::ModelSpec {
-        input: [1, 4, 4],
-        conv: vec![],
-        fc: vec![8, 3],
-        act: sim::Act::MySigmoid,
-        softmax: false,
-        loss: ep::Loss::Mse,
-        t1: 30,
-        t2: 3,
-        input_norm: None,
-    };
-    let net = ep::EpNet::init(&be, spec, &sim::Stream::new(1, "init"), Some(3.0)).unwrap();
+    let settle = ep::Settle::plain_tol(1e-3);
+    let (net, clf) = mlp_classifier(30, 30, settle);
     let n = 6;
     let mut x = sim::gradcheck::test_tensor(&[n, 1, 4, 4], 2, 1.0).mapv(|v| v.abs().min(1.0));
     for (i, mut row) in x.outer_iter_mut().enumerate() {
         row.mapv_inplace(|v| v * [0.05f32, 1.0, 0.3, 0.7, 0.1, 0.5][i]);
     }
-    let settle = ep::Settle::plain_tol(1e-3);
-    let clf = EpClassifier {
-        be,
-        net: net.clone(),
-        norm: Normalize {
-            mean: vec![0.0],
-            std: vec![1.0],
-        },
-        t_predict: 30,
-        t_attack: 30,
-        settle,
-        image_steps: Default::default(),
-    };
     // A loss linear in the logits: d loss / d logits = w per row.
     let w = sim::gradcheck::test_tensor(&[n, 3], 5, 1.0);
     let wl = w.clone();
