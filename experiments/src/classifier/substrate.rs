@@ -118,6 +118,9 @@ pub struct NetlistClassifier<B: Engine> {
     image_steps: AtomicU64,
     /// Images through `loss_grad` (free phases with BPTT recomputation).
     grad_images: AtomicU64,
+    /// Free-phase steps of those gradients, summed over the images (each image's own steps
+    /// under a settle to a tolerance, else `t_attack`).
+    grad_steps: AtomicU64,
     /// A feed-forward realization (a backprop baseline): its digital layout and its kind
     /// (`bp_cnn`, `adv_cnn`); None for an EP network.
     ff: Option<(Layout, &'static str)>,
@@ -148,6 +151,7 @@ impl<B: Engine> NetlistClassifier<B> {
             images: AtomicU64::new(0),
             image_steps: AtomicU64::new(0),
             grad_images: AtomicU64::new(0),
+            grad_steps: AtomicU64::new(0),
             ff: None,
         })
     }
@@ -193,11 +197,11 @@ impl<B: Engine> NetlistClassifier<B> {
     }
 
     /// The preset and the counts so far (see [`Classifier::cost_counts`]): the free phases of
-    /// predictions (the steps each image took) and of gradients (`t_attack` steps).
+    /// predictions and of gradients (the steps each image took).
     fn counts(&self) -> Option<(&Preset, Counts)> {
         let (preset, neurons) = self.cost_basis.as_ref()?;
-        let steps = self.image_steps.load(Ordering::Relaxed)
-            + self.grad_images.load(Ordering::Relaxed) * self.t_attack as u64;
+        let steps =
+            self.image_steps.load(Ordering::Relaxed) + self.grad_steps.load(Ordering::Relaxed);
         Some((
             preset,
             Counts::new(
@@ -304,7 +308,9 @@ impl<B: Engine> Classifier for NetlistClassifier<B> {
         self.grad_images
             .fetch_add(x.shape()[0] as u64, Ordering::Relaxed);
         let xn = be.upload_owned(self.norm.forward(x)?)?;
+        let n = x.shape()[0] as u64;
         if let Some((ff, _)) = &self.ff {
+            self.grad_steps.fetch_add(n, Ordering::Relaxed);
             let (logits, dx) = with_host_loss(be, loss, |lg| {
                 ff.input_grad(&self.real, be, &xn, q, |l| Ok(lg(l)?.1))
             })?;
@@ -317,12 +323,16 @@ impl<B: Engine> Classifier for NetlistClassifier<B> {
             let st = reads.free_phase_with(be, &xn, self.t_predict, &self.settle)?;
             let logits = be.download(&self.real.logits(be, &st.state, q, st.steps as u64)?)?;
             let steps: Vec<usize> = st.per_sample_steps().collect();
+            self.grad_steps
+                .fetch_add(steps.iter().sum::<usize>() as u64, Ordering::Relaxed);
             let dx = per_image_steps_grad(be, &xn, &logits, &steps, loss, |xg, k, dg| {
                 let b = reads.free_phase_bptt(be, xg, k, 0, false, |_| Ok((0.0, dg.clone())))?;
                 Ok(b.dx)
             })?;
             return Ok((logits, self.norm.backward(&dx)));
         }
+        self.grad_steps
+            .fetch_add(n * self.t_attack as u64, Ordering::Relaxed);
         let r = with_host_loss(be, loss, |lg| {
             self.real
                 .query(q)
