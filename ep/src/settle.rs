@@ -62,7 +62,8 @@ pub enum Settle {
         /// Max-abs change per sample below which the batch stops.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         tol: Option<f32>,
-        /// Cap on the steps (else the caller's step count).
+        /// Cap on the steps with `tol` (else the caller's step count); refused without `tol`
+        /// (plain iteration takes the caller's steps: T1, `--steps`, T_predict).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         max_steps: Option<usize>,
     },
@@ -140,12 +141,8 @@ impl Settle {
         }
     }
 
-    /// Whether this is plain iteration of a fixed number of steps (the one BPTT supports).
-    pub fn is_fixed_plain(&self) -> bool {
-        matches!(self, Settle::Plain { tol: None, .. })
-    }
-
-    /// Whether this is the default (plain iteration of the caller's steps).
+    /// Whether this is the default: plain iteration of the caller's steps (a checked settle
+    /// without a tolerance is this one).
     pub fn is_default(&self) -> bool {
         *self == Settle::default()
     }
@@ -225,6 +222,14 @@ impl Settle {
             Settle::Plain { tol: Some(t), .. } if !(t > 0.0 && t.is_finite()) => {
                 bad(format!("tol must be a positive number, got {t}"))
             }
+            Settle::Plain {
+                tol: None,
+                max_steps: Some(_),
+            } => bad(
+                "max_steps caps a settle with a tolerance; plain iteration takes the model's \
+                 steps (set T1, --steps or t_predict instead)"
+                    .into(),
+            ),
             Settle::Plain {
                 max_steps: Some(0), ..
             }
@@ -359,7 +364,7 @@ pub trait Settler<B: Backend>: Dynamics<B> {
     ) -> Result<Settled<B>> {
         settle.check()?;
         let n = self.net().check_input(be, x)?;
-        if (n == 0 || settle.cap(steps) == 0) && !settle.is_fixed_plain() {
+        if (n == 0 || settle.cap(steps) == 0) && !settle.is_default() {
             // Nothing to settle: the state as it is (as `relax` with 0 steps).
             return Ok(Settled {
                 state: st,
@@ -370,11 +375,7 @@ pub trait Settler<B: Backend>: Dynamics<B> {
             });
         }
         match *settle {
-            Settle::Plain {
-                tol: None,
-                max_steps,
-            } => {
-                let steps = max_steps.unwrap_or(steps);
+            Settle::Plain { tol: None, .. } => {
                 let state = self.relax(be, x, st, steps, nudge)?;
                 Ok(Settled {
                     state,
@@ -449,17 +450,9 @@ pub fn free_phase_bptt_with<B: Backend, R: Dynamics<B> + ?Sized>(
     loss_grad: impl FnMut(&B::Tensor) -> Result<(f32, B::Tensor)>,
 ) -> Result<Bptt<B>> {
     match *settle {
-        Settle::Plain {
-            tol: None,
-            max_steps,
-        } => r.free_phase_bptt(
-            be,
-            x,
-            max_steps.unwrap_or(steps),
-            checkpoint_every,
-            want_params,
-            loss_grad,
-        ),
+        Settle::Plain { tol: None, .. } => {
+            r.free_phase_bptt(be, x, steps, checkpoint_every, want_params, loss_grad)
+        }
         Settle::Plain { tol: Some(tol), .. } | Settle::Anderson { tol, .. } => {
             let s = r.free_phase_with(be, x, steps, settle)?;
             let cap = settle.cap(steps);
@@ -1092,6 +1085,12 @@ mod tests {
         };
         assert!(bad.check().unwrap_err().to_string().contains("m must"));
         assert!(Settle::plain_tol(-1.0).check().is_err());
+        let capped_plain = Settle::Plain {
+            tol: None,
+            max_steps: Some(5),
+        };
+        let e = capped_plain.check().unwrap_err().to_string();
+        assert!(e.contains("caps a settle with a tolerance"), "{e}");
     }
 
     #[test]

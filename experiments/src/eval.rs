@@ -44,7 +44,7 @@ pub fn evaluate<B: Backend>(
     per_step: bool,
 ) -> Result<Evaluated> {
     anyhow::ensure!(
-        !per_step || settle.is_fixed_plain(),
+        !per_step || settle.is_default(),
         "the per-step curve is of plain iteration; drop the tolerance or --per-step"
     );
     let loader = Loader::new(data, batch, Stream::new(0, "eval"))

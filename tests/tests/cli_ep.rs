@@ -203,6 +203,20 @@ fn malformed_configs_name_the_file_and_field() {
             ),
             "newton",
         ),
+        (
+            base.replace(
+                "beta = 0.5",
+                "beta = 0.5\nsettle = { method = \"plain\", max_steps = 50 }",
+            ),
+            "max_steps caps a settle with a tolerance",
+        ),
+        (
+            base.replace(
+                "beta = 0.5",
+                "beta = 0.5\nsettle = { method = \"anderson\", tol = 1e-2 }",
+            ),
+            "never would",
+        ),
         (base.replace("lrs = [0.05, 0.02]", "lrs = [0.05]"), "lrs"),
         (
             base.replace("std = [0.3, 0.3, 0.3]", "std = [0.3, 0.0, 0.3]"),

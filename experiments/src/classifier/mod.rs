@@ -339,7 +339,7 @@ impl<B: Engine> Classifier for EpClassifier<B> {
     fn loss_grad(&self, x: &Tensor, loss: LossFn<'_>) -> Result<(Tensor, Tensor)> {
         let be = &self.be;
         let xn = be.upload_owned(self.norm.forward(x)?)?;
-        if !self.settle.is_fixed_plain() && self.t_attack == self.t_predict {
+        if !self.settle.is_default() && self.t_attack == self.t_predict {
             let st =
                 ep::Settler::free_phase_with(&self.net, be, &xn, self.t_predict, &self.settle)?;
             let logits = be.download(&self.net.logits(be, &st.state)?)?;

@@ -317,7 +317,7 @@ impl<B: Engine> Classifier for NetlistClassifier<B> {
             let dx = be.download(&dx)?;
             return Ok((be.download(&logits)?, self.norm.backward(&dx)));
         }
-        if !self.settle.is_fixed_plain() && self.t_attack == self.t_predict {
+        if !self.settle.is_default() && self.t_attack == self.t_predict {
             // Settled to a tolerance: each image's gradient through the steps it took.
             let reads = self.real.query(q);
             let st = reads.free_phase_with(be, &xn, self.t_predict, &self.settle)?;

@@ -248,6 +248,10 @@ impl TrainConfig {
         self.model
             .geometry()
             .map_err(|e| anyhow::anyhow!("[model] {e}"))?;
+        self.ep
+            .settle
+            .check()
+            .map_err(|e| anyhow::anyhow!("[ep] {e}"))?;
         if let Some(n) = &self.model.input_norm {
             anyhow::ensure!(
                 n.mean == self.data.mean && n.std == self.data.std,

@@ -469,7 +469,7 @@ pub fn collect<B: Engine>(
                 t_predict: m.t_predict,
             });
         }
-        all.push((m.name.clone(), file, m.t_predict));
+        all.push((m.name.clone(), file, m.t_predict, m.settle));
     }
     if !models.is_empty() || (!all.is_empty() && spec.example_images > 0) {
         let d = load_eval_set(&spec.data, spec.subset)?;

@@ -229,8 +229,9 @@ fn attack(
     )
 }
 
-/// A model of the study for the examples figure: its name, file and evaluation steps.
-pub type NamedModel = (String, PathBuf, Option<usize>);
+/// A model of the study for the examples figure: its name, file, evaluation steps and settle
+/// (as the study evaluates it).
+pub type NamedModel = (String, PathBuf, Option<usize>, ep::Settle);
 
 /// The paper's Fig. 5: every model of the study, on the digital engine, attacked on the first
 /// `n` of the study's images `d` (class-balanced) by the suite's first PGD-L∞ attack (else its
@@ -269,9 +270,9 @@ pub fn examples<B: Engine>(
     let loader = Loader::new(&few, batch_size, sim::Stream::new(seed, "attack.data"));
     let mut grids = Vec::new();
     let mut full_name = at.name.clone();
-    for (name, file, t_predict) in models {
+    for (name, file, t_predict, settle) in models {
         let target = super::target::Target {
-            settle: ep::Settle::default(),
+            settle: *settle,
             model: file.clone(),
             spec: None,
             data: String::new(),

@@ -219,6 +219,9 @@ impl StudySpec {
                 at(),
                 m.name
             );
+            m.settle
+                .check()
+                .map_err(|e| anyhow::anyhow!("{}: model {}: {e}", at(), m.name))?;
             ensure!(
                 !m.substrates.is_empty(),
                 "{}: model {}: no substrates",
