@@ -35,7 +35,7 @@
 //! are the plain transfer curves.
 
 use serde::{Deserialize, Serialize};
-use sim::cpu::analog::{self, Curve};
+use sim::analog::{Converter as EngineConverter, Curve};
 use sim::{Error, Result, Stream};
 
 use crate::check;
@@ -230,28 +230,9 @@ impl Adc {
 
 /// The noise-management scale α of one input vector `xs` (see the module doc): 1 for `none`,
 /// max|x_i| (capped at `nm_thres` when > 0) for `abs_max` (0 for an all-zero vector), `nm_thres`
-/// (or 1 when it is 0) for `constant`.
-#[inline]
-pub fn noise_management_scale(nm: NoiseManagement, nm_thres: f64, xs: &[f32]) -> f32 {
-    match nm {
-        NoiseManagement::None => 1.0,
-        NoiseManagement::AbsMax => {
-            let m = analog::abs_max(xs);
-            if nm_thres > 0.0 {
-                m.min(nm_thres as f32)
-            } else {
-                m
-            }
-        }
-        NoiseManagement::Constant => {
-            if nm_thres > 0.0 {
-                nm_thres as f32
-            } else {
-                1.0
-            }
-        }
-    }
-}
+/// (or 1 when it is 0) for `constant`. Evaluated in the engine (`sim::analog`), which every read
+/// calls.
+pub use sim::analog::noise_management_scale;
 
 /// The input reduction r of the last read iterative bound management may make: the first power of
 /// two r = 1, 2, 4, … with r > `max_bm_factor` or, with a quantizing DAC of `dac_bits`,
@@ -284,9 +265,15 @@ macro_rules! converter_impl {
             }
 
             /// The transfer curve with its parameters in f32 (noise excluded), for the f32 engine
-            /// (`sim::cpu::analog`).
+            /// (`sim::analog`).
             pub fn curve_f32(&self) -> Curve {
                 Curve::new(self.bound, self.step())
+            }
+
+            /// The part as the engine's crossbar reads take it (`sim::analog::Converter`): its
+            /// curve, noise and saturation bound in f32.
+            pub fn engine(&self) -> EngineConverter {
+                EngineConverter::new(self.bound, self.step(), self.noise_std)
             }
 
             /// Noise-free conversion of one value: clip to ±bound, round to the nearest level.
@@ -320,7 +307,7 @@ converter_impl!(Adc);
 mod tests {
     use super::*;
 
-    /// The f32 curve (`sim::cpu::analog::Curve` with the law's parameters) gives the converter's own level (to f32 rounding of the level), except within
+    /// The f32 curve (`sim::analog::Curve` with the law's parameters) gives the converter's own level (to f32 rounding of the level), except within
     /// 1e-4 steps of a midpoint between two levels, where it may give the other neighbour.
     #[test]
     fn quant_matches_the_converter_curve() {

@@ -129,19 +129,7 @@ impl Optimizer<Tensor> {
     /// One update of every host parameter with its gradient (descent direction:
     /// p ← p − lr·update).
     pub fn step(&mut self, params: &mut [Tensor], grads: &[Tensor]) -> Result<()> {
-        let steps = self.begin_step(params.len(), grads.len())?;
-        for i in 0..params.len() {
-            let rule = self.rule(i, steps);
-            sim::cpu::optim::update(
-                &mut params[i],
-                &grads[i],
-                &mut self.buf1[i],
-                &mut self.buf2[i],
-                rule,
-            )
-            .map_err(|e| param_error(i, e))?;
-        }
-        Ok(())
+        self.step_on(&sim::Cpu, params, grads)
     }
 
     /// The same optimizer with its buffers on backend `be`.

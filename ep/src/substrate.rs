@@ -15,9 +15,10 @@
 //! and, in gradients, those of the adjoint of the reads and of the softmax nudge.
 //!
 //! Each step of the dynamics then reads every array. Arrays with converters, per-read noise or IR
-//! drop are read on the host
-//! (module `xbar`) as a set of **input vectors**, each read on its own with the same programmed
-//! cells: one per sample for a dense array; for a conv array one per sample and output position
+//! drop are read by the backend's crossbar read (`Backend::xbar_read` of the array's
+//! `sim::analog::ReadPlan` per direction; the CPU's host kernels, which the GPU backend runs on
+//! host copies for now) as a set of **input vectors**, each read on its own with the same
+//! programmed cells: one per sample for a dense array; for a conv array one per sample and output position
 //! (unrolled: the forward read drives a K = C_in·kh·kw patch, the transposed read the C_out vector
 //! of the pooled-back state at that position). Per input block of tiles (the tiles' row ranges
 //! forward, their column ranges transposed):
@@ -81,7 +82,8 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use devices::converters::bound_management_last_reduction;
-use devices::{Adc, BoundManagement, CellModel, Dac, IntegrateFire, NoiseManagement};
+use devices::{Adc, BoundManagement, CellModel, Dac, IntegrateFire};
+use sim::analog::{Io, ReadPlan, SUMSQ_UNIT};
 use sim::netlist::{Converter, Loaded, NResult, NetlistError, tiles, unit_linear};
 use sim::{Act, Backend, Error, Result, Stream, Tensor};
 
@@ -89,19 +91,8 @@ use crate::compile::{DeviceSpec, model_of};
 
 pub mod feedforward;
 mod reads;
-mod xbar;
 use crate::model::EpNet;
 pub use reads::{InputCache, QueryReads};
-use xbar::Dir;
-
-/// The I/O management of one read direction (from its DAC and ADC parts).
-#[derive(Debug, Clone, Copy)]
-struct Io {
-    nm: NoiseManagement,
-    nm_thres: f64,
-    /// Input reduction of the last read iterative bound management may make (1 = none).
-    last_r: u64,
-}
 
 fn io_of(dac: Option<&Converter>, adc: Option<&Converter>) -> Io {
     let bm = adc.and_then(|a| a.bound_management).unwrap_or_default();
@@ -125,10 +116,13 @@ enum SynapseRead {
     /// Transparent converters, no per-read noise, no IR drop: the digital ops on the programmed
     /// weights (the exact read of [`EpNet`]).
     Exact,
-    /// The crossbar read (module `xbar`): the forward read (rows driven: input blocks = the tiles'
+    /// The crossbar read (`Backend::xbar_read`): the forward read (rows driven: input blocks = the tiles'
     /// row ranges of `weff`) and the transposed read (columns driven: input blocks = the tiles'
     /// column ranges of `weff_t`).
-    Crossbar { fwd: Box<Dir>, bwd: Box<Dir> },
+    Crossbar {
+        fwd: Box<ReadPlan>,
+        bwd: Box<ReadPlan>,
+    },
 }
 
 struct ArrayRt {
@@ -139,7 +133,7 @@ struct ArrayRt {
     tiles: Vec<(usize, usize, f64)>,
     /// Vector reads and re-reads through converters: [forward, forward re-reads, transposed,
     /// transposed re-reads] (their sums are [`Realized::read_counts`]), then Σ x² of the driven
-    /// inputs over the forward and the transposed reads (fixed point, [`xbar::SUMSQ_UNIT`]).
+    /// inputs over the forward and the transposed reads (fixed point, [`SUMSQ_UNIT`]).
     counts: [AtomicU64; 6],
 }
 
@@ -437,28 +431,30 @@ impl<B: Backend> Realized<B> {
                 let w2 = wmax * wmax;
                 let s2f = |o: usize, k: usize| var[o * inp + k] / w2;
                 let s2b = |k: usize, o: usize| var[o * inp + k] / w2;
-                let fwd = Dir::new(
+                let fwd = ReadPlan::new(
                     inp,
                     out,
                     &rows,
                     &cols,
                     |o, k| weff[o * inp + k] / wmax,
                     noisy.then_some(&s2f as &dyn Fn(usize, usize) -> f32),
-                    dac_f.as_ref(),
-                    adc_f.as_ref(),
+                    dac_f.as_ref().map(Dac::engine),
+                    adc_f.as_ref().map(Adc::engine),
                     io_f,
-                );
-                let bwd = Dir::new(
+                )
+                .map_err(at(p.clone()))?;
+                let bwd = ReadPlan::new(
                     out,
                     inp,
                     &cols,
                     &rows,
                     |k, o| weff_t[o * inp + k] / wmax,
                     noisy.then_some(&s2b as &dyn Fn(usize, usize) -> f32),
-                    dac_b.as_ref(),
-                    adc_b.as_ref(),
+                    dac_b.as_ref().map(Dac::engine),
+                    adc_b.as_ref().map(Adc::engine),
                     io_b,
-                );
+                )
+                .map_err(at(p.clone()))?;
                 read = SynapseRead::Crossbar {
                     fwd: Box::new(fwd),
                     bwd: Box::new(bwd),
@@ -542,8 +538,8 @@ impl<B: Backend> Realized<B> {
                     forward_rereads: c(1),
                     transposed_reads: c(2),
                     transposed_rereads: c(3),
-                    forward_sumsq: c(4) as f64 / xbar::SUMSQ_UNIT,
-                    transposed_sumsq: c(5) as f64 / xbar::SUMSQ_UNIT,
+                    forward_sumsq: c(4) as f64 / SUMSQ_UNIT,
+                    transposed_sumsq: c(5) as f64 / SUMSQ_UNIT,
                 }
             })
             .collect()

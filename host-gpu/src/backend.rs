@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use sim::analog::{Prepared, ReadKind, ReadPlan, Tally};
 use sim::backend::OptimOut;
 use sim::{
     Act, Backend, Conv2dParams, Error, OptimStep, Pool2dParams, Pooling, Result, Stream, Tensor,
@@ -395,5 +396,47 @@ impl Backend for Gpu {
 
     fn rand(&self, shape: &[usize], stream: &Stream, offset: u64) -> Result<GpuTensor> {
         rng::rand(&self.ctx, shape, stream, offset)
+    }
+
+    // Crossbar reads: the host kernels of the CPU backend on host copies (one download of the
+    // input and one upload of the output per read) until the reads have their own kernels.
+    fn xbar_read(
+        &self,
+        plan: &ReadPlan,
+        x: &GpuTensor,
+        kind: ReadKind,
+        wmax: f32,
+        bias: Option<&GpuTensor>,
+        s: &Stream,
+        t: u64,
+    ) -> Result<(GpuTensor, Tally)> {
+        let b = bias.map(|b| self.download(b)).transpose()?;
+        let (y, tally) =
+            sim::Cpu.xbar_read(plan, &self.download(x)?, kind, wmax, b.as_ref(), s, t)?;
+        Ok((self.upload(&y)?, tally))
+    }
+
+    fn xbar_prepare(
+        &self,
+        plan: &ReadPlan,
+        x: &GpuTensor,
+        kind: ReadKind,
+        s: &Stream,
+    ) -> Result<Option<Prepared>> {
+        sim::Cpu.xbar_prepare(plan, &self.download(x)?, kind, s)
+    }
+
+    fn xbar_read_prepared(
+        &self,
+        plan: &ReadPlan,
+        prepared: &Prepared,
+        wmax: f32,
+        bias: Option<&GpuTensor>,
+        s: &Stream,
+        t: u64,
+    ) -> Result<(GpuTensor, Tally)> {
+        let b = bias.map(|b| self.download(b)).transpose()?;
+        let (y, tally) = sim::Cpu.xbar_read_prepared(plan, prepared, wmax, b.as_ref(), s, t)?;
+        Ok((self.upload(&y)?, tally))
     }
 }

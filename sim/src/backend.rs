@@ -7,6 +7,7 @@
 //! instead of panicking.
 
 use crate::Tensor;
+use crate::analog::{Prepared, ReadKind, ReadPlan, Tally};
 use crate::error::{Error, Result};
 use crate::ops::{Act, Conv2dParams, OptimStep, Pool2dParams, Pooling};
 use crate::rng::Stream;
@@ -376,4 +377,67 @@ pub trait Backend: Send + Sync {
     fn randn(&self, shape: &[usize], stream: &Stream, offset: u64) -> Result<Self::Tensor>;
     /// Uniform (0, 1) draws: element i is `stream.uniform(offset + i)`.
     fn rand(&self, shape: &[usize], stream: &Stream, offset: u64) -> Result<Self::Tensor>;
+
+    // ---- analog (crossbar) reads ---------------------------------------------------------
+    /// One crossbar read of `plan` at step `t` of read-noise stream `s` (see
+    /// [`analog`](crate::analog) and `crate::cpu::xbar` for the semantics): every input vector
+    /// of `x` as `kind` unrolls it is read on its own — noise management, DAC, the blocks' partial
+    /// sums with per-read noise, ADC with its noise, iterative bound management — and the outputs
+    /// come back times `wmax`, plus `bias` (`[n_out]`; forward reads only). Returns the outputs
+    /// (shape by [`ReadKind`]) and what the read counted. Every draw is indexed by (vector,
+    /// element) in named sub-streams of `s`, so the result depends on neither the batch split
+    /// nor the thread count. The CPU runs the host kernels (`crate::cpu`); a backend without its own
+    /// kernels may run them on host copies through [`Cpu`](crate::Cpu) (the default is an error).
+    #[allow(clippy::too_many_arguments)]
+    fn xbar_read(
+        &self,
+        plan: &ReadPlan,
+        x: &Self::Tensor,
+        kind: ReadKind,
+        wmax: f32,
+        bias: Option<&Self::Tensor>,
+        s: &Stream,
+        t: u64,
+    ) -> Result<(Self::Tensor, Tally)> {
+        let _ = (plan, x, kind, wmax, bias, s, t);
+        Err(no_xbar(self, "xbar_read"))
+    }
+    /// The deterministic half of [`xbar_read`](Backend::xbar_read)s of the fixed input `x` (the
+    /// first array's read of the input at every step of a query), or `None` where there is none
+    /// (a noisy DAC, a transposed read) or the backend does not keep one.
+    fn xbar_prepare(
+        &self,
+        plan: &ReadPlan,
+        x: &Self::Tensor,
+        kind: ReadKind,
+        s: &Stream,
+    ) -> Result<Option<Prepared>> {
+        let _ = (plan, x, kind, s);
+        Ok(None)
+    }
+    /// [`xbar_read`](Backend::xbar_read) of the input `prepared` was made from, at step `t` of
+    /// the same stream `s`: the same result.
+    fn xbar_read_prepared(
+        &self,
+        plan: &ReadPlan,
+        prepared: &Prepared,
+        wmax: f32,
+        bias: Option<&Self::Tensor>,
+        s: &Stream,
+        t: u64,
+    ) -> Result<(Self::Tensor, Tally)> {
+        let _ = (plan, prepared, wmax, bias, s, t);
+        Err(no_xbar(self, "xbar_read_prepared"))
+    }
+}
+
+/// The error of a crossbar read on a backend without crossbar reads.
+fn no_xbar<B: Backend + ?Sized>(be: &B, op: &'static str) -> Error {
+    Error::param(
+        op,
+        format!(
+            "backend {} has no crossbar reads (analog substrates run on cpu or gpu)",
+            be.name()
+        ),
+    )
 }

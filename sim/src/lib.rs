@@ -10,6 +10,7 @@
 //! above (devices, ep, host-gpu, experiments) builds on this crate.
 
 pub mod alloc;
+pub mod analog;
 pub mod backend;
 pub mod conformance;
 pub mod cpu;

@@ -6,6 +6,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Mutex;
 
+use sim::analog::{Prepared, ReadKind, ReadPlan, Tally};
 use sim::backend::OptimOut;
 use sim::cpu::IndexTensor;
 use sim::{
@@ -340,6 +341,46 @@ impl Backend for Mutant {
     fn rand(&self, shape: &[usize], stream: &Stream, offset: u64) -> Result<Tensor> {
         t!(self, "rand", Cpu.rand(shape, stream, offset))
     }
+    fn xbar_read(
+        &self,
+        plan: &ReadPlan,
+        x: &Tensor,
+        kind: ReadKind,
+        wmax: f32,
+        bias: Option<&Tensor>,
+        s: &Stream,
+        t: u64,
+    ) -> Result<(Tensor, Tally)> {
+        self.hit(
+            "xbar_read",
+            Cpu.xbar_read(plan, x, kind, wmax, bias, s, t),
+            |(y, tally)| (bend_t(y), tally),
+        )
+    }
+    fn xbar_prepare(
+        &self,
+        plan: &ReadPlan,
+        x: &Tensor,
+        kind: ReadKind,
+        s: &Stream,
+    ) -> Result<Option<Prepared>> {
+        self.hit("xbar_prepare", Cpu.xbar_prepare(plan, x, kind, s), |p| p)
+    }
+    fn xbar_read_prepared(
+        &self,
+        plan: &ReadPlan,
+        prepared: &Prepared,
+        wmax: f32,
+        bias: Option<&Tensor>,
+        s: &Stream,
+        t: u64,
+    ) -> Result<(Tensor, Tally)> {
+        self.hit(
+            "xbar_read_prepared",
+            Cpu.xbar_read_prepared(plan, prepared, wmax, bias, s, t),
+            |(y, tally)| (bend_t(y), tally),
+        )
+    }
 }
 
 /// Every op of the `Backend` trait that returns data (all but `name` and `shape`).
@@ -391,6 +432,10 @@ const OPS: &[&str] = &[
     "conv2d_pooled",
     "conv2d_pooled_input_grad",
     "optim_update",
+    "xbar_read",
+    "xbar_read_prepared",
+    // Not `xbar_prepare`: its result is opaque to the suite (only `xbar_read_prepared` reads it),
+    // so it has no values to bend; a refused one fails the cases that prepare.
 ];
 
 #[test]

@@ -2,7 +2,8 @@
 //! clear errors, adapters named when the one asked for does not exist, `device = "..."` in
 //! training configs and study files, a run resumed on another device, the device-preset spellings
 //! of compile/export (`--preset`, and `--device PRESET` as before), and — once the GPU backend has
-//! convolutions and pooling — the shipped EP-CNN's accuracy and states on the GPU equal to the CPU's.
+//! convolutions and pooling — the shipped EP-CNN's accuracy and states on the GPU equal to the CPU's,
+//! digitally and on the `netlist:pcm` substrate.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -19,6 +20,25 @@ fn error_of(args: &[&str]) -> String {
     let (code, message) = epsim_failure(args);
     assert_eq!(code, 1, "{message}");
     message
+}
+
+/// Evaluation of the first 200 Fashion-MNIST test images by `model` on `substrate`.
+fn target(
+    model: &str,
+    substrate: experiments::classifier::substrate::SubstrateSpec,
+) -> experiments::study::target::Target {
+    experiments::study::target::Target {
+        model: PathBuf::from(model),
+        spec: None,
+        data: "fashion-mnist:test".into(),
+        t_predict: None,
+        t_attack: None,
+        settle: ep::Settle::default(),
+        subset: Some(200),
+        batch_size: 100,
+        substrate,
+        eot: None,
+    }
 }
 
 fn quickstart_model() -> String {
@@ -284,18 +304,10 @@ fn the_shipped_model_on_the_gpu_gives_the_cpus_accuracy_and_states() {
     assert_eq!(eval("gpu"), ExitCode::SUCCESS);
     // ... and what it counts is the CPU's count.
     let correct = |device: Device| -> anyhow::Result<usize> {
-        let t = experiments::study::target::Target {
-            model: PathBuf::from(&m),
-            spec: None,
-            data: "fashion-mnist:test".into(),
-            t_predict: None,
-            t_attack: None,
-            settle: ep::Settle::default(),
-            subset: Some(200),
-            batch_size: 100,
-            substrate: experiments::classifier::substrate::SubstrateSpec::Digital,
-            eot: None,
-        };
+        let t = target(
+            &m,
+            experiments::classifier::substrate::SubstrateSpec::Digital,
+        );
         experiments::with_backend!(device, be => {
             let l = t.load(be, 0)?;
             experiments::eval::correct(l.clf.as_ref(), &l.data, 100)
@@ -366,4 +378,27 @@ fn the_shipped_model_on_the_gpu_gives_the_cpus_accuracy_and_states() {
             );
         }
     }
+}
+
+#[test]
+fn an_analog_substrate_on_the_gpu_reads_as_on_the_cpu() {
+    // The crossbar reads run the host kernels on the GPU's data (no kernels of their own yet), so
+    // the same seed gives the same predictions and the same read counts.
+    let m = quickstart_model();
+    let pcm =
+        experiments::classifier::substrate::SubstrateSpec::parse("netlist:pcm", &[], "512x512")
+            .unwrap();
+    let mut t = target(&m, pcm);
+    t.subset = Some(64);
+    let run = |device: Device| -> anyhow::Result<(usize, String)> {
+        experiments::with_backend!(device, be => {
+            let l = t.load(be, 0)?;
+            let n = experiments::eval::correct(l.clf.as_ref(), &l.data, 32)?;
+            Ok((n, l.clf.describe()))
+        })
+    };
+    let (gpu, cpu) = (run(Device::Gpu(None)).unwrap(), run(Device::Cpu).unwrap());
+    assert!(cpu.0 > 40, "the PCM substrate classifies ({} of 64)", cpu.0);
+    assert!(cpu.1.contains("re-reads"), "{}", cpu.1);
+    assert_eq!(gpu, cpu);
 }

@@ -1,7 +1,8 @@
 //! The workspace's code layout rules, checked over the source files: no import cycles between the
 //! modules of any crate at any depth (sibling modules that name each other through `crate::` or
 //! `super::` paths, directly or around a loop), a `//!` module doc at the top of every source file,
-//! and thin command-line files (every file of `experiments/src/cli/` under 300 lines).
+//! thin command-line files (every file of `experiments/src/cli/` under 300 lines), and no code
+//! above `sim` that calls the CPU backend's kernels (`sim::cpu`) instead of a `Backend` op.
 //!
 //! The import graph is read from the text: a file `src/a/b.rs` (or `src/a/b/mod.rs`) is module
 //! `a::b`; a path `crate::x::y::Item` or `super::y` in it is resolved to the deepest module that
@@ -335,4 +336,46 @@ fn command_line_files_are_thin() {
         })
         .collect();
     assert!(fat.is_empty(), "CLI files over 300 lines: {fat:?}");
+}
+
+/// The lines of `text` that name `sim::cpu` in code (not in a comment) before its unit tests.
+fn cpu_engine_uses(text: &str) -> Vec<String> {
+    text.split("#[cfg(test)]")
+        .next()
+        .unwrap_or("")
+        .lines()
+        .filter(|l| {
+            let code = l.split("//").next().unwrap_or("");
+            code.contains("sim::cpu")
+        })
+        .map(|l| l.trim().to_string())
+        .collect()
+}
+
+#[test]
+fn the_crates_above_sim_reach_the_engine_only_through_the_backend() {
+    // The reader sees a use and skips comments and unit tests.
+    assert_eq!(
+        cpu_engine_uses("use sim::cpu::analog;\n// sim::cpu in a comment\n#[cfg(test)]\nsim::cpu"),
+        ["use sim::cpu::analog;"]
+    );
+    let mut found = Vec::new();
+    for c in ["devices", "ep", "host-gpu", "experiments"] {
+        let mut files = Vec::new();
+        rust_files(&root().join(c).join("src"), &mut files);
+        for f in files {
+            let text = std::fs::read_to_string(&f).expect("readable source");
+            for l in cpu_engine_uses(&text) {
+                found.push(format!(
+                    "{}: {l}",
+                    f.strip_prefix(root()).unwrap_or(&f).display()
+                ));
+            }
+        }
+    }
+    assert!(
+        found.is_empty(),
+        "code above sim that calls the CPU backend's kernels directly (use a `Backend` op):\n{}",
+        found.join("\n")
+    );
 }

@@ -1,27 +1,19 @@
 //! The reads of a realized netlist (see the parent module doc): per query (read-noise stream) the
 //! realization as [`SynapseReads`] ([`QueryReads`]), whose synapses take the exact ops or the
-//! crossbar read (module `xbar`: tiles, converters, noise and bound management, IR-drop response)
-//! and whose populations take their neurons (gain/offset spreads, noise, spiking read-out); the
+//! crossbar read (`Backend::xbar_read` of their `sim::analog::ReadPlan`: tiles, converters, noise
+//! and bound management, IR-drop response) and whose populations take their neurons (gain/offset spreads, noise, spiking read-out); the
 //! cached first read of the input; and the per-query entry points of the one [`Dynamics`].
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use sim::analog::{ConvGeom, Prepared, ReadKind, Tally};
 use sim::{Act, Backend, Result, Stream};
 
-use super::xbar::{self, ConvGeom};
 use super::{Realized, SynapseRead};
 use crate::dynamics::{Dynamics, SynapseReads};
 use crate::model::{EpNet, Forward, State};
 use crate::spec::Pool;
 use devices::IntegrateFire;
-
-/// The host rows of a forward read with its deterministic part (see [`Realized::input_read`]).
-struct HostRead {
-    rows: Vec<f32>,
-    m: usize,
-    geom: Option<ConvGeom>,
-    pre: xbar::Pre,
-}
 
 /// The reusable part of the first array's read of the input in one phase (the
 /// [`SynapseReads::Input`] of [`QueryReads`]).
@@ -30,7 +22,7 @@ pub struct InputCache<B: Backend>(Cached<B>);
 enum Cached<B: Backend> {
     None,
     Digital(Forward<B>),
-    Host(Box<HostRead>),
+    Prepared(Box<Prepared>),
 }
 
 /// Apply `f(flat index, value)` on the host, in parallel (every value depends on its index only,
@@ -73,28 +65,19 @@ impl<B: Backend> Realized<B> {
         }
     }
 
-    /// The input vectors of array `i`'s forward read of `inp`: the patch matrix `[N·P, K]` of a
-    /// conv array, the samples `[N, in]` of a dense one; with (rows, conv geometry).
-    fn forward_rows(
-        &self,
-        be: &B,
-        inp: &B::Tensor,
-        i: usize,
-    ) -> Result<(Vec<f32>, usize, Option<ConvGeom>)> {
-        let h = be.host(inp)?;
-        let xs = h.shape().to_vec();
-        let xv = h.as_slice().expect("standard layout");
+    /// What array `i`'s forward read of an input of shape `xs` unrolls: one K-patch per sample
+    /// and position of a conv array, one vector per sample of a dense one.
+    fn forward_kind(&self, i: usize, xs: &[usize]) -> ReadKind {
         if i < self.net.spec.conv.len() {
-            let g = self.conv_geom(i, &xs);
-            Ok((g.im2row(xv), g.n * g.p(), Some(g)))
+            ReadKind::ConvForward(self.conv_geom(i, xs))
         } else {
-            Ok((xv.to_vec(), xs[0], None))
+            ReadKind::Dense
         }
     }
 
     /// Count the vector reads of `tally` (re-reads and Σ x² with them) of array `i`, forward or
     /// transposed.
-    fn count(&self, i: usize, transposed: bool, tally: xbar::Tally) {
+    fn count(&self, i: usize, transposed: bool, tally: Tally) {
         self.reads.fetch_add(tally.reads, Ordering::Relaxed);
         self.rereads.fetch_add(tally.rereads, Ordering::Relaxed);
         let k = if transposed { 2 } else { 0 };
@@ -105,8 +88,7 @@ impl<B: Backend> Realized<B> {
     }
 
     /// Forward read of array `i` on its input (pre-pooling sum + bias, then pooling). `cached`:
-    /// the input rows and the deterministic part of this read, when precomputed
-    /// ([`Realized::input_read`]).
+    /// the deterministic part of this read, when prepared ([`Realized::input_read`]).
     fn read_forward(
         &self,
         be: &B,
@@ -114,67 +96,28 @@ impl<B: Backend> Realized<B> {
         i: usize,
         q: &Stream,
         t: u64,
-        cached: Option<&HostRead>,
+        cached: Option<&Prepared>,
     ) -> Result<Forward<B>> {
         let a = &self.arrays[i];
         let net = &self.net;
-        let SynapseRead::Crossbar { fwd: dir, .. } = &a.read else {
+        let SynapseRead::Crossbar { fwd: plan, .. } = &a.read else {
             return net.forward(be, inp, i);
         };
         let s = q.child(&format!("{}.forward", a.name));
-        let conv = i < net.spec.conv.len();
-        let bias = be.host(&net.biases[i])?;
-        let bias = bias.as_slice().expect("standard layout");
-        if conv {
-            // Conv: per sample, runs of positions read and written straight into the [C, P] output
-            // (im2row of the run and the row → NCHW transpose fused into the read).
-            let wmax = a.wmax;
-            let sink = |i0: usize, acc: &[f32], og: &mut [f32]| {
-                xbar::rows_to_chw_part(acc, i0, og, wmax, bias)
-            };
-            let (tally, g, z) = match cached {
-                Some(cr) => {
-                    let g = cr.geom.expect("conv input read has its geometry");
-                    let mut z = xbar::zeros(g.n * dir.n_out * g.p());
-                    let rows = xbar::Rows::All(&cr.rows);
-                    let tl = dir.read_groups(Some(&cr.pre), rows, g.n, g.p(), &s, t, &mut z, &sink);
-                    (tl, g, z)
-                }
-                None => {
-                    let h = be.host(inp)?;
-                    let g = self.conv_geom(i, h.shape());
-                    let xv = h.as_slice().expect("standard layout");
-                    let fill = |r0: usize, buf: &mut [f32]| g.im2row_part(xv, r0, buf);
-                    let mut z = xbar::zeros(g.n * dir.n_out * g.p());
-                    let rows = xbar::Rows::Fill(&fill);
-                    let tl = dir.read_groups(None, rows, g.n, g.p(), &s, t, &mut z, &sink);
-                    (tl, g, z)
-                }
-            };
-            self.count(i, false, tally);
-            let z = be.upload_owned(sim::tensor(&[g.n, dir.n_out, g.ho, g.wo], z)?)?;
-            return self.pool_forward(be, z, i);
-        }
-        // Dense: the samples are the rows.
-        let (mut acc, tally, m) = match cached {
-            Some(c) => {
-                let (acc, tl) = dir.finish(&c.pre, &c.rows, c.m, &s, t);
-                (acc, tl, c.m)
-            }
+        let bias = Some(&net.biases[i]);
+        let (z, tally) = match cached {
+            Some(p) => be.xbar_read_prepared(plan, p, a.wmax, bias, &s, t)?,
             None => {
-                let (rows, m, _) = self.forward_rows(be, inp, i)?;
-                let (acc, tl) = dir.read(&rows, m, &s, t);
-                (acc, tl, m)
+                let kind = self.forward_kind(i, &be.shape(inp));
+                be.xbar_read(plan, inp, kind, a.wmax, bias, &s, t)?
             }
         };
         self.count(i, false, tally);
-        for row in acc.chunks_mut(dir.n_out.max(1)) {
-            row.iter_mut()
-                .zip(bias)
-                .for_each(|(v, b)| *v = *v * a.wmax + b);
+        if i < net.spec.conv.len() {
+            self.pool_forward(be, z, i)
+        } else {
+            Ok(Forward { pre: z, idx: None })
         }
-        let z = be.upload_owned(sim::tensor(&[m, dir.n_out], acc)?)?;
-        Ok(Forward { pre: z, idx: None })
     }
 
     /// The pooling of conv array `i`'s forward read `z`.
@@ -213,39 +156,23 @@ impl<B: Backend> Realized<B> {
     ) -> Result<B::Tensor> {
         let a = &self.arrays[j];
         let net = &self.net;
-        let SynapseRead::Crossbar { bwd: dir, .. } = &a.read else {
+        let SynapseRead::Crossbar { bwd: plan, .. } = &a.read else {
             return net.feedback(be, v, fwd, j, input_shape);
         };
         let s = q.child(&format!("{}.transposed", a.name));
-        let conv = j < net.spec.conv.len();
-        if conv {
+        let (gx, tally) = if j < net.spec.conv.len() {
+            // Every output position's C_out vector of the pooled-back state read on its own.
             let pa = net.pool_adjoint(be, v, fwd, j)?;
-            let u = be.host(&pa)?;
-            let g = self.conv_geom(j, input_shape);
-            // Per sample, runs of positions: their C_out vectors gathered from the NCHW state,
-            // read, and their patch vectors summed onto the sample's grid while in cache.
-            let uv = u.as_slice().expect("standard layout");
-            let (c, p) = (dir.n_in, g.p());
-            let fill = |r0: usize, buf: &mut [f32]| xbar::nchw_to_rows_part(uv, c, p, r0, buf);
-            let sink = |i0: usize, acc: &[f32], og: &mut [f32]| g.row2im_part(i0, acc, og);
-            let mut gx = xbar::zeros(g.n * g.c * g.h * g.w);
-            let tally =
-                dir.read_groups(None, xbar::Rows::Fill(&fill), g.n, p, &s, t, &mut gx, &sink);
-            self.count(j, true, tally);
-            if a.wmax != 1.0 {
-                use rayon::prelude::*;
-                let wmax = a.wmax;
-                gx.par_iter_mut().for_each(|v| *v *= wmax);
-            }
-            be.upload_owned(sim::tensor(input_shape, gx)?)
+            let kind = ReadKind::ConvTransposed(self.conv_geom(j, input_shape));
+            be.xbar_read(plan, &pa, kind, a.wmax, None, &s, t)?
         } else {
-            let h = be.host(v)?;
-            let m = h.shape()[0];
-            let rows = h.as_slice().expect("standard layout");
-            let (mut acc, tally) = dir.read(rows, m, &s, t);
-            self.count(j, true, tally);
-            acc.iter_mut().for_each(|v| *v *= a.wmax);
-            be.upload_owned(sim::tensor(input_shape, acc)?)
+            be.xbar_read(plan, v, ReadKind::Dense, a.wmax, None, &s, t)?
+        };
+        self.count(j, true, tally);
+        if be.shape(&gx) == input_shape {
+            Ok(gx)
+        } else {
+            be.reshape(&gx, input_shape)
         }
     }
 
@@ -335,18 +262,15 @@ impl<B: Backend> Realized<B> {
         let a = &self.arrays[0];
         match &a.read {
             SynapseRead::Exact => Ok(InputCache(Cached::Digital(self.net.read_input(be, x)?.0))),
-            SynapseRead::Crossbar { fwd: dir, .. } if !dir.pre_is_random() => {
+            SynapseRead::Crossbar { fwd: plan, .. } if !plan.pre_is_random() => {
                 let empty = State { layers: vec![] };
                 let inp = self.net.syn_input(be, x, &empty, 0)?;
-                let (rows, m, geom) = self.forward_rows(be, &inp, 0)?;
                 let s = q.child(&format!("{}.forward", a.name));
-                let pre = dir.pre(&rows, m, &s, 0);
-                Ok(InputCache(Cached::Host(Box::new(HostRead {
-                    rows,
-                    m,
-                    geom,
-                    pre,
-                }))))
+                let kind = self.forward_kind(0, &be.shape(&inp));
+                Ok(InputCache(match be.xbar_prepare(plan, &inp, kind, &s)? {
+                    Some(p) => Cached::Prepared(Box::new(p)),
+                    None => Cached::None,
+                }))
             }
             _ => Ok(InputCache(Cached::None)),
         }
@@ -444,7 +368,7 @@ impl<B: Backend> SynapseReads<B> for QueryReads<'_, B> {
         input: Option<&InputCache<B>>,
     ) -> Result<Forward<B>> {
         let cached = match input.map(|c| &c.0) {
-            Some(Cached::Host(h)) => Some(&**h),
+            Some(Cached::Prepared(p)) => Some(&**p),
             _ => None,
         };
         self.real.read_forward(be, inp, i, &self.q, t, cached)

@@ -30,7 +30,8 @@
 //!
 //! Layout: [`refs`] (host references and comparison helpers), then one module per op family:
 //! [`layout`], [`elementwise`], [`reduce`], [`pool`], [`softmax`], [`norm`], [`conv`], [`linear`],
-//! [`random`], [`fused`] (the fused conv-synapse reads), [`optim`] (the optimizer update).
+//! [`random`], [`fused`] (the fused conv-synapse reads), [`optim`] (the optimizer update),
+//! [`xbar`] (the crossbar reads of analog substrates).
 
 pub mod conv;
 pub mod elementwise;
@@ -44,6 +45,7 @@ pub mod random;
 pub mod reduce;
 pub mod refs;
 pub mod softmax;
+pub mod xbar;
 
 /// Instantiate the op conformance suite for one backend: `sim::conformance_suite!(name, expr)`
 /// expands to `mod name` holding one `#[test]` per case (grouped in a module per op family), each
@@ -182,6 +184,12 @@ macro_rules! __sim_conformance_cases {
                 optim_update_follows_the_rules_over_two_steps,
                 optim_update_shape_errors,
             }
+            xbar {
+                dense_read_matches_the_definition,
+                conv_reads_are_the_dense_reads_of_their_vectors,
+                noisy_reads_have_the_cpus_statistics,
+                xbar_read_errors,
+            }
         }
     };
 }
@@ -239,6 +247,7 @@ mod tests {
         ("random", include_str!("random.rs")),
         ("reduce", include_str!("reduce.rs")),
         ("softmax", include_str!("softmax.rs")),
+        ("xbar", include_str!("xbar.rs")),
     ];
 
     #[test]

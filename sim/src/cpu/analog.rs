@@ -1,6 +1,5 @@
-//! The primitives an analog (crossbar) read is built from, on host slices: a converter's transfer
-//! curve in f32 ([`Curve`]), the per-vector abs-max of noise management ([`abs_max`]), the DAC of a
-//! vector with its scale and input noise ([`dac_slice`]), the ADC of a vector with the noise before
+//! The primitives an analog (crossbar) read is built from, on host slices: the per-vector abs-max
+//! of noise management ([`abs_max`]), the DAC of a vector with its scale and input noise ([`dac_slice`]), the ADC of a vector with the noise before
 //! it and the per-vector saturation test of bound management ([`adc_tile`]), the dot product
 //! ([`dot`]) and the register-transposed `[rows, C]` → `[C, P]` store of conv read outputs
 //! ([`rows_to_chw_blocks`]). Each is written once portably and once in AVX2 with the same
@@ -8,76 +7,8 @@
 //! as [`Curve::convert`]), so both give the same bits. The bulk normal draws come from
 //! [`crate::Stream::fill_normal_fast`]; the laws (which bound, step and scale) are `devices`'.
 
-/// A converter's transfer curve in f32: clip to ±bound, round to the nearest level (levels spaced
-/// `step`, 0 a level; halves away from zero). The law — which bound and step a converter part has —
-/// is `devices::converters`' (`Dac::curve_f32`, `Adc::curve_f32`); this is its evaluation, without
-/// libm calls so that it vectorizes: `x·(1/step)` is within an ulp of `x/step`, so a value within
-/// about 1e-5 steps of a midpoint between levels may land on the other neighbour (one level apart)
-/// than the f64 evaluation of the law gives; every other value converts identically.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Curve {
-    /// Clip bound (±; may be infinite).
-    pub bound: f32,
-    /// Level spacing (1 without quantization).
-    pub step: f32,
-    /// 1/step, rounded once from f64.
-    pub inv_step: f32,
-    /// Whether the curve quantizes (`bits` > 0).
-    pub quantize: bool,
-}
-
-impl Curve {
-    /// The curve clipping to ±`bound` and, with `step` = Some(s), quantizing to the levels k·s
-    /// (`None`: clip only). Parameters are rounded to f32 once (1/step from the f64 step).
-    pub fn new(bound: f64, step: Option<f64>) -> Self {
-        let s = step.unwrap_or(1.0);
-        Curve {
-            bound: bound as f32,
-            step: s as f32,
-            inv_step: (1.0 / s) as f32,
-            quantize: step.is_some(),
-        }
-    }
-
-    /// Clip and quantize one value.
-    #[inline(always)]
-    pub fn convert(&self, x: f32) -> f32 {
-        let x = x.max(-self.bound).min(self.bound);
-        // Rounded either way and selected, so that loops over it vectorize.
-        let v = x * self.inv_step;
-        // Round to nearest even (exact for |v| < 2²²; |v| ≤ steps/2 here), then ties away from 0.
-        const MAGIC: f32 = 12_582_912.0;
-        let r = (v + MAGIC) - MAGIC;
-        let r = if (v - r).abs() == 0.5 {
-            v + 0.5f32.copysign(v)
-        } else {
-            r
-        };
-        // |v| ≤ steps/2 up to rounding (x is clipped to ±bound = ±(steps/2)·step, an integer
-        // number of steps below 2²¹), so r is already a level within ±bound: no clamp needed.
-        if self.quantize { r * self.step } else { x }
-    }
-}
-
-/// max_i |xs_i| (0 for an empty or all-zero vector; a NaN is skipped): eight running maxima, so
-/// that it vectorizes (max is exact and order-free, so the same value as one sequential pass).
-#[inline(always)]
-pub fn abs_max(xs: &[f32]) -> f32 {
-    let mut l = [0.0f32; 8];
-    let c = xs.chunks_exact(8);
-    let tail = c.remainder();
-    for v in c {
-        for k in 0..8 {
-            let a = v[k].abs();
-            l[k] = if a > l[k] { a } else { l[k] };
-        }
-    }
-    let mut m = 0.0f32;
-    for a in l.into_iter().chain(tail.iter().map(|v| v.abs())) {
-        m = if a > m { a } else { m };
-    }
-    m
-}
+use crate::analog::Curve;
+pub use crate::analog::abs_max;
 
 /// The noise before the ADC of one tile's outputs.
 #[derive(Clone, Copy)]
@@ -209,7 +140,7 @@ fn dac_slice_portable(xs: &[f32], scale: f32, sigma: f32, out: &mut [f32], c: &C
     }
 }
 
-/// The clip-and-quantize curve of `c` on 8 lanes (as [`Curve::convert`](devices::converters::Curve::convert)).
+/// The clip-and-quantize curve of `c` on 8 lanes (as [`Curve::convert`]).
 #[cfg(target_arch = "x86_64")]
 #[derive(Clone, Copy)]
 struct QuantV {

@@ -19,6 +19,7 @@ mod pool;
 mod scratch;
 mod softmax;
 mod winograd;
+mod xbar;
 
 pub use conv::{
     ConvAlgo, WINOGRAD_MIN_CHANNELS, conv2d, conv2d_input_grad, conv2d_input_grad_with,
@@ -36,6 +37,7 @@ pub use pool::{avg_pool2d, avg_pool2d_adjoint, max_pool2d, max_unpool2d};
 pub use softmax::{cross_entropy, log_softmax, log_softmax_grad, softmax};
 
 use crate::Tensor;
+use crate::analog::{Prepared, ReadKind, ReadPlan, Tally};
 use crate::backend::Backend;
 use crate::error::{Error, Result};
 use crate::ops::{Act, Conv2dParams, OptimStep, Pool2dParams};
@@ -331,6 +333,38 @@ impl Backend for Cpu {
         let (mut b1, mut b2) = (buf1.cloned(), buf2.cloned());
         optim::update(&mut p, g, &mut b1, &mut b2, step)?;
         Ok((p, b1, b2))
+    }
+    fn xbar_read(
+        &self,
+        plan: &ReadPlan,
+        x: &Tensor,
+        kind: ReadKind,
+        wmax: f32,
+        bias: Option<&Tensor>,
+        s: &Stream,
+        t: u64,
+    ) -> Result<(Tensor, Tally)> {
+        xbar::read(plan, x, kind, wmax, bias, s, t)
+    }
+    fn xbar_prepare(
+        &self,
+        plan: &ReadPlan,
+        x: &Tensor,
+        kind: ReadKind,
+        s: &Stream,
+    ) -> Result<Option<Prepared>> {
+        xbar::prepare(plan, x, kind, s)
+    }
+    fn xbar_read_prepared(
+        &self,
+        plan: &ReadPlan,
+        prepared: &Prepared,
+        wmax: f32,
+        bias: Option<&Tensor>,
+        s: &Stream,
+        t: u64,
+    ) -> Result<(Tensor, Tally)> {
+        xbar::read_prepared(plan, prepared, wmax, bias, s, t)
     }
     fn randn(&self, shape: &[usize], stream: &Stream, offset: u64) -> Result<Tensor> {
         Ok(fill_random(shape, true, stream, offset))

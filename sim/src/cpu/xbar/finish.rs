@@ -1,17 +1,17 @@
 //! The noisy half of a crossbar read (see the parent module doc): per-read conductance noise, the
 //! ADC with its noise, iterative bound management (a saturated (row, block, tile) vector re-read
 //! alone with its input divided by r = 2, 4, …) and the sum of the converted partial sums over the
-//! blocks; the whole read ([`Dir::read`]) and the grouped conv reads ([`Dir::read_groups`]) built
+//! blocks; the whole read ([`ReadPlan::read`]) and the grouped conv reads ([`ReadPlan::read_groups`]) built
 //! on it. Rows are processed in fixed chunks of [`CHUNK`] in parallel, every draw indexed by (row,
 //! element), so the result does not depend on the thread count.
 
 use super::*;
 
-impl Dir {
-    /// Per-read noise, ADC and bound management of a read prepared by [`Dir::pre`] on the same
+impl ReadPlan {
+    /// Per-read noise, ADC and bound management of a read prepared by [`ReadPlan::pre`] on the same
     /// `x`, step `t`: the outputs `[m, n_out]` summed over the blocks (normalized units), with the
     /// tally of (row, block, tile) vector reads, bound-management re-reads and Σ x².
-    pub(in crate::substrate) fn finish(
+    pub(super) fn finish(
         &self,
         pre: &Pre,
         x: &[f32],
@@ -22,16 +22,10 @@ impl Dir {
         self.run(Some(pre), x, m, s, t)
     }
 
-    /// The whole read of the `m` rows of `x` (`[m, n_in]`) at step `t`: [`Dir::pre`] and
-    /// [`Dir::finish`] fused chunk by chunk (the same arithmetic, so the same result, without the
+    /// The whole read of the `m` rows of `x` (`[m, n_in]`) at step `t`: [`ReadPlan::pre`] and
+    /// [`ReadPlan::finish`] fused chunk by chunk (the same arithmetic, so the same result, without the
     /// full-size intermediate arrays).
-    pub(in crate::substrate) fn read(
-        &self,
-        x: &[f32],
-        m: usize,
-        s: &Stream,
-        t: u64,
-    ) -> (Vec<f32>, Tally) {
+    pub(super) fn read(&self, x: &[f32], m: usize, s: &Stream, t: u64) -> (Vec<f32>, Tally) {
         self.run(None, x, m, s, t)
     }
 
@@ -59,7 +53,7 @@ impl Dir {
                 };
                 self.chunk(&ctx, ac)
             })
-            .reduce(Tally::default, Tally::add);
+            .reduce(Tally::default, |a, b| a + b);
         (acc, tally)
     }
 
@@ -73,12 +67,12 @@ impl Dir {
         (noise_s, dac_s)
     }
 
-    /// [`Dir::finish_chunk`], AVX2 build where the CPU has it.
+    /// [`ReadPlan::finish_chunk`], AVX2 build where the CPU has it.
     #[inline(always)]
     fn chunk(&self, ctx: &ChunkCtx<'_>, ac: &mut [f32]) -> Tally {
         // (An AVX-512 build of the chunk kernel measured 12 % slower here than the AVX2 one.)
         #[cfg(target_arch = "x86_64")]
-        if sim::simd::has_avx2_fma() {
+        if crate::simd::has_avx2_fma() {
             // SAFETY: the CPU supports AVX2 and FMA (checked at run time).
             return unsafe { self.finish_chunk_avx2(ctx, ac) };
         }
@@ -86,16 +80,16 @@ impl Dir {
     }
 
     /// The read of `m = groups·per` rows (group `g`: rows `g·per..(g + 1)·per`, e.g. one
-    /// sample's conv positions), with the values of [`Dir::read`] (`pre: None`) or [`Dir::finish`]
+    /// sample's conv positions), with the values of [`ReadPlan::read`] (`pre: None`) or [`ReadPlan::finish`]
     /// (`pre` prepared on the same rows), but without the `[m, n_out]` result array: each group is
     /// read in runs of at most [`CHUNK`] rows, in order, and each run's outputs `[rows, n_out]`
     /// (normalized, summed over the blocks) are handed, while in cache, to `sink(i0, acc, og)`
     /// with `i0` the run's first row within the group and `og` the group's equal share of `out`;
     /// groups shorter than [`CHUNK`] are read several at a time (one run, one GEMM per block), the
-    /// sink still called once per group. Runs go in parallel; every draw is indexed by (row, element) as in [`Dir::read`], so
+    /// sink still called once per group. Runs go in parallel; every draw is indexed by (row, element) as in [`ReadPlan::read`], so
     /// the result depends neither on the thread count nor on the run split. Returns the tally.
     #[allow(clippy::too_many_arguments)]
-    pub(in crate::substrate) fn read_groups(
+    pub(super) fn read_groups(
         &self,
         pre: Option<&Pre>,
         rows: Rows<'_>,
@@ -152,7 +146,7 @@ impl Dir {
                         noise_s: &noise_s,
                         dac_s: &dac_s,
                     };
-                    tot = tot.add(self.chunk(&ctx, acc));
+                    tot = tot + self.chunk(&ctx, acc);
                     // Hand each group's part of the run to the sink.
                     let mut r = r0;
                     while r < r0 + nr {
@@ -168,17 +162,17 @@ impl Dir {
                 give_buf(xb);
                 tot
             })
-            .reduce(Tally::default, Tally::add)
+            .reduce(Tally::default, |a, b| a + b)
     }
 
-    /// [`Dir::finish_chunk`] compiled for AVX2 (same operations, same bits).
+    /// [`ReadPlan::finish_chunk`] compiled for AVX2 (same operations, same bits).
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2,fma")]
     fn finish_chunk_avx2(&self, ctx: &ChunkCtx<'_>, ac: &mut [f32]) -> Tally {
         self.finish_chunk(ctx, ac)
     }
 
-    /// [`Dir::finish`] on the rows `r0..` of `ac` (overwritten): returns the chunk's tally (every
+    /// [`ReadPlan::finish`] on the rows `r0..` of `ac` (overwritten): returns the chunk's tally (every
     /// tile read counts its row's Σ x², a re-read its own).
     #[inline(always)]
     fn finish_chunk(&self, ctx: &ChunkCtx<'_>, ac: &mut [f32]) -> Tally {

@@ -1,4 +1,6 @@
-//! Host kernels of the converter-bearing crossbar reads (see the parent module doc).
+//! Host kernels of the converter-bearing crossbar reads: the semantics of
+//! [`Backend::xbar_read`](crate::Backend::xbar_read), and its implementation on the host (every
+//! backend's default).
 //!
 //! A read in one direction is a matrix of input vectors `X[M, n_in]`: one row per conv output
 //! position of one sample (the K = C_in·kh·kw patch for a forward read, the C_out vector for a
@@ -11,118 +13,45 @@
 //! over the blocks in block order. Rows are processed in fixed chunks of [`CHUNK`] in parallel and
 //! every draw is indexed by (row, element), so the result does not depend on the thread count.
 //!
-//! Conv reads use [`Dir::read_groups`]: one group per sample, read in runs of at most [`CHUNK`]
+//! Conv reads use [`ReadPlan::read_groups`]: one group per sample, read in runs of at most [`CHUNK`]
 //! positions whose input rows are built on the fly (im2row of the run, or the gather of its C_out
 //! vectors from the NCHW state) and whose outputs go, while in cache, straight into the sample's
 //! NCHW output (with bias) or onto its input grid (col2im), so that no `[N·P, K]` array is built.
 //!
-//! The read is split in [`Dir::pre`] (DAC and GEMMs: deterministic when the DAC is noise-free,
-//! which lets the first array's read of the input be cached per query) and [`Dir::finish`] (noise,
+//! The read is split in [`ReadPlan::pre`] (DAC and GEMMs: deterministic when the DAC is noise-free,
+//! which lets the first array's read of the input be cached per query) and [`ReadPlan::finish`] (noise,
 //! ADC, bound management, block sum).
 //!
-//! Files by role: this one holds the read's parts (converters, input blocks, per-read noise
-//! structure, buffers) and its deterministic half ([`Dir::new`], [`Dir::pre`]); `finish` the noisy
-//! half (noise, ADC, bound management) and the whole and grouped reads; `layout` the conv reads'
-//! data layout (im2row, row2im, NCHW ↔ rows); the element kernels (portable and AVX2) are `sim::cpu::analog`'s.
+//! Files by role: the read's description ([`ReadPlan`]: input blocks, per-read noise structure,
+//! converters) is `crate::analog`'s, backend-neutral; this file holds the read's buffers and its
+//! deterministic half ([`ReadPlan::pre`]); `finish` the noisy half (noise, ADC, bound management)
+//! and the whole and grouped reads; `layout` the conv reads' data layout (im2row, row2im, NCHW ↔
+//! rows); `host` the reads on host tensors that back the `Backend::xbar_*` ops; the element
+//! kernels (portable and AVX2) are `crate::cpu::analog`'s.
 
-use devices::converters::noise_management_scale;
-use devices::{Adc, Dac, NoiseManagement};
 use rayon::prelude::*;
-use sim::Stream;
-use sim::cpu::analog::{Curve, Noise, adc_tile, dac_slice, dot};
-use sim::cpu::{Gemm, Par, sgemm_par};
 
-use super::Io;
+use crate::Stream;
+use crate::analog::{InBlock, Pre, ReadPlan, Tally, Var, fixed_sumsq, noise_management_scale};
+use crate::cpu::analog::{Noise, adc_tile, dac_slice, dot};
+use crate::cpu::{Gemm, Par, sgemm_par};
+use crate::netlist::NoiseManagement;
 
 mod finish;
+mod host;
 mod layout;
-pub(super) use layout::{ConvGeom, nchw_to_rows_part, rows_to_chw_part};
+pub(crate) use host::{prepare, read, read_prepared};
+use layout::{nchw_to_rows_part, rows_to_chw_part};
 
 /// Rows of `X` per parallel work item (fixed, so results do not depend on the thread count).
 const CHUNK: usize = 128;
 
-/// A converter part as the read uses it.
-#[derive(Debug, Clone, Copy)]
-struct Conv {
-    /// The converter's transfer curve (parameters from `devices::converters`).
-    q: Curve,
-    noise: f32,
-    /// The saturation threshold of bound management (as f32).
-    bound: f32,
-}
+/// What [`ReadPlan::read_groups`] hands each run's outputs to: `(i0, acc, og)`.
+type Sink<'a> = dyn Fn(usize, &[f32], &mut [f32]) + Sync + 'a;
 
-impl Conv {
-    fn dac(d: &Dac) -> Self {
-        Conv {
-            q: d.curve_f32(),
-            noise: d.noise_std as f32,
-            bound: d.bound as f32,
-        }
-    }
-    fn adc(a: &Adc) -> Self {
-        Conv {
-            q: a.curve_f32(),
-            noise: a.noise_std as f32,
-            bound: a.bound as f32,
-        }
-    }
-}
-
-/// One input block: weights (normalized by the array's abs-max) `w[n_out, hi − lo]` linking the
-/// block's inputs to every output of the direction, and the per-read noise variances (same layout).
-struct InBlock {
-    lo: usize,
-    hi: usize,
-    w: Vec<f32>,
-    s2: Option<Vec<f32>>,
-    /// How round 0 evaluates `Σ_k x_k²·s2(o, k)` (exactly detected structure of `s2`).
-    var: Var,
-}
-
-/// The structure of a block's per-read noise variances `s2[n_out, nb]`, found exactly at
-/// construction. Device models give the per-read noise σ of a column (an output of the forward
-/// read) independent of the row, so a forward block has every row constant and a transposed block
-/// the same row for all outputs of one tile; both need far less than the full second GEMM.
-enum Var {
-    /// No per-read noise.
-    None,
-    /// General: the full GEMM with `s2`.
-    Full,
-    /// `s2(o, k) = c[o]`: the variance is `c[o]·Σ_k x_k²`.
-    RowConst(Vec<f32>),
-    /// `s2(o, k) = rows[tile(o)][k]` for the output tiles (in `Dir::outs` order): one GEMM
-    /// column per tile.
-    TileShared(Vec<f32>),
-}
-
-impl Var {
-    fn of(s2: Option<&[f32]>, n_out: usize, nb: usize, outs: &[(usize, usize)]) -> Var {
-        let Some(s2) = s2 else { return Var::None };
-        if nb == 0 || n_out == 0 {
-            return Var::Full;
-        }
-        let row = |o: usize| &s2[o * nb..(o + 1) * nb];
-        if (0..n_out).all(|o| row(o).iter().all(|&v| v == row(o)[0])) {
-            return Var::RowConst((0..n_out).map(|o| row(o)[0]).collect());
-        }
-        let covered = outs.iter().map(|&(a, b)| b - a).sum::<usize>() == n_out;
-        if covered
-            && outs
-                .iter()
-                .all(|&(o0, o1)| (o0..o1).all(|o| row(o) == row(o0)))
-        {
-            return Var::TileShared(outs.iter().flat_map(|&(o0, _)| row(o0).to_vec()).collect());
-        }
-        Var::Full
-    }
-}
-
-/// What [`Dir::read_groups`] hands each run's outputs to: `(i0, acc, og)`.
-pub(super) type Sink<'a> = dyn Fn(usize, &[f32], &mut [f32]) + Sync + 'a;
-
-/// Where the input rows of [`Dir::read_groups`] come from.
+/// Where the input rows of [`ReadPlan::read_groups`] come from.
 #[derive(Clone, Copy)]
-pub(super) enum Rows<'a> {
+enum Rows<'a> {
     /// All rows `[m, n_in]`.
     All(&'a [f32]),
     /// `f(r0, buf)` writes rows `r0..r0 + buf.len() / n_in` into `buf` (e.g. im2row of a run of
@@ -130,59 +59,7 @@ pub(super) enum Rows<'a> {
     Fill(&'a (dyn Fn(usize, &mut [f32]) + Sync)),
 }
 
-/// One read direction of one array.
-pub(super) struct Dir {
-    pub(super) n_in: usize,
-    pub(super) n_out: usize,
-    blocks: Vec<InBlock>,
-    outs: Vec<(usize, usize)>,
-    dac: Option<Conv>,
-    adc: Option<Conv>,
-    io: Io,
-}
-
-/// The deterministic part of a read (given the DAC draws): per input block the scale α of every
-/// row (0: an all-zero row that reads exactly zero), the pre-ADC outputs with the σ of their
-/// per-read noise, and Σ x² of every row's converted inputs (the cost model's array energy).
-pub(super) struct Pre {
-    alpha: Vec<Vec<f32>>,
-    y: Vec<Vec<f32>>,
-    sd: Vec<Option<Vec<f32>>>,
-    ss: Vec<Vec<f32>>,
-}
-
-/// What reads counted: vector reads (one input vector on one tile, re-reads included), of them
-/// bound-management re-reads, and Σ over those reads of Σ x² of the driven inputs (normalized to
-/// the full-scale read voltage) in fixed point ([`SUMSQ_UNIT`] per unit, rounded per read), so
-/// that the sums are exact whatever the thread count and the split of the rows.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub(in crate::substrate) struct Tally {
-    pub reads: u64,
-    pub rereads: u64,
-    pub sumsq: u64,
-}
-
-/// Fixed-point units of [`Tally::sumsq`] per unit of Σ x².
-pub(in crate::substrate) const SUMSQ_UNIT: f64 = 65536.0;
-
-/// One read's Σ x² in [`SUMSQ_UNIT`]s.
-#[inline(always)]
-fn fixed_sumsq(ss: f64) -> u64 {
-    (ss * SUMSQ_UNIT).round() as u64
-}
-
-impl Tally {
-    /// The sum of two tallies.
-    pub(in crate::substrate) fn add(self, o: Tally) -> Tally {
-        Tally {
-            reads: self.reads + o.reads,
-            rereads: self.rereads + o.rereads,
-            sumsq: self.sumsq + o.sumsq,
-        }
-    }
-}
-
-/// What one chunk of [`Dir::pre`] reads.
+/// What one chunk of [`ReadPlan::pre`] reads.
 #[derive(Clone, Copy)]
 struct PreCtx<'a> {
     blk: &'a InBlock,
@@ -192,7 +69,7 @@ struct PreCtx<'a> {
     ns: &'a Stream,
 }
 
-/// What one chunk of [`Dir::finish`] reads.
+/// What one chunk of [`ReadPlan::finish`] reads.
 #[derive(Clone, Copy)]
 struct ChunkCtx<'a> {
     pre: Option<&'a Pre>,
@@ -277,80 +154,7 @@ fn round_stream(s: &Stream, what: &str, b: usize, k: u32, t: u64) -> Stream {
     }
 }
 
-impl Dir {
-    /// A direction with `n_in` inputs cut into `ins` blocks and `n_out` outputs sensed in `outs`
-    /// ranges; `w(o, k)` is the normalized weight from input `k` to output `o`, `s2(o, k)` the
-    /// normalized per-read noise variance (when the device has per-read noise).
-    #[allow(clippy::too_many_arguments)]
-    pub(super) fn new(
-        n_in: usize,
-        n_out: usize,
-        ins: &[(usize, usize)],
-        outs: &[(usize, usize)],
-        w: impl Fn(usize, usize) -> f32,
-        s2: Option<&dyn Fn(usize, usize) -> f32>,
-        dac: Option<&Dac>,
-        adc: Option<&Adc>,
-        io: Io,
-    ) -> Self {
-        let blocks = ins
-            .iter()
-            .map(|&(lo, hi)| {
-                let nb = hi - lo;
-                let mut wb = vec![0.0f32; n_out * nb];
-                for o in 0..n_out {
-                    for k in lo..hi {
-                        wb[o * nb + k - lo] = w(o, k);
-                    }
-                }
-                let s2b = s2.map(|f| {
-                    let mut v = vec![0.0f32; n_out * nb];
-                    for o in 0..n_out {
-                        for k in lo..hi {
-                            v[o * nb + k - lo] = f(o, k);
-                        }
-                    }
-                    v
-                });
-                InBlock {
-                    lo,
-                    hi,
-                    w: wb,
-                    var: Var::of(s2b.as_deref(), n_out, nb, outs),
-                    s2: s2b,
-                }
-            })
-            .collect();
-        // The output tiles partition the outputs (every output is sensed exactly once).
-        let mut sensed = vec![0u8; n_out];
-        for &(o0, o1) in outs {
-            sensed[o0..o1].iter_mut().for_each(|c| *c += 1);
-        }
-        assert!(
-            sensed.iter().all(|&c| c == 1),
-            "output tiles {outs:?} do not partition 0..{n_out}"
-        );
-        Dir {
-            n_in,
-            n_out,
-            blocks,
-            outs: outs.to_vec(),
-            dac: dac.map(Conv::dac),
-            adc: adc.map(Conv::adc),
-            io,
-        }
-    }
-
-    /// The ADC's output-noise variance (0 without an ADC).
-    fn adc_noise_var(&self) -> f32 {
-        self.adc.map_or(0.0, |a| a.noise * a.noise)
-    }
-
-    /// Whether [`Dir::pre`] makes random draws (a noisy DAC).
-    pub(super) fn pre_is_random(&self) -> bool {
-        self.dac.is_some_and(|d| d.noise > 0.0)
-    }
-
+impl ReadPlan {
     /// `xs` (one row's block slice) divided by `scale` through the DAC into `out`; the DAC noise of
     /// element `j` is draw `base + j` of `ns`.
     #[inline(always)]
@@ -389,7 +193,7 @@ impl Dir {
     }
 
     /// DAC and block GEMMs of round 0 for the `m` rows of `x` (`[m, n_in]`) at step `t`.
-    pub(super) fn pre(&self, x: &[f32], m: usize, s: &Stream, t: u64) -> Pre {
+    fn pre(&self, x: &[f32], m: usize, s: &Stream, t: u64) -> Pre {
         debug_assert_eq!(x.len(), m * self.n_in);
         let n_out = self.n_out;
         let mut pre = Pre {
@@ -417,7 +221,7 @@ impl Dir {
                     ns: &ns,
                 };
                 #[cfg(target_arch = "x86_64")]
-                if sim::simd::has_avx2_fma() {
+                if crate::simd::has_avx2_fma() {
                     // SAFETY: the CPU supports AVX2 and FMA (checked at run time).
                     unsafe { self.pre_chunk_avx2(&ctx, (al, ssc), yc, sdc) };
                     return;
@@ -443,7 +247,7 @@ impl Dir {
         pre
     }
 
-    /// [`Dir::pre_chunk`] compiled for AVX2 (same operations, same bits).
+    /// [`ReadPlan::pre_chunk`] compiled for AVX2 (same operations, same bits).
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2,fma")]
     fn pre_chunk_avx2(
@@ -456,7 +260,7 @@ impl Dir {
         self.pre_chunk(ctx, heads, yc, sdc)
     }
 
-    /// [`Dir::pre`] of one block on the rows `r0..r0 + al.len()`: scales into `al` and Σ x² of
+    /// [`ReadPlan::pre`] of one block on the rows `r0..r0 + al.len()`: scales into `al` and Σ x² of
     /// the converted inputs into `ssc` (rows read only), pre-ADC sums into `yc` (zero rows
     /// untouched), read-noise σ into `sdc`.
     #[inline(always)]
@@ -563,7 +367,7 @@ impl Dir {
 
 /// A zeroed vector of `n` floats, written by all threads (the step's large read outputs: a serial
 /// `memset` of them cost ≈ 3 % of a converter-bearing run).
-pub(super) fn zeros(n: usize) -> Vec<f32> {
+fn zeros(n: usize) -> Vec<f32> {
     let mut v = Vec::with_capacity(n);
     v.par_extend(rayon::iter::repeat_n(0.0f32, n));
     v
@@ -572,6 +376,7 @@ pub(super) fn zeros(n: usize) -> Vec<f32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::analog::{Converter, Io, SUMSQ_UNIT};
 
     /// The structured evaluations of the per-read noise σ (row-constant and tile-shared
     /// variances) are detected and give σ = sqrt(Σ_k x_k²·s2(o, k)) as the full evaluation does.
@@ -595,7 +400,7 @@ mod tests {
         let cases: [(&F<'_>, &str); 3] =
             [(&row_const, "row"), (&shared, "tile"), (&general, "full")];
         for (f, kind) in cases {
-            let d = Dir::new(
+            let d = ReadPlan::new(
                 n_in,
                 n_out,
                 &ins,
@@ -605,7 +410,8 @@ mod tests {
                 None,
                 None,
                 io,
-            );
+            )
+            .unwrap();
             for blk in &d.blocks {
                 let got = match blk.var {
                     Var::RowConst(_) => "row",
@@ -652,11 +458,8 @@ mod tests {
         let w = |o: usize, k: usize| 0.1 * (o + 1) as f32 - 0.01 * k as f32;
         let s2 = |o: usize, k: usize| 0.002 * (o + 1) as f32 + 0.0005 * k as f32;
         for (read, sa) in [(true, 0.0), (false, 0.3), (true, 0.3)] {
-            let adc = Adc {
-                noise_std: sa,
-                ..Adc::ideal()
-            };
-            let d = Dir::new(
+            let adc = Converter::new(f64::INFINITY, None, sa);
+            let d = ReadPlan::new(
                 n_in,
                 n_out,
                 &[(0, n_in)],
@@ -664,9 +467,10 @@ mod tests {
                 w,
                 read.then_some(&s2 as &dyn Fn(usize, usize) -> f32),
                 None,
-                Some(&adc),
+                Some(adc),
                 io,
-            );
+            )
+            .unwrap();
             let (y, _) = d.read(&x, m, &Stream::new(9, "sum"), 0);
             for o in 0..n_out {
                 let mean: f64 = (0..n_in).map(|k| (w(o, k) * xs[k]) as f64).sum();
@@ -710,7 +514,7 @@ mod tests {
                 nm_thres: 0.0,
                 last_r: 1,
             };
-            let d = Dir::new(
+            let d = ReadPlan::new(
                 n_in,
                 n_out,
                 &ins,
@@ -718,9 +522,10 @@ mod tests {
                 w,
                 None,
                 None,
-                Some(&Adc::ideal()),
+                Some(Converter::ideal()),
                 io,
-            );
+            )
+            .unwrap();
             let mut want = 0.0f64;
             for r in 0..m {
                 for &(lo, hi) in &ins {
@@ -748,20 +553,17 @@ mod tests {
         }
         // Bound management: saturated vectors are re-read with their inputs halved, so each
         // re-read adds a quarter of the row's Σ x² per halving.
-        let adc = Adc {
-            bound: 0.05,
-            ..Adc::ideal()
-        };
+        let adc = Converter::new(0.05, None, 0.0);
         let io = Io {
             nm: NoiseManagement::AbsMax,
             nm_thres: 0.0,
             last_r: 2,
         };
-        let d = Dir::new(n_in, n_out, &ins, &outs, w, None, None, Some(&adc), io);
+        let d = ReadPlan::new(n_in, n_out, &ins, &outs, w, None, None, Some(adc), io).unwrap();
         let (_, t) = d.read(&x, m, &Stream::new(1, "r"), 0);
         let base = (m * ins.len() * outs.len()) as u64;
         assert!(t.rereads > 0 && t.reads == base + t.rereads, "{t:?}");
-        let (_, plain) = Dir::new(
+        let (_, plain) = ReadPlan::new(
             n_in,
             n_out,
             &ins,
@@ -769,9 +571,10 @@ mod tests {
             w,
             None,
             None,
-            Some(&Adc::ideal()),
+            Some(Converter::ideal()),
             Io { last_r: 1, ..io },
         )
+        .unwrap()
         .read(&x, m, &Stream::new(1, "r"), 0);
         let (got, full) = (t.sumsq as f64, plain.sumsq as f64);
         // Every re-read is at r = 2 (last_r): a quarter of its row's Σ x² at most.

@@ -5,7 +5,8 @@
 
 use rayon::prelude::*;
 
-use sim::cpu::analog;
+use crate::analog::ConvGeom;
+use crate::cpu::analog;
 
 /// `dst.copy_from_slice(src)` for the short runs of a patch (kernel widths): constant-size copies
 /// up to 8 elements, so that no `memcpy` call is made per run.
@@ -47,31 +48,7 @@ fn add_run(dst: &mut [f32], src: &[f32]) {
     }
 }
 
-/// Shapes of a conv array's unrolled reads.
-#[derive(Debug, Clone, Copy)]
-pub(in crate::substrate) struct ConvGeom {
-    pub(in crate::substrate) n: usize,
-    pub(in crate::substrate) c: usize,
-    pub(in crate::substrate) h: usize,
-    pub(in crate::substrate) w: usize,
-    pub(in crate::substrate) kh: usize,
-    pub(in crate::substrate) kw: usize,
-    pub(in crate::substrate) stride: (usize, usize),
-    pub(in crate::substrate) pad: (usize, usize),
-    pub(in crate::substrate) ho: usize,
-    pub(in crate::substrate) wo: usize,
-}
-
 impl ConvGeom {
-    /// Patch length K = C·kh·kw (the array's rows, OIHW order).
-    pub(in crate::substrate) fn k(&self) -> usize {
-        self.c * self.kh * self.kw
-    }
-    /// Output positions per sample.
-    pub(in crate::substrate) fn p(&self) -> usize {
-        self.ho * self.wo
-    }
-
     /// The patch of output position (oh, ow) as runs: `f(k, input index, len)` for every
     /// (channel, kernel row) with the kernel columns `j0..j0 + len` inside the input, where `k` is
     /// the patch index of (c, i, j0) and the input index (within one sample's `[C, H, W]`) that of
@@ -115,7 +92,7 @@ impl ConvGeom {
     }
 
     /// Rows `r0..r0 + out.len() / K` of [`ConvGeom::im2row`] of `x` into `out`.
-    pub(in crate::substrate) fn im2row_part(&self, x: &[f32], r0: usize, out: &mut [f32]) {
+    pub(crate) fn im2row_part(&self, x: &[f32], r0: usize, out: &mut [f32]) {
         let (k, p, chw) = (self.k(), self.p(), self.c * self.h * self.w);
         if k == 0 {
             return;
@@ -136,7 +113,7 @@ impl ConvGeom {
 
     /// Add the patch vectors `ys[rows, K]` of one sample's positions `i0..` onto its input grid
     /// `o[C, H, W]` (the part of [`ConvGeom::row2im`] before its scaling; positions in order).
-    pub(in crate::substrate) fn row2im_part(&self, i0: usize, ys: &[f32], o: &mut [f32]) {
+    pub(crate) fn row2im_part(&self, i0: usize, ys: &[f32], o: &mut [f32]) {
         let k = self.k();
         if k == 0 {
             return;
@@ -150,7 +127,7 @@ impl ConvGeom {
     }
 
     /// The patch matrix `[N·P, K]` of `x[N, C, H, W]` (rows (sample, oh, ow), columns (c, i, j)).
-    pub(in crate::substrate) fn im2row(&self, x: &[f32]) -> Vec<f32> {
+    pub(crate) fn im2row(&self, x: &[f32]) -> Vec<f32> {
         let (k, p, chw) = (self.k(), self.p(), self.c * self.h * self.w);
         let mut out = vec![0.0f32; self.n * p * k];
         if k * p == 0 {
@@ -176,7 +153,7 @@ impl ConvGeom {
     /// The sum of the patch vectors `y[N·P, K]` back onto the input grid `[N, C, H, W]` (col2im;
     /// positions in row-major order), times `scale`.
     #[cfg(test)]
-    pub(in crate::substrate) fn row2im(&self, y: &[f32], scale: f32) -> Vec<f32> {
+    pub(crate) fn row2im(&self, y: &[f32], scale: f32) -> Vec<f32> {
         let (k, p, chw) = (self.k(), self.p(), self.c * self.h * self.w);
         let mut out = vec![0.0f32; self.n * chw];
         if k * p == 0 || chw == 0 {
@@ -205,7 +182,7 @@ impl ConvGeom {
 
 /// `[N, C, P]` → `[N·P, C]` (each position's channel vector a row).
 #[cfg(test)]
-pub(in crate::substrate) fn nchw_to_rows(u: &[f32], n: usize, c: usize, p: usize) -> Vec<f32> {
+pub(crate) fn nchw_to_rows(u: &[f32], n: usize, c: usize, p: usize) -> Vec<f32> {
     let mut out = vec![0.0f32; n * p * c];
     if c * p == 0 {
         return out;
@@ -224,13 +201,7 @@ pub(in crate::substrate) fn nchw_to_rows(u: &[f32], n: usize, c: usize, p: usize
 
 /// Rows `[rows, C]` of one sample's positions `i0..` into its `o[C, P]`, each value times `scale`
 /// plus `bias[c]` (a part of [`rows_to_nchw`]).
-pub(in crate::substrate) fn rows_to_chw_part(
-    ys: &[f32],
-    i0: usize,
-    o: &mut [f32],
-    scale: f32,
-    bias: &[f32],
-) {
+pub(crate) fn rows_to_chw_part(ys: &[f32], i0: usize, o: &mut [f32], scale: f32, bias: &[f32]) {
     let c = bias.len();
     if c == 0 {
         return;
@@ -256,13 +227,7 @@ pub(in crate::substrate) fn rows_to_chw_part(
 }
 
 /// Rows `r0..r0 + out.len() / C` of [`nchw_to_rows`] of `u[N, C, P]` into `out`.
-pub(in crate::substrate) fn nchw_to_rows_part(
-    u: &[f32],
-    c: usize,
-    p: usize,
-    r0: usize,
-    out: &mut [f32],
-) {
+pub(crate) fn nchw_to_rows_part(u: &[f32], c: usize, p: usize, r0: usize, out: &mut [f32]) {
     if c == 0 {
         return;
     }
@@ -277,7 +242,7 @@ pub(in crate::substrate) fn nchw_to_rows_part(
 
 /// `[N·P, C]` → `[N, C, P]`, each value times `scale` plus `bias[c]`.
 #[cfg(test)]
-pub(in crate::substrate) fn rows_to_nchw(
+pub(crate) fn rows_to_nchw(
     y: &[f32],
     n: usize,
     c: usize,
@@ -304,7 +269,7 @@ pub(in crate::substrate) fn rows_to_nchw(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use sim::Stream;
+    use crate::Stream;
 
     /// The per-run helpers of the fused conv reads give the whole-array transforms exactly.
     #[test]

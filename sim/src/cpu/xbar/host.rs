@@ -1,0 +1,233 @@
+//! A crossbar read on host tensors, the default of every backend's
+//! [`Backend::xbar_read`](crate::Backend::xbar_read) (and of the prepared read): the shapes
+//! checked, the input rows built by runs (im2row of a conv input, the C_out vectors of a conv
+//! state) and the outputs stored while in cache (the NCHW output with its scale and bias, or the
+//! col2im sum of the transposed read), so that no `[N·P, K]` array is built.
+
+use rayon::prelude::*;
+
+use super::{Rows, nchw_to_rows_part, rows_to_chw_part, zeros};
+use crate::analog::{ConvGeom, Prepared, ReadKind, ReadPlan, Tally};
+use crate::error::{Error, Result};
+use crate::{Stream, Tensor};
+
+/// The standard-layout data of a host tensor.
+fn data(t: &Tensor) -> &[f32] {
+    t.as_slice().expect("host tensors are in standard layout")
+}
+
+/// Check `x` against what `kind` reads with `plan` and `bias` against its outputs; returns the
+/// number of input vectors (rows).
+fn check(plan: &ReadPlan, x: &Tensor, kind: ReadKind, bias: Option<&Tensor>) -> Result<usize> {
+    let bad = |what: String| Err(Error::shape("xbar_read", what));
+    let xs = x.shape();
+    let rows = match kind {
+        ReadKind::Dense => {
+            if xs.len() != 2 || xs[1] != plan.n_in {
+                return bad(format!(
+                    "input {xs:?}, a dense read of {} inputs",
+                    plan.n_in
+                ));
+            }
+            xs[0]
+        }
+        ReadKind::ConvForward(g) => {
+            if xs != [g.n, g.c, g.h, g.w] || g.k() != plan.n_in {
+                return bad(format!(
+                    "input {xs:?}, a conv forward read of [{}, {}, {}, {}] with K = {} ({} inputs)",
+                    g.n,
+                    g.c,
+                    g.h,
+                    g.w,
+                    g.k(),
+                    plan.n_in
+                ));
+            }
+            g.n * g.p()
+        }
+        ReadKind::ConvTransposed(g) => {
+            if xs != [g.n, plan.n_in, g.ho, g.wo] || g.k() != plan.n_out {
+                return bad(format!(
+                    "input {xs:?}, a conv transposed read of [{}, {}, {}, {}] into K = {} ({} outputs)",
+                    g.n,
+                    plan.n_in,
+                    g.ho,
+                    g.wo,
+                    g.k(),
+                    plan.n_out
+                ));
+            }
+            g.n * g.p()
+        }
+    };
+    match bias {
+        Some(b) if matches!(kind, ReadKind::ConvTransposed(_)) => bad(format!(
+            "a transposed conv read takes no bias (given {:?})",
+            b.shape()
+        )),
+        Some(b) if b.len() != plan.n_out => {
+            bad(format!("bias {:?} for {} outputs", b.shape(), plan.n_out))
+        }
+        _ => Ok(rows),
+    }
+}
+
+/// The bias as a slice of `n` values (zeros without one).
+fn bias_or_zeros(bias: Option<&Tensor>, n: usize) -> std::borrow::Cow<'_, [f32]> {
+    match bias {
+        Some(b) => std::borrow::Cow::Borrowed(data(b)),
+        None => std::borrow::Cow::Owned(vec![0.0; n]),
+    }
+}
+
+/// `v·wmax + bias` of every row of a dense read's outputs (`v·wmax` without a bias).
+fn dense_out(
+    mut acc: Vec<f32>,
+    m: usize,
+    n_out: usize,
+    wmax: f32,
+    bias: Option<&Tensor>,
+) -> Result<Tensor> {
+    match bias {
+        Some(b) => {
+            let b = data(b);
+            for row in acc.chunks_mut(n_out.max(1)) {
+                row.iter_mut().zip(b).for_each(|(v, b)| *v = *v * wmax + b);
+            }
+        }
+        None => acc.iter_mut().for_each(|v| *v *= wmax),
+    }
+    crate::tensor(&[m, n_out], acc)
+}
+
+/// Where a conv forward read's input rows come from.
+enum Src<'a> {
+    /// Rows and their deterministic half, prepared.
+    Prepared(&'a Prepared),
+    /// The NCHW input, unrolled by runs.
+    Input(&'a [f32]),
+}
+
+/// The conv forward read of `g` into the NCHW output (`acc·wmax + bias`), from prepared rows or
+/// from the input's im2row by runs.
+fn conv_forward(
+    plan: &ReadPlan,
+    g: &ConvGeom,
+    src: Src<'_>,
+    wmax: f32,
+    bias: Option<&Tensor>,
+    s: &Stream,
+    t: u64,
+) -> Result<(Tensor, Tally)> {
+    let b = bias_or_zeros(bias, plan.n_out);
+    let sink = |i0: usize, acc: &[f32], og: &mut [f32]| rows_to_chw_part(acc, i0, og, wmax, &b);
+    let mut z = zeros(g.n * plan.n_out * g.p());
+    let tally = match src {
+        Src::Prepared(p) => plan.read_groups(
+            Some(&p.pre),
+            Rows::All(&p.rows),
+            g.n,
+            g.p(),
+            s,
+            t,
+            &mut z,
+            &sink,
+        ),
+        Src::Input(xv) => {
+            let fill = |r0: usize, buf: &mut [f32]| g.im2row_part(xv, r0, buf);
+            plan.read_groups(None, Rows::Fill(&fill), g.n, g.p(), s, t, &mut z, &sink)
+        }
+    };
+    Ok((crate::tensor(&[g.n, plan.n_out, g.ho, g.wo], z)?, tally))
+}
+
+/// [`Backend::xbar_read`](crate::Backend::xbar_read) on host tensors.
+pub(crate) fn read(
+    plan: &ReadPlan,
+    x: &Tensor,
+    kind: ReadKind,
+    wmax: f32,
+    bias: Option<&Tensor>,
+    s: &Stream,
+    t: u64,
+) -> Result<(Tensor, Tally)> {
+    let m = check(plan, x, kind, bias)?;
+    let xv = data(x);
+    match kind {
+        ReadKind::Dense => {
+            let (acc, tally) = plan.read(xv, m, s, t);
+            Ok((dense_out(acc, m, plan.n_out, wmax, bias)?, tally))
+        }
+        ReadKind::ConvForward(g) => conv_forward(plan, &g, Src::Input(xv), wmax, bias, s, t),
+        ReadKind::ConvTransposed(g) => {
+            // Per sample, runs of positions: their C_out vectors gathered from the NCHW state,
+            // read, and their patch vectors summed onto the sample's grid while in cache.
+            let (c, p) = (plan.n_in, g.p());
+            let fill = |r0: usize, buf: &mut [f32]| nchw_to_rows_part(xv, c, p, r0, buf);
+            let sink = |i0: usize, acc: &[f32], og: &mut [f32]| g.row2im_part(i0, acc, og);
+            let mut gx = zeros(g.n * g.c * g.h * g.w);
+            let tally = plan.read_groups(None, Rows::Fill(&fill), g.n, p, s, t, &mut gx, &sink);
+            if wmax != 1.0 {
+                gx.par_iter_mut().for_each(|v| *v *= wmax);
+            }
+            Ok((crate::tensor(&[g.n, g.c, g.h, g.w], gx)?, tally))
+        }
+    }
+}
+
+/// [`Backend::xbar_prepare`](crate::Backend::xbar_prepare) on a host tensor: `None` when the
+/// plan's DAC is noisy or the read is transposed.
+pub(crate) fn prepare(
+    plan: &ReadPlan,
+    x: &Tensor,
+    kind: ReadKind,
+    s: &Stream,
+) -> Result<Option<Prepared>> {
+    if plan.pre_is_random() || matches!(kind, ReadKind::ConvTransposed(_)) {
+        return Ok(None);
+    }
+    let m = check(plan, x, kind, None)?;
+    let rows = match kind {
+        ReadKind::ConvForward(g) => g.im2row(data(x)),
+        _ => data(x).to_vec(),
+    };
+    let pre = plan.pre(&rows, m, s, 0);
+    Ok(Some(Prepared { rows, m, kind, pre }))
+}
+
+/// [`Backend::xbar_read_prepared`](crate::Backend::xbar_read_prepared) with host outputs.
+pub(crate) fn read_prepared(
+    plan: &ReadPlan,
+    p: &Prepared,
+    wmax: f32,
+    bias: Option<&Tensor>,
+    s: &Stream,
+    t: u64,
+) -> Result<(Tensor, Tally)> {
+    if let Some(b) = bias
+        && b.len() != plan.n_out
+    {
+        return Err(Error::shape(
+            "xbar_read_prepared",
+            format!("bias {:?} for {} outputs", b.shape(), plan.n_out),
+        ));
+    }
+    if p.rows.len() != p.m * plan.n_in {
+        return Err(Error::shape(
+            "xbar_read_prepared",
+            format!(
+                "{} prepared values for {} rows of {} inputs",
+                p.rows.len(),
+                p.m,
+                plan.n_in
+            ),
+        ));
+    }
+    match p.kind {
+        ReadKind::ConvForward(g) => conv_forward(plan, &g, Src::Prepared(p), wmax, bias, s, t),
+        _ => {
+            let (acc, tally) = plan.finish(&p.pre, &p.rows, p.m, s, t);
+            Ok((dense_out(acc, p.m, plan.n_out, wmax, bias)?, tally))
+        }
+    }
+}
