@@ -7,7 +7,8 @@
 #                                        # into .gl/ (both ignored by git, carried to the machine)
 #   bash scripts/gpu-bench.sh run DIR    # there: installs the loader, runs the GPU conformance
 #                                        # and CPU-vs-GPU parity tests, compares `epsim settle
-#                                        # --dump` on both devices, times CPU and GPU side by side;
+#                                        # --dump` on both devices, times CPU and GPU side by side
+#                                        # (benchmarks, and `eval --substrate netlist:pcm`);
 #                                        # everything lands in DIR (log.txt, bench.txt, parity.txt);
 #                                        # EPSIM_GPU_BENCH_QUICK=1 skips the timings (a dry run)
 #
@@ -57,6 +58,9 @@ rng = random.Random(7)
 npy(".gpubench/x_fmnist.npy", (16, 1, 28, 28), [rng.random() for _ in range(16 * 784)])
 PY
   cp models/quickstart-epcnn.safetensors .gpubench/
+  # The Fashion-MNIST test set for the substrate timings (the machine has no network).
+  mkdir -p .gpubench/fmnist
+  cp /usr/share/datasets/fashion-mnist/t10k-* .gpubench/fmnist/
   # Vulkan loader for the device machine (its image has the NVIDIA driver but no libvulkan).
   if ! ls .gl/libvulkan1_*.deb >/dev/null 2>&1; then
     mkdir -p .gl /tmp/amd64/partial
@@ -102,6 +106,12 @@ PY
     echo "EPSIM_GPU_BENCH_QUICK=1: parity only, no timings"
     return
   fi
+  echo "== netlist:pcm inference, CPU and GPU (crossbar reads on the device), 2000 images"
+  for dev in cpu gpu cpu gpu; do
+    EPSIM_FASHION_MNIST_DIR=$b/fmnist "$b/epsim" --device $dev eval \
+      --model $b/quickstart-epcnn.safetensors --data fashion-mnist:test --subset 2000 \
+      --substrate netlist:pcm 2>&1 | grep -v WARN | tee -a "$out/bench.txt"
+  done
   echo "== timings (divan, medians; CPU and GPU in one run)"
   for t in $b/bench-*; do
     echo "-- $t"

@@ -10,7 +10,7 @@ use sim::{
 };
 
 use crate::context::Ctx;
-use crate::ops::{elementwise as ew, gemm, layout, norm, optim, pool, reduce, rng, softmax};
+use crate::ops::{elementwise as ew, gemm, layout, norm, optim, pool, reduce, rng, softmax, xbar};
 use crate::tensor::{GpuIndex, GpuTensor};
 
 /// The GPU backend: one wgpu device. Cheap to clone (shares the device).
@@ -398,8 +398,8 @@ impl Backend for Gpu {
         rng::rand(&self.ctx, shape, stream, offset)
     }
 
-    // Crossbar reads: the host kernels of the CPU backend on host copies (one download of the
-    // input and one upload of the output per read) until the reads have their own kernels.
+    // Crossbar reads: the device kernels (`ops::xbar`); the reads they cannot hold, and prepared
+    // reads, run the CPU backend's host kernels on host copies.
     fn xbar_read(
         &self,
         plan: &ReadPlan,
@@ -410,6 +410,9 @@ impl Backend for Gpu {
         s: &Stream,
         t: u64,
     ) -> Result<(GpuTensor, Tally)> {
+        if let Some(r) = xbar::read(&self.ctx, plan, x, kind, wmax, bias, s, t)? {
+            return Ok(r);
+        }
         let b = bias.map(|b| self.download(b)).transpose()?;
         let (y, tally) =
             sim::Cpu.xbar_read(plan, &self.download(x)?, kind, wmax, b.as_ref(), s, t)?;
@@ -423,7 +426,9 @@ impl Backend for Gpu {
         kind: ReadKind,
         s: &Stream,
     ) -> Result<Option<Prepared>> {
-        sim::Cpu.xbar_prepare(plan, &self.download(x)?, kind, s)
+        // The device reads the input again at every step instead.
+        let _ = (plan, x, kind, s);
+        Ok(None)
     }
 
     fn xbar_read_prepared(

@@ -11,8 +11,21 @@
 //! [`Backend::xbar_prepare`](crate::Backend::xbar_prepare); the host kernels (the read's
 //! semantics, see `crate::cpu::xbar`) are every backend's default.
 
+use crate::Stream;
 use crate::error::{Error, Result};
 use crate::netlist::NoiseManagement;
+
+/// The sub-stream of a read on stream `s` for draws of `what` (`"dac"`, or `"noise"` on
+/// `s.child("adc")`) of input block `b`, bound-management round `k`, step `t`: draw `i` of it is the
+/// element of flat index `i` (row·n_in + input for the DAC, row·n_out + output before the ADC).
+pub fn round_stream(s: &Stream, what: &str, b: usize, k: u32, t: u64) -> Stream {
+    let base = s.child(what).sub(b as u64);
+    if k == 0 {
+        base.sub(t)
+    } else {
+        base.child("bm").sub(k as u64).sub(t)
+    }
+}
 
 /// A converter's transfer curve in f32: clip to ±bound, round to the nearest level (levels spaced
 /// `step`, 0 a level; halves away from zero). The law — which bound and step a converter part has —
@@ -209,7 +222,12 @@ pub struct ReadPlan {
     pub(crate) dac: Option<Converter>,
     pub(crate) adc: Option<Converter>,
     pub(crate) io: Io,
+    pub(crate) backend: std::sync::OnceLock<BackendCopy>,
 }
+
+/// A backend's own copy of a [`ReadPlan`] (see [`ReadPlan::backend_slot`]): an owner tag (which
+/// device made it) and the backend's data.
+pub type BackendCopy = (usize, std::sync::Arc<dyn std::any::Any + Send + Sync>);
 
 /// The deterministic part of a read (given the DAC draws): per input block the scale α of every
 /// row (0: an all-zero row that reads exactly zero), the pre-ADC outputs with the σ of their
@@ -322,6 +340,7 @@ impl ReadPlan {
             dac,
             adc,
             io,
+            backend: std::sync::OnceLock::new(),
         })
     }
 
@@ -333,6 +352,102 @@ impl ReadPlan {
     /// Whether the deterministic half ([`Prepared`]) makes random draws (a noisy DAC).
     pub fn pre_is_random(&self) -> bool {
         self.dac.is_some_and(|d| d.noise > 0.0)
+    }
+
+    /// Check an input of shape `xs` against what `kind` reads with this plan, and a bias of
+    /// shape `bias` against its outputs (forward reads only); returns the number of input vectors.
+    pub fn check_read(
+        &self,
+        xs: &[usize],
+        kind: ReadKind,
+        bias: Option<&[usize]>,
+    ) -> Result<usize> {
+        let bad = |what: String| Err(Error::shape("xbar_read", what));
+        let rows = match kind {
+            ReadKind::Dense => {
+                if xs.len() != 2 || xs[1] != self.n_in {
+                    return bad(format!(
+                        "input {xs:?}, a dense read of {} inputs",
+                        self.n_in
+                    ));
+                }
+                xs[0]
+            }
+            ReadKind::ConvForward(g) => {
+                if xs != [g.n, g.c, g.h, g.w] || g.k() != self.n_in {
+                    return bad(format!(
+                        "input {xs:?}, a conv forward read of [{}, {}, {}, {}] with K = {} ({} inputs)",
+                        g.n,
+                        g.c,
+                        g.h,
+                        g.w,
+                        g.k(),
+                        self.n_in
+                    ));
+                }
+                g.n * g.p()
+            }
+            ReadKind::ConvTransposed(g) => {
+                if xs != [g.n, self.n_in, g.ho, g.wo] || g.k() != self.n_out {
+                    return bad(format!(
+                        "input {xs:?}, a conv transposed read of [{}, {}, {}, {}] into K = {} ({} outputs)",
+                        g.n,
+                        self.n_in,
+                        g.ho,
+                        g.wo,
+                        g.k(),
+                        self.n_out
+                    ));
+                }
+                g.n * g.p()
+            }
+        };
+        match bias {
+            Some(b) if matches!(kind, ReadKind::ConvTransposed(_)) => bad(format!(
+                "a transposed conv read takes no bias (given {b:?})"
+            )),
+            Some(b) if b.iter().product::<usize>() != self.n_out => {
+                bad(format!("bias {b:?} for {} outputs", self.n_out))
+            }
+            _ => Ok(rows),
+        }
+    }
+
+    /// The shape of the outputs of a read of `rows` vectors as `kind`.
+    pub fn out_shape(&self, kind: ReadKind, rows: usize) -> Vec<usize> {
+        match kind {
+            ReadKind::Dense => vec![rows, self.n_out],
+            ReadKind::ConvForward(g) => vec![g.n, self.n_out, g.ho, g.wo],
+            ReadKind::ConvTransposed(g) => vec![g.n, g.c, g.h, g.w],
+        }
+    }
+
+    /// The input blocks `lo..hi` (in block order).
+    pub fn input_blocks(&self) -> Vec<(usize, usize)> {
+        self.blocks.iter().map(|b| (b.lo, b.hi)).collect()
+    }
+    /// Block `b`'s normalized weights `[n_out, hi − lo]` and per-read noise variances (same
+    /// layout, when the device has per-read noise).
+    pub fn block(&self, b: usize) -> (&[f32], Option<&[f32]>) {
+        let blk = &self.blocks[b];
+        (&blk.w, blk.s2.as_deref())
+    }
+    /// The sensed output tiles `o0..o1` (a partition of the outputs).
+    pub fn output_tiles(&self) -> &[(usize, usize)] {
+        &self.outs
+    }
+    /// The DAC and the ADC (`None`: none, the values pass as they are).
+    pub fn converters(&self) -> (Option<Converter>, Option<Converter>) {
+        (self.dac, self.adc)
+    }
+    /// The I/O management.
+    pub fn io(&self) -> Io {
+        self.io
+    }
+    /// A slot where a backend keeps its own copy of the plan (e.g. the weights on a device),
+    /// made on the first read and dropped with the plan.
+    pub fn backend_slot(&self) -> &std::sync::OnceLock<BackendCopy> {
+        &self.backend
     }
 
     /// Inputs of one vector read.

@@ -3,7 +3,7 @@
 //! training configs and study files, a run resumed on another device, the device-preset spellings
 //! of compile/export (`--preset`, and `--device PRESET` as before), and — once the GPU backend has
 //! convolutions and pooling — the shipped EP-CNN's accuracy and states on the GPU equal to the CPU's,
-//! digitally and on the `netlist:pcm` substrate.
+//! digitally, and on the `netlist:pcm` substrate (the device's crossbar reads) up to sampling error.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -380,10 +380,22 @@ fn the_shipped_model_on_the_gpu_gives_the_cpus_accuracy_and_states() {
     }
 }
 
+/// (re-reads, vector reads) from a netlist classifier's description ("bound management: R
+/// re-reads in V vector reads").
+fn read_counts(describe: &str) -> (f64, f64) {
+    let tail = describe
+        .split("bound management: ")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no read counts in {describe:?}"));
+    let words: Vec<&str> = tail.split_whitespace().collect();
+    (words[0].parse().unwrap(), words[3].parse().unwrap())
+}
+
 #[test]
 fn an_analog_substrate_on_the_gpu_reads_as_on_the_cpu() {
-    // The crossbar reads run the host kernels on the GPU's data (no kernels of their own yet), so
-    // the same seed gives the same predictions and the same read counts.
+    // The crossbar reads run on the device with the CPU's law and streams but other draws (Philox
+    // normals, not the CPU's bulk generator): the same seed gives the same accuracy and the same
+    // share of bound-management re-reads up to sampling error, not the same bits.
     let m = quickstart_model();
     let pcm =
         experiments::classifier::substrate::SubstrateSpec::parse("netlist:pcm", &[], "512x512")
@@ -398,7 +410,24 @@ fn an_analog_substrate_on_the_gpu_reads_as_on_the_cpu() {
         })
     };
     let (gpu, cpu) = (run(Device::Gpu(None)).unwrap(), run(Device::Cpu).unwrap());
-    assert!(cpu.0 > 40, "the PCM substrate classifies ({} of 64)", cpu.0);
-    assert!(cpu.1.contains("re-reads"), "{}", cpu.1);
-    assert_eq!(gpu, cpu);
+    assert!(cpu.0 > 45, "the PCM substrate classifies ({} of 64)", cpu.0);
+    // A read's noise flips a few predictions near the decision boundary, on either device.
+    assert!(
+        gpu.0.abs_diff(cpu.0) <= 5,
+        "correct: gpu {}, cpu {}",
+        gpu.0,
+        cpu.0
+    );
+    let ((rg, vg), (rc, vc)) = (read_counts(&gpu.1), read_counts(&cpu.1));
+    // Every vector is read once plus its re-reads: the reads differ by the re-reads only.
+    assert!(
+        (vg - rg - (vc - rc)).abs() <= 0.01 * vc,
+        "{} / {}",
+        gpu.1,
+        cpu.1
+    );
+    assert!(
+        rc > 1000.0 && (rg - rc).abs() < 0.1 * rc,
+        "re-reads: gpu {rg}, cpu {rc}"
+    );
 }

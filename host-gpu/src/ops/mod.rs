@@ -11,6 +11,7 @@ pub(crate) mod pool;
 pub(crate) mod reduce;
 pub(crate) mod rng;
 pub(crate) mod softmax;
+pub(crate) mod xbar;
 
 use std::sync::Arc;
 

@@ -12,11 +12,14 @@ use super::{Shader, empty, launch};
 use crate::context::{Bind, Ctx, groups_1d};
 use crate::tensor::GpuTensor;
 
-/// The random kernels: the prelude, the shared helpers (the accurate log), then `rng.wgsl`.
+/// The random kernels: the prelude, the shared helpers (the accurate log), Philox, then
+/// `rng.wgsl`.
 const RNG: Shader = Shader {
     name: "rng.wgsl",
     body: concat!(
         include_str!("../kernels/math.wgsl"),
+        "\n",
+        include_str!("../kernels/philox.wgsl"),
         "\n",
         include_str!("../kernels/rng.wgsl")
     ),

@@ -32,7 +32,9 @@
 use rayon::prelude::*;
 
 use crate::Stream;
-use crate::analog::{InBlock, Pre, ReadPlan, Tally, Var, fixed_sumsq, noise_management_scale};
+use crate::analog::{
+    InBlock, Pre, ReadPlan, Tally, Var, fixed_sumsq, noise_management_scale, round_stream,
+};
 use crate::cpu::analog::{Noise, adc_tile, dac_slice, dot};
 use crate::cpu::{Gemm, Par, sgemm_par};
 use crate::netlist::NoiseManagement;
@@ -141,16 +143,6 @@ fn take_buf(len: usize) -> Buf {
 fn give_buf(b: Buf) {
     if b.v.capacity() > 0 {
         BUFS.with(|p| p.borrow_mut().push(b.v));
-    }
-}
-
-/// A sub-stream for draws of `what` of input block `b`, bound-management round `k`, step `t`.
-fn round_stream(s: &Stream, what: &str, b: usize, k: u32, t: u64) -> Stream {
-    let base = s.child(what).sub(b as u64);
-    if k == 0 {
-        base.sub(t)
-    } else {
-        base.child("bm").sub(k as u64).sub(t)
     }
 }
 

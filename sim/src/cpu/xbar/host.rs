@@ -16,62 +16,6 @@ fn data(t: &Tensor) -> &[f32] {
     t.as_slice().expect("host tensors are in standard layout")
 }
 
-/// Check `x` against what `kind` reads with `plan` and `bias` against its outputs; returns the
-/// number of input vectors (rows).
-fn check(plan: &ReadPlan, x: &Tensor, kind: ReadKind, bias: Option<&Tensor>) -> Result<usize> {
-    let bad = |what: String| Err(Error::shape("xbar_read", what));
-    let xs = x.shape();
-    let rows = match kind {
-        ReadKind::Dense => {
-            if xs.len() != 2 || xs[1] != plan.n_in {
-                return bad(format!(
-                    "input {xs:?}, a dense read of {} inputs",
-                    plan.n_in
-                ));
-            }
-            xs[0]
-        }
-        ReadKind::ConvForward(g) => {
-            if xs != [g.n, g.c, g.h, g.w] || g.k() != plan.n_in {
-                return bad(format!(
-                    "input {xs:?}, a conv forward read of [{}, {}, {}, {}] with K = {} ({} inputs)",
-                    g.n,
-                    g.c,
-                    g.h,
-                    g.w,
-                    g.k(),
-                    plan.n_in
-                ));
-            }
-            g.n * g.p()
-        }
-        ReadKind::ConvTransposed(g) => {
-            if xs != [g.n, plan.n_in, g.ho, g.wo] || g.k() != plan.n_out {
-                return bad(format!(
-                    "input {xs:?}, a conv transposed read of [{}, {}, {}, {}] into K = {} ({} outputs)",
-                    g.n,
-                    plan.n_in,
-                    g.ho,
-                    g.wo,
-                    g.k(),
-                    plan.n_out
-                ));
-            }
-            g.n * g.p()
-        }
-    };
-    match bias {
-        Some(b) if matches!(kind, ReadKind::ConvTransposed(_)) => bad(format!(
-            "a transposed conv read takes no bias (given {:?})",
-            b.shape()
-        )),
-        Some(b) if b.len() != plan.n_out => {
-            bad(format!("bias {:?} for {} outputs", b.shape(), plan.n_out))
-        }
-        _ => Ok(rows),
-    }
-}
-
 /// The bias as a slice of `n` values (zeros without one).
 fn bias_or_zeros(bias: Option<&Tensor>, n: usize) -> std::borrow::Cow<'_, [f32]> {
     match bias {
@@ -151,7 +95,7 @@ pub(crate) fn read(
     s: &Stream,
     t: u64,
 ) -> Result<(Tensor, Tally)> {
-    let m = check(plan, x, kind, bias)?;
+    let m = plan.check_read(x.shape(), kind, bias.map(|b| b.shape()))?;
     let xv = data(x);
     match kind {
         ReadKind::Dense => {
@@ -186,7 +130,7 @@ pub(crate) fn prepare(
     if plan.pre_is_random() || matches!(kind, ReadKind::ConvTransposed(_)) {
         return Ok(None);
     }
-    let m = check(plan, x, kind, None)?;
+    let m = plan.check_read(x.shape(), kind, None)?;
     let rows = match kind {
         ReadKind::ConvForward(g) => g.im2row(data(x)),
         _ => data(x).to_vec(),

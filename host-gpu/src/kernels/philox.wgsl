@@ -1,0 +1,66 @@
+// Philox4x32-10 as sim::rng (no bindings; included by the kernels that draw): the 32×32 → 64-bit
+// products from 16-bit halves (WGSL has no 64-bit integers), the uniform of a word, sin/cos of
+// turns, and one standard normal draw of a stream (Box–Muller on a block's word pairs, as
+// sim::rng::Stream::normal).
+
+// (hi, lo) words of a · b.
+fn mul_wide(a: u32, b: u32) -> vec2<u32> {
+    let a0 = a & 0xffffu;
+    let a1 = a >> 16u;
+    let b0 = b & 0xffffu;
+    let b1 = b >> 16u;
+    let p00 = a0 * b0;
+    let p01 = a0 * b1;
+    let p10 = a1 * b0;
+    let p11 = a1 * b1;
+    let mid = (p00 >> 16u) + (p01 & 0xffffu) + (p10 & 0xffffu);
+    let hi = p11 + (p01 >> 16u) + (p10 >> 16u) + (mid >> 16u);
+    return vec2<u32>(hi, a * b);
+}
+
+fn philox(counter: vec4<u32>, key: vec2<u32>) -> vec4<u32> {
+    var c = counter;
+    var k = key;
+    for (var rnd = 0u; rnd < 10u; rnd++) {
+        if (rnd > 0u) {
+            k = k + vec2<u32>(0x9E3779B9u, 0xBB67AE85u);
+        }
+        let p0 = mul_wide(0xD2511F53u, c.x);
+        let p1 = mul_wide(0xCD9E8D57u, c.z);
+        c = vec4<u32>(p1.x ^ c.y ^ k.x, p1.y, p0.x ^ c.w ^ k.y, p0.y);
+    }
+    return c;
+}
+
+fn unit(u: u32) -> f32 {
+    return f32(u >> 8u) * (1.0 / 16777216.0) + (1.0 / 33554432.0);
+}
+
+// (cos 2πu, sin 2πu): exact reduction to the nearest quarter turn, Cephes polynomials on
+// [−π/4, π/4] (as sim::rng::fast_sincos_turns).
+fn sincos_turns(u: f32) -> vec2<f32> {
+    let y = u * 4.0;
+    let qf = round(y);
+    let q = u32(qf);
+    let t = (y - qf) * 1.5707964;
+    let z = t * t;
+    let s = ((-1.9515296e-4 * z + 8.332161e-3) * z - 1.6666655e-1) * z * t + t;
+    let c = ((2.4433157e-5 * z - 1.3887316e-3) * z + 4.1666646e-2) * z * z - 0.5 * z + 1.0;
+    var cq = select(c, -s, (q & 1u) != 0u);
+    var sq = select(s, c, (q & 1u) != 0u);
+    if ((q & 2u) != 0u) {
+        cq = -cq;
+        sq = -sq;
+    }
+    return vec2<f32>(cq, sq);
+}
+
+// Normal draw i (< 2³²) of the stream (key, lane): Stream::normal(i) to a few 1e-7.
+fn normal_draw(key: vec2<u32>, lane: u32, i: u32) -> f32 {
+    let b = philox(vec4<u32>(i >> 2u, 0u, 0x55000002u, lane), key);
+    let r = i & 3u;
+    let pair = select(vec2<u32>(b.x, b.y), vec2<u32>(b.z, b.w), r >= 2u);
+    let rad = sqrt(-2.0 * ln_acc(unit(pair.x)));
+    let cs = sincos_turns(unit(pair.y));
+    return rad * select(cs.x, cs.y, (r & 1u) == 1u);
+}

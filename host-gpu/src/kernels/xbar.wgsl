@@ -1,0 +1,284 @@
+// The crossbar read of one input block (entry `block`, one dispatch per block, in block order)
+// and the store of the summed outputs in the read's layout (entry `store`); the semantics are
+// sim::analog / sim::cpu::xbar's. One workgroup per (input vector, output tile): it gathers the
+// vector's block slice (a dense row, a conv patch, or a position's C_out vector), takes the
+// noise-management scale α, and reads: DAC of x/(α·r) with its noise, the tile's sums with the
+// per-read noise and the ADC noise in one Gaussian, the ADC, and, while a converted output
+// saturates and r < last_r, again with r doubled (iterative bound management). The converted
+// outputs times r·α go to ACC[row, o] (written by the first block, added by the others). Draws are
+// Philox normals of the same streams and indices as the CPU's (identical law, not identical bits).
+//
+// P (block): [0] rows, [1] n_in, [2] n_out, [3] lo, [4] nb, [5] tiles, [6] first, [7] kind
+// (0 dense, 1 conv forward, 2 conv transposed), [8..20) geometry n c h w kh kw sh sw ph pw ho wo,
+// [20] nm (0 none, 1 abs-max, 2 constant), [21] nm_thres (f32), [22] has DAC, [23..28) DAC bound,
+// step, 1/step, quantizes, noise, [28] has ADC, [29..34) ADC bound, step, 1/step, quantizes,
+// noise, [34] saturation bound, [35] last_r, [36] has s2, [37] w offset, [38] s2 offset,
+// [39] rounds, [40..) tiles (o0, o1), then per round the DAC stream and the noise stream
+// (key0, key1, lane each).
+@group(0) @binding(1) var<storage, read> X: array<f32>;
+@group(0) @binding(2) var<storage, read> W: array<f32>;
+@group(0) @binding(3) var<storage, read> S2: array<f32>;
+@group(0) @binding(4) var<storage, read_write> ACC: array<f32>;
+@group(0) @binding(5) var<storage, read_write> TALLY: array<atomic<u32>>;
+
+const XWG: u32 = 64u;
+// The largest block slice and output tile a workgroup holds (larger reads run on the host).
+const XMAX: u32 = 1024u;
+
+var<workgroup> XS: array<f32, 1024>;
+var<workgroup> XQ: array<f32, 1024>;
+var<workgroup> QS: array<f32, 1024>;
+var<workgroup> RED: array<f32, 64>;
+
+// A converter's curve (sim::analog::Curve::convert): clip to ±bound, round x/step to the nearest
+// level (halves away from zero) when it quantizes.
+fn convert(x: f32, at: u32) -> f32 {
+    let b = pf(at);
+    let xc = min(max(x, -b), b);
+    if (pu(at + 3u) == 0u) {
+        return xc;
+    }
+    let v = xc * pf(at + 2u);
+    var r = round(v);
+    if (abs(v - r) == 0.5) {
+        r = v + select(-0.5, 0.5, v >= 0.0);
+    }
+    return r * pf(at + 1u);
+}
+
+// Element k of the block slice of input vector `row`.
+fn slice_at(row: u32, k: u32) -> f32 {
+    let kind = pu(7u);
+    let kk = pu(3u) + k;
+    if (kind == 0u) {
+        return X[row * pu(1u) + kk];
+    }
+    let p = pu(18u) * pu(19u);
+    let n = row / p;
+    let pos = row % p;
+    if (kind == 2u) {
+        // The C_out vector of position pos: X is [n, n_in, ho, wo].
+        return X[(n * pu(1u) + kk) * p + pos];
+    }
+    // The K-patch of position pos: X is [n, c, h, w], K ordered (c, i, j).
+    let kh = pu(12u);
+    let kw = pu(13u);
+    let c = kk / (kh * kw);
+    let i = (kk / kw) % kh;
+    let j = kk % kw;
+    let ih = i32((pos / pu(19u)) * pu(14u) + i) - i32(pu(16u));
+    let iw = i32((pos % pu(19u)) * pu(15u) + j) - i32(pu(17u));
+    if (ih < 0 || iw < 0 || ih >= i32(pu(10u)) || iw >= i32(pu(11u))) {
+        return 0.0;
+    }
+    return X[((n * pu(9u) + c) * pu(10u) + u32(ih)) * pu(11u) + u32(iw)];
+}
+
+// Reduce RED over the workgroup: the sum (op 0) or the maximum (op 1); every invocation gets it.
+fn reduce(lid: u32, v: f32, op: u32) -> f32 {
+    workgroupBarrier();
+    RED[lid] = v;
+    workgroupBarrier();
+    for (var s = XWG / 2u; s > 0u; s = s / 2u) {
+        if (lid < s) {
+            RED[lid] = select(RED[lid] + RED[lid + s], max(RED[lid], RED[lid + s]), op == 1u);
+        }
+        workgroupBarrier();
+    }
+    // A uniform value (the loops of bound management branch on it).
+    return workgroupUniformLoad(&RED[0]);
+}
+
+// Add v to the 64-bit counter at words (at, at + 1).
+fn tally(at: u32, v: u32) {
+    if (v == 0u) {
+        return;
+    }
+    let old = atomicAdd(&TALLY[at], v);
+    if (old + v < old) {
+        atomicAdd(&TALLY[at + 1u], 1u);
+    }
+}
+
+@compute @workgroup_size(64)
+fn block(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let item = wg.x + wg.y * nwg.x;
+    let tiles = pu(5u);
+    if (item >= pu(0u) * tiles) {
+        return;
+    }
+    let row = item / tiles;
+    let tile = item % tiles;
+    let o0 = pu(40u + 2u * tile);
+    let o1 = pu(41u + 2u * tile);
+    let nb = pu(4u);
+    let n_out = pu(2u);
+    let first = pu(6u) == 1u;
+    let streams = 40u + 2u * tiles;
+
+    var amax = 0.0;
+    for (var k = lid; k < nb; k += XWG) {
+        let v = slice_at(row, k);
+        XS[k] = v;
+        amax = max(amax, abs(v));
+    }
+    amax = reduce(lid, amax, 1u);
+    // Noise management's scale; an all-zero slice reads exactly zero with a noise-free DAC.
+    var alpha = 1.0;
+    let nm = pu(20u);
+    let thres = pf(21u);
+    if (nm == 1u) {
+        alpha = select(amax, min(amax, thres), thres > 0.0);
+    } else if (nm == 2u) {
+        alpha = select(1.0, thres, thres > 0.0);
+    }
+    let dac_noise = select(0.0, pf(27u), pu(22u) == 1u);
+    if (nm != 0u && alpha == 0.0) {
+        if (dac_noise > 0.0) {
+            alpha = 1.0;
+        } else {
+            if (first) {
+                for (var o = o0 + lid; o < o1; o += XWG) {
+                    ACC[row * n_out + o] = 0.0;
+                }
+            }
+            return;
+        }
+    }
+    let has_adc = pu(28u) == 1u;
+    let adc_noise = select(0.0, pf(33u), has_adc);
+    let has_s2 = pu(36u) == 1u;
+    let noisy = adc_noise > 0.0 || has_s2;
+    let last_r = pu(35u);
+    let woff = pu(37u);
+    let s2off = pu(38u);
+    var red = 1u;
+    var rnd = 0u;
+    var sumsq = 0u;
+    loop {
+        let sd_at = streams + 6u * rnd;
+        let dkey = vec2<u32>(pu(sd_at), pu(sd_at + 1u));
+        let nkey = vec2<u32>(pu(sd_at + 3u), pu(sd_at + 4u));
+        let scale = alpha * f32(red);
+        var ss = 0.0;
+        for (var k = lid; k < nb; k += XWG) {
+            var v = XS[k] / scale;
+            if (pu(22u) == 1u) {
+                if (dac_noise > 0.0) {
+                    v = v + dac_noise * normal_draw(dkey, pu(sd_at + 2u), row * pu(1u) + pu(3u) + k);
+                }
+                v = convert(v, 23u);
+            }
+            XQ[k] = v;
+            ss += v * v;
+        }
+        ss = reduce(lid, ss, 0u);
+        sumsq += u32(round(min(ss * 65536.0, 4.0e9)));
+        var peak = 0.0;
+        for (var o = o0 + lid; o < o1; o += XWG) {
+            var y = 0.0;
+            var var_ = 0.0;
+            for (var k = 0u; k < nb; k++) {
+                let x = XQ[k];
+                y += W[woff + o * nb + k] * x;
+                if (has_s2) {
+                    var_ += S2[s2off + o * nb + k] * x * x;
+                }
+            }
+            var p = y;
+            if (noisy) {
+                let sd = select(adc_noise, sqrt(max(var_, 0.0) + adc_noise * adc_noise), has_s2);
+                p = y + sd * normal_draw(nkey, pu(sd_at + 5u), row * n_out + o);
+            }
+            peak = max(peak, abs(p));
+            QS[o - o0] = select(p, convert(p, 29u), has_adc);
+        }
+        peak = reduce(lid, peak, 1u);
+        let sat = has_adc && last_r > 1u && peak > pf(34u);
+        if (!sat || red >= last_r) {
+            break;
+        }
+        red = red * 2u;
+        rnd += 1u;
+    }
+    let r = f32(red);
+    for (var o = o0 + lid; o < o1; o += XWG) {
+        let v = (QS[o - o0] * r) * alpha;
+        let at = row * n_out + o;
+        ACC[at] = select(ACC[at] + v, v, first);
+    }
+    if (lid == 0u) {
+        tally(0u, rnd + 1u);
+        tally(2u, rnd);
+        tally(4u, sumsq);
+    }
+}
+
+// P (store): [0] count, [1] n_out, [2] kind, [3..15) geometry, [15] wmax (f32), [16] has bias.
+// Output element t: dense [rows, n_out] and conv forward [n, n_out, ho, wo] as ACC·wmax + bias;
+// conv transposed [n, c, h, w] as the sum over the patches covering it, times wmax.
+@group(0) @binding(6) var<storage, read> BIAS: array<f32>;
+@group(0) @binding(7) var<storage, read_write> OUT: array<f32>;
+
+@compute @workgroup_size(256)
+fn store(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let t = flat_index(gid, nwg);
+    if (t >= pu(0u)) {
+        return;
+    }
+    let n_out = pu(1u);
+    let kind = pu(2u);
+    let wmax = pf(15u);
+    let has_bias = pu(16u) == 1u;
+    if (kind == 0u) {
+        let v = ACC[t] * wmax;
+        OUT[t] = select(v, v + BIAS[t % n_out], has_bias);
+        return;
+    }
+    let p = pu(13u) * pu(14u);
+    if (kind == 1u) {
+        let pos = t % p;
+        let o = (t / p) % n_out;
+        let n = t / (p * n_out);
+        let v = ACC[(n * p + pos) * n_out + o] * wmax;
+        OUT[t] = select(v, v + BIAS[o], has_bias);
+        return;
+    }
+    // Transposed: t = ((n·c + ch)·h + ih)·w + iw.
+    let c = pu(4u);
+    let h = pu(5u);
+    let w = pu(6u);
+    let kh = pu(7u);
+    let kw = pu(8u);
+    let iw = t % w;
+    let ih = (t / w) % h;
+    let ch = (t / (w * h)) % c;
+    let n = t / (w * h * c);
+    var acc = 0.0;
+    for (var i = 0u; i < kh; i++) {
+        let a = i32(ih + pu(11u)) - i32(i);
+        if (a < 0 || a % i32(pu(9u)) != 0) {
+            continue;
+        }
+        let oh = u32(a) / pu(9u);
+        if (oh >= pu(13u)) {
+            continue;
+        }
+        for (var j = 0u; j < kw; j++) {
+            let b = i32(iw + pu(12u)) - i32(j);
+            if (b < 0 || b % i32(pu(10u)) != 0) {
+                continue;
+            }
+            let ow = u32(b) / pu(10u);
+            if (ow >= pu(14u)) {
+                continue;
+            }
+            acc += ACC[(n * p + oh * pu(14u) + ow) * n_out + (ch * kh + i) * kw + j];
+        }
+    }
+    OUT[t] = acc * wmax;
+}
