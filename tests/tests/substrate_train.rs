@@ -173,3 +173,41 @@ fn substrate_run_settles_to_a_tolerance_and_resumes_exactly() {
         tensors(&split.join("checkpoint.safetensors"))
     );
 }
+
+/// EP on the substrate runs on the GPU backend (crossbar reads on the device; lavapipe where there
+/// is no GPU): both presets train, log their substrate accuracy and pulses, and the pulsed preset
+/// moves its devices as on the CPU (the reads' draws differ, so the numbers are not the CPU's).
+#[test]
+fn substrate_training_runs_on_the_gpu() {
+    use experiments::device::Device;
+    for (preset, pulsed) in [("ecram", true), ("pcm", false)] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = setup(dir.path(), preset);
+        cfg.train.epochs = 1;
+        let out = dir.path().join("gpu");
+        let opts = TrainOptions {
+            out_dir: Some(out.clone()),
+            ..Default::default()
+        };
+        let run = || -> anyhow::Result<usize> {
+            experiments::with_backend!(Device::Gpu(None), be => {
+                Ok(experiments::runs::train(be, &AnyConfig::Ep(cfg.clone()), &opts)?.len())
+            })
+        };
+        let logs = run().unwrap_or_else(|e| panic!("{e:#}"));
+        assert_eq!(logs, 1);
+        let log = std::fs::read_to_string(out.join("log.jsonl")).unwrap();
+        let line: serde_json::Value = serde_json::from_str(log.lines().next().unwrap()).unwrap();
+        assert_eq!(line["substrate"], format!("netlist:{preset}"));
+        assert_eq!(
+            line["pulses"].as_u64().unwrap() > 0,
+            pulsed,
+            "{preset}: {line}"
+        );
+        let acc = line["test_acc"]
+            .as_f64()
+            .unwrap_or_else(|| panic!("{line}"));
+        assert!((0.0..=1.0).contains(&acc), "{line}");
+        assert!(out.join("checkpoint.safetensors").exists());
+    }
+}

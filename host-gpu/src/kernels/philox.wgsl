@@ -1,7 +1,6 @@
 // Philox4x32-10 as sim::rng (no bindings; included by the kernels that draw): the 32×32 → 64-bit
-// products from 16-bit halves (WGSL has no 64-bit integers), the uniform of a word, sin/cos of
-// turns, and one standard normal draw of a stream (Box–Muller on a block's word pairs, as
-// sim::rng::Stream::normal).
+// products from 16-bit halves (WGSL has no 64-bit integers), the uniform of a word and sin/cos of
+// turns, from which the kernels build Stream::normal's Box–Muller draws.
 
 // (hi, lo) words of a · b.
 fn mul_wide(a: u32, b: u32) -> vec2<u32> {
@@ -53,14 +52,4 @@ fn sincos_turns(u: f32) -> vec2<f32> {
         sq = -sq;
     }
     return vec2<f32>(cq, sq);
-}
-
-// Normal draw i (< 2³²) of the stream (key, lane): Stream::normal(i) to a few 1e-7.
-fn normal_draw(key: vec2<u32>, lane: u32, i: u32) -> f32 {
-    let b = philox(vec4<u32>(i >> 2u, 0u, 0x55000002u, lane), key);
-    let r = i & 3u;
-    let pair = select(vec2<u32>(b.x, b.y), vec2<u32>(b.z, b.w), r >= 2u);
-    let rad = sqrt(-2.0 * ln_acc(unit(pair.x)));
-    let cs = sincos_turns(unit(pair.y));
-    return rad * select(cs.x, cs.y, (r & 1u) == 1u);
 }

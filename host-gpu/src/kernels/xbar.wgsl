@@ -8,6 +8,8 @@
 // outputs times r·α go to ACC[row, o] (written by the first block, added by the others). Draws are
 // Philox normals of the same streams and indices as the CPU's (identical law, not identical bits).
 //
+// W and S2 hold each block's weights and per-read noise variances input-major: [nb, n_out].
+//
 // P (block): [0] rows, [1] n_in, [2] n_out, [3] lo, [4] nb, [5] tiles, [6] first, [7] kind
 // (0 dense, 1 conv forward, 2 conv transposed), [8..20) geometry n c h w kh kw sh sw ph pw ho wo,
 // [20] nm (0 none, 1 abs-max, 2 constant), [21] nm_thres (f32), [22] has DAC, [23..28) DAC bound,
@@ -29,6 +31,31 @@ var<workgroup> XS: array<f32, 1024>;
 var<workgroup> XQ: array<f32, 1024>;
 var<workgroup> QS: array<f32, 1024>;
 var<workgroup> RED: array<f32, 64>;
+// Normal draws of the round, by position in the block slice (DAC) or the tile (before the ADC).
+var<workgroup> NZ: array<f32, 1024>;
+
+// Draws first .. first + count (count ≤ XMAX) of the stream (key, lane) into NZ[0..count): one
+// Philox block gives four normals, so the workgroup evaluates each block once.
+fn fill_normals(key: vec2<u32>, lane: u32, first: u32, count: u32, lid: u32) {
+    workgroupBarrier();
+    let b0 = first >> 2u;
+    let b1 = (first + count + 3u) >> 2u;
+    for (var blk = b0 + lid; blk < b1; blk += XWG) {
+        let b = philox(vec4<u32>(blk, 0u, 0x55000002u, lane), key);
+        let r0 = sqrt(-2.0 * ln_acc(unit(b.x)));
+        let r1 = sqrt(-2.0 * ln_acc(unit(b.z)));
+        let cs0 = sincos_turns(unit(b.y));
+        let cs1 = sincos_turns(unit(b.w));
+        let v = vec4<f32>(r0 * cs0.x, r0 * cs0.y, r1 * cs1.x, r1 * cs1.y);
+        for (var j = 0u; j < 4u; j++) {
+            let i = blk * 4u + j;
+            if (i >= first && i < first + count) {
+                NZ[i - first] = v[j];
+            }
+        }
+    }
+    workgroupBarrier();
+}
 
 // A converter's curve (sim::analog::Curve::convert): clip to ±bound, round x/step to the nearest
 // level (halves away from zero) when it quantizes.
@@ -165,11 +192,14 @@ fn block(
         let nkey = vec2<u32>(pu(sd_at + 3u), pu(sd_at + 4u));
         let scale = alpha * f32(red);
         var ss = 0.0;
+        if (dac_noise > 0.0) {
+            fill_normals(dkey, pu(sd_at + 2u), row * pu(1u) + pu(3u), nb, lid);
+        }
         for (var k = lid; k < nb; k += XWG) {
             var v = XS[k] / scale;
             if (pu(22u) == 1u) {
                 if (dac_noise > 0.0) {
-                    v = v + dac_noise * normal_draw(dkey, pu(sd_at + 2u), row * pu(1u) + pu(3u) + k);
+                    v = v + dac_noise * NZ[k];
                 }
                 v = convert(v, 23u);
             }
@@ -177,22 +207,27 @@ fn block(
             ss += v * v;
         }
         ss = reduce(lid, ss, 0u);
+        if (noisy) {
+            fill_normals(nkey, pu(sd_at + 5u), row * n_out + o0, o1 - o0, lid);
+        }
         sumsq += u32(round(min(ss * 65536.0, 4.0e9)));
         var peak = 0.0;
         for (var o = o0 + lid; o < o1; o += XWG) {
             var y = 0.0;
             var var_ = 0.0;
+            // Weights stored per block input-major ([nb, n_out]), so neighbouring invocations
+            // read neighbouring words.
             for (var k = 0u; k < nb; k++) {
                 let x = XQ[k];
-                y += W[woff + o * nb + k] * x;
+                y += W[woff + k * n_out + o] * x;
                 if (has_s2) {
-                    var_ += S2[s2off + o * nb + k] * x * x;
+                    var_ += S2[s2off + k * n_out + o] * x * x;
                 }
             }
             var p = y;
             if (noisy) {
                 let sd = select(adc_noise, sqrt(max(var_, 0.0) + adc_noise * adc_noise), has_s2);
-                p = y + sd * normal_draw(nkey, pu(sd_at + 5u), row * n_out + o);
+                p = y + sd * NZ[o - o0];
             }
             peak = max(peak, abs(p));
             QS[o - o0] = select(p, convert(p, 29u), has_adc);

@@ -30,7 +30,8 @@ const XBAR: super::Shader = super::Shader {
 /// The largest block slice and output tile the kernel holds (`XMAX` of `xbar.wgsl`).
 const XMAX: usize = 1024;
 
-/// A plan's weights and per-read noise variances on the device, every block concatenated.
+/// A plan's weights and per-read noise variances on the device, every block concatenated,
+/// each input-major (`[nb, n_out]`).
 struct DevicePlan {
     w: crate::context::PoolBuf,
     s2: Option<crate::context::PoolBuf>,
@@ -46,7 +47,7 @@ fn fits(plan: &ReadPlan, rows: usize) -> bool {
         && plan.output_tiles().iter().all(|&(o0, o1)| o1 - o0 <= XMAX)
         && rows
             .checked_mul(plan.n_in().max(plan.n_out()))
-            .is_some_and(|n| n < u32::MAX as usize)
+            .is_some_and(|n| n < u32::MAX as usize - 8)
         && rows
             .checked_mul(plan.output_tiles().len())
             .is_some_and(|n| n < u32::MAX as usize)
@@ -62,14 +63,20 @@ fn device_plan(ctx: &Arc<Ctx>, plan: &ReadPlan) -> Result<Arc<DevicePlan>> {
     {
         return Ok(d);
     }
-    let nblk = plan.input_blocks().len();
     let (mut w, mut s2, mut offsets) = (Vec::new(), Vec::new(), Vec::new());
-    for b in 0..nblk {
+    let n_out = plan.n_out();
+    // Input-major ([nb, n_out]): the kernel's invocations (one output each) read neighbours.
+    let transposed = |v: &[f32], nb: usize| -> Vec<f32> {
+        (0..nb * n_out)
+            .map(|i| v[(i % n_out) * nb + i / n_out])
+            .collect()
+    };
+    for (b, &(lo, hi)) in plan.input_blocks().iter().enumerate() {
         let (wb, sb) = plan.block(b);
         offsets.push((u("xbar_read", w.len())?, u("xbar_read", s2.len())?));
-        w.extend_from_slice(wb);
+        w.extend(transposed(wb, hi - lo));
         if let Some(sb) = sb {
-            s2.extend_from_slice(sb);
+            s2.extend(transposed(sb, hi - lo));
         }
     }
     if w.is_empty() {

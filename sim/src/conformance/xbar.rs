@@ -360,6 +360,25 @@ pub fn noisy_reads_have_the_cpus_statistics<B: Backend>(be: &B) {
             "output {o}: variance {vb} vs the CPU's {vc}"
         );
     }
+    // Outputs draw their own noise: neighbouring outputs' covariance is the CPU's (the one of
+    // their shared DAC noise and re-reads only).
+    let cov = |y: &Tensor, a: usize, b: usize| {
+        let ((ma, _), (mb, _)) = (moments(y, a), moments(y, b));
+        (0..m)
+            .map(|r| (f64::from(y[[r, a]]) - ma) * (f64::from(y[[r, b]]) - mb))
+            .sum::<f64>()
+            / (m - 1) as f64
+    };
+    for o in [0, 4, 7] {
+        let (cb, cc) = (cov(&yb, o, o + 1), cov(&yc, o, o + 1));
+        let (va, vb) = (moments(&yc, o).1, moments(&yc, o + 1).1);
+        let se = (2.0 * va * vb / m as f64).sqrt();
+        assert!(
+            (cb - cc).abs() < 5.0 * se,
+            "outputs {o}, {}: covariance {cb} vs the CPU's {cc}",
+            o + 1
+        );
+    }
     // Bound management re-reads about as often.
     let (rb, rc) = (tb.rereads as f64, tc.rereads as f64);
     assert!(rc > 100.0, "the noisy read re-reads ({rc})");
