@@ -16,11 +16,11 @@
 //!
 //! Each step of the dynamics then reads every array. Arrays with converters, per-read noise or IR
 //! drop are read by the backend's crossbar read (`Backend::xbar_read` of the array's
-//! `sim::analog::ReadPlan` per direction; the CPU's host kernels, which the GPU backend runs on
-//! host copies for now) as a set of **input vectors**, each read on its own with the same
-//! programmed cells: one per sample for a dense array; for a conv array one per sample and output position
-//! (unrolled: the forward read drives a K = C_in·kh·kw patch, the transposed read the C_out vector
-//! of the pooled-back state at that position). Per input block of tiles (the tiles' row ranges
+//! `sim::analog::ReadPlan` per direction: the CPU's host kernels, or the GPU's device kernels with
+//! the same law and streams but other draws) as a set of **input vectors**, each read on its own
+//! with the same programmed cells: one per sample for a dense array; for a conv array one per
+//! sample and output position (unrolled: the forward read drives a K = C_in·kh·kw patch, the
+//! transposed read the C_out vector of the pooled-back state at that position). Per input block of tiles (the tiles' row ranges
 //! forward, their column ranges transposed):
 //!
 //! * **noise management** (aihwkit's, per vector and per tile): the vector's block slice is divided
@@ -43,8 +43,9 @@
 //!
 //! The first array's read of the input is the same at every step up to its ADC and read noise when
 //! its DAC is noise-free: its patch rows, scales and pre-ADC sums are computed once per query.
-//! The host kernels run in fixed chunks of rows in parallel, so results do not depend on the thread
-//! count; the Gaussian draws come from `sim::Stream::fill_normal_fast`. Then, per population:
+//! The CPU's host kernels run in fixed chunks of rows in parallel, so results do not depend on the
+//! thread count; their Gaussian draws come from `sim::Stream::fill_normal_fast` (the GPU's from
+//! Philox normals of the same streams and indices). Then, per population:
 //!
 //! * **neurons**: `y = σ(g·(a + o) + ξ·noise_std/σ')`, with fixed per-neuron gain `g` and offset `o`;
 //!   a spiking population (`kind = "spiking"`, `devices::neurons::IntegrateFire`) instead feeds the

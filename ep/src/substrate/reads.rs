@@ -1,8 +1,9 @@
 //! The reads of a realized netlist (see the parent module doc): per query (read-noise stream) the
 //! realization as [`SynapseReads`] ([`QueryReads`]), whose synapses take the exact ops or the
 //! crossbar read (`Backend::xbar_read` of their `sim::analog::ReadPlan`: tiles, converters, noise
-//! and bound management, IR-drop response) and whose populations take their neurons (gain/offset spreads, noise, spiking read-out); the
-//! cached first read of the input; and the per-query entry points of the one [`Dynamics`].
+//! and bound management, IR-drop response) and whose populations take their neurons (gain/offset
+//! spreads, noise, spiking read-out); the cached first read of the input; and the per-query entry
+//! points of the one [`Dynamics`].
 
 use std::sync::atomic::{AtomicU64, Ordering};
 

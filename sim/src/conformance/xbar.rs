@@ -207,6 +207,28 @@ pub fn dense_read_matches_the_definition<B: Backend>(be: &B) {
     }
 }
 
+/// The patch of output position (oh, ow) inside the input: (patch index in (c, i, j) order, c,
+/// ih, iw) for every kernel tap that falls inside (zero padding elsewhere).
+fn patch(g: &ConvGeom, oh: usize, ow: usize) -> Vec<(usize, usize, usize, usize)> {
+    let mut taps = Vec::new();
+    for c in 0..g.c {
+        for i in 0..g.kh {
+            for j in 0..g.kw {
+                let ih = (oh * g.stride.0 + i)
+                    .checked_sub(g.pad.0)
+                    .filter(|&v| v < g.h);
+                let iw = (ow * g.stride.1 + j)
+                    .checked_sub(g.pad.1)
+                    .filter(|&v| v < g.w);
+                if let (Some(ih), Some(iw)) = (ih, iw) {
+                    taps.push(((c * g.kh + i) * g.kw + j, c, ih, iw));
+                }
+            }
+        }
+    }
+    taps
+}
+
 /// The patches of `x` (`[n, c, h, w]`) for `g`, as rows `[n·p, K]` (OIHW order, zero padding).
 fn im2row(x: &Tensor, g: &ConvGeom) -> Vec<f32> {
     let mut out = vec![0.0; g.n * g.p() * g.k()];
@@ -216,16 +238,8 @@ fn im2row(x: &Tensor, g: &ConvGeom) -> Vec<f32> {
             .enumerate()
         {
             let row = &mut out[(n * g.p() + pos) * g.k()..][..g.k()];
-            for c in 0..g.c {
-                for i in 0..g.kh {
-                    for j in 0..g.kw {
-                        let ih = (oh * g.stride.0 + i) as isize - g.pad.0 as isize;
-                        let iw = (ow * g.stride.1 + j) as isize - g.pad.1 as isize;
-                        if ih >= 0 && iw >= 0 && (ih as usize) < g.h && (iw as usize) < g.w {
-                            row[(c * g.kh + i) * g.kw + j] = x[[n, c, ih as usize, iw as usize]];
-                        }
-                    }
-                }
+            for (kk, c, ih, iw) in patch(&g, oh, ow) {
+                row[kk] = x[[n, c, ih, iw]];
             }
         }
     }
@@ -285,17 +299,8 @@ pub fn conv_reads_are_the_dense_reads_of_their_vectors<B: Backend>(be: &B) {
         for (oh, ow) in (0..g.ho).flat_map(|a| (0..g.wo).map(move |b| (a, b))) {
             let v: Vec<f32> = (0..co).map(|o| u[[n, o, oh, ow]]).collect();
             let (kv, _, _) = naive_vector(&pt, &v);
-            for c in 0..g.c {
-                for i in 0..g.kh {
-                    for j in 0..g.kw {
-                        let ih = (oh * g.stride.0 + i) as isize - g.pad.0 as isize;
-                        let iw = (ow * g.stride.1 + j) as isize - g.pad.1 as isize;
-                        if ih >= 0 && iw >= 0 && (ih as usize) < g.h && (iw as usize) < g.w {
-                            want[[n, c, ih as usize, iw as usize]] +=
-                                kv[(c * g.kh + i) * g.kw + j] * wmax;
-                        }
-                    }
-                }
+            for (kk, c, ih, iw) in patch(&g, oh, ow) {
+                want[[n, c, ih, iw]] += kv[kk] * wmax;
             }
         }
     }
