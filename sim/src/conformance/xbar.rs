@@ -238,7 +238,7 @@ fn im2row(x: &Tensor, g: &ConvGeom) -> Vec<f32> {
             .enumerate()
         {
             let row = &mut out[(n * g.p() + pos) * g.k()..][..g.k()];
-            for (kk, c, ih, iw) in patch(&g, oh, ow) {
+            for (kk, c, ih, iw) in patch(g, oh, ow) {
                 row[kk] = x[[n, c, ih, iw]];
             }
         }
