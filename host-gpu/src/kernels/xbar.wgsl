@@ -1,16 +1,19 @@
-// The crossbar read of one input block (entry `block`, one dispatch per block, in block order)
-// and the store of the summed outputs in the read's layout (entry `store`); the semantics are
-// sim::analog / sim::cpu::xbar's. One workgroup per (input vector, output tile): it gathers the
-// vector's block slice (a dense row, a conv patch, or a position's C_out vector), takes the
-// noise-management scale α, and reads: DAC of x/(α·r) with its noise, the tile's sums with the
-// per-read noise and the ADC noise in one Gaussian, the ADC, and, while a converted output
-// saturates and r < last_r, again with r doubled (iterative bound management). The converted
-// outputs times r·α go to ACC[row, o] (written by the first block, added by the others). Draws are
-// Philox normals of the same streams and indices as the CPU's (identical law, not identical bits).
+// The crossbar read of one input block (entries `dac_rows`, then the block GEMMs of ops/gemm, then
+// `adc_tiles`; one round per block, in block order) and the store of the summed outputs in the
+// read's layout (entry `store`); the semantics are sim::analog / sim::cpu::xbar's. `dac_rows`: one
+// workgroup per input vector gathers its block slice (a dense row, a conv patch, or a position's
+// C_out vector), takes the noise-management scale α and converts x/α through the DAC with its
+// noise. The GEMMs give the tile sums and the per-read noise variances. `adc_tiles`: one workgroup
+// per (input vector, output tile) adds the per-read noise and the ADC noise in one Gaussian,
+// converts, and, while a converted output saturates and r < last_r, re-reads the vector alone with
+// r doubled (iterative bound management: its own DAC, sums and draws, in the workgroup). The
+// converted outputs times r·α go to ACC[row, o] (written by the first block, added by the others).
+// Draws are Philox normals of the same streams and indices as the CPU's (identical law, not
+// identical bits).
 //
-// W and S2 hold each block's weights and per-read noise variances input-major: [nb, n_out].
+// W and S2 hold each block's weights and per-read noise variances output-major: [n_out, nb].
 //
-// P (block): [0] rows, [1] n_in, [2] n_out, [3] lo, [4] nb, [5] tiles, [6] first, [7] kind
+// P (dac_rows, adc_tiles): [0] rows, [1] n_in, [2] n_out, [3] lo, [4] nb, [5] tiles, [6] first, [7] kind
 // (0 dense, 1 conv forward, 2 conv transposed), [8..20) geometry n c h w kh kw sh sw ph pw ho wo,
 // [20] nm (0 none, 1 abs-max, 2 constant), [21] nm_thres (f32), [22] has DAC, [23..28) DAC bound,
 // step, 1/step, quantizes, noise, [28] has ADC, [29..34) ADC bound, step, 1/step, quantizes,
@@ -127,8 +130,110 @@ fn tally(at: u32, v: u32) {
     }
 }
 
+// The block slice of input vector `row` into XS and its noise-management scale α (0: an all-zero
+// slice, which reads exactly zero with a noise-free DAC). Uniform.
+fn gather(row: u32, lid: u32) -> f32 {
+    let nb = pu(4u);
+    var amax = 0.0;
+    for (var k = lid; k < nb; k += XWG) {
+        let v = slice_at(row, k);
+        XS[k] = v;
+        amax = max(amax, abs(v));
+    }
+    amax = reduce(lid, amax, 1u);
+    var alpha = 1.0;
+    let nm = pu(20u);
+    let thres = pf(21u);
+    if (nm == 1u) {
+        alpha = select(amax, min(amax, thres), thres > 0.0);
+    } else if (nm == 2u) {
+        alpha = select(1.0, thres, thres > 0.0);
+    }
+    if (nm != 0u && alpha == 0.0 && dac_noise() > 0.0) {
+        alpha = 1.0;
+    }
+    return alpha;
+}
+
+fn dac_noise() -> f32 {
+    return select(0.0, pf(27u), pu(22u) == 1u);
+}
+
+// The DAC of XS/(α·red) into XQ with the draws of round `rnd`; returns Σ XQ² (uniform).
+fn dac(row: u32, alpha: f32, red: u32, rnd: u32, lid: u32) -> f32 {
+    let nb = pu(4u);
+    let at = 40u + 2u * pu(5u) + 6u * rnd;
+    let scale = alpha * f32(red);
+    let sigma = dac_noise();
+    if (sigma > 0.0) {
+        fill_normals(vec2<u32>(pu(at), pu(at + 1u)), pu(at + 2u), row * pu(1u) + pu(3u), nb, lid);
+    }
+    var ss = 0.0;
+    for (var k = lid; k < nb; k += XWG) {
+        var v = XS[k] / scale;
+        if (pu(22u) == 1u) {
+            if (sigma > 0.0) {
+                v = v + sigma * NZ[k];
+            }
+            v = convert(v, 23u);
+        }
+        XQ[k] = v;
+        ss += v * v;
+    }
+    return reduce(lid, ss, 0u);
+}
+
+// One read's Σ x² in the tally's fixed point.
+fn fixed_sumsq(ss: f32) -> u32 {
+    return u32(round(min(ss * 65536.0, 4.0e9)));
+}
+
+// P: see the top; the dispatch's items are the input vectors (rows).
+@group(0) @binding(10) var<storage, read_write> ALPHA: array<f32>;
+@group(0) @binding(11) var<storage, read_write> SS: array<f32>;
+@group(0) @binding(12) var<storage, read_write> XQO: array<f32>;
+
+// Round 0's DAC of every input vector: XQO [rows, nb] (zeros for a vector that reads zero), its
+// scale α (ALPHA) and Σ x² (SS), for the block GEMMs that follow.
 @compute @workgroup_size(64)
-fn block(
+fn dac_rows(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let row = wg.x + wg.y * nwg.x;
+    if (row >= pu(0u)) {
+        return;
+    }
+    let nb = pu(4u);
+    let alpha = gather(row, lid);
+    var ss = 0.0;
+    if (alpha == 0.0) {
+        for (var k = lid; k < nb; k += XWG) {
+            XQ[k] = 0.0;
+        }
+    } else {
+        ss = dac(row, alpha, 1u, 0u, lid);
+    }
+    workgroupBarrier();
+    for (var k = lid; k < nb; k += XWG) {
+        XQO[row * nb + k] = XQ[k];
+    }
+    if (lid == 0u) {
+        ALPHA[row] = alpha;
+        SS[row] = ss;
+    }
+}
+
+// The pre-ADC sums of round 0 (the block GEMMs of XQO: Y = XQO·Wᵀ, V = (XQO²)·S2ᵀ), [rows, n_out].
+@group(0) @binding(8) var<storage, read> Y: array<f32>;
+@group(0) @binding(9) var<storage, read> V: array<f32>;
+
+// Per (input vector, output tile): noise and ADC of round 0's sums, then while a converted output
+// saturates and r < last_r, the vector re-read alone with r doubled (its own DAC, sums and
+// draws); the converted outputs times r·α into ACC.
+@compute @workgroup_size(64)
+fn adc_tiles(
     @builtin(workgroup_id) wg: vec3<u32>,
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_index) lid: u32,
@@ -146,35 +251,15 @@ fn block(
     let n_out = pu(2u);
     let first = pu(6u) == 1u;
     let streams = 40u + 2u * tiles;
-
-    var amax = 0.0;
-    for (var k = lid; k < nb; k += XWG) {
-        let v = slice_at(row, k);
-        XS[k] = v;
-        amax = max(amax, abs(v));
-    }
-    amax = reduce(lid, amax, 1u);
-    // Noise management's scale; an all-zero slice reads exactly zero with a noise-free DAC.
-    var alpha = 1.0;
-    let nm = pu(20u);
-    let thres = pf(21u);
-    if (nm == 1u) {
-        alpha = select(amax, min(amax, thres), thres > 0.0);
-    } else if (nm == 2u) {
-        alpha = select(1.0, thres, thres > 0.0);
-    }
-    let dac_noise = select(0.0, pf(27u), pu(22u) == 1u);
-    if (nm != 0u && alpha == 0.0) {
-        if (dac_noise > 0.0) {
-            alpha = 1.0;
-        } else {
-            if (first) {
-                for (var o = o0 + lid; o < o1; o += XWG) {
-                    ACC[row * n_out + o] = 0.0;
-                }
+    // α ≥ 0 is the same for every invocation; the reduction makes it uniform.
+    var alpha = reduce(lid, ALPHA[row], 1u);
+    if (alpha == 0.0) {
+        if (first) {
+            for (var o = o0 + lid; o < o1; o += XWG) {
+                ACC[row * n_out + o] = 0.0;
             }
-            return;
         }
+        return;
     }
     let has_adc = pu(28u) == 1u;
     let adc_noise = select(0.0, pf(33u), has_adc);
@@ -185,43 +270,29 @@ fn block(
     let s2off = pu(38u);
     var red = 1u;
     var rnd = 0u;
-    var sumsq = 0u;
+    var sumsq = fixed_sumsq(SS[row]);
     loop {
-        let sd_at = streams + 6u * rnd;
-        let dkey = vec2<u32>(pu(sd_at), pu(sd_at + 1u));
-        let nkey = vec2<u32>(pu(sd_at + 3u), pu(sd_at + 4u));
-        let scale = alpha * f32(red);
-        var ss = 0.0;
-        if (dac_noise > 0.0) {
-            fill_normals(dkey, pu(sd_at + 2u), row * pu(1u) + pu(3u), nb, lid);
-        }
-        for (var k = lid; k < nb; k += XWG) {
-            var v = XS[k] / scale;
-            if (pu(22u) == 1u) {
-                if (dac_noise > 0.0) {
-                    v = v + dac_noise * NZ[k];
-                }
-                v = convert(v, 23u);
-            }
-            XQ[k] = v;
-            ss += v * v;
-        }
-        ss = reduce(lid, ss, 0u);
+        let at = streams + 6u * rnd;
         if (noisy) {
-            fill_normals(nkey, pu(sd_at + 5u), row * n_out + o0, o1 - o0, lid);
+            fill_normals(vec2<u32>(pu(at + 3u), pu(at + 4u)), pu(at + 5u), row * n_out + o0, o1 - o0, lid);
         }
-        sumsq += u32(round(min(ss * 65536.0, 4.0e9)));
         var peak = 0.0;
         for (var o = o0 + lid; o < o1; o += XWG) {
             var y = 0.0;
             var var_ = 0.0;
-            // Weights stored per block input-major ([nb, n_out]), so neighbouring invocations
-            // read neighbouring words.
-            for (var k = 0u; k < nb; k++) {
-                let x = XQ[k];
-                y += W[woff + k * n_out + o] * x;
+            if (rnd == 0u) {
+                y = Y[row * n_out + o];
                 if (has_s2) {
-                    var_ += S2[s2off + k * n_out + o] * x * x;
+                    var_ = V[row * n_out + o];
+                }
+            } else {
+                // A re-read: the block's weights [n_out, nb] on its own reduced inputs.
+                for (var k = 0u; k < nb; k++) {
+                    let x = XQ[k];
+                    y += W[woff + o * nb + k] * x;
+                    if (has_s2) {
+                        var_ += S2[s2off + o * nb + k] * x * x;
+                    }
                 }
             }
             var p = y;
@@ -237,8 +308,12 @@ fn block(
         if (!sat || red >= last_r) {
             break;
         }
+        if (rnd == 0u) {
+            alpha = gather(row, lid);
+        }
         red = red * 2u;
         rnd += 1u;
+        sumsq += fixed_sumsq(dac(row, alpha, red, rnd, lid));
     }
     let r = f32(red);
     for (var o = o0 + lid; o < o1; o += XWG) {

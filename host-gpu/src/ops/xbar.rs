@@ -1,7 +1,8 @@
 //! The crossbar reads of analog substrates on the device (`kernels/xbar.wgsl`): the plan's
-//! weights uploaded once (kept in the plan's backend slot), one dispatch per input block in block
-//! order, one store in the read's layout with `wmax` and the bias, and one read-back of the tally
-//! (six words). Reads the kernel cannot hold (a block slice or an output tile over 1,024 values,
+//! weights uploaded once (kept in the plan's backend slot); per input block, in block order, the
+//! DAC of every input vector, the block's sums as GEMMs (the backend's tiled GEMM), and the noise,
+//! ADC and bound management per (vector, tile); then one store in the read's layout with `wmax`
+//! and the bias, and one read-back of the tally (six words). Reads the kernel cannot hold (a block slice or an output tile over 1,024 values,
 //! flat draw indices past 2³², no input block) run the CPU's host kernels on host copies, as do
 //! prepared reads (the device recomputes the first array's read of the input at every step).
 
@@ -11,7 +12,7 @@ use sim::analog::{Converter, ReadKind, ReadPlan, Tally, round_stream};
 use sim::netlist::NoiseManagement;
 use sim::{Error, Result, Stream};
 
-use super::{empty, f, launch, u};
+use super::{elementwise as ew, empty, f, gemm, launch, u};
 use crate::context::{Bind, Ctx, groups_1d};
 use crate::tensor::GpuTensor;
 
@@ -30,13 +31,10 @@ const XBAR: super::Shader = super::Shader {
 /// The largest block slice and output tile the kernel holds (`XMAX` of `xbar.wgsl`).
 const XMAX: usize = 1024;
 
-/// A plan's weights and per-read noise variances on the device, every block concatenated,
-/// each input-major (`[nb, n_out]`).
+/// A plan's weights and per-read noise variances on the device: per input block `[n_out, nb]`
+/// tensors (the operands of the block GEMMs, and of the re-reads).
 struct DevicePlan {
-    w: crate::context::PoolBuf,
-    s2: Option<crate::context::PoolBuf>,
-    /// Per block: offsets of its weights and variances.
-    offsets: Vec<(u32, u32)>,
+    blocks: Vec<(GpuTensor, Option<GpuTensor>)>,
 }
 
 /// Whether the kernel can run this read of `rows` vectors.
@@ -63,34 +61,22 @@ fn device_plan(ctx: &Arc<Ctx>, plan: &ReadPlan) -> Result<Arc<DevicePlan>> {
     {
         return Ok(d);
     }
-    let (mut w, mut s2, mut offsets) = (Vec::new(), Vec::new(), Vec::new());
     let n_out = plan.n_out();
-    // Input-major ([nb, n_out]): the kernel's invocations (one output each) read neighbours.
-    let transposed = |v: &[f32], nb: usize| -> Vec<f32> {
-        (0..nb * n_out)
-            .map(|i| v[(i % n_out) * nb + i / n_out])
-            .collect()
+    let upload = |v: &[f32], nb: usize| -> Result<GpuTensor> {
+        Ok(GpuTensor {
+            buf: Arc::new(ctx.alloc_init(bytemuck::cast_slice(v))?),
+            shape: vec![n_out, nb],
+        })
     };
+    let mut blocks = Vec::new();
     for (b, &(lo, hi)) in plan.input_blocks().iter().enumerate() {
         let (wb, sb) = plan.block(b);
-        offsets.push((u("xbar_read", w.len())?, u("xbar_read", s2.len())?));
-        w.extend(transposed(wb, hi - lo));
-        if let Some(sb) = sb {
-            s2.extend(transposed(sb, hi - lo));
-        }
+        blocks.push((
+            upload(wb, hi - lo)?,
+            sb.map(|v| upload(v, hi - lo)).transpose()?,
+        ));
     }
-    if w.is_empty() {
-        w.push(0.0);
-    }
-    let d = Arc::new(DevicePlan {
-        w: ctx.alloc_init(bytemuck::cast_slice(&w))?,
-        s2: if s2.is_empty() {
-            None
-        } else {
-            Some(ctx.alloc_init(bytemuck::cast_slice(&s2))?)
-        },
-        offsets,
-    });
+    let d = Arc::new(DevicePlan { blocks });
     let _ = plan.backend_slot().set((owner, d.clone()));
     Ok(d)
 }
@@ -201,13 +187,14 @@ pub(crate) fn read(
     });
     let noise_parent = s.child("adc");
     for (b, &(lo, hi)) in plan.input_blocks().iter().enumerate() {
-        let (woff, s2off) = dp.offsets[b];
+        let (wb, s2b) = &dp.blocks[b];
+        let nb = hi - lo;
         let mut p = vec![
             u(op, rows)?,
             u(op, n_in)?,
             u(op, n_out)?,
             u(op, lo)?,
-            u(op, hi - lo)?,
+            u(op, nb)?,
             u(op, tiles.len())?,
             u32::from(b == 0),
             kind_word,
@@ -219,9 +206,9 @@ pub(crate) fn read(
         p.extend_from_slice(&[
             f(sat),
             u(op, io.last_r as usize)?,
-            u32::from(dp.s2.is_some()),
-            woff,
-            s2off,
+            u32::from(s2b.is_some()),
+            0,
+            0,
             rounds as u32,
         ]);
         debug_assert_eq!(p.len(), 40);
@@ -238,18 +225,50 @@ pub(crate) fn read(
                 t,
             )));
         }
-        let s2 = dp.s2.as_ref().unwrap_or(&dp.w);
+        // Round 0: every vector through its DAC, then the block's sums (and the per-read noise
+        // variances) as GEMMs, then noise, ADC and bound management per (vector, tile).
+        let xq = empty(ctx, &[rows, nb])?;
+        let alpha = empty(ctx, &[rows])?;
+        let ss = empty(ctx, &[rows])?;
         launch(
             ctx,
             XBAR,
-            "block",
+            "dac_rows",
             &p,
             &[
                 Bind::R(1, x.buffer()),
-                Bind::R(2, dp.w.buffer()),
-                Bind::R(3, s2.buffer()),
+                Bind::W(10, alpha.buffer()),
+                Bind::W(11, ss.buffer()),
+                Bind::W(12, xq.buffer()),
+            ],
+            groups_items(rows),
+        )?;
+        let y = gemm::matmul(ctx, &xq, wb, false, true)?;
+        let v = match s2b {
+            Some(s2b) => Some(gemm::matmul(
+                ctx,
+                &ew::mul(ctx, &xq, &xq)?,
+                s2b,
+                false,
+                true,
+            )?),
+            None => None,
+        };
+        launch(
+            ctx,
+            XBAR,
+            "adc_tiles",
+            &p,
+            &[
+                Bind::R(1, x.buffer()),
+                Bind::R(2, wb.buffer()),
+                Bind::R(3, s2b.as_ref().unwrap_or(wb).buffer()),
                 Bind::W(4, acc.buffer()),
                 Bind::W(5, tally.buffer()),
+                Bind::R(8, y.buffer()),
+                Bind::R(9, v.as_ref().unwrap_or(&y).buffer()),
+                Bind::W(10, alpha.buffer()),
+                Bind::W(11, ss.buffer()),
             ],
             groups_items(rows * tiles.len()),
         )?;
