@@ -185,7 +185,7 @@ impl ReadPlan {
             noise_s,
             dac_s,
         } = *ctx;
-        let (n_in, n_out) = (self.n_in, self.n_out);
+        let n_out = self.n_out;
         let last_r = self.io.last_r;
         let (mut reads, mut rereads, mut sumsq) = (0u64, 0u64, 0u64);
         let rows = ac.len() / n_out;
@@ -237,6 +237,8 @@ impl ReadPlan {
             };
             let noisy = adc_noisy || sdb.is_some();
             let first = b == 0;
+            // Saturated (row, tile) vectors of this block, re-read together after the rows.
+            let mut pending: Vec<(usize, usize)> = Vec::new();
             for g0 in (0..rows).step_by(rg) {
                 let g1 = (g0 + rg).min(rows);
                 if noisy {
@@ -272,7 +274,7 @@ impl ReadPlan {
                         sumsq += ss * self.outs.len() as u64;
                         continue;
                     };
-                    for &(o0, o1) in &self.outs {
+                    for (ti, &(o0, o1)) in self.outs.iter().enumerate() {
                         let ys = &y[o0..o1];
                         let noise = match (nzr, sdr) {
                             (Some(nz), Some(sd)) => Noise::Var(&sd[o0..o1], &nz[o0..o1]),
@@ -289,38 +291,21 @@ impl ReadPlan {
                         let peak = adc_tile(ys, noise, qs, &adc.q, scale);
                         reads += 1;
                         sumsq += ss;
-                        let mut red = 1.0f32;
-                        // A saturated tile is replaced by its bound-management result.
+                        // A saturated tile is replaced by its bound-management result (the
+                        // first block's round-0 values in `a` are overwritten then).
                         if peak > adc.bound && last_r > 1 {
-                            let r = r0 + j;
-                            let xr = &x[j * n_in..(j + 1) * n_in];
-                            let qs = &mut q[o0..o1];
-                            let (n, rd, rss) = self.reread(blk, b, xr, r, al, (o0, o1), s, t, qs);
-                            reads += n;
-                            rereads += n;
-                            sumsq += rss;
-                            red = rd as f32;
-                            if first {
-                                // As the sum of q·red and then ·α.
-                                for (a, &v) in a[o0..o1].iter_mut().zip(qs.iter()) {
-                                    *a = (v * red) * al;
-                                }
-                                continue;
-                            }
-                        } else if first {
-                            continue;
-                        }
-                        let qs = &q[o0..o1];
-                        let a = &mut a[o0..o1];
-                        if red == 1.0 {
-                            add_scaled(a, qs, al, false);
-                        } else {
-                            for (a, &v) in a.iter_mut().zip(qs) {
-                                *a += (v * red) * al;
-                            }
+                            pending.push((j, ti));
+                        } else if !first {
+                            add_scaled(&mut a[o0..o1], &q[o0..o1], al, false);
                         }
                     }
                 }
+            }
+            if !pending.is_empty() {
+                let (n, rss) = self.reread_batch(blk, b, (x, r0), alpha, pending, ac, (s, t));
+                reads += n;
+                rereads += n;
+                sumsq += rss;
             }
         }
         if self.blocks.is_empty() {
@@ -336,70 +321,106 @@ impl ReadPlan {
         }
     }
 
-    /// Iterative bound management of the saturated vector (row `r`, block `b`, outputs `o0..o1`):
-    /// re-read with the input divided by α·2^k, k = 1, 2, … (own DAC, read and ADC draws per
-    /// round) until nothing saturates or the last allowed reduction. Writes the last conversion
-    /// into `q` and returns (re-reads made, its reduction r, Σ over them of Σ x² of the inputs,
-    /// fixed point).
+    /// Iterative bound management of the saturated (row, tile) vectors of block `b` on a chunk's
+    /// rows (`pending`: (row within the chunk `x` starting at read row `r0`, tile index)), round by
+    /// round: round k re-reads every vector still saturated with its input divided by α·2^k (own
+    /// DAC, read and ADC draws, indexed as a lone re-read's), the sums of a tile's vectors as one
+    /// GEMM. A vector leaves at its first read that does not saturate, or at the last allowed
+    /// reduction r, and its q·r·α is written (block 0) or added into `ac`. Returns (re-reads made,
+    /// Σ over them of Σ x² of the inputs, fixed point).
     #[allow(clippy::too_many_arguments)]
     #[inline(always)]
-    fn reread(
+    fn reread_batch(
         &self,
         blk: &InBlock,
         b: usize,
-        xrow: &[f32],
-        r: usize,
-        alpha: f32,
-        (o0, o1): (usize, usize),
-        s: &Stream,
-        t: u64,
-        q: &mut [f32],
-    ) -> (u64, u64, u64) {
+        (x, r0): (&[f32], usize),
+        alpha: &[f32],
+        mut pending: Vec<(usize, usize)>,
+        ac: &mut [f32],
+        (s, t): (&Stream, u64),
+    ) -> (u64, u64) {
         let (lo, hi) = (blk.lo, blk.hi);
         let nb = hi - lo;
+        let (n_in, n_out) = (self.n_in, self.n_out);
         let adc = self.adc.as_ref().expect("bound management needs an ADC");
-        let mut xq = vec![0.0f32; nb];
-        let mut xq2 = vec![0.0f32; if blk.s2.is_some() { nb } else { 0 }];
-        let mut nz = vec![0.0f32; o1 - o0];
         let n2 = self.adc_noise_var();
         let noisy = adc.noise > 0.0 || blk.s2.is_some();
-        let base = (r * self.n_out + o0) as u64;
-        let (mut red, mut k, mut n, mut ss) = (1u64, 0u32, 0u64, 0u64);
-        loop {
+        let first = b == 0;
+        let (mut n, mut ss) = (0u64, 0u64);
+        let (mut red, mut k) = (1u64, 0u32);
+        while !pending.is_empty() {
             k += 1;
             red *= 2;
-            n += 1;
             let ns = round_stream(s, "dac", b, k, t);
-            self.dac_row(
-                &xrow[lo..hi],
-                alpha * red as f32,
-                &ns,
-                (r * self.n_in + lo) as u64,
-                &mut xq,
-            );
-            ss += fixed_sumsq(f64::from(dot(&xq, &xq)));
-            if blk.s2.is_some() {
-                xq2.iter_mut().zip(&xq).for_each(|(a, v)| *a = v * v);
-            }
-            if noisy {
-                round_stream(&s.child("adc"), "noise", b, k, t).fill_normal_fast(base, &mut nz);
-            }
-            let mut sat = false;
-            for (j, o) in (o0..o1).enumerate() {
-                let y = dot(&blk.w[o * nb..(o + 1) * nb], &xq);
-                // One draw for the read noise and the ADC noise together, as in round 0.
-                let sd = match &blk.s2 {
-                    Some(s2) => (dot(&s2[o * nb..(o + 1) * nb], &xq2).max(0.0) + n2).sqrt(),
-                    None => adc.noise,
+            let nzs = round_stream(&s.child("adc"), "noise", b, k, t);
+            let mut next = Vec::new();
+            pending.sort_unstable_by_key(|&(j, ti)| (ti, j));
+            for group in pending.chunk_by(|a, b| a.1 == b.1) {
+                let (o0, o1) = self.outs[group[0].1];
+                let (np, tw) = (group.len(), o1 - o0);
+                let mut xq = take_buf(np * nb);
+                for (i, &(j, _)) in group.iter().enumerate() {
+                    let xr = &mut xq[i * nb..(i + 1) * nb];
+                    let base = ((r0 + j) * n_in + lo) as u64;
+                    let xs = &x[j * n_in + lo..j * n_in + hi];
+                    self.dac_row(xs, alpha[j] * red as f32, &ns, base, xr);
+                    ss += fixed_sumsq(f64::from(dot(xr, xr)));
+                }
+                n += np as u64;
+                let g = Gemm {
+                    m: np,
+                    n: tw,
+                    k: nb,
+                    trans_a: false,
+                    trans_b: true,
                 };
-                let p = if noisy { y + sd * nz[j] } else { y };
-                sat |= p.abs() > adc.bound;
-                q[j] = adc.q.convert(p);
+                let mut y = take_buf(np * tw);
+                let w = &blk.w[o0 * nb..o1 * nb];
+                sgemm_par(g, 1.0, &xq, w, 0.0, &mut y, Par::Seq).expect("block GEMM sizes");
+                // σ of the Gaussian before the ADC (per-read and ADC noise in one draw).
+                let mut sd = take_buf(if blk.s2.is_some() { np * tw } else { 0 });
+                if let Some(s2) = &blk.s2 {
+                    xq.iter_mut().for_each(|v| *v *= *v);
+                    let s2 = &s2[o0 * nb..o1 * nb];
+                    sgemm_par(g, 1.0, &xq, s2, 0.0, &mut sd, Par::Seq).expect("block GEMM sizes");
+                    sd.iter_mut().for_each(|v| *v = (v.max(0.0) + n2).sqrt());
+                }
+                let mut nz = take_buf(if noisy { tw } else { 0 });
+                let mut q = take_buf(tw);
+                for (i, &(j, ti)) in group.iter().enumerate() {
+                    if noisy {
+                        nzs.fill_normal_fast(((r0 + j) * n_out + o0) as u64, &mut nz);
+                    }
+                    let noise = match &blk.s2 {
+                        Some(_) => Noise::Var(&sd[i * tw..(i + 1) * tw], &nz),
+                        None if noisy => Noise::Const(adc.noise, &nz),
+                        None => Noise::None,
+                    };
+                    let peak = adc_tile(&y[i * tw..(i + 1) * tw], noise, &mut q, &adc.q, 1.0);
+                    if peak > adc.bound && red < self.io.last_r {
+                        next.push((j, ti));
+                        continue;
+                    }
+                    let (rf, al) = (red as f32, alpha[j]);
+                    let a = &mut ac[j * n_out + o0..j * n_out + o1];
+                    if first {
+                        a.iter_mut()
+                            .zip(q.iter())
+                            .for_each(|(a, &v)| *a = (v * rf) * al);
+                    } else {
+                        a.iter_mut()
+                            .zip(q.iter())
+                            .for_each(|(a, &v)| *a += (v * rf) * al);
+                    }
+                }
+                for buf in [xq, y, sd, nz, q] {
+                    give_buf(buf);
+                }
             }
-            if !sat || red >= self.io.last_r {
-                return (n, red, ss);
-            }
+            pending = next;
         }
+        (n, ss)
     }
 }
 
