@@ -2,9 +2,10 @@
 //! weights uploaded once (kept in the plan's backend slot); per input block, in block order, the
 //! DAC of every input vector, the block's sums as GEMMs (the backend's tiled GEMM), and the noise,
 //! ADC and bound management per (vector, tile); then one store in the read's layout with `wmax`
-//! and the bias, and one read-back of the tally (six words). Reads the kernel cannot hold (a block slice or an output tile over 1,024 values,
-//! flat draw indices past 2³², no input block) run the CPU's host kernels on host copies, as do
-//! prepared reads (the device recomputes the first array's read of the input at every step).
+//! and the bias, and one read-back of the tally (six words). Reads the kernels cannot hold (an
+//! empty block, a block slice or an output tile over 1,024 values, flat draw indices past 2³²)
+//! run the CPU's host kernels on host copies. The GPU prepares no input read (`xbar_prepare` is
+//! `None`): the first array's read of the input is made again at every step.
 
 use std::sync::Arc;
 
@@ -41,7 +42,7 @@ struct DevicePlan {
 fn fits(plan: &ReadPlan, rows: usize) -> bool {
     let blocks = plan.input_blocks();
     !blocks.is_empty()
-        && blocks.iter().all(|&(lo, hi)| hi - lo <= XMAX)
+        && blocks.iter().all(|&(lo, hi)| hi > lo && hi - lo <= XMAX)
         && plan.output_tiles().iter().all(|&(o0, o1)| o1 - o0 <= XMAX)
         && rows
             .checked_mul(plan.n_in().max(plan.n_out()))
