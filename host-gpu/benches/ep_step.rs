@@ -9,9 +9,11 @@
 use divan::Bencher;
 use ep::optim::{OptimKind, Optimizer};
 use ep::train::{EpConfig, train_batch};
-use ep::{ConvLayer, EpNet, Loss, ModelSpec, Pool, State};
-use host_gpu::Gpu;
-use sim::{Act, Backend, Cpu, Stream};
+use ep::{EpNet, ModelSpec, State};
+use sim::{Backend, Cpu, Stream};
+
+mod common;
+use common::{cpu_rows, fmnist_spec, gpu};
 
 fn main() {
     divan::main();
@@ -19,36 +21,6 @@ fn main() {
 
 /// Steps per timed iteration.
 const STEPS: usize = 10;
-
-fn gpu() -> Gpu {
-    Gpu::new(None).unwrap_or_else(|e| panic!("{e}"))
-}
-
-fn cpu_rows() -> bool {
-    std::env::var("EPSIM_BENCH_CPU").map_or(true, |v| v != "0")
-}
-
-/// The Fashion-MNIST EP-CNN (channels 32-64, kernel 5, max pools, softmax readout).
-fn fmnist_spec() -> ModelSpec {
-    let conv = |channels| ConvLayer {
-        channels,
-        kernel: 5,
-        stride: 1,
-        padding: 0,
-        pool: Pool::Max,
-    };
-    ModelSpec {
-        input: [1, 28, 28],
-        conv: vec![conv(32), conv(64)],
-        fc: vec![10],
-        act: Act::MyHardSig,
-        softmax: true,
-        loss: Loss::CrossEntropy,
-        t1: 60,
-        t2: 15,
-        input_norm: None,
-    }
-}
 
 /// Net, input and a state after a few steps (realistic pooling switches), on backend `be`, from
 /// host weights and inputs drawn once (so both backends start from the same numbers).
@@ -109,14 +81,14 @@ fn batch<B: Backend>(b: Bencher, be: &B, mut spec: ModelSpec) {
 #[divan::bench(sample_count = 5)]
 fn fmnist_10_free_steps_cpu(b: Bencher) {
     if cpu_rows() {
-        steps(b, &Cpu, fmnist_spec());
+        steps(b, &Cpu, fmnist_spec(60, 15));
     }
 }
 
 #[divan::bench(sample_count = 5)]
 fn fmnist_10_free_steps_gpu(b: Bencher) {
     let g = gpu();
-    steps(b, &g, fmnist_spec());
+    steps(b, &g, fmnist_spec(60, 15));
 }
 
 #[divan::bench(sample_count = 3)]
@@ -135,12 +107,12 @@ fn cifar10_paper_10_free_steps_gpu(b: Bencher) {
 #[divan::bench(sample_count = 3)]
 fn fmnist_train_batch_t20_t5_cpu(b: Bencher) {
     if cpu_rows() {
-        batch(b, &Cpu, fmnist_spec());
+        batch(b, &Cpu, fmnist_spec(60, 15));
     }
 }
 
 #[divan::bench(sample_count = 3)]
 fn fmnist_train_batch_t20_t5_gpu(b: Bencher) {
     let g = gpu();
-    batch(b, &g, fmnist_spec());
+    batch(b, &g, fmnist_spec(60, 15));
 }

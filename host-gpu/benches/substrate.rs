@@ -9,10 +9,12 @@ use devices::Preset;
 use divan::Bencher;
 use ep::compile::{CompileOptions, compile};
 use ep::substrate::Realized;
-use ep::{ConvLayer, EpNet, Loss, ModelSpec, Pool};
-use host_gpu::Gpu;
+use ep::{EpNet, ModelSpec};
 use sim::netlist::{Netlist, Origin, TileSize};
-use sim::{Act, Backend, Cpu, Stream};
+use sim::{Backend, Cpu, Stream};
+
+mod common;
+use common::{cpu_rows, fmnist_spec, gpu};
 
 fn main() {
     divan::main();
@@ -20,32 +22,6 @@ fn main() {
 
 /// Steps per timed iteration.
 const STEPS: usize = 5;
-
-fn cpu_rows() -> bool {
-    std::env::var("EPSIM_BENCH_CPU").map_or(true, |v| v != "0")
-}
-
-/// The Fashion-MNIST EP-CNN (channels 32-64, kernel 5, max pools, softmax readout).
-fn fmnist_spec() -> ModelSpec {
-    let conv = |channels| ConvLayer {
-        channels,
-        kernel: 5,
-        stride: 1,
-        padding: 0,
-        pool: Pool::Max,
-    };
-    ModelSpec {
-        input: [1, 28, 28],
-        conv: vec![conv(32), conv(64)],
-        fc: vec![10],
-        act: Act::MyHardSig,
-        softmax: true,
-        loss: Loss::CrossEntropy,
-        t1: 30,
-        t2: 10,
-        input_norm: None,
-    }
-}
 
 /// `spec` with random weights realized on the PCM preset (512×512 tiles) on backend `be`, and a
 /// batch of 128 inputs in [0, 1] (the same numbers on every backend).
@@ -85,20 +61,16 @@ fn steps<B: Backend>(b: Bencher, be: &B, spec: ModelSpec) {
     });
 }
 
-fn gpu() -> Gpu {
-    Gpu::new(None).unwrap_or_else(|e| panic!("{e}"))
-}
-
 #[divan::bench(sample_count = 5)]
 fn fmnist_pcm_5_free_steps_cpu(b: Bencher) {
     if cpu_rows() {
-        steps(b, &Cpu, fmnist_spec());
+        steps(b, &Cpu, fmnist_spec(30, 10));
     }
 }
 
 #[divan::bench(sample_count = 5)]
 fn fmnist_pcm_5_free_steps_gpu(b: Bencher) {
-    steps(b, &gpu(), fmnist_spec());
+    steps(b, &gpu(), fmnist_spec(30, 10));
 }
 
 #[divan::bench(sample_count = 3)]

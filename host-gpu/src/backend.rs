@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use sim::analog::{Prepared, ReadKind, ReadPlan, Tally};
+use sim::analog::{ReadKind, ReadPlan, Tally};
 use sim::backend::OptimOut;
 use sim::{
     Act, Backend, Conv2dParams, Error, OptimStep, Pool2dParams, Pooling, Result, Stream, Tensor,
@@ -398,8 +398,9 @@ impl Backend for Gpu {
         rng::rand(&self.ctx, shape, stream, offset)
     }
 
-    // Crossbar reads: the device kernels (`ops::xbar`); the reads they cannot hold, and prepared
-    // reads, run the CPU backend's host kernels on host copies.
+    // Crossbar reads: the device kernels (`ops::xbar`); the reads they cannot hold run the CPU
+    // backend's host kernels on host copies. No read is prepared: the trait's `xbar_prepare` gives
+    // `None`, so the first array's read of the input is made again at every step.
     fn xbar_read(
         &self,
         plan: &ReadPlan,
@@ -416,32 +417,6 @@ impl Backend for Gpu {
         let b = bias.map(|b| self.download(b)).transpose()?;
         let (y, tally) =
             sim::Cpu.xbar_read(plan, &self.download(x)?, kind, wmax, b.as_ref(), s, t)?;
-        Ok((self.upload(&y)?, tally))
-    }
-
-    fn xbar_prepare(
-        &self,
-        plan: &ReadPlan,
-        x: &GpuTensor,
-        kind: ReadKind,
-        s: &Stream,
-    ) -> Result<Option<Prepared>> {
-        // The device reads the input again at every step instead.
-        let _ = (plan, x, kind, s);
-        Ok(None)
-    }
-
-    fn xbar_read_prepared(
-        &self,
-        plan: &ReadPlan,
-        prepared: &Prepared,
-        wmax: f32,
-        bias: Option<&GpuTensor>,
-        s: &Stream,
-        t: u64,
-    ) -> Result<(GpuTensor, Tally)> {
-        let b = bias.map(|b| self.download(b)).transpose()?;
-        let (y, tally) = sim::Cpu.xbar_read_prepared(plan, prepared, wmax, b.as_ref(), s, t)?;
         Ok((self.upload(&y)?, tally))
     }
 }
