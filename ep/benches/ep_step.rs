@@ -3,8 +3,8 @@
 //! 128 / ((T1 + 2·T2) · step time + update time). Results are recorded in BENCHMARKS.md.
 
 use divan::Bencher;
-use ep::{ConvLayer, EpNet, Loss, ModelSpec, Pool, State, Target};
-use sim::{Act, Backend, Cpu, Stream};
+use ep::{EpNet, ModelSpec, State, Target};
+use sim::{Backend, Cpu, Stream};
 
 fn main() {
     // As the `epsim` binary (EPSIM_SYSTEM_ALLOC=1 to measure without it).
@@ -14,34 +14,13 @@ fn main() {
     divan::main();
 }
 
-/// The Fashion-MNIST-sized EP-CNN of the speed anchor: channels 32-64, kernel 5, no padding,
-/// pools `mm`, softmax readout.
+/// The Fashion-MNIST-sized EP-CNN of the speed anchor (`ModelSpec::fmnist_reference`)
+/// with T1 = 60, T2 = 15.
 fn fmnist_spec() -> ModelSpec {
     ModelSpec {
-        input: [1, 28, 28],
-        conv: vec![
-            ConvLayer {
-                channels: 32,
-                kernel: 5,
-                stride: 1,
-                padding: 0,
-                pool: Pool::Max,
-            },
-            ConvLayer {
-                channels: 64,
-                kernel: 5,
-                stride: 1,
-                padding: 0,
-                pool: Pool::Max,
-            },
-        ],
-        fc: vec![10],
-        act: Act::MyHardSig,
-        softmax: true,
-        loss: Loss::CrossEntropy,
         t1: 60,
         t2: 15,
-        input_norm: None,
+        ..ModelSpec::fmnist_reference()
     }
 }
 

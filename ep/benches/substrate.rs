@@ -14,30 +14,9 @@ use std::time::{Duration, Instant};
 use devices::Preset;
 use ep::compile::{CompileOptions, compile};
 use ep::substrate::Realized;
-use ep::{ConvLayer, EpNet, Loss, ModelSpec, Pool};
+use ep::{EpNet, ModelSpec};
 use sim::netlist::{Netlist, Origin, TileSize};
-use sim::{Act, Backend, Cpu, Stream};
-
-fn fmnist_spec() -> ModelSpec {
-    let conv = |channels| ConvLayer {
-        channels,
-        kernel: 5,
-        stride: 1,
-        padding: 0,
-        pool: Pool::Max,
-    };
-    ModelSpec {
-        input: [1, 28, 28],
-        conv: vec![conv(32), conv(64)],
-        fc: vec![10],
-        act: Act::MyHardSig,
-        softmax: true,
-        loss: Loss::CrossEntropy,
-        t1: 30,
-        t2: 10,
-        input_norm: None,
-    }
-}
+use sim::{Backend, Cpu, Stream};
 
 /// CPU time of this process (user + system, from /proc/self/stat; 10 ms resolution), `None` where
 /// unavailable. Less sensitive than wall time to other load on a shared machine.
@@ -84,7 +63,7 @@ fn main() {
             (spec, net)
         }
         None => {
-            let spec = fmnist_spec();
+            let spec = ModelSpec::fmnist_reference();
             let net = EpNet::init(&be, spec.clone(), &Stream::new(0, "init"), None).unwrap();
             println!("model: random initialization");
             (spec, net)

@@ -268,6 +268,30 @@ impl ModelSpec {
         })
     }
 
+    /// The Fashion-MNIST EP-CNN of `configs/fmnist-epcnn.toml` (the speed anchor of the benches):
+    /// channels 32-64, kernels 5, no padding, pools `mm`, fc 10, softmax readout, `my_hard_sig`,
+    /// T1 30, T2 10; the inputs' normalization comes from the config's `[data]` at training.
+    pub fn fmnist_reference() -> Self {
+        let conv = |channels| ConvLayer {
+            channels,
+            kernel: 5,
+            stride: 1,
+            padding: 0,
+            pool: Pool::Max,
+        };
+        ModelSpec {
+            input: [1, 28, 28],
+            conv: vec![conv(32), conv(64)],
+            fc: vec![10],
+            act: Act::MyHardSig,
+            softmax: true,
+            loss: Loss::CrossEntropy,
+            t1: 30,
+            t2: 10,
+            input_norm: None,
+        }
+    }
+
     /// The reference CIFAR-10 EP-CNN (Laborieux et al. 2021; AdvEP): channels 128-256-512-512,
     /// kernels 3, paddings 1 1 1 0, pools `mmmm`, fc 10, softmax readout, `my_hard_sig`, T1 250, T2 25.
     pub fn cifar10_reference() -> Self {

@@ -1,7 +1,9 @@
 //! The two evaluation protocols end to end through the CLI on a tiny EP-CNN trained in-test: a
 //! 2-protocol robustness suite writes a "Protocol gap" table whose numbers are the JSONL records';
 //! `--eps paper-linf` expands to the paper's grid; `autoattack-linf --protocol advep` runs ART's
-//! ensemble.
+//! ensemble. Also the shipped configs against the reference specs: the paper config's input
+//! normalization, and the Fashion-MNIST config's model as `ModelSpec::fmnist_reference` (what the
+//! benches time).
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -347,4 +349,13 @@ fn the_shipped_protocol_suite_parses_and_expands() {
         .sum();
     // PGD 11 + 11, Square 8 + 9, AutoAttack 9 + 10 strengths.
     assert_eq!(n, 58);
+}
+
+#[test]
+fn the_fashion_mnist_reference_spec_is_the_shipped_configs_model() {
+    // The benches time `ModelSpec::fmnist_reference()` as the model of configs/fmnist-epcnn.toml.
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/fmnist-epcnn.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let cfg = experiments::runs::TrainConfig::from_toml(&text, s(&path)).unwrap();
+    assert_eq!(cfg.model, ep::ModelSpec::fmnist_reference());
 }
