@@ -7,9 +7,10 @@
 //! reads ([`ConvGeom`]), what a read is ([`ReadKind`]), its prepared deterministic half
 //! ([`Prepared`]) and what it counted ([`Tally`]).
 //!
-//! A backend executes a plan with [`Backend::xbar_read`](crate::Backend::xbar_read) and
-//! [`Backend::xbar_prepare`](crate::Backend::xbar_prepare); the host kernels (the read's
-//! semantics, see `crate::cpu::xbar`) are every backend's default.
+//! A backend executes a plan with [`Backend::xbar_read`](crate::Backend::xbar_read) (and, where it
+//! keeps the deterministic half of a read of fixed inputs, `xbar_prepare` and
+//! `xbar_read_prepared`). The CPU runs the host kernels (`crate::cpu::xbar`, the reference
+//! semantics); the GPU backend (`host-gpu`) runs its device kernels; the trait's defaults refuse.
 
 use crate::Stream;
 use crate::error::{Error, Result};
@@ -211,9 +212,9 @@ impl Var {
     }
 }
 
-/// The programmed read of one array in one direction (a backend's plan for [`Backend::xbar_read`](crate::Backend::xbar_read)):
-/// `n_in` inputs cut into blocks, `n_out` outputs sensed in tiles, the converters and the I/O
-/// management.
+/// The programmed read of one array in one direction (a backend's plan for
+/// [`Backend::xbar_read`](crate::Backend::xbar_read)): `n_in` inputs cut into blocks, `n_out`
+/// outputs sensed in tiles, the converters and the I/O management.
 pub struct ReadPlan {
     pub(crate) n_in: usize,
     pub(crate) n_out: usize,
