@@ -175,8 +175,8 @@ fn substrate_run_settles_to_a_tolerance_and_resumes_exactly() {
 }
 
 /// EP on the substrate runs on the GPU backend (crossbar reads on the device; lavapipe where there
-/// is no GPU): both presets train, log their substrate accuracy and pulses, and the pulsed preset
-/// moves its devices as on the CPU (the reads' draws differ, so the numbers are not the CPU's).
+/// is no GPU): both presets train one epoch and log their substrate; the reads' draws differ from
+/// the CPU's, so the pulses of the pulsed preset are compared with the CPU run's in size, not bits.
 #[test]
 fn substrate_training_runs_on_the_gpu() {
     use experiments::device::Device;
@@ -184,30 +184,32 @@ fn substrate_training_runs_on_the_gpu() {
         let dir = tempfile::tempdir().unwrap();
         let mut cfg = setup(dir.path(), preset);
         cfg.train.epochs = 1;
-        let out = dir.path().join("gpu");
-        let opts = TrainOptions {
-            out_dir: Some(out.clone()),
-            ..Default::default()
+        let run = |device: Device| -> serde_json::Value {
+            let out = dir.path().join(device.to_string());
+            let opts = TrainOptions {
+                out_dir: Some(out.clone()),
+                ..Default::default()
+            };
+            let train = || -> anyhow::Result<usize> {
+                experiments::with_backend!(device, be => {
+                    Ok(experiments::runs::train(be, &AnyConfig::Ep(cfg.clone()), &opts)?.len())
+                })
+            };
+            assert_eq!(train().unwrap_or_else(|e| panic!("{e:#}")), 1);
+            assert!(out.join("checkpoint.safetensors").exists());
+            let log = std::fs::read_to_string(out.join("log.jsonl")).unwrap();
+            serde_json::from_str(log.lines().next().unwrap()).unwrap()
         };
-        let run = || -> anyhow::Result<usize> {
-            experiments::with_backend!(Device::Gpu(None), be => {
-                Ok(experiments::runs::train(be, &AnyConfig::Ep(cfg.clone()), &opts)?.len())
-            })
-        };
-        let logs = run().unwrap_or_else(|e| panic!("{e:#}"));
-        assert_eq!(logs, 1);
-        let log = std::fs::read_to_string(out.join("log.jsonl")).unwrap();
-        let line: serde_json::Value = serde_json::from_str(log.lines().next().unwrap()).unwrap();
-        assert_eq!(line["substrate"], format!("netlist:{preset}"));
-        assert_eq!(
-            line["pulses"].as_u64().unwrap() > 0,
-            pulsed,
-            "{preset}: {line}"
+        let (gpu, cpu) = (run(Device::Gpu(None)), run(Device::Cpu));
+        assert_eq!(gpu["substrate"], format!("netlist:{preset}"));
+        let (pg, pc) = (
+            gpu["pulses"].as_u64().unwrap() as f64,
+            cpu["pulses"].as_u64().unwrap() as f64,
         );
-        let acc = line["test_acc"]
-            .as_f64()
-            .unwrap_or_else(|| panic!("{line}"));
-        assert!((0.0..=1.0).contains(&acc), "{line}");
-        assert!(out.join("checkpoint.safetensors").exists());
+        assert_eq!(pg > 0.0, pulsed, "{preset}: {gpu}");
+        assert!(
+            (pg - pc).abs() <= 0.2 * pc,
+            "{preset}: pulses gpu {pg}, cpu {pc}"
+        );
     }
 }

@@ -161,18 +161,18 @@ impl<B: Backend> Realized<B> {
             return net.feedback(be, v, fwd, j, input_shape);
         };
         let s = q.child(&format!("{}.transposed", a.name));
-        let (gx, tally) = if j < net.spec.conv.len() {
-            // Every output position's C_out vector of the pooled-back state read on its own.
+        if j < net.spec.conv.len() {
+            // Every output position's C_out vector of the pooled-back state read on its own,
+            // summed onto the input grid (already of `input_shape`).
             let pa = net.pool_adjoint(be, v, fwd, j)?;
             let kind = ReadKind::ConvTransposed(self.conv_geom(j, input_shape));
-            be.xbar_read(plan, &pa, kind, a.wmax, None, &s, t)?
-        } else {
-            be.xbar_read(plan, v, ReadKind::Dense, a.wmax, None, &s, t)?
-        };
-        self.count(j, true, tally);
-        if be.shape(&gx) == input_shape {
+            let (gx, tally) = be.xbar_read(plan, &pa, kind, a.wmax, None, &s, t)?;
+            self.count(j, true, tally);
             Ok(gx)
         } else {
+            // A dense array's transposed read feeds its source's layout (e.g. a conv state).
+            let (gx, tally) = be.xbar_read(plan, v, ReadKind::Dense, a.wmax, None, &s, t)?;
+            self.count(j, true, tally);
             be.reshape(&gx, input_shape)
         }
     }

@@ -11,15 +11,15 @@
 // Draws are Philox normals of the same streams and indices as the CPU's (identical law, not
 // identical bits).
 //
-// W and S2 hold each block's weights and per-read noise variances output-major: [n_out, nb].
+// W and S2 are the block's weights and per-read noise variances, output-major: [n_out, nb].
 //
 // P (dac_rows, adc_tiles): [0] rows, [1] n_in, [2] n_out, [3] lo, [4] nb, [5] tiles, [6] first, [7] kind
 // (0 dense, 1 conv forward, 2 conv transposed), [8..20) geometry n c h w kh kw sh sw ph pw ho wo,
 // [20] nm (0 none, 1 abs-max, 2 constant), [21] nm_thres (f32), [22] has DAC, [23..28) DAC bound,
 // step, 1/step, quantizes, noise, [28] has ADC, [29..34) ADC bound, step, 1/step, quantizes,
-// noise, [34] saturation bound, [35] last_r, [36] has s2, [37] w offset, [38] s2 offset,
-// [39] rounds, [40..) tiles (o0, o1), then per round the DAC stream and the noise stream
-// (key0, key1, lane each).
+// noise, [34] saturation bound, [35] last_r, [36] has s2, [37..) tiles (o0, o1), then per
+// bound-management round (log2 last_r + 1 of them) the DAC stream and the noise stream (key0,
+// key1, lane each).
 @group(0) @binding(1) var<storage, read> X: array<f32>;
 @group(0) @binding(2) var<storage, read> W: array<f32>;
 @group(0) @binding(3) var<storage, read> S2: array<f32>;
@@ -162,7 +162,7 @@ fn dac_noise() -> f32 {
 // The DAC of XS/(α·red) into XQ with the draws of round `rnd`; returns Σ XQ² (uniform).
 fn dac(row: u32, alpha: f32, red: u32, rnd: u32, lid: u32) -> f32 {
     let nb = pu(4u);
-    let at = 40u + 2u * pu(5u) + 6u * rnd;
+    let at = 37u + 2u * pu(5u) + 6u * rnd;
     let scale = alpha * f32(red);
     let sigma = dac_noise();
     if (sigma > 0.0) {
@@ -245,12 +245,12 @@ fn adc_tiles(
     }
     let row = item / tiles;
     let tile = item % tiles;
-    let o0 = pu(40u + 2u * tile);
-    let o1 = pu(41u + 2u * tile);
+    let o0 = pu(37u + 2u * tile);
+    let o1 = pu(38u + 2u * tile);
     let nb = pu(4u);
     let n_out = pu(2u);
     let first = pu(6u) == 1u;
-    let streams = 40u + 2u * tiles;
+    let streams = 37u + 2u * tiles;
     // α ≥ 0 is the same for every invocation; the reduction makes it uniform.
     var alpha = reduce(lid, ALPHA[row], 1u);
     if (alpha == 0.0) {
@@ -266,8 +266,6 @@ fn adc_tiles(
     let has_s2 = pu(36u) == 1u;
     let noisy = adc_noise > 0.0 || has_s2;
     let last_r = pu(35u);
-    let woff = pu(37u);
-    let s2off = pu(38u);
     var red = 1u;
     var rnd = 0u;
     var sumsq = fixed_sumsq(SS[row]);
@@ -289,9 +287,9 @@ fn adc_tiles(
                 // A re-read: the block's weights [n_out, nb] on its own reduced inputs.
                 for (var k = 0u; k < nb; k++) {
                     let x = XQ[k];
-                    y += W[woff + o * nb + k] * x;
+                    y += W[o * nb + k] * x;
                     if (has_s2) {
-                        var_ += S2[s2off + o * nb + k] * x * x;
+                        var_ += S2[o * nb + k] * x * x;
                     }
                 }
             }

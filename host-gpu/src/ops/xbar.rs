@@ -38,9 +38,8 @@ struct DevicePlan {
     blocks: Vec<(GpuTensor, Option<GpuTensor>)>,
 }
 
-/// Whether the kernel can run this read of `rows` vectors.
-fn fits(plan: &ReadPlan, rows: usize) -> bool {
-    let blocks = plan.input_blocks();
+/// Whether the kernel can run this read of `rows` vectors through the input `blocks`.
+fn fits(plan: &ReadPlan, blocks: &[(usize, usize)], rows: usize) -> bool {
     !blocks.is_empty()
         && blocks.iter().all(|&(lo, hi)| hi > lo && hi - lo <= XMAX)
         && plan.output_tiles().iter().all(|&(o0, o1)| o1 - o0 <= XMAX)
@@ -152,7 +151,8 @@ pub(crate) fn read(
 ) -> Result<Option<(GpuTensor, Tally)>> {
     let op = "xbar_read";
     let rows = plan.check_read(&x.shape, kind, bias.map(|b| b.shape.as_slice()))?;
-    if !fits(plan, rows) {
+    let blocks = plan.input_blocks();
+    if !fits(plan, &blocks, rows) {
         return Ok(None);
     }
     let shape = plan.out_shape(kind, rows);
@@ -187,7 +187,7 @@ pub(crate) fn read(
         }
     });
     let noise_parent = s.child("adc");
-    for (b, &(lo, hi)) in plan.input_blocks().iter().enumerate() {
+    for (b, &(lo, hi)) in blocks.iter().enumerate() {
         let (wb, s2b) = &dp.blocks[b];
         let nb = hi - lo;
         let mut p = vec![
@@ -204,15 +204,8 @@ pub(crate) fn read(
         p.extend_from_slice(&[nm, f(io.nm_thres as f32)]);
         p.extend_from_slice(&converter_words(dac));
         p.extend_from_slice(&converter_words(adc));
-        p.extend_from_slice(&[
-            f(sat),
-            u(op, io.last_r as usize)?,
-            u32::from(s2b.is_some()),
-            0,
-            0,
-            rounds as u32,
-        ]);
-        debug_assert_eq!(p.len(), 40);
+        p.extend_from_slice(&[f(sat), u(op, io.last_r as usize)?, u32::from(s2b.is_some())]);
+        debug_assert_eq!(p.len(), 37);
         for &(o0, o1) in tiles {
             p.extend_from_slice(&[u(op, o0)?, u(op, o1)?]);
         }
