@@ -149,8 +149,6 @@ struct QuantV {
     lo: std::arch::x86_64::__m256,
     inv: std::arch::x86_64::__m256,
     step: std::arch::x86_64::__m256,
-    magic: std::arch::x86_64::__m256,
-    half: std::arch::x86_64::__m256,
     quantize: bool,
 }
 
@@ -165,8 +163,6 @@ impl QuantV {
             lo: _mm256_set1_ps(-c.bound),
             inv: _mm256_set1_ps(c.inv_step),
             step: _mm256_set1_ps(c.step),
-            magic: _mm256_set1_ps(12_582_912.0),
-            half: _mm256_set1_ps(0.5),
             quantize: c.quantize,
         }
     }
@@ -185,13 +181,30 @@ impl QuantV {
         if !self.quantize {
             return x;
         }
+        // Round half away from zero in integers: i = trunc(t), then ±1 where the (exact)
+        // fraction t − i is at least one half in magnitude (trunc(2·(t − i)) ∈ {−1, 0, 1}).
+        // |t| ≤ steps/2 < 2²¹, so every conversion is exact; an integer 0 converts to +0.0, as
+        // the magic-number rounding of `Curve::convert` gives.
         let t = _mm256_mul_ps(x, self.inv);
-        let r = _mm256_sub_ps(_mm256_add_ps(t, self.magic), self.magic);
-        let d = _mm256_andnot_ps(self.sign, _mm256_sub_ps(t, r));
-        let tie = _mm256_cmp_ps::<_CMP_EQ_OQ>(d, self.half);
-        let away = _mm256_add_ps(t, _mm256_or_ps(_mm256_and_ps(t, self.sign), self.half));
-        _mm256_mul_ps(_mm256_blendv_ps(r, away, tie), self.step)
+        let i = _mm256_cvttps_epi32(t);
+        let f = _mm256_sub_ps(t, _mm256_cvtepi32_ps(i));
+        let h = _mm256_cvttps_epi32(_mm256_add_ps(f, f));
+        _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_add_epi32(i, h)), self.step)
     }
+}
+
+/// x / s from r = 1/s (correctly rounded): x·r corrected by its exact residual (see
+/// [`dac_slice_avx2`] for where this is the quotient's bits).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+fn quotient(
+    x: std::arch::x86_64::__m256,
+    s: std::arch::x86_64::__m256,
+    r: std::arch::x86_64::__m256,
+) -> std::arch::x86_64::__m256 {
+    use std::arch::x86_64::*;
+    let q = _mm256_mul_ps(x, r);
+    _mm256_fmadd_ps(_mm256_fnmadd_ps(q, s, x), r, q)
 }
 
 /// [`dac_slice`] in AVX2.
@@ -204,11 +217,24 @@ fn dac_slice_avx2(xs: &[f32], scale: f32, sigma: f32, out: &mut [f32], c: &Curve
     let k = QuantV::new(c);
     let sv = _mm256_set1_ps(scale);
     let nv = _mm256_set1_ps(sigma);
+    // x / scale without a division where the result is quantized: q = x·r with r = 1/scale
+    // (correctly rounded), then q + r·(x − q·scale) with the residual exact (FMA), which is the
+    // correctly rounded quotient (Markstein 1990) wherever it is a normal number. A quotient below
+    // the normal range quantizes to 0 either way (the step is far above it), and quantizing makes
+    // the sign of a zero quotient irrelevant; other cases divide.
+    let r = 1.0 / scale;
+    let fast = c.quantize && scale.is_normal() && r.is_normal() && c.step >= 1e-30;
+    let rv = _mm256_set1_ps(r);
     let mut o = 0;
     while o < body {
         // SAFETY: o + 8 ≤ n and both slices have length n.
         unsafe {
-            let mut v = _mm256_div_ps(_mm256_loadu_ps(xs.as_ptr().add(o)), sv);
+            let x = _mm256_loadu_ps(xs.as_ptr().add(o));
+            let mut v = if fast {
+                quotient(x, sv, rv)
+            } else {
+                _mm256_div_ps(x, sv)
+            };
             if sigma > 0.0 {
                 v = _mm256_add_ps(v, _mm256_mul_ps(nv, _mm256_loadu_ps(out.as_ptr().add(o))));
             }
@@ -374,6 +400,76 @@ fn dot_avx2(a: &[f32], b: &[f32]) -> f32 {
 mod tests {
     use super::*;
     use crate::Stream;
+
+    /// The DAC's division-free quotient (x·r corrected by its FMA residual) is the correctly
+    /// rounded x / s wherever that is a normal number: random scales over 2⁻⁴⁰..2⁴⁰ (and scales
+    /// whose significand is all ones, or a power of two), inputs from 2⁻³⁰·s to s of either sign,
+    /// and inputs one ulp around multiples of s·2⁻ᵏ (quotients next to short binary values).
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn the_dac_quotient_is_the_division() {
+        if !crate::simd::has_avx2_fma() {
+            eprintln!("no AVX2 + FMA on this CPU: the portable DAC divides");
+            return;
+        }
+        use std::arch::x86_64::*;
+        let st = Stream::new(12, "quotient");
+        let mut bad = 0usize;
+        let mut checked = 0usize;
+        for k in 0..3000u64 {
+            let e = (st.uniform(k) * 80.0 - 40.0).floor();
+            let m = match k % 10 {
+                0 => 2.0 - f32::EPSILON,
+                1 => 1.0,
+                _ => 1.0 + st.uniform(10_000 + k),
+            };
+            let s = m * 2f32.powf(e);
+            let r = 1.0 / s;
+            let xs: Vec<f32> = (0..256u64)
+                .map(|i| {
+                    let j = k * 1000 + i;
+                    let sign = if st.uniform(50_000_000 + j) < 0.5 {
+                        -1.0
+                    } else {
+                        1.0
+                    };
+                    let v = if i % 2 == 0 {
+                        s * 2f32.powf(-30.0 * st.uniform(60_000_000 + j))
+                    } else {
+                        // A multiple of s·2⁻⁸, moved by -1, 0 or +1 ulp.
+                        let base = s * (st.uniform(70_000_000 + j) * 256.0).floor() / 256.0;
+                        let bits = base.to_bits() as i64 + (i as i64 % 3) - 1;
+                        f32::from_bits(bits.max(0) as u32)
+                    };
+                    sign * v
+                })
+                .collect();
+            for c in xs.chunks_exact(8) {
+                let mut got = [0.0f32; 8];
+                // SAFETY: AVX2 and FMA checked above; 8 floats each.
+                unsafe {
+                    let q = quotient(
+                        _mm256_loadu_ps(c.as_ptr()),
+                        _mm256_set1_ps(s),
+                        _mm256_set1_ps(r),
+                    );
+                    _mm256_storeu_ps(got.as_mut_ptr(), q);
+                }
+                for (x, g) in c.iter().zip(got) {
+                    let want = x / s;
+                    if want.is_normal() {
+                        checked += 1;
+                        bad += usize::from(g.to_bits() != want.to_bits());
+                    }
+                }
+            }
+        }
+        assert!(checked > 500_000, "{checked} quotients checked");
+        assert_eq!(
+            bad, 0,
+            "{bad} of {checked} quotients differ from the division"
+        );
+    }
 
     /// The AVX2 kernels give the portable kernels' bits (values near level midpoints, at the
     /// clip bounds, NaN, every tail length), and the portable ones follow `Curve::convert`.

@@ -8,6 +8,23 @@ use rayon::prelude::*;
 use crate::analog::ConvGeom;
 use crate::cpu::analog;
 
+/// `$call` with the kernel width `$kw` as its const parameter `N` (widths 1 to 8), else `$other`.
+macro_rules! by_width {
+    ($kw:expr, $s:ident.$f:ident($($a:expr),*), $other:expr) => {
+        match $kw {
+            1 => $s.$f::<1>($($a),*),
+            2 => $s.$f::<2>($($a),*),
+            3 => $s.$f::<3>($($a),*),
+            4 => $s.$f::<4>($($a),*),
+            5 => $s.$f::<5>($($a),*),
+            6 => $s.$f::<6>($($a),*),
+            7 => $s.$f::<7>($($a),*),
+            8 => $s.$f::<8>($($a),*),
+            _ => $other,
+        }
+    };
+}
+
 /// `dst.copy_from_slice(src)` for the short runs of a patch (kernel widths): constant-size copies
 /// up to 8 elements, so that no `memcpy` call is made per run.
 #[inline(always)]
@@ -50,9 +67,11 @@ fn add_run(dst: &mut [f32], src: &[f32]) {
 
 impl ConvGeom {
     /// The patch of output position (oh, ow) as runs: `f(k, input index, len)` for every
-    /// (channel, kernel row) with the kernel columns `j0..j0 + len` inside the input, where `k` is
-    /// the patch index of (c, i, j0) and the input index (within one sample's `[C, H, W]`) that of
-    /// its first element; consecutive elements of a run are consecutive in both.
+    /// (channel, kernel row) inside the input, with the kernel columns `j0..j0 + len` inside the
+    /// input, where `k` is the patch index of (c, i, j0) and the input index (within one sample's
+    /// `[C, H, W]`) that of its first element; consecutive elements of a run are consecutive in
+    /// both. Runs come in increasing `k` (channel, then kernel row), so an interior patch's runs
+    /// tile `0..K` in order.
     #[inline(always)]
     fn patch_runs(&self, oh: usize, ow: usize, mut f: impl FnMut(usize, usize, usize)) {
         let (hw, khw) = (self.h * self.w, self.kh * self.kw);
@@ -64,14 +83,13 @@ impl ConvGeom {
             return;
         }
         let iw0 = base + j0 - self.pad.1;
-        for i in 0..self.kh {
-            let Some(ih) = (oh * self.stride.0 + i)
-                .checked_sub(self.pad.0)
-                .filter(|&v| v < self.h)
-            else {
-                continue;
-            };
-            for ci in 0..self.c {
+        // Kernel rows inside the input: ih = oh·s + i − pad ∈ [0, h).
+        let top = oh * self.stride.0;
+        let i0 = self.pad.0.saturating_sub(top);
+        let i1 = (self.h + self.pad.0).saturating_sub(top).min(self.kh);
+        for ci in 0..self.c {
+            for i in i0..i1 {
+                let ih = top + i - self.pad.0;
                 f(
                     ci * khw + i * self.kw + j0,
                     ci * hw + ih * self.w + iw0,
@@ -91,23 +109,73 @@ impl ConvGeom {
             && w0 + self.kw <= self.w + self.pad.1
     }
 
+    /// The input index (within one sample's `[C, H, W]`) of the first element of the interior
+    /// patch of output position (oh, ow).
+    #[inline(always)]
+    fn interior_origin(&self, oh: usize, ow: usize) -> usize {
+        (oh * self.stride.0 - self.pad.0) * self.w + ow * self.stride.1 - self.pad.1
+    }
+
+    /// The interior patch at `ii0` of `xs` into `row` (kernel width `N`): per channel, its `kh`
+    /// runs of `N` values `w` apart in the input, contiguous in the row (the runs of
+    /// [`ConvGeom::patch_runs`], with the width a constant and one bounds check per run).
+    #[inline(always)]
+    fn copy_interior<const N: usize>(&self, ii0: usize, xs: &[f32], row: &mut [f32]) {
+        let (hw, khw, w) = (self.h * self.w, self.kh * N, self.w);
+        for (ci, dst) in row.chunks_exact_mut(khw).enumerate() {
+            let src = &xs[ii0 + ci * hw..];
+            for (i, d) in dst.chunks_exact_mut(N).enumerate() {
+                let s: &[f32; N] = src[i * w..i * w + N].try_into().expect("run length");
+                d.copy_from_slice(s);
+            }
+        }
+    }
+
+    /// `o += ` the interior patch vector `row` at `ii0` (kernel width `N`; the runs of
+    /// [`ConvGeom::copy_interior`]).
+    #[inline(always)]
+    fn add_interior<const N: usize>(&self, ii0: usize, row: &[f32], o: &mut [f32]) {
+        let (hw, khw, w) = (self.h * self.w, self.kh * N, self.w);
+        for (ci, src) in row.chunks_exact(khw).enumerate() {
+            let dst = &mut o[ii0 + ci * hw..];
+            for (i, s) in src.chunks_exact(N).enumerate() {
+                let d: &mut [f32; N] = (&mut dst[i * w..i * w + N]).try_into().expect("run length");
+                for l in 0..N {
+                    d[l] += s[l];
+                }
+            }
+        }
+    }
+
     /// Rows `r0..r0 + out.len() / K` of [`ConvGeom::im2row`] of `x` into `out`.
     pub(crate) fn im2row_part(&self, x: &[f32], r0: usize, out: &mut [f32]) {
         let (k, p, chw) = (self.k(), self.p(), self.c * self.h * self.w);
         if k == 0 {
             return;
         }
-        for (j, row) in out.chunks_exact_mut(k).enumerate() {
+        for j in 0..out.len() / k {
             let r = r0 + j;
             let (smp, pi) = (r / p, r % p);
             let xs = &x[smp * chw..(smp + 1) * chw];
-            if !self.interior(pi / self.wo, pi % self.wo) {
+            let (oh, ow) = (pi / self.wo, pi % self.wo);
+            let row0 = j * k;
+            if !self.interior(oh, ow) {
                 // Padding: the elements outside the input are zeros.
+                let row = &mut out[row0..row0 + k];
                 row.fill(0.0);
+                self.patch_runs(oh, ow, |kk, ii, len| {
+                    copy_run(&mut row[kk..kk + len], &xs[ii..ii + len]);
+                });
+                continue;
             }
-            self.patch_runs(pi / self.wo, pi % self.wo, |kk, ii, len| {
-                copy_run(&mut row[kk..kk + len], &xs[ii..ii + len]);
-            });
+            let (ii0, row) = (self.interior_origin(oh, ow), &mut out[row0..row0 + k]);
+            by_width!(
+                self.kw,
+                self.copy_interior(ii0, xs, row),
+                self.patch_runs(oh, ow, |kk, ii, len| {
+                    row[kk..kk + len].copy_from_slice(&xs[ii..ii + len]);
+                })
+            );
         }
     }
 
@@ -120,9 +188,18 @@ impl ConvGeom {
         }
         for (j, row) in ys.chunks_exact(k).enumerate() {
             let pi = i0 + j;
-            self.patch_runs(pi / self.wo, pi % self.wo, |kk, ii, len| {
-                add_run(&mut o[ii..ii + len], &row[kk..kk + len]);
-            });
+            let (oh, ow) = (pi / self.wo, pi % self.wo);
+            let runs = |o: &mut [f32]| {
+                self.patch_runs(oh, ow, |kk, ii, len| {
+                    add_run(&mut o[ii..ii + len], &row[kk..kk + len]);
+                })
+            };
+            if !self.interior(oh, ow) {
+                runs(o);
+                continue;
+            }
+            let ii0 = self.interior_origin(oh, ow);
+            by_width!(self.kw, self.add_interior(ii0, row, o), runs(o));
         }
     }
 
@@ -231,12 +308,20 @@ pub(crate) fn nchw_to_rows_part(u: &[f32], c: usize, p: usize, r0: usize, out: &
     if c == 0 {
         return;
     }
-    for (j, row) in out.chunks_exact_mut(c).enumerate() {
-        let r = r0 + j;
-        let us = &u[(r / p) * c * p + r % p..];
-        for (ci, v) in row.iter_mut().enumerate() {
-            *v = us[ci * p];
+    let rows = out.len() / c;
+    // Per sample: channel by channel, a contiguous run of its positions into a column.
+    let mut j = 0;
+    while j < rows {
+        let (smp, pi) = ((r0 + j) / p, (r0 + j) % p);
+        let k = (p - pi).min(rows - j);
+        let us = &u[smp * c * p..(smp + 1) * c * p];
+        let dst = &mut out[j * c..(j + k) * c];
+        for ci in 0..c {
+            for (t, &v) in us[ci * p + pi..ci * p + pi + k].iter().enumerate() {
+                dst[t * c + ci] = v;
+            }
         }
+        j += k;
     }
 }
 
@@ -275,18 +360,25 @@ mod tests {
     #[test]
     fn conv_parts_compose_to_the_whole_transforms() {
         let st = Stream::new(3, "parts");
-        for (stride, pad) in [((1, 1), (0, 0)), ((2, 1), (1, 2))] {
+        // Kernel widths with a constant-width interior path (2, 5) and without one (9).
+        let kernels = [(3, 2), (5, 5), (2, 9)];
+        let strides = [((1, 1), (0, 0)), ((2, 1), (1, 2))];
+        for ((kh, kw), (stride, pad)) in kernels
+            .into_iter()
+            .flat_map(|k| strides.into_iter().map(move |s| (k, s)))
+        {
+            let (h, w) = (7, 11);
             let g = ConvGeom {
                 n: 3,
                 c: 2,
-                h: 7,
-                w: 6,
-                kh: 3,
-                kw: 2,
+                h,
+                w,
+                kh,
+                kw,
                 stride,
                 pad,
-                ho: (7 + 2 * pad.0 - 3) / stride.0 + 1,
-                wo: (6 + 2 * pad.1 - 2) / stride.1 + 1,
+                ho: (h + 2 * pad.0 - kh) / stride.0 + 1,
+                wo: (w + 2 * pad.1 - kw) / stride.1 + 1,
             };
             let (k, p) = (g.k(), g.p());
             let x: Vec<f32> = (0..(g.n * g.c * g.h * g.w) as u64)
