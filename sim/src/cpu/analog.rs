@@ -25,22 +25,90 @@ pub enum Noise<'a> {
 #[inline(always)]
 pub fn adc_tile(y: &[f32], noise: Noise<'_>, q: &mut [f32], c: &Curve, scale: f32) -> f32 {
     let n = q.len();
-    let y = &y[..n];
-    let noise = match noise {
-        Noise::None => Noise::None,
-        Noise::Const(sd, z) => Noise::Const(sd, &z[..n]),
-        Noise::Var(sd, z) => Noise::Var(&sd[..n], &z[..n]),
+    let mut peak = [0.0f32];
+    let shape = TileRows {
+        rows: 1,
+        n,
+        stride: n,
     };
-    #[cfg(target_arch = "x86_64")]
-    if crate::simd::has_avx2_fma() {
-        // SAFETY: the CPU supports AVX2 (checked at run time); every slice has length n.
-        return unsafe { adc_tile_avx2(y, noise, q, c, scale) };
-    }
-    adc_tile_portable(y, noise, q, c, scale)
+    adc_rows(shape, y, noise, q, c, &[scale], &mut peak);
+    peak[0]
 }
 
+/// Where the vectors of one output tile lie in [`adc_rows`]' slices: `rows` vectors of `n`
+/// values, vector r starting at r·`stride` of every slice (a tile's columns of `[rows, stride]`
+/// row-major arrays).
+#[derive(Clone, Copy, Debug)]
+pub struct TileRows {
+    pub rows: usize,
+    pub n: usize,
+    pub stride: usize,
+}
+
+impl TileRows {
+    /// The slice length that holds every vector.
+    fn span(&self) -> usize {
+        if self.rows == 0 {
+            0
+        } else {
+            (self.rows - 1) * self.stride + self.n
+        }
+    }
+}
+
+/// [`adc_tile`] of the `shape.rows` vectors of one tile at once (one call instead of one per
+/// vector, which dominates for short tiles): vector r of `y` (with its noise, the same layout)
+/// converted, times `scales[r]`, into `q`, and its largest |v| into `peaks[r]`. The same bits as
+/// [`adc_tile`] on each vector.
 #[inline(always)]
-fn adc_tile_portable(y: &[f32], noise: Noise<'_>, q: &mut [f32], c: &Curve, scale: f32) -> f32 {
+pub fn adc_rows(
+    shape: TileRows,
+    y: &[f32],
+    noise: Noise<'_>,
+    q: &mut [f32],
+    c: &Curve,
+    scales: &[f32],
+    peaks: &mut [f32],
+) {
+    let len = shape.span();
+    assert!(
+        shape.n <= shape.stride || shape.rows <= 1,
+        "adc_rows: vectors overlap"
+    );
+    let (y, q) = (&y[..len], &mut q[..len]);
+    let noise = match noise {
+        Noise::None => Noise::None,
+        Noise::Const(sd, z) => Noise::Const(sd, &z[..len]),
+        Noise::Var(sd, z) => Noise::Var(&sd[..len], &z[..len]),
+    };
+    let (scales, peaks) = (&scales[..shape.rows], &mut peaks[..shape.rows]);
+    #[cfg(target_arch = "x86_64")]
+    if crate::simd::has_avx2_fma() {
+        // SAFETY: the CPU supports AVX2 (checked at run time); every slice spans the vectors.
+        return unsafe { adc_rows_avx2(shape, y, noise, q, c, scales, peaks) };
+    }
+    for r in 0..shape.rows {
+        let o = r * shape.stride;
+        let v = o..o + shape.n;
+        peaks[r] = adc_vector_portable(&y[v.clone()], noise.at(v.clone()), &mut q[v], c, scales[r]);
+    }
+}
+
+impl<'a> Noise<'a> {
+    /// The noise of the values `v` (a range of the slices).
+    #[inline(always)]
+    fn at(self, v: std::ops::Range<usize>) -> Noise<'a> {
+        match self {
+            Noise::None => Noise::None,
+            Noise::Const(sd, z) => Noise::Const(sd, &z[v]),
+            Noise::Var(sd, z) => Noise::Var(&sd[v.clone()], &z[v]),
+        }
+    }
+}
+
+/// The definition of one vector's ADC (see [`adc_tile`]).
+#[inline(always)]
+fn adc_vector_portable(y: &[f32], noise: Noise<'_>, q: &mut [f32], c: &Curve, scale: f32) -> f32 {
     let n = q.len();
     let mut peak = 0.0f32;
     for o in 0..n {
@@ -60,58 +128,70 @@ fn adc_tile_portable(y: &[f32], noise: Noise<'_>, q: &mut [f32], c: &Curve, scal
     peak
 }
 
-/// [`adc_tile`] in AVX2.
+/// [`adc_rows`] in AVX2 (the converter's constants set up once for all the vectors).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-fn adc_tile_avx2(y: &[f32], noise: Noise<'_>, q: &mut [f32], c: &Curve, scale: f32) -> f32 {
+fn adc_rows_avx2(
+    shape: TileRows,
+    y: &[f32],
+    noise: Noise<'_>,
+    q: &mut [f32],
+    c: &Curve,
+    scales: &[f32],
+    peaks: &mut [f32],
+) {
     use std::arch::x86_64::*;
-    let n = q.len();
+    let n = shape.n;
     let body = n - n % 8;
     let k = QuantV::new(c);
-    let sv = _mm256_set1_ps(scale);
-    let mut peak = _mm256_setzero_ps();
-    let mut o = 0;
-    while o < body {
-        // SAFETY: o + 8 ≤ n and every slice has length n.
-        unsafe {
-            let yv = _mm256_loadu_ps(y.as_ptr().add(o));
-            let v = match noise {
-                Noise::None => yv,
-                Noise::Const(sd, z) => _mm256_add_ps(
-                    yv,
-                    _mm256_mul_ps(_mm256_set1_ps(sd), _mm256_loadu_ps(z.as_ptr().add(o))),
-                ),
-                Noise::Var(sd, z) => _mm256_add_ps(
-                    yv,
-                    _mm256_mul_ps(
-                        _mm256_loadu_ps(sd.as_ptr().add(o)),
-                        _mm256_loadu_ps(z.as_ptr().add(o)),
+    for (r, (&scale, pk)) in scales.iter().zip(peaks.iter_mut()).enumerate() {
+        let base = r * shape.stride;
+        let sv = _mm256_set1_ps(scale);
+        let mut peak = _mm256_setzero_ps();
+        let mut o = 0;
+        while o < body {
+            let i = base + o;
+            // SAFETY: i + 8 ≤ base + n ≤ span = every slice's length.
+            unsafe {
+                let yv = _mm256_loadu_ps(y.as_ptr().add(i));
+                let v = match noise {
+                    Noise::None => yv,
+                    Noise::Const(sd, z) => _mm256_add_ps(
+                        yv,
+                        _mm256_mul_ps(_mm256_set1_ps(sd), _mm256_loadu_ps(z.as_ptr().add(i))),
                     ),
-                ),
-            };
-            // max(a, peak) keeps peak where a is NaN.
-            peak = _mm256_max_ps(k.abs(v), peak);
-            let qv = k.convert(v);
-            let qv = if scale == 1.0 {
-                qv
-            } else {
-                _mm256_mul_ps(qv, sv)
-            };
-            _mm256_storeu_ps(q.as_mut_ptr().add(o), qv);
+                    Noise::Var(sd, z) => _mm256_add_ps(
+                        yv,
+                        _mm256_mul_ps(
+                            _mm256_loadu_ps(sd.as_ptr().add(i)),
+                            _mm256_loadu_ps(z.as_ptr().add(i)),
+                        ),
+                    ),
+                };
+                // max(a, peak) keeps peak where a is NaN.
+                peak = _mm256_max_ps(k.abs(v), peak);
+                let qv = k.convert(v);
+                let qv = if scale == 1.0 {
+                    qv
+                } else {
+                    _mm256_mul_ps(qv, sv)
+                };
+                _mm256_storeu_ps(q.as_mut_ptr().add(i), qv);
+            }
+            o += 8;
         }
-        o += 8;
+        // The lanes' maximum (no lane is NaN; max is exact and order-free).
+        let h = _mm_max_ps(_mm256_castps256_ps128(peak), _mm256_extractf128_ps::<1>(peak));
+        let h = _mm_max_ps(h, _mm_movehl_ps(h, h));
+        let m = _mm_cvtss_f32(_mm_max_ss(h, _mm_movehdup_ps(h)));
+        let t = if body < n {
+            let v = base + body..base + n;
+            adc_vector_portable(&y[v.clone()], noise.at(v.clone()), &mut q[v], c, scale)
+        } else {
+            0.0
+        };
+        *pk = if t > m { t } else { m };
     }
-    let mut lanes = [0.0f32; 8];
-    // SAFETY: 8 floats.
-    unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), peak) };
-    let m = lanes.iter().fold(0.0f32, |m, &a| if a > m { a } else { m });
-    let tail = match noise {
-        Noise::None => Noise::None,
-        Noise::Const(sd, z) => Noise::Const(sd, &z[body..]),
-        Noise::Var(sd, z) => Noise::Var(&sd[body..], &z[body..]),
-    };
-    let t = adc_tile_portable(&y[body..], tail, &mut q[body..], c, scale);
-    if t > m { t } else { m }
 }
 
 /// The DAC of one row's block slice: `out[j] = c(xs[j] / scale + sigma·out[j])` where `out` holds
@@ -494,10 +574,10 @@ mod tests {
                 for noise in [Noise::None, Noise::Const(0.3, &z), Noise::Var(&sd, &z)] {
                     let (mut a, mut b) = (vec![0.0f32; n], vec![0.0f32; n]);
                     let pa = adc_tile(&y, noise, &mut a, &c, 1.0);
-                    let pb = adc_tile_portable(&y, noise, &mut b, &c, 1.0);
+                    let pb = adc_vector_portable(&y, noise, &mut b, &c, 1.0);
                     let (mut a2, mut b2) = (vec![0.0f32; n], vec![0.0f32; n]);
                     adc_tile(&y, noise, &mut a2, &c, 0.37);
-                    adc_tile_portable(&y, noise, &mut b2, &c, 0.37);
+                    adc_vector_portable(&y, noise, &mut b2, &c, 0.37);
                     let bits_of = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
                     assert_eq!(bits_of(&a), bits_of(&b), "adc bits {bits} n {n}");
                     assert_eq!(pa.to_bits(), pb.to_bits(), "peak bits {bits} n {n}");

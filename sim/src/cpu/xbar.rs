@@ -35,7 +35,7 @@ use crate::Stream;
 use crate::analog::{
     InBlock, Pre, ReadPlan, Tally, Var, fixed_sumsq, noise_management_scale, round_stream,
 };
-use crate::cpu::analog::{Noise, adc_tile, dac_slice, dot};
+use crate::cpu::analog::{Noise, TileRows, adc_rows, adc_tile, dac_slice, dot};
 use crate::cpu::{Gemm, Par, sgemm_par};
 use crate::netlist::NoiseManagement;
 

@@ -197,7 +197,10 @@ impl ReadPlan {
         // is read noise).
         let rg = (4096 / n_out).clamp(1, rows.max(1));
         let mut nz = take_buf(if adc_noisy || noisy_w { rg * n_out } else { 0 });
-        let mut q = take_buf(n_out);
+        let mut q = take_buf(rg * n_out);
+        let mut ones = take_buf(rg);
+        ones.fill(1.0);
+        let mut peaks = take_buf(rg);
         // Chunk-local round-0 results of the fused read.
         let (mut al_buf, mut ss_buf, mut y_buf, mut sd_buf) = match pre {
             Some(_) => (Buf::empty(), Buf::empty(), Buf::empty(), Buf::empty()),
@@ -246,58 +249,77 @@ impl ReadPlan {
                     let nzg = &mut nz[..(g1 - g0) * n_out];
                     noise_s[b].fill_normal_fast(((r0 + g0) * n_out) as u64, nzg);
                 }
-                for j in g0..g1 {
-                    let a = &mut ac[j * n_out..(j + 1) * n_out];
-                    let al = alpha[j];
-                    if al == 0.0 {
-                        if first {
-                            a.fill(0.0);
+                let Some(adc) = &self.adc else {
+                    // No ADC: the values themselves (with their read noise).
+                    for j in g0..g1 {
+                        let a = &mut ac[j * n_out..(j + 1) * n_out];
+                        let al = alpha[j];
+                        if al == 0.0 {
+                            if first {
+                                a.fill(0.0);
+                            }
+                            continue;
                         }
-                        continue;
-                    }
-                    let y = &yb[j * n_out..(j + 1) * n_out];
-                    let ss = fixed_sumsq(f64::from(ssb[j]));
-                    let nzr = noisy.then(|| &nz[(j - g0) * n_out..(j - g0 + 1) * n_out]);
-                    let sdr = sdb.map(|sd| &sd[j * n_out..(j + 1) * n_out]);
-                    let Some(adc) = &self.adc else {
-                        // No ADC: the values themselves (with their read noise).
+                        let y = &yb[j * n_out..(j + 1) * n_out];
+                        let nzr = noisy.then(|| &nz[(j - g0) * n_out..(j - g0 + 1) * n_out]);
+                        let sdr = sdb.map(|sd| &sd[j * n_out..(j + 1) * n_out]);
                         match (nzr, sdr) {
                             (Some(nz), Some(sd)) => {
                                 for o in 0..n_out {
                                     q[o] = y[o] + sd[o] * nz[o];
                                 }
                             }
-                            _ => q.copy_from_slice(y),
+                            _ => q[..n_out].copy_from_slice(y),
                         }
-                        add_scaled(a, &q, al, first);
+                        add_scaled(a, &q[..n_out], al, first);
+                        let ss = fixed_sumsq(f64::from(ssb[j]));
                         reads += self.outs.len() as u64;
                         sumsq += ss * self.outs.len() as u64;
-                        continue;
+                    }
+                    continue;
+                };
+                let gr = g1 - g0;
+                // Per tile, the group's vectors in one call: the first block writes q·α straight
+                // into the output; later blocks convert into `q` and add.
+                for (ti, &(o0, o1)) in self.outs.iter().enumerate() {
+                    let shape = TileRows {
+                        rows: gr,
+                        n: o1 - o0,
+                        stride: n_out,
                     };
-                    for (ti, &(o0, o1)) in self.outs.iter().enumerate() {
-                        let ys = &y[o0..o1];
-                        let noise = match (nzr, sdr) {
-                            (Some(nz), Some(sd)) => Noise::Var(&sd[o0..o1], &nz[o0..o1]),
-                            (Some(nz), None) => Noise::Const(adc.noise, &nz[o0..o1]),
-                            _ => Noise::None,
-                        };
-                        // The first block writes q·α straight into the output; later blocks
-                        // convert into `q` and add.
-                        let (qs, scale) = if first {
-                            (&mut a[o0..o1], al)
-                        } else {
-                            (&mut q[o0..o1], 1.0)
-                        };
-                        let peak = adc_tile(ys, noise, qs, &adc.q, scale);
+                    let at = g0 * n_out + o0;
+                    let noise = match (noisy, sdb) {
+                        (true, Some(sd)) => Noise::Var(&sd[at..], &nz[o0..]),
+                        (true, None) => Noise::Const(adc.noise, &nz[o0..]),
+                        _ => Noise::None,
+                    };
+                    let (qs, scales) = if first {
+                        (&mut ac[at..], &alpha[g0..g1])
+                    } else {
+                        (&mut q[o0..], &ones[..gr])
+                    };
+                    adc_rows(shape, &yb[at..], noise, qs, &adc.q, scales, &mut peaks[..gr]);
+                    for j in g0..g1 {
+                        let al = alpha[j];
+                        if al == 0.0 {
+                            continue;
+                        }
                         reads += 1;
-                        sumsq += ss;
+                        sumsq += fixed_sumsq(f64::from(ssb[j]));
                         // A saturated tile is replaced by its bound-management result (the
-                        // first block's round-0 values in `a` are overwritten then).
-                        if peak > adc.bound && last_r > 1 {
+                        // first block's round-0 values in `ac` are overwritten then).
+                        if peaks[j - g0] > adc.bound && last_r > 1 {
                             pending.push((j, ti));
                         } else if !first {
-                            add_scaled(&mut a[o0..o1], &q[o0..o1], al, false);
+                            let (i, k) = (j * n_out, (j - g0) * n_out);
+                            add_scaled(&mut ac[i + o0..i + o1], &q[k + o0..k + o1], al, false);
                         }
+                    }
+                }
+                if first {
+                    // All-zero vectors read exactly zero.
+                    for j in (g0..g1).filter(|&j| alpha[j] == 0.0) {
+                        ac[j * n_out..(j + 1) * n_out].fill(0.0);
                     }
                 }
             }
@@ -311,7 +333,7 @@ impl ReadPlan {
         if self.blocks.is_empty() {
             ac.fill(0.0);
         }
-        for b in [nz, q, al_buf, ss_buf, y_buf, sd_buf] {
+        for b in [nz, q, ones, peaks, al_buf, ss_buf, y_buf, sd_buf] {
             give_buf(b);
         }
         Tally {
