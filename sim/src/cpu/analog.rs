@@ -1,6 +1,7 @@
 //! The primitives an analog (crossbar) read is built from, on host slices: the per-vector abs-max
-//! of noise management ([`abs_max`]), the DAC of a vector with its scale and input noise ([`dac_slice`]), the ADC of a vector with the noise before
-//! it and the per-vector saturation test of bound management ([`adc_tile`]), the dot product
+//! of noise management ([`abs_max`]), the DAC of a vector with its scale and input noise
+//! ([`dac_slice`]), the ADC of a vector with the noise before it and the per-vector saturation
+//! test of bound management ([`adc_tile`], and [`adc_rows`] for a group of vectors), the dot product
 //! ([`dot`]) and the register-transposed `[rows, C]` → `[C, P]` store of conv read outputs
 //! ([`rows_to_chw_blocks`]). Each is written once portably and once in AVX2 with the same
 //! operations in the same order (separate multiply and add, the same clip, rounding and tie rule
@@ -181,7 +182,10 @@ fn adc_rows_avx2(
             o += 8;
         }
         // The lanes' maximum (no lane is NaN; max is exact and order-free).
-        let h = _mm_max_ps(_mm256_castps256_ps128(peak), _mm256_extractf128_ps::<1>(peak));
+        let h = _mm_max_ps(
+            _mm256_castps256_ps128(peak),
+            _mm256_extractf128_ps::<1>(peak),
+        );
         let h = _mm_max_ps(h, _mm_movehl_ps(h, h));
         let m = _mm_cvtss_f32(_mm_max_ss(h, _mm_movehdup_ps(h)));
         let t = if body < n {
@@ -480,6 +484,56 @@ fn dot_avx2(a: &[f32], b: &[f32]) -> f32 {
 mod tests {
     use super::*;
     use crate::Stream;
+
+    /// The ADC of a row group's vectors of one tile ([`adc_rows`]: strided vectors, per-vector
+    /// scales, a zero scale among them) gives, vector by vector, the bits and the peak of the
+    /// definition on that vector alone, for tile widths with and without an 8-lane tail, and
+    /// leaves the values between the tiles' vectors alone.
+    #[test]
+    fn the_adc_of_a_row_group_is_the_adc_of_each_vector() {
+        let st = Stream::new(13, "rows");
+        let c = Curve::new(12.0, Some(24.0 / 510.0));
+        for (rows, n, stride) in [
+            (1usize, 16usize, 16usize),
+            (5, 16, 16),
+            (7, 13, 20),
+            (3, 40, 45),
+        ] {
+            let len = rows * stride;
+            let y: Vec<f32> = (0..len as u64).map(|i| 9.0 * st.normal(i)).collect();
+            let z: Vec<f32> = (0..len as u64).map(|i| st.normal(5000 + i)).collect();
+            let sd: Vec<f32> = (0..len as u64).map(|i| st.uniform(9000 + i)).collect();
+            let scales: Vec<f32> = (0..rows).map(|r| [0.5f32, 1.0, 0.0, 2.25][r % 4]).collect();
+            for noise in [Noise::None, Noise::Const(0.3, &z), Noise::Var(&sd, &z)] {
+                let mut q = vec![f32::NAN; len];
+                let mut peaks = vec![f32::NAN; rows];
+                let shape = TileRows { rows, n, stride };
+                adc_rows(shape, &y, noise, &mut q, &c, &scales, &mut peaks);
+                for r in 0..rows {
+                    let v = r * stride..r * stride + n;
+                    let mut want = vec![0.0f32; n];
+                    let p = adc_vector_portable(
+                        &y[v.clone()],
+                        noise.at(v.clone()),
+                        &mut want,
+                        &c,
+                        scales[r],
+                    );
+                    assert_eq!(
+                        peaks[r].to_bits(),
+                        p.to_bits(),
+                        "peak: rows {rows} n {n} r {r}"
+                    );
+                    let got: Vec<u32> = q[v].iter().map(|x| x.to_bits()).collect();
+                    let want: Vec<u32> = want.iter().map(|x| x.to_bits()).collect();
+                    assert_eq!(got, want, "values: rows {rows} n {n} r {r}");
+                    // Between this vector and the next: untouched.
+                    let gap = r * stride + n..((r + 1) * stride).min(len);
+                    assert!(q[gap].iter().all(|x| x.is_nan()), "rows {rows} n {n} r {r}");
+                }
+            }
+        }
+    }
 
     /// The DAC's division-free quotient (x·r corrected by its FMA residual) is the correctly
     /// rounded x / s wherever that is a normal number: random scales over 2⁻⁴⁰..2⁴⁰ (and scales

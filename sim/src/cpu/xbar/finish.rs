@@ -298,7 +298,15 @@ impl ReadPlan {
                     } else {
                         (&mut q[o0..], &ones[..gr])
                     };
-                    adc_rows(shape, &yb[at..], noise, qs, &adc.q, scales, &mut peaks[..gr]);
+                    adc_rows(
+                        shape,
+                        &yb[at..],
+                        noise,
+                        qs,
+                        &adc.q,
+                        scales,
+                        &mut peaks[..gr],
+                    );
                     for j in g0..g1 {
                         let al = alpha[j];
                         if al == 0.0 {
