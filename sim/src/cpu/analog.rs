@@ -199,16 +199,19 @@ fn adc_rows_avx2(
 }
 
 /// The DAC of one row's block slice: `out[j] = c(xs[j] / scale + sigma·out[j])` where `out` holds
-/// the standard normal draws on entry when `sigma > 0` (else `out[j] = c(xs[j] / scale)`).
+/// the standard normal draws on entry when `sigma > 0` (else `out[j] = c(xs[j] / scale)`). Returns
+/// Σ out[j]², with the bits of [`dot`]`(out, out)` (accumulated in the same lanes as the values are
+/// converted, instead of a second pass).
 #[inline(always)]
-pub fn dac_slice(xs: &[f32], scale: f32, sigma: f32, out: &mut [f32], c: &Curve) {
+pub fn dac_slice(xs: &[f32], scale: f32, sigma: f32, out: &mut [f32], c: &Curve) -> f32 {
     let xs = &xs[..out.len()];
     #[cfg(target_arch = "x86_64")]
     if crate::simd::has_avx2_fma() {
         // SAFETY: the CPU supports AVX2 (checked at run time); both slices have out.len().
         return unsafe { dac_slice_avx2(xs, scale, sigma, out, c) };
     }
-    dac_slice_portable(xs, scale, sigma, out, c)
+    dac_slice_portable(xs, scale, sigma, out, c);
+    dot_portable(out, out)
 }
 
 #[inline(always)]
@@ -291,10 +294,10 @@ fn quotient(
     _mm256_fmadd_ps(_mm256_fnmadd_ps(q, s, x), r, q)
 }
 
-/// [`dac_slice`] in AVX2.
+/// [`dac_slice`] in AVX2 (Σ out² in [`dot_avx2`]'s lanes and order).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-fn dac_slice_avx2(xs: &[f32], scale: f32, sigma: f32, out: &mut [f32], c: &Curve) {
+fn dac_slice_avx2(xs: &[f32], scale: f32, sigma: f32, out: &mut [f32], c: &Curve) -> f32 {
     use std::arch::x86_64::*;
     let n = out.len();
     let body = n - n % 8;
@@ -309,6 +312,7 @@ fn dac_slice_avx2(xs: &[f32], scale: f32, sigma: f32, out: &mut [f32], c: &Curve
     let r = 1.0 / scale;
     let fast = c.quantize && scale.is_normal() && r.is_normal() && c.step >= 1e-30;
     let rv = _mm256_set1_ps(r);
+    let mut acc = _mm256_setzero_ps();
     let mut o = 0;
     while o < body {
         // SAFETY: o + 8 ≤ n and both slices have length n.
@@ -322,11 +326,18 @@ fn dac_slice_avx2(xs: &[f32], scale: f32, sigma: f32, out: &mut [f32], c: &Curve
             if sigma > 0.0 {
                 v = _mm256_add_ps(v, _mm256_mul_ps(nv, _mm256_loadu_ps(out.as_ptr().add(o))));
             }
-            _mm256_storeu_ps(out.as_mut_ptr().add(o), k.convert(v));
+            let q = k.convert(v);
+            acc = _mm256_add_ps(acc, _mm256_mul_ps(q, q));
+            _mm256_storeu_ps(out.as_mut_ptr().add(o), q);
         }
         o += 8;
     }
-    dac_slice_portable(&xs[body..], scale, sigma, &mut out[body..], c)
+    let tail = &mut out[body..];
+    dac_slice_portable(&xs[body..], scale, sigma, tail, c);
+    let mut lanes = [0.0f32; 8];
+    // SAFETY: 8 floats.
+    unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), acc) };
+    dot_finish(lanes, tail, tail)
 }
 
 /// `o[ci·p + i0 + j] = ys[j·c + ci]·scale + bias[ci]` (a run's `[rows, C]` outputs into a sample's
@@ -649,8 +660,10 @@ mod tests {
                 for sigma in [0.0f32, 0.05] {
                     let mut a = z.clone();
                     let mut b = z.clone();
-                    dac_slice(&y, 1.7, sigma, &mut a, &c);
+                    let sa = dac_slice(&y, 1.7, sigma, &mut a, &c);
                     dac_slice_portable(&y, 1.7, sigma, &mut b, &c);
+                    // Σ out² in the lanes of `dot`.
+                    assert_eq!(sa.to_bits(), dot_portable(&b, &b).to_bits(), "dac Σ out²");
                     for o in 0..n {
                         assert_eq!(a[o].to_bits(), b[o].to_bits(), "dac {bits} n {n} o {o}");
                     }

@@ -148,9 +148,9 @@ fn give_buf(b: Buf) {
 
 impl ReadPlan {
     /// `xs` (one row's block slice) divided by `scale` through the DAC into `out`; the DAC noise of
-    /// element `j` is draw `base + j` of `ns`.
+    /// element `j` is draw `base + j` of `ns`. Returns Σ out² (the bits of `dot(out, out)`).
     #[inline(always)]
-    fn dac_row(&self, xs: &[f32], scale: f32, ns: &Stream, base: u64, out: &mut [f32]) {
+    fn dac_row(&self, xs: &[f32], scale: f32, ns: &Stream, base: u64, out: &mut [f32]) -> f32 {
         match &self.dac {
             None => {
                 if scale == 1.0 {
@@ -158,10 +158,11 @@ impl ReadPlan {
                 } else {
                     out.iter_mut().zip(xs).for_each(|(o, &v)| *o = v / scale);
                 }
+                dot(out, out)
             }
             Some(d) if d.noise > 0.0 => {
                 ns.fill_normal_fast(base, out);
-                dac_slice(xs, scale, d.noise, out, &d.q);
+                dac_slice(xs, scale, d.noise, out, &d.q)
             }
             Some(d) => dac_slice(xs, scale, 0.0, out, &d.q),
         }
@@ -279,14 +280,13 @@ impl ReadPlan {
         for (i, &j) in rows.iter().enumerate() {
             let r = r0 + j;
             let xr = &mut xq[i * nb..(i + 1) * nb];
-            self.dac_row(
+            ssc[j] = self.dac_row(
                 &x[j * n_in + lo..j * n_in + hi],
                 al[j],
                 ns,
                 (r * n_in + lo) as u64,
                 xr,
             );
-            ssc[j] = dot(xr, xr);
         }
         let g = Gemm {
             m: na,

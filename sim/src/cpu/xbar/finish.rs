@@ -394,8 +394,8 @@ impl ReadPlan {
                     let xr = &mut xq[i * nb..(i + 1) * nb];
                     let base = ((r0 + j) * n_in + lo) as u64;
                     let xs = &x[j * n_in + lo..j * n_in + hi];
-                    self.dac_row(xs, alpha[j] * red as f32, &ns, base, xr);
-                    ss += fixed_sumsq(f64::from(dot(xr, xr)));
+                    let sq = self.dac_row(xs, alpha[j] * red as f32, &ns, base, xr);
+                    ss += fixed_sumsq(f64::from(sq));
                 }
                 n += np as u64;
                 let g = Gemm {
