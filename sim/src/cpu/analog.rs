@@ -236,6 +236,7 @@ struct QuantV {
     lo: std::arch::x86_64::__m256,
     inv: std::arch::x86_64::__m256,
     step: std::arch::x86_64::__m256,
+    below_half: std::arch::x86_64::__m256,
     quantize: bool,
 }
 
@@ -250,6 +251,7 @@ impl QuantV {
             lo: _mm256_set1_ps(-c.bound),
             inv: _mm256_set1_ps(c.inv_step),
             step: _mm256_set1_ps(c.step),
+            below_half: _mm256_set1_ps(f32::from_bits(0.5f32.to_bits() - 1)),
             quantize: c.quantize,
         }
     }
@@ -268,15 +270,15 @@ impl QuantV {
         if !self.quantize {
             return x;
         }
-        // Round half away from zero in integers: i = trunc(t), then ±1 where the (exact)
-        // fraction t − i is at least one half in magnitude (trunc(2·(t − i)) ∈ {−1, 0, 1}).
-        // |t| ≤ steps/2 < 2²¹, so every conversion is exact; an integer 0 converts to +0.0, as
-        // the magic-number rounding of `Curve::convert` gives.
+        // Round half away from zero: trunc(t + copysign(0.49999997, t)), 0.49999997 being the
+        // float just below one half (the expansion LLVM uses for `round`: with one half itself,
+        // t = 0.49999997 would round up). The truncation goes through integers (|t| ≤ steps/2 <
+        // 2²³, so it is exact), and an integer 0 converts to +0.0, as the magic-number rounding
+        // of `Curve::convert` gives.
         let t = _mm256_mul_ps(x, self.inv);
-        let i = _mm256_cvttps_epi32(t);
-        let f = _mm256_sub_ps(t, _mm256_cvtepi32_ps(i));
-        let h = _mm256_cvttps_epi32(_mm256_add_ps(f, f));
-        _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_add_epi32(i, h)), self.step)
+        let h = _mm256_or_ps(_mm256_and_ps(t, self.sign), self.below_half);
+        let i = _mm256_cvttps_epi32(_mm256_add_ps(t, h));
+        _mm256_mul_ps(_mm256_cvtepi32_ps(i), self.step)
     }
 }
 
@@ -546,6 +548,29 @@ mod tests {
         }
     }
 
+    /// The vectorized curve rounds as [`Curve::convert`] on inputs a few ulps around every level
+    /// and every midpoint between levels (where round-half-away and its shortcuts differ).
+    #[test]
+    fn the_vector_curve_rounds_near_midpoints_as_the_definition() {
+        for (bits, bound) in [(9u32, 12.0f64), (7, 1.0), (4, 3.0)] {
+            let c = Curve::new(bound, Some(2.0 * bound / ((1u64 << bits) - 2) as f64));
+            let levels = (1i64 << (bits - 1)) + 1;
+            let mut y = Vec::new();
+            for k in -2 * levels..=2 * levels {
+                let x = (k as f32 * 0.5) * c.step;
+                for d in -4i32..=4 {
+                    y.push(f32::from_bits((x.to_bits() as i32 + d) as u32));
+                }
+            }
+            let mut q = vec![0.0f32; y.len()];
+            adc_tile(&y, Noise::None, &mut q, &c, 1.0);
+            for (v, got) in y.iter().zip(&q) {
+                let want = c.convert(*v);
+                assert_eq!(got.to_bits(), want.to_bits(), "{bits} bits: convert({v:e})");
+            }
+        }
+    }
+
     /// The DAC's division-free quotient (x·r corrected by its FMA residual) is the correctly
     /// rounded x / s wherever that is a normal number: random scales over 2⁻⁴⁰..2⁴⁰ (and scales
     /// whose significand is all ones, or a power of two), inputs from 2⁻³⁰·s to s of either sign,
@@ -633,6 +658,16 @@ mod tests {
                     y[1] = if bits > 0 { c.step * 2.5 } else { 1.0 };
                     y[2] = bound.min(1e30) as f32;
                     y[3] = f32::NAN;
+                }
+                if n > 12 && bits > 0 {
+                    // Just below, at and just above half a step and one and a half steps.
+                    let near = |v: f32, d: i32| f32::from_bits((v.to_bits() as i32 + d) as u32);
+                    for (i, (v, d)) in [(0.5f32, -1), (0.5, 0), (0.5, 1), (1.5, -1), (-0.5, -1)]
+                        .into_iter()
+                        .enumerate()
+                    {
+                        y[4 + i] = near(v, d) * c.step;
+                    }
                 }
                 let sd: Vec<f32> = (0..n as u64).map(|i| 0.1 + st.uniform(1000 + i)).collect();
                 let z: Vec<f32> = (0..n as u64).map(|i| st.normal(2000 + i)).collect();
