@@ -342,6 +342,106 @@ fn dac_slice_avx2(xs: &[f32], scale: f32, sigma: f32, out: &mut [f32], c: &Curve
     dot_finish(lanes, tail, tail)
 }
 
+/// The runs of one interior conv patch: for channel `ci < c` and kernel row `i < kh`, run
+/// `r = ci·kh + i` is the `n` values at `g0 + ci·hw + i·w` of a sample's `[C, H, W]` grid and the
+/// `n` values at `r·n` of the patch vector (`K = c·kh·n`).
+#[derive(Clone, Copy, Debug)]
+pub struct PatchRuns {
+    pub g0: usize,
+    pub c: usize,
+    pub kh: usize,
+    pub hw: usize,
+    pub w: usize,
+    pub n: usize,
+}
+
+impl PatchRuns {
+    /// Panics unless every run lies inside `grid` and `patch`.
+    fn check(&self, grid: usize, patch: usize) {
+        if self.c * self.kh * self.n == 0 {
+            return;
+        }
+        let last = self.g0 + (self.c - 1) * self.hw + (self.kh - 1) * self.w + self.n;
+        assert!(
+            last <= grid && self.c * self.kh * self.n <= patch,
+            "patch runs {self:?} past a grid of {grid} or a patch of {patch} values"
+        );
+    }
+
+    /// `patch[run] = grid[run]` for every run (im2row of one interior position).
+    #[inline(always)]
+    pub fn copy(&self, grid: &[f32], patch: &mut [f32]) {
+        self.check(grid.len(), patch.len());
+        #[cfg(target_arch = "x86_64")]
+        if self.n <= 8 && crate::simd::has_avx2_fma() {
+            // SAFETY: AVX2 checked at run time; every run is inside both slices (checked above).
+            unsafe { self.runs_avx2::<false>(grid.as_ptr().cast_mut(), patch.as_mut_ptr()) };
+            return;
+        }
+        self.each(|g, p| patch[p..p + self.n].copy_from_slice(&grid[g..g + self.n]));
+    }
+
+    /// `grid[run] += patch[run]` for every run (row2im of one interior position; each grid value
+    /// gets one addition, so the order of the runs does not matter).
+    #[inline(always)]
+    pub fn add(&self, patch: &[f32], grid: &mut [f32]) {
+        self.check(grid.len(), patch.len());
+        #[cfg(target_arch = "x86_64")]
+        if self.n <= 8 && crate::simd::has_avx2_fma() {
+            // SAFETY: AVX2 checked at run time; every run is inside both slices (checked above).
+            unsafe { self.runs_avx2::<true>(grid.as_mut_ptr(), patch.as_ptr().cast_mut()) };
+            return;
+        }
+        self.each(|g, p| {
+            for l in 0..self.n {
+                grid[g + l] += patch[p + l];
+            }
+        });
+    }
+
+    /// `f(grid index, patch index)` of every run's first value.
+    #[inline(always)]
+    fn each(&self, mut f: impl FnMut(usize, usize)) {
+        for ci in 0..self.c {
+            for i in 0..self.kh {
+                f(
+                    self.g0 + ci * self.hw + i * self.w,
+                    (ci * self.kh + i) * self.n,
+                );
+            }
+        }
+    }
+
+    /// The runs with `n ≤ 8` lanes masked: `ADD` adds the patch into the grid, else copies the
+    /// grid into the patch.
+    ///
+    /// # Safety
+    /// AVX2; every run inside the memory behind both pointers; the grid pointer is written only
+    /// with `ADD`, the patch pointer only without.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn runs_avx2<const ADD: bool>(&self, grid: *mut f32, patch: *mut f32) {
+        use std::arch::x86_64::*;
+        let lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+        let m = _mm256_cmpgt_epi32(_mm256_set1_epi32(self.n as i32), lanes);
+        for ci in 0..self.c {
+            for i in 0..self.kh {
+                // SAFETY: inside both slices (the caller's contract).
+                unsafe {
+                    let g = grid.add(self.g0 + ci * self.hw + i * self.w);
+                    let p = patch.add((ci * self.kh + i) * self.n);
+                    if ADD {
+                        let v = _mm256_add_ps(_mm256_maskload_ps(g, m), _mm256_maskload_ps(p, m));
+                        _mm256_maskstore_ps(g, m, v);
+                    } else {
+                        _mm256_maskstore_ps(p, m, _mm256_maskload_ps(g, m));
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// `o[ci·p + i0 + j] = ys[j·c + ci]·scale + bias[ci]` (a run's `[rows, C]` outputs into a sample's
 /// `[C, P]` planes) on the blocks of 8 rows × 8 channels, transposed in registers where the CPU has
 /// AVX2 (the same multiply then add, so the same bits as the element loop); returns how many rows

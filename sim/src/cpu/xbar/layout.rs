@@ -8,23 +8,6 @@ use rayon::prelude::*;
 use crate::analog::ConvGeom;
 use crate::cpu::analog;
 
-/// `$call` with the kernel width `$kw` as its const parameter `N` (widths 1 to 8), else `$other`.
-macro_rules! by_width {
-    ($kw:expr, $s:ident.$f:ident($($a:expr),*), $other:expr) => {
-        match $kw {
-            1 => $s.$f::<1>($($a),*),
-            2 => $s.$f::<2>($($a),*),
-            3 => $s.$f::<3>($($a),*),
-            4 => $s.$f::<4>($($a),*),
-            5 => $s.$f::<5>($($a),*),
-            6 => $s.$f::<6>($($a),*),
-            7 => $s.$f::<7>($($a),*),
-            8 => $s.$f::<8>($($a),*),
-            _ => $other,
-        }
-    };
-}
-
 /// `dst.copy_from_slice(src)` for the short runs of a patch (kernel widths): constant-size copies
 /// up to 8 elements, so that no `memcpy` call is made per run.
 #[inline(always)]
@@ -109,41 +92,16 @@ impl ConvGeom {
             && w0 + self.kw <= self.w + self.pad.1
     }
 
-    /// The input index (within one sample's `[C, H, W]`) of the first element of the interior
-    /// patch of output position (oh, ow).
+    /// The runs of the interior patch of output position (oh, ow) (see [`analog::PatchRuns`]).
     #[inline(always)]
-    fn interior_origin(&self, oh: usize, ow: usize) -> usize {
-        (oh * self.stride.0 - self.pad.0) * self.w + ow * self.stride.1 - self.pad.1
-    }
-
-    /// The interior patch at `ii0` of `xs` into `row` (kernel width `N`): per channel, its `kh`
-    /// runs of `N` values `w` apart in the input, contiguous in the row (the runs of
-    /// [`ConvGeom::patch_runs`], with the width a constant and one bounds check per run).
-    #[inline(always)]
-    fn copy_interior<const N: usize>(&self, ii0: usize, xs: &[f32], row: &mut [f32]) {
-        let (hw, khw, w) = (self.h * self.w, self.kh * N, self.w);
-        for (ci, dst) in row.chunks_exact_mut(khw).enumerate() {
-            let src = &xs[ii0 + ci * hw..];
-            for (i, d) in dst.chunks_exact_mut(N).enumerate() {
-                let s: &[f32; N] = src[i * w..i * w + N].try_into().expect("run length");
-                d.copy_from_slice(s);
-            }
-        }
-    }
-
-    /// `o += ` the interior patch vector `row` at `ii0` (kernel width `N`; the runs of
-    /// [`ConvGeom::copy_interior`]).
-    #[inline(always)]
-    fn add_interior<const N: usize>(&self, ii0: usize, row: &[f32], o: &mut [f32]) {
-        let (hw, khw, w) = (self.h * self.w, self.kh * N, self.w);
-        for (ci, src) in row.chunks_exact(khw).enumerate() {
-            let dst = &mut o[ii0 + ci * hw..];
-            for (i, s) in src.chunks_exact(N).enumerate() {
-                let d: &mut [f32; N] = (&mut dst[i * w..i * w + N]).try_into().expect("run length");
-                for l in 0..N {
-                    d[l] += s[l];
-                }
-            }
+    fn interior_runs(&self, oh: usize, ow: usize) -> analog::PatchRuns {
+        analog::PatchRuns {
+            g0: (oh * self.stride.0 - self.pad.0) * self.w + ow * self.stride.1 - self.pad.1,
+            c: self.c,
+            kh: self.kh,
+            hw: self.h * self.w,
+            w: self.w,
+            n: self.kw,
         }
     }
 
@@ -168,14 +126,8 @@ impl ConvGeom {
                 });
                 continue;
             }
-            let (ii0, row) = (self.interior_origin(oh, ow), &mut out[row0..row0 + k]);
-            by_width!(
-                self.kw,
-                self.copy_interior(ii0, xs, row),
-                self.patch_runs(oh, ow, |kk, ii, len| {
-                    row[kk..kk + len].copy_from_slice(&xs[ii..ii + len]);
-                })
-            );
+            self.interior_runs(oh, ow)
+                .copy(xs, &mut out[row0..row0 + k]);
         }
     }
 
@@ -189,17 +141,13 @@ impl ConvGeom {
         for (j, row) in ys.chunks_exact(k).enumerate() {
             let pi = i0 + j;
             let (oh, ow) = (pi / self.wo, pi % self.wo);
-            let runs = |o: &mut [f32]| {
+            if self.interior(oh, ow) {
+                self.interior_runs(oh, ow).add(row, o);
+            } else {
                 self.patch_runs(oh, ow, |kk, ii, len| {
                     add_run(&mut o[ii..ii + len], &row[kk..kk + len]);
-                })
-            };
-            if !self.interior(oh, ow) {
-                runs(o);
-                continue;
+                });
             }
-            let ii0 = self.interior_origin(oh, ow);
-            by_width!(self.kw, self.add_interior(ii0, row, o), runs(o));
         }
     }
 
