@@ -53,8 +53,8 @@ impl ConvGeom {
     /// (channel, kernel row) inside the input, with the kernel columns `j0..j0 + len` inside the
     /// input, where `k` is the patch index of (c, i, j0) and the input index (within one sample's
     /// `[C, H, W]`) that of its first element; consecutive elements of a run are consecutive in
-    /// both. Runs come in increasing `k` (channel, then kernel row), so an interior patch's runs
-    /// tile `0..K` in order.
+    /// both. Runs come in increasing `k` (channel, then kernel row), as [`analog::PatchRuns`]
+    /// lists an interior patch's.
     #[inline(always)]
     fn patch_runs(&self, oh: usize, ow: usize, mut f: impl FnMut(usize, usize, usize)) {
         let (hw, khw) = (self.h * self.w, self.kh * self.kw);
@@ -111,23 +111,20 @@ impl ConvGeom {
         if k == 0 {
             return;
         }
-        for j in 0..out.len() / k {
+        for (j, row) in out.chunks_exact_mut(k).enumerate() {
             let r = r0 + j;
             let (smp, pi) = (r / p, r % p);
             let xs = &x[smp * chw..(smp + 1) * chw];
             let (oh, ow) = (pi / self.wo, pi % self.wo);
-            let row0 = j * k;
-            if !self.interior(oh, ow) {
+            if self.interior(oh, ow) {
+                self.interior_runs(oh, ow).copy(xs, row);
+            } else {
                 // Padding: the elements outside the input are zeros.
-                let row = &mut out[row0..row0 + k];
                 row.fill(0.0);
                 self.patch_runs(oh, ow, |kk, ii, len| {
                     copy_run(&mut row[kk..kk + len], &xs[ii..ii + len]);
                 });
-                continue;
             }
-            self.interior_runs(oh, ow)
-                .copy(xs, &mut out[row0..row0 + k]);
         }
     }
 
@@ -308,7 +305,7 @@ mod tests {
     #[test]
     fn conv_parts_compose_to_the_whole_transforms() {
         let st = Stream::new(3, "parts");
-        // Kernel widths with a constant-width interior path (2, 5) and without one (9).
+        // Kernel widths of the masked AVX2 interior runs (2, 5; up to 8) and of the loop (9).
         let kernels = [(3, 2), (5, 5), (2, 9)];
         let strides = [((1, 1), (0, 0)), ((2, 1), (1, 2))];
         for ((kh, kw), (stride, pad)) in kernels
