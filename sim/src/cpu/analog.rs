@@ -356,25 +356,30 @@ pub struct PatchRuns {
 }
 
 impl PatchRuns {
-    /// Panics unless every run lies inside `grid` and `patch`.
-    fn check(&self, grid: usize, patch: usize) {
+    /// Whether there is nothing to move; else panics unless every run lies inside `grid` and
+    /// `patch`.
+    fn empty_or_check(&self, grid: usize, patch: usize) -> bool {
         if self.c * self.kh * self.n == 0 {
-            return;
+            return true;
         }
         let last = self.g0 + (self.c - 1) * self.hw + (self.kh - 1) * self.w + self.n;
         assert!(
             last <= grid && self.c * self.kh * self.n <= patch,
             "patch runs {self:?} past a grid of {grid} or a patch of {patch} values"
         );
+        false
     }
 
     /// `patch[run] = grid[run]` for every run (im2row of one interior position).
     #[inline(always)]
     pub fn copy(&self, grid: &[f32], patch: &mut [f32]) {
-        self.check(grid.len(), patch.len());
+        if self.empty_or_check(grid.len(), patch.len()) {
+            return;
+        }
         #[cfg(target_arch = "x86_64")]
         if self.n <= 8 && crate::simd::has_avx2_fma() {
-            // SAFETY: AVX2 checked at run time; every run is inside both slices (checked above).
+            // SAFETY: AVX2 checked at run time; every run is inside both slices (checked above,
+            // and there is at least one).
             unsafe { self.runs_avx2::<false>(grid.as_ptr().cast_mut(), patch.as_mut_ptr()) };
             return;
         }
@@ -385,10 +390,13 @@ impl PatchRuns {
     /// gets one addition, so the order of the runs does not matter).
     #[inline(always)]
     pub fn add(&self, patch: &[f32], grid: &mut [f32]) {
-        self.check(grid.len(), patch.len());
+        if self.empty_or_check(grid.len(), patch.len()) {
+            return;
+        }
         #[cfg(target_arch = "x86_64")]
         if self.n <= 8 && crate::simd::has_avx2_fma() {
-            // SAFETY: AVX2 checked at run time; every run is inside both slices (checked above).
+            // SAFETY: AVX2 checked at run time; every run is inside both slices (checked above,
+            // and there is at least one).
             unsafe { self.runs_avx2::<true>(grid.as_mut_ptr(), patch.as_ptr().cast_mut()) };
             return;
         }
