@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use sim::analog::{ReadKind, ReadPlan, Tally};
+use sim::analog::{Prepared, ReadKind, ReadPlan, Tally};
 use sim::backend::OptimOut;
 use sim::{
     Act, Backend, Conv2dParams, Error, OptimStep, Pool2dParams, Pooling, Result, Stream, Tensor,
@@ -399,8 +399,7 @@ impl Backend for Gpu {
     }
 
     // Crossbar reads: the device kernels (`ops::xbar`); the reads they cannot hold run the CPU
-    // backend's host kernels on host copies. No read is prepared: the trait's `xbar_prepare` gives
-    // `None`, so the first array's read of the input is made again at every step.
+    // backend's host kernels on host copies (and are not prepared: read plainly at every step).
     fn xbar_read(
         &self,
         plan: &ReadPlan,
@@ -418,5 +417,27 @@ impl Backend for Gpu {
         let (y, tally) =
             sim::Cpu.xbar_read(plan, &self.download(x)?, kind, wmax, b.as_ref(), s, t)?;
         Ok((self.upload(&y)?, tally))
+    }
+
+    fn xbar_prepare(
+        &self,
+        plan: &ReadPlan,
+        x: &GpuTensor,
+        kind: ReadKind,
+        s: &Stream,
+    ) -> Result<Option<Prepared>> {
+        xbar::prepare(&self.ctx, plan, x, kind, s)
+    }
+
+    fn xbar_read_prepared(
+        &self,
+        plan: &ReadPlan,
+        prepared: &Prepared,
+        wmax: f32,
+        bias: Option<&GpuTensor>,
+        s: &Stream,
+        t: u64,
+    ) -> Result<(GpuTensor, Tally)> {
+        xbar::read_prepared(&self.ctx, plan, prepared, wmax, bias, s, t)
     }
 }

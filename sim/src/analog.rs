@@ -515,10 +515,47 @@ pub enum ReadKind {
 
 /// The deterministic half of a read of fixed inputs (a noise-free DAC): the input rows, the
 /// noise-management scales and the pre-ADC block sums, computed once and finished at every step
-/// by [`Backend::xbar_read_prepared`](crate::Backend::xbar_read_prepared).
+/// by [`Backend::xbar_read_prepared`](crate::Backend::xbar_read_prepared). The host kernels keep
+/// them on the host; another backend keeps its own copy ([`Prepared::from_backend`]), opaque here.
 pub struct Prepared {
-    pub(crate) rows: Vec<f32>,
     pub(crate) m: usize,
     pub(crate) kind: ReadKind,
-    pub(crate) pre: Pre,
+    pub(crate) data: PreparedData,
+}
+
+/// Where a [`Prepared`] read's data lives.
+pub(crate) enum PreparedData {
+    /// The host kernels': the input rows `[m, n_in]` and the round-0 results.
+    Host { rows: Vec<f32>, pre: Pre },
+    /// A backend's own (e.g. device buffers).
+    Backend(Box<dyn std::any::Any + Send + Sync>),
+}
+
+impl Prepared {
+    /// A prepared read of `m` vectors of `kind` whose data a backend keeps itself.
+    pub fn from_backend<T: std::any::Any + Send + Sync>(m: usize, kind: ReadKind, data: T) -> Self {
+        Prepared {
+            m,
+            kind,
+            data: PreparedData::Backend(Box::new(data)),
+        }
+    }
+
+    /// The data of a read prepared by [`Prepared::from_backend`] with a `T`, else `None`.
+    pub fn backend_data<T: std::any::Any>(&self) -> Option<&T> {
+        match &self.data {
+            PreparedData::Backend(d) => d.downcast_ref(),
+            PreparedData::Host { .. } => None,
+        }
+    }
+
+    /// The read's kind.
+    pub fn kind(&self) -> ReadKind {
+        self.kind
+    }
+
+    /// The number of input vectors.
+    pub fn vectors(&self) -> usize {
+        self.m
+    }
 }

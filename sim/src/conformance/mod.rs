@@ -187,6 +187,7 @@ macro_rules! __sim_conformance_cases {
             xbar {
                 dense_read_matches_the_definition,
                 conv_reads_are_the_dense_reads_of_their_vectors,
+                prepared_noisy_reads_are_the_plain_reads,
                 noisy_reads_have_the_cpus_statistics,
                 xbar_read_errors,
             }

@@ -3,8 +3,9 @@
 //! definition (noise management per input block, DAC, the block's sums, ADC per output tile,
 //! iterative bound management, the sum over blocks times `wmax` plus the bias); the conv reads
 //! against the dense read of their unrolled vectors (im2row patches forward; the C_out vectors,
-//! then col2im, transposed); the prepared read against the plain one; a noisy read's per-output
-//! mean and variance against the CPU's (identical statistics, not identical draws); bad shapes.
+//! then col2im, transposed); the prepared read against the plain one (noise-free, and with noisy
+//! reads step by step); a noisy read's per-output mean and variance against the CPU's (identical
+//! statistics, not identical draws); bad shapes.
 
 use super::refs::{Must, assert_shape_err, down, up};
 use crate::analog::{ConvGeom, Converter, Io, ReadKind, ReadPlan};
@@ -312,6 +313,78 @@ pub fn conv_reads_are_the_dense_reads_of_their_vectors<B: Backend>(be: &B) {
     let gx = down(be, &gx);
     assert_eq!(gx.shape(), [g.n, g.c, g.h, g.w]);
     assert_read_close(&gx, &want, level, "conv transposed read");
+}
+
+/// A prepared read of a noise-free DAC with noisy reads (ADC noise and per-read noise) is the
+/// plain read at every step, draws included: dense and conv forward, steps 0 and 3, two input
+/// blocks and two output tiles (a backend that keeps no prepared read has nothing to check).
+pub fn prepared_noisy_reads_are_the_plain_reads<B: Backend>(be: &B) {
+    let levels = |bits: u32, bound: f64| Some(2.0 * bound / ((1u64 << bits) - 2) as f64);
+    let s2 = |_o: usize, _k: usize| 0.01f32;
+    let plan = |n_in: usize, n_out: usize, ins: &[(usize, usize)], outs: &[(usize, usize)]| {
+        ReadPlan::new(
+            n_in,
+            n_out,
+            ins,
+            outs,
+            weight,
+            Some(&s2 as &dyn Fn(usize, usize) -> f32),
+            Some(Converter::new(1.0, levels(5, 1.0), 0.0)),
+            Some(Converter::new(2.5, levels(6, 2.5), 0.05)),
+            Io {
+                nm: NoiseManagement::AbsMax,
+                nm_thres: 0.0,
+                last_r: 8,
+            },
+        )
+        .must()
+    };
+    let g = ConvGeom {
+        n: 2,
+        c: 2,
+        h: 5,
+        w: 4,
+        kh: 3,
+        kw: 2,
+        stride: (1, 1),
+        pad: (1, 0),
+        ho: 5,
+        wo: 3,
+    };
+    let k = g.k();
+    let dense = (
+        plan(N_IN, N_OUT, &INS, &OUTS),
+        tensor(&[40, N_IN], rows(40, N_IN, 9)).must(),
+        ReadKind::Dense,
+    );
+    let conv = (
+        plan(k, 5, &[(0, 7), (7, k)], &[(0, 2), (2, 5)]),
+        tensor(&[g.n, g.c, g.h, g.w], rows(1, g.n * g.c * g.h * g.w, 10)).must(),
+        ReadKind::ConvForward(g),
+    );
+    let s = Stream::new(12, "prepared");
+    for (p, x, kind) in [dense, conv] {
+        assert!(!p.pre_is_random());
+        let xt = up(be, &x);
+        let Some(pre) = be.xbar_prepare(&p, &xt, kind, &s).must() else {
+            continue;
+        };
+        let mut differ = false;
+        let mut last = None;
+        for t in [0, 3] {
+            let (a, ta) = be.xbar_read_prepared(&p, &pre, 1.5, None, &s, t).must();
+            let (b, tb) = be.xbar_read(&p, &xt, kind, 1.5, None, &s, t).must();
+            let (a, b) = (down(be, &a), down(be, &b));
+            assert_eq!(a, b, "prepared read of {kind:?}, step {t}");
+            assert_eq!(ta, tb, "prepared read's tally of {kind:?}, step {t}");
+            differ |= last.as_ref().is_some_and(|l| *l != a);
+            last = Some(a);
+        }
+        assert!(
+            differ,
+            "{kind:?}: the reads at steps 0 and 3 draw their own noise"
+        );
+    }
 }
 
 pub fn noisy_reads_have_the_cpus_statistics<B: Backend>(be: &B) {

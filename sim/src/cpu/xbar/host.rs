@@ -7,7 +7,7 @@
 use rayon::prelude::*;
 
 use super::{Rows, nchw_to_rows_part, rows_to_chw_part, zeros};
-use crate::analog::{ConvGeom, Prepared, ReadKind, ReadPlan, Tally};
+use crate::analog::{ConvGeom, Pre, Prepared, PreparedData, ReadKind, ReadPlan, Tally};
 use crate::error::{Error, Result};
 use crate::{Stream, Tensor};
 
@@ -46,8 +46,8 @@ fn dense_out(
 
 /// Where a conv forward read's input rows come from.
 enum Src<'a> {
-    /// Rows and their deterministic half, prepared.
-    Prepared(&'a Prepared),
+    /// Rows `[m, n_in]` and their deterministic half, prepared.
+    Prepared(&'a [f32], &'a Pre),
     /// The NCHW input, unrolled by runs.
     Input(&'a [f32]),
 }
@@ -67,16 +67,9 @@ fn conv_forward(
     let sink = |i0: usize, acc: &[f32], og: &mut [f32]| rows_to_chw_part(acc, i0, og, wmax, &b);
     let mut z = zeros(g.n * plan.n_out * g.p());
     let tally = match src {
-        Src::Prepared(p) => plan.read_groups(
-            Some(&p.pre),
-            Rows::All(&p.rows),
-            g.n,
-            g.p(),
-            s,
-            t,
-            &mut z,
-            &sink,
-        ),
+        Src::Prepared(rows, pre) => {
+            plan.read_groups(Some(pre), Rows::All(rows), g.n, g.p(), s, t, &mut z, &sink)
+        }
         Src::Input(xv) => {
             let fill = |r0: usize, buf: &mut [f32]| g.im2row_part(xv, r0, buf);
             plan.read_groups(None, Rows::Fill(&fill), g.n, g.p(), s, t, &mut z, &sink)
@@ -136,7 +129,11 @@ pub(crate) fn prepare(
         _ => data(x).to_vec(),
     };
     let pre = plan.pre(&rows, m, s, 0);
-    Ok(Some(Prepared { rows, m, kind, pre }))
+    Ok(Some(Prepared {
+        m,
+        kind,
+        data: PreparedData::Host { rows, pre },
+    }))
 }
 
 /// [`Backend::xbar_read_prepared`](crate::Backend::xbar_read_prepared) with host outputs.
@@ -156,21 +153,28 @@ pub(crate) fn read_prepared(
             format!("bias {:?} for {} outputs", b.shape(), plan.n_out),
         ));
     }
-    if p.rows.len() != p.m * plan.n_in {
+    let PreparedData::Host { rows, pre } = &p.data else {
+        return Err(Error::Other(
+            "xbar_read_prepared: a read prepared by another backend".into(),
+        ));
+    };
+    if rows.len() != p.m * plan.n_in {
         return Err(Error::shape(
             "xbar_read_prepared",
             format!(
                 "{} prepared values for {} rows of {} inputs",
-                p.rows.len(),
+                rows.len(),
                 p.m,
                 plan.n_in
             ),
         ));
     }
     match p.kind {
-        ReadKind::ConvForward(g) => conv_forward(plan, &g, Src::Prepared(p), wmax, bias, s, t),
+        ReadKind::ConvForward(g) => {
+            conv_forward(plan, &g, Src::Prepared(rows, pre), wmax, bias, s, t)
+        }
         _ => {
-            let (acc, tally) = plan.finish(&p.pre, &p.rows, p.m, s, t);
+            let (acc, tally) = plan.finish(pre, rows, p.m, s, t);
             Ok((dense_out(acc, p.m, plan.n_out, wmax, bias)?, tally))
         }
     }
