@@ -46,8 +46,21 @@ fn plan_bounded(
     noisy: bool,
     adc_bound: f64,
 ) -> ReadPlan {
-    let levels = |bits: u32, bound: f64| Some(2.0 * bound / ((1u64 << bits) - 2) as f64);
     let sd = if noisy { 0.05 } else { 0.0 };
+    plan_noises(n_in, n_out, ins, outs, (sd, sd, noisy), adc_bound)
+}
+
+/// [`plan_bounded`] with the noises given: (DAC σ, ADC σ, per-read noise of variance 0.01 per
+/// input or none).
+fn plan_noises(
+    n_in: usize,
+    n_out: usize,
+    ins: &[(usize, usize)],
+    outs: &[(usize, usize)],
+    (dac_sd, adc_sd, read): (f64, f64, bool),
+    adc_bound: f64,
+) -> ReadPlan {
+    let levels = |bits: u32, bound: f64| Some(2.0 * bound / ((1u64 << bits) - 2) as f64);
     let s2 = |_o: usize, _k: usize| 0.01f32;
     ReadPlan::new(
         n_in,
@@ -55,9 +68,9 @@ fn plan_bounded(
         ins,
         outs,
         weight,
-        noisy.then_some(&s2 as &dyn Fn(usize, usize) -> f32),
-        Some(Converter::new(1.0, levels(5, 1.0), sd)),
-        Some(Converter::new(adc_bound, levels(6, adc_bound), sd)),
+        read.then_some(&s2 as &dyn Fn(usize, usize) -> f32),
+        Some(Converter::new(1.0, levels(5, 1.0), dac_sd)),
+        Some(Converter::new(adc_bound, levels(6, adc_bound), adc_sd)),
         Io {
             nm: NoiseManagement::AbsMax,
             nm_thres: 0.0,
@@ -247,8 +260,10 @@ fn im2row(x: &Tensor, g: &ConvGeom) -> Vec<f32> {
     out
 }
 
-pub fn conv_reads_are_the_dense_reads_of_their_vectors<B: Backend>(be: &B) {
-    let g = ConvGeom {
+/// The conv geometry of the conv cases: 2 samples of 2×5×4, a 3×2 kernel, stride (1, 2), padding
+/// (1, 1).
+fn conv_geom() -> ConvGeom {
+    ConvGeom {
         n: 2,
         c: 2,
         h: 5,
@@ -259,7 +274,11 @@ pub fn conv_reads_are_the_dense_reads_of_their_vectors<B: Backend>(be: &B) {
         pad: (1, 1),
         ho: 5,
         wo: 3,
-    };
+    }
+}
+
+pub fn conv_reads_are_the_dense_reads_of_their_vectors<B: Backend>(be: &B) {
+    let g = conv_geom();
     let (k, co) = (g.k(), 5);
     let s = Stream::new(4, "conv");
     let wmax = 1.25f32;
@@ -319,38 +338,10 @@ pub fn conv_reads_are_the_dense_reads_of_their_vectors<B: Backend>(be: &B) {
 /// plain read at every step, draws included: dense and conv forward, steps 0 and 3, two input
 /// blocks and two output tiles (a backend that keeps no prepared read has nothing to check).
 pub fn prepared_noisy_reads_are_the_plain_reads<B: Backend>(be: &B) {
-    let levels = |bits: u32, bound: f64| Some(2.0 * bound / ((1u64 << bits) - 2) as f64);
-    let s2 = |_o: usize, _k: usize| 0.01f32;
     let plan = |n_in: usize, n_out: usize, ins: &[(usize, usize)], outs: &[(usize, usize)]| {
-        ReadPlan::new(
-            n_in,
-            n_out,
-            ins,
-            outs,
-            weight,
-            Some(&s2 as &dyn Fn(usize, usize) -> f32),
-            Some(Converter::new(1.0, levels(5, 1.0), 0.0)),
-            Some(Converter::new(2.5, levels(6, 2.5), 0.05)),
-            Io {
-                nm: NoiseManagement::AbsMax,
-                nm_thres: 0.0,
-                last_r: 8,
-            },
-        )
-        .must()
+        plan_noises(n_in, n_out, ins, outs, (0.0, 0.05, true), 2.5)
     };
-    let g = ConvGeom {
-        n: 2,
-        c: 2,
-        h: 5,
-        w: 4,
-        kh: 3,
-        kw: 2,
-        stride: (1, 1),
-        pad: (1, 0),
-        ho: 5,
-        wo: 3,
-    };
+    let g = conv_geom();
     let k = g.k();
     let dense = (
         plan(N_IN, N_OUT, &INS, &OUTS),
