@@ -53,20 +53,6 @@ fn term_f32(x: f32) -> Term {
     return t;
 }
 
-// (low, high) words of a · b.
-fn mul_wide(a: u32, b: u32) -> vec2<u32> {
-    let a0 = a & 0xffffu;
-    let a1 = a >> 16u;
-    let b0 = b & 0xffffu;
-    let b1 = b >> 16u;
-    let p00 = a0 * b0;
-    let p01 = a0 * b1;
-    let p10 = a1 * b0;
-    let mid = (p00 >> 16u) + (p01 & 0xffffu) + (p10 & 0xffffu);
-    let hi = a1 * b1 + (p01 >> 16u) + (p10 >> 16u) + (mid >> 16u);
-    return vec2<u32>(a * b, hi);
-}
-
 // The exact product a · b as a term (IEEE rules for ∞ and NaN: ∞ · 0 = NaN).
 fn term_prod(a: f32, b: f32) -> Term {
     let ta = term_f32(a);

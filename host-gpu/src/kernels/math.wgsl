@@ -1,7 +1,8 @@
 // Small helpers shared by the softmax, norm, reduction and random kernels (prepended after the
 // prelude): NaN and finiteness tests on bits (whatever the driver assumes about NaN), Rust's
-// NaN-ignoring max, an accurate logarithm and reciprocal square root, and the item index of a
-// grid of one workgroup per item.
+// NaN-ignoring max, an accurate logarithm and reciprocal square root, the item index of a grid
+// of one workgroup per item, and the 64-bit product of two words (`mul_wide`, for the exact sums
+// and Philox).
 
 fn is_nan(x: f32) -> bool {
     return (bitcast<u32>(x) & 0x7fffffffu) > 0x7f800000u;
@@ -65,4 +66,18 @@ fn rsqrt_acc(x: f32) -> f32 {
 // Index of the workgroup in a grid spread over x and y (`groups_items` on the host).
 fn item_index(wid: vec3<u32>, nwg: vec3<u32>) -> u32 {
     return wid.x + wid.y * nwg.x;
+}
+
+// (low, high) words of a · b, from 16-bit halves (WGSL has no 64-bit integers).
+fn mul_wide(a: u32, b: u32) -> vec2<u32> {
+    let a0 = a & 0xffffu;
+    let a1 = a >> 16u;
+    let b0 = b & 0xffffu;
+    let b1 = b >> 16u;
+    let p00 = a0 * b0;
+    let p01 = a0 * b1;
+    let p10 = a1 * b0;
+    let mid = (p00 >> 16u) + (p01 & 0xffffu) + (p10 & 0xffffu);
+    let hi = a1 * b1 + (p01 >> 16u) + (p10 >> 16u) + (mid >> 16u);
+    return vec2<u32>(a * b, hi);
 }

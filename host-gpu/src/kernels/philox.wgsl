@@ -1,21 +1,6 @@
-// Philox4x32-10 as sim::rng (no bindings; included by the kernels that draw): the 32×32 → 64-bit
-// products from 16-bit halves (WGSL has no 64-bit integers), the uniform of a word and sin/cos of
-// turns, from which the kernels build Stream::normal's Box–Muller draws.
-
-// (hi, lo) words of a · b.
-fn mul_wide(a: u32, b: u32) -> vec2<u32> {
-    let a0 = a & 0xffffu;
-    let a1 = a >> 16u;
-    let b0 = b & 0xffffu;
-    let b1 = b >> 16u;
-    let p00 = a0 * b0;
-    let p01 = a0 * b1;
-    let p10 = a1 * b0;
-    let p11 = a1 * b1;
-    let mid = (p00 >> 16u) + (p01 & 0xffffu) + (p10 & 0xffffu);
-    let hi = p11 + (p01 >> 16u) + (p10 >> 16u) + (mid >> 16u);
-    return vec2<u32>(hi, a * b);
-}
+// Philox4x32-10 as sim::rng (no bindings; included after math.wgsl, whose `mul_wide` it uses,
+// by the kernels that draw), the uniform of a word and sin/cos of turns, from which the kernels
+// build Stream::normal's Box–Muller draws.
 
 fn philox(counter: vec4<u32>, key: vec2<u32>) -> vec4<u32> {
     var c = counter;
@@ -26,7 +11,7 @@ fn philox(counter: vec4<u32>, key: vec2<u32>) -> vec4<u32> {
         }
         let p0 = mul_wide(0xD2511F53u, c.x);
         let p1 = mul_wide(0xCD9E8D57u, c.z);
-        c = vec4<u32>(p1.x ^ c.y ^ k.x, p1.y, p0.x ^ c.w ^ k.y, p0.y);
+        c = vec4<u32>(p1.y ^ c.y ^ k.x, p1.x, p0.y ^ c.w ^ k.y, p0.x);
     }
     return c;
 }
