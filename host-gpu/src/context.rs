@@ -474,6 +474,18 @@ impl Ctx {
     }
 }
 
+/// Workgroups for `n` independent items (one workgroup each), spread over x and y so that no
+/// dimension exceeds 65,535; kernels rebuild the item as `wid.x + wid.y · nwg.x`
+/// (`item_index` in `math.wgsl`) and skip items ≥ n.
+pub(crate) fn groups_items(n: usize) -> [u32; 3] {
+    if n <= 65_535 {
+        [n as u32, 1, 1]
+    } else {
+        let y = n.div_ceil(65_535);
+        [n.div_ceil(y) as u32, y as u32, 1]
+    }
+}
+
 /// Workgroups for `n` invocations of [`WG`] threads, spread over x and y so no dimension exceeds
 /// the 65,535 every device supports; kernels rebuild the flat index as
 /// `gid.x + gid.y * nwg.x * WG`.

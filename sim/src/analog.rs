@@ -355,6 +355,13 @@ impl ReadPlan {
         self.dac.is_some_and(|d| d.noise > 0.0)
     }
 
+    /// Whether a read of `kind` with this plan has a deterministic half to prepare
+    /// ([`Backend::xbar_prepare`](crate::Backend::xbar_prepare)): a forward or dense read through a
+    /// noise-free DAC.
+    pub fn preparable(&self, kind: ReadKind) -> bool {
+        !self.pre_is_random() && !matches!(kind, ReadKind::ConvTransposed(_))
+    }
+
     /// Check an input of shape `xs` against what `kind` reads with this plan, and a bias of
     /// shape `bias` against its outputs (forward reads only); returns the number of input vectors.
     pub fn check_read(
@@ -424,8 +431,12 @@ impl ReadPlan {
     }
 
     /// The input blocks `lo..hi` (in block order).
-    pub fn input_blocks(&self) -> Vec<(usize, usize)> {
-        self.blocks.iter().map(|b| (b.lo, b.hi)).collect()
+    pub fn input_blocks(&self) -> impl ExactSizeIterator<Item = (usize, usize)> + '_ {
+        self.blocks.iter().map(|b| (b.lo, b.hi))
+    }
+    /// Input block `b`'s range `lo..hi`.
+    pub fn input_block(&self, b: usize) -> (usize, usize) {
+        (self.blocks[b].lo, self.blocks[b].hi)
     }
     /// Block `b`'s normalized weights `[n_out, hi − lo]` and per-read noise variances (same
     /// layout, when the device has per-read noise).

@@ -201,7 +201,7 @@ fn dac_rows(
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_index) lid: u32,
 ) {
-    let row = wg.x + wg.y * nwg.x;
+    let row = item_index(wg, nwg);
     if (row >= pu(0u)) {
         return;
     }
@@ -238,7 +238,7 @@ fn adc_tiles(
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_index) lid: u32,
 ) {
-    let item = wg.x + wg.y * nwg.x;
+    let item = item_index(wg, nwg);
     let tiles = pu(5u);
     if (item >= pu(0u) * tiles) {
         return;

@@ -8,9 +8,9 @@ use std::sync::{Arc, Mutex, Weak};
 
 use sim::{Error, Result};
 
-use super::reduce::{Summand, channel_sums, groups_items};
+use super::reduce::{Summand, channel_sums};
 use super::{Shader, empty, f, launch, u};
-use crate::context::{Bind, Ctx, PoolBuf, groups_1d};
+use crate::context::{Bind, Ctx, PoolBuf, groups_1d, groups_items};
 use crate::tensor::GpuTensor;
 
 /// The norm kernels: the prelude, the shared helpers, the exact sums, then `norm.wgsl`.

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use sim::{Error, Result};
 
 use super::{Shader, empty, launch, same_shape, u};
-use crate::context::{Bind, Ctx, groups_1d};
+use crate::context::{Bind, Ctx, groups_1d, groups_items};
 use crate::tensor::GpuTensor;
 
 /// The reduction kernels: the prelude, the shared helpers, the exact sums, then `reduce.wgsl`.
@@ -38,18 +38,6 @@ const MAX_PARTS: usize = 2048;
 const PART_WORDS: usize = 6;
 /// Up to this many segments per channel the second pass adds them in one invocation.
 const SEQ_MAX: usize = 8;
-
-/// Workgroups for `n` independent items (one workgroup each), spread over x and y so that no
-/// dimension exceeds 65,535; kernels rebuild the item as `wid.x + wid.y · nwg.x`
-/// (`item_index` in `math.wgsl`) and skip items ≥ n.
-pub(crate) fn groups_items(n: usize) -> [u32; 3] {
-    if n <= 65_535 {
-        [n as u32, 1, 1]
-    } else {
-        let y = n.div_ceil(65_535);
-        [n.div_ceil(y) as u32, y as u32, 1]
-    }
-}
 
 /// What each element of a channel contributes to its sum.
 pub(crate) enum Summand<'a> {

@@ -7,9 +7,9 @@ use std::sync::Arc;
 
 use sim::{Error, Result};
 
-use super::reduce::{Summand, channel_sums, groups_items};
+use super::reduce::{Summand, channel_sums};
 use super::{Shader, empty, f, launch, same_shape, u};
-use crate::context::{Bind, Ctx};
+use crate::context::{Bind, Ctx, groups_items};
 use crate::tensor::GpuTensor;
 
 /// The softmax kernels: the prelude, the shared helpers, then `softmax.wgsl`.

@@ -15,7 +15,7 @@ use sim::netlist::NoiseManagement;
 use sim::{Error, Result, Stream};
 
 use super::{elementwise as ew, empty, f, gemm, launch, u};
-use crate::context::{Bind, Ctx, groups_1d};
+use crate::context::{Bind, Ctx, groups_1d, groups_items};
 use crate::tensor::GpuTensor;
 
 /// The kernels: the prelude, the shared helpers (the accurate log), Philox, then `xbar.wgsl`.
@@ -39,10 +39,12 @@ struct DevicePlan {
     blocks: Vec<(GpuTensor, Option<GpuTensor>)>,
 }
 
-/// Whether the kernel can run this read of `rows` vectors through the input `blocks`.
-fn fits(plan: &ReadPlan, blocks: &[(usize, usize)], rows: usize) -> bool {
-    !blocks.is_empty()
-        && blocks.iter().all(|&(lo, hi)| hi > lo && hi - lo <= XMAX)
+/// Whether the kernel can run this read of `rows` vectors (every input block and output tile).
+fn fits(plan: &ReadPlan, rows: usize) -> bool {
+    plan.input_blocks().len() > 0
+        && plan
+            .input_blocks()
+            .all(|(lo, hi)| hi > lo && hi - lo <= XMAX)
         && plan.output_tiles().iter().all(|&(o0, o1)| o1 - o0 <= XMAX)
         && rows
             .checked_mul(plan.n_in().max(plan.n_out()))
@@ -70,7 +72,7 @@ fn device_plan(ctx: &Arc<Ctx>, plan: &ReadPlan) -> Result<Arc<DevicePlan>> {
         })
     };
     let mut blocks = Vec::new();
-    for (b, &(lo, hi)) in plan.input_blocks().iter().enumerate() {
+    for (b, (lo, hi)) in plan.input_blocks().enumerate() {
         let (wb, sb) = plan.block(b);
         blocks.push((
             upload(wb, hi - lo)?,
@@ -127,16 +129,6 @@ fn stream_words(s: &Stream) -> [u32; 3] {
     [k0, k1, s.lane()]
 }
 
-/// Workgroups for `n` items of one workgroup each, spread over x and y.
-fn groups_items(n: usize) -> [u32; 3] {
-    if n <= 65_535 {
-        [n as u32, 1, 1]
-    } else {
-        let y = n.div_ceil(65_535);
-        [n.div_ceil(y) as u32, y as u32, 1]
-    }
-}
-
 /// One input block's round-0 results on the device: the noise-management scales, Σ x² of the
 /// converted inputs, the pre-ADC sums and their per-read noise variances.
 struct Round0 {
@@ -171,7 +163,7 @@ impl ReadSetup<'_> {
     fn params(&self, b: usize, s: &Stream, t: u64) -> Result<Vec<u32>> {
         let op = "xbar_read";
         let plan = self.plan;
-        let (lo, hi) = plan.input_blocks()[b];
+        let (lo, hi) = plan.input_block(b);
         let io = plan.io();
         let (dac, adc) = plan.converters();
         let tiles = plan.output_tiles();
@@ -225,7 +217,7 @@ impl ReadSetup<'_> {
     /// Round 0 of block `b` (parameters `p`): every vector through its DAC, then the block's sums
     /// (and the per-read noise variances) as GEMMs.
     fn round0(&self, b: usize, p: &[u32]) -> Result<Round0> {
-        let (lo, hi) = self.plan.input_blocks()[b];
+        let (lo, hi) = self.plan.input_block(b);
         let (wb, s2b) = &self.dp.blocks[b];
         let xq = empty(self.ctx, &[self.rows, hi - lo])?;
         let alpha = empty(self.ctx, &[self.rows])?;
@@ -375,7 +367,7 @@ fn setup<'a>(
     bias: Option<&GpuTensor>,
 ) -> Result<Option<ReadSetup<'a>>> {
     let rows = plan.check_read(&x.shape, kind, bias.map(|b| b.shape.as_slice()))?;
-    if !fits(plan, &plan.input_blocks(), rows) {
+    if !fits(plan, rows) {
         return Ok(None);
     }
     Ok(Some(ReadSetup {
@@ -417,7 +409,7 @@ pub(crate) fn prepare(
     kind: ReadKind,
     s: &Stream,
 ) -> Result<Option<Prepared>> {
-    if plan.pre_is_random() || matches!(kind, ReadKind::ConvTransposed(_)) {
+    if !plan.preparable(kind) {
         return Ok(None);
     }
     let Some(r) = setup(ctx, plan, x, kind, None)? else {

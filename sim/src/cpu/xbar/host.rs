@@ -120,7 +120,7 @@ pub(crate) fn prepare(
     kind: ReadKind,
     s: &Stream,
 ) -> Result<Option<Prepared>> {
-    if plan.pre_is_random() || matches!(kind, ReadKind::ConvTransposed(_)) {
+    if !plan.preparable(kind) {
         return Ok(None);
     }
     let m = plan.check_read(x.shape(), kind, None)?;
