@@ -256,14 +256,14 @@ impl<B: Backend> Realized<B> {
     }
 
     /// What of the first array's read of the input `x` is the same at every step of a query: the
-    /// whole read of an exact array; for a converter array with a noise-free DAC the patch rows, the
-    /// noise-management scales and the pre-ADC block sums (only the per-read, ADC and
-    /// bound-management draws differ between steps).
+    /// whole read of an exact array; for a converter array, what the backend prepares (with a
+    /// noise-free DAC, `ReadPlan::preparable`: the patch rows, the noise-management scales and the
+    /// pre-ADC block sums; only the per-read, ADC and bound-management draws differ between steps).
     fn input_read(&self, be: &B, x: &B::Tensor, q: &Stream) -> Result<InputCache<B>> {
         let a = &self.arrays[0];
         match &a.read {
             SynapseRead::Exact => Ok(InputCache(Cached::Digital(self.net.read_input(be, x)?.0))),
-            SynapseRead::Crossbar { fwd: plan, .. } if !plan.pre_is_random() => {
+            SynapseRead::Crossbar { fwd: plan, .. } => {
                 let empty = State { layers: vec![] };
                 let inp = self.net.syn_input(be, x, &empty, 0)?;
                 let s = q.child(&format!("{}.forward", a.name));
@@ -273,7 +273,6 @@ impl<B: Backend> Realized<B> {
                     None => Cached::None,
                 }))
             }
-            _ => Ok(InputCache(Cached::None)),
         }
     }
 
