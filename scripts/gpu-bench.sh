@@ -8,7 +8,8 @@
 #   bash scripts/gpu-bench.sh run DIR    # there: installs the loader, runs the GPU conformance
 #                                        # and CPU-vs-GPU parity tests, compares `epsim settle
 #                                        # --dump` on both devices, times CPU and GPU side by side
-#                                        # (benchmarks, and `eval --substrate netlist:pcm`);
+#                                        # (benchmarks, `eval --substrate netlist:pcm`, and
+#                                        # `eval --tol` against plain T1 on the GPU);
 #                                        # everything lands in DIR (log.txt, bench.txt, parity.txt);
 #                                        # EPSIM_GPU_BENCH_QUICK=1 skips the timings (a dry run)
 #
@@ -111,6 +112,13 @@ PY
     EPSIM_FASHION_MNIST_DIR=$b/fmnist "$b/epsim" --device $dev eval \
       --model $b/quickstart-epcnn.safetensors --data fashion-mnist:test --subset 2000 \
       --substrate netlist:pcm 2>&1 | grep -v WARN | tee -a "$out/bench.txt"
+  done
+  echo "== settling to a tolerance on the GPU (issue 19's lever): plain T = 20 vs --tol 0.3, 2000 images"
+  for flags in "" "--tol 0.3" "" "--tol 0.3"; do
+    # shellcheck disable=SC2086
+    EPSIM_FASHION_MNIST_DIR=$b/fmnist "$b/epsim" --device gpu eval \
+      --model $b/quickstart-epcnn.safetensors --data fashion-mnist:test --subset 2000 $flags \
+      2>&1 | grep -v WARN | tee -a "$out/bench.txt"
   done
   echo "== timings (divan, medians; CPU and GPU in one run)"
   for t in $b/bench-*; do
