@@ -10,7 +10,9 @@ use sim::{
 };
 
 use crate::context::Ctx;
-use crate::ops::{elementwise as ew, gemm, layout, norm, optim, pool, reduce, rng, softmax, xbar};
+use crate::ops::{
+    conv, elementwise as ew, gemm, layout, norm, optim, pool, reduce, rng, softmax, xbar,
+};
 use crate::tensor::{GpuIndex, GpuTensor};
 
 /// The GPU backend: one wgpu device. Cheap to clone (shares the device).
@@ -158,7 +160,7 @@ impl Backend for Gpu {
         b: Option<&GpuTensor>,
         p: Conv2dParams,
     ) -> Result<GpuTensor> {
-        gemm::conv2d(&self.ctx, x, w, b, p)
+        conv::conv2d(&self.ctx, x, w, b, p)
     }
 
     fn conv2d_input_grad(
@@ -168,7 +170,7 @@ impl Backend for Gpu {
         input_hw: (usize, usize),
         p: Conv2dParams,
     ) -> Result<GpuTensor> {
-        gemm::conv2d_input_grad(&self.ctx, gy, w, input_hw, p)
+        conv::conv2d_input_grad(&self.ctx, gy, w, input_hw, p)
     }
 
     fn conv2d_weight_grad(
@@ -178,7 +180,7 @@ impl Backend for Gpu {
         kernel_hw: (usize, usize),
         p: Conv2dParams,
     ) -> Result<GpuTensor> {
-        gemm::conv2d_weight_grad(&self.ctx, x, gy, kernel_hw, p)
+        conv::conv2d_weight_grad(&self.ctx, x, gy, kernel_hw, p)
     }
 
     fn linear(&self, x: &GpuTensor, w: &GpuTensor, b: Option<&GpuTensor>) -> Result<GpuTensor> {
@@ -361,7 +363,7 @@ impl Backend for Gpu {
     ) -> Result<GpuTensor> {
         // Non-overlapping windows: the unpooling happens inside the GEMM's loader.
         if let Some(g) =
-            gemm::conv2d_pooled_input_grad(&self.ctx, v, idx, w, conv_hw, input_hw, p, pool)?
+            conv::conv2d_pooled_input_grad(&self.ctx, v, idx, w, conv_hw, input_hw, p, pool)?
         {
             return Ok(g);
         }
@@ -376,7 +378,7 @@ impl Backend for Gpu {
             }
             (Pooling::Avg(pp), _) => Some(pool::avg_pool2d_adjoint(&self.ctx, v, conv_hw, pp)?),
         };
-        gemm::conv2d_input_grad(&self.ctx, u.as_ref().unwrap_or(v), w, input_hw, p)
+        conv::conv2d_input_grad(&self.ctx, u.as_ref().unwrap_or(v), w, input_hw, p)
     }
 
     fn optim_update(

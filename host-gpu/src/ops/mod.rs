@@ -2,6 +2,7 @@
 //! them. Shared here: the shader registry (each `.wgsl` file with the common prelude), output
 //! allocation and operand checks.
 
+pub(crate) mod conv;
 pub(crate) mod elementwise;
 pub(crate) mod gemm;
 pub(crate) mod layout;
