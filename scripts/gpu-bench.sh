@@ -9,7 +9,9 @@
 #                                        # and CPU-vs-GPU parity tests, compares `epsim settle
 #                                        # --dump` on both devices, times CPU and GPU side by side
 #                                        # (benchmarks, `eval --substrate netlist:pcm`, and
-#                                        # `eval --tol` against plain T1 on the GPU);
+#                                        # `eval --tol` against plain T1 on the GPU; the conv
+#                                        # and EP-step benches time the direct implicit GEMM
+#                                        # against Winograd, rows *_winograd / *_gpu_direct);
 #                                        # everything lands in DIR (log.txt, bench.txt, parity.txt);
 #                                        # EPSIM_GPU_BENCH_QUICK=1 skips the timings (a dry run)
 #

@@ -2,7 +2,9 @@
 //! `cargo bench -p host-gpu --bench ep_step`. One iteration is 10 free-phase steps at batch 128
 //! (then a device sync on the GPU, so the timing holds the GPU's work), or one EP training batch
 //! (free phase, two nudged phases, update) of a short schedule (T1 = 20, T2 = 5).
-//! Inference step time = iteration / 10. `EPSIM_BENCH_CPU=0` skips the CPU rows (the
+//! Inference step time = iteration / 10. The `_gpu` rows use the default convolution algorithm
+//! (`ConvAlgo::Auto`: Winograd on the layers with ≥ 32 channels in and out), the `_gpu_direct`
+//! rows the direct implicit GEMM everywhere. `EPSIM_BENCH_CPU=0` skips the CPU rows (the
 //! paper-config CPU row takes minutes on 2 cores). On lavapipe (Mesa's software Vulkan) the GPU
 //! rows only prove the code runs.
 
@@ -10,6 +12,7 @@ use divan::Bencher;
 use ep::optim::{OptimKind, Optimizer};
 use ep::train::{EpConfig, train_batch};
 use ep::{EpNet, ModelSpec, State};
+use host_gpu::ConvAlgo;
 use sim::{Backend, Cpu, Stream};
 
 mod common;
@@ -91,6 +94,12 @@ fn fmnist_10_free_steps_gpu(b: Bencher) {
     steps(b, &g, fmnist_spec(60, 15));
 }
 
+#[divan::bench(sample_count = 5)]
+fn fmnist_10_free_steps_gpu_direct(b: Bencher) {
+    let g = gpu().with_conv_algo(ConvAlgo::Direct);
+    steps(b, &g, fmnist_spec(60, 15));
+}
+
 #[divan::bench(sample_count = 3)]
 fn cifar10_paper_10_free_steps_cpu(b: Bencher) {
     if cpu_rows() {
@@ -102,6 +111,21 @@ fn cifar10_paper_10_free_steps_cpu(b: Bencher) {
 fn cifar10_paper_10_free_steps_gpu(b: Bencher) {
     let g = gpu();
     steps(b, &g, ModelSpec::cifar10_reference());
+}
+
+#[divan::bench(sample_count = 3)]
+fn cifar10_paper_10_free_steps_gpu_direct(b: Bencher) {
+    let g = gpu().with_conv_algo(ConvAlgo::Direct);
+    steps(b, &g, ModelSpec::cifar10_reference());
+}
+
+/// GPU only (the CPU row would take minutes): with the free-step rows above, the paper run's
+/// training throughput at T1 = 250, T2 = 25 follows as 128 images per (this time − 20 free steps
+/// + 250 free steps + 40 nudged steps at about the free step's cost) (stated in BENCHMARKS.md).
+#[divan::bench(sample_count = 3)]
+fn cifar10_paper_train_batch_t20_t5_gpu(b: Bencher) {
+    let g = gpu();
+    batch(b, &g, ModelSpec::cifar10_reference());
 }
 
 #[divan::bench(sample_count = 3)]

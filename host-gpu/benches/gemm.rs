@@ -2,16 +2,19 @@
 //!
 //! The CIFAR-10 EP-CNN layers (Laborieux et al. 2021: 128-256-512-512, 3x3, stride 1; the same
 //! list as `sim/benches/ops.rs`) at batch 128 (`EPSIM_BENCH_BATCH` overrides it), forward, input
-//! adjoint and weight adjoint. Each iteration ends with `Gpu::sync`, so the timings include the
-//! GPU work; the pipelines are compiled before timing. Throughput is reported as items/s with one
-//! item = one floating-point operation (2·M·N·K), so "Gitem/s" reads as GFLOP/s. On a software
-//! driver (lavapipe) the numbers only show that the bench runs.
+//! adjoint and weight adjoint; the forward conv and the input adjoint on the direct implicit GEMM
+//! and (`*_winograd`) on Winograd F(2×2, 3×3). Each iteration ends with `Gpu::sync`, so the timings
+//! include the GPU work; the pipelines are compiled before timing. Throughput is reported as
+//! items/s with one item = one floating-point operation of the direct convolution (2·M·N·K), so
+//! "Gitem/s" reads as GFLOP/s, and on the Winograd rows as the direct-equivalent rate (the same
+//! work done with 2.25× fewer multiplies). On a software driver (lavapipe) the numbers only show
+//! that the bench runs.
 
 use std::sync::OnceLock;
 
 use divan::Bencher;
 use divan::counter::ItemsCount;
-use host_gpu::{Gpu, GpuTensor};
+use host_gpu::{ConvAlgo, Gpu, GpuTensor};
 use sim::{Backend, Conv2dParams, Stream};
 
 fn main() {
@@ -95,22 +98,41 @@ fn run(bencher: Bencher, flops: u64, op: impl Fn() -> GpuTensor + Sync) {
     });
 }
 
-#[divan::bench(args = NAMES)]
-fn conv2d_forward(bencher: Bencher, name: &str) {
+fn forward(bencher: Bencher, name: &str, algo: ConvAlgo) {
     let l = layer(name);
+    let g = gpu().with_conv_algo(algo);
     run(bencher, l.flops, || {
-        gpu().conv2d(&l.x, &l.w, Some(&l.b), l.p).expect("conv2d")
+        g.conv2d(&l.x, &l.w, Some(&l.b), l.p).expect("conv2d")
+    });
+}
+
+fn input_grad(bencher: Bencher, name: &str, algo: ConvAlgo) {
+    let l = layer(name);
+    let g = gpu().with_conv_algo(algo);
+    run(bencher, l.flops, || {
+        g.conv2d_input_grad(&l.gy, &l.w, (l.hw, l.hw), l.p)
+            .expect("conv2d_input_grad")
     });
 }
 
 #[divan::bench(args = NAMES)]
+fn conv2d_forward(bencher: Bencher, name: &str) {
+    forward(bencher, name, ConvAlgo::Direct);
+}
+
+#[divan::bench(args = NAMES)]
+fn conv2d_forward_winograd(bencher: Bencher, name: &str) {
+    forward(bencher, name, ConvAlgo::Winograd);
+}
+
+#[divan::bench(args = NAMES)]
 fn conv2d_input_grad(bencher: Bencher, name: &str) {
-    let l = layer(name);
-    run(bencher, l.flops, || {
-        gpu()
-            .conv2d_input_grad(&l.gy, &l.w, (l.hw, l.hw), l.p)
-            .expect("conv2d_input_grad")
-    });
+    input_grad(bencher, name, ConvAlgo::Direct);
+}
+
+#[divan::bench(args = NAMES)]
+fn conv2d_input_grad_winograd(bencher: Bencher, name: &str) {
+    input_grad(bencher, name, ConvAlgo::Winograd);
 }
 
 #[divan::bench(args = NAMES)]

@@ -10,15 +10,15 @@ use sim::{
 };
 
 use crate::context::Ctx;
-use crate::ops::{
-    conv, elementwise as ew, gemm, layout, norm, optim, pool, reduce, rng, softmax, xbar,
-};
+use crate::ops::conv::{self, ConvAlgo};
+use crate::ops::{elementwise as ew, gemm, layout, norm, optim, pool, reduce, rng, softmax, xbar};
 use crate::tensor::{GpuIndex, GpuTensor};
 
 /// The GPU backend: one wgpu device. Cheap to clone (shares the device).
 #[derive(Clone)]
 pub struct Gpu {
     ctx: Arc<Ctx>,
+    conv: ConvAlgo,
 }
 
 impl std::fmt::Debug for Gpu {
@@ -33,7 +33,22 @@ impl Gpu {
     pub fn new(ordinal: Option<usize>) -> Result<Gpu> {
         Ok(Gpu {
             ctx: Ctx::open(ordinal)?,
+            conv: ConvAlgo::default(),
         })
+    }
+
+    /// The same device with the convolution algorithm `algo` (the default is
+    /// [`ConvAlgo::Auto`]); tensors are shared with `self`.
+    pub fn with_conv_algo(&self, algo: ConvAlgo) -> Gpu {
+        Gpu {
+            ctx: self.ctx.clone(),
+            conv: algo,
+        }
+    }
+
+    /// The convolution algorithm in use.
+    pub fn conv_algo(&self) -> ConvAlgo {
+        self.conv
     }
 
     /// The adapter's name, e.g. "NVIDIA H100 80GB HBM3" or "llvmpipe (LLVM 15.0.6, 256 bits)".
@@ -160,7 +175,7 @@ impl Backend for Gpu {
         b: Option<&GpuTensor>,
         p: Conv2dParams,
     ) -> Result<GpuTensor> {
-        conv::conv2d(&self.ctx, x, w, b, p)
+        conv::conv2d(&self.ctx, self.conv, x, w, b, p)
     }
 
     fn conv2d_input_grad(
@@ -170,7 +185,7 @@ impl Backend for Gpu {
         input_hw: (usize, usize),
         p: Conv2dParams,
     ) -> Result<GpuTensor> {
-        conv::conv2d_input_grad(&self.ctx, gy, w, input_hw, p)
+        conv::conv2d_input_grad(&self.ctx, self.conv, gy, w, input_hw, p)
     }
 
     fn conv2d_weight_grad(
@@ -362,9 +377,9 @@ impl Backend for Gpu {
         pool: Pooling,
     ) -> Result<GpuTensor> {
         // Non-overlapping windows: the unpooling happens inside the GEMM's loader.
-        if let Some(g) =
-            conv::conv2d_pooled_input_grad(&self.ctx, v, idx, w, conv_hw, input_hw, p, pool)?
-        {
+        if let Some(g) = conv::conv2d_pooled_input_grad(
+            &self.ctx, self.conv, v, idx, w, conv_hw, input_hw, p, pool,
+        )? {
             return Ok(g);
         }
         let u = match (pool, idx) {
@@ -378,7 +393,14 @@ impl Backend for Gpu {
             }
             (Pooling::Avg(pp), _) => Some(pool::avg_pool2d_adjoint(&self.ctx, v, conv_hw, pp)?),
         };
-        conv::conv2d_input_grad(&self.ctx, u.as_ref().unwrap_or(v), w, input_hw, p)
+        conv::conv2d_input_grad(
+            &self.ctx,
+            self.conv,
+            u.as_ref().unwrap_or(v),
+            w,
+            input_hw,
+            p,
+        )
     }
 
     fn optim_update(

@@ -10,3 +10,10 @@ fn gpu() -> host_gpu::Gpu {
 }
 
 sim::conformance_suite!(gpu, gpu());
+// The same suite with each convolution algorithm forced (the default, `Auto`, takes Winograd only
+// for ≥ 32 channels, which few of the suite's shapes have).
+sim::conformance_suite!(
+    gpu_winograd,
+    gpu().with_conv_algo(host_gpu::ConvAlgo::Winograd)
+);
+sim::conformance_suite!(gpu_direct, gpu().with_conv_algo(host_gpu::ConvAlgo::Direct));

@@ -11,3 +11,15 @@ fn gpu() -> host_gpu::Gpu {
 
 ep::conformance_suite!(gpu, gpu());
 ep::parity_suite!(cpu_vs_gpu, sim::Cpu, gpu());
+// The parity again with each convolution algorithm forced: `Auto` runs the paper net's wide layers
+// as Winograd and the narrow ones (the quick-start net, the 3-channel first layer) direct.
+ep::parity_suite!(
+    cpu_vs_gpu_winograd,
+    sim::Cpu,
+    gpu().with_conv_algo(host_gpu::ConvAlgo::Winograd)
+);
+ep::parity_suite!(
+    cpu_vs_gpu_direct,
+    sim::Cpu,
+    gpu().with_conv_algo(host_gpu::ConvAlgo::Direct)
+);

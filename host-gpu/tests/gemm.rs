@@ -2,49 +2,11 @@
 //! CPU backend on many shapes, the adjoint identities computed on the GPU, run-to-run determinism,
 //! and the shape/parameter errors the CPU gives. Sizes are kept small: lavapipe runs a few GFLOP/s.
 
-use std::sync::OnceLock;
+use host_gpu::GpuTensor;
+use sim::{Backend, Conv2dParams, Cpu, Error, Tensor};
 
-use host_gpu::{Gpu, GpuTensor};
-use sim::{Backend, Conv2dParams, Cpu, Error, Stream, Tensor};
-
-fn gpu() -> &'static Gpu {
-    static GPU: OnceLock<Gpu> = OnceLock::new();
-    GPU.get_or_init(|| Gpu::new(None).expect("a GPU adapter (lavapipe in CI)"))
-}
-
-/// Uniform values in (−1, 1) from a fixed seed: `2·Stream::new(seed, "test").uniform(i) − 1`.
-fn rand(shape: &[usize], seed: u64) -> Tensor {
-    let s = Stream::new(seed, "test");
-    let n: usize = shape.iter().product();
-    sim::tensor(
-        shape,
-        (0..n as u64).map(|i| 2.0 * s.uniform(i) - 1.0).collect(),
-    )
-    .unwrap()
-}
-
-fn up(t: &Tensor) -> GpuTensor {
-    gpu().upload(t).unwrap()
-}
-
-fn down(t: &GpuTensor) -> Tensor {
-    gpu().download(t).unwrap()
-}
-
-/// Same shape, and max |gpu − cpu| ≤ 1e-4 · max |cpu| (summation order is the only difference).
-fn assert_close(what: &str, gpu: &Tensor, cpu: &Tensor) {
-    assert_eq!(gpu.shape(), cpu.shape(), "{what}: shapes");
-    let scale = cpu.iter().fold(0.0f32, |m, v| m.max(v.abs()));
-    let err = gpu
-        .iter()
-        .zip(cpu.iter())
-        .fold(0.0f32, |m, (a, b)| m.max((a - b).abs()));
-    assert!(
-        err <= 1e-4 * scale.max(1e-30) || (scale == 0.0 && err == 0.0),
-        "{what}: max error {err} against max |cpu| {scale}"
-    );
-    assert!(gpu.iter().all(|v| v.is_finite()), "{what}: non-finite");
-}
+mod common;
+use common::{assert_close, down, gpu, rand, up};
 
 fn dot64(a: &Tensor, b: &Tensor) -> f64 {
     assert_eq!(a.shape(), b.shape());

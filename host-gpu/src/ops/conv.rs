@@ -33,8 +33,59 @@ use super::gemm::{
     BK, Dims, SPLIT_STORE, Variant, bindings, kfast, launch_gemm, reduce_splits, split_k,
 };
 use super::u;
+use super::winograd::{self, Source};
 use crate::context::{Bind, Ctx};
 use crate::tensor::{GpuIndex, GpuTensor};
+
+/// Which algorithm the GPU backend runs for the forward conv and the input adjoint (the weight
+/// adjoint is always the direct implicit GEMM). Set with `Gpu::with_conv_algo`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ConvAlgo {
+    /// Winograd where it is supported and expected to pay (see [`ConvAlgo::uses_winograd`]),
+    /// else the direct implicit GEMM.
+    #[default]
+    Auto,
+    /// The direct implicit GEMM everywhere.
+    Direct,
+    /// Winograd F(2×2, 3×3) wherever it is supported (3x3 kernels at stride 1, and padding ≤ 2
+    /// for the input adjoint), else the direct implicit GEMM.
+    Winograd,
+}
+
+/// Input and output channels [`ConvAlgo::Auto`] needs for Winograd. Chosen without a GPU
+/// measurement (none was lent so far): the 16 GEMMs reduce over the input channels only, so
+/// below two of the template's K steps (2 · 16) their tiles spend more time loading than
+/// multiplying, and the transforms' extra passes over the activations are not repaid.
+/// `scripts/gpu-bench.sh` times both algorithms on the paper's layers.
+pub const WINOGRAD_MIN_CHANNELS: usize = 32;
+
+impl ConvAlgo {
+    /// Whether the conv of `g` (its input adjoint when `adjoint`) runs as Winograd. Supported:
+    /// 3x3 kernel, stride 1, every size non-zero, and for the adjoint a padding ≤ 2 (the
+    /// transposed correlation pads by 2 − p). `Auto` also asks for ≥ [`WINOGRAD_MIN_CHANNELS`]
+    /// channels in and out, and for 1.5× fewer multiplies than the direct GEMM (16 per 2×2 tile
+    /// against 9 per position of the same output), which rules out outputs of one row or column.
+    fn uses_winograd(self, g: &Geom, adjoint: bool) -> bool {
+        let sizes = [g.n, g.c, g.o, g.h, g.w, g.ho, g.wo];
+        let fits = (g.kh, g.kw, g.sh, g.sw) == (3, 3, 1, 1)
+            && sizes.iter().all(|&v| v > 0)
+            && (!adjoint || (g.ph <= 2 && g.pw <= 2));
+        let (k_in, m_out, hy, wy) = if adjoint {
+            (g.o, g.c, g.h, g.w)
+        } else {
+            (g.c, g.o, g.ho, g.wo)
+        };
+        match self {
+            ConvAlgo::Direct => false,
+            ConvAlgo::Winograd => fits,
+            ConvAlgo::Auto => {
+                fits && k_in >= WINOGRAD_MIN_CHANNELS
+                    && m_out >= WINOGRAD_MIN_CHANNELS
+                    && 3 * winograd::mults(hy, wy) <= 2 * 9 * hy * wy
+            }
+        }
+    }
+}
 
 /// Shapes of one convolution (as the CPU backend's `Geom`).
 #[derive(Debug, Clone, Copy)]
@@ -385,6 +436,7 @@ fn b_at(c: BCol, k: u32) -> f32 {
 /// y[N,O,Ho,Wo] = conv2d(x[N,C,H,W], w[O,C,kh,kw]) + b[O].
 pub(crate) fn conv2d(
     ctx: &Arc<Ctx>,
+    algo: ConvAlgo,
     x: &GpuTensor,
     w: &GpuTensor,
     b: Option<&GpuTensor>,
@@ -416,6 +468,19 @@ pub(crate) fn conv2d(
     let (ho, wo) = p.output_hw(OP, (h, wd), (kh, kw))?;
     let g = Geom::new((n, c, o), (h, wd), (kh, kw), p, (ho, wo));
     let words = g.words(OP)?;
+    if algo.uses_winograd(&g, false) {
+        let s = winograd::Shape {
+            n,
+            k: c,
+            m: o,
+            hin: h,
+            win: wd,
+            pad: p.padding,
+            hy: ho,
+            wy: wo,
+        };
+        return winograd::conv3x3(ctx, OP, Source::Plain(x), w, false, b, s);
+    }
     let out = empty(ctx, &[n, o, ho, wo])?;
     let d = Dims {
         m: o,
@@ -447,6 +512,7 @@ pub(crate) fn conv2d(
 /// Transposed convolution (input adjoint): gx[N,C,H,W] = convᵀ(gy[N,O,Ho,Wo]) with w[O,C,kh,kw].
 pub(crate) fn conv2d_input_grad(
     ctx: &Arc<Ctx>,
+    algo: ConvAlgo,
     gy: &GpuTensor,
     w: &GpuTensor,
     input_hw: (usize, usize),
@@ -479,13 +545,14 @@ pub(crate) fn conv2d_input_grad(
         ));
     }
     let g = Geom::new((n, c, o), (h, wd), (kh, kw), p, (ho, wo));
-    dgrad(ctx, OP, &g, w, gy, None)
+    dgrad(ctx, algo, OP, &g, w, gy, None)
 }
 
 /// The input adjoint's GEMMs, one per stride phase, reading `gy` (or, with `unpool`, the pooled
 /// gradient and its switches `idx`).
 fn dgrad(
     ctx: &Arc<Ctx>,
+    algo: ConvAlgo,
     op: &'static str,
     g: &Geom,
     w: &GpuTensor,
@@ -493,6 +560,29 @@ fn dgrad(
     unpool: Option<(&Unpool, Option<&GpuIndex>)>,
 ) -> Result<GpuTensor> {
     let words = g.words(op)?;
+    if algo.uses_winograd(g, true) {
+        let src = match unpool {
+            None => Source::Plain(gy),
+            Some((un, idx)) => Source::Unpool {
+                v: gy,
+                idx,
+                k: un.k,
+                hp: un.hp,
+                wp: un.wp,
+            },
+        };
+        let s = winograd::Shape {
+            n: g.n,
+            k: g.o,
+            m: g.c,
+            hin: g.ho,
+            win: g.wo,
+            pad: (2 - g.ph, 2 - g.pw),
+            hy: g.h,
+            wy: g.w,
+        };
+        return winograd::conv3x3(ctx, op, src, w, true, None, s);
+    }
     let out = empty(ctx, &[g.n, g.c, g.h, g.w])?;
     let mut binds = vec![
         Bind::R(1, w.buffer()),
@@ -534,6 +624,7 @@ fn dgrad(
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn conv2d_pooled_input_grad(
     ctx: &Arc<Ctx>,
+    algo: ConvAlgo,
     v: &GpuTensor,
     idx: Option<&GpuIndex>,
     w: &GpuTensor,
@@ -582,7 +673,7 @@ pub(crate) fn conv2d_pooled_input_grad(
         wp,
         max,
     };
-    dgrad(ctx, OP, &g, w, v, Some((&un, idx))).map(Some)
+    dgrad(ctx, algo, OP, &g, w, v, Some((&un, idx))).map(Some)
 }
 
 /// Weight adjoint: gw[O,C,kh,kw] = Σ over samples and output positions of gy ⊗ patches(x),
@@ -642,6 +733,50 @@ pub(crate) fn conv2d_weight_grad(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn winograd_is_chosen_where_supported_and_paying() {
+        let geom = |c, o, hw: usize, k: usize, s: usize, p: usize| {
+            let ho = (hw + 2 * p - k) / s + 1;
+            Geom::new(
+                (8, c, o),
+                (hw, hw),
+                (k, k),
+                Conv2dParams::new(s, p),
+                (ho, ho),
+            )
+        };
+        use ConvAlgo::*;
+        // The paper's CIFAR-10 layers: the 3-channel first layer stays direct under Auto.
+        let first = geom(3, 128, 32, 3, 1, 1);
+        assert!(!Auto.uses_winograd(&first, false));
+        assert!(Winograd.uses_winograd(&first, false));
+        for (c, o, hw) in [(128, 256, 16), (256, 512, 8), (512, 512, 4)] {
+            let g = geom(c, o, hw, 3, 1, 1);
+            assert!(Auto.uses_winograd(&g, false) && Auto.uses_winograd(&g, true));
+            assert!(!Direct.uses_winograd(&g, false) && !Direct.uses_winograd(&g, true));
+        }
+        // Channel thresholds, in and out (swapped for the adjoint).
+        let m = WINOGRAD_MIN_CHANNELS;
+        let g = geom(m - 1, m, 8, 3, 1, 1);
+        assert!(!Auto.uses_winograd(&g, false) && !Auto.uses_winograd(&g, true));
+        let g = geom(m, m, 8, 3, 1, 1);
+        assert!(Auto.uses_winograd(&g, false) && Auto.uses_winograd(&g, true));
+        // A 1x1 output: 16 multiplies against 9 does not pay; Winograd still runs it.
+        let one = geom(64, 64, 1, 3, 1, 1);
+        assert!(!Auto.uses_winograd(&one, false) && Winograd.uses_winograd(&one, false));
+        // Unsupported: other kernels, strides; adjoint padding above 2; empty batch.
+        for g in [geom(64, 64, 8, 5, 1, 2), geom(64, 64, 8, 3, 2, 1)] {
+            assert!(!Winograd.uses_winograd(&g, false) && !Winograd.uses_winograd(&g, true));
+        }
+        let wide = geom(64, 64, 8, 3, 1, 3);
+        assert!(Winograd.uses_winograd(&wide, false) && !Winograd.uses_winograd(&wide, true));
+        let empty = Geom {
+            n: 0,
+            ..geom(64, 64, 8, 3, 1, 1)
+        };
+        assert!(!Winograd.uses_winograd(&empty, false));
+    }
 
     #[test]
     fn conv_variants_fill_every_placeholder() {

@@ -12,6 +12,7 @@ pub(crate) mod pool;
 pub(crate) mod reduce;
 pub(crate) mod rng;
 pub(crate) mod softmax;
+pub(crate) mod winograd;
 pub(crate) mod xbar;
 
 use std::sync::Arc;

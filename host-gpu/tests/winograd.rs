@@ -1,0 +1,194 @@
+//! The GPU's Winograd F(2×2, 3×3) convolutions (`ConvAlgo::Winograd`) against the CPU backend and
+//! against the GPU's direct implicit GEMM: forward (with and without bias, odd and even sizes,
+//! one-row outputs, asymmetric and large padding), input adjoint (padding 0, 1, 2, and above 2,
+//! where the direct path takes over), the pooled input adjoint through max and average unpooling
+//! (the EP feedback), bit-identical reruns, and the adjoint identity ⟨conv(x), g⟩ = ⟨x, convᵀ(g)⟩
+//! computed with the Winograd path on both sides. Sizes are small: lavapipe runs a few GFLOP/s.
+
+use host_gpu::{ConvAlgo, Gpu};
+use sim::{Backend, Conv2dParams, Cpu, Pool2dParams, Pooling, Tensor};
+
+mod common;
+use common::{assert_close, down, gpu, rand, up};
+
+fn wino() -> Gpu {
+    gpu().with_conv_algo(ConvAlgo::Winograd)
+}
+
+fn direct() -> Gpu {
+    gpu().with_conv_algo(ConvAlgo::Direct)
+}
+
+/// (n, c, o, h, w, padding) of one convolution.
+type Shape = (usize, usize, usize, usize, usize, (usize, usize));
+
+/// Odd and even sizes, one-row outputs, asymmetric padding, ≥ 32 channels.
+const SHAPES: [Shape; 8] = [
+    (2, 3, 5, 7, 6, (1, 1)),
+    (1, 4, 4, 5, 5, (0, 0)),
+    (3, 2, 6, 4, 4, (2, 2)),
+    (2, 5, 3, 1, 1, (1, 1)),
+    (1, 3, 2, 8, 3, (0, 1)),
+    (2, 6, 7, 9, 11, (1, 2)),
+    (1, 33, 40, 6, 6, (1, 1)),
+    (4, 2, 3, 3, 3, (0, 0)),
+];
+
+#[test]
+fn forward_matches_cpu_and_the_direct_gemm() {
+    for (i, &(n, c, o, h, w, pad)) in SHAPES.iter().enumerate() {
+        let p = Conv2dParams {
+            stride: (1, 1),
+            padding: pad,
+        };
+        let x = rand(&[n, c, h, w], 10 + i as u64);
+        let wt = rand(&[o, c, 3, 3], 20 + i as u64);
+        let b = rand(&[o], 30 + i as u64);
+        for bias in [None, Some(&b)] {
+            let what = format!("forward {:?} bias {}", SHAPES[i], bias.is_some());
+            let want = Cpu.conv2d(&x, &wt, bias, p).unwrap();
+            let gb = bias.map(up);
+            let got = wino().conv2d(&up(&x), &up(&wt), gb.as_ref(), p).unwrap();
+            assert_close(&format!("{what} vs cpu"), &down(&got), &want);
+            let dir = direct().conv2d(&up(&x), &up(&wt), gb.as_ref(), p).unwrap();
+            assert_close(&format!("{what} vs direct"), &down(&got), &down(&dir));
+        }
+    }
+}
+
+#[test]
+fn forward_with_padding_above_two_matches_cpu() {
+    let p = Conv2dParams::new(1, 3);
+    let x = rand(&[2, 3, 4, 5], 1);
+    let wt = rand(&[4, 3, 3, 3], 2);
+    let want = Cpu.conv2d(&x, &wt, None, p).unwrap();
+    let got = wino().conv2d(&up(&x), &up(&wt), None, p).unwrap();
+    assert_close("forward padding 3", &down(&got), &want);
+}
+
+#[test]
+fn input_adjoint_matches_cpu_and_the_direct_gemm() {
+    for (i, &(n, c, o, h, w, pad)) in SHAPES.iter().enumerate() {
+        let p = Conv2dParams {
+            stride: (1, 1),
+            padding: pad,
+        };
+        let (ho, wo) = p.output_hw("test", (h, w), (3, 3)).unwrap();
+        let gy = rand(&[n, o, ho, wo], 40 + i as u64);
+        let wt = rand(&[o, c, 3, 3], 50 + i as u64);
+        let what = format!("input adjoint {:?}", SHAPES[i]);
+        let want = Cpu.conv2d_input_grad(&gy, &wt, (h, w), p).unwrap();
+        let got = wino()
+            .conv2d_input_grad(&up(&gy), &up(&wt), (h, w), p)
+            .unwrap();
+        assert_close(&format!("{what} vs cpu"), &down(&got), &want);
+        let dir = direct()
+            .conv2d_input_grad(&up(&gy), &up(&wt), (h, w), p)
+            .unwrap();
+        assert_close(&format!("{what} vs direct"), &down(&got), &down(&dir));
+    }
+}
+
+#[test]
+fn input_adjoint_with_padding_above_two_falls_back_to_the_direct_gemm() {
+    let p = Conv2dParams::new(1, 3);
+    let gy = rand(&[2, 4, 8, 9], 3);
+    let wt = rand(&[4, 3, 3, 3], 4);
+    let want = Cpu.conv2d_input_grad(&gy, &wt, (4, 5), p).unwrap();
+    let got = wino()
+        .conv2d_input_grad(&up(&gy), &up(&wt), (4, 5), p)
+        .unwrap();
+    assert_close("input adjoint padding 3", &down(&got), &want);
+}
+
+/// The EP feedback of a pooled conv synapse, `convᵀ(unpool(v))`, with the unpooling inside the
+/// Winograd input transform, for max (switches from pooling a real conv output) and average
+/// pooling, windows 2 and 3 (the conv output's last row and column outside every window).
+#[test]
+fn pooled_input_adjoint_matches_cpu() {
+    for (i, &(n, c, o, h, w, k)) in [
+        (2, 3, 4, 8, 8, 2),
+        (1, 5, 6, 7, 9, 2),
+        (2, 2, 3, 10, 8, 3),
+        (3, 34, 33, 6, 6, 2),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let p = Conv2dParams::new(1, 1);
+        let pp = Pool2dParams::new(k, k);
+        let x = rand(&[n, c, h, w], 60 + i as u64);
+        let wt = rand(&[o, c, 3, 3], 70 + i as u64);
+        for max in [true, false] {
+            let pool = if max {
+                Pooling::Max(pp)
+            } else {
+                Pooling::Avg(pp)
+            };
+            let what = format!("pooled adjoint case {i}, max {max}");
+            let (yc, ic) = Cpu.conv2d_pooled(&x, &wt, None, p, pool).unwrap();
+            let (yg, ig) = wino()
+                .conv2d_pooled(&up(&x), &up(&wt), None, p, pool)
+                .unwrap();
+            let v = rand(yc.shape(), 80 + i as u64);
+            assert_eq!(down(&yg).shape(), v.shape());
+            let want = Cpu
+                .conv2d_pooled_input_grad(&v, ic.as_ref(), &wt, (h, w), (h, w), p, pool)
+                .unwrap();
+            let got = wino()
+                .conv2d_pooled_input_grad(&up(&v), ig.as_ref(), &up(&wt), (h, w), (h, w), p, pool)
+                .unwrap();
+            assert_close(&what, &down(&got), &want);
+        }
+    }
+}
+
+fn bits(t: &Tensor) -> Vec<u32> {
+    t.iter().map(|v| v.to_bits()).collect()
+}
+
+#[test]
+fn reruns_give_the_same_bits() {
+    let p = Conv2dParams::new(1, 1);
+    let x = up(&rand(&[3, 40, 9, 10], 5));
+    let wt = up(&rand(&[36, 40, 3, 3], 6));
+    let gy = up(&rand(&[3, 36, 9, 10], 7));
+    let run = || {
+        let g = wino();
+        let y = down(&g.conv2d(&x, &wt, None, p).unwrap());
+        let gx = down(&g.conv2d_input_grad(&gy, &wt, (9, 10), p).unwrap());
+        (bits(&y), bits(&gx))
+    };
+    assert_eq!(run(), run());
+}
+
+/// ⟨conv(x), g⟩ = ⟨x, convᵀ(g)⟩ with both sides on the Winograd path (f64 sums; the tolerance is
+/// relative to Σ|terms|).
+#[test]
+fn adjoint_identity_holds_on_the_winograd_path() {
+    for (n, c, o, h, w, pad) in [(2, 5, 4, 7, 8, 1), (1, 3, 6, 5, 5, 0), (2, 4, 3, 4, 6, 2)] {
+        let p = Conv2dParams::new(1, pad);
+        let x = rand(&[n, c, h, w], 90);
+        let wt = rand(&[o, c, 3, 3], 91);
+        let (ho, wo) = p.output_hw("test", (h, w), (3, 3)).unwrap();
+        let g = rand(&[n, o, ho, wo], 92);
+        let y = down(&wino().conv2d(&up(&x), &up(&wt), None, p).unwrap());
+        let gx = down(
+            &wino()
+                .conv2d_input_grad(&up(&g), &up(&wt), (h, w), p)
+                .unwrap(),
+        );
+        let dot = |a: &Tensor, b: &Tensor| -> (f64, f64) {
+            a.iter().zip(b.iter()).fold((0.0, 0.0), |(s, m), (u, v)| {
+                let t = *u as f64 * *v as f64;
+                (s + t, m + t.abs())
+            })
+        };
+        let (l, lm) = dot(&y, &g);
+        let (r, rm) = dot(&x, &gx);
+        assert!(
+            (l - r).abs() <= 1e-5 * lm.max(rm),
+            "pad {pad}: {l} vs {r} (scale {lm})"
+        );
+    }
+}
