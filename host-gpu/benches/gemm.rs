@@ -3,11 +3,11 @@
 //! The CIFAR-10 EP-CNN layers (Laborieux et al. 2021: 128-256-512-512, 3x3, stride 1; the same
 //! list as `sim/benches/ops.rs`) at batch 128 (`EPSIM_BENCH_BATCH` overrides it), forward, input
 //! adjoint and weight adjoint; the forward conv and the input adjoint on the direct implicit GEMM
-//! and (`*_winograd`) on Winograd F(2×2, 3×3). Each iteration ends with `Gpu::sync`, so the timings
+//! and on Winograd F(2×2, 3×3) (`*_winograd2`) and F(4×4, 3×3) (`*_winograd4`). Each iteration ends with `Gpu::sync`, so the timings
 //! include the GPU work; the pipelines are compiled before timing. Throughput is reported as
 //! items/s with one item = one floating-point operation of the direct convolution (2·M·N·K), so
 //! "Gitem/s" reads as GFLOP/s, and on the Winograd rows as the direct-equivalent rate (the same
-//! work done with 2.25× fewer multiplies). On a software driver (lavapipe) the numbers only show
+//! work done with 2.25× or 4× fewer multiplies). On a software driver (lavapipe) the numbers only show
 //! that the bench runs.
 
 use std::sync::OnceLock;
@@ -121,8 +121,13 @@ fn conv2d_forward(bencher: Bencher, name: &str) {
 }
 
 #[divan::bench(args = NAMES)]
-fn conv2d_forward_winograd(bencher: Bencher, name: &str) {
-    forward(bencher, name, ConvAlgo::Winograd);
+fn conv2d_forward_winograd2(bencher: Bencher, name: &str) {
+    forward(bencher, name, ConvAlgo::Winograd2);
+}
+
+#[divan::bench(args = NAMES)]
+fn conv2d_forward_winograd4(bencher: Bencher, name: &str) {
+    forward(bencher, name, ConvAlgo::Winograd4);
 }
 
 #[divan::bench(args = NAMES)]
@@ -131,8 +136,13 @@ fn conv2d_input_grad(bencher: Bencher, name: &str) {
 }
 
 #[divan::bench(args = NAMES)]
-fn conv2d_input_grad_winograd(bencher: Bencher, name: &str) {
-    input_grad(bencher, name, ConvAlgo::Winograd);
+fn conv2d_input_grad_winograd2(bencher: Bencher, name: &str) {
+    input_grad(bencher, name, ConvAlgo::Winograd2);
+}
+
+#[divan::bench(args = NAMES)]
+fn conv2d_input_grad_winograd4(bencher: Bencher, name: &str) {
+    input_grad(bencher, name, ConvAlgo::Winograd4);
 }
 
 #[divan::bench(args = NAMES)]

@@ -11,9 +11,11 @@ fn gpu() -> host_gpu::Gpu {
 
 sim::conformance_suite!(gpu, gpu());
 // The same suite with each convolution algorithm forced (the default, `Auto`, takes Winograd only
-// for ≥ 32 channels, which few of the suite's shapes have).
-sim::conformance_suite!(
-    gpu_winograd,
-    gpu().with_conv_algo(host_gpu::ConvAlgo::Winograd)
-);
+// for ≥ 32 channels, which few of the suite's shapes have). Not F(4×4) forced: its rounding (about
+// 10× the direct sum's) exceeds this suite's tolerances, which are set for direct sums; F(4×4) has
+// its own checks in `tests/winograd.rs` and runs under `Auto` in the EP parity suite.
 sim::conformance_suite!(gpu_direct, gpu().with_conv_algo(host_gpu::ConvAlgo::Direct));
+sim::conformance_suite!(
+    gpu_winograd2,
+    gpu().with_conv_algo(host_gpu::ConvAlgo::Winograd2)
+);

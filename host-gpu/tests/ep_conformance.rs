@@ -12,14 +12,18 @@ fn gpu() -> host_gpu::Gpu {
 ep::conformance_suite!(gpu, gpu());
 ep::parity_suite!(cpu_vs_gpu, sim::Cpu, gpu());
 // The parity again with each convolution algorithm forced: `Auto` runs the paper net's wide layers
-// as Winograd and the narrow ones (the quick-start net, the 3-channel first layer) direct.
-ep::parity_suite!(
-    cpu_vs_gpu_winograd,
-    sim::Cpu,
-    gpu().with_conv_algo(host_gpu::ConvAlgo::Winograd)
-);
+// as Winograd (mostly F(4×4)) and the narrow ones (the 3-channel first layer) and the 5x5 layers
+// of the Fashion-MNIST nets direct. Not F(4×4) forced: on the 3-channel first layer's input
+// adjoint its rounding takes BPTT d/dx 1e-2 off (the small gradient is a difference of large
+// transformed terms), which is why `Auto` keeps F(4×4) to layers with ≥ 32 channels in and out
+// (there d/dx stays within 6e-6 of the reference scale).
 ep::parity_suite!(
     cpu_vs_gpu_direct,
     sim::Cpu,
     gpu().with_conv_algo(host_gpu::ConvAlgo::Direct)
+);
+ep::parity_suite!(
+    cpu_vs_gpu_winograd2,
+    sim::Cpu,
+    gpu().with_conv_algo(host_gpu::ConvAlgo::Winograd2)
 );

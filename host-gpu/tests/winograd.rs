@@ -1,4 +1,5 @@
-//! The GPU's Winograd F(2×2, 3×3) convolutions (`ConvAlgo::Winograd`) against the CPU backend and
+//! The GPU's Winograd convolutions, F(2×2, 3×3) and F(4×4, 3×3) (`ConvAlgo::Winograd2`,
+//! `Winograd4`; every case runs for both, in modules `f2` and `f4`), against the CPU backend and
 //! against the GPU's direct implicit GEMM: forward (with and without bias, odd and even sizes,
 //! one-row outputs, asymmetric and large padding), input adjoint (padding 0, 1, 2, and above 2,
 //! where the direct path takes over), the pooled input adjoint through max and average unpooling
@@ -10,10 +11,6 @@ use sim::{Backend, Conv2dParams, Cpu, Pool2dParams, Pooling, Tensor};
 
 mod common;
 use common::{assert_close, down, gpu, rand, up};
-
-fn wino() -> Gpu {
-    gpu().with_conv_algo(ConvAlgo::Winograd)
-}
 
 fn direct() -> Gpu {
     gpu().with_conv_algo(ConvAlgo::Direct)
@@ -34,8 +31,7 @@ const SHAPES: [Shape; 8] = [
     (4, 2, 3, 3, 3, (0, 0)),
 ];
 
-#[test]
-fn forward_matches_cpu_and_the_direct_gemm() {
+fn forward_matches_cpu_and_the_direct_gemm(wino: &Gpu) {
     for (i, &(n, c, o, h, w, pad)) in SHAPES.iter().enumerate() {
         let p = Conv2dParams {
             stride: (1, 1),
@@ -48,7 +44,7 @@ fn forward_matches_cpu_and_the_direct_gemm() {
             let what = format!("forward {:?} bias {}", SHAPES[i], bias.is_some());
             let want = Cpu.conv2d(&x, &wt, bias, p).unwrap();
             let gb = bias.map(up);
-            let got = wino().conv2d(&up(&x), &up(&wt), gb.as_ref(), p).unwrap();
+            let got = wino.conv2d(&up(&x), &up(&wt), gb.as_ref(), p).unwrap();
             assert_close(&format!("{what} vs cpu"), &down(&got), &want);
             let dir = direct().conv2d(&up(&x), &up(&wt), gb.as_ref(), p).unwrap();
             assert_close(&format!("{what} vs direct"), &down(&got), &down(&dir));
@@ -56,18 +52,16 @@ fn forward_matches_cpu_and_the_direct_gemm() {
     }
 }
 
-#[test]
-fn forward_with_padding_above_two_matches_cpu() {
+fn forward_with_padding_above_two_matches_cpu(wino: &Gpu) {
     let p = Conv2dParams::new(1, 3);
     let x = rand(&[2, 3, 4, 5], 1);
     let wt = rand(&[4, 3, 3, 3], 2);
     let want = Cpu.conv2d(&x, &wt, None, p).unwrap();
-    let got = wino().conv2d(&up(&x), &up(&wt), None, p).unwrap();
+    let got = wino.conv2d(&up(&x), &up(&wt), None, p).unwrap();
     assert_close("forward padding 3", &down(&got), &want);
 }
 
-#[test]
-fn input_adjoint_matches_cpu_and_the_direct_gemm() {
+fn input_adjoint_matches_cpu_and_the_direct_gemm(wino: &Gpu) {
     for (i, &(n, c, o, h, w, pad)) in SHAPES.iter().enumerate() {
         let p = Conv2dParams {
             stride: (1, 1),
@@ -78,7 +72,7 @@ fn input_adjoint_matches_cpu_and_the_direct_gemm() {
         let wt = rand(&[o, c, 3, 3], 50 + i as u64);
         let what = format!("input adjoint {:?}", SHAPES[i]);
         let want = Cpu.conv2d_input_grad(&gy, &wt, (h, w), p).unwrap();
-        let got = wino()
+        let got = wino
             .conv2d_input_grad(&up(&gy), &up(&wt), (h, w), p)
             .unwrap();
         assert_close(&format!("{what} vs cpu"), &down(&got), &want);
@@ -89,13 +83,12 @@ fn input_adjoint_matches_cpu_and_the_direct_gemm() {
     }
 }
 
-#[test]
-fn input_adjoint_with_padding_above_two_falls_back_to_the_direct_gemm() {
+fn input_adjoint_with_padding_above_two_falls_back_to_the_direct_gemm(wino: &Gpu) {
     let p = Conv2dParams::new(1, 3);
     let gy = rand(&[2, 4, 8, 9], 3);
     let wt = rand(&[4, 3, 3, 3], 4);
     let want = Cpu.conv2d_input_grad(&gy, &wt, (4, 5), p).unwrap();
-    let got = wino()
+    let got = wino
         .conv2d_input_grad(&up(&gy), &up(&wt), (4, 5), p)
         .unwrap();
     assert_close("input adjoint padding 3", &down(&got), &want);
@@ -104,8 +97,7 @@ fn input_adjoint_with_padding_above_two_falls_back_to_the_direct_gemm() {
 /// The EP feedback of a pooled conv synapse, `convᵀ(unpool(v))`, with the unpooling inside the
 /// Winograd input transform, for max (switches from pooling a real conv output) and average
 /// pooling, windows 2 and 3 (the conv output's last row and column outside every window).
-#[test]
-fn pooled_input_adjoint_matches_cpu() {
+fn pooled_input_adjoint_matches_cpu(wino: &Gpu) {
     for (i, &(n, c, o, h, w, k)) in [
         (2, 3, 4, 8, 8, 2),
         (1, 5, 6, 7, 9, 2),
@@ -127,7 +119,7 @@ fn pooled_input_adjoint_matches_cpu() {
             };
             let what = format!("pooled adjoint case {i}, max {max}");
             let (yc, ic) = Cpu.conv2d_pooled(&x, &wt, None, p, pool).unwrap();
-            let (yg, ig) = wino()
+            let (yg, ig) = wino
                 .conv2d_pooled(&up(&x), &up(&wt), None, p, pool)
                 .unwrap();
             let v = rand(yc.shape(), 80 + i as u64);
@@ -135,7 +127,7 @@ fn pooled_input_adjoint_matches_cpu() {
             let want = Cpu
                 .conv2d_pooled_input_grad(&v, ic.as_ref(), &wt, (h, w), (h, w), p, pool)
                 .unwrap();
-            let got = wino()
+            let got = wino
                 .conv2d_pooled_input_grad(&up(&v), ig.as_ref(), &up(&wt), (h, w), (h, w), p, pool)
                 .unwrap();
             assert_close(&what, &down(&got), &want);
@@ -147,14 +139,13 @@ fn bits(t: &Tensor) -> Vec<u32> {
     t.iter().map(|v| v.to_bits()).collect()
 }
 
-#[test]
-fn reruns_give_the_same_bits() {
+fn reruns_give_the_same_bits(wino: &Gpu) {
     let p = Conv2dParams::new(1, 1);
     let x = up(&rand(&[3, 40, 9, 10], 5));
     let wt = up(&rand(&[36, 40, 3, 3], 6));
     let gy = up(&rand(&[3, 36, 9, 10], 7));
     let run = || {
-        let g = wino();
+        let g = wino;
         let y = down(&g.conv2d(&x, &wt, None, p).unwrap());
         let gx = down(&g.conv2d_input_grad(&gy, &wt, (9, 10), p).unwrap());
         (bits(&y), bits(&gx))
@@ -164,17 +155,16 @@ fn reruns_give_the_same_bits() {
 
 /// ⟨conv(x), g⟩ = ⟨x, convᵀ(g)⟩ with both sides on the Winograd path (f64 sums; the tolerance is
 /// relative to Σ|terms|).
-#[test]
-fn adjoint_identity_holds_on_the_winograd_path() {
+fn adjoint_identity_holds_on_the_winograd_path(wino: &Gpu) {
     for (n, c, o, h, w, pad) in [(2, 5, 4, 7, 8, 1), (1, 3, 6, 5, 5, 0), (2, 4, 3, 4, 6, 2)] {
         let p = Conv2dParams::new(1, pad);
         let x = rand(&[n, c, h, w], 90);
         let wt = rand(&[o, c, 3, 3], 91);
         let (ho, wo) = p.output_hw("test", (h, w), (3, 3)).unwrap();
         let g = rand(&[n, o, ho, wo], 92);
-        let y = down(&wino().conv2d(&up(&x), &up(&wt), None, p).unwrap());
+        let y = down(&wino.conv2d(&up(&x), &up(&wt), None, p).unwrap());
         let gx = down(
-            &wino()
+            &wino
                 .conv2d_input_grad(&up(&g), &up(&wt), (h, w), p)
                 .unwrap(),
         );
@@ -192,3 +182,31 @@ fn adjoint_identity_holds_on_the_winograd_path() {
         );
     }
 }
+
+/// One `#[test]` per case and tile: `f2::case` and `f4::case` run `case` with that algorithm.
+macro_rules! for_each_tile {
+    ($($case:ident),* $(,)?) => {
+        mod f2 {
+            $(#[test]
+            fn $case() {
+                super::$case(&super::gpu().with_conv_algo(host_gpu::ConvAlgo::Winograd2));
+            })*
+        }
+        mod f4 {
+            $(#[test]
+            fn $case() {
+                super::$case(&super::gpu().with_conv_algo(host_gpu::ConvAlgo::Winograd4));
+            })*
+        }
+    };
+}
+
+for_each_tile!(
+    forward_matches_cpu_and_the_direct_gemm,
+    forward_with_padding_above_two_matches_cpu,
+    input_adjoint_matches_cpu_and_the_direct_gemm,
+    input_adjoint_with_padding_above_two_falls_back_to_the_direct_gemm,
+    pooled_input_adjoint_matches_cpu,
+    reruns_give_the_same_bits,
+    adjoint_identity_holds_on_the_winograd_path
+);

@@ -1,18 +1,19 @@
-// Winograd F(2×2, 3×3) transforms (Lavin & Gray 2016), the same algebra as the CPU backend's
-// `sim/src/cpu/winograd.rs`; `ops/winograd.rs` runs them around one batched GEMM of the template:
+// Winograd F(m×m, 3×3) transforms (Lavin & Gray 2016) for m = 2 and m = 4; `ops/winograd.rs`
+// fills the matrices of the chosen m in (the line in double braces below) and runs the three
+// kernels around one batched GEMM of the GEMM template. With α = m + 2:
 //
-//   U[ξ][m][k] = (G g_mk Gᵀ)_ξ            wino_weights  (g: the 3x3 kernel from output m to input k)
-//   V[ξ][k][t] = (Bᵀ d_kt B)_ξ            wino_input    (d: the 4×4 input patch of tile t)
-//   M_ξ = U_ξ · V_ξ                       16 GEMMs, [M, K] · [K, T]
-//   Y(tile t of output m) = Aᵀ M_t A (+ bias[m])   wino_output
+//   U[ξ][o][k] = (G g_ok Gᵀ)_ξ            wino_weights  (g: the 3x3 kernel from input k to output o)
+//   V[ξ][k][t] = (Bᵀ d_kt B)_ξ            wino_input    (d: the α×α input patch of tile t)
+//   M_ξ = U_ξ · V_ξ                       α² GEMMs, [O, K] · [K, T]
+//   Y(tile t of output o) = Aᵀ M_t A (+ bias[o])   wino_output
 //
-// with ξ = 4·a + b (row a, column b of the 4×4 transform) and the tiles t = (n·TH + ty)·TW + tx
+// with ξ = α·a + b (row a, column b of the α×α transform) and the tiles t = (n·TH + ty)·TW + tx
 // numbered so that consecutive invocations write consecutive t (coalesced V and M accesses).
+// The transforms are written as small matrix products over the constant matrices; loops have
+// constant bounds, so the shader compiler unrolls them and drops the zero terms.
 //
-//      ⎡1  0 −1  0⎤        ⎡1    0    0 ⎤
-// Bᵀ = ⎢0  1  1  0⎥    G = ⎢1/2  1/2  1/2⎥    Aᵀ = ⎡1 1  1  0⎤
-//      ⎢0 −1  1  0⎥        ⎢1/2 −1/2  1/2⎥         ⎣0 1 −1 −1⎦
-//      ⎣0  1  0 −1⎦        ⎣0    0    1 ⎦
+// Constants from the generator: M_T (m), ALPHA, AA (α²), BT (Bᵀ, α×α), GM (G, α×3), AT (Aᵀ, m×α),
+// all row-major.
 //
 // Bindings: 1 = source (weights, input or the GEMM's result), 2 = max-pool switches (wino_input),
 // 3 = output, 4 = bias (wino_output).
@@ -21,54 +22,43 @@
 @group(0) @binding(3) var<storage, read_write> DST: array<f32>;
 @group(0) @binding(4) var<storage, read> BIAS: array<f32>;
 
-// G g Gᵀ of one row-major 3x3 kernel g, as 16 values (row-major 4×4).
-fn g_transform(g: array<f32, 9>) -> array<f32, 16> {
-    // t = G g: 4 rows of 3.
-    var t: array<f32, 12>;
-    for (var j = 0u; j < 3u; j++) {
-        let g0 = g[j];
-        let g1 = g[3u + j];
-        let g2 = g[6u + j];
-        t[j] = g0;
-        t[3u + j] = 0.5 * (g0 + g1 + g2);
-        t[6u + j] = 0.5 * (g0 - g1 + g2);
-        t[9u + j] = g2;
-    }
-    // u = t Gᵀ: each row of t transformed the same way.
-    var u: array<f32, 16>;
-    for (var i = 0u; i < 4u; i++) {
-        let a = t[3u * i];
-        let b = t[3u * i + 1u];
-        let c = t[3u * i + 2u];
-        u[4u * i] = a;
-        u[4u * i + 1u] = 0.5 * (a + b + c);
-        u[4u * i + 2u] = 0.5 * (a - b + c);
-        u[4u * i + 3u] = c;
-    }
-    return u;
-}
+{{MATRICES}}
 
-// Weights. P: [0] M, [1] K, [2] transposed (0/1), [3] M·K.
-// Forward (0): w is [O = M, C = K, 3, 3] and g_mk = w[m, k].
-// Input adjoint (1): w is [O = K, C = M, 3, 3] and g_mk = w[k, m] rotated by 180°, the kernel of
-// the transposed convolution written as a correlation.
+// Weights. P: [0] O, [1] K, [2] transposed (0/1), [3] O·K.
+// Forward (0): w is [O, K, 3, 3] and g_ok = w[o, k].
+// Input adjoint (1): w is [K, O, 3, 3] and g_ok = w[k, o] rotated by 180°, the kernel of the
+// transposed convolution written as a correlation.
 @compute @workgroup_size(256)
 fn wino_weights(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat_index(gid, nwg);
-    let mk = pu(3u);
-    if (i >= mk) { return; }
-    let m = i / pu(1u);
+    let ok = pu(3u);
+    if (i >= ok) { return; }
+    let o = i / pu(1u);
     let k = i % pu(1u);
     var g: array<f32, 9>;
     if (pu(2u) == 0u) {
-        let base = (m * pu(1u) + k) * 9u;
+        let base = (o * pu(1u) + k) * 9u;
         for (var j = 0u; j < 9u; j++) { g[j] = SRC[base + j]; }
     } else {
-        let base = (k * pu(0u) + m) * 9u;
+        let base = (k * pu(0u) + o) * 9u;
         for (var j = 0u; j < 9u; j++) { g[j] = SRC[base + 8u - j]; }
     }
-    let u = g_transform(g);
-    for (var x = 0u; x < 16u; x++) { DST[x * mk + i] = u[x]; }
+    // t = G g (α×3), then G g Gᵀ (α×α).
+    var t: array<f32, ALPHA * 3u>;
+    for (var a = 0u; a < ALPHA; a++) {
+        for (var j = 0u; j < 3u; j++) {
+            var s = 0.0;
+            for (var l = 0u; l < 3u; l++) { s += GM[a * 3u + l] * g[l * 3u + j]; }
+            t[a * 3u + j] = s;
+        }
+    }
+    for (var a = 0u; a < ALPHA; a++) {
+        for (var b = 0u; b < ALPHA; b++) {
+            var s = 0.0;
+            for (var l = 0u; l < 3u; l++) { s += t[a * 3u + l] * GM[b * 3u + l]; }
+            DST[(a * ALPHA + b) * ok + i] = s;
+        }
+    }
 }
 
 // One value of the (unpooled) source plane: plain (P[7] = 0), max-unpooled (1: SRC holds the pooled
@@ -100,33 +90,9 @@ fn source_at(plane: u32, ih: i32, iw: i32) -> f32 {
     return SRC[j] / f32(pk * pk);
 }
 
-// Bᵀ d B of one 4×4 patch d (row-major), in place.
-fn b_transform(d: ptr<function, array<f32, 16>>) {
-    for (var j = 0u; j < 4u; j++) {
-        let d0 = (*d)[j];
-        let d1 = (*d)[4u + j];
-        let d2 = (*d)[8u + j];
-        let d3 = (*d)[12u + j];
-        (*d)[j] = d0 - d2;
-        (*d)[4u + j] = d1 + d2;
-        (*d)[8u + j] = d2 - d1;
-        (*d)[12u + j] = d1 - d3;
-    }
-    for (var i = 0u; i < 4u; i++) {
-        let d0 = (*d)[4u * i];
-        let d1 = (*d)[4u * i + 1u];
-        let d2 = (*d)[4u * i + 2u];
-        let d3 = (*d)[4u * i + 3u];
-        (*d)[4u * i] = d0 - d2;
-        (*d)[4u * i + 1u] = d1 + d2;
-        (*d)[4u * i + 2u] = d2 - d1;
-        (*d)[4u * i + 3u] = d1 - d3;
-    }
-}
-
 // Input. The source has K channels of HIN×WIN (P[2], P[3]) per sample, zero-padded by PH (P[6])
 // rows and PW (P[12]) columns on each side; tile (ty, tx) of the TH×TW tiles (P[4], P[5]) reads
-// the patch whose top-left corner is (2·ty − PH, 2·tx − PW).
+// the patch whose top-left corner is (m·ty − PH, m·tx − PW).
 // P: [0] K, [1] T, [2] HIN, [3] WIN, [4] TH, [5] TW, [6] PH, [7] mode, [8] PK, [9] HP, [10] WP,
 // [11] K·T, [12] PW.
 @compute @workgroup_size(256)
@@ -140,64 +106,81 @@ fn wino_input(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgr
     let tiles = pu(4u) * pu(5u);
     let n = t / tiles;
     let r = t % tiles;
-    let h0 = i32(2u * (r / pu(5u))) - i32(pu(6u));
-    let w0 = i32(2u * (r % pu(5u))) - i32(pu(12u));
+    let h0 = i32(M_T * (r / pu(5u))) - i32(pu(6u));
+    let w0 = i32(M_T * (r % pu(5u))) - i32(pu(12u));
     var plane: u32;
     if (pu(7u) == 0u) {
         plane = (n * pu(0u) + k) * pu(2u) * pu(3u);
     } else {
         plane = (n * pu(0u) + k) * pu(9u) * pu(10u);
     }
-    var d: array<f32, 16>;
-    for (var a = 0u; a < 4u; a++) {
-        for (var b = 0u; b < 4u; b++) {
-            d[4u * a + b] = source_at(plane, h0 + i32(a), w0 + i32(b));
+    var d: array<f32, AA>;
+    for (var a = 0u; a < ALPHA; a++) {
+        for (var b = 0u; b < ALPHA; b++) {
+            d[a * ALPHA + b] = source_at(plane, h0 + i32(a), w0 + i32(b));
         }
     }
-    b_transform(&d);
-    for (var x = 0u; x < 16u; x++) { DST[x * kt + i] = d[x]; }
+    // e = Bᵀ d, then Bᵀ d B.
+    var e: array<f32, AA>;
+    for (var a = 0u; a < ALPHA; a++) {
+        for (var b = 0u; b < ALPHA; b++) {
+            var s = 0.0;
+            for (var l = 0u; l < ALPHA; l++) { s += BT[a * ALPHA + l] * d[l * ALPHA + b]; }
+            e[a * ALPHA + b] = s;
+        }
+    }
+    for (var a = 0u; a < ALPHA; a++) {
+        for (var b = 0u; b < ALPHA; b++) {
+            var s = 0.0;
+            for (var l = 0u; l < ALPHA; l++) { s += e[a * ALPHA + l] * BT[b * ALPHA + l]; }
+            DST[(a * ALPHA + b) * kt + i] = s;
+        }
+    }
 }
 
-// Output: SRC is the GEMMs' result [16][M][T]; y is [N, M, HY, WY] (P[2], P[3]) from the TH×TW
-// tiles (P[4], P[5]) of each sample, the last row / column of a tile dropped past an odd edge.
-// P: [0] M, [1] T, [2] HY, [3] WY, [4] TH, [5] TW, [6] bias (0/1), [7] M·T.
+// Output: SRC is the GEMMs' result [α²][O][T]; y is [N, O, HY, WY] (P[2], P[3]) from the TH×TW
+// tiles (P[4], P[5]) of each sample, a tile's rows and columns past the edge dropped.
+// P: [0] O, [1] T, [2] HY, [3] WY, [4] TH, [5] TW, [6] bias (0/1), [7] O·T.
 @compute @workgroup_size(256)
 fn wino_output(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat_index(gid, nwg);
-    let mt = pu(7u);
-    if (i >= mt) { return; }
+    let ot = pu(7u);
+    if (i >= ot) { return; }
     let tn = pu(1u);
-    let m = i / tn;
+    let o = i / tn;
     let t = i % tn;
-    var s: array<f32, 16>;
-    for (var x = 0u; x < 16u; x++) { s[x] = SRC[x * mt + i]; }
-    // Aᵀ s: 2 rows of 4.
-    var r: array<f32, 8>;
-    for (var j = 0u; j < 4u; j++) {
-        r[j] = s[j] + s[4u + j] + s[8u + j];
-        r[4u + j] = s[4u + j] - s[8u + j] - s[12u + j];
+    var s: array<f32, AA>;
+    for (var x = 0u; x < AA; x++) { s[x] = SRC[x * ot + i]; }
+    // r = Aᵀ s (m×α).
+    var r: array<f32, M_T * ALPHA>;
+    for (var a = 0u; a < M_T; a++) {
+        for (var b = 0u; b < ALPHA; b++) {
+            var v = 0.0;
+            for (var l = 0u; l < ALPHA; l++) { v += AT[a * ALPHA + l] * s[l * ALPHA + b]; }
+            r[a * ALPHA + b] = v;
+        }
     }
     var bias = 0.0;
     if (pu(6u) == 1u) {
-        bias = BIAS[m];
+        bias = BIAS[o];
     }
     let tiles = pu(4u) * pu(5u);
     let n = t / tiles;
     let q = t % tiles;
     let hy = pu(2u);
     let wy = pu(3u);
-    let oh = 2u * (q / pu(5u));
-    let ow = 2u * (q % pu(5u));
-    let base = (n * pu(0u) + m) * hy * wy;
-    for (var a = 0u; a < 2u; a++) {
-        let y0 = r[4u * a] + r[4u * a + 1u] + r[4u * a + 2u];
-        let y1 = r[4u * a + 1u] - r[4u * a + 2u] - r[4u * a + 3u];
+    let oh = M_T * (q / pu(5u));
+    let ow = M_T * (q % pu(5u));
+    let base = (n * pu(0u) + o) * hy * wy;
+    for (var a = 0u; a < M_T; a++) {
         let h = oh + a;
-        if (h < hy) {
-            DST[base + h * wy + ow] = y0 + bias;
-            if (ow + 1u < wy) {
-                DST[base + h * wy + ow + 1u] = y1 + bias;
-            }
+        if (h >= hy) { break; }
+        for (var b = 0u; b < M_T; b++) {
+            let w = ow + b;
+            if (w >= wy) { break; }
+            var v = 0.0;
+            for (var l = 0u; l < ALPHA; l++) { v += r[a * ALPHA + l] * AT[b * ALPHA + l]; }
+            DST[base + h * wy + w] = v + bias;
         }
     }
 }

@@ -1,7 +1,7 @@
 //! Convolutions on the GPU: forward, input and weight adjoints as implicit GEMMs on the template of
 //! `gemm.rs` (no im2col buffer: the loaders read the NCHW tensors with the patch indexing), and,
-//! for 3x3 stride-1 layers, the Winograd F(2×2, 3×3) path of `winograd.rs` where [`ConvAlgo`]
-//! chooses it. The GEMM's rows and columns are oriented so that the invocations of a workgroup
+//! for 3x3 stride-1 layers, the Winograd F(2×2, 3×3) and F(4×4, 3×3) paths of `winograd.rs` where
+//! [`ConvAlgo`] chooses them. The GEMM's rows and columns are oriented so that the invocations of a workgroup
 //! store consecutive NCHW addresses (the columns run over the spatial positions):
 //!
 //! * forward: `y[(n,oh,ow), o]` computed as its transpose, M = O, N = N·Ho·Wo, K = C·kh·kw,
@@ -33,7 +33,7 @@ use super::gemm::{
     BK, Dims, SPLIT_STORE, Variant, bindings, kfast, launch_gemm, reduce_splits, split_k,
 };
 use super::u;
-use super::winograd::{self, Source};
+use super::winograd::{self, Source, Tile};
 use crate::context::{Bind, Ctx};
 use crate::tensor::{GpuIndex, GpuTensor};
 
@@ -41,15 +41,17 @@ use crate::tensor::{GpuIndex, GpuTensor};
 /// adjoint is always the direct implicit GEMM). Set with `Gpu::with_conv_algo`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum ConvAlgo {
-    /// Winograd where it is supported and expected to pay (see [`ConvAlgo::uses_winograd`]),
-    /// else the direct implicit GEMM.
+    /// Winograd where it is supported and expected to pay, with the tile that needs fewer
+    /// multiplies (see [`ConvAlgo::winograd_tile`]), else the direct implicit GEMM.
     #[default]
     Auto,
     /// The direct implicit GEMM everywhere.
     Direct,
     /// Winograd F(2×2, 3×3) wherever it is supported (3x3 kernels at stride 1, and padding ≤ 2
     /// for the input adjoint), else the direct implicit GEMM.
-    Winograd,
+    Winograd2,
+    /// Winograd F(4×4, 3×3) wherever it is supported, else the direct implicit GEMM.
+    Winograd4,
 }
 
 /// Input and output channels [`ConvAlgo::Auto`] needs for Winograd. Chosen without a GPU
@@ -60,12 +62,14 @@ pub enum ConvAlgo {
 pub const WINOGRAD_MIN_CHANNELS: usize = 32;
 
 impl ConvAlgo {
-    /// Whether the conv of `g` (its input adjoint when `adjoint`) runs as Winograd. Supported:
-    /// 3x3 kernel, stride 1, every size non-zero, and for the adjoint a padding ≤ 2 (the
-    /// transposed correlation pads by 2 − p). `Auto` also asks for ≥ [`WINOGRAD_MIN_CHANNELS`]
-    /// channels in and out, and for 1.5× fewer multiplies than the direct GEMM (16 per 2×2 tile
-    /// against 9 per position of the same output), which rules out outputs of one row or column.
-    fn uses_winograd(self, g: &Geom, adjoint: bool) -> bool {
+    /// The Winograd tile the conv of `g` (its input adjoint when `adjoint`) runs with, or `None`
+    /// for the direct GEMM. Supported: 3x3 kernel, stride 1, every size non-zero, and for the
+    /// adjoint a padding ≤ 2 (the transposed correlation pads by 2 − p). `Auto` also asks for
+    /// ≥ [`WINOGRAD_MIN_CHANNELS`] channels in and out, takes the tile with fewer multiplies
+    /// (α² per tile: F(4×4) on outputs of 3 rows and columns or more, F(2×2) on 2×2), and needs
+    /// 1.5× fewer multiplies than the direct GEMM (9 per position of the same output), which rules
+    /// out outputs of one row or column.
+    fn winograd_tile(self, g: &Geom, adjoint: bool) -> Option<Tile> {
         let sizes = [g.n, g.c, g.o, g.h, g.w, g.ho, g.wo];
         let fits = (g.kh, g.kw, g.sh, g.sw) == (3, 3, 1, 1)
             && sizes.iter().all(|&v| v > 0)
@@ -75,15 +79,26 @@ impl ConvAlgo {
         } else {
             (g.c, g.o, g.ho, g.wo)
         };
-        match self {
-            ConvAlgo::Direct => false,
-            ConvAlgo::Winograd => fits,
+        let tile = match self {
+            ConvAlgo::Direct => return None,
+            ConvAlgo::Winograd2 => Tile::F2,
+            ConvAlgo::Winograd4 => Tile::F4,
             ConvAlgo::Auto => {
-                fits && k_in >= WINOGRAD_MIN_CHANNELS
-                    && m_out >= WINOGRAD_MIN_CHANNELS
-                    && 3 * winograd::mults(hy, wy) <= 2 * 9 * hy * wy
+                if k_in < WINOGRAD_MIN_CHANNELS || m_out < WINOGRAD_MIN_CHANNELS {
+                    return None;
+                }
+                let t = if Tile::F4.mults(hy, wy) < Tile::F2.mults(hy, wy) {
+                    Tile::F4
+                } else {
+                    Tile::F2
+                };
+                if 3 * t.mults(hy, wy) > 2 * 9 * hy * wy {
+                    return None;
+                }
+                t
             }
-        }
+        };
+        fits.then_some(tile)
     }
 }
 
@@ -468,8 +483,9 @@ pub(crate) fn conv2d(
     let (ho, wo) = p.output_hw(OP, (h, wd), (kh, kw))?;
     let g = Geom::new((n, c, o), (h, wd), (kh, kw), p, (ho, wo));
     let words = g.words(OP)?;
-    if algo.uses_winograd(&g, false) {
+    if let Some(tile) = algo.winograd_tile(&g, false) {
         let s = winograd::Shape {
+            tile,
             n,
             k: c,
             m: o,
@@ -560,7 +576,7 @@ fn dgrad(
     unpool: Option<(&Unpool, Option<&GpuIndex>)>,
 ) -> Result<GpuTensor> {
     let words = g.words(op)?;
-    if algo.uses_winograd(g, true) {
+    if let Some(tile) = algo.winograd_tile(g, true) {
         let src = match unpool {
             None => Source::Plain(gy),
             Some((un, idx)) => Source::Unpool {
@@ -572,6 +588,7 @@ fn dgrad(
             },
         };
         let s = winograd::Shape {
+            tile,
             n: g.n,
             k: g.o,
             m: g.c,
@@ -747,35 +764,50 @@ mod tests {
             )
         };
         use ConvAlgo::*;
-        // The paper's CIFAR-10 layers: the 3-channel first layer stays direct under Auto.
+        let (f2, f4) = (Some(Tile::F2), Some(Tile::F4));
+        // The paper's CIFAR-10 layers: the 3-channel first layer stays direct under Auto; the
+        // others take F(4×4) except the 2×2 output of the last layer's forward conv.
         let first = geom(3, 128, 32, 3, 1, 1);
-        assert!(!Auto.uses_winograd(&first, false));
-        assert!(Winograd.uses_winograd(&first, false));
-        for (c, o, hw) in [(128, 256, 16), (256, 512, 8), (512, 512, 4)] {
+        assert_eq!(Auto.winograd_tile(&first, false), None);
+        assert_eq!(Winograd2.winograd_tile(&first, false), f2);
+        assert_eq!(Winograd4.winograd_tile(&first, false), f4);
+        for (c, o, hw) in [(128, 256, 16), (256, 512, 8)] {
             let g = geom(c, o, hw, 3, 1, 1);
-            assert!(Auto.uses_winograd(&g, false) && Auto.uses_winograd(&g, true));
-            assert!(!Direct.uses_winograd(&g, false) && !Direct.uses_winograd(&g, true));
+            assert_eq!(Auto.winograd_tile(&g, false), f4);
+            assert_eq!(Auto.winograd_tile(&g, true), f4);
+            assert_eq!(Direct.winograd_tile(&g, false), None);
+            assert_eq!(Direct.winograd_tile(&g, true), None);
         }
+        let last = geom(512, 512, 4, 3, 1, 0);
+        assert_eq!(Auto.winograd_tile(&last, false), f2);
+        assert_eq!(Auto.winograd_tile(&last, true), f4);
         // Channel thresholds, in and out (swapped for the adjoint).
         let m = WINOGRAD_MIN_CHANNELS;
         let g = geom(m - 1, m, 8, 3, 1, 1);
-        assert!(!Auto.uses_winograd(&g, false) && !Auto.uses_winograd(&g, true));
+        assert_eq!(Auto.winograd_tile(&g, false), None);
+        assert_eq!(Auto.winograd_tile(&g, true), None);
         let g = geom(m, m, 8, 3, 1, 1);
-        assert!(Auto.uses_winograd(&g, false) && Auto.uses_winograd(&g, true));
-        // A 1x1 output: 16 multiplies against 9 does not pay; Winograd still runs it.
+        assert_eq!(Auto.winograd_tile(&g, false), f4);
+        assert_eq!(Auto.winograd_tile(&g, true), f4);
+        // A 1x1 output: 16 multiplies against 9 does not pay; the forced algorithms still run it.
         let one = geom(64, 64, 1, 3, 1, 1);
-        assert!(!Auto.uses_winograd(&one, false) && Winograd.uses_winograd(&one, false));
+        assert_eq!(Auto.winograd_tile(&one, false), None);
+        assert_eq!(Winograd2.winograd_tile(&one, false), f2);
         // Unsupported: other kernels, strides; adjoint padding above 2; empty batch.
         for g in [geom(64, 64, 8, 5, 1, 2), geom(64, 64, 8, 3, 2, 1)] {
-            assert!(!Winograd.uses_winograd(&g, false) && !Winograd.uses_winograd(&g, true));
+            for a in [Auto, Winograd2, Winograd4] {
+                assert_eq!(a.winograd_tile(&g, false), None);
+                assert_eq!(a.winograd_tile(&g, true), None);
+            }
         }
         let wide = geom(64, 64, 8, 3, 1, 3);
-        assert!(Winograd.uses_winograd(&wide, false) && !Winograd.uses_winograd(&wide, true));
+        assert_eq!(Winograd4.winograd_tile(&wide, false), f4);
+        assert_eq!(Winograd4.winograd_tile(&wide, true), None);
         let empty = Geom {
             n: 0,
             ..geom(64, 64, 8, 3, 1, 1)
         };
-        assert!(!Winograd.uses_winograd(&empty, false));
+        assert_eq!(Winograd2.winograd_tile(&empty, false), None);
     }
 
     #[test]

@@ -1,27 +1,159 @@
-//! Winograd F(2×2, 3×3) convolution on the GPU (`kernels/winograd.wgsl`) for 3x3 stride-1 layers:
-//! the forward conv and the input adjoint (a correlation of the output gradient with the kernel
-//! rotated by 180° and the channels swapped, padded by 2 − p), optionally reading the gradient
-//! through a non-overlapping max or average unpooling, as the EP feedback of a pooled conv synapse
-//! does (the unpooled tensor is never written).
+//! Winograd F(m×m, 3×3) convolution on the GPU, m = 2 or 4 ([`Tile`]; `kernels/winograd.wgsl`, one
+//! template whose transform matrices are generated here), for 3x3 stride-1 layers: the forward conv
+//! and the input adjoint (a correlation of the output gradient with the kernel rotated by 180° and
+//! the channels swapped, padded by 2 − p), optionally reading the gradient through a
+//! non-overlapping max or average unpooling, as the EP feedback of a pooled conv synapse does (the
+//! unpooled tensor is never written).
 //!
-//! Four dispatches: the weight transform `U[16, M, K]`, the input transform `V[16, K, T]` of the
-//! T = N·⌈HY/2⌉·⌈WY/2⌉ output tiles, one batched GEMM of the template (`gemm::dense`, batch 16:
-//! `U_ξ · V_ξ`) and the output transform with the bias. 16 multiplies per 2×2 output tile and
-//! channel pair against 36 for the direct implicit GEMM (2.25× fewer), for two extra passes over
-//! 16/4 of the input and output activations and the transformed weights. Every sum has a fixed
-//! order, so results are the same bits on every run; they differ from the direct path's only by
-//! rounding (the transforms add, subtract and halve).
+//! Four dispatches, with α = m + 2: the weight transform `U[α², M, K]`, the input transform
+//! `V[α², K, T]` of the T = N·⌈HY/m⌉·⌈WY/m⌉ output tiles, one batched GEMM of the template
+//! (`gemm::dense`, batch α²: `U_ξ · V_ξ`) and the output transform with the bias. Per m×m output
+//! tile and channel pair that is α² multiplies against 9·m² for the direct implicit GEMM: F(2×2)
+//! 16 against 36 (2.25× fewer), F(4×4) 36 against 144 (4× fewer), for extra passes over α²/m² of
+//! the input and output activations (4× for F(2×2), 2.25× for F(4×4)) and the transformed weights.
+//! Rounding: F(2×2)'s transforms only add, subtract and halve (about the direct sum's error);
+//! F(4×4)'s use ±1, ±2, ±4, ±5, ±8 and 1/4, 1/6, 1/12, 1/24, about 10× the error of F(2×2) (≈ 7e-6
+//! of the output's scale at 128–512 channels, simulated in f32), well inside the backends' 1e-4
+//! parity. Every sum has a fixed order, so results are the same bits on every run.
 
 use std::sync::Arc;
 
 use sim::Result;
 
 use super::gemm::{Dims, dense};
-use super::{empty, launch, shader, u};
+use super::{empty, u};
 use crate::context::{Bind, Ctx, groups_1d};
 use crate::tensor::{GpuIndex, GpuTensor};
 
-shader!(WINOGRAD, "winograd.wgsl");
+/// The transform template; `{{MATRICES}}` is filled per [`Tile`].
+const TEMPLATE: &str = include_str!("../kernels/winograd.wgsl");
+
+/// Output tile of the Winograd algorithm: F(2×2, 3×3) or F(4×4, 3×3) (Lavin & Gray 2016, the
+/// interpolation points 0, ±1 and 0, ±1, ±2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Tile {
+    F2,
+    F4,
+}
+
+/// F(2×2, 3×3): Bᵀ (4×4), G (4×3), Aᵀ (2×4), row-major.
+const F2_BT: [f32; 16] = [
+    1., 0., -1., 0., 0., 1., 1., 0., 0., -1., 1., 0., 0., 1., 0., -1.,
+];
+const F2_G: [f32; 12] = [1., 0., 0., 0.5, 0.5, 0.5, 0.5, -0.5, 0.5, 0., 0., 1.];
+const F2_AT: [f32; 8] = [1., 1., 1., 0., 0., 1., -1., -1.];
+/// F(4×4, 3×3): Bᵀ (6×6), G (6×3, with 1/6, 1/12, 1/24 written as divisions), Aᵀ (4×6).
+const F4_BT: [f32; 36] = [
+    4., 0., -5., 0., 1., 0., //
+    0., -4., -4., 1., 1., 0., //
+    0., 4., -4., -1., 1., 0., //
+    0., -2., -1., 2., 1., 0., //
+    0., 2., -1., -2., 1., 0., //
+    0., 4., 0., -5., 0., 1.,
+];
+const F4_G: [&str; 18] = [
+    "0.25",
+    "0.0",
+    "0.0", //
+    "-1.0 / 6.0",
+    "-1.0 / 6.0",
+    "-1.0 / 6.0", //
+    "-1.0 / 6.0",
+    "1.0 / 6.0",
+    "-1.0 / 6.0", //
+    "1.0 / 24.0",
+    "1.0 / 12.0",
+    "1.0 / 6.0", //
+    "1.0 / 24.0",
+    "-1.0 / 12.0",
+    "1.0 / 6.0", //
+    "0.0",
+    "0.0",
+    "1.0",
+];
+const F4_AT: [f32; 24] = [
+    1., 1., 1., 1., 1., 0., //
+    0., 1., -1., 2., -2., 0., //
+    0., 1., 1., 4., 4., 0., //
+    0., 1., -1., 8., -8., 1.,
+];
+
+impl Tile {
+    /// Output rows (and columns) per tile.
+    pub(crate) fn size(self) -> usize {
+        match self {
+            Tile::F2 => 2,
+            Tile::F4 => 4,
+        }
+    }
+
+    /// Transform size α = m + 2.
+    pub(crate) fn alpha(self) -> usize {
+        self.size() + 2
+    }
+
+    /// Multiplies per sample and channel pair for an `hy`×`wy` output.
+    pub(crate) fn mults(self, hy: usize, wy: usize) -> usize {
+        self.alpha().pow(2) * hy.div_ceil(self.size()) * wy.div_ceil(self.size())
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Tile::F2 => "winograd.wgsl/f2",
+            Tile::F4 => "winograd.wgsl/f4",
+        }
+    }
+
+    /// The WGSL constants of the template: M_T, ALPHA, AA, BT, GM, AT.
+    fn matrices(self) -> String {
+        fn arr(name: &str, v: &[String]) -> String {
+            format!(
+                "const {name} = array<f32, {}>({});\n",
+                v.len(),
+                v.join(", ")
+            )
+        }
+        let lits = |v: &[f32]| v.iter().map(|x| format!("{x:?}")).collect::<Vec<_>>();
+        let (bt, g, at) = match self {
+            Tile::F2 => (lits(&F2_BT), lits(&F2_G), lits(&F2_AT)),
+            Tile::F4 => (
+                lits(&F4_BT),
+                F4_G.iter().map(|s| s.to_string()).collect(),
+                lits(&F4_AT),
+            ),
+        };
+        let a = self.alpha();
+        format!(
+            "const M_T: u32 = {m}u;\nconst ALPHA: u32 = {a}u;\nconst AA: u32 = {aa}u;\n{}{}{}",
+            arr("BT", &bt),
+            arr("GM", &g),
+            arr("AT", &at),
+            m = self.size(),
+            aa = a * a,
+        )
+    }
+
+    /// The full source: prelude + template with the matrices filled in.
+    fn source(self) -> String {
+        format!(
+            "{}\n{}",
+            include_str!("../kernels/prelude.wgsl"),
+            TEMPLATE.replace("{{MATRICES}}", &self.matrices())
+        )
+    }
+
+    /// Record one dispatch of `entry` of this tile's module.
+    fn launch(self, ctx: &Ctx, entry: &str, p: &[u32], binds: &[Bind<'_>], n: usize) -> Result<()> {
+        ctx.dispatch(
+            self.name(),
+            &|| self.source(),
+            entry,
+            p,
+            binds,
+            groups_1d(n),
+        )
+    }
+}
 
 /// Where the input transform reads: the source tensor itself, or a pooled gradient unpooled on the
 /// fly (windows `k` = stride, pooled grid `hp`×`wp`; max unpooling with its switches).
@@ -37,9 +169,10 @@ pub(crate) enum Source<'a> {
 }
 
 /// Shapes of one Winograd convolution: `n` samples, `k` input channels of `hin`×`win` (after any
-/// unpooling) padded by `pad` (rows, columns), `m` output channels of `hy`×`wy`.
+/// unpooling) padded by `pad` (rows, columns), `m` output channels of `hy`×`wy`, and the tile.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Shape {
+    pub(crate) tile: Tile,
     pub(crate) n: usize,
     pub(crate) k: usize,
     pub(crate) m: usize,
@@ -48,11 +181,6 @@ pub(crate) struct Shape {
     pub(crate) pad: (usize, usize),
     pub(crate) hy: usize,
     pub(crate) wy: usize,
-}
-
-/// Multiplies of the Winograd path per sample and channel pair for an `hy`×`wy` output.
-pub(crate) fn mults(hy: usize, wy: usize) -> usize {
-    16 * hy.div_ceil(2) * wy.div_ceil(2)
 }
 
 /// y `[n, m, hy, wy]` = the 3x3 correlation of the source with `w`, padded by `s.pad`, plus the
@@ -67,15 +195,16 @@ pub(crate) fn conv3x3(
     bias: Option<&GpuTensor>,
     s: Shape,
 ) -> Result<GpuTensor> {
-    let (th, tw) = (s.hy.div_ceil(2), s.wy.div_ceil(2));
+    let tile = s.tile;
+    let aa = tile.alpha().pow(2);
+    let (th, tw) = (s.hy.div_ceil(tile.size()), s.wy.div_ceil(tile.size()));
     let t = s.n * th * tw;
-    // Every flat index of the transforms stays below 16 times the larger transformed tensor.
-    u(op, 16 * (s.m * s.k).max(s.k * t).max(s.m * t))?;
+    // Every flat index of the transforms stays below α² times the larger transformed tensor.
+    u(op, aa * (s.m * s.k).max(s.k * t).max(s.m * t))?;
 
-    let uw = empty(ctx, &[16, s.m, s.k])?;
-    launch(
+    let uw = empty(ctx, &[aa, s.m, s.k])?;
+    tile.launch(
         ctx,
-        WINOGRAD,
         "wino_weights",
         &[
             u(op, s.m)?,
@@ -84,19 +213,18 @@ pub(crate) fn conv3x3(
             u(op, s.m * s.k)?,
         ],
         &[Bind::R(1, w.buffer()), Bind::W(3, uw.buffer())],
-        groups_1d(s.m * s.k),
+        s.m * s.k,
     )?;
 
-    let v = empty(ctx, &[16, s.k, t])?;
+    let v = empty(ctx, &[aa, s.k, t])?;
     let (x, idx, mode, (pk, hp, wp)) = match src {
         Source::Plain(x) => (x, None, 0, (1, 0, 0)),
         Source::Unpool { v, idx, k, hp, wp } => {
             (v, idx, if idx.is_some() { 1 } else { 2 }, (k, hp, wp))
         }
     };
-    launch(
+    tile.launch(
         ctx,
-        WINOGRAD,
         "wino_input",
         &[
             u(op, s.k)?,
@@ -119,22 +247,21 @@ pub(crate) fn conv3x3(
             Bind::R(2, idx.map_or(x.buffer(), |i| i.buffer())),
             Bind::W(3, v.buffer()),
         ],
-        groups_1d(s.k * t),
+        s.k * t,
     )?;
 
     let d = Dims {
         m: s.m,
         n: t,
         k: s.k,
-        batch: 16,
+        batch: aa,
     };
-    let prod = dense(ctx, op, &uw, &v, None, (false, false), d, &[16, s.m, t])?;
+    let prod = dense(ctx, op, &uw, &v, None, (false, false), d, &[aa, s.m, t])?;
     drop((uw, v));
 
     let y = empty(ctx, &[s.n, s.m, s.hy, s.wy])?;
-    launch(
+    tile.launch(
         ctx,
-        WINOGRAD,
         "wino_output",
         &[
             u(op, s.m)?,
@@ -152,7 +279,7 @@ pub(crate) fn conv3x3(
             // Without a bias the kernel reads none: bind the product in its place.
             Bind::R(4, bias.map_or(prod.buffer(), |b| b.buffer())),
         ],
-        groups_1d(s.m * t),
+        s.m * t,
     )?;
     Ok(y)
 }
