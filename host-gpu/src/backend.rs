@@ -51,6 +51,12 @@ impl Gpu {
         self.conv
     }
 
+    /// The device context, for the ops' unit tests.
+    #[cfg(test)]
+    pub(crate) fn ctx(&self) -> &Arc<Ctx> {
+        &self.ctx
+    }
+
     /// The adapter's name, e.g. "NVIDIA H100 80GB HBM3" or "llvmpipe (LLVM 15.0.6, 256 bits)".
     pub fn adapter_name(&self) -> &str {
         &self.ctx.info.name

@@ -94,7 +94,8 @@ fn source_at(plane: u32, ih: i32, iw: i32) -> f32 {
 // rows and PW (P[12]) columns on each side; tile (ty, tx) of the TH×TW tiles (P[4], P[5]) reads
 // the patch whose top-left corner is (m·ty − PH, m·tx − PW).
 // P: [0] K, [1] T, [2] HIN, [3] WIN, [4] TH, [5] TW, [6] PH, [7] mode, [8] PK, [9] HP, [10] WP,
-// [11] K·T, [12] PW.
+// [11] K·T, [12] PW, [13] N0: the tiles are those of samples N0 … N0 + T / (TH·TW) − 1 (a chunk
+// of the batch).
 @compute @workgroup_size(256)
 fn wino_input(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat_index(gid, nwg);
@@ -104,7 +105,7 @@ fn wino_input(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgr
     let k = i / tn;
     let t = i % tn;
     let tiles = pu(4u) * pu(5u);
-    let n = t / tiles;
+    let n = pu(13u) + t / tiles;
     let r = t % tiles;
     let h0 = i32(M_T * (r / pu(5u))) - i32(pu(6u));
     let w0 = i32(M_T * (r % pu(5u))) - i32(pu(12u));
@@ -140,7 +141,8 @@ fn wino_input(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgr
 
 // Output: SRC is the GEMMs' result [α²][O][T]; y is [N, O, HY, WY] (P[2], P[3]) from the TH×TW
 // tiles (P[4], P[5]) of each sample, a tile's rows and columns past the edge dropped.
-// P: [0] O, [1] T, [2] HY, [3] WY, [4] TH, [5] TW, [6] bias (0/1), [7] O·T.
+// P: [0] O, [1] T, [2] HY, [3] WY, [4] TH, [5] TW, [6] bias (0/1), [7] O·T, [8] N0 (the chunk's
+// first sample, as in wino_input).
 @compute @workgroup_size(256)
 fn wino_output(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat_index(gid, nwg);
@@ -165,7 +167,7 @@ fn wino_output(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workg
         bias = BIAS[o];
     }
     let tiles = pu(4u) * pu(5u);
-    let n = t / tiles;
+    let n = pu(8u) + t / tiles;
     let q = t % tiles;
     let hy = pu(2u);
     let wy = pu(3u);

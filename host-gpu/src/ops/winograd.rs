@@ -25,6 +25,10 @@ use super::{empty, u};
 use crate::context::{Bind, Ctx, groups_1d};
 use crate::tensor::{GpuIndex, GpuTensor};
 
+/// Most bytes of one transformed-input or product tensor (the rest of the batch waits for the next
+/// chunk of samples); lower where the device's storage bindings are smaller.
+const CHUNK_BYTES: u64 = 128 << 20;
+
 /// The transform template; `{{MATRICES}}` is filled per [`Tile`].
 const TEMPLATE: &str = include_str!("../kernels/winograd.wgsl");
 
@@ -195,12 +199,37 @@ pub(crate) fn conv3x3(
     bias: Option<&GpuTensor>,
     s: Shape,
 ) -> Result<GpuTensor> {
+    conv3x3_chunked(ctx, op, src, w, transposed, bias, s, CHUNK_BYTES)
+}
+
+/// [`conv3x3`] with chunks of samples of at most `chunk_bytes` per transformed tensor.
+#[allow(clippy::too_many_arguments)]
+fn conv3x3_chunked(
+    ctx: &Arc<Ctx>,
+    op: &'static str,
+    src: Source<'_>,
+    w: &GpuTensor,
+    transposed: bool,
+    bias: Option<&GpuTensor>,
+    s: Shape,
+    chunk_bytes: u64,
+) -> Result<GpuTensor> {
     let tile = s.tile;
     let aa = tile.alpha().pow(2);
     let (th, tw) = (s.hy.div_ceil(tile.size()), s.wy.div_ceil(tile.size()));
-    let t = s.n * th * tw;
+    let tiles = th * tw;
+    // Samples per chunk: the transformed input `[α², K, T]` and the product `[α², M, T]` of a
+    // chunk stay within CHUNK_BYTES and the device's largest binding (at least one sample).
+    let cap = chunk_bytes
+        .min(ctx.limits.max_storage_buffer_binding_size)
+        .min(ctx.limits.max_buffer_size);
+    let per_sample = 4 * (aa * s.k.max(s.m) * tiles) as u64;
+    let nb = usize::try_from(cap / per_sample.max(1))
+        .unwrap_or(usize::MAX)
+        .clamp(1, s.n);
     // Every flat index of the transforms stays below α² times the larger transformed tensor.
-    u(op, aa * (s.m * s.k).max(s.k * t).max(s.m * t))?;
+    u(op, aa * (s.m * s.k).max(s.k.max(s.m) * nb * tiles))?;
+    u(op, s.n * s.m.max(s.k) * s.hin.max(s.hy) * s.win.max(s.wy))?;
 
     let uw = empty(ctx, &[aa, s.m, s.k])?;
     tile.launch(
@@ -215,71 +244,150 @@ pub(crate) fn conv3x3(
         &[Bind::R(1, w.buffer()), Bind::W(3, uw.buffer())],
         s.m * s.k,
     )?;
-
-    let v = empty(ctx, &[aa, s.k, t])?;
     let (x, idx, mode, (pk, hp, wp)) = match src {
         Source::Plain(x) => (x, None, 0, (1, 0, 0)),
         Source::Unpool { v, idx, k, hp, wp } => {
             (v, idx, if idx.is_some() { 1 } else { 2 }, (k, hp, wp))
         }
     };
-    tile.launch(
-        ctx,
-        "wino_input",
-        &[
-            u(op, s.k)?,
-            u(op, t)?,
-            u(op, s.hin)?,
-            u(op, s.win)?,
-            u(op, th)?,
-            u(op, tw)?,
-            u(op, s.pad.0)?,
-            mode,
-            u(op, pk)?,
-            u(op, hp)?,
-            u(op, wp)?,
-            u(op, s.k * t)?,
-            u(op, s.pad.1)?,
-        ],
-        &[
-            Bind::R(1, x.buffer()),
-            // Without switches the kernel reads none: bind the source in their place.
-            Bind::R(2, idx.map_or(x.buffer(), |i| i.buffer())),
-            Bind::W(3, v.buffer()),
-        ],
-        s.k * t,
-    )?;
-
-    let d = Dims {
-        m: s.m,
-        n: t,
-        k: s.k,
-        batch: aa,
-    };
-    let prod = dense(ctx, op, &uw, &v, None, (false, false), d, &[aa, s.m, t])?;
-    drop((uw, v));
-
     let y = empty(ctx, &[s.n, s.m, s.hy, s.wy])?;
-    tile.launch(
-        ctx,
-        "wino_output",
-        &[
-            u(op, s.m)?,
-            u(op, t)?,
-            u(op, s.hy)?,
-            u(op, s.wy)?,
-            u(op, th)?,
-            u(op, tw)?,
-            bias.is_some() as u32,
-            u(op, s.m * t)?,
-        ],
-        &[
-            Bind::R(1, prod.buffer()),
-            Bind::W(3, y.buffer()),
-            // Without a bias the kernel reads none: bind the product in its place.
-            Bind::R(4, bias.map_or(prod.buffer(), |b| b.buffer())),
-        ],
-        s.m * t,
-    )?;
+    let mut n0 = 0;
+    while n0 < s.n {
+        let t = nb.min(s.n - n0) * tiles;
+        let v = empty(ctx, &[aa, s.k, t])?;
+        tile.launch(
+            ctx,
+            "wino_input",
+            &[
+                u(op, s.k)?,
+                u(op, t)?,
+                u(op, s.hin)?,
+                u(op, s.win)?,
+                u(op, th)?,
+                u(op, tw)?,
+                u(op, s.pad.0)?,
+                mode,
+                u(op, pk)?,
+                u(op, hp)?,
+                u(op, wp)?,
+                u(op, s.k * t)?,
+                u(op, s.pad.1)?,
+                u(op, n0)?,
+            ],
+            &[
+                Bind::R(1, x.buffer()),
+                // Without switches the kernel reads none: bind the source in their place.
+                Bind::R(2, idx.map_or(x.buffer(), |i| i.buffer())),
+                Bind::W(3, v.buffer()),
+            ],
+            s.k * t,
+        )?;
+        let d = Dims {
+            m: s.m,
+            n: t,
+            k: s.k,
+            batch: aa,
+        };
+        let prod = dense(ctx, op, &uw, &v, None, (false, false), d, &[aa, s.m, t])?;
+        drop(v);
+        tile.launch(
+            ctx,
+            "wino_output",
+            &[
+                u(op, s.m)?,
+                u(op, t)?,
+                u(op, s.hy)?,
+                u(op, s.wy)?,
+                u(op, th)?,
+                u(op, tw)?,
+                bias.is_some() as u32,
+                u(op, s.m * t)?,
+                u(op, n0)?,
+            ],
+            &[
+                Bind::R(1, prod.buffer()),
+                Bind::W(3, y.buffer()),
+                // Without a bias the kernel reads none: bind the product in its place.
+                Bind::R(4, bias.map_or(prod.buffer(), |b| b.buffer())),
+            ],
+            s.m * t,
+        )?;
+        n0 += nb;
+    }
     Ok(y)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Gpu;
+    use sim::{Backend, Stream};
+
+    /// Chunks of 1, 2 and 3 samples (of 5) give the one-chunk result, for both tiles, forward
+    /// with bias and the input adjoint.
+    #[test]
+    fn chunks_of_samples_give_the_whole_batch_result() {
+        let g = Gpu::new(None).expect("a GPU adapter (lavapipe in CI)");
+        let r = |shape: &[usize], seed| {
+            let t = sim::Cpu
+                .rand(shape, &Stream::new(seed, "chunks"), 0)
+                .unwrap();
+            g.upload(&t).unwrap()
+        };
+        let (n, k, m, h, wd) = (5, 6, 7, 9, 10);
+        let x = r(&[n, k, h, wd], 1);
+        let w = r(&[m, k, 3, 3], 2);
+        let b = r(&[m], 3);
+        let gy = r(&[n, m, h, wd], 4);
+        for tile in [Tile::F2, Tile::F4] {
+            let per_sample = 4
+                * tile.alpha().pow(2)
+                * k.max(m)
+                * h.div_ceil(tile.size())
+                * wd.div_ceil(tile.size());
+            let run = |cap: u64, adjoint: bool| {
+                let s = Shape {
+                    tile,
+                    n,
+                    k,
+                    m,
+                    hin: h,
+                    win: wd,
+                    pad: (1, 1),
+                    hy: h,
+                    wy: wd,
+                };
+                let y = if adjoint {
+                    let s = Shape { k: m, m: k, ..s };
+                    conv3x3_chunked(g.ctx(), "test", Source::Plain(&gy), &w, true, None, s, cap)
+                } else {
+                    conv3x3_chunked(
+                        g.ctx(),
+                        "test",
+                        Source::Plain(&x),
+                        &w,
+                        false,
+                        Some(&b),
+                        s,
+                        cap,
+                    )
+                };
+                g.download(&y.unwrap()).unwrap()
+            };
+            for adjoint in [false, true] {
+                let whole = run(u64::MAX, adjoint);
+                for samples in [1, 2, 3] {
+                    let part = run((samples * per_sample) as u64, adjoint);
+                    let err = whole
+                        .iter()
+                        .zip(part.iter())
+                        .fold(0.0f32, |e, (a, b)| e.max((a - b).abs()));
+                    assert!(
+                        err <= 1e-5,
+                        "{tile:?} adjoint {adjoint}, {samples} per chunk: {err}"
+                    );
+                }
+            }
+        }
+    }
 }
