@@ -39,9 +39,20 @@ fn setup<B: Backend>(be: &B, spec: &ModelSpec, n: usize) -> (EpNet<B>, B::Tensor
     (net, x, st)
 }
 
-fn steps<B: Backend>(b: Bencher, be: &B, spec: ModelSpec) {
+/// Time [`STEPS`] free steps; with `launches` (a GPU's launch counter), first print how many
+/// kernel launches one step records.
+fn steps<B: Backend>(b: Bencher, be: &B, spec: ModelSpec, launches: Option<&dyn Fn() -> u64>) {
     let (net, x, st) = setup(be, &spec, 128);
     let input = net.read_input(be, &x).unwrap();
+    if let Some(count) = launches {
+        let before = count();
+        drop(net.step_with(be, &x, &st, None, Some(&input)).unwrap());
+        eprintln!(
+            "{:?} conv channels: {} kernel launches per free step",
+            spec.conv.iter().map(|c| c.channels).collect::<Vec<_>>(),
+            count() - before
+        );
+    }
     b.bench_local(|| {
         let mut s = st.clone();
         for _ in 0..STEPS {
@@ -85,45 +96,60 @@ fn batch<B: Backend>(b: Bencher, be: &B, mut spec: ModelSpec) {
 #[divan::bench(sample_count = 5)]
 fn fmnist_10_free_steps_cpu(b: Bencher) {
     if cpu_rows() {
-        steps(b, &Cpu, fmnist_spec(60, 15));
+        steps(b, &Cpu, fmnist_spec(60, 15), None);
     }
 }
 
 #[divan::bench(sample_count = 5)]
 fn fmnist_10_free_steps_gpu(b: Bencher) {
     let g = gpu();
-    steps(b, &g, fmnist_spec(60, 15));
+    steps(b, &g, fmnist_spec(60, 15), Some(&|| g.launches()));
 }
 
 #[divan::bench(sample_count = 5)]
 fn fmnist_10_free_steps_gpu_direct(b: Bencher) {
     let g = gpu().with_conv_algo(ConvAlgo::Direct);
-    steps(b, &g, fmnist_spec(60, 15));
+    steps(b, &g, fmnist_spec(60, 15), Some(&|| g.launches()));
 }
 
 #[divan::bench(sample_count = 3)]
 fn cifar10_paper_10_free_steps_cpu(b: Bencher) {
     if cpu_rows() {
-        steps(b, &Cpu, ModelSpec::cifar10_reference());
+        steps(b, &Cpu, ModelSpec::cifar10_reference(), None);
     }
 }
 
 #[divan::bench(sample_count = 3)]
 fn cifar10_paper_10_free_steps_gpu(b: Bencher) {
     let g = gpu();
-    steps(b, &g, ModelSpec::cifar10_reference());
+    steps(
+        b,
+        &g,
+        ModelSpec::cifar10_reference(),
+        Some(&|| g.launches()),
+    );
 }
 
 #[divan::bench(sample_count = 3)]
 fn cifar10_paper_10_free_steps_gpu_direct(b: Bencher) {
     let g = gpu().with_conv_algo(ConvAlgo::Direct);
-    steps(b, &g, ModelSpec::cifar10_reference());
+    steps(
+        b,
+        &g,
+        ModelSpec::cifar10_reference(),
+        Some(&|| g.launches()),
+    );
 }
 
 #[divan::bench(sample_count = 3)]
 fn cifar10_paper_10_free_steps_gpu_winograd2(b: Bencher) {
     let g = gpu().with_conv_algo(ConvAlgo::Winograd2);
-    steps(b, &g, ModelSpec::cifar10_reference());
+    steps(
+        b,
+        &g,
+        ModelSpec::cifar10_reference(),
+        Some(&|| g.launches()),
+    );
 }
 
 /// GPU only (the CPU row would take minutes): with the free-step rows above, the paper run's

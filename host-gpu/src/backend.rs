@@ -51,6 +51,12 @@ impl Gpu {
         self.conv
     }
 
+    /// Kernel launches recorded on this device so far (all `Gpu` handles of it together): the
+    /// difference over a piece of work counts its dispatches.
+    pub fn launches(&self) -> u64 {
+        self.ctx.launches()
+    }
+
     /// The device context, for the ops' unit tests.
     #[cfg(test)]
     pub(crate) fn ctx(&self) -> &Arc<Ctx> {

@@ -9,6 +9,7 @@
 //! [`MAX_PENDING`] dispatches and before any read-back.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use sim::{Error, Result};
@@ -44,6 +45,8 @@ pub(crate) struct Ctx {
     pipelines: Mutex<HashMap<String, Arc<(wgpu::ComputePipeline, wgpu::BindGroupLayout)>>>,
     pool: Mutex<(HashMap<u64, Vec<wgpu::Buffer>>, u64)>,
     pending: Mutex<Pending>,
+    /// Kernel launches recorded since the device was opened (for benchmarks).
+    launches: AtomicU64,
 }
 
 /// A pooled storage buffer: released to the pool when the last tensor holding it drops.
@@ -150,6 +153,7 @@ impl Ctx {
                 encoder: None,
                 count: 0,
             }),
+            launches: AtomicU64::new(0),
         }))
     }
 
@@ -391,6 +395,7 @@ impl Ctx {
             pass.dispatch_workgroups(groups[0], groups[1], groups[2]);
         }
         pending.count += 1;
+        self.launches.fetch_add(1, Ordering::Relaxed);
         if pending.count >= MAX_PENDING {
             let enc = pending.encoder.take().expect("encoder present");
             pending.count = 0;
@@ -398,6 +403,11 @@ impl Ctx {
             self.queue.submit([enc.finish()]);
         }
         Ok(())
+    }
+
+    /// Kernel launches recorded since the device was opened.
+    pub(crate) fn launches(&self) -> u64 {
+        self.launches.load(Ordering::Relaxed)
     }
 
     /// Record a buffer-to-buffer copy in the pending encoder.

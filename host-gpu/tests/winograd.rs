@@ -210,3 +210,24 @@ for_each_tile!(
     reruns_give_the_same_bits,
     adjoint_identity_holds_on_the_winograd_path
 );
+
+/// A Winograd conv is four launches (weight, input and output transforms around one GEMM) where
+/// the direct conv is one, on a device of its own (so that no other test's launches count).
+#[test]
+fn a_winograd_conv_is_four_launches_and_a_direct_one_is_one() {
+    let dev = host_gpu::Gpu::new(None).expect("a GPU adapter (lavapipe in CI)");
+    let p = Conv2dParams::new(1, 1);
+    let x = dev.upload(&rand(&[2, 40, 8, 8], 1)).unwrap();
+    let w = dev.upload(&rand(&[48, 40, 3, 3], 2)).unwrap();
+    for (algo, want) in [
+        (ConvAlgo::Direct, 1),
+        (ConvAlgo::Winograd2, 4),
+        (ConvAlgo::Winograd4, 4),
+        (ConvAlgo::Auto, 4),
+    ] {
+        let g = dev.with_conv_algo(algo);
+        let before = g.launches();
+        drop(g.conv2d(&x, &w, None, p).unwrap());
+        assert_eq!(g.launches() - before, want, "{algo:?}");
+    }
+}

@@ -1,0 +1,59 @@
+//! The GPU backend's cost per kernel launch: `cargo bench -p host-gpu --bench dispatch`. One
+//! iteration records 1000 element-wise adds on a tensor of 256 floats (one workgroup each, nothing
+//! to compute) and then syncs, so iteration / 1000 bounds what one dispatch costs the host
+//! (parameter buffer, bind group, compute pass, encoding, submission) plus the driver's launch.
+//! A paper-config EP step is about 60 dispatches; on a GPU where the step's arithmetic takes about
+//! 1 ms, a per-dispatch cost of 10 µs would be more than half of it.
+
+use divan::Bencher;
+use sim::{Backend, Cpu, Stream};
+
+fn main() {
+    divan::main();
+}
+
+/// The first GPU adapter, or a panic naming why there is none.
+fn gpu() -> host_gpu::Gpu {
+    host_gpu::Gpu::new(None).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Launches per timed iteration.
+const LAUNCHES: usize = 1000;
+
+#[divan::bench(sample_count = 10)]
+fn add_1000_small(b: Bencher) {
+    let g = gpu();
+    let x = g
+        .upload(&Cpu.rand(&[256], &Stream::new(0, "dispatch"), 0).unwrap())
+        .unwrap();
+    drop(g.add(&x, &x).unwrap());
+    g.sync().unwrap();
+    b.bench_local(|| {
+        let mut y = x.clone();
+        for _ in 0..LAUNCHES {
+            y = g.add(&y, &x).unwrap();
+        }
+        g.sync().unwrap();
+        y
+    });
+}
+
+/// Recording only: the same 1000 adds without the final sync (the driver may still be running
+/// earlier submissions; the next sample's sync waits for them).
+#[divan::bench(sample_count = 10)]
+fn add_1000_small_record_only(b: Bencher) {
+    let g = gpu();
+    let x = g
+        .upload(&Cpu.rand(&[256], &Stream::new(0, "dispatch"), 0).unwrap())
+        .unwrap();
+    drop(g.add(&x, &x).unwrap());
+    g.sync().unwrap();
+    b.bench_local(|| {
+        let mut y = x.clone();
+        for _ in 0..LAUNCHES {
+            y = g.add(&y, &x).unwrap();
+        }
+        y
+    });
+    g.sync().unwrap();
+}
