@@ -20,19 +20,31 @@ fn gpu() -> host_gpu::Gpu {
 /// Launches per timed iteration.
 const LAUNCHES: usize = 1000;
 
-#[divan::bench(sample_count = 10)]
-fn add_1000_small(b: Bencher) {
+/// The device, a 256-float tensor on it, and the add's pipeline compiled.
+fn setup() -> (host_gpu::Gpu, host_gpu::GpuTensor) {
     let g = gpu();
     let x = g
         .upload(&Cpu.rand(&[256], &Stream::new(0, "dispatch"), 0).unwrap())
         .unwrap();
     drop(g.add(&x, &x).unwrap());
     g.sync().unwrap();
+    (g, x)
+}
+
+/// [`LAUNCHES`] adds, each on the previous result.
+fn adds(g: &host_gpu::Gpu, x: &host_gpu::GpuTensor) -> host_gpu::GpuTensor {
+    let mut y = x.clone();
+    for _ in 0..LAUNCHES {
+        y = g.add(&y, x).unwrap();
+    }
+    y
+}
+
+#[divan::bench(sample_count = 10)]
+fn add_1000_small(b: Bencher) {
+    let (g, x) = setup();
     b.bench_local(|| {
-        let mut y = x.clone();
-        for _ in 0..LAUNCHES {
-            y = g.add(&y, &x).unwrap();
-        }
+        let y = adds(&g, &x);
         g.sync().unwrap();
         y
     });
@@ -42,18 +54,7 @@ fn add_1000_small(b: Bencher) {
 /// earlier submissions; the next sample's sync waits for them).
 #[divan::bench(sample_count = 10)]
 fn add_1000_small_record_only(b: Bencher) {
-    let g = gpu();
-    let x = g
-        .upload(&Cpu.rand(&[256], &Stream::new(0, "dispatch"), 0).unwrap())
-        .unwrap();
-    drop(g.add(&x, &x).unwrap());
-    g.sync().unwrap();
-    b.bench_local(|| {
-        let mut y = x.clone();
-        for _ in 0..LAUNCHES {
-            y = g.add(&y, &x).unwrap();
-        }
-        y
-    });
+    let (g, x) = setup();
+    b.bench_local(|| adds(&g, &x));
     g.sync().unwrap();
 }

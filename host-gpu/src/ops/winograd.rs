@@ -251,29 +251,30 @@ fn conv3x3_chunked(
         }
     };
     let y = empty(ctx, &[s.n, s.m, s.hy, s.wy])?;
+    // The words P[0..6] both transforms of the activations start with: channels, tiles T of the
+    // chunk, the plane they read or write, and the tile grid.
+    let head = |c: usize, t: usize, (h, w): (usize, usize)| -> Result<Vec<u32>> {
+        [c, t, h, w, th, tw].iter().map(|&v| u(op, v)).collect()
+    };
     let mut n0 = 0;
     while n0 < s.n {
         let t = nb.min(s.n - n0) * tiles;
         let v = empty(ctx, &[aa, s.k, t])?;
+        let mut p = head(s.k, t, (s.hin, s.win))?;
+        p.extend([
+            u(op, s.pad.0)?,
+            mode,
+            u(op, pk)?,
+            u(op, hp)?,
+            u(op, wp)?,
+            u(op, s.k * t)?,
+            u(op, s.pad.1)?,
+            u(op, n0)?,
+        ]);
         tile.launch(
             ctx,
             "wino_input",
-            &[
-                u(op, s.k)?,
-                u(op, t)?,
-                u(op, s.hin)?,
-                u(op, s.win)?,
-                u(op, th)?,
-                u(op, tw)?,
-                u(op, s.pad.0)?,
-                mode,
-                u(op, pk)?,
-                u(op, hp)?,
-                u(op, wp)?,
-                u(op, s.k * t)?,
-                u(op, s.pad.1)?,
-                u(op, n0)?,
-            ],
+            &p,
             &[
                 Bind::R(1, x.buffer()),
                 // Without switches the kernel reads none: bind the source in their place.
@@ -290,20 +291,12 @@ fn conv3x3_chunked(
         };
         let prod = dense(ctx, op, &uw, &v, None, (false, false), d, &[aa, s.m, t])?;
         drop(v);
+        let mut p = head(s.m, t, (s.hy, s.wy))?;
+        p.extend([bias.is_some() as u32, u(op, s.m * t)?, u(op, n0)?]);
         tile.launch(
             ctx,
             "wino_output",
-            &[
-                u(op, s.m)?,
-                u(op, t)?,
-                u(op, s.hy)?,
-                u(op, s.wy)?,
-                u(op, th)?,
-                u(op, tw)?,
-                bias.is_some() as u32,
-                u(op, s.m * t)?,
-                u(op, n0)?,
-            ],
+            &p,
             &[
                 Bind::R(1, prod.buffer()),
                 Bind::W(3, y.buffer()),
