@@ -11,7 +11,8 @@
 #                                        # (benchmarks, `eval --substrate netlist:pcm`, and
 #                                        # `eval --tol` against plain T1 on the GPU; the conv
 #                                        # and EP-step benches time the direct implicit GEMM
-#                                        # against Winograd, rows *_winograd / *_gpu_direct);
+#                                        # against Winograd F(2x2) and F(4x4): rows
+#                                        # *_winograd2/4, *_gpu_direct, *_gpu_winograd4);
 #                                        # everything lands in DIR (log.txt, bench.txt, parity.txt);
 #                                        # EPSIM_GPU_BENCH_QUICK=1 skips the timings (a dry run)
 #
@@ -59,8 +60,10 @@ def npy(path, shape, values):
         f.write(struct.pack(f"<{len(values)}f", *values))
 rng = random.Random(7)
 npy(".gpubench/x_fmnist.npy", (16, 1, 28, 28), [rng.random() for _ in range(16 * 784)])
+npy(".gpubench/x_cifar.npy", (16, 3, 32, 32), [rng.random() for _ in range(16 * 3072)])
 PY
-  cp models/quickstart-epcnn.safetensors .gpubench/
+  # The small CIFAR-10 EP-CNN (3x3 layers of 32-64-128 channels: Winograd under the GPU's Auto).
+  cp models/quickstart-epcnn.safetensors models/cifar10-small-epcnn-t60.safetensors .gpubench/
   # The Fashion-MNIST test set for the substrate timings (the machine has no network).
   mkdir -p .gpubench/fmnist
   cp /usr/share/datasets/fashion-mnist/t10k-* .gpubench/fmnist/
@@ -93,18 +96,21 @@ run() {
     echo "-- $t"
     "$t" 2>&1 | tail -n 5 | tee -a "$out/parity.txt"
   done
-  echo "== settle on both devices"
-  "$b/epsim" --device cpu settle --model $b/quickstart-epcnn.safetensors --input $b/x_fmnist.npy \
-    --steps 60 --at 1,10,60 --dump "$out/settle_cpu.npz"
-  "$b/epsim" --device gpu settle --model $b/quickstart-epcnn.safetensors --input $b/x_fmnist.npy \
-    --steps 60 --at 1,10,60 --dump "$out/settle_gpu.npz"
-  python3 - "$out/settle_cpu.npz" "$out/settle_gpu.npz" <<'PY' | tee -a "$out/parity.txt"
+  echo "== settle on both devices (Fashion-MNIST quick-start: direct convs; small CIFAR-10: Winograd)"
+  for m in quickstart-epcnn:x_fmnist cifar10-small-epcnn-t60:x_cifar; do
+    local model=${m%%:*} x=${m##*:}
+    for dev in cpu gpu; do
+      "$b/epsim" --device $dev settle --model "$b/$model.safetensors" --input "$b/$x.npy" \
+        --steps 60 --at 1,10,60 --dump "$out/settle_${model}_$dev.npz"
+    done
+    python3 - "$model" "$out/settle_${model}_cpu.npz" "$out/settle_${model}_gpu.npz" <<'PY' | tee -a "$out/parity.txt"
 import sys, numpy as np
-a, b = np.load(sys.argv[1]), np.load(sys.argv[2])
+a, b = np.load(sys.argv[2]), np.load(sys.argv[3])
 worst = max(float(np.abs(a[k] - b[k]).max()) for k in a.files)
-print(f"settle --dump cpu vs gpu: {len(a.files)} arrays, max abs difference {worst:.3e}",
+print(f"settle --dump cpu vs gpu, {sys.argv[1]}: {len(a.files)} arrays, max abs difference {worst:.3e}",
       "(bar 1e-4)", "PASS" if worst <= 1e-4 else "FAIL")
 PY
+  done
   if [ "${EPSIM_GPU_BENCH_QUICK:-0}" = 1 ]; then
     echo "EPSIM_GPU_BENCH_QUICK=1: parity only, no timings"
     return

@@ -3,9 +3,9 @@
 //! (then a device sync on the GPU, so the timing holds the GPU's work), or one EP training batch
 //! (free phase, two nudged phases, update) of a short schedule (T1 = 20, T2 = 5).
 //! Inference step time = iteration / 10. The `_gpu` rows use the default convolution algorithm
-//! (`ConvAlgo::Auto`: Winograd, mostly F(4×4, 3×3), on the 3x3 layers with ≥ 32 channels in and
-//! out), the `_gpu_direct` rows the direct implicit GEMM everywhere, `_gpu_winograd2` Winograd
-//! F(2×2, 3×3) wherever it applies (the Fashion-MNIST nets' 5x5 layers are direct in every row). `EPSIM_BENCH_CPU=0` skips the CPU rows (the
+//! (`ConvAlgo::Auto`: Winograd F(2×2, 3×3) on the 3x3 layers with ≥ 32 channels in and out), the
+//! `_gpu_direct` rows the direct implicit GEMM everywhere, `_gpu_winograd4` Winograd F(4×4, 3×3)
+//! wherever it applies (the Fashion-MNIST nets' 5x5 layers are direct in every row). `EPSIM_BENCH_CPU=0` skips the CPU rows (the
 //! paper-config CPU row takes minutes on 2 cores). On lavapipe (Mesa's software Vulkan) the GPU
 //! rows only prove the code runs.
 
@@ -142,8 +142,8 @@ fn cifar10_paper_10_free_steps_gpu_direct(b: Bencher) {
 }
 
 #[divan::bench(sample_count = 3)]
-fn cifar10_paper_10_free_steps_gpu_winograd2(b: Bencher) {
-    let g = gpu().with_conv_algo(ConvAlgo::Winograd2);
+fn cifar10_paper_10_free_steps_gpu_winograd4(b: Bencher) {
+    let g = gpu().with_conv_algo(ConvAlgo::Winograd4);
     steps(
         b,
         &g,

@@ -11,9 +11,9 @@ fn gpu() -> host_gpu::Gpu {
 
 sim::conformance_suite!(gpu, gpu());
 // The same suite with each convolution algorithm forced (the default, `Auto`, takes Winograd only
-// for ≥ 32 channels, which few of the suite's shapes have). Not F(4×4) forced: its rounding (about
-// 10× the direct sum's) exceeds this suite's tolerances, which are set for direct sums; F(4×4) has
-// its own checks in `tests/winograd.rs` and runs under `Auto` in the EP parity suite.
+// for ≥ 32 channels, which few of the suite's shapes have). Not F(4×4) (`ConvAlgo::Winograd4`, a
+// benchmarking option outside the parity bars): its rounding (about 10× the direct sum's) exceeds
+// this suite's tolerances, which are set for direct sums; its checks are in `tests/winograd.rs`.
 sim::conformance_suite!(gpu_direct, gpu().with_conv_algo(host_gpu::ConvAlgo::Direct));
 sim::conformance_suite!(
     gpu_winograd2,

@@ -20,7 +20,7 @@ fn direct() -> Gpu {
 type Shape = (usize, usize, usize, usize, usize, (usize, usize));
 
 /// Odd and even sizes, one-row outputs, asymmetric padding, ≥ 32 channels.
-const SHAPES: [Shape; 8] = [
+const SHAPES: [Shape; 9] = [
     (2, 3, 5, 7, 6, (1, 1)),
     (1, 4, 4, 5, 5, (0, 0)),
     (3, 2, 6, 4, 4, (2, 2)),
@@ -29,6 +29,7 @@ const SHAPES: [Shape; 8] = [
     (2, 6, 7, 9, 11, (1, 2)),
     (1, 33, 40, 6, 6, (1, 1)),
     (4, 2, 3, 3, 3, (0, 0)),
+    (8, 32, 64, 16, 16, (1, 1)),
 ];
 
 fn forward_matches_cpu_and_the_direct_gemm(wino: &Gpu) {
@@ -103,6 +104,8 @@ fn pooled_input_adjoint_matches_cpu(wino: &Gpu) {
         (1, 5, 6, 7, 9, 2),
         (2, 2, 3, 10, 8, 3),
         (3, 34, 33, 6, 6, 2),
+        (8, 32, 64, 16, 16, 2),
+        (8, 64, 128, 8, 8, 2),
     ]
     .iter()
     .enumerate()
