@@ -4,6 +4,8 @@
 //!
 //! Every kernel follows one binding convention: `@binding(0)` is a read-only `array<u32>` of
 //! parameters (f32 values bit-cast), the operands follow at the binding numbers the caller names.
+//! The parameters of a batch of dispatches share one buffer, a [`PARAM_SLOT`]-byte slot each,
+//! written once just before the batch is submitted (not one buffer per dispatch).
 //! Dispatches are recorded in order into one pending encoder; wgpu orders compute passes, so a
 //! buffer written by one dispatch is visible to the next. The pending work is submitted every
 //! [`MAX_PENDING`] dispatches and before any read-back.
@@ -17,6 +19,10 @@ use wgpu::util::DeviceExt;
 
 /// Dispatches recorded before the pending encoder is submitted.
 const MAX_PENDING: usize = 256;
+/// Bytes of parameter words one dispatch may keep in the batch's shared parameter buffer (the
+/// offsets are multiples of it, and every device's storage offset alignment is at most 256);
+/// dispatches with more words get a buffer of their own.
+const PARAM_SLOT: usize = 256;
 /// Bytes kept in the buffer pool at most (buffers beyond it are freed when released).
 const POOL_CAP_BYTES: u64 = 4 << 30;
 /// Invocations per workgroup of the 1-D element kernels (every `.wgsl` element kernel uses it).
@@ -33,6 +39,21 @@ pub(crate) enum Bind<'a> {
 struct Pending {
     encoder: Option<wgpu::CommandEncoder>,
     count: usize,
+    /// The batch's parameter words, one [`PARAM_SLOT`] per dispatch, uploaded to `params_buf`
+    /// just before the batch is submitted.
+    params: Vec<u8>,
+    params_buf: Option<wgpu::Buffer>,
+}
+
+impl Pending {
+    fn new() -> Pending {
+        Pending {
+            encoder: None,
+            count: 0,
+            params: Vec::new(),
+            params_buf: None,
+        }
+    }
 }
 
 /// The device, its queue and the caches. Shared by every tensor of the backend.
@@ -149,10 +170,7 @@ impl Ctx {
             modules: Mutex::new(HashMap::new()),
             pipelines: Mutex::new(HashMap::new()),
             pool: Mutex::new((HashMap::new(), 0)),
-            pending: Mutex::new(Pending {
-                encoder: None,
-                count: 0,
-            }),
+            pending: Mutex::new(Pending::new()),
             launches: AtomicU64::new(0),
         }))
     }
@@ -355,16 +373,41 @@ impl Ctx {
         if words.is_empty() {
             words.push(0);
         }
-        let pbuf = self
-            .device
-            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                label: None,
-                contents: bytemuck::cast_slice(&words),
-                usage: wgpu::BufferUsages::STORAGE,
+        let bytes: &[u8] = bytemuck::cast_slice(&words);
+        // Submitted under the lock: another thread's later work must not be submitted first, and
+        // the batch's parameter slots are taken in recording order.
+        let mut pending = self.pending.lock().expect("pending lock");
+        let own;
+        let param = if bytes.len() <= PARAM_SLOT {
+            let offset = pending.params.len().next_multiple_of(PARAM_SLOT);
+            pending.params.resize(offset, 0);
+            pending.params.extend_from_slice(bytes);
+            let buf = pending.params_buf.get_or_insert_with(|| {
+                self.device.create_buffer(&wgpu::BufferDescriptor {
+                    label: Some("params"),
+                    size: (MAX_PENDING * PARAM_SLOT) as u64,
+                    usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST,
+                    mapped_at_creation: false,
+                })
             });
+            wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                buffer: buf,
+                offset: offset as u64,
+                size: wgpu::BufferSize::new(bytes.len() as u64),
+            })
+        } else {
+            own = self
+                .device
+                .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                    label: None,
+                    contents: bytes,
+                    usage: wgpu::BufferUsages::STORAGE,
+                });
+            own.as_entire_binding()
+        };
         let mut entries = vec![wgpu::BindGroupEntry {
             binding: 0,
-            resource: pbuf.as_entire_binding(),
+            resource: param,
         }];
         for b in binds {
             let (i, buf) = match b {
@@ -380,7 +423,6 @@ impl Ctx {
             layout: &p.1,
             entries: &entries,
         });
-        let mut pending = self.pending.lock().expect("pending lock");
         let enc = pending.encoder.get_or_insert_with(|| {
             self.device
                 .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None })
@@ -397,12 +439,22 @@ impl Ctx {
         pending.count += 1;
         self.launches.fetch_add(1, Ordering::Relaxed);
         if pending.count >= MAX_PENDING {
-            let enc = pending.encoder.take().expect("encoder present");
-            pending.count = 0;
-            // Submitted under the lock: another thread's later work must not be submitted first.
-            self.queue.submit([enc.finish()]);
+            self.submit(&mut pending);
         }
         Ok(())
+    }
+
+    /// Submit the batch: its parameter words first (wgpu applies a buffer write before the
+    /// commands of the next submission), then its commands. Called with the pending lock held.
+    fn submit(&self, pending: &mut Pending) {
+        pending.count = 0;
+        if let Some(buf) = pending.params_buf.take() {
+            self.queue.write_buffer(&buf, 0, &pending.params);
+        }
+        pending.params.clear();
+        if let Some(enc) = pending.encoder.take() {
+            self.queue.submit([enc.finish()]);
+        }
     }
 
     /// Kernel launches recorded since the device was opened.
@@ -436,10 +488,7 @@ impl Ctx {
         // Submitted under the lock, so command buffers reach the queue in recording order even
         // when several threads record and flush.
         let mut pending = self.pending.lock().expect("pending lock");
-        pending.count = 0;
-        if let Some(enc) = pending.encoder.take() {
-            self.queue.submit([enc.finish()]);
-        }
+        self.submit(&mut pending);
     }
 
     /// Wait for all submitted work.
@@ -506,5 +555,51 @@ pub(crate) fn groups_1d(n: usize) -> [u32; 3] {
     } else {
         let y = g.div_ceil(65_535);
         [g.div_ceil(y) as u32, y as u32, 1]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Copies its parameter words P[0..P[0]] to its output.
+    const ECHO: &str = "@group(0) @binding(0) var<storage, read> P: array<u32>;
+@group(0) @binding(1) var<storage, read_write> OUT: array<u32>;
+@compute @workgroup_size(1)
+fn echo() {
+    let n = P[0];
+    for (var i = 0u; i < n; i++) { OUT[i] = P[i]; }
+}";
+
+    /// 600 dispatches (more than two batches of MAX_PENDING) with 1 to 100 parameter words (so
+    /// some fit a slot of the shared buffer and some get their own): each sees its own words.
+    #[test]
+    fn parameter_words_reach_their_dispatch_across_batches_and_sizes() {
+        let ctx = Ctx::open(None).expect("a GPU adapter (lavapipe in CI)");
+        let mut runs = Vec::new();
+        for d in 0..600u32 {
+            let n = 1 + (d * 7) % 100;
+            let words: Vec<u32> = (0..n)
+                .map(|i| if i == 0 { n } else { d * 1000 + i })
+                .collect();
+            let out = ctx.alloc(4 * u64::from(n)).unwrap();
+            ctx.dispatch(
+                "echo",
+                &|| ECHO.to_string(),
+                "echo",
+                &words,
+                &[Bind::W(1, out.buffer())],
+                [1, 1, 1],
+            )
+            .unwrap();
+            runs.push((words, out));
+        }
+        assert!(runs.iter().any(|(w, _)| 4 * w.len() > PARAM_SLOT));
+        for (d, (words, out)) in runs.iter().enumerate() {
+            let got: Vec<u32> = bytemuck::pod_collect_to_vec(
+                &ctx.read(out.buffer(), 4 * words.len() as u64).unwrap(),
+            );
+            assert_eq!(&got, words, "dispatch {d}");
+        }
     }
 }
