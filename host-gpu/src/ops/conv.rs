@@ -41,8 +41,9 @@ use crate::tensor::{GpuIndex, GpuTensor};
 /// adjoint is always the direct implicit GEMM). Set with `Gpu::with_conv_algo`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum ConvAlgo {
-    /// Winograd F(2×2, 3×3) where it is supported and expected to pay (see
-    /// [`ConvAlgo::winograd_tile`]), else the direct implicit GEMM.
+    /// Winograd F(2×2, 3×3) where it is supported, the layer has ≥ [`WINOGRAD_MIN_CHANNELS`]
+    /// channels in and out, and it needs ≥ 1.5× fewer multiplies than direct; else the direct
+    /// implicit GEMM.
     #[default]
     Auto,
     /// The direct implicit GEMM everywhere.
@@ -53,8 +54,9 @@ pub enum ConvAlgo {
     /// Winograd F(4×4, 3×3) wherever it is supported, else the direct implicit GEMM. 4× fewer
     /// multiplies than direct, but not within the backends' 1e-4 parity on trained max-pooling
     /// EP nets: its rounding (about 10× F(2×2)'s) flips near-tied max-pool switches of clamped
-    /// neurons, and the switched feedback moves states by up to 0.15 within 10 steps (the small
-    /// CIFAR-10 EP-CNN, `epsim settle`). For speed measurements and nets without such ties.
+    /// neurons, and the switched feedback moved states by 0.05 within 10 steps and 0.15 within 60
+    /// (the small CIFAR-10 EP-CNN, `epsim settle`). For speed measurements and nets without such
+    /// ties.
     Winograd4,
 }
 
