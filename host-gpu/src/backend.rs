@@ -46,11 +46,6 @@ impl Gpu {
         }
     }
 
-    /// The convolution algorithm in use.
-    pub fn conv_algo(&self) -> ConvAlgo {
-        self.conv
-    }
-
     /// Kernel launches recorded on this device so far (all `Gpu` handles of it together): the
     /// difference over a piece of work counts its dispatches.
     pub fn launches(&self) -> u64 {

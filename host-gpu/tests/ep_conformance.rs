@@ -13,10 +13,9 @@ ep::conformance_suite!(gpu, gpu());
 ep::parity_suite!(cpu_vs_gpu, sim::Cpu, gpu());
 // The parity again with each convolution algorithm forced: `Auto` runs the paper net's wide layers
 // as Winograd F(2×2) and the narrow ones (the 3-channel first layer) and the 5x5 layers of the
-// Fashion-MNIST nets direct. Not F(4×4) (`ConvAlgo::Winograd4`, outside the parity bars): with
-// every layer on it the paper net's BPTT d/dx is 1.1e-2 of its scale off (a small gradient, a
-// difference of large transformed terms; F(4×4) on the wide layers only: 5.6e-6; F(2×2) forced
-// and direct: 0.9e-6), and on a trained net it flips max-pool switches
+// Fashion-MNIST nets direct. Not F(4×4) (`ConvAlgo::Winograd4`, outside the parity bars):
+// instantiated here, the paper net's BPTT d/dx fails at 1.1e-2 of its scale (a small gradient, a
+// difference of large transformed terms), and on a trained net it flips max-pool switches
 // (`tests/tests/cli_device.rs`).
 ep::parity_suite!(
     cpu_vs_gpu_direct,
