@@ -70,15 +70,55 @@ pub(crate) struct Ctx {
     launches: AtomicU64,
 }
 
+/// What names one kind of data derived from a buffer's contents ([`PoolBuf::derived`]): the
+/// kind and the words that fix its layout.
+pub(crate) type DerivedKey = (&'static str, [u32; 4]);
+
 /// A pooled storage buffer: released to the pool when the last tensor holding it drops.
 pub(crate) struct PoolBuf {
     pub(crate) buf: Option<wgpu::Buffer>,
     pub(crate) ctx: Arc<Ctx>,
+    /// Buffers computed from this one's contents, kept for its life ([`PoolBuf::derived`]).
+    derived: Mutex<Vec<(DerivedKey, Arc<PoolBuf>)>>,
 }
 
 impl PoolBuf {
+    fn new(buf: wgpu::Buffer, ctx: Arc<Ctx>) -> PoolBuf {
+        PoolBuf {
+            buf: Some(buf),
+            ctx,
+            derived: Mutex::new(Vec::new()),
+        }
+    }
+
     pub(crate) fn buffer(&self) -> &wgpu::Buffer {
         self.buf.as_ref().expect("buffer present until drop")
+    }
+
+    /// The buffer derived from this one's contents under `key` (such as a convolution's
+    /// transformed weights): `make` runs on the first request only, later ones share its result.
+    /// Sound because a tensor's buffer is written only by the op that creates it (every op writes
+    /// a fresh output, `tensor.rs`), before any op can read it; the derived buffer lives as long
+    /// as this one (a pooled buffer that comes back for a new tensor gets a new `PoolBuf`, with
+    /// nothing derived). Two threads asking at once may both compute it; both results are equal.
+    pub(crate) fn derived(
+        &self,
+        key: DerivedKey,
+        make: impl FnOnce() -> Result<Arc<PoolBuf>>,
+    ) -> Result<Arc<PoolBuf>> {
+        let found = |d: &Vec<(DerivedKey, Arc<PoolBuf>)>| {
+            d.iter().find(|(k, _)| *k == key).map(|(_, b)| b.clone())
+        };
+        if let Some(b) = found(&self.derived.lock().expect("derived lock")) {
+            return Ok(b);
+        }
+        // Not under the lock: `make` records work, which may flush and wait.
+        let b = make()?;
+        let mut d = self.derived.lock().expect("derived lock");
+        Ok(found(&d).unwrap_or_else(|| {
+            d.push((key, b.clone()));
+            b
+        }))
     }
 }
 
@@ -206,10 +246,7 @@ impl Ctx {
                 mapped_at_creation: false,
             })
         });
-        Ok(PoolBuf {
-            buf: Some(buf),
-            ctx: self.clone(),
-        })
+        Ok(PoolBuf::new(buf, self.clone()))
     }
 
     /// A storage buffer holding `data` (a fresh buffer: never one still used by pending work).
@@ -235,10 +272,7 @@ impl Ctx {
                     | wgpu::BufferUsages::COPY_SRC
                     | wgpu::BufferUsages::COPY_DST,
             });
-        Ok(PoolBuf {
-            buf: Some(buf),
-            ctx: self.clone(),
-        })
+        Ok(PoolBuf::new(buf, self.clone()))
     }
 
     fn release(&self, buf: wgpu::Buffer) {

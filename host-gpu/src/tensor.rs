@@ -1,5 +1,6 @@
 //! Device-resident tensors: a pooled storage buffer plus a shape. Tensors are immutable once
-//! written (every op writes a fresh output), so `reshape` and `clone` share the buffer.
+//! written (every op writes a fresh output), so `reshape` and `clone` share the buffer, and data
+//! derived from a buffer's contents can be kept with it (`PoolBuf::derived`).
 
 use std::sync::Arc;
 

@@ -211,26 +211,74 @@ for_each_tile!(
     input_adjoint_with_padding_above_two_falls_back_to_the_direct_gemm,
     pooled_input_adjoint_matches_cpu,
     reruns_give_the_same_bits,
-    adjoint_identity_holds_on_the_winograd_path
+    adjoint_identity_holds_on_the_winograd_path,
+    replaced_weights_are_never_served_stale
 );
 
 /// A Winograd conv is four launches (weight, input and output transforms around one GEMM) where
-/// the direct conv is one, on a device of its own (so that no other test's launches count).
+/// the direct conv is one; the weight transform runs once per weight tensor, tile and direction
+/// (forward or adjoint), so a repeat is three. On a device of its own (so that no other test's
+/// launches count).
 #[test]
-fn a_winograd_conv_is_four_launches_and_a_direct_one_is_one() {
+fn a_winograd_conv_is_four_launches_then_three_and_a_direct_one_is_one() {
     let dev = host_gpu::Gpu::new(None).expect("a GPU adapter (lavapipe in CI)");
     let p = Conv2dParams::new(1, 1);
     let x = dev.upload(&rand(&[2, 40, 8, 8], 1)).unwrap();
+    let gy = dev.upload(&rand(&[2, 48, 8, 8], 3)).unwrap();
     let w = dev.upload(&rand(&[48, 40, 3, 3], 2)).unwrap();
-    for (algo, want) in [
-        (ConvAlgo::Direct, 1),
-        (ConvAlgo::Winograd2, 4),
-        (ConvAlgo::Winograd4, 4),
-        (ConvAlgo::Auto, 4),
-    ] {
+    let count = |algo: ConvAlgo, adjoint: bool, w: &host_gpu::GpuTensor| {
         let g = dev.with_conv_algo(algo);
         let before = g.launches();
-        drop(g.conv2d(&x, &w, None, p).unwrap());
-        assert_eq!(g.launches() - before, want, "{algo:?}");
+        if adjoint {
+            drop(g.conv2d_input_grad(&gy, w, (8, 8), p).unwrap());
+        } else {
+            drop(g.conv2d(&x, w, None, p).unwrap());
+        }
+        g.launches() - before
+    };
+    for (algo, adjoint, want) in [
+        (ConvAlgo::Direct, false, 1),
+        (ConvAlgo::Winograd2, false, 4),
+        (ConvAlgo::Winograd2, false, 3),
+        // Auto takes F(2×2) here: the same transformed weights.
+        (ConvAlgo::Auto, false, 3),
+        (ConvAlgo::Winograd2, true, 4),
+        (ConvAlgo::Winograd2, true, 3),
+        (ConvAlgo::Winograd4, false, 4),
+        (ConvAlgo::Winograd4, false, 3),
+        (ConvAlgo::Direct, true, 1),
+    ] {
+        assert_eq!(count(algo, adjoint, &w), want, "{algo:?} adjoint {adjoint}");
+    }
+    // A reshape shares the buffer (and its transform); a new tensor of equal values does not.
+    let same = dev.reshape(&w, &[48, 40, 3, 3]).unwrap();
+    assert_eq!(count(ConvAlgo::Winograd2, false, &same), 3);
+    let fresh = dev.upload(&rand(&[48, 40, 3, 3], 2)).unwrap();
+    assert_eq!(count(ConvAlgo::Winograd2, false, &fresh), 4);
+}
+
+/// Weights replaced step after step, as training does. Each new weight tensor is computed on the
+/// device just after the previous one is dropped, so the pool hands it the previous one's buffer
+/// (its size class is used by no other tensor here): a cache of transformed weights keyed on the
+/// buffer rather than on the tensor's life would serve the old weights (checked with such a
+/// cache). Every step's forward conv and input adjoint must match the CPU with that step's weights.
+fn replaced_weights_are_never_served_stale(wino: &Gpu) {
+    let p = Conv2dParams::new(1, 1);
+    let x = rand(&[2, 6, 4, 4], 60);
+    let gy = rand(&[2, 8, 4, 4], 61);
+    let (x_up, gy_up) = (up(&x), up(&gy));
+    let base = up(&rand(&[8, 6, 3, 3], 62));
+    let mut w = up(&rand(&[8, 6, 3, 3], 63));
+    for step in 0..4u64 {
+        let wc = down(&w);
+        let y = down(&wino.conv2d(&x_up, &w, None, p).unwrap());
+        let want = Cpu.conv2d(&x, &wc, None, p).unwrap();
+        assert_close(&format!("step {step} forward"), &y, &want);
+        let gx = down(&wino.conv2d_input_grad(&gy_up, &w, (4, 4), p).unwrap());
+        let want = Cpu.conv2d_input_grad(&gy, &wc, (4, 4), p).unwrap();
+        assert_close(&format!("step {step} input adjoint"), &gx, &want);
+        let d = up(&rand(&[8, 6, 3, 3], 70 + step));
+        drop(w);
+        w = wino.axpy(0.5, &d, &base).unwrap();
     }
 }

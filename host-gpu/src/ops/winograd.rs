@@ -7,7 +7,10 @@
 //!
 //! Four dispatches, with α = m + 2: the weight transform `U[α², M, K]`, the input transform
 //! `V[α², K, T]` of the T = N·⌈HY/m⌉·⌈WY/m⌉ output tiles, one batched GEMM of the template
-//! (`gemm::dense`, batch α²: `U_ξ · V_ξ`) and the output transform with the bias. Per m×m output
+//! (`gemm::dense`, batch α²: `U_ξ · V_ξ`) and the output transform with the bias. The weight
+//! transform runs once per weight tensor, tile and direction: `U` is kept with the weights' buffer
+//! (`PoolBuf::derived`), so every later conv with the same weights (the steps of a free phase, an
+//! attack's iterations) is three dispatches. Per m×m output
 //! tile and channel pair that is α² multiplies against 9·m² for the direct implicit GEMM: F(2×2)
 //! 16 against 36 (2.25× fewer), F(4×4) 36 against 144 (4× fewer), for extra passes over α²/m² of
 //! the input and output activations (4× for F(2×2), 2.25× for F(4×4)) and the transformed weights.
@@ -221,19 +224,36 @@ pub(crate) fn conv3x3(
     // Every flat index of the transformed tensors stays below α² times the larger of them.
     u(op, aa * (s.m * s.k).max(s.k.max(s.m) * nb * tiles))?;
 
-    let uw = empty(ctx, &[aa, s.m, s.k])?;
-    tile.launch(
-        ctx,
-        "wino_weights",
-        &[
+    // The transformed weights depend on the weights alone: computed once per weight tensor and
+    // kept with its buffer, so a free phase transforms each layer's weights once, not every step.
+    let key = (
+        "winograd weights",
+        [
+            tile.size() as u32,
+            transposed as u32,
             u(op, s.m)?,
             u(op, s.k)?,
-            transposed as u32,
-            u(op, s.m * s.k)?,
         ],
-        &[Bind::R(1, w.buffer()), Bind::W(3, uw.buffer())],
-        s.m * s.k,
-    )?;
+    );
+    let uw = GpuTensor {
+        buf: w.buf.derived(key, || {
+            let uw = empty(ctx, &[aa, s.m, s.k])?;
+            tile.launch(
+                ctx,
+                "wino_weights",
+                &[
+                    u(op, s.m)?,
+                    u(op, s.k)?,
+                    transposed as u32,
+                    u(op, s.m * s.k)?,
+                ],
+                &[Bind::R(1, w.buffer()), Bind::W(3, uw.buffer())],
+                s.m * s.k,
+            )?;
+            Ok(uw.buf)
+        })?,
+        shape: vec![aa, s.m, s.k],
+    };
     let (x, idx, mode, (pk, hp, wp)) = match src {
         Source::Plain(x) => (x, None, 0, (1, 0, 0)),
         Source::Unpool { v, idx, k, hp, wp } => {
