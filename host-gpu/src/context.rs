@@ -6,8 +6,9 @@
 //! parameters (f32 values bit-cast), the operands follow at the binding numbers the caller names.
 //! The parameters of a batch of dispatches share one buffer, a [`PARAM_SLOT`]-byte slot each,
 //! written once just before the batch is submitted (not one buffer per dispatch).
-//! Dispatches are recorded in order into one pending encoder; wgpu orders compute passes, so a
-//! buffer written by one dispatch is visible to the next. The pending work is submitted every
+//! Dispatches are recorded in order into one compute pass of one pending encoder; wgpu orders
+//! the dispatches of a pass (each is a usage scope of its own), so a buffer written by one
+//! dispatch is visible to the next. The pending work is submitted every
 //! [`MAX_PENDING`] dispatches and before any read-back.
 
 use std::collections::HashMap;
@@ -37,6 +38,9 @@ pub(crate) enum Bind<'a> {
 }
 
 struct Pending {
+    /// The open compute pass of `encoder` that dispatches are recorded into (ended before the
+    /// encoder records anything else or is submitted; declared first, so it drops first).
+    pass: Option<wgpu::ComputePass<'static>>,
     encoder: Option<wgpu::CommandEncoder>,
     count: usize,
     /// The batch's parameter words, one [`PARAM_SLOT`] per dispatch, uploaded to `params_buf`
@@ -48,6 +52,7 @@ struct Pending {
 impl Pending {
     fn new() -> Pending {
         Pending {
+            pass: None,
             encoder: None,
             count: 0,
             params: Vec::new(),
@@ -457,19 +462,10 @@ impl Ctx {
             layout: &p.1,
             entries: &entries,
         });
-        let enc = pending.encoder.get_or_insert_with(|| {
-            self.device
-                .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None })
-        });
-        {
-            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                label: None,
-                timestamp_writes: None,
-            });
-            pass.set_pipeline(&p.0);
-            pass.set_bind_group(0, &bg, &[]);
-            pass.dispatch_workgroups(groups[0], groups[1], groups[2]);
-        }
+        let pass = self.pass(&mut pending);
+        pass.set_pipeline(&p.0);
+        pass.set_bind_group(0, &bg, &[]);
+        pass.dispatch_workgroups(groups[0], groups[1], groups[2]);
         pending.count += 1;
         self.launches.fetch_add(1, Ordering::Relaxed);
         if pending.count >= MAX_PENDING {
@@ -478,10 +474,37 @@ impl Ctx {
         Ok(())
     }
 
+    /// The pending encoder (a new one after a submission).
+    fn encoder<'p>(&self, pending: &'p mut Pending) -> &'p mut wgpu::CommandEncoder {
+        pending.encoder.get_or_insert_with(|| {
+            self.device
+                .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None })
+        })
+    }
+
+    /// The open compute pass, begun on the pending encoder if none is open. Consecutive dispatches
+    /// share one pass (beginning and ending a pass per dispatch costs the host); wgpu still
+    /// orders them and makes each dispatch's writes visible to the next, since every dispatch of
+    /// a compute pass is a usage scope of its own.
+    fn pass<'p>(&self, pending: &'p mut Pending) -> &'p mut wgpu::ComputePass<'static> {
+        if pending.pass.is_none() {
+            let pass = self
+                .encoder(pending)
+                .begin_compute_pass(&wgpu::ComputePassDescriptor {
+                    label: None,
+                    timestamp_writes: None,
+                })
+                .forget_lifetime();
+            pending.pass = Some(pass);
+        }
+        pending.pass.as_mut().expect("a pass was just begun")
+    }
+
     /// Submit the batch: its parameter words first (wgpu applies a buffer write before the
     /// commands of the next submission), then its commands. Called with the pending lock held.
     fn submit(&self, pending: &mut Pending) {
         pending.count = 0;
+        pending.pass = None;
         if let Some(buf) = pending.params_buf.take() {
             self.queue.write_buffer(&buf, 0, &pending.params);
         }
@@ -509,11 +532,10 @@ impl Ctx {
             return;
         }
         let mut pending = self.pending.lock().expect("pending lock");
-        let enc = pending.encoder.get_or_insert_with(|| {
-            self.device
-                .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None })
-        });
-        enc.copy_buffer_to_buffer(src, src_off, dst, dst_off, bytes);
+        // A copy is recorded on the encoder itself: end the open compute pass first.
+        pending.pass = None;
+        self.encoder(&mut pending)
+            .copy_buffer_to_buffer(src, src_off, dst, dst_off, bytes);
         pending.count += 1;
     }
 
