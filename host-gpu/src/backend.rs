@@ -373,6 +373,17 @@ impl Backend for Gpu {
         norm::batch_norm_grad(&self.ctx, x, gamma, mean, var, eps, gy)
     }
 
+    fn conv2d_pooled(
+        &self,
+        x: &GpuTensor,
+        w: &GpuTensor,
+        b: Option<&GpuTensor>,
+        p: Conv2dParams,
+        pool: Pooling,
+    ) -> Result<(GpuTensor, Option<GpuIndex>)> {
+        conv::conv2d_pooled(&self.ctx, self.conv, x, w, b, p, pool)
+    }
+
     fn conv2d_pooled_input_grad(
         &self,
         v: &GpuTensor,

@@ -186,6 +186,64 @@ fn adjoint_identity_holds_on_the_winograd_path(wino: &Gpu) {
     }
 }
 
+/// The forward read with its pooling fused into the output transform (`conv2d_pooled`) against
+/// the conv followed by the pooling op on the same device (same bits and switches: both take
+/// the tile's values from one WGSL function and the max rule from `maxpick.wgsl`) and against
+/// the CPU. Max and average pooling, windows 1×1, 2×2, 2×1 and 4×4 (fused where they divide
+/// the tile, composed otherwise), conv outputs whose last row and column lie in no window, and a
+/// NaN in the input (the max rule's last-NaN-wins).
+fn pooled_forward_matches_conv_then_pool(wino: &Gpu) {
+    let cases: [(Shape, (usize, usize)); 6] = [
+        ((2, 3, 5, 8, 8, (1, 1)), (2, 2)),
+        ((1, 4, 6, 11, 11, (0, 0)), (2, 2)),
+        ((2, 33, 40, 9, 10, (1, 1)), (2, 1)),
+        ((1, 2, 3, 5, 7, (1, 1)), (1, 1)),
+        ((2, 3, 4, 10, 12, (1, 1)), (4, 4)),
+        ((1, 32, 32, 4, 4, (0, 0)), (2, 2)),
+    ];
+    for (i, &((n, c, o, h, w, pad), k)) in cases.iter().enumerate() {
+        let p = Conv2dParams {
+            stride: (1, 1),
+            padding: pad,
+        };
+        let pp = Pool2dParams {
+            kernel: k,
+            stride: k,
+        };
+        let mut x = rand(&[n, c, h, w], 80 + i as u64);
+        if i == 0 {
+            x[[0, 1, 3, 4]] = f32::NAN;
+        }
+        let wt = rand(&[o, c, 3, 3], 81 + i as u64);
+        let b = rand(&[o], 82 + i as u64);
+        let (gx, gw, gb) = (up(&x), up(&wt), up(&b));
+        for pool in [Pooling::Max(pp), Pooling::Avg(pp)] {
+            let what = format!("case {i} {pool:?}");
+            let (y, idx) = wino.conv2d_pooled(&gx, &gw, Some(&gb), p, pool).unwrap();
+            let z = wino.conv2d(&gx, &gw, Some(&gb), p).unwrap();
+            let (ry, ridx) = match pool {
+                Pooling::Max(pp) => {
+                    let (y, i) = wino.max_pool2d(&z, pp).unwrap();
+                    (y, Some(i))
+                }
+                _ => (wino.avg_pool2d(&z, pp).unwrap(), None),
+            };
+            assert_eq!(bits(&down(&y)), bits(&down(&ry)), "{what}: values");
+            let zs = wino.shape(&z);
+            let sw = |ix: &host_gpu::GpuIndex| sim::conformance::refs::switches(wino, ix, &zs);
+            assert_eq!(
+                idx.as_ref().map(sw),
+                ridx.as_ref().map(sw),
+                "{what}: switches"
+            );
+            if i > 0 {
+                let (want, _) = Cpu.conv2d_pooled(&x, &wt, Some(&b), p, pool).unwrap();
+                assert_close(&format!("{what} vs cpu"), &down(&y), &want);
+            }
+        }
+    }
+}
+
 /// One `#[test]` per case and tile: `f2::case` and `f4::case` run `case` with that algorithm.
 macro_rules! for_each_tile {
     ($($case:ident),* $(,)?) => {
@@ -212,12 +270,13 @@ for_each_tile!(
     pooled_input_adjoint_matches_cpu,
     reruns_give_the_same_bits,
     adjoint_identity_holds_on_the_winograd_path,
-    replaced_weights_are_never_served_stale
+    replaced_weights_are_never_served_stale,
+    pooled_forward_matches_conv_then_pool
 );
 
 /// A Winograd conv is four launches (weight, input and output transforms around one GEMM) where
 /// the direct conv is one; the weight transform runs once per weight tensor, tile and direction
-/// (forward or adjoint), so a repeat is three. On a device of its own (so that no other test's
+/// (forward or adjoint), so a repeat is three; a fused pooling adds none. On a device of its own (so that no other test's
 /// launches count).
 #[test]
 fn a_winograd_conv_is_four_launches_then_three_and_a_direct_one_is_one() {
@@ -249,6 +308,16 @@ fn a_winograd_conv_is_four_launches_then_three_and_a_direct_one_is_one() {
         (ConvAlgo::Direct, true, 1),
     ] {
         assert_eq!(count(algo, adjoint, &w), want, "{algo:?} adjoint {adjoint}");
+    }
+    // The forward read with a 2×2 max pooling: fused into the Winograd output transform (the
+    // three launches of a conv with transformed weights at hand), after the direct conv a
+    // pooling launch of its own.
+    let pool = sim::Pooling::Max(Pool2dParams::new(2, 2));
+    for (algo, want) in [(ConvAlgo::Winograd2, 3), (ConvAlgo::Direct, 2)] {
+        let g = dev.with_conv_algo(algo);
+        let before = g.launches();
+        drop(g.conv2d_pooled(&x, &w, None, p, pool).unwrap());
+        assert_eq!(g.launches() - before, want, "{algo:?} pooled");
     }
     // A reshape shares the buffer (and its transform); a new tensor of equal values does not.
     let same = dev.reshape(&w, &[48, 40, 3, 3]).unwrap();

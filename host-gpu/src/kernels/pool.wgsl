@@ -17,15 +17,6 @@ fn window_range(p: u32, k: u32, s: u32, count: u32) -> vec2<u32> {
     return vec2<u32>(lo, hi);
 }
 
-// An order key of f32 bits: x < y as floats ⟺ key(x) < key(y), with −0 and +0 equal. Comparing
-// keys keeps the CPU's ties and NaN rule whatever the driver does with NaN or subnormals.
-fn order_key(b: u32) -> u32 {
-    if ((b & 0x7fffffffu) == 0u) {
-        return 0x80000000u;
-    }
-    return select(b | 0x80000000u, ~b, (b & 0x80000000u) != 0u);
-}
-
 // P: [n_out, h, w, ho, wo, kh, kw, sh, sw]
 @compute @workgroup_size(256)
 fn max_pool(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
@@ -44,8 +35,7 @@ fn max_pool(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgrou
     let h0 = (r / wo) * pu(7u);
     let w0 = (r % wo) * pu(8u);
     let base = plane * h * w;
-    // best = −∞ at the window's first position; a value replaces it when greater, or when NaN
-    // (then the last NaN of the window wins), as sim/src/cpu/pool.rs.
+    // best = −∞ at the window's first position (maxpick.wgsl's rule, as sim/src/cpu/pool.rs).
     var best = 0xff800000u;
     var best_nan = false;
     var arg = h0 * w + w0;
@@ -54,10 +44,9 @@ fn max_pool(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgrou
         for (var dw = 0u; dw < kw; dw++) {
             let k = row + dw;
             let v = bitcast<u32>(X[base + k]);
-            let v_nan = (v & 0x7fffffffu) > 0x7f800000u;
-            if (v_nan || (!best_nan && order_key(v) > order_key(best))) {
+            if (max_takes(v, best, best_nan)) {
                 best = v;
-                best_nan = v_nan;
+                best_nan = is_nan_bits(v);
                 arg = k;
             }
         }

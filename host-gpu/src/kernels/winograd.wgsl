@@ -5,7 +5,7 @@
 //   U[ξ][o][k] = (G g_ok Gᵀ)_ξ            wino_weights  (g: the 3x3 kernel from input k to output o)
 //   V[ξ][k][t] = (Bᵀ d_kt B)_ξ            wino_input    (d: the α×α input patch of tile t)
 //   M_ξ = U_ξ · V_ξ                       α² GEMMs, [O, K] · [K, T]
-//   Y(tile t of output o) = Aᵀ M_t A (+ bias[o])   wino_output
+//   Y(tile t of output o) = Aᵀ M_t A (+ bias[o])   wino_output, or pooled: wino_output_pool
 //
 // with ξ = α·a + b (row a, column b of the α×α transform) and the tiles t = (n·TH + ty)·TW + tx
 // numbered so that consecutive invocations write consecutive t (coalesced V and M accesses).
@@ -16,11 +16,12 @@
 // all row-major.
 //
 // Bindings: 1 = source (weights, input or the GEMM's result), 2 = max-pool switches (wino_input),
-// 3 = output, 4 = bias (wino_output).
+// 3 = output, 4 = bias (wino_output), 5 = the output's max-pool switches (wino_output_pool).
 @group(0) @binding(1) var<storage, read> SRC: array<f32>;
 @group(0) @binding(2) var<storage, read> IDX: array<u32>;
 @group(0) @binding(3) var<storage, read_write> DST: array<f32>;
 @group(0) @binding(4) var<storage, read> BIAS: array<f32>;
+@group(0) @binding(5) var<storage, read_write> OIDX: array<u32>;
 
 {{MATRICES}}
 
@@ -139,18 +140,12 @@ fn wino_input(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgr
     }
 }
 
-// Output: SRC is the GEMMs' result [α²][O][T]; y is [N, O, HY, WY] (P[2], P[3]) from the TH×TW
-// tiles (P[4], P[5]) of each sample, a tile's rows and columns past the edge dropped.
-// P: [0] O, [1] T, [2] HY, [3] WY, [4] TH, [5] TW, [6] bias (0/1), [7] O·T, [8] N0 (the chunk's
-// first sample, as in wino_input).
-@compute @workgroup_size(256)
-fn wino_output(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = flat_index(gid, nwg);
+// The m×m output tile of invocation i (channel o = i / T, tile t = i % T) with the bias, row-major,
+// rows and columns past the edge included: SRC is the GEMMs' result [α²][O][T].
+// P: [0] O, [1] T, [6] bias (0/1), [7] O·T.
+fn out_tile(i: u32) -> array<f32, M_T * M_T> {
     let ot = pu(7u);
-    if (i >= ot) { return; }
-    let tn = pu(1u);
-    let o = i / tn;
-    let t = i % tn;
+    let o = i / pu(1u);
     var s: array<f32, AA>;
     for (var x = 0u; x < AA; x++) { s[x] = SRC[x * ot + i]; }
     // r = Aᵀ s (m×α).
@@ -166,6 +161,29 @@ fn wino_output(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workg
     if (pu(6u) == 1u) {
         bias = BIAS[o];
     }
+    var y: array<f32, M_T * M_T>;
+    for (var a = 0u; a < M_T; a++) {
+        for (var b = 0u; b < M_T; b++) {
+            var v = 0.0;
+            for (var l = 0u; l < ALPHA; l++) { v += r[a * ALPHA + l] * AT[b * ALPHA + l]; }
+            y[a * M_T + b] = v + bias;
+        }
+    }
+    return y;
+}
+
+// Output: y is [N, O, HY, WY] (P[2], P[3]) from the TH×TW tiles (P[4], P[5]) of each sample, a
+// tile's rows and columns past the edge dropped.
+// P: [0] O, [1] T, [2] HY, [3] WY, [4] TH, [5] TW, [6] bias (0/1), [7] O·T, [8] N0 (the chunk's
+// first sample, as in wino_input).
+@compute @workgroup_size(256)
+fn wino_output(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = flat_index(gid, nwg);
+    if (i >= pu(7u)) { return; }
+    let y = out_tile(i);
+    let tn = pu(1u);
+    let o = i / tn;
+    let t = i % tn;
     let tiles = pu(4u) * pu(5u);
     let n = pu(8u) + t / tiles;
     let q = t % tiles;
@@ -180,9 +198,67 @@ fn wino_output(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workg
         for (var b = 0u; b < M_T; b++) {
             let w = ow + b;
             if (w >= wy) { break; }
-            var v = 0.0;
-            for (var l = 0u; l < ALPHA; l++) { v += r[a * ALPHA + l] * AT[b * ALPHA + l]; }
-            DST[base + h * wy + w] = v + bias;
+            DST[base + h * wy + w] = y[a * M_T + b];
+        }
+    }
+}
+
+// Output with the pooling of the conv synapse fused: the windows KH×KW (P[10], P[11], stride =
+// window, no padding, floor mode) divide the tile, so each lies in one tile and is pooled from the
+// tile's values without the conv output being written. DST is the pooled [N, O, HO, WO] (P[12],
+// P[13]); max pooling (P[9] = 1) writes its switches to OIDX (the flat index in the HY×WY plane)
+// with the rule of pool.wgsl's max_pool, average pooling (2) divides the row-major window sum by
+// P[14] (KH·KW as f32) as its avg_pool does. P[0..9] as in wino_output.
+@compute @workgroup_size(256)
+fn wino_output_pool(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = flat_index(gid, nwg);
+    if (i >= pu(7u)) { return; }
+    let y = out_tile(i);
+    let tn = pu(1u);
+    let o = i / tn;
+    let t = i % tn;
+    let tiles = pu(4u) * pu(5u);
+    let n = pu(8u) + t / tiles;
+    let q = t % tiles;
+    let wy = pu(3u);
+    let kh = pu(10u);
+    let kw = pu(11u);
+    let ho = pu(12u);
+    let wo = pu(13u);
+    let oh = M_T * (q / pu(5u));
+    let ow = M_T * (q % pu(5u));
+    let base = (n * pu(0u) + o) * ho * wo;
+    for (var a = 0u; a < M_T; a += kh) {
+        let ph = (oh + a) / kh;
+        if (ph >= ho) { break; }
+        for (var b = 0u; b < M_T; b += kw) {
+            let pw = (ow + b) / kw;
+            if (pw >= wo) { break; }
+            if (pu(9u) == 1u) {
+                var best = 0xff800000u;
+                var best_nan = false;
+                var arg = (oh + a) * wy + ow + b;
+                for (var dh = 0u; dh < kh; dh++) {
+                    for (var dw = 0u; dw < kw; dw++) {
+                        let v = bitcast<u32>(y[(a + dh) * M_T + b + dw]);
+                        if (max_takes(v, best, best_nan)) {
+                            best = v;
+                            best_nan = is_nan_bits(v);
+                            arg = (oh + a + dh) * wy + ow + b + dw;
+                        }
+                    }
+                }
+                DST[base + ph * wo + pw] = bitcast<f32>(best);
+                OIDX[base + ph * wo + pw] = arg;
+            } else {
+                var s = 0.0;
+                for (var dh = 0u; dh < kh; dh++) {
+                    for (var dw = 0u; dw < kw; dw++) {
+                        s += y[(a + dh) * M_T + b + dw];
+                    }
+                }
+                DST[base + ph * wo + pw] = s / pf(14u);
+            }
         }
     }
 }

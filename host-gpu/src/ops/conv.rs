@@ -1,7 +1,8 @@
 //! Convolutions on the GPU: forward, input and weight adjoints as implicit GEMMs on the template of
 //! `gemm.rs` (no im2col buffer: the loaders read the NCHW tensors with the patch indexing), and,
 //! for 3x3 stride-1 layers, the Winograd F(2×2, 3×3) and F(4×4, 3×3) paths of `winograd.rs` where
-//! [`ConvAlgo`] chooses them. The GEMM's rows and columns are oriented so that the invocations of a workgroup
+//! [`ConvAlgo`] chooses them, with the EP forward read's pooling fused into the Winograd output
+//! transform where its windows divide the tile ([`conv2d_pooled`]). The GEMM's rows and columns are oriented so that the invocations of a workgroup
 //! store consecutive NCHW addresses (the columns run over the spatial positions):
 //!
 //! * forward: `y[(n,oh,ow), o]` computed as its transpose, M = O, N = N·Ho·Wo, K = C·kh·kw,
@@ -32,8 +33,8 @@ use super::empty;
 use super::gemm::{
     BK, Dims, SPLIT_STORE, Variant, bindings, kfast, launch_gemm, reduce_splits, split_k,
 };
-use super::u;
 use super::winograd::{self, Source, Tile};
+use super::{pool, u};
 use crate::context::{Bind, Ctx};
 use crate::tensor::{GpuIndex, GpuTensor};
 
@@ -457,6 +458,52 @@ pub(crate) fn conv2d(
     b: Option<&GpuTensor>,
     p: Conv2dParams,
 ) -> Result<GpuTensor> {
+    match forward(ctx, algo, x, w, b, p, Pooling::None)? {
+        Forward::Conv(y) => Ok(y),
+        Forward::Pooled(..) => unreachable!("no pooling was asked for"),
+    }
+}
+
+/// The forward read of a conv synapse, `pool(conv2d(x, w) + b)` with the max pooling's switches.
+/// When the conv runs as Winograd and its tile [`fuses`](Tile::fuses) the pooling, the output
+/// transform pools and the conv output is never written (a pass over it and a launch fewer);
+/// otherwise the pooling op follows the conv. Errors are those of the conv, then the pooling.
+pub(crate) fn conv2d_pooled(
+    ctx: &Arc<Ctx>,
+    algo: ConvAlgo,
+    x: &GpuTensor,
+    w: &GpuTensor,
+    b: Option<&GpuTensor>,
+    p: Conv2dParams,
+    pool: Pooling,
+) -> Result<(GpuTensor, Option<GpuIndex>)> {
+    match (forward(ctx, algo, x, w, b, p, pool)?, pool) {
+        (Forward::Pooled(y, idx), _) => Ok((y, idx)),
+        (Forward::Conv(z), Pooling::None) => Ok((z, None)),
+        (Forward::Conv(z), Pooling::Max(pp)) => {
+            let (y, idx) = pool::max_pool2d(ctx, &z, pp)?;
+            Ok((y, Some(idx)))
+        }
+        (Forward::Conv(z), Pooling::Avg(pp)) => Ok((pool::avg_pool2d(ctx, &z, pp)?, None)),
+    }
+}
+
+/// What [`forward`] computed: the conv output, or its pooling fused into the conv.
+enum Forward {
+    Conv(GpuTensor),
+    Pooled(GpuTensor, Option<GpuIndex>),
+}
+
+/// The forward conv after the shape checks, with `pool` fused where the Winograd tile allows it.
+fn forward(
+    ctx: &Arc<Ctx>,
+    algo: ConvAlgo,
+    x: &GpuTensor,
+    w: &GpuTensor,
+    b: Option<&GpuTensor>,
+    p: Conv2dParams,
+    pool: Pooling,
+) -> Result<Forward> {
     const OP: &str = "conv2d";
     let [n, c, h, wd] = dims4(OP, "input x [N,C,H,W]", x)?;
     let [o, cw, kh, kw] = dims4(OP, "weight w [O,C,kh,kw]", w)?;
@@ -495,7 +542,13 @@ pub(crate) fn conv2d(
             hy: ho,
             wy: wo,
         };
-        return winograd::conv3x3(
+        // Fused only where the composed pooling would not fail: its errors come from pool.rs.
+        let fused = if tile.fuses(pool, (ho, wo)) {
+            pool
+        } else {
+            Pooling::None
+        };
+        let (y, idx) = winograd::conv3x3(
             ctx,
             OP,
             Source::Plain(x),
@@ -503,8 +556,14 @@ pub(crate) fn conv2d(
             false,
             b,
             s,
+            fused,
             winograd::CHUNK_BYTES,
-        );
+        )?;
+        return Ok(if fused == Pooling::None {
+            Forward::Conv(y)
+        } else {
+            Forward::Pooled(y, idx)
+        });
     }
     let out = empty(ctx, &[n, o, ho, wo])?;
     let d = Dims {
@@ -531,7 +590,7 @@ pub(crate) fn conv2d(
         &words,
         &binds,
     )?;
-    Ok(out)
+    Ok(Forward::Conv(out))
 }
 
 /// Transposed convolution (input adjoint): gx[N,C,H,W] = convᵀ(gy[N,O,Ho,Wo]) with w[O,C,kh,kw].
@@ -607,7 +666,18 @@ fn dgrad(
             hy: g.h,
             wy: g.w,
         };
-        return winograd::conv3x3(ctx, op, src, w, true, None, s, winograd::CHUNK_BYTES);
+        let (gx, _) = winograd::conv3x3(
+            ctx,
+            op,
+            src,
+            w,
+            true,
+            None,
+            s,
+            Pooling::None,
+            winograd::CHUNK_BYTES,
+        )?;
+        return Ok(gx);
     }
     let out = empty(ctx, &[g.n, g.c, g.h, g.w])?;
     let mut binds = vec![

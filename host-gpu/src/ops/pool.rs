@@ -1,6 +1,8 @@
 //! Max pooling with argmax indices, unpooling, gather at the indices, average pooling and its
 //! adjoint (`kernels/pool.wgsl`), NCHW without padding in floor mode, as
-//! `sim/src/cpu/pool.rs` and `gather.rs`: the same window order, ties, NaN rule and checks.
+//! `sim/src/cpu/pool.rs` and `gather.rs`: the same window order, ties, NaN rule and checks. The
+//! max rule lives in `kernels/maxpick.wgsl`, shared with the pooling fused into the Winograd
+//! conv (`winograd.rs`).
 //!
 //! The adjoints (`max_unpool2d`, `avg_pool2d_adjoint`) are gathers, one invocation per input
 //! position adding the windows that hold it in row-major window order: deterministic, no
@@ -13,11 +15,19 @@ use std::sync::Arc;
 
 use sim::{Error, Pool2dParams, Result};
 
-use super::{empty, empty_index, f, launch, shader, u};
+use super::{Shader, empty, empty_index, f, launch, u};
 use crate::context::{Bind, Ctx, groups_1d};
 use crate::tensor::{GpuIndex, GpuTensor};
 
-shader!(POOL, "pool.wgsl");
+/// The pooling kernels: the prelude, the max-pooling comparison, then `pool.wgsl`.
+const POOL: Shader = Shader {
+    name: "pool.wgsl",
+    body: concat!(
+        include_str!("../kernels/maxpick.wgsl"),
+        "\n",
+        include_str!("../kernels/pool.wgsl")
+    ),
+};
 
 /// (N, C, H, W) of a 4-D shape, or a shape error naming `op` and `what`.
 fn nchw(op: &'static str, what: &str, t: &[usize]) -> Result<(usize, usize, usize, usize)> {
@@ -51,6 +61,23 @@ fn first_out_of_range(ctx: &Arc<Ctx>, idx: &GpuIndex, plane: usize) -> Result<Op
     Ok(vals.into_iter().find(|&i| i as usize >= plane))
 }
 
+/// The (unwritten) switches of a max pooling with `p` of `(h, w)` planes into `shape`
+/// `[N, C, Ho, Wo]`, with their bound and pooling set for the kernel that writes them.
+pub(crate) fn pooled_index(
+    ctx: &Arc<Ctx>,
+    shape: &[usize; 4],
+    p: Pool2dParams,
+    (h, w): (usize, usize),
+) -> Result<GpuIndex> {
+    let mut idx = empty_index(ctx, shape)?;
+    let [_, _, ho, wo] = *shape;
+    // The last position of the last window, plus one: every argmax is below it.
+    let last = ((ho - 1) * p.stride.0 + p.kernel.0 - 1) * w + (wo - 1) * p.stride.1 + p.kernel.1;
+    idx.bound = if shape.contains(&0) { 0 } else { last as u64 };
+    idx.pool = Some((p, (h, w)));
+    Ok(idx)
+}
+
 pub(crate) fn max_pool2d(
     ctx: &Arc<Ctx>,
     x: &GpuTensor,
@@ -69,11 +96,7 @@ pub(crate) fn max_pool2d(
     let n_out = n * c * ho * wo;
     let shape = [n, c, ho, wo];
     let y = empty(ctx, &shape)?;
-    let mut idx = empty_index(ctx, &shape)?;
-    // The last position of the last window: every argmax is at or before it.
-    let last = ((ho - 1) * p.stride.0 + p.kernel.0 - 1) * w + (wo - 1) * p.stride.1 + p.kernel.1;
-    idx.bound = if n_out == 0 { 0 } else { last as u64 };
-    idx.pool = Some((p, (h, w)));
+    let idx = pooled_index(ctx, &shape, p, (h, w))?;
     let mut words = vec![u(op, n_out)?, u(op, h)?, u(op, w)?, u(op, ho)?, u(op, wo)?];
     words.extend(window_words(op, p, (h, w))?);
     launch(

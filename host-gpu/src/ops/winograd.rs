@@ -10,7 +10,10 @@
 //! (`gemm::dense`, batch α²: `U_ξ · V_ξ`) and the output transform with the bias. The weight
 //! transform runs once per weight tensor, tile and direction: `U` is kept with the weights' buffer
 //! (`PoolBuf::derived`), so every later conv with the same weights (the steps of a free phase, an
-//! attack's iterations) is three dispatches. Per m×m output
+//! attack's iterations) is three dispatches. The forward read of a pooled conv synapse
+//! (`conv2d_pooled`) can pool in the output transform (`wino_output_pool`) when its windows
+//! divide the tile (2×2 windows in F(2×2) tiles): each invocation pools the windows of its own
+//! tile with the pooling kernels' rule, and the conv output is never written. Per m×m output
 //! tile and channel pair that is α² multiplies against 9·m² for the direct implicit GEMM: F(2×2)
 //! 16 against 36 (2.25× fewer), F(4×4) 36 against 144 (4× fewer), for extra passes over α²/m² of
 //! the input and output activations (4× for F(2×2), 2.25× for F(4×4)) and the transformed weights.
@@ -22,10 +25,11 @@
 
 use std::sync::Arc;
 
-use sim::Result;
+use sim::{Pool2dParams, Pooling, Result};
 
 use super::gemm::{Dims, dense};
-use super::{empty, u};
+use super::pool::pooled_index;
+use super::{empty, empty_index, f, u};
 use crate::context::{Bind, Ctx, groups_1d};
 use crate::tensor::{GpuIndex, GpuTensor};
 
@@ -142,13 +146,35 @@ impl Tile {
         )
     }
 
-    /// The full source: prelude + template with the matrices filled in.
+    /// The full source: prelude + the max-pooling comparison + template with the matrices
+    /// filled in.
     fn source(self) -> String {
         format!(
-            "{}\n{}",
+            "{}\n{}\n{}",
             include_str!("../kernels/prelude.wgsl"),
+            include_str!("../kernels/maxpick.wgsl"),
             TEMPLATE.replace("{{MATRICES}}", &self.matrices())
         )
+    }
+
+    /// Whether `pool` of an `hy`×`wy` output can be fused into this tile's output transform: max
+    /// or average pooling whose stride equals its window and whose window divides the tile (so
+    /// every window lies in one tile), at least one window per plane.
+    pub(crate) fn fuses(self, pool: Pooling, (hy, wy): (usize, usize)) -> bool {
+        let fits = |p: Pool2dParams| {
+            let (kh, kw) = p.kernel;
+            p.stride == p.kernel
+                && kh > 0
+                && kw > 0
+                && self.size().is_multiple_of(kh)
+                && self.size().is_multiple_of(kw)
+                && kh <= hy
+                && kw <= wy
+        };
+        match pool {
+            Pooling::Max(p) | Pooling::Avg(p) => fits(p),
+            Pooling::None => false,
+        }
     }
 
     /// Record one dispatch of `entry` of this tile's module.
@@ -193,7 +219,9 @@ pub(crate) struct Shape {
 }
 
 /// y `[n, m, hy, wy]` = the 3x3 correlation of the source with `w`, padded by `s.pad`, plus the
-/// bias. `w` is `[m, k, 3, 3]` (forward) or, with `transposed`, `[k, m, 3, 3]` read rotated by
+/// bias, then `pool` (with the max pooling's switches): `Pooling::None`, or a pooling the tile
+/// [`fuses`](Tile::fuses), done in the output transform so that the conv output is never
+/// written. `w` is `[m, k, 3, 3]` (forward) or, with `transposed`, `[k, m, 3, 3]` read rotated by
 /// 180° (the input adjoint). Samples run in chunks of at most `chunk_bytes` per transformed
 /// tensor. The caller has checked the shapes (every flat index of the source, the weights and y
 /// fits 32 bits) and that every size is non-zero.
@@ -206,8 +234,9 @@ pub(crate) fn conv3x3(
     transposed: bool,
     bias: Option<&GpuTensor>,
     s: Shape,
+    pool: Pooling,
     chunk_bytes: u64,
-) -> Result<GpuTensor> {
+) -> Result<(GpuTensor, Option<GpuIndex>)> {
     let tile = s.tile;
     let aa = tile.alpha().pow(2);
     let (th, tw) = (s.hy.div_ceil(tile.size()), s.wy.div_ceil(tile.size()));
@@ -260,7 +289,34 @@ pub(crate) fn conv3x3(
             (v, idx, if idx.is_some() { 1 } else { 2 }, (k, hp, wp))
         }
     };
-    let y = empty(ctx, &[s.n, s.m, s.hy, s.wy])?;
+    // The output, and for a fused pooling its switches and the words [mode, KH, KW, HO, WO,
+    // KH·KW] of wino_output_pool.
+    let (y, switches, pooled) = match pool {
+        Pooling::None => (empty(ctx, &[s.n, s.m, s.hy, s.wy])?, None, None),
+        Pooling::Max(pp) | Pooling::Avg(pp) => {
+            debug_assert!(tile.fuses(pool, (s.hy, s.wy)), "{pool:?} not fusable");
+            let (kh, kw) = pp.kernel;
+            let shape = [s.n, s.m, s.hy / kh, s.wy / kw];
+            let (mode, idx) = match pool {
+                Pooling::Max(_) => (1, Some(pooled_index(ctx, &shape, pp, (s.hy, s.wy))?)),
+                _ => (2, None),
+            };
+            let words = [
+                mode,
+                u(op, kh)?,
+                u(op, kw)?,
+                u(op, shape[2])?,
+                u(op, shape[3])?,
+                f((kh * kw) as f32),
+            ];
+            (empty(ctx, &shape)?, idx, Some(words))
+        }
+    };
+    // Average pooling writes no switches: a one-element scratch takes their binding.
+    let scratch = match (&pooled, &switches) {
+        (Some(_), None) => Some(empty_index(ctx, &[1])?),
+        _ => None,
+    };
     // The words P[0..6] both transforms of the activations start with: channels, tiles T of the
     // chunk, the plane they read or write, and the tile grid.
     let head = |c: usize, t: usize, (h, w): (usize, usize)| -> Result<Vec<u32>> {
@@ -303,21 +359,28 @@ pub(crate) fn conv3x3(
         drop(v);
         let mut p = head(s.m, t, (s.hy, s.wy))?;
         p.extend([bias.is_some() as u32, u(op, s.m * t)?, u(op, n0)?]);
-        tile.launch(
-            ctx,
-            "wino_output",
-            &p,
-            &[
-                Bind::R(1, prod.buffer()),
-                Bind::W(3, y.buffer()),
-                // Without a bias the kernel reads none: bind the product in its place.
-                Bind::R(4, bias.map_or(prod.buffer(), |b| b.buffer())),
-            ],
-            s.m * t,
-        )?;
+        let mut binds = vec![
+            Bind::R(1, prod.buffer()),
+            Bind::W(3, y.buffer()),
+            // Without a bias the kernel reads none: bind the product in its place.
+            Bind::R(4, bias.map_or(prod.buffer(), |b| b.buffer())),
+        ];
+        let entry = match pooled {
+            None => "wino_output",
+            Some(words) => {
+                p.extend(words);
+                let oidx = switches
+                    .as_ref()
+                    .or(scratch.as_ref())
+                    .expect("switches or scratch");
+                binds.push(Bind::W(5, oidx.buffer()));
+                "wino_output_pool"
+            }
+        };
+        tile.launch(ctx, entry, &p, &binds, s.m * t)?;
         n0 += nb;
     }
-    Ok(y)
+    Ok((y, switches))
 }
 
 #[cfg(test)]
@@ -362,7 +425,17 @@ mod tests {
                 };
                 let y = if adjoint {
                     let s = Shape { k: m, m: k, ..s };
-                    conv3x3(g.ctx(), "test", Source::Plain(&gy), &w, true, None, s, cap)
+                    conv3x3(
+                        g.ctx(),
+                        "test",
+                        Source::Plain(&gy),
+                        &w,
+                        true,
+                        None,
+                        s,
+                        Pooling::None,
+                        cap,
+                    )
                 } else {
                     conv3x3(
                         g.ctx(),
@@ -372,10 +445,11 @@ mod tests {
                         false,
                         Some(&b),
                         s,
+                        Pooling::None,
                         cap,
                     )
                 };
-                g.download(&y.unwrap()).unwrap()
+                g.download(&y.unwrap().0).unwrap()
             };
             for adjoint in [false, true] {
                 let whole = run(u64::MAX, adjoint);
