@@ -1,7 +1,8 @@
 //! The compute device a command runs on — `--device cpu|gpu|gpu:N` on the command line, `device =
 //! "..."` in training configs and study files — and the one place a backend is opened for it:
 //! [`with_backend!`] opens the device once and runs generic code (written against
-//! [`sim::Backend`], bound by [`Engine`]) on the CPU backend or on `host-gpu`'s wgpu backend.
+//! [`sim::Backend`], bound by [`Engine`]) on the CPU backend or on `host-gpu`'s wgpu backend,
+//! whose convolution algorithm [`GPU_CONV_ENV`] may set.
 //!
 //! The device is how a result is computed, not what it is: it never enters a run's identity (a
 //! training run may be resumed on another device), a study's plan or a results record.
@@ -31,6 +32,23 @@ pub enum Device {
 
 /// What `--device` accepts, for help texts and errors.
 pub const DEVICE_VALUES: &str = "cpu, gpu (the first adapter, discrete GPUs first) or gpu:N";
+
+/// The environment variable that sets the GPU backend's convolution algorithm
+/// ([`host_gpu::ConvAlgo`]: `auto`, the default, `direct`, `winograd2` or `winograd4`). How a
+/// result is computed, like the device: it never enters a run's identity or a record.
+pub const GPU_CONV_ENV: &str = "EPSIM_GPU_CONV";
+
+/// The GPU convolution algorithm from the value of [`GPU_CONV_ENV`] (`None` when unset), or an
+/// error naming the variable, the value and what is accepted.
+pub fn gpu_conv(value: Option<std::ffi::OsString>) -> anyhow::Result<Option<host_gpu::ConvAlgo>> {
+    let Some(v) = value else { return Ok(None) };
+    let v = v
+        .into_string()
+        .map_err(|v| anyhow::anyhow!("{GPU_CONV_ENV}={v:?}: not UTF-8"))?;
+    v.parse()
+        .map(Some)
+        .map_err(|e: String| anyhow::anyhow!("{GPU_CONV_ENV}: {e}"))
+}
 
 impl FromStr for Device {
     type Err = String;
@@ -90,8 +108,9 @@ impl Device {
     }
 
     /// Open the backend. A GPU is named once on stderr (with a warning when it is a software
-    /// driver); no adapter, or no adapter `N`, is an error naming what was found and how to
-    /// install a driver.
+    /// driver) and runs its convolutions as [`GPU_CONV_ENV`] says (a bad value is an error);
+    /// no adapter, or no adapter `N`, is an error naming what was found and how to install a
+    /// driver.
     pub fn open(self) -> anyhow::Result<Opened> {
         match self {
             Device::Cpu => {
@@ -99,6 +118,7 @@ impl Device {
                 Ok(Opened::Cpu(sim::Cpu))
             }
             Device::Gpu(n) => {
+                let conv = gpu_conv(std::env::var_os(GPU_CONV_ENV))?;
                 let gpu = host_gpu::Gpu::new(n).map_err(|e| {
                     let msg = e.to_string();
                     if msg.starts_with("--device") {
@@ -115,6 +135,13 @@ impl Device {
                         gpu.adapter_name()
                     );
                 }
+                let gpu = match conv {
+                    Some(algo) => {
+                        tracing::info!("{GPU_CONV_ENV}={algo}: GPU convolutions as {algo:?}");
+                        gpu.with_conv_algo(algo)
+                    }
+                    None => gpu,
+                };
                 Ok(Opened::Gpu(gpu))
             }
         }
@@ -180,6 +207,20 @@ mod tests {
         assert_eq!(
             Device::pick(None, Some(Device::Gpu(Some(1)))),
             Device::Gpu(Some(1))
+        );
+    }
+
+    #[test]
+    fn the_gpu_convolution_algorithm_comes_from_its_variable() {
+        use host_gpu::ConvAlgo;
+        assert_eq!(gpu_conv(None).unwrap(), None);
+        for (v, a) in [("auto", ConvAlgo::Auto), ("direct", ConvAlgo::Direct)] {
+            assert_eq!(gpu_conv(Some(v.into())).unwrap(), Some(a));
+        }
+        let e = gpu_conv(Some("fast".into())).unwrap_err().to_string();
+        assert!(
+            e.contains(GPU_CONV_ENV) && e.contains("\"fast\"") && e.contains("winograd4"),
+            "{e}"
         );
     }
 }

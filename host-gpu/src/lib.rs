@@ -16,5 +16,5 @@ mod ops;
 mod tensor;
 
 pub use backend::Gpu;
-pub use ops::conv::{ConvAlgo, WINOGRAD_MIN_CHANNELS};
+pub use ops::conv::{CONV_ALGO_VALUES, ConvAlgo, WINOGRAD_MIN_CHANNELS};
 pub use tensor::{GpuIndex, GpuTensor};

@@ -26,6 +26,59 @@ pub fn epsim_failure(args: &[&str]) -> (i32, String) {
     }
 }
 
+/// `epsim --device DEVICE settle MODEL_ARGS --input INPUT --steps STEPS --at 1,10,STEPS --dump`
+/// into `dir` (a file per device and model-argument count): the dumped arrays, sorted by name.
+pub fn settle_dump(
+    dir: &Path,
+    device: &str,
+    model: &[&str],
+    input: &Path,
+    steps: usize,
+) -> Vec<(String, ndarray::ArrayD<f32>)> {
+    let steps = steps.to_string();
+    let at = format!("1,10,{steps}");
+    let f = dir.join(format!("{}-{}.npz", device.replace(':', "-"), model.len()));
+    let mut args = vec!["--device", device, "settle"];
+    args.extend_from_slice(model);
+    args.extend_from_slice(&[
+        "--input",
+        s(input),
+        "--steps",
+        &steps,
+        "--at",
+        &at,
+        "--dump",
+        s(&f),
+    ]);
+    assert_eq!(epsim(&args), ExitCode::SUCCESS, "epsim {}", args.join(" "));
+    let mut z = ndarray_npy::NpzReader::new(std::fs::File::open(&f).expect("the dump"))
+        .expect("an npz dump");
+    let mut arrays = Vec::new();
+    for name in z.names().expect("npz names") {
+        let a: ndarray::ArrayD<f32> = z.by_name(&name).expect("an f32 array");
+        arrays.push((name, a));
+    }
+    arrays.sort_by(|a, b| a.0.cmp(&b.0));
+    arrays
+}
+
+/// Per array of two [`settle_dump`]s (same names): its name and max |a − b| / max(|a|, 1e-6).
+pub fn dump_differences(
+    a: &[(String, ndarray::ArrayD<f32>)],
+    b: &[(String, ndarray::ArrayD<f32>)],
+) -> Vec<(String, f32)> {
+    assert_eq!(a.len(), b.len(), "dumps of different arrays");
+    a.iter()
+        .zip(b)
+        .map(|((n, x), (m, y))| {
+            assert_eq!(n, m, "dumps of different arrays");
+            let scale = x.iter().fold(1e-6f32, |s, v| s.max(v.abs()));
+            let diff = x.iter().zip(y).fold(0f32, |d, (p, q)| d.max((p - q).abs()));
+            (n.clone(), diff / scale)
+        })
+        .collect()
+}
+
 /// A path as a command-line argument.
 pub fn s(p: &Path) -> &str {
     p.to_str().expect("UTF-8 temporary path")

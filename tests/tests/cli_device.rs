@@ -8,7 +8,9 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use epsim_tests::{epsim, epsim_failure, s, tiny_config, write_tiny_cifar};
+use epsim_tests::{
+    dump_differences, epsim, epsim_failure, s, settle_dump, tiny_config, write_tiny_cifar,
+};
 use experiments::device::Device;
 
 fn repo() -> PathBuf {
@@ -349,41 +351,12 @@ fn the_shipped_model_on_the_gpu_gives_the_cpus_accuracy_and_states() {
 /// `epsim --device cpu|gpu settle MODEL_ARGS --input INPUT --steps STEPS --dump` on both devices:
 /// every dumped state and logit within 1e-4 of the CPU's scale.
 fn settled_alike(dir: &Path, model: &[&str], input: &Path, steps: usize) {
-    let steps = steps.to_string();
-    let at = format!("1,10,{steps}");
-    let dump = |device: &str| {
-        let f = dir.join(format!("{device}-{}.npz", model.len()));
-        let mut args = vec!["--device", device, "settle"];
-        args.extend_from_slice(model);
-        args.extend_from_slice(&[
-            "--input",
-            s(input),
-            "--steps",
-            &steps,
-            "--at",
-            &at,
-            "--dump",
-            s(&f),
-        ]);
-        assert_eq!(epsim(&args), ExitCode::SUCCESS);
-        let mut z = ndarray_npy::NpzReader::new(std::fs::File::open(&f).unwrap()).unwrap();
-        let mut arrays = Vec::new();
-        for name in z.names().unwrap() {
-            let a: ndarray::ArrayD<f32> = z.by_name(&name).unwrap();
-            arrays.push((name, a));
-        }
-        arrays.sort_by(|a, b| a.0.cmp(&b.0));
-        arrays
-    };
-    let (cpu, gpu) = (dump("cpu"), dump("gpu"));
-    assert_eq!(cpu.len(), gpu.len());
-    for ((n, a), (m, b)) in cpu.iter().zip(&gpu) {
-        assert_eq!(n, m);
-        let scale = a.iter().fold(1e-6f32, |s, v| s.max(v.abs()));
-        let diff = a.iter().zip(b).fold(0f32, |d, (p, q)| d.max((p - q).abs()));
+    let cpu = settle_dump(dir, "cpu", model, input, steps);
+    let gpu = settle_dump(dir, "gpu", model, input, steps);
+    for (n, d) in dump_differences(&cpu, &gpu) {
         assert!(
-            diff <= 1e-4 * scale,
-            "{model:?} {n}: max difference {diff} (scale {scale})"
+            d <= 1e-4,
+            "{model:?} {n}: max difference {d} of the CPU's scale"
         );
     }
 }

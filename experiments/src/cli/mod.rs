@@ -56,7 +56,10 @@ pub struct Cli {
     /// train and smoke, eval, settle, attack, robustness, sweep, study, netlist check --realize —
     /// and, for train and study, over the file's `device`; data, corrupt, report, compile and
     /// export accept and ignore it. On compile, export and sweep any other value is the device
-    /// preset (as --preset).
+    /// preset (as --preset). The GPU's convolutions: EPSIM_GPU_CONV=auto (default: Winograd
+    /// F(2×2) on 3x3 stride-1 layers with ≥ 32 channels in and out, direct elsewhere), direct,
+    /// winograd2 or winograd4 (4× fewer multiplies, but outside the 1e-4 CPU parity on trained
+    /// max-pooling nets).
     #[arg(long, global = true, value_name = "cpu|gpu[:N]")]
     pub device: Option<String>,
     /// What to do.

@@ -61,6 +61,37 @@ pub enum ConvAlgo {
     Winograd4,
 }
 
+/// What [`ConvAlgo`]'s `FromStr` accepts, for help texts and errors.
+pub const CONV_ALGO_VALUES: &str = "auto, direct, winograd2 or winograd4";
+
+impl std::str::FromStr for ConvAlgo {
+    type Err = String;
+
+    /// `auto`, `direct`, `winograd2` or `winograd4` (what `Display` writes).
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "auto" => Ok(ConvAlgo::Auto),
+            "direct" => Ok(ConvAlgo::Direct),
+            "winograd2" => Ok(ConvAlgo::Winograd2),
+            "winograd4" => Ok(ConvAlgo::Winograd4),
+            _ => Err(format!(
+                "unknown GPU convolution algorithm {s:?}: expected {CONV_ALGO_VALUES}"
+            )),
+        }
+    }
+}
+
+impl std::fmt::Display for ConvAlgo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ConvAlgo::Auto => "auto",
+            ConvAlgo::Direct => "direct",
+            ConvAlgo::Winograd2 => "winograd2",
+            ConvAlgo::Winograd4 => "winograd4",
+        })
+    }
+}
+
 /// Input and output channels [`ConvAlgo::Auto`] needs for Winograd. Chosen without a GPU
 /// measurement (none was lent so far): the 16 GEMMs reduce over the input channels only, so
 /// below two of the template's K steps (2 · 16) their tiles spend more time loading than
@@ -829,6 +860,29 @@ pub(crate) fn conv2d_weight_grad(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn conv_algorithms_parse_what_they_print_and_refuse_other_names() {
+        let all = [
+            ConvAlgo::Auto,
+            ConvAlgo::Direct,
+            ConvAlgo::Winograd2,
+            ConvAlgo::Winograd4,
+        ];
+        for a in all {
+            assert_eq!(a.to_string().parse::<ConvAlgo>(), Ok(a));
+            assert!(CONV_ALGO_VALUES.contains(&a.to_string()), "{a}");
+        }
+        let names: std::collections::HashSet<_> = all.iter().map(|a| a.to_string()).collect();
+        assert_eq!(names.len(), all.len());
+        for bad in ["", "Auto", "winograd", "f4", "im2col"] {
+            let e = bad.parse::<ConvAlgo>().unwrap_err();
+            assert!(
+                e.contains(&format!("{bad:?}")) && e.contains(CONV_ALGO_VALUES),
+                "{e}"
+            );
+        }
+    }
 
     #[test]
     fn winograd_is_chosen_where_supported_and_paying() {
