@@ -72,6 +72,20 @@ pub trait SynapseReads<B: Backend> {
     /// The new state of population `k` from its pre-activation `a` at step `t`.
     fn neurons(&self, be: &B, k: usize, a: B::Tensor, t: u64) -> Result<B::Tensor>;
 
+    /// The new state of population `k` from its two reads at step `t`: its forward read `fwd`
+    /// plus the feedback `fb` (the pre-activation). [`neurons`](Self::neurons) of their sum by
+    /// default; a realization may fuse the sum into its neurons (the same values).
+    fn neurons_of_sum(
+        &self,
+        be: &B,
+        k: usize,
+        fwd: &B::Tensor,
+        fb: &B::Tensor,
+        t: u64,
+    ) -> Result<B::Tensor> {
+        self.neurons(be, k, be.add(fwd, fb)?, t)
+    }
+
     /// The argument z of σ the neurons of population `k` see for pre-activation `a` at step `t`
     /// (what [`SynapseReads::neurons_adjoint`] needs). A realization with counters evaluates its
     /// neurons here as in a step, so that recomputed steps count too.
@@ -107,11 +121,14 @@ pub trait Dynamics<B: Backend>: SynapseReads<B> {
         nudge: Option<(f32, &Target<B>)>,
         input: Option<&Self::Input>,
     ) -> Result<State<B>> {
-        let (pre, _) = step_pre(self, be, x, st, t, nudge, input)?;
+        let (pre, fwds) = step_pre(self, be, x, st, t, nudge, input)?;
         let layers = pre
             .into_iter()
             .enumerate()
-            .map(|(k, a)| self.neurons(be, k, a, t))
+            .map(|(k, p)| match p {
+                Pre::Sum(fb) => self.neurons_of_sum(be, k, &fwds[k].pre, &fb, t),
+                p => self.neurons(be, k, p.total(be, &fwds[k])?, t),
+            })
             .collect::<Result<_>>()?;
         Ok(State { layers })
     }
@@ -385,6 +402,27 @@ fn flat<B: Backend>(be: &B, t: &B::Tensor) -> Result<B::Tensor> {
 /// Pre-activations of one synchronous step `t` (every a_k = ∂Φ/∂s_k at `st`, read through `r`),
 /// with the forward reads they came from (the input read borrowed from `input` when it holds it).
 #[allow(clippy::type_complexity)]
+/// Population k's pre-activation as [`step_pre`] leaves it: the forward read of synapse k plus
+/// the feedback, the forward read alone (the last population), or computed in full (the last
+/// population, nudged).
+enum Pre<T> {
+    Sum(T),
+    Fwd,
+    Full(T),
+}
+
+impl<T: Clone> Pre<T> {
+    /// The pre-activation, given population k's forward read.
+    fn total<B: Backend<Tensor = T>>(self, be: &B, fwd: &Forward<B>) -> Result<T> {
+        match self {
+            Pre::Sum(fb) => be.add(&fwd.pre, &fb),
+            Pre::Fwd => Ok(fwd.pre.clone()),
+            Pre::Full(a) => Ok(a),
+        }
+    }
+}
+
+#[allow(clippy::type_complexity)]
 fn step_pre<'a, B: Backend, R: SynapseReads<B> + ?Sized>(
     r: &R,
     be: &B,
@@ -393,7 +431,7 @@ fn step_pre<'a, B: Backend, R: SynapseReads<B> + ?Sized>(
     t: u64,
     nudge: Option<(f32, &Target<B>)>,
     input: Option<&'a R::Input>,
-) -> Result<(Vec<B::Tensor>, Vec<Cow<'a, Forward<B>>>)> {
+) -> Result<(Vec<Pre<B::Tensor>>, Vec<Cow<'a, Forward<B>>>)> {
     let net = r.net();
     let n = st.layers.len();
     let mut fwds: Vec<Cow<'a, Forward<B>>> = Vec::with_capacity(n);
@@ -411,23 +449,20 @@ fn step_pre<'a, B: Backend, R: SynapseReads<B> + ?Sized>(
     }
     let mut pre = Vec::with_capacity(n);
     for k in 0..n {
-        let mut a = if k + 1 < n {
+        if k + 1 < n {
             let shape = be.shape(&st.layers[k]);
             let fb = r.transposed(be, &st.layers[k + 1], &fwds[k + 1], k + 1, &shape, t)?;
-            be.add(&fwds[k].pre, &fb)?
-        } else {
-            fwds[k].pre.clone()
-        };
-        if k + 1 == n
-            && let Some((beta, target)) = nudge
+            pre.push(Pre::Sum(fb));
+        } else if let Some((beta, target)) = nudge
             && beta != 0.0
         {
             // The nudge of the digital periphery (for a softmax readout from the readout's
             // programmed weights; the readout is not read for it).
             let d = net.nudge_direction(be, st, target)?;
-            a = be.axpy(beta, &d, &a)?;
+            pre.push(Pre::Full(be.axpy(beta, &d, &fwds[k].pre)?));
+        } else {
+            pre.push(Pre::Fwd);
         }
-        pre.push(a);
     }
     Ok((pre, fwds))
 }
@@ -452,8 +487,8 @@ pub(crate) fn step_adjoint<B: Backend, R: SynapseReads<B> + ?Sized>(
     let (pre, fwds) = step_pre(r, be, x, s, t, None, Some(input))?;
     // ā_k = ḡ_k ⊙ σ'(z_k)
     let mut abar: Vec<Option<B::Tensor>> = Vec::with_capacity(n);
-    for (k, a) in pre.into_iter().enumerate() {
-        let z = r.neuron_argument(be, k, a, t)?;
+    for (k, p) in pre.into_iter().enumerate() {
+        let z = r.neuron_argument(be, k, p.total(be, &fwds[k])?, t)?;
         abar.push(match &gbar[k] {
             None => None,
             Some(gk) => Some(r.neurons_adjoint(be, k, &z, gk)?),
@@ -569,6 +604,22 @@ impl<B: Backend> SynapseReads<B> for EpNet<B> {
             Ok(a)
         } else {
             be.map(&a, self.spec.act)
+        }
+    }
+
+    fn neurons_of_sum(
+        &self,
+        be: &B,
+        k: usize,
+        fwd: &B::Tensor,
+        fb: &B::Tensor,
+        _t: u64,
+    ) -> Result<B::Tensor> {
+        if self.layer_is_linear(k, self.geom.layer_shapes.len()) {
+            be.add(fwd, fb)
+        } else {
+            // One pass on a backend that fuses it (the GPU), the same values as add then map.
+            be.add_map(fwd, fb, self.spec.act)
         }
     }
 

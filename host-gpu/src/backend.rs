@@ -261,6 +261,10 @@ impl Backend for Gpu {
         ew::map(&self.ctx, x, act)
     }
 
+    fn add_map(&self, a: &GpuTensor, b: &GpuTensor, act: Act) -> Result<GpuTensor> {
+        ew::add_map(&self.ctx, a, b, act)
+    }
+
     fn map_grad(&self, x: &GpuTensor, gy: &GpuTensor, act: Act) -> Result<GpuTensor> {
         ew::map_grad(&self.ctx, x, gy, act)
     }

@@ -189,6 +189,12 @@ pub trait Backend: Send + Sync {
     fn map(&self, x: &Self::Tensor, act: Act) -> Result<Self::Tensor>;
     /// gy ⊙ act'(x).
     fn map_grad(&self, x: &Self::Tensor, gy: &Self::Tensor, act: Act) -> Result<Self::Tensor>;
+    /// act(a + b) elementwise (same shape): an EP layer's neurons from its two reads. The
+    /// default composes [`add`](Backend::add) and [`map`](Backend::map); a backend may fuse them
+    /// (one pass over memory), computing the same f32 sum and map.
+    fn add_map(&self, a: &Self::Tensor, b: &Self::Tensor, act: Act) -> Result<Self::Tensor> {
+        self.map(&self.add(a, b)?, act)
+    }
     /// a + b (same shape).
     fn add(&self, a: &Self::Tensor, b: &Self::Tensor) -> Result<Self::Tensor>;
     /// a − b (same shape).

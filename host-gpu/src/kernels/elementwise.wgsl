@@ -68,6 +68,14 @@ fn map(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) n
     OUT[i] = act_f(pu(1u), A[i], pf(2u), pf(3u));
 }
 
+// out = act(a + b), the sum rounded to f32 first, as add then map.  P: [n, code, lo, hi]
+@compute @workgroup_size(256)
+fn add_map(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = flat_index(gid, nwg);
+    if (i >= pu(0u)) { return; }
+    OUT[i] = act_f(pu(1u), A[i] + B[i], pf(2u), pf(3u));
+}
+
 // out = b * act'(a).  P: [n, code, lo, hi]
 @compute @workgroup_size(256)
 fn map_grad(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {

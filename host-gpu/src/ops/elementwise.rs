@@ -54,6 +54,15 @@ pub(crate) fn map(ctx: &Arc<Ctx>, x: &GpuTensor, act: Act) -> Result<GpuTensor> 
     run(ctx, "map", "map", x, None, &[c, f(lo), f(hi)])
 }
 
+/// act(a + b) in one pass (`Backend::add_map`).
+pub(crate) fn add_map(ctx: &Arc<Ctx>, a: &GpuTensor, b: &GpuTensor, act: Act) -> Result<GpuTensor> {
+    // The errors of the add and the map it stands for (`Backend::add_map`'s default).
+    same_shape("add", a, b)?;
+    act.check("map")?;
+    let (c, lo, hi) = act_code(act);
+    run(ctx, "add_map", "add_map", a, Some(b), &[c, f(lo), f(hi)])
+}
+
 pub(crate) fn map_grad(
     ctx: &Arc<Ctx>,
     x: &GpuTensor,

@@ -187,6 +187,38 @@ pub fn map_errors<B: Backend>(be: &B) {
     );
 }
 
+/// `add_map` is `map(add)`: the same f32 sum then the same map, for every map and on non-finite
+/// sums (NaN, ±∞ and an overflow to ∞), bit for bit on this backend.
+pub fn add_map_equals_map_of_add<B: Backend>(be: &B) {
+    let mut a = test_tensor(&[3, 4, 5], 3, 1.5);
+    let b = test_tensor(&[3, 4, 5], 4, 1.5);
+    for (i, v) in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY, f32::MAX]
+        .into_iter()
+        .enumerate()
+    {
+        a[[0, 0, i]] = v;
+    }
+    a[[0, 1, 0]] = f32::MAX;
+    let (da, db) = (up(be, &a), up(be, &b));
+    let db_big = up(be, &b.mapv(|v| v.abs() * f32::MAX));
+    for act in acts() {
+        for (what, rhs) in [("sum", &db), ("overflowing sum", &db_big)] {
+            let got = down(be, &be.add_map(&da, rhs, act).must());
+            let want = down(be, &be.map(&be.add(&da, rhs).must(), act).must());
+            assert_eq!(bits(&got), bits(&want), "add_map {act:?}, {what}");
+        }
+    }
+}
+
+/// The errors of `add_map` are those of the `add` and `map` it stands for.
+pub fn add_map_errors<B: Backend>(be: &B) {
+    let x = up(be, &test_tensor(&[2, 3], 1, 1.0));
+    let y = up(be, &test_tensor(&[3, 2], 2, 1.0));
+    assert_shape_err(be.add_map(&x, &y, Act::Relu), "add", "[2, 3] + [3, 2]");
+    let bad = Act::Clamp { lo: 1.0, hi: 0.0 };
+    assert_param_err(be.add_map(&x, &x, bad), "map", "clamp with lo > hi");
+}
+
 pub fn arithmetic_parity_with_ndarray<B: Backend>(be: &B) {
     for shape in [vec![4, 3, 2], vec![2, 50_001]] {
         let a = test_tensor(&shape, 1, 1.0);

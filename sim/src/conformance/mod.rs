@@ -106,6 +106,8 @@ macro_rules! __sim_conformance_cases {
                 map_hand_values,
                 map_non_finite_inputs_follow_the_scalar_definition,
                 map_errors,
+                add_map_equals_map_of_add,
+                add_map_errors,
                 arithmetic_parity_with_ndarray,
                 arithmetic_shape_errors,
                 mul_gradcheck,
