@@ -172,6 +172,17 @@ fn out_tile(i: u32) -> array<f32, M_T * M_T> {
     return y;
 }
 
+// Where invocation i's output tile lies: channel o of sample n, top-left output (oh, ow).
+// P: [1] T, [4] TH, [5] TW, [8] N0.
+struct TileAt { o: u32, n: u32, oh: u32, ow: u32 }
+fn tile_at(i: u32) -> TileAt {
+    let tn = pu(1u);
+    let t = i % tn;
+    let tiles = pu(4u) * pu(5u);
+    let q = t % tiles;
+    return TileAt(i / tn, pu(8u) + t / tiles, M_T * (q / pu(5u)), M_T * (q % pu(5u)));
+}
+
 // Output: y is [N, O, HY, WY] (P[2], P[3]) from the TH×TW tiles (P[4], P[5]) of each sample, a
 // tile's rows and columns past the edge dropped.
 // P: [0] O, [1] T, [2] HY, [3] WY, [4] TH, [5] TW, [6] bias (0/1), [7] O·T, [8] N0 (the chunk's
@@ -181,22 +192,15 @@ fn wino_output(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workg
     let i = flat_index(gid, nwg);
     if (i >= pu(7u)) { return; }
     let y = out_tile(i);
-    let tn = pu(1u);
-    let o = i / tn;
-    let t = i % tn;
-    let tiles = pu(4u) * pu(5u);
-    let n = pu(8u) + t / tiles;
-    let q = t % tiles;
+    let at = tile_at(i);
     let hy = pu(2u);
     let wy = pu(3u);
-    let oh = M_T * (q / pu(5u));
-    let ow = M_T * (q % pu(5u));
-    let base = (n * pu(0u) + o) * hy * wy;
+    let base = (at.n * pu(0u) + at.o) * hy * wy;
     for (var a = 0u; a < M_T; a++) {
-        let h = oh + a;
+        let h = at.oh + a;
         if (h >= hy) { break; }
         for (var b = 0u; b < M_T; b++) {
-            let w = ow + b;
+            let w = at.ow + b;
             if (w >= wy) { break; }
             DST[base + h * wy + w] = y[a * M_T + b];
         }
@@ -214,20 +218,15 @@ fn wino_output_pool(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_
     let i = flat_index(gid, nwg);
     if (i >= pu(7u)) { return; }
     let y = out_tile(i);
-    let tn = pu(1u);
-    let o = i / tn;
-    let t = i % tn;
-    let tiles = pu(4u) * pu(5u);
-    let n = pu(8u) + t / tiles;
-    let q = t % tiles;
+    let at = tile_at(i);
     let wy = pu(3u);
     let kh = pu(10u);
     let kw = pu(11u);
     let ho = pu(12u);
     let wo = pu(13u);
-    let oh = M_T * (q / pu(5u));
-    let ow = M_T * (q % pu(5u));
-    let base = (n * pu(0u) + o) * ho * wo;
+    let oh = at.oh;
+    let ow = at.ow;
+    let base = (at.n * pu(0u) + at.o) * ho * wo;
     for (var a = 0u; a < M_T; a += kh) {
         let ph = (oh + a) / kh;
         if (ph >= ho) { break; }
