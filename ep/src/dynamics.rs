@@ -399,9 +399,6 @@ fn flat<B: Backend>(be: &B, t: &B::Tensor) -> Result<B::Tensor> {
     }
 }
 
-/// Pre-activations of one synchronous step `t` (every a_k = ∂Φ/∂s_k at `st`, read through `r`),
-/// with the forward reads they came from (the input read borrowed from `input` when it holds it).
-#[allow(clippy::type_complexity)]
 /// Population k's pre-activation as [`step_pre`] leaves it: the forward read of synapse k plus
 /// the feedback, the forward read alone (the last population), or computed in full (the last
 /// population, nudged).
@@ -422,6 +419,8 @@ impl<T: Clone> Pre<T> {
     }
 }
 
+/// Pre-activations of one synchronous step `t` (every a_k = ∂Φ/∂s_k at `st`, read through `r`),
+/// with the forward reads they came from (the input read borrowed from `input` when it holds it).
 #[allow(clippy::type_complexity)]
 fn step_pre<'a, B: Backend, R: SynapseReads<B> + ?Sized>(
     r: &R,

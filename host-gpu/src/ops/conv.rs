@@ -2,8 +2,9 @@
 //! `gemm.rs` (no im2col buffer: the loaders read the NCHW tensors with the patch indexing), and,
 //! for 3x3 stride-1 layers, the Winograd F(2×2, 3×3) and F(4×4, 3×3) paths of `winograd.rs` where
 //! [`ConvAlgo`] chooses them, with the EP forward read's pooling fused into the Winograd output
-//! transform where its windows divide the tile ([`conv2d_pooled`]). The GEMM's rows and columns are oriented so that the invocations of a workgroup
-//! store consecutive NCHW addresses (the columns run over the spatial positions):
+//! transform where its windows divide the tile ([`conv2d_pooled`]). The GEMM's rows and columns
+//! are oriented so that the invocations of a workgroup store consecutive NCHW addresses (the
+//! columns run over the spatial positions):
 //!
 //! * forward: `y[(n,oh,ow), o]` computed as its transpose, M = O, N = N·Ho·Wo, K = C·kh·kw,
 //!   A = the weights `[O, K]`, B = the patches of x, bias in the epilogue;
