@@ -107,6 +107,17 @@ pub fn map(x: &Tensor, act: Act) -> Result<Tensor> {
     Ok(from_vec(x.shape(), unary(&flat(x), |v| act.f(v))))
 }
 
+/// act(a + b) in one pass (`Backend::add_map`): the f32 sum, then the map, as `add` then `map`,
+/// with their errors.
+pub fn add_map(a: &Tensor, b: &Tensor, act: Act) -> Result<Tensor> {
+    same_shape("add", a, b)?;
+    act.check("map")?;
+    Ok(from_vec(
+        a.shape(),
+        binary(&flat(a), &flat(b), |x, y| act.f(x + y)),
+    ))
+}
+
 /// gy ⊙ act'(x).
 pub fn map_grad(x: &Tensor, gy: &Tensor, act: Act) -> Result<Tensor> {
     same_shape("map_grad", x, gy)?;

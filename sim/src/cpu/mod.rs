@@ -26,7 +26,7 @@ pub use conv::{
     conv2d_weight_grad, conv2d_with, winograd_pays,
 };
 pub use elementwise::{
-    add, add_along, axpy, dot, map, map_grad, mul, scale, sub, sum_all, sum_except,
+    add, add_along, add_map, axpy, dot, map, map_grad, mul, scale, sub, sum_all, sum_except,
 };
 pub use gather::pool_gather;
 pub use gemm::{Gemm, Par, sgemm, sgemm_par};
@@ -221,6 +221,9 @@ impl Backend for Cpu {
 
     fn map(&self, x: &Tensor, act: Act) -> Result<Tensor> {
         map(x, act)
+    }
+    fn add_map(&self, a: &Tensor, b: &Tensor, act: Act) -> Result<Tensor> {
+        add_map(a, b, act)
     }
     fn map_grad(&self, x: &Tensor, gy: &Tensor, act: Act) -> Result<Tensor> {
         map_grad(x, gy, act)
