@@ -490,10 +490,7 @@ pub(crate) fn conv2d(
     b: Option<&GpuTensor>,
     p: Conv2dParams,
 ) -> Result<GpuTensor> {
-    match forward(ctx, algo, x, w, b, p, Pooling::None)? {
-        Forward::Conv(y) => Ok(y),
-        Forward::Pooled(..) => unreachable!("no pooling was asked for"),
-    }
+    conv2d_pooled(ctx, algo, x, w, b, p, Pooling::None).map(|(y, _)| y)
 }
 
 /// The forward read of a conv synapse, `pool(conv2d(x, w) + b)` with the max pooling's switches.

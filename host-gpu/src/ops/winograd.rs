@@ -163,9 +163,8 @@ impl Tile {
     pub(crate) fn fuses(self, pool: Pooling, (hy, wy): (usize, usize)) -> bool {
         let fits = |p: Pool2dParams| {
             let (kh, kw) = p.kernel;
+            // A zero window divides no tile (only 0 is a multiple of 0).
             p.stride == p.kernel
-                && kh > 0
-                && kw > 0
                 && self.size().is_multiple_of(kh)
                 && self.size().is_multiple_of(kw)
                 && kh <= hy
