@@ -7,6 +7,7 @@
 //! computed with the Winograd path on both sides. Sizes are small: lavapipe runs a few GFLOP/s.
 
 use host_gpu::{ConvAlgo, Gpu};
+use sim::conformance::refs::bits;
 use sim::{Backend, Conv2dParams, Cpu, Pool2dParams, Pooling, Tensor};
 
 mod common;
@@ -136,10 +137,6 @@ fn pooled_input_adjoint_matches_cpu(wino: &Gpu) {
             assert_close(&what, &down(&got), &want);
         }
     }
-}
-
-fn bits(t: &Tensor) -> Vec<u32> {
-    t.iter().map(|v| v.to_bits()).collect()
 }
 
 fn reruns_give_the_same_bits(wino: &Gpu) {

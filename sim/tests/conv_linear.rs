@@ -5,7 +5,7 @@
 //! `sim::conformance::{conv, linear}`, run on the CPU by `tests/conformance.rs`.
 
 use sim::conformance::conv::{CASES, Case, case_tensors};
-use sim::conformance::refs::naive_gemm;
+use sim::conformance::refs::{bits, naive_gemm};
 use sim::cpu::{
     ConvAlgo, Gemm, conv2d, conv2d_input_grad, conv2d_input_grad_with, conv2d_weight_grad,
     conv2d_with, linear, linear_input_grad, linear_weight_grad, matmul, sgemm,
@@ -140,10 +140,6 @@ fn in_pool<R: Send>(threads: usize, f: impl FnOnce() -> R + Send) -> R {
         .build()
         .unwrap()
         .install(f)
-}
-
-fn bits(t: &Tensor) -> Vec<u32> {
-    t.iter().map(|v| v.to_bits()).collect()
 }
 
 #[test]

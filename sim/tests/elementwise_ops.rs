@@ -4,13 +4,10 @@
 //! semantics every backend shares (values, gradients, errors) are in `sim::conformance`, run on the
 //! CPU by `tests/conformance.rs`.
 
+use sim::conformance::refs::bits;
 use sim::cpu;
 use sim::gradcheck::test_tensor;
 use sim::{Act, Pool2dParams, Tensor, tensor};
-
-fn bits(t: &Tensor) -> Vec<u32> {
-    t.iter().map(|v| v.to_bits()).collect()
-}
 
 /// Run `f` inside a rayon pool of `n` threads.
 fn with_threads<T: Send>(n: usize, f: impl FnOnce() -> T + Send) -> T {

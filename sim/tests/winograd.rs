@@ -4,6 +4,7 @@
 //! the path does not support. Thread-count independence is checked in `conv_linear.rs`.
 
 use proptest::prelude::*;
+use sim::conformance::refs::bits;
 use sim::cpu::{
     ConvAlgo, WINOGRAD_MIN_CHANNELS, conv2d, conv2d_input_grad, conv2d_input_grad_with,
     conv2d_with, winograd_pays,
@@ -109,10 +110,6 @@ fn dot64(a: &Tensor, b: &Tensor) -> f64 {
         .zip(b.iter())
         .map(|(&x, &y)| x as f64 * y as f64)
         .sum()
-}
-
-fn bits(t: &Tensor) -> Vec<u32> {
-    t.iter().map(|v| v.to_bits()).collect()
 }
 
 /// Forward and input adjoint of one shape: Winograd against im2col and against the naive loops,

@@ -95,9 +95,20 @@ pub fn assert_close_to_ref(what: &str, got: &Tensor, reference: &(Vec<f64>, Vec<
     }
 }
 
-/// Bit patterns, for exact comparisons that treat NaNs as values.
+/// Bit patterns, for exact comparisons that treat NaNs as values. Every NaN maps to one pattern:
+/// IEEE 754 leaves the sign and payload of an operation's NaN unspecified, and x86 makes a
+/// generated NaN negative but keeps a propagated one's sign, so the same NaN-producing arithmetic
+/// in two orders (or compiled by llvmpipe for another CPU) differs there and nowhere else.
 pub fn bits(t: &Tensor) -> Vec<u32> {
-    t.iter().map(|v| v.to_bits()).collect()
+    t.iter()
+        .map(|v| {
+            if v.is_nan() {
+                f32::NAN.to_bits()
+            } else {
+                v.to_bits()
+            }
+        })
+        .collect()
 }
 
 /// A gradient check that probed something and passed.
