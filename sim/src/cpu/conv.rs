@@ -149,72 +149,46 @@ fn channels_last(g: &Geom) -> bool {
     g.c >= 16
 }
 
-/// `[nb, C, HW]` → `[nb, HW, C]`, parallel over samples.
+/// Transposes each `[rows, cols]` block of `src` into the `[cols, rows]` block of `dst` at the
+/// same place, blocks in parallel. Every layout change of this file is one: NCHW ↔ NHWC per
+/// sample, OIHW ↔ OHWI per output channel. The inner loop walks `src` in order and `dst` with a
+/// stride, without index arithmetic per element.
+fn transpose_blocks(src: &[f32], rows: usize, cols: usize, dst: &mut [f32]) {
+    if rows * cols == 0 {
+        return;
+    }
+    dst.par_chunks_mut(rows * cols)
+        .zip(src.par_chunks(rows * cols))
+        .for_each(|(d, s)| {
+            for (i, row) in s.chunks_exact(cols).enumerate() {
+                for (dv, sv) in d[i..].iter_mut().step_by(rows).zip(row) {
+                    *dv = *sv;
+                }
+            }
+        });
+}
+
+/// `[nb, C, HW]` → `[nb, HW, C]`.
 fn to_nhwc(x: &[f32], c: usize, hw: usize, out: &mut [f32]) {
-    if c * hw == 0 {
-        return;
-    }
-    out.par_chunks_mut(c * hw)
-        .zip(x.par_chunks(c * hw))
-        .for_each(|(o, xs)| {
-            for ci in 0..c {
-                for (p, v) in xs[ci * hw..(ci + 1) * hw].iter().enumerate() {
-                    o[p * c + ci] = *v;
-                }
-            }
-        });
+    transpose_blocks(x, c, hw, out);
 }
 
-/// `[nb, HW, C]` → `[nb, C, HW]`, parallel over samples.
+/// `[nb, HW, C]` → `[nb, C, HW]`.
 fn from_nhwc(xt: &[f32], c: usize, hw: usize, out: &mut [f32]) {
-    if c * hw == 0 {
-        return;
-    }
-    out.par_chunks_mut(c * hw)
-        .zip(xt.par_chunks(c * hw))
-        .for_each(|(o, xs)| {
-            for ci in 0..c {
-                for (p, v) in o[ci * hw..(ci + 1) * hw].iter_mut().enumerate() {
-                    *v = xs[p * c + ci];
-                }
-            }
-        });
+    transpose_blocks(xt, hw, c, out);
 }
 
-/// OIHW weights `[O, C, kh, kw]` → `[O, kh, kw, C]` (matching the channels-last patches), parallel
-/// over output channels.
+/// OIHW weights `[O, C, kh, kw]` → `[O, kh, kw, C]` (matching the channels-last patches).
 fn weights_to_ohwi(g: &Geom, w: &[f32]) -> Vec<f32> {
-    let (c, khw) = (g.c, g.kh * g.kw);
     let mut out = vec![0.0f32; w.len()];
-    if c * khw > 0 {
-        out.par_chunks_mut(c * khw)
-            .zip(w.par_chunks(c * khw))
-            .for_each(|(o, wo)| {
-                for ci in 0..c {
-                    for t in 0..khw {
-                        o[t * c + ci] = wo[ci * khw + t];
-                    }
-                }
-            });
-    }
+    transpose_blocks(w, g.c, g.kh * g.kw, &mut out);
     out
 }
 
-/// `[O, kh, kw, C]` → OIHW `[O, C, kh, kw]`, parallel over output channels.
+/// `[O, kh, kw, C]` → OIHW `[O, C, kh, kw]`.
 fn weights_from_ohwi(g: &Geom, wr: &[f32]) -> Vec<f32> {
-    let (c, khw) = (g.c, g.kh * g.kw);
     let mut out = vec![0.0f32; wr.len()];
-    if c * khw > 0 {
-        out.par_chunks_mut(c * khw)
-            .zip(wr.par_chunks(c * khw))
-            .for_each(|(o, wo)| {
-                for ci in 0..c {
-                    for t in 0..khw {
-                        o[ci * khw + t] = wo[t * c + ci];
-                    }
-                }
-            });
-    }
+    transpose_blocks(wr, g.kh * g.kw, g.c, &mut out);
     out
 }
 
