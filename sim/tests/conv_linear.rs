@@ -11,7 +11,7 @@ use sim::cpu::{
     conv2d_with, linear, linear_input_grad, linear_weight_grad, matmul, sgemm,
 };
 use sim::gradcheck::test_tensor;
-use sim::{Backend, Cpu, Error, Tensor};
+use sim::{Backend, Cpu, Error};
 
 // ---------------------------------------------------------------------------------------------
 // sgemm
