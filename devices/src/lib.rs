@@ -73,6 +73,8 @@ pub mod neurons;
 pub mod presets;
 pub mod pulsed;
 
+sim::overflow_probe!();
+
 pub use cells::{
     CellModel, Conductances, DriftCompensation, Fault, IdealCell, PcmCell, ProgrammedArray,
     RramCell,

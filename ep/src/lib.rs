@@ -22,6 +22,8 @@ pub mod substrate;
 pub mod subtrain;
 pub mod train;
 
+sim::overflow_probe!();
+
 pub use dynamics::{Bptt, Dynamics, SynapseReads};
 pub use model::{EpNet, Forward, InputRead, State, Target};
 pub use settle::{Settle, Settled, Settler};

@@ -35,3 +35,5 @@ pub mod report;
 pub mod results;
 pub mod runs;
 pub mod study;
+
+sim::overflow_probe!();

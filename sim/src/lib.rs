@@ -29,6 +29,30 @@ pub use error::{Error, Result};
 pub use ops::{Act, Conv2dParams, OptimStep, Pool2dParams, Pooling};
 pub use rng::Stream;
 
+/// Defines `pub fn built_with_overflow_checks() -> bool` in the invoking crate: whether that
+/// crate's integer arithmetic traps on overflow as built. Each crate whose code parses a user's
+/// file invokes it, and the fuzz targets assert it (`tests/tests/fuzz_parsers.rs`): a size that
+/// wraps silently hides exactly the bugs fuzzing is for. The workspace's release profile turns
+/// the checks on for those crates (`Cargo.toml`), so the one release test run fuzzes with them.
+#[macro_export]
+macro_rules! overflow_probe {
+    () => {
+        /// Whether this crate was built with overflow checks (see `sim::overflow_probe!`).
+        #[doc(hidden)]
+        pub fn built_with_overflow_checks() -> bool {
+            // Not inlined: the addition is compiled here, with this crate's profile.
+            #[inline(never)]
+            fn add(a: u32, b: u32) -> u32 {
+                a + b
+            }
+            let sum = || add(::std::hint::black_box(u32::MAX), ::std::hint::black_box(1));
+            ::std::panic::catch_unwind(sum).is_err()
+        }
+    };
+}
+
+overflow_probe!();
+
 /// A host tensor: dynamic-rank f32 ndarray in standard (row-major) layout, NCHW for images.
 pub type Tensor = ndarray::ArrayD<f32>;
 

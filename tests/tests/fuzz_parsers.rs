@@ -6,6 +6,10 @@
 //! the result to the parser: an error is fine, a panic fails the test with the input that caused
 //! it. The runs are seeded (the same cases every time) and bounded: `EPSIM_FUZZ_CASES` cases per
 //! target (default 256; a few seconds in all); raise it for a longer campaign.
+//!
+//! The crates these parsers live in are built with overflow checks in every profile (the
+//! workspace `Cargo.toml`), so a size that would wrap fails here as a panic; the first test
+//! asserts that of each crate.
 
 use std::path::{Path, PathBuf};
 
@@ -136,6 +140,24 @@ fn fuzz(target: &str, parse: impl Fn(&Path, &[u8])) {
             Ok(())
         })
         .unwrap_or_else(|e| panic!("{target}: {e}"));
+}
+
+/// Every crate a parser below lives in traps integer overflow as built, in release too.
+#[test]
+fn parser_crates_are_built_with_overflow_checks() {
+    let crates = [
+        ("sim", sim::built_with_overflow_checks()),
+        ("devices", devices::built_with_overflow_checks()),
+        ("ep", ep::built_with_overflow_checks()),
+        ("experiments", experiments::built_with_overflow_checks()),
+    ];
+    for (name, on) in crates {
+        assert!(
+            on,
+            "{name} is built without overflow checks: set overflow-checks = true for it in the \
+             workspace Cargo.toml's [profile.release.package.{name}]"
+        );
+    }
 }
 
 fn text(b: &[u8]) -> String {
