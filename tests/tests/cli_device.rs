@@ -382,7 +382,7 @@ fn the_shipped_cifar10_model_settles_alike_on_the_gpu() {
 /// settled 60 steps on the GPU with each algorithm, against the CPU, from the same 8 inputs. The
 /// default (F(2×2) on its 32- and 64-channel layers) stays within 1e-4; F(4×4) there rounds
 /// enough to flip near-tied max-pool switches and moves the states more than 10× past it. Both maxima are
-/// printed (`cargo test --release -p epsim-tests --test cli_device winograd_f4 -- --nocapture`).
+/// printed (`cargo test --release -p epsim-tests --test integration cli_device::winograd_f4 -- --nocapture`).
 #[test]
 fn winograd_f4_moves_the_shipped_cifar10_models_states() {
     use host_gpu::ConvAlgo;
