@@ -21,6 +21,7 @@
 use rayon::prelude::*;
 
 use super::gemm::{Gemm, Par, sgemm_par};
+use super::layout::transpose_blocks;
 use super::scratch::with_scratch;
 use super::winograd::{self, WinoGeom};
 use crate::Tensor;
@@ -147,25 +148,6 @@ fn to_tensor(shape: &[usize], v: Vec<f32>) -> Tensor {
 /// price of transposing the input chunk and the weights.
 fn channels_last(g: &Geom) -> bool {
     g.c >= 16
-}
-
-/// Transposes each `[rows, cols]` block of `src` into the `[cols, rows]` block of `dst` at the
-/// same place, blocks in parallel. Every layout change of this file is one: NCHW ↔ NHWC per
-/// sample, OIHW ↔ OHWI per output channel. The inner loop walks `src` in order and `dst` with a
-/// stride, without index arithmetic per element.
-fn transpose_blocks(src: &[f32], rows: usize, cols: usize, dst: &mut [f32]) {
-    if rows * cols == 0 {
-        return;
-    }
-    dst.par_chunks_mut(rows * cols)
-        .zip(src.par_chunks(rows * cols))
-        .for_each(|(d, s)| {
-            for (i, row) in s.chunks_exact(cols).enumerate() {
-                for (dv, sv) in d[i..].iter_mut().step_by(rows).zip(row) {
-                    *dv = *sv;
-                }
-            }
-        });
 }
 
 /// `[nb, C, HW]` → `[nb, HW, C]`.

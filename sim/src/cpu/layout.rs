@@ -1,6 +1,9 @@
 //! Layout ops: concatenation and slicing along one axis (the ViT's class token and its read-out).
 //! Each is the other's adjoint: the gradient of a concatenation is the slices of the output
 //! gradient, and the gradient of a slice is the output gradient padded with zeros (a concatenation).
+//! And the blocked transpose the CPU kernels change their layouts with ([`transpose_blocks`]).
+
+use rayon::prelude::*;
 
 use crate::Tensor;
 use crate::error::{Error, Result};
@@ -95,6 +98,25 @@ pub fn slice(x: &Tensor, axis: usize, start: usize, len: usize) -> Result<Tensor
     let mut shape = x.shape().to_vec();
     shape[axis] = len;
     crate::tensor(&shape, out)
+}
+
+/// Transposes each `[rows, cols]` block of `src` into the `[cols, rows]` block of `dst` at the
+/// same place, blocks in parallel: NCHW ↔ NHWC per sample and OIHW ↔ OHWI per output channel
+/// (`conv.rs`), `[N, C, P]` → `[N·P, C]` (`xbar/layout.rs`). The inner loop walks `src` in order and `dst` with a
+/// stride, without index arithmetic per element.
+pub(crate) fn transpose_blocks(src: &[f32], rows: usize, cols: usize, dst: &mut [f32]) {
+    if rows * cols == 0 {
+        return;
+    }
+    dst.par_chunks_mut(rows * cols)
+        .zip(src.par_chunks(rows * cols))
+        .for_each(|(d, s)| {
+            for (i, row) in s.chunks_exact(cols).enumerate() {
+                for (dv, sv) in d[i..].iter_mut().step_by(rows).zip(row) {
+                    *dv = *sv;
+                }
+            }
+        });
 }
 
 #[cfg(test)]

@@ -206,18 +206,7 @@ impl ConvGeom {
 #[cfg(test)]
 pub(crate) fn nchw_to_rows(u: &[f32], n: usize, c: usize, p: usize) -> Vec<f32> {
     let mut out = vec![0.0f32; n * p * c];
-    if c * p == 0 {
-        return out;
-    }
-    out.par_chunks_mut(p * c)
-        .zip(u.par_chunks(c * p))
-        .for_each(|(o, us)| {
-            for ci in 0..c {
-                for (pi, v) in us[ci * p..(ci + 1) * p].iter().enumerate() {
-                    o[pi * c + ci] = *v;
-                }
-            }
-        });
+    crate::cpu::layout::transpose_blocks(u, c, p, &mut out);
     out
 }
 
