@@ -39,18 +39,31 @@ fn setup<B: Backend>(be: &B, spec: &ModelSpec, n: usize) -> (EpNet<B>, B::Tensor
     (net, x, st)
 }
 
-/// Time [`STEPS`] free steps; with `launches` (a GPU's launch counter), first print how many
-/// kernel launches one step records.
-fn steps<B: Backend>(b: Bencher, be: &B, spec: ModelSpec, launches: Option<&dyn Fn() -> u64>) {
+/// A GPU's counters: (kernel launches, bind groups made) so far.
+type Counters<'a> = &'a dyn Fn() -> (u64, u64);
+
+/// Time [`STEPS`] free steps; with `counters` (a GPU's), first print how many kernel launches
+/// one step records and how many bind groups [`STEPS`] chained steps make after [`STEPS`] others
+/// (the first steps of a chain still meet buffer combinations for the first time).
+fn steps<B: Backend>(b: Bencher, be: &B, spec: ModelSpec, counters: Option<Counters<'_>>) {
     let (net, x, st) = setup(be, &spec, 128);
     let input = net.read_input(be, &x).unwrap();
-    if let Some(count) = launches {
-        let before = count();
-        drop(net.step_with(be, &x, &st, None, Some(&input)).unwrap());
+    if let Some(count) = counters {
+        let mut s = st.clone();
+        let mut at = Vec::new();
+        for i in 0..2 * STEPS {
+            if i == STEPS || i == STEPS + 1 {
+                at.push(count());
+            }
+            s = net.step_with(be, &x, &s, None, Some(&input)).unwrap();
+        }
+        let end = count();
         eprintln!(
-            "{:?} conv channels: {} kernel launches per free step",
+            "{:?} conv channels: {} kernel launches per free step, {} new bind groups in {STEPS} \
+             steps",
             spec.conv.iter().map(|c| c.channels).collect::<Vec<_>>(),
-            count() - before
+            at[1].0 - at[0].0,
+            end.1 - at[0].1
         );
     }
     b.bench_local(|| {
@@ -61,6 +74,11 @@ fn steps<B: Backend>(b: Bencher, be: &B, spec: ModelSpec, launches: Option<&dyn 
         be.sync().unwrap();
         s
     });
+}
+
+/// [`steps`] on a GPU, printing its counters.
+fn gpu_steps(b: Bencher, g: &host_gpu::Gpu, spec: ModelSpec) {
+    steps(b, g, spec, Some(&|| (g.launches(), g.bind_groups_made())));
 }
 
 fn batch<B: Backend>(b: Bencher, be: &B, mut spec: ModelSpec) {
@@ -103,13 +121,13 @@ fn fmnist_10_free_steps_cpu(b: Bencher) {
 #[divan::bench(sample_count = 5)]
 fn fmnist_10_free_steps_gpu(b: Bencher) {
     let g = gpu();
-    steps(b, &g, fmnist_spec(60, 15), Some(&|| g.launches()));
+    gpu_steps(b, &g, fmnist_spec(60, 15));
 }
 
 #[divan::bench(sample_count = 5)]
 fn fmnist_10_free_steps_gpu_direct(b: Bencher) {
     let g = gpu().with_conv_algo(ConvAlgo::Direct);
-    steps(b, &g, fmnist_spec(60, 15), Some(&|| g.launches()));
+    gpu_steps(b, &g, fmnist_spec(60, 15));
 }
 
 #[divan::bench(sample_count = 3)]
@@ -122,34 +140,19 @@ fn cifar10_paper_10_free_steps_cpu(b: Bencher) {
 #[divan::bench(sample_count = 3)]
 fn cifar10_paper_10_free_steps_gpu(b: Bencher) {
     let g = gpu();
-    steps(
-        b,
-        &g,
-        ModelSpec::cifar10_reference(),
-        Some(&|| g.launches()),
-    );
+    gpu_steps(b, &g, ModelSpec::cifar10_reference());
 }
 
 #[divan::bench(sample_count = 3)]
 fn cifar10_paper_10_free_steps_gpu_direct(b: Bencher) {
     let g = gpu().with_conv_algo(ConvAlgo::Direct);
-    steps(
-        b,
-        &g,
-        ModelSpec::cifar10_reference(),
-        Some(&|| g.launches()),
-    );
+    gpu_steps(b, &g, ModelSpec::cifar10_reference());
 }
 
 #[divan::bench(sample_count = 3)]
 fn cifar10_paper_10_free_steps_gpu_winograd4(b: Bencher) {
     let g = gpu().with_conv_algo(ConvAlgo::Winograd4);
-    steps(
-        b,
-        &g,
-        ModelSpec::cifar10_reference(),
-        Some(&|| g.launches()),
-    );
+    gpu_steps(b, &g, ModelSpec::cifar10_reference());
 }
 
 /// GPU only (the CPU row would take minutes): with the free-step rows above, the paper run's

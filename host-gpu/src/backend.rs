@@ -52,6 +52,13 @@ impl Gpu {
         self.ctx.launches()
     }
 
+    /// Bind groups made on this device so far: a launch makes one only when no earlier launch
+    /// bound the same pipeline to the same buffers (the difference over a piece of work counts
+    /// its cache misses).
+    pub fn bind_groups_made(&self) -> u64 {
+        self.ctx.bind_groups_made()
+    }
+
     /// The device context, for the ops' unit tests.
     #[cfg(test)]
     pub(crate) fn ctx(&self) -> &Arc<Ctx> {

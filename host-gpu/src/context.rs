@@ -4,17 +4,22 @@
 //!
 //! Every kernel follows one binding convention: `@binding(0)` is a read-only `array<u32>` of
 //! parameters (f32 values bit-cast), the operands follow at the binding numbers the caller names.
-//! The parameters of a batch of dispatches share one buffer, a [`PARAM_SLOT`]-byte slot each,
-//! written once just before the batch is submitted (not one buffer per dispatch).
+//! The parameters of a batch of dispatches share one buffer that lives as long as the device, a
+//! [`PARAM_SLOT`]-byte slot each, written once just before the batch is submitted; binding 0 takes
+//! its slot as a dynamic offset. So a bind group names only buffers that outlive many dispatches,
+//! and one is made per (pipeline, operand buffers) and reused while those buffers live (the
+//! pool keeps tensors' buffers, so a settle loop binds the same few combinations again and again).
 //! Dispatches are recorded in order into one compute pass of one pending encoder; wgpu orders
 //! the dispatches of a pass (each is a usage scope of its own), so a buffer written by one
 //! dispatch is visible to the next. The pending work is submitted every
 //! [`MAX_PENDING`] dispatches and before any read-back.
 
 use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+use rustc_hash::{FxHashMap, FxHasher};
 use sim::{Error, Result};
 use wgpu::util::DeviceExt;
 
@@ -26,6 +31,8 @@ const MAX_PENDING: usize = 256;
 const PARAM_SLOT: usize = 256;
 /// Bytes kept in the buffer pool at most (buffers beyond it are freed when released).
 const POOL_CAP_BYTES: u64 = 4 << 30;
+/// Bind groups kept at most; past it the cache starts over (each holds a descriptor set).
+const MAX_BIND_GROUPS: usize = 4096;
 /// Invocations per workgroup of the 1-D element kernels (every `.wgsl` element kernel uses it).
 pub(crate) const WG: u32 = 256;
 
@@ -43,10 +50,9 @@ struct Pending {
     pass: Option<wgpu::ComputePass<'static>>,
     encoder: Option<wgpu::CommandEncoder>,
     count: usize,
-    /// The batch's parameter words, one [`PARAM_SLOT`] per dispatch, uploaded to `params_buf`
-    /// just before the batch is submitted.
+    /// The batch's parameter words, one zero-padded [`PARAM_SLOT`] per dispatch, uploaded to
+    /// [`Ctx::params_buf`] just before the batch is submitted.
     params: Vec<u8>,
-    params_buf: Option<wgpu::Buffer>,
 }
 
 impl Pending {
@@ -56,9 +62,62 @@ impl Pending {
             encoder: None,
             count: 0,
             params: Vec::new(),
-            params_buf: None,
         }
     }
+}
+
+/// What a pipeline is compiled for: the shader module, the entry point and the operand bindings
+/// (number, writable). Looked up by [`PipeKey::hash_of`] without building a key per dispatch.
+struct PipeKey {
+    name: String,
+    entry: String,
+    binds: Vec<(u32, bool)>,
+}
+
+impl PipeKey {
+    /// The bindings' (number, writable) pairs.
+    fn binds<'a>(binds: &'a [Bind<'_>]) -> impl Iterator<Item = (u32, bool)> + 'a {
+        binds.iter().map(|b| match b {
+            Bind::R(i, _) => (*i, false),
+            Bind::W(i, _) => (*i, true),
+        })
+    }
+
+    /// The lookup hash of a pipeline.
+    fn hash_of(name: &str, entry: &str, binds: &[Bind<'_>]) -> u64 {
+        let mut h = FxHasher::default();
+        name.hash(&mut h);
+        entry.hash(&mut h);
+        for b in Self::binds(binds) {
+            b.hash(&mut h);
+        }
+        h.finish()
+    }
+
+    fn matches(&self, name: &str, entry: &str, binds: &[Bind<'_>]) -> bool {
+        self.name == name
+            && self.entry == entry
+            && Self::binds(binds).eq(self.binds.iter().copied())
+    }
+}
+
+/// Compiled pipelines by [`PipeKey::hash_of`] (a list per hash, told apart by the key).
+type Pipelines = FxHashMap<u64, Vec<(PipeKey, Arc<Pipe>)>>;
+
+/// A compiled pipeline and its bind group layout.
+struct Pipe {
+    pipeline: wgpu::ComputePipeline,
+    layout: wgpu::BindGroupLayout,
+}
+
+/// What a cached bind group binds: its pipeline (by address: pipelines live as long as the
+/// device) and the operand buffers by binding number. The key holds the buffers, so no other
+/// buffer can take one's identity while its entry exists; [`Ctx::release`] drops the entries of
+/// a buffer the pool frees.
+#[derive(PartialEq, Eq, Hash)]
+struct BindKey {
+    pipe: usize,
+    buffers: Vec<(u32, wgpu::Buffer)>,
 }
 
 /// The device, its queue and the caches. Shared by every tensor of the backend.
@@ -68,11 +127,17 @@ pub(crate) struct Ctx {
     pub(crate) info: wgpu::AdapterInfo,
     pub(crate) limits: wgpu::Limits,
     modules: Mutex<HashMap<String, Arc<wgpu::ShaderModule>>>,
-    pipelines: Mutex<HashMap<String, Arc<(wgpu::ComputePipeline, wgpu::BindGroupLayout)>>>,
+    pipelines: Mutex<Pipelines>,
     pool: Mutex<(HashMap<u64, Vec<wgpu::Buffer>>, u64)>,
     pending: Mutex<Pending>,
+    /// The parameter slots of the pending batch ([`MAX_PENDING`] × [`PARAM_SLOT`] bytes).
+    params_buf: wgpu::Buffer,
+    /// Bind groups made so far, reused while their buffers live.
+    bind_groups: Mutex<FxHashMap<BindKey, wgpu::BindGroup>>,
     /// Kernel launches recorded since the device was opened (for benchmarks).
     launches: AtomicU64,
+    /// Bind groups made since the device was opened (the launches that found none to reuse).
+    bind_groups_made: AtomicU64,
 }
 
 /// What names one kind of data derived from a buffer's contents ([`PoolBuf::derived`]): the
@@ -207,16 +272,25 @@ impl Ctx {
             trace: wgpu::Trace::Off,
         }))
         .map_err(|e| Error::Other(format!("GPU {}: could not open the device: {e}", info.name)))?;
+        let params_buf = device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("params"),
+            size: (MAX_PENDING * PARAM_SLOT) as u64,
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
         Ok(Arc::new(Ctx {
             device,
             queue,
             info,
             limits,
             modules: Mutex::new(HashMap::new()),
-            pipelines: Mutex::new(HashMap::new()),
+            pipelines: Mutex::new(FxHashMap::default()),
             pool: Mutex::new((HashMap::new(), 0)),
             pending: Mutex::new(Pending::new()),
+            params_buf,
+            bind_groups: Mutex::new(FxHashMap::default()),
             launches: AtomicU64::new(0),
+            bind_groups_made: AtomicU64::new(0),
         }))
     }
 
@@ -280,13 +354,22 @@ impl Ctx {
         Ok(PoolBuf::new(buf, self.clone()))
     }
 
+    /// Keep `buf` in the pool, or free it (with the bind groups that name it) when the pool is
+    /// full.
     fn release(&self, buf: wgpu::Buffer) {
         let size = buf.size();
-        let mut pool = self.pool.lock().expect("pool lock");
-        if pool.1 + size <= POOL_CAP_BYTES {
-            pool.1 += size;
-            pool.0.entry(size).or_default().push(buf);
+        {
+            let mut pool = self.pool.lock().expect("pool lock");
+            if pool.1 + size <= POOL_CAP_BYTES {
+                pool.1 += size;
+                pool.0.entry(size).or_default().push(buf);
+                return;
+            }
         }
+        self.bind_groups
+            .lock()
+            .expect("bind group lock")
+            .retain(|k, _| k.buffers.iter().all(|(_, b)| *b != buf));
     }
 
     /// The compiled pipeline for `entry` of the shader `name` (source built by `source` on first
@@ -297,16 +380,16 @@ impl Ctx {
         source: &dyn Fn() -> String,
         entry: &str,
         binds: &[Bind<'_>],
-    ) -> Result<Arc<(wgpu::ComputePipeline, wgpu::BindGroupLayout)>> {
-        let mut sig = format!("{name}::{entry}:");
-        for b in binds {
-            match b {
-                Bind::R(i, _) => sig.push_str(&format!("r{i}")),
-                Bind::W(i, _) => sig.push_str(&format!("w{i}")),
-            }
-        }
-        if let Some(p) = self.pipelines.lock().expect("pipeline lock").get(&sig) {
-            return Ok(p.clone());
+    ) -> Result<Arc<Pipe>> {
+        let hash = PipeKey::hash_of(name, entry, binds);
+        let found = |m: &Pipelines| {
+            m.get(&hash)?
+                .iter()
+                .find(|(k, _)| k.matches(name, entry, binds))
+                .map(|(_, p)| p.clone())
+        };
+        if let Some(p) = found(&self.pipelines.lock().expect("pipeline lock")) {
+            return Ok(p);
         }
         let module = {
             let mut m = self.modules.lock().expect("module lock");
@@ -329,26 +412,22 @@ impl Ctx {
                 module
             }
         };
-        let storage = |ro: bool| wgpu::BindingType::Buffer {
+        let storage = |ro: bool, dynamic: bool| wgpu::BindingType::Buffer {
             ty: wgpu::BufferBindingType::Storage { read_only: ro },
-            has_dynamic_offset: false,
+            has_dynamic_offset: dynamic,
             min_binding_size: None,
         };
         let mut entries = vec![wgpu::BindGroupLayoutEntry {
             binding: 0,
             visibility: wgpu::ShaderStages::COMPUTE,
-            ty: storage(true),
+            ty: storage(true, true),
             count: None,
         }];
-        for b in binds {
-            let (i, ro) = match b {
-                Bind::R(i, _) => (*i, true),
-                Bind::W(i, _) => (*i, false),
-            };
+        for (i, w) in PipeKey::binds(binds) {
             entries.push(wgpu::BindGroupLayoutEntry {
                 binding: i,
                 visibility: wgpu::ShaderStages::COMPUTE,
-                ty: storage(ro),
+                ty: storage(!w, false),
                 count: None,
             });
         }
@@ -379,11 +458,20 @@ impl Ctx {
         if let Some(e) = pollster::block_on(scope.pop()) {
             return Err(Error::Other(format!("GPU pipeline {name}::{entry}: {e}")));
         }
-        let p = Arc::new((pipeline, bgl));
-        self.pipelines
-            .lock()
-            .expect("pipeline lock")
-            .insert(sig, p.clone());
+        let mut pipelines = self.pipelines.lock().expect("pipeline lock");
+        if let Some(p) = found(&pipelines) {
+            return Ok(p);
+        }
+        let p = Arc::new(Pipe {
+            pipeline,
+            layout: bgl,
+        });
+        let key = PipeKey {
+            name: name.to_string(),
+            entry: entry.to_string(),
+            binds: PipeKey::binds(binds).collect(),
+        };
+        pipelines.entry(hash).or_default().push((key, p.clone()));
         Ok(p)
     }
 
@@ -408,45 +496,85 @@ impl Ctx {
             )));
         }
         let p = self.pipeline(name, source, entry, binds)?;
-        let mut words = params.to_vec();
-        if words.is_empty() {
-            words.push(0);
-        }
-        let bytes: &[u8] = bytemuck::cast_slice(&words);
-        // Submitted under the lock: another thread's later work must not be submitted first, and
+        let bytes: &[u8] = if params.is_empty() {
+            &[0; 4]
+        } else {
+            bytemuck::cast_slice(params)
+        };
+        // Recorded under the lock: another thread's later work must not be submitted first, and
         // the batch's parameter slots are taken in recording order.
         let mut pending = self.pending.lock().expect("pending lock");
-        let own;
-        let param = if bytes.len() <= PARAM_SLOT {
-            let offset = pending.params.len().next_multiple_of(PARAM_SLOT);
-            pending.params.resize(offset, 0);
+        let (bg, offset) = if bytes.len() <= PARAM_SLOT {
+            let offset = pending.params.len();
             pending.params.extend_from_slice(bytes);
-            let buf = pending.params_buf.get_or_insert_with(|| {
-                self.device.create_buffer(&wgpu::BufferDescriptor {
-                    label: Some("params"),
-                    size: (MAX_PENDING * PARAM_SLOT) as u64,
-                    usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST,
-                    mapped_at_creation: false,
-                })
-            });
-            wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-                buffer: buf,
-                offset: offset as u64,
-                size: wgpu::BufferSize::new(bytes.len() as u64),
-            })
+            pending.params.resize(offset + PARAM_SLOT, 0);
+            (self.bind_group(&p, binds), offset as u32)
         } else {
-            own = self
+            // Too many words for a slot: a buffer of their own, and a bind group for this launch.
+            let own = self
                 .device
                 .create_buffer_init(&wgpu::util::BufferInitDescriptor {
                     label: None,
                     contents: bytes,
                     usage: wgpu::BufferUsages::STORAGE,
                 });
-            own.as_entire_binding()
+            (
+                self.make_bind_group(&p, own.as_entire_buffer_binding(), binds),
+                0,
+            )
         };
+        let pass = self.pass(&mut pending);
+        pass.set_pipeline(&p.pipeline);
+        pass.set_bind_group(0, &bg, &[offset]);
+        pass.dispatch_workgroups(groups[0], groups[1], groups[2]);
+        pending.count += 1;
+        self.launches.fetch_add(1, Ordering::Relaxed);
+        if pending.count >= MAX_PENDING {
+            self.submit(&mut pending);
+        }
+        Ok(())
+    }
+
+    /// The bind group of `p` with the batch's parameter slots at binding 0 (the slot is the
+    /// dispatch's dynamic offset) and `binds`: the one made before for these buffers, or a new
+    /// one, kept.
+    fn bind_group(&self, p: &Arc<Pipe>, binds: &[Bind<'_>]) -> wgpu::BindGroup {
+        let key = BindKey {
+            pipe: Arc::as_ptr(p) as usize,
+            buffers: binds
+                .iter()
+                .map(|b| match b {
+                    Bind::R(i, b) | Bind::W(i, b) => (*i, (*b).clone()),
+                })
+                .collect(),
+        };
+        let mut cache = self.bind_groups.lock().expect("bind group lock");
+        if let Some(bg) = cache.get(&key) {
+            return bg.clone();
+        }
+        let slot = wgpu::BufferBinding {
+            buffer: &self.params_buf,
+            offset: 0,
+            size: wgpu::BufferSize::new(PARAM_SLOT as u64),
+        };
+        let bg = self.make_bind_group(p, slot, binds);
+        if cache.len() >= MAX_BIND_GROUPS {
+            cache.clear();
+        }
+        cache.insert(key, bg.clone());
+        bg
+    }
+
+    /// A new bind group of `p`: `params` at binding 0, `binds` at theirs.
+    fn make_bind_group(
+        &self,
+        p: &Pipe,
+        params: wgpu::BufferBinding<'_>,
+        binds: &[Bind<'_>],
+    ) -> wgpu::BindGroup {
         let mut entries = vec![wgpu::BindGroupEntry {
             binding: 0,
-            resource: param,
+            resource: wgpu::BindingResource::Buffer(params),
         }];
         for b in binds {
             let (i, buf) = match b {
@@ -457,21 +585,12 @@ impl Ctx {
                 resource: buf.as_entire_binding(),
             });
         }
-        let bg = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
+        self.bind_groups_made.fetch_add(1, Ordering::Relaxed);
+        self.device.create_bind_group(&wgpu::BindGroupDescriptor {
             label: None,
-            layout: &p.1,
+            layout: &p.layout,
             entries: &entries,
-        });
-        let pass = self.pass(&mut pending);
-        pass.set_pipeline(&p.0);
-        pass.set_bind_group(0, &bg, &[]);
-        pass.dispatch_workgroups(groups[0], groups[1], groups[2]);
-        pending.count += 1;
-        self.launches.fetch_add(1, Ordering::Relaxed);
-        if pending.count >= MAX_PENDING {
-            self.submit(&mut pending);
-        }
-        Ok(())
+        })
     }
 
     /// The pending encoder (a new one after a submission).
@@ -505,8 +624,11 @@ impl Ctx {
     fn submit(&self, pending: &mut Pending) {
         pending.count = 0;
         pending.pass = None;
-        if let Some(buf) = pending.params_buf.take() {
-            self.queue.write_buffer(&buf, 0, &pending.params);
+        if !pending.params.is_empty() {
+            // wgpu orders this write after the work submitted before (which read the slots'
+            // previous words) and before the commands submitted next.
+            self.queue
+                .write_buffer(&self.params_buf, 0, &pending.params);
         }
         pending.params.clear();
         if let Some(enc) = pending.encoder.take() {
@@ -517,6 +639,11 @@ impl Ctx {
     /// Kernel launches recorded since the device was opened.
     pub(crate) fn launches(&self) -> u64 {
         self.launches.load(Ordering::Relaxed)
+    }
+
+    /// Bind groups made since the device was opened.
+    pub(crate) fn bind_groups_made(&self) -> u64 {
+        self.bind_groups_made.load(Ordering::Relaxed)
     }
 
     /// Record a buffer-to-buffer copy in the pending encoder.
@@ -626,6 +753,92 @@ fn echo() {
     let n = P[0];
     for (var i = 0u; i < n; i++) { OUT[i] = P[i]; }
 }";
+
+    /// Adds its parameter word P[0] to each of IN's first P[1] words, into OUT.
+    const ADD_P: &str = "@group(0) @binding(0) var<storage, read> P: array<u32>;
+@group(0) @binding(1) var<storage, read> IN: array<u32>;
+@group(0) @binding(2) var<storage, read_write> OUT: array<u32>;
+@compute @workgroup_size(1)
+fn add_p() {
+    for (var i = 0u; i < P[1]; i++) { OUT[i] = IN[i] + P[0]; }
+}";
+
+    /// Record ADD_P from `src` into `dst` over 4 words with the parameter words `p` (at least 2).
+    fn add_p(ctx: &Ctx, p: &[u32], src: &PoolBuf, dst: &PoolBuf) {
+        ctx.dispatch(
+            "add_p",
+            &|| ADD_P.to_string(),
+            "add_p",
+            p,
+            &[Bind::R(1, src.buffer()), Bind::W(2, dst.buffer())],
+            [1, 1, 1],
+        )
+        .unwrap();
+    }
+
+    fn words(ctx: &Ctx, b: &PoolBuf) -> Vec<u32> {
+        bytemuck::pod_collect_to_vec(&ctx.read(b.buffer(), 16).unwrap())
+    }
+
+    /// A launch on buffers bound before reuses their bind group, yet reads its own parameter
+    /// slot; other buffers, or parameters too long for a slot, make a new one.
+    #[test]
+    fn bind_groups_are_reused_for_the_same_buffers_and_read_their_own_words() {
+        let ctx = Ctx::open(None).expect("a GPU adapter (lavapipe in CI)");
+        let a = ctx
+            .alloc_init(bytemuck::cast_slice(&[1u32, 2, 3, 4]))
+            .unwrap();
+        let b = ctx.alloc(16).unwrap();
+        let c = ctx.alloc(16).unwrap();
+        let made = || ctx.bind_groups_made();
+        let m0 = made();
+        add_p(&ctx, &[10, 4], &a, &b);
+        assert_eq!(made() - m0, 1);
+        assert_eq!(words(&ctx, &b), [11, 12, 13, 14]);
+        // The same buffers, other words, in this batch and in a later one.
+        add_p(&ctx, &[20, 4], &a, &b);
+        add_p(&ctx, &[30, 4], &a, &c);
+        add_p(&ctx, &[40, 4], &a, &c);
+        assert_eq!(made() - m0, 2, "one new bind group for (a, c)");
+        assert_eq!(words(&ctx, &b), [21, 22, 23, 24]);
+        assert_eq!(words(&ctx, &c), [41, 42, 43, 44]);
+        // The binding roles swapped: another bind group.
+        add_p(&ctx, &[1, 4], &b, &a);
+        assert_eq!(made() - m0, 3);
+        assert_eq!(words(&ctx, &a), [22, 23, 24, 25]);
+        // Words past a slot get a buffer and a bind group of their own, every time.
+        let long: Vec<u32> = [5, 4].into_iter().chain(0..PARAM_SLOT as u32).collect();
+        add_p(&ctx, &long, &a, &b);
+        add_p(&ctx, &long, &a, &b);
+        assert_eq!(made() - m0, 5);
+        assert_eq!(words(&ctx, &b), [27, 28, 29, 30]);
+    }
+
+    /// A buffer kept by the pool keeps its bind groups (a later tensor in it reuses them); one
+    /// the pool frees takes its bind groups with it, so the cache holds no freed memory.
+    #[test]
+    fn a_buffer_the_pool_frees_leaves_the_bind_group_cache() {
+        let ctx = Ctx::open(None).expect("a GPU adapter (lavapipe in CI)");
+        let a = ctx.alloc(16).unwrap();
+        let b = ctx.alloc(16).unwrap();
+        add_p(&ctx, &[1, 4], &a, &b);
+        ctx.sync().unwrap();
+        let named = |buf: &wgpu::Buffer| {
+            ctx.bind_groups
+                .lock()
+                .unwrap()
+                .keys()
+                .any(|k| k.buffers.iter().any(|(_, x)| x == buf))
+        };
+        let (ab, bb) = (a.buffer().clone(), b.buffer().clone());
+        assert!(named(&ab) && named(&bb));
+        drop(a);
+        assert!(named(&ab), "a pooled buffer keeps its bind groups");
+        ctx.pool.lock().unwrap().1 = POOL_CAP_BYTES;
+        drop(b);
+        assert!(!named(&bb), "a freed buffer's bind groups are dropped");
+        assert!(!named(&ab), "the bind group named both");
+    }
 
     /// 600 dispatches (more than two batches of MAX_PENDING) with 1 to 100 parameter words (so
     /// some fit a slot of the shared buffer and some get their own): each sees its own words.

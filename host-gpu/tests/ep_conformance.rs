@@ -27,3 +27,41 @@ ep::parity_suite!(
     sim::Cpu,
     gpu().with_conv_algo(host_gpu::ConvAlgo::Winograd2)
 );
+
+/// A settle loop binds the same buffers step after step (the pool hands the previous states'
+/// buffers back), so once warm it makes no new bind groups: every launch reuses one
+/// (`context.rs`). Fails if launches made their own, or if the pool stopped recycling.
+#[test]
+fn a_settle_loop_reuses_its_bind_groups() {
+    use sim::{Backend, Cpu, Stream};
+    let g = gpu();
+    let spec = ep::ModelSpec::fmnist_reference();
+    let host = ep::EpNet::init(&Cpu, spec.clone(), &Stream::new(0, "init"), None).unwrap();
+    let (ws, bs) = host.to_host(&Cpu).unwrap();
+    let net = ep::EpNet::from_host(&g, spec.clone(), &ws, &bs).unwrap();
+    let [c, h, w] = spec.input;
+    let x = Cpu.rand(&[16, c, h, w], &Stream::new(1, "x"), 0).unwrap();
+    let x = g.upload(&x).unwrap();
+    let input = net.read_input(&g, &x).unwrap();
+    let made0 = g.bind_groups_made();
+    let mut s = net.free_phase(&g, &x, 1).unwrap();
+    for _ in 0..4 {
+        s = net.step_with(&g, &x, &s, None, Some(&input)).unwrap();
+    }
+    let (launches, made) = (g.launches(), g.bind_groups_made());
+    assert!(made > made0, "the first steps make bind groups");
+    for _ in 0..4 {
+        s = net.step_with(&g, &x, &s, None, Some(&input)).unwrap();
+    }
+    assert!(g.launches() >= launches + 4, "each step launches kernels");
+    assert_eq!(
+        g.bind_groups_made() - made,
+        0,
+        "new bind groups in 4 steps after 5"
+    );
+    assert!(
+        s.layers
+            .iter()
+            .all(|l| g.download(l).unwrap().iter().all(|v| v.is_finite()))
+    );
+}
