@@ -4,7 +4,8 @@
 //! (free phase, two nudged phases, update) of a short schedule (T1 = 20, T2 = 5).
 //! Inference step time = iteration / 10. The `_gpu` rows use the default convolution algorithm
 //! (`ConvAlgo::Auto`: Winograd F(2×2, 3×3) on the 3x3 layers with ≥ 32 channels in and out), the
-//! `_gpu_direct` rows the direct implicit GEMM everywhere, `_gpu_winograd4` Winograd F(4×4, 3×3)
+//! `_gpu_tile128` rows the same in 128×128 GEMM output blocks (`GemmTile::T128`, the default is
+//! 64×64), the `_gpu_direct` rows the direct implicit GEMM everywhere, `_gpu_winograd4` Winograd F(4×4, 3×3)
 //! wherever it applies (the Fashion-MNIST nets' 5x5 layers are direct in every row). `EPSIM_BENCH_CPU=0` skips the CPU rows (the
 //! paper-config CPU row takes minutes on 2 cores). On lavapipe (Mesa's software Vulkan) the GPU
 //! rows only prove the code runs.
@@ -17,7 +18,7 @@ use host_gpu::ConvAlgo;
 use sim::{Backend, Cpu, Stream};
 
 mod common;
-use common::{cpu_rows, fmnist_spec, gpu};
+use common::{cpu_rows, fmnist_spec, gpu, gpu_tile128};
 
 fn main() {
     divan::main();
@@ -125,6 +126,12 @@ fn fmnist_10_free_steps_gpu(b: Bencher) {
 }
 
 #[divan::bench(sample_count = 5)]
+fn fmnist_10_free_steps_gpu_tile128(b: Bencher) {
+    let g = gpu_tile128();
+    gpu_steps(b, &g, fmnist_spec(60, 15));
+}
+
+#[divan::bench(sample_count = 5)]
 fn fmnist_10_free_steps_gpu_direct(b: Bencher) {
     let g = gpu().with_conv_algo(ConvAlgo::Direct);
     gpu_steps(b, &g, fmnist_spec(60, 15));
@@ -150,6 +157,12 @@ fn cifar10_paper_10_free_steps_gpu_direct(b: Bencher) {
 }
 
 #[divan::bench(sample_count = 3)]
+fn cifar10_paper_10_free_steps_gpu_tile128(b: Bencher) {
+    let g = gpu_tile128();
+    gpu_steps(b, &g, ModelSpec::cifar10_reference());
+}
+
+#[divan::bench(sample_count = 3)]
 fn cifar10_paper_10_free_steps_gpu_winograd4(b: Bencher) {
     let g = gpu().with_conv_algo(ConvAlgo::Winograd4);
     gpu_steps(b, &g, ModelSpec::cifar10_reference());
@@ -161,6 +174,12 @@ fn cifar10_paper_10_free_steps_gpu_winograd4(b: Bencher) {
 #[divan::bench(sample_count = 3)]
 fn cifar10_paper_train_batch_t20_t5_gpu(b: Bencher) {
     let g = gpu();
+    batch(b, &g, ModelSpec::cifar10_reference());
+}
+
+#[divan::bench(sample_count = 3)]
+fn cifar10_paper_train_batch_t20_t5_gpu_tile128(b: Bencher) {
+    let g = gpu_tile128();
     batch(b, &g, ModelSpec::cifar10_reference());
 }
 

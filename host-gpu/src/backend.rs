@@ -11,6 +11,7 @@ use sim::{
 
 use crate::context::Ctx;
 use crate::ops::conv::{self, ConvAlgo};
+use crate::ops::gemm::GemmTile;
 use crate::ops::{elementwise as ew, gemm, layout, norm, optim, pool, reduce, rng, softmax, xbar};
 use crate::tensor::{GpuIndex, GpuTensor};
 
@@ -31,8 +32,15 @@ impl Gpu {
     /// Open GPU number `ordinal` (`--device gpu:N`; discrete GPUs are numbered first), or the
     /// first adapter when `None`. The error names what was tried and how to install a driver.
     pub fn new(ordinal: Option<usize>) -> Result<Gpu> {
+        Gpu::new_with_gemm_tile(ordinal, GemmTile::default())
+    }
+
+    /// [`Gpu::new`], every GEMM (linear layers, matmuls, the convolutions' implicit GEMMs and
+    /// Winograd products) in output blocks of `tile`: a property of the device's compiled
+    /// kernels, fixed when it is opened.
+    pub fn new_with_gemm_tile(ordinal: Option<usize>, tile: GemmTile) -> Result<Gpu> {
         Ok(Gpu {
-            ctx: Ctx::open(ordinal)?,
+            ctx: Ctx::open(ordinal, tile)?,
             conv: ConvAlgo::default(),
         })
     }

@@ -23,6 +23,8 @@ use rustc_hash::{FxHashMap, FxHasher};
 use sim::{Error, Result};
 use wgpu::util::DeviceExt;
 
+use crate::ops::gemm::GemmTile;
+
 /// Dispatches recorded before the pending encoder is submitted.
 const MAX_PENDING: usize = 256;
 /// Bytes of parameter words one dispatch may keep in the batch's shared parameter buffer (the
@@ -126,6 +128,8 @@ pub(crate) struct Ctx {
     pub(crate) queue: wgpu::Queue,
     pub(crate) info: wgpu::AdapterInfo,
     pub(crate) limits: wgpu::Limits,
+    /// The output block of every GEMM on this device.
+    pub(crate) gemm_tile: GemmTile,
     modules: Mutex<HashMap<String, Arc<wgpu::ShaderModule>>>,
     pipelines: Mutex<Pipelines>,
     pool: Mutex<(HashMap<u64, Vec<wgpu::Buffer>>, u64)>,
@@ -225,8 +229,8 @@ fn no_adapter_message(detail: &str) -> String {
 
 impl Ctx {
     /// Open adapter number `ordinal` (in wgpu's enumeration order, discrete GPUs first) or the
-    /// first one.
-    pub(crate) fn open(ordinal: Option<usize>) -> Result<Arc<Ctx>> {
+    /// first one, its GEMMs in blocks of `gemm_tile`.
+    pub(crate) fn open(ordinal: Option<usize>, gemm_tile: GemmTile) -> Result<Arc<Ctx>> {
         if std::env::var_os("XDG_RUNTIME_DIR").is_none() {
             // Mesa prints a warning per device otherwise; the value is not used for compute.
             // SAFETY: set before any thread of ours reads the environment (backend creation).
@@ -283,6 +287,7 @@ impl Ctx {
             queue,
             info,
             limits,
+            gemm_tile,
             modules: Mutex::new(HashMap::new()),
             pipelines: Mutex::new(FxHashMap::default()),
             pool: Mutex::new((HashMap::new(), 0)),
@@ -784,7 +789,7 @@ fn add_p() {
     /// slot; other buffers, or parameters too long for a slot, make a new one.
     #[test]
     fn bind_groups_are_reused_for_the_same_buffers_and_read_their_own_words() {
-        let ctx = Ctx::open(None).expect("a GPU adapter (lavapipe in CI)");
+        let ctx = Ctx::open(None, GemmTile::T64).expect("a GPU adapter (lavapipe in CI)");
         let a = ctx
             .alloc_init(bytemuck::cast_slice(&[1u32, 2, 3, 4]))
             .unwrap();
@@ -818,7 +823,7 @@ fn add_p() {
     /// the pool frees takes its bind groups with it, so the cache holds no freed memory.
     #[test]
     fn a_buffer_the_pool_frees_leaves_the_bind_group_cache() {
-        let ctx = Ctx::open(None).expect("a GPU adapter (lavapipe in CI)");
+        let ctx = Ctx::open(None, GemmTile::T64).expect("a GPU adapter (lavapipe in CI)");
         let a = ctx.alloc(16).unwrap();
         let b = ctx.alloc(16).unwrap();
         add_p(&ctx, &[1, 4], &a, &b);
@@ -844,7 +849,7 @@ fn add_p() {
     /// some fit a slot of the shared buffer and some get their own): each sees its own words.
     #[test]
     fn parameter_words_reach_their_dispatch_across_batches_and_sizes() {
-        let ctx = Ctx::open(None).expect("a GPU adapter (lavapipe in CI)");
+        let ctx = Ctx::open(None, GemmTile::T64).expect("a GPU adapter (lavapipe in CI)");
         let mut runs = Vec::new();
         for d in 0..600u32 {
             let n = 1 + (d * 7) % 100;

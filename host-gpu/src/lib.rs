@@ -17,4 +17,5 @@ mod tensor;
 
 pub use backend::Gpu;
 pub use ops::conv::{CONV_ALGO_VALUES, ConvAlgo, WINOGRAD_MIN_CHANNELS};
+pub use ops::gemm::GemmTile;
 pub use tensor::{GpuIndex, GpuTensor};

@@ -14,6 +14,9 @@ sim::conformance_suite!(gpu, gpu());
 // for ≥ 32 channels, which few of the suite's shapes have). Not F(4×4) (`ConvAlgo::Winograd4`, a
 // benchmarking option outside the parity bars): its rounding (about 10× the direct sum's) exceeds
 // this suite's tolerances, which are set for direct sums; its checks are in `tests/winograd.rs`.
+// Not the 128×128 GEMM tile (`GemmTile::T128`) either: it gives the 64×64 tile's bits (checked on
+// every GEMM flavor by `tests/gemm.rs`), and on lavapipe an instance with it took this binary
+// from 38 s to 304 s; the EP parity suite runs with it (`tests/ep_conformance.rs`).
 sim::conformance_suite!(gpu_direct, gpu().with_conv_algo(host_gpu::ConvAlgo::Direct));
 sim::conformance_suite!(
     gpu_winograd2,

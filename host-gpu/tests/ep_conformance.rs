@@ -27,6 +27,13 @@ ep::parity_suite!(
     sim::Cpu,
     gpu().with_conv_algo(host_gpu::ConvAlgo::Winograd2)
 );
+// And with the GEMMs in 128×128 output blocks (`GemmTile::T128`; the default is 64×64).
+ep::parity_suite!(
+    cpu_vs_gpu_tile128,
+    sim::Cpu,
+    host_gpu::Gpu::new_with_gemm_tile(None, host_gpu::GemmTile::T128)
+        .unwrap_or_else(|e| panic!("{e}"))
+);
 
 /// A settle loop binds the same buffers step after step (the pool hands the previous states'
 /// buffers back), so once warm it makes no new bind groups: every launch reuses one

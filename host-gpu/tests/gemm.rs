@@ -431,3 +431,104 @@ fn grids_beyond_the_per_dimension_limit_match_cpu() {
     let y_gpu = down(&g.linear(&up(&x), &up(&w), None).unwrap());
     assert_close("linear with 65,537 tiles", &y_gpu, &y_cpu);
 }
+
+/// The 128×128 GEMM tile (`GemmTile::T128`) against the default 64×64 one: the same bits where K
+/// is one slice for both (K < 512; every output sums its k in the same order), and the CPU's
+/// numbers where split-K cuts K differently (the conv weight adjoint). Ragged edges in M and N on
+/// both tiles, every transpose, batched and the convolutions' implicit GEMMs.
+#[test]
+fn the_128_tile_gives_the_64_tiles_bits() {
+    let g64 = gpu();
+    let g128 = host_gpu::Gpu::new_with_gemm_tile(None, host_gpu::GemmTile::T128)
+        .expect("a GPU adapter (lavapipe in CI)");
+    let bits = |g: &host_gpu::Gpu, t: &GpuTensor| {
+        g.download(t)
+            .unwrap()
+            .iter()
+            .map(|v| v.to_bits())
+            .collect::<Vec<_>>()
+    };
+    let same = |what: &str, a: &GpuTensor, b: &GpuTensor| {
+        let (a, b) = (bits(g64, a), bits(&g128, b));
+        assert_eq!(a.len(), b.len(), "{what}: sizes");
+        let differ = a.iter().zip(&b).filter(|(x, y)| x != y).count();
+        let first = a.iter().zip(&b).position(|(x, y)| x != y);
+        assert_eq!(
+            differ, 0,
+            "{what}: 64 vs 128 tile differ in {differ} values, first at {first:?}"
+        );
+    };
+    let on128 = |t: &Tensor| g128.upload(t).unwrap();
+    for (i, (lead, m, k, n)) in [
+        (&[][..], 130, 33, 129),
+        (&[2][..], 200, 300, 70),
+        (&[][..], 5, 17, 3),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
+            let s = 900 + 10 * i as u64 + 2 * (ta as u64) + 4 * (tb as u64);
+            let mut ash = lead.to_vec();
+            ash.extend(if ta { [k, m] } else { [m, k] });
+            let mut bsh = lead.to_vec();
+            bsh.extend(if tb { [n, k] } else { [k, n] });
+            let (a, b) = (rand(&ash, s), rand(&bsh, s + 1));
+            same(
+                &format!("matmul a {ash:?} b {bsh:?} ta {ta} tb {tb}"),
+                &g64.matmul(&up(&a), &up(&b), ta, tb).unwrap(),
+                &g128.matmul(&on128(&a), &on128(&b), ta, tb).unwrap(),
+            );
+        }
+    }
+    let (x, w, bias) = (
+        rand(&[150, 300], 950),
+        rand(&[140, 300], 951),
+        rand(&[140], 952),
+    );
+    same(
+        "linear with bias",
+        &g64.linear(&up(&x), &up(&w), Some(&up(&bias))).unwrap(),
+        &g128
+            .linear(&on128(&x), &on128(&w), Some(&on128(&bias)))
+            .unwrap(),
+    );
+    for (j, c) in [
+        case([3, 16, 20, 20], [40, 16, 3, 3], (1, 1), (1, 1), true),
+        case([2, 24, 17, 13], [36, 24, 3, 3], (2, 2), (0, 1), false),
+        case([2, 8, 12, 12], [70, 8, 5, 5], (1, 1), (2, 2), true),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let s = 960 + 10 * j as u64;
+        let (x, w) = (rand(&c.x, s), rand(&c.w, s + 1));
+        let b = c.bias.then(|| rand(&[c.w[0]], s + 2));
+        let y64 = g64
+            .conv2d(&up(&x), &up(&w), b.as_ref().map(up).as_ref(), c.p)
+            .unwrap();
+        let y128 = g128
+            .conv2d(&on128(&x), &on128(&w), b.as_ref().map(on128).as_ref(), c.p)
+            .unwrap();
+        same(&format!("conv2d case {j}"), &y64, &y128);
+        let gy = rand(y64.shape(), s + 3);
+        let hw = (c.x[2], c.x[3]);
+        same(
+            &format!("conv2d_input_grad case {j}"),
+            &g64.conv2d_input_grad(&up(&gy), &up(&w), hw, c.p).unwrap(),
+            &g128
+                .conv2d_input_grad(&on128(&gy), &on128(&w), hw, c.p)
+                .unwrap(),
+        );
+        let kw = (c.w[2], c.w[3]);
+        let gw_cpu = Cpu.conv2d_weight_grad(&x, &gy, kw, c.p).unwrap();
+        let gw128 = g128
+            .conv2d_weight_grad(&on128(&x), &on128(&gy), kw, c.p)
+            .unwrap();
+        assert_close(
+            &format!("conv2d_weight_grad case {j}, 128 tile"),
+            &g128.download(&gw128).unwrap(),
+            &gw_cpu,
+        );
+    }
+}

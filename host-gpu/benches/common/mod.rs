@@ -9,6 +9,12 @@ pub fn gpu() -> Gpu {
     Gpu::new(None).unwrap_or_else(|e| panic!("{e}"))
 }
 
+/// [`gpu`] with its GEMMs in 128×128 output blocks (`GemmTile::T128`).
+#[allow(dead_code)] // not every bench has tile rows
+pub fn gpu_tile128() -> Gpu {
+    Gpu::new_with_gemm_tile(None, host_gpu::GemmTile::T128).unwrap_or_else(|e| panic!("{e}"))
+}
+
 /// Whether the CPU rows run (`EPSIM_BENCH_CPU=0` skips them: the paper-config CPU rows take
 /// minutes on 2 cores).
 pub fn cpu_rows() -> bool {

@@ -1,14 +1,19 @@
 // The one GEMM template of the backend: C[z](m, n) = Σ_k A(z, m, k) · B(z, k, n) for a tile grid of
-// 64×64 output blocks, one per workgroup of 16×16 invocations, invocation (tx, ty) accumulating the
-// 4×4 register block of rows 4·ty … 4·ty + 3 and columns 4·tx … 4·tx + 3 (its stores of a row are
-// consecutive, and so are those of the 16 tx). K advances by BK = 16: every invocation loads
-// 4 elements of the A tile (64 × 16) and 4 of the B tile (16 × 64) from global memory into
-// registers (one vec4 slot of each tile: 4 rows or columns at one k), stores them in workgroup
-// memory, and prefetches the next K block into registers while it computes on the staged one. The
-// staged tiles are k-major arrays of vec4, so each step of the inner product is two 16-byte
-// shared-memory reads for 16 multiply-adds; tile rows are padded to 68 floats so that the 16-byte
-// stores of invocations loading along k fall on distinct banks. 2 · 16 · 68 · 4 = 8,704 bytes of
-// workgroup memory.
+// BM×BN output blocks, one per workgroup of 16×16 invocations. Two tiles (`GemmTile` in
+// `ops/gemm.rs`, which generates the TILE, ACC_* placeholders):
+//   64×64, BK = 16: invocation (tx, ty) accumulates the 4×4 register block of rows 4·ty … 4·ty + 3
+//     and columns 4·tx … 4·tx + 3;
+//   128×128, BK = 8: it accumulates four such blocks, at rows 4·ty + 64·i and columns 4·tx + 64·j
+//     (i, j ∈ {0, 1}): 64 multiply-adds per four 16-byte shared-memory reads instead of 16 per two.
+// Either way a row's stores are consecutive, and so are those of the 16 tx, and every output sums
+// its k in the same order, so both tiles give the same bits (split-K aside, which depends on the
+// tile count). K advances by BK: every invocation loads 4 elements of the A tile (BM × BK) and 4
+// of the B tile (BK × BN) from global memory into registers (one vec4 slot of each tile: 4 rows or
+// columns at one k), stores them in workgroup memory, and prefetches the next K block into
+// registers while it computes on the staged one. The staged tiles are k-major arrays of vec4, so
+// each step of the inner product reads whole vec4s; tile rows are padded by 4 floats so that the
+// 16-byte stores of invocations loading along k fall on distinct banks. Workgroup memory:
+// 2 · 16 · 68 · 4 = 8,704 bytes (64×64) or 2 · 8 · 132 · 4 = 8,448 bytes (128×128).
 //
 // `ops/gemm.rs` fills the placeholders (each name below in double braces, on a line of its own)
 // per op variant:
@@ -20,24 +25,22 @@
 //             fn a_at(row, k) -> f32 (called for m < M, k < K only; zero padding inside)
 //   B_LOADER  struct BCol; fn b_col(z, n) -> BCol; fn b_at(col, k) -> f32 (likewise)
 //   EPILOGUE  fn store(z, s, m, n, v) writing the finished sum (bias, layout, split slot)
+// and per tile:
+//   TILE      BM, BN, BK, QN (vec4 slots across a tile row: BM / 4), LDS4 (QN + 1, the padded
+//             row stride in vec4) and the two staged tiles AS, BS ([BK][LDS4] vec4: element
+//             (mm, kk) of the A tile is AS[kk · LDS4 + mm / 4][mm % 4], likewise BS)
+//   ACC_DECL  the accumulators, one vec4 per row of each 4×4 block
+//   ACC_FMA   one k of the inner product: the vec4 reads of AS and BS and the multiply-adds
+//   ACC_STORE the accumulators' stores through store_row
 //
-// Split-K: the K range is cut into `splits` slices of `k_per_split` (a multiple of BK); slice s of
-// batch z is grid z-index z·splits + s, and the epilogue writes it to its own partial-sum slot,
+// Split-K: the K range is cut into `splits` slices of `k_per_split` (a multiple of 16), slice s
+// of batch z is grid z-index z·splits + s, and the epilogue writes it to its own partial-sum slot,
 // reduced afterwards in slice order by `splitk.wgsl` (deterministic: no atomics anywhere).
 //
 // P: [0] M, [1] N, [2] K, [3] tiles along N, [4] tiles in all (M·N), [5] splits, [6] k_per_split,
 //    [7] z offset (for batches beyond the 65,535 grid limit); the variant's words from 8 on.
 
-const BM: u32 = 64u;
-const BN: u32 = 64u;
-const BK: u32 = 16u;
-// Row stride of the staged tiles in vec4 (64 floats + 4 of padding).
-const LDS4: u32 = 17u;
-
-// [BK][LDS4] vec4: element (mm, kk) of the A tile is AS[kk * LDS4 + mm / 4][mm % 4], element
-// (kk, nn) of the B tile is BS[kk * LDS4 + nn / 4][nn % 4].
-var<workgroup> AS: array<vec4<f32>, 272>;
-var<workgroup> BS: array<vec4<f32>, 272>;
+{{TILE}}
 
 {{BINDINGS}}
 
@@ -50,14 +53,14 @@ var<workgroup> BS: array<vec4<f32>, 272>;
 {{EPILOGUE}}
 
 // The part of the tiles that invocation t loads at every K step: 4 consecutive rows (or columns)
-// 4·q … 4·q + 3 at one k = kk of the tile, i.e. the vec4 slot kk·LDS4 + q. Returns (q, kk): with
-// `kfast`, the 16 consecutive invocations of a row of the workgroup take consecutive k (the
-// operand is contiguous along k), else consecutive q (contiguous along m or n).
+// 4·q … 4·q + 3 at one k = kk of the tile, i.e. the vec4 slot kk·LDS4 + q (QN · BK = 256 slots,
+// one per invocation). Returns (q, kk): with `kfast`, consecutive invocations take consecutive k
+// (the operand is contiguous along k), else consecutive q (contiguous along m or n).
 fn tile_part(t: u32, kfast: bool) -> vec2<u32> {
     if (kfast) {
         return vec2<u32>(t / BK, t % BK);
     }
-    return vec2<u32>(t % 16u, t / 16u);
+    return vec2<u32>(t % QN, t / QN);
 }
 
 fn store_row(z: u32, s: u32, m: u32, n0: u32, v: vec4<f32>) {
@@ -132,10 +135,7 @@ fn gemm(
         rb[r] = vb;
     }
 
-    var acc0 = vec4<f32>(0.0);
-    var acc1 = vec4<f32>(0.0);
-    var acc2 = vec4<f32>(0.0);
-    var acc3 = vec4<f32>(0.0);
+    {{ACC_DECL}}
     let ty = lid.y;
     let tx = lid.x;
     for (var k0 = kbeg; k0 < kend; k0 += BK) {
@@ -161,20 +161,10 @@ fn gemm(
             }
         }
         for (var kk = 0u; kk < BK; kk++) {
-            let a = AS[kk * LDS4 + ty];
-            let b = BS[kk * LDS4 + tx];
-            acc0 += a.x * b;
-            acc1 += a.y * b;
-            acc2 += a.z * b;
-            acc3 += a.w * b;
+            {{ACC_FMA}}
         }
         workgroupBarrier();
     }
 
-    let m = m0 + 4u * ty;
-    let n = n0 + 4u * tx;
-    store_row(z, s, m, n, acc0);
-    store_row(z, s, m + 1u, n, acc1);
-    store_row(z, s, m + 2u, n, acc2);
-    store_row(z, s, m + 3u, n, acc3);
+    {{ACC_STORE}}
 }

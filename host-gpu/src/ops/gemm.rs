@@ -19,10 +19,85 @@ shader!(SPLITK, "splitk.wgsl");
 
 /// The GEMM template; see the placeholders it documents.
 const TEMPLATE: &str = include_str!("../kernels/gemm.wgsl");
-/// Output block of one workgroup (rows, columns) and the K step, as in the template.
-const BM: usize = 64;
-const BN: usize = 64;
+/// The granularity of K slices (split-K slices and launches start at multiples of it): the
+/// largest K step of the [`GemmTile`]s.
 pub(crate) const BK: usize = 16;
+
+/// The output block one workgroup of the GEMM template computes, with 16×16 invocations either
+/// way (a property of the opened device: `Gpu::new_with_gemm_tile`). Both give the same bits
+/// wherever they split K alike (each output sums its k in the same order).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum GemmTile {
+    /// 64×64 outputs, K in steps of 16: a 4×4 register block per invocation. The default.
+    #[default]
+    T64,
+    /// 128×128 outputs, K in steps of 8: an 8×8 register block per invocation (four 4×4 blocks
+    /// 64 rows and columns apart), twice the multiply-adds per shared-memory read of `T64` and a
+    /// quarter of the workgroups; for the large GEMMs of the paper net's convolutions.
+    T128,
+}
+
+impl GemmTile {
+    /// 4×4 register blocks per invocation along each axis.
+    fn blocks(self) -> usize {
+        match self {
+            GemmTile::T64 => 1,
+            GemmTile::T128 => 2,
+        }
+    }
+
+    /// Output rows (and columns) of one workgroup.
+    pub(crate) fn size(self) -> usize {
+        64 * self.blocks()
+    }
+
+    /// The K step: the staged tiles hold 256 vec4 slots, one per invocation.
+    fn bk(self) -> usize {
+        256 * 4 / self.size()
+    }
+
+    /// The template's per-tile placeholders: (TILE, ACC_DECL, ACC_FMA, ACC_STORE), written out
+    /// for every register block (accumulator `acc_R_J` is row R of the invocation's rows, columns
+    /// block J).
+    fn wgsl(self) -> [(&'static str, String); 4] {
+        let (b, qn, bk) = (self.blocks(), self.size() / 4, self.bk());
+        let lds4 = qn + 1;
+        let tile = format!(
+            "const BM: u32 = {m}u;\nconst BN: u32 = {m}u;\nconst BK: u32 = {bk}u;\n\
+             const QN: u32 = {qn}u;\nconst LDS4: u32 = {lds4}u;\n\
+             var<workgroup> AS: array<vec4<f32>, {n}>;\nvar<workgroup> BS: array<vec4<f32>, {n}>;",
+            m = self.size(),
+            n = bk * lds4,
+        );
+        let (mut decl, mut fma, mut store) = (String::new(), String::new(), String::new());
+        for i in 0..b {
+            fma.push_str(&format!("let a{i} = AS[kk * LDS4 + ty + {}u];\n", 16 * i));
+        }
+        for j in 0..b {
+            fma.push_str(&format!("let b{j} = BS[kk * LDS4 + tx + {}u];\n", 16 * j));
+        }
+        for i in 0..b {
+            for (r, lane) in ["x", "y", "z", "w"].iter().enumerate() {
+                let row = 4 * i + r;
+                for j in 0..b {
+                    decl.push_str(&format!("var acc_{row}_{j} = vec4<f32>(0.0);\n"));
+                    fma.push_str(&format!("acc_{row}_{j} += a{i}.{lane} * b{j};\n"));
+                    store.push_str(&format!(
+                        "store_row(z, s, m0 + 4u * ty + {}u, n0 + 4u * tx + {}u, acc_{row}_{j});\n",
+                        64 * i + r,
+                        64 * j
+                    ));
+                }
+            }
+        }
+        [
+            ("TILE", tile),
+            ("ACC_DECL", decl),
+            ("ACC_FMA", fma),
+            ("ACC_STORE", store),
+        ]
+    }
+}
 /// Split-K aims at this many workgroups in all (a few waves of an H100's 132 SMs)...
 const SPLIT_TARGET_GROUPS: usize = 1024;
 /// ...but gives every slice at least this much of K...
@@ -44,14 +119,17 @@ pub(crate) struct Variant {
 }
 
 impl Variant {
-    /// The full source: prelude + template with the placeholders filled.
-    pub(crate) fn source(&self) -> String {
-        let body = TEMPLATE
+    /// The full source for `tile`: prelude + template with the placeholders filled.
+    pub(crate) fn source(&self, tile: GemmTile) -> String {
+        let mut body = TEMPLATE
             .replace("{{BINDINGS}}", &self.bindings)
             .replace("{{CONSTS}}", &self.consts)
             .replace("{{A_LOADER}}", &self.a_loader)
             .replace("{{B_LOADER}}", &self.b_loader)
             .replace("{{EPILOGUE}}", &self.epilogue);
+        for (key, code) in tile.wgsl() {
+            body = body.replace(&format!("{{{{{key}}}}}"), &code);
+        }
         debug_assert!(
             !body.contains("{{"),
             "unfilled placeholder in {}",
@@ -94,11 +172,13 @@ pub(crate) struct Dims {
     pub(crate) batch: usize,
 }
 
-/// (slices, K per slice) for a GEMM of `tiles` output blocks per batch entry: enough slices for
-/// about [`SPLIT_TARGET_GROUPS`] workgroups, each slice at least [`SPLIT_MIN_K`] long (a multiple
-/// of BK) and the partial sums within [`SPLIT_MAX_SCRATCH`]. A function of the shapes only.
-pub(crate) fn split_k(d: Dims) -> (usize, usize) {
-    let tiles = d.m.div_ceil(BM) * d.n.div_ceil(BN) * d.batch;
+/// (slices, K per slice) for a GEMM in output blocks of `tile`: enough slices for about
+/// [`SPLIT_TARGET_GROUPS`] workgroups, each slice at least [`SPLIT_MIN_K`] long (a multiple of
+/// BK) and the partial sums within [`SPLIT_MAX_SCRATCH`]. A function of the shapes and the tile
+/// only.
+pub(crate) fn split_k(d: Dims, tile: GemmTile) -> (usize, usize) {
+    let t = tile.size();
+    let tiles = d.m.div_ceil(t) * d.n.div_ceil(t) * d.batch;
     if d.k == 0 || tiles == 0 {
         return (1, BK);
     }
@@ -110,8 +190,8 @@ pub(crate) fn split_k(d: Dims) -> (usize, usize) {
     (d.k.div_ceil(kps), kps)
 }
 
-/// Record the template's `gemm` entry of `v` over `d` with `splits` slices of `kps`, the variant's
-/// parameter words `extra` and operand bindings `binds`.
+/// Record the template's `gemm` entry of `v` (in the device's [`GemmTile`]) over `d` with
+/// `splits` slices of `kps`, the variant's parameter words `extra` and operand bindings `binds`.
 pub(crate) fn launch_gemm(
     ctx: &Ctx,
     op: &'static str,
@@ -121,8 +201,9 @@ pub(crate) fn launch_gemm(
     extra: &[u32],
     binds: &[Bind<'_>],
 ) -> Result<()> {
-    let tiles_n = d.n.div_ceil(BN);
-    let tiles = d.m.div_ceil(BM) * tiles_n;
+    let tile = ctx.gemm_tile;
+    let tiles_n = d.n.div_ceil(tile.size());
+    let tiles = d.m.div_ceil(tile.size()) * tiles_n;
     if tiles == 0 || d.batch == 0 {
         return Ok(());
     }
@@ -143,9 +224,9 @@ pub(crate) fn launch_gemm(
             u(op, z0)?,
         ];
         p.extend_from_slice(extra);
-        let src = || v.source();
+        let src = || v.source(tile);
         ctx.dispatch(
-            &v.name,
+            &format!("{}/tile{}", v.name, tile.size()),
             &src,
             "gemm",
             &p,
@@ -214,7 +295,7 @@ pub(crate) fn dense(
     shape: &[usize],
 ) -> Result<GpuTensor> {
     let out = empty(ctx, shape)?;
-    let (splits, kps) = split_k(d);
+    let (splits, kps) = split_k(d, ctx.gemm_tile);
     let strides = [u(op, d.m * d.k)?, u(op, d.k * d.n)?];
     if splits == 1 {
         let v = dense_variant(ta, tb, bias.is_some());
@@ -446,7 +527,17 @@ mod tests {
 
     #[test]
     fn dense_variants_fill_every_placeholder() {
-        for key in ["BINDINGS", "CONSTS", "A_LOADER", "B_LOADER", "EPILOGUE"] {
+        for key in [
+            "BINDINGS",
+            "CONSTS",
+            "A_LOADER",
+            "B_LOADER",
+            "EPILOGUE",
+            "TILE",
+            "ACC_DECL",
+            "ACC_FMA",
+            "ACC_STORE",
+        ] {
             assert_eq!(
                 TEMPLATE.matches(&format!("{{{{{key}}}}}")).count(),
                 1,
@@ -459,7 +550,9 @@ mod tests {
             (true, false, false),
         ] {
             let v = dense_variant(ta, tb, b);
-            assert!(!v.source().contains("{{"), "{}", v.name);
+            for tile in [GemmTile::T64, GemmTile::T128] {
+                assert!(!v.source(tile).contains("{{"), "{} {tile:?}", v.name);
+            }
         }
     }
 
@@ -471,16 +564,20 @@ mod tests {
             k: 128 * 1024,
             batch: 1,
         };
-        let (s, kps) = split_k(d);
-        assert!(s > 1 && kps % BK == 0 && kps >= SPLIT_MIN_K && s * kps >= d.k);
-        assert!((s - 1) * kps < d.k);
+        for tile in [GemmTile::T64, GemmTile::T128] {
+            let (s, kps) = split_k(d, tile);
+            assert!(s > 1 && kps % BK == 0 && kps >= SPLIT_MIN_K && s * kps >= d.k);
+            assert!((s - 1) * kps < d.k);
+        }
+        // Fewer, larger tiles: more slices for the same target.
+        assert!(split_k(d, GemmTile::T128).0 >= split_k(d, GemmTile::T64).0);
         let d = Dims {
             m: 512,
             n: 4608,
             k: 64,
             batch: 1,
         };
-        assert_eq!(split_k(d).0, 1);
-        assert_eq!(split_k(Dims { k: 0, ..d }), (1, BK));
+        assert_eq!(split_k(d, GemmTile::T64).0, 1);
+        assert_eq!(split_k(Dims { k: 0, ..d }, GemmTile::T128), (1, BK));
     }
 }
