@@ -18,9 +18,9 @@
 //! source as constants, so the index arithmetic divides by constants only; channel counts and the
 //! batch stay runtime parameters. Each distinct geometry is one shader module (a CNN has a few).
 //!
-//! Known costs of the fixed 64×64 tile: a GEMM dimension far below 64 leaves most of each tile
-//! idle (the input adjoint of a 3-channel first layer has M = 3: ~20× the useful work; in EP the
-//! image needs no gradient), and the input adjoint of a layer whose output is smaller than its
+//! Known costs of the GEMM tile (64×64 by default, 128×128 with `GemmTile::T128`): a GEMM
+//! dimension far below it leaves most of each tile idle (the input adjoint of a 3-channel first
+//! layer has M = 3: ~20× the useful work at 64, ~40× at 128; in EP the image needs no gradient), and the input adjoint of a layer whose output is smaller than its
 //! input (3x3, padding 0, 4x4 → 2x2) multiplies zero-padded taps (~4× there).
 //!
 //! Checks and errors are those of the CPU backend (`sim/src/cpu/conv.rs`), made before the

@@ -98,6 +98,7 @@ impl GemmTile {
         ]
     }
 }
+
 /// Split-K aims at this many workgroups in all (a few waves of an H100's 132 SMs)...
 const SPLIT_TARGET_GROUPS: usize = 1024;
 /// ...but gives every slice at least this much of K...
