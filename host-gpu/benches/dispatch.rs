@@ -4,8 +4,14 @@
 //! (parameter buffer, bind group, compute pass, encoding, submission) plus the driver's launch.
 //! A paper-config EP step is about 60 dispatches; on a GPU where the step's arithmetic takes about
 //! 1 ms, a per-dispatch cost of 10 µs would be more than half of it.
+//!
+//! `paper_free_step_batch1`: one free step of the paper's CIFAR-10 EP-CNN at batch 1 (after ten
+//! untimed ones), then a sync: the step's launches with little arithmetic, so on a GPU it times
+//! what the host and the driver cost per step, and under callgrind (`--separate-threads=yes`,
+//! `--sample-count N --sample-size 1` for two N) the main thread's instructions per step.
 
 use divan::Bencher;
+use ep::{EpNet, ModelSpec};
 use sim::{Backend, Cpu, Stream};
 
 fn main() {
@@ -57,4 +63,24 @@ fn add_1000_small_record_only(b: Bencher) {
     let (g, x) = setup();
     b.bench_local(|| adds(&g, &x));
     g.sync().unwrap();
+}
+
+#[divan::bench(sample_count = 20)]
+fn paper_free_step_batch1(b: Bencher) {
+    let g = gpu();
+    let spec = ModelSpec::cifar10_reference();
+    let host = EpNet::init(&Cpu, spec.clone(), &Stream::new(0, "init"), None).unwrap();
+    let (ws, bs) = host.to_host(&Cpu).unwrap();
+    let net = EpNet::from_host(&g, spec.clone(), &ws, &bs).unwrap();
+    let [c, h, w] = spec.input;
+    let x = g
+        .upload(&Cpu.rand(&[1, c, h, w], &Stream::new(1, "x"), 0).unwrap())
+        .unwrap();
+    let input = net.read_input(&g, &x).unwrap();
+    let mut s = net.free_phase(&g, &x, 10).unwrap();
+    g.sync().unwrap();
+    b.bench_local(|| {
+        s = net.step_with(&g, &x, &s, None, Some(&input)).unwrap();
+        g.sync().unwrap();
+    });
 }
