@@ -11,9 +11,9 @@ use sim::{
 
 use crate::context::Ctx;
 use crate::ops::conv::{self, ConvAlgo};
-use crate::ops::gemm::GemmTile;
 use crate::ops::{elementwise as ew, gemm, layout, norm, optim, pool, reduce, rng, softmax, xbar};
 use crate::tensor::{GpuIndex, GpuTensor};
+use crate::tile::GemmTile;
 
 /// The GPU backend: one wgpu device. Cheap to clone (shares the device).
 #[derive(Clone)]

@@ -23,7 +23,7 @@ use rustc_hash::{FxHashMap, FxHasher};
 use sim::{Error, Result};
 use wgpu::util::DeviceExt;
 
-use crate::ops::gemm::GemmTile;
+use crate::tile::GemmTile;
 
 /// Dispatches recorded before the pending encoder is submitted.
 const MAX_PENDING: usize = 256;

@@ -14,6 +14,7 @@ use sim::{Error, Result};
 use super::{empty, launch, shader, u};
 use crate::context::{Bind, Ctx, groups_1d};
 use crate::tensor::GpuTensor;
+pub(crate) use crate::tile::GemmTile;
 
 shader!(SPLITK, "splitk.wgsl");
 
@@ -23,80 +24,46 @@ const TEMPLATE: &str = include_str!("../kernels/gemm.wgsl");
 /// largest K step of the [`GemmTile`]s.
 pub(crate) const BK: usize = 16;
 
-/// The output block one workgroup of the GEMM template computes, with 16×16 invocations either
-/// way (a property of the opened device: `Gpu::new_with_gemm_tile`). Both give the same bits
-/// wherever they split K alike (each output sums its k in the same order).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum GemmTile {
-    /// 64×64 outputs, K in steps of 16: a 4×4 register block per invocation. The default.
-    #[default]
-    T64,
-    /// 128×128 outputs, K in steps of 8: an 8×8 register block per invocation (four 4×4 blocks
-    /// 64 rows and columns apart), twice the multiply-adds per shared-memory read of `T64` and a
-    /// quarter of the workgroups; for the large GEMMs of the paper net's convolutions.
-    T128,
-}
-
-impl GemmTile {
-    /// 4×4 register blocks per invocation along each axis.
-    fn blocks(self) -> usize {
-        match self {
-            GemmTile::T64 => 1,
-            GemmTile::T128 => 2,
-        }
+/// The template's placeholders for `tile`: (TILE, ACC_DECL, ACC_FMA, ACC_STORE), written out
+/// for every register block (accumulator `acc_R_J` is row R of the invocation's rows, columns
+/// block J).
+fn tile_code(tile: GemmTile) -> [(&'static str, String); 4] {
+    let (b, qn, bk) = (tile.blocks(), tile.size() / 4, tile.bk());
+    let lds4 = qn + 1;
+    let consts = format!(
+        "const BM: u32 = {m}u;\nconst BN: u32 = {m}u;\nconst BK: u32 = {bk}u;\n\
+         const QN: u32 = {qn}u;\nconst LDS4: u32 = {lds4}u;\n\
+         var<workgroup> AS: array<vec4<f32>, {n}>;\nvar<workgroup> BS: array<vec4<f32>, {n}>;",
+        m = tile.size(),
+        n = bk * lds4,
+    );
+    let (mut decl, mut fma, mut store) = (String::new(), String::new(), String::new());
+    for i in 0..b {
+        fma.push_str(&format!("let a{i} = AS[kk * LDS4 + ty + {}u];\n", 16 * i));
     }
-
-    /// Output rows (and columns) of one workgroup.
-    pub(crate) fn size(self) -> usize {
-        64 * self.blocks()
+    for j in 0..b {
+        fma.push_str(&format!("let b{j} = BS[kk * LDS4 + tx + {}u];\n", 16 * j));
     }
-
-    /// The K step: the staged tiles hold 256 vec4 slots, one per invocation.
-    fn bk(self) -> usize {
-        256 * 4 / self.size()
-    }
-
-    /// The template's per-tile placeholders: (TILE, ACC_DECL, ACC_FMA, ACC_STORE), written out
-    /// for every register block (accumulator `acc_R_J` is row R of the invocation's rows, columns
-    /// block J).
-    fn wgsl(self) -> [(&'static str, String); 4] {
-        let (b, qn, bk) = (self.blocks(), self.size() / 4, self.bk());
-        let lds4 = qn + 1;
-        let tile = format!(
-            "const BM: u32 = {m}u;\nconst BN: u32 = {m}u;\nconst BK: u32 = {bk}u;\n\
-             const QN: u32 = {qn}u;\nconst LDS4: u32 = {lds4}u;\n\
-             var<workgroup> AS: array<vec4<f32>, {n}>;\nvar<workgroup> BS: array<vec4<f32>, {n}>;",
-            m = self.size(),
-            n = bk * lds4,
-        );
-        let (mut decl, mut fma, mut store) = (String::new(), String::new(), String::new());
-        for i in 0..b {
-            fma.push_str(&format!("let a{i} = AS[kk * LDS4 + ty + {}u];\n", 16 * i));
-        }
-        for j in 0..b {
-            fma.push_str(&format!("let b{j} = BS[kk * LDS4 + tx + {}u];\n", 16 * j));
-        }
-        for i in 0..b {
-            for (r, lane) in ["x", "y", "z", "w"].iter().enumerate() {
-                let row = 4 * i + r;
-                for j in 0..b {
-                    decl.push_str(&format!("var acc_{row}_{j} = vec4<f32>(0.0);\n"));
-                    fma.push_str(&format!("acc_{row}_{j} += a{i}.{lane} * b{j};\n"));
-                    store.push_str(&format!(
-                        "store_row(z, s, m0 + 4u * ty + {}u, n0 + 4u * tx + {}u, acc_{row}_{j});\n",
-                        64 * i + r,
-                        64 * j
-                    ));
-                }
+    for i in 0..b {
+        for (r, lane) in ["x", "y", "z", "w"].iter().enumerate() {
+            let row = 4 * i + r;
+            for j in 0..b {
+                decl.push_str(&format!("var acc_{row}_{j} = vec4<f32>(0.0);\n"));
+                fma.push_str(&format!("acc_{row}_{j} += a{i}.{lane} * b{j};\n"));
+                store.push_str(&format!(
+                    "store_row(z, s, m0 + 4u * ty + {}u, n0 + 4u * tx + {}u, acc_{row}_{j});\n",
+                    64 * i + r,
+                    64 * j
+                ));
             }
         }
-        [
-            ("TILE", tile),
-            ("ACC_DECL", decl),
-            ("ACC_FMA", fma),
-            ("ACC_STORE", store),
-        ]
     }
+    [
+        ("TILE", consts),
+        ("ACC_DECL", decl),
+        ("ACC_FMA", fma),
+        ("ACC_STORE", store),
+    ]
 }
 
 /// Split-K aims at this many workgroups in all (a few waves of an H100's 132 SMs)...
@@ -128,7 +95,7 @@ impl Variant {
             .replace("{{A_LOADER}}", &self.a_loader)
             .replace("{{B_LOADER}}", &self.b_loader)
             .replace("{{EPILOGUE}}", &self.epilogue);
-        for (key, code) in tile.wgsl() {
+        for (key, code) in tile_code(tile) {
             body = body.replace(&format!("{{{{{key}}}}}"), &code);
         }
         debug_assert!(
