@@ -4,11 +4,11 @@
 //! (free phase, two nudged phases, update) of a short schedule (T1 = 20, T2 = 5).
 //! Inference step time = iteration / 10. The `_gpu` rows use the default convolution algorithm
 //! (`ConvAlgo::Auto`: Winograd F(2×2, 3×3) on the 3x3 layers with ≥ 32 channels in and out), the
-//! `_gpu_tile128` rows the same in 128×128 GEMM output blocks (`GemmTile::T128`, the default is
-//! 64×64), the `_gpu_direct` rows the direct implicit GEMM everywhere, `_gpu_winograd4` Winograd F(4×4, 3×3)
-//! wherever it applies (the Fashion-MNIST nets' 5x5 layers are direct in every row). `EPSIM_BENCH_CPU=0` skips the CPU rows (the
-//! paper-config CPU row takes minutes on 2 cores). On lavapipe (Mesa's software Vulkan) the GPU
-//! rows only prove the code runs.
+//! `_gpu_tile128` rows the same in 128×128 GEMM output blocks (`GemmTile::T128`; the default is
+//! 64×64), the `_gpu_direct` rows the direct implicit GEMM everywhere, `_gpu_winograd4` Winograd
+//! F(4×4, 3×3) wherever it applies (the Fashion-MNIST nets' 5x5 layers are direct in every row).
+//! `EPSIM_BENCH_CPU=0` skips the CPU rows (the paper-config CPU row takes minutes on 2 cores). On
+//! lavapipe (Mesa's software Vulkan) the GPU rows only prove the code runs.
 
 use divan::Bencher;
 use ep::optim::{OptimKind, Optimizer};

@@ -61,8 +61,8 @@ impl Gpu {
     }
 
     /// Bind groups made on this device so far: a launch makes one only when no earlier launch
-    /// bound the same pipeline to the same buffers (the difference over a piece of work counts
-    /// its cache misses).
+    /// bound the same pipeline to the same buffers, or when its parameter words overflow their
+    /// slot (the difference over a piece of work counts its cache misses).
     pub fn bind_groups_made(&self) -> u64 {
         self.ctx.bind_groups_made()
     }
