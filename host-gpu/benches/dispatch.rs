@@ -2,8 +2,8 @@
 //! iteration records 1000 element-wise adds on a tensor of 256 floats (one workgroup each, nothing
 //! to compute) and then syncs, so iteration / 1000 bounds what one dispatch costs the host
 //! (parameter buffer, bind group, compute pass, encoding, submission) plus the driver's launch.
-//! A paper-config EP step is about 60 dispatches; on a GPU where the step's arithmetic takes about
-//! 1 ms, a per-dispatch cost of 10 µs would be more than half of it.
+//! A paper-config EP free step is 23 launches under `ConvAlgo::Auto` at batch 128 (BENCHMARKS.md);
+//! on a GPU where its arithmetic takes about 0.5 ms, 10 µs per launch would be half of it.
 //!
 //! `paper_free_step_batch1`: one free step of the paper's CIFAR-10 EP-CNN at batch 1 (after ten
 //! untimed ones), then a sync: the step's launches with little arithmetic, so on a GPU it times
@@ -11,16 +11,14 @@
 //! `--sample-count N --sample-size 1` for two N) the main thread's instructions per step.
 
 use divan::Bencher;
-use ep::{EpNet, ModelSpec};
+use ep::ModelSpec;
 use sim::{Backend, Cpu, Stream};
+
+mod common;
+use common::gpu;
 
 fn main() {
     divan::main();
-}
-
-/// The first GPU adapter, or a panic naming why there is none.
-fn gpu() -> host_gpu::Gpu {
-    host_gpu::Gpu::new(None).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// Launches per timed iteration.
@@ -68,16 +66,8 @@ fn add_1000_small_record_only(b: Bencher) {
 #[divan::bench(sample_count = 20)]
 fn paper_free_step_batch1(b: Bencher) {
     let g = gpu();
-    let spec = ModelSpec::cifar10_reference();
-    let host = EpNet::init(&Cpu, spec.clone(), &Stream::new(0, "init"), None).unwrap();
-    let (ws, bs) = host.to_host(&Cpu).unwrap();
-    let net = EpNet::from_host(&g, spec.clone(), &ws, &bs).unwrap();
-    let [c, h, w] = spec.input;
-    let x = g
-        .upload(&Cpu.rand(&[1, c, h, w], &Stream::new(1, "x"), 0).unwrap())
-        .unwrap();
+    let (net, x, mut s) = common::setup(&g, &ModelSpec::cifar10_reference(), 1, 10);
     let input = net.read_input(&g, &x).unwrap();
-    let mut s = net.free_phase(&g, &x, 10).unwrap();
     g.sync().unwrap();
     b.bench_local(|| {
         s = net.step_with(&g, &x, &s, None, Some(&input)).unwrap();

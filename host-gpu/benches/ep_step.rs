@@ -11,14 +11,14 @@
 //! lavapipe (Mesa's software Vulkan) the GPU rows only prove the code runs.
 
 use divan::Bencher;
+use ep::ModelSpec;
 use ep::optim::{OptimKind, Optimizer};
 use ep::train::{EpConfig, train_batch};
-use ep::{EpNet, ModelSpec, State};
 use host_gpu::ConvAlgo;
 use sim::{Backend, Cpu, Stream};
 
 mod common;
-use common::{cpu_rows, fmnist_spec, gpu, gpu_tile128};
+use common::{cpu_rows, fmnist_spec, gpu, gpu_tile128, setup};
 
 fn main() {
     divan::main();
@@ -27,19 +27,6 @@ fn main() {
 /// Steps per timed iteration.
 const STEPS: usize = 10;
 
-/// Net, input and a state after a few steps (realistic pooling switches), on backend `be`, from
-/// host weights and inputs drawn once (so both backends start from the same numbers).
-fn setup<B: Backend>(be: &B, spec: &ModelSpec, n: usize) -> (EpNet<B>, B::Tensor, State<B>) {
-    let host = EpNet::init(&Cpu, spec.clone(), &Stream::new(0, "init"), None).unwrap();
-    let (ws, bs) = host.to_host(&Cpu).unwrap();
-    let net = EpNet::from_host(be, spec.clone(), &ws, &bs).unwrap();
-    let [c, h, w] = spec.input;
-    let x = Cpu.rand(&[n, c, h, w], &Stream::new(1, "x"), 0).unwrap();
-    let x = be.upload(&x).unwrap();
-    let st = net.free_phase(be, &x, 5).unwrap();
-    (net, x, st)
-}
-
 /// A GPU's counters: (kernel launches, bind groups made) so far.
 type Counters<'a> = &'a dyn Fn() -> (u64, u64);
 
@@ -47,7 +34,7 @@ type Counters<'a> = &'a dyn Fn() -> (u64, u64);
 /// one step records and how many bind groups [`STEPS`] chained steps make after [`STEPS`] others
 /// (the first steps of a chain still meet buffer combinations for the first time).
 fn steps<B: Backend>(b: Bencher, be: &B, spec: ModelSpec, counters: Option<Counters<'_>>) {
-    let (net, x, st) = setup(be, &spec, 128);
+    let (net, x, st) = setup(be, &spec, 128, 5);
     let input = net.read_input(be, &x).unwrap();
     if let Some(count) = counters {
         let mut s = st.clone();
@@ -85,7 +72,7 @@ fn gpu_steps(b: Bencher, g: &host_gpu::Gpu, spec: ModelSpec) {
 fn batch<B: Backend>(b: Bencher, be: &B, mut spec: ModelSpec) {
     spec.t1 = 20;
     spec.t2 = 5;
-    let (mut net, x, _) = setup(be, &spec, 128);
+    let (mut net, x, _) = setup(be, &spec, 128, 5);
     let n = net.weights.len();
     let mut opt = Optimizer::new(
         OptimKind::Sgd { momentum: 0.9 },

@@ -441,13 +441,8 @@ fn the_128_tile_gives_the_64_tiles_bits() {
     let g64 = gpu();
     let g128 = host_gpu::Gpu::new_with_gemm_tile(None, host_gpu::GemmTile::T128)
         .expect("a GPU adapter (lavapipe in CI)");
-    let bits = |g: &host_gpu::Gpu, t: &GpuTensor| {
-        g.download(t)
-            .unwrap()
-            .iter()
-            .map(|v| v.to_bits())
-            .collect::<Vec<_>>()
-    };
+    let bits =
+        |g: &host_gpu::Gpu, t: &GpuTensor| sim::conformance::refs::bits(&g.download(t).unwrap());
     let same = |what: &str, a: &GpuTensor, b: &GpuTensor| {
         let (a, b) = (bits(g64, a), bits(&g128, b));
         assert_eq!(a.len(), b.len(), "{what}: sizes");

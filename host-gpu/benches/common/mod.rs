@@ -1,8 +1,11 @@
-//! What the CPU-vs-GPU benches share: the GPU backend, the switch for the slow CPU rows, and the
-//! Fashion-MNIST EP-CNN.
+//! What the CPU-vs-GPU benches share: the GPU backend, the switch for the slow CPU rows, the
+//! Fashion-MNIST EP-CNN and a net settled a few steps on a backend.
+// Each bench includes this module and uses part of it.
+#![allow(dead_code)]
 
-use ep::ModelSpec;
+use ep::{EpNet, ModelSpec, State};
 use host_gpu::Gpu;
+use sim::{Backend, Cpu, Stream};
 
 /// The first GPU adapter, or a panic naming why there is none.
 pub fn gpu() -> Gpu {
@@ -10,7 +13,6 @@ pub fn gpu() -> Gpu {
 }
 
 /// [`gpu`] with its GEMMs in 128×128 output blocks (`GemmTile::T128`).
-#[allow(dead_code)] // not every bench has tile rows
 pub fn gpu_tile128() -> Gpu {
     Gpu::new_with_gemm_tile(None, host_gpu::GemmTile::T128).unwrap_or_else(|e| panic!("{e}"))
 }
@@ -29,4 +31,22 @@ pub fn fmnist_spec(t1: usize, t2: usize) -> ModelSpec {
         t2,
         ..ModelSpec::fmnist_reference()
     }
+}
+
+/// Net, input and a state after `warm` free steps (realistic pooling switches), on backend `be`,
+/// from host weights and `n` inputs drawn once (so both backends start from the same numbers).
+pub fn setup<B: Backend>(
+    be: &B,
+    spec: &ModelSpec,
+    n: usize,
+    warm: usize,
+) -> (EpNet<B>, B::Tensor, State<B>) {
+    let host = EpNet::init(&Cpu, spec.clone(), &Stream::new(0, "init"), None).unwrap();
+    let (ws, bs) = host.to_host(&Cpu).unwrap();
+    let net = EpNet::from_host(be, spec.clone(), &ws, &bs).unwrap();
+    let [c, h, w] = spec.input;
+    let x = Cpu.rand(&[n, c, h, w], &Stream::new(1, "x"), 0).unwrap();
+    let x = be.upload(&x).unwrap();
+    let st = net.free_phase(be, &x, warm).unwrap();
+    (net, x, st)
 }

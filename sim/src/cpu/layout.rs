@@ -102,8 +102,8 @@ pub fn slice(x: &Tensor, axis: usize, start: usize, len: usize) -> Result<Tensor
 
 /// Transposes each `[rows, cols]` block of `src` into the `[cols, rows]` block of `dst` at the
 /// same place, blocks in parallel: NCHW ↔ NHWC per sample and OIHW ↔ OHWI per output channel
-/// (`conv.rs`), `[N, C, P]` → `[N·P, C]` (`xbar/layout.rs`). The inner loop walks `src` in order and `dst` with a
-/// stride, without index arithmetic per element.
+/// (`conv.rs`), `[N, C, P]` → `[N·P, C]` (`xbar/layout.rs`). The inner loop walks `src` in order
+/// and `dst` with a stride, without index arithmetic per element.
 pub(crate) fn transpose_blocks(src: &[f32], rows: usize, cols: usize, dst: &mut [f32]) {
     if rows * cols == 0 {
         return;
