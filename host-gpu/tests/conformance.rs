@@ -16,7 +16,8 @@ sim::conformance_suite!(gpu, gpu());
 // this suite's tolerances, which are set for direct sums; its checks are in `tests/winograd.rs`.
 // Not the 128×128 GEMM tile (`GemmTile::T128`) either: it gives the 64×64 tile's bits (checked on
 // every GEMM flavor by `tests/gemm.rs`), and on lavapipe an instance with it took this binary
-// from 38 s to 304 s; the EP parity suite runs with it (`tests/ep_conformance.rs`).
+// from 38 s to 304 s (`cargo test --release -p host-gpu --test conformance`, 2 cores, 2026-12-08);
+// the EP parity suite runs with it (`tests/ep_conformance.rs`).
 sim::conformance_suite!(gpu_direct, gpu().with_conv_algo(host_gpu::ConvAlgo::Direct));
 sim::conformance_suite!(
     gpu_winograd2,
